@@ -1,0 +1,23 @@
+//! Keyward's domain: the credential format, scopes, typed ids, validated names and times.
+//!
+//! Everything here is pure computation: no I/O, no async, no clock reads except through
+//! [`Timestamp::now`]. The server and the stores build on these types, so a value that has
+//! passed one of the `parse` functions here is known good everywhere past the edge of the
+//! system.
+
+pub mod credential;
+pub mod id;
+pub mod names;
+pub mod password;
+pub mod role;
+pub mod scope;
+pub mod timestamp;
+
+pub use credential::{
+    Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, PlaintextKey,
+};
+pub use id::{CredentialId, IdError, InstanceId, OrganizationId, ProjectId, UserId};
+pub use names::{Email, InstanceStatus, InvalidValue, Name, Region};
+pub use role::Role;
+pub use scope::{Scope, ScopeSet};
+pub use timestamp::Timestamp;

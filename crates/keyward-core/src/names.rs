@@ -1,0 +1,221 @@
+//! Validated names and small value types: what crosses the edge of the system as text and is
+//! known good once parsed.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a name, email or region was refused. The message is shown to the client as is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub &'static str);
+
+/// Longest name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// A human-chosen name (of a key, token, project, instance or organization): 1–100
+/// characters after trimming, no control characters.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidValue("must not be empty"));
+        }
+        if trimmed.chars().count() > MAX_NAME_CHARS {
+            return Err(InvalidValue("must be at most 100 characters"));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(InvalidValue("must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// A name read back from storage, where it was validated on the way in.
+    pub fn from_trusted(stored: String) -> Self {
+        Self(stored)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// An email address, trimmed and lowercased so that one person has one account.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let email = raw.trim().to_lowercase();
+        const SHAPE: &str = "must be an email address such as name@example.com";
+        if email.len() > 254 {
+            return Err(InvalidValue("must be at most 254 characters"));
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err(InvalidValue(SHAPE));
+        };
+        let well_formed = !local.is_empty()
+            && local.len() <= 64
+            && !domain.is_empty()
+            && !domain.contains('@')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if well_formed {
+            Ok(Self(email))
+        } else {
+            Err(InvalidValue(SHAPE))
+        }
+    }
+
+    pub fn from_trusted(stored: String) -> Self {
+        Self(stored)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Where an instance runs: 1–32 lowercase letters, digits and inner hyphens, starting with a
+/// letter (`eu-west-1`).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Region(String);
+
+impl Region {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let bytes = raw.as_bytes();
+        let valid = (1..=32).contains(&bytes.len())
+            && bytes[0].is_ascii_lowercase()
+            && bytes[bytes.len() - 1] != b'-'
+            && bytes
+                .iter()
+                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidValue(
+                "must be 1 to 32 lowercase letters, digits or hyphens, starting with a letter",
+            ))
+        }
+    }
+
+    pub fn from_trusted(stored: String) -> Self {
+        Self(stored)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// The state of an instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatus {
+    Provisioning,
+    #[default]
+    Running,
+    Stopped,
+}
+
+impl InstanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "provisioning",
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    pub fn from_storage(s: &str) -> Option<Self> {
+        match s {
+            "provisioning" => Some(Self::Provisioning),
+            "running" => Some(Self::Running),
+            "stopped" => Some(Self::Stopped),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(
+            Name::parse("  CI/CD Pipeline ").unwrap().as_str(),
+            "CI/CD Pipeline"
+        );
+        assert!(Name::parse("   ").is_err());
+        assert!(Name::parse("").is_err());
+        assert!(Name::parse(&"é".repeat(100)).is_ok());
+        assert!(Name::parse(&"é".repeat(101)).is_err());
+        assert!(Name::parse("tab\tinside").is_err());
+        assert!(Name::parse("new\nline").is_err());
+    }
+
+    #[test]
+    fn emails_are_normalized() {
+        assert_eq!(
+            Email::parse(" Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@@x",
+            "a da@x.com",
+            "ada@.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn regions_are_slugs() {
+        assert!(Region::parse("eu-west-1").is_ok());
+        for bad in ["", "EU", "1eu", "eu-", "eu_west", &"a".repeat(33)] {
+            assert!(Region::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Passwords of dashboard users: Argon2id (the argon2 crate's defaults, m=19 MiB, t=2, p=1,
+//! as OWASP recommends), stored only as PHC strings.
+
+use std::fmt;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+pub const MIN_PASSWORD_CHARS: usize = 10;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// A password in plain text: redacted `Debug`, no `Display`, no `Serialize`.
+#[derive(Clone)]
+pub struct Password(String);
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("a password must be at least 10 characters long")]
+    TooShort,
+    #[error("a password must be at most 1024 characters long")]
+    TooLong,
+    #[error("the password could not be hashed")]
+    Hashing,
+    #[error("the operating system's random number generator failed")]
+    Random,
+}
+
+impl Password {
+    pub fn parse(raw: String) -> Result<Self, PasswordError> {
+        let chars = raw.chars().count();
+        if chars < MIN_PASSWORD_CHARS {
+            Err(PasswordError::TooShort)
+        } else if chars > MAX_PASSWORD_CHARS {
+            Err(PasswordError::TooLong)
+        } else {
+            Ok(Self(raw))
+        }
+    }
+
+    /// A random 20-character password (≈119 bits), for accounts created from the command line.
+    pub fn generate() -> Result<Self, PasswordError> {
+        const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        let mut out = String::with_capacity(20);
+        let mut pool = [0u8; 64];
+        while out.len() < 20 {
+            getrandom::fill(&mut pool).map_err(|_| PasswordError::Random)?;
+            let limit = 256 - 256 % ALPHABET.len();
+            for &b in pool.iter().filter(|&&b| usize::from(b) < limit) {
+                if out.len() == 20 {
+                    break;
+                }
+                out.push(char::from(ALPHABET[usize::from(b) % ALPHABET.len()]));
+            }
+        }
+        Ok(Self(out))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The PHC string to store.
+    pub fn hash(&self) -> Result<String, PasswordError> {
+        Argon2::default()
+            .hash_password(self.0.as_bytes())
+            .map(|hash| hash.to_string())
+            .map_err(|_| PasswordError::Hashing)
+    }
+
+    /// Whether this password matches a stored PHC string. A malformed hash never matches.
+    pub fn verify(&self, stored_hash: &str) -> bool {
+        PasswordHash::new(stored_hash).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(self.0.as_bytes(), &parsed)
+                .is_ok()
+        })
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(redacted)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_wrong_passwords_do_not() {
+        let password = Password::parse("correct horse battery".into()).unwrap();
+        let hash = password.hash().unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(!hash.contains("correct horse"));
+        assert!(password.verify(&hash));
+        assert!(
+            !Password::parse("correct horse battery!".into())
+                .unwrap()
+                .verify(&hash)
+        );
+        assert!(!password.verify("not a hash"));
+    }
+
+    #[test]
+    fn length_rules_and_redaction() {
+        assert_eq!(
+            Password::parse("short".into()).unwrap_err(),
+            PasswordError::TooShort
+        );
+        assert!(Password::parse("ten chars!".into()).is_ok());
+        assert_eq!(
+            Password::parse("x".repeat(1025)).unwrap_err(),
+            PasswordError::TooLong
+        );
+        let generated = Password::generate().unwrap();
+        assert_eq!(generated.expose_secret().len(), 20);
+        assert_eq!(format!("{generated:?}"), "Password(redacted)");
+    }
+}

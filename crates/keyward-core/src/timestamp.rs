@@ -1,0 +1,120 @@
+//! Whole-second UTC timestamps, written as RFC 3339 (`2026-11-27T07:24:06Z`).
+//!
+//! Seconds are precise enough for creation, expiry and last use, they compare as integers in
+//! every store, and they make "never move last use backwards" a plain `<`.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an RFC 3339 date-time (for example 2030-01-31T12:00:00Z)")]
+pub struct TimestampError;
+
+/// Years after this are refused: no key needs them, and it keeps arithmetic far from overflow.
+const LATEST: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self(i64::try_from(seconds).unwrap_or(LATEST))
+    }
+
+    pub fn from_unix_seconds(seconds: i64) -> Self {
+        Self(seconds.clamp(0, LATEST))
+    }
+
+    pub fn unix_seconds(self) -> i64 {
+        self.0
+    }
+
+    pub fn plus_seconds(self, seconds: i64) -> Self {
+        Self::from_unix_seconds(self.0.saturating_add(seconds))
+    }
+
+    /// Parses RFC 3339 with any offset; fractions of a second are dropped.
+    pub fn parse(s: &str) -> Result<Self, TimestampError> {
+        let parsed = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| TimestampError)?;
+        let seconds = parsed.unix_timestamp();
+        if !(0..=LATEST).contains(&seconds) {
+            return Err(TimestampError);
+        }
+        Ok(Self(seconds))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let datetime = OffsetDateTime::from_unix_timestamp(self.0).map_err(|_| fmt::Error)?;
+        let text = datetime.format(&Rfc3339).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_as_rfc3339_utc_seconds() {
+        assert_eq!(
+            Timestamp::from_unix_seconds(1_795_757_046).to_string(),
+            "2026-11-27T05:24:06Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_seconds(0).to_string(),
+            "1970-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn parses_offsets_and_drops_fractions() {
+        let t = Timestamp::parse("2026-11-27T07:24:06.999+02:00").unwrap();
+        assert_eq!(t.to_string(), "2026-11-27T05:24:06Z");
+        assert!(Timestamp::parse("2026-11-27").is_err());
+        assert!(Timestamp::parse("tomorrow").is_err());
+        assert!(Timestamp::parse("1960-01-01T00:00:00Z").is_err());
+        let json: Timestamp = serde_json::from_str("\"2030-01-31T12:00:00Z\"").unwrap();
+        assert_eq!(
+            serde_json::to_string(&json).unwrap(),
+            "\"2030-01-31T12:00:00Z\""
+        );
+    }
+
+    #[test]
+    fn orders_by_time() {
+        let now = Timestamp::now();
+        assert!(now < now.plus_seconds(1));
+        assert_eq!(
+            now.plus_seconds(i64::MAX).to_string(),
+            "9999-12-31T23:59:59Z"
+        );
+    }
+}

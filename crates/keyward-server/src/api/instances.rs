@@ -1,0 +1,174 @@
+//! `/v1/instances`: the platform resource the help page's example lists. Each instance
+//! belongs to a project of the organization.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use keyward_core::{
+    InstanceId, InstanceStatus, Name, OrganizationId, ProjectId, Region, Scope, Timestamp,
+};
+use keyward_store::{InstanceRecord, NewInstance};
+use serde::{Deserialize, Serialize};
+
+use super::pagination::{List, page_from};
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, FieldError, validate};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/instances", get(list_instances).post(create_instance))
+        .route(
+            "/v1/instances/{id}",
+            get(show_instance).delete(delete_instance),
+        )
+}
+
+#[derive(Serialize)]
+struct InstanceView {
+    id: InstanceId,
+    name: Name,
+    organization_id: OrganizationId,
+    project_id: ProjectId,
+    region: Region,
+    status: InstanceStatus,
+    created_at: Timestamp,
+}
+
+impl From<InstanceRecord> for InstanceView {
+    fn from(record: InstanceRecord) -> Self {
+        Self {
+            id: record.id,
+            name: record.name,
+            organization_id: record.organization_id,
+            project_id: record.project_id,
+            region: record.region,
+            status: record.status,
+            created_at: record.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateInstance {
+    name: String,
+    project_id: String,
+    region: String,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    project_id: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn parse_id(raw: &str) -> Result<InstanceId, ApiError> {
+    InstanceId::parse(raw).map_err(|_| ApiError::NotFound("instance"))
+}
+
+fn parse_status(raw: Option<&str>) -> Result<InstanceStatus, FieldError> {
+    match raw {
+        None => Ok(InstanceStatus::default()),
+        Some(text) => InstanceStatus::from_storage(text).ok_or_else(|| {
+            FieldError::new("status", "must be one of provisioning, running, stopped")
+        }),
+    }
+}
+
+async fn list_instances(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<ApiQuery<ListQuery>, ApiError>,
+) -> Result<ApiJson<List<InstanceView>>, ApiError> {
+    principal.require(Scope::InstancesRead)?;
+    let ApiQuery(query) = query?;
+    let project = query
+        .project_id
+        .as_deref()
+        .map(ProjectId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("project_id", e))?;
+    let page = page_from(query.limit, query.cursor.as_deref(), |text| {
+        InstanceId::parse(text).ok().map(|id| id.as_uuid())
+    })?;
+    let paged = state
+        .store
+        .list_instances(principal.organization_id, project, page)
+        .await?;
+    Ok(ApiJson(List::from_paged(
+        paged,
+        |record| record.id.to_string(),
+        InstanceView::from,
+    )))
+}
+
+async fn create_instance(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Result<ApiJson<CreateInstance>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::InstancesWrite)?;
+    let ApiJson(body) = body?;
+    let name = Name::parse(&body.name).map_err(|e| FieldError::new("name", e));
+    let project_id =
+        ProjectId::parse(&body.project_id).map_err(|e| FieldError::new("project_id", e));
+    let region = Region::parse(&body.region).map_err(|e| FieldError::new("region", e));
+    let status = parse_status(body.status.as_deref());
+    validate!(name, project_id, region, status);
+    let record = state
+        .store
+        .insert_instance(NewInstance {
+            id: InstanceId::generate(),
+            organization_id: principal.organization_id,
+            project_id,
+            name,
+            region,
+            status,
+            created_at: Timestamp::now(),
+        })
+        .await?;
+    let location = format!("/v1/instances/{}", record.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(InstanceView::from(record)),
+    ))
+}
+
+async fn show_instance(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<InstanceView>, ApiError> {
+    principal.require(Scope::InstancesRead)?;
+    let record = state
+        .store
+        .get_instance(principal.organization_id, parse_id(&id)?)
+        .await?
+        .ok_or(ApiError::NotFound("instance"))?;
+    Ok(ApiJson(record.into()))
+}
+
+async fn delete_instance(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::InstancesWrite)?;
+    if state
+        .store
+        .delete_instance(principal.organization_id, parse_id(&id)?)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("instance"))
+    }
+}

@@ -1,0 +1,42 @@
+//! `GET /v1/me`: what the presented credential is, so a user can check a key.
+
+use axum::Router;
+use axum::routing::get;
+use keyward_core::{
+    CredentialId, CredentialKind, Name, OrganizationId, ProjectId, ScopeSet, Timestamp,
+};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::extract::ApiJson;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/me", get(show_current_credential))
+}
+
+#[derive(Serialize)]
+struct CurrentCredential {
+    id: CredentialId,
+    kind: CredentialKind,
+    name: Name,
+    organization_id: OrganizationId,
+    project_id: Option<ProjectId>,
+    scopes: ScopeSet,
+    created_at: Timestamp,
+    expires_at: Option<Timestamp>,
+}
+
+/// Needs no scope: any valid credential may describe itself.
+async fn show_current_credential(principal: Principal) -> ApiJson<CurrentCredential> {
+    ApiJson(CurrentCredential {
+        id: principal.credential_id,
+        kind: principal.kind(),
+        name: principal.name,
+        organization_id: principal.organization_id,
+        project_id: principal.project_id,
+        scopes: principal.scopes,
+        created_at: principal.created_at,
+        expires_at: principal.expires_at,
+    })
+}

@@ -1,0 +1,64 @@
+//! The REST API: one module per resource, each with its own `router()`, merged here with the
+//! behaviour every endpoint shares (body limit, problem+json for unknown routes and methods,
+//! `Cache-Control: no-store`, a 500 problem instead of a dropped connection on panic).
+
+mod api_keys;
+mod credentials;
+mod health;
+mod instances;
+mod me;
+mod pagination;
+mod projects;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router() -> Router<AppState> {
+    let v1 = Router::new()
+        .merge(api_keys::router())
+        .merge(projects::router())
+        .merge(instances::router())
+        .merge(me::router())
+        .layer(axum::middleware::map_response(no_store));
+    Router::new()
+        .merge(v1)
+        .merge(health::router())
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// API answers are per credential and may carry a key: no cache may keep them.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn no_such_endpoint() -> ApiError {
+    ApiError::NoSuchEndpoint
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    // The panic message itself is printed by the panic hook; it never reaches the client.
+    ApiError::Internal("a request handler panicked".into()).into_response()
+}

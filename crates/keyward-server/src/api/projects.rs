@@ -1,0 +1,221 @@
+//! `/v1/projects`: the organization's projects.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use keyward_core::{Name, OrganizationId, ProjectId, Scope, Timestamp};
+use keyward_store::{NewProject, ProjectChanges, ProjectDeletion, ProjectRecord};
+use serde::{Deserialize, Serialize};
+
+use super::pagination::{List, page_from};
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, FieldError, validate};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/projects", get(list_projects).post(create_project))
+        .route(
+            "/v1/projects/{id}",
+            get(show_project)
+                .patch(update_project)
+                .delete(delete_project),
+        )
+}
+
+const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+#[derive(Serialize)]
+struct ProjectView {
+    id: ProjectId,
+    organization_id: OrganizationId,
+    name: Name,
+    description: String,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<ProjectRecord> for ProjectView {
+    fn from(record: ProjectRecord) -> Self {
+        Self {
+            id: record.id,
+            organization_id: record.organization_id,
+            name: record.name,
+            description: record.description,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProject {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateProject {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+pub(super) fn parse_id(raw: &str) -> Result<ProjectId, ApiError> {
+    ProjectId::parse(raw).map_err(|_| ApiError::NotFound("project"))
+}
+
+fn parse_description(raw: Option<&str>) -> Result<Option<String>, FieldError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(FieldError::new(
+            "description",
+            "must be at most 1000 characters",
+        ));
+    }
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(FieldError::new(
+            "description",
+            "must not contain control characters other than newlines and tabs",
+        ));
+    }
+    Ok(Some(trimmed.to_owned()))
+}
+
+async fn list_projects(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<ApiQuery<ListQuery>, ApiError>,
+) -> Result<ApiJson<List<ProjectView>>, ApiError> {
+    principal.require(Scope::ProjectsRead)?;
+    let ApiQuery(query) = query?;
+    let page = page_from(query.limit, query.cursor.as_deref(), |text| {
+        ProjectId::parse(text).ok().map(|id| id.as_uuid())
+    })?;
+    let paged = state
+        .store
+        .list_projects(principal.organization_id, principal.project_id, page)
+        .await?;
+    Ok(ApiJson(List::from_paged(
+        paged,
+        |record| record.id.to_string(),
+        ProjectView::from,
+    )))
+}
+
+async fn create_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Result<ApiJson<CreateProject>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::ProjectsWrite)?;
+    let ApiJson(body) = body?;
+    let name = Name::parse(&body.name).map_err(|e| FieldError::new("name", e));
+    let description = parse_description(body.description.as_deref());
+    validate!(name, description);
+    let record = state
+        .store
+        .insert_project(NewProject {
+            id: ProjectId::generate(),
+            organization_id: principal.organization_id,
+            name,
+            description: description.unwrap_or_default(),
+            created_at: Timestamp::now(),
+        })
+        .await?;
+    let location = format!("/v1/projects/{}", record.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(ProjectView::from(record)),
+    ))
+}
+
+async fn show_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<ProjectView>, ApiError> {
+    principal.require(Scope::ProjectsRead)?;
+    let id = parse_id(&id)?;
+    let record = state
+        .store
+        .get_project(principal.organization_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    Ok(ApiJson(record.into()))
+}
+
+async fn update_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    body: Result<ApiJson<UpdateProject>, ApiError>,
+) -> Result<ApiJson<ProjectView>, ApiError> {
+    principal.require(Scope::ProjectsWrite)?;
+    let ApiJson(body) = body?;
+    let id = parse_id(&id)?;
+    if body.name.is_none() && body.description.is_none() {
+        return Err(ApiError::invalid(
+            "name",
+            "send a new name, a new description, or both",
+        ));
+    }
+    let name = body
+        .name
+        .as_deref()
+        .map(Name::parse)
+        .transpose()
+        .map_err(|e| FieldError::new("name", e));
+    let description = parse_description(body.description.as_deref());
+    validate!(name, description);
+    let record = state
+        .store
+        .update_project(
+            principal.organization_id,
+            id,
+            ProjectChanges { name, description },
+            Timestamp::now(),
+        )
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    Ok(ApiJson(record.into()))
+}
+
+/// Deletes an empty project and revokes all its project tokens in the same transaction.
+async fn delete_project(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::ProjectsWrite)?;
+    let id = parse_id(&id)?;
+    match state
+        .store
+        .delete_project(principal.organization_id, id, Timestamp::now())
+        .await?
+    {
+        ProjectDeletion::Deleted { .. } => Ok(StatusCode::NO_CONTENT),
+        ProjectDeletion::NotFound => Err(ApiError::NotFound("project")),
+        ProjectDeletion::HasInstances => Err(ApiError::Conflict(
+            "the project still has instances; delete them first".into(),
+        )),
+    }
+}

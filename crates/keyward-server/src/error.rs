@@ -1,0 +1,257 @@
+//! The one error type of the HTTP layer and its problem+json form (RFC 9457).
+//!
+//! Every failure a client can see goes through [`ApiError`], so every one has the same shape:
+//! `{type, title, status, detail, code}` plus `errors` (422) or `scope` (403). Authentication
+//! failures also carry the RFC 6750 `WWW-Authenticate` header. A 500 logs its cause and shows
+//! the client nothing internal.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyward_core::Scope;
+use keyward_store::StoreError;
+use serde::Serialize;
+
+/// The realm of every `WWW-Authenticate` challenge.
+pub const REALM: &str = "keyward";
+
+/// One field that failed validation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl ToString) -> Self {
+        Self {
+            field,
+            message: message.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No credentials at all (or another scheme than Bearer): RFC 6750 §3.1 says no error code.
+    #[error("this endpoint needs an API key: send Authorization: Bearer <key>")]
+    MissingCredentials,
+    /// The Authorization header is malformed (RFC 6750 `invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+    /// The credential is malformed, unknown, revoked or expired (RFC 6750 `invalid_token`).
+    #[error("{0}")]
+    InvalidToken(String),
+    /// The credential lacks a scope (RFC 6750 `insufficient_scope`).
+    #[error("{detail}")]
+    InsufficientScope { scope: Scope, detail: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request is not valid: {}", summary(.0))]
+    Validation(Vec<FieldError>),
+    /// The request could not be read (malformed JSON, query string or path).
+    #[error("{detail}")]
+    Unreadable { status: StatusCode, detail: String },
+    #[error("no such endpoint")]
+    NoSuchEndpoint,
+    #[error("this endpoint does not accept this method")]
+    MethodNotAllowed,
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ApiError {
+    pub fn insufficient_scope(scope: Scope) -> Self {
+        Self::InsufficientScope {
+            scope,
+            detail: format!("this credential lacks the {scope} scope"),
+        }
+    }
+
+    pub fn invalid(field: &'static str, message: impl ToString) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(error))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingCredentials | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound(_) | Self::NoSuchEndpoint => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unreadable { status, .. } => *status,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable, machine-readable name for the problem.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing_credentials",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Validation(_) => "validation_failed",
+            Self::Unreadable { status, .. } => match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
+                _ => "malformed_request",
+            },
+            Self::NoSuchEndpoint => "no_such_endpoint",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn challenge(&self) -> Option<String> {
+        match self {
+            Self::MissingCredentials => Some(format!("Bearer realm=\"{REALM}\"")),
+            Self::InvalidRequest(detail) => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_request\", error_description=\"{detail}\""
+            )),
+            Self::InvalidToken(detail) => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{detail}\""
+            )),
+            Self::InsufficientScope { scope, .. } => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'static str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Internal(source) = &self {
+            tracing::error!(error = %source, cause = ?source.source(), "request failed");
+        }
+        let problem = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code(),
+            errors: match &self {
+                Self::Validation(errors) => Some(errors),
+                _ => None,
+            },
+            scope: match &self {
+                Self::InsufficientScope { scope, .. } => Some(scope.as_str()),
+                _ => None,
+            },
+        };
+        let mut response = (status, Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::try_from(c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(what) => {
+                Self::Conflict(format!("a {what} with this name already exists"))
+            }
+            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %error, "database unavailable");
+                Self::Unavailable
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::Unreadable {
+            status: rejection.status(),
+            detail: rejection.body_text(),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::Unreadable {
+            status: StatusCode::BAD_REQUEST,
+            detail: rejection.body_text(),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::Unreadable {
+            status: StatusCode::BAD_REQUEST,
+            detail: rejection.body_text(),
+        }
+    }
+}
+
+/// Checks several parsed fields at once, so that a client learns of every invalid field in
+/// one 422. Each argument is a `Result<T, FieldError>` variable; on success each is rebound to
+/// its value.
+macro_rules! validate {
+    ($($field:ident),+ $(,)?) => {
+        let errors: Vec<crate::error::FieldError> = [$($field.as_ref().err()),+]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if !errors.is_empty() {
+            return Err(crate::error::ApiError::Validation(errors));
+        }
+        let ($(Ok($field)),+) = ($($field),+) else {
+            return Err(crate::error::ApiError::Validation(Vec::new()));
+        };
+    };
+}
+
+pub(crate) use validate;

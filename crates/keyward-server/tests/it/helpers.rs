@@ -1,0 +1,205 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use keyward_core::password::Password;
+use keyward_core::{Brand, OrganizationId};
+use keyward_server::bootstrap::bootstrap_organization;
+use keyward_server::{AppState, Config};
+use keyward_store::Store;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running server with its own database.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// An organization made by `keyward bootstrap`, with its all-scopes key.
+pub struct Org {
+    pub id: OrganizationId,
+    pub key: String,
+    pub key_id: String,
+}
+
+/// An HTTP answer, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json answer with this status and code, and returns it.
+    #[track_caller]
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "body: {}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status);
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert!(self.body["title"].is_string());
+        assert!(self.body["detail"].is_string());
+        &self.body
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Config::default()).await
+    }
+
+    pub async fn spawn_with(config: Config) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+        let store = keyward_store::open(&url).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state = AppState::new(store.clone(), config);
+        let server = tokio::spawn(keyward_server::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            store,
+            client: reqwest::Client::new(),
+            dir,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn bootstrap(&self, organization: &str) -> Org {
+        let created = bootstrap_organization(
+            self.store.as_ref(),
+            &Brand::default(),
+            organization,
+            &format!("owner@{}.example", organization.to_lowercase()),
+            Some(Password::parse("a long test password".into()).unwrap()),
+        )
+        .await
+        .unwrap();
+        Org {
+            id: created.organization_id,
+            key: created.key.expose_secret().to_owned(),
+            key_id: created.key_id.to_string(),
+        }
+    }
+
+    /// Sends a request with an optional Bearer key and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Answer {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Answer {
+        self.call(Method::DELETE, path, Some(key), None).await
+    }
+
+    /// Creates an API key with these scopes through the API and returns (id, key).
+    pub async fn create_key(&self, with: &str, name: &str, scopes: &[&str]) -> (String, String) {
+        let answer = self
+            .post(
+                "/v1/api-keys",
+                with,
+                json!({ "name": name, "scopes": scopes }),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        (
+            answer.body["id"].as_str().unwrap().to_owned(),
+            answer.body["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn create_project(&self, key: &str, name: &str) -> String {
+        let answer = self
+            .post("/v1/projects", key, json!({ "name": name }))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_instance(&self, key: &str, project: &str, name: &str) -> String {
+        let answer = self
+            .post(
+                "/v1/instances",
+                key,
+                json!({ "name": name, "project_id": project, "region": "eu-west-1" }),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Stops the server gracefully, as SIGTERM does, and waits for it.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "status {status}: body is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}

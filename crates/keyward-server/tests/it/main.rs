@@ -1,0 +1,9 @@
+//! Integration tests: the real server on 127.0.0.1, port 0, a fresh SQLite file per test,
+//! spoken to over HTTP.
+
+mod api_keys;
+mod bad_input;
+mod helpers;
+mod instances;
+mod projects;
+mod storage;

@@ -1,0 +1,51 @@
+use thiserror::Error;
+
+/// What can go wrong in storage. The server maps these to HTTP answers: `Conflict` to 409,
+/// `NotFound` to 404, `Unavailable` to 503, the rest to 500.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A unique name is taken; the string says which kind of thing.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// Something the write refers to does not exist (in this organization).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error(
+        "unsupported database URL: use sqlite://PATH (for example sqlite://./keyward-data/keyward.db)"
+    )]
+    UnsupportedUrl,
+    #[error("could not create the data directory {path}")]
+    DataDirectory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+/// Turns a unique-constraint violation into `Conflict(what)`.
+pub(crate) fn conflict_on_unique(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::from(error),
+    }
+}

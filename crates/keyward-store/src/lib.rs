@@ -1,0 +1,157 @@
+//! Keyward's storage: the [`Store`] trait and its implementations.
+//!
+//! The server talks to storage only through [`Store`], so that the embedded SQLite default
+//! and a shared PostgreSQL for several nodes behave the same. Every method that changes state
+//! commits before it returns: a crash never loses an acknowledged write and never un-revokes a
+//! key. Only SHA-256 digests of keys reach storage, never a key itself.
+
+mod error;
+pub mod model;
+pub mod sqlite;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keyward_core::{
+    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Timestamp,
+};
+
+pub use error::StoreError;
+pub use model::*;
+
+/// Everything Keyward keeps. Reads and writes of one organization's data always take the
+/// organization's id, so that no query can reach another organization's rows.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Closes every connection, waiting for those in use. Call once, at shutdown.
+    async fn close(&self);
+
+    /// Creates an organization, makes `owner` its owner (creating the user if asked) and
+    /// stores its first credential, all in one transaction.
+    async fn create_organization(
+        &self,
+        organization: NewOrganization,
+        owner: NewOwner,
+        first_key: NewCredential,
+    ) -> Result<(), StoreError>;
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
+
+    /// The credential with this digest, whatever its state: the caller decides.
+    async fn find_credential_by_digest(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<CredentialRecord>, StoreError>;
+
+    async fn insert_credential(
+        &self,
+        credential: NewCredential,
+    ) -> Result<CredentialRecord, StoreError>;
+
+    /// Newest first.
+    async fn list_credentials(
+        &self,
+        organization: OrganizationId,
+        filter: CredentialFilter,
+        page: Page,
+    ) -> Result<Paged<CredentialRecord>, StoreError>;
+
+    async fn get_credential(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+    ) -> Result<Option<CredentialRecord>, StoreError>;
+
+    /// Revokes the credential if it is not revoked already, and returns it (`None` if it does
+    /// not exist in this organization). Revocation is permanent: nothing un-revokes.
+    async fn revoke_credential(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+        at: Timestamp,
+    ) -> Result<Option<CredentialRecord>, StoreError>;
+
+    /// Records last use in one batch. Never moves `last_used_at` backwards. Returns the number
+    /// of rows changed.
+    async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError>;
+
+    async fn insert_project(&self, project: NewProject) -> Result<ProjectRecord, StoreError>;
+
+    /// Newest first; `only` confines the list to one project.
+    async fn list_projects(
+        &self,
+        organization: OrganizationId,
+        only: Option<ProjectId>,
+        page: Page,
+    ) -> Result<Paged<ProjectRecord>, StoreError>;
+
+    async fn get_project(
+        &self,
+        organization: OrganizationId,
+        id: ProjectId,
+    ) -> Result<Option<ProjectRecord>, StoreError>;
+
+    async fn update_project(
+        &self,
+        organization: OrganizationId,
+        id: ProjectId,
+        changes: ProjectChanges,
+        at: Timestamp,
+    ) -> Result<Option<ProjectRecord>, StoreError>;
+
+    /// Deletes an empty project and revokes all its tokens in the same transaction.
+    async fn delete_project(
+        &self,
+        organization: OrganizationId,
+        id: ProjectId,
+        at: Timestamp,
+    ) -> Result<ProjectDeletion, StoreError>;
+
+    /// Fails with [`StoreError::NotFound`] if the project is not one of the organization's.
+    async fn insert_instance(&self, instance: NewInstance) -> Result<InstanceRecord, StoreError>;
+
+    /// Newest first, optionally of one project only.
+    async fn list_instances(
+        &self,
+        organization: OrganizationId,
+        project: Option<ProjectId>,
+        page: Page,
+    ) -> Result<Paged<InstanceRecord>, StoreError>;
+
+    async fn get_instance(
+        &self,
+        organization: OrganizationId,
+        id: InstanceId,
+    ) -> Result<Option<InstanceRecord>, StoreError>;
+
+    /// Whether an instance was deleted.
+    async fn delete_instance(
+        &self,
+        organization: OrganizationId,
+        id: InstanceId,
+    ) -> Result<bool, StoreError>;
+}
+
+/// One credential's latest use, as flushed from memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageUpdate {
+    pub credential: CredentialId,
+    pub at: Timestamp,
+    pub ip: Option<IpAddr>,
+}
+
+/// Opens the store a database URL names, creating and migrating it as needed.
+///
+/// `sqlite://PATH` (or `sqlite:PATH`) is the embedded default.
+pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if database_url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::open(database_url).await?;
+        Ok(Arc::new(store))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}

@@ -1,0 +1,189 @@
+//! The records the store reads and writes.
+
+use keyward_core::{
+    CredentialId, CredentialKind, CredentialStatus, Email, InstanceId, InstanceStatus, KeyDigest,
+    Name, OrganizationId, ProjectId, Region, ScopeSet, Timestamp, UserId,
+};
+use uuid::Uuid;
+
+/// Largest page any list returns.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// A page request: at most `limit` items whose ids are below `before` (newest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub before: Option<Uuid>,
+}
+
+impl Page {
+    pub fn first(limit: u32) -> Self {
+        Self {
+            limit: limit.clamp(1, MAX_PAGE_SIZE),
+            before: None,
+        }
+    }
+
+    /// What the store asks for: one more row than the page, to know whether more follow.
+    pub(crate) fn fetch_limit(&self) -> i64 {
+        i64::from(self.limit.clamp(1, MAX_PAGE_SIZE)) + 1
+    }
+}
+
+/// One page of results and whether more follow it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T> Paged<T> {
+    pub(crate) fn from_rows(mut items: Vec<T>, page: Page) -> Self {
+        let limit = page.limit.clamp(1, MAX_PAGE_SIZE) as usize;
+        let has_more = items.len() > limit;
+        items.truncate(limit);
+        Self { items, has_more }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewOrganization {
+    pub id: OrganizationId,
+    pub name: Name,
+    pub created_at: Timestamp,
+}
+
+/// Who owns a new organization.
+#[derive(Clone, Debug)]
+pub enum NewOwner {
+    /// A new user, with the Argon2id PHC string of their password.
+    Create {
+        id: UserId,
+        email: Email,
+        password_hash: String,
+    },
+    /// A user who already has an account.
+    Existing(UserId),
+}
+
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub email: Email,
+    pub password_hash: String,
+    pub created_at: Timestamp,
+}
+
+/// Who created a credential, kept for its history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creator {
+    User(UserId),
+    Credential(CredentialId),
+}
+
+#[derive(Clone, Debug)]
+pub struct NewCredential {
+    pub id: CredentialId,
+    pub organization_id: OrganizationId,
+    /// Set for project tokens, and only for them.
+    pub project_id: Option<ProjectId>,
+    pub name: Name,
+    pub digest: KeyDigest,
+    pub hint: String,
+    pub scopes: ScopeSet,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub created_by: Creator,
+}
+
+/// A stored credential. It holds the digest's owner, never the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialRecord {
+    pub id: CredentialId,
+    pub organization_id: OrganizationId,
+    pub project_id: Option<ProjectId>,
+    pub name: Name,
+    pub hint: String,
+    pub scopes: ScopeSet,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl CredentialRecord {
+    pub fn kind(&self) -> CredentialKind {
+        self.id.kind()
+    }
+
+    pub fn status(&self, now: Timestamp) -> CredentialStatus {
+        CredentialStatus::at(now, self.expires_at, self.revoked_at)
+    }
+}
+
+/// Which credentials a list shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CredentialFilter {
+    pub kind: CredentialKind,
+    pub project: Option<ProjectId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewProject {
+    pub id: ProjectId,
+    pub organization_id: OrganizationId,
+    pub name: Name,
+    pub description: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectRecord {
+    pub id: ProjectId,
+    pub organization_id: OrganizationId,
+    pub name: Name,
+    pub description: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A partial update; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ProjectChanges {
+    pub name: Option<Name>,
+    pub description: Option<String>,
+}
+
+/// The outcome of deleting a project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectDeletion {
+    NotFound,
+    /// Projects with instances are not deleted: delete the instances first.
+    HasInstances,
+    /// Deleted; these tokens were revoked with it.
+    Deleted {
+        revoked_tokens: Vec<CredentialId>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct NewInstance {
+    pub id: InstanceId,
+    pub organization_id: OrganizationId,
+    pub project_id: ProjectId,
+    pub name: Name,
+    pub region: Region,
+    pub status: InstanceStatus,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub id: InstanceId,
+    pub organization_id: OrganizationId,
+    pub project_id: ProjectId,
+    pub name: Name,
+    pub region: Region,
+    pub status: InstanceStatus,
+    pub created_at: Timestamp,
+}

@@ -1,0 +1,191 @@
+//! API keys and project tokens: one table, told apart by `kind`.
+
+use keyward_core::{
+    CredentialId, CredentialKind, KeyDigest, Name, OrganizationId, ProjectId, ScopeSet, Timestamp,
+};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use uuid::Uuid;
+
+use super::{corrupt, timestamp};
+use crate::error::conflict_on_unique;
+use crate::{
+    Creator, CredentialFilter, CredentialRecord, NewCredential, Page, Paged, StoreError,
+    UsageUpdate,
+};
+
+macro_rules! select_credentials {
+    ($($tail:literal)*) => {
+        concat!(
+            "SELECT id, kind, organization_id, project_id, name, hint, scopes, created_at, \
+             expires_at, revoked_at, last_used_at FROM credentials ",
+            $($tail),*
+        )
+    };
+}
+
+fn from_row(row: &SqliteRow) -> Result<CredentialRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let kind = CredentialKind::from_storage(&kind).ok_or_else(|| corrupt("credential kind"))?;
+    let scopes: String = row.try_get("scopes")?;
+    let scopes = ScopeSet::from_storage(&scopes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(CredentialRecord {
+        id: CredentialId::from_uuid(row.try_get("id")?, kind),
+        organization_id: OrganizationId::from_uuid(row.try_get("organization_id")?),
+        project_id: row
+            .try_get::<Option<Uuid>, _>("project_id")?
+            .map(ProjectId::from_uuid),
+        name: Name::from_trusted(row.try_get("name")?),
+        hint: row.try_get("hint")?,
+        scopes,
+        created_at: timestamp(row.try_get("created_at")?),
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(timestamp),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(timestamp),
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(timestamp),
+    })
+}
+
+pub(super) async fn find_by_digest(
+    pool: &SqlitePool,
+    digest: &KeyDigest,
+) -> Result<Option<CredentialRecord>, StoreError> {
+    sqlx::query(select_credentials!("WHERE secret_sha256 = ?1"))
+        .bind(digest.as_bytes().to_vec())
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+pub(super) async fn insert(
+    tx: &mut Transaction<'static, Sqlite>,
+    new: &NewCredential,
+) -> Result<CredentialRecord, StoreError> {
+    let (by_user, by_credential) = match new.created_by {
+        Creator::User(user) => (Some(user.as_uuid()), None),
+        Creator::Credential(credential) => (None, Some(credential.as_uuid())),
+    };
+    sqlx::query(
+        "INSERT INTO credentials (id, kind, organization_id, project_id, name, secret_sha256, \
+         hint, scopes, created_at, expires_at, created_by_user, created_by_credential) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .bind(new.id.as_uuid())
+    .bind(new.id.kind().as_str())
+    .bind(new.organization_id.as_uuid())
+    .bind(new.project_id.map(|p| p.as_uuid()))
+    .bind(new.name.as_str())
+    .bind(new.digest.as_bytes().to_vec())
+    .bind(&new.hint)
+    .bind(new.scopes.to_storage())
+    .bind(new.created_at.unix_seconds())
+    .bind(new.expires_at.map(Timestamp::unix_seconds))
+    .bind(by_user)
+    .bind(by_credential)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict_on_unique("credential"))?;
+    Ok(CredentialRecord {
+        id: new.id,
+        organization_id: new.organization_id,
+        project_id: new.project_id,
+        name: new.name.clone(),
+        hint: new.hint.clone(),
+        scopes: new.scopes,
+        created_at: new.created_at,
+        expires_at: new.expires_at,
+        revoked_at: None,
+        last_used_at: None,
+    })
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    organization: OrganizationId,
+    filter: CredentialFilter,
+    page: Page,
+) -> Result<Paged<CredentialRecord>, StoreError> {
+    let rows = sqlx::query(select_credentials!(
+        "WHERE organization_id = ?1 AND kind = ?2 AND (?3 IS NULL OR project_id = ?3) "
+        "AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+    ))
+    .bind(organization.as_uuid())
+    .bind(filter.kind.as_str())
+    .bind(filter.project.map(|p| p.as_uuid()))
+    .bind(page.before)
+    .bind(page.fetch_limit())
+    .fetch_all(pool)
+    .await?;
+    let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Paged::from_rows(items, page))
+}
+
+pub(super) async fn get(
+    pool: &SqlitePool,
+    organization: OrganizationId,
+    id: CredentialId,
+) -> Result<Option<CredentialRecord>, StoreError> {
+    sqlx::query(select_credentials!(
+        "WHERE organization_id = ?1 AND id = ?2 AND kind = ?3"
+    ))
+    .bind(organization.as_uuid())
+    .bind(id.as_uuid())
+    .bind(id.kind().as_str())
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+pub(super) async fn revoke(
+    tx: &mut Transaction<'static, Sqlite>,
+    organization: OrganizationId,
+    id: CredentialId,
+    at: Timestamp,
+) -> Result<Option<CredentialRecord>, StoreError> {
+    sqlx::query(
+        "UPDATE credentials SET revoked_at = ?1 \
+         WHERE organization_id = ?2 AND id = ?3 AND kind = ?4 AND revoked_at IS NULL",
+    )
+    .bind(at.unix_seconds())
+    .bind(organization.as_uuid())
+    .bind(id.as_uuid())
+    .bind(id.kind().as_str())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(select_credentials!(
+        "WHERE organization_id = ?1 AND id = ?2 AND kind = ?3"
+    ))
+    .bind(organization.as_uuid())
+    .bind(id.as_uuid())
+    .bind(id.kind().as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+pub(super) async fn record_usage(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch: &[UsageUpdate],
+) -> Result<u64, StoreError> {
+    let mut changed = 0;
+    for update in batch {
+        let result = sqlx::query(
+            "UPDATE credentials SET last_used_at = ?1, last_used_ip = ?2 \
+             WHERE id = ?3 AND (last_used_at IS NULL OR last_used_at < ?1)",
+        )
+        .bind(update.at.unix_seconds())
+        .bind(update.ip.map(|ip| ip.to_string()))
+        .bind(update.credential.as_uuid())
+        .execute(&mut **tx)
+        .await?;
+        changed += result.rows_affected();
+    }
+    Ok(changed)
+}

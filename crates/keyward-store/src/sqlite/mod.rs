@@ -1,0 +1,263 @@
+//! The embedded default: one SQLite file in WAL mode.
+//!
+//! Writes go through a pool of one connection and start with `BEGIN IMMEDIATE`, so writers
+//! queue instead of failing with "database is locked" (another process, such as
+//! `keyward bootstrap` next to a running server, waits up to the busy timeout). Reads use a
+//! separate pool of read-only connections, which WAL lets run beside the writer.
+//! `synchronous = FULL`: a transaction is on disk before its response is sent.
+
+mod credentials;
+mod instances;
+mod migrations;
+mod organizations;
+mod projects;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyward_core::{
+    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Timestamp,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlitePool, Transaction};
+
+use crate::{
+    CredentialFilter, CredentialRecord, InstanceRecord, NewCredential, NewInstance,
+    NewOrganization, NewOwner, NewProject, Page, Paged, ProjectChanges, ProjectDeletion,
+    ProjectRecord, Store, StoreError, UsageUpdate, UserRecord,
+};
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_CONNECTIONS: u32 = 4;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory if needed) and migrates the database.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::UnsupportedUrl);
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|_| StoreError::UnsupportedUrl)?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        create_parent_directory(options.get_filename())?;
+
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options.clone().create_if_missing(true))
+            .await?;
+        migrations::run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn create_parent_directory(file: &Path) -> Result<(), StoreError> {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDirectory {
+                path: dir.display().to_string(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        // Readers first: the last connection to close checkpoints the WAL into the file.
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn create_organization(
+        &self,
+        organization: NewOrganization,
+        owner: NewOwner,
+        first_key: NewCredential,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        organizations::create(&mut tx, &organization, &owner).await?;
+        credentials::insert(&mut tx, &first_key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        organizations::find_user_by_email(&self.reader, email).await
+    }
+
+    async fn find_credential_by_digest(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        credentials::find_by_digest(&self.reader, digest).await
+    }
+
+    async fn insert_credential(
+        &self,
+        credential: NewCredential,
+    ) -> Result<CredentialRecord, StoreError> {
+        let mut tx = self.write().await?;
+        let record = credentials::insert(&mut tx, &credential).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn list_credentials(
+        &self,
+        organization: OrganizationId,
+        filter: CredentialFilter,
+        page: Page,
+    ) -> Result<Paged<CredentialRecord>, StoreError> {
+        credentials::list(&self.reader, organization, filter, page).await
+    }
+
+    async fn get_credential(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        credentials::get(&self.reader, organization, id).await
+    }
+
+    async fn revoke_credential(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+        at: Timestamp,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        let mut tx = self.write().await?;
+        let record = credentials::revoke(&mut tx, organization, id, at).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.write().await?;
+        let changed = credentials::record_usage(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn insert_project(&self, project: NewProject) -> Result<ProjectRecord, StoreError> {
+        let mut tx = self.write().await?;
+        let record = projects::insert(&mut tx, project).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn list_projects(
+        &self,
+        organization: OrganizationId,
+        only: Option<ProjectId>,
+        page: Page,
+    ) -> Result<Paged<ProjectRecord>, StoreError> {
+        projects::list(&self.reader, organization, only, page).await
+    }
+
+    async fn get_project(
+        &self,
+        organization: OrganizationId,
+        id: ProjectId,
+    ) -> Result<Option<ProjectRecord>, StoreError> {
+        projects::get(&self.reader, organization, id).await
+    }
+
+    async fn update_project(
+        &self,
+        organization: OrganizationId,
+        id: ProjectId,
+        changes: ProjectChanges,
+        at: Timestamp,
+    ) -> Result<Option<ProjectRecord>, StoreError> {
+        let mut tx = self.write().await?;
+        let record = projects::update(&mut tx, organization, id, changes, at).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn delete_project(
+        &self,
+        organization: OrganizationId,
+        id: ProjectId,
+        at: Timestamp,
+    ) -> Result<ProjectDeletion, StoreError> {
+        let mut tx = self.write().await?;
+        let outcome = projects::delete(&mut tx, organization, id, at).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn insert_instance(&self, instance: NewInstance) -> Result<InstanceRecord, StoreError> {
+        let mut tx = self.write().await?;
+        let record = instances::insert(&mut tx, instance).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn list_instances(
+        &self,
+        organization: OrganizationId,
+        project: Option<ProjectId>,
+        page: Page,
+    ) -> Result<Paged<InstanceRecord>, StoreError> {
+        instances::list(&self.reader, organization, project, page).await
+    }
+
+    async fn get_instance(
+        &self,
+        organization: OrganizationId,
+        id: InstanceId,
+    ) -> Result<Option<InstanceRecord>, StoreError> {
+        instances::get(&self.reader, organization, id).await
+    }
+
+    async fn delete_instance(
+        &self,
+        organization: OrganizationId,
+        id: InstanceId,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let deleted = instances::delete(&mut tx, organization, id).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+}
+
+/// Reads a stored time.
+fn timestamp(seconds: i64) -> Timestamp {
+    Timestamp::from_unix_seconds(seconds)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}

@@ -1,0 +1,111 @@
+//! `keyward serve`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+use keyward_server::{AppState, Config};
+use tokio::net::TcpListener;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+use crate::{BrandArgs, CliResult, DatabaseArgs};
+
+/// Run the HTTP server: the REST API under /v1, /healthz and /readyz.
+///
+/// Runs the database migrations on start, logs the address it serves, and on SIGINT or
+/// SIGTERM finishes in-flight requests and writes pending last-use times before exiting.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(
+        long,
+        env = "KEYWARD_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    listen: SocketAddr,
+
+    #[command(flatten)]
+    database: DatabaseArgs,
+
+    #[command(flatten)]
+    brand: BrandArgs,
+
+    /// Seconds between writes of last-use times to the database; the dashboard's "last used"
+    /// may lag by this much.
+    #[arg(
+        long,
+        env = "KEYWARD_LAST_USED_FLUSH_SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        value_name = "SECONDS"
+    )]
+    last_used_flush_seconds: u64,
+
+    /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
+    #[arg(
+        long,
+        env = "KEYWARD_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    log: String,
+}
+
+pub async fn run(args: ServeArgs) -> CliResult {
+    let filter = Targets::from_str(&args.log)
+        .map_err(|error| format!("--log {:?} is not a valid filter: {error}", args.log))?;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(filter)
+        .init();
+
+    let store = keyward_store::open(&args.database.database_url).await?;
+    let config = Config {
+        brand: args.brand.key_brand,
+        usage_flush_interval: Duration::from_secs(args.last_used_flush_seconds),
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!("keyward listening on http://{address}");
+    let state = AppState::new(store.clone(), config);
+    let served = keyward_server::serve(listener, state, shutdown_signal()).await;
+    store.close().await;
+    served?;
+    tracing::info!("keyward stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
