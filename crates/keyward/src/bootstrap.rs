@@ -12,7 +12,7 @@ use crate::{BrandArgs, CliResult, DatabaseArgs};
 /// Create an organization, its owner and a first API key holding every scope.
 ///
 /// This is how a fresh install gets its first credential. The key (and a generated password,
-/// if any) is printed once and cannot be shown again. If the email already has an account,
+/// if any) is shown once and can never be shown again. If the email already has an account,
 /// that user becomes the owner of the new organization and keeps their password.
 #[derive(Args, Debug)]
 pub struct BootstrapArgs {

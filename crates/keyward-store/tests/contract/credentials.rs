@@ -1,0 +1,195 @@
+use keyward_core::{
+    CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, ScopeSet, Timestamp,
+};
+use keyward_store::{Creator, CredentialFilter, NewProject, Page, Store, UsageUpdate};
+
+use crate::{name, new_credential, organization};
+
+pub async fn credentials_are_found_by_digest(store: &dyn Store) {
+    let (org, bootstrap) = organization(store, "Acme").await;
+    let scopes = ScopeSet::parse_names(&["instances:read", "projects:read"]).unwrap();
+    let mut new = new_credential(org, Creator::Credential(bootstrap), None, "Reader", scopes);
+    new.expires_at = Some(Timestamp::now().plus_seconds(3600));
+    let digest = new.digest;
+    let inserted = store.insert_credential(new.clone()).await.unwrap();
+    assert_eq!(inserted.id, new.id);
+
+    let found = store
+        .find_credential_by_digest(&digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, inserted);
+    assert_eq!(found.scopes, scopes);
+    assert_eq!(found.expires_at, new.expires_at);
+    assert_eq!(found.status(Timestamp::now()), CredentialStatus::Active);
+    assert_eq!(found.kind(), CredentialKind::ApiKey);
+    assert!(
+        store
+            .find_credential_by_digest(&KeyDigest::of("kwk_unknown"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn lists_page_newest_first_by_kind_and_project(store: &dyn Store) {
+    let (org, bootstrap) = organization(store, "Acme").await;
+    let project = store
+        .insert_project(NewProject {
+            id: ProjectId::generate(),
+            organization_id: org,
+            name: name("Web"),
+            description: String::new(),
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    let scopes = ScopeSet::parse_names(&["instances:read"]).unwrap();
+    let mut keys = vec![bootstrap];
+    for n in 0..4 {
+        let key = store
+            .insert_credential(new_credential(
+                org,
+                Creator::Credential(bootstrap),
+                None,
+                &format!("key {n}"),
+                scopes,
+            ))
+            .await
+            .unwrap();
+        keys.push(key.id);
+    }
+    let token = store
+        .insert_credential(new_credential(
+            org,
+            Creator::Credential(bootstrap),
+            Some(project.id),
+            "token",
+            scopes,
+        ))
+        .await
+        .unwrap();
+
+    let api_keys = CredentialFilter {
+        kind: CredentialKind::ApiKey,
+        project: None,
+    };
+    let first = store
+        .list_credentials(org, api_keys, Page::first(3))
+        .await
+        .unwrap();
+    assert!(first.has_more);
+    let ids: Vec<_> = first.items.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [keys[4], keys[3], keys[2]]);
+    let rest = store
+        .list_credentials(
+            org,
+            api_keys,
+            Page {
+                limit: 3,
+                before: Some(keys[2].as_uuid()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!rest.has_more);
+    let ids: Vec<_> = rest.items.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [keys[1], keys[0]]);
+
+    let tokens = store
+        .list_credentials(
+            org,
+            CredentialFilter {
+                kind: CredentialKind::ProjectToken,
+                project: Some(project.id),
+            },
+            Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(tokens.items.len(), 1);
+    assert_eq!(tokens.items[0].id, token.id);
+    assert_eq!(tokens.items[0].project_id, Some(project.id));
+
+    let (other, _) = organization(store, "Globex").await;
+    let theirs = store
+        .list_credentials(other, api_keys, Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(theirs.items.len(), 1, "only their own bootstrap key");
+}
+
+pub async fn revocation_is_permanent_and_stays_in_its_organization(store: &dyn Store) {
+    let (org, key) = organization(store, "Acme").await;
+    let (other, _) = organization(store, "Globex").await;
+    let first_time = Timestamp::from_unix_seconds(1_800_000_000);
+
+    assert!(
+        store
+            .revoke_credential(other, key, first_time)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_credential(org, key)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+
+    let revoked = store
+        .revoke_credential(org, key, first_time)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.revoked_at, Some(first_time));
+    let again = store
+        .revoke_credential(org, key, first_time.plus_seconds(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(first_time),
+        "the first revocation stands"
+    );
+    assert_eq!(again.status(Timestamp::now()), CredentialStatus::Revoked);
+
+    let unknown = keyward_core::CredentialId::generate(CredentialKind::ApiKey);
+    assert!(
+        store
+            .revoke_credential(org, unknown, first_time)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_credential(OrganizationId::generate(), key)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn last_use_never_moves_backwards(store: &dyn Store) {
+    let (org, key) = organization(store, "Acme").await;
+    let later = Timestamp::from_unix_seconds(1_800_000_100);
+    let earlier = Timestamp::from_unix_seconds(1_800_000_000);
+    let ip = Some("192.0.2.7".parse().unwrap());
+    let update = |at| UsageUpdate {
+        credential: key,
+        at,
+        ip,
+    };
+    assert_eq!(store.record_usage(&[update(later)]).await.unwrap(), 1);
+    assert_eq!(store.record_usage(&[update(earlier)]).await.unwrap(), 0);
+    assert_eq!(store.record_usage(&[]).await.unwrap(), 0);
+    let stored = store.get_credential(org, key).await.unwrap().unwrap();
+    assert_eq!(stored.last_used_at, Some(later));
+}

@@ -1,0 +1,88 @@
+//! What only the SQLite backend has to show: its schema guards and its migrations.
+
+use keyward_core::Timestamp;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+use crate::{TestDb, organization};
+
+async fn raw_connection(db: &TestDb) -> sqlx::SqliteConnection {
+    db.url
+        .parse::<SqliteConnectOptions>()
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_schema_refuses_to_unrevoke_or_rewrite_a_digest() {
+    let db = TestDb::sqlite().await;
+    let (org, key) = organization(db.store.as_ref(), "Acme").await;
+    db.store
+        .revoke_credential(org, key, Timestamp::now())
+        .await
+        .unwrap();
+
+    let mut connection = raw_connection(&db).await;
+    let unrevoke = sqlx::query("UPDATE credentials SET revoked_at = NULL")
+        .execute(&mut connection)
+        .await;
+    assert!(
+        unrevoke
+            .unwrap_err()
+            .to_string()
+            .contains("revocation is permanent"),
+        "un-revoking must fail"
+    );
+    let rewrite = sqlx::query("UPDATE credentials SET secret_sha256 = zeroblob(32)")
+        .execute(&mut connection)
+        .await;
+    assert!(rewrite.is_err());
+    connection.close().await.unwrap();
+    let stored = db.store.get_credential(org, key).await.unwrap().unwrap();
+    assert!(stored.revoked_at.is_some());
+}
+
+#[tokio::test]
+async fn migrations_run_once_and_refuse_a_newer_schema() {
+    let db = TestDb::sqlite().await;
+    organization(db.store.as_ref(), "Acme").await;
+    // Opening again applies nothing and loses nothing.
+    let again = keyward_store::open(&db.url).await.unwrap();
+    again.ping().await.unwrap();
+    again.close().await;
+
+    let mut connection = raw_connection(&db).await;
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM keyward_migrations")
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(versions, [1]);
+    sqlx::query(
+        "INSERT INTO keyward_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    connection.close().await.unwrap();
+    let refused = keyward_store::open(&db.url).await;
+    let message = refused
+        .err()
+        .expect("a newer schema is refused")
+        .to_string();
+    assert!(message.contains("newer"), "{message}");
+}
+
+#[tokio::test]
+async fn in_memory_and_other_urls_are_refused_with_a_clear_error() {
+    for url in [
+        "sqlite::memory:",
+        "postgres://localhost/keyward",
+        "keyward.db",
+    ] {
+        let refused = keyward_store::open(url).await;
+        let message = refused.err().expect("refused").to_string();
+        assert!(message.contains("sqlite://"), "{url}: {message}");
+    }
+}

@@ -1,0 +1,324 @@
+//! The `keyward` binary as a user runs it: help, bootstrap, serve, graceful shutdown.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use keyward_core::{CredentialId, CredentialKind, OrganizationId};
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn keyward() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    for variable in [
+        "KEYWARD_LISTEN",
+        "KEYWARD_DATABASE_URL",
+        "KEYWARD_KEY_BRAND",
+        "KEYWARD_LAST_USED_FLUSH_SECONDS",
+        "KEYWARD_LOG",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+}
+
+fn database_url(dir: &TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("data/keyward.db").display())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn bootstrap_json(url: &str, org: &str, email: &str) -> Value {
+    let output = keyward()
+        .args(["bootstrap", "--org", org, "--email", email, "--json"])
+        .args(["--database-url", url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A `keyward serve` child process and the address it logged.
+struct Server {
+    child: Child,
+    address: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(dir: &TempDir, extra: &[&str]) -> Self {
+        let mut child = keyward()
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+            .arg(database_url(dir))
+            .args(extra)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (lines, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the server logs the address it serves");
+            if let Some((_, address)) = line.split_once("listening on http://") {
+                return Self {
+                    child,
+                    address: address.trim().to_owned(),
+                    log,
+                };
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// Sends SIGTERM and returns the exit status and the rest of the log.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let rest: Vec<String> = self.log.try_iter().collect();
+        (status, rest.join("\n"))
+    }
+}
+
+#[test]
+fn help_explains_every_command_and_option() {
+    let top = keyward().arg("--help").output().unwrap();
+    assert!(top.status.success());
+    let top = text(&top.stdout);
+    for word in ["serve", "migrate", "bootstrap", "API key"] {
+        assert!(top.contains(word), "--help lacks {word}:\n{top}");
+    }
+    let serve = text(&keyward().args(["serve", "--help"]).output().unwrap().stdout);
+    for word in [
+        "--listen",
+        "KEYWARD_LISTEN",
+        "127.0.0.1:8080",
+        "--database-url",
+        "KEYWARD_DATABASE_URL",
+        "sqlite://./keyward-data/keyward.db",
+        "--key-brand",
+        "KEYWARD_KEY_BRAND",
+        "SIGTERM",
+    ] {
+        assert!(serve.contains(word), "serve --help lacks {word}:\n{serve}");
+    }
+    let bootstrap = text(
+        &keyward()
+            .args(["bootstrap", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    for word in [
+        "--org",
+        "--email",
+        "--password-stdin",
+        "--json",
+        "shown once",
+    ] {
+        assert!(
+            bootstrap.contains(word),
+            "bootstrap --help lacks {word}:\n{bootstrap}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_2_and_say_why() {
+    let no_email = keyward()
+        .args(["bootstrap", "--org", "Acme"])
+        .output()
+        .unwrap();
+    assert_eq!(no_email.status.code(), Some(2));
+    assert!(text(&no_email.stderr).contains("--email"));
+    let bad_brand = keyward()
+        .args(["serve", "--key-brand", "Bad_Brand"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_brand.status.code(), Some(2));
+    assert!(text(&bad_brand.stderr).contains("brand"));
+}
+
+#[test]
+fn bootstrap_creates_one_organization_per_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(&dir);
+    let created = bootstrap_json(&url, "Acme", "ada@example.com");
+    for field in ["organization_id", "user_id", "key_id", "key", "password"] {
+        assert!(created[field].is_string(), "{field} missing: {created}");
+    }
+    assert!(created["key"].as_str().unwrap().starts_with("kwk_"));
+    assert!(
+        dir.path().join("data/keyward.db").exists(),
+        "the directory was created"
+    );
+
+    let again = keyward()
+        .args(["bootstrap", "--org", "acme", "--email", "bob@example.com"])
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert!(again.stdout.is_empty(), "no key is printed on failure");
+}
+
+#[test]
+fn bootstrap_prints_the_key_once_in_text_and_reads_a_password_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(&dir);
+    let mut child = keyward()
+        .args(["bootstrap", "--org", "Acme", "--email", "ada@example.com"])
+        .args([
+            "--password-stdin",
+            "--key-brand",
+            "onet",
+            "--database-url",
+            &url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    let output: Output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("shown once"), "{stdout}");
+    assert!(
+        !stdout.contains("password (shown once)"),
+        "no password was generated"
+    );
+    assert!(
+        !stdout.contains("correct horse"),
+        "the given password is never printed"
+    );
+    let keys: Vec<_> = stdout
+        .split_whitespace()
+        .filter(|word| word.starts_with("onetk_"))
+        .collect();
+    assert_eq!(keys.len(), 1, "{stdout}");
+
+    // The same person can own a second organization; their password stays as it is.
+    let second = keyward()
+        .args([
+            "bootstrap",
+            "--org",
+            "Acme Labs",
+            "--email",
+            "ADA@example.com",
+        ])
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(text(&second.stdout).contains("existing account"));
+
+    let short = keyward()
+        .args(["bootstrap", "--org", "Short", "--email", "eve@example.com"])
+        .args(["--password-stdin", "--database-url", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = {
+        let mut short = short;
+        short.stdin.take().unwrap().write_all(b"short\n").unwrap();
+        short.wait_with_output().unwrap()
+    };
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("at least 10 characters"));
+}
+
+#[test]
+fn unsupported_database_urls_are_explained() {
+    let output = keyward()
+        .args(["migrate", "--database-url", "mysql://localhost/keyward"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("sqlite://"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_quick_start_works_and_sigterm_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--last-used-flush-seconds", "3600"]);
+    let created = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let key = created["key"].as_str().unwrap();
+
+    let client = reqwest::Client::new();
+    let answer = client
+        .get(server.url("/v1/instances"))
+        .header("Authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "data": [], "next_cursor": null }));
+
+    let (status, log) = server.terminate();
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    assert!(log.contains("keyward stopped"), "{log}");
+    assert!(!log.contains(key), "the key must never be logged");
+
+    // The last use, held in memory, was written on the way out.
+    let store = keyward_store::open(&database_url(&dir)).await.unwrap();
+    let organization = OrganizationId::parse(created["organization_id"].as_str().unwrap()).unwrap();
+    let key_id =
+        CredentialId::parse(created["key_id"].as_str().unwrap(), CredentialKind::ApiKey).unwrap();
+    let stored = store
+        .get_credential(organization, key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.last_used_at.is_some());
+    store.close().await;
+}
