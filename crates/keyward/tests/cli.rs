@@ -69,19 +69,23 @@ impl Server {
                 }
             }
         });
+        // From here on, `Drop` stops the child whatever happens.
+        let mut server = Self {
+            child,
+            address: String::new(),
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let line = log
+        while server.address.is_empty() {
+            let line = server
+                .log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("the server logs the address it serves");
             if let Some((_, address)) = line.split_once("listening on http://") {
-                return Self {
-                    child,
-                    address: address.trim().to_owned(),
-                    log,
-                };
+                server.address = address.trim().to_owned();
             }
         }
+        server
     }
 
     fn url(&self, path: &str) -> String {
@@ -89,7 +93,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and returns the exit status and the rest of the log.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
         let killed = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -108,6 +112,13 @@ impl Server {
         };
         let rest: Vec<String> = self.log.try_iter().collect();
         (status, rest.join("\n"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -289,7 +300,7 @@ fn unsupported_database_urls_are_explained() {
 #[tokio::test]
 async fn the_quick_start_works_and_sigterm_stops_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir, &["--last-used-flush-seconds", "3600"]);
+    let mut server = Server::start(&dir, &["--last-used-flush-seconds", "3600"]);
     let created = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
     let key = created["key"].as_str().unwrap();
 
