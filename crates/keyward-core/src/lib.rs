@@ -5,6 +5,7 @@
 //! passed one of the `parse` functions here is known good everywhere past the edge of the
 //! system.
 
+pub mod authorization;
 pub mod credential;
 pub mod id;
 pub mod names;
@@ -13,6 +14,7 @@ pub mod role;
 pub mod scope;
 pub mod timestamp;
 
+pub use authorization::{GrantError, check_grant, holdable_scopes};
 pub use credential::{
     Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, PlaintextKey,
 };

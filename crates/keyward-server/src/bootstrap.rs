@@ -4,7 +4,7 @@
 use keyward_core::password::{Password, PasswordError};
 use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, InvalidValue, Name, OrganizationId, PlaintextKey,
-    ScopeSet, Timestamp, UserId,
+    Role, Timestamp, UserId,
 };
 use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner, Store, StoreError};
 
@@ -97,7 +97,7 @@ pub async fn bootstrap_organization(
         name: Name::parse("bootstrap").map_err(BootstrapError::InvalidOrganizationName)?,
         digest: key.digest(),
         hint: key.hint(),
-        scopes: ScopeSet::all(),
+        scopes: Role::Owner.scope_cap(),
         created_at: now,
         expires_at: None,
         created_by: Creator::User(user_id),

@@ -1,6 +1,5 @@
 //! `/v1/api-keys`: the organization's API keys (Settings > API Keys).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -9,6 +8,7 @@ use keyward_core::{CredentialId, CredentialKind, Scope};
 use keyward_store::CredentialFilter;
 use serde::Deserialize;
 
+use super::ApiRoutes;
 use super::credentials::{self, CreateCredential, CredentialView, not_found_label};
 use super::pagination::List;
 use crate::AppState;
@@ -16,8 +16,8 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new()
         .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route(
             "/v1/api-keys/{id}",

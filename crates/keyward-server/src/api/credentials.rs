@@ -104,7 +104,7 @@ pub async fn create(
     let scopes = parse_scopes(&body.scopes);
     let expires_at = parse_expiry(body.expires_at.as_deref(), now);
     validate!(name, scopes, expires_at);
-    principal.require_all(scopes)?;
+    principal.authorize_grant(kind, scopes)?;
 
     let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ApiError::internal)?;
     let record = state

@@ -1,17 +1,17 @@
 //! `/healthz` (the process answers) and `/readyz` (the database answers too), for load
 //! balancers and orchestrators. Neither needs a credential.
 
-use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::ApiRoutes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
 }

@@ -1,7 +1,6 @@
 //! `/v1/instances`: the platform resource the help page's example lists. Each instance
 //! belongs to a project of the organization.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -12,14 +11,15 @@ use keyward_core::{
 use keyward_store::{InstanceRecord, NewInstance};
 use serde::{Deserialize, Serialize};
 
+use super::ApiRoutes;
 use super::pagination::{List, page_from};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new()
         .route("/v1/instances", get(list_instances).post(create_instance))
         .route(
             "/v1/instances/{id}",
@@ -98,6 +98,17 @@ async fn list_instances(
     let page = page_from(query.limit, query.cursor.as_deref(), |text| {
         InstanceId::parse(text).ok().map(|id| id.as_uuid())
     })?;
+    // A project token sees its own project only: asking for another is asking for nothing.
+    let project = match (principal.project_id, project) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Ok(ApiJson(List {
+                data: Vec::new(),
+                next_cursor: None,
+            }));
+        }
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
     let paged = state
         .store
         .list_instances(principal.organization_id, project, page)
@@ -122,6 +133,10 @@ async fn create_instance(
     let region = Region::parse(&body.region).map_err(|e| FieldError::new("region", e));
     let status = parse_status(body.status.as_deref());
     validate!(name, project_id, region, status);
+    // Another project, for a project token, is as absent as another organization's.
+    if !principal.can_reach(project_id) {
+        return Err(ApiError::NotFound("project"));
+    }
     let record = state
         .store
         .insert_instance(NewInstance {
@@ -148,12 +163,22 @@ async fn show_instance(
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<InstanceView>, ApiError> {
     principal.require(Scope::InstancesRead)?;
-    let record = state
-        .store
-        .get_instance(principal.organization_id, parse_id(&id)?)
-        .await?
-        .ok_or(ApiError::NotFound("instance"))?;
+    let record = reachable_instance(&state, &principal, &id).await?;
     Ok(ApiJson(record.into()))
+}
+
+/// The instance named in the path, if the principal can reach its project.
+async fn reachable_instance(
+    state: &AppState,
+    principal: &Principal,
+    raw: &str,
+) -> Result<InstanceRecord, ApiError> {
+    state
+        .store
+        .get_instance(principal.organization_id, parse_id(raw)?)
+        .await?
+        .filter(|record| principal.can_reach(record.project_id))
+        .ok_or(ApiError::NotFound("instance"))
 }
 
 async fn delete_instance(
@@ -162,9 +187,10 @@ async fn delete_instance(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::InstancesWrite)?;
+    let record = reachable_instance(&state, &principal, &id).await?;
     if state
         .store
-        .delete_instance(principal.organization_id, parse_id(&id)?)
+        .delete_instance(principal.organization_id, record.id)
         .await?
     {
         Ok(StatusCode::NO_CONTENT)

@@ -1,18 +1,17 @@
 //! `GET /v1/me`: what the presented credential is, so a user can check a key.
 
-use axum::Router;
 use axum::routing::get;
 use keyward_core::{
     CredentialId, CredentialKind, Name, OrganizationId, ProjectId, ScopeSet, Timestamp,
 };
 use serde::Serialize;
 
-use crate::AppState;
+use super::ApiRoutes;
 use crate::auth::Principal;
 use crate::extract::ApiJson;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/me", get(show_current_credential))
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new().route("/v1/me", get(show_current_credential))
 }
 
 #[derive(Serialize)]

@@ -9,6 +9,7 @@ mod instances;
 mod me;
 mod pagination;
 mod projects;
+mod tokens;
 
 use std::any::Any;
 
@@ -16,6 +17,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -25,16 +27,55 @@ use crate::error::ApiError;
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn router() -> Router<AppState> {
-    let v1 = Router::new()
+/// The API's routes, recorded as they are added, so that [`paths`] lists exactly what the
+/// router serves (the authorization matrix test walks it).
+pub(crate) struct ApiRoutes {
+    router: Router<AppState>,
+    paths: Vec<&'static str>,
+}
+
+impl ApiRoutes {
+    pub(crate) fn new() -> Self {
+        Self {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    pub(crate) fn route(mut self, path: &'static str, methods: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, methods);
+        self.paths.push(path);
+        self
+    }
+
+    fn merge(mut self, other: ApiRoutes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.paths.extend(other.paths);
+        self
+    }
+}
+
+fn routes() -> (ApiRoutes, ApiRoutes) {
+    let v1 = ApiRoutes::new()
         .merge(api_keys::router())
         .merge(projects::router())
+        .merge(tokens::router())
         .merge(instances::router())
-        .merge(me::router())
-        .layer(axum::middleware::map_response(no_store));
+        .merge(me::router());
+    (v1, health::router())
+}
+
+/// Every path the API serves, with `{placeholders}` for its parameters.
+pub fn paths() -> Vec<&'static str> {
+    let (v1, health) = routes();
+    v1.paths.into_iter().chain(health.paths).collect()
+}
+
+pub fn router() -> Router<AppState> {
+    let (v1, health) = routes();
     Router::new()
-        .merge(v1)
-        .merge(health::router())
+        .merge(v1.router.layer(axum::middleware::map_response(no_store)))
+        .merge(health.router)
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

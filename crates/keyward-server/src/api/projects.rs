@@ -1,6 +1,5 @@
 //! `/v1/projects`: the organization's projects.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -9,17 +8,18 @@ use keyward_core::{Name, OrganizationId, ProjectId, Scope, Timestamp};
 use keyward_store::{NewProject, ProjectChanges, ProjectDeletion, ProjectRecord};
 use serde::{Deserialize, Serialize};
 
+use super::ApiRoutes;
 use super::pagination::{List, page_from};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new()
         .route("/v1/projects", get(list_projects).post(create_project))
         .route(
-            "/v1/projects/{id}",
+            "/v1/projects/{project_id}",
             get(show_project)
                 .patch(update_project)
                 .delete(delete_project),
@@ -159,6 +159,7 @@ async fn show_project(
         .store
         .get_project(principal.organization_id, id)
         .await?
+        .filter(|record| principal.can_reach(record.id))
         .ok_or(ApiError::NotFound("project"))?;
     Ok(ApiJson(record.into()))
 }

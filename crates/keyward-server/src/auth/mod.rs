@@ -15,8 +15,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use keyward_core::credential::check_format;
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, KeyDigest, Name, OrganizationId, ProjectId,
-    Scope, ScopeSet, Timestamp,
+    CredentialId, CredentialKind, CredentialStatus, GrantError, KeyDigest, Name, OrganizationId,
+    ProjectId, Scope, ScopeSet, Timestamp, check_grant,
 };
 use keyward_store::CredentialRecord;
 
@@ -43,26 +43,35 @@ impl Principal {
     }
 
     /// The one authorization check of a handler: deny unless the credential holds `scope`.
+    /// A project token is also denied every scope that is not project-level, whatever is
+    /// stored for it.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.scopes.contains(scope) {
+        let holdable = self.kind() == CredentialKind::ApiKey || scope.is_project_level();
+        if holdable && self.scopes.contains(scope) {
             Ok(())
         } else {
             Err(ApiError::insufficient_scope(scope))
         }
     }
 
-    /// Deny unless the credential holds every scope it is about to grant: no credential can
-    /// create one more powerful than itself.
-    pub fn require_all(&self, scopes: ScopeSet) -> Result<(), ApiError> {
-        match scopes.difference(self.scopes).iter().next() {
-            None => Ok(()),
-            Some(missing) => Err(ApiError::InsufficientScope {
-                scope: missing,
+    /// Whether resources of `project` are within reach: always for organization keys, only
+    /// their own project for project tokens.
+    pub fn can_reach(&self, project: ProjectId) -> bool {
+        self.project_id.is_none_or(|own| own == project)
+    }
+
+    /// Checks that this credential may create a credential of `kind` holding `scopes`
+    /// (through [`check_grant`], the check the dashboard uses too).
+    pub fn authorize_grant(&self, kind: CredentialKind, scopes: ScopeSet) -> Result<(), ApiError> {
+        check_grant(self.scopes, kind, scopes).map_err(|error| match error {
+            GrantError::NotForKind { .. } => ApiError::invalid("scopes", error),
+            GrantError::NotHeld { scope } => ApiError::InsufficientScope {
+                scope,
                 detail: format!(
-                    "this credential cannot grant the {missing} scope, which it does not hold"
+                    "this credential cannot grant the {scope} scope, which it does not hold"
                 ),
-            }),
-        }
+            },
+        })
     }
 
     fn from_record(record: CredentialRecord) -> Self {
@@ -193,29 +202,64 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn principals_need_every_scope_they_use_or_grant() {
-        let principal = Principal {
-            credential_id: CredentialId::generate(CredentialKind::ApiKey),
+    fn principal(project: Option<ProjectId>, scopes: &[&str]) -> Principal {
+        let kind = if project.is_some() {
+            CredentialKind::ProjectToken
+        } else {
+            CredentialKind::ApiKey
+        };
+        Principal {
+            credential_id: CredentialId::generate(kind),
             organization_id: OrganizationId::generate(),
-            project_id: None,
+            project_id: project,
             name: Name::parse("test").unwrap(),
-            scopes: ScopeSet::parse_names(&["instances:read", "api_keys:write"]).unwrap(),
+            scopes: ScopeSet::parse_names(scopes).unwrap(),
             created_at: Timestamp::now(),
             expires_at: None,
-        };
-        assert!(principal.require(Scope::InstancesRead).is_ok());
-        let Err(ApiError::InsufficientScope { scope, .. }) =
-            principal.require(Scope::InstancesWrite)
+        }
+    }
+
+    #[test]
+    fn principals_need_every_scope_they_use_or_grant() {
+        let key = principal(None, &["instances:read", "api_keys:write"]);
+        assert!(key.require(Scope::InstancesRead).is_ok());
+        let Err(ApiError::InsufficientScope { scope, .. }) = key.require(Scope::InstancesWrite)
         else {
             panic!("instances:write must be refused");
         };
         assert_eq!(scope, Scope::InstancesWrite);
         let asked = ScopeSet::parse_names(&["instances:read", "projects:read"]).unwrap();
-        let Err(ApiError::InsufficientScope { scope, .. }) = principal.require_all(asked) else {
+        let Err(ApiError::InsufficientScope { scope, .. }) =
+            key.authorize_grant(CredentialKind::ApiKey, asked)
+        else {
             panic!("granting projects:read must be refused");
         };
         assert_eq!(scope, Scope::ProjectsRead);
-        assert!(principal.require_all(ScopeSet::EMPTY).is_ok());
+        assert!(
+            key.authorize_grant(CredentialKind::ApiKey, ScopeSet::EMPTY)
+                .is_ok()
+        );
+        let organization_level = ScopeSet::parse_names(&["api_keys:write"]).unwrap();
+        assert!(matches!(
+            key.authorize_grant(CredentialKind::ProjectToken, organization_level),
+            Err(ApiError::Validation(_))
+        ));
+    }
+
+    #[test]
+    fn project_tokens_are_confined_whatever_their_stored_scopes() {
+        let own = ProjectId::generate();
+        // A token row that somehow holds organization scopes still cannot use them.
+        let token = principal(
+            Some(own),
+            &["instances:read", "api_keys:read", "tokens:write"],
+        );
+        assert!(token.require(Scope::InstancesRead).is_ok());
+        assert!(token.require(Scope::ApiKeysRead).is_err());
+        assert!(token.require(Scope::TokensWrite).is_err());
+        assert!(token.can_reach(own));
+        assert!(!token.can_reach(ProjectId::generate()));
+        let key = principal(None, &["instances:read"]);
+        assert!(key.can_reach(own));
     }
 }

@@ -7,3 +7,4 @@ mod helpers;
 mod instances;
 mod projects;
 mod storage;
+mod tokens;

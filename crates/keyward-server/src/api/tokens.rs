@@ -1,0 +1,134 @@
+//! `/v1/projects/{project_id}/tokens`: project tokens (Settings > Project > Tokens).
+//!
+//! Managing tokens takes `tokens:read` / `tokens:write` on an organization key; a project
+//! token can hold neither, so it can never create, list or revoke a credential. Tokens hold
+//! only project-level scopes and act only within their project.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use keyward_core::{CredentialId, CredentialKind, ProjectId, Scope};
+use keyward_store::CredentialFilter;
+use serde::Deserialize;
+
+use super::ApiRoutes;
+use super::credentials::{self, CreateCredential, CredentialView, not_found_label};
+use super::pagination::List;
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new()
+        .route(
+            "/v1/projects/{project_id}/tokens",
+            get(list_project_tokens).post(create_project_token),
+        )
+        .route(
+            "/v1/projects/{project_id}/tokens/{token_id}",
+            get(show_project_token).delete(revoke_project_token),
+        )
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// The project named in the path, if it is a live project the principal can reach.
+async fn reachable_project(
+    state: &AppState,
+    principal: &Principal,
+    raw: &str,
+) -> Result<ProjectId, ApiError> {
+    let id = super::projects::parse_id(raw)?;
+    if !principal.can_reach(id) {
+        return Err(ApiError::NotFound("project"));
+    }
+    state
+        .store
+        .get_project(principal.organization_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    Ok(id)
+}
+
+fn parse_token_id(raw: &str) -> Result<CredentialId, ApiError> {
+    CredentialId::parse(raw, CredentialKind::ProjectToken)
+        .map_err(|_| ApiError::NotFound(not_found_label(CredentialKind::ProjectToken)))
+}
+
+async fn list_project_tokens(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(project): ApiPath<String>,
+    query: Result<ApiQuery<ListQuery>, ApiError>,
+) -> Result<ApiJson<List<CredentialView>>, ApiError> {
+    principal.require(Scope::TokensRead)?;
+    let ApiQuery(query) = query?;
+    let project = reachable_project(&state, &principal, &project).await?;
+    let filter = CredentialFilter {
+        kind: CredentialKind::ProjectToken,
+        project: Some(project),
+    };
+    let list = credentials::list(
+        &state,
+        &principal,
+        filter,
+        query.limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
+    Ok(ApiJson(list))
+}
+
+async fn create_project_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(project): ApiPath<String>,
+    body: Result<ApiJson<CreateCredential>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::TokensWrite)?;
+    let ApiJson(body) = body?;
+    let project = reachable_project(&state, &principal, &project).await?;
+    let created = credentials::create(
+        &state,
+        &principal,
+        CredentialKind::ProjectToken,
+        Some(project),
+        body,
+    )
+    .await?;
+    let location = format!("/v1/projects/{project}/tokens/{}", created.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(created),
+    ))
+}
+
+async fn show_project_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((project, token)): ApiPath<(String, String)>,
+) -> Result<ApiJson<CredentialView>, ApiError> {
+    principal.require(Scope::TokensRead)?;
+    let project = reachable_project(&state, &principal, &project).await?;
+    let view =
+        credentials::show(&state, &principal, parse_token_id(&token)?, Some(project)).await?;
+    Ok(ApiJson(view))
+}
+
+async fn revoke_project_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((project, token)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::TokensWrite)?;
+    let project = reachable_project(&state, &principal, &project).await?;
+    credentials::revoke(&state, &principal, parse_token_id(&token)?, Some(project)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
