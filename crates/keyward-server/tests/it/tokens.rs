@@ -48,7 +48,7 @@ async fn a_project_token_works_in_its_project_and_nowhere_else() {
     // Its own project's instances, and only those.
     let listed = app.get("/v1/instances", &token).await;
     assert_eq!(listed.status, StatusCode::OK);
-    assert_eq!(ids(&listed.body), [web_1.clone()]);
+    assert_eq!(ids(&listed.body), [web_1.as_str()]);
     let asked_elsewhere = app
         .get(&format!("/v1/instances?project_id={db}"), &token)
         .await;
@@ -81,7 +81,7 @@ async fn a_project_token_works_in_its_project_and_nowhere_else() {
     );
 
     let projects = app.get("/v1/projects", &token).await;
-    assert_eq!(ids(&projects.body), [web.clone()]);
+    assert_eq!(ids(&projects.body), [web.as_str()]);
     app.get(&format!("/v1/projects/{db}"), &token)
         .await
         .problem(404, "not_found");
@@ -118,7 +118,7 @@ async fn a_project_token_works_in_its_project_and_nowhere_else() {
     let tokens = app
         .get(&format!("/v1/projects/{web}/tokens"), &org.key)
         .await;
-    assert_eq!(ids(&tokens.body), [token_id.clone()]);
+    assert_eq!(ids(&tokens.body), [token_id.as_str()]);
     assert_eq!(tokens.body["data"][0]["status"], "active");
     assert!(tokens.body["data"][0]["last_used_at"].is_string());
     assert!(!tokens.body.to_string().contains(&token));
