@@ -20,7 +20,7 @@ pub fn router() -> ApiRoutes {
     ApiRoutes::new()
         .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route(
-            "/v1/api-keys/{id}",
+            "/v1/api-keys/{key_id}",
             get(show_api_key).delete(revoke_api_key),
         )
 }

@@ -22,7 +22,7 @@ pub fn router() -> ApiRoutes {
     ApiRoutes::new()
         .route("/v1/instances", get(list_instances).post(create_instance))
         .route(
-            "/v1/instances/{id}",
+            "/v1/instances/{instance_id}",
             get(show_instance).delete(delete_instance),
         )
 }

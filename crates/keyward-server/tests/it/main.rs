@@ -3,8 +3,10 @@
 
 mod api_keys;
 mod bad_input;
+mod docs;
 mod helpers;
 mod instances;
+mod matrix;
 mod projects;
 mod storage;
 mod tokens;

@@ -1,0 +1,775 @@
+//! The authorization matrix: every endpoint of the router × every kind of caller, with the
+//! status each must get. An endpoint the router serves without a row here fails the test.
+//!
+//! Every cell also checks that no 2xx answer shows an id out of the caller's reach, and that
+//! a refused request changed nothing in either organization.
+
+use std::collections::BTreeMap;
+
+use keyward_core::{
+    Brand, CredentialId, CredentialKind, Email, InstanceId, InstanceStatus, Name, OrganizationId,
+    PlaintextKey, ProjectId, Region, Scope, ScopeSet, Timestamp, UserId,
+};
+use keyward_store::{
+    Creator, CredentialFilter, NewCredential, NewInstance, NewOrganization, NewOwner, NewProject,
+    Page, Store,
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Answer, TestApp};
+
+/// Which project tokens may call an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Level {
+    /// No credential needed.
+    Public,
+    /// Any valid credential.
+    AnyCredential,
+    /// Project tokens act here, confined to their project.
+    Project,
+    /// Organization keys only: project tokens get 403.
+    Organization,
+}
+
+/// What a caller gets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    Success(u16),
+    NotFound,
+    /// 403 naming the endpoint's scope.
+    Forbidden,
+}
+
+pub struct Row {
+    pub method: Method,
+    pub path: &'static str,
+    /// The endpoint's own scope.
+    pub scope: Option<Scope>,
+    /// Scopes the request body grants; the caller must hold them too.
+    pub grants: &'static [Scope],
+    pub level: Level,
+    success: u16,
+    /// The project `{project_id}` names: `Empty` where success needs a project without
+    /// instances.
+    project: Which,
+    own_token: Outcome,
+    other_token: Outcome,
+    other_organization: Outcome,
+    body: Option<fn(&World) -> Value>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Which {
+    Main,
+    Empty,
+}
+
+use Outcome::{Forbidden, NotFound, Success};
+
+const INSTANCES_READ: &[Scope] = &[Scope::InstancesRead];
+
+pub fn rows() -> Vec<Row> {
+    fn row(
+        method: Method,
+        path: &'static str,
+        scope: Option<Scope>,
+        level: Level,
+        success: u16,
+    ) -> Row {
+        let (own, other, organization) = match level {
+            Level::Public | Level::AnyCredential => {
+                (Success(success), Success(success), Success(success))
+            }
+            Level::Organization => (Forbidden, Forbidden, NotFound),
+            Level::Project => (Success(success), NotFound, NotFound),
+        };
+        Row {
+            method,
+            path,
+            scope,
+            grants: &[],
+            level,
+            success,
+            project: Which::Main,
+            own_token: own,
+            other_token: other,
+            other_organization: organization,
+            body: None,
+        }
+    }
+    use Level::{AnyCredential, Organization, Project, Public};
+    vec![
+        Row {
+            grants: INSTANCES_READ,
+            other_organization: Success(201),
+            body: Some(|_| json!({ "name": "matrix", "scopes": ["instances:read"] })),
+            ..row(
+                Method::POST,
+                "/v1/api-keys",
+                Some(Scope::ApiKeysWrite),
+                Organization,
+                201,
+            )
+        },
+        Row {
+            other_organization: Success(200),
+            ..row(
+                Method::GET,
+                "/v1/api-keys",
+                Some(Scope::ApiKeysRead),
+                Organization,
+                200,
+            )
+        },
+        row(
+            Method::GET,
+            "/v1/api-keys/{key_id}",
+            Some(Scope::ApiKeysRead),
+            Organization,
+            200,
+        ),
+        row(
+            Method::DELETE,
+            "/v1/api-keys/{key_id}",
+            Some(Scope::ApiKeysWrite),
+            Organization,
+            204,
+        ),
+        Row {
+            other_token: Success(200),
+            other_organization: Success(200),
+            ..row(
+                Method::GET,
+                "/v1/projects",
+                Some(Scope::ProjectsRead),
+                Project,
+                200,
+            )
+        },
+        Row {
+            other_organization: Success(201),
+            body: Some(|_| json!({ "name": "Matrix project" })),
+            ..row(
+                Method::POST,
+                "/v1/projects",
+                Some(Scope::ProjectsWrite),
+                Organization,
+                201,
+            )
+        },
+        row(
+            Method::GET,
+            "/v1/projects/{project_id}",
+            Some(Scope::ProjectsRead),
+            Project,
+            200,
+        ),
+        Row {
+            body: Some(|_| json!({ "name": "Renamed" })),
+            ..row(
+                Method::PATCH,
+                "/v1/projects/{project_id}",
+                Some(Scope::ProjectsWrite),
+                Organization,
+                200,
+            )
+        },
+        Row {
+            project: Which::Empty,
+            ..row(
+                Method::DELETE,
+                "/v1/projects/{project_id}",
+                Some(Scope::ProjectsWrite),
+                Organization,
+                204,
+            )
+        },
+        row(
+            Method::GET,
+            "/v1/projects/{project_id}/tokens",
+            Some(Scope::TokensRead),
+            Organization,
+            200,
+        ),
+        Row {
+            grants: INSTANCES_READ,
+            body: Some(|_| json!({ "name": "matrix", "scopes": ["instances:read"] })),
+            ..row(
+                Method::POST,
+                "/v1/projects/{project_id}/tokens",
+                Some(Scope::TokensWrite),
+                Organization,
+                201,
+            )
+        },
+        row(
+            Method::GET,
+            "/v1/projects/{project_id}/tokens/{token_id}",
+            Some(Scope::TokensRead),
+            Organization,
+            200,
+        ),
+        row(
+            Method::DELETE,
+            "/v1/projects/{project_id}/tokens/{token_id}",
+            Some(Scope::TokensWrite),
+            Organization,
+            204,
+        ),
+        Row {
+            other_token: Success(200),
+            other_organization: Success(200),
+            ..row(
+                Method::GET,
+                "/v1/instances",
+                Some(Scope::InstancesRead),
+                Project,
+                200,
+            )
+        },
+        Row {
+            body: Some(
+                |world| json!({ "name": "matrix-1", "project_id": world.main_project.to_string(), "region": "eu-west-1" }),
+            ),
+            ..row(
+                Method::POST,
+                "/v1/instances",
+                Some(Scope::InstancesWrite),
+                Project,
+                201,
+            )
+        },
+        row(
+            Method::GET,
+            "/v1/instances/{instance_id}",
+            Some(Scope::InstancesRead),
+            Project,
+            200,
+        ),
+        row(
+            Method::DELETE,
+            "/v1/instances/{instance_id}",
+            Some(Scope::InstancesWrite),
+            Project,
+            204,
+        ),
+        row(Method::GET, "/v1/me", None, AnyCredential, 200),
+        row(Method::GET, "/healthz", None, Public, 200),
+        row(Method::GET, "/readyz", None, Public, 200),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Caller {
+    Nobody,
+    Malformed,
+    WrongChecksum,
+    Unknown,
+    Revoked,
+    Expired,
+    ExactScope,
+    LackingScope,
+    OwnProjectToken,
+    OtherProjectToken,
+    OtherOrganization,
+}
+
+const CALLERS: [Caller; 11] = [
+    Caller::Nobody,
+    Caller::Malformed,
+    Caller::WrongChecksum,
+    Caller::Unknown,
+    Caller::Revoked,
+    Caller::Expired,
+    Caller::ExactScope,
+    Caller::LackingScope,
+    Caller::OwnProjectToken,
+    Caller::OtherProjectToken,
+    Caller::OtherOrganization,
+];
+
+/// Two organizations with everything an endpoint can name, and a key for every caller.
+pub struct World {
+    main_project: ProjectId,
+    empty_project: ProjectId,
+    key: CredentialId,
+    token: CredentialId,
+    instance: InstanceId,
+    callers: BTreeMap<Caller, String>,
+    /// Ids each caller must never see in an answer.
+    out_of_reach: BTreeMap<Caller, Vec<String>>,
+    organizations: [OrganizationId; 2],
+}
+
+async fn insert_key(
+    store: &dyn Store,
+    organization: OrganizationId,
+    project: Option<ProjectId>,
+    scopes: ScopeSet,
+    expires_at: Option<Timestamp>,
+    by: Creator,
+) -> (CredentialId, String) {
+    let kind = if project.is_some() {
+        CredentialKind::ProjectToken
+    } else {
+        CredentialKind::ApiKey
+    };
+    let key = PlaintextKey::generate(&Brand::default(), kind).unwrap();
+    let id = CredentialId::generate(kind);
+    store
+        .insert_credential(NewCredential {
+            id,
+            organization_id: organization,
+            project_id: project,
+            name: Name::parse("matrix").unwrap(),
+            digest: key.digest(),
+            hint: key.hint(),
+            scopes,
+            created_at: Timestamp::now(),
+            expires_at,
+            created_by: by,
+        })
+        .await
+        .unwrap();
+    (id, key.expose_secret().to_owned())
+}
+
+async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, String) {
+    let id = OrganizationId::generate();
+    let owner = UserId::generate();
+    let key = PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey).unwrap();
+    let key_id = CredentialId::generate(CredentialKind::ApiKey);
+    store
+        .create_organization(
+            NewOrganization {
+                id,
+                name: Name::parse(&id.to_string()).unwrap(),
+                created_at: Timestamp::now(),
+            },
+            NewOwner::Create {
+                id: owner,
+                email: Email::parse(&format!("{owner}@example.com")).unwrap(),
+                password_hash: "$argon2id$unused".into(),
+            },
+            NewCredential {
+                id: key_id,
+                organization_id: id,
+                project_id: None,
+                name: Name::parse("bootstrap").unwrap(),
+                digest: key.digest(),
+                hint: key.hint(),
+                scopes: ScopeSet::all(),
+                created_at: Timestamp::now(),
+                expires_at: None,
+                created_by: Creator::User(owner),
+            },
+        )
+        .await
+        .unwrap();
+    (id, key_id, key.expose_secret().to_owned())
+}
+
+async fn project(store: &dyn Store, organization: OrganizationId, name: &str) -> ProjectId {
+    store
+        .insert_project(NewProject {
+            id: ProjectId::generate(),
+            organization_id: organization,
+            name: Name::parse(name).unwrap(),
+            description: String::new(),
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+async fn instance(
+    store: &dyn Store,
+    organization: OrganizationId,
+    project: ProjectId,
+) -> InstanceId {
+    store
+        .insert_instance(NewInstance {
+            id: InstanceId::generate(),
+            organization_id: organization,
+            project_id: project,
+            name: Name::parse("fixture-1").unwrap(),
+            region: Region::parse("eu-west-1").unwrap(),
+            status: InstanceStatus::Running,
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+impl World {
+    async fn build(store: &dyn Store, row: &Row) -> Self {
+        let project_level =
+            ScopeSet::parse_names(&["instances:read", "instances:write", "projects:read"]).unwrap();
+        let (a, a_admin_id, _) = organization(store).await;
+        let (b, b_admin_id, b_admin) = organization(store).await;
+        let by = Creator::Credential(a_admin_id);
+        let main_project = project(store, a, "Main").await;
+        let other_project = project(store, a, "Other").await;
+        let empty_project = project(store, a, "Empty").await;
+        let b_project = project(store, b, "Theirs").await;
+        let main_instance = instance(store, a, main_project).await;
+        let other_instance = instance(store, a, other_project).await;
+        let b_instance = instance(store, b, b_project).await;
+        let (key, _) = insert_key(store, a, None, project_level, None, by).await;
+        let (token, main_token) =
+            insert_key(store, a, Some(main_project), project_level, None, by).await;
+        let (_, empty_token) =
+            insert_key(store, a, Some(empty_project), project_level, None, by).await;
+        let (_, other_token) =
+            insert_key(store, a, Some(other_project), project_level, None, by).await;
+        let (b_token, _) = insert_key(
+            store,
+            b,
+            Some(b_project),
+            project_level,
+            None,
+            Creator::Credential(b_admin_id),
+        )
+        .await;
+
+        let needed: ScopeSet = row
+            .scope
+            .into_iter()
+            .chain(row.grants.iter().copied())
+            .collect();
+        let exact = if needed.is_empty() {
+            ScopeSet::parse_names(&["audit:read"]).unwrap()
+        } else {
+            needed
+        };
+        let mut lacking = ScopeSet::all();
+        if let Some(scope) = row.scope {
+            lacking = lacking.difference([scope].into_iter().collect());
+        }
+        let (_, exact) = insert_key(store, a, None, exact, None, by).await;
+        let (_, lacking) = insert_key(store, a, None, lacking, None, by).await;
+        let (revoked_id, revoked) = insert_key(store, a, None, ScopeSet::all(), None, by).await;
+        store
+            .revoke_credential(a, revoked_id, Timestamp::now())
+            .await
+            .unwrap();
+        let expired_at = Timestamp::now().plus_seconds(-60);
+        let (_, expired) = insert_key(store, a, None, ScopeSet::all(), Some(expired_at), by).await;
+        let mut wrong_checksum = exact.clone();
+        let last = wrong_checksum.pop().unwrap();
+        wrong_checksum.push(if last == '0' { '1' } else { '0' });
+        let unknown = PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey).unwrap();
+
+        let own_token = match row.project {
+            Which::Main => main_token,
+            Which::Empty => empty_token,
+        };
+        let own_project = match row.project {
+            Which::Main => main_project,
+            Which::Empty => empty_project,
+        };
+        let callers = BTreeMap::from([
+            (Caller::Malformed, "not-a-key".to_owned()),
+            (Caller::WrongChecksum, wrong_checksum),
+            (Caller::Unknown, unknown.expose_secret().to_owned()),
+            (Caller::Revoked, revoked),
+            (Caller::Expired, expired),
+            (Caller::ExactScope, exact),
+            (Caller::LackingScope, lacking),
+            (Caller::OwnProjectToken, own_token),
+            (Caller::OtherProjectToken, other_token),
+            (Caller::OtherOrganization, b_admin),
+        ]);
+
+        let text = |ids: &[&dyn ToString]| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+        let organization_b = text(&[&b, &b_project, &b_instance, &b_token, &b_admin_id]);
+        let mut outside_own_project = text(&[&other_project, &other_instance, &key]);
+        if own_project == main_project {
+            outside_own_project.push(empty_project.to_string());
+        } else {
+            // `token` is the main project's token: the caller's own when that is its project.
+            outside_own_project.extend(text(&[&main_project, &main_instance, &token]));
+        }
+        outside_own_project.extend(organization_b.clone());
+        let mut outside_other_project =
+            text(&[&main_project, &empty_project, &main_instance, &key, &token]);
+        outside_other_project.extend(organization_b.clone());
+        let organization_a = text(&[
+            &a,
+            &main_project,
+            &other_project,
+            &empty_project,
+            &main_instance,
+            &other_instance,
+            &key,
+            &token,
+            &a_admin_id,
+        ]);
+        let out_of_reach = BTreeMap::from([
+            (Caller::ExactScope, organization_b.clone()),
+            (Caller::LackingScope, organization_b),
+            (Caller::OwnProjectToken, outside_own_project),
+            (Caller::OtherProjectToken, outside_other_project),
+            (Caller::OtherOrganization, organization_a),
+        ]);
+
+        World {
+            main_project: own_project,
+            empty_project,
+            key,
+            token,
+            instance: main_instance,
+            callers,
+            out_of_reach,
+            organizations: [a, b],
+        }
+    }
+
+    fn path(&self, template: &str, row: &Row) -> String {
+        let project = match row.project {
+            Which::Main => self.main_project,
+            Which::Empty => self.empty_project,
+        };
+        template
+            .replace("{key_id}", &self.key.to_string())
+            .replace("{project_id}", &project.to_string())
+            .replace("{token_id}", &self.token.to_string())
+            .replace("{instance_id}", &self.instance.to_string())
+    }
+}
+
+/// Everything an organization holds, to see whether a request changed anything.
+async fn fingerprint(store: &dyn Store, organization: OrganizationId) -> String {
+    let page = Page::first(100);
+    let mut text = String::new();
+    let projects = store.list_projects(organization, None, page).await.unwrap();
+    for project in &projects.items {
+        text.push_str(&format!("{project:?}\n"));
+        let tokens = CredentialFilter {
+            kind: CredentialKind::ProjectToken,
+            project: Some(project.id),
+        };
+        for token in store
+            .list_credentials(organization, tokens, page)
+            .await
+            .unwrap()
+            .items
+        {
+            text.push_str(&format!("{:?} {:?}\n", token.id, token.revoked_at));
+        }
+    }
+    let keys = CredentialFilter {
+        kind: CredentialKind::ApiKey,
+        project: None,
+    };
+    for key in store
+        .list_credentials(organization, keys, page)
+        .await
+        .unwrap()
+        .items
+    {
+        text.push_str(&format!("{:?} {:?}\n", key.id, key.revoked_at));
+    }
+    for instance in store
+        .list_instances(organization, None, page)
+        .await
+        .unwrap()
+        .items
+    {
+        text.push_str(&format!("{instance:?}\n"));
+    }
+    text
+}
+
+/// Whether a request by `caller` that got `success` may have changed organization `index`
+/// (0: the one the endpoints name, 1: the other).
+fn may_change(caller: Caller, success: bool, index: usize) -> bool {
+    success
+        && match caller {
+            Caller::ExactScope | Caller::LackingScope | Caller::OwnProjectToken => index == 0,
+            // Creating in its own organization is fine; touching the other never is.
+            Caller::OtherOrganization => index == 1,
+            _ => false,
+        }
+}
+
+fn expected(row: &Row, caller: Caller) -> Outcome {
+    if row.level == Level::Public {
+        return Success(row.success);
+    }
+    match caller {
+        Caller::Nobody
+        | Caller::Malformed
+        | Caller::WrongChecksum
+        | Caller::Unknown
+        | Caller::Revoked
+        | Caller::Expired => Outcome::Success(401),
+        Caller::ExactScope => Success(row.success),
+        Caller::LackingScope if row.scope.is_some() => Forbidden,
+        Caller::LackingScope => Success(row.success),
+        Caller::OwnProjectToken => row.own_token,
+        Caller::OtherProjectToken => row.other_token,
+        Caller::OtherOrganization => row.other_organization,
+    }
+}
+
+fn check(row: &Row, caller: Caller, answer: &Answer, world: &World) -> Result<(), String> {
+    let cell = format!("{} {} as {caller:?}", row.method, row.path);
+    let outcome = expected(row, caller);
+    let status = answer.status.as_u16();
+    let fail = |what: String| Err(format!("{cell}: {what}; got {status} {}", answer.body));
+    match (outcome, caller) {
+        (Success(401), Caller::Nobody) => {
+            if status != 401 || answer.body["code"] != "missing_credentials" {
+                return fail("expected 401 missing_credentials".into());
+            }
+            if answer.header("www-authenticate") != Some(r#"Bearer realm="keyward""#) {
+                return fail("expected a bare Bearer challenge".into());
+            }
+        }
+        (Success(401), _) => {
+            if status != 401 || answer.body["code"] != "invalid_token" {
+                return fail("expected 401 invalid_token".into());
+            }
+            let challenge = answer.header("www-authenticate").unwrap_or_default();
+            if !challenge.contains(r#"error="invalid_token""#) {
+                return fail(format!(
+                    "expected an invalid_token challenge, got {challenge:?}"
+                ));
+            }
+        }
+        (Success(code), _) => {
+            if status != code {
+                return fail(format!("expected {code}"));
+            }
+        }
+        (NotFound, _) => {
+            if status != 404 || answer.body["code"] != "not_found" {
+                return fail("expected 404 not_found".into());
+            }
+        }
+        (Forbidden, _) => {
+            let scope = row.scope.map(|s| s.as_str()).unwrap_or_default();
+            if status != 403 || answer.body["scope"] != scope {
+                return fail(format!("expected 403 naming {scope}"));
+            }
+            let challenge = answer.header("www-authenticate").unwrap_or_default();
+            if !challenge.contains(&format!(r#"error="insufficient_scope", scope="{scope}""#)) {
+                return fail(format!(
+                    "expected an insufficient_scope challenge, got {challenge:?}"
+                ));
+            }
+        }
+    }
+    if answer.status.is_success() {
+        let body = answer.body.to_string();
+        for id in world.out_of_reach.get(&caller).into_iter().flatten() {
+            if body.contains(id.as_str()) {
+                return fail(format!("the answer shows {id}, which is out of reach"));
+            }
+        }
+    }
+    Ok(())
+}
+
+const METHODS: [Method; 5] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+];
+
+#[tokio::test]
+async fn every_endpoint_answers_every_caller_as_the_matrix_says() {
+    let app = TestApp::spawn().await;
+    let rows = rows();
+
+    // The endpoint list comes from the router: every method a path answers must have a row,
+    // and every row must be a route.
+    let probe = World::build(app.store.as_ref(), &rows[0]).await;
+    let admin = probe.callers[&Caller::ExactScope].clone();
+    let mut served = Vec::new();
+    for path in keyward_server::api::paths() {
+        for method in METHODS {
+            let answer = app
+                .call(
+                    method.clone(),
+                    &probe.path(path, &rows[0]),
+                    Some(&admin),
+                    None,
+                )
+                .await;
+            if answer.status.as_u16() != 405 {
+                served.push((method, path));
+            }
+        }
+    }
+    for (method, path) in &served {
+        assert!(
+            rows.iter().any(|r| r.method == method && r.path == *path),
+            "{method} {path} is served but has no row in the authorization matrix"
+        );
+    }
+    for row in &rows {
+        assert!(
+            served
+                .iter()
+                .any(|(m, p)| *m == row.method && *p == row.path),
+            "the matrix has a row for {} {}, which the router does not serve",
+            row.method,
+            row.path
+        );
+    }
+
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for row in &rows {
+        let mut world = World::build(app.store.as_ref(), row).await;
+        for caller in CALLERS {
+            let mut before = Vec::new();
+            for organization in world.organizations {
+                before.push(fingerprint(app.store.as_ref(), organization).await);
+            }
+            let body = row.body.map(|make| make(&world));
+            let key = match caller {
+                Caller::Nobody => None,
+                other => Some(world.callers[&other].as_str()),
+            };
+            let path = world.path(row.path, row);
+            let answer = app.call(row.method.clone(), &path, key, body).await;
+            cells += 1;
+            if let Err(failure) = check(row, caller, &answer, &world) {
+                failures.push(failure);
+            }
+            let mut changed = false;
+            for (index, organization) in world.organizations.into_iter().enumerate() {
+                let after = fingerprint(app.store.as_ref(), organization).await;
+                if after != before[index] {
+                    changed = true;
+                    if !may_change(caller, answer.status.is_success(), index) {
+                        failures.push(format!(
+                            "{} {} as {caller:?}: changed organization {index}, which it must not \
+                             ({})",
+                            row.method, row.path, answer.status
+                        ));
+                    }
+                }
+            }
+            if changed {
+                // The world moved on: the next caller starts from a fresh one.
+                world = World::build(app.store.as_ref(), row).await;
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cells failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(cells, rows.len() * CALLERS.len());
+}
