@@ -111,7 +111,7 @@ pub async fn bootstrap_organization(
                 created_at: now,
             },
             owner,
-            first_key,
+            Some(first_key),
         )
         .await
         .map_err(|error| match error {

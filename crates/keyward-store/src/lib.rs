@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Timestamp,
+    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, Timestamp, UserId,
 };
 
 pub use error::StoreError;
@@ -31,15 +31,77 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 
     /// Creates an organization, makes `owner` its owner (creating the user if asked) and
-    /// stores its first credential, all in one transaction.
+    /// stores its first credential if one is given, all in one transaction.
     async fn create_organization(
         &self,
         organization: NewOrganization,
         owner: NewOwner,
-        first_key: NewCredential,
+        first_key: Option<NewCredential>,
     ) -> Result<(), StoreError>;
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
+
+    /// The organizations a person belongs to, by name.
+    async fn memberships_of(&self, user: UserId) -> Result<Vec<MembershipRecord>, StoreError>;
+
+    /// An organization's members, owners first, then by email.
+    async fn members(&self, organization: OrganizationId) -> Result<Vec<MemberRecord>, StoreError>;
+
+    /// Fails with `Conflict("member")` if the person already belongs to the organization.
+    async fn add_member(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+        role: Role,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Changes a member's role; never leaves the organization without an owner.
+    async fn change_member_role(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+        role: Role,
+    ) -> Result<MembershipChange, StoreError>;
+
+    /// Removes a member; never the last owner.
+    async fn remove_member(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+    ) -> Result<MembershipChange, StoreError>;
+
+    async fn create_session(&self, session: NewSession) -> Result<(), StoreError>;
+
+    /// The unexpired session with this token digest, with the person's current membership.
+    async fn find_session(
+        &self,
+        token_digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+
+    async fn set_session_organization(
+        &self,
+        token_digest: &KeyDigest,
+        organization: OrganizationId,
+    ) -> Result<(), StoreError>;
+
+    async fn delete_session(&self, token_digest: &KeyDigest) -> Result<(), StoreError>;
+
+    async fn login_failures(
+        &self,
+        email: &Email,
+        client_ip: &str,
+    ) -> Result<Option<LoginFailures>, StoreError>;
+
+    async fn record_login_failure(
+        &self,
+        email: &Email,
+        client_ip: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    async fn clear_login_failures(&self, email: &Email, client_ip: &str) -> Result<(), StoreError>;
 
     /// The credential with this digest, whatever its state: the caller decides.
     async fn find_credential_by_digest(

@@ -2,7 +2,7 @@
 
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, Email, InstanceId, InstanceStatus, KeyDigest,
-    Name, OrganizationId, ProjectId, Region, ScopeSet, Timestamp, UserId,
+    Name, OrganizationId, ProjectId, Region, Role, ScopeSet, Timestamp, UserId,
 };
 use uuid::Uuid;
 
@@ -109,6 +109,8 @@ pub struct CredentialRecord {
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,
+    /// The person who created it, if a person did (rather than another credential).
+    pub created_by_user: Option<UserId>,
 }
 
 impl CredentialRecord {
@@ -186,4 +188,59 @@ pub struct InstanceRecord {
     pub region: Region,
     pub status: InstanceStatus,
     pub created_at: Timestamp,
+}
+
+/// An organization a person belongs to, with their role there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipRecord {
+    pub organization_id: OrganizationId,
+    pub organization_name: Name,
+    pub role: Role,
+}
+
+/// A person in an organization's member list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub user_id: UserId,
+    pub email: Email,
+    pub role: Role,
+    pub joined_at: Timestamp,
+}
+
+/// The outcome of changing or removing a membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    Done,
+    NotFound,
+    /// Refused: the organization would be left without an owner.
+    LastOwner,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    /// SHA-256 of the cookie value.
+    pub token_digest: KeyDigest,
+    pub user_id: UserId,
+    pub organization_id: Option<OrganizationId>,
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A live session with the person's current membership, as one look-up returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user_id: UserId,
+    pub email: Email,
+    /// The current organization and the person's role in it, if they still belong to it.
+    pub membership: Option<MembershipRecord>,
+    pub csrf_token: String,
+    pub expires_at: Timestamp,
+}
+
+/// Failed logins for one email from one address since the last success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub failures: u32,
+    pub last_failure_at: Timestamp,
 }

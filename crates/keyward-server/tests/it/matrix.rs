@@ -352,7 +352,7 @@ async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, Strin
                 email: Email::parse(&format!("{owner}@example.com")).unwrap(),
                 password_hash: "$argon2id$unused".into(),
             },
-            NewCredential {
+            Some(NewCredential {
                 id: key_id,
                 organization_id: id,
                 project_id: None,
@@ -363,7 +363,7 @@ async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, Strin
                 created_at: Timestamp::now(),
                 expires_at: None,
                 created_by: Creator::User(owner),
-            },
+            }),
         )
         .await
         .unwrap();

@@ -2,6 +2,7 @@
 
 use keyward_core::{
     CredentialId, CredentialKind, KeyDigest, Name, OrganizationId, ProjectId, ScopeSet, Timestamp,
+    UserId,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -18,7 +19,7 @@ macro_rules! select_credentials {
     ($($tail:literal)*) => {
         concat!(
             "SELECT id, kind, organization_id, project_id, name, hint, scopes, created_at, \
-             expires_at, revoked_at, last_used_at FROM credentials ",
+             expires_at, revoked_at, last_used_at, created_by_user FROM credentials ",
             $($tail),*
         )
     };
@@ -44,6 +45,9 @@ fn from_row(row: &SqliteRow) -> Result<CredentialRecord, StoreError> {
         last_used_at: row
             .try_get::<Option<i64>, _>("last_used_at")?
             .map(timestamp),
+        created_by_user: row
+            .try_get::<Option<Uuid>, _>("created_by_user")?
+            .map(UserId::from_uuid),
     })
 }
 
@@ -99,6 +103,7 @@ pub(super) async fn insert(
         expires_at: new.expires_at,
         revoked_at: None,
         last_used_at: None,
+        created_by_user: by_user.map(UserId::from_uuid),
     })
 }
 

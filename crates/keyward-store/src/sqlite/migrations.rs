@@ -12,11 +12,18 @@ struct Migration {
 }
 
 /// Append only: a released migration is never edited or reordered.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "dashboard",
+        sql: include_str!("../../migrations/sqlite/0002_dashboard.sql"),
+    },
+];
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::query(

@@ -11,6 +11,7 @@ mod instances;
 mod migrations;
 mod organizations;
 mod projects;
+mod sessions;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -18,15 +19,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Timestamp,
+    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, Timestamp, UserId,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlitePool, Transaction};
 
 use crate::{
-    CredentialFilter, CredentialRecord, InstanceRecord, NewCredential, NewInstance,
-    NewOrganization, NewOwner, NewProject, Page, Paged, ProjectChanges, ProjectDeletion,
-    ProjectRecord, Store, StoreError, UsageUpdate, UserRecord,
+    CredentialFilter, CredentialRecord, InstanceRecord, LoginFailures, MemberRecord,
+    MembershipChange, MembershipRecord, NewCredential, NewInstance, NewOrganization, NewOwner,
+    NewProject, NewSession, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord,
+    SessionRecord, Store, StoreError, UsageUpdate, UserRecord,
 };
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,17 +101,123 @@ impl Store for SqliteStore {
         &self,
         organization: NewOrganization,
         owner: NewOwner,
-        first_key: NewCredential,
+        first_key: Option<NewCredential>,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         organizations::create(&mut tx, &organization, &owner).await?;
-        credentials::insert(&mut tx, &first_key).await?;
+        if let Some(first_key) = &first_key {
+            credentials::insert(&mut tx, first_key).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
         organizations::find_user_by_email(&self.reader, email).await
+    }
+
+    async fn memberships_of(&self, user: UserId) -> Result<Vec<MembershipRecord>, StoreError> {
+        organizations::memberships_of(&self.reader, user).await
+    }
+
+    async fn members(&self, organization: OrganizationId) -> Result<Vec<MemberRecord>, StoreError> {
+        organizations::members(&self.reader, organization).await
+    }
+
+    async fn add_member(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+        role: Role,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        organizations::add_member(&mut tx, organization, user, role, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn change_member_role(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+        role: Role,
+    ) -> Result<MembershipChange, StoreError> {
+        let mut tx = self.write().await?;
+        let change = organizations::change_role(&mut tx, organization, user, Some(role)).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn remove_member(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+    ) -> Result<MembershipChange, StoreError> {
+        let mut tx = self.write().await?;
+        let change = organizations::change_role(&mut tx, organization, user, None).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sessions::create(&mut tx, &session).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        token_digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::find(&self.reader, token_digest, now).await
+    }
+
+    async fn set_session_organization(
+        &self,
+        token_digest: &KeyDigest,
+        organization: OrganizationId,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sessions::set_organization(&mut tx, token_digest, organization).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, token_digest: &KeyDigest) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sessions::delete(&mut tx, token_digest).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn login_failures(
+        &self,
+        email: &Email,
+        client_ip: &str,
+    ) -> Result<Option<LoginFailures>, StoreError> {
+        sessions::login_failures(&self.reader, email, client_ip).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        email: &Email,
+        client_ip: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sessions::record_login_failure(&mut tx, email, client_ip, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, email: &Email, client_ip: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sessions::clear_login_failures(&mut tx, email, client_ip).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn find_credential_by_digest(

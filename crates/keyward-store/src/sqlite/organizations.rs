@@ -1,11 +1,14 @@
 //! Organizations, users and memberships.
 
-use keyward_core::{Email, Role, UserId};
+use keyward_core::{Email, Name, OrganizationId, Role, Timestamp, UserId};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::timestamp;
+use super::{corrupt, timestamp};
 use crate::error::conflict_on_unique;
-use crate::{NewOrganization, NewOwner, StoreError, UserRecord};
+use crate::{
+    MemberRecord, MembershipChange, MembershipRecord, NewOrganization, NewOwner, StoreError,
+    UserRecord,
+};
 
 pub(super) async fn create(
     tx: &mut Transaction<'static, Sqlite>,
@@ -79,4 +82,123 @@ pub(super) async fn find_user_by_email(
         })
     })
     .transpose()
+}
+
+pub(super) async fn memberships_of(
+    pool: &SqlitePool,
+    user: UserId,
+) -> Result<Vec<MembershipRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT o.id, o.name, m.role FROM memberships m JOIN organizations o ON o.id = m.organization_id \
+         WHERE m.user_id = ?1 ORDER BY o.name_key",
+    )
+    .bind(user.as_uuid())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(MembershipRecord {
+                organization_id: OrganizationId::from_uuid(row.try_get("id")?),
+                organization_name: Name::from_trusted(row.try_get("name")?),
+                role: role(&row.try_get::<String, _>("role")?)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn members(
+    pool: &SqlitePool,
+    organization: OrganizationId,
+) -> Result<Vec<MemberRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.email, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.organization_id = ?1 \
+         ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, u.email",
+    )
+    .bind(organization.as_uuid())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(MemberRecord {
+                user_id: UserId::from_uuid(row.try_get("id")?),
+                email: Email::from_trusted(row.try_get("email")?),
+                role: role(&row.try_get::<String, _>("role")?)?,
+                joined_at: timestamp(row.try_get("created_at")?),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn role(stored: &str) -> Result<Role, StoreError> {
+    Role::from_storage(stored).ok_or_else(|| corrupt("membership role"))
+}
+
+pub(super) async fn add_member(
+    tx: &mut Transaction<'static, Sqlite>,
+    organization: OrganizationId,
+    user: UserId,
+    role: Role,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .bind(organization.as_uuid())
+    .bind(user.as_uuid())
+    .bind(role.as_str())
+    .bind(at.unix_seconds())
+    .execute(&mut **tx)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("member"),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("user"),
+        _ => StoreError::from(error),
+    })?;
+    Ok(())
+}
+
+/// Sets a member's role, or removes them when `role` is `None`, unless that would leave the
+/// organization without an owner. Runs inside the caller's write transaction, so the owner
+/// count cannot change between the check and the write.
+pub(super) async fn change_role(
+    tx: &mut Transaction<'static, Sqlite>,
+    organization: OrganizationId,
+    user: UserId,
+    role: Option<Role>,
+) -> Result<MembershipChange, StoreError> {
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT role FROM memberships WHERE organization_id = ?1 AND user_id = ?2",
+    )
+    .bind(organization.as_uuid())
+    .bind(user.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(current) = current else {
+        return Ok(MembershipChange::NotFound);
+    };
+    if self::role(&current)? == Role::Owner && role != Some(Role::Owner) {
+        let owners: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM memberships WHERE organization_id = ?1 AND role = 'owner'",
+        )
+        .bind(organization.as_uuid())
+        .fetch_one(&mut **tx)
+        .await?;
+        if owners <= 1 {
+            return Ok(MembershipChange::LastOwner);
+        }
+    }
+    let statement = match role {
+        Some(_) => "UPDATE memberships SET role = ?3 WHERE organization_id = ?1 AND user_id = ?2",
+        None => {
+            "DELETE FROM memberships WHERE organization_id = ?1 AND user_id = ?2 AND ?3 IS NULL"
+        }
+    };
+    sqlx::query(statement)
+        .bind(organization.as_uuid())
+        .bind(user.as_uuid())
+        .bind(role.map(Role::as_str))
+        .execute(&mut **tx)
+        .await?;
+    Ok(MembershipChange::Done)
 }

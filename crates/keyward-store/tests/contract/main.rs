@@ -2,6 +2,7 @@
 
 mod credentials;
 mod organizations;
+mod people;
 mod resources;
 mod sqlite_specific;
 
@@ -52,6 +53,9 @@ macro_rules! contract {
 contract! {
     organizations::organization_names_are_unique_ignoring_case,
     organizations::owners_are_new_or_existing_users,
+    people::members_have_roles_and_an_organization_keeps_an_owner,
+    people::sessions_carry_the_current_membership,
+    people::failed_logins_are_counted_per_email_and_address,
     credentials::credentials_are_found_by_digest,
     credentials::lists_page_newest_first_by_kind_and_project,
     credentials::revocation_is_permanent_and_stays_in_its_organization,
@@ -83,7 +87,7 @@ pub async fn organization(store: &dyn Store, org_name: &str) -> (OrganizationId,
                 email: Email::parse(&format!("{}@example.com", owner)).unwrap(),
                 password_hash: "$argon2id$not-checked-here".into(),
             },
-            key,
+            Some(key),
         )
         .await
         .unwrap();

@@ -19,13 +19,13 @@ pub async fn organization_names_are_unique_ignoring_case(store: &dyn Store) {
                 email: Email::parse("second@example.com").unwrap(),
                 password_hash: "x".into(),
             },
-            new_credential(
+            Some(new_credential(
                 id,
                 Creator::User(second_owner),
                 None,
                 "bootstrap",
                 ScopeSet::all(),
-            ),
+            )),
         )
         .await;
     assert!(
@@ -53,13 +53,13 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
                 email: email.clone(),
                 password_hash: "$argon2id$hash".into(),
             },
-            new_credential(
+            Some(new_credential(
                 first,
                 Creator::User(user),
                 None,
                 "bootstrap",
                 ScopeSet::all(),
-            ),
+            )),
         )
         .await
         .unwrap();
@@ -76,13 +76,13 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
                 created_at: Timestamp::now(),
             },
             NewOwner::Existing(user),
-            new_credential(
+            Some(new_credential(
                 second,
                 Creator::User(user),
                 None,
                 "bootstrap",
                 ScopeSet::all(),
-            ),
+            )),
         )
         .await
         .unwrap();
@@ -97,13 +97,13 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
                 created_at: Timestamp::now(),
             },
             NewOwner::Existing(stranger),
-            new_credential(
+            Some(new_credential(
                 third,
                 Creator::User(stranger),
                 None,
                 "bootstrap",
                 ScopeSet::all(),
-            ),
+            )),
         )
         .await;
     assert!(

@@ -1,0 +1,227 @@
+use keyward_core::{Email, KeyDigest, OrganizationId, Role, Timestamp, UserId};
+use keyward_store::{
+    LoginFailures, MembershipChange, NewOrganization, NewOwner, NewSession, Store, StoreError,
+};
+
+use crate::name;
+
+/// Creates a user (owning a fresh organization of their own) and returns both.
+async fn person(store: &dyn Store, email: &str) -> (UserId, OrganizationId) {
+    let user = UserId::generate();
+    let organization = OrganizationId::generate();
+    store
+        .create_organization(
+            NewOrganization {
+                id: organization,
+                name: name(&format!("{email}'s organization")),
+                created_at: Timestamp::now(),
+            },
+            NewOwner::Create {
+                id: user,
+                email: Email::parse(email).unwrap(),
+                password_hash: "$argon2id$x".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    (user, organization)
+}
+
+pub async fn members_have_roles_and_an_organization_keeps_an_owner(store: &dyn Store) {
+    let (ada, acme) = person(store, "ada@example.com").await;
+    let (bob, bobs_own) = person(store, "bob@example.com").await;
+    let now = Timestamp::now();
+    store
+        .add_member(acme, bob, Role::Member, now)
+        .await
+        .unwrap();
+    let again = store.add_member(acme, bob, Role::Admin, now).await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict("member"))),
+        "{again:?}"
+    );
+    let stranger = store
+        .add_member(acme, UserId::generate(), Role::Member, now)
+        .await;
+    assert!(
+        matches!(stranger, Err(StoreError::NotFound("user"))),
+        "{stranger:?}"
+    );
+
+    let members = store.members(acme).await.unwrap();
+    let listed: Vec<_> = members.iter().map(|m| (m.email.as_str(), m.role)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("ada@example.com", Role::Owner),
+            ("bob@example.com", Role::Member)
+        ]
+    );
+    let bobs: Vec<_> = store
+        .memberships_of(bob)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.organization_id, m.role))
+        .collect();
+    assert!(bobs.contains(&(acme, Role::Member)) && bobs.contains(&(bobs_own, Role::Owner)));
+
+    assert_eq!(
+        store
+            .change_member_role(acme, ada, Role::Admin)
+            .await
+            .unwrap(),
+        MembershipChange::LastOwner
+    );
+    assert_eq!(
+        store.remove_member(acme, ada).await.unwrap(),
+        MembershipChange::LastOwner
+    );
+    assert_eq!(
+        store
+            .change_member_role(acme, bob, Role::Owner)
+            .await
+            .unwrap(),
+        MembershipChange::Done
+    );
+    // With a second owner, the first may step down or leave.
+    assert_eq!(
+        store
+            .change_member_role(acme, ada, Role::Admin)
+            .await
+            .unwrap(),
+        MembershipChange::Done
+    );
+    assert_eq!(
+        store.remove_member(acme, ada).await.unwrap(),
+        MembershipChange::Done
+    );
+    assert_eq!(
+        store.remove_member(acme, ada).await.unwrap(),
+        MembershipChange::NotFound
+    );
+    assert_eq!(
+        store
+            .change_member_role(acme, ada, Role::Member)
+            .await
+            .unwrap(),
+        MembershipChange::NotFound
+    );
+    let members = store.members(acme).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!((members[0].user_id, members[0].role), (bob, Role::Owner));
+}
+
+pub async fn sessions_carry_the_current_membership(store: &dyn Store) {
+    let (ada, acme) = person(store, "ada@example.com").await;
+    let (_, globex) = person(store, "bob@example.com").await;
+    store
+        .add_member(globex, ada, Role::Member, Timestamp::now())
+        .await
+        .unwrap();
+    let digest = KeyDigest::of("session-cookie-value");
+    let now = Timestamp::now();
+    store
+        .create_session(NewSession {
+            token_digest: digest,
+            user_id: ada,
+            organization_id: Some(acme),
+            csrf_token: "csrf".into(),
+            created_at: now,
+            expires_at: now.plus_seconds(3600),
+        })
+        .await
+        .unwrap();
+
+    let session = store.find_session(&digest, now).await.unwrap().unwrap();
+    assert_eq!(session.user_id, ada);
+    assert_eq!(session.email.as_str(), "ada@example.com");
+    assert_eq!(session.csrf_token, "csrf");
+    let membership = session.membership.unwrap();
+    assert_eq!(
+        (membership.organization_id, membership.role),
+        (acme, Role::Owner)
+    );
+
+    store
+        .set_session_organization(&digest, globex)
+        .await
+        .unwrap();
+    let membership = store
+        .find_session(&digest, now)
+        .await
+        .unwrap()
+        .unwrap()
+        .membership
+        .unwrap();
+    assert_eq!(
+        (membership.organization_id, membership.role),
+        (globex, Role::Member)
+    );
+    assert_eq!(
+        membership.organization_name.as_str(),
+        "bob@example.com's organization"
+    );
+
+    // Removed from the organization: the session stays, the membership is gone at once.
+    store.remove_member(globex, ada).await.unwrap();
+    let session = store.find_session(&digest, now).await.unwrap().unwrap();
+    assert_eq!(session.membership, None);
+
+    assert!(
+        store
+            .find_session(&digest, now.plus_seconds(3600))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_session(&KeyDigest::of("other"), now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.delete_session(&digest).await.unwrap();
+    assert!(store.find_session(&digest, now).await.unwrap().is_none());
+}
+
+pub async fn failed_logins_are_counted_per_email_and_address(store: &dyn Store) {
+    let email = Email::parse("ada@example.com").unwrap();
+    let other = Email::parse("bob@example.com").unwrap();
+    assert_eq!(
+        store.login_failures(&email, "192.0.2.1").await.unwrap(),
+        None
+    );
+    let first = Timestamp::from_unix_seconds(1_800_000_000);
+    for n in 0..3 {
+        store
+            .record_login_failure(&email, "192.0.2.1", first.plus_seconds(n))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.login_failures(&email, "192.0.2.1").await.unwrap(),
+        Some(LoginFailures {
+            failures: 3,
+            last_failure_at: first.plus_seconds(2)
+        })
+    );
+    assert_eq!(
+        store.login_failures(&email, "192.0.2.2").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.login_failures(&other, "192.0.2.1").await.unwrap(),
+        None
+    );
+    store
+        .clear_login_failures(&email, "192.0.2.1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.login_failures(&email, "192.0.2.1").await.unwrap(),
+        None
+    );
+}
