@@ -6,8 +6,10 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub mod credentials;
 pub mod error;
 mod extract;
+mod pagination;
 
 use std::future::Future;
 use std::net::SocketAddr;

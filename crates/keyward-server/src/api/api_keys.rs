@@ -9,12 +9,13 @@ use keyward_store::CredentialFilter;
 use serde::Deserialize;
 
 use super::ApiRoutes;
-use super::credentials::{self, CreateCredential, CredentialView, not_found_label};
-use super::pagination::List;
+use super::credential_body::{CreateCredential, grantor};
 use crate::AppState;
 use crate::auth::Principal;
+use crate::credentials::{self, CredentialView, not_found_label};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::pagination::{List, page_from};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -48,14 +49,12 @@ async fn list_api_keys(
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
     principal.require(Scope::ApiKeysRead)?;
     let ApiQuery(query) = query?;
-    let list = credentials::list(
-        &state,
-        &principal,
-        API_KEYS,
-        query.limit,
-        query.cursor.as_deref(),
-    )
-    .await?;
+    let page = page_from(query.limit, query.cursor.as_deref(), |text| {
+        CredentialId::parse(text, CredentialKind::ApiKey)
+            .ok()
+            .map(|id| id.as_uuid())
+    })?;
+    let list = credentials::list(&state, principal.organization_id, API_KEYS, page).await?;
     Ok(ApiJson(list))
 }
 
@@ -66,8 +65,16 @@ async fn create_api_key(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::ApiKeysWrite)?;
     let ApiJson(body) = body?;
-    let created =
-        credentials::create(&state, &principal, CredentialKind::ApiKey, None, body).await?;
+    let input = body.parse()?;
+    let created = credentials::create(
+        &state,
+        &grantor(&principal),
+        CredentialKind::ApiKey,
+        None,
+        input,
+        CredentialId::generate(CredentialKind::ApiKey),
+    )
+    .await?;
     let location = format!("/v1/api-keys/{}", created.id);
     Ok((
         StatusCode::CREATED,
@@ -82,7 +89,7 @@ async fn show_api_key(
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::ApiKeysRead)?;
-    let view = credentials::show(&state, &principal, parse_id(&id)?, None).await?;
+    let view = credentials::show(&state, principal.organization_id, parse_id(&id)?, None).await?;
     Ok(ApiJson(view))
 }
 
@@ -92,6 +99,6 @@ async fn revoke_api_key(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::ApiKeysWrite)?;
-    credentials::revoke(&state, &principal, parse_id(&id)?, None).await?;
+    credentials::revoke(&state, principal.organization_id, parse_id(&id)?, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,11 +3,10 @@
 //! `Cache-Control: no-store`, a 500 problem instead of a dropped connection on panic).
 
 mod api_keys;
-mod credentials;
+mod credential_body;
 mod health;
 mod instances;
 mod me;
-mod pagination;
 mod projects;
 mod tokens;
 

@@ -9,11 +9,11 @@ use keyward_store::{NewProject, ProjectChanges, ProjectDeletion, ProjectRecord};
 use serde::{Deserialize, Serialize};
 
 use super::ApiRoutes;
-use super::pagination::{List, page_from};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::pagination::{List, page_from};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()

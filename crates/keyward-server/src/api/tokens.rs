@@ -13,12 +13,13 @@ use keyward_store::CredentialFilter;
 use serde::Deserialize;
 
 use super::ApiRoutes;
-use super::credentials::{self, CreateCredential, CredentialView, not_found_label};
-use super::pagination::List;
+use super::credential_body::{CreateCredential, grantor};
 use crate::AppState;
 use crate::auth::Principal;
+use crate::credentials::{self, CredentialView, not_found_label};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::pagination::{List, page_from};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -74,14 +75,12 @@ async fn list_project_tokens(
         kind: CredentialKind::ProjectToken,
         project: Some(project),
     };
-    let list = credentials::list(
-        &state,
-        &principal,
-        filter,
-        query.limit,
-        query.cursor.as_deref(),
-    )
-    .await?;
+    let page = page_from(query.limit, query.cursor.as_deref(), |text| {
+        CredentialId::parse(text, CredentialKind::ProjectToken)
+            .ok()
+            .map(|id| id.as_uuid())
+    })?;
+    let list = credentials::list(&state, principal.organization_id, filter, page).await?;
     Ok(ApiJson(list))
 }
 
@@ -94,12 +93,14 @@ async fn create_project_token(
     principal.require(Scope::TokensWrite)?;
     let ApiJson(body) = body?;
     let project = reachable_project(&state, &principal, &project).await?;
+    let input = body.parse()?;
     let created = credentials::create(
         &state,
-        &principal,
+        &grantor(&principal),
         CredentialKind::ProjectToken,
         Some(project),
-        body,
+        input,
+        CredentialId::generate(CredentialKind::ProjectToken),
     )
     .await?;
     let location = format!("/v1/projects/{project}/tokens/{}", created.id);
@@ -117,8 +118,13 @@ async fn show_project_token(
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::TokensRead)?;
     let project = reachable_project(&state, &principal, &project).await?;
-    let view =
-        credentials::show(&state, &principal, parse_token_id(&token)?, Some(project)).await?;
+    let view = credentials::show(
+        &state,
+        principal.organization_id,
+        parse_token_id(&token)?,
+        Some(project),
+    )
+    .await?;
     Ok(ApiJson(view))
 }
 
@@ -129,6 +135,12 @@ async fn revoke_project_token(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::TokensWrite)?;
     let project = reachable_project(&state, &principal, &project).await?;
-    credentials::revoke(&state, &principal, parse_token_id(&token)?, Some(project)).await?;
+    credentials::revoke(
+        &state,
+        principal.organization_id,
+        parse_token_id(&token)?,
+        Some(project),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

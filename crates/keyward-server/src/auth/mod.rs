@@ -15,8 +15,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use keyward_core::credential::check_format;
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, GrantError, KeyDigest, Name, OrganizationId,
-    ProjectId, Scope, ScopeSet, Timestamp, check_grant,
+    CredentialId, CredentialKind, CredentialStatus, KeyDigest, Name, OrganizationId, ProjectId,
+    Scope, ScopeSet, Timestamp,
 };
 use keyward_store::CredentialRecord;
 
@@ -58,20 +58,6 @@ impl Principal {
     /// their own project for project tokens.
     pub fn can_reach(&self, project: ProjectId) -> bool {
         self.project_id.is_none_or(|own| own == project)
-    }
-
-    /// Checks that this credential may create a credential of `kind` holding `scopes`
-    /// (through [`check_grant`], the check the dashboard uses too).
-    pub fn authorize_grant(&self, kind: CredentialKind, scopes: ScopeSet) -> Result<(), ApiError> {
-        check_grant(self.scopes, kind, scopes).map_err(|error| match error {
-            GrantError::NotForKind { .. } => ApiError::invalid("scopes", error),
-            GrantError::NotHeld { scope } => ApiError::InsufficientScope {
-                scope,
-                detail: format!(
-                    "this credential cannot grant the {scope} scope, which it does not hold"
-                ),
-            },
-        })
     }
 
     fn from_record(record: CredentialRecord) -> Self {
@@ -220,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn principals_need_every_scope_they_use_or_grant() {
+    fn principals_need_every_scope_they_use() {
         let key = principal(None, &["instances:read", "api_keys:write"]);
         assert!(key.require(Scope::InstancesRead).is_ok());
         let Err(ApiError::InsufficientScope { scope, .. }) = key.require(Scope::InstancesWrite)
@@ -228,22 +214,6 @@ mod tests {
             panic!("instances:write must be refused");
         };
         assert_eq!(scope, Scope::InstancesWrite);
-        let asked = ScopeSet::parse_names(&["instances:read", "projects:read"]).unwrap();
-        let Err(ApiError::InsufficientScope { scope, .. }) =
-            key.authorize_grant(CredentialKind::ApiKey, asked)
-        else {
-            panic!("granting projects:read must be refused");
-        };
-        assert_eq!(scope, Scope::ProjectsRead);
-        assert!(
-            key.authorize_grant(CredentialKind::ApiKey, ScopeSet::EMPTY)
-                .is_ok()
-        );
-        let organization_level = ScopeSet::parse_names(&["api_keys:write"]).unwrap();
-        assert!(matches!(
-            key.authorize_grant(CredentialKind::ProjectToken, organization_level),
-            Err(ApiError::Validation(_))
-        ));
     }
 
     #[test]

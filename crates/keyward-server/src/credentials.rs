@@ -1,26 +1,31 @@
-//! What API keys and project tokens share: the create body, the views, and the create, list,
-//! show and revoke operations. The resource modules add routes and the scope checks.
+//! API keys and project tokens, as the REST API and the dashboard both manage them: create,
+//! list, show and revoke, with the views they return. Both front ends call these same
+//! functions, so a key revoked in the dashboard is revoked exactly as through the API.
 
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, Name, PlaintextKey, ProjectId, ScopeSet,
-    Timestamp,
+    CredentialId, CredentialKind, CredentialStatus, GrantError, Name, OrganizationId, PlaintextKey,
+    ProjectId, ScopeSet, Timestamp, check_grant,
 };
-use keyward_store::{Creator, CredentialFilter, CredentialRecord, NewCredential};
-use serde::{Deserialize, Serialize};
+use keyward_store::{Creator, CredentialFilter, CredentialRecord, NewCredential, Page};
+use serde::Serialize;
 
-use super::pagination::{List, page_from};
 use crate::AppState;
-use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, validate};
+use crate::error::{ApiError, FieldError};
+use crate::pagination::List;
 
-/// `{name, scopes, expires_at?}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateCredential {
-    pub name: String,
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub expires_at: Option<String>,
+/// Who creates a credential, and the most they may grant: a credential's own scopes, or a
+/// person's role cap.
+pub struct Grantor {
+    pub organization_id: OrganizationId,
+    pub allowed: ScopeSet,
+    pub created_by: Creator,
+}
+
+/// A validated request for a new credential.
+pub struct CredentialInput {
+    pub name: Name,
+    pub scopes: ScopeSet,
+    pub expires_at: Option<Timestamp>,
 }
 
 /// The one response that contains the key itself.
@@ -52,6 +57,8 @@ pub struct CredentialView {
     pub expires_at: Option<Timestamp>,
     pub status: CredentialStatus,
     pub revoked_at: Option<Timestamp>,
+    #[serde(skip)]
+    pub created_by_user: Option<keyward_core::UserId>,
 }
 
 impl CredentialView {
@@ -69,11 +76,16 @@ impl CredentialView {
             last_used_at,
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
+            created_by_user: record.created_by_user,
         }
     }
 }
 
-fn parse_scopes(names: &[String]) -> Result<ScopeSet, FieldError> {
+pub fn parse_name(raw: &str) -> Result<Name, FieldError> {
+    Name::parse(raw).map_err(|e| FieldError::new("name", e))
+}
+
+pub fn parse_scopes(names: &[String]) -> Result<ScopeSet, FieldError> {
     let scopes = ScopeSet::parse_names(names).map_err(|e| FieldError::new("scopes", e))?;
     if scopes.is_empty() {
         return Err(FieldError::new("scopes", "choose at least one scope"));
@@ -81,45 +93,58 @@ fn parse_scopes(names: &[String]) -> Result<ScopeSet, FieldError> {
     Ok(scopes)
 }
 
-fn parse_expiry(raw: Option<&str>, now: Timestamp) -> Result<Option<Timestamp>, FieldError> {
+/// An RFC 3339 expiry from the API, which must lie in the future.
+pub fn parse_expiry(raw: Option<&str>, now: Timestamp) -> Result<Option<Timestamp>, FieldError> {
     let Some(raw) = raw else { return Ok(None) };
     let expires_at = Timestamp::parse(raw).map_err(|e| FieldError::new("expires_at", e))?;
-    if expires_at <= now {
-        return Err(FieldError::new("expires_at", "must be in the future"));
-    }
-    Ok(Some(expires_at))
+    check_expiry(Some(expires_at), now)
 }
 
-/// Creates a credential of `kind` (for `project`, if a token) on behalf of `principal`, who
-/// must hold every scope it grants.
+/// An expiry must lie in the future.
+pub fn check_expiry(
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, FieldError> {
+    match expires_at {
+        Some(at) if at <= now => Err(FieldError::new("expires_at", "must be in the future")),
+        other => Ok(other),
+    }
+}
+
+/// Creates a credential of `kind` (for `project`, if a token) with the given `id`. The
+/// grantor must be allowed every scope it grants (`check_grant`); a repeated `id` is a 409,
+/// so a form submitted twice creates one credential.
 pub async fn create(
     state: &AppState,
-    principal: &Principal,
+    grantor: &Grantor,
     kind: CredentialKind,
     project: Option<ProjectId>,
-    body: CreateCredential,
+    input: CredentialInput,
+    id: CredentialId,
 ) -> Result<CreatedCredential, ApiError> {
-    let now = Timestamp::now();
-    let name = Name::parse(&body.name).map_err(|e| FieldError::new("name", e));
-    let scopes = parse_scopes(&body.scopes);
-    let expires_at = parse_expiry(body.expires_at.as_deref(), now);
-    validate!(name, scopes, expires_at);
-    principal.authorize_grant(kind, scopes)?;
-
+    check_grant(grantor.allowed, kind, input.scopes).map_err(|error| match error {
+        GrantError::NotForKind { .. } => ApiError::invalid("scopes", error),
+        GrantError::NotHeld { scope } => ApiError::InsufficientScope {
+            scope,
+            detail: format!(
+                "this credential cannot grant the {scope} scope, which it does not hold"
+            ),
+        },
+    })?;
     let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ApiError::internal)?;
     let record = state
         .store
         .insert_credential(NewCredential {
-            id: CredentialId::generate(kind),
-            organization_id: principal.organization_id,
+            id,
+            organization_id: grantor.organization_id,
             project_id: project,
-            name,
+            name: input.name,
             digest: key.digest(),
             hint: key.hint(),
-            scopes,
-            created_at: now,
-            expires_at,
-            created_by: Creator::Credential(principal.credential_id),
+            scopes: input.scopes,
+            created_at: Timestamp::now(),
+            expires_at: input.expires_at,
+            created_by: grantor.created_by,
         })
         .await?;
     Ok(CreatedCredential {
@@ -136,19 +161,13 @@ pub async fn create(
 
 pub async fn list(
     state: &AppState,
-    principal: &Principal,
+    organization: OrganizationId,
     filter: CredentialFilter,
-    limit: Option<u32>,
-    cursor: Option<&str>,
+    page: Page,
 ) -> Result<List<CredentialView>, ApiError> {
-    let page = page_from(limit, cursor, |text| {
-        CredentialId::parse(text, filter.kind)
-            .ok()
-            .map(|id| id.as_uuid())
-    })?;
     let paged = state
         .store
-        .list_credentials(principal.organization_id, filter, page)
+        .list_credentials(organization, filter, page)
         .await?;
     let now = Timestamp::now();
     Ok(List::from_paged(
@@ -158,16 +177,16 @@ pub async fn list(
     ))
 }
 
-/// The credential `id` of the principal's organization, if it matches `project`.
+/// The credential `id` of the organization, if it belongs to `project` (`None`: an API key).
 pub async fn show(
     state: &AppState,
-    principal: &Principal,
+    organization: OrganizationId,
     id: CredentialId,
     project: Option<ProjectId>,
 ) -> Result<CredentialView, ApiError> {
     let record = state
         .store
-        .get_credential(principal.organization_id, id)
+        .get_credential(organization, id)
         .await?
         .filter(|record| record.project_id == project)
         .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
@@ -177,15 +196,15 @@ pub async fn show(
 /// Revokes at once and for good. Revoking a revoked credential changes nothing and succeeds.
 pub async fn revoke(
     state: &AppState,
-    principal: &Principal,
+    organization: OrganizationId,
     id: CredentialId,
     project: Option<ProjectId>,
 ) -> Result<(), ApiError> {
     // Check the project before revoking: a token is revoked only through its own project.
-    show(state, principal, id, project).await?;
+    show(state, organization, id, project).await?;
     state
         .store
-        .revoke_credential(principal.organization_id, id, Timestamp::now())
+        .revoke_credential(organization, id, Timestamp::now())
         .await?
         .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
     Ok(())
