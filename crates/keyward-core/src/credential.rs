@@ -207,6 +207,31 @@ fn base62_decode(digits: &[u8]) -> u64 {
     })
 }
 
+/// Appends `count` uniformly random base62 characters from the OS CSPRNG.
+fn push_random_base62(out: &mut String, count: usize) -> Result<(), getrandom::Error> {
+    let mut produced = 0;
+    let mut pool = [0u8; 64];
+    while produced < count {
+        getrandom::fill(&mut pool)?;
+        // Rejection sampling: 248 = 4 × 62, so `b % 62` is uniform for b < 248.
+        for &b in pool.iter().filter(|&&b| b < 248) {
+            if produced == count {
+                break;
+            }
+            out.push(char::from(BASE62[usize::from(b % 62)]));
+            produced += 1;
+        }
+    }
+    Ok(())
+}
+
+/// A random secret of 32 base62 characters (≈190 bits), for session cookies and CSRF tokens.
+pub fn random_token() -> Result<String, getrandom::Error> {
+    let mut token = String::with_capacity(RANDOM_LEN);
+    push_random_base62(&mut token, RANDOM_LEN)?;
+    Ok(token)
+}
+
 fn push_checksum(key: &mut String) {
     let mut crc = crc32fast::hash(key.as_bytes());
     let mut digits = [b'0'; CHECKSUM_LEN];
@@ -229,19 +254,7 @@ impl PlaintextKey {
         key.push_str(brand.as_str());
         key.push(char::from(kind.letter()));
         key.push('_');
-        let mut produced = 0;
-        let mut pool = [0u8; 64];
-        while produced < RANDOM_LEN {
-            getrandom::fill(&mut pool)?;
-            // Rejection sampling: 248 = 4 × 62, so `b % 62` is uniform for b < 248.
-            for &b in pool.iter().filter(|&&b| b < 248) {
-                if produced == RANDOM_LEN {
-                    break;
-                }
-                key.push(char::from(BASE62[usize::from(b % 62)]));
-                produced += 1;
-            }
-        }
+        push_random_base62(&mut key, RANDOM_LEN)?;
         push_checksum(&mut key);
         Ok(Self(key))
     }

@@ -29,6 +29,24 @@ impl Role {
     }
 }
 
+impl Role {
+    /// Whether a person with this role sees and manages the organization's members.
+    pub fn manages_members(self) -> bool {
+        self >= Role::Admin
+    }
+
+    /// Whether a person with this role may move a member from `current` (`None`: not a member
+    /// yet) to `new` (`None`: removed). Owners may do anything (the store still keeps one
+    /// owner); admins may manage admins and members but never touch an owner or make one.
+    pub fn may_assign(self, current: Option<Role>, new: Option<Role>) -> bool {
+        match self {
+            Role::Owner => true,
+            Role::Admin => current != Some(Role::Owner) && new != Some(Role::Owner),
+            Role::Member => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +58,19 @@ mod tests {
             assert_eq!(Role::from_storage(role.as_str()), Some(role));
         }
         assert_eq!(Role::from_storage("root"), None);
+    }
+
+    #[test]
+    fn only_owners_touch_owners() {
+        use Role::{Admin, Member, Owner};
+        assert!(Owner.may_assign(Some(Owner), Some(Member)));
+        assert!(Owner.may_assign(None, Some(Owner)));
+        assert!(Admin.may_assign(None, Some(Admin)));
+        assert!(Admin.may_assign(Some(Member), None));
+        assert!(!Admin.may_assign(Some(Owner), Some(Member)));
+        assert!(!Admin.may_assign(Some(Member), Some(Owner)));
+        assert!(!Admin.may_assign(Some(Owner), None));
+        assert!(!Member.may_assign(Some(Member), None));
+        assert!(Owner.manages_members() && Admin.manages_members() && !Member.manages_members());
     }
 }

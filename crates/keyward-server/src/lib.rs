@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod error;
 mod extract;
 mod pagination;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +31,9 @@ pub struct Config {
     pub brand: Brand,
     /// How often last-use times are written to the database.
     pub usage_flush_interval: Duration,
+    /// Where people and programs reach this server (`https://…` makes cookies Secure; the
+    /// dashboard's ready-made `curl` lines use it).
+    pub public_url: String,
 }
 
 impl Default for Config {
@@ -37,6 +41,7 @@ impl Default for Config {
         Self {
             brand: Brand::default(),
             usage_flush_interval: Duration::from_secs(5),
+            public_url: "http://127.0.0.1:8080".to_owned(),
         }
     }
 }
@@ -59,9 +64,9 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application: the API and the dashboard.
 pub fn app(state: AppState) -> Router {
-    api::router().with_state(state)
+    api::router().merge(web::router()).with_state(state)
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes in-flight requests

@@ -45,6 +45,12 @@ pub struct ServeArgs {
     )]
     last_used_flush_seconds: u64,
 
+    /// The address people and programs use to reach this server, such as
+    /// `https://keys.example.com`. With https, the dashboard's cookies are Secure. Defaults to
+    /// `http://` and the listen address.
+    #[arg(long, env = "KEYWARD_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+
     /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
     #[arg(
         long,
@@ -68,14 +74,19 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .init();
 
     let store = keyward_store::open(&args.database.database_url).await?;
-    let config = Config {
-        brand: args.brand.key_brand,
-        usage_flush_interval: Duration::from_secs(args.last_used_flush_seconds),
-    };
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
     let address = listener.local_addr()?;
+    let config = Config {
+        brand: args.brand.key_brand,
+        usage_flush_interval: Duration::from_secs(args.last_used_flush_seconds),
+        public_url: args
+            .public_url
+            .unwrap_or_else(|| format!("http://{address}"))
+            .trim_end_matches('/')
+            .to_owned(),
+    };
     tracing::info!("keyward listening on http://{address}");
     let state = AppState::new(store.clone(), config);
     let served = keyward_server::serve(listener, state, shutdown_signal()).await;

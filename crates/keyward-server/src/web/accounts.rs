@@ -1,0 +1,312 @@
+//! Sign-up, log-in, log-out and the organization switcher.
+//!
+//! Passwords are hashed with Argon2id off the async runtime (`spawn_blocking`). After
+//! [`MAX_FAILURES`] failed log-ins for one email from one address, further tries for that pair
+//! are refused without checking the password until [`LOCKOUT_SECONDS`] have passed since the
+//! last failure; a success clears the count.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use keyward_core::password::Password;
+use keyward_core::{Email, Name, OrganizationId, Timestamp, UserId};
+use keyward_store::{NewOrganization, NewOwner, StoreError};
+
+use super::form::FormData;
+use super::page::{FormErrors, WebError, render};
+use super::session::{
+    AnonymousCsrf, ClientIp, Person, SESSION_COOKIE, set_cookie, signed_in, start_session,
+};
+use crate::AppState;
+use crate::error::ApiError;
+
+pub const MAX_FAILURES: u32 = 5;
+pub const LOCKOUT_SECONDS: i64 = 60;
+
+/// A real Argon2id hash of a random password, checked when the email has no account, so that
+/// a wrong email takes as long as a wrong password. Made once, on first use.
+async fn decoy_hash() -> Result<String, WebError> {
+    static DECOY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DECOY
+        .get_or_try_init(|| async {
+            let password = Password::generate().map_err(ApiError::internal)?;
+            hash_password(password).await
+        })
+        .await
+        .cloned()
+}
+
+pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Redirect {
+    if signed_in(&state, &headers).await {
+        Redirect::to("/settings/api-keys")
+    } else {
+        Redirect::to("/login")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf_token: String,
+    email: String,
+    errors: FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignupPage {
+    csrf_token: String,
+    email: String,
+    organization: String,
+    errors: FormErrors,
+}
+
+/// A page for a visitor who is not signed in, setting their CSRF cookie if they had none.
+fn anonymous_page(status: StatusCode, csrf: AnonymousCsrf, page: &impl Template) -> Response {
+    let mut response = render(status, page);
+    if let Some(cookie) = csrf.set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    if signed_in(&state, &headers).await {
+        return Ok(Redirect::to("/settings/api-keys").into_response());
+    }
+    let csrf = AnonymousCsrf::from_headers(&state, &headers)?;
+    let page = LoginPage {
+        csrf_token: csrf.token.clone(),
+        email: String::new(),
+        errors: FormErrors::default(),
+    };
+    Ok(anonymous_page(StatusCode::OK, csrf, &page))
+}
+
+pub async fn signup_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    if signed_in(&state, &headers).await {
+        return Ok(Redirect::to("/settings/api-keys").into_response());
+    }
+    let csrf = AnonymousCsrf::from_headers(&state, &headers)?;
+    let page = SignupPage {
+        csrf_token: csrf.token.clone(),
+        email: String::new(),
+        organization: String::new(),
+        errors: FormErrors::default(),
+    };
+    Ok(anonymous_page(StatusCode::OK, csrf, &page))
+}
+
+async fn hash_password(password: Password) -> Result<String, WebError> {
+    tokio::task::spawn_blocking(move || password.hash())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(e).into())
+}
+
+async fn verify_password(password: Password, hash: String) -> Result<bool, WebError> {
+    tokio::task::spawn_blocking(move || password.verify(&hash))
+        .await
+        .map_err(|e| ApiError::internal(e).into())
+}
+
+/// Signed in: the session cookie, and on to Settings > API Keys.
+fn signed_in_response(cookie: axum::http::HeaderValue) -> Response {
+    let mut response = Redirect::to("/settings/api-keys").into_response();
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+pub async fn signup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: FormData,
+) -> Result<Response, WebError> {
+    AnonymousCsrf::check(&headers, form.csrf_token())?;
+    let mut errors = FormErrors::default();
+    let email = Email::parse(form.text("email"))
+        .map_err(|e| errors.push("email", e))
+        .ok();
+    let password = Password::parse(form.text("password").to_owned())
+        .map_err(|e| errors.push("password", e))
+        .ok();
+    let organization = Name::parse(form.text("organization"))
+        .map_err(|e| errors.push("organization", e))
+        .ok();
+    let page_again = |errors: FormErrors| -> Result<Response, WebError> {
+        let csrf = AnonymousCsrf::from_headers(&state, &headers)?;
+        let page = SignupPage {
+            csrf_token: csrf.token.clone(),
+            email: form.text("email").to_owned(),
+            organization: form.text("organization").to_owned(),
+            errors,
+        };
+        Ok(anonymous_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            csrf,
+            &page,
+        ))
+    };
+    let (Some(email), Some(password), Some(organization)) = (email, password, organization) else {
+        return page_again(errors);
+    };
+    if state.store.find_user_by_email(&email).await?.is_some() {
+        errors.push(
+            "email",
+            "an account with this email already exists; log in instead",
+        );
+        return page_again(errors);
+    }
+    let password_hash = hash_password(password).await?;
+    let user = UserId::generate();
+    let organization_id = OrganizationId::generate();
+    let created = state
+        .store
+        .create_organization(
+            NewOrganization {
+                id: organization_id,
+                name: organization,
+                created_at: Timestamp::now(),
+            },
+            NewOwner::Create {
+                id: user,
+                email,
+                password_hash,
+            },
+            None,
+        )
+        .await;
+    match created {
+        Ok(()) => {}
+        Err(StoreError::Conflict("organization")) => {
+            errors.push("organization", "this name is taken; choose another");
+            return page_again(errors);
+        }
+        Err(StoreError::Conflict(_)) => {
+            errors.push(
+                "email",
+                "an account with this email already exists; log in instead",
+            );
+            return page_again(errors);
+        }
+        Err(other) => return Err(other.into()),
+    }
+    let cookie = start_session(&state, user, Some(organization_id)).await?;
+    Ok(signed_in_response(cookie))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
+    headers: HeaderMap,
+    form: FormData,
+) -> Result<Response, WebError> {
+    AnonymousCsrf::check(&headers, form.csrf_token())?;
+    let refuse = |status: StatusCode, field: &'static str, message: String| {
+        let csrf = AnonymousCsrf::from_headers(&state, &headers)?;
+        let mut errors = FormErrors::default();
+        errors.push(field, message);
+        let page = LoginPage {
+            csrf_token: csrf.token.clone(),
+            email: form.text("email").to_owned(),
+            errors,
+        };
+        Ok::<_, WebError>(anonymous_page(status, csrf, &page))
+    };
+    let email = match Email::parse(form.text("email")) {
+        Ok(email) => email,
+        Err(error) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "email", error.to_string()),
+    };
+    let now = Timestamp::now();
+    if let Some(failures) = state.store.login_failures(&email, &client_ip).await? {
+        let wait = failures.last_failure_at.unix_seconds() + LOCKOUT_SECONDS - now.unix_seconds();
+        if failures.failures >= MAX_FAILURES && wait > 0 {
+            return refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "form",
+                format!(
+                    "Too many failed log-ins for this email from your address. Wait a minute \
+                     ({wait} s) and try again."
+                ),
+            );
+        }
+    }
+    let password = Password::parse(form.text("password").to_owned());
+    let user = state.store.find_user_by_email(&email).await?;
+    let verified = match (&password, &user) {
+        (Ok(password), Some(user)) => {
+            verify_password(password.clone(), user.password_hash.clone()).await?
+        }
+        (Ok(password), None) => {
+            verify_password(password.clone(), decoy_hash().await?).await?;
+            false
+        }
+        (Err(_), _) => false,
+    };
+    let Some(user) = user.filter(|_| verified) else {
+        state
+            .store
+            .record_login_failure(&email, &client_ip, now)
+            .await?;
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "form",
+            "The email or the password is not right.".to_owned(),
+        );
+    };
+    state.store.clear_login_failures(&email, &client_ip).await?;
+    let organization = state
+        .store
+        .memberships_of(user.id)
+        .await?
+        .first()
+        .map(|m| m.organization_id);
+    let cookie = start_session(&state, user.id, organization).await?;
+    Ok(signed_in_response(cookie))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    person: Person,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    state.store.delete_session(&person.session).await?;
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state, SESSION_COOKIE, "", 0),
+    );
+    Ok(response)
+}
+
+pub async fn switch_organization(
+    State(state): State<AppState>,
+    person: Person,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    let wanted = OrganizationId::parse(form.text("organization_id"))
+        .map_err(|_| WebError::not_found("organization"))?;
+    let member = state
+        .store
+        .memberships_of(person.user_id)
+        .await?
+        .iter()
+        .any(|m| m.organization_id == wanted);
+    if !member {
+        return Err(WebError::not_found("organization"));
+    }
+    state
+        .store
+        .set_session_organization(&person.session, wanted)
+        .await?;
+    Ok(Redirect::to("/settings/api-keys").into_response())
+}

@@ -1,0 +1,689 @@
+//! Settings > API Keys and Settings > Project > Tokens: the same table, create form, "shown
+//! once" page and revoke confirmation, for the organization's keys or one project's tokens.
+//! Creating and revoking go through `crate::credentials`, the API's own code path.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use keyward_core::{
+    CredentialId, CredentialKind, CredentialStatus, ProjectId, Role, Scope, ScopeSet, Timestamp,
+    holdable_scopes,
+};
+use keyward_store::{Creator, CredentialFilter, Page, ProjectRecord};
+use serde::Deserialize;
+
+use super::form::FormData;
+use super::page::{DateCell, FormErrors, Layout, WebError, render};
+use super::session::Person;
+use crate::AppState;
+use crate::credentials::{
+    self, CredentialInput, CredentialView, Grantor, check_expiry, parse_name, parse_scopes,
+};
+use crate::error::ApiError;
+use crate::pagination::page_from;
+
+/// Rows per page of the dashboard's tables.
+const ROWS_PER_PAGE: u32 = 50;
+/// How long a create form stays valid; its request id is the new credential's id.
+const FORM_LIFETIME_SECONDS: u64 = 24 * 3600;
+
+/// The organization's API keys, or one project's tokens.
+struct Place {
+    kind: CredentialKind,
+    project: Option<ProjectRecord>,
+}
+
+impl Place {
+    fn api_keys() -> Self {
+        Self {
+            kind: CredentialKind::ApiKey,
+            project: None,
+        }
+    }
+
+    async fn tokens(state: &AppState, person: &Person, raw: &str) -> Result<Self, WebError> {
+        let project = project_of(state, person, raw).await?;
+        Ok(Self {
+            kind: CredentialKind::ProjectToken,
+            project: Some(project),
+        })
+    }
+
+    fn project_id(&self) -> Option<ProjectId> {
+        self.project.as_ref().map(|p| p.id)
+    }
+
+    fn url(&self) -> String {
+        match &self.project {
+            None => "/settings/api-keys".to_owned(),
+            Some(project) => format!("/settings/projects/{}/tokens", project.id),
+        }
+    }
+
+    fn title(&self) -> String {
+        match &self.project {
+            None => "API Keys".to_owned(),
+            Some(project) => format!("Tokens of {}", project.name),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self.kind {
+            CredentialKind::ApiKey => "API key",
+            CredentialKind::ProjectToken => "project token",
+        }
+    }
+
+    fn section(&self) -> &'static str {
+        match self.kind {
+            CredentialKind::ApiKey => "keys",
+            CredentialKind::ProjectToken => "tokens",
+        }
+    }
+
+    fn parse_id(&self, raw: &str) -> Result<CredentialId, WebError> {
+        CredentialId::parse(raw, self.kind).map_err(|_| WebError::not_found(self.label()))
+    }
+}
+
+/// A live project of the person's organization.
+pub async fn project_of(
+    state: &AppState,
+    person: &Person,
+    raw: &str,
+) -> Result<ProjectRecord, WebError> {
+    let id = ProjectId::parse(raw).map_err(|_| WebError::not_found("project"))?;
+    state
+        .store
+        .get_project(person.membership.organization_id, id)
+        .await?
+        .ok_or_else(|| WebError::not_found("project"))
+}
+
+/// Owners and admins revoke any credential; members revoke those they created.
+fn may_revoke(person: &Person, view: &CredentialView) -> bool {
+    view.status != CredentialStatus::Revoked
+        && (person.membership.role >= Role::Admin || view.created_by_user == Some(person.user_id))
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    cursor: Option<String>,
+    notice: Option<String>,
+}
+
+struct CredentialRow {
+    id: String,
+    name: String,
+    hint: String,
+    scopes: Vec<&'static str>,
+    created: DateCell,
+    last_used: Option<DateCell>,
+    expires: Option<DateCell>,
+    expired: bool,
+    revoked: bool,
+    revoke_url: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "credentials.html")]
+struct CredentialsPage {
+    layout: Layout,
+    title: String,
+    intro: String,
+    create_label: String,
+    new_url: String,
+    notice: Option<&'static str>,
+    rows: Vec<CredentialRow>,
+    empty_text: String,
+    first_url: Option<String>,
+    next_url: Option<String>,
+}
+
+async fn list_page(
+    state: &AppState,
+    person: &Person,
+    place: Place,
+    params: ListParams,
+) -> Result<Response, WebError> {
+    let page = page_from(Some(ROWS_PER_PAGE), params.cursor.as_deref(), |text| {
+        CredentialId::parse(text, place.kind)
+            .ok()
+            .map(|id| id.as_uuid())
+    })
+    .unwrap_or(Page::first(ROWS_PER_PAGE));
+    let filter = CredentialFilter {
+        kind: place.kind,
+        project: place.project_id(),
+    };
+    let list = credentials::list(state, person.membership.organization_id, filter, page).await?;
+    let base = place.url();
+    let rows = list
+        .data
+        .into_iter()
+        .map(|view| CredentialRow {
+            revoke_url: may_revoke(person, &view).then(|| format!("{base}/{}/revoke", view.id)),
+            id: view.id.to_string(),
+            name: view.name.to_string(),
+            hint: view.hint,
+            scopes: view.scopes.iter().map(Scope::as_str).collect(),
+            created: DateCell::new(view.created_at),
+            last_used: view.last_used_at.map(DateCell::new),
+            expires: view.expires_at.map(DateCell::new),
+            expired: view.status == CredentialStatus::Expired,
+            revoked: view.status == CredentialStatus::Revoked,
+        })
+        .collect();
+    let intro = match &place.project {
+        None => "Keys act for the whole organization. Send one as Authorization: Bearer <key>. \
+                 Revoking a key is immediate and permanent."
+            .to_owned(),
+        Some(project) => format!(
+            "Tokens reach only the project {} and hold only project-level scopes. Revoking a \
+             token is immediate and permanent.",
+            project.name
+        ),
+    };
+    let notice = match params.notice.as_deref() {
+        Some("revoked") => Some("Revoked. Applications using it have lost access."),
+        _ => None,
+    };
+    let template = CredentialsPage {
+        layout: Layout::new(state, person, place.section()).await?,
+        title: place.title(),
+        intro,
+        create_label: format!("Create {}", title_case(place.label())),
+        new_url: format!("{base}/new"),
+        notice,
+        rows,
+        empty_text: format!("No {}s yet.", place.label()),
+        first_url: params.cursor.is_some().then(|| base.clone()),
+        next_url: list
+            .next_cursor
+            .map(|cursor| format!("{base}?cursor={cursor}")),
+    };
+    Ok(render(StatusCode::OK, &template))
+}
+
+fn title_case(label: &str) -> String {
+    label
+        .split(' ')
+        .map(|word| {
+            if word == "API" {
+                return word.to_owned();
+            }
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+struct Choice {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+struct ScopeOption {
+    id: String,
+    value: &'static str,
+    label: &'static str,
+    checked: bool,
+}
+
+struct ScopeGroup {
+    resource: &'static str,
+    options: Vec<ScopeOption>,
+}
+
+#[derive(Template)]
+#[template(path = "credential_new.html")]
+struct CredentialForm {
+    layout: Layout,
+    title: String,
+    action: String,
+    request_id: String,
+    name: String,
+    expiry_choices: Vec<Choice>,
+    expires_on: String,
+    scope_groups: Vec<ScopeGroup>,
+    limited: bool,
+    errors: FormErrors,
+    submit_label: String,
+    cancel_url: String,
+}
+
+const EXPIRY_CHOICES: [(&str, &str); 6] = [
+    ("never", "No expiration"),
+    ("7", "7 days"),
+    ("30", "30 days"),
+    ("60", "60 days"),
+    ("90", "90 days"),
+    ("custom", "Custom date"),
+];
+
+fn resource_label(resource: &str) -> &'static str {
+    match resource {
+        "instances" => "Instances",
+        "projects" => "Projects",
+        "api_keys" => "API keys",
+        "tokens" => "Project tokens",
+        "members" => "Members",
+        "audit" => "Audit log",
+        "keys" => "Key verification",
+        _ => "Other",
+    }
+}
+
+/// The scopes a person may grant on this kind of credential, grouped by resource.
+fn scope_groups(grantable: ScopeSet, checked: ScopeSet) -> Vec<ScopeGroup> {
+    let mut groups: Vec<ScopeGroup> = Vec::new();
+    for scope in grantable.iter() {
+        let (resource, action) = scope
+            .as_str()
+            .split_once(':')
+            .unwrap_or((scope.as_str(), ""));
+        let option = ScopeOption {
+            id: format!("scope-{}", scope.as_str().replace([':', '_'], "-")),
+            value: scope.as_str(),
+            label: match action {
+                "read" => "read",
+                "write" => "write",
+                "verify" => "verify",
+                _ => "use",
+            },
+            checked: checked.contains(scope),
+        };
+        let label = resource_label(resource);
+        match groups.last_mut() {
+            Some(group) if group.resource == label => group.options.push(option),
+            _ => groups.push(ScopeGroup {
+                resource: label,
+                options: vec![option],
+            }),
+        }
+    }
+    groups
+}
+
+/// What the person entered, to show the form again with its errors.
+#[derive(Default)]
+struct Entered {
+    name: String,
+    expires_in: String,
+    expires_on: String,
+    scopes: ScopeSet,
+}
+
+async fn form_page(
+    state: &AppState,
+    person: &Person,
+    place: &Place,
+    entered: Entered,
+    errors: FormErrors,
+) -> Result<Response, WebError> {
+    let cap = person.membership.role.scope_cap();
+    let holdable = holdable_scopes(place.kind);
+    let grantable: ScopeSet = holdable.iter().filter(|&s| cap.contains(s)).collect();
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let selected = if entered.expires_in.is_empty() {
+        "never"
+    } else {
+        entered.expires_in.as_str()
+    };
+    let template = CredentialForm {
+        layout: Layout::new(state, person, place.section()).await?,
+        title: format!("Create {}", title_case(place.label())),
+        action: place.url(),
+        request_id: CredentialId::generate(place.kind).to_string(),
+        name: entered.name,
+        expiry_choices: EXPIRY_CHOICES
+            .iter()
+            .map(|&(value, label)| Choice {
+                value,
+                label,
+                selected: value == selected,
+            })
+            .collect(),
+        expires_on: entered.expires_on,
+        scope_groups: scope_groups(grantable, entered.scopes),
+        limited: grantable != holdable,
+        errors,
+        submit_label: format!("Create {}", title_case(place.label())),
+        cancel_url: place.url(),
+    };
+    Ok(render(status, &template))
+}
+
+/// The expiry chosen in the form: none, a number of days from now, or the end of a date.
+fn form_expiry(
+    expires_in: &str,
+    expires_on: &str,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, String> {
+    let expires_at = match expires_in {
+        "" | "never" => None,
+        "7" | "30" | "60" | "90" => {
+            let days: i64 = expires_in
+                .parse()
+                .map_err(|_| "choose an expiration".to_owned())?;
+            Some(now.plus_seconds(days * 24 * 3600))
+        }
+        "custom" => {
+            if expires_on.is_empty() {
+                return Err("pick a date for the custom expiration".into());
+            }
+            let at = Timestamp::parse(&format!("{expires_on}T23:59:59Z"))
+                .map_err(|_| "enter a date such as 2030-01-31".to_owned())?;
+            Some(at)
+        }
+        _ => return Err("choose an expiration".into()),
+    };
+    check_expiry(expires_at, now).map_err(|e| e.message)
+}
+
+/// The id a form was rendered with, if it is one of this kind and not too old.
+fn request_id(kind: CredentialKind, raw: &str) -> Option<CredentialId> {
+    let id = CredentialId::parse(raw, kind).ok()?;
+    let (seconds, _) = id.as_uuid().get_timestamp()?.to_unix();
+    let now = u64::try_from(Timestamp::now().unix_seconds()).ok()?;
+    (seconds <= now + 60 && now.saturating_sub(seconds) <= FORM_LIFETIME_SECONDS).then_some(id)
+}
+
+#[derive(Template)]
+#[template(path = "credential_created.html")]
+struct CreatedPage {
+    layout: Layout,
+    title: String,
+    kind_label: &'static str,
+    key: String,
+    name: String,
+    hint: String,
+    scopes: Vec<&'static str>,
+    expires: Option<DateCell>,
+    curl: String,
+    list_url: String,
+}
+
+async fn create(
+    state: &AppState,
+    person: &Person,
+    place: Place,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    let now = Timestamp::now();
+    let entered = Entered {
+        name: form.text("name").to_owned(),
+        expires_in: form.text("expires_in").to_owned(),
+        expires_on: form.text("expires_on").to_owned(),
+        scopes: form
+            .all("scopes")
+            .iter()
+            .filter_map(|name| name.parse::<Scope>().ok())
+            .collect(),
+    };
+    let mut errors = FormErrors::default();
+    let id = request_id(place.kind, form.text("request_id"));
+    if id.is_none() {
+        errors.push(
+            "form",
+            "This form was too old; check the fields and create again.",
+        );
+    }
+    let name = parse_name(&entered.name).map_err(|e| errors.0.push(e)).ok();
+    let scopes = parse_scopes(&form.all("scopes"))
+        .map_err(|e| errors.0.push(e))
+        .ok();
+    let expires_at = form_expiry(&entered.expires_in, &entered.expires_on, now)
+        .map_err(|message| errors.push("expires_at", message))
+        .ok();
+    let (Some(id), Some(name), Some(scopes), Some(expires_at)) = (id, name, scopes, expires_at)
+    else {
+        return form_page(state, person, &place, entered, errors).await;
+    };
+
+    let grantor = Grantor {
+        organization_id: person.membership.organization_id,
+        allowed: person.membership.role.scope_cap(),
+        created_by: Creator::User(person.user_id),
+    };
+    let input = CredentialInput {
+        name,
+        scopes,
+        expires_at,
+    };
+    let created =
+        match credentials::create(state, &grantor, place.kind, place.project_id(), input, id).await
+        {
+            Ok(created) => created,
+            Err(ApiError::Conflict(_)) => {
+                return Err(WebError::page(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "This form was already sent, so the {} exists and was shown once. It \
+                         cannot be shown again: find it in the list, or create another.",
+                        place.label()
+                    ),
+                ));
+            }
+            Err(ApiError::InsufficientScope { scope, .. }) => {
+                errors.push("scopes", format!("your role cannot grant {scope}"));
+                return form_page(state, person, &place, entered, errors).await;
+            }
+            Err(ApiError::Validation(fields)) => {
+                return form_page(state, person, &place, entered, FormErrors(fields)).await;
+            }
+            Err(other) => return Err(other.into()),
+        };
+    let curl = format!(
+        "curl -X GET \"{}/v1/instances\" -H \"Authorization: Bearer {}\"",
+        state.config.public_url.trim_end_matches('/'),
+        created.key
+    );
+    let template = CreatedPage {
+        layout: Layout::new(state, person, place.section()).await?,
+        title: format!("{} created", title_case(place.label())),
+        kind_label: place.label(),
+        key: created.key,
+        name: created.name.to_string(),
+        hint: created.hint,
+        scopes: created.scopes.iter().map(Scope::as_str).collect(),
+        expires: created.expires_at.map(DateCell::new),
+        curl,
+        list_url: place.url(),
+    };
+    Ok(render(StatusCode::OK, &template))
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub layout: Layout,
+    pub title: String,
+    pub message: String,
+    pub details: Vec<String>,
+    pub action: String,
+    pub button: String,
+    pub cancel_url: String,
+}
+
+async fn confirm_revoke(
+    state: &AppState,
+    person: &Person,
+    place: Place,
+    raw_id: &str,
+) -> Result<Response, WebError> {
+    let id = place.parse_id(raw_id)?;
+    let view = credentials::show(
+        state,
+        person.membership.organization_id,
+        id,
+        place.project_id(),
+    )
+    .await?;
+    if !may_revoke(person, &view) {
+        return Err(WebError::forbidden(format!(
+            "You cannot revoke this {}: members revoke only what they created.",
+            place.label()
+        )));
+    }
+    let template = ConfirmPage {
+        layout: Layout::new(state, person, place.section()).await?,
+        title: format!("Revoke {}?", view.name),
+        message: format!(
+            "Any application using the {} {} ({}) will lose access at once.",
+            place.label(),
+            view.name,
+            view.hint
+        ),
+        details: vec!["Revoking is permanent: it cannot be undone.".to_owned()],
+        action: format!("{}/{}/revoke", place.url(), view.id),
+        button: format!("Revoke {}", place.label()),
+        cancel_url: place.url(),
+    };
+    Ok(render(StatusCode::OK, &template))
+}
+
+async fn revoke(
+    state: &AppState,
+    person: &Person,
+    place: Place,
+    raw_id: &str,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    let id = place.parse_id(raw_id)?;
+    let organization = person.membership.organization_id;
+    let view = credentials::show(state, organization, id, place.project_id()).await?;
+    if view.status == CredentialStatus::Revoked {
+        return Ok(Redirect::to(&place.url()).into_response());
+    }
+    if !may_revoke(person, &view) {
+        return Err(WebError::forbidden(format!(
+            "You cannot revoke this {}: members revoke only what they created.",
+            place.label()
+        )));
+    }
+    credentials::revoke(state, organization, id, place.project_id()).await?;
+    Ok(Redirect::to(&format!("{}?notice=revoked", place.url())).into_response())
+}
+
+fn list_params(
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> ListParams {
+    query.map(|Query(params)| params).unwrap_or(ListParams {
+        cursor: None,
+        notice: None,
+    })
+}
+
+pub async fn list_api_keys(
+    State(state): State<AppState>,
+    person: Person,
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, WebError> {
+    list_page(&state, &person, Place::api_keys(), list_params(query)).await
+}
+
+pub async fn new_api_key(
+    State(state): State<AppState>,
+    person: Person,
+) -> Result<Response, WebError> {
+    form_page(
+        &state,
+        &person,
+        &Place::api_keys(),
+        Entered::default(),
+        FormErrors::default(),
+    )
+    .await
+}
+
+pub async fn create_api_key(
+    State(state): State<AppState>,
+    person: Person,
+    form: FormData,
+) -> Result<Response, WebError> {
+    create(&state, &person, Place::api_keys(), form).await
+}
+
+pub async fn confirm_revoke_api_key(
+    State(state): State<AppState>,
+    person: Person,
+    Path(key_id): Path<String>,
+) -> Result<Response, WebError> {
+    confirm_revoke(&state, &person, Place::api_keys(), &key_id).await
+}
+
+pub async fn revoke_api_key(
+    State(state): State<AppState>,
+    person: Person,
+    Path(key_id): Path<String>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    revoke(&state, &person, Place::api_keys(), &key_id, form).await
+}
+
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    person: Person,
+    Path(project_id): Path<String>,
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, WebError> {
+    let place = Place::tokens(&state, &person, &project_id).await?;
+    list_page(&state, &person, place, list_params(query)).await
+}
+
+pub async fn new_token(
+    State(state): State<AppState>,
+    person: Person,
+    Path(project_id): Path<String>,
+) -> Result<Response, WebError> {
+    let place = Place::tokens(&state, &person, &project_id).await?;
+    form_page(
+        &state,
+        &person,
+        &place,
+        Entered::default(),
+        FormErrors::default(),
+    )
+    .await
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    person: Person,
+    Path(project_id): Path<String>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    let place = Place::tokens(&state, &person, &project_id).await?;
+    create(&state, &person, place, form).await
+}
+
+pub async fn confirm_revoke_token(
+    State(state): State<AppState>,
+    person: Person,
+    Path((project_id, token_id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let place = Place::tokens(&state, &person, &project_id).await?;
+    confirm_revoke(&state, &person, place, &token_id).await
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    person: Person,
+    Path((project_id, token_id)): Path<(String, String)>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    let place = Place::tokens(&state, &person, &project_id).await?;
+    revoke(&state, &person, place, &token_id, form).await
+}

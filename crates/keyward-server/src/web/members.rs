@@ -1,0 +1,303 @@
+//! Settings > Members: owners and admins see who belongs to the organization, add people who
+//! already have a Keyward account, change roles and remove members. Owners alone manage
+//! owners (`Role::may_assign`), and the store never lets the last owner go.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use keyward_core::{Email, Role, Timestamp, UserId};
+use keyward_store::{MemberRecord, MembershipChange, StoreError};
+use serde::Deserialize;
+
+use super::credentials::ConfirmPage;
+use super::form::FormData;
+use super::page::{DateCell, FormErrors, Layout, WebError, render};
+use super::session::Person;
+use crate::AppState;
+
+const ROLES: [Role; 3] = [Role::Owner, Role::Admin, Role::Member];
+
+fn require_manager(person: &Person) -> Result<(), WebError> {
+    if person.membership.role.manages_members() {
+        Ok(())
+    } else {
+        Err(WebError::forbidden(
+            "Only owners and admins manage members.",
+        ))
+    }
+}
+
+struct RoleChoice {
+    value: &'static str,
+    selected: bool,
+}
+
+struct MemberRow {
+    id: String,
+    email: String,
+    role: &'static str,
+    joined: DateCell,
+    is_you: bool,
+    /// Roles this member may be given by the viewer; empty when they cannot change it.
+    roles: Vec<RoleChoice>,
+    can_remove: bool,
+}
+
+#[derive(Template)]
+#[template(path = "members.html")]
+struct MembersPage {
+    layout: Layout,
+    rows: Vec<MemberRow>,
+    add_roles: Vec<RoleChoice>,
+    email: String,
+    errors: FormErrors,
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+pub struct Params {
+    notice: Option<String>,
+}
+
+fn row(viewer: &Person, member: MemberRecord) -> MemberRow {
+    let role = viewer.membership.role;
+    let roles = if ROLES
+        .iter()
+        .any(|&r| r != member.role && role.may_assign(Some(member.role), Some(r)))
+    {
+        ROLES
+            .iter()
+            .filter(|&&r| r == member.role || role.may_assign(Some(member.role), Some(r)))
+            .map(|&r| RoleChoice {
+                value: r.as_str(),
+                selected: r == member.role,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    MemberRow {
+        id: member.user_id.to_string(),
+        email: member.email.to_string(),
+        role: member.role.as_str(),
+        joined: DateCell::new(member.joined_at),
+        is_you: member.user_id == viewer.user_id,
+        roles,
+        can_remove: role.may_assign(Some(member.role), None),
+    }
+}
+
+async fn members_page(
+    state: &AppState,
+    person: &Person,
+    email: String,
+    errors: FormErrors,
+    notice: Option<&'static str>,
+) -> Result<Response, WebError> {
+    let members = state
+        .store
+        .members(person.membership.organization_id)
+        .await?;
+    let role = person.membership.role;
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let template = MembersPage {
+        layout: Layout::new(state, person, "members").await?,
+        rows: members.into_iter().map(|m| row(person, m)).collect(),
+        add_roles: ROLES
+            .iter()
+            .filter(|&&r| role.may_assign(None, Some(r)))
+            .map(|&r| RoleChoice {
+                value: r.as_str(),
+                selected: r == Role::Member,
+            })
+            .collect(),
+        email,
+        errors,
+        notice,
+    };
+    Ok(render(status, &template))
+}
+
+pub async fn list_members(
+    State(state): State<AppState>,
+    person: Person,
+    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, WebError> {
+    require_manager(&person)?;
+    let notice = match params.ok().and_then(|Query(p)| p.notice).as_deref() {
+        Some("added") => Some("Member added."),
+        Some("changed") => Some("Role changed."),
+        Some("removed") => Some("Member removed."),
+        Some("last-owner") => {
+            Some("An organization keeps at least one owner: make someone else owner first.")
+        }
+        _ => None,
+    };
+    members_page(
+        &state,
+        &person,
+        String::new(),
+        FormErrors::default(),
+        notice,
+    )
+    .await
+}
+
+fn parse_role(raw: &str) -> Option<Role> {
+    Role::from_storage(raw)
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    person: Person,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    require_manager(&person)?;
+    let mut errors = FormErrors::default();
+    let email = Email::parse(form.text("email"))
+        .map_err(|e| errors.push("email", e))
+        .ok();
+    let role = parse_role(form.text("role"));
+    match role {
+        None => errors.push("role", "choose a role"),
+        Some(role) if !person.membership.role.may_assign(None, Some(role)) => {
+            errors.push("role", "only owners can add owners")
+        }
+        Some(_) => {}
+    }
+    let entered = form.text("email").to_owned();
+    let (Some(email), Some(role)) = (email, role) else {
+        return members_page(&state, &person, entered, errors, None).await;
+    };
+    if !errors.is_empty() {
+        return members_page(&state, &person, entered, errors, None).await;
+    }
+    let Some(user) = state.store.find_user_by_email(&email).await? else {
+        errors.push(
+            "email",
+            "no Keyward account has this email; they must sign up first",
+        );
+        return members_page(&state, &person, entered, errors, None).await;
+    };
+    match state
+        .store
+        .add_member(
+            person.membership.organization_id,
+            user.id,
+            role,
+            Timestamp::now(),
+        )
+        .await
+    {
+        Ok(()) => Ok(Redirect::to("/settings/members?notice=added").into_response()),
+        Err(StoreError::Conflict(_)) => {
+            errors.push("email", "this person is already a member");
+            members_page(&state, &person, entered, errors, None).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn member_of(state: &AppState, person: &Person, raw: &str) -> Result<MemberRecord, WebError> {
+    let id = UserId::parse(raw).map_err(|_| WebError::not_found("member"))?;
+    state
+        .store
+        .members(person.membership.organization_id)
+        .await?
+        .into_iter()
+        .find(|m| m.user_id == id)
+        .ok_or_else(|| WebError::not_found("member"))
+}
+
+fn outcome(change: MembershipChange, done: &str) -> Result<Response, WebError> {
+    match change {
+        MembershipChange::Done => {
+            Ok(Redirect::to(&format!("/settings/members?notice={done}")).into_response())
+        }
+        MembershipChange::LastOwner => {
+            Ok(Redirect::to("/settings/members?notice=last-owner").into_response())
+        }
+        MembershipChange::NotFound => Err(WebError::not_found("member")),
+    }
+}
+
+pub async fn change_role(
+    State(state): State<AppState>,
+    person: Person,
+    Path(user_id): Path<String>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    require_manager(&person)?;
+    let member = member_of(&state, &person, &user_id).await?;
+    let role = parse_role(form.text("role")).ok_or_else(|| {
+        WebError::page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Choose owner, admin or member.",
+        )
+    })?;
+    if !person
+        .membership
+        .role
+        .may_assign(Some(member.role), Some(role))
+    {
+        return Err(WebError::forbidden(
+            "Only owners can make or change owners.",
+        ));
+    }
+    let change = state
+        .store
+        .change_member_role(person.membership.organization_id, member.user_id, role)
+        .await?;
+    outcome(change, "changed")
+}
+
+pub async fn confirm_remove(
+    State(state): State<AppState>,
+    person: Person,
+    Path(user_id): Path<String>,
+) -> Result<Response, WebError> {
+    require_manager(&person)?;
+    let member = member_of(&state, &person, &user_id).await?;
+    if !person.membership.role.may_assign(Some(member.role), None) {
+        return Err(WebError::forbidden("Only owners can remove owners."));
+    }
+    let template = ConfirmPage {
+        layout: Layout::new(&state, &person, "members").await?,
+        title: format!("Remove {}?", member.email),
+        message: format!(
+            "{} will lose access to {} at once.",
+            member.email, person.membership.organization_name
+        ),
+        details: vec!["API keys they created stay valid until someone revokes them.".into()],
+        action: format!("/settings/members/{}/remove", member.user_id),
+        button: "Remove member".into(),
+        cancel_url: "/settings/members".into(),
+    };
+    Ok(render(StatusCode::OK, &template))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    person: Person,
+    Path(user_id): Path<String>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    require_manager(&person)?;
+    let member = member_of(&state, &person, &user_id).await?;
+    if !person.membership.role.may_assign(Some(member.role), None) {
+        return Err(WebError::forbidden("Only owners can remove owners."));
+    }
+    let change = state
+        .store
+        .remove_member(person.membership.organization_id, member.user_id)
+        .await?;
+    outcome(change, "removed")
+}

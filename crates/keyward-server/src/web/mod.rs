@@ -1,0 +1,132 @@
+//! The dashboard: server-rendered pages for people (sign-up, Settings > API Keys, Settings >
+//! Project > Tokens, projects, instances, members). Every page works without JavaScript; the
+//! one script only adds copy-to-clipboard and local times. No asset comes from elsewhere.
+
+mod accounts;
+mod credentials;
+mod form;
+mod members;
+mod page;
+mod projects;
+mod session;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    let pages = Router::new()
+        .route("/", get(accounts::home))
+        .route("/signup", get(accounts::signup_page).post(accounts::signup))
+        .route("/login", get(accounts::login_page).post(accounts::login))
+        .route("/logout", post(accounts::logout))
+        .route(
+            "/settings/organization",
+            post(accounts::switch_organization),
+        )
+        .route(
+            "/settings/api-keys",
+            get(credentials::list_api_keys).post(credentials::create_api_key),
+        )
+        .route("/settings/api-keys/new", get(credentials::new_api_key))
+        .route(
+            "/settings/api-keys/{key_id}/revoke",
+            get(credentials::confirm_revoke_api_key).post(credentials::revoke_api_key),
+        )
+        .route("/settings/tokens", get(projects::pick_project_for_tokens))
+        .route(
+            "/settings/projects/{project_id}/tokens",
+            get(credentials::list_tokens).post(credentials::create_token),
+        )
+        .route(
+            "/settings/projects/{project_id}/tokens/new",
+            get(credentials::new_token),
+        )
+        .route(
+            "/settings/projects/{project_id}/tokens/{token_id}/revoke",
+            get(credentials::confirm_revoke_token).post(credentials::revoke_token),
+        )
+        .route(
+            "/settings/projects",
+            get(projects::list_projects).post(projects::create_project),
+        )
+        .route(
+            "/settings/projects/{project_id}/edit",
+            get(projects::edit_project).post(projects::update_project),
+        )
+        .route(
+            "/settings/projects/{project_id}/delete",
+            get(projects::confirm_delete_project).post(projects::delete_project),
+        )
+        .route(
+            "/settings/projects/{project_id}/instances",
+            get(projects::list_instances).post(projects::create_instance),
+        )
+        .route(
+            "/settings/projects/{project_id}/instances/{instance_id}/delete",
+            get(projects::confirm_delete_instance).post(projects::delete_instance),
+        )
+        .route(
+            "/settings/members",
+            get(members::list_members).post(members::add_member),
+        )
+        .route(
+            "/settings/members/{user_id}/role",
+            post(members::change_role),
+        )
+        .route(
+            "/settings/members/{user_id}/remove",
+            get(members::confirm_remove).post(members::remove),
+        )
+        .layer(axum::middleware::map_response(page_headers));
+    Router::new()
+        .merge(pages)
+        .route("/assets/app.css", get(stylesheet))
+        .route("/assets/app.js", get(script))
+}
+
+/// Pages are per person and may show a secret once: never cached, never framed, no script
+/// or style from anywhere but here.
+async fn page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../assets/app.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../assets/app.js"),
+    )
+}

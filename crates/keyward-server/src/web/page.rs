@@ -1,0 +1,195 @@
+//! What every dashboard page shares: the layout around it, how dates are shown, and how
+//! errors become pages.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use keyward_core::{Role, Timestamp};
+
+use super::session::Person;
+use crate::AppState;
+use crate::error::{ApiError, FieldError};
+
+/// One organization in the header's switcher.
+pub struct OrganizationOption {
+    pub id: String,
+    pub name: String,
+    pub selected: bool,
+}
+
+/// The signed-in person, their organizations and the CSRF token, for the page header.
+pub struct Layout {
+    pub email: String,
+    pub role: Role,
+    pub organizations: Vec<OrganizationOption>,
+    pub csrf_token: String,
+    /// Which navigation entry is current: `keys`, `projects`, `tokens` or `members`.
+    pub section: &'static str,
+}
+
+impl Layout {
+    pub async fn new(
+        state: &AppState,
+        person: &Person,
+        section: &'static str,
+    ) -> Result<Self, WebError> {
+        let current = person.membership.organization_id;
+        let organizations = state
+            .store
+            .memberships_of(person.user_id)
+            .await?
+            .into_iter()
+            .map(|m| OrganizationOption {
+                id: m.organization_id.to_string(),
+                name: m.organization_name.to_string(),
+                selected: m.organization_id == current,
+            })
+            .collect();
+        Ok(Self {
+            email: person.email.to_string(),
+            role: person.membership.role,
+            organizations,
+            csrf_token: person.csrf_token.clone(),
+            section,
+        })
+    }
+
+    /// `aria-current` for the navigation entry `name`.
+    pub fn current(&self, name: &str) -> &'static str {
+        if self.section == name {
+            "page"
+        } else {
+            "false"
+        }
+    }
+
+    pub fn manages_members(&self) -> bool {
+        self.role.manages_members()
+    }
+
+    pub fn role_name(&self) -> &'static str {
+        self.role.as_str()
+    }
+}
+
+/// A time for a table cell: UTC text that the page's script turns into the reader's own
+/// timezone, with the exact UTC time on hover.
+pub struct DateCell {
+    pub iso: String,
+    pub text: String,
+}
+
+impl DateCell {
+    pub fn new(at: Timestamp) -> Self {
+        let iso = at.to_string();
+        // `2026-11-27T07:24:06Z` → `2026-11-27 07:24 UTC`
+        let text = format!("{} {} UTC", &iso[..10], &iso[11..16]);
+        Self { iso, text }
+    }
+}
+
+/// Field errors of a form, shown next to their fields.
+#[derive(Default)]
+pub struct FormErrors(pub Vec<FieldError>);
+
+impl FormErrors {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
+
+    pub fn push(&mut self, field: &'static str, message: impl ToString) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Renders a template as an HTML response.
+pub fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(error) => ApiError::internal(error).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    title: &'static str,
+    message: String,
+}
+
+/// Why a dashboard request did not get its page.
+#[derive(Debug)]
+pub enum WebError {
+    /// Not signed in, or somewhere else to go: 303 to this path.
+    Redirect(String),
+    /// A page that explains what went wrong.
+    Page { status: StatusCode, message: String },
+}
+
+impl WebError {
+    pub fn page(status: StatusCode, message: impl ToString) -> Self {
+        Self::Page {
+            status,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn forbidden(message: impl ToString) -> Self {
+        Self::page(StatusCode::FORBIDDEN, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::page(
+            StatusCode::NOT_FOUND,
+            format!("No such {what} in this organization."),
+        )
+    }
+}
+
+impl From<ApiError> for WebError {
+    fn from(error: ApiError) -> Self {
+        let status = error.status();
+        let message = match &error {
+            ApiError::Internal(_) => {
+                // Log the cause the way the API does; show nothing internal.
+                let _ = error.into_response();
+                "Something went wrong on our side. Please try again.".to_owned()
+            }
+            ApiError::NotFound(what) => format!("No such {what} in this organization."),
+            other => {
+                let text = other.to_string();
+                let mut chars = text.chars();
+                match chars.next() {
+                    Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
+                    None => text,
+                }
+            }
+        };
+        Self::Page { status, message }
+    }
+}
+
+impl From<keyward_store::StoreError> for WebError {
+    fn from(error: keyward_store::StoreError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Redirect(to) => Redirect::to(&to).into_response(),
+            Self::Page { status, message } => {
+                let title = status.canonical_reason().unwrap_or("Error");
+                render(status, &ErrorPage { title, message })
+            }
+        }
+    }
+}

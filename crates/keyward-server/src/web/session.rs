@@ -1,0 +1,240 @@
+//! Dashboard sessions and CSRF protection.
+//!
+//! A session cookie holds 32 random base62 characters; the database keeps only their SHA-256,
+//! so a copy of the database opens no session. The cookie is HttpOnly and SameSite=Lax, and
+//! Secure when the public URL is https. Every form carries a CSRF token: the session's own
+//! once signed in, and before that (log-in and sign-up) a random value that must match a
+//! cookie of its own (the double-submit pattern).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use keyward_core::credential::random_token;
+use keyward_core::{Email, KeyDigest, Timestamp, UserId};
+use keyward_store::{MembershipRecord, NewSession};
+
+use super::page::WebError;
+use crate::AppState;
+use crate::error::ApiError;
+
+pub const SESSION_COOKIE: &str = "keyward_session";
+pub const CSRF_COOKIE: &str = "keyward_csrf";
+/// How long a session lasts after signing in.
+pub const SESSION_SECONDS: i64 = 7 * 24 * 3600;
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A `Set-Cookie` value with the attributes every Keyward cookie has.
+pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The client's address, for the failed-login throttle.
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .map_or_else(|| "unknown".to_owned(), |ip: IpAddr| ip.to_string());
+        Ok(Self(ip))
+    }
+}
+
+/// Starts a session for `user` in `organization` and returns the `Set-Cookie` value.
+pub async fn start_session(
+    state: &AppState,
+    user: UserId,
+    organization: Option<keyward_core::OrganizationId>,
+) -> Result<HeaderValue, WebError> {
+    let token = random_token().map_err(ApiError::internal)?;
+    let csrf_token = random_token().map_err(ApiError::internal)?;
+    let now = Timestamp::now();
+    state
+        .store
+        .create_session(NewSession {
+            token_digest: KeyDigest::of(&token),
+            user_id: user,
+            organization_id: organization,
+            csrf_token,
+            created_at: now,
+            expires_at: now.plus_seconds(SESSION_SECONDS),
+        })
+        .await?;
+    Ok(set_cookie(state, SESSION_COOKIE, &token, SESSION_SECONDS))
+}
+
+/// A signed-in person working in one of their organizations.
+pub struct Person {
+    pub user_id: UserId,
+    pub email: Email,
+    pub membership: MembershipRecord,
+    pub csrf_token: String,
+    pub session: KeyDigest,
+}
+
+impl Person {
+    /// Refuses a form whose CSRF token is not this session's.
+    pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), WebError> {
+        match submitted {
+            Some(token) if same_secret(token, &self.csrf_token) => Ok(()),
+            _ => Err(csrf_refused()),
+        }
+    }
+}
+
+pub fn csrf_refused() -> WebError {
+    WebError::forbidden(
+        "This form was not sent from this page or has expired. Go back, reload the page and \
+         try again.",
+    )
+}
+
+impl FromRequestParts<AppState> for Person {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(WebError::Redirect("/login".into()));
+        };
+        let digest = KeyDigest::of(token);
+        let session = state
+            .store
+            .find_session(&digest, Timestamp::now())
+            .await?
+            .ok_or_else(|| WebError::Redirect("/login".into()))?;
+        let membership = match session.membership {
+            Some(membership) => membership,
+            // Removed from the organization they were working in: move to another one.
+            None => {
+                let first = state
+                    .store
+                    .memberships_of(session.user_id)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        WebError::forbidden(
+                            "You no longer belong to any organization. Ask an owner to add you \
+                             again, or sign up with a new organization.",
+                        )
+                    })?;
+                state
+                    .store
+                    .set_session_organization(&digest, first.organization_id)
+                    .await?;
+                first
+            }
+        };
+        Ok(Person {
+            user_id: session.user_id,
+            email: session.email,
+            membership,
+            csrf_token: session.csrf_token,
+            session: digest,
+        })
+    }
+}
+
+/// Whether the request carries a live session (for pages that only redirect).
+pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return false;
+    };
+    matches!(
+        state
+            .store
+            .find_session(&KeyDigest::of(token), Timestamp::now())
+            .await,
+        Ok(Some(_))
+    )
+}
+
+/// The CSRF token of a visitor who is not signed in: the value of their CSRF cookie, or a
+/// new one to set.
+pub struct AnonymousCsrf {
+    pub token: String,
+    pub set_cookie: Option<HeaderValue>,
+}
+
+impl AnonymousCsrf {
+    pub fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Self, WebError> {
+        match cookie(headers, CSRF_COOKIE).filter(|value| value.len() == 32) {
+            Some(existing) => Ok(Self {
+                token: existing.to_owned(),
+                set_cookie: None,
+            }),
+            None => {
+                let token = random_token().map_err(ApiError::internal)?;
+                let set_cookie = Some(set_cookie(state, CSRF_COOKIE, &token, SESSION_SECONDS));
+                Ok(Self { token, set_cookie })
+            }
+        }
+    }
+
+    /// Refuses a form whose token does not match the visitor's CSRF cookie.
+    pub fn check(headers: &HeaderMap, submitted: Option<&str>) -> Result<(), WebError> {
+        match (cookie(headers, CSRF_COOKIE), submitted) {
+            (Some(expected), Some(token)) if !token.is_empty() && same_secret(expected, token) => {
+                Ok(())
+            }
+            _ => Err(csrf_refused()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; keyward_session_x=2; keyward_session=abc"),
+        );
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&headers, "a"), Some("1"));
+        assert_eq!(cookie(&headers, CSRF_COOKIE), None);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+        assert!(!same_secret("", "a"));
+    }
+}
