@@ -45,25 +45,27 @@ impl UsageRecorder {
         self.pending().get(&credential).map(|&(at, _)| at)
     }
 
-    /// Writes everything pending in one batch; on failure keeps it for the next flush.
+    /// Writes everything pending in one batch. Entries stay visible (and pending) until
+    /// their write has committed, so a list served meanwhile still shows them; on failure
+    /// they are simply kept for the next flush.
     pub async fn flush(&self, store: &dyn Store) -> Result<u64, StoreError> {
         let batch: Vec<UsageUpdate> = self
             .pending()
-            .drain()
-            .map(|(credential, (at, ip))| UsageUpdate { credential, at, ip })
+            .iter()
+            .map(|(&credential, &(at, ip))| UsageUpdate { credential, at, ip })
             .collect();
         if batch.is_empty() {
             return Ok(0);
         }
-        match store.record_usage(&batch).await {
-            Ok(changed) => Ok(changed),
-            Err(error) => {
-                for update in batch {
-                    self.record(update.credential, update.at, update.ip);
-                }
-                Err(error)
+        let changed = store.record_usage(&batch).await?;
+        let mut pending = self.pending();
+        for update in batch {
+            // A newer use recorded during the write stays for the next flush.
+            if pending.get(&update.credential).is_some_and(|&(at, _)| at == update.at) {
+                pending.remove(&update.credential);
             }
         }
+        Ok(changed)
     }
 }
 

@@ -65,12 +65,29 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> Self {
+        Self::spawn_inner(config, true).await
+    }
+
+    /// Like `spawn_with`, but keeps the configured public URL.
+    pub async fn spawn_with_exact(config: Config) -> Self {
+        Self::spawn_inner(config, false).await
+    }
+
+    async fn spawn_inner(config: Config, public_url_is_address: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
         let store = keyward_store::open(&url).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let config = if public_url_is_address {
+            Config {
+                public_url: format!("http://{address}"),
+                ..config
+            }
+        } else {
+            config
+        };
         let state = AppState::new(store.clone(), config);
         let server = tokio::spawn(keyward_server::serve(listener, state, async {
             let _ = stopped.await;

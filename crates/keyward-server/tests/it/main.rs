@@ -3,6 +3,8 @@
 
 mod api_keys;
 mod bad_input;
+mod browser;
+mod dashboard;
 mod docs;
 mod helpers;
 mod instances;

@@ -1,0 +1,532 @@
+//! The dashboard over plain HTTP: CSRF, cookies, the log-in throttle, roles and the other
+//! rules a browser test would be slow to cover one by one.
+
+use std::collections::HashMap;
+
+use keyward_core::{Email, Timestamp};
+use keyward_server::Config;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+
+use crate::helpers::TestApp;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A person's browser, minus the rendering: cookies kept by hand, redirects not followed.
+struct Visitor<'a> {
+    app: &'a TestApp,
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    fn csrf_token(&self) -> String {
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = self.body.find(marker).expect("a form with a CSRF token") + marker.len();
+        self.body[start..start + 32].to_owned()
+    }
+}
+
+impl<'a> Visitor<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            app,
+            http,
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn keep(&mut self, response: reqwest::Response) -> Page {
+        for value in response.headers().get_all(SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        Page {
+            status,
+            headers,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let response = self
+            .http
+            .get(self.app.url(path))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(response).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let response = self
+            .http
+            .post(self.app.url(path))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(response).await
+    }
+
+    async fn sign_up(&mut self, email: &str, organization: &str) -> Page {
+        let csrf = self.get("/signup").await.csrf_token();
+        self.post(
+            "/signup",
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", PASSWORD),
+                ("organization", organization),
+            ],
+        )
+        .await
+    }
+
+    async fn log_in(&mut self, email: &str, password: &str) -> Page {
+        let csrf = self.get("/login").await.csrf_token();
+        self.post(
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// Creates an API key through the form and returns the page that shows it.
+    async fn create_key(&mut self, name: &str, scopes: &[&str]) -> Page {
+        let form = self.get("/settings/api-keys/new").await;
+        let csrf = form.csrf_token();
+        let marker = "name=\"request_id\" value=\"";
+        let start = form.body.find(marker).unwrap() + marker.len();
+        let request_id = form.body[start..start + 30].to_owned();
+        let mut fields = vec![
+            ("csrf_token", csrf.as_str()),
+            ("request_id", request_id.as_str()),
+            ("name", name),
+            ("expires_in", "never"),
+        ];
+        fields.extend(scopes.iter().map(|s| ("scopes", *s)));
+        self.post("/settings/api-keys", &fields).await
+    }
+}
+
+fn shown_key(page: &Page) -> String {
+    let marker = "<code id=\"new-key\">";
+    let start = page.body.find(marker).expect("the key is shown") + marker.len();
+    let end = page.body[start..].find('<').unwrap() + start;
+    page.body[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn sign_up_sets_a_safe_session_cookie_and_pages_are_not_cached() {
+    let app = TestApp::spawn().await;
+    let mut ada = Visitor::new(&app);
+    let signed_up = ada.sign_up("ada@example.com", "Acme").await;
+    assert_eq!(signed_up.status, StatusCode::SEE_OTHER);
+    assert_eq!(signed_up.location(), "/settings/api-keys");
+    let cookie = signed_up
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("keyward_session="))
+        .expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+
+    let page = ada.get("/settings/api-keys").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert!(
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    assert!(page.body.contains("ada@example.com"));
+    assert!(!page.body.contains("https://"), "no external assets");
+
+    // The database holds the session's digest, never the cookie value.
+    let session = ada.cookies["keyward_session"].clone();
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(app.dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        !bytes
+            .windows(session.len())
+            .any(|w| w == session.as_bytes())
+    );
+
+    assert_eq!(ada.get("/").await.location(), "/settings/api-keys");
+    let csrf = page.csrf_token();
+    let out = ada.post("/logout", &[("csrf_token", &csrf)]).await;
+    assert_eq!(out.location(), "/login");
+    assert_eq!(ada.get("/settings/api-keys").await.location(), "/login");
+    assert_eq!(ada.get("/").await.location(), "/login");
+}
+
+#[tokio::test]
+async fn https_public_urls_make_cookies_secure() {
+    let app = TestApp::spawn_with(Config::default()).await;
+    let secure = TestApp::spawn_with_exact(Config {
+        public_url: "https://keys.example.com".into(),
+        ..Config::default()
+    })
+    .await;
+    let mut visitor = Visitor::new(&secure);
+    let page = visitor.get("/login").await;
+    let cookie = page.headers[SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.starts_with("keyward_csrf=") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+    let mut plain = Visitor::new(&app);
+    let page = plain.get("/login").await;
+    assert!(
+        !page.headers[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+}
+
+#[tokio::test]
+async fn forms_without_the_right_csrf_token_are_refused() {
+    let app = TestApp::spawn().await;
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let form = ada.get("/settings/api-keys/new").await;
+    let refused = ada
+        .post(
+            "/settings/api-keys",
+            &[
+                ("csrf_token", "0123456789abcdefghijABCDEFGHIJ01"),
+                ("name", "forged"),
+                ("scopes", "instances:read"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body.contains("not sent from this page"));
+    let missing = ada.post("/settings/projects", &[("name", "forged")]).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    let list = ada.get("/settings/api-keys").await;
+    assert!(!list.body.contains("forged"), "nothing was created");
+    assert!(form.status.is_success());
+
+    // Before signing in: the token must match the visitor's own CSRF cookie.
+    let mut mallory = Visitor::new(&app);
+    let no_cookie = mallory
+        .post(
+            "/login",
+            &[
+                ("csrf_token", "x"),
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(no_cookie.status, StatusCode::FORBIDDEN);
+    let mut other = Visitor::new(&app);
+    let theirs = other.get("/signup").await.csrf_token();
+    mallory.get("/signup").await;
+    let crossed = mallory
+        .post(
+            "/signup",
+            &[
+                ("csrf_token", &theirs),
+                ("email", "mallory@example.com"),
+                ("password", PASSWORD),
+                ("organization", "Evil"),
+            ],
+        )
+        .await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn sign_up_explains_every_invalid_field() {
+    let app = TestApp::spawn().await;
+    let mut visitor = Visitor::new(&app);
+    let csrf = visitor.get("/signup").await.csrf_token();
+    let page = visitor
+        .post(
+            "/signup",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "not-an-email"),
+                ("password", "short"),
+                ("organization", " "),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for id in ["email-error", "password-error", "organization-error"] {
+        assert!(page.body.contains(&format!("id=\"{id}\"")), "{id} missing");
+    }
+    assert!(page.body.contains("at least 10 characters"));
+    assert!(
+        page.body.contains("value=\"not-an-email\""),
+        "what was typed stays"
+    );
+
+    visitor.sign_up("ada@example.com", "Acme").await;
+    let mut again = Visitor::new(&app);
+    let taken = again.sign_up("ADA@example.com", "Other").await;
+    assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(taken.body.contains("already exists"));
+    let org_taken = again.sign_up("bob@example.com", "acme").await;
+    assert!(org_taken.body.contains("id=\"organization-error\""));
+}
+
+#[tokio::test]
+async fn five_failed_log_ins_make_the_next_ones_wait_a_minute() {
+    let app = TestApp::spawn().await;
+    Visitor::new(&app).sign_up("ada@example.com", "Acme").await;
+    let mut attacker = Visitor::new(&app);
+    for _ in 0..5 {
+        let wrong = attacker.log_in("ada@example.com", "wrong password!").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert!(wrong.body.contains("not right"));
+    }
+    let locked = attacker.log_in("ada@example.com", PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(locked.body.contains("Wait a minute"), "{}", locked.body);
+    // Another email from the same address is not affected.
+    Visitor::new(&app)
+        .sign_up("bob@example.com", "Globex")
+        .await;
+    let bob = Visitor::new(&app).log_in("bob@example.com", PASSWORD).await;
+    assert_eq!(bob.status, StatusCode::SEE_OTHER);
+
+    // A minute after the last failure, the right password works and clears the count.
+    let email = Email::parse("ada@example.com").unwrap();
+    let long_ago = Timestamp::now().plus_seconds(-61);
+    app.store
+        .clear_login_failures(&email, "127.0.0.1")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        app.store
+            .record_login_failure(&email, "127.0.0.1", long_ago)
+            .await
+            .unwrap();
+    }
+    let ok = attacker.log_in("ada@example.com", PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert!(
+        app.store
+            .login_failures(&email, "127.0.0.1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_resubmitted_create_form_makes_one_key_and_never_shows_it_again() {
+    let app = TestApp::spawn().await;
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let form = ada.get("/settings/api-keys/new").await;
+    let csrf = form.csrf_token();
+    let marker = "name=\"request_id\" value=\"";
+    let start = form.body.find(marker).unwrap() + marker.len();
+    let request_id = form.body[start..start + 30].to_owned();
+    let fields = [
+        ("csrf_token", csrf.as_str()),
+        ("request_id", request_id.as_str()),
+        ("name", "Deploy"),
+        ("expires_in", "30"),
+        ("scopes", "instances:read"),
+    ];
+    let created = ada.post("/settings/api-keys", &fields).await;
+    assert_eq!(created.status, StatusCode::OK);
+    assert_eq!(created.headers["cache-control"], "no-store");
+    let key = shown_key(&created);
+    let again = ada.post("/settings/api-keys", &fields).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(!again.body.contains(&key));
+    let list = ada.get("/settings/api-keys").await;
+    assert_eq!(list.body.matches(">Deploy<").count(), 1);
+    assert!(!list.body.contains(&key));
+    assert!(list.body.contains("Never"), "never used yet");
+}
+
+#[tokio::test]
+async fn the_create_form_explains_errors_next_to_fields() {
+    let app = TestApp::spawn().await;
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let form = ada.get("/settings/api-keys/new").await;
+    let csrf = form.csrf_token();
+    let page = ada
+        .post(
+            "/settings/api-keys",
+            &[
+                ("csrf_token", &csrf),
+                ("request_id", "key_00000000000000000000000000"),
+                ("name", ""),
+                ("expires_in", "custom"),
+                ("expires_on", "2001-01-01"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for id in ["name-error", "expires-error", "scopes-error"] {
+        assert!(page.body.contains(&format!("id=\"{id}\"")), "{id} missing");
+    }
+    assert!(
+        page.body.contains("too old"),
+        "an id from no recent form is refused"
+    );
+}
+
+#[tokio::test]
+async fn roles_limit_what_people_grant_see_and_revoke() {
+    let app = TestApp::spawn().await;
+    let mut owner = Visitor::new(&app);
+    owner.sign_up("ada@example.com", "Acme").await;
+    let owners_key = owner.create_key("Owner key", &["instances:read"]).await;
+    assert_eq!(owners_key.status, StatusCode::OK);
+    let mut member = Visitor::new(&app);
+    member.sign_up("bob@example.com", "Bob's own").await;
+
+    // The owner adds Bob as a member of Acme.
+    let members = owner.get("/settings/members").await;
+    let csrf = members.csrf_token();
+    let added = owner
+        .post(
+            "/settings/members",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "bob@example.com"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    assert_eq!(added.location(), "/settings/members?notice=added");
+    let unknown = owner
+        .post(
+            "/settings/members",
+            &[
+                ("csrf_token", &csrf),
+                ("email", "nobody@example.com"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    assert!(unknown.body.contains("must sign up first"));
+
+    // Bob switches to Acme.
+    let page = member.get("/settings/api-keys").await;
+    let acme = {
+        let marker = "<option value=\"";
+        page.body
+            .match_indices(marker)
+            .map(|(i, _)| &page.body[i + marker.len()..i + marker.len() + 30])
+            .find(|id| page.body.contains(&format!("{id}\">Acme<")))
+            .expect("Acme in the switcher")
+            .to_owned()
+    };
+    let switched = member
+        .post(
+            "/settings/organization",
+            &[
+                ("csrf_token", &page.csrf_token()),
+                ("organization_id", &acme),
+            ],
+        )
+        .await;
+    assert_eq!(switched.location(), "/settings/api-keys");
+    let list = member.get("/settings/api-keys").await;
+    assert!(list.body.contains(">Owner key<"));
+    assert!(
+        !list.body.contains("aria-label=\"Revoke Owner"),
+        "members cannot revoke others' keys"
+    );
+
+    // Members grant only their cap, see no Members page, and revoke their own keys.
+    let form = member.get("/settings/api-keys/new").await;
+    assert!(form.body.contains("value=\"instances:read\""));
+    assert!(!form.body.contains("value=\"api_keys:write\""));
+    let escalation = member.create_key("Sneaky", &["api_keys:write"]).await;
+    assert_eq!(escalation.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(escalation.body.contains("cannot grant api_keys:write"));
+    assert_eq!(
+        member.get("/settings/members").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let own = member.create_key("Bob key", &["instances:read"]).await;
+    assert_eq!(own.status, StatusCode::OK);
+    let list = member.get("/settings/api-keys").await;
+    assert!(list.body.contains("aria-label=\"Revoke Bob"));
+
+    // The last owner can be neither demoted nor removed.
+    let members = owner.get("/settings/members").await;
+    let ada_id = {
+        let marker = "<tr id=\"";
+        let start = members.body.find(marker).unwrap() + marker.len();
+        members.body[start..start + 30].to_owned()
+    };
+    let demoted = owner
+        .post(
+            &format!("/settings/members/{ada_id}/role"),
+            &[("csrf_token", &csrf), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(demoted.location(), "/settings/members?notice=last-owner");
+    let removed = owner
+        .post(
+            &format!("/settings/members/{ada_id}/remove"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(removed.location(), "/settings/members?notice=last-owner");
+}
