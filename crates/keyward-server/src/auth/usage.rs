@@ -61,7 +61,10 @@ impl UsageRecorder {
         let mut pending = self.pending();
         for update in batch {
             // A newer use recorded during the write stays for the next flush.
-            if pending.get(&update.credential).is_some_and(|&(at, _)| at == update.at) {
+            if pending
+                .get(&update.credential)
+                .is_some_and(|&(at, _)| at == update.at)
+            {
                 pending.remove(&update.credential);
             }
         }

@@ -530,3 +530,101 @@ async fn roles_limit_what_people_grant_see_and_revoke() {
         .await;
     assert_eq!(removed.location(), "/settings/members?notice=last-owner");
 }
+
+#[tokio::test]
+async fn deleting_a_project_in_the_dashboard_revokes_its_tokens() {
+    let app = TestApp::spawn().await;
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let projects = ada.get("/settings/projects").await;
+    let csrf = projects.csrf_token();
+    let created = ada
+        .post(
+            "/settings/projects",
+            &[("csrf_token", &csrf), ("name", "Web"), ("description", "")],
+        )
+        .await;
+    assert_eq!(created.location(), "/settings/projects");
+    let projects = ada.get("/settings/projects").await;
+    let marker = "<tr id=\"";
+    let start = projects.body.find(marker).unwrap() + marker.len();
+    let project = projects.body[start..start + 30].to_owned();
+
+    // A token for the project, through its own form.
+    let tokens = format!("/settings/projects/{project}/tokens");
+    let form = ada.get(&format!("{tokens}/new")).await;
+    assert!(
+        !form.body.contains("value=\"api_keys:read\""),
+        "project-level scopes only"
+    );
+    let marker = "name=\"request_id\" value=\"";
+    let start = form.body.find(marker).unwrap() + marker.len();
+    let request_id = form.body[start..start + 30].to_owned();
+    let created = ada
+        .post(
+            &tokens,
+            &[
+                ("csrf_token", &csrf),
+                ("request_id", &request_id),
+                ("name", "deploy"),
+                ("expires_in", "never"),
+                ("scopes", "projects:read"),
+            ],
+        )
+        .await;
+    let token = shown_key(&created);
+    assert!(token.starts_with("kwp_"));
+    assert_eq!(app.get("/v1/projects", &token).await.status, StatusCode::OK);
+
+    // An instance blocks deletion; deleting it (through its confirmation) unblocks it.
+    let instances = format!("/settings/projects/{project}/instances");
+    ada.post(
+        &instances,
+        &[
+            ("csrf_token", &csrf),
+            ("name", "web-1"),
+            ("region", "eu-west-1"),
+            ("status", "running"),
+        ],
+    )
+    .await;
+    let page = ada.get(&instances).await;
+    assert!(page.body.contains(">web-1<"));
+    let confirm = ada
+        .get(&format!("/settings/projects/{project}/delete"))
+        .await;
+    assert!(
+        confirm
+            .body
+            .contains("revokes its 1 active project token(s) at once"),
+        "{}",
+        confirm.body
+    );
+    let blocked = ada
+        .post(
+            &format!("/settings/projects/{project}/delete"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(blocked.status, StatusCode::CONFLICT);
+    let marker = "/instances/";
+    let start = page.body.find(marker).unwrap() + marker.len();
+    let instance = page.body[start..start + 30].to_owned();
+    let deleted = ada
+        .post(
+            &format!("{instances}/{instance}/delete"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(deleted.location(), instances);
+    let gone = ada
+        .post(
+            &format!("/settings/projects/{project}/delete"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(gone.location(), "/settings/projects");
+    app.get("/v1/projects", &token)
+        .await
+        .problem(401, "invalid_token");
+}
