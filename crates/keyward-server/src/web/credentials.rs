@@ -329,11 +329,7 @@ async fn form_page(
     let cap = person.membership.role.scope_cap();
     let holdable = holdable_scopes(place.kind);
     let grantable: ScopeSet = holdable.iter().filter(|&s| cap.contains(s)).collect();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status();
     let selected = if entered.expires_in.is_empty() {
         "never"
     } else {

@@ -100,11 +100,7 @@ async fn members_page(
         .members(person.membership.organization_id)
         .await?;
     let role = person.membership.role;
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status();
     let template = MembersPage {
         layout: Layout::new(state, person, "members").await?,
         rows: members.into_iter().map(|m| row(person, m)).collect(),

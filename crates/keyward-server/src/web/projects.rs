@@ -78,11 +78,7 @@ async fn projects_page(
             created: DateCell::new(p.created_at),
         })
         .collect();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status();
     let section = if purpose == "tokens" {
         "tokens"
     } else {
@@ -220,11 +216,7 @@ async fn edit_page(
     description: String,
     errors: FormErrors,
 ) -> Result<Response, WebError> {
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status();
     let template = ProjectEditPage {
         layout: Layout::new(state, person, "projects").await?,
         id: project.id.to_string(),
@@ -423,11 +415,7 @@ async fn instances_page(
             created: DateCell::new(i.created_at),
         })
         .collect();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status();
     let chosen = if entered.2.is_empty() {
         "running".to_owned()
     } else {
