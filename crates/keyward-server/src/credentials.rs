@@ -13,11 +13,13 @@ use crate::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::pagination::List;
 
-/// Who creates a credential, and the most they may grant: a credential's own scopes, or a
-/// person's role cap.
+/// Who creates a credential, and the most they may grant: a credential's own scopes and
+/// lifetime, or a person's role cap.
 pub struct Grantor {
     pub organization_id: OrganizationId,
     pub allowed: ScopeSet,
+    /// A credential that expires cannot create one that outlives it.
+    pub expires_at: Option<Timestamp>,
     pub created_by: Creator,
 }
 
@@ -112,8 +114,9 @@ pub fn check_expiry(
 }
 
 /// Creates a credential of `kind` (for `project`, if a token) with the given `id`. The
-/// grantor must be allowed every scope it grants (`check_grant`); a repeated `id` is a 409,
-/// so a form submitted twice creates one credential.
+/// grantor must be allowed every scope it grants (`check_grant`) and, if it expires, the new
+/// credential must expire no later; a repeated `id` is a 409, so a form submitted twice
+/// creates one credential.
 pub async fn create(
     state: &AppState,
     grantor: &Grantor,
@@ -131,6 +134,14 @@ pub async fn create(
             ),
         },
     })?;
+    if let Some(limit) = grantor.expires_at
+        && input.expires_at.is_none_or(|asked| asked > limit)
+    {
+        return Err(ApiError::invalid(
+            "expires_at",
+            format!("must be set and no later than {limit}, when the creating credential expires"),
+        ));
+    }
     let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ApiError::internal)?;
     let record = state
         .store

@@ -56,19 +56,22 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Changes a member's role; never leaves the organization without an owner.
+    /// Changes a member's role from `from` to `to`; never leaves the organization without an
+    /// owner. `Stale` if the member no longer has the role `from` that the caller checked.
     async fn change_member_role(
         &self,
         organization: OrganizationId,
         user: UserId,
-        role: Role,
+        from: Role,
+        to: Role,
     ) -> Result<MembershipChange, StoreError>;
 
-    /// Removes a member; never the last owner.
+    /// Removes a member who has the role `from`; never the last owner.
     async fn remove_member(
         &self,
         organization: OrganizationId,
         user: UserId,
+        from: Role,
     ) -> Result<MembershipChange, StoreError>;
 
     async fn create_session(&self, session: NewSession) -> Result<(), StoreError>;
@@ -94,12 +97,19 @@ pub trait Store: Send + Sync + 'static {
         client_ip: &str,
     ) -> Result<Option<LoginFailures>, StoreError>;
 
-    async fn record_login_failure(
+    /// Counts a log-in attempt for `email` from `client_ip` as failed (until
+    /// `clear_login_failures` says it succeeded), unless the pair is locked out: at least
+    /// `max_failures` failures, the last one less than `lockout_seconds` before `at`.
+    /// Counting before the password is checked means concurrent attempts cannot all slip
+    /// under the limit.
+    async fn begin_login_attempt(
         &self,
         email: &Email,
         client_ip: &str,
         at: Timestamp,
-    ) -> Result<(), StoreError>;
+        max_failures: u32,
+        lockout_seconds: i64,
+    ) -> Result<LoginAttempt, StoreError>;
 
     async fn clear_login_failures(&self, email: &Email, client_ip: &str) -> Result<(), StoreError>;
 

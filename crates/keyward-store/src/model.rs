@@ -214,6 +214,8 @@ pub enum MembershipChange {
     NotFound,
     /// Refused: the organization would be left without an owner.
     LastOwner,
+    /// Refused: the member's role changed since the caller looked.
+    Stale,
 }
 
 #[derive(Clone, Debug)]
@@ -243,4 +245,13 @@ pub struct SessionRecord {
 pub struct LoginFailures {
     pub failures: u32,
     pub last_failure_at: Timestamp,
+}
+
+/// Whether a log-in attempt may check its password.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Counted as a failure until cleared: go ahead and check the password.
+    Allowed,
+    /// Too many recent failures: refuse without checking.
+    Locked { retry_after_seconds: i64 },
 }

@@ -38,6 +38,7 @@ pub fn grantor(principal: &Principal) -> Grantor {
     Grantor {
         organization_id: principal.organization_id,
         allowed: principal.scopes,
+        expires_at: principal.expires_at,
         created_by: Creator::Credential(principal.credential_id),
     }
 }

@@ -3,7 +3,8 @@
 //! Passwords are hashed with Argon2id off the async runtime (`spawn_blocking`). After
 //! [`MAX_FAILURES`] failed log-ins for one email from one address, further tries for that pair
 //! are refused without checking the password until [`LOCKOUT_SECONDS`] have passed since the
-//! last failure; a success clears the count.
+//! last failure; a success clears the count. Each attempt is counted before its password is
+//! checked, so concurrent attempts share the same limit.
 
 use askama::Template;
 use axum::extract::State;
@@ -11,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::password::Password;
 use keyward_core::{Email, Name, OrganizationId, Timestamp, UserId};
-use keyward_store::{NewOrganization, NewOwner, StoreError};
+use keyward_store::{LoginAttempt, NewOrganization, NewOwner, StoreError};
 
 use super::form::FormData;
 use super::page::{FormErrors, WebError, render};
@@ -225,18 +226,24 @@ pub async fn login(
         Err(error) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "email", error.to_string()),
     };
     let now = Timestamp::now();
-    if let Some(failures) = state.store.login_failures(&email, &client_ip).await? {
-        let wait = failures.last_failure_at.unix_seconds() + LOCKOUT_SECONDS - now.unix_seconds();
-        if failures.failures >= MAX_FAILURES && wait > 0 {
-            return refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                "form",
-                format!(
-                    "Too many failed log-ins for this email from your address. Wait a minute \
-                     ({wait} s) and try again."
-                ),
-            );
-        }
+    // The attempt counts as a failure before the password is checked, so parallel tries
+    // cannot all get in under the limit; a success clears it.
+    let attempt = state
+        .store
+        .begin_login_attempt(&email, &client_ip, now, MAX_FAILURES, LOCKOUT_SECONDS)
+        .await?;
+    if let LoginAttempt::Locked {
+        retry_after_seconds,
+    } = attempt
+    {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "form",
+            format!(
+                "Too many failed log-ins for this email from your address. Wait a minute \
+                 ({retry_after_seconds} s) and try again."
+            ),
+        );
     }
     let password = Password::parse(form.text("password").to_owned());
     let user = state.store.find_user_by_email(&email).await?;
@@ -251,10 +258,6 @@ pub async fn login(
         (Err(_), _) => false,
     };
     let Some(user) = user.filter(|_| verified) else {
-        state
-            .store
-            .record_login_failure(&email, &client_ip, now)
-            .await?;
         return refuse(
             StatusCode::UNAUTHORIZED,
             "form",

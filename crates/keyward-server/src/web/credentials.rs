@@ -450,6 +450,7 @@ async fn create(
     let grantor = Grantor {
         organization_id: person.membership.organization_id,
         allowed: person.membership.role.scope_cap(),
+        expires_at: None,
         created_by: Creator::User(person.user_id),
     };
     let input = CredentialInput {
@@ -462,14 +463,23 @@ async fn create(
         {
             Ok(created) => created,
             Err(ApiError::Conflict(_)) => {
-                return Err(WebError::page(
-                    StatusCode::CONFLICT,
+                // Say "already sent" only for this organization's own credential: the id is
+                // the browser's to choose, and must not tell whether others' ids exist.
+                let ours = state
+                    .store
+                    .get_credential(person.membership.organization_id, id)
+                    .await?
+                    .is_some();
+                let message = if ours {
                     format!(
                         "This form was already sent, so the {} exists and was shown once. It \
                          cannot be shown again: find it in the list, or create another.",
                         place.label()
-                    ),
-                ));
+                    )
+                } else {
+                    "This form cannot be used again. Open a new form and try again.".to_owned()
+                };
+                return Err(WebError::page(StatusCode::CONFLICT, message));
             }
             Err(ApiError::InsufficientScope { scope, .. }) => {
                 errors.push("scopes", format!("your role cannot grant {scope}"));

@@ -219,6 +219,9 @@ fn outcome(change: MembershipChange, done: &str) -> Result<Response, WebError> {
         MembershipChange::LastOwner => {
             Ok(Redirect::to("/settings/members?notice=last-owner").into_response())
         }
+        MembershipChange::Stale => {
+            Ok(Redirect::to("/settings/members?notice=stale").into_response())
+        }
         MembershipChange::NotFound => Err(WebError::not_found("member")),
     }
 }
@@ -249,7 +252,12 @@ pub async fn change_role(
     }
     let change = state
         .store
-        .change_member_role(person.membership.organization_id, member.user_id, role)
+        .change_member_role(
+            person.membership.organization_id,
+            member.user_id,
+            member.role,
+            role,
+        )
         .await?;
     outcome(change, "changed")
 }
@@ -293,7 +301,11 @@ pub async fn remove(
     }
     let change = state
         .store
-        .remove_member(person.membership.organization_id, member.user_id)
+        .remove_member(
+            person.membership.organization_id,
+            member.user_id,
+            member.role,
+        )
         .await?;
     outcome(change, "removed")
 }

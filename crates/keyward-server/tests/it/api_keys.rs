@@ -448,3 +448,40 @@ async fn last_use_is_shown_at_once_and_written_in_a_batch() {
         .unwrap();
     assert!(stored.last_used_at.is_some());
 }
+
+#[tokio::test]
+async fn an_expiring_key_cannot_create_one_that_outlives_it() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    let temporary = app
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({
+                "name": "Contractor",
+                "scopes": ["api_keys:write", "instances:read"],
+                "expires_at": "2099-01-01T00:00:00Z",
+            }),
+        )
+        .await;
+    let temporary = temporary.body["key"].as_str().unwrap().to_owned();
+    for expires_at in [json!(null), json!("2100-01-01T00:00:00Z")] {
+        let refused = app
+            .post(
+                "/v1/api-keys",
+                &temporary,
+                json!({ "name": "Forever", "scopes": ["instances:read"], "expires_at": expires_at }),
+            )
+            .await;
+        refused.problem(422, "validation_failed");
+        assert_eq!(refused.body["errors"][0]["field"], "expires_at");
+    }
+    let shorter = app
+        .post(
+            "/v1/api-keys",
+            &temporary,
+            json!({ "name": "Shorter", "scopes": ["instances:read"], "expires_at": "2098-01-01T00:00:00Z" }),
+        )
+        .await;
+    assert_eq!(shorter.status, StatusCode::CREATED, "{}", shorter.body);
+}

@@ -354,7 +354,7 @@ async fn five_failed_log_ins_make_the_next_ones_wait_a_minute() {
         .unwrap();
     for _ in 0..5 {
         app.store
-            .record_login_failure(&email, "127.0.0.1", long_ago)
+            .begin_login_attempt(&email, "127.0.0.1", long_ago, 5, 60)
             .await
             .unwrap();
     }
@@ -627,4 +627,44 @@ async fn deleting_a_project_in_the_dashboard_revokes_its_tokens() {
     app.get("/v1/projects", &token)
         .await
         .problem(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn parallel_log_ins_share_the_same_limit() {
+    let app = TestApp::spawn().await;
+    Visitor::new(&app).sign_up("ada@example.com", "Acme").await;
+    let mut attacker = Visitor::new(&app);
+    let csrf = attacker.get("/login").await.csrf_token();
+    let cookie = attacker.cookie_header();
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("csrf_token", csrf.as_str()),
+            ("email", "ada@example.com"),
+            ("password", "a wrong password"),
+        ])
+        .finish();
+    let mut tries = Vec::new();
+    for _ in 0..12 {
+        let request = attacker
+            .http
+            .post(app.url("/login"))
+            .header("cookie", cookie.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone());
+        tries.push(tokio::spawn(async move {
+            request.send().await.unwrap().status()
+        }));
+    }
+    let mut checked = 0;
+    for attempt in tries {
+        let status = attempt.await.unwrap();
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS,
+            "{status}"
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5, "exactly five passwords were checked");
 }

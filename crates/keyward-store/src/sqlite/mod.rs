@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{SqlitePool, Transaction};
 
 use crate::{
-    CredentialFilter, CredentialRecord, InstanceRecord, LoginFailures, MemberRecord,
+    CredentialFilter, CredentialRecord, InstanceRecord, LoginAttempt, LoginFailures, MemberRecord,
     MembershipChange, MembershipRecord, NewCredential, NewInstance, NewOrganization, NewOwner,
     NewProject, NewSession, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord,
     SessionRecord, Store, StoreError, UsageUpdate, UserRecord,
@@ -141,10 +141,12 @@ impl Store for SqliteStore {
         &self,
         organization: OrganizationId,
         user: UserId,
-        role: Role,
+        from: Role,
+        to: Role,
     ) -> Result<MembershipChange, StoreError> {
         let mut tx = self.write().await?;
-        let change = organizations::change_role(&mut tx, organization, user, Some(role)).await?;
+        let change =
+            organizations::change_role(&mut tx, organization, user, from, Some(to)).await?;
         tx.commit().await?;
         Ok(change)
     }
@@ -153,9 +155,10 @@ impl Store for SqliteStore {
         &self,
         organization: OrganizationId,
         user: UserId,
+        from: Role,
     ) -> Result<MembershipChange, StoreError> {
         let mut tx = self.write().await?;
-        let change = organizations::change_role(&mut tx, organization, user, None).await?;
+        let change = organizations::change_role(&mut tx, organization, user, from, None).await?;
         tx.commit().await?;
         Ok(change)
     }
@@ -201,16 +204,26 @@ impl Store for SqliteStore {
         sessions::login_failures(&self.reader, email, client_ip).await
     }
 
-    async fn record_login_failure(
+    async fn begin_login_attempt(
         &self,
         email: &Email,
         client_ip: &str,
         at: Timestamp,
-    ) -> Result<(), StoreError> {
+        max_failures: u32,
+        lockout_seconds: i64,
+    ) -> Result<LoginAttempt, StoreError> {
         let mut tx = self.write().await?;
-        sessions::record_login_failure(&mut tx, email, client_ip, at).await?;
+        let attempt = sessions::begin_login_attempt(
+            &mut tx,
+            email,
+            client_ip,
+            at,
+            max_failures,
+            lockout_seconds,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(attempt)
     }
 
     async fn clear_login_failures(&self, email: &Email, client_ip: &str) -> Result<(), StoreError> {

@@ -158,13 +158,14 @@ pub(super) async fn add_member(
     Ok(())
 }
 
-/// Sets a member's role, or removes them when `role` is `None`, unless that would leave the
-/// organization without an owner. Runs inside the caller's write transaction, so the owner
-/// count cannot change between the check and the write.
+/// Moves a member from role `from` to `role`, or removes them when `role` is `None`, unless
+/// their role is no longer `from` or the organization would be left without an owner. Runs
+/// inside the caller's write transaction, so nothing changes between the checks and the write.
 pub(super) async fn change_role(
     tx: &mut Transaction<'static, Sqlite>,
     organization: OrganizationId,
     user: UserId,
+    from: Role,
     role: Option<Role>,
 ) -> Result<MembershipChange, StoreError> {
     let current: Option<String> = sqlx::query_scalar(
@@ -177,7 +178,11 @@ pub(super) async fn change_role(
     let Some(current) = current else {
         return Ok(MembershipChange::NotFound);
     };
-    if self::role(&current)? == Role::Owner && role != Some(Role::Owner) {
+    let current = self::role(&current)?;
+    if current != from {
+        return Ok(MembershipChange::Stale);
+    }
+    if current == Role::Owner && role != Some(Role::Owner) {
         let owners: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM memberships WHERE organization_id = ?1 AND role = 'owner'",
         )

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::organizations::role;
 use super::timestamp;
-use crate::{LoginFailures, MembershipRecord, NewSession, SessionRecord, StoreError};
+use crate::{LoginAttempt, LoginFailures, MembershipRecord, NewSession, SessionRecord, StoreError};
 
 pub(super) async fn create(
     tx: &mut Transaction<'static, Sqlite>,
@@ -112,12 +112,31 @@ pub(super) async fn login_failures(
     .transpose()
 }
 
-pub(super) async fn record_login_failure(
+pub(super) async fn begin_login_attempt(
     tx: &mut Transaction<'static, Sqlite>,
     email: &Email,
     client_ip: &str,
     at: Timestamp,
-) -> Result<(), StoreError> {
+    max_failures: u32,
+    lockout_seconds: i64,
+) -> Result<LoginAttempt, StoreError> {
+    let row = sqlx::query(
+        "SELECT failures, last_failure_at FROM login_failures WHERE email = ?1 AND client_ip = ?2",
+    )
+    .bind(email.as_str())
+    .bind(client_ip)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = row {
+        let failures: i64 = row.try_get("failures")?;
+        let last: i64 = row.try_get("last_failure_at")?;
+        let wait = last + lockout_seconds - at.unix_seconds();
+        if failures >= i64::from(max_failures) && wait > 0 {
+            return Ok(LoginAttempt::Locked {
+                retry_after_seconds: wait,
+            });
+        }
+    }
     sqlx::query(
         "INSERT INTO login_failures (email, client_ip, failures, last_failure_at) \
          VALUES (?1, ?2, 1, ?3) \
@@ -129,7 +148,7 @@ pub(super) async fn record_login_failure(
     .bind(at.unix_seconds())
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(LoginAttempt::Allowed)
 }
 
 pub(super) async fn clear_login_failures(

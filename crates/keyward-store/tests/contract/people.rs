@@ -1,6 +1,7 @@
 use keyward_core::{Email, KeyDigest, OrganizationId, Role, Timestamp, UserId};
 use keyward_store::{
-    LoginFailures, MembershipChange, NewOrganization, NewOwner, NewSession, Store, StoreError,
+    LoginAttempt, LoginFailures, MembershipChange, NewOrganization, NewOwner, NewSession, Store,
+    StoreError,
 };
 
 use crate::name;
@@ -67,46 +68,25 @@ pub async fn members_have_roles_and_an_organization_keeps_an_owner(store: &dyn S
         .collect();
     assert!(bobs.contains(&(acme, Role::Member)) && bobs.contains(&(bobs_own, Role::Owner)));
 
+    let change = |user, from, to| store.change_member_role(acme, user, from, to);
+    let remove = |user, from| store.remove_member(acme, user, from);
+    use MembershipChange::{Done, LastOwner, NotFound, Stale};
     assert_eq!(
-        store
-            .change_member_role(acme, ada, Role::Admin)
-            .await
-            .unwrap(),
-        MembershipChange::LastOwner
+        change(ada, Role::Owner, Role::Admin).await.unwrap(),
+        LastOwner
     );
-    assert_eq!(
-        store.remove_member(acme, ada).await.unwrap(),
-        MembershipChange::LastOwner
-    );
-    assert_eq!(
-        store
-            .change_member_role(acme, bob, Role::Owner)
-            .await
-            .unwrap(),
-        MembershipChange::Done
-    );
+    assert_eq!(remove(ada, Role::Owner).await.unwrap(), LastOwner);
+    // A caller who looked at a role that is no longer true changes nothing.
+    assert_eq!(change(bob, Role::Admin, Role::Owner).await.unwrap(), Stale);
+    assert_eq!(remove(bob, Role::Admin).await.unwrap(), Stale);
+    assert_eq!(change(bob, Role::Member, Role::Owner).await.unwrap(), Done);
     // With a second owner, the first may step down or leave.
+    assert_eq!(change(ada, Role::Owner, Role::Admin).await.unwrap(), Done);
+    assert_eq!(remove(ada, Role::Admin).await.unwrap(), Done);
+    assert_eq!(remove(ada, Role::Admin).await.unwrap(), NotFound);
     assert_eq!(
-        store
-            .change_member_role(acme, ada, Role::Admin)
-            .await
-            .unwrap(),
-        MembershipChange::Done
-    );
-    assert_eq!(
-        store.remove_member(acme, ada).await.unwrap(),
-        MembershipChange::Done
-    );
-    assert_eq!(
-        store.remove_member(acme, ada).await.unwrap(),
-        MembershipChange::NotFound
-    );
-    assert_eq!(
-        store
-            .change_member_role(acme, ada, Role::Member)
-            .await
-            .unwrap(),
-        MembershipChange::NotFound
+        change(ada, Role::Admin, Role::Member).await.unwrap(),
+        NotFound
     );
     let members = store.members(acme).await.unwrap();
     assert_eq!(members.len(), 1);
@@ -165,7 +145,10 @@ pub async fn sessions_carry_the_current_membership(store: &dyn Store) {
     );
 
     // Removed from the organization: the session stays, the membership is gone at once.
-    store.remove_member(globex, ada).await.unwrap();
+    store
+        .remove_member(globex, ada, Role::Member)
+        .await
+        .unwrap();
     let session = store.find_session(&digest, now).await.unwrap().unwrap();
     assert_eq!(session.membership, None);
 
@@ -190,38 +173,66 @@ pub async fn sessions_carry_the_current_membership(store: &dyn Store) {
 pub async fn failed_logins_are_counted_per_email_and_address(store: &dyn Store) {
     let email = Email::parse("ada@example.com").unwrap();
     let other = Email::parse("bob@example.com").unwrap();
-    assert_eq!(
-        store.login_failures(&email, "192.0.2.1").await.unwrap(),
-        None
-    );
+    let ip = "192.0.2.1";
+    assert_eq!(store.login_failures(&email, ip).await.unwrap(), None);
     let first = Timestamp::from_unix_seconds(1_800_000_000);
-    for n in 0..3 {
-        store
-            .record_login_failure(&email, "192.0.2.1", first.plus_seconds(n))
+    for n in 0..5 {
+        let attempt = store
+            .begin_login_attempt(&email, ip, first.plus_seconds(n), 5, 60)
             .await
             .unwrap();
+        assert_eq!(attempt, LoginAttempt::Allowed, "attempt {n}");
     }
     assert_eq!(
-        store.login_failures(&email, "192.0.2.1").await.unwrap(),
+        store.login_failures(&email, ip).await.unwrap(),
         Some(LoginFailures {
-            failures: 3,
-            last_failure_at: first.plus_seconds(2)
+            failures: 5,
+            last_failure_at: first.plus_seconds(4)
         })
     );
+    // Locked for a minute after the last failure, without counting more.
     assert_eq!(
-        store.login_failures(&email, "192.0.2.2").await.unwrap(),
-        None
+        store
+            .begin_login_attempt(&email, ip, first.plus_seconds(14), 5, 60)
+            .await
+            .unwrap(),
+        LoginAttempt::Locked {
+            retry_after_seconds: 50
+        }
     );
     assert_eq!(
-        store.login_failures(&other, "192.0.2.1").await.unwrap(),
-        None
+        store
+            .login_failures(&email, ip)
+            .await
+            .unwrap()
+            .unwrap()
+            .failures,
+        5
     );
-    store
-        .clear_login_failures(&email, "192.0.2.1")
-        .await
-        .unwrap();
+    // Others are not affected.
     assert_eq!(
-        store.login_failures(&email, "192.0.2.1").await.unwrap(),
-        None
+        store
+            .begin_login_attempt(&email, "192.0.2.2", first, 5, 60)
+            .await
+            .unwrap(),
+        LoginAttempt::Allowed
     );
+    assert_eq!(store.login_failures(&other, ip).await.unwrap(), None);
+    // A minute later, one more try is allowed, and a failure locks again.
+    assert_eq!(
+        store
+            .begin_login_attempt(&email, ip, first.plus_seconds(64), 5, 60)
+            .await
+            .unwrap(),
+        LoginAttempt::Allowed
+    );
+    assert!(matches!(
+        store
+            .begin_login_attempt(&email, ip, first.plus_seconds(65), 5, 60)
+            .await
+            .unwrap(),
+        LoginAttempt::Locked { .. }
+    ));
+    store.clear_login_failures(&email, ip).await.unwrap();
+    assert_eq!(store.login_failures(&email, ip).await.unwrap(), None);
 }
