@@ -10,6 +10,7 @@ pub mod credential;
 pub mod id;
 pub mod names;
 pub mod password;
+pub mod rate_limit;
 pub mod role;
 pub mod scope;
 pub mod timestamp;
@@ -20,6 +21,7 @@ pub use credential::{
 };
 pub use id::{CredentialId, IdError, InstanceId, OrganizationId, ProjectId, UserId};
 pub use names::{Email, InstanceStatus, InvalidValue, Name, Region};
+pub use rate_limit::RateLimit;
 pub use role::Role;
 pub use scope::{Scope, ScopeSet};
 pub use timestamp::Timestamp;

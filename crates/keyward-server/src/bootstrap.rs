@@ -100,6 +100,7 @@ pub async fn bootstrap_organization(
         scopes: Role::Owner.scope_cap(),
         created_at: now,
         expires_at: None,
+        rate_limit: None,
         created_by: Creator::User(user_id),
     };
     let user_created = matches!(owner, NewOwner::Create { .. });

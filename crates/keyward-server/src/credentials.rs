@@ -4,9 +4,12 @@
 
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, GrantError, Name, OrganizationId, PlaintextKey,
-    ProjectId, ScopeSet, Timestamp, check_grant,
+    ProjectId, RateLimit, ScopeSet, Timestamp, check_grant,
 };
-use keyward_store::{Creator, CredentialFilter, CredentialRecord, NewCredential, Page};
+use keyward_store::{
+    Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page,
+    ProjectDeletion,
+};
 use serde::Serialize;
 
 use crate::AppState;
@@ -28,6 +31,7 @@ pub struct CredentialInput {
     pub name: Name,
     pub scopes: ScopeSet,
     pub expires_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The one response that contains the key itself.
@@ -43,6 +47,7 @@ pub struct CreatedCredential {
     pub scopes: ScopeSet,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A credential as lists and `GET` show it: never the key.
@@ -59,6 +64,7 @@ pub struct CredentialView {
     pub expires_at: Option<Timestamp>,
     pub status: CredentialStatus,
     pub revoked_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimit>,
     #[serde(skip)]
     pub created_by_user: Option<keyward_core::UserId>,
 }
@@ -78,6 +84,7 @@ impl CredentialView {
             last_used_at,
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
+            rate_limit: record.rate_limit,
             created_by_user: record.created_by_user,
         }
     }
@@ -155,6 +162,7 @@ pub async fn create(
             scopes: input.scopes,
             created_at: Timestamp::now(),
             expires_at: input.expires_at,
+            rate_limit: input.rate_limit,
             created_by: grantor.created_by,
         })
         .await?;
@@ -167,6 +175,7 @@ pub async fn create(
         scopes: record.scopes,
         created_at: record.created_at,
         expires_at: record.expires_at,
+        rate_limit: record.rate_limit,
     })
 }
 
@@ -213,12 +222,50 @@ pub async fn revoke(
 ) -> Result<(), ApiError> {
     // Check the project before revoking: a token is revoked only through its own project.
     show(state, organization, id, project).await?;
-    state
+    let record = state
         .store
         .revoke_credential(organization, id, Timestamp::now())
         .await?
         .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
+    // Committed: now make every verification on this node see it.
+    state.verifier.invalidate(&record.digest);
     Ok(())
+}
+
+/// Renames a credential or changes its rate limit; takes effect on the next request.
+pub async fn update(
+    state: &AppState,
+    organization: OrganizationId,
+    id: CredentialId,
+    project: Option<ProjectId>,
+    changes: CredentialChanges,
+) -> Result<CredentialView, ApiError> {
+    show(state, organization, id, project).await?;
+    let record = state
+        .store
+        .update_credential(organization, id, changes)
+        .await?
+        .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
+    state.verifier.invalidate(&record.digest);
+    Ok(CredentialView::new(record, state, Timestamp::now()))
+}
+
+/// Deletes an empty project and revokes its tokens, which stop working on the next request.
+pub async fn delete_project(
+    state: &AppState,
+    organization: OrganizationId,
+    project: ProjectId,
+) -> Result<ProjectDeletion, ApiError> {
+    let outcome = state
+        .store
+        .delete_project(organization, project, Timestamp::now())
+        .await?;
+    if let ProjectDeletion::Deleted { revoked_tokens } = &outcome {
+        for token in revoked_tokens {
+            state.verifier.invalidate(&token.digest);
+        }
+    }
+    Ok(outcome)
 }
 
 pub fn not_found_label(kind: CredentialKind) -> &'static str {

@@ -59,6 +59,9 @@ pub enum ApiError {
     NoSuchEndpoint,
     #[error("this endpoint does not accept this method")]
     MethodNotAllowed,
+    /// The credential's rate limit is spent for now.
+    #[error("rate limit exceeded: try again in {} s", .0.retry_after_seconds)]
+    RateLimited(crate::auth::RateStatus),
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
     #[error("internal error")]
@@ -99,6 +102,7 @@ impl ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unreadable { status, .. } => *status,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -122,6 +126,7 @@ impl ApiError {
             },
             Self::NoSuchEndpoint => "no_such_endpoint",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RateLimited(_) => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -187,6 +192,9 @@ impl IntoResponse for ApiError {
         );
         if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::try_from(c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Self::RateLimited(status) = &self {
+            crate::auth::add_rate_limit_headers(headers, status);
         }
         response
     }

@@ -9,12 +9,14 @@ pub mod bootstrap;
 pub mod credentials;
 pub mod error;
 mod extract;
+pub mod metrics;
 mod pagination;
 mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -22,7 +24,8 @@ use keyward_core::Brand;
 use keyward_store::Store;
 use tokio::net::TcpListener;
 
-use crate::auth::UsageRecorder;
+use crate::auth::{UsageRecorder, Verifier};
+use crate::metrics::Metrics;
 
 /// Settings that shape behaviour; every node of one installation must agree on `brand`.
 #[derive(Clone, Debug)]
@@ -31,6 +34,9 @@ pub struct Config {
     pub brand: Brand,
     /// How often last-use times are written to the database.
     pub usage_flush_interval: Duration,
+    /// How long a verified credential may be answered from memory before it is read again.
+    /// Revocation does not wait for this: it clears the entry at once.
+    pub cache_max_age: Duration,
     /// Where people and programs reach this server (`https://…` makes cookies Secure; the
     /// dashboard's ready-made `curl` lines use it).
     pub public_url: String,
@@ -41,6 +47,7 @@ impl Default for Config {
         Self {
             brand: Brand::default(),
             usage_flush_interval: Duration::from_secs(5),
+            cache_max_age: Duration::from_secs(60),
             public_url: "http://127.0.0.1:8080".to_owned(),
         }
     }
@@ -52,21 +59,62 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub usage: Arc<UsageRecorder>,
+    pub verifier: Arc<Verifier>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        let usage = Arc::new(UsageRecorder::default());
+        let metrics = Arc::new(Metrics::default());
+        let max_age = i64::try_from(config.cache_max_age.as_secs()).unwrap_or(i64::MAX);
+        let verifier = Arc::new(Verifier::new(
+            store.clone(),
+            config.brand.clone(),
+            max_age,
+            usage.clone(),
+            metrics.clone(),
+        ));
         Self {
             store,
             config: Arc::new(config),
-            usage: Arc::new(UsageRecorder::default()),
+            usage,
+            verifier,
+            metrics,
         }
+    }
+
+    /// Writes pending last-use times in one batch, and counts it.
+    pub async fn flush_usage(&self) -> Result<u64, keyward_store::StoreError> {
+        let rows = self.usage.flush(self.store.as_ref()).await?;
+        if let Some(rows) = rows {
+            self.metrics.flush_batches.fetch_add(1, Ordering::Relaxed);
+            self.metrics.flush_rows.fetch_add(rows, Ordering::Relaxed);
+        }
+        Ok(rows.unwrap_or(0))
     }
 }
 
-/// The whole HTTP application: the API and the dashboard.
+/// The whole HTTP application: the API and the dashboard, timed for `/metrics`.
 pub fn app(state: AppState) -> Router {
-    api::router().merge(web::router()).with_state(state)
+    api::router(state.clone())
+        .merge(web::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            time_request,
+        ))
+        .with_state(state)
+}
+
+async fn time_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.metrics.request(started.elapsed());
+    response
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes in-flight requests
@@ -86,7 +134,7 @@ pub async fn serve(
     // whatever the last requests recorded.
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
-    if let Err(error) = state.usage.flush(state.store.as_ref()).await {
+    if let Err(error) = state.flush_usage().await {
         tracing::error!(%error, "could not write last-use times at shutdown");
     }
     served
@@ -100,10 +148,11 @@ async fn flush_usage_periodically(state: AppState, mut stop: tokio::sync::watch:
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        match state.usage.flush(state.store.as_ref()).await {
+        match state.flush_usage().await {
             Ok(0) => {}
             Ok(rows) => tracing::debug!(rows, "wrote last-use times"),
             Err(error) => tracing::warn!(%error, "could not write last-use times; will retry"),
         }
+        state.verifier.cache().sweep(auth::clock::now());
     }
 }

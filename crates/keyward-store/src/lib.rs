@@ -27,6 +27,9 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Counters of what the store has done since it opened.
+    fn stats(&self) -> StoreStats;
+
     /// Closes every connection, waiting for those in use. Call once, at shutdown.
     async fn close(&self);
 
@@ -136,6 +139,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         organization: OrganizationId,
         id: CredentialId,
+    ) -> Result<Option<CredentialRecord>, StoreError>;
+
+    /// Renames a credential or changes its rate limit; `None` if it does not exist in this
+    /// organization.
+    async fn update_credential(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+        changes: CredentialChanges,
     ) -> Result<Option<CredentialRecord>, StoreError>;
 
     /// Revokes the credential if it is not revoked already, and returns it (`None` if it does

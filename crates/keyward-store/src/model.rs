@@ -2,7 +2,7 @@
 
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, Email, InstanceId, InstanceStatus, KeyDigest,
-    Name, OrganizationId, ProjectId, Region, Role, ScopeSet, Timestamp, UserId,
+    Name, OrganizationId, ProjectId, RateLimit, Region, Role, ScopeSet, Timestamp, UserId,
 };
 use uuid::Uuid;
 
@@ -93,13 +93,16 @@ pub struct NewCredential {
     pub scopes: ScopeSet,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimit>,
     pub created_by: Creator,
 }
 
-/// A stored credential. It holds the digest's owner, never the key.
+/// A stored credential: its SHA-256 digest, never the key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialRecord {
     pub id: CredentialId,
+    /// What caches key verification by; not a secret (SHA-256 of 190 random bits).
+    pub digest: KeyDigest,
     pub organization_id: OrganizationId,
     pub project_id: Option<ProjectId>,
     pub name: Name,
@@ -109,8 +112,33 @@ pub struct CredentialRecord {
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimit>,
     /// The person who created it, if a person did (rather than another credential).
     pub created_by_user: Option<UserId>,
+}
+
+/// A partial update of a credential; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialChanges {
+    pub name: Option<Name>,
+    /// `Some(None)` removes the rate limit.
+    pub rate_limit: Option<Option<RateLimit>>,
+}
+
+/// A token revoked together with its project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RevokedToken {
+    pub id: CredentialId,
+    pub digest: KeyDigest,
+}
+
+/// What a store has done since it opened, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Write transactions committed or attempted.
+    pub write_transactions: u64,
+    /// Look-ups of a credential by digest (verification cache misses).
+    pub credential_lookups: u64,
 }
 
 impl CredentialRecord {
@@ -164,7 +192,7 @@ pub enum ProjectDeletion {
     HasInstances,
     /// Deleted; these tokens were revoked with it.
     Deleted {
-        revoked_tokens: Vec<CredentialId>,
+        revoked_tokens: Vec<RevokedToken>,
     },
 }
 

@@ -45,6 +45,17 @@ pub struct ServeArgs {
     )]
     last_used_flush_seconds: u64,
 
+    /// Seconds a verified key may be answered from memory before it is read again (a
+    /// backstop: revocation clears it at once). Lower costs more database reads.
+    #[arg(
+        long,
+        env = "KEYWARD_CACHE_MAX_AGE_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        value_name = "SECONDS"
+    )]
+    cache_max_age_seconds: u64,
+
     /// The address people and programs use to reach this server, such as
     /// `https://keys.example.com`. With https, the dashboard's cookies are Secure. Defaults to
     /// `http://` and the listen address.
@@ -81,6 +92,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let config = Config {
         brand: args.brand.key_brand,
         usage_flush_interval: Duration::from_secs(args.last_used_flush_seconds),
+        cache_max_age: Duration::from_secs(args.cache_max_age_seconds),
         public_url: args
             .public_url
             .unwrap_or_else(|| format!("http://{address}"))

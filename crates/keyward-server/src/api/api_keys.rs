@@ -9,7 +9,7 @@ use keyward_store::CredentialFilter;
 use serde::Deserialize;
 
 use super::ApiRoutes;
-use super::credential_body::{CreateCredential, grantor};
+use super::credential_body::{CreateCredential, UpdateCredential, grantor};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::credentials::{self, CredentialView, not_found_label};
@@ -22,7 +22,9 @@ pub fn router() -> ApiRoutes {
         .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route(
             "/v1/api-keys/{key_id}",
-            get(show_api_key).delete(revoke_api_key),
+            get(show_api_key)
+                .patch(update_api_key)
+                .delete(revoke_api_key),
         )
 }
 
@@ -101,4 +103,25 @@ async fn revoke_api_key(
     principal.require(Scope::ApiKeysWrite)?;
     credentials::revoke(&state, principal.organization_id, parse_id(&id)?, None).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Renames a key or changes its rate limit; the next request sees the change.
+async fn update_api_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    body: Result<ApiJson<UpdateCredential>, ApiError>,
+) -> Result<ApiJson<CredentialView>, ApiError> {
+    principal.require(Scope::ApiKeysWrite)?;
+    let ApiJson(body) = body?;
+    let changes = body.parse()?;
+    let view = credentials::update(
+        &state,
+        principal.organization_id,
+        parse_id(&id)?,
+        None,
+        changes,
+    )
+    .await?;
+    Ok(ApiJson(view))
 }

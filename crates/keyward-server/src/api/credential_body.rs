@@ -1,14 +1,14 @@
 //! The body of `POST /v1/api-keys` and `POST /v1/projects/{project_id}/tokens`.
 
-use keyward_core::Timestamp;
-use keyward_store::Creator;
+use keyward_core::{RateLimit, Timestamp};
+use keyward_store::{Creator, CredentialChanges};
 use serde::Deserialize;
 
 use crate::auth::Principal;
 use crate::credentials::{CredentialInput, Grantor, parse_expiry, parse_name, parse_scopes};
-use crate::error::{ApiError, validate};
+use crate::error::{ApiError, FieldError, validate};
 
-/// `{name, scopes, expires_at?}`.
+/// `{name, scopes, expires_at?, rate_limit?}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCredential {
@@ -16,6 +16,50 @@ pub struct CreateCredential {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub expires_at: Option<String>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `{name?, rate_limit?}`; `"rate_limit": null` removes the limit.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCredential {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub rate_limit: Option<Option<RateLimit>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, by default).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A limit from a body, checked: serde reads the numbers, this checks their range.
+fn check_rate_limit(limit: Option<RateLimit>) -> Result<Option<RateLimit>, FieldError> {
+    limit
+        .map(|l| RateLimit::new(l.requests, l.per_seconds))
+        .transpose()
+        .map_err(|e| FieldError::new("rate_limit", e))
+}
+
+impl UpdateCredential {
+    pub fn parse(self) -> Result<CredentialChanges, ApiError> {
+        if self.name.is_none() && self.rate_limit.is_none() {
+            return Err(ApiError::invalid(
+                "name",
+                "send a new name, a rate_limit, or both",
+            ));
+        }
+        let name = self.name.as_deref().map(parse_name).transpose();
+        let rate_limit = self.rate_limit.map(check_rate_limit).transpose();
+        validate!(name, rate_limit);
+        Ok(CredentialChanges { name, rate_limit })
+    }
 }
 
 impl CreateCredential {
@@ -24,11 +68,13 @@ impl CreateCredential {
         let name = parse_name(&self.name);
         let scopes = parse_scopes(&self.scopes);
         let expires_at = parse_expiry(self.expires_at.as_deref(), Timestamp::now());
-        validate!(name, scopes, expires_at);
+        let rate_limit = check_rate_limit(self.rate_limit);
+        validate!(name, scopes, expires_at, rate_limit);
         Ok(CredentialInput {
             name,
             scopes,
             expires_at,
+            rate_limit,
         })
     }
 }

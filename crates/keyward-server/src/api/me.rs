@@ -1,9 +1,7 @@
 //! `GET /v1/me`: what the presented credential is, so a user can check a key.
 
 use axum::routing::get;
-use keyward_core::{
-    CredentialId, CredentialKind, Name, OrganizationId, ProjectId, ScopeSet, Timestamp,
-};
+use keyward_core::{CredentialId, CredentialKind, OrganizationId, ProjectId, ScopeSet, Timestamp};
 use serde::Serialize;
 
 use super::ApiRoutes;
@@ -18,7 +16,7 @@ pub fn router() -> ApiRoutes {
 struct CurrentCredential {
     id: CredentialId,
     kind: CredentialKind,
-    name: Name,
+    name: String,
     organization_id: OrganizationId,
     project_id: Option<ProjectId>,
     scopes: ScopeSet,
@@ -31,7 +29,7 @@ async fn show_current_credential(principal: Principal) -> ApiJson<CurrentCredent
     ApiJson(CurrentCredential {
         id: principal.credential_id,
         kind: principal.kind(),
-        name: principal.name,
+        name: principal.credential.name.to_string(),
         organization_id: principal.organization_id,
         project_id: principal.project_id,
         scopes: principal.scopes,

@@ -6,7 +6,9 @@ mod api_keys;
 mod credential_body;
 mod health;
 mod instances;
+mod keys_verify;
 mod me;
+mod metrics;
 mod projects;
 mod tokens;
 
@@ -20,8 +22,8 @@ use axum::routing::MethodRouter;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::{AppState, auth};
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -60,8 +62,10 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(projects::router())
         .merge(tokens::router())
         .merge(instances::router())
+        .merge(keys_verify::router())
         .merge(me::router());
-    (v1, health::router())
+    let open = health::router().merge(metrics::router());
+    (v1, open)
 }
 
 /// Every path the API serves, with `{placeholders}` for its parameters.
@@ -70,11 +74,19 @@ pub fn paths() -> Vec<&'static str> {
     v1.paths.into_iter().chain(health.paths).collect()
 }
 
-pub fn router() -> Router<AppState> {
-    let (v1, health) = routes();
+/// The API. Every `/v1` route is behind Bearer authentication; health and metrics are open.
+pub fn router(state: AppState) -> Router<AppState> {
+    let (v1, open) = routes();
+    let v1 = v1
+        .router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::map_response(no_store));
     Router::new()
-        .merge(v1.router.layer(axum::middleware::map_response(no_store)))
-        .merge(health.router)
+        .merge(v1)
+        .merge(open.router)
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

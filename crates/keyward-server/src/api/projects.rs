@@ -208,11 +208,7 @@ async fn delete_project(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::ProjectsWrite)?;
     let id = parse_id(&id)?;
-    match state
-        .store
-        .delete_project(principal.organization_id, id, Timestamp::now())
-        .await?
-    {
+    match crate::credentials::delete_project(&state, principal.organization_id, id).await? {
         ProjectDeletion::Deleted { .. } => Ok(StatusCode::NO_CONTENT),
         ProjectDeletion::NotFound => Err(ApiError::NotFound("project")),
         ProjectDeletion::HasInstances => Err(ApiError::Conflict(

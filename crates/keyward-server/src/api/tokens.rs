@@ -13,7 +13,7 @@ use keyward_store::CredentialFilter;
 use serde::Deserialize;
 
 use super::ApiRoutes;
-use super::credential_body::{CreateCredential, grantor};
+use super::credential_body::{CreateCredential, UpdateCredential, grantor};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::credentials::{self, CredentialView, not_found_label};
@@ -29,7 +29,9 @@ pub fn router() -> ApiRoutes {
         )
         .route(
             "/v1/projects/{project_id}/tokens/{token_id}",
-            get(show_project_token).delete(revoke_project_token),
+            get(show_project_token)
+                .patch(update_project_token)
+                .delete(revoke_project_token),
         )
 }
 
@@ -143,4 +145,26 @@ async fn revoke_project_token(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Renames a token or changes its rate limit; the next request sees the change.
+async fn update_project_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((project, token)): ApiPath<(String, String)>,
+    body: Result<ApiJson<UpdateCredential>, ApiError>,
+) -> Result<ApiJson<CredentialView>, ApiError> {
+    principal.require(Scope::TokensWrite)?;
+    let ApiJson(body) = body?;
+    let project = reachable_project(&state, &principal, &project).await?;
+    let changes = body.parse()?;
+    let view = credentials::update(
+        &state,
+        principal.organization_id,
+        parse_token_id(&token)?,
+        Some(project),
+        changes,
+    )
+    .await?;
+    Ok(ApiJson(view))
 }

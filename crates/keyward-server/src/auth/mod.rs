@@ -1,43 +1,60 @@
 //! Bearer authentication: who is calling, and may they do this?
 //!
-//! The order of checks is the contract: header syntax → key format and checksum (rejected
-//! without any look-up) → SHA-256 → one indexed look-up by digest → revoked / expired → use
-//! recorded in memory. Nothing is cached between requests, so a revocation committed by one
-//! request is seen by the very next one. Unknown and revoked keys get the same answer, so the
-//! response never tells whether a key ever existed.
+//! A middleware on every `/v1` route takes `Authorization: Bearer <key>`, verifies it through
+//! the [`Verifier`] (memory first, the database only on a miss) and hands the handler a
+//! [`Principal`]. Unknown and revoked keys get the same answer, so the response never tells
+//! whether a key ever existed. Revocation invalidates the cache before its response is sent,
+//! so the very next request with the key is refused.
 
+mod cache;
+pub mod clock;
 mod usage;
+mod verifier;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
-use keyward_core::credential::check_format;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, KeyDigest, Name, OrganizationId, ProjectId,
-    Scope, ScopeSet, Timestamp,
+    CredentialId, CredentialKind, OrganizationId, ProjectId, Scope, ScopeSet, Timestamp,
 };
-use keyward_store::CredentialRecord;
 
+pub use cache::{CachedCredential, VerificationCache};
 pub use usage::UsageRecorder;
+pub use verifier::{RateStatus, Refusal, Verified, Verifier};
 
 use crate::AppState;
 use crate::error::ApiError;
 
 /// The verified credential behind a request.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Principal {
     pub credential_id: CredentialId,
     pub organization_id: OrganizationId,
     pub project_id: Option<ProjectId>,
-    pub name: Name,
     pub scopes: ScopeSet,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    pub credential: Arc<CachedCredential>,
 }
 
 impl Principal {
+    pub fn new(credential: Arc<CachedCredential>) -> Self {
+        Self {
+            credential_id: credential.id,
+            organization_id: credential.organization_id,
+            project_id: credential.project_id,
+            scopes: credential.scopes,
+            created_at: credential.created_at,
+            expires_at: credential.expires_at,
+            credential,
+        }
+    }
+
     pub fn kind(&self) -> CredentialKind {
         self.credential_id.kind()
     }
@@ -59,30 +76,85 @@ impl Principal {
     pub fn can_reach(&self, project: ProjectId) -> bool {
         self.project_id.is_none_or(|own| own == project)
     }
+}
 
-    fn from_record(record: CredentialRecord) -> Self {
-        Self {
-            credential_id: record.id,
-            organization_id: record.organization_id,
-            project_id: record.project_id,
-            name: record.name,
-            scopes: record.scopes,
-            created_at: record.created_at,
-            expires_at: record.expires_at,
-        }
+/// Handlers take the principal the middleware verified.
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or(ApiError::MissingCredentials)
     }
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
+/// The middleware of every `/v1` route.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let client_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let verified = match bearer_token(request.headers()) {
+        Ok(presented) => state.verifier.verify(presented, client_ip, None).await,
+        Err(error) => return error.into_response(),
+    };
+    match verified {
+        Ok(Verified { credential, rate }) => {
+            request.extensions_mut().insert(Principal::new(credential));
+            let mut response = next.run(request).await;
+            if let Some(rate) = rate {
+                add_rate_limit_headers(response.headers_mut(), &rate);
+            }
+            response
+        }
+        Err(refusal) => ApiError::from(refusal).into_response(),
+    }
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = bearer_token(&parts.headers)?;
-        let client_ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
-        authenticate(state, presented, client_ip).await
+/// `RateLimit-Policy` and `RateLimit` as draft-ietf-httpapi-ratelimit-headers-10 defines
+/// them: the policy's quota and window, the requests left and the seconds until it is whole.
+pub fn add_rate_limit_headers(headers: &mut HeaderMap, rate: &RateStatus) {
+    let policy = format!(
+        "\"key\";q={};w={}",
+        rate.limit.requests, rate.limit.per_seconds
+    );
+    let current = format!("\"key\";r={};t={}", rate.remaining, rate.reset_seconds);
+    if let (Ok(policy), Ok(current)) = (
+        HeaderValue::try_from(policy),
+        HeaderValue::try_from(current),
+    ) {
+        headers.insert("ratelimit-policy", policy);
+        headers.insert("ratelimit", current);
+    }
+    if rate.retry_after_seconds > 0 {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(rate.retry_after_seconds),
+        );
+    }
+}
+
+const NOT_VALID: &str = "the key is not valid";
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Malformed(error) => {
+                ApiError::InvalidToken(format!("the key is malformed: {error}"))
+            }
+            Refusal::NotFound | Refusal::Revoked => ApiError::InvalidToken(NOT_VALID.into()),
+            Refusal::Expired(at) => ApiError::InvalidToken(format!("the key expired at {at}")),
+            Refusal::RateLimited(status) => ApiError::RateLimited(status),
+            Refusal::Unavailable => ApiError::Unavailable,
+            Refusal::Internal => ApiError::Internal("key verification failed".into()),
+        }
     }
 }
 
@@ -111,36 +183,6 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         ));
     }
     Ok(token)
-}
-
-const NOT_VALID: &str = "the key is not valid";
-
-async fn authenticate(
-    state: &AppState,
-    presented: &str,
-    client_ip: Option<IpAddr>,
-) -> Result<Principal, ApiError> {
-    check_format(&state.config.brand, presented)
-        .map_err(|e| ApiError::InvalidToken(format!("the key is malformed: {e}")))?;
-    let digest = KeyDigest::of(presented);
-    let record = state
-        .store
-        .find_credential_by_digest(&digest)
-        .await?
-        .ok_or_else(|| ApiError::InvalidToken(NOT_VALID.into()))?;
-    let now = Timestamp::now();
-    match record.status(now) {
-        CredentialStatus::Active => {}
-        CredentialStatus::Revoked => return Err(ApiError::InvalidToken(NOT_VALID.into())),
-        CredentialStatus::Expired => {
-            let expired_at = record.expires_at.unwrap_or(now);
-            return Err(ApiError::InvalidToken(format!(
-                "the key expired at {expired_at}"
-            )));
-        }
-    }
-    state.usage.record(record.id, now, client_ip);
-    Ok(Principal::from_record(record))
 }
 
 #[cfg(test)]
@@ -194,15 +236,25 @@ mod tests {
         } else {
             CredentialKind::ApiKey
         };
-        Principal {
-            credential_id: CredentialId::generate(kind),
+        let record = keyward_store::CredentialRecord {
+            id: CredentialId::generate(kind),
+            digest: keyward_core::KeyDigest::of("test"),
             organization_id: OrganizationId::generate(),
             project_id: project,
-            name: Name::parse("test").unwrap(),
+            name: keyward_core::Name::parse("test").unwrap(),
+            hint: String::new(),
             scopes: ScopeSet::parse_names(scopes).unwrap(),
             created_at: Timestamp::now(),
             expires_at: None,
-        }
+            revoked_at: None,
+            last_used_at: None,
+            rate_limit: None,
+            created_by_user: None,
+        };
+        Principal::new(Arc::new(CachedCredential::from_record(
+            record,
+            Timestamp::now(),
+        )))
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Last use of credentials, kept in memory and written in batches.
 //!
-//! Authentication never writes to the database: it notes the time and client address here,
-//! and a background task flushes the latest use of each credential every few seconds and once
+//! Authentication never writes to the database: when a credential's last use moves to a new
+//! second, it notes the time and client address here, and a background task flushes the latest use of each credential every few seconds and once
 //! more on graceful shutdown. The store never moves `last_used_at` backwards, so flushes from
 //! several nodes merge correctly. Lists of credentials add what is still pending here, so a
 //! node shows its own use at once.
@@ -45,17 +45,18 @@ impl UsageRecorder {
         self.pending().get(&credential).map(|&(at, _)| at)
     }
 
-    /// Writes everything pending in one batch. Entries stay visible (and pending) until
-    /// their write has committed, so a list served meanwhile still shows them; on failure
-    /// they are simply kept for the next flush.
-    pub async fn flush(&self, store: &dyn Store) -> Result<u64, StoreError> {
+    /// Writes everything pending in one batch and returns the rows it moved forward (`None`
+    /// when there was nothing to write). Entries stay visible (and pending) until their write
+    /// has committed, so a list served meanwhile still shows them; on failure they are kept
+    /// for the next flush.
+    pub async fn flush(&self, store: &dyn Store) -> Result<Option<u64>, StoreError> {
         let batch: Vec<UsageUpdate> = self
             .pending()
             .iter()
             .map(|(&credential, &(at, ip))| UsageUpdate { credential, at, ip })
             .collect();
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         let changed = store.record_usage(&batch).await?;
         let mut pending = self.pending();
@@ -68,7 +69,7 @@ impl UsageRecorder {
                 pending.remove(&update.credential);
             }
         }
-        Ok(changed)
+        Ok(Some(changed))
     }
 }
 

@@ -457,6 +457,7 @@ async fn create(
         name,
         scopes,
         expires_at,
+        rate_limit: None,
     };
     let created =
         match credentials::create(state, &grantor, place.kind, place.project_id(), input, id).await

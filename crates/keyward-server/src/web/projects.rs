@@ -341,15 +341,8 @@ pub async fn delete_project(
     person.check_csrf(form.csrf_token())?;
     require(&person, Scope::ProjectsWrite, "delete projects")?;
     let project = project_of(&state, &person, &project_id).await?;
-    match state
-        .store
-        .delete_project(
-            person.membership.organization_id,
-            project.id,
-            Timestamp::now(),
-        )
-        .await?
-    {
+    let organization = person.membership.organization_id;
+    match crate::credentials::delete_project(&state, organization, project.id).await? {
         ProjectDeletion::Deleted { .. } => Ok(Redirect::to("/settings/projects").into_response()),
         ProjectDeletion::NotFound => Err(WebError::not_found("project")),
         ProjectDeletion::HasInstances => Err(WebError::page(

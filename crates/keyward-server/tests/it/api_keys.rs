@@ -233,6 +233,7 @@ async fn expired_keys_are_refused_and_listed_as_expired() {
             scopes: ScopeSet::all(),
             created_at: expired_at.plus_seconds(-3600),
             expires_at: Some(expired_at),
+            rate_limit: None,
             created_by: Creator::Credential(
                 CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
             ),

@@ -204,15 +204,21 @@ pub async fn read(response: reqwest::Response) -> Answer {
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.bytes().await.unwrap();
+    let is_json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
     let body = if bytes.is_empty() {
         Value::Null
-    } else {
+    } else if is_json {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             panic!(
                 "status {status}: body is not JSON: {}",
                 String::from_utf8_lossy(&bytes)
             )
         })
+    } else {
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
     };
     Answer {
         status,

@@ -129,6 +129,16 @@ pub fn rows() -> Vec<Row> {
             Organization,
             200,
         ),
+        Row {
+            body: Some(|_| json!({ "rate_limit": { "requests": 100, "per_seconds": 60 } })),
+            ..row(
+                Method::PATCH,
+                "/v1/api-keys/{key_id}",
+                Some(Scope::ApiKeysWrite),
+                Organization,
+                200,
+            )
+        },
         row(
             Method::DELETE,
             "/v1/api-keys/{key_id}",
@@ -210,6 +220,16 @@ pub fn rows() -> Vec<Row> {
             Organization,
             200,
         ),
+        Row {
+            body: Some(|_| json!({ "name": "Renamed token" })),
+            ..row(
+                Method::PATCH,
+                "/v1/projects/{project_id}/tokens/{token_id}",
+                Some(Scope::TokensWrite),
+                Organization,
+                200,
+            )
+        },
         row(
             Method::DELETE,
             "/v1/projects/{project_id}/tokens/{token_id}",
@@ -254,9 +274,21 @@ pub fn rows() -> Vec<Row> {
             Project,
             204,
         ),
+        Row {
+            other_organization: Success(200),
+            body: Some(|world| json!({ "key": world.callers[&Caller::OwnProjectToken] })),
+            ..row(
+                Method::POST,
+                "/v1/keys/verify",
+                Some(Scope::KeysVerify),
+                Organization,
+                200,
+            )
+        },
         row(Method::GET, "/v1/me", None, AnyCredential, 200),
         row(Method::GET, "/healthz", None, Public, 200),
         row(Method::GET, "/readyz", None, Public, 200),
+        row(Method::GET, "/metrics", None, Public, 200),
     ]
 }
 
@@ -328,6 +360,7 @@ async fn insert_key(
             scopes,
             created_at: Timestamp::now(),
             expires_at,
+            rate_limit: None,
             created_by: by,
         })
         .await
@@ -362,6 +395,7 @@ async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, Strin
                 scopes: ScopeSet::all(),
                 created_at: Timestamp::now(),
                 expires_at: None,
+                rate_limit: None,
                 created_by: Creator::User(owner),
             }),
         )

@@ -1,8 +1,8 @@
 //! API keys and project tokens: one table, told apart by `kind`.
 
 use keyward_core::{
-    CredentialId, CredentialKind, KeyDigest, Name, OrganizationId, ProjectId, ScopeSet, Timestamp,
-    UserId,
+    CredentialId, CredentialKind, KeyDigest, Name, OrganizationId, ProjectId, RateLimit, ScopeSet,
+    Timestamp, UserId,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -11,15 +11,16 @@ use uuid::Uuid;
 use super::{corrupt, timestamp};
 use crate::error::conflict_on_unique;
 use crate::{
-    Creator, CredentialFilter, CredentialRecord, NewCredential, Page, Paged, StoreError,
-    UsageUpdate,
+    Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page, Paged,
+    StoreError, UsageUpdate,
 };
 
 macro_rules! select_credentials {
     ($($tail:literal)*) => {
         concat!(
-            "SELECT id, kind, organization_id, project_id, name, hint, scopes, created_at, \
-             expires_at, revoked_at, last_used_at, created_by_user FROM credentials ",
+            "SELECT id, kind, organization_id, project_id, name, secret_sha256, hint, scopes, \
+             created_at, expires_at, revoked_at, last_used_at, rate_limit_requests, \
+             rate_limit_per_seconds, created_by_user FROM credentials ",
             $($tail),*
         )
     };
@@ -30,8 +31,29 @@ fn from_row(row: &SqliteRow) -> Result<CredentialRecord, StoreError> {
     let kind = CredentialKind::from_storage(&kind).ok_or_else(|| corrupt("credential kind"))?;
     let scopes: String = row.try_get("scopes")?;
     let scopes = ScopeSet::from_storage(&scopes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let digest: Vec<u8> = row.try_get("secret_sha256")?;
+    let digest = KeyDigest(
+        digest
+            .try_into()
+            .map_err(|_| corrupt("credential digest"))?,
+    );
+    let rate_limit = match (
+        row.try_get::<Option<i64>, _>("rate_limit_requests")?,
+        row.try_get::<Option<i64>, _>("rate_limit_per_seconds")?,
+    ) {
+        (Some(requests), Some(per_seconds)) => Some(
+            u32::try_from(requests)
+                .ok()
+                .zip(u32::try_from(per_seconds).ok())
+                .and_then(|(r, p)| RateLimit::new(r, p).ok())
+                .ok_or_else(|| corrupt("credential rate limit"))?,
+        ),
+        _ => None,
+    };
     Ok(CredentialRecord {
         id: CredentialId::from_uuid(row.try_get("id")?, kind),
+        digest,
+        rate_limit,
         organization_id: OrganizationId::from_uuid(row.try_get("organization_id")?),
         project_id: row
             .try_get::<Option<Uuid>, _>("project_id")?
@@ -74,8 +96,9 @@ pub(super) async fn insert(
     };
     sqlx::query(
         "INSERT INTO credentials (id, kind, organization_id, project_id, name, secret_sha256, \
-         hint, scopes, created_at, expires_at, created_by_user, created_by_credential) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         hint, scopes, created_at, expires_at, created_by_user, created_by_credential, \
+         rate_limit_requests, rate_limit_per_seconds) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )
     .bind(new.id.as_uuid())
     .bind(new.id.kind().as_str())
@@ -89,11 +112,15 @@ pub(super) async fn insert(
     .bind(new.expires_at.map(Timestamp::unix_seconds))
     .bind(by_user)
     .bind(by_credential)
+    .bind(new.rate_limit.map(|limit| i64::from(limit.requests)))
+    .bind(new.rate_limit.map(|limit| i64::from(limit.per_seconds)))
     .execute(&mut **tx)
     .await
     .map_err(conflict_on_unique("credential"))?;
     Ok(CredentialRecord {
         id: new.id,
+        digest: new.digest,
+        rate_limit: new.rate_limit,
         organization_id: new.organization_id,
         project_id: new.project_id,
         name: new.name.clone(),
@@ -140,6 +167,44 @@ pub(super) async fn get(
     .bind(id.as_uuid())
     .bind(id.kind().as_str())
     .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+pub(super) async fn update(
+    tx: &mut Transaction<'static, Sqlite>,
+    organization: OrganizationId,
+    id: CredentialId,
+    changes: CredentialChanges,
+) -> Result<Option<CredentialRecord>, StoreError> {
+    let (set_limit, limit) = match changes.rate_limit {
+        None => (false, None),
+        Some(limit) => (true, limit),
+    };
+    sqlx::query(
+        "UPDATE credentials SET name = COALESCE(?4, name), \
+         rate_limit_requests = CASE WHEN ?5 THEN ?6 ELSE rate_limit_requests END, \
+         rate_limit_per_seconds = CASE WHEN ?5 THEN ?7 ELSE rate_limit_per_seconds END \
+         WHERE organization_id = ?1 AND id = ?2 AND kind = ?3",
+    )
+    .bind(organization.as_uuid())
+    .bind(id.as_uuid())
+    .bind(id.kind().as_str())
+    .bind(changes.name.as_ref().map(Name::as_str))
+    .bind(set_limit)
+    .bind(limit.map(|l| i64::from(l.requests)))
+    .bind(limit.map(|l| i64::from(l.per_seconds)))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(select_credentials!(
+        "WHERE organization_id = ?1 AND id = ?2 AND kind = ?3"
+    ))
+    .bind(organization.as_uuid())
+    .bind(id.as_uuid())
+    .bind(id.kind().as_str())
+    .fetch_optional(&mut **tx)
     .await?
     .as_ref()
     .map(from_row)

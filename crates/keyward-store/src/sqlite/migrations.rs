@@ -23,6 +23,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "dashboard",
         sql: include_str!("../../migrations/sqlite/0002_dashboard.sql"),
     },
+    Migration {
+        version: 3,
+        name: "rate limits",
+        sql: include_str!("../../migrations/sqlite/0003_rate_limits.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {

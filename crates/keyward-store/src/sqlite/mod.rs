@@ -15,6 +15,7 @@ mod sessions;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,10 +26,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{SqlitePool, Transaction};
 
 use crate::{
-    CredentialFilter, CredentialRecord, InstanceRecord, LoginAttempt, LoginFailures, MemberRecord,
-    MembershipChange, MembershipRecord, NewCredential, NewInstance, NewOrganization, NewOwner,
-    NewProject, NewSession, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord,
-    SessionRecord, Store, StoreError, UsageUpdate, UserRecord,
+    CredentialChanges, CredentialFilter, CredentialRecord, InstanceRecord, LoginAttempt,
+    LoginFailures, MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewInstance,
+    NewOrganization, NewOwner, NewProject, NewSession, Page, Paged, ProjectChanges,
+    ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats, UsageUpdate,
+    UserRecord,
 };
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +39,8 @@ const READ_CONNECTIONS: u32 = 4;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    write_transactions: AtomicU64,
+    credential_lookups: AtomicU64,
 }
 
 impl SqliteStore {
@@ -64,10 +68,16 @@ impl SqliteStore {
             .acquire_timeout(BUSY_TIMEOUT)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            write_transactions: AtomicU64::new(0),
+            credential_lookups: AtomicU64::new(0),
+        })
     }
 
     async fn write(&self) -> Result<Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.write_transactions.fetch_add(1, Ordering::Relaxed);
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
@@ -89,6 +99,13 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            write_transactions: self.write_transactions.load(Ordering::Relaxed),
+            credential_lookups: self.credential_lookups.load(Ordering::Relaxed),
+        }
     }
 
     async fn close(&self) {
@@ -237,6 +254,7 @@ impl Store for SqliteStore {
         &self,
         digest: &KeyDigest,
     ) -> Result<Option<CredentialRecord>, StoreError> {
+        self.credential_lookups.fetch_add(1, Ordering::Relaxed);
         credentials::find_by_digest(&self.reader, digest).await
     }
 
@@ -265,6 +283,18 @@ impl Store for SqliteStore {
         id: CredentialId,
     ) -> Result<Option<CredentialRecord>, StoreError> {
         credentials::get(&self.reader, organization, id).await
+    }
+
+    async fn update_credential(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+        changes: CredentialChanges,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        let mut tx = self.write().await?;
+        let record = credentials::update(&mut tx, organization, id, changes).await?;
+        tx.commit().await?;
+        Ok(record)
     }
 
     async fn revoke_credential(

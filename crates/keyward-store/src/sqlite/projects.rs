@@ -1,14 +1,19 @@
 //! Projects. A deleted project is kept (with `deleted_at`) so that its revoked tokens keep
 //! their history; it no longer appears anywhere else.
 
-use keyward_core::{CredentialId, CredentialKind, Name, OrganizationId, ProjectId, Timestamp};
+use keyward_core::{
+    CredentialId, CredentialKind, KeyDigest, Name, OrganizationId, ProjectId, Timestamp,
+};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
-use super::timestamp;
+use super::{corrupt, timestamp};
 use crate::error::conflict_on_unique;
-use crate::{NewProject, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord, StoreError};
+use crate::{
+    NewProject, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord, RevokedToken,
+    StoreError,
+};
 
 macro_rules! select_projects {
     ($($tail:literal)*) => {
@@ -152,12 +157,26 @@ pub(super) async fn delete(
     if has_instances {
         return Ok(ProjectDeletion::HasInstances);
     }
-    let tokens: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM credentials WHERE project_id = ?1 AND revoked_at IS NULL",
+    let tokens = sqlx::query(
+        "SELECT id, secret_sha256 FROM credentials WHERE project_id = ?1 AND revoked_at IS NULL",
     )
     .bind(id.as_uuid())
     .fetch_all(&mut **tx)
-    .await?;
+    .await?
+    .iter()
+    .map(|row| {
+        let uuid: Uuid = row.try_get("id")?;
+        let digest: Vec<u8> = row.try_get("secret_sha256")?;
+        Ok(RevokedToken {
+            id: CredentialId::from_uuid(uuid, CredentialKind::ProjectToken),
+            digest: KeyDigest(
+                digest
+                    .try_into()
+                    .map_err(|_| corrupt("credential digest"))?,
+            ),
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
     sqlx::query(
         "UPDATE credentials SET revoked_at = ?1 WHERE project_id = ?2 AND revoked_at IS NULL",
     )
@@ -171,9 +190,6 @@ pub(super) async fn delete(
         .execute(&mut **tx)
         .await?;
     Ok(ProjectDeletion::Deleted {
-        revoked_tokens: tokens
-            .into_iter()
-            .map(|uuid| CredentialId::from_uuid(uuid, CredentialKind::ProjectToken))
-            .collect(),
+        revoked_tokens: tokens,
     })
 }

@@ -1,7 +1,10 @@
 use keyward_core::{
-    CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, ScopeSet, Timestamp,
+    CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, RateLimit, ScopeSet,
+    Timestamp,
 };
-use keyward_store::{Creator, CredentialFilter, NewProject, Page, Store, UsageUpdate};
+use keyward_store::{
+    Creator, CredentialChanges, CredentialFilter, NewProject, Page, Store, UsageUpdate,
+};
 
 use crate::{name, new_credential, organization};
 
@@ -192,4 +195,61 @@ pub async fn last_use_never_moves_backwards(store: &dyn Store) {
     assert_eq!(store.record_usage(&[]).await.unwrap(), 0);
     let stored = store.get_credential(org, key).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(later));
+}
+
+pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
+    let (org, key) = organization(store, "Acme").await;
+    let (other, _) = organization(store, "Globex").await;
+    let limit = RateLimit::new(100, 60).unwrap();
+    let changed = store
+        .update_credential(
+            org,
+            key,
+            CredentialChanges {
+                name: Some(name("Renamed")),
+                rate_limit: Some(Some(limit)),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.name.as_str(), "Renamed");
+    assert_eq!(changed.rate_limit, Some(limit));
+    let found = store
+        .find_credential_by_digest(&changed.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.rate_limit, Some(limit));
+
+    // Leaving a field out keeps it; Some(None) removes the limit.
+    let kept = store
+        .update_credential(org, key, CredentialChanges::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (kept.name.as_str(), kept.rate_limit),
+        ("Renamed", Some(limit))
+    );
+    let removed = store
+        .update_credential(
+            org,
+            key,
+            CredentialChanges {
+                name: None,
+                rate_limit: Some(None),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed.rate_limit, None);
+    assert!(
+        store
+            .update_credential(other, key, CredentialChanges::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -60,6 +60,7 @@ contract! {
     credentials::lists_page_newest_first_by_kind_and_project,
     credentials::revocation_is_permanent_and_stays_in_its_organization,
     credentials::last_use_never_moves_backwards,
+    credentials::credentials_can_be_renamed_and_rate_limited,
     resources::project_names_are_unique_among_live_projects,
     resources::deleting_a_project_revokes_its_tokens,
     resources::instances_belong_to_live_projects_of_their_organization,
@@ -117,6 +118,7 @@ pub fn new_credential(
         scopes,
         created_at: Timestamp::now(),
         expires_at: None,
+        rate_limit: None,
         created_by,
     }
 }

@@ -3,7 +3,7 @@ use keyward_core::{
 };
 use keyward_store::{
     Creator, CredentialFilter, NewInstance, NewProject, Page, ProjectChanges, ProjectDeletion,
-    Store, StoreError,
+    RevokedToken, Store, StoreError,
 };
 
 use crate::{name, new_credential, organization};
@@ -154,7 +154,10 @@ pub async fn deleting_a_project_revokes_its_tokens(store: &dyn Store) {
     assert_eq!(
         store.delete_project(org, web.id, now).await.unwrap(),
         ProjectDeletion::Deleted {
-            revoked_tokens: vec![token.id]
+            revoked_tokens: vec![RevokedToken {
+                id: token.id,
+                digest: token.digest
+            }]
         }
     );
     let revoked = store.get_credential(org, token.id).await.unwrap().unwrap();

@@ -1,0 +1,160 @@
+//! Per-credential rate limits: `requests` per `per_seconds`, enforced in memory on each node
+//! with GCRA (the generic cell rate algorithm): a burst of up to `requests` at once, then one
+//! request every `per_seconds / requests`.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest quota and window accepted.
+pub const MAX_REQUESTS: u32 = 1_000_000;
+pub const MAX_WINDOW_SECONDS: u32 = 86_400;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_seconds: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "requests must be 1 to 1000000 and per_seconds 1 to 86400, for example {{\"requests\": 100, \"per_seconds\": 60}}"
+)]
+pub struct InvalidRateLimit;
+
+impl RateLimit {
+    pub fn new(requests: u32, per_seconds: u32) -> Result<Self, InvalidRateLimit> {
+        if (1..=MAX_REQUESTS).contains(&requests) && (1..=MAX_WINDOW_SECONDS).contains(&per_seconds)
+        {
+            Ok(Self {
+                requests,
+                per_seconds,
+            })
+        } else {
+            Err(InvalidRateLimit)
+        }
+    }
+
+    /// Nanoseconds between requests at the sustained rate.
+    pub fn emission_interval_nanos(self) -> u64 {
+        u64::from(self.per_seconds) * 1_000_000_000 / u64::from(self.requests)
+    }
+
+    /// How far ahead of now the theoretical arrival time may run: a full burst.
+    pub fn burst_tolerance_nanos(self) -> u64 {
+        u64::from(self.per_seconds) * 1_000_000_000 - self.emission_interval_nanos()
+    }
+
+    /// One GCRA step: given the theoretical arrival time `tat` and the time `now` (both in
+    /// nanoseconds on one monotonic clock), whether the request is allowed and the new TAT.
+    pub fn decide(self, tat: u64, now: u64) -> Decision {
+        let interval = self.emission_interval_nanos();
+        let tolerance = self.burst_tolerance_nanos();
+        let base = tat.max(now);
+        if base - now > tolerance {
+            let wait = base - now - tolerance;
+            return Decision {
+                allowed: false,
+                new_tat: tat,
+                remaining: 0,
+                reset_nanos: base - now,
+                retry_after_nanos: wait,
+            };
+        }
+        let new_tat = base + interval;
+        let window = u64::from(self.per_seconds) * 1_000_000_000;
+        let used = new_tat - now;
+        Decision {
+            allowed: true,
+            new_tat,
+            remaining: u32::try_from(window.saturating_sub(used) / interval).unwrap_or(u32::MAX),
+            reset_nanos: used,
+            retry_after_nanos: 0,
+        }
+    }
+}
+
+/// The outcome of one GCRA step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub new_tat: u64,
+    /// Requests left in the current window.
+    pub remaining: u32,
+    /// Nanoseconds until the quota is whole again.
+    pub reset_nanos: u64,
+    /// When refused, nanoseconds until a request would be allowed.
+    pub retry_after_nanos: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn limits_are_validated() {
+        assert!(RateLimit::new(100, 60).is_ok());
+        assert!(RateLimit::new(0, 60).is_err());
+        assert!(RateLimit::new(1, 0).is_err());
+        assert!(RateLimit::new(MAX_REQUESTS + 1, 1).is_err());
+        assert!(RateLimit::new(1, MAX_WINDOW_SECONDS + 1).is_err());
+    }
+
+    #[test]
+    fn a_burst_of_the_quota_passes_then_one_per_interval() {
+        let limit = RateLimit::new(5, 10).unwrap();
+        let start = 1_000 * SECOND;
+        let mut tat = 0;
+        for expected_remaining in (0..5).rev() {
+            let decision = limit.decide(tat, start);
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, expected_remaining);
+            tat = decision.new_tat;
+        }
+        let refused = limit.decide(tat, start);
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        assert_eq!(
+            refused.retry_after_nanos,
+            2 * SECOND,
+            "one request every 2 s"
+        );
+        assert_eq!(refused.reset_nanos, 10 * SECOND);
+        assert!(limit.decide(tat, start + 2 * SECOND).allowed);
+        // After a whole window of silence, the whole quota is back.
+        let later = limit.decide(tat, start + 10 * SECOND);
+        assert!(later.allowed);
+        assert_eq!(later.remaining, 4);
+    }
+
+    #[test]
+    fn allows_a_burst_and_then_the_sustained_rate_only() {
+        let limit = RateLimit::new(3, 1).unwrap();
+        let mut tat = 0;
+        let mut allowed_at = Vec::new();
+        // A request every 10 ms for 5 seconds.
+        for step in 0..500u64 {
+            let now = 10 * SECOND + step * 10_000_000;
+            let decision = limit.decide(tat, now);
+            if decision.allowed {
+                tat = decision.new_tat;
+                allowed_at.push(now);
+            }
+        }
+        // Over any stretch of time, at most one burst plus the sustained rate gets through.
+        for (i, &at) in allowed_at.iter().enumerate() {
+            for (j, &later) in allowed_at.iter().enumerate().skip(i) {
+                let elapsed = later - at;
+                let most = 3 + elapsed * 3 / SECOND;
+                assert!(
+                    (j - i + 1) as u64 <= most,
+                    "{} requests in {elapsed} ns",
+                    j - i + 1
+                );
+            }
+        }
+        // 3 at once, then 3 a second for the remaining 4.99 s.
+        assert_eq!(allowed_at.len(), 3 + 14);
+    }
+}

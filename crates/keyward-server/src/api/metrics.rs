@@ -1,0 +1,27 @@
+//! `GET /metrics`: Prometheus text. Open like the health checks: expose it to the scraper
+//! only (it shows counts, never keys or names).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::ApiRoutes;
+use crate::AppState;
+
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let text = state
+        .metrics
+        .render(state.verifier.cache().entries(), state.store.stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}

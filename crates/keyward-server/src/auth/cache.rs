@@ -1,0 +1,289 @@
+//! The verification cache: what the database says about a key digest, kept in memory.
+//!
+//! A concurrent map sharded 64 ways, keyed by the first 16 bytes of the SHA-256 digest (a
+//! random value, so it is its own hash; the entry keeps the whole digest and is checked
+//! against it). It holds found credentials (revoked ones too, so floods of revoked keys stay
+//! off the database) and, for a short while, digests that matched nothing.
+//!
+//! Guarantees:
+//! - Concurrent misses for one digest make one database read (single flight).
+//! - [`VerificationCache::invalidate`] returns only when the digest can no longer be served
+//!   from memory: it bumps an epoch, removes the entry and any read in flight; a read that
+//!   started before the bump finishes but is not stored.
+//! - Entries older than the maximum age are reloaded; negatives live a few seconds.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use keyward_core::{
+    CredentialId, KeyDigest, OrganizationId, ProjectId, RateLimit, ScopeSet, Timestamp,
+};
+use keyward_store::{CredentialRecord, Store, StoreError};
+use tokio::sync::OnceCell;
+
+const SHARDS: usize = 64;
+/// How long a digest that matched nothing is remembered.
+pub const NEGATIVE_SECONDS: i64 = 10;
+/// At most this many negatives are kept, so a flood of made-up keys cannot fill memory.
+pub const MAX_NEGATIVES: usize = 100_000;
+
+/// A credential as verification needs it.
+pub struct CachedCredential {
+    pub digest: KeyDigest,
+    pub id: CredentialId,
+    pub organization_id: OrganizationId,
+    pub project_id: Option<ProjectId>,
+    pub name: Box<str>,
+    pub scopes: ScopeSet,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked: bool,
+    pub rate_limit: Option<RateLimit>,
+    loaded_at: i64,
+    /// Last use this node has seen, in Unix seconds.
+    pub(super) last_used: AtomicI64,
+    /// GCRA theoretical arrival time, in `clock::monotonic_nanos`.
+    pub(super) tat: AtomicU64,
+}
+
+impl CachedCredential {
+    pub fn from_record(record: CredentialRecord, now: Timestamp) -> Self {
+        Self {
+            digest: record.digest,
+            id: record.id,
+            organization_id: record.organization_id,
+            project_id: record.project_id,
+            name: record.name.as_str().into(),
+            scopes: record.scopes,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            revoked: record.revoked_at.is_some(),
+            rate_limit: record.rate_limit,
+            loaded_at: now.unix_seconds(),
+            last_used: AtomicI64::new(record.last_used_at.map_or(0, Timestamp::unix_seconds)),
+            tat: AtomicU64::new(0),
+        }
+    }
+}
+
+enum Slot {
+    Found(Arc<CachedCredential>),
+    Missing { until: i64 },
+}
+
+/// What memory knows about a digest.
+pub enum Lookup {
+    Found(Arc<CachedCredential>),
+    /// Known to match no credential.
+    Missing,
+    /// Not known (or too old): ask the database.
+    Absent,
+}
+
+/// The result of a database read, shared by every request waiting on it.
+#[derive(Clone)]
+pub enum Loaded {
+    Found(Arc<CachedCredential>),
+    Missing,
+    Unavailable,
+    Failed,
+}
+
+/// The digest's first 16 bytes as the map key: uniformly random already.
+fn key_of(digest: &KeyDigest) -> u128 {
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest.as_bytes()[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// Hashes a `u128` key by taking its low 64 bits, which are random.
+#[derive(Clone, Copy, Default)]
+pub struct PrefixHash(u64);
+
+impl Hasher for PrefixHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u128 keys are hashed here; fold anything else in, to stay correct.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        self.0 = value as u64;
+    }
+}
+
+impl BuildHasher for PrefixHash {
+    type Hasher = PrefixHash;
+    fn build_hasher(&self) -> PrefixHash {
+        PrefixHash(0)
+    }
+}
+
+type Shard = RwLock<HashMap<u128, Slot, PrefixHash>>;
+
+pub struct VerificationCache {
+    shards: Box<[Shard]>,
+    epoch: AtomicU64,
+    inflight: Mutex<HashMap<u128, Arc<OnceCell<Loaded>>>>,
+    max_age_seconds: i64,
+    negatives: AtomicUsize,
+}
+
+impl VerificationCache {
+    pub fn new(max_age_seconds: i64) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            epoch: AtomicU64::new(0),
+            inflight: Mutex::default(),
+            max_age_seconds,
+            negatives: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, key: u128) -> &Shard {
+        &self.shards[(key >> 122) as usize % SHARDS]
+    }
+
+    /// What memory knows about `digest` at `now`.
+    pub fn get(&self, digest: &KeyDigest, now: Timestamp) -> Lookup {
+        let key = key_of(digest);
+        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
+        match shard.get(&key) {
+            Some(Slot::Found(entry))
+                if entry.digest == *digest
+                    && now.unix_seconds() - entry.loaded_at < self.max_age_seconds =>
+            {
+                Lookup::Found(entry.clone())
+            }
+            Some(Slot::Missing { until }) if *until > now.unix_seconds() => Lookup::Missing,
+            _ => Lookup::Absent,
+        }
+    }
+
+    /// Reads `digest` from the store, once for all concurrent callers, and remembers it.
+    pub async fn load(&self, digest: &KeyDigest, now: Timestamp, store: &dyn Store) -> Loaded {
+        let key = key_of(digest);
+        let cell = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let loaded = cell
+            .get_or_init(|| async {
+                let epoch = self.epoch.load(Ordering::SeqCst);
+                match store.find_credential_by_digest(digest).await {
+                    Ok(Some(record)) => {
+                        let entry = Arc::new(CachedCredential::from_record(record, now));
+                        self.store_if_current(key, Slot::Found(entry.clone()), epoch);
+                        Loaded::Found(entry)
+                    }
+                    Ok(None) => {
+                        let until = now.unix_seconds() + NEGATIVE_SECONDS;
+                        self.store_if_current(key, Slot::Missing { until }, epoch);
+                        Loaded::Missing
+                    }
+                    Err(StoreError::Unavailable(_)) => Loaded::Unavailable,
+                    Err(error) => {
+                        tracing::error!(%error, "credential look-up failed");
+                        Loaded::Failed
+                    }
+                }
+            })
+            .await
+            .clone();
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            inflight.remove(&key);
+        }
+        loaded
+    }
+
+    /// Stores a read, unless an invalidation happened since it began.
+    fn store_if_current(&self, key: u128, slot: Slot, epoch: u64) {
+        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        if let Slot::Missing { .. } = slot {
+            if self.negatives.load(Ordering::Relaxed) >= MAX_NEGATIVES {
+                return;
+            }
+            self.negatives.fetch_add(1, Ordering::Relaxed);
+        }
+        let previous = shard.insert(key, slot);
+        match (previous, shard.get(&key)) {
+            (Some(Slot::Missing { .. }), _) => {
+                self.negatives.fetch_sub(1, Ordering::Relaxed);
+            }
+            // A reload keeps what this node measured: last use and the rate limiter's state.
+            (Some(Slot::Found(old)), Some(Slot::Found(new))) if old.digest == new.digest => {
+                new.tat
+                    .store(old.tat.load(Ordering::Relaxed), Ordering::Relaxed);
+                new.last_used
+                    .fetch_max(old.last_used.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets `digest`: the next verification reads the database.
+    pub fn invalidate(&self, digest: &KeyDigest) {
+        let key = key_of(digest);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let removed = self
+            .shard(key)
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        if let Some(Slot::Missing { .. }) = removed {
+            self.negatives.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
+    /// Drops entries past their age, so memory follows the keys in use.
+    pub fn sweep(&self, now: Timestamp) {
+        let now = now.unix_seconds();
+        for shard in self.shards.iter() {
+            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+            shard.retain(|_, slot| match slot {
+                Slot::Found(entry) => now - entry.loaded_at < self.max_age_seconds,
+                Slot::Missing { until } => {
+                    let keep = *until > now;
+                    if !keep {
+                        self.negatives.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    keep
+                }
+            });
+        }
+    }
+
+    /// Entries held, found and negative.
+    pub fn entries(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.read().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    /// Stores a credential read elsewhere (benchmarks fill the cache this way).
+    pub fn insert(&self, record: CredentialRecord, now: Timestamp) {
+        let key = key_of(&record.digest);
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let entry = Arc::new(CachedCredential::from_record(record, now));
+        self.store_if_current(key, Slot::Found(entry), epoch);
+    }
+}

@@ -1,0 +1,214 @@
+//! Key verification, the hot path of every API request.
+//!
+//! header → format and checksum (rejected without any look-up) → SHA-256 → cache → revoked /
+//! expired / rate limit against the coarse clock → last use noted in an atomic → done. Only a
+//! cache miss reads the database, once per digest however many requests wait for it; nothing
+//! on this path writes to the database.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use keyward_core::credential::check_format;
+use keyward_core::{Brand, KeyDigest, KeyFormatError, OrganizationId, RateLimit, Timestamp};
+use keyward_store::Store;
+
+use super::UsageRecorder;
+use super::cache::{CachedCredential, Loaded, Lookup, VerificationCache};
+use super::clock;
+use crate::metrics::{Metrics, Outcome};
+
+/// Where a credential stands against its rate limit after a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateStatus {
+    pub limit: RateLimit,
+    pub remaining: u32,
+    /// Seconds until the quota is whole again.
+    pub reset_seconds: u64,
+    /// When refused: seconds until a request would be allowed.
+    pub retry_after_seconds: u64,
+}
+
+/// A credential accepted for this request.
+pub struct Verified {
+    pub credential: Arc<CachedCredential>,
+    pub rate: Option<RateStatus>,
+}
+
+/// Why a presented key was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Malformed(KeyFormatError),
+    NotFound,
+    Revoked,
+    Expired(Timestamp),
+    RateLimited(RateStatus),
+    /// The database could not be asked; the key may well be valid.
+    Unavailable,
+    Internal,
+}
+
+pub struct Verifier {
+    store: Arc<dyn Store>,
+    brand: Brand,
+    cache: VerificationCache,
+    usage: Arc<UsageRecorder>,
+    metrics: Arc<Metrics>,
+}
+
+fn ceil_seconds(nanos: u64) -> u64 {
+    nanos.div_ceil(1_000_000_000)
+}
+
+impl Verifier {
+    pub fn new(
+        store: Arc<dyn Store>,
+        brand: Brand,
+        max_age_seconds: i64,
+        usage: Arc<UsageRecorder>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            brand,
+            cache: VerificationCache::new(max_age_seconds),
+            usage,
+            metrics,
+        }
+    }
+
+    pub fn cache(&self) -> &VerificationCache {
+        &self.cache
+    }
+
+    /// The whole in-memory path: `None` when memory does not know the key. `organization`,
+    /// when given, is the only one whose keys count as found (for `POST /v1/keys/verify`);
+    /// a key of another organization is not found and not touched.
+    pub fn verify_cached(
+        &self,
+        presented: &str,
+        client_ip: Option<IpAddr>,
+        organization: Option<OrganizationId>,
+    ) -> Option<Result<Verified, Refusal>> {
+        if let Err(error) = check_format(&self.brand, presented) {
+            return Some(self.counted(Err(Refusal::Malformed(error))));
+        }
+        let digest = KeyDigest::of(presented);
+        let now = clock::now();
+        let result = match self.cache.get(&digest, now) {
+            Lookup::Found(entry) => self.evaluate(entry, now, client_ip, organization),
+            Lookup::Missing => Err(Refusal::NotFound),
+            Lookup::Absent => return None,
+        };
+        self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(self.counted(result))
+    }
+
+    /// Verifies a presented key, reading the database on a cache miss.
+    pub async fn verify(
+        &self,
+        presented: &str,
+        client_ip: Option<IpAddr>,
+        organization: Option<OrganizationId>,
+    ) -> Result<Verified, Refusal> {
+        if let Some(result) = self.verify_cached(presented, client_ip, organization) {
+            return result;
+        }
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let digest = KeyDigest::of(presented);
+        let now = clock::now();
+        let result = match self.cache.load(&digest, now, self.store.as_ref()).await {
+            Loaded::Found(entry) => self.evaluate(entry, now, client_ip, organization),
+            Loaded::Missing => Err(Refusal::NotFound),
+            Loaded::Unavailable => Err(Refusal::Unavailable),
+            Loaded::Failed => Err(Refusal::Internal),
+        };
+        self.counted(result)
+    }
+
+    /// Forgets a credential, so that the next request reads its current state.
+    pub fn invalidate(&self, digest: &KeyDigest) {
+        self.cache.invalidate(digest);
+    }
+
+    fn counted(&self, result: Result<Verified, Refusal>) -> Result<Verified, Refusal> {
+        self.metrics.verification(match &result {
+            Ok(_) => Outcome::Valid,
+            Err(Refusal::Malformed(_)) => Outcome::Malformed,
+            Err(Refusal::NotFound) => Outcome::NotFound,
+            Err(Refusal::Revoked) => Outcome::Revoked,
+            Err(Refusal::Expired(_)) => Outcome::Expired,
+            Err(Refusal::RateLimited(_)) => Outcome::RateLimited,
+            Err(Refusal::Unavailable | Refusal::Internal) => Outcome::Unavailable,
+        });
+        result
+    }
+
+    fn evaluate(
+        &self,
+        entry: Arc<CachedCredential>,
+        now: Timestamp,
+        client_ip: Option<IpAddr>,
+        organization: Option<OrganizationId>,
+    ) -> Result<Verified, Refusal> {
+        if organization.is_some_and(|wanted| wanted != entry.organization_id) {
+            return Err(Refusal::NotFound);
+        }
+        if entry.revoked {
+            return Err(Refusal::Revoked);
+        }
+        if let Some(expires_at) = entry.expires_at
+            && expires_at <= now
+        {
+            return Err(Refusal::Expired(expires_at));
+        }
+        let rate = match entry.rate_limit {
+            None => None,
+            Some(limit) => {
+                let status = take_token(&entry, limit);
+                if status.retry_after_seconds > 0 {
+                    return Err(Refusal::RateLimited(status));
+                }
+                Some(status)
+            }
+        };
+        // Written only when the second changes: at most once a second per credential.
+        let seconds = now.unix_seconds();
+        if entry.last_used.load(Ordering::Relaxed) < seconds
+            && entry.last_used.fetch_max(seconds, Ordering::Relaxed) < seconds
+        {
+            self.usage.record(entry.id, now, client_ip);
+        }
+        Ok(Verified {
+            credential: entry,
+            rate,
+        })
+    }
+}
+
+/// One GCRA step on the credential's shared state.
+fn take_token(entry: &CachedCredential, limit: RateLimit) -> RateStatus {
+    let now = clock::monotonic_nanos();
+    let mut tat = entry.tat.load(Ordering::Relaxed);
+    loop {
+        let decision = limit.decide(tat, now);
+        let status = RateStatus {
+            limit,
+            remaining: decision.remaining,
+            reset_seconds: ceil_seconds(decision.reset_nanos),
+            retry_after_seconds: ceil_seconds(decision.retry_after_nanos),
+        };
+        if !decision.allowed {
+            return status;
+        }
+        match entry.tat.compare_exchange_weak(
+            tat,
+            decision.new_tat,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return status,
+            Err(current) => tat = current,
+        }
+    }
+}
