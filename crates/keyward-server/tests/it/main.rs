@@ -12,3 +12,4 @@ mod matrix;
 mod projects;
 mod storage;
 mod tokens;
+mod verification;
