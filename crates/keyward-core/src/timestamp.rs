@@ -51,11 +51,45 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The RFC 3339 form, `YYYY-MM-DDTHH:MM:SSZ`, written without allocating: every API
+    /// answer carries a few of these.
+    fn rfc3339(self) -> [u8; 20] {
+        let days = self.0.div_euclid(86_400);
+        let secs = self.0.rem_euclid(86_400);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let mut out = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, value: i64, width: usize| {
+            let mut value = value;
+            for i in (0..width).rev() {
+                out[at + i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, month, 2);
+        put(8, day, 2);
+        put(11, secs / 3600, 2);
+        put(14, secs % 3600 / 60, 2);
+        put(17, secs % 60, 2);
+        out
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let datetime = OffsetDateTime::from_unix_timestamp(self.0).map_err(|_| fmt::Error)?;
-        let text = datetime.format(&Rfc3339).map_err(|_| fmt::Error)?;
-        f.write_str(&text)
+        let text = self.rfc3339();
+        // Only ASCII digits and separators were written.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -106,6 +140,21 @@ mod tests {
             serde_json::to_string(&json).unwrap(),
             "\"2030-01-31T12:00:00Z\""
         );
+    }
+
+    #[test]
+    fn formatting_agrees_with_the_time_crate_everywhere() {
+        // Leap years, century rules, month ends, the epoch and the last supported second.
+        let mut samples = vec![0, 951_782_400, 951_868_799, 4_107_542_400, LATEST];
+        samples.extend((0..2_000).map(|n| n * 126_230_400 + n * 7_919));
+        for seconds in samples.into_iter().filter(|s| (0..=LATEST).contains(s)) {
+            let ours = Timestamp::from_unix_seconds(seconds).to_string();
+            let theirs = OffsetDateTime::from_unix_timestamp(seconds)
+                .unwrap()
+                .format(&Rfc3339)
+                .unwrap();
+            assert_eq!(ours, theirs, "{seconds}");
+        }
     }
 
     #[test]

@@ -53,14 +53,24 @@ impl Default for Config {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach. Cloned for every request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The state behind [`AppState`].
+pub struct Shared {
     pub store: Arc<dyn Store>,
-    pub config: Arc<Config>,
+    pub config: Config,
     pub usage: Arc<UsageRecorder>,
     pub verifier: Arc<Verifier>,
     pub metrics: Arc<Metrics>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -75,13 +85,13 @@ impl AppState {
             usage.clone(),
             metrics.clone(),
         ));
-        Self {
+        Self(Arc::new(Shared {
             store,
-            config: Arc::new(config),
+            config,
             usage,
             verifier,
             metrics,
-        }
+        }))
     }
 
     /// Writes pending last-use times in one batch, and counts it.
@@ -95,24 +105,33 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application: the API and the dashboard, timed for `/metrics`.
+/// The whole HTTP application: the API and the dashboard.
 pub fn app(state: AppState) -> Router {
-    api::router(state.clone())
+    api::router()
         .merge(web::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            time_request,
+            every_request,
         ))
         .with_state(state)
 }
 
-async fn time_request(
+/// Around every request: time it for `/metrics`, add the credential's rate-limit headers,
+/// and mark API answers (per credential, some carrying a key) `Cache-Control: no-store`.
+async fn every_request(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let api = request.uri().path().starts_with("/v1/");
+    let mut response = auth::with_rate_limit_headers(next.run(request)).await;
+    if api {
+        response.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
     state.metrics.request(started.elapsed());
     response
 }

@@ -1,5 +1,6 @@
 //! `GET /v1/me`: what the presented credential is, so a user can check a key.
 
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use keyward_core::{CredentialId, CredentialKind, OrganizationId, ProjectId, ScopeSet, Timestamp};
 use serde::Serialize;
@@ -13,10 +14,10 @@ pub fn router() -> ApiRoutes {
 }
 
 #[derive(Serialize)]
-struct CurrentCredential {
+struct CurrentCredential<'a> {
     id: CredentialId,
     kind: CredentialKind,
-    name: String,
+    name: &'a str,
     organization_id: OrganizationId,
     project_id: Option<ProjectId>,
     scopes: ScopeSet,
@@ -25,15 +26,16 @@ struct CurrentCredential {
 }
 
 /// Needs no scope: any valid credential may describe itself.
-async fn show_current_credential(principal: Principal) -> ApiJson<CurrentCredential> {
+async fn show_current_credential(principal: Principal) -> Response {
     ApiJson(CurrentCredential {
         id: principal.credential_id,
         kind: principal.kind(),
-        name: principal.credential.name.to_string(),
+        name: &principal.credential.name,
         organization_id: principal.organization_id,
         project_id: principal.project_id,
         scopes: principal.scopes,
         created_at: principal.created_at,
         expires_at: principal.expires_at,
     })
+    .into_response()
 }

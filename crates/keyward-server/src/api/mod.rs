@@ -16,14 +16,13 @@ use std::any::Any;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::{AppState, auth};
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -74,32 +73,18 @@ pub fn paths() -> Vec<&'static str> {
     v1.paths.into_iter().chain(health.paths).collect()
 }
 
-/// The API. Every `/v1` route is behind Bearer authentication; health and metrics are open.
-pub fn router(state: AppState) -> Router<AppState> {
+/// The API. Every `/v1` handler starts with Bearer authentication (the `Principal`
+/// extractor); health and metrics are open.
+pub fn router() -> Router<AppState> {
     let (v1, open) = routes();
-    let v1 = v1
-        .router
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            auth::authenticate,
-        ))
-        .layer(axum::middleware::map_response(no_store));
     Router::new()
-        .merge(v1)
+        .merge(v1.router)
         .merge(open.router)
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
-}
-
-/// API answers are per credential and may carry a key: no cache may keep them.
-async fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 async fn no_such_endpoint() -> ApiError {

@@ -1,8 +1,8 @@
 //! Bearer authentication: who is calling, and may they do this?
 //!
-//! A middleware on every `/v1` route takes `Authorization: Bearer <key>`, verifies it through
-//! the [`Verifier`] (memory first, the database only on a miss) and hands the handler a
-//! [`Principal`]. Unknown and revoked keys get the same answer, so the response never tells
+//! The [`Principal`] extractor, first in every `/v1` handler, takes `Authorization: Bearer
+//! <key>` and verifies it through the [`Verifier`] (memory first, the database only on a
+//! miss). Unknown and revoked keys get the same answer, so the response never tells
 //! whether a key ever existed. Revocation invalidates the cache before its response is sent,
 //! so the very next request with the key is refused.
 
@@ -11,14 +11,14 @@ pub mod clock;
 mod usage;
 mod verifier;
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use keyward_core::{
     CredentialId, CredentialKind, OrganizationId, ProjectId, Scope, ScopeSet, Timestamp,
 };
@@ -78,44 +78,45 @@ impl Principal {
     }
 }
 
-/// Handlers take the principal the middleware verified.
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
+tokio::task_local! {
+    /// The rate-limit state of the request's credential, for the response headers.
+    static RATE: Cell<Option<RateStatus>>;
+}
+
+/// Authenticates the request: the first extractor of every `/v1` handler, so nothing is read
+/// or parsed for a caller who has no valid credential.
+impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = bearer_token(&parts.headers)?;
+        let client_ip = parts
             .extensions
-            .get::<Principal>()
-            .cloned()
-            .ok_or(ApiError::MissingCredentials)
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        let Verified { credential, rate } =
+            state.verifier.verify(presented, client_ip, None).await?;
+        if let Some(rate) = rate {
+            // Outside `with_rate_limit_headers` (in tests of handlers alone) there is no
+            // response to add headers to.
+            let _ = RATE.try_with(|slot| slot.set(Some(rate)));
+        }
+        Ok(Principal::new(credential))
     }
 }
 
-/// The middleware of every `/v1` route.
-pub async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let client_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    let verified = match bearer_token(request.headers()) {
-        Ok(presented) => state.verifier.verify(presented, client_ip, None).await,
-        Err(error) => return error.into_response(),
-    };
-    match verified {
-        Ok(Verified { credential, rate }) => {
-            request.extensions_mut().insert(Principal::new(credential));
-            let mut response = next.run(request).await;
-            if let Some(rate) = rate {
-                add_rate_limit_headers(response.headers_mut(), &rate);
-            }
-            response
-        }
-        Err(refusal) => ApiError::from(refusal).into_response(),
+/// Runs a request so that the credential's rate-limit state reaches its response headers.
+pub async fn with_rate_limit_headers(response: impl Future<Output = Response>) -> Response {
+    let (mut response, rate) = RATE
+        .scope(Cell::new(None), async {
+            let response = response.await;
+            (response, RATE.with(Cell::get))
+        })
+        .await;
+    if let Some(rate) = rate {
+        add_rate_limit_headers(response.headers_mut(), &rate);
     }
+    response
 }
 
 /// `RateLimit-Policy` and `RateLimit` as draft-ietf-httpapi-ratelimit-headers-10 defines

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Load test on 127.0.0.1: the same wrk run, interleaved, against GET /healthz (no key),
+# GET /v1/me (a key answered from the verification cache) and POST /v1/keys/verify.
+# Prints requests/s, p50 and p99 of each, the ratios to /healthz, and the database writes
+# made during the runs (which must all be last-use flush batches).
+#
+#   bench/load.sh                     # 3 rounds of 10 s each per target
+#   DURATION=30s ROUNDS=5 bench/load.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-1}
+
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+cargo build --release --quiet --bin keyward
+bin=target/release/keyward
+
+work=$(mktemp -d)
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+db="sqlite://$work/keyward.db"
+
+"$bin" serve --listen 127.0.0.1:0 --database-url "$db" --log warn,keyward::serve=info \
+  2>"$work/serve.log" &
+server=$!
+for _ in $(seq 100); do
+  grep -q "listening on" "$work/serve.log" 2>/dev/null && break
+  sleep 0.1
+done
+url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/serve.log" | head -1)
+[ -n "$url" ] || { echo "the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+key=$("$bin" bootstrap --org Load --email load@example.com --json --database-url "$db" \
+  | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+
+cat >"$work/verify.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"key":"$key"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $key"
+LUA
+
+metric() { curl -s "$url/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
+
+# Warm the cache and the connections once.
+curl -sf -o /dev/null -H "Authorization: Bearer $key" "$url/v1/me"
+curl -sf -o /dev/null -H "Authorization: Bearer $key" -H "Content-Type: application/json" \
+  -d "{\"key\":\"$key\"}" "$url/v1/keys/verify"
+
+writes_before=$(metric keyward_store_write_transactions_total)
+flushes_before=$(metric keyward_last_used_flush_batches_total)
+
+# Prints "requests_per_second p50_us p99_us" for one wrk run.
+run() {
+  local output
+  output=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
+  echo "$output" | awk '
+    function micros(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v * 1000 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000000 }
+      return v
+    }
+    $1 == "50%" { p50 = micros($2) }
+    $1 == "99%" { p99 = micros($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    $1 == "Non-2xx" { bad = $NF }
+    END { if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%s %s %s\n", rps, p50, p99 }'
+}
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, interleaved, against $url"
+: >"$work/results"
+for round in $(seq "$ROUNDS"); do
+  echo "healthz $(run "$url/healthz")" >>"$work/results"
+  echo "me $(run -H "Authorization: Bearer $key" "$url/v1/me")" >>"$work/results"
+  echo "verify $(run -s "$work/verify.lua" "$url/v1/keys/verify")" >>"$work/results"
+  echo "  round $round done"
+done
+
+writes_after=$(metric keyward_store_write_transactions_total)
+flushes_after=$(metric keyward_last_used_flush_batches_total)
+
+awk '
+  { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4 }
+  END {
+    printf "\n%-28s %12s %10s %10s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs"
+    split("healthz me verify", order, " ")
+    label["healthz"] = "GET /healthz (no key)"
+    label["me"] = "GET /v1/me (cached key)"
+    label["verify"] = "POST /v1/keys/verify"
+    for (i = 1; i <= 3; i++) {
+      t = order[i]
+      printf "%-28s %12.0f %10.1f %10.1f\n", label[t], rps[t]/n[t], p50[t]/n[t], p99[t]/n[t]
+    }
+    base_rps = rps["healthz"]/n["healthz"]; base_p99 = p99["healthz"]/n["healthz"]
+    printf "\n/v1/me: throughput %.3f x /healthz, p99 %.2f x\n", (rps["me"]/n["me"])/base_rps, (p99["me"]/n["me"])/base_p99
+    printf "/v1/keys/verify: throughput %.3f x /healthz, p99 %.2f x\n", (rps["verify"]/n["verify"])/base_rps, (p99["verify"]/n["verify"])/base_p99
+  }' "$work/results"
+
+echo
+echo "database writes during the runs: $((writes_after - writes_before)) transactions, of which last-use flush batches: $((flushes_after - flushes_before))"

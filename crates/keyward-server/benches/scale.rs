@@ -1,0 +1,177 @@
+//! Keyward at scale: a SQLite database with `KEYWARD_SCALE_KEYS` keys (one million by
+//! default), the median latency of a cold verification (a cache miss, so one indexed read),
+//! and the memory a cache holding every key takes.
+//!
+//! `bench/scale.sh` runs it: `cargo bench -p keyward-server --bench scale`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use keyward_core::{
+    Brand, CredentialId, CredentialKind, Email, KeyDigest, Name, OrganizationId, PlaintextKey,
+    ScopeSet, Timestamp, UserId,
+};
+use keyward_server::auth::{UsageRecorder, VerificationCache, Verifier};
+use keyward_server::metrics::Metrics;
+use keyward_store::{CredentialRecord, NewOrganization, NewOwner};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+const SAMPLES: usize = 2_000;
+const BATCH: usize = 20_000;
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; there is nothing to filter here.
+    let keys: usize = std::env::var("KEYWARD_SCALE_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(run(keys));
+}
+
+async fn run(keys: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scale.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = keyward_store::open(&url).await.unwrap();
+    let organization = OrganizationId::generate();
+    let owner = UserId::generate();
+    store
+        .create_organization(
+            NewOrganization {
+                id: organization,
+                name: Name::parse("Scale").unwrap(),
+                created_at: Timestamp::now(),
+            },
+            NewOwner::Create {
+                id: owner,
+                email: Email::parse("scale@example.com").unwrap(),
+                password_hash: "unused".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+
+    // Seed straight into the table, in large transactions.
+    let started = Instant::now();
+    let mut connection = SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    let scopes = ScopeSet::parse_names(&["instances:read", "projects:read"]).unwrap();
+    let stride = (keys / SAMPLES).max(1);
+    let mut samples = Vec::with_capacity(SAMPLES);
+    let now = Timestamp::now().unix_seconds();
+    for batch_start in (0..keys).step_by(BATCH) {
+        let mut tx = connection.begin().await.unwrap();
+        for n in batch_start..(batch_start + BATCH).min(keys) {
+            let key = PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey).unwrap();
+            sqlx::query(
+                "INSERT INTO credentials (id, kind, organization_id, name, secret_sha256, hint, \
+                 scopes, created_at, created_by_user) VALUES (?1, 'api_key', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(CredentialId::generate(CredentialKind::ApiKey).as_uuid())
+            .bind(organization.as_uuid())
+            .bind(format!("key {n}"))
+            .bind(key.digest().as_bytes().to_vec())
+            .bind(key.hint())
+            .bind(scopes.to_storage())
+            .bind(now)
+            .bind(owner.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            if n % stride == 0 && samples.len() < SAMPLES {
+                samples.push(key.expose_secret().to_owned());
+            }
+        }
+        tx.commit().await.unwrap();
+    }
+    drop(connection);
+    let seeded = started.elapsed();
+    println!(
+        "keys: {keys} in SQLite, seeded in {:.1} s",
+        seeded.as_secs_f64()
+    );
+
+    // Cold verification: every sampled key is a cache miss, so one indexed read each.
+    let verifier = Verifier::new(
+        store.clone(),
+        Brand::default(),
+        3600,
+        Arc::new(UsageRecorder::default()),
+        Arc::new(Metrics::default()),
+    );
+    let lookups_before = store.stats().credential_lookups;
+    let mut micros = Vec::with_capacity(samples.len());
+    for key in &samples {
+        let started = Instant::now();
+        let verified = verifier.verify(key, None, None).await;
+        micros.push(started.elapsed().as_secs_f64() * 1e6);
+        assert!(verified.is_ok(), "a seeded key verifies");
+    }
+    assert_eq!(
+        store.stats().credential_lookups - lookups_before,
+        samples.len() as u64,
+        "each sample was a miss"
+    );
+    micros.sort_by(f64::total_cmp);
+    println!(
+        "cold verification (cache miss, one SQLite read), {} keys: median {:.1} µs, p99 {:.1} µs",
+        micros.len(),
+        percentile(&micros, 0.5),
+        percentile(&micros, 0.99)
+    );
+    drop(verifier);
+
+    // Memory: a cache holding every key.
+    let cache = VerificationCache::new(3600);
+    let before = resident_bytes();
+    let created = Timestamp::now();
+    for n in 0..keys {
+        cache.insert(
+            CredentialRecord {
+                id: CredentialId::generate(CredentialKind::ApiKey),
+                digest: KeyDigest::of(&format!("{n}")),
+                organization_id: organization,
+                project_id: None,
+                name: Name::from_trusted(format!("key {n}")),
+                hint: String::new(),
+                scopes,
+                created_at: created,
+                expires_at: None,
+                revoked_at: None,
+                last_used_at: None,
+                rate_limit: None,
+                created_by_user: Some(owner),
+            },
+            created,
+        );
+    }
+    let after = resident_bytes();
+    assert_eq!(cache.entries(), keys);
+    println!(
+        "cache: {} entries, {:.1} MiB resident, {:.0} bytes per entry",
+        cache.entries(),
+        (after - before) as f64 / (1024.0 * 1024.0),
+        (after - before) as f64 / keys as f64
+    );
+    store.close().await;
+}

@@ -1,0 +1,84 @@
+//! The floor and the hot path: `sha256_key` hashes one key (what any verification must do at
+//! least), `verify_cached` runs the whole in-memory verification of a cached key: format and
+//! checksum, SHA-256, cache look-up, revoked / expired / rate-limit checks, last use.
+//!
+//! `cargo bench -p keyward-server --bench verify`
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use keyward_core::{
+    Brand, CredentialId, CredentialKind, Email, KeyDigest, Name, OrganizationId, PlaintextKey,
+    ScopeSet, Timestamp, UserId,
+};
+use keyward_server::auth::{UsageRecorder, Verifier};
+use keyward_server::metrics::Metrics;
+use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner};
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let key = PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey).unwrap();
+    let presented = key.expose_secret().to_owned();
+    let verifier = runtime.block_on(async {
+        let store = keyward_store::open(&url).await.unwrap();
+        let organization = OrganizationId::generate();
+        let owner = UserId::generate();
+        store
+            .create_organization(
+                NewOrganization {
+                    id: organization,
+                    name: Name::parse("Bench").unwrap(),
+                    created_at: Timestamp::now(),
+                },
+                NewOwner::Create {
+                    id: owner,
+                    email: Email::parse("bench@example.com").unwrap(),
+                    password_hash: "unused".into(),
+                },
+                Some(NewCredential {
+                    id: CredentialId::generate(CredentialKind::ApiKey),
+                    organization_id: organization,
+                    project_id: None,
+                    name: Name::parse("bench").unwrap(),
+                    digest: key.digest(),
+                    hint: key.hint(),
+                    scopes: ScopeSet::all(),
+                    created_at: Timestamp::now(),
+                    expires_at: Some(Timestamp::now().plus_seconds(3600)),
+                    rate_limit: None,
+                    created_by: Creator::User(owner),
+                }),
+            )
+            .await
+            .unwrap();
+        let verifier = Arc::new(Verifier::new(
+            store,
+            Brand::default(),
+            3600,
+            Arc::new(UsageRecorder::default()),
+            Arc::new(Metrics::default()),
+        ));
+        assert!(
+            verifier.verify(&presented, None, None).await.is_ok(),
+            "warm the cache"
+        );
+        verifier
+    });
+
+    c.bench_function("sha256_key", |b| {
+        b.iter(|| KeyDigest::of(black_box(presented.as_str())))
+    });
+    c.bench_function("verify_cached", |b| {
+        b.iter(|| {
+            let outcome = verifier.verify_cached(black_box(presented.as_str()), None, None);
+            assert!(matches!(outcome, Some(Ok(_))));
+            outcome
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
