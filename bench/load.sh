@@ -53,11 +53,17 @@ curl -sf -o /dev/null -H "Authorization: Bearer $key" -H "Content-Type: applicat
 writes_before=$(metric keyward_store_write_transactions_total)
 flushes_before=$(metric keyward_last_used_flush_batches_total)
 
-# Prints "requests_per_second p50_us p99_us" for one wrk run.
+# The server's CPU time so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
+
+# Prints "requests_per_second p50_us p99_us server_cpu_us_per_request" for one wrk run.
 run() {
-  local output
+  local output before after
+  before=$(cpu_ticks)
   output=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
-  echo "$output" | awk '
+  after=$(cpu_ticks)
+  echo "$output" | awk -v ticks=$((after - before)) -v hz="$ticks_per_second" '
     function micros(v) {
       if (v ~ /us$/) { sub(/us$/, "", v); return v }
       if (v ~ /ms$/) { sub(/ms$/, "", v); return v * 1000 }
@@ -67,8 +73,12 @@ run() {
     $1 == "50%" { p50 = micros($2) }
     $1 == "99%" { p99 = micros($2) }
     $1 == "Requests/sec:" { rps = $2 }
+    $2 == "requests" && $3 == "in" { requests = $1 }
     $1 == "Non-2xx" { bad = $NF }
-    END { if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%s %s %s\n", rps, p50, p99 }'
+    END {
+      if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
+      printf "%s %s %s %.2f\n", rps, p50, p99, ticks / hz * 1000000 / requests
+    }'
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, interleaved, against $url"
@@ -84,16 +94,16 @@ writes_after=$(metric keyward_store_write_transactions_total)
 flushes_after=$(metric keyward_last_used_flush_batches_total)
 
 awk '
-  { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4 }
+  { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; cpu[$1] += $5 }
   END {
-    printf "\n%-28s %12s %10s %10s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs"
+    printf "\n%-28s %10s %9s %9s %16s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs", "server CPU µs/req"
     split("healthz me verify", order, " ")
     label["healthz"] = "GET /healthz (no key)"
     label["me"] = "GET /v1/me (cached key)"
     label["verify"] = "POST /v1/keys/verify"
     for (i = 1; i <= 3; i++) {
       t = order[i]
-      printf "%-28s %12.0f %10.1f %10.1f\n", label[t], rps[t]/n[t], p50[t]/n[t], p99[t]/n[t]
+      printf "%-28s %10.0f %9.1f %9.1f %16.1f\n", label[t], rps[t]/n[t], p50[t]/n[t], p99[t]/n[t], cpu[t]/n[t]
     }
     base_rps = rps["healthz"]/n["healthz"]; base_p99 = p99["healthz"]/n["healthz"]
     printf "\n/v1/me: throughput %.3f x /healthz, p99 %.2f x\n", (rps["me"]/n["me"])/base_rps, (p99["me"]/n["me"])/base_p99

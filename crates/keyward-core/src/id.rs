@@ -21,17 +21,28 @@ pub struct IdError {
     pub expected: &'static str,
 }
 
-fn encode(uuid: Uuid, prefix: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// Writes `prefix_` and the 26 base32 characters of `uuid` into `out`, returning the text.
+fn encode_into<'a>(uuid: Uuid, prefix: &str, out: &'a mut [u8; 40]) -> &'a str {
     let value = uuid.as_u128();
-    let mut out = [0u8; ENCODED_LEN];
-    for (i, slot) in out.iter_mut().enumerate() {
+    let prefix_len = prefix.len().min(out.len() - ENCODED_LEN - 1);
+    out[..prefix_len].copy_from_slice(&prefix.as_bytes()[..prefix_len]);
+    out[prefix_len] = b'_';
+    let encoded = &mut out[prefix_len + 1..prefix_len + 1 + ENCODED_LEN];
+    for (i, slot) in encoded.iter_mut().enumerate() {
         let shift = 125 - 5 * i;
         *slot = ALPHABET[((value >> shift) & 31) as usize];
     }
-    f.write_str(prefix)?;
-    f.write_str("_")?;
-    // The alphabet is ASCII, so this cannot fail.
-    f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    // Prefixes are ASCII by construction and so is the alphabet.
+    std::str::from_utf8(&out[..prefix_len + 1 + ENCODED_LEN]).unwrap_or_default()
+}
+
+fn encode(uuid: Uuid, prefix: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str(encode_into(uuid, prefix, &mut [0; 40]))
+}
+
+/// Serializes an id as one string, without going through `fmt`: ids are in every answer.
+fn serialize_id<S: Serializer>(uuid: Uuid, prefix: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(encode_into(uuid, prefix, &mut [0; 40]))
 }
 
 fn decode(encoded: &str) -> Option<Uuid> {
@@ -106,7 +117,7 @@ macro_rules! typed_id {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
+                serialize_id(self.0, $prefix, serializer)
             }
         }
 
@@ -198,7 +209,7 @@ impl fmt::Debug for CredentialId {
 
 impl Serialize for CredentialId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serialize_id(self.uuid, Self::prefix(self.kind), serializer)
     }
 }
 

@@ -101,7 +101,8 @@ impl fmt::Debug for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let text = self.rfc3339();
+        serializer.serialize_str(std::str::from_utf8(&text).unwrap_or_default())
     }
 }
 

@@ -2,11 +2,16 @@
 //! least), `verify_cached` runs the whole in-memory verification of a cached key: format and
 //! checksum, SHA-256, cache look-up, revoked / expired / rate-limit checks, last use.
 //!
+//! `app_healthz` and `app_me` run whole requests through the router in process (no sockets):
+//! what authentication adds to a request, without the kernel's share or its noise.
+//!
 //! `cargo bench -p keyward-server --bench verify`
 
 use std::hint::black_box;
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
 use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, KeyDigest, Name, OrganizationId, PlaintextKey,
@@ -14,7 +19,9 @@ use keyward_core::{
 };
 use keyward_server::auth::{UsageRecorder, Verifier};
 use keyward_server::metrics::Metrics;
+use keyward_server::{AppState, Config};
 use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner};
+use tower::ServiceExt;
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -22,7 +29,7 @@ fn bench(c: &mut Criterion) {
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let key = PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey).unwrap();
     let presented = key.expose_secret().to_owned();
-    let verifier = runtime.block_on(async {
+    let (verifier, store) = runtime.block_on(async {
         let store = keyward_store::open(&url).await.unwrap();
         let organization = OrganizationId::generate();
         let owner = UserId::generate();
@@ -55,7 +62,7 @@ fn bench(c: &mut Criterion) {
             .await
             .unwrap();
         let verifier = Arc::new(Verifier::new(
-            store,
+            store.clone(),
             Brand::default(),
             3600,
             Arc::new(UsageRecorder::default()),
@@ -65,7 +72,7 @@ fn bench(c: &mut Criterion) {
             verifier.verify(&presented, None, None).await.is_ok(),
             "warm the cache"
         );
-        verifier
+        (verifier, store)
     });
 
     c.bench_function("sha256_key", |b| {
@@ -76,6 +83,43 @@ fn bench(c: &mut Criterion) {
             let outcome = verifier.verify_cached(black_box(presented.as_str()), None, None);
             assert!(matches!(outcome, Some(Ok(_))));
             outcome
+        })
+    });
+
+    let app = keyward_server::app(AppState::new(store, Config::default()));
+    let request = |path: &str, key: Option<&str>| {
+        let mut builder = Request::get(path);
+        if let Some(key) = key {
+            builder = builder.header("authorization", format!("Bearer {key}"));
+        }
+        builder.body(Body::empty()).unwrap()
+    };
+    let status = runtime.block_on(app.clone().oneshot(request("/v1/me", Some(&presented))));
+    assert_eq!(status.unwrap().status(), 200, "warm the app's own cache");
+    c.bench_function("app_healthz", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let response = app
+                .clone()
+                .oneshot(request("/healthz", None))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap()
+        })
+    });
+    c.bench_function("app_me", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let response = app
+                .clone()
+                .oneshot(request("/v1/me", Some(&presented)))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap()
         })
     });
 }

@@ -2,6 +2,7 @@
 //! path gets the same problem+json answer as every other error.
 
 use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -13,8 +14,20 @@ use crate::error::ApiError;
 pub struct ApiJson<T>(pub T);
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
+    /// Serializes into one buffer big enough for most answers, so it rarely grows.
     fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
+        let mut body = Vec::with_capacity(1024);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(error) => crate::error::ApiError::internal(error).into_response(),
+        }
     }
 }
 

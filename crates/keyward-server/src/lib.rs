@@ -116,8 +116,9 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Around every request: time it for `/metrics`, add the credential's rate-limit headers,
-/// and mark API answers (per credential, some carrying a key) `Cache-Control: no-store`.
+/// Around every request: time it for `/metrics` (and the debug log), add the credential's
+/// rate-limit headers, and mark API answers (per credential, some carrying a key)
+/// `Cache-Control: no-store`.
 async fn every_request(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
@@ -125,6 +126,9 @@ async fn every_request(
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
     let api = request.uri().path().starts_with("/v1/");
+    // Paths never hold secrets (keys travel in headers and bodies only), so they may be logged.
+    let logged = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (request.method().clone(), request.uri().path().to_owned()));
     let mut response = auth::with_rate_limit_headers(next.run(request)).await;
     if api {
         response.headers_mut().insert(
@@ -132,7 +136,11 @@ async fn every_request(
             axum::http::HeaderValue::from_static("no-store"),
         );
     }
-    state.metrics.request(started.elapsed());
+    let elapsed = started.elapsed();
+    state.metrics.request(elapsed);
+    if let Some((method, path)) = logged {
+        tracing::debug!(%method, %path, status = response.status().as_u16(), ?elapsed, "request");
+    }
     response
 }
 
