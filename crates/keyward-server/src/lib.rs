@@ -153,6 +153,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stopped));
+    let follower = state
+        .store
+        .invalidations()
+        .map(|changes| tokio::spawn(follow_other_nodes(state.clone(), changes)));
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
@@ -161,10 +165,32 @@ pub async fn serve(
     // whatever the last requests recorded.
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     if let Err(error) = state.flush_usage().await {
         tracing::error!(%error, "could not write last-use times at shutdown");
     }
     served
+}
+
+/// Applies other nodes' changes to this node's verification cache: a revoked key is
+/// forgotten as soon as its notification arrives; when notifications may have been lost, the
+/// whole cache is.
+async fn follow_other_nodes(
+    state: AppState,
+    mut changes: tokio::sync::broadcast::Receiver<keyward_store::Invalidation>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match changes.recv().await {
+            Ok(keyward_store::Invalidation::Forget(digest)) => state.verifier.invalidate(&digest),
+            Ok(keyward_store::Invalidation::ForgetAll) | Err(RecvError::Lagged(_)) => {
+                state.verifier.cache().clear();
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 async fn flush_usage_periodically(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {

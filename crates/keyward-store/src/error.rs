@@ -32,12 +32,22 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
+        match &error {
             sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
-            other => StoreError::Database(other),
+            // PostgreSQL's connection exceptions (class 08) and shutdowns (57P01–57P03).
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")) =>
+            {
+                StoreError::Unavailable(error)
+            }
+            _ => StoreError::Database(error),
         }
     }
 }

@@ -7,7 +7,9 @@
 
 mod error;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,6 +34,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Closes every connection, waiting for those in use. Call once, at shutdown.
     async fn close(&self);
+
+    /// Changes other nodes made that this node's verification cache must follow; `None` for
+    /// a store that only one node uses.
+    fn invalidations(&self) -> Option<tokio::sync::broadcast::Receiver<Invalidation>> {
+        None
+    }
 
     /// Creates an organization, makes `owner` its owner (creating the user if asked) and
     /// stores its first credential if one is given, all in one transaction.
@@ -220,6 +228,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
+/// What a node's verification cache must forget because another node changed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// The credential with this digest changed (revoked, rate limit, project deleted).
+    Forget(KeyDigest),
+    /// Notifications may have been missed: forget everything.
+    ForgetAll,
+}
+
 /// One credential's latest use, as flushed from memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageUpdate {
@@ -230,11 +247,13 @@ pub struct UsageUpdate {
 
 /// Opens the store a database URL names, creating and migrating it as needed.
 ///
-/// `sqlite://PATH` (or `sqlite:PATH`) is the embedded default.
+/// `sqlite://PATH` (or `sqlite:PATH`) is the embedded default; `postgres://…` (or
+/// `postgresql://…`) serves several nodes.
 pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if database_url.starts_with("sqlite:") {
-        let store = sqlite::SqliteStore::open(database_url).await?;
-        Ok(Arc::new(store))
+        Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(database_url).await?))
     } else {
         Err(StoreError::UnsupportedUrl)
     }

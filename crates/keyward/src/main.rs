@@ -30,7 +30,8 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 struct DatabaseArgs {
     /// The database: `sqlite://PATH` for the embedded default (the file and its directory
-    /// are created on first start).
+    /// are created on first start), or `postgres://USER@HOST/DATABASE` for several nodes
+    /// sharing one PostgreSQL.
     #[arg(
         long,
         env = "KEYWARD_DATABASE_URL",

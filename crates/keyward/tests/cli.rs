@@ -50,9 +50,13 @@ struct Server {
 
 impl Server {
     fn start(dir: &TempDir, extra: &[&str]) -> Self {
+        Self::start_on(&database_url(dir), dir, extra)
+    }
+
+    fn start_on(url: &str, dir: &TempDir, extra: &[&str]) -> Self {
         let mut child = keyward()
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
-            .arg(database_url(dir))
+            .arg(url)
             .args(extra)
             .current_dir(dir.path())
             .stdout(Stdio::null())
@@ -331,5 +335,134 @@ async fn the_quick_start_works_and_sigterm_stops_gracefully() {
         .unwrap()
         .unwrap();
     assert!(stored.last_used_at.is_some());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_share_revocations_sessions_and_last_use() {
+    let Some(cluster) =
+        keyward_store::testing::TempPostgres::start().unwrap_or_else(|error| panic!("{error}"))
+    else {
+        return;
+    };
+    let url = cluster.create_database().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Server::start_on(&url, &dir, &["--last-used-flush-seconds", "3600"]);
+    let mut b = Server::start_on(&url, &dir, &["--last-used-flush-seconds", "3600"]);
+    let admin = bootstrap_json(&url, "Acme", "ada@example.com");
+    let admin_key = admin["key"].as_str().unwrap();
+    let client = reqwest::Client::new();
+
+    let created: Value = client
+        .post(a.url("/v1/api-keys"))
+        .bearer_auth(admin_key)
+        .json(&serde_json::json!({ "name": "Shared", "scopes": ["instances:read"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    for node in [&a, &b] {
+        let status = client
+            .get(node.url("/v1/me"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "warm on every node");
+    }
+
+    // Revoked through A: B refuses it within a second, without waiting for its cache to age.
+    let revoked = client
+        .delete(a.url(&format!("/v1/api-keys/{id}")))
+        .bearer_auth(admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    let revoked_at = Instant::now();
+    loop {
+        let status = client
+            .get(b.url("/v1/me"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "node B still accepts the key a second after its revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // A dashboard session made on A works on B.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login_page = http.get(a.url("/login")).send().await.unwrap();
+    let csrf_cookie = login_page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let csrf = csrf_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let password = admin["password"].as_str().unwrap();
+    let signed_in = http
+        .post(a.url("/login"))
+        .header("cookie", format!("keyward_csrf={csrf}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        // The CSRF token and the generated password are letters and digits only.
+        .body(format!(
+            "csrf_token={csrf}&email=ada%40example.com&password={password}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = http
+        .get(b.url("/settings/api-keys"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "node B knows the session node A made");
+
+    // Last use recorded on both nodes reaches the database when they stop.
+    let (status_a, _) = a.terminate();
+    let (status_b, _) = b.terminate();
+    assert!(status_a.success() && status_b.success());
+    let store = keyward_store::open(&url).await.unwrap();
+    let organization = OrganizationId::parse(admin["organization_id"].as_str().unwrap()).unwrap();
+    let shared = CredentialId::parse(&id, CredentialKind::ApiKey).unwrap();
+    let stored = store
+        .get_credential(organization, shared)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.last_used_at.is_some());
+    assert!(stored.revoked_at.is_some());
     store.close().await;
 }

@@ -253,6 +253,19 @@ impl VerificationCache {
             .remove(&key);
     }
 
+    /// Forgets everything (when notifications from other nodes may have been missed).
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        for shard in self.shards.iter() {
+            shard.write().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        self.negatives.store(0, Ordering::Relaxed);
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Drops entries past their age, so memory follows the keys in use.
     pub fn sweep(&self, now: Timestamp) {
         let now = now.unix_seconds();

@@ -73,9 +73,23 @@ impl TestApp {
         Self::spawn_inner(config, false).await
     }
 
+    /// A server on the database at `url` (PostgreSQL, for these tests).
+    pub async fn spawn_on(url: &str) -> Self {
+        Self::spawn_inner_on(Config::default(), true, Some(url.to_owned())).await
+    }
+
     async fn spawn_inner(config: Config, public_url_is_address: bool) -> Self {
+        Self::spawn_inner_on(config, public_url_is_address, None).await
+    }
+
+    async fn spawn_inner_on(
+        config: Config,
+        public_url_is_address: bool,
+        database: Option<String>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+        let url = database
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("keyward.db").display()));
         let store = keyward_store::open(&url).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

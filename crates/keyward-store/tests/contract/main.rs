@@ -3,15 +3,17 @@
 mod credentials;
 mod organizations;
 mod people;
+mod postgres_specific;
 mod resources;
 mod sqlite_specific;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, Name, OrganizationId, PlaintextKey, ProjectId,
     ScopeSet, Timestamp, UserId,
 };
+use keyward_store::testing::TempPostgres;
 use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner, Store};
 use tempfile::TempDir;
 
@@ -22,7 +24,26 @@ pub struct TestDb {
     _dir: TempDir,
 }
 
+/// One PostgreSQL cluster for the whole test binary; each test gets its own database in it.
+/// `None` when PostgreSQL is not installed (and `KEYWARD_REQUIRE_ALL` is not set).
+pub fn cluster() -> Option<&'static TempPostgres> {
+    static CLUSTER: OnceLock<Option<TempPostgres>> = OnceLock::new();
+    CLUSTER
+        .get_or_init(|| TempPostgres::start().unwrap_or_else(|error| panic!("{error}")))
+        .as_ref()
+}
+
 impl TestDb {
+    pub async fn postgres() -> Option<Self> {
+        let url = cluster()?.create_database().await.unwrap();
+        let store = keyward_store::open(&url).await.unwrap();
+        Some(Self {
+            store,
+            url,
+            _dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
@@ -44,6 +65,16 @@ macro_rules! contract {
                 async fn $test() {
                     let db = crate::TestDb::sqlite().await;
                     crate::$module::$test(db.store.as_ref()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(db) = crate::TestDb::postgres().await else { return };
+                    crate::$module::$test(db.store.as_ref()).await;
+                    db.store.close().await;
                 }
             )*
         }

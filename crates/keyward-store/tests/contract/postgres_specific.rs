@@ -1,0 +1,113 @@
+//! What only the PostgreSQL backend has to show: its schema guards, its migrations, and the
+//! notifications that keep other nodes' caches honest.
+
+use std::time::Duration;
+
+use keyward_core::{RateLimit, Timestamp};
+use keyward_store::{CredentialChanges, Invalidation};
+use sqlx::Connection;
+
+use crate::{TestDb, organization};
+
+#[tokio::test]
+async fn the_schema_refuses_to_unrevoke_or_rewrite_a_digest() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (org, key) = organization(db.store.as_ref(), "Acme").await;
+    db.store
+        .revoke_credential(org, key, Timestamp::now())
+        .await
+        .unwrap();
+    let mut connection = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let unrevoke = sqlx::query("UPDATE credentials SET revoked_at = NULL")
+        .execute(&mut connection)
+        .await;
+    assert!(
+        unrevoke
+            .unwrap_err()
+            .to_string()
+            .contains("revocation is permanent")
+    );
+    let rewrite = sqlx::query("UPDATE credentials SET secret_sha256 = '\\x00'::bytea")
+        .execute(&mut connection)
+        .await;
+    assert!(rewrite.is_err());
+    connection.close().await.unwrap();
+    assert!(
+        db.store
+            .get_credential(org, key)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    db.store.close().await;
+}
+
+#[tokio::test]
+async fn migrations_run_once_even_when_nodes_start_together() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (a, b) = tokio::join!(keyward_store::open(&db.url), keyward_store::open(&db.url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut connection = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM keyward_migrations")
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(versions, [1]);
+    connection.close().await.unwrap();
+    for store in [a, b, db.store] {
+        store.close().await;
+    }
+}
+
+async fn next(receiver: &mut tokio::sync::broadcast::Receiver<Invalidation>) -> Invalidation {
+    tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .expect("a notification within 5 s")
+        .expect("the channel is open")
+}
+
+#[tokio::test]
+async fn changes_reach_every_node_as_notifications() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let other_node = keyward_store::open(&db.url).await.unwrap();
+    let mut received = other_node.invalidations().expect("PostgreSQL notifies");
+    // Listening has begun once the first ForgetAll arrives.
+    assert_eq!(next(&mut received).await, Invalidation::ForgetAll);
+
+    let (org, key) = organization(db.store.as_ref(), "Acme").await;
+    let record = db
+        .store
+        .update_credential(
+            org,
+            key,
+            CredentialChanges {
+                name: None,
+                rate_limit: Some(Some(RateLimit::new(10, 60).unwrap())),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next(&mut received).await,
+        Invalidation::Forget(record.digest)
+    );
+    db.store
+        .revoke_credential(org, key, Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut received).await,
+        Invalidation::Forget(record.digest)
+    );
+    other_node.close().await;
+    db.store.close().await;
+}
