@@ -1,6 +1,7 @@
 //! `keyward`: run the server, migrate its database, or bootstrap a fresh install.
 
 mod bootstrap;
+mod client;
 mod serve;
 
 use std::process::ExitCode;
@@ -11,7 +12,8 @@ use keyward_core::Brand;
 /// Keyward: a self-hosted API key and project-token service.
 ///
 /// Start the server with `keyward serve`, then create the first organization and its first
-/// API key with `keyward bootstrap --org NAME --email EMAIL`.
+/// API key with `keyward bootstrap --org NAME --email EMAIL`. The other commands are a client
+/// of a running server: they read KEYWARD_URL and KEYWARD_API_KEY from the environment.
 #[derive(Parser, Debug)]
 #[command(name = "keyward", version, propagate_version = true)]
 struct Cli {
@@ -24,6 +26,39 @@ enum Command {
     Serve(serve::ServeArgs),
     Migrate(MigrateArgs),
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Manage the organization's API keys (list, create, show, revoke).
+    Keys {
+        #[command(subcommand)]
+        command: client::KeysCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Manage projects (list, create, delete).
+    Projects {
+        #[command(subcommand)]
+        command: client::ProjectsCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Manage a project's tokens (list, create, revoke).
+    Tokens {
+        #[command(subcommand)]
+        command: client::TokensCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// List instances.
+    Instances {
+        #[command(subcommand)]
+        command: client::InstancesCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Show what the API key in use is: its id, kind, organization, project and scopes.
+    Whoami {
+        #[command(flatten)]
+        connection: client::Connection,
+    },
 }
 
 /// Where Keyward keeps its data.
@@ -77,16 +112,72 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Migrate(args) => migrate(args).await,
-            Command::Bootstrap(args) => bootstrap::run(args).await,
+            Command::Serve(args) => serve::run(args).await.map_err(Failure::from),
+            Command::Migrate(args) => migrate(args).await.map_err(Failure::from),
+            Command::Bootstrap(args) => bootstrap::run(args).await.map_err(Failure::from),
+            Command::Keys {
+                command,
+                connection,
+            } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_keys(&client, command).await?)
+            }
+            Command::Projects {
+                command,
+                connection,
+            } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_projects(&client, command).await?)
+            }
+            Command::Tokens {
+                command,
+                connection,
+            } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_tokens(&client, command).await?)
+            }
+            Command::Instances {
+                command,
+                connection,
+            } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_instances(&client, command).await?)
+            }
+            Command::Whoami { connection } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_whoami(&client).await?)
+            }
         }
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {}", error_chain(error.as_ref()));
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A failed command: what to print and the exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync>> for Failure {
+    fn from(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self {
+            message: error_chain(error.as_ref()),
+            code: 1,
+        }
+    }
+}
+
+impl From<client::ClientError> for Failure {
+    fn from(error: client::ClientError) -> Self {
+        Self {
+            message: error.message().to_owned(),
+            code: error.exit_code(),
         }
     }
 }

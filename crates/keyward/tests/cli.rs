@@ -131,7 +131,18 @@ fn help_explains_every_command_and_option() {
     let top = keyward().arg("--help").output().unwrap();
     assert!(top.status.success());
     let top = text(&top.stdout);
-    for word in ["serve", "migrate", "bootstrap", "API key"] {
+    for word in [
+        "serve",
+        "migrate",
+        "bootstrap",
+        "API key",
+        "keys",
+        "projects",
+        "tokens",
+        "instances",
+        "whoami",
+        "KEYWARD_API_KEY",
+    ] {
         assert!(top.contains(word), "--help lacks {word}:\n{top}");
     }
     let serve = text(&keyward().args(["serve", "--help"]).output().unwrap().stdout);
@@ -465,4 +476,217 @@ async fn two_nodes_on_one_postgres_share_revocations_sessions_and_last_use() {
     assert!(stored.last_used_at.is_some());
     assert!(stored.revoked_at.is_some());
     store.close().await;
+}
+
+/// Runs the client with the server's URL and, if given, a key in KEYWARD_API_KEY.
+fn client(server: &Server, key: Option<&str>, args: &[&str]) -> Output {
+    let mut command = keyward();
+    command.env("KEYWARD_URL", format!("http://{}", server.address));
+    match key {
+        Some(key) => command.env("KEYWARD_API_KEY", key),
+        None => command.env_remove("KEYWARD_API_KEY"),
+    };
+    command.args(args).output().unwrap()
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_client_manages_keys_projects_tokens_and_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir, &[]);
+    let admin = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let admin_key = admin["key"].as_str().unwrap();
+
+    let me = json_of(&client(&server, Some(admin_key), &["whoami", "--json"]));
+    assert_eq!(me["organization_id"], admin["organization_id"]);
+    let table = text(&client(&server, Some(admin_key), &["whoami"]).stdout);
+    assert!(
+        table.starts_with("ID") && table.contains("bootstrap"),
+        "{table}"
+    );
+
+    // Keys: created (secret printed once), listed without it, shown, revoked.
+    let created = client(
+        &server,
+        Some(admin_key),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "CI",
+            "--scope",
+            "instances:read,projects:read",
+            "--expires-in-days",
+            "30",
+        ],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let printed = text(&created.stdout);
+    assert!(printed.contains("shown once"), "{printed}");
+    let key = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("kwk_") && w.len() == 42)
+        .expect("the new key")
+        .to_owned();
+    let listed = text(&client(&server, Some(admin_key), &["keys", "list"]).stdout);
+    assert!(
+        listed.contains("CI") && listed.contains("active") && !listed.contains(&key),
+        "{listed}"
+    );
+    let keys = json_of(&client(
+        &server,
+        Some(admin_key),
+        &["keys", "list", "--json", "--all"],
+    ));
+    let ci = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "CI")
+        .unwrap()
+        .clone();
+    let id = ci["id"].as_str().unwrap();
+    assert_eq!(
+        json_of(&client(
+            &server,
+            Some(admin_key),
+            &["keys", "show", id, "--json"]
+        ))["scopes"],
+        serde_json::json!(["instances:read", "projects:read"])
+    );
+
+    // Refusals are explained in one line with exit code 1; usage errors exit 2.
+    let forbidden = client(
+        &server,
+        Some(&key),
+        &["projects", "create", "--name", "Nope"],
+    );
+    assert_eq!(forbidden.status.code(), Some(1));
+    assert!(
+        text(&forbidden.stderr).contains("lacks the projects:write scope"),
+        "{}",
+        text(&forbidden.stderr)
+    );
+    let invalid = client(
+        &server,
+        Some(admin_key),
+        &["keys", "create", "--name", "x", "--scope", "root"],
+    );
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(
+        text(&invalid.stderr).contains("scopes: unknown scope"),
+        "{}",
+        text(&invalid.stderr)
+    );
+    let missing = client(
+        &server,
+        Some(admin_key),
+        &["keys", "show", "key_00000000000000000000000000"],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("not found"));
+    let no_key = client(&server, None, &["whoami"]);
+    assert_eq!(no_key.status.code(), Some(2));
+    assert!(text(&no_key.stderr).contains("KEYWARD_API_KEY"));
+    assert_eq!(
+        client(&server, Some(admin_key), &["keys", "show", "../x"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        client(&server, Some(admin_key), &["keys", "create", "--name", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let revoked = client(&server, Some(admin_key), &["keys", "revoke", id]);
+    assert!(revoked.status.success());
+    let refused = client(&server, Some(&key), &["whoami"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("refused"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    // Projects, tokens and instances, with the key read from a file.
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{admin_key}\n")).unwrap();
+    let file = key_file.to_str().unwrap();
+    let project = json_of(&client(
+        &server,
+        None,
+        &[
+            "projects",
+            "create",
+            "--name",
+            "Web",
+            "--api-key-file",
+            file,
+            "--json",
+        ],
+    ));
+    let project_id = project["id"].as_str().unwrap();
+    let projects =
+        text(&client(&server, None, &["projects", "list", "--api-key-file", file]).stdout);
+    assert!(projects.contains("Web"), "{projects}");
+    let token = json_of(&client(
+        &server,
+        Some(admin_key),
+        &[
+            "tokens",
+            "create",
+            "--project",
+            project_id,
+            "--name",
+            "deploy",
+            "--scope",
+            "instances:read",
+            "--json",
+        ],
+    ));
+    let token_key = token["key"].as_str().unwrap();
+    assert!(token_key.starts_with("kwp_"));
+    let instances = text(&client(&server, Some(token_key), &["instances", "list"]).stdout);
+    assert!(instances.starts_with("ID"), "{instances}");
+    let tokens = json_of(&client(
+        &server,
+        Some(admin_key),
+        &["tokens", "list", "--project", project_id, "--json"],
+    ));
+    assert_eq!(tokens["data"].as_array().unwrap().len(), 1);
+    let token_id = token["id"].as_str().unwrap();
+    assert!(
+        client(
+            &server,
+            Some(admin_key),
+            &["tokens", "revoke", "--project", project_id, token_id]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(
+        client(&server, Some(token_key), &["instances", "list"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert!(
+        client(
+            &server,
+            Some(admin_key),
+            &["projects", "delete", project_id]
+        )
+        .status
+        .success()
+    );
+
+    let (status, _) = server.terminate();
+    assert!(status.success());
 }

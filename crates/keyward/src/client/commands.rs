@@ -1,0 +1,352 @@
+//! The client's commands, one enum per resource.
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::table::{cell, print};
+use super::{Client, ClientError, ClientResult};
+
+/// What a new key or token is: its name, scopes and lifetime.
+#[derive(Args, Debug)]
+pub struct NewCredential {
+    /// What the key is for, such as "CI/CD Pipeline".
+    #[arg(long)]
+    name: String,
+
+    /// A scope to grant; repeat it or separate scopes by commas (instances:read,projects:read).
+    #[arg(
+        long = "scope",
+        value_delimiter = ',',
+        required = true,
+        value_name = "SCOPE"
+    )]
+    scopes: Vec<String>,
+
+    /// When the key stops working, as RFC 3339 (2030-01-31T00:00:00Z).
+    #[arg(long, value_name = "TIME", conflicts_with = "expires_in_days")]
+    expires_at: Option<String>,
+
+    /// Days from now until the key stops working.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    expires_in_days: Option<u32>,
+}
+
+impl NewCredential {
+    fn body(&self) -> Value {
+        let expires_at = match (&self.expires_at, self.expires_in_days) {
+            (Some(at), _) => Some(at.clone()),
+            (None, Some(days)) => Some(
+                keyward_core::Timestamp::now()
+                    .plus_seconds(i64::from(days) * 86_400)
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        json!({ "name": self.name, "scopes": self.scopes, "expires_at": expires_at })
+    }
+}
+
+/// Manage the organization's API keys.
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List API keys, newest first.
+    List {
+        /// Every page, not only the first 50.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create an API key; its secret is printed once.
+    Create(NewCredential),
+    /// Show one API key.
+    Show { id: String },
+    /// Revoke an API key: immediate and permanent.
+    Revoke { id: String },
+}
+
+/// Manage projects.
+#[derive(Subcommand, Debug)]
+pub enum ProjectsCommand {
+    /// List projects, newest first.
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create a project.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete an empty project; its tokens are revoked with it.
+    Delete { id: String },
+}
+
+/// Manage one project's tokens.
+#[derive(Subcommand, Debug)]
+pub enum TokensCommand {
+    /// List a project's tokens, newest first.
+    List {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create a project token (project-level scopes only); its secret is printed once.
+    Create {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        #[command(flatten)]
+        credential: NewCredential,
+    },
+    /// Revoke a project token: immediate and permanent.
+    Revoke {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        id: String,
+    },
+}
+
+/// Read instances.
+#[derive(Subcommand, Debug)]
+pub enum InstancesCommand {
+    /// List instances, newest first, optionally of one project.
+    List {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Ids go into URL paths: refuse anything but the characters ids are made of.
+fn id(raw: &str) -> Result<&str, ClientError> {
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(raw)
+    } else {
+        Err(ClientError::Usage(format!(
+            "{raw:?} is not an id such as key_01h455vb4pex5vsknk084sn02q"
+        )))
+    }
+}
+
+const CREDENTIAL_COLUMNS: [&str; 8] = [
+    "ID",
+    "NAME",
+    "KEY",
+    "SCOPES",
+    "CREATED",
+    "LAST USED",
+    "EXPIRES",
+    "STATUS",
+];
+
+fn credential_row(item: &Value) -> Vec<String> {
+    [
+        "id",
+        "name",
+        "hint",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "status",
+    ]
+    .iter()
+    .map(|field| cell(&item[field]))
+    .collect()
+}
+
+fn print_list(
+    client: &Client,
+    items: Vec<Value>,
+    more: bool,
+    headers: &[&str],
+    row: fn(&Value) -> Vec<String>,
+) {
+    let json = json!({ "data": items });
+    client.print(&json, |_| {
+        print(headers, &items.iter().map(row).collect::<Vec<_>>());
+        if more {
+            println!("(more: add --all to list every page)");
+        }
+    });
+}
+
+fn print_created(client: &Client, created: &Value, what: &str) {
+    client.print(created, |created| {
+        println!(
+            "Created {what} {:?} ({}). It is shown once; store it now:",
+            created["name"].as_str().unwrap_or_default(),
+            cell(&created["id"])
+        );
+        println!();
+        println!("    {}", created["key"].as_str().unwrap_or_default());
+        println!();
+        println!("Keep it in an environment variable or a secret manager, never in code.");
+    });
+}
+
+pub async fn keys(client: &Client, command: KeysCommand) -> ClientResult {
+    match command {
+        KeysCommand::List { all } => {
+            let (items, more) = client.list("/v1/api-keys", all).await?;
+            print_list(client, items, more, &CREDENTIAL_COLUMNS, credential_row);
+        }
+        KeysCommand::Create(new) => {
+            let created = client
+                .call(Method::POST, "/v1/api-keys", Some(new.body()))
+                .await?;
+            print_created(client, &created, "API key");
+        }
+        KeysCommand::Show { id: raw } => {
+            let key = client.get(&format!("/v1/api-keys/{}", id(&raw)?)).await?;
+            client.print(&key, |key| {
+                print(&CREDENTIAL_COLUMNS, &[credential_row(key)])
+            });
+        }
+        KeysCommand::Revoke { id: raw } => {
+            let id = id(&raw)?;
+            client
+                .call(Method::DELETE, &format!("/v1/api-keys/{id}"), None)
+                .await?;
+            client.print(&json!({ "id": id, "revoked": true }), |_| {
+                println!("Revoked {id}: applications using it have lost access.");
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn projects(client: &Client, command: ProjectsCommand) -> ClientResult {
+    match command {
+        ProjectsCommand::List { all } => {
+            let (items, more) = client.list("/v1/projects", all).await?;
+            print_list(
+                client,
+                items,
+                more,
+                &["ID", "NAME", "CREATED", "DESCRIPTION"],
+                |p| {
+                    ["id", "name", "created_at", "description"]
+                        .iter()
+                        .map(|f| cell(&p[f]))
+                        .collect()
+                },
+            );
+        }
+        ProjectsCommand::Create { name, description } => {
+            let body = json!({ "name": name, "description": description });
+            let created = client
+                .call(Method::POST, "/v1/projects", Some(body))
+                .await?;
+            client.print(&created, |p| {
+                println!(
+                    "Created project {:?} ({}).",
+                    cell(&p["name"]),
+                    cell(&p["id"])
+                )
+            });
+        }
+        ProjectsCommand::Delete { id: raw } => {
+            let id = id(&raw)?;
+            client
+                .call(Method::DELETE, &format!("/v1/projects/{id}"), None)
+                .await?;
+            client.print(&json!({ "id": id, "deleted": true }), |_| {
+                println!("Deleted {id}; its project tokens are revoked.");
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn tokens(client: &Client, command: TokensCommand) -> ClientResult {
+    match command {
+        TokensCommand::List { project, all } => {
+            let path = format!("/v1/projects/{}/tokens", id(&project)?);
+            let (items, more) = client.list(&path, all).await?;
+            print_list(client, items, more, &CREDENTIAL_COLUMNS, credential_row);
+        }
+        TokensCommand::Create {
+            project,
+            credential,
+        } => {
+            let path = format!("/v1/projects/{}/tokens", id(&project)?);
+            let created = client
+                .call(Method::POST, &path, Some(credential.body()))
+                .await?;
+            print_created(client, &created, "project token");
+        }
+        TokensCommand::Revoke { project, id: raw } => {
+            let (project, id) = (id(&project)?, id(&raw)?);
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/projects/{project}/tokens/{id}"),
+                    None,
+                )
+                .await?;
+            client.print(&json!({ "id": id, "revoked": true }), |_| {
+                println!("Revoked {id}: applications using it have lost access.");
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn instances(client: &Client, command: InstancesCommand) -> ClientResult {
+    match command {
+        InstancesCommand::List { project, all } => {
+            let path = match &project {
+                Some(project) => format!("/v1/instances?project_id={}", id(project)?),
+                None => "/v1/instances".to_owned(),
+            };
+            let (items, more) = client.list(&path, all).await?;
+            print_list(
+                client,
+                items,
+                more,
+                &["ID", "NAME", "PROJECT", "REGION", "STATUS", "CREATED"],
+                |i| {
+                    ["id", "name", "project_id", "region", "status", "created_at"]
+                        .iter()
+                        .map(|f| cell(&i[f]))
+                        .collect()
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn whoami(client: &Client) -> ClientResult {
+    let me = client.get("/v1/me").await?;
+    client.print(&me, |me| {
+        print(
+            &[
+                "ID",
+                "KIND",
+                "NAME",
+                "ORGANIZATION",
+                "PROJECT",
+                "SCOPES",
+                "EXPIRES",
+            ],
+            &[[
+                "id",
+                "kind",
+                "name",
+                "organization_id",
+                "project_id",
+                "scopes",
+                "expires_at",
+            ]
+            .iter()
+            .map(|f| cell(&me[f]))
+            .collect()],
+        );
+    });
+    Ok(())
+}
