@@ -35,37 +35,61 @@ pub struct CredentialInput {
 }
 
 /// The one response that contains the key itself.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedCredential {
+    #[schema(value_type = String, example = "key_01m8dz95x5e4w8stdkzcqeqr73")]
     pub id: CredentialId,
+    #[schema(value_type = String, example = "CI/CD Pipeline")]
     pub name: Name,
     /// The secret. Shown here once; Keyward keeps only its SHA-256.
+    #[schema(example = "kwk_yNGeILriJDLhr8P3NkdZNttxm0A3sDgP4DLnXc")]
     pub key: String,
+    #[schema(example = "kwk_…LnXc")]
     pub hint: String,
+    /// Set for project tokens only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "prj_01m8dz968yez2sm2rg58r2payg")]
     pub project_id: Option<ProjectId>,
+    #[schema(value_type = Vec<crate::api::schema::ScopeName>)]
     pub scopes: ScopeSet,
+    #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
     pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
+    #[schema(value_type = Option<crate::api::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
 }
 
 /// A credential as lists and `GET` show it: never the key.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CredentialView {
+    #[schema(value_type = String, example = "key_01m8dz95x5e4w8stdkzcqeqr73")]
     pub id: CredentialId,
+    #[schema(value_type = String, example = "CI/CD Pipeline")]
     pub name: Name,
+    #[schema(example = "kwk_…LnXc")]
     pub hint: String,
+    /// Set for project tokens only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "prj_01m8dz968yez2sm2rg58r2payg")]
     pub project_id: Option<ProjectId>,
+    #[schema(value_type = Vec<crate::api::schema::ScopeName>)]
     pub scopes: ScopeSet,
+    #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
     pub created_at: Timestamp,
+    /// Written to the database every few seconds; the node that served the use shows it at once.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
+    #[schema(value_type = crate::api::schema::StatusName)]
     pub status: CredentialStatus,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<Timestamp>,
+    #[schema(value_type = Option<crate::api::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub created_by_user: Option<keyward_core::UserId>,
 }
 

@@ -17,9 +17,11 @@ use serde::Serialize;
 pub const REALM: &str = "keyward";
 
 /// One field that failed validation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    #[schema(value_type = String, example = "scopes")]
     pub field: &'static str,
+    #[schema(example = "unknown scope \"instances:admin\"")]
     pub message: String,
 }
 
@@ -149,17 +151,28 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: every error the API answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "about:blank")]
     kind: &'static str,
+    #[schema(value_type = String, example = "Forbidden")]
     title: &'static str,
+    #[schema(example = 403)]
     status: u16,
+    #[schema(example = "this credential lacks the instances:write scope")]
     detail: String,
+    /// A stable, machine-readable name for the problem.
+    #[schema(value_type = String, example = "insufficient_scope")]
     code: &'static str,
+    /// With 422: every invalid field.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldError]>,
+    /// With 403 `insufficient_scope`: the scope that is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "instances:write")]
     scope: Option<&'static str>,
 }
 

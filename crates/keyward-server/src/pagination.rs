@@ -3,7 +3,7 @@
 //! added.
 
 use keyward_store::{MAX_PAGE_SIZE, Page, Paged};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldError};
@@ -43,7 +43,7 @@ pub fn page_from(
 }
 
 /// One page of a list: `{data, next_cursor}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct List<T> {
     pub data: Vec<T>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
@@ -66,4 +66,15 @@ impl<T> List<T> {
             next_cursor,
         }
     }
+}
+
+/// `limit` and `cursor` of every list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Items per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }

@@ -6,16 +6,15 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use keyward_core::{CredentialId, CredentialKind, Scope};
 use keyward_store::CredentialFilter;
-use serde::Deserialize;
 
 use super::ApiRoutes;
 use super::credential_body::{CreateCredential, UpdateCredential, grantor};
 use crate::AppState;
 use crate::auth::Principal;
-use crate::credentials::{self, CredentialView, not_found_label};
+use crate::credentials::{self, CreatedCredential, CredentialView, not_found_label};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{List, page_from};
+use crate::pagination::{List, ListQuery, page_from};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -38,13 +37,16 @@ fn parse_id(raw: &str) -> Result<CredentialId, ApiError> {
         .map_err(|_| ApiError::NotFound(not_found_label(CredentialKind::ApiKey)))
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-async fn list_api_keys(
+/// List API keys
+///
+/// The organization's API keys, newest first; revoked and expired ones included.
+#[utoipa::path(
+    get, path = "/v1/api-keys", tag = "API keys",
+    params(ListQuery),
+    responses((status = 200, description = "A page of keys", body = List<CredentialView>)),
+    security(("bearer" = ["api_keys:read"]))
+)]
+pub(super) async fn list_api_keys(
     State(state): State<AppState>,
     principal: Principal,
     query: Result<ApiQuery<ListQuery>, ApiError>,
@@ -60,7 +62,16 @@ async fn list_api_keys(
     Ok(ApiJson(list))
 }
 
-async fn create_api_key(
+/// Create an API key
+///
+/// The answer holds the key itself, which no other answer ever shows again.
+#[utoipa::path(
+    post, path = "/v1/api-keys", tag = "API keys",
+    request_body = CreateCredential,
+    responses((status = 201, description = "Created; the key is shown this once", body = CreatedCredential)),
+    security(("bearer" = ["api_keys:write"]))
+)]
+pub(super) async fn create_api_key(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<ApiJson<CreateCredential>, ApiError>,
@@ -85,7 +96,14 @@ async fn create_api_key(
     ))
 }
 
-async fn show_api_key(
+/// Show an API key
+#[utoipa::path(
+    get, path = "/v1/api-keys/{key_id}", tag = "API keys",
+    params(("key_id" = String, Path, description = "The key's id, `key_…`")),
+    responses((status = 200, description = "The key", body = CredentialView)),
+    security(("bearer" = ["api_keys:read"]))
+)]
+pub(super) async fn show_api_key(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
@@ -95,7 +113,17 @@ async fn show_api_key(
     Ok(ApiJson(view))
 }
 
-async fn revoke_api_key(
+/// Revoke an API key
+///
+/// Immediate and permanent: the key's next request gets 401. Revoking a revoked key changes
+/// nothing.
+#[utoipa::path(
+    delete, path = "/v1/api-keys/{key_id}", tag = "API keys",
+    params(("key_id" = String, Path, description = "The key's id, `key_…`")),
+    responses((status = 204, description = "Revoked")),
+    security(("bearer" = ["api_keys:write"]))
+)]
+pub(super) async fn revoke_api_key(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
@@ -105,8 +133,17 @@ async fn revoke_api_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Renames a key or changes its rate limit; the next request sees the change.
-async fn update_api_key(
+/// Rename an API key or change its rate limit
+///
+/// The key's next request sees the change.
+#[utoipa::path(
+    patch, path = "/v1/api-keys/{key_id}", tag = "API keys",
+    params(("key_id" = String, Path, description = "The key's id, `key_…`")),
+    request_body = UpdateCredential,
+    responses((status = 200, description = "The key as changed", body = CredentialView)),
+    security(("bearer" = ["api_keys:write"]))
+)]
+pub(super) async fn update_api_key(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,

@@ -9,24 +9,34 @@ use crate::credentials::{CredentialInput, Grantor, parse_expiry, parse_name, par
 use crate::error::{ApiError, FieldError, validate};
 
 /// `{name, scopes, expires_at?, rate_limit?}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCredential {
+    /// 1 to 100 characters after trimming.
+    #[schema(example = "CI/CD Pipeline")]
     pub name: String,
+    /// At least one; each must be held by the calling key.
+    #[schema(value_type = Vec<super::schema::ScopeName>)]
     pub scopes: Vec<String>,
+    /// RFC 3339, in the future; required (and no later than its own) when the calling key
+    /// expires.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<super::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
 }
 
-/// `{name?, rate_limit?}`; `"rate_limit": null` removes the limit.
-#[derive(Deserialize)]
+/// `{name?, rate_limit?}`, at least one; `"rate_limit": null` removes the limit.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCredential {
     #[serde(default)]
+    #[schema(example = "Renamed")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<super::schema::RateLimitSchema>)]
     pub rate_limit: Option<Option<RateLimit>>,
 }
 

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -16,14 +16,34 @@ pub fn router() -> ApiRoutes {
         .route("/readyz", get(readyz))
 }
 
-async fn healthz() -> ApiJson<Value> {
-    ApiJson(json!({ "status": "ok" }))
+/// `{"status": "ok"}` or `{"status": "ready"}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Value>, ApiError> {
+/// The process answers
+#[utoipa::path(
+    get, path = "/healthz", tag = "Health",
+    responses((status = 200, description = "Up", body = Health))
+)]
+pub(super) async fn healthz() -> ApiJson<Health> {
+    ApiJson(Health { status: "ok" })
+}
+
+/// The database answers too
+#[utoipa::path(
+    get, path = "/readyz", tag = "Health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The database does not answer", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Health>, ApiError> {
     state.store.ping().await.map_err(|error| {
         tracing::warn!(%error, "readiness check failed");
         ApiError::Unavailable
     })?;
-    Ok(ApiJson(json!({ "status": "ready" })))
+    Ok(ApiJson(Health { status: "ready" }))
 }

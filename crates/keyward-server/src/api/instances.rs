@@ -27,14 +27,23 @@ pub fn router() -> ApiRoutes {
         )
 }
 
-#[derive(Serialize)]
-struct InstanceView {
+/// An instance: the platform resource that belongs to a project.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Instance)]
+pub(super) struct InstanceView {
+    #[schema(value_type = String, example = "ins_01m8dz968yez2sm2rg58r2payh")]
     id: InstanceId,
+    #[schema(value_type = String, example = "web-1")]
     name: Name,
+    #[schema(value_type = String, example = "org_01m8dz95x5e4w8stdkz9nzcgw8")]
     organization_id: OrganizationId,
+    #[schema(value_type = String, example = "prj_01m8dz968yez2sm2rg58r2payg")]
     project_id: ProjectId,
+    #[schema(value_type = String, example = "eu-west-1")]
     region: Region,
+    #[schema(value_type = super::schema::InstanceStatusName)]
     status: InstanceStatus,
+    #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
     created_at: Timestamp,
 }
 
@@ -52,20 +61,33 @@ impl From<InstanceRecord> for InstanceView {
     }
 }
 
-#[derive(Deserialize)]
+/// A new instance in one of the organization's projects.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateInstance {
+pub(super) struct CreateInstance {
+    /// Unique in the project, ignoring case.
+    #[schema(example = "web-1")]
     name: String,
+    #[schema(example = "prj_01m8dz968yez2sm2rg58r2payg")]
     project_id: String,
+    /// 1 to 32 lowercase letters, digits or hyphens, starting with a letter.
+    #[schema(example = "eu-west-1")]
     region: String,
+    /// `running` when left out.
     #[serde(default)]
+    #[schema(value_type = Option<super::schema::InstanceStatusName>)]
     status: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct InstanceListQuery {
+    /// Only this project's instances.
     project_id: Option<String>,
+    /// Items per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -82,10 +104,19 @@ fn parse_status(raw: Option<&str>) -> Result<InstanceStatus, FieldError> {
     }
 }
 
-async fn list_instances(
+/// List instances
+///
+/// Newest first, optionally of one project. A project token sees its own project's only.
+#[utoipa::path(
+    get, path = "/v1/instances", tag = "Instances",
+    params(InstanceListQuery),
+    responses((status = 200, description = "A page of instances", body = List<InstanceView>)),
+    security(("bearer" = ["instances:read"]))
+)]
+pub(super) async fn list_instances(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<ApiQuery<ListQuery>, ApiError>,
+    query: Result<ApiQuery<InstanceListQuery>, ApiError>,
 ) -> Result<ApiJson<List<InstanceView>>, ApiError> {
     principal.require(Scope::InstancesRead)?;
     let ApiQuery(query) = query?;
@@ -120,7 +151,16 @@ async fn list_instances(
     )))
 }
 
-async fn create_instance(
+/// Create an instance
+///
+/// In another organization's project, or for a project token in another project: 404.
+#[utoipa::path(
+    post, path = "/v1/instances", tag = "Instances",
+    request_body = CreateInstance,
+    responses((status = 201, description = "Created", body = InstanceView)),
+    security(("bearer" = ["instances:write"]))
+)]
+pub(super) async fn create_instance(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<ApiJson<CreateInstance>, ApiError>,
@@ -157,7 +197,14 @@ async fn create_instance(
     ))
 }
 
-async fn show_instance(
+/// Show an instance
+#[utoipa::path(
+    get, path = "/v1/instances/{instance_id}", tag = "Instances",
+    params(("instance_id" = String, Path, description = "The instance's id, `ins_…`")),
+    responses((status = 200, description = "The instance", body = InstanceView)),
+    security(("bearer" = ["instances:read"]))
+)]
+pub(super) async fn show_instance(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
@@ -181,7 +228,14 @@ async fn reachable_instance(
         .ok_or(ApiError::NotFound("instance"))
 }
 
-async fn delete_instance(
+/// Delete an instance
+#[utoipa::path(
+    delete, path = "/v1/instances/{instance_id}", tag = "Instances",
+    params(("instance_id" = String, Path, description = "The instance's id, `ins_…`")),
+    responses((status = 204, description = "Deleted")),
+    security(("bearer" = ["instances:write"]))
+)]
+pub(super) async fn delete_instance(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,

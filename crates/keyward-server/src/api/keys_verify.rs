@@ -21,18 +21,23 @@ pub fn router() -> ApiRoutes {
     ApiRoutes::new().route("/v1/keys/verify", post(verify_key))
 }
 
-#[derive(Deserialize)]
+/// A key to check, and optionally scopes it must hold.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct VerifyRequest {
+pub(super) struct VerifyRequest {
+    #[schema(example = "kwk_yNGeILriJDLhr8P3NkdZNttxm0A3sDgP4DLnXc")]
     key: String,
     /// Scopes the key must hold; none means any valid key.
     #[serde(default)]
+    #[schema(value_type = Vec<super::schema::ScopeName>)]
     scopes: Vec<String>,
 }
 
-#[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
+/// How a verification ended.
+#[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug, utoipa::ToSchema)]
+#[schema(as = VerificationCode)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-enum Code {
+pub(super) enum Code {
     Valid,
     NotFound,
     Expired,
@@ -41,15 +46,23 @@ enum Code {
     RateLimited,
 }
 
-#[derive(Serialize)]
-struct VerifyResponse {
+/// Whether a key is good; its details only when `code` is `VALID` or `INSUFFICIENT_SCOPE`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Verification)]
+pub(super) struct VerifyResponse {
     valid: bool,
     code: Code,
+    #[schema(value_type = Option<String>)]
     key_id: Option<CredentialId>,
+    #[schema(value_type = Option<super::schema::KindName>)]
     kind: Option<CredentialKind>,
+    #[schema(value_type = Option<String>)]
     organization_id: Option<OrganizationId>,
+    #[schema(value_type = Option<String>)]
     project_id: Option<ProjectId>,
+    #[schema(value_type = Option<Vec<super::schema::ScopeName>>)]
     scopes: Option<ScopeSet>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,
     /// Set when `code` is `RATE_LIMITED`: seconds until the key may be used again.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +85,17 @@ impl VerifyResponse {
     }
 }
 
-async fn verify_key(
+/// Verify a key for another service
+///
+/// Uses the same cache and checks as Bearer authentication. Only the caller's organization's
+/// keys can be found; another organization's key is `NOT_FOUND` and is not touched.
+#[utoipa::path(
+    post, path = "/v1/keys/verify", tag = "Verification",
+    request_body = VerifyRequest,
+    responses((status = 200, description = "The verdict", body = VerifyResponse)),
+    security(("bearer" = ["keys:verify"]))
+)]
+pub(super) async fn verify_key(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<ApiJson<VerifyRequest>, ApiError>,

@@ -13,20 +13,37 @@ pub fn router() -> ApiRoutes {
     ApiRoutes::new().route("/v1/me", get(show_current_credential))
 }
 
-#[derive(Serialize)]
-struct CurrentCredential<'a> {
+/// The credential a request presented.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CurrentCredential)]
+pub(super) struct CurrentCredential<'a> {
+    #[schema(value_type = String, example = "key_01m8dz95x5e4w8stdkzcqeqr73")]
     id: CredentialId,
+    #[schema(value_type = super::schema::KindName)]
     kind: CredentialKind,
+    #[schema(value_type = String, example = "CI/CD Pipeline")]
     name: &'a str,
+    #[schema(value_type = String)]
     organization_id: OrganizationId,
+    #[schema(value_type = Option<String>)]
     project_id: Option<ProjectId>,
+    #[schema(value_type = Vec<super::schema::ScopeName>)]
     scopes: ScopeSet,
+    #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,
 }
 
-/// Needs no scope: any valid credential may describe itself.
-async fn show_current_credential(principal: Principal) -> Response {
+/// Describe the presented key
+///
+/// Needs no scope: any valid key or token may describe itself.
+#[utoipa::path(
+    get, path = "/v1/me", tag = "Verification",
+    responses((status = 200, description = "The presented credential", body = CurrentCredential)),
+    security(("bearer" = []))
+)]
+pub(super) async fn show_current_credential(principal: Principal) -> Response {
     ApiJson(CurrentCredential {
         id: principal.credential_id,
         kind: principal.kind(),

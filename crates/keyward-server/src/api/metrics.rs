@@ -13,7 +13,15 @@ pub fn router() -> ApiRoutes {
     ApiRoutes::new().route("/metrics", get(metrics))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics
+///
+/// Verifications by outcome, cache hits, misses and entries, last-use flushes, database writes
+/// and reads, and a request latency histogram, in the Prometheus text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "Health",
+    responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain"))
+)]
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = state
         .metrics
         .render(state.verifier.cache().entries(), state.store.stats());

@@ -9,7 +9,9 @@ mod instances;
 mod keys_verify;
 mod me;
 mod metrics;
+mod openapi;
 mod projects;
+pub(crate) mod schema;
 mod tokens;
 
 use std::any::Any;
@@ -62,7 +64,9 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(instances::router())
         .merge(keys_verify::router())
         .merge(me::router());
-    let open = health::router().merge(metrics::router());
+    let open = health::router()
+        .merge(metrics::router())
+        .merge(openapi::router());
     (v1, open)
 }
 
@@ -74,6 +78,8 @@ pub fn paths() -> Vec<&'static str> {
 
 /// The API. Every `/v1` handler starts with Bearer authentication (the `Principal`
 /// extractor); health and metrics are open.
+pub use openapi::document as openapi_document;
+
 pub fn router() -> Router<AppState> {
     let (v1, open) = routes();
     Router::new()

@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{List, page_from};
+use crate::pagination::{List, ListQuery, page_from};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -28,13 +28,20 @@ pub fn router() -> ApiRoutes {
 
 const MAX_DESCRIPTION_CHARS: usize = 1000;
 
-#[derive(Serialize)]
-struct ProjectView {
+/// A project.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Project)]
+pub(super) struct ProjectView {
+    #[schema(value_type = String, example = "prj_01m8dz968yez2sm2rg58r2payg")]
     id: ProjectId,
+    #[schema(value_type = String, example = "org_01m8dz95x5e4w8stdkz9nzcgw8")]
     organization_id: OrganizationId,
+    #[schema(value_type = String, example = "Web")]
     name: Name,
     description: String,
+    #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
     created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
     updated_at: Timestamp,
 }
 
@@ -51,27 +58,25 @@ impl From<ProjectRecord> for ProjectView {
     }
 }
 
-#[derive(Deserialize)]
+/// A new project: a name unique in the organization (ignoring case), 1 to 100 characters.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateProject {
+pub(super) struct CreateProject {
+    #[schema(example = "Web")]
     name: String,
+    /// Up to 1000 characters.
     #[serde(default)]
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A new name, a new description, or both.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateProject {
+pub(super) struct UpdateProject {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     description: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
 }
 
 pub(super) fn parse_id(raw: &str) -> Result<ProjectId, ApiError> {
@@ -99,7 +104,16 @@ fn parse_description(raw: Option<&str>) -> Result<Option<String>, FieldError> {
     Ok(Some(trimmed.to_owned()))
 }
 
-async fn list_projects(
+/// List projects
+///
+/// Newest first. A project token sees its own project only.
+#[utoipa::path(
+    get, path = "/v1/projects", tag = "Projects",
+    params(ListQuery),
+    responses((status = 200, description = "A page of projects", body = List<ProjectView>)),
+    security(("bearer" = ["projects:read"]))
+)]
+pub(super) async fn list_projects(
     State(state): State<AppState>,
     principal: Principal,
     query: Result<ApiQuery<ListQuery>, ApiError>,
@@ -120,7 +134,14 @@ async fn list_projects(
     )))
 }
 
-async fn create_project(
+/// Create a project
+#[utoipa::path(
+    post, path = "/v1/projects", tag = "Projects",
+    request_body = CreateProject,
+    responses((status = 201, description = "Created", body = ProjectView)),
+    security(("bearer" = ["projects:write"]))
+)]
+pub(super) async fn create_project(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<ApiJson<CreateProject>, ApiError>,
@@ -148,7 +169,14 @@ async fn create_project(
     ))
 }
 
-async fn show_project(
+/// Show a project
+#[utoipa::path(
+    get, path = "/v1/projects/{project_id}", tag = "Projects",
+    params(("project_id" = String, Path, description = "The project's id, `prj_…`")),
+    responses((status = 200, description = "The project", body = ProjectView)),
+    security(("bearer" = ["projects:read"]))
+)]
+pub(super) async fn show_project(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
@@ -164,7 +192,15 @@ async fn show_project(
     Ok(ApiJson(record.into()))
 }
 
-async fn update_project(
+/// Rename a project or change its description
+#[utoipa::path(
+    patch, path = "/v1/projects/{project_id}", tag = "Projects",
+    params(("project_id" = String, Path, description = "The project's id, `prj_…`")),
+    request_body = UpdateProject,
+    responses((status = 200, description = "The project as changed", body = ProjectView)),
+    security(("bearer" = ["projects:write"]))
+)]
+pub(super) async fn update_project(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
@@ -200,8 +236,17 @@ async fn update_project(
     Ok(ApiJson(record.into()))
 }
 
-/// Deletes an empty project and revokes all its project tokens in the same transaction.
-async fn delete_project(
+/// Delete a project
+///
+/// Only an empty project (409 while it has instances). All its project tokens are revoked in
+/// the same transaction.
+#[utoipa::path(
+    delete, path = "/v1/projects/{project_id}", tag = "Projects",
+    params(("project_id" = String, Path, description = "The project's id, `prj_…`")),
+    responses((status = 204, description = "Deleted; its tokens are revoked")),
+    security(("bearer" = ["projects:write"]))
+)]
+pub(super) async fn delete_project(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,

@@ -10,16 +10,15 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use keyward_core::{CredentialId, CredentialKind, ProjectId, Scope};
 use keyward_store::CredentialFilter;
-use serde::Deserialize;
 
 use super::ApiRoutes;
 use super::credential_body::{CreateCredential, UpdateCredential, grantor};
 use crate::AppState;
 use crate::auth::Principal;
-use crate::credentials::{self, CredentialView, not_found_label};
+use crate::credentials::{self, CreatedCredential, CredentialView, not_found_label};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{List, page_from};
+use crate::pagination::{List, ListQuery, page_from};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -33,12 +32,6 @@ pub fn router() -> ApiRoutes {
                 .patch(update_project_token)
                 .delete(revoke_project_token),
         )
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
 }
 
 /// The project named in the path, if it is a live project the principal can reach.
@@ -64,7 +57,14 @@ fn parse_token_id(raw: &str) -> Result<CredentialId, ApiError> {
         .map_err(|_| ApiError::NotFound(not_found_label(CredentialKind::ProjectToken)))
 }
 
-async fn list_project_tokens(
+/// List a project's tokens
+#[utoipa::path(
+    get, path = "/v1/projects/{project_id}/tokens", tag = "Project tokens",
+    params(("project_id" = String, Path, description = "The project's id, `prj_…`"), ListQuery),
+    responses((status = 200, description = "A page of tokens", body = List<CredentialView>)),
+    security(("bearer" = ["tokens:read"]))
+)]
+pub(super) async fn list_project_tokens(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(project): ApiPath<String>,
@@ -86,7 +86,18 @@ async fn list_project_tokens(
     Ok(ApiJson(list))
 }
 
-async fn create_project_token(
+/// Create a project token
+///
+/// Project-level scopes only (`instances:read`, `instances:write`, `projects:read`). The
+/// answer holds the token itself, shown this once.
+#[utoipa::path(
+    post, path = "/v1/projects/{project_id}/tokens", tag = "Project tokens",
+    params(("project_id" = String, Path, description = "The project's id, `prj_…`")),
+    request_body = CreateCredential,
+    responses((status = 201, description = "Created; the token is shown this once", body = CreatedCredential)),
+    security(("bearer" = ["tokens:write"]))
+)]
+pub(super) async fn create_project_token(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(project): ApiPath<String>,
@@ -113,7 +124,17 @@ async fn create_project_token(
     ))
 }
 
-async fn show_project_token(
+/// Show a project token
+#[utoipa::path(
+    get, path = "/v1/projects/{project_id}/tokens/{token_id}", tag = "Project tokens",
+    params(
+        ("project_id" = String, Path, description = "The project's id, `prj_…`"),
+        ("token_id" = String, Path, description = "The token's id, `tok_…`"),
+    ),
+    responses((status = 200, description = "The token", body = CredentialView)),
+    security(("bearer" = ["tokens:read"]))
+)]
+pub(super) async fn show_project_token(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath((project, token)): ApiPath<(String, String)>,
@@ -130,7 +151,19 @@ async fn show_project_token(
     Ok(ApiJson(view))
 }
 
-async fn revoke_project_token(
+/// Revoke a project token
+///
+/// Immediate and permanent.
+#[utoipa::path(
+    delete, path = "/v1/projects/{project_id}/tokens/{token_id}", tag = "Project tokens",
+    params(
+        ("project_id" = String, Path, description = "The project's id, `prj_…`"),
+        ("token_id" = String, Path, description = "The token's id, `tok_…`"),
+    ),
+    responses((status = 204, description = "Revoked")),
+    security(("bearer" = ["tokens:write"]))
+)]
+pub(super) async fn revoke_project_token(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath((project, token)): ApiPath<(String, String)>,
@@ -147,8 +180,18 @@ async fn revoke_project_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Renames a token or changes its rate limit; the next request sees the change.
-async fn update_project_token(
+/// Rename a project token or change its rate limit
+#[utoipa::path(
+    patch, path = "/v1/projects/{project_id}/tokens/{token_id}", tag = "Project tokens",
+    params(
+        ("project_id" = String, Path, description = "The project's id, `prj_…`"),
+        ("token_id" = String, Path, description = "The token's id, `tok_…`"),
+    ),
+    request_body = UpdateCredential,
+    responses((status = 200, description = "The token as changed", body = CredentialView)),
+    security(("bearer" = ["tokens:write"]))
+)]
+pub(super) async fn update_project_token(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath((project, token)): ApiPath<(String, String)>,

@@ -9,6 +9,7 @@ mod docs;
 mod helpers;
 mod instances;
 mod matrix;
+mod openapi;
 mod postgres;
 mod projects;
 mod storage;

@@ -289,6 +289,8 @@ pub fn rows() -> Vec<Row> {
         row(Method::GET, "/healthz", None, Public, 200),
         row(Method::GET, "/readyz", None, Public, 200),
         row(Method::GET, "/metrics", None, Public, 200),
+        row(Method::GET, "/v1/openapi.json", None, Public, 200),
+        row(Method::GET, "/docs", None, Public, 200),
     ]
 }
 

@@ -168,7 +168,7 @@ async fn a_person_manages_keys_and_tokens_in_a_real_browser() {
 
     // Members, then out and back in.
     browser.goto(&app.url("/settings/members")).await;
-    assert!(browser.source().await.contains(EMAIL));
+    browser.wait_for_text(EMAIL).await;
     browser.screenshot("members").await;
     browser.click("form[action=\"/logout\"] button").await;
     browser.wait_for_url("/login").await;

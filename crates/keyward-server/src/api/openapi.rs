@@ -1,0 +1,320 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and
+//! the request and response types, served at `/v1/openapi.json` and rendered for people at
+//! `/docs` (no script, no asset from elsewhere).
+//!
+//! The error answers every endpoint shares are added from what each operation is: those with
+//! a key may answer 400, 401, 429 and 503; those that need a scope 403; those that name a
+//! resource 404; those with a body 413, 415 and 422; writes 409.
+
+use std::sync::OnceLock;
+
+use askama::Template;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use super::{ApiRoutes, api_keys, health, instances, keys_verify, me, metrics, projects, tokens};
+use crate::error::{ApiError, FieldError, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Keyward",
+        description = "API keys and project tokens for a platform's REST API. Send a key as \
+                       `Authorization: Bearer <key>`; each operation lists the scope it needs.",
+    ),
+    paths(
+        api_keys::list_api_keys,
+        api_keys::create_api_key,
+        api_keys::show_api_key,
+        api_keys::update_api_key,
+        api_keys::revoke_api_key,
+        projects::list_projects,
+        projects::create_project,
+        projects::show_project,
+        projects::update_project,
+        projects::delete_project,
+        tokens::list_project_tokens,
+        tokens::create_project_token,
+        tokens::show_project_token,
+        tokens::update_project_token,
+        tokens::revoke_project_token,
+        instances::list_instances,
+        instances::create_instance,
+        instances::show_instance,
+        instances::delete_instance,
+        keys_verify::verify_key,
+        me::show_current_credential,
+        health::healthz,
+        health::readyz,
+        metrics::metrics,
+        openapi_json,
+        reference_page,
+    ),
+    components(schemas(Problem, FieldError))
+)]
+struct ApiDoc;
+
+/// The document as JSON, with the shared error answers and the security scheme added.
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+        add_security_scheme(&mut document);
+        add_error_answers(&mut document);
+        document
+    })
+}
+
+fn add_security_scheme(document: &mut Value) {
+    document["components"]["securitySchemes"]["bearer"] = json!({
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "kwk_… (API key) or kwp_… (project token)",
+        "description": "Scopes are listed per operation; a key may use only the scopes it holds.",
+    });
+}
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/problem+json": {
+            "schema": { "$ref": "#/components/schemas/Problem" }
+        }}
+    })
+}
+
+fn add_error_answers(document: &mut Value) {
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            let scopes: Vec<String> = operation["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|requirement| requirement["bearer"].as_array())
+                .flatten()
+                .filter_map(|scope| scope.as_str().map(str::to_owned))
+                .collect();
+            let authenticated = operation.get("security").is_some();
+            let has_body = operation.get("requestBody").is_some();
+            let has_query = operation["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+            let names_resource = path.contains('{');
+            let writes = matches!(method.as_str(), "post" | "patch" | "delete");
+            let Some(responses) = operation["responses"].as_object_mut() else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| problem(description));
+            };
+            if authenticated {
+                add(
+                    "400",
+                    "A malformed request: Authorization header, path, query string or body",
+                );
+                add(
+                    "401",
+                    "No key, or a malformed, unknown, revoked or expired one (RFC 6750 challenge in WWW-Authenticate)",
+                );
+                add(
+                    "429",
+                    "The key's rate limit is spent; see Retry-After and RateLimit",
+                );
+                add("503", "The database does not answer");
+            }
+            if !scopes.is_empty() {
+                add(
+                    "403",
+                    "The key lacks the scope this needs (named in `scope`)",
+                );
+            }
+            if names_resource || (writes && has_body) {
+                add(
+                    "404",
+                    "No such resource in the key's organization (or project)",
+                );
+            }
+            if has_body {
+                add("413", "The body is over 64 KiB");
+                add("415", "The body is not application/json");
+                add("422", "Invalid fields, listed in `errors`");
+            }
+            if has_query {
+                add("422", "Invalid `limit` or `cursor`, listed in `errors`");
+            }
+            if writes {
+                add(
+                    "409",
+                    "A name already taken, or a project that still has instances",
+                );
+            }
+        }
+    }
+}
+
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new()
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/docs", get(reference_page))
+}
+
+/// The OpenAPI document
+///
+/// This document: every endpoint, its parameters, bodies, answers and required scope.
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "Reference",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json"))
+)]
+pub(super) async fn openapi_json() -> Response {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    let text = TEXT.get_or_init(|| serde_json::to_string(document()).unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
+}
+
+struct OperationRow {
+    method: String,
+    path: String,
+    anchor: String,
+    summary: String,
+    description: String,
+    scope: String,
+    parameters: Vec<String>,
+    request: Option<String>,
+    responses: Vec<String>,
+}
+
+struct Section {
+    tag: String,
+    operations: Vec<OperationRow>,
+}
+
+struct SchemaRow {
+    name: String,
+    json: String,
+}
+
+#[derive(Template)]
+#[template(path = "reference.html")]
+struct ReferencePage {
+    sections: Vec<Section>,
+    schemas: Vec<SchemaRow>,
+}
+
+fn schema_name(schema: &Value) -> String {
+    if let Some(reference) = schema["$ref"].as_str() {
+        return reference.rsplit('/').next().unwrap_or(reference).to_owned();
+    }
+    match schema["type"].as_str() {
+        Some("array") => format!("[{}]", schema_name(&schema["items"])),
+        Some(kind) => kind.to_owned(),
+        None => "value".to_owned(),
+    }
+}
+
+/// The API reference
+///
+/// This document for people: every operation, grouped by tag, with its scope.
+#[utoipa::path(
+    get, path = "/docs", tag = "Reference",
+    responses((status = 200, description = "The reference page", body = String, content_type = "text/html"))
+)]
+pub(super) async fn reference_page() -> Result<Response, ApiError> {
+    let document = document();
+    let mut sections: Vec<Section> = Vec::new();
+    for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let tag = operation["tags"][0].as_str().unwrap_or("Other").to_owned();
+            let scope = match operation["security"][0]["bearer"].as_array() {
+                None => "none: no key needed".to_owned(),
+                Some(scopes) if scopes.is_empty() => "none: any valid key".to_owned(),
+                Some(scopes) => scopes
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            let row = OperationRow {
+                method: method.to_uppercase(),
+                path: path.clone(),
+                anchor: format!("{method}-{}", path.replace(['/', '{', '}', '.'], "-")),
+                summary: operation["summary"].as_str().unwrap_or_default().to_owned(),
+                description: operation["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                scope,
+                parameters: operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        format!(
+                            "{} ({}{}): {}",
+                            p["name"].as_str().unwrap_or_default(),
+                            p["in"].as_str().unwrap_or_default(),
+                            if p["required"] == true {
+                                ", required"
+                            } else {
+                                ""
+                            },
+                            p["description"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect(),
+                request: operation["requestBody"]["content"]["application/json"]["schema"]
+                    .as_object()
+                    .map(|_| {
+                        schema_name(
+                            &operation["requestBody"]["content"]["application/json"]["schema"],
+                        )
+                    }),
+                responses: operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(status, answer)| {
+                        let body = answer["content"]
+                            .as_object()
+                            .and_then(|c| c.values().next())
+                            .map(|c| format!(" → {}", schema_name(&c["schema"])))
+                            .unwrap_or_default();
+                        format!(
+                            "{status} {}{body}",
+                            answer["description"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect(),
+            };
+            match sections.iter_mut().find(|s| s.tag == tag) {
+                Some(section) => section.operations.push(row),
+                None => sections.push(Section {
+                    tag,
+                    operations: vec![row],
+                }),
+            }
+        }
+    }
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, schema)| SchemaRow {
+            name: name.clone(),
+            json: serde_json::to_string_pretty(schema).unwrap_or_default(),
+        })
+        .collect();
+    let page = ReferencePage { sections, schemas };
+    let html = page.render().map_err(ApiError::internal)?;
+    Ok((StatusCode::OK, Html(html)).into_response())
+}

@@ -1,0 +1,77 @@
+//! Schemas for values whose Rust types live in keyward-core (which knows nothing of OpenAPI):
+//! the API's JSON shows them as these. They only describe JSON for the OpenAPI document;
+//! no value is ever built from them.
+#![allow(dead_code)]
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A permission, `resource:action`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Scope)]
+pub enum ScopeName {
+    #[serde(rename = "instances:read")]
+    InstancesRead,
+    #[serde(rename = "instances:write")]
+    InstancesWrite,
+    #[serde(rename = "projects:read")]
+    ProjectsRead,
+    #[serde(rename = "projects:write")]
+    ProjectsWrite,
+    #[serde(rename = "api_keys:read")]
+    ApiKeysRead,
+    #[serde(rename = "api_keys:write")]
+    ApiKeysWrite,
+    #[serde(rename = "tokens:read")]
+    TokensRead,
+    #[serde(rename = "tokens:write")]
+    TokensWrite,
+    #[serde(rename = "members:read")]
+    MembersRead,
+    #[serde(rename = "members:write")]
+    MembersWrite,
+    #[serde(rename = "audit:read")]
+    AuditRead,
+    #[serde(rename = "keys:verify")]
+    KeysVerify,
+}
+
+/// What a credential is.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CredentialKind)]
+#[serde(rename_all = "snake_case")]
+pub enum KindName {
+    ApiKey,
+    ProjectToken,
+}
+
+/// Where a credential stands: only `active` ones are accepted.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CredentialStatus)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusName {
+    Active,
+    Expired,
+    Revoked,
+}
+
+/// The state of an instance.
+#[derive(Serialize, ToSchema)]
+#[schema(as = InstanceStatus)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatusName {
+    Provisioning,
+    Running,
+    Stopped,
+}
+
+/// `requests` per `per_seconds`: a burst of up to `requests`, then one request every
+/// `per_seconds / requests`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RateLimit)]
+pub struct RateLimitSchema {
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub requests: u32,
+    #[schema(minimum = 1, maximum = 86_400)]
+    pub per_seconds: u32,
+}

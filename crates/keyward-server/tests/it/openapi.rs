@@ -1,0 +1,111 @@
+//! The OpenAPI document: every endpoint with its scope, kept in `docs/openapi.json`.
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::TestApp;
+use crate::matrix::{Level, rows};
+
+#[test]
+fn the_document_describes_every_endpoint_with_its_scope() {
+    let document = keyward_server::api::openapi_document();
+    assert_eq!(document["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+    for row in rows() {
+        let operation = &document["paths"][row.path][row.method.as_str().to_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{} {} is not in the document",
+            row.method,
+            row.path
+        );
+        let scopes: Vec<&str> = operation["security"][0]["bearer"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+            .collect();
+        match (row.level, row.scope) {
+            (Level::Public, _) => assert!(operation.get("security").is_none(), "{}", row.path),
+            (_, Some(scope)) => assert_eq!(scopes, [scope.as_str()], "{} {}", row.method, row.path),
+            (_, None) => assert!(scopes.is_empty() && operation.get("security").is_some()),
+        }
+        if row.level != Level::Public {
+            for status in ["401", "429"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{} {} lacks {status}",
+                    row.method,
+                    row.path
+                );
+            }
+        }
+    }
+    let operations: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        operations,
+        rows().len(),
+        "the document has operations the router does not serve"
+    );
+    // The scope catalog in the document is the code's.
+    let names: Vec<&str> = document["components"]["schemas"]["Scope"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let catalog: Vec<&str> = keyward_core::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(names, catalog);
+}
+
+#[test]
+fn docs_openapi_json_is_the_generated_document() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let generated =
+        serde_json::to_string_pretty(keyward_server::api::openapi_document()).unwrap() + "\n";
+    if std::env::var_os("KEYWARD_UPDATE_DOCS").is_some() {
+        std::fs::write(path, &generated).unwrap();
+        return;
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "docs/openapi.json differs from what the server generates: run \
+         KEYWARD_UPDATE_DOCS=1 cargo test -p keyward-server --test it openapi"
+    );
+}
+
+#[tokio::test]
+async fn the_document_and_the_reference_page_are_served_without_a_key() {
+    let app = TestApp::spawn().await;
+    let served = app.call(Method::GET, "/v1/openapi.json", None, None).await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(&served.body, keyward_server::api::openapi_document());
+    let page = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    for row in rows() {
+        assert!(
+            html.contains(&format!("{} {}", row.method, row.path)),
+            "{} {} missing",
+            row.method,
+            row.path
+        );
+        if let Some(scope) = row.scope {
+            assert!(html.contains(scope.as_str()));
+        }
+    }
+    assert!(!html.contains("https://"), "no external assets");
+}
