@@ -13,8 +13,8 @@ pub struct InvalidValue(pub &'static str);
 /// Longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 
-/// A human-chosen name (of a key, token, project, instance or organization): 1–100
-/// characters after trimming, no control characters.
+/// A human-chosen name (of a key, token, project, instance or organization): at most 100
+/// characters, not blank, no control characters; kept trimmed.
 #[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Name(String);
@@ -25,7 +25,8 @@ impl Name {
         if trimmed.is_empty() {
             return Err(InvalidValue("must not be empty"));
         }
-        if trimmed.chars().count() > MAX_NAME_CHARS {
+        // Counted before trimming too, so that the documented maximum holds for what is sent.
+        if raw.chars().count() > MAX_NAME_CHARS {
             return Err(InvalidValue("must be at most 100 characters"));
         }
         if trimmed.chars().any(char::is_control) {
@@ -188,6 +189,10 @@ mod tests {
         assert!(Name::parse("").is_err());
         assert!(Name::parse(&"é".repeat(100)).is_ok());
         assert!(Name::parse(&"é".repeat(101)).is_err());
+        assert!(
+            Name::parse(&format!(" {}", "é".repeat(100))).is_err(),
+            "the limit is on what is sent"
+        );
         assert!(Name::parse("tab\tinside").is_err());
         assert!(Name::parse("new\nline").is_err());
     }

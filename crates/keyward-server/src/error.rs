@@ -6,7 +6,7 @@
 //! the client nothing internal.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyward_core::Scope;
@@ -225,15 +225,6 @@ impl From<StoreError> for ApiError {
                 Self::Unavailable
             }
             other => Self::internal(other),
-        }
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        Self::Unreadable {
-            status: rejection.status(),
-            detail: rejection.body_text(),
         }
     }
 }

@@ -12,11 +12,16 @@ use crate::error::{ApiError, FieldError, validate};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCredential {
-    /// 1 to 100 characters after trimming.
-    #[schema(example = "CI/CD Pipeline")]
+    /// 1 to 100 characters after trimming, no control characters.
+    #[schema(
+        example = "CI/CD Pipeline",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// At least one; each must be held by the calling key.
-    #[schema(value_type = Vec<super::schema::ScopeName>)]
+    #[schema(value_type = Vec<super::schema::ScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
     /// RFC 3339, in the future; required (and no later than its own) when the calling key
     /// expires.
@@ -33,7 +38,12 @@ pub struct CreateCredential {
 #[serde(deny_unknown_fields)]
 pub struct UpdateCredential {
     #[serde(default)]
-    #[schema(example = "Renamed")]
+    #[schema(
+        example = "Renamed",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<super::schema::RateLimitSchema>)]

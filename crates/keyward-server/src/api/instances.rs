@@ -66,12 +66,20 @@ impl From<InstanceRecord> for InstanceView {
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateInstance {
     /// Unique in the project, ignoring case.
-    #[schema(example = "web-1")]
+    #[schema(
+        example = "web-1",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     name: String,
-    #[schema(example = "prj_01m8dz968yez2sm2rg58r2payg")]
+    #[schema(
+        example = "prj_01m8dz968yez2sm2rg58r2payg",
+        pattern = r"^prj_[0-7][0-9a-hjkmnp-tv-z]{25}$"
+    )]
     project_id: String,
     /// 1 to 32 lowercase letters, digits or hyphens, starting with a letter.
-    #[schema(example = "eu-west-1")]
+    #[schema(example = "eu-west-1", pattern = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")]
     region: String,
     /// `running` when left out.
     #[serde(default)]

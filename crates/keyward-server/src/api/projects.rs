@@ -62,10 +62,16 @@ impl From<ProjectRecord> for ProjectView {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateProject {
-    #[schema(example = "Web")]
+    #[schema(
+        example = "Web",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     name: String,
     /// Up to 1000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     description: Option<String>,
 }
 
@@ -74,8 +80,14 @@ pub(super) struct CreateProject {
 #[serde(deny_unknown_fields)]
 pub(super) struct UpdateProject {
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     description: Option<String>,
 }
 

@@ -36,6 +36,31 @@ pub enum ScopeName {
     KeysVerify,
 }
 
+/// A scope a project token may hold.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProjectScope)]
+pub enum ProjectScopeName {
+    #[serde(rename = "instances:read")]
+    InstancesRead,
+    #[serde(rename = "instances:write")]
+    InstancesWrite,
+    #[serde(rename = "projects:read")]
+    ProjectsRead,
+}
+
+/// A new project token: as `CreateCredential`, with project-level scopes only.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreateProjectToken)]
+pub struct CreateProjectTokenSchema {
+    #[schema(example = "Web deploy", min_length = 1, max_length = 100)]
+    pub name: String,
+    #[schema(min_items = 1)]
+    pub scopes: Vec<ProjectScopeName>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<String>,
+    pub rate_limit: Option<RateLimitSchema>,
+}
+
 /// What a credential is.
 #[derive(Serialize, ToSchema)]
 #[schema(as = CredentialKind)]

@@ -93,7 +93,7 @@ pub(super) async fn list_project_tokens(
 #[utoipa::path(
     post, path = "/v1/projects/{project_id}/tokens", tag = "Project tokens",
     params(("project_id" = String, Path, description = "The project's id, `prj_…`")),
-    request_body = CreateCredential,
+    request_body = super::schema::CreateProjectTokenSchema,
     responses((status = 201, description = "Created; the token is shown this once", body = CreatedCredential)),
     security(("bearer" = ["tokens:write"]))
 )]

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Schema-driven testing: a release server on a fresh SQLite database, a bootstrap key with
+# every scope, and schemathesis against the server's own OpenAPI document. It checks that
+# no request gets a 5xx, and that every answer's status code, content type, headers and body
+# are the documented ones; that what POST creates can be read back; that endpoints needing a
+# key refuse requests without one.
+#
+# Two of schemathesis's checks are left out, on purpose:
+# - positive_data_acceptance: some rules cannot be written in JSON Schema (expires_at in the
+#   future, a key granting only scopes it holds), so schema-valid requests are rightly refused;
+# - negative_data_rejection: with bodies whose fields are all optional (the PATCH bodies),
+#   schemathesis 4.32 treats every property as required and reports their omission.
+#
+#   scripts/schemathesis.sh        # needs: pip install schemathesis
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --locked --quiet --bin keyward
+bin=target/release/keyward
+work=$(mktemp -d)
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+db="sqlite://$work/keyward.db"
+
+"$bin" serve --listen 127.0.0.1:0 --database-url "$db" 2>"$work/serve.log" &
+server=$!
+for _ in $(seq 100); do
+  grep -q "listening on" "$work/serve.log" 2>/dev/null && break
+  sleep 0.1
+done
+url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/serve.log" | head -1)
+[ -n "$url" ] || { echo "the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+key=$("$bin" bootstrap --org Schemathesis --email schemathesis@example.com --json \
+  --database-url "$db" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+
+schemathesis run "$url/v1/openapi.json" \
+  --header "Authorization: Bearer $key" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,ensure_resource_availability,ignored_auth \
+  --max-examples "${MAX_EXAMPLES:-100}" \
+  --seed 1
