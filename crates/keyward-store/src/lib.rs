@@ -5,6 +5,7 @@
 //! commits before it returns: a crash never loses an acknowledged write and never un-revokes a
 //! key. Only SHA-256 digests of keys reach storage, never a key itself.
 
+mod decode;
 mod error;
 pub mod model;
 pub mod postgres;

@@ -2,15 +2,13 @@
 //! reach other nodes' caches publishes the credential's digest with `pg_notify` inside its
 //! own transaction, so the notification goes out exactly when the change commits.
 
-use keyward_core::{
-    CredentialId, CredentialKind, KeyDigest, Name, OrganizationId, ProjectId, RateLimit, ScopeSet,
-    Timestamp, UserId,
-};
+use keyward_core::{CredentialId, KeyDigest, Name, OrganizationId, ProjectId, Timestamp, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{INVALIDATION_CHANNEL, corrupt, timestamp};
+use super::{INVALIDATION_CHANNEL, timestamp};
+use crate::decode;
 use crate::error::conflict_on_unique;
 use crate::{
     Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page, Paged,
@@ -28,33 +26,16 @@ macro_rules! select_credentials {
     };
 }
 
-pub(super) fn digest_of(bytes: Vec<u8>) -> Result<KeyDigest, StoreError> {
-    Ok(KeyDigest(
-        bytes.try_into().map_err(|_| corrupt("credential digest"))?,
-    ))
-}
-
 fn from_row(row: &PgRow) -> Result<CredentialRecord, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let kind = CredentialKind::from_storage(&kind).ok_or_else(|| corrupt("credential kind"))?;
-    let scopes: String = row.try_get("scopes")?;
-    let scopes = ScopeSet::from_storage(&scopes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let rate_limit = match (
-        row.try_get::<Option<i64>, _>("rate_limit_requests")?,
-        row.try_get::<Option<i64>, _>("rate_limit_per_seconds")?,
-    ) {
-        (Some(requests), Some(per_seconds)) => Some(
-            u32::try_from(requests)
-                .ok()
-                .zip(u32::try_from(per_seconds).ok())
-                .and_then(|(r, p)| RateLimit::new(r, p).ok())
-                .ok_or_else(|| corrupt("credential rate limit"))?,
-        ),
-        _ => None,
-    };
+    let kind = decode::kind(&row.try_get::<String, _>("kind")?)?;
+    let scopes = decode::scopes(&row.try_get::<String, _>("scopes")?)?;
+    let rate_limit = decode::rate_limit(
+        row.try_get("rate_limit_requests")?,
+        row.try_get("rate_limit_per_seconds")?,
+    )?;
     Ok(CredentialRecord {
         id: CredentialId::from_uuid(row.try_get("id")?, kind),
-        digest: digest_of(row.try_get("secret_sha256")?)?,
+        digest: decode::digest(row.try_get("secret_sha256")?)?,
         organization_id: OrganizationId::from_uuid(row.try_get("organization_id")?),
         project_id: row
             .try_get::<Option<Uuid>, _>("project_id")?

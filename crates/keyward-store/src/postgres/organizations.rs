@@ -3,7 +3,7 @@
 use keyward_core::{Email, Name, OrganizationId, Role, Timestamp, UserId};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use super::{corrupt, timestamp};
+use super::timestamp;
 use crate::error::conflict_on_unique;
 use crate::{
     MemberRecord, MembershipChange, MembershipRecord, NewOrganization, NewOwner, StoreError,
@@ -75,9 +75,7 @@ pub(super) async fn find_user_by_email(
     .transpose()
 }
 
-pub(super) fn role(stored: &str) -> Result<Role, StoreError> {
-    Role::from_storage(stored).ok_or_else(|| corrupt("membership role"))
-}
+pub(super) use crate::decode::role;
 
 pub(super) async fn memberships_of(
     pool: &PgPool,

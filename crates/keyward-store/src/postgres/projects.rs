@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::credentials::{digest_of, notify};
+use super::credentials::notify;
 use super::timestamp;
 use crate::error::conflict_on_unique;
 use crate::{
@@ -161,7 +161,7 @@ pub(super) async fn delete(
         let uuid: Uuid = row.try_get("id")?;
         let token = RevokedToken {
             id: CredentialId::from_uuid(uuid, CredentialKind::ProjectToken),
-            digest: digest_of(row.try_get("secret_sha256")?)?,
+            digest: crate::decode::digest(row.try_get("secret_sha256")?)?,
         };
         notify(tx, &token.digest).await?;
         revoked_tokens.push(token);

@@ -1,14 +1,12 @@
 //! API keys and project tokens: one table, told apart by `kind`.
 
-use keyward_core::{
-    CredentialId, CredentialKind, KeyDigest, Name, OrganizationId, ProjectId, RateLimit, ScopeSet,
-    Timestamp, UserId,
-};
+use keyward_core::{CredentialId, KeyDigest, Name, OrganizationId, ProjectId, Timestamp, UserId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
-use super::{corrupt, timestamp};
+use super::timestamp;
+use crate::decode;
 use crate::error::conflict_on_unique;
 use crate::{
     Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page, Paged,
@@ -27,29 +25,13 @@ macro_rules! select_credentials {
 }
 
 fn from_row(row: &SqliteRow) -> Result<CredentialRecord, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let kind = CredentialKind::from_storage(&kind).ok_or_else(|| corrupt("credential kind"))?;
-    let scopes: String = row.try_get("scopes")?;
-    let scopes = ScopeSet::from_storage(&scopes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let digest: Vec<u8> = row.try_get("secret_sha256")?;
-    let digest = KeyDigest(
-        digest
-            .try_into()
-            .map_err(|_| corrupt("credential digest"))?,
-    );
-    let rate_limit = match (
-        row.try_get::<Option<i64>, _>("rate_limit_requests")?,
-        row.try_get::<Option<i64>, _>("rate_limit_per_seconds")?,
-    ) {
-        (Some(requests), Some(per_seconds)) => Some(
-            u32::try_from(requests)
-                .ok()
-                .zip(u32::try_from(per_seconds).ok())
-                .and_then(|(r, p)| RateLimit::new(r, p).ok())
-                .ok_or_else(|| corrupt("credential rate limit"))?,
-        ),
-        _ => None,
-    };
+    let kind = decode::kind(&row.try_get::<String, _>("kind")?)?;
+    let scopes = decode::scopes(&row.try_get::<String, _>("scopes")?)?;
+    let digest = decode::digest(row.try_get("secret_sha256")?)?;
+    let rate_limit = decode::rate_limit(
+        row.try_get("rate_limit_requests")?,
+        row.try_get("rate_limit_per_seconds")?,
+    )?;
     Ok(CredentialRecord {
         id: CredentialId::from_uuid(row.try_get("id")?, kind),
         digest,

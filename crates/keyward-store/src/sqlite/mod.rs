@@ -404,11 +404,4 @@ impl Store for SqliteStore {
     }
 }
 
-/// Reads a stored time.
-fn timestamp(seconds: i64) -> Timestamp {
-    Timestamp::from_unix_seconds(seconds)
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
+use crate::decode::{corrupt, timestamp};

@@ -3,7 +3,7 @@
 use keyward_core::{Email, Name, OrganizationId, Role, Timestamp, UserId};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::{corrupt, timestamp};
+use super::timestamp;
 use crate::error::conflict_on_unique;
 use crate::{
     MemberRecord, MembershipChange, MembershipRecord, NewOrganization, NewOwner, StoreError,
@@ -130,9 +130,7 @@ pub(super) async fn members(
         .collect()
 }
 
-pub(super) fn role(stored: &str) -> Result<Role, StoreError> {
-    Role::from_storage(stored).ok_or_else(|| corrupt("membership role"))
-}
+pub(super) use crate::decode::role;
 
 pub(super) async fn add_member(
     tx: &mut Transaction<'static, Sqlite>,

@@ -1,14 +1,12 @@
 //! Projects. A deleted project is kept (with `deleted_at`) so that its revoked tokens keep
 //! their history; it no longer appears anywhere else.
 
-use keyward_core::{
-    CredentialId, CredentialKind, KeyDigest, Name, OrganizationId, ProjectId, Timestamp,
-};
+use keyward_core::{CredentialId, CredentialKind, Name, OrganizationId, ProjectId, Timestamp};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
-use super::{corrupt, timestamp};
+use super::timestamp;
 use crate::error::conflict_on_unique;
 use crate::{
     NewProject, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord, RevokedToken,
@@ -166,14 +164,9 @@ pub(super) async fn delete(
     .iter()
     .map(|row| {
         let uuid: Uuid = row.try_get("id")?;
-        let digest: Vec<u8> = row.try_get("secret_sha256")?;
         Ok(RevokedToken {
             id: CredentialId::from_uuid(uuid, CredentialKind::ProjectToken),
-            digest: KeyDigest(
-                digest
-                    .try_into()
-                    .map_err(|_| corrupt("credential digest"))?,
-            ),
+            digest: crate::decode::digest(row.try_get("secret_sha256")?)?,
         })
     })
     .collect::<Result<Vec<_>, StoreError>>()?;
