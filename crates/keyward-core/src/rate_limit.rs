@@ -44,11 +44,24 @@ impl RateLimit {
         u64::from(self.per_seconds) * 1_000_000_000 - self.emission_interval_nanos()
     }
 
+    /// Whether a credential limited to `self` is held at least as tightly as by `cap`: no
+    /// bigger burst and no faster sustained rate. A credential may grant only such limits.
+    pub fn is_within(self, cap: RateLimit) -> bool {
+        let rate = u64::from(self.requests) * u64::from(cap.per_seconds);
+        let cap_rate = u64::from(cap.requests) * u64::from(self.per_seconds);
+        self.requests <= cap.requests && rate <= cap_rate
+    }
+
     /// One GCRA step: given the theoretical arrival time `tat` and the time `now` (both in
     /// nanoseconds on one monotonic clock), whether the request is allowed and the new TAT.
+    ///
+    /// A TAT more than one window ahead can only come from a stricter limit that was since
+    /// changed to this one; it counts as this limit's quota spent, no more.
     pub fn decide(self, tat: u64, now: u64) -> Decision {
         let interval = self.emission_interval_nanos();
         let tolerance = self.burst_tolerance_nanos();
+        let window = u64::from(self.per_seconds) * 1_000_000_000;
+        let tat = tat.min(now.saturating_add(window));
         let base = tat.max(now);
         if base - now > tolerance {
             let wait = base - now - tolerance;
@@ -61,7 +74,6 @@ impl RateLimit {
             };
         }
         let new_tat = base + interval;
-        let window = u64::from(self.per_seconds) * 1_000_000_000;
         let used = new_tat - now;
         Decision {
             allowed: true,
@@ -156,5 +168,42 @@ mod tests {
         }
         // 3 at once, then 3 a second for the remaining 4.99 s.
         assert_eq!(allowed_at.len(), 3 + 14);
+    }
+
+    #[test]
+    fn a_loosened_limit_carries_over_no_more_than_its_own_window() {
+        let strict = RateLimit::new(2, 86_400).unwrap();
+        let loose = RateLimit::new(10, 60).unwrap();
+        let now = 1_000 * SECOND;
+        let mut tat = 0;
+        for _ in 0..2 {
+            tat = strict.decide(tat, now).new_tat;
+        }
+        assert!(!strict.decide(tat, now).allowed);
+        // Under the new limit the quota counts as spent, and refills at the new rate.
+        let refused = loose.decide(tat, now);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_nanos, 6 * SECOND);
+        assert!(loose.decide(tat, now + 6 * SECOND).allowed);
+    }
+
+    #[test]
+    fn a_limit_is_within_another_when_neither_burst_nor_rate_is_larger() {
+        let cap = RateLimit::new(100, 60).unwrap();
+        assert!(cap.is_within(cap));
+        assert!(RateLimit::new(10, 60).unwrap().is_within(cap));
+        assert!(RateLimit::new(100, 120).unwrap().is_within(cap));
+        assert!(
+            !RateLimit::new(101, 60).unwrap().is_within(cap),
+            "bigger burst"
+        );
+        assert!(
+            !RateLimit::new(100, 59).unwrap().is_within(cap),
+            "faster rate"
+        );
+        assert!(!RateLimit::new(2, 1).unwrap().is_within(cap), "faster rate");
+        let daily = RateLimit::new(2, 86_400).unwrap();
+        assert!(!RateLimit::new(1, 1).unwrap().is_within(daily));
+        assert!(RateLimit::new(1, 86_400).unwrap().is_within(daily));
     }
 }

@@ -59,3 +59,18 @@ pub(crate) fn conflict_on_unique(what: &'static str) -> impl FnOnce(sqlx::Error)
         _ => StoreError::from(error),
     }
 }
+
+/// What the `credentials_need_a_live_project` trigger says, on both backends.
+const PROJECT_NOT_LIVE: &str = "keyward: the project is deleted";
+
+/// Turns a failed credential insert into `Conflict("credential")` for a taken id or digest
+/// and `NotFound("project")` when the database refused a token for a project that is not
+/// live (deleted, perhaps by a concurrent request).
+pub(crate) fn credential_insert_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.message().contains(PROJECT_NOT_LIVE) => {
+            StoreError::NotFound("project")
+        }
+        _ => conflict_on_unique("credential")(error),
+    }
+}

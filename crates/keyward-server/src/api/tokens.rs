@@ -153,7 +153,7 @@ pub(super) async fn show_project_token(
 
 /// Revoke a project token
 ///
-/// Immediate and permanent.
+/// Immediate and permanent. Works for tokens of deleted projects too.
 #[utoipa::path(
     delete, path = "/v1/projects/{project_id}/tokens/{token_id}", tag = "Project tokens",
     params(
@@ -169,7 +169,12 @@ pub(super) async fn revoke_project_token(
     ApiPath((project, token)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::TokensWrite)?;
-    let project = reachable_project(&state, &principal, &project).await?;
+    // The project need not be live: a token is revoked by its id even after its project is
+    // deleted (the deletion revoked it already; this makes sure of it).
+    let project = super::projects::parse_id(&project)?;
+    if !principal.can_reach(project) {
+        return Err(ApiError::NotFound("project"));
+    }
     credentials::revoke(
         &state,
         principal.organization_id,

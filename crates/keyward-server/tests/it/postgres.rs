@@ -103,3 +103,11 @@ async fn without_the_database_cached_keys_work_the_rest_is_503_and_it_recovers()
         .problem(401, "invalid_token");
     app.store.close().await;
 }
+
+#[tokio::test]
+async fn tokens_never_outlive_a_project_deleted_while_they_are_created_on_postgres() {
+    let Some(cluster) = cluster() else { return };
+    let app = TestApp::spawn_on(&cluster.create_database().await.unwrap()).await;
+    crate::tokens::race_token_creation_against_project_deletion(&app, 40).await;
+    app.store.close().await;
+}

@@ -280,3 +280,61 @@ async fn deleting_a_project_revokes_all_its_tokens_at_once() {
         .await
         .problem(404, "not_found");
 }
+
+/// Creates tokens while their project is deleted, many times over: a token the API created
+/// works only if the project is still live, and is refused everywhere once it is deleted.
+/// Each can still be revoked by its id.
+pub async fn race_token_creation_against_project_deletion(app: &TestApp, rounds: usize) {
+    let org = app.bootstrap("Racers").await;
+    let mut created = 0;
+    for round in 0..rounds {
+        let project = app
+            .create_project(&org.key, &format!("Doomed {round}"))
+            .await;
+        let tokens = format!("/v1/projects/{project}/tokens");
+        let project_path = format!("/v1/projects/{project}");
+        let create = |n: usize| {
+            app.post(
+                &tokens,
+                &org.key,
+                json!({ "name": format!("t{n}"), "scopes": ["instances:read"] }),
+            )
+        };
+        let (a, b, c, deletion, d, e, f) = tokio::join!(
+            create(1),
+            create(2),
+            create(3),
+            app.delete(&project_path, &org.key),
+            create(4),
+            create(5),
+            create(6),
+        );
+        assert_eq!(deletion.status, StatusCode::NO_CONTENT, "{}", deletion.body);
+        for answer in [a, b, c, d, e, f] {
+            if answer.status == StatusCode::NOT_FOUND {
+                continue;
+            }
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+            created += 1;
+            let key = answer.body["key"].as_str().unwrap();
+            let id = answer.body["id"].as_str().unwrap();
+            app.get("/v1/me", key).await.problem(401, "invalid_token");
+            let verified = app
+                .post("/v1/keys/verify", &org.key, json!({ "key": key }))
+                .await;
+            assert_ne!(verified.body["code"], "VALID", "round {round}");
+            let revoked = app.delete(&format!("{tokens}/{id}"), &org.key).await;
+            assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
+        }
+    }
+    eprintln!(
+        "{created} of {} token creations beat the deletion",
+        rounds * 6
+    );
+}
+
+#[tokio::test]
+async fn tokens_never_outlive_a_project_deleted_while_they_are_created() {
+    let app = TestApp::spawn().await;
+    race_token_creation_against_project_deletion(&app, 40).await;
+}

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{INVALIDATION_CHANNEL, timestamp};
 use crate::decode;
-use crate::error::conflict_on_unique;
+use crate::error::credential_insert_error;
 use crate::{
     Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page, Paged,
     StoreError, UsageUpdate,
@@ -19,8 +19,13 @@ macro_rules! select_credentials {
     ($($tail:literal)*) => {
         concat!(
             "SELECT id, kind, organization_id, project_id, name, secret_sha256, hint, scopes, \
-             created_at, expires_at, revoked_at, last_used_at, rate_limit_requests, \
-             rate_limit_per_seconds, created_by_user FROM credentials ",
+             created_at, expires_at, ",
+            // A token of a deleted project reads as revoked when its project was deleted,
+            // whatever its own row says.
+            "COALESCE(revoked_at, (SELECT deleted_at FROM projects \
+             WHERE projects.id = credentials.project_id)) AS revoked_at, ",
+            "last_used_at, rate_limit_requests, rate_limit_per_seconds, created_by_user \
+             FROM credentials ",
             $($tail),*
         )
     };
@@ -117,7 +122,7 @@ pub(super) async fn insert(
     .bind(new.rate_limit.map(|limit| i64::from(limit.per_seconds)))
     .execute(&mut **tx)
     .await
-    .map_err(conflict_on_unique("credential"))?;
+    .map_err(credential_insert_error)?;
     Ok(CredentialRecord {
         id: new.id,
         digest: new.digest,

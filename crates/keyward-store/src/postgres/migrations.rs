@@ -12,11 +12,18 @@ struct Migration {
 }
 
 /// Append only: a released migration is never edited or reordered.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "tokens need a live project",
+        sql: include_str!("../../migrations/postgres/0002_tokens_need_a_live_project.sql"),
+    },
+];
 
 /// Any number; the same on every node.
 const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264;

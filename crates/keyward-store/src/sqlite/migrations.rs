@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rate limits",
         sql: include_str!("../../migrations/sqlite/0003_rate_limits.sql"),
     },
+    Migration {
+        version: 4,
+        name: "tokens need a live project",
+        sql: include_str!("../../migrations/sqlite/0004_tokens_need_a_live_project.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {

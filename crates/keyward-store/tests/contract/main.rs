@@ -95,6 +95,7 @@ contract! {
     resources::project_names_are_unique_among_live_projects,
     resources::deleting_a_project_revokes_its_tokens,
     resources::instances_belong_to_live_projects_of_their_organization,
+    resources::tokens_cannot_outlive_their_project,
 }
 
 pub fn name(text: &str) -> Name {

@@ -254,3 +254,84 @@ pub async fn instances_belong_to_live_projects_of_their_organization(store: &dyn
         "{into_deleted:?}"
     );
 }
+
+/// Token creations racing a project's deletion: each creation either fails because the
+/// project is gone or lands before the deletion, which then revokes it. None outlives it.
+pub async fn tokens_cannot_outlive_their_project(store: &dyn Store) {
+    let (org, bootstrap) = organization(store, "Acme").await;
+    let (other, _) = organization(store, "Globex").await;
+    let scopes = ScopeSet::parse_names(&["instances:read"]).unwrap();
+    let token = |project: ProjectId, n: u32| {
+        new_credential(
+            org,
+            Creator::Credential(bootstrap),
+            Some(project),
+            &format!("token {n}"),
+            scopes,
+        )
+    };
+
+    // After the deletion, and in another organization, the database refuses the token.
+    let gone = store.insert_project(project(org, "Gone")).await.unwrap();
+    store
+        .delete_project(org, gone.id, Timestamp::now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_credential(token(gone.id, 0)).await,
+        Err(StoreError::NotFound("project"))
+    ));
+    let theirs = store
+        .insert_project(project(other, "Theirs"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_credential(token(theirs.id, 0)).await,
+        Err(StoreError::NotFound("project"))
+    ));
+
+    let mut created = 0;
+    let mut refused = 0;
+    for round in 0..25 {
+        let web = store
+            .insert_project(project(org, &format!("Web {round}")))
+            .await
+            .unwrap();
+        let at = Timestamp::now();
+        let (a, b, c, deletion, d, e, f) = tokio::join!(
+            store.insert_credential(token(web.id, 1)),
+            store.insert_credential(token(web.id, 2)),
+            store.insert_credential(token(web.id, 3)),
+            store.delete_project(org, web.id, at),
+            store.insert_credential(token(web.id, 4)),
+            store.insert_credential(token(web.id, 5)),
+            store.insert_credential(token(web.id, 6)),
+        );
+        let ProjectDeletion::Deleted { revoked_tokens } = deletion.unwrap() else {
+            panic!("the project has no instances and must be deleted");
+        };
+        for result in [a, b, c, d, e, f] {
+            match result {
+                Ok(record) => {
+                    created += 1;
+                    assert!(
+                        revoked_tokens.iter().any(|t| t.id == record.id),
+                        "round {round}: a token created beside the deletion was not revoked by it"
+                    );
+                    let found = store
+                        .find_credential_by_digest(&record.digest)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert!(
+                        found.revoked_at.is_some(),
+                        "round {round}: token still live"
+                    );
+                }
+                Err(StoreError::NotFound("project")) => refused += 1,
+                Err(other) => panic!("round {round}: {other}"),
+            }
+        }
+    }
+    assert_eq!(created + refused, 25 * 6);
+}
