@@ -56,7 +56,8 @@ impl RateLimit {
     /// nanoseconds on one monotonic clock), whether the request is allowed and the new TAT.
     ///
     /// A TAT more than one window ahead can only come from a stricter limit that was since
-    /// changed to this one; it counts as this limit's quota spent, no more.
+    /// changed to this one; it counts as this limit's quota spent, no more, and the new TAT
+    /// (to be stored even when the request is refused) is brought back within the window.
     pub fn decide(self, tat: u64, now: u64) -> Decision {
         let interval = self.emission_interval_nanos();
         let tolerance = self.burst_tolerance_nanos();
@@ -184,7 +185,8 @@ mod tests {
         let refused = loose.decide(tat, now);
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after_nanos, 6 * SECOND);
-        assert!(loose.decide(tat, now + 6 * SECOND).allowed);
+        assert_eq!(refused.new_tat, now + 60 * SECOND);
+        assert!(loose.decide(refused.new_tat, now + 6 * SECOND).allowed);
     }
 
     #[test]

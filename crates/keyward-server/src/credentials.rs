@@ -23,6 +23,9 @@ pub struct Grantor {
     pub allowed: ScopeSet,
     /// A credential that expires cannot create one that outlives it.
     pub expires_at: Option<Timestamp>,
+    /// A rate-limited credential can only grant limits within its own, and cannot change
+    /// its own.
+    pub rate_limit: Option<RateLimit>,
     pub created_by: Creator,
 }
 
@@ -173,6 +176,7 @@ pub async fn create(
             format!("must be set and no later than {limit}, when the creating credential expires"),
         ));
     }
+    check_rate_limit_grant(grantor, input.rate_limit)?;
     let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ApiError::internal)?;
     let record = state
         .store
@@ -256,14 +260,43 @@ pub async fn revoke(
     Ok(())
 }
 
-/// Renames a credential or changes its rate limit; takes effect on the next request.
+/// A limit `grantor` may set on a credential: any, unless the grantor is limited itself;
+/// then one no looser than its own.
+fn check_rate_limit_grant(grantor: &Grantor, asked: Option<RateLimit>) -> Result<(), ApiError> {
+    match (grantor.rate_limit, asked) {
+        (Some(cap), asked) if asked.is_none_or(|asked| !asked.is_within(cap)) => {
+            Err(ApiError::invalid(
+                "rate_limit",
+                format!(
+                    "must be set and no looser than {} requests per {} seconds, the creating \
+                     credential's own limit",
+                    cap.requests, cap.per_seconds
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Renames a credential or changes its rate limit; takes effect on the next request. A
+/// credential cannot change its own limit, and a limited one sets only limits within its own.
 pub async fn update(
     state: &AppState,
-    organization: OrganizationId,
+    grantor: &Grantor,
     id: CredentialId,
     project: Option<ProjectId>,
     changes: CredentialChanges,
 ) -> Result<CredentialView, ApiError> {
+    let organization = grantor.organization_id;
+    if let Some(asked) = changes.rate_limit {
+        if grantor.created_by == Creator::Credential(id) {
+            return Err(ApiError::invalid(
+                "rate_limit",
+                "a credential cannot change its own rate limit",
+            ));
+        }
+        check_rate_limit_grant(grantor, asked)?;
+    }
     show(state, organization, id, project).await?;
     let record = state
         .store

@@ -152,13 +152,7 @@ pub(super) async fn update_api_key(
     principal.require(Scope::ApiKeysWrite)?;
     let ApiJson(body) = body?;
     let changes = body.parse()?;
-    let view = credentials::update(
-        &state,
-        principal.organization_id,
-        parse_id(&id)?,
-        None,
-        changes,
-    )
-    .await?;
+    let view =
+        credentials::update(&state, &grantor(&principal), parse_id(&id)?, None, changes).await?;
     Ok(ApiJson(view))
 }

@@ -28,6 +28,7 @@ pub struct CreateCredential {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<String>,
+    /// Optional; required, and no looser than its own, when the calling key is rate-limited.
     #[serde(default)]
     #[schema(value_type = Option<super::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
@@ -45,6 +46,7 @@ pub struct UpdateCredential {
         pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
     )]
     pub name: Option<String>,
+    /// A key cannot change its own limit; a rate-limited key sets only limits within its own.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<super::schema::RateLimitSchema>)]
     pub rate_limit: Option<Option<RateLimit>>,
@@ -105,6 +107,7 @@ pub fn grantor(principal: &Principal) -> Grantor {
         organization_id: principal.organization_id,
         allowed: principal.scopes,
         expires_at: principal.expires_at,
+        rate_limit: principal.credential.rate_limit,
         created_by: Creator::Credential(principal.credential_id),
     }
 }

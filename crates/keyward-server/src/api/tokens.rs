@@ -208,7 +208,7 @@ pub(super) async fn update_project_token(
     let changes = body.parse()?;
     let view = credentials::update(
         &state,
-        principal.organization_id,
+        &grantor(&principal),
         parse_token_id(&token)?,
         Some(project),
         changes,

@@ -11,6 +11,9 @@
 //!   from memory: it bumps an epoch, removes the entry and any read in flight; a read that
 //!   started before the bump finishes but is not stored.
 //! - Entries older than the maximum age are reloaded; negatives live a few seconds.
+//! - A rate-limited credential's limiter state lives apart from its entry and is shared by
+//!   every entry loaded for the digest, for as long as its window runs: ageing out, a
+//!   reload, an invalidation (rename, limit change) or clearing the cache gives no quota back.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -44,12 +47,18 @@ pub struct CachedCredential {
     loaded_at: i64,
     /// Last use this node has seen, in Unix seconds.
     pub(super) last_used: AtomicI64,
-    /// GCRA theoretical arrival time, in `clock::monotonic_nanos`.
-    pub(super) tat: AtomicU64,
+    /// GCRA theoretical arrival time, in `clock::monotonic_nanos`, shared with the
+    /// cache's limiter states (see [`VerificationCache::limiter_state`]).
+    pub(super) tat: Arc<AtomicU64>,
 }
 
 impl CachedCredential {
+    /// An entry with limiter state of its own (for tests and benchmarks).
     pub fn from_record(record: CredentialRecord, now: Timestamp) -> Self {
+        Self::with_limiter(record, now, Arc::default())
+    }
+
+    fn with_limiter(record: CredentialRecord, now: Timestamp, tat: Arc<AtomicU64>) -> Self {
         Self {
             digest: record.digest,
             id: record.id,
@@ -63,7 +72,7 @@ impl CachedCredential {
             rate_limit: record.rate_limit,
             loaded_at: now.unix_seconds(),
             last_used: AtomicI64::new(record.last_used_at.map_or(0, Timestamp::unix_seconds)),
-            tat: AtomicU64::new(0),
+            tat,
         }
     }
 }
@@ -127,6 +136,7 @@ impl BuildHasher for PrefixHash {
 }
 
 type Shard = RwLock<HashMap<u128, Slot, PrefixHash>>;
+type LimiterStates = Mutex<HashMap<u128, Arc<AtomicU64>, PrefixHash>>;
 
 pub struct VerificationCache {
     shards: Box<[Shard]>,
@@ -134,6 +144,8 @@ pub struct VerificationCache {
     inflight: Mutex<HashMap<u128, Arc<OnceCell<Loaded>>>>,
     max_age_seconds: i64,
     negatives: AtomicUsize,
+    /// GCRA state of rate-limited credentials, by digest key; see [`Self::sweep`].
+    limiters: LimiterStates,
 }
 
 impl VerificationCache {
@@ -144,6 +156,7 @@ impl VerificationCache {
             inflight: Mutex::default(),
             max_age_seconds,
             negatives: AtomicUsize::new(0),
+            limiters: Mutex::default(),
         }
     }
 
@@ -182,7 +195,7 @@ impl VerificationCache {
                 let epoch = self.epoch.load(Ordering::SeqCst);
                 match store.find_credential_by_digest(digest).await {
                     Ok(Some(record)) => {
-                        let entry = Arc::new(CachedCredential::from_record(record, now));
+                        let entry = self.entry_for(key, record, now);
                         self.store_if_current(key, Slot::Found(entry.clone()), epoch);
                         Loaded::Found(entry)
                     }
@@ -224,10 +237,8 @@ impl VerificationCache {
             (Some(Slot::Missing { .. }), _) => {
                 self.negatives.fetch_sub(1, Ordering::Relaxed);
             }
-            // A reload keeps what this node measured: last use and the rate limiter's state.
+            // A reload keeps the last use this node saw (the limiter state is shared).
             (Some(Slot::Found(old)), Some(Slot::Found(new))) if old.digest == new.digest => {
-                new.tat
-                    .store(old.tat.load(Ordering::Relaxed), Ordering::Relaxed);
                 new.last_used
                     .fetch_max(old.last_used.load(Ordering::Relaxed), Ordering::Relaxed);
             }
@@ -266,7 +277,41 @@ impl VerificationCache {
             .clear();
     }
 
-    /// Drops entries past their age, so memory follows the keys in use.
+    fn entry_for(
+        &self,
+        key: u128,
+        record: CredentialRecord,
+        now: Timestamp,
+    ) -> Arc<CachedCredential> {
+        let tat = if record.rate_limit.is_some() {
+            self.limiter_state(key)
+        } else {
+            Arc::default()
+        };
+        Arc::new(CachedCredential::with_limiter(record, now, tat))
+    }
+
+    /// The one limiter state of a digest on this node, created on first use.
+    fn limiter_state(&self, key: u128) -> Arc<AtomicU64> {
+        self.limiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
+    /// Limiter states held, for tests and metrics.
+    pub fn limiter_states(&self) -> usize {
+        self.limiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Drops entries past their age, so memory follows the keys in use, and limiter states
+    /// that no entry holds and whose window has run out (their quota is whole again, which is
+    /// what a missing state means).
     pub fn sweep(&self, now: Timestamp) {
         let now = now.unix_seconds();
         for shard in self.shards.iter() {
@@ -282,6 +327,12 @@ impl VerificationCache {
                 }
             });
         }
+        // After the entries, so that a state whose entry just went can go too.
+        let monotonic = super::clock::monotonic_nanos();
+        self.limiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, tat| Arc::strong_count(tat) > 1 || tat.load(Ordering::Relaxed) > monotonic);
     }
 
     /// Entries held, found and negative.
@@ -296,7 +347,91 @@ impl VerificationCache {
     pub fn insert(&self, record: CredentialRecord, now: Timestamp) {
         let key = key_of(&record.digest);
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let entry = Arc::new(CachedCredential::from_record(record, now));
+        let entry = self.entry_for(key, record, now);
         self.store_if_current(key, Slot::Found(entry), epoch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyward_core::{CredentialKind, Name};
+
+    use super::*;
+
+    fn record(rate_limit: Option<RateLimit>) -> CredentialRecord {
+        CredentialRecord {
+            id: CredentialId::generate(CredentialKind::ApiKey),
+            digest: KeyDigest::of(&format!(
+                "key {:?}",
+                CredentialId::generate(CredentialKind::ApiKey)
+            )),
+            organization_id: OrganizationId::generate(),
+            project_id: None,
+            name: Name::parse("limited").unwrap(),
+            hint: String::new(),
+            scopes: ScopeSet::all(),
+            created_at: Timestamp::now(),
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            rate_limit,
+            created_by_user: None,
+        }
+    }
+
+    fn cached(
+        cache: &VerificationCache,
+        digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Arc<CachedCredential> {
+        match cache.get(digest, now) {
+            Lookup::Found(entry) => entry,
+            _ => panic!("not cached"),
+        }
+    }
+
+    #[test]
+    fn limiter_state_outlives_the_entry_until_its_window_ends() {
+        let cache = VerificationCache::new(60);
+        let limited = record(RateLimit::new(2, 86_400).ok());
+        let digest = limited.digest;
+        let now = Timestamp::now();
+        let far_ahead = super::super::clock::monotonic_nanos() + 3_600 * 1_000_000_000;
+
+        cache.insert(limited.clone(), now);
+        cached(&cache, &digest, now)
+            .tat
+            .store(far_ahead, Ordering::Relaxed);
+
+        // Invalidated, cleared, aged out and swept: every new entry sees the same state.
+        cache.invalidate(&digest);
+        cache.insert(limited.clone(), now);
+        assert_eq!(
+            cached(&cache, &digest, now).tat.load(Ordering::Relaxed),
+            far_ahead
+        );
+        cache.clear();
+        let later = now.plus_seconds(120);
+        cache.sweep(later);
+        assert_eq!(cache.entries(), 0);
+        assert_eq!(cache.limiter_states(), 1, "the window is still running");
+        cache.insert(limited.clone(), later);
+        assert_eq!(
+            cached(&cache, &digest, later).tat.load(Ordering::Relaxed),
+            far_ahead
+        );
+
+        // Once the window has run out and no entry holds it, the state goes: a missing
+        // state is a whole quota, which is what it would be anyway.
+        cached(&cache, &digest, later)
+            .tat
+            .store(0, Ordering::Relaxed);
+        cache.sweep(later.plus_seconds(120));
+        assert_eq!(cache.entries(), 0);
+        assert_eq!(cache.limiter_states(), 0);
+
+        // Credentials without a limit keep no state.
+        cache.insert(record(None), now);
+        assert_eq!(cache.limiter_states(), 0);
     }
 }

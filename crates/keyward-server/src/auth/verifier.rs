@@ -199,6 +199,15 @@ fn take_token(entry: &CachedCredential, limit: RateLimit) -> RateStatus {
             retry_after_seconds: ceil_seconds(decision.retry_after_nanos),
         };
         if !decision.allowed {
+            if decision.new_tat < tat {
+                // A limit was loosened: keep the state within the new window.
+                let _ = entry.tat.compare_exchange(
+                    tat,
+                    decision.new_tat,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
             return status;
         }
         match entry.tat.compare_exchange_weak(

@@ -451,6 +451,7 @@ async fn create(
         organization_id: person.membership.organization_id,
         allowed: person.membership.role.scope_cap(),
         expires_at: None,
+        rate_limit: None,
         created_by: Creator::User(person.user_id),
     };
     let input = CredentialInput {

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub client: reqwest::Client,
     pub dir: TempDir,
+    pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -103,7 +104,7 @@ impl TestApp {
             config
         };
         let state = AppState::new(store.clone(), config);
-        let server = tokio::spawn(keyward_server::serve(listener, state, async {
+        let server = tokio::spawn(keyward_server::serve(listener, state.clone(), async {
             let _ = stopped.await;
         }));
         Self {
@@ -111,9 +112,15 @@ impl TestApp {
             store,
             client: reqwest::Client::new(),
             dir,
+            state,
             stop: Some(stop),
             server: Some(server),
         }
+    }
+
+    /// Entries in the server's verification cache.
+    pub fn verifier_cache_entries(&self) -> usize {
+        self.state.verifier.cache().entries()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -359,3 +359,149 @@ async fn metrics_count_verifications_and_cache_use() {
     }
     assert!(!text.contains(&org.key));
 }
+
+/// Asks `with` for a key limited to `requests` per `per_seconds`.
+async fn limited_key(
+    app: &TestApp,
+    with: &str,
+    requests: u32,
+    per_seconds: u32,
+) -> crate::helpers::Answer {
+    app.post(
+        "/v1/api-keys",
+        with,
+        json!({
+            "name": format!("{requests} per {per_seconds} s"),
+            "scopes": ["instances:read", "api_keys:read", "api_keys:write"],
+            "rate_limit": { "requests": requests, "per_seconds": per_seconds },
+        }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_spent_quota_stays_spent_when_the_cache_forgets_the_key() {
+    // Entries age out after a second and the sweep runs every 100 ms.
+    let app = TestApp::spawn_with(Config {
+        cache_max_age: Duration::from_secs(1),
+        usage_flush_interval: Duration::from_millis(100),
+        ..Config::default()
+    })
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let created = limited_key(&app, &org.key, 2, 86_400).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let path = format!("/v1/api-keys/{}", created.body["id"].as_str().unwrap());
+    for _ in 0..2 {
+        assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
+    }
+    app.get("/v1/me", &key).await.problem(429, "rate_limited");
+
+    // The entry ages out and is swept: the quota is still spent.
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    assert_eq!(app.verifier_cache_entries(), 0, "the entry was swept");
+    app.get("/v1/me", &key).await.problem(429, "rate_limited");
+
+    // Renaming it (which drops the entry on every node) gives nothing back either.
+    let renamed = app
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&org.key),
+            Some(json!({ "name": "Renamed" })),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    app.get("/v1/me", &key).await.problem(429, "rate_limited");
+}
+
+async fn patch(
+    app: &TestApp,
+    key: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> crate::helpers::Answer {
+    app.call(reqwest::Method::PATCH, path, Some(key), Some(body))
+        .await
+}
+
+#[tokio::test]
+async fn a_limited_key_cannot_lift_its_own_limit_or_grant_a_looser_one() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    let created = limited_key(&app, &org.key, 100, 60).await;
+    let limited = created.body["key"].as_str().unwrap().to_owned();
+    let own = format!("/v1/api-keys/{}", created.body["id"].as_str().unwrap());
+
+    // Not its own limit, in either direction; its name is fine.
+    for body in [
+        json!({ "rate_limit": null }),
+        json!({ "rate_limit": { "requests": 1000, "per_seconds": 1 } }),
+        json!({ "rate_limit": { "requests": 1, "per_seconds": 60 } }),
+    ] {
+        let refused = patch(&app, &limited, &own, body).await;
+        refused.problem(422, "validation_failed");
+        assert_eq!(refused.body["errors"][0]["field"], "rate_limit");
+    }
+    assert_eq!(
+        patch(&app, &limited, &own, json!({ "name": "Still limited" }))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let stored = app.get(&own, &org.key).await;
+    assert_eq!(
+        stored.body["rate_limit"],
+        json!({ "requests": 100, "per_seconds": 60 })
+    );
+
+    // Children: limited, and no looser than the creator.
+    for (requests, per_seconds) in [(101, 60), (100, 59), (1000, 600)] {
+        limited_key(&app, &limited, requests, per_seconds)
+            .await
+            .problem(422, "validation_failed");
+    }
+    app.post(
+        "/v1/api-keys",
+        &limited,
+        json!({ "name": "Unlimited child", "scopes": ["instances:read"] }),
+    )
+    .await
+    .problem(422, "validation_failed");
+    let child = limited_key(&app, &limited, 10, 60).await;
+    assert_eq!(child.status, StatusCode::CREATED, "{}", child.body);
+    let child_path = format!("/v1/api-keys/{}", child.body["id"].as_str().unwrap());
+
+    // Nor can it loosen or lift a sibling's limit; tightening is fine.
+    patch(&app, &limited, &child_path, json!({ "rate_limit": null }))
+        .await
+        .problem(422, "validation_failed");
+    patch(
+        &app,
+        &limited,
+        &child_path,
+        json!({ "rate_limit": { "requests": 200, "per_seconds": 60 } }),
+    )
+    .await
+    .problem(422, "validation_failed");
+    let tightened = patch(
+        &app,
+        &limited,
+        &child_path,
+        json!({ "rate_limit": { "requests": 5, "per_seconds": 60 } }),
+    )
+    .await;
+    assert_eq!(tightened.status, StatusCode::OK, "{}", tightened.body);
+
+    // An unlimited key (the bootstrap key) may set any limit, or none.
+    let lifted = app
+        .call(
+            reqwest::Method::PATCH,
+            &child_path,
+            Some(&org.key),
+            Some(json!({ "rate_limit": null })),
+        )
+        .await;
+    assert_eq!(lifted.status, StatusCode::OK, "{}", lifted.body);
+}

@@ -58,7 +58,7 @@ async fn migrations_run_once_even_when_nodes_start_together() {
         .fetch_all(&mut connection)
         .await
         .unwrap();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     connection.close().await.unwrap();
     for store in [a, b, db.store] {
         store.close().await;
