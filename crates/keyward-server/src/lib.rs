@@ -11,6 +11,7 @@ pub mod error;
 mod extract;
 pub mod metrics;
 mod pagination;
+pub mod passwords;
 mod web;
 
 use std::future::Future;
@@ -40,6 +41,8 @@ pub struct Config {
     /// Where people and programs reach this server (`https://…` makes cookies Secure; the
     /// dashboard's ready-made `curl` lines use it).
     pub public_url: String,
+    /// How much password hashing (log-in, sign-up) may run and wait at once.
+    pub password_limits: passwords::PasswordLimits,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             usage_flush_interval: Duration::from_secs(5),
             cache_max_age: Duration::from_secs(60),
             public_url: "http://127.0.0.1:8080".to_owned(),
+            password_limits: passwords::PasswordLimits::default(),
         }
     }
 }
@@ -64,6 +68,9 @@ pub struct Shared {
     pub usage: Arc<UsageRecorder>,
     pub verifier: Arc<Verifier>,
     pub metrics: Arc<Metrics>,
+    pub passwords: passwords::PasswordWork,
+    pub signup_throttle: passwords::AddressThrottle,
+    pub login_throttle: passwords::AddressThrottle,
 }
 
 impl std::ops::Deref for AppState {
@@ -87,6 +94,9 @@ impl AppState {
         ));
         Self(Arc::new(Shared {
             store,
+            passwords: passwords::PasswordWork::new(config.password_limits),
+            signup_throttle: passwords::AddressThrottle::new(web::SIGNUPS_PER_ADDRESS),
+            login_throttle: passwords::AddressThrottle::new(web::LOGINS_PER_ADDRESS),
             config,
             usage,
             verifier,

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
+use keyward_server::passwords::PasswordLimits;
 use keyward_server::{AppState, Config};
 use tokio::net::TcpListener;
 use tracing_subscriber::filter::Targets;
@@ -62,6 +63,16 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
 
+    /// Password hashes (log-in, sign-up) computed at once, 19 MiB each. Defaults to the
+    /// number of cores; more requests wait briefly, then get 503 with Retry-After.
+    #[arg(
+        long,
+        env = "KEYWARD_PASSWORD_HASH_WORKERS",
+        value_parser = clap::value_parser!(u16).range(1..=256),
+        value_name = "COUNT"
+    )]
+    password_hash_workers: Option<u16>,
+
     /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
     #[arg(
         long,
@@ -98,6 +109,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
             .unwrap_or_else(|| format!("http://{address}"))
             .trim_end_matches('/')
             .to_owned(),
+        password_limits: password_limits(args.password_hash_workers),
     };
     tracing::info!("keyward listening on http://{address}");
     let state = AppState::new(store.clone(), config);
@@ -106,6 +118,18 @@ pub async fn run(args: ServeArgs) -> CliResult {
     served?;
     tracing::info!("keyward stopped");
     Ok(())
+}
+
+fn password_limits(workers: Option<u16>) -> PasswordLimits {
+    let default = PasswordLimits::default();
+    match workers {
+        Some(workers) => PasswordLimits {
+            workers: usize::from(workers),
+            queue: 8 * usize::from(workers),
+            ..default
+        },
+        None => default,
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -1,17 +1,21 @@
 //! Sign-up, log-in, log-out and the organization switcher.
 //!
-//! Passwords are hashed with Argon2id off the async runtime (`spawn_blocking`). After
+//! Passwords are hashed with Argon2id on the bounded password workers ([`crate::passwords`]):
+//! too much at once gets 503 with `Retry-After`. One address may sign up
+//! [`SIGNUPS_PER_ADDRESS`] and try to log in [`LOGINS_PER_ADDRESS`], whatever the emails. After
 //! [`MAX_FAILURES`] failed log-ins for one email from one address, further tries for that pair
 //! are refused without checking the password until [`LOCKOUT_SECONDS`] have passed since the
 //! last failure; a success clears the count. Each attempt is counted before its password is
 //! checked, so concurrent attempts share the same limit.
+
+use std::net::IpAddr;
 
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::password::Password;
-use keyward_core::{Email, Name, OrganizationId, Timestamp, UserId};
+use keyward_core::{Email, Name, OrganizationId, RateLimit, Timestamp, UserId};
 use keyward_store::{LoginAttempt, NewOrganization, NewOwner, StoreError};
 
 use super::form::FormData;
@@ -21,18 +25,29 @@ use super::session::{
 };
 use crate::AppState;
 use crate::error::ApiError;
+use crate::passwords::AddressThrottle;
 
 pub const MAX_FAILURES: u32 = 5;
 pub const LOCKOUT_SECONDS: i64 = 60;
+/// Sign-ups from one address: a burst of 10, then one every 6 minutes.
+pub const SIGNUPS_PER_ADDRESS: RateLimit = RateLimit {
+    requests: 10,
+    per_seconds: 3_600,
+};
+/// Log-in attempts from one address, for any emails: 30 a minute.
+pub const LOGINS_PER_ADDRESS: RateLimit = RateLimit {
+    requests: 30,
+    per_seconds: 60,
+};
 
 /// A real Argon2id hash of a random password, checked when the email has no account, so that
 /// a wrong email takes as long as a wrong password. Made once, on first use.
-async fn decoy_hash() -> Result<String, WebError> {
+async fn decoy_hash(state: &AppState) -> Result<String, WebError> {
     static DECOY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     DECOY
         .get_or_try_init(|| async {
             let password = Password::generate().map_err(ApiError::internal)?;
-            hash_password(password).await
+            hash_password(state, password).await
         })
         .await
         .cloned()
@@ -105,17 +120,50 @@ pub async fn signup_page(
     Ok(anonymous_page(StatusCode::OK, csrf, &page))
 }
 
-async fn hash_password(password: Password) -> Result<String, WebError> {
-    tokio::task::spawn_blocking(move || password.hash())
+/// One argon2 run on the bounded password workers.
+async fn with_password_worker<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, WebError> {
+    state
+        .passwords
+        .run(work)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(|_| WebError::TryLater {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after_seconds: 1,
+            message: "The server is busy checking passwords. Please try again in a moment.".into(),
+        })
+}
+
+async fn hash_password(state: &AppState, password: Password) -> Result<String, WebError> {
+    with_password_worker(state, move || password.hash())
+        .await?
         .map_err(|e| ApiError::internal(e).into())
 }
 
-async fn verify_password(password: Password, hash: String) -> Result<bool, WebError> {
-    tokio::task::spawn_blocking(move || password.verify(&hash))
-        .await
-        .map_err(|e| ApiError::internal(e).into())
+async fn verify_password(
+    state: &AppState,
+    password: Password,
+    hash: String,
+) -> Result<bool, WebError> {
+    with_password_worker(state, move || password.verify(&hash)).await
+}
+
+/// Counts a try from the client's address against `throttle`.
+fn throttle(throttle: &AddressThrottle, client_ip: &str, what: &str) -> Result<(), WebError> {
+    let address = client_ip
+        .parse()
+        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    throttle
+        .try_once(address)
+        .map_err(|retry_after_seconds| WebError::TryLater {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after_seconds,
+            message: format!(
+                "Too many {what} from your address. Try again in {retry_after_seconds} s."
+            ),
+        })
 }
 
 /// Signed in: the session cookie, and on to Settings > API Keys.
@@ -127,10 +175,12 @@ fn signed_in_response(cookie: axum::http::HeaderValue) -> Response {
 
 pub async fn signup(
     State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, WebError> {
     AnonymousCsrf::check(&headers, form.csrf_token())?;
+    throttle(&state.signup_throttle, &client_ip, "sign-ups")?;
     let mut errors = FormErrors::default();
     let email = Email::parse(form.text("email"))
         .map_err(|e| errors.push("email", e))
@@ -165,7 +215,7 @@ pub async fn signup(
         );
         return page_again(errors);
     }
-    let password_hash = hash_password(password).await?;
+    let password_hash = hash_password(&state, password).await?;
     let user = UserId::generate();
     let organization_id = OrganizationId::generate();
     let created = state
@@ -225,6 +275,7 @@ pub async fn login(
         Ok(email) => email,
         Err(error) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "email", error.to_string()),
     };
+    throttle(&state.login_throttle, &client_ip, "log-in attempts")?;
     let now = Timestamp::now();
     // The attempt counts as a failure before the password is checked, so parallel tries
     // cannot all get in under the limit; a success clears it.
@@ -249,10 +300,10 @@ pub async fn login(
     let user = state.store.find_user_by_email(&email).await?;
     let verified = match (&password, &user) {
         (Ok(password), Some(user)) => {
-            verify_password(password.clone(), user.password_hash.clone()).await?
+            verify_password(&state, password.clone(), user.password_hash.clone()).await?
         }
         (Ok(password), None) => {
-            verify_password(password.clone(), decoy_hash().await?).await?;
+            verify_password(&state, password.clone(), decoy_hash(&state).await?).await?;
             false
         }
         (Err(_), _) => false,

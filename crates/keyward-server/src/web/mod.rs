@@ -3,6 +3,7 @@
 //! one script only adds copy-to-clipboard and local times. No asset comes from elsewhere.
 
 mod accounts;
+pub(crate) use accounts::{LOGINS_PER_ADDRESS, SIGNUPS_PER_ADDRESS};
 mod credentials;
 mod form;
 mod members;

@@ -140,6 +140,12 @@ pub enum WebError {
     Redirect(String),
     /// A page that explains what went wrong.
     Page { status: StatusCode, message: String },
+    /// Too many tries, or too busy for now: the page, with `Retry-After`.
+    TryLater {
+        status: StatusCode,
+        retry_after_seconds: u64,
+        message: String,
+    },
 }
 
 impl WebError {
@@ -198,6 +204,19 @@ impl IntoResponse for WebError {
             Self::Page { status, message } => {
                 let title = status.canonical_reason().unwrap_or("Error");
                 render(status, &ErrorPage { title, message })
+            }
+            Self::TryLater {
+                status,
+                retry_after_seconds,
+                message,
+            } => {
+                let title = status.canonical_reason().unwrap_or("Error");
+                let mut response = render(status, &ErrorPage { title, message });
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after_seconds),
+                );
+                response
             }
         }
     }

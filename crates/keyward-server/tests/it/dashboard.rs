@@ -10,30 +10,30 @@ use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 
 use crate::helpers::TestApp;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// A person's browser, minus the rendering: cookies kept by hand, redirects not followed.
-struct Visitor<'a> {
+pub(crate) struct Visitor<'a> {
     app: &'a TestApp,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     cookies: HashMap<String, String>,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     }
 
-    fn csrf_token(&self) -> String {
+    pub(crate) fn csrf_token(&self) -> String {
         let marker = "name=\"csrf_token\" value=\"";
         let start = self.body.find(marker).expect("a form with a CSRF token") + marker.len();
         self.body[start..start + 32].to_owned()
@@ -41,7 +41,7 @@ impl Page {
 }
 
 impl<'a> Visitor<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -53,7 +53,7 @@ impl<'a> Visitor<'a> {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -61,7 +61,7 @@ impl<'a> Visitor<'a> {
             .join("; ")
     }
 
-    async fn keep(&mut self, response: reqwest::Response) -> Page {
+    pub(crate) async fn keep(&mut self, response: reqwest::Response) -> Page {
         for value in response.headers().get_all(SET_COOKIE) {
             let text = value.to_str().unwrap();
             let pair = text.split(';').next().unwrap();
@@ -81,7 +81,7 @@ impl<'a> Visitor<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let response = self
             .http
             .get(self.app.url(path))
@@ -92,7 +92,7 @@ impl<'a> Visitor<'a> {
         self.keep(response).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -108,7 +108,7 @@ impl<'a> Visitor<'a> {
         self.keep(response).await
     }
 
-    async fn sign_up(&mut self, email: &str, organization: &str) -> Page {
+    pub(crate) async fn sign_up(&mut self, email: &str, organization: &str) -> Page {
         let csrf = self.get("/signup").await.csrf_token();
         self.post(
             "/signup",
@@ -122,7 +122,7 @@ impl<'a> Visitor<'a> {
         .await
     }
 
-    async fn log_in(&mut self, email: &str, password: &str) -> Page {
+    pub(crate) async fn log_in(&mut self, email: &str, password: &str) -> Page {
         let csrf = self.get("/login").await.csrf_token();
         self.post(
             "/login",

@@ -10,6 +10,7 @@ mod helpers;
 mod instances;
 mod matrix;
 mod openapi;
+mod password_work;
 mod postgres;
 mod projects;
 mod storage;

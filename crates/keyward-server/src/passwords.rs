@@ -1,0 +1,198 @@
+//! Password hashing with bounded cost, and per-address throttles for the anonymous forms.
+//!
+//! Argon2id takes 19 MiB and tens of milliseconds per hash by design, and log-in and sign-up
+//! run it for anyone who asks. So hashing runs on a fixed set of worker threads (one per
+//! core by default): however many requests arrive, at most that many hashes are in memory at
+//! once, and the memory each worker's allocator keeps stays with that worker. A request
+//! waits up to [`PasswordWork::wait`] to be admitted to the queue; past that it is refused
+//! with 503 and `Retry-After`, which costs nothing.
+//!
+//! [`AddressThrottle`] limits how often one client address may try (sign-ups, log-in
+//! attempts whatever the email), in memory on each node.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use keyward_core::RateLimit;
+use tokio::sync::{Semaphore, oneshot};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing work in flight was at its bound for longer than a request may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("password checks are busy; retry in a second")]
+pub struct Busy;
+
+/// How much password hashing may run and wait at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordLimits {
+    /// Hashes computed at once (worker threads).
+    pub workers: usize,
+    /// Requests admitted beyond those being hashed, waiting for a worker.
+    pub queue: usize,
+    /// How long a request waits to be admitted before it is refused.
+    pub wait: Duration,
+}
+
+impl Default for PasswordLimits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            workers: cores,
+            queue: 8 * cores,
+            wait: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct PasswordWork {
+    jobs: mpsc::SyncSender<Job>,
+    admission: Semaphore,
+    wait: Duration,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl PasswordWork {
+    pub fn new(limits: PasswordLimits) -> Self {
+        let workers = limits.workers.max(1);
+        let admitted = workers + limits.queue;
+        let (sender, receiver) = mpsc::sync_channel::<Job>(admitted);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..workers {
+            let receiver = receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("keyward-password-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only to take a job, not to run it.
+                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            // Every sender is gone: the server has stopped.
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a password worker thread");
+            }
+        }
+        Self {
+            jobs: sender,
+            admission: Semaphore::new(admitted),
+            wait: limits.wait,
+            running: Arc::default(),
+            peak: Arc::default(),
+        }
+    }
+
+    /// Runs `work` (a hash or a verification) on a worker, once admitted.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let _permit = tokio::time::timeout(self.wait, self.admission.acquire())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        let (reply, answer) = oneshot::channel();
+        let (running, peak) = (self.running.clone(), self.peak.clone());
+        let job: Job = Box::new(move || {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let result = work();
+            running.fetch_sub(1, Ordering::SeqCst);
+            let _ = reply.send(result);
+        });
+        // Never blocks: the channel holds as many jobs as there are permits.
+        self.jobs.try_send(job).map_err(|_| Busy)?;
+        answer.await.map_err(|_| Busy)
+    }
+
+    /// The most hashes that ever ran at once.
+    pub fn peak_concurrency(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// At most `limit` tries per client address, in memory (GCRA, as for keys).
+pub struct AddressThrottle {
+    limit: RateLimit,
+    tats: Mutex<HashMap<IpAddr, u64>>,
+}
+
+/// Above this many addresses, those whose allowance is whole again are forgotten.
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
+impl AddressThrottle {
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            tats: Mutex::default(),
+        }
+    }
+
+    /// Counts a try from `address`: `Err(seconds to wait)` when it is over the limit.
+    pub fn try_once(&self, address: IpAddr) -> Result<(), u64> {
+        let now = crate::auth::clock::monotonic_nanos();
+        let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
+        if tats.len() >= MAX_TRACKED_ADDRESSES {
+            tats.retain(|_, tat| *tat > now);
+        }
+        let tat = tats.entry(address).or_insert(0);
+        let decision = self.limit.decide(*tat, now);
+        *tat = decision.new_tat;
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(decision.retry_after_nanos.div_ceil(1_000_000_000).max(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_beyond_the_bound_waits_then_is_refused() {
+        let work = Arc::new(PasswordWork::new(PasswordLimits {
+            workers: 1,
+            queue: 0,
+            wait: Duration::from_millis(50),
+        }));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let work = work.clone();
+            tokio::spawn(async move {
+                work.run(move || {
+                    let _ = released.recv();
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(work.run(|| 1).await, Err(Busy), "the only worker is taken");
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        assert_eq!(work.run(|| 2).await, Ok(2));
+        assert_eq!(work.peak_concurrency(), 1);
+    }
+
+    #[test]
+    fn an_address_gets_its_allowance_and_then_waits() {
+        let throttle = AddressThrottle::new(RateLimit::new(3, 60).unwrap());
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(throttle.try_once(one), Ok(()));
+        }
+        let wait = throttle.try_once(one).unwrap_err();
+        assert!((1..=20).contains(&wait), "{wait}");
+        assert_eq!(throttle.try_once(other), Ok(()));
+    }
+}
