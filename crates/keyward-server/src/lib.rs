@@ -12,10 +12,10 @@ mod extract;
 pub mod metrics;
 mod pagination;
 pub mod passwords;
+mod server;
 mod web;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{UsageRecorder, Verifier};
 use crate::metrics::Metrics;
+pub use crate::server::ConnectionLimits;
 
 /// Settings that shape behaviour; every node of one installation must agree on `brand`.
 #[derive(Clone, Debug)]
@@ -43,6 +44,8 @@ pub struct Config {
     pub public_url: String,
     /// How much password hashing (log-in, sign-up) may run and wait at once.
     pub password_limits: passwords::PasswordLimits,
+    /// Timeouts and the connection cap; see [`ConnectionLimits`].
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             cache_max_age: Duration::from_secs(60),
             public_url: "http://127.0.0.1:8080".to_owned(),
             password_limits: passwords::PasswordLimits::default(),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -155,7 +159,8 @@ async fn every_request(
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes in-flight requests
-/// and writes the last-use times still in memory.
+/// (closing what is left after the shutdown timeout) and writes the last-use times still in
+/// memory.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -167,10 +172,15 @@ pub async fn serve(
         .store
         .invalidations()
         .map(|changes| tokio::spawn(follow_other_nodes(state.clone(), changes)));
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.config.connection_limits;
+    server::accept_until(
+        listener,
+        app(state.clone()),
+        limits,
+        state.metrics.clone(),
+        shutdown,
+    )
+    .await;
     // Stop the periodic flush between batches (never in the middle of one), then write
     // whatever the last requests recorded.
     let _ = stop_flusher.send(true);
@@ -178,10 +188,12 @@ pub async fn serve(
     if let Some(follower) = follower {
         follower.abort();
     }
-    if let Err(error) = state.flush_usage().await {
-        tracing::error!(%error, "could not write last-use times at shutdown");
+    match tokio::time::timeout(limits.shutdown_timeout, state.flush_usage()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::error!(%error, "could not write last-use times at shutdown"),
+        Err(_) => tracing::error!("gave up writing last-use times at shutdown: too slow"),
     }
-    served
+    Ok(())
 }
 
 /// Applies other nodes' changes to this node's verification cache: a revoked key is

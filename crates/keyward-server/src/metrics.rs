@@ -41,6 +41,8 @@ pub struct Metrics {
     pub cache_misses: AtomicU64,
     pub flush_batches: AtomicU64,
     pub flush_rows: AtomicU64,
+    pub open_connections: AtomicU64,
+    pub connection_limit_reached: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
@@ -103,6 +105,11 @@ impl Metrics {
                 load(&self.flush_rows),
             ),
             (
+                "keyward_connection_limit_reached_total",
+                "Times every connection slot was taken and new connections had to wait.",
+                load(&self.connection_limit_reached),
+            ),
+            (
                 "keyward_store_write_transactions_total",
                 "Write transactions sent to the database.",
                 store.write_transactions,
@@ -118,6 +125,13 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP keyward_open_connections Client connections open now.\n\
+             # TYPE keyward_open_connections gauge\n\
+             keyward_open_connections {}",
+            load(&self.open_connections)
+        );
         let _ = writeln!(
             out,
             "# HELP keyward_verification_cache_entries Digests held in memory.\n\

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use keyward_server::passwords::PasswordLimits;
-use keyward_server::{AppState, Config};
+use keyward_server::{AppState, Config, ConnectionLimits};
 use tokio::net::TcpListener;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
@@ -73,6 +73,50 @@ pub struct ServeArgs {
     )]
     password_hash_workers: Option<u16>,
 
+    /// Seconds a client has to send a whole request head: from connecting, for the first
+    /// request, and from its first byte for later ones. Slower clients are disconnected.
+    #[arg(
+        long,
+        env = "KEYWARD_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        value_name = "SECONDS"
+    )]
+    header_read_timeout_seconds: u64,
+
+    /// Seconds a kept-alive connection may stay silent after a response before it is closed.
+    /// Keep it above the keep-alive timeout of any proxy in front (nginx: 60 s).
+    #[arg(
+        long,
+        env = "KEYWARD_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 75,
+        value_parser = clap::value_parser!(u64).range(1..=86400),
+        value_name = "SECONDS"
+    )]
+    idle_timeout_seconds: u64,
+
+    /// Connections open at once; more wait in the listen backlog (and one warning is logged
+    /// each time the limit is reached). Defaults to the open-file limit less 128 for the
+    /// database and logs, or 1000 where that limit cannot be read.
+    #[arg(
+        long,
+        env = "KEYWARD_MAX_CONNECTIONS",
+        value_parser = clap::value_parser!(u32).range(1..),
+        value_name = "COUNT"
+    )]
+    max_connections: Option<u32>,
+
+    /// On SIGTERM or SIGINT, seconds to let in-flight requests finish before the remaining
+    /// connections are closed; pending last-use times are then written and the server exits.
+    #[arg(
+        long,
+        env = "KEYWARD_SHUTDOWN_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=3600),
+        value_name = "SECONDS"
+    )]
+    shutdown_timeout_seconds: u64,
+
     /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
     #[arg(
         long,
@@ -110,6 +154,14 @@ pub async fn run(args: ServeArgs) -> CliResult {
             .trim_end_matches('/')
             .to_owned(),
         password_limits: password_limits(args.password_hash_workers),
+        connection_limits: ConnectionLimits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
+            max_connections: args
+                .max_connections
+                .map_or_else(default_max_connections, |n| n as usize),
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout_seconds),
+        },
     };
     tracing::info!("keyward listening on http://{address}");
     let state = AppState::new(store.clone(), config);
@@ -118,6 +170,18 @@ pub async fn run(args: ServeArgs) -> CliResult {
     served?;
     tracing::info!("keyward stopped");
     Ok(())
+}
+
+/// The open-file limit less what the database, logs and listener need; 1000 if unknown.
+fn default_max_connections() -> usize {
+    const RESERVED: usize = 128;
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<usize>().ok()
+        })
+        .map_or(1_000, |soft| soft.saturating_sub(RESERVED).max(16))
 }
 
 fn password_limits(workers: Option<u16>) -> PasswordLimits {

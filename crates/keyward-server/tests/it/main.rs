@@ -4,6 +4,7 @@
 mod api_keys;
 mod bad_input;
 mod browser;
+mod connections;
 mod dashboard;
 mod docs;
 mod helpers;

@@ -1,0 +1,359 @@
+//! Accepting connections, with limits no client can wear down.
+//!
+//! - A request head must arrive whole within `header_read_timeout`, counted from the
+//!   connection's start for the first request and from the head's first byte for later ones:
+//!   silent and byte-a-second clients are closed.
+//! - A kept-alive connection that sends nothing after a response is closed after
+//!   `idle_timeout`.
+//! - At most `max_connections` are open at once; past that, new connections wait in the
+//!   listen backlog, one warning is logged each time the limit is reached, and
+//!   `/metrics` counts it.
+//! - Shutdown stops accepting, lets in-flight requests finish, and closes whatever is left
+//!   after `shutdown_timeout`, whatever clients do.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use crate::metrics::Metrics;
+
+/// Connection limits; see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 1_000,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Accepts connections on `listener` and serves `router` on each until `shutdown`
+/// completes; returns once every connection has finished or been closed at the deadline.
+pub(crate) async fn accept_until(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut at_limit = false;
+    tokio::pin!(shutdown);
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                at_limit = false;
+                slot
+            }
+            Err(_) => {
+                if !at_limit {
+                    at_limit = true;
+                    metrics
+                        .connection_limit_reached
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached; new connections wait until one closes"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, most likely: wait rather than spin.
+                tracing::error!(%error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let router = router.clone();
+        let metrics = metrics.clone();
+        let stopping = stopping.clone();
+        connections.spawn(async move {
+            metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+            serve_connection(stream, remote, router, limits, stopping).await;
+            metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            "closing connections still open after the shutdown timeout"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// What a connection is doing, for its timers. Times are in ms on the process clock.
+struct Activity {
+    connected_ms: u64,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    /// When the last request ended.
+    last_done_ms: AtomicU64,
+    /// When the first byte of the next request head arrived; 0 while none has.
+    head_started_ms: AtomicU64,
+}
+
+/// Which limit a connection ran into.
+enum Expired {
+    HeaderRead,
+    Idle,
+}
+
+fn now_ms() -> u64 {
+    crate::auth::clock::monotonic_nanos() / 1_000_000
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            connected_ms: now_ms(),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            last_done_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn bytes_arrived(&self) {
+        if self.head_started_ms.load(Ordering::Relaxed) == 0 {
+            let _ = self.head_started_ms.compare_exchange(
+                0,
+                now_ms().max(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// When the connection runs into a limit, as things stand now; `None` while a request
+    /// is being handled.
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<(u64, Expired)> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let head_started = self.head_started_ms.load(Ordering::Relaxed);
+        Some(if head_started != 0 {
+            (
+                head_started.saturating_add(millis(limits.header_read_timeout)),
+                Expired::HeaderRead,
+            )
+        } else if self.requests.load(Ordering::Relaxed) == 0 {
+            // A new connection must send its first head within the header timeout.
+            (
+                self.connected_ms
+                    .saturating_add(millis(limits.header_read_timeout)),
+                Expired::HeaderRead,
+            )
+        } else {
+            (
+                self.last_done_ms
+                    .load(Ordering::Relaxed)
+                    .saturating_add(millis(limits.idle_timeout)),
+                Expired::Idle,
+            )
+        })
+    }
+
+    /// Completes when the connection has run into a limit.
+    async fn expired(&self, limits: &ConnectionLimits) -> Expired {
+        // Waking at least this often notices a head that starts during an idle wait.
+        let step = millis(limits.header_read_timeout.min(limits.idle_timeout) / 4).clamp(5, 1_000);
+        loop {
+            let now = now_ms();
+            let wait = match self.deadline(limits) {
+                Some((at, expired)) if at <= now => return expired,
+                Some((at, _)) => (at - now).min(step),
+                None => step,
+            };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+}
+
+/// Marks a request in progress for as long as it lives.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.requests.fetch_add(1, Ordering::Relaxed);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        activity.last_done_ms.store(now_ms(), Ordering::Relaxed);
+        // Body bytes do not start the next head.
+        activity.head_started_ms.store(0, Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The client's socket, noting when bytes arrive.
+struct WatchedStream {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for WatchedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for WatchedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    limits: ConnectionLimits,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let in_flight = InFlight::start(&activity);
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo(remote));
+            let answer = router.clone().oneshot(request);
+            async move {
+                let response = answer.await;
+                drop(in_flight);
+                response
+            }
+        })
+    };
+    let stream = WatchedStream {
+        stream,
+        activity: activity.clone(),
+    };
+    // The timers are this module's (see `Activity`): hyper's own header timer would also
+    // close kept-alive connections that are merely idle.
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut closing = *stopping.borrow();
+    if closing {
+        connection.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, %remote, "connection ended with an error");
+                }
+                return;
+            }
+            expired = activity.expired(&limits) => {
+                if let Expired::HeaderRead = expired {
+                    tracing::debug!(%remote, "closed a connection that did not send a request head in time");
+                }
+                // Nothing is in progress: closing loses no answer.
+                return;
+            }
+            changed = stopping.changed(), if !closing => {
+                if changed.is_err() || *stopping.borrow() {
+                    // Finish the request in progress, if any, then close.
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
