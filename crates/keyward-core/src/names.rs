@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 
 /// Why a name, email or region was refused. The message is shown to the client as is.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -14,7 +15,8 @@ pub struct InvalidValue(pub &'static str);
 pub const MAX_NAME_CHARS: usize = 100;
 
 /// A human-chosen name (of a key, token, project, instance or organization): at most 100
-/// characters, not blank, no control characters; kept trimmed.
+/// characters, not blank, no control or invisible format characters; kept trimmed and in
+/// Unicode normal form C, so that names that look the same are the same.
 #[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Name(String);
@@ -32,7 +34,13 @@ impl Name {
         if trimmed.chars().any(char::is_control) {
             return Err(InvalidValue("must not contain control characters"));
         }
-        Ok(Self(trimmed.to_owned()))
+        if trimmed.chars().any(is_format_character) {
+            return Err(InvalidValue(
+                "must not contain invisible formatting characters (such as zero-width spaces \
+                 or direction overrides)",
+            ));
+        }
+        Ok(Self(trimmed.nfc().collect()))
     }
 
     /// A name read back from storage, where it was validated on the way in.
@@ -55,6 +63,40 @@ impl fmt::Debug for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.0, f)
     }
+}
+
+/// Unicode's general category Cf (format characters, Unicode 16): invisible, and able to make
+/// two names look alike or reorder what a confirmation shows (U+200B, U+202E, U+2066,
+/// U+FEFF, …).
+const FORMAT_CHARACTERS: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+fn is_format_character(c: char) -> bool {
+    let c = u32::from(c);
+    FORMAT_CHARACTERS
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&c))
 }
 
 /// An email address, trimmed and lowercased so that one person has one account.
@@ -195,6 +237,28 @@ mod tests {
         );
         assert!(Name::parse("tab\tinside").is_err());
         assert!(Name::parse("new\nline").is_err());
+    }
+
+    #[test]
+    fn invisible_and_direction_characters_are_refused_and_names_are_nfc() {
+        for spoof in [
+            "P1\u{200b}",
+            "\u{feff}P1",
+            "key \u{202e}txt.exe",
+            "a\u{2066}b\u{2069}",
+            "soft\u{ad}hyphen",
+            "tag\u{e0041}",
+        ] {
+            let refused = Name::parse(spoof).unwrap_err();
+            assert!(refused.0.contains("invisible"), "{spoof:?}: {refused}");
+        }
+        // "é" as e + combining acute is stored as the single code point, so the two
+        // spellings are one name.
+        let decomposed = Name::parse("Caf\u{65}\u{301}").unwrap();
+        assert_eq!(decomposed.as_str(), "Caf\u{e9}");
+        assert_eq!(decomposed, Name::parse("Caf\u{e9}").unwrap());
+        // Visible scripts and emoji are fine.
+        assert!(Name::parse("Déploiement 🚀 деплой 配置").is_ok());
     }
 
     #[test]

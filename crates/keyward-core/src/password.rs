@@ -1,11 +1,18 @@
 //! Passwords of dashboard users: Argon2id (the argon2 crate's defaults, m=19 MiB, t=2, p=1,
 //! as OWASP recommends), stored only as PHC strings.
+//!
+//! A new password must not be one of the 19,640 most common ones (`data/common-passwords.txt`,
+//! the list Royce Williams compiled and Django ships, lowercased) nor the person's email, as
+//! NIST SP 800-63B §5.1.1.2 asks.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+use crate::Email;
 
 pub const MIN_PASSWORD_CHARS: usize = 10;
 pub const MAX_PASSWORD_CHARS: usize = 1024;
@@ -20,6 +27,10 @@ pub enum PasswordError {
     TooShort,
     #[error("a password must be at most 1024 characters long")]
     TooLong,
+    #[error("this password is one of the most common ones; choose another")]
+    Common,
+    #[error("the password must not be your email address")]
+    SameAsEmail,
     #[error("the password could not be hashed")]
     Hashing,
     #[error("the operating system's random number generator failed")]
@@ -36,6 +47,26 @@ impl Password {
         } else {
             Ok(Self(raw))
         }
+    }
+
+    /// A password someone is choosing now (sign-up, bootstrap): the length rules, and neither
+    /// a common password nor `email`. Log-in uses [`Password::parse`], so that an existing
+    /// password keeps working.
+    pub fn parse_new(raw: String, email: &Email) -> Result<Self, PasswordError> {
+        let password = Self::parse(raw)?;
+        let lowered = password.0.trim().to_lowercase();
+        if lowered == email.as_str()
+            || email
+                .as_str()
+                .split_once('@')
+                .is_some_and(|(local, _)| lowered == local)
+        {
+            return Err(PasswordError::SameAsEmail);
+        }
+        if is_common(&lowered) {
+            return Err(PasswordError::Common);
+        }
+        Ok(password)
     }
 
     /// A random 20-character password (≈119 bits), for accounts created from the command line.
@@ -78,6 +109,21 @@ impl Password {
     }
 }
 
+/// Whether `lowered` is on the bundled list of common passwords.
+fn is_common(lowered: &str) -> bool {
+    static SORTED: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let sorted = SORTED.get_or_init(|| {
+        let mut list: Vec<&str> = include_str!("../data/common-passwords.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect();
+        list.sort_unstable();
+        list
+    });
+    sorted.binary_search(&lowered).is_ok()
+}
+
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(redacted)")
@@ -117,5 +163,42 @@ mod tests {
         let generated = Password::generate().unwrap();
         assert_eq!(generated.expose_secret().len(), 20);
         assert_eq!(format!("{generated:?}"), "Password(redacted)");
+    }
+
+    #[test]
+    fn new_passwords_are_neither_common_nor_the_email() {
+        let email = Email::parse("ada.lovelace@example.com").unwrap();
+        for common in ["1234567890", "qwertyuiop", "Password123", "iloveyou12"] {
+            assert_eq!(
+                Password::parse_new(common.into(), &email).unwrap_err(),
+                PasswordError::Common,
+                "{common}"
+            );
+            assert!(
+                Password::parse(common.into()).is_ok(),
+                "log-in still parses it"
+            );
+        }
+        for own in [
+            "ada.lovelace@example.com",
+            "Ada.Lovelace@Example.com",
+            "ada.lovelace",
+        ] {
+            assert_eq!(
+                Password::parse_new(own.into(), &email).unwrap_err(),
+                PasswordError::SameAsEmail,
+                "{own}"
+            );
+        }
+        assert!(Password::parse_new("correct horse battery staple".into(), &email).is_ok());
+        assert_eq!(
+            Password::parse_new("short".into(), &email).unwrap_err(),
+            PasswordError::TooShort
+        );
+    }
+
+    #[test]
+    fn the_bundled_list_holds_at_least_ten_thousand_passwords() {
+        assert!(include_str!("../data/common-passwords.txt").lines().count() >= 10_000);
     }
 }

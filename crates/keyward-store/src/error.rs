@@ -22,8 +22,14 @@ pub enum StoreError {
         "unsupported database URL: use sqlite://PATH (for example sqlite://./keyward-data/keyward.db)"
     )]
     UnsupportedUrl,
-    #[error("could not create the data directory {path}")]
+    #[error("could not create the data directory {path}: {source}")]
     DataDirectory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not create the database file {path}: {source}")]
+    DatabaseFile {
         path: String,
         #[source]
         source: std::io::Error,

@@ -49,7 +49,12 @@ pub async fn run(args: BootstrapArgs) -> CliResult {
             .map_err(|error| format!("could not read the password from standard input: {error}"))?;
         let line = raw.strip_suffix('\n').unwrap_or(&raw);
         let line = line.strip_suffix('\r').unwrap_or(line);
-        Some(Password::parse(line.to_owned())?)
+        // An unparseable email is reported by bootstrap itself, below.
+        let password = match keyward_core::Email::parse(&args.email) {
+            Ok(email) => Password::parse_new(line.to_owned(), &email)?,
+            Err(_) => Password::parse(line.to_owned())?,
+        };
+        Some(password)
     } else {
         None
     };

@@ -185,9 +185,13 @@ pub async fn signup(
     let email = Email::parse(form.text("email"))
         .map_err(|e| errors.push("email", e))
         .ok();
-    let password = Password::parse(form.text("password").to_owned())
-        .map_err(|e| errors.push("password", e))
-        .ok();
+    let raw_password = form.text("password").to_owned();
+    let password = match &email {
+        Some(email) => Password::parse_new(raw_password, email),
+        None => Password::parse(raw_password),
+    }
+    .map_err(|e| errors.push("password", e))
+    .ok();
     let organization = Name::parse(form.text("organization"))
         .map_err(|e| errors.push("organization", e))
         .ok();

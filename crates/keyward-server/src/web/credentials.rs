@@ -7,8 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, ProjectId, Role, Scope, ScopeSet, Timestamp,
-    holdable_scopes,
+    CredentialId, CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, Role,
+    Scope, ScopeSet, Timestamp, holdable_scopes,
 };
 use keyward_store::{Creator, CredentialFilter, Page, ProjectRecord};
 use serde::Deserialize;
@@ -386,12 +386,30 @@ fn form_expiry(
     check_expiry(expires_at, now).map_err(|e| e.message)
 }
 
-/// The id a form was rendered with, if it is one of this kind and not too old.
-fn request_id(kind: CredentialKind, raw: &str) -> Option<CredentialId> {
-    let id = CredentialId::parse(raw, kind).ok()?;
-    let (seconds, _) = id.as_uuid().get_timestamp()?.to_unix();
+/// The id of the credential a form creates: derived from the id the form was rendered with
+/// (if it is one of this kind and not too old) and the organization. Sending the form twice
+/// names the same credential, so it is created once; but the browser chooses the form's id,
+/// so it is never a credential id itself, or a form could ask whether some other
+/// organization's credential exists.
+fn credential_id_for_form(
+    kind: CredentialKind,
+    organization: OrganizationId,
+    raw: &str,
+) -> Option<CredentialId> {
+    let form_id = CredentialId::parse(raw, kind).ok()?;
+    let (seconds, _) = form_id.as_uuid().get_timestamp()?.to_unix();
     let now = u64::try_from(Timestamp::now().unix_seconds()).ok()?;
-    (seconds <= now + 60 && now.saturating_sub(seconds) <= FORM_LIFETIME_SECONDS).then_some(id)
+    if seconds > now + 60 || now.saturating_sub(seconds) > FORM_LIFETIME_SECONDS {
+        return None;
+    }
+    let digest = KeyDigest::of(&format!("dashboard form {organization} {form_id}"));
+    let mut bytes = *form_id.as_uuid().as_bytes();
+    // Keep the form's UUIDv7 timestamp (48 bits); replace the rest by the digest, then set
+    // the version and variant bits again.
+    bytes[6..].copy_from_slice(&digest.as_bytes()[..10]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x70;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Some(CredentialId::from_uuid(uuid::Uuid::from_bytes(bytes), kind))
 }
 
 #[derive(Template)]
@@ -428,7 +446,11 @@ async fn create(
             .collect(),
     };
     let mut errors = FormErrors::default();
-    let id = request_id(place.kind, form.text("request_id"));
+    let id = credential_id_for_form(
+        place.kind,
+        person.membership.organization_id,
+        form.text("request_id"),
+    );
     if id.is_none() {
         errors.push(
             "form",
@@ -465,22 +487,12 @@ async fn create(
         {
             Ok(created) => created,
             Err(ApiError::Conflict(_)) => {
-                // Say "already sent" only for this organization's own credential: the id is
-                // the browser's to choose, and must not tell whether others' ids exist.
-                let ours = state
-                    .store
-                    .get_credential(person.membership.organization_id, id)
-                    .await?
-                    .is_some();
-                let message = if ours {
-                    format!(
-                        "This form was already sent, so the {} exists and was shown once. It \
-                         cannot be shown again: find it in the list, or create another.",
-                        place.label()
-                    )
-                } else {
-                    "This form cannot be used again. Open a new form and try again.".to_owned()
-                };
+                // The id is this organization's own (see `credential_id_for_form`).
+                let message = format!(
+                    "This form was already sent, so the {} exists and was shown once. It \
+                     cannot be shown again: find it in the list, or create another.",
+                    place.label()
+                );
                 return Err(WebError::page(StatusCode::CONFLICT, message));
             }
             Err(ApiError::InsufficientScope { scope, .. }) => {

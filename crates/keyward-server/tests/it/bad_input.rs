@@ -190,3 +190,30 @@ async fn health_and_readiness_need_no_key() {
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.body, json!({ "status": "ready" }));
 }
+
+#[tokio::test]
+async fn names_with_invisible_characters_are_refused_and_look_alikes_are_one_name() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    app.create_project(&org.key, "P1").await;
+    for spoof in ["P1\u{200b}", "\u{feff}P1", "P1\u{202e}", "P\u{2066}1"] {
+        let refused = app
+            .post("/v1/projects", &org.key, json!({ "name": spoof }))
+            .await;
+        refused.problem(422, "validation_failed");
+        assert_eq!(refused.body["errors"][0]["field"], "name");
+        let key = app
+            .post(
+                "/v1/api-keys",
+                &org.key,
+                json!({ "name": spoof, "scopes": ["instances:read"] }),
+            )
+            .await;
+        key.problem(422, "validation_failed");
+    }
+    // The same name in two Unicode spellings is one name.
+    app.create_project(&org.key, "Caf\u{e9}").await;
+    app.post("/v1/projects", &org.key, json!({ "name": "Cafe\u{301}" }))
+        .await
+        .problem(409, "conflict");
+}

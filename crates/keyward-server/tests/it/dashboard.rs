@@ -668,3 +668,76 @@ async fn parallel_log_ins_share_the_same_limit() {
     }
     assert_eq!(checked, 5, "exactly five passwords were checked");
 }
+
+#[tokio::test]
+async fn a_form_id_tells_nothing_about_other_organizations_credentials() {
+    let app = TestApp::spawn().await;
+    let other = app.bootstrap("Globex").await;
+    let (theirs, _) = app
+        .create_key(&other.key, "Their key", &["instances:read"])
+        .await;
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let csrf = ada.get("/settings/api-keys/new").await.csrf_token();
+    // A form sent with another organization's key id as its own id is a form like any
+    // other: it creates a key, and the other key is untouched.
+    let created = ada
+        .post(
+            "/settings/api-keys",
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("request_id", theirs.as_str()),
+                ("name", "Probe"),
+                ("expires_in", "30"),
+                ("scopes", "instances:read"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert!(!created.body.contains(&theirs));
+    let listed = app.get("/v1/api-keys", &other.key).await;
+    let names: Vec<&str> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Their key") && !names.contains(&"Probe"));
+}
+
+#[tokio::test]
+async fn sign_up_refuses_common_passwords_and_the_email_as_password() {
+    let app = TestApp::spawn().await;
+    for (email, password, expected) in [
+        ("ada@example.com", "1234567890", "most common"),
+        ("ada@example.com", "Password123", "most common"),
+        (
+            "ada.lovelace@example.com",
+            "ada.lovelace@example.com",
+            "email",
+        ),
+    ] {
+        let mut visitor = Visitor::new(&app);
+        let csrf = visitor.get("/signup").await.csrf_token();
+        let page = visitor
+            .post(
+                "/signup",
+                &[
+                    ("csrf_token", csrf.as_str()),
+                    ("email", email),
+                    ("password", password),
+                    ("organization", "Acme"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{password}");
+        assert!(page.body.contains(expected), "{password}: {}", page.body);
+    }
+    assert_eq!(
+        Visitor::new(&app)
+            .sign_up("ada@example.com", "Acme")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+}

@@ -47,3 +47,24 @@ async fn no_key_is_ever_stored_in_plain_text() {
         assert!(contains(&bytes, digest.as_bytes()));
     }
 }
+
+#[tokio::test]
+async fn the_data_directory_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh").join("data");
+    let url = format!("sqlite://{}", data.join("keyward.db").display());
+    let store = keyward_store::open(&url).await.unwrap();
+    store.ping().await.unwrap();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 2, "the database and its WAL");
+    store.close().await;
+}

@@ -55,7 +55,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        create_parent_directory(options.get_filename())?;
+        create_private_file(options.get_filename())?;
 
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -82,15 +82,34 @@ impl SqliteStore {
     }
 }
 
-fn create_parent_directory(file: &Path) -> Result<(), StoreError> {
-    match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDirectory {
+/// Creates the database file's directory (0700) and the file itself (0600) if they do not
+/// exist: they hold key digests and password hashes, which are nobody else's business.
+/// SQLite gives its `-wal` and `-shm` files the database file's mode. Existing files and
+/// directories keep the mode the operator gave them.
+fn create_private_file(file: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StoreError::DataDirectory {
                 path: dir.display().to_string(),
                 source,
-            })
-        }
-        _ => Ok(()),
+            })?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::DatabaseFile {
+            path: file.display().to_string(),
+            source,
+        }),
     }
 }
 
