@@ -18,22 +18,46 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The URL (password hidden) names no database Keyward can use; `reason` says why.
     #[error(
-        "unsupported database URL: use sqlite://PATH (for example sqlite://./keyward-data/keyward.db)"
+        "cannot use the database URL {url}: {reason}; use sqlite://PATH for the embedded \
+         database (for example sqlite://./keyward-data/keyward.db) or \
+         postgres://USER:PASSWORD@HOST:PORT/DATABASE for several nodes"
     )]
-    UnsupportedUrl,
-    #[error("could not create the data directory {path}: {source}")]
+    UnsupportedUrl { url: String, reason: String },
+    /// The database could not be opened or reached when Keyward started.
+    #[error("cannot open the database {url}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("could not create the data directory {path}")]
     DataDirectory {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("could not create the database file {path}: {source}")]
+    #[error("cannot open the database file {path}")]
     DatabaseFile {
         path: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    pub(crate) fn unsupported(url: &str, reason: impl Into<String>) -> Self {
+        Self::UnsupportedUrl {
+            url: crate::redact(url),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn open(url: &str) -> impl FnOnce(sqlx::Error) -> Self {
+        let url = crate::redact(url);
+        move |source| Self::Open { url, source }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -11,6 +11,7 @@ pub mod model;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;
+mod url;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use keyward_core::{
 
 pub use error::StoreError;
 pub use model::*;
+pub use url::{DatabaseUrl, redact};
 
 /// Everything Keyward keeps. Reads and writes of one organization's data always take the
 /// organization's id, so that no query can reach another organization's rows.
@@ -256,6 +258,12 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::open(database_url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl)
+        let reason = match database_url.split_once(':') {
+            Some((scheme, _)) if !scheme.is_empty() => {
+                format!("Keyward does not support {scheme:?} databases")
+            }
+            _ => "it has no scheme such as sqlite:// or postgres://".to_owned(),
+        };
+        Err(StoreError::unsupported(database_url, reason))
     }
 }

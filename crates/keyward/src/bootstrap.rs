@@ -59,7 +59,7 @@ pub async fn run(args: BootstrapArgs) -> CliResult {
         None
     };
 
-    let store = keyward_store::open(&args.database.database_url).await?;
+    let store = keyward_store::open(args.database.database_url.expose()).await?;
     let created = bootstrap_organization(
         store.as_ref(),
         &args.brand.key_brand,

@@ -73,7 +73,7 @@ struct DatabaseArgs {
         default_value = "sqlite://./keyward-data/keyward.db",
         value_name = "URL"
     )]
-    database_url: String,
+    database_url: keyward_store::DatabaseUrl,
 }
 
 /// The key prefix of this installation.
@@ -185,7 +185,7 @@ impl From<client::ClientError> for Failure {
 type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 async fn migrate(args: MigrateArgs) -> CliResult {
-    let store = keyward_store::open(&args.database.database_url).await?;
+    let store = keyward_store::open(args.database.database_url.expose()).await?;
     store.close().await;
     eprintln!(
         "the database at {} is up to date",
@@ -194,13 +194,17 @@ async fn migrate(args: MigrateArgs) -> CliResult {
     Ok(())
 }
 
-/// An error and its causes on one line.
+/// An error and its causes on one line, each said once: many errors repeat their cause in
+/// their own message.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text
@@ -215,5 +219,21 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_chains_say_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot open the database sqlite://x.db")]
+        struct Outer(#[source] Middle);
+        #[derive(Debug, thiserror::Error)]
+        #[error("error communicating with database: {0}")]
+        struct Middle(#[source] std::io::Error);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        assert_eq!(
+            error_chain(&Outer(Middle(io))),
+            "cannot open the database sqlite://x.db: error communicating with database: \
+             Connection refused"
+        );
     }
 }

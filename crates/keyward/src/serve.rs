@@ -139,7 +139,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with(filter)
         .init();
 
-    let store = keyward_store::open(&args.database.database_url).await?;
+    let store = keyward_store::open(args.database.database_url.expose()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;

@@ -298,18 +298,95 @@ fn bootstrap_prints_the_key_once_in_text_and_reads_a_password_from_stdin() {
     assert!(text(&output.stderr).contains("at least 10 characters"));
 }
 
-#[test]
-fn unsupported_database_urls_are_explained() {
+/// Runs `keyward migrate` on `url` and returns its exit code and standard error.
+fn migrate(url: &str) -> (Option<i32>, String) {
     let output = keyward()
-        .args(["migrate", "--database-url", "mysql://localhost/keyward"])
+        .args(["migrate", "--database-url", url])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    (output.status.code(), text(&output.stderr))
+}
+
+#[test]
+fn unsupported_database_urls_are_explained_without_their_password() {
+    for (url, names) in [
+        ("mysql://root:hunter2@localhost/keyward", "\"mysql\""),
+        ("localhost/keyward", "no scheme"),
+        ("sqlite::memory:", "in-memory"),
+    ] {
+        let (code, stderr) = migrate(url);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        for wanted in [names, "sqlite://", "postgres://"] {
+            assert!(stderr.contains(wanted), "{url}: {stderr}");
+        }
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_database_file_that_cannot_be_opened_is_named_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the data directory should be, and a directory where the file should be.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "").unwrap();
+    let taken = dir.path().join("taken.db");
+    std::fs::create_dir(&taken).unwrap();
+    for (path, url, reason) in [
+        (
+            blocked.clone(),
+            format!("sqlite://{}/keyward.db", blocked.display()),
+            "File exists",
+        ),
+        (
+            taken.clone(),
+            format!("sqlite://{}", taken.display()),
+            "Is a directory",
+        ),
+    ] {
+        let (code, stderr) = migrate(&url);
+        assert_eq!(code, Some(1));
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+        assert!(stderr.contains(reason), "{stderr}");
+    }
+}
+
+#[test]
+fn a_refused_postgres_connection_says_so_at_once_without_the_password() {
+    // Port 1 on the loopback address: nothing listens there.
+    let (code, stderr) = migrate("postgres://keyward:s3cret@127.0.0.1:1/keyward");
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
     assert!(
-        text(&output.stderr).contains("sqlite://"),
-        "{}",
-        text(&output.stderr)
+        stderr.contains("postgres://keyward:***@127.0.0.1:1/keyward"),
+        "{stderr}"
     );
+    assert!(
+        !stderr.contains("s3cret") && !stderr.contains("timed out"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Connection refused").count(),
+        1,
+        "said once: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_prints_the_database_url_without_its_password() {
+    let Some(cluster) =
+        keyward_store::testing::TempPostgres::start().unwrap_or_else(|error| panic!("{error}"))
+    else {
+        return;
+    };
+    let url = cluster.create_database().await.unwrap();
+    let with_password = url.replacen("keyward@", "keyward:s3cret@", 1);
+    let (code, stderr) = migrate(&with_password);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("keyward:***@"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
 }
 
 #[tokio::test]

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use keyward_core::{
     CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, Timestamp, UserId,
 };
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::broadcast;
 
 use crate::{
@@ -50,12 +50,28 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, migrates, and starts listening for other nodes' invalidations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|error| StoreError::unsupported(url, error.to_string()))?;
+        // One connection first, so that a refused connection, a wrong password or a missing
+        // database is reported at once and as such, not as a pool time-out.
+        let mut first = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                let silent = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", ACQUIRE_TIMEOUT.as_secs()),
+                );
+                StoreError::open(url)(sqlx::Error::Io(silent))
+            })?
+            .map_err(StoreError::open(url))?;
+        first.ping().await.map_err(StoreError::open(url))?;
+        let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(StoreError::open(url))?;
         migrations::run(&pool).await?;
         let (invalidations, _) = broadcast::channel(4096);
         tokio::spawn(listen_for_invalidations(

@@ -47,10 +47,13 @@ impl SqliteStore {
     /// Opens (creating the file and its directory if needed) and migrates the database.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         if url.contains(":memory:") || url.contains("mode=memory") {
-            return Err(StoreError::UnsupportedUrl);
+            return Err(StoreError::unsupported(
+                url,
+                "an in-memory database would lose every key at restart",
+            ));
         }
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|_| StoreError::UnsupportedUrl)?
+            .map_err(|error| StoreError::unsupported(url, error.to_string()))?
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
@@ -61,13 +64,15 @@ impl SqliteStore {
             .max_connections(1)
             .acquire_timeout(BUSY_TIMEOUT)
             .connect_with(options.clone().create_if_missing(true))
-            .await?;
+            .await
+            .map_err(StoreError::open(url))?;
         migrations::run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .acquire_timeout(BUSY_TIMEOUT)
             .connect_with(options.read_only(true))
-            .await?;
+            .await
+            .map_err(StoreError::open(url))?;
         Ok(Self {
             writer,
             reader,
@@ -85,7 +90,8 @@ impl SqliteStore {
 /// Creates the database file's directory (0700) and the file itself (0600) if they do not
 /// exist: they hold key digests and password hashes, which are nobody else's business.
 /// SQLite gives its `-wal` and `-shm` files the database file's mode. Existing files and
-/// directories keep the mode the operator gave them.
+/// directories keep the mode the operator gave them. Opening the file here also turns
+/// SQLite's vague "unable to open database file" into the operating system's reason.
 fn create_private_file(file: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
@@ -98,19 +104,18 @@ fn create_private_file(file: &Path) -> Result<(), StoreError> {
                 source,
             })?;
     }
-    match std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(false)
         .mode(0o600)
         .open(file)
-    {
-        Ok(_) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(StoreError::DatabaseFile {
+        .map(drop)
+        .map_err(|source| StoreError::DatabaseFile {
             path: file.display().to_string(),
             source,
-        }),
-    }
+        })
 }
 
 #[async_trait]
