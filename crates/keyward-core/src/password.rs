@@ -8,9 +8,9 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::Email;
 
@@ -124,6 +124,86 @@ fn is_common(lowered: &str) -> bool {
     sorted.binary_search(&lowered).is_ok()
 }
 
+/// Argon2 working memory (19 MiB for the default parameters) that a thread hashing many
+/// passwords keeps and reuses: allocating it afresh for every hash leaves the allocator
+/// holding tens of megabytes per thread that ever hashed.
+pub struct HashMemory(Vec<Block>);
+
+impl Default for HashMemory {
+    fn default() -> Self {
+        Self(vec![Block::new(); Params::default().block_count()])
+    }
+}
+
+impl HashMemory {
+    /// The first `params.block_count()` blocks, growing (once) for larger parameters.
+    fn blocks(&mut self, params: &Params) -> &mut [Block] {
+        let count = params.block_count();
+        if self.0.len() < count {
+            self.0.resize(count, Block::new());
+        }
+        &mut self.0[..count]
+    }
+}
+
+impl Password {
+    /// [`Password::hash`], in `memory` instead of fresh memory. The same PHC string format.
+    pub fn hash_in(&self, memory: &mut HashMemory) -> Result<String, PasswordError> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|_| PasswordError::Random)?;
+        let params = Params::default();
+        let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        Argon2::default()
+            .hash_password_into_with_memory(
+                self.0.as_bytes(),
+                &salt,
+                &mut output,
+                memory.blocks(&params),
+            )
+            .map_err(|_| PasswordError::Hashing)?;
+        let hash = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(|_| PasswordError::Hashing)?,
+            salt: Some(Salt::new(&salt).map_err(|_| PasswordError::Hashing)?),
+            hash: Some(Output::new(&output).map_err(|_| PasswordError::Hashing)?),
+        };
+        Ok(hash.to_string())
+    }
+
+    /// [`Password::verify`], in `memory` instead of fresh memory.
+    pub fn verify_in(&self, stored_hash: &str, memory: &mut HashMemory) -> bool {
+        let Ok(parsed) = PasswordHash::new(stored_hash) else {
+            return false;
+        };
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+            return false;
+        };
+        let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+            return false;
+        };
+        let Ok(version) = parsed
+            .version
+            .map_or(Ok(Version::default()), Version::try_from)
+        else {
+            return false;
+        };
+        let Ok(params) = Params::try_from(&parsed) else {
+            return false;
+        };
+        let mut output = vec![0u8; expected.len()];
+        let computed = Argon2::new(algorithm, version, params.clone())
+            .hash_password_into_with_memory(
+                self.0.as_bytes(),
+                salt,
+                &mut output,
+                memory.blocks(&params),
+            );
+        // `Output`'s equality is constant-time.
+        computed.is_ok() && Output::new(&output).is_ok_and(|output| output == *expected)
+    }
+}
+
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(redacted)")
@@ -200,5 +280,27 @@ mod tests {
     #[test]
     fn the_bundled_list_holds_at_least_ten_thousand_passwords() {
         assert!(include_str!("../data/common-passwords.txt").lines().count() >= 10_000);
+    }
+
+    #[test]
+    fn hashing_in_reused_memory_matches_the_standard_format() {
+        let mut memory = HashMemory::default();
+        let password = Password::parse("correct horse battery".into()).unwrap();
+        let wrong = Password::parse("correct horse battery!".into()).unwrap();
+        let ours = password.hash_in(&mut memory).unwrap();
+        let standard = password.hash().unwrap();
+        assert_eq!(ours.len(), standard.len());
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        for hash in [&ours, &standard] {
+            assert!(password.verify(hash), "the crate verifies {hash}");
+            assert!(password.verify_in(hash, &mut memory), "we verify {hash}");
+            assert!(!wrong.verify(hash));
+            assert!(!wrong.verify_in(hash, &mut memory));
+        }
+        assert!(!password.verify_in("not a hash", &mut memory));
+        assert!(!password.verify_in("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA", &mut memory));
     }
 }

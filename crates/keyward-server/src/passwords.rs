@@ -2,8 +2,9 @@
 //!
 //! Argon2id takes 19 MiB and tens of milliseconds per hash by design, and log-in and sign-up
 //! run it for anyone who asks. So hashing runs on a fixed set of worker threads (one per
-//! core by default): however many requests arrive, at most that many hashes are in memory at
-//! once, and the memory each worker's allocator keeps stays with that worker. A request
+//! core by default), each with its own [`HashMemory`] allocated once: however many requests
+//! arrive, at most that many hashes are in memory at once, and no allocator is left holding
+//! freed 19 MiB blocks in arena after arena. A request
 //! waits up to [`PasswordWork::wait`] to be admitted to the queue; past that it is refused
 //! with 503 and `Retry-After`, which costs nothing.
 //!
@@ -17,9 +18,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use keyward_core::RateLimit;
+use keyward_core::password::HashMemory;
 use tokio::sync::{Semaphore, oneshot};
 
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&mut HashMemory) + Send>;
 
 /// The hashing work in flight was at its bound for longer than a request may wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -67,11 +69,12 @@ impl PasswordWork {
             let spawned = std::thread::Builder::new()
                 .name(format!("keyward-password-{n}"))
                 .spawn(move || {
+                    let mut memory: Option<HashMemory> = None;
                     loop {
                         // The lock is held only to take a job, not to run it.
                         let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         match job {
-                            Ok(job) => job(),
+                            Ok(job) => job(memory.get_or_insert_with(HashMemory::default)),
                             // Every sender is gone: the server has stopped.
                             Err(_) => return,
                         }
@@ -90,10 +93,11 @@ impl PasswordWork {
         }
     }
 
-    /// Runs `work` (a hash or a verification) on a worker, once admitted.
+    /// Runs `work` (a hash or a verification, in the worker's memory) on a worker, once
+    /// admitted.
     pub async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut HashMemory) -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let _permit = tokio::time::timeout(self.wait, self.admission.acquire())
             .await
@@ -101,10 +105,10 @@ impl PasswordWork {
             .map_err(|_| Busy)?;
         let (reply, answer) = oneshot::channel();
         let (running, peak) = (self.running.clone(), self.peak.clone());
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |memory| {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
-            let result = work();
+            let result = work(memory);
             running.fetch_sub(1, Ordering::SeqCst);
             let _ = reply.send(result);
         });
@@ -169,17 +173,17 @@ mod tests {
         let busy = {
             let work = work.clone();
             tokio::spawn(async move {
-                work.run(move || {
+                work.run(move |_| {
                     let _ = released.recv();
                 })
                 .await
             })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(work.run(|| 1).await, Err(Busy), "the only worker is taken");
+        assert_eq!(work.run(|_| 1).await, Err(Busy), "the only worker is taken");
         release.send(()).unwrap();
         busy.await.unwrap().unwrap();
-        assert_eq!(work.run(|| 2).await, Ok(2));
+        assert_eq!(work.run(|_| 2).await, Ok(2));
         assert_eq!(work.peak_concurrency(), 1);
     }
 

@@ -14,7 +14,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use keyward_core::password::Password;
+use keyward_core::password::{HashMemory, Password};
 use keyward_core::{Email, Name, OrganizationId, RateLimit, Timestamp, UserId};
 use keyward_store::{LoginAttempt, NewOrganization, NewOwner, StoreError};
 
@@ -123,7 +123,7 @@ pub async fn signup_page(
 /// One argon2 run on the bounded password workers.
 async fn with_password_worker<T: Send + 'static>(
     state: &AppState,
-    work: impl FnOnce() -> T + Send + 'static,
+    work: impl FnOnce(&mut HashMemory) -> T + Send + 'static,
 ) -> Result<T, WebError> {
     state
         .passwords
@@ -137,7 +137,7 @@ async fn with_password_worker<T: Send + 'static>(
 }
 
 async fn hash_password(state: &AppState, password: Password) -> Result<String, WebError> {
-    with_password_worker(state, move || password.hash())
+    with_password_worker(state, move |memory| password.hash_in(memory))
         .await?
         .map_err(|e| ApiError::internal(e).into())
 }
@@ -147,7 +147,7 @@ async fn verify_password(
     password: Password,
     hash: String,
 ) -> Result<bool, WebError> {
-    with_password_worker(state, move || password.verify(&hash)).await
+    with_password_worker(state, move |memory| password.verify_in(&hash, memory)).await
 }
 
 /// Counts a try from the client's address against `throttle`.
