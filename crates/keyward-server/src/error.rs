@@ -66,6 +66,9 @@ pub enum ApiError {
     RateLimited(crate::auth::RateStatus),
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
+    /// The database answers but cannot write; the reason is safe to show.
+    #[error("the database cannot write ({0}); try again once it can")]
+    Unwritable(&'static str),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -105,7 +108,7 @@ impl ApiError {
             Self::Unreadable { status, .. } => *status,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Unwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -129,7 +132,7 @@ impl ApiError {
             Self::NoSuchEndpoint => "no_such_endpoint",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited(_) => "rate_limited",
-            Self::Unavailable => "unavailable",
+            Self::Unavailable | Self::Unwritable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -223,6 +226,10 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %error, "database unavailable");
                 Self::Unavailable
+            }
+            StoreError::Unwritable(reason) => {
+                tracing::error!(error = %error, "database cannot write");
+                Self::Unwritable(reason)
             }
             other => Self::internal(other),
         }

@@ -12,6 +12,10 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database answers but cannot write (a full disk, an I/O error): reads work, writes
+    /// fail until the cause goes away.
+    #[error("the database cannot write: {0}")]
+    Unwritable(&'static str),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("stored data is not valid: {0}")]
@@ -77,9 +81,20 @@ impl From<sqlx::Error> for StoreError {
             {
                 StoreError::Unavailable(error)
             }
+            // SQLite's primary result codes (the low byte of the extended one).
+            sqlx::Error::Database(db) => match sqlite_primary_code(db.code().as_deref()) {
+                Some(13) => StoreError::Unwritable("the disk is full"),
+                Some(10) => StoreError::Unwritable("the disk reported an I/O error"),
+                Some(8) => StoreError::Unwritable("the database file is read-only"),
+                _ => StoreError::Database(error),
+            },
             _ => StoreError::Database(error),
         }
     }
+}
+
+fn sqlite_primary_code(code: Option<&str>) -> Option<i64> {
+    code?.parse::<i64>().ok().map(|extended| extended & 0xff)
 }
 
 /// Turns a unique-constraint violation into `Conflict(what)`.

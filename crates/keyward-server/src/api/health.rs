@@ -32,18 +32,22 @@ pub(super) async fn healthz() -> ApiJson<Health> {
     ApiJson(Health { status: "ok" })
 }
 
-/// The database answers too
+/// The database answers, and can write
 #[utoipa::path(
     get, path = "/readyz", tag = "Health",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "The database does not answer", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer, or cannot write (the detail says why)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Health>, ApiError> {
     state.store.ping().await.map_err(|error| {
         tracing::warn!(%error, "readiness check failed");
-        ApiError::Unavailable
+        match error {
+            // The reason (a full disk, say) is what an operator needs to see.
+            keyward_store::StoreError::Unwritable(reason) => ApiError::Unwritable(reason),
+            _ => ApiError::Unavailable,
+        }
     })?;
     Ok(ApiJson(Health { status: "ready" }))
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod connections;
 mod dashboard;
+mod disk_full;
 mod docs;
 mod helpers;
 mod instances;

@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "tokens need a live project",
         sql: include_str!("../../migrations/sqlite/0004_tokens_need_a_live_project.sql"),
     },
+    Migration {
+        version: 5,
+        name: "write probe",
+        sql: include_str!("../../migrations/sqlite/0005_write_probe.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {

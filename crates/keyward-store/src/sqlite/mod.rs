@@ -15,7 +15,8 @@ mod sessions;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +39,7 @@ const READ_CONNECTIONS: u32 = 4;
 
 pub struct SqliteStore {
     writer: SqlitePool,
+    writer_health: WriterHealth,
     reader: SqlitePool,
     write_transactions: AtomicU64,
     credential_lookups: AtomicU64,
@@ -60,9 +62,16 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT);
         create_private_file(options.get_filename())?;
 
+        let writer_health = WriterHealth::default();
+        let replace = writer_health.replace_connection.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(BUSY_TIMEOUT)
+            // A connection whose last transaction failed is closed, and a fresh one opened.
+            .before_acquire(move |_, _| {
+                let keep = !replace.swap(false, Ordering::SeqCst);
+                Box::pin(async move { Ok(keep) })
+            })
             .connect_with(options.clone().create_if_missing(true))
             .await
             .map_err(StoreError::open(url))?;
@@ -75,15 +84,103 @@ impl SqliteStore {
             .map_err(StoreError::open(url))?;
         Ok(Self {
             writer,
+            writer_health,
             reader,
             write_transactions: AtomicU64::new(0),
             credential_lookups: AtomicU64::new(0),
         })
     }
 
-    async fn write(&self) -> Result<Transaction<'static, sqlx::Sqlite>, StoreError> {
+    async fn write(&self) -> Result<WriteTx<'_>, StoreError> {
         self.write_transactions.fetch_add(1, Ordering::Relaxed);
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => Ok(WriteTx {
+                tx: Some(tx),
+                health: &self.writer_health,
+            }),
+            Err(error) => {
+                self.writer_health.failed();
+                Err(error.into())
+            }
+        }
+    }
+
+    /// After a failed write, whether the database can write again: rewrites one row.
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("INSERT OR REPLACE INTO keyward_write_probe (id, at) VALUES (1, ?1)")
+            .bind(keyward_core::Timestamp::now().unix_seconds())
+            .execute(&mut **tx)
+            .await?;
+        tx.commit().await
+    }
+}
+
+/// What the store knows of its writer connection.
+#[derive(Default)]
+struct WriterHealth {
+    /// Set when a transaction did not commit: the pool replaces the connection before its
+    /// next use. After a failed statement or commit (a full disk, say), SQLite may have rolled
+    /// the transaction back by itself, and the connection's idea of it would be wrong; a new
+    /// connection is cheap and certain.
+    replace_connection: Arc<AtomicBool>,
+    /// Set by a failed write, cleared by a committed one; readiness checks probe while set.
+    last_write_failed: AtomicBool,
+}
+
+impl WriterHealth {
+    fn failed(&self) {
+        self.replace_connection.store(true, Ordering::SeqCst);
+        self.last_write_failed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A write transaction that, unless committed, counts as failed (see [`WriterHealth`]).
+struct WriteTx<'s> {
+    tx: Option<Transaction<'static, sqlx::Sqlite>>,
+    health: &'s WriterHealth,
+}
+
+impl WriteTx<'_> {
+    async fn commit(mut self) -> Result<(), StoreError> {
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        match tx.commit().await {
+            Ok(()) => {
+                self.health.last_write_failed.store(false, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(error) => {
+                self.health.failed();
+                Err(error.into())
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Transaction<'static, sqlx::Sqlite>;
+    fn deref(&self) -> &Self::Target {
+        self.tx
+            .as_ref()
+            .expect("a write transaction is used only until its commit")
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.tx
+            .as_mut()
+            .expect("a write transaction is used only until its commit")
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.health.failed();
+        }
     }
 }
 
@@ -122,6 +219,9 @@ fn create_private_file(file: &Path) -> Result<(), StoreError> {
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
+        if self.writer_health.last_write_failed.load(Ordering::SeqCst) {
+            self.probe_write().await?;
+        }
         Ok(())
     }
 
