@@ -116,6 +116,7 @@ async fn run(keys: usize) {
         store.clone(),
         Brand::default(),
         3600,
+        3600,
         Arc::new(UsageRecorder::default()),
         Arc::new(Metrics::default()),
     );
@@ -142,7 +143,7 @@ async fn run(keys: usize) {
     drop(verifier);
 
     // Memory: a cache holding every key.
-    let cache = VerificationCache::new(3600);
+    let cache = VerificationCache::new(3600, 3600);
     let before = resident_bytes();
     let created = Timestamp::now();
     for n in 0..keys {

@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
             store.clone(),
             Brand::default(),
             3600,
+            3600,
             Arc::new(UsageRecorder::default()),
             Arc::new(Metrics::default()),
         ));

@@ -39,6 +39,9 @@ pub struct Config {
     /// How long a verified credential may be answered from memory before it is read again.
     /// Revocation does not wait for this: it clears the entry at once.
     pub cache_max_age: Duration,
+    /// While the database is unreachable, how long after it went away the keys this node
+    /// verified before keep working (see docs/deploy.md for what that can cost).
+    pub outage_grace: Duration,
     /// Where people and programs reach this server (`https://…` makes cookies Secure; the
     /// dashboard's ready-made `curl` lines use it).
     pub public_url: String,
@@ -54,6 +57,7 @@ impl Default for Config {
             brand: Brand::default(),
             usage_flush_interval: Duration::from_secs(5),
             cache_max_age: Duration::from_secs(60),
+            outage_grace: Duration::from_secs(60),
             public_url: "http://127.0.0.1:8080".to_owned(),
             password_limits: passwords::PasswordLimits::default(),
             connection_limits: ConnectionLimits::default(),
@@ -88,11 +92,12 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         let usage = Arc::new(UsageRecorder::default());
         let metrics = Arc::new(Metrics::default());
-        let max_age = i64::try_from(config.cache_max_age.as_secs()).unwrap_or(i64::MAX);
+        let seconds = |duration: Duration| i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
         let verifier = Arc::new(Verifier::new(
             store.clone(),
             config.brand.clone(),
-            max_age,
+            seconds(config.cache_max_age),
+            seconds(config.outage_grace),
             usage.clone(),
             metrics.clone(),
         ));
@@ -228,6 +233,9 @@ async fn flush_usage_periodically(state: AppState, mut stop: tokio::sync::watch:
             Ok(rows) => tracing::debug!(rows, "wrote last-use times"),
             Err(error) => tracing::warn!(%error, "could not write last-use times; will retry"),
         }
-        state.verifier.cache().sweep(auth::clock::now());
+        state
+            .verifier
+            .cache()
+            .sweep(auth::clock::now(), state.store.state());
     }
 }

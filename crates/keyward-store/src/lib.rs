@@ -44,6 +44,12 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Whether the database is known to be away, and the generation of what this node reads
+    /// from it. Cheap enough for every verification.
+    fn state(&self) -> DatabaseState {
+        DatabaseState::default()
+    }
+
     /// Creates an organization, makes `owner` its owner (creating the user if asked) and
     /// stores its first credential if one is given, all in one transaction.
     async fn create_organization(
@@ -229,6 +235,17 @@ pub trait Store: Send + Sync + 'static {
         organization: OrganizationId,
         id: InstanceId,
     ) -> Result<bool, StoreError>;
+}
+
+/// What a node knows of its database: see [`Store::state`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatabaseState {
+    /// Moves on whenever the node may have missed changes (it lost the database and found it
+    /// again): what was read in an earlier generation must be read again before it is trusted.
+    pub generation: u64,
+    /// Since when the database is known to be unreachable; `None` while it answers. Meanwhile
+    /// every call fails at once with [`StoreError::Unavailable`].
+    pub down_since: Option<Timestamp>,
 }
 
 /// What a node's verification cache must forget because another node changed it.

@@ -57,6 +57,18 @@ pub struct ServeArgs {
     )]
     cache_max_age_seconds: u64,
 
+    /// With several nodes on PostgreSQL: while a node cannot reach the database, for how many
+    /// seconds after losing it the keys it verified before keep working (0: refuse at once).
+    /// A key revoked on another node meanwhile keeps working on this one until then. Defaults
+    /// to --cache-max-age-seconds.
+    #[arg(
+        long,
+        env = "KEYWARD_OUTAGE_GRACE_SECONDS",
+        value_parser = clap::value_parser!(u64).range(0..=86400),
+        value_name = "SECONDS"
+    )]
+    outage_grace_seconds: Option<u64>,
+
     /// The address people and programs use to reach this server, such as
     /// `https://keys.example.com`. With https, the dashboard's cookies are Secure. Defaults to
     /// `http://` and the listen address.
@@ -148,6 +160,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
         brand: args.brand.key_brand,
         usage_flush_interval: Duration::from_secs(args.last_used_flush_seconds),
         cache_max_age: Duration::from_secs(args.cache_max_age_seconds),
+        outage_grace: Duration::from_secs(
+            args.outage_grace_seconds
+                .unwrap_or(args.cache_max_age_seconds),
+        ),
         public_url: args
             .public_url
             .unwrap_or_else(|| format!("http://{address}"))

@@ -11,6 +11,10 @@
 //!   from memory: it bumps an epoch, removes the entry and any read in flight; a read that
 //!   started before the bump finishes but is not stored.
 //! - Entries older than the maximum age are reloaded; negatives live a few seconds.
+//! - An entry read in an earlier generation of the store (before the node lost its database
+//!   and found it again, perhaps missing changes) is never served: it is read again.
+//! - While the database is known to be away, entries are served whatever their age until
+//!   the outage grace has passed since it went away; then not at all.
 //! - A rate-limited credential's limiter state lives apart from its entry and is shared by
 //!   every entry loaded for the digest, for as long as its window runs: ageing out, a
 //!   reload, an invalidation (rename, limit change) or clearing the cache gives no quota back.
@@ -23,7 +27,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use keyward_core::{
     CredentialId, KeyDigest, OrganizationId, ProjectId, RateLimit, ScopeSet, Timestamp,
 };
-use keyward_store::{CredentialRecord, Store, StoreError};
+use keyward_store::{CredentialRecord, DatabaseState, Store, StoreError};
 use tokio::sync::OnceCell;
 
 const SHARDS: usize = 64;
@@ -45,6 +49,8 @@ pub struct CachedCredential {
     pub revoked: bool,
     pub rate_limit: Option<RateLimit>,
     loaded_at: i64,
+    /// The store's generation when the read that made this entry began.
+    generation: u64,
     /// Last use this node has seen, in Unix seconds.
     pub(super) last_used: AtomicI64,
     /// GCRA theoretical arrival time, in `clock::monotonic_nanos`, shared with the
@@ -55,10 +61,15 @@ pub struct CachedCredential {
 impl CachedCredential {
     /// An entry with limiter state of its own (for tests and benchmarks).
     pub fn from_record(record: CredentialRecord, now: Timestamp) -> Self {
-        Self::with_limiter(record, now, Arc::default())
+        Self::with_limiter(record, now, 0, Arc::default())
     }
 
-    fn with_limiter(record: CredentialRecord, now: Timestamp, tat: Arc<AtomicU64>) -> Self {
+    fn with_limiter(
+        record: CredentialRecord,
+        now: Timestamp,
+        generation: u64,
+        tat: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             digest: record.digest,
             id: record.id,
@@ -71,6 +82,7 @@ impl CachedCredential {
             revoked: record.revoked_at.is_some(),
             rate_limit: record.rate_limit,
             loaded_at: now.unix_seconds(),
+            generation,
             last_used: AtomicI64::new(record.last_used_at.map_or(0, Timestamp::unix_seconds)),
             tat,
         }
@@ -143,18 +155,20 @@ pub struct VerificationCache {
     epoch: AtomicU64,
     inflight: Mutex<HashMap<u128, Arc<OnceCell<Loaded>>>>,
     max_age_seconds: i64,
+    outage_grace_seconds: i64,
     negatives: AtomicUsize,
     /// GCRA state of rate-limited credentials, by digest key; see [`Self::sweep`].
     limiters: LimiterStates,
 }
 
 impl VerificationCache {
-    pub fn new(max_age_seconds: i64) -> Self {
+    pub fn new(max_age_seconds: i64, outage_grace_seconds: i64) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             epoch: AtomicU64::new(0),
             inflight: Mutex::default(),
             max_age_seconds,
+            outage_grace_seconds,
             negatives: AtomicUsize::new(0),
             limiters: Mutex::default(),
         }
@@ -164,14 +178,24 @@ impl VerificationCache {
         &self.shards[(key >> 122) as usize % SHARDS]
     }
 
-    /// What memory knows about `digest` at `now`.
-    pub fn get(&self, digest: &KeyDigest, now: Timestamp) -> Lookup {
+    /// Whether `entry` may be served at `now`, the store being in `state`.
+    fn servable(&self, entry: &CachedCredential, now: i64, state: DatabaseState) -> bool {
+        if entry.generation != state.generation {
+            return false;
+        }
+        match state.down_since {
+            None => now - entry.loaded_at < self.max_age_seconds,
+            Some(since) => now < since.unix_seconds() + self.outage_grace_seconds,
+        }
+    }
+
+    /// What memory knows about `digest` at `now`, the store being in `state`.
+    pub fn get(&self, digest: &KeyDigest, now: Timestamp, state: DatabaseState) -> Lookup {
         let key = key_of(digest);
         let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
         match shard.get(&key) {
             Some(Slot::Found(entry))
-                if entry.digest == *digest
-                    && now.unix_seconds() - entry.loaded_at < self.max_age_seconds =>
+                if entry.digest == *digest && self.servable(entry, now.unix_seconds(), state) =>
             {
                 Lookup::Found(entry.clone())
             }
@@ -193,9 +217,10 @@ impl VerificationCache {
         let loaded = cell
             .get_or_init(|| async {
                 let epoch = self.epoch.load(Ordering::SeqCst);
+                let generation = store.state().generation;
                 match store.find_credential_by_digest(digest).await {
                     Ok(Some(record)) => {
-                        let entry = self.entry_for(key, record, now);
+                        let entry = self.entry_for(key, record, now, generation);
                         self.store_if_current(key, Slot::Found(entry.clone()), epoch);
                         Loaded::Found(entry)
                     }
@@ -282,13 +307,14 @@ impl VerificationCache {
         key: u128,
         record: CredentialRecord,
         now: Timestamp,
+        generation: u64,
     ) -> Arc<CachedCredential> {
         let tat = if record.rate_limit.is_some() {
             self.limiter_state(key)
         } else {
             Arc::default()
         };
-        Arc::new(CachedCredential::with_limiter(record, now, tat))
+        Arc::new(CachedCredential::with_limiter(record, now, generation, tat))
     }
 
     /// The one limiter state of a digest on this node, created on first use.
@@ -309,15 +335,15 @@ impl VerificationCache {
             .len()
     }
 
-    /// Drops entries past their age, so memory follows the keys in use, and limiter states
-    /// that no entry holds and whose window has run out (their quota is whole again, which is
-    /// what a missing state means).
-    pub fn sweep(&self, now: Timestamp) {
+    /// Drops entries that can no longer be served, so memory follows the keys in use, and
+    /// limiter states that no entry holds and whose window has run out (their quota is whole
+    /// again, which is what a missing state means).
+    pub fn sweep(&self, now: Timestamp, state: DatabaseState) {
         let now = now.unix_seconds();
         for shard in self.shards.iter() {
             let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
             shard.retain(|_, slot| match slot {
-                Slot::Found(entry) => now - entry.loaded_at < self.max_age_seconds,
+                Slot::Found(entry) => self.servable(entry, now, state),
                 Slot::Missing { until } => {
                     let keep = *until > now;
                     if !keep {
@@ -343,11 +369,12 @@ impl VerificationCache {
             .sum()
     }
 
-    /// Stores a credential read elsewhere (benchmarks fill the cache this way).
+    /// Stores a credential read elsewhere, in the store's first generation (benchmarks fill
+    /// the cache this way).
     pub fn insert(&self, record: CredentialRecord, now: Timestamp) {
         let key = key_of(&record.digest);
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let entry = self.entry_for(key, record, now);
+        let entry = self.entry_for(key, record, now, 0);
         self.store_if_current(key, Slot::Found(entry), epoch);
     }
 }
@@ -384,7 +411,7 @@ mod tests {
         digest: &KeyDigest,
         now: Timestamp,
     ) -> Arc<CachedCredential> {
-        match cache.get(digest, now) {
+        match cache.get(digest, now, DatabaseState::default()) {
             Lookup::Found(entry) => entry,
             _ => panic!("not cached"),
         }
@@ -392,7 +419,7 @@ mod tests {
 
     #[test]
     fn limiter_state_outlives_the_entry_until_its_window_ends() {
-        let cache = VerificationCache::new(60);
+        let cache = VerificationCache::new(60, 60);
         let limited = record(RateLimit::new(2, 86_400).ok());
         let digest = limited.digest;
         let now = Timestamp::now();
@@ -412,7 +439,7 @@ mod tests {
         );
         cache.clear();
         let later = now.plus_seconds(120);
-        cache.sweep(later);
+        cache.sweep(later, DatabaseState::default());
         assert_eq!(cache.entries(), 0);
         assert_eq!(cache.limiter_states(), 1, "the window is still running");
         cache.insert(limited.clone(), later);
@@ -426,12 +453,45 @@ mod tests {
         cached(&cache, &digest, later)
             .tat
             .store(0, Ordering::Relaxed);
-        cache.sweep(later.plus_seconds(120));
+        cache.sweep(later.plus_seconds(120), DatabaseState::default());
         assert_eq!(cache.entries(), 0);
         assert_eq!(cache.limiter_states(), 0);
 
         // Credentials without a limit keep no state.
         cache.insert(record(None), now);
         assert_eq!(cache.limiter_states(), 0);
+    }
+
+    #[test]
+    fn entries_of_an_earlier_generation_are_never_served_and_outages_have_a_grace() {
+        let cache = VerificationCache::new(60, 30);
+        let record = record(None);
+        let digest = record.digest;
+        let loaded = Timestamp::now();
+        cache.insert(record, loaded);
+        let up = DatabaseState::default();
+        assert!(matches!(cache.get(&digest, loaded, up), Lookup::Found(_)));
+        let reconnected = DatabaseState {
+            generation: 1,
+            down_since: None,
+        };
+        assert!(
+            matches!(cache.get(&digest, loaded, reconnected), Lookup::Absent),
+            "read before the node lost its database: may have missed a change"
+        );
+
+        // Down since 50 s after the read: served past its maximum age, until the grace ends.
+        let down = DatabaseState {
+            generation: 0,
+            down_since: Some(loaded.plus_seconds(50)),
+        };
+        let during = loaded.plus_seconds(79);
+        assert!(matches!(cache.get(&digest, during, down), Lookup::Found(_)));
+        cache.sweep(during, down);
+        assert_eq!(cache.entries(), 1, "kept for the grace");
+        let after = loaded.plus_seconds(80);
+        assert!(matches!(cache.get(&digest, after, down), Lookup::Absent));
+        cache.sweep(after, down);
+        assert_eq!(cache.entries(), 0);
     }
 }

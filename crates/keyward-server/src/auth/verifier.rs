@@ -65,13 +65,14 @@ impl Verifier {
         store: Arc<dyn Store>,
         brand: Brand,
         max_age_seconds: i64,
+        outage_grace_seconds: i64,
         usage: Arc<UsageRecorder>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
             brand,
-            cache: VerificationCache::new(max_age_seconds),
+            cache: VerificationCache::new(max_age_seconds, outage_grace_seconds),
             usage,
             metrics,
         }
@@ -95,7 +96,7 @@ impl Verifier {
         }
         let digest = KeyDigest::of(presented);
         let now = clock::now();
-        let result = match self.cache.get(&digest, now) {
+        let result = match self.cache.get(&digest, now, self.store.state()) {
             Lookup::Found(entry) => self.evaluate(entry, now, client_ip, organization),
             Lookup::Missing => Err(Refusal::NotFound),
             Lookup::Absent => return None,

@@ -76,7 +76,11 @@ impl TestApp {
 
     /// A server on the database at `url` (PostgreSQL, for these tests).
     pub async fn spawn_on(url: &str) -> Self {
-        Self::spawn_inner_on(Config::default(), true, Some(url.to_owned())).await
+        Self::spawn_on_with(url, Config::default()).await
+    }
+
+    pub async fn spawn_on_with(url: &str, config: Config) -> Self {
+        Self::spawn_inner_on(config, true, Some(url.to_owned())).await
     }
 
     async fn spawn_inner(config: Config, public_url_is_address: bool) -> Self {

@@ -111,3 +111,177 @@ async fn tokens_never_outlive_a_project_deleted_while_they_are_created_on_postgr
     crate::tokens::race_token_creation_against_project_deletion(&app, 40).await;
     app.store.close().await;
 }
+
+/// Waits up to 15 s for `app` to see the database `up` (or not), by its `/readyz`.
+async fn wait_until_ready(app: &TestApp, up: bool) {
+    let wanted = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    wait_for(app, "/readyz", wanted).await;
+}
+
+fn unknown_key() -> String {
+    keyward_core::PlaintextKey::generate(
+        &keyward_core::Brand::default(),
+        keyward_core::CredentialKind::ApiKey,
+    )
+    .unwrap()
+    .expose_secret()
+    .to_owned()
+}
+
+#[tokio::test]
+async fn a_clean_postgres_shutdown_keeps_verified_keys_working_and_fails_the_rest_at_once() {
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.create_database().await.unwrap();
+    let a = TestApp::spawn_on(&url).await;
+    let b = TestApp::spawn_on(&url).await;
+    let org = a.bootstrap("Acme").await;
+    let (_, key) = a.create_key(&org.key, "Cached", &["instances:read"]).await;
+    for node in [&a, &b] {
+        assert_eq!(node.get("/v1/me", &key).await.status, StatusCode::OK);
+    }
+
+    cluster.pause().unwrap();
+    wait_until_ready(&a, false).await;
+    wait_until_ready(&b, false).await;
+    // Keys verified before keep working on every node, for the grace.
+    for _ in 0..5 {
+        for node in [&a, &b] {
+            assert_eq!(node.get("/v1/me", &key).await.status, StatusCode::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Everything else is refused at once, without waiting for a connection.
+    let unknown = unknown_key();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let started = Instant::now();
+        a.get("/v1/me", &unknown).await.problem(503, "unavailable");
+        a.post("/v1/projects", &org.key, json!({ "name": "During" }))
+            .await
+            .problem(503, "unavailable");
+        a.call(Method::GET, "/readyz", None, None)
+            .await
+            .problem(503, "unavailable");
+        slowest = slowest.max(started.elapsed() / 3);
+    }
+    eprintln!("slowest 503 while the database is away: {slowest:?}");
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+
+    cluster.resume().unwrap();
+    wait_until_ready(&a, true).await;
+    wait_until_ready(&b, true).await;
+    assert_eq!(a.get("/v1/me", &key).await.status, StatusCode::OK);
+    a.get("/v1/me", &unknown)
+        .await
+        .problem(401, "invalid_token");
+    a.store.close().await;
+    b.store.close().await;
+}
+
+#[tokio::test]
+async fn after_an_outage_no_node_accepts_a_key_revoked_on_another() {
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.create_database().await.unwrap();
+    let a = TestApp::spawn_on(&url).await;
+    let b = TestApp::spawn_on(&url).await;
+    let org = b.bootstrap("Acme").await;
+    let mut worst = Duration::ZERO;
+    for round in 0..3 {
+        let (id, key) = b
+            .create_key(&org.key, &format!("Round {round}"), &["instances:read"])
+            .await;
+        assert_eq!(
+            a.get("/v1/me", &key).await.status,
+            StatusCode::OK,
+            "cached on A"
+        );
+        cluster.pause().unwrap();
+        wait_until_ready(&a, false).await;
+        assert_eq!(a.get("/v1/me", &key).await.status, StatusCode::OK, "grace");
+
+        // Node A is asked with the key all along; node B revokes it as soon as it can.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hammer = {
+            let (client, url, key, stop) =
+                (a.client.clone(), a.url("/v1/me"), key.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let answer = client.get(&url).bearer_auth(&key).send().await;
+                    if answer.is_ok_and(|answer| answer.status() == StatusCode::OK) {
+                        accepted.push(sent);
+                    }
+                }
+                accepted
+            })
+        };
+        cluster.resume().unwrap();
+        let revoked_at = loop {
+            let answer = b.delete(&format!("/v1/api-keys/{id}"), &org.key).await;
+            if answer.status == StatusCode::NO_CONTENT {
+                break Instant::now();
+            }
+            assert_eq!(
+                answer.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let accepted = hammer.await.unwrap();
+        let late = accepted
+            .iter()
+            .filter(|sent| **sent > revoked_at)
+            .map(|sent| *sent - revoked_at)
+            .max()
+            .unwrap_or_default();
+        eprintln!("round {round}: node A accepted the key up to {late:?} after its revocation");
+        worst = worst.max(late);
+        a.get("/v1/me", &key).await.problem(401, "invalid_token");
+    }
+    assert!(
+        worst <= Duration::from_millis(100),
+        "accepted {worst:?} after revocation"
+    );
+    a.store.close().await;
+    b.store.close().await;
+}
+
+#[tokio::test]
+async fn the_outage_grace_ends() {
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.create_database().await.unwrap();
+    let app = TestApp::spawn_on_with(
+        &url,
+        keyward_server::Config {
+            outage_grace: Duration::from_secs(1),
+            ..keyward_server::Config::default()
+        },
+    )
+    .await;
+    let org = app.bootstrap("Acme").await;
+    assert_eq!(app.get("/v1/me", &org.key).await.status, StatusCode::OK);
+    cluster.pause().unwrap();
+    wait_until_ready(&app, false).await;
+    let down = Instant::now();
+    let first = app.get("/v1/me", &org.key).await.status;
+    if down.elapsed() < Duration::from_millis(900) {
+        assert_eq!(first, StatusCode::OK, "within the grace");
+    }
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    app.get("/v1/me", &org.key)
+        .await
+        .problem(503, "unavailable");
+    cluster.resume().unwrap();
+    wait_until_ready(&app, true).await;
+    assert_eq!(app.get("/v1/me", &org.key).await.status, StatusCode::OK);
+    app.store.close().await;
+}

@@ -4,8 +4,15 @@
 //! explicit row locks where a check must hold until the write (owner counts, project
 //! deletion, the log-in throttle). Changes that other nodes' caches must follow publish the
 //! credential's digest with `pg_notify` in their own transaction; every node listens (see
-//! [`listen_for_invalidations`]) and, when its listening connection drops, tells its cache to
-//! forget everything, since it may have missed something.
+//! [`follow_the_database`]).
+//!
+//! The listening connection is also how a node knows whether the database is there. When it
+//! is lost (or a ping fails), the store counts as unavailable: every call fails at once with
+//! [`StoreError::Unavailable`] instead of waiting for a connection, and [`Store::state`] says
+//! since when, so that the verification cache can keep serving what it verified before, for
+//! a bounded grace. A new listening connection is tried every [`RETRY_INTERVAL`]; once it
+//! listens, the store's generation moves on (so that the cache trusts nothing it learned
+//! before: it may have missed changes meanwhile), and only then is the store available.
 
 mod credentials;
 mod instances;
@@ -15,7 +22,8 @@ mod projects;
 mod sessions;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,11 +35,11 @@ use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::broadcast;
 
 use crate::{
-    CredentialChanges, CredentialFilter, CredentialRecord, InstanceRecord, Invalidation,
-    LoginAttempt, LoginFailures, MemberRecord, MembershipChange, MembershipRecord, NewCredential,
-    NewInstance, NewOrganization, NewOwner, NewProject, NewSession, Page, Paged, ProjectChanges,
-    ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats, UsageUpdate,
-    UserRecord,
+    CredentialChanges, CredentialFilter, CredentialRecord, DatabaseState, InstanceRecord,
+    Invalidation, LoginAttempt, LoginFailures, MemberRecord, MembershipChange, MembershipRecord,
+    NewCredential, NewInstance, NewOrganization, NewOwner, NewProject, NewSession, Page, Paged,
+    ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats,
+    UsageUpdate, UserRecord,
 };
 
 /// The channel every node listens on; payloads are hex SHA-256 digests.
@@ -39,9 +47,21 @@ pub(crate) const INVALIDATION_CHANNEL: &str = "keyward_invalidations";
 /// How long a request waits for a connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_CONNECTIONS: u32 = 10;
+/// While the database is away, how often a node tries to listen again: this bounds how long
+/// after its return a node can still be serving keys it verified before the outage.
+const RETRY_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one attempt to (re)connect the listening connection may take.
+const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+/// How often a node checks that the database still answers, and how long it waits for the
+/// answer: a silent network partition is noticed within their sum.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct PgStore {
     pool: PgPool,
+    /// The listening connection's pool; see [`follow_the_database`].
+    listening: PgPool,
+    health: Arc<Health>,
     invalidations: broadcast::Sender<Invalidation>,
     write_transactions: AtomicU64,
     credential_lookups: AtomicU64,
@@ -74,64 +94,147 @@ impl PgStore {
             .map_err(StoreError::open(url))?;
         migrations::run(&pool).await?;
         let (invalidations, _) = broadcast::channel(4096);
-        tokio::spawn(listen_for_invalidations(
+        // Its own small pool, so that listening and pinging never wait behind requests and a
+        // reconnection after an outage is tried often.
+        let listening = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(LISTEN_CONNECT_TIMEOUT)
+            .connect_lazy_with(pool.connect_options().as_ref().clone());
+        let listener = listen(&listening).await.map_err(StoreError::open(url))?;
+        let health = Arc::new(Health::default());
+        tokio::spawn(follow_the_database(
             pool.clone(),
+            listening.clone(),
+            listener,
+            health.clone(),
             invalidations.clone(),
         ));
         Ok(Self {
             pool,
+            listening,
+            health,
             invalidations,
             write_transactions: AtomicU64::new(0),
             credential_lookups: AtomicU64::new(0),
         })
     }
 
+    /// The pool, unless the database is known to be away: then fail at once.
+    fn pool(&self) -> Result<&PgPool, StoreError> {
+        if self.health.down_since.load(Ordering::SeqCst) == UP {
+            Ok(&self.pool)
+        } else {
+            Err(StoreError::Unavailable(sqlx::Error::Io(
+                std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "the database is unreachable",
+                ),
+            )))
+        }
+    }
+
     async fn write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.write_transactions.fetch_add(1, Ordering::Relaxed);
-        Ok(self.pool.begin().await?)
+        Ok(self.pool()?.begin().await?)
     }
 }
 
-/// Forwards `keyward_invalidations` notifications to the node's cache. Whenever the listening
-/// connection is lost, sends `ForgetAll` (notifications may have been missed), reconnects
-/// with back-off, and sends `ForgetAll` again once listening, for what changed in between.
-/// Ends when the pool is closed.
-async fn listen_for_invalidations(pool: PgPool, sender: broadcast::Sender<Invalidation>) {
-    let mut backoff = Duration::from_millis(50);
+/// `down_since` while the database is reachable.
+const UP: i64 = 0;
+
+/// What a node knows of the database, shared by the store and the task that follows it.
+#[derive(Default)]
+struct Health {
+    /// Unix seconds since the database is known to be away, or [`UP`].
+    down_since: AtomicI64,
+    /// Moves on every time the node starts listening again (see the module documentation).
+    generation: AtomicU64,
+}
+
+impl Health {
+    fn down(&self) {
+        let now = keyward_core::Timestamp::now().unix_seconds().max(1);
+        if self
+            .down_since
+            .compare_exchange(UP, now, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            tracing::warn!("the database is unreachable; verified keys are served for the grace");
+        }
+    }
+
+    fn up(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if self.down_since.swap(UP, Ordering::SeqCst) != UP {
+            tracing::info!("the database is reachable again");
+        }
+    }
+}
+
+/// A connection listening on [`INVALIDATION_CHANNEL`], with reconnection left to the caller.
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.eager_reconnect(false);
+    listener.listen(INVALIDATION_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Follows the database for as long as the store is open: forwards other nodes' changes to
+/// this node's cache, pings, and on losing the database marks the store unavailable, then
+/// listens again as soon as it can, and only then makes the store available in a new
+/// generation.
+async fn follow_the_database(
+    pool: PgPool,
+    listening: PgPool,
+    mut listener: PgListener,
+    health: Arc<Health>,
+    sender: broadcast::Sender<Invalidation>,
+) {
     loop {
-        if pool.is_closed() {
-            return;
-        }
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(_) => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            }
-        };
-        if listener.listen(INVALIDATION_CHANNEL).await.is_err() {
-            tokio::time::sleep(backoff).await;
-            continue;
-        }
-        backoff = Duration::from_millis(50);
-        let _ = sender.send(Invalidation::ForgetAll);
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
         loop {
-            match listener.try_recv().await {
-                Ok(Some(notification)) => match parse_digest(notification.payload()) {
-                    Some(digest) => {
-                        let _ = sender.send(Invalidation::Forget(digest));
+            tokio::select! {
+                received = listener.try_recv() => match received {
+                    Ok(Some(notification)) => {
+                        let change = parse_digest(notification.payload())
+                            .map_or(Invalidation::ForgetAll, Invalidation::Forget);
+                        let _ = sender.send(change);
                     }
-                    None => {
-                        let _ = sender.send(Invalidation::ForgetAll);
-                    }
+                    Ok(None) | Err(_) => break,
                 },
-                Ok(None) | Err(_) => {
-                    let _ = sender.send(Invalidation::ForgetAll);
-                    break;
+                _ = ping.tick() => {
+                    let answered = tokio::time::timeout(
+                        PING_TIMEOUT,
+                        sqlx::query("SELECT 1").execute(&listening),
+                    )
+                    .await;
+                    if !matches!(answered, Ok(Ok(_))) {
+                        break;
+                    }
                 }
             }
         }
+        if listening.is_closed() {
+            return;
+        }
+        health.down();
+        drop(listener);
+        listener = loop {
+            if pool.is_closed() || listening.is_closed() {
+                return;
+            }
+            tokio::time::sleep(RETRY_INTERVAL).await;
+            if let Ok(Ok(listener)) =
+                tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, listen(&listening)).await
+            {
+                break listener;
+            }
+        };
+        // Listening again: whatever changed meanwhile is either in the database for fresh
+        // reads or on its way as a notification. Nothing learned before is trusted.
+        health.up();
+        let _ = sender.send(Invalidation::ForgetAll);
     }
 }
 
@@ -149,7 +252,7 @@ fn parse_digest(hex: &str) -> Option<KeyDigest> {
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.pool()?).await?;
         Ok(())
     }
 
@@ -161,11 +264,21 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.listening.close().await;
         self.pool.close().await;
     }
 
     fn invalidations(&self) -> Option<broadcast::Receiver<Invalidation>> {
         Some(self.invalidations.subscribe())
+    }
+
+    fn state(&self) -> DatabaseState {
+        let down_since = self.health.down_since.load(Ordering::SeqCst);
+        DatabaseState {
+            generation: self.health.generation.load(Ordering::SeqCst),
+            down_since: (down_since != UP)
+                .then(|| keyward_core::Timestamp::from_unix_seconds(down_since)),
+        }
     }
 
     async fn create_organization(
@@ -184,15 +297,15 @@ impl Store for PgStore {
     }
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
-        organizations::find_user_by_email(&self.pool, email).await
+        organizations::find_user_by_email(self.pool()?, email).await
     }
 
     async fn memberships_of(&self, user: UserId) -> Result<Vec<MembershipRecord>, StoreError> {
-        organizations::memberships_of(&self.pool, user).await
+        organizations::memberships_of(self.pool()?, user).await
     }
 
     async fn members(&self, organization: OrganizationId) -> Result<Vec<MemberRecord>, StoreError> {
-        organizations::members(&self.pool, organization).await
+        organizations::members(self.pool()?, organization).await
     }
 
     async fn add_member(
@@ -246,7 +359,7 @@ impl Store for PgStore {
         token_digest: &KeyDigest,
         now: Timestamp,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        sessions::find(&self.pool, token_digest, now).await
+        sessions::find(self.pool()?, token_digest, now).await
     }
 
     async fn set_session_organization(
@@ -272,7 +385,7 @@ impl Store for PgStore {
         email: &Email,
         client_ip: &str,
     ) -> Result<Option<LoginFailures>, StoreError> {
-        sessions::login_failures(&self.pool, email, client_ip).await
+        sessions::login_failures(self.pool()?, email, client_ip).await
     }
 
     async fn begin_login_attempt(
@@ -309,7 +422,7 @@ impl Store for PgStore {
         digest: &KeyDigest,
     ) -> Result<Option<CredentialRecord>, StoreError> {
         self.credential_lookups.fetch_add(1, Ordering::Relaxed);
-        credentials::find_by_digest(&self.pool, digest).await
+        credentials::find_by_digest(self.pool()?, digest).await
     }
 
     async fn insert_credential(
@@ -328,7 +441,7 @@ impl Store for PgStore {
         filter: CredentialFilter,
         page: Page,
     ) -> Result<Paged<CredentialRecord>, StoreError> {
-        credentials::list(&self.pool, organization, filter, page).await
+        credentials::list(self.pool()?, organization, filter, page).await
     }
 
     async fn get_credential(
@@ -336,7 +449,7 @@ impl Store for PgStore {
         organization: OrganizationId,
         id: CredentialId,
     ) -> Result<Option<CredentialRecord>, StoreError> {
-        credentials::get(&self.pool, organization, id).await
+        credentials::get(self.pool()?, organization, id).await
     }
 
     async fn update_credential(
@@ -386,7 +499,7 @@ impl Store for PgStore {
         only: Option<ProjectId>,
         page: Page,
     ) -> Result<Paged<ProjectRecord>, StoreError> {
-        projects::list(&self.pool, organization, only, page).await
+        projects::list(self.pool()?, organization, only, page).await
     }
 
     async fn get_project(
@@ -394,7 +507,7 @@ impl Store for PgStore {
         organization: OrganizationId,
         id: ProjectId,
     ) -> Result<Option<ProjectRecord>, StoreError> {
-        projects::get(&self.pool, organization, id).await
+        projects::get(self.pool()?, organization, id).await
     }
 
     async fn update_project(
@@ -435,7 +548,7 @@ impl Store for PgStore {
         project: Option<ProjectId>,
         page: Page,
     ) -> Result<Paged<InstanceRecord>, StoreError> {
-        instances::list(&self.pool, organization, project, page).await
+        instances::list(self.pool()?, organization, project, page).await
     }
 
     async fn get_instance(
@@ -443,7 +556,7 @@ impl Store for PgStore {
         organization: OrganizationId,
         id: InstanceId,
     ) -> Result<Option<InstanceRecord>, StoreError> {
-        instances::get(&self.pool, organization, id).await
+        instances::get(self.pool()?, organization, id).await
     }
 
     async fn delete_instance(

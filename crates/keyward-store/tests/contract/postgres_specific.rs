@@ -78,9 +78,8 @@ async fn changes_reach_every_node_as_notifications() {
         return;
     };
     let other_node = keyward_store::open(&db.url).await.unwrap();
+    // Listening has begun by the time `open` returns.
     let mut received = other_node.invalidations().expect("PostgreSQL notifies");
-    // Listening has begun once the first ForgetAll arrives.
-    assert_eq!(next(&mut received).await, Invalidation::ForgetAll);
 
     let (org, key) = organization(db.store.as_ref(), "Acme").await;
     let record = db
