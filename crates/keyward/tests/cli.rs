@@ -427,6 +427,65 @@ async fn the_quick_start_works_and_sigterm_stops_gracefully() {
 }
 
 #[tokio::test]
+async fn a_crash_loses_no_acknowledged_write_and_never_unrevokes_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let created = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let admin = created["key"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let mut kept = Vec::new();
+    let mut revoked = Vec::new();
+    for n in 0..10 {
+        let answer = client
+            .post(server.url("/v1/api-keys"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({ "name": format!("k{n}"), "scopes": ["instances:read"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        let body: Value = answer.json().await.unwrap();
+        let key = body["key"].as_str().unwrap().to_owned();
+        if n % 2 == 0 {
+            let gone = client
+                .delete(server.url(&format!("/v1/api-keys/{}", body["id"].as_str().unwrap())))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(gone.status(), 204);
+            revoked.push(key);
+        } else {
+            kept.push(key);
+        }
+    }
+    // SIGKILL: no shutdown, no flush.
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let restarted = Server::start(&dir, &[]);
+    for key in &kept {
+        let answer = client
+            .get(restarted.url("/v1/me"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "a created key survives");
+    }
+    for key in &revoked {
+        let answer = client
+            .get(restarted.url("/v1/me"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401, "a revoked key stays revoked");
+    }
+}
+
+#[tokio::test]
 async fn two_nodes_on_one_postgres_share_revocations_sessions_and_last_use() {
     let Some(cluster) =
         keyward_store::testing::TempPostgres::start().unwrap_or_else(|error| panic!("{error}"))
