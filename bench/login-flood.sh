@@ -19,20 +19,10 @@ if [ -z "${KEYWARD_BIN:-}" ]; then
 fi
 bin=$KEYWARD_BIN
 
-work=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-"$bin" serve --listen 127.0.0.1:0 --database-url "sqlite://$work/keyward.db" \
-  --log warn,keyward::serve=info ${SERVE_ARGS:-} 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/serve.log" 2>/dev/null && break
-  sleep 0.1
-done
-url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/serve.log" | head -1)
-[ -n "$url" ] || { echo "the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+. scripts/start-server.sh
+# SERVE_ARGS: more options for `keyward serve`, such as "--password-hash-workers 1".
+# shellcheck disable=SC2086
+start_server ${SERVE_ARGS:-}
 
 kib() { awk -v field="$1:" '$1 == field { print $2 }' "/proc/$server/status"; }
 

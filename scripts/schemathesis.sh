@@ -17,20 +17,8 @@ cd "$(dirname "$0")/.."
 
 cargo build --release --locked --quiet --bin keyward
 bin=target/release/keyward
-work=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-db="sqlite://$work/keyward.db"
-
-"$bin" serve --listen 127.0.0.1:0 --database-url "$db" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/serve.log" 2>/dev/null && break
-  sleep 0.1
-done
-url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/serve.log" | head -1)
-[ -n "$url" ] || { echo "the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+. scripts/start-server.sh
+start_server
 key=$("$bin" bootstrap --org Schemathesis --email schemathesis@example.com --json \
   --database-url "$db" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 

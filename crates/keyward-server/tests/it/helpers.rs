@@ -174,6 +174,10 @@ impl TestApp {
         self.call(Method::POST, path, Some(key), Some(body)).await
     }
 
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str, key: &str) -> Answer {
         self.call(Method::DELETE, path, Some(key), None).await
     }

@@ -289,12 +289,7 @@ async fn rate_limits_answer_429_with_the_ratelimit_headers_and_can_change() {
     // Lifting the limit takes effect on the next request; keys without one get no headers.
     let path = format!("/v1/api-keys/{id}");
     let lifted = app
-        .call(
-            reqwest::Method::PATCH,
-            &path,
-            Some(&org.key),
-            Some(json!({ "rate_limit": null })),
-        )
+        .patch(&path, &org.key, json!({ "rate_limit": null }))
         .await;
     assert_eq!(lifted.status, StatusCode::OK, "{}", lifted.body);
     assert_eq!(lifted.body["rate_limit"], json!(null));
@@ -303,12 +298,7 @@ async fn rate_limits_answer_429_with_the_ratelimit_headers_and_can_change() {
     assert_eq!(free.header("ratelimit"), None);
 
     let renamed = app
-        .call(
-            reqwest::Method::PATCH,
-            &path,
-            Some(&org.key),
-            Some(json!({ "name": "Renamed" })),
-        )
+        .patch(&path, &org.key, json!({ "name": "Renamed" }))
         .await;
     assert_eq!(renamed.body["name"], "Renamed");
     for bad in [
@@ -405,25 +395,10 @@ async fn a_spent_quota_stays_spent_when_the_cache_forgets_the_key() {
 
     // Renaming it (which drops the entry on every node) gives nothing back either.
     let renamed = app
-        .call(
-            reqwest::Method::PATCH,
-            &path,
-            Some(&org.key),
-            Some(json!({ "name": "Renamed" })),
-        )
+        .patch(&path, &org.key, json!({ "name": "Renamed" }))
         .await;
     assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
     app.get("/v1/me", &key).await.problem(429, "rate_limited");
-}
-
-async fn patch(
-    app: &TestApp,
-    key: &str,
-    path: &str,
-    body: serde_json::Value,
-) -> crate::helpers::Answer {
-    app.call(reqwest::Method::PATCH, path, Some(key), Some(body))
-        .await
 }
 
 #[tokio::test]
@@ -440,12 +415,12 @@ async fn a_limited_key_cannot_lift_its_own_limit_or_grant_a_looser_one() {
         json!({ "rate_limit": { "requests": 1000, "per_seconds": 1 } }),
         json!({ "rate_limit": { "requests": 1, "per_seconds": 60 } }),
     ] {
-        let refused = patch(&app, &limited, &own, body).await;
+        let refused = app.patch(&own, &limited, body).await;
         refused.problem(422, "validation_failed");
         assert_eq!(refused.body["errors"][0]["field"], "rate_limit");
     }
     assert_eq!(
-        patch(&app, &limited, &own, json!({ "name": "Still limited" }))
+        app.patch(&own, &limited, json!({ "name": "Still limited" }))
             .await
             .status,
         StatusCode::OK
@@ -474,34 +449,28 @@ async fn a_limited_key_cannot_lift_its_own_limit_or_grant_a_looser_one() {
     let child_path = format!("/v1/api-keys/{}", child.body["id"].as_str().unwrap());
 
     // Nor can it loosen or lift a sibling's limit; tightening is fine.
-    patch(&app, &limited, &child_path, json!({ "rate_limit": null }))
+    app.patch(&child_path, &limited, json!({ "rate_limit": null }))
         .await
         .problem(422, "validation_failed");
-    patch(
-        &app,
-        &limited,
+    app.patch(
         &child_path,
+        &limited,
         json!({ "rate_limit": { "requests": 200, "per_seconds": 60 } }),
     )
     .await
     .problem(422, "validation_failed");
-    let tightened = patch(
-        &app,
-        &limited,
-        &child_path,
-        json!({ "rate_limit": { "requests": 5, "per_seconds": 60 } }),
-    )
-    .await;
+    let tightened = app
+        .patch(
+            &child_path,
+            &limited,
+            json!({ "rate_limit": { "requests": 5, "per_seconds": 60 } }),
+        )
+        .await;
     assert_eq!(tightened.status, StatusCode::OK, "{}", tightened.body);
 
     // An unlimited key (the bootstrap key) may set any limit, or none.
     let lifted = app
-        .call(
-            reqwest::Method::PATCH,
-            &child_path,
-            Some(&org.key),
-            Some(json!({ "rate_limit": null })),
-        )
+        .patch(&child_path, &org.key, json!({ "rate_limit": null }))
         .await;
     assert_eq!(lifted.status, StatusCode::OK, "{}", lifted.body);
 }

@@ -1,0 +1,26 @@
+# Sourced by the benchmarks and scripts/schemathesis.sh: `start_server` runs `$bin serve` on
+# a fresh SQLite database in a temporary directory, on a free port of 127.0.0.1, waits until
+# it listens, and arranges for it to be stopped and the directory removed on exit.
+# Needs `bin`; sets `work`, `db`, `server` and `url`. Its arguments go to `keyward serve`.
+
+start_server() {
+  work=$(mktemp -d)
+  db="sqlite://$work/keyward.db"
+  server=""
+  trap stop_server EXIT
+  "$bin" serve --listen 127.0.0.1:0 --database-url "$db" --log warn,keyward::serve=info "$@" \
+    2>"$work/serve.log" &
+  server=$!
+  for _ in $(seq 100); do
+    grep -q "listening on" "$work/serve.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/serve.log" | head -1)
+  [ -n "$url" ] || { echo "the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+}
+
+stop_server() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$work"
+}
