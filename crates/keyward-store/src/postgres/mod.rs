@@ -49,7 +49,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_CONNECTIONS: u32 = 10;
 /// While the database is away, how often a node tries to listen again: this bounds how long
 /// after its return a node can still be serving keys it verified before the outage.
-const RETRY_INTERVAL: Duration = Duration::from_millis(50);
+const RETRY_INTERVAL: Duration = Duration::from_millis(25);
 /// How long one attempt to (re)connect the listening connection may take.
 const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// How often a node checks that the database still answers, and how long it waits for the
