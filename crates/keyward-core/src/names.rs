@@ -34,13 +34,22 @@ impl Name {
         if trimmed.chars().any(char::is_control) {
             return Err(InvalidValue("must not contain control characters"));
         }
-        if trimmed.chars().any(is_format_character) {
-            return Err(InvalidValue(
-                "must not contain invisible formatting characters (such as zero-width spaces \
-                 or direction overrides)",
-            ));
+        let mut previous = None;
+        for c in trimmed.chars() {
+            if is_format_character(c) || is_invisible(c, previous) {
+                return Err(InvalidValue(
+                    "must not contain invisible formatting characters (such as zero-width \
+                     spaces or direction overrides)",
+                ));
+            }
+            previous = Some(c);
         }
-        Ok(Self(trimmed.nfc().collect()))
+        let normalized: String = trimmed.nfc().collect();
+        // Normal form C can lengthen a few rare characters.
+        if normalized.chars().count() > MAX_NAME_CHARS {
+            return Err(InvalidValue("must be at most 100 characters"));
+        }
+        Ok(Self(normalized))
     }
 
     /// A name read back from storage, where it was validated on the way in.
@@ -91,6 +100,33 @@ const FORMAT_CHARACTERS: &[(u32, u32)] = &[
     (0xE0001, 0xE0001),
     (0xE0020, 0xE007F),
 ];
+
+/// Characters outside category Cf that show nothing either: Hangul fillers, the Braille blank,
+/// the combining grapheme joiner, variation and Mongolian free variation selectors, and the
+/// line and paragraph separators. The emoji presentation selectors (U+FE0E, U+FE0F) are
+/// allowed after a symbol, where they belong, and nowhere else.
+const INVISIBLE_CHARACTERS: &[(u32, u32)] = &[
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x180B, 0x180D),
+    (0x180F, 0x180F),
+    (0x2028, 0x2029),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0D),
+    (0xFFA0, 0xFFA0),
+    (0xE0100, 0xE01EF),
+];
+
+fn is_invisible(c: char, previous: Option<char>) -> bool {
+    if c == '\u{FE0E}' || c == '\u{FE0F}' {
+        return !previous.is_some_and(|p| u32::from(p) >= 0x2000 && !p.is_alphanumeric());
+    }
+    let c = u32::from(c);
+    INVISIBLE_CHARACTERS
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&c))
+}
 
 fn is_format_character(c: char) -> bool {
     let c = u32::from(c);
@@ -248,6 +284,11 @@ mod tests {
             "a\u{2066}b\u{2069}",
             "soft\u{ad}hyphen",
             "tag\u{e0041}",
+            "P1\u{3164}",
+            "P1\u{fe0f}",
+            "P\u{34f}1",
+            "a\u{2028}b",
+            "\u{2800}P1",
         ] {
             let refused = Name::parse(spoof).unwrap_err();
             assert!(refused.0.contains("invisible"), "{spoof:?}: {refused}");
@@ -257,8 +298,9 @@ mod tests {
         let decomposed = Name::parse("Caf\u{65}\u{301}").unwrap();
         assert_eq!(decomposed.as_str(), "Caf\u{e9}");
         assert_eq!(decomposed, Name::parse("Caf\u{e9}").unwrap());
-        // Visible scripts and emoji are fine.
+        // Visible scripts and emoji are fine, with their presentation selector too.
         assert!(Name::parse("Déploiement 🚀 деплой 配置").is_ok());
+        assert!(Name::parse("Prod \u{2764}\u{fe0f}").is_ok());
     }
 
     #[test]

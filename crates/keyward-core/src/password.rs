@@ -135,14 +135,30 @@ impl Default for HashMemory {
     }
 }
 
+/// The most a stored hash may ask of a verification: four times the default memory and
+/// passes. Keyward writes only default hashes; this stops a planted one from exhausting
+/// memory or time.
+const MAX_MEMORY_KIB: u32 = 4 * Params::DEFAULT_M_COST;
+const MAX_PASSES: u32 = 4 * Params::DEFAULT_T_COST;
+const MAX_LANES: u32 = 4;
+
 impl HashMemory {
-    /// The first `params.block_count()` blocks, growing (once) for larger parameters.
+    /// The first `params.block_count()` blocks, growing for larger parameters.
     fn blocks(&mut self, params: &Params) -> &mut [Block] {
         let count = params.block_count();
         if self.0.len() < count {
             self.0.resize(count, Block::new());
         }
         &mut self.0[..count]
+    }
+
+    /// Back to the default size, if a larger hash made it grow.
+    fn shrink(&mut self) {
+        let default = Params::default().block_count();
+        if self.0.len() > default {
+            self.0.truncate(default);
+            self.0.shrink_to_fit();
+        }
     }
 }
 
@@ -191,6 +207,12 @@ impl Password {
         let Ok(params) = Params::try_from(&parsed) else {
             return false;
         };
+        if params.m_cost() > MAX_MEMORY_KIB
+            || params.t_cost() > MAX_PASSES
+            || params.p_cost() > MAX_LANES
+        {
+            return false;
+        }
         let mut output = vec![0u8; expected.len()];
         let computed = Argon2::new(algorithm, version, params.clone())
             .hash_password_into_with_memory(
@@ -199,6 +221,7 @@ impl Password {
                 &mut output,
                 memory.blocks(&params),
             );
+        memory.shrink();
         // `Output`'s equality is constant-time.
         computed.is_ok() && Output::new(&output).is_ok_and(|output| output == *expected)
     }
@@ -301,6 +324,11 @@ mod tests {
             assert!(!wrong.verify_in(hash, &mut memory));
         }
         assert!(!password.verify_in("not a hash", &mut memory));
+        let greedy = standard.replace("m=19456", "m=4194304");
+        assert!(
+            !password.verify_in(&greedy, &mut memory),
+            "no 4 GiB verification"
+        );
         assert!(!password.verify_in("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA", &mut memory));
     }
 }

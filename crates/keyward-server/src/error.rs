@@ -64,6 +64,9 @@ pub enum ApiError {
     /// The credential's rate limit is spent for now.
     #[error("rate limit exceeded: try again in {} s", .0.retry_after_seconds)]
     RateLimited(crate::auth::RateStatus),
+    /// The request (its body, or its handling) took longer than the request timeout.
+    #[error("the request took longer than {0} s; the connection is closed")]
+    RequestTimeout(u64),
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
     /// The database answers but cannot write; the reason is safe to show.
@@ -108,6 +111,7 @@ impl ApiError {
             Self::Unreadable { status, .. } => *status,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable | Self::Unwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -132,6 +136,7 @@ impl ApiError {
             Self::NoSuchEndpoint => "no_such_endpoint",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited(_) => "rate_limited",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::Unavailable | Self::Unwritable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }

@@ -52,7 +52,7 @@ impl Default for PasswordLimits {
 
 pub struct PasswordWork {
     jobs: mpsc::SyncSender<Job>,
-    admission: Semaphore,
+    admission: Arc<Semaphore>,
     wait: Duration,
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
@@ -74,7 +74,17 @@ impl PasswordWork {
                         // The lock is held only to take a job, not to run it.
                         let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         match job {
-                            Ok(job) => job(memory.get_or_insert_with(HashMemory::default)),
+                            Ok(job) => {
+                                let memory = memory.get_or_insert_with(HashMemory::default);
+                                // A job that panics loses its answer, not the worker.
+                                let ran =
+                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                        job(memory)
+                                    }));
+                                if ran.is_err() {
+                                    tracing::error!("a password job panicked");
+                                }
+                            }
                             // Every sender is gone: the server has stopped.
                             Err(_) => return,
                         }
@@ -86,7 +96,7 @@ impl PasswordWork {
         }
         Self {
             jobs: sender,
-            admission: Semaphore::new(admitted),
+            admission: Arc::new(Semaphore::new(admitted)),
             wait: limits.wait,
             running: Arc::default(),
             peak: Arc::default(),
@@ -99,13 +109,19 @@ impl PasswordWork {
         &self,
         work: impl FnOnce(&mut HashMemory) -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        let _permit = tokio::time::timeout(self.wait, self.admission.acquire())
+        let permit = tokio::time::timeout(self.wait, self.admission.clone().acquire_owned())
             .await
             .map_err(|_| Busy)?
             .map_err(|_| Busy)?;
         let (reply, answer) = oneshot::channel();
         let (running, peak) = (self.running.clone(), self.peak.clone());
+        // The permit goes with the job: a request whose client went away still holds its
+        // place until its job is done or skipped.
         let job: Job = Box::new(move |memory| {
+            let _permit = permit;
+            if reply.is_closed() {
+                return;
+            }
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             let result = work(memory);
@@ -123,31 +139,64 @@ impl PasswordWork {
     }
 }
 
-/// At most `limit` tries per client address, in memory (GCRA, as for keys).
+/// At most `limit` tries per client address, in memory (GCRA, as for keys). IPv6 clients
+/// are counted per /64, the block one client usually has. Memory is bounded: at most
+/// [`MAX_TRACKED_ADDRESSES`] are tracked, those whose allowance is whole again are forgotten
+/// (at most once a second), and while the table is full of active addresses a new address
+/// is let through untracked (the password workers still bound what it can cost).
 pub struct AddressThrottle {
     limit: RateLimit,
-    tats: Mutex<HashMap<IpAddr, u64>>,
+    table: Mutex<Table>,
 }
 
-/// Above this many addresses, those whose allowance is whole again are forgotten.
-const MAX_TRACKED_ADDRESSES: usize = 10_000;
+#[derive(Default)]
+struct Table {
+    tats: HashMap<IpAddr, u64>,
+    swept_at: u64,
+}
+
+pub const MAX_TRACKED_ADDRESSES: usize = 10_000;
+const SWEEP_INTERVAL_NANOS: u64 = 1_000_000_000;
+
+/// The address a throttle counts: IPv4 as it is, IPv6 by its /64.
+fn client_block(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
 
 impl AddressThrottle {
     pub fn new(limit: RateLimit) -> Self {
         Self {
             limit,
-            tats: Mutex::default(),
+            table: Mutex::default(),
         }
     }
 
     /// Counts a try from `address`: `Err(seconds to wait)` when it is over the limit.
     pub fn try_once(&self, address: IpAddr) -> Result<(), u64> {
         let now = crate::auth::clock::monotonic_nanos();
-        let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
-        if tats.len() >= MAX_TRACKED_ADDRESSES {
-            tats.retain(|_, tat| *tat > now);
+        let address = client_block(address);
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if table.tats.len() >= MAX_TRACKED_ADDRESSES
+            && !table.tats.contains_key(&address)
+            && now.saturating_sub(table.swept_at) >= SWEEP_INTERVAL_NANOS
+        {
+            table.swept_at = now;
+            table.tats.retain(|_, tat| *tat > now);
         }
-        let tat = tats.entry(address).or_insert(0);
+        if table.tats.len() >= MAX_TRACKED_ADDRESSES && !table.tats.contains_key(&address) {
+            return Ok(());
+        }
+        let tat = table.tats.entry(address).or_insert(0);
         let decision = self.limit.decide(*tat, now);
         *tat = decision.new_tat;
         if decision.allowed {
@@ -198,5 +247,30 @@ mod tests {
         let wait = throttle.try_once(one).unwrap_err();
         assert!((1..=20).contains(&wait), "{wait}");
         assert_eq!(throttle.try_once(other), Ok(()));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_and_the_table_is_bounded() {
+        let throttle = AddressThrottle::new(RateLimit::new(1, 3_600).unwrap());
+        let first: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_block: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(throttle.try_once(first), Ok(()));
+        assert!(
+            throttle.try_once(same_block).is_err(),
+            "one /64, one allowance"
+        );
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(throttle.try_once(mapped), Ok(()));
+        assert!(
+            throttle.try_once(v4).is_err(),
+            "an IPv4-mapped address is the IPv4 one"
+        );
+
+        for n in 0..(MAX_TRACKED_ADDRESSES as u32 + 100) {
+            let _ = throttle.try_once(IpAddr::V4(n.into()));
+        }
+        let table = throttle.table.lock().unwrap();
+        assert!(table.tats.len() <= MAX_TRACKED_ADDRESSES);
     }
 }

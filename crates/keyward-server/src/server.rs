@@ -5,6 +5,8 @@
 //!   silent and byte-a-second clients are closed.
 //! - A kept-alive connection that sends nothing after a response is closed after
 //!   `idle_timeout`.
+//! - A request must be read and answered within `request_timeout`: a body sent slowly (or
+//!   not at all) gets 408 and the connection is closed.
 //! - At most `max_connections` are open at once; past that, new connections wait in the
 //!   listen backlog, one warning is logged each time the limit is reached, and
 //!   `/metrics` counts it.
@@ -35,6 +37,7 @@ use crate::metrics::Metrics;
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    pub request_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
 }
@@ -44,6 +47,7 @@ impl Default for ConnectionLimits {
         Self {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
+            request_timeout: Duration::from_secs(30),
             max_connections: 1_000,
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -294,6 +298,17 @@ impl AsyncWrite for WatchedStream {
     }
 }
 
+/// 408, and the connection closes: what is left of the request is never read.
+fn request_timed_out(limit: Duration) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = crate::error::ApiError::RequestTimeout(limit.as_secs()).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
@@ -309,9 +324,13 @@ async fn serve_connection(
             let in_flight = InFlight::start(&activity);
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(remote));
-            let answer = router.clone().oneshot(request);
+            let answer =
+                tokio::time::timeout(limits.request_timeout, router.clone().oneshot(request));
             async move {
-                let response = answer.await;
+                let response = match answer.await {
+                    Ok(response) => response,
+                    Err(_) => Ok(request_timed_out(limits.request_timeout)),
+                };
                 drop(in_flight);
                 response
             }

@@ -82,7 +82,11 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Unavailable(error)
             }
             // SQLite's primary result codes (the low byte of the extended one).
-            sqlx::Error::Database(db) => match sqlite_primary_code(db.code().as_deref()) {
+            sqlx::Error::Database(db) => match db
+                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                .and_then(|sqlite| {
+                    sqlite_primary_code(sqlx::error::DatabaseError::code(sqlite).as_deref())
+                }) {
                 Some(13) => StoreError::Unwritable("the disk is full"),
                 Some(10) => StoreError::Unwritable("the disk reported an I/O error"),
                 Some(8) => StoreError::Unwritable("the database file is read-only"),

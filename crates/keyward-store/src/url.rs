@@ -39,38 +39,43 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// `url` with the password of its user information (`user:PASSWORD@`) and any `password=`
-/// query parameter replaced by `***`.
+/// `url` with the password of its user information (`user:PASSWORD@`) and any `password`
+/// query parameter replaced by `***`. A URL that contains an `@` or a `password` parameter
+/// but does not parse is shown as its scheme alone: better to hide too much than a password.
 pub fn redact(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = url.find("://") {
-        let authority_start = scheme_end + 3;
-        let authority_end = url[authority_start..]
-            .find(['/', '?', '#'])
-            .map_or(url.len(), |i| authority_start + i);
-        let authority = &url[authority_start..authority_end];
-        if let Some(at) = authority.rfind('@')
-            && let Some(colon) = authority[..at].find(':')
-        {
-            out = format!(
-                "{}***{}",
-                &url[..authority_start + colon + 1],
-                &url[authority_start + at..]
-            );
-        }
+    let lowered = url.to_ascii_lowercase();
+    if !url.contains('@') && !lowered.contains("password") && !lowered.contains("%70") {
+        return url.to_owned();
     }
-    if let Some(query_start) = out.find('?') {
-        let (base, query) = out.split_at(query_start + 1);
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
-                _ => pair.to_owned(),
+    let hidden = || {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        format!("{scheme}:(the rest is hidden: it may hold a password)")
+    };
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return hidden();
+    };
+    // An `@` outside the user information (`postgres:/u:pw@h`) is a mistyped URL.
+    if url.contains('@') && parsed.username().is_empty() && parsed.password().is_none() {
+        return hidden();
+    }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if name.eq_ignore_ascii_case("password") {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
             })
             .collect();
-        out = format!("{base}{}", redacted.join("&"));
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    out
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -88,7 +93,18 @@ mod tests {
                 "postgresql://u:p%40ss@h/db?sslmode=require&password=s3cret",
                 "postgresql://u:***@h/db?sslmode=require&password=***",
             ),
-            ("postgres://u:a@b@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u:a%40b@h/db?pass%77ord=s3cret",
+                "postgres://u:***@h/db?password=***",
+            ),
+            (
+                "postgres://u:pa/ss@h/db",
+                "postgres:(the rest is hidden: it may hold a password)",
+            ),
+            (
+                "postgres:/u:s3cret@h",
+                "postgres:(the rest is hidden: it may hold a password)",
+            ),
             ("postgres://keyward@h/db", "postgres://keyward@h/db"),
             (
                 "sqlite://./keyward-data/keyward.db",

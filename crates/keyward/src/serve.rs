@@ -107,6 +107,17 @@ pub struct ServeArgs {
     )]
     idle_timeout_seconds: u64,
 
+    /// Seconds a request may take from its head to its answer, body included; a slower one
+    /// gets 408 and its connection is closed.
+    #[arg(
+        long,
+        env = "KEYWARD_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        value_name = "SECONDS"
+    )]
+    request_timeout_seconds: u64,
+
     /// Connections open at once; more wait in the listen backlog (and one warning is logged
     /// each time the limit is reached). Defaults to the open-file limit less 128 for the
     /// database and logs, or 1000 where that limit cannot be read.
@@ -173,6 +184,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         connection_limits: ConnectionLimits {
             header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
             idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
+            request_timeout: Duration::from_secs(args.request_timeout_seconds),
             max_connections: args
                 .max_connections
                 .map_or_else(default_max_connections, |n| n as usize),

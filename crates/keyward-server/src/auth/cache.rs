@@ -149,11 +149,13 @@ impl BuildHasher for PrefixHash {
 
 type Shard = RwLock<HashMap<u128, Slot, PrefixHash>>;
 type LimiterStates = Mutex<HashMap<u128, Arc<AtomicU64>, PrefixHash>>;
+/// A read in flight: its result, and the epoch it began in.
+type InflightRead = OnceCell<(Loaded, u64)>;
 
 pub struct VerificationCache {
     shards: Box<[Shard]>,
     epoch: AtomicU64,
-    inflight: Mutex<HashMap<u128, Arc<OnceCell<Loaded>>>>,
+    inflight: Mutex<HashMap<u128, Arc<InflightRead>>>,
     max_age_seconds: i64,
     outage_grace_seconds: i64,
     negatives: AtomicUsize,
@@ -205,7 +207,30 @@ impl VerificationCache {
     }
 
     /// Reads `digest` from the store, once for all concurrent callers, and remembers it.
+    ///
+    /// A read that an invalidation overtook (anywhere in the cache: the epoch is shared) is
+    /// not trusted by the requests that waited for it either: they read again, a few times at
+    /// most, so that a key revoked while its read was in flight is not served by it.
     pub async fn load(&self, digest: &KeyDigest, now: Timestamp, store: &dyn Store) -> Loaded {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            let (loaded, read_epoch) = self.load_once(digest, now, store).await;
+            let overtaken = self.epoch.load(Ordering::SeqCst) != read_epoch;
+            if !overtaken || attempt == ATTEMPTS || !matches!(loaded, Loaded::Found(_)) {
+                return loaded;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// One single-flight read, with the epoch it began in.
+    async fn load_once(
+        &self,
+        digest: &KeyDigest,
+        now: Timestamp,
+        store: &dyn Store,
+    ) -> (Loaded, u64) {
         let key = key_of(digest);
         let cell = self
             .inflight
@@ -218,7 +243,7 @@ impl VerificationCache {
             .get_or_init(|| async {
                 let epoch = self.epoch.load(Ordering::SeqCst);
                 let generation = store.state().generation;
-                match store.find_credential_by_digest(digest).await {
+                let loaded = match store.find_credential_by_digest(digest).await {
                     Ok(Some(record)) => {
                         let entry = self.entry_for(key, record, now, generation);
                         self.store_if_current(key, Slot::Found(entry.clone()), epoch);
@@ -234,7 +259,8 @@ impl VerificationCache {
                         tracing::error!(%error, "credential look-up failed");
                         Loaded::Failed
                     }
-                }
+                };
+                (loaded, epoch)
             })
             .await
             .clone();
@@ -260,7 +286,7 @@ impl VerificationCache {
         let previous = shard.insert(key, slot);
         match (previous, shard.get(&key)) {
             (Some(Slot::Missing { .. }), _) => {
-                self.negatives.fetch_sub(1, Ordering::Relaxed);
+                self.forget_negative();
             }
             // A reload keeps the last use this node saw (the limiter state is shared).
             (Some(Slot::Found(old)), Some(Slot::Found(new))) if old.digest == new.digest => {
@@ -269,6 +295,17 @@ impl VerificationCache {
             }
             _ => {}
         }
+    }
+
+    /// Counts one negative entry less. Saturating: `clear` resets the count while reads that
+    /// began after it may still store negatives, so the count can run below the truth, and
+    /// must never wrap.
+    fn forget_negative(&self) {
+        let _ = self
+            .negatives
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
     }
 
     /// Forgets `digest`: the next verification reads the database.
@@ -281,7 +318,7 @@ impl VerificationCache {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
         if let Some(Slot::Missing { .. }) = removed {
-            self.negatives.fetch_sub(1, Ordering::Relaxed);
+            self.forget_negative();
         }
         self.inflight
             .lock()
@@ -347,7 +384,7 @@ impl VerificationCache {
                 Slot::Missing { until } => {
                     let keep = *until > now;
                     if !keep {
-                        self.negatives.fetch_sub(1, Ordering::Relaxed);
+                        self.forget_negative();
                     }
                     keep
                 }

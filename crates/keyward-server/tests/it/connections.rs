@@ -16,6 +16,7 @@ fn limits(header: u64, idle: u64, max_connections: usize, shutdown: u64) -> Conf
         connection_limits: ConnectionLimits {
             header_read_timeout: Duration::from_millis(header),
             idle_timeout: Duration::from_millis(idle),
+            request_timeout: Duration::from_secs(30),
             max_connections,
             shutdown_timeout: Duration::from_millis(shutdown),
         },
@@ -164,4 +165,43 @@ async fn shutdown_ends_on_time_with_a_stuck_client_and_writes_last_use_first() {
         key.last_used_at.is_some(),
         "last use was written at shutdown"
     );
+}
+
+const SLOW_LOGIN: &[u8] = b"POST /login HTTP/1.1\r\nHost: keyward\r\n\
+    Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 4096\r\n\r\nemail=";
+
+#[tokio::test]
+async fn a_body_sent_slowly_or_never_gets_408_and_the_connection_closes() {
+    let mut config = limits(10_000, 10_000, 100, 1_000);
+    config.connection_limits.request_timeout = Duration::from_millis(500);
+    let app = TestApp::spawn_with(config).await;
+
+    // Never: the head, a few bytes of the body, then nothing.
+    let mut silent = TcpStream::connect(app.address).await.unwrap();
+    silent.write_all(SLOW_LOGIN).await.unwrap();
+    let (answer, after) = until_closed(&mut silent).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(after < Duration::from_secs(3), "{after:?}");
+
+    // Slowly: a byte every 20 ms, which would take 80 s.
+    let (mut reader, mut writer) = TcpStream::connect(app.address).await.unwrap().into_split();
+    writer.write_all(SLOW_LOGIN).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..4_000 {
+            if writer.write_all(b"a").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut received)).await;
+    trickle.abort();
+    assert!(read.is_ok(), "the connection stayed open");
+    let answer = String::from_utf8_lossy(&received);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3));
 }

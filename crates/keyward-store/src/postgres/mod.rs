@@ -50,18 +50,26 @@ const MAX_CONNECTIONS: u32 = 10;
 /// While the database is away, how often a node tries to listen again: this bounds how long
 /// after its return a node can still be serving keys it verified before the outage.
 const RETRY_INTERVAL: Duration = Duration::from_millis(25);
-/// How long one attempt to (re)connect the listening connection may take.
-const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
-/// How often a node checks that the database still answers, and how long it waits for the
-/// answer: a silent network partition is noticed within their sum.
+/// How long one attempt to reach the database again, or to listen, may take.
+const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a node checks, on its listening connection, that the database still answers,
+/// and how long it waits for the answer: a silent network partition is noticed within their
+/// sum.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long closing the store waits for the follower and the connections to finish.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PgStore {
     pool: PgPool,
-    /// The listening connection's pool; see [`follow_the_database`].
-    listening: PgPool,
     health: Arc<Health>,
+    /// Tells [`follow_the_database`] to stop, and waits for it.
+    follower: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+    >,
     invalidations: broadcast::Sender<Invalidation>,
     write_transactions: AtomicU64,
     credential_lookups: AtomicU64,
@@ -94,25 +102,23 @@ impl PgStore {
             .map_err(StoreError::open(url))?;
         migrations::run(&pool).await?;
         let (invalidations, _) = broadcast::channel(4096);
-        // Its own small pool, so that listening and pinging never wait behind requests and a
-        // reconnection after an outage is tried often.
-        let listening = PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(LISTEN_CONNECT_TIMEOUT)
-            .connect_lazy_with(pool.connect_options().as_ref().clone());
-        let listener = listen(&listening).await.map_err(StoreError::open(url))?;
+        let listen_options = pool.connect_options().as_ref().clone();
+        let listener = listen(&listen_options)
+            .await
+            .map_err(StoreError::open(url))?;
         let health = Arc::new(Health::default());
-        tokio::spawn(follow_the_database(
-            pool.clone(),
-            listening.clone(),
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let follower = tokio::spawn(follow_the_database(
+            listen_options,
             listener,
             health.clone(),
             invalidations.clone(),
+            stopped,
         ));
         Ok(Self {
             pool,
-            listening,
             health,
+            follower: std::sync::Mutex::new(Some((stop, follower))),
             invalidations,
             write_transactions: AtomicU64::new(0),
             credential_lookups: AtomicU64::new(0),
@@ -171,62 +177,65 @@ impl Health {
     }
 }
 
-/// A connection listening on [`INVALIDATION_CHANNEL`], with reconnection left to the caller.
-async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+/// A connection listening on [`INVALIDATION_CHANNEL`], with reconnection left to the caller,
+/// in a pool of its own: one listening connection per pool, so that a connection stuck on a
+/// dead network (its `UNLISTEN` on drop never answered) holds up nothing but its own pool.
+async fn listen(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(LISTEN_CONNECT_TIMEOUT)
+        .connect_lazy_with(options.clone());
+    let mut listener = PgListener::connect_with(&pool).await?;
     listener.eager_reconnect(false);
     listener.listen(INVALIDATION_CHANNEL).await?;
     Ok(listener)
 }
 
-/// Follows the database for as long as the store is open: forwards other nodes' changes to
-/// this node's cache, pings, and on losing the database marks the store unavailable, then
-/// listens again as soon as it can, and only then makes the store available in a new
-/// generation.
+/// Whether the database accepts a connection now: one attempt, no retries, so that its
+/// return is noticed within [`RETRY_INTERVAL`] (a pool would back off between attempts).
+async fn reachable(options: &PgConnectOptions) -> bool {
+    match tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+        Ok(Ok(connection)) => {
+            let _ = tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, connection.close()).await;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// What ended a spell of listening.
+enum Interrupted {
+    Lost,
+    Stopped,
+}
+
+/// Follows the database until the store closes: forwards other nodes' changes to this
+/// node's cache and pings on the listening connection; on losing the database marks the store
+/// unavailable, then listens again as soon as it can, and only then makes the store
+/// available, in a new generation.
 async fn follow_the_database(
-    pool: PgPool,
-    listening: PgPool,
+    options: PgConnectOptions,
     mut listener: PgListener,
     health: Arc<Health>,
     sender: broadcast::Sender<Invalidation>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
-        let mut ping = tokio::time::interval(PING_INTERVAL);
-        ping.tick().await;
-        loop {
-            tokio::select! {
-                received = listener.try_recv() => match received {
-                    Ok(Some(notification)) => {
-                        let change = parse_digest(notification.payload())
-                            .map_or(Invalidation::ForgetAll, Invalidation::Forget);
-                        let _ = sender.send(change);
-                    }
-                    Ok(None) | Err(_) => break,
-                },
-                _ = ping.tick() => {
-                    let answered = tokio::time::timeout(
-                        PING_TIMEOUT,
-                        sqlx::query("SELECT 1").execute(&listening),
-                    )
-                    .await;
-                    if !matches!(answered, Ok(Ok(_))) {
-                        break;
-                    }
-                }
-            }
-        }
-        if listening.is_closed() {
+        if let Interrupted::Stopped = listen_until_lost(&mut listener, &sender, &mut stop).await {
             return;
         }
         health.down();
         drop(listener);
         listener = loop {
-            if pool.is_closed() || listening.is_closed() {
-                return;
+            tokio::select! {
+                _ = &mut stop => return,
+                () = tokio::time::sleep(RETRY_INTERVAL) => {}
             }
-            tokio::time::sleep(RETRY_INTERVAL).await;
+            if !reachable(&options).await {
+                continue;
+            }
             if let Ok(Ok(listener)) =
-                tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, listen(&listening)).await
+                tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, listen(&options)).await
             {
                 break listener;
             }
@@ -235,6 +244,43 @@ async fn follow_the_database(
         // reads or on its way as a notification. Nothing learned before is trusted.
         health.up();
         let _ = sender.send(Invalidation::ForgetAll);
+    }
+}
+
+/// Forwards notifications and pings, through the listening connection itself, until the
+/// connection is lost, a ping goes unanswered, or the store stops.
+async fn listen_until_lost(
+    listener: &mut PgListener,
+    sender: &broadcast::Sender<Invalidation>,
+    stop: &mut tokio::sync::oneshot::Receiver<()>,
+) -> Interrupted {
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    loop {
+        // A notification that arrives during a ping is buffered by the listener.
+        let due = tokio::select! {
+            _ = &mut *stop => return Interrupted::Stopped,
+            received = listener.try_recv() => match received {
+                Ok(Some(notification)) => {
+                    let change = parse_digest(notification.payload())
+                        .map_or(Invalidation::ForgetAll, Invalidation::Forget);
+                    let _ = sender.send(change);
+                    false
+                }
+                Ok(None) | Err(_) => return Interrupted::Lost,
+            },
+            _ = ping.tick() => true,
+        };
+        if due {
+            let answered = tokio::time::timeout(
+                PING_TIMEOUT,
+                sqlx::query("SELECT 1").execute(&mut *listener),
+            )
+            .await;
+            if !matches!(answered, Ok(Ok(_))) {
+                return Interrupted::Lost;
+            }
+        }
     }
 }
 
@@ -264,8 +310,21 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
-        self.listening.close().await;
-        self.pool.close().await;
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((stop, task)) = follower {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, task).await;
+        }
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("closed the database connections without waiting for all of them");
+        }
     }
 
     fn invalidations(&self) -> Option<broadcast::Receiver<Invalidation>> {

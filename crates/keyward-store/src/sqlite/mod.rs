@@ -93,7 +93,15 @@ impl SqliteStore {
 
     async fn write(&self) -> Result<WriteTx<'_>, StoreError> {
         self.write_transactions.fetch_add(1, Ordering::Relaxed);
-        match self.writer.begin_with("BEGIN IMMEDIATE").await {
+        let begun = match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => Ok(tx),
+            Err(_) => {
+                // The connection may be the one that is confused: try once on a fresh one.
+                self.writer_health.failed();
+                self.writer.begin_with("BEGIN IMMEDIATE").await
+            }
+        };
+        match begun {
             Ok(tx) => Ok(WriteTx {
                 tx: Some(tx),
                 health: &self.writer_health,
@@ -119,12 +127,14 @@ impl SqliteStore {
 /// What the store knows of its writer connection.
 #[derive(Default)]
 struct WriterHealth {
-    /// Set when a transaction did not commit: the pool replaces the connection before its
-    /// next use. After a failed statement or commit (a full disk, say), SQLite may have rolled
-    /// the transaction back by itself, and the connection's idea of it would be wrong; a new
-    /// connection is cheap and certain.
+    /// Set when a commit or a `BEGIN` failed: the pool replaces the connection before its next
+    /// use. After a failed commit (a full disk, say), SQLite may have rolled the transaction
+    /// back by itself, and the connection's idea of it would be wrong; a new connection is
+    /// cheap and certain. (A transaction abandoned for an ordinary reason, a name conflict
+    /// say, is rolled back on the same connection.)
     replace_connection: Arc<AtomicBool>,
-    /// Set by a failed write, cleared by a committed one; readiness checks probe while set.
+    /// Set by a write that did not commit, cleared by one that did; readiness checks probe
+    /// with a write while it is set.
     last_write_failed: AtomicBool,
 }
 
@@ -135,7 +145,8 @@ impl WriterHealth {
     }
 }
 
-/// A write transaction that, unless committed, counts as failed (see [`WriterHealth`]).
+/// A write transaction that, unless committed, counts as a failed write (see
+/// [`WriterHealth`]).
 struct WriteTx<'s> {
     tx: Option<Transaction<'static, sqlx::Sqlite>>,
     health: &'s WriterHealth,
@@ -179,7 +190,7 @@ impl std::ops::DerefMut for WriteTx<'_> {
 impl Drop for WriteTx<'_> {
     fn drop(&mut self) {
         if self.tx.is_some() {
-            self.health.failed();
+            self.health.last_write_failed.store(true, Ordering::SeqCst);
         }
     }
 }
