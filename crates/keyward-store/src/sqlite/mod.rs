@@ -103,8 +103,8 @@ impl SqliteStore {
         };
         match begun {
             Ok(tx) => Ok(WriteTx {
-                tx: Some(tx),
-                health: &self.writer_health,
+                tx,
+                unfinished: Unfinished(&self.writer_health),
             }),
             Err(error) => {
                 self.writer_health.failed();
@@ -148,22 +148,31 @@ impl WriterHealth {
 /// A write transaction that, unless committed, counts as a failed write (see
 /// [`WriterHealth`]).
 struct WriteTx<'s> {
-    tx: Option<Transaction<'static, sqlx::Sqlite>>,
-    health: &'s WriterHealth,
+    tx: Transaction<'static, sqlx::Sqlite>,
+    unfinished: Unfinished<'s>,
+}
+
+/// Marks the write failed when dropped; `commit` disarms it.
+struct Unfinished<'s>(&'s WriterHealth);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        self.0.last_write_failed.store(true, Ordering::SeqCst);
+    }
 }
 
 impl WriteTx<'_> {
-    async fn commit(mut self) -> Result<(), StoreError> {
-        let Some(tx) = self.tx.take() else {
-            return Ok(());
-        };
+    async fn commit(self) -> Result<(), StoreError> {
+        let WriteTx { tx, unfinished } = self;
+        let health = unfinished.0;
+        std::mem::forget(unfinished);
         match tx.commit().await {
             Ok(()) => {
-                self.health.last_write_failed.store(false, Ordering::SeqCst);
+                health.last_write_failed.store(false, Ordering::SeqCst);
                 Ok(())
             }
             Err(error) => {
-                self.health.failed();
+                health.failed();
                 Err(error.into())
             }
         }
@@ -173,25 +182,13 @@ impl WriteTx<'_> {
 impl std::ops::Deref for WriteTx<'_> {
     type Target = Transaction<'static, sqlx::Sqlite>;
     fn deref(&self) -> &Self::Target {
-        self.tx
-            .as_ref()
-            .expect("a write transaction is used only until its commit")
+        &self.tx
     }
 }
 
 impl std::ops::DerefMut for WriteTx<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        self.tx
-            .as_mut()
-            .expect("a write transaction is used only until its commit")
-    }
-}
-
-impl Drop for WriteTx<'_> {
-    fn drop(&mut self) {
-        if self.tx.is_some() {
-            self.health.last_write_failed.store(true, Ordering::SeqCst);
-        }
+        &mut self.tx
     }
 }
 
