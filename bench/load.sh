@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Load test on 127.0.0.1: the same wrk run, interleaved, against GET /healthz (no key),
-# GET /v1/me (a key answered from the verification cache) and POST /v1/keys/verify.
+# GET /v1/me (a key answered from the verification cache), POST /v1/keys/verify and
+# GET /v1/instances (a cached key, then three rows read from the database).
 # Prints requests/s, p50 and p99 of each, the ratios to /healthz, and the database writes
 # made during the runs (which must all be last-use flush batches).
 #
 #   bench/load.sh                     # 3 rounds of 10 s each per target
 #   DURATION=30s ROUNDS=5 bench/load.sh
+#   BIN=/path/to/keyward bench/load.sh  # measure another build (not rebuilt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +17,28 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release --quiet --bin keyward
-bin=target/release/keyward
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  cargo build --release --quiet --bin keyward
+  bin=target/release/keyward
+fi
 
 . scripts/start-server.sh
 start_server
 key=$("$bin" bootstrap --org Load --email load@example.com --json --database-url "$db" \
   | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+
+api() {
+  curl -sf -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$@"
+}
+project=$(api -d '{"name":"Load"}' "$url/v1/projects" | sed -n 's/.*"id":"\(prj_[^"]*\)".*/\1/p')
+for name in web-1 web-2 worker-1; do
+  api -o /dev/null -d "{\"name\":\"$name\",\"project_id\":\"$project\",\"region\":\"eu-west-1\"}" \
+    "$url/v1/instances"
+done
+[ "$(api "$url/v1/instances" | grep -o '"id":"ins_' | wc -l)" = 3 ] || {
+  echo "could not create the three instances" >&2; exit 1; }
 
 cat >"$work/verify.lua" <<LUA
 wrk.method = "POST"
@@ -74,6 +91,7 @@ for round in $(seq "$ROUNDS"); do
   echo "healthz $(run "$url/healthz")" >>"$work/results"
   echo "me $(run -H "Authorization: Bearer $key" "$url/v1/me")" >>"$work/results"
   echo "verify $(run -s "$work/verify.lua" "$url/v1/keys/verify")" >>"$work/results"
+  echo "instances $(run -H "Authorization: Bearer $key" "$url/v1/instances")" >>"$work/results"
   echo "  round $round done"
 done
 
@@ -84,17 +102,19 @@ awk '
   { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; cpu[$1] += $5 }
   END {
     printf "\n%-28s %10s %9s %9s %16s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs", "server CPU µs/req"
-    split("healthz me verify", order, " ")
+    split("healthz me verify instances", order, " ")
     label["healthz"] = "GET /healthz (no key)"
     label["me"] = "GET /v1/me (cached key)"
     label["verify"] = "POST /v1/keys/verify"
-    for (i = 1; i <= 3; i++) {
+    label["instances"] = "GET /v1/instances (3 rows)"
+    for (i = 1; i <= 4; i++) {
       t = order[i]
       printf "%-28s %10.0f %9.1f %9.1f %16.1f\n", label[t], rps[t]/n[t], p50[t]/n[t], p99[t]/n[t], cpu[t]/n[t]
     }
     base_rps = rps["healthz"]/n["healthz"]; base_p99 = p99["healthz"]/n["healthz"]
     printf "\n/v1/me: throughput %.3f x /healthz, p99 %.2f x\n", (rps["me"]/n["me"])/base_rps, (p99["me"]/n["me"])/base_p99
     printf "/v1/keys/verify: throughput %.3f x /healthz, p99 %.2f x\n", (rps["verify"]/n["verify"])/base_rps, (p99["verify"]/n["verify"])/base_p99
+    printf "/v1/instances: throughput %.3f x /healthz, p99 %.2f x\n", (rps["instances"]/n["instances"])/base_rps, (p99["instances"]/n["instances"])/base_p99
   }' "$work/results"
 
 echo

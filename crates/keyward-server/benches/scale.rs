@@ -1,6 +1,7 @@
 //! Keyward at scale: a SQLite database with `KEYWARD_SCALE_KEYS` keys (one million by
 //! default), the median latency of a cold verification (a cache miss, so one indexed read),
-//! and the memory a cache holding every key takes.
+//! the database reads per second a flood of unknown (well-formed) keys causes, and the
+//! memory a cache holding every key takes.
 //!
 //! `bench/scale.sh` runs it: `cargo bench -p keyward-server --bench scale`.
 
@@ -19,6 +20,8 @@ use sqlx::{ConnectOptions, Connection};
 
 const SAMPLES: usize = 2_000;
 const BATCH: usize = 20_000;
+const FLOOD_KEYS: usize = 200_000;
+const FLOOD_CLIENTS: usize = 64;
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -139,6 +142,42 @@ async fn run(keys: usize) {
         micros.len(),
         percentile(&micros, 0.5),
         percentile(&micros, 0.99)
+    );
+
+    // A flood of unknown keys, from many clients at once: each key is new, so each is one
+    // database read (then remembered as unknown).
+    let verifier = Arc::new(verifier);
+    let flood: Vec<String> = (0..FLOOD_KEYS)
+        .map(|_| {
+            PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey)
+                .unwrap()
+                .expose_secret()
+                .to_owned()
+        })
+        .collect();
+    let per_client = flood.len().div_ceil(FLOOD_CLIENTS);
+    let lookups_before = store.stats().credential_lookups;
+    let started = Instant::now();
+    let clients: Vec<_> = flood
+        .chunks(per_client)
+        .map(|keys| {
+            let (verifier, keys) = (verifier.clone(), keys.to_vec());
+            tokio::spawn(async move {
+                for key in &keys {
+                    assert!(verifier.verify(key, None, None).await.is_err());
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let reads = store.stats().credential_lookups - lookups_before;
+    assert_eq!(reads, FLOOD_KEYS as u64, "each unknown key was read once");
+    println!(
+        "unknown-key flood, {FLOOD_CLIENTS} clients, {FLOOD_KEYS} keys: {:.0} database reads/s",
+        reads as f64 / elapsed
     );
     drop(verifier);
 

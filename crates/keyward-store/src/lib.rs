@@ -7,9 +7,12 @@
 
 mod decode;
 mod error;
+mod migrate;
 pub mod model;
-pub mod postgres;
-pub mod sqlite;
+mod postgres;
+mod sql;
+mod sqlite;
+mod store;
 pub mod testing;
 mod url;
 
@@ -271,9 +274,9 @@ pub struct UsageUpdate {
 /// `postgresql://…`) serves several nodes.
 pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if database_url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
+        Ok(Arc::new(sqlite::SqliteBackend::open(database_url).await?))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::open(database_url).await?))
+        Ok(Arc::new(postgres::PgBackend::open(database_url).await?))
     } else {
         let reason = match database_url.split_once(':') {
             Some((scheme, _)) if !scheme.is_empty() => {

@@ -4,12 +4,8 @@
 use sqlx::PgPool;
 
 use crate::StoreError;
-
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
-}
+use crate::migrate::{self, Migration};
+use crate::sql::{Query, Write};
 
 /// Append only: a released migration is never edited or reordered.
 const MIGRATIONS: &[Migration] = &[
@@ -29,47 +25,9 @@ const MIGRATIONS: &[Migration] = &[
 const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264;
 
 pub(super) async fn run(pool: &PgPool) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS keyward_migrations (
-             version BIGINT PRIMARY KEY,
-             name TEXT NOT NULL,
-             applied_at BIGINT NOT NULL
-         )",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM keyward_migrations ORDER BY version")
-            .fetch_all(&mut *tx)
-            .await?;
-    let latest_known = MIGRATIONS.last().map_or(0, |m| m.version);
-    if let Some(&newer) = applied.iter().find(|&&v| v > latest_known) {
-        return Err(StoreError::Migration(format!(
-            "the database has schema version {newer}, newer than this Keyward knows \
-             ({latest_known}); run a newer Keyward"
-        )));
-    }
-    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-        sqlx::raw_sql(migration.sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                StoreError::Migration(format!("{} ({}): {e}", migration.version, migration.name))
-            })?;
-        sqlx::query(
-            "INSERT INTO keyward_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-        )
-        .bind(migration.version)
-        .bind(migration.name)
-        .bind(keyward_core::Timestamp::now().unix_seconds())
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    let mut tx = super::Tx(pool.begin().await?);
+    let lock = Query::new("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK);
+    tx.execute(lock).await?;
+    migrate::run(&mut tx, MIGRATIONS).await?;
+    Ok(tx.0.commit().await?)
 }

@@ -14,33 +14,25 @@
 //! listens, the store's generation moves on (so that the cache trusts nothing it learned
 //! before: it may have missed changes meanwhile), and only then is the store available.
 
-mod credentials;
-mod instances;
 mod migrations;
-mod organizations;
-mod projects;
-mod sessions;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, Timestamp, UserId,
-};
+use keyward_core::KeyDigest;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::broadcast;
 
-use crate::{
-    CredentialChanges, CredentialFilter, CredentialRecord, DatabaseState, InstanceRecord,
-    Invalidation, LoginAttempt, LoginFailures, MemberRecord, MembershipChange, MembershipRecord,
-    NewCredential, NewInstance, NewOrganization, NewOwner, NewProject, NewSession, Page, Paged,
-    ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats,
-    UsageUpdate, UserRecord,
-};
+use crate::migrate::Script;
+use crate::sql::{Query, Write, sqlx_bind, sqlx_read};
+use crate::store::{Backend, SqlStore};
+use crate::{DatabaseState, Invalidation, StoreError};
+
+/// The store on PostgreSQL.
+pub(crate) type PgStore = SqlStore<PgBackend>;
 
 /// The channel every node listens on; payloads are hex SHA-256 digests.
 pub(crate) const INVALIDATION_CHANNEL: &str = "keyward_invalidations";
@@ -60,7 +52,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long closing the store waits for the follower and the connections to finish.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct PgStore {
+pub(crate) struct PgBackend {
     pool: PgPool,
     health: Arc<Health>,
     /// Tells [`follow_the_database`] to stop, and waits for it.
@@ -71,13 +63,11 @@ pub struct PgStore {
         )>,
     >,
     invalidations: broadcast::Sender<Invalidation>,
-    write_transactions: AtomicU64,
-    credential_lookups: AtomicU64,
 }
 
-impl PgStore {
+impl PgBackend {
     /// Connects, migrates, and starts listening for other nodes' invalidations.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|error| StoreError::unsupported(url, error.to_string()))?;
         // One connection first, so that a refused connection, a wrong password or a missing
@@ -115,14 +105,12 @@ impl PgStore {
             invalidations.clone(),
             stopped,
         ));
-        Ok(Self {
+        Ok(SqlStore::new(Self {
             pool,
             health,
             follower: std::sync::Mutex::new(Some((stop, follower))),
             invalidations,
-            write_transactions: AtomicU64::new(0),
-            credential_lookups: AtomicU64::new(0),
-        })
+        }))
     }
 
     /// The pool, unless the database is known to be away: then fail at once.
@@ -137,11 +125,6 @@ impl PgStore {
                 ),
             )))
         }
-    }
-
-    async fn write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        self.write_transactions.fetch_add(1, Ordering::Relaxed);
-        Ok(self.pool()?.begin().await?)
     }
 }
 
@@ -295,18 +278,28 @@ fn parse_digest(hex: &str) -> Option<KeyDigest> {
     Some(KeyDigest(digest))
 }
 
-#[async_trait]
-impl Store for PgStore {
+impl Backend for PgBackend {
+    type Reader<'a> = Reader<'a>;
+    type Tx<'a> = Tx;
+
+    fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        Ok(Reader(self.pool()?))
+    }
+
+    async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(Tx(self.pool()?.begin().await?))
+    }
+
+    async fn commit<'a>(tx: Tx) -> Result<(), StoreError>
+    where
+        Self: 'a,
+    {
+        Ok(tx.0.commit().await?)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.pool()?).await?;
         Ok(())
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
-            write_transactions: self.write_transactions.load(Ordering::Relaxed),
-            credential_lookups: self.credential_lookups.load(Ordering::Relaxed),
-        }
     }
 
     async fn close(&self) {
@@ -339,295 +332,47 @@ impl Store for PgStore {
                 .then(|| keyward_core::Timestamp::from_unix_seconds(down_since)),
         }
     }
+}
 
-    async fn create_organization(
-        &self,
-        organization: NewOrganization,
-        owner: NewOwner,
-        first_key: Option<NewCredential>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        organizations::create(&mut tx, &organization, &owner).await?;
-        if let Some(first_key) = &first_key {
-            credentials::insert(&mut tx, first_key).await?;
-        }
-        tx.commit().await?;
+/// Reads from the pool.
+pub(crate) struct Reader<'a>(&'a PgPool);
+
+/// A `READ COMMITTED` write transaction.
+pub(crate) struct Tx(Transaction<'static, Postgres>);
+
+sqlx_read!(Reader<'_>, Postgres, |this| this.0, |query: &Query| query
+    .sql);
+sqlx_read!(Tx, Postgres, |this| &mut *this.0, |query: &Query| query
+    .locking_sql
+    .unwrap_or(query.sql));
+
+impl Write for Tx {
+    async fn execute(&mut self, query: Query<'_>) -> Result<u64, sqlx::Error> {
+        let text = query.locking_sql.unwrap_or(query.sql);
+        let done = sqlx_bind!(sqlx::query::<Postgres>(text), query.params)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Publishes the digest (hex) on [`INVALIDATION_CHANNEL`]; PostgreSQL delivers it to
+    /// every listening node when, and only if, the transaction commits.
+    async fn forget_on_commit(&mut self, digest: &KeyDigest) -> Result<(), StoreError> {
+        let hex: String = digest
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let notify = Query::new("SELECT pg_notify($1, $2)")
+            .bind(INVALIDATION_CHANNEL)
+            .bind(hex);
+        self.execute(notify).await?;
         Ok(())
-    }
-
-    async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
-        organizations::find_user_by_email(self.pool()?, email).await
-    }
-
-    async fn memberships_of(&self, user: UserId) -> Result<Vec<MembershipRecord>, StoreError> {
-        organizations::memberships_of(self.pool()?, user).await
-    }
-
-    async fn members(&self, organization: OrganizationId) -> Result<Vec<MemberRecord>, StoreError> {
-        organizations::members(self.pool()?, organization).await
-    }
-
-    async fn add_member(
-        &self,
-        organization: OrganizationId,
-        user: UserId,
-        role: Role,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        organizations::add_member(&mut tx, organization, user, role, at).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn change_member_role(
-        &self,
-        organization: OrganizationId,
-        user: UserId,
-        from: Role,
-        to: Role,
-    ) -> Result<MembershipChange, StoreError> {
-        let mut tx = self.write().await?;
-        let change =
-            organizations::change_role(&mut tx, organization, user, from, Some(to)).await?;
-        tx.commit().await?;
-        Ok(change)
-    }
-
-    async fn remove_member(
-        &self,
-        organization: OrganizationId,
-        user: UserId,
-        from: Role,
-    ) -> Result<MembershipChange, StoreError> {
-        let mut tx = self.write().await?;
-        let change = organizations::change_role(&mut tx, organization, user, from, None).await?;
-        tx.commit().await?;
-        Ok(change)
-    }
-
-    async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sessions::create(&mut tx, &session).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn find_session(
-        &self,
-        token_digest: &KeyDigest,
-        now: Timestamp,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        sessions::find(self.pool()?, token_digest, now).await
-    }
-
-    async fn set_session_organization(
-        &self,
-        token_digest: &KeyDigest,
-        organization: OrganizationId,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sessions::set_organization(&mut tx, token_digest, organization).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn delete_session(&self, token_digest: &KeyDigest) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sessions::delete(&mut tx, token_digest).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn login_failures(
-        &self,
-        email: &Email,
-        client_ip: &str,
-    ) -> Result<Option<LoginFailures>, StoreError> {
-        sessions::login_failures(self.pool()?, email, client_ip).await
-    }
-
-    async fn begin_login_attempt(
-        &self,
-        email: &Email,
-        client_ip: &str,
-        at: Timestamp,
-        max_failures: u32,
-        lockout_seconds: i64,
-    ) -> Result<LoginAttempt, StoreError> {
-        let mut tx = self.write().await?;
-        let attempt = sessions::begin_login_attempt(
-            &mut tx,
-            email,
-            client_ip,
-            at,
-            max_failures,
-            lockout_seconds,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(attempt)
-    }
-
-    async fn clear_login_failures(&self, email: &Email, client_ip: &str) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sessions::clear_login_failures(&mut tx, email, client_ip).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn find_credential_by_digest(
-        &self,
-        digest: &KeyDigest,
-    ) -> Result<Option<CredentialRecord>, StoreError> {
-        self.credential_lookups.fetch_add(1, Ordering::Relaxed);
-        credentials::find_by_digest(self.pool()?, digest).await
-    }
-
-    async fn insert_credential(
-        &self,
-        credential: NewCredential,
-    ) -> Result<CredentialRecord, StoreError> {
-        let mut tx = self.write().await?;
-        let record = credentials::insert(&mut tx, &credential).await?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
-    async fn list_credentials(
-        &self,
-        organization: OrganizationId,
-        filter: CredentialFilter,
-        page: Page,
-    ) -> Result<Paged<CredentialRecord>, StoreError> {
-        credentials::list(self.pool()?, organization, filter, page).await
-    }
-
-    async fn get_credential(
-        &self,
-        organization: OrganizationId,
-        id: CredentialId,
-    ) -> Result<Option<CredentialRecord>, StoreError> {
-        credentials::get(self.pool()?, organization, id).await
-    }
-
-    async fn update_credential(
-        &self,
-        organization: OrganizationId,
-        id: CredentialId,
-        changes: CredentialChanges,
-    ) -> Result<Option<CredentialRecord>, StoreError> {
-        let mut tx = self.write().await?;
-        let record = credentials::update(&mut tx, organization, id, changes).await?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
-    async fn revoke_credential(
-        &self,
-        organization: OrganizationId,
-        id: CredentialId,
-        at: Timestamp,
-    ) -> Result<Option<CredentialRecord>, StoreError> {
-        let mut tx = self.write().await?;
-        let record = credentials::revoke(&mut tx, organization, id, at).await?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
-    async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError> {
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.write().await?;
-        let changed = credentials::record_usage(&mut tx, batch).await?;
-        tx.commit().await?;
-        Ok(changed)
-    }
-
-    async fn insert_project(&self, project: NewProject) -> Result<ProjectRecord, StoreError> {
-        let mut tx = self.write().await?;
-        let record = projects::insert(&mut tx, project).await?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
-    async fn list_projects(
-        &self,
-        organization: OrganizationId,
-        only: Option<ProjectId>,
-        page: Page,
-    ) -> Result<Paged<ProjectRecord>, StoreError> {
-        projects::list(self.pool()?, organization, only, page).await
-    }
-
-    async fn get_project(
-        &self,
-        organization: OrganizationId,
-        id: ProjectId,
-    ) -> Result<Option<ProjectRecord>, StoreError> {
-        projects::get(self.pool()?, organization, id).await
-    }
-
-    async fn update_project(
-        &self,
-        organization: OrganizationId,
-        id: ProjectId,
-        changes: ProjectChanges,
-        at: Timestamp,
-    ) -> Result<Option<ProjectRecord>, StoreError> {
-        let mut tx = self.write().await?;
-        let record = projects::update(&mut tx, organization, id, changes, at).await?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
-    async fn delete_project(
-        &self,
-        organization: OrganizationId,
-        id: ProjectId,
-        at: Timestamp,
-    ) -> Result<ProjectDeletion, StoreError> {
-        let mut tx = self.write().await?;
-        let outcome = projects::delete(&mut tx, organization, id, at).await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
-    async fn insert_instance(&self, instance: NewInstance) -> Result<InstanceRecord, StoreError> {
-        let mut tx = self.write().await?;
-        let record = instances::insert(&mut tx, instance).await?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
-    async fn list_instances(
-        &self,
-        organization: OrganizationId,
-        project: Option<ProjectId>,
-        page: Page,
-    ) -> Result<Paged<InstanceRecord>, StoreError> {
-        instances::list(self.pool()?, organization, project, page).await
-    }
-
-    async fn get_instance(
-        &self,
-        organization: OrganizationId,
-        id: InstanceId,
-    ) -> Result<Option<InstanceRecord>, StoreError> {
-        instances::get(self.pool()?, organization, id).await
-    }
-
-    async fn delete_instance(
-        &self,
-        organization: OrganizationId,
-        id: InstanceId,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let deleted = instances::delete(&mut tx, organization, id).await?;
-        tx.commit().await?;
-        Ok(deleted)
     }
 }
 
-use crate::decode::{corrupt, timestamp};
+impl Script for Tx {
+    async fn script(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(sql).execute(&mut *self.0).await.map(drop)
+    }
+}

@@ -1,15 +1,10 @@
-//! Schema migrations for SQLite, embedded in the binary and applied at start-up in one
-//! `BEGIN IMMEDIATE` transaction, so two processes starting at once do not race.
+//! SQLite's schema migrations, applied by [`migrate::run`] in one `BEGIN IMMEDIATE`
+//! transaction, so two processes starting at once do not race.
 
 use sqlx::SqlitePool;
 
 use crate::StoreError;
-
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
-}
+use crate::migrate::{self, Migration};
 
 /// Append only: a released migration is never edited or reordered.
 const MIGRATIONS: &[Migration] = &[
@@ -40,45 +35,8 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-pub(super) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS keyward_migrations (
-             version INTEGER PRIMARY KEY NOT NULL,
-             name TEXT NOT NULL,
-             applied_at INTEGER NOT NULL
-         )",
-    )
-    .execute(pool)
-    .await?;
-
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM keyward_migrations ORDER BY version")
-            .fetch_all(&mut *tx)
-            .await?;
-    let latest_known = MIGRATIONS.last().map_or(0, |m| m.version);
-    if let Some(&newer) = applied.iter().find(|&&v| v > latest_known) {
-        return Err(StoreError::Migration(format!(
-            "the database has schema version {newer}, newer than this Keyward knows \
-             ({latest_known}); run a newer Keyward"
-        )));
-    }
-    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-        sqlx::raw_sql(migration.sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                StoreError::Migration(format!("{} ({}): {e}", migration.version, migration.name))
-            })?;
-        sqlx::query(
-            "INSERT INTO keyward_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-        )
-        .bind(migration.version)
-        .bind(migration.name)
-        .bind(keyward_core::Timestamp::now().unix_seconds())
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {
+    let mut tx = super::WriteTx::begin(pool, health).await?;
+    migrate::run(&mut tx, MIGRATIONS).await?;
+    tx.commit().await
 }

@@ -65,6 +65,40 @@ async fn migrations_run_once_even_when_nodes_start_together() {
     }
 }
 
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    db.store.close().await;
+    let mut connection = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let checksums: Vec<String> =
+        sqlx::query_scalar("SELECT checksum FROM keyward_migrations ORDER BY version")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+    assert!(checksums.len() == 2 && checksums.iter().all(|c| c.len() == 64));
+    sqlx::query("ALTER TABLE keyward_migrations DROP COLUMN checksum")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    keyward_store::open(&db.url).await.unwrap().close().await;
+    sqlx::query("UPDATE keyward_migrations SET checksum = 'edited' WHERE version = 1")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+    let message = keyward_store::open(&db.url)
+        .await
+        .err()
+        .expect("an edited migration is refused")
+        .to_string();
+    assert!(
+        message.contains("migration 1 (initial) differs"),
+        "{message}"
+    );
+}
+
 async fn next(receiver: &mut tokio::sync::broadcast::Receiver<Invalidation>) -> Invalidation {
     tokio::time::timeout(Duration::from_secs(5), receiver.recv())
         .await

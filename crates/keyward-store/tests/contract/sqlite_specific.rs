@@ -75,6 +75,49 @@ async fn migrations_run_once_and_refuse_a_newer_schema() {
 }
 
 #[tokio::test]
+async fn an_edited_migration_is_refused_and_older_databases_get_checksums() {
+    let db = TestDb::sqlite().await;
+    db.store.close().await;
+    let mut connection = raw_connection(&db).await;
+    let checksums: Vec<String> =
+        sqlx::query_scalar("SELECT checksum FROM keyward_migrations ORDER BY version")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+    assert_eq!(checksums.len(), 5);
+    assert!(checksums.iter().all(|c| c.len() == 64), "{checksums:?}");
+
+    // A database from before checksums: they are recorded on the next start.
+    sqlx::query("ALTER TABLE keyward_migrations DROP COLUMN checksum")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    keyward_store::open(&db.url).await.unwrap().close().await;
+    let recorded: Vec<String> =
+        sqlx::query_scalar("SELECT checksum FROM keyward_migrations ORDER BY version")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+    assert_eq!(recorded, checksums);
+
+    // The text of an applied migration changed (here, its record): refuse to start.
+    sqlx::query("UPDATE keyward_migrations SET checksum = 'edited' WHERE version = 2")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+    let message = keyward_store::open(&db.url)
+        .await
+        .err()
+        .expect("an edited migration is refused")
+        .to_string();
+    assert!(
+        message.contains("migration 2 (dashboard) differs"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn in_memory_and_other_urls_are_refused_with_a_clear_error() {
     for url in ["sqlite::memory:", "mysql://localhost/keyward", "keyward.db"] {
         let refused = keyward_store::open(url).await;

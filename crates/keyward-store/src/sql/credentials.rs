@@ -1,14 +1,10 @@
-//! API keys and project tokens: one table, told apart by `kind`. Every change that must
-//! reach other nodes' caches publishes the credential's digest with `pg_notify` inside its
-//! own transaction, so the notification goes out exactly when the change commits.
+//! API keys and project tokens: one table, told apart by `kind`. Every change that other
+//! nodes' caches must follow calls [`Write::forget_on_commit`] inside its own transaction.
 
 use keyward_core::{CredentialId, KeyDigest, Name, OrganizationId, ProjectId, Timestamp, UserId};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Row, Transaction};
-use uuid::Uuid;
 
-use super::{INVALIDATION_CHANNEL, timestamp};
-use crate::decode;
+use super::{Columns, Query, Read, Write};
+use crate::decode::{self, timestamp};
 use crate::error::credential_insert_error;
 use crate::{
     Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page, Paged,
@@ -16,7 +12,7 @@ use crate::{
 };
 
 macro_rules! select_credentials {
-    ($($tail:literal)*) => {
+    ($tail:literal) => {
         concat!(
             "SELECT id, kind, organization_id, project_id, name, secret_sha256, hint, scopes, \
              created_at, expires_at, ",
@@ -26,81 +22,51 @@ macro_rules! select_credentials {
              WHERE projects.id = credentials.project_id)) AS revoked_at, ",
             "last_used_at, rate_limit_requests, rate_limit_per_seconds, created_by_user \
              FROM credentials ",
-            $($tail),*
+            $tail
         )
     };
 }
 
-fn from_row(row: &PgRow) -> Result<CredentialRecord, StoreError> {
-    let kind = decode::kind(&row.try_get::<String, _>("kind")?)?;
-    let scopes = decode::scopes(&row.try_get::<String, _>("scopes")?)?;
-    let rate_limit = decode::rate_limit(
-        row.try_get("rate_limit_requests")?,
-        row.try_get("rate_limit_per_seconds")?,
-    )?;
+/// The `credentials` row.
+pub(crate) fn decode(row: &dyn Columns) -> Result<CredentialRecord, StoreError> {
+    let kind = decode::kind(&row.text("kind")?)?;
     Ok(CredentialRecord {
-        id: CredentialId::from_uuid(row.try_get("id")?, kind),
-        digest: decode::digest(row.try_get("secret_sha256")?)?,
-        organization_id: OrganizationId::from_uuid(row.try_get("organization_id")?),
-        project_id: row
-            .try_get::<Option<Uuid>, _>("project_id")?
-            .map(ProjectId::from_uuid),
-        name: Name::from_trusted(row.try_get("name")?),
-        hint: row.try_get("hint")?,
-        scopes,
-        created_at: timestamp(row.try_get("created_at")?),
-        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(timestamp),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(timestamp),
-        last_used_at: row
-            .try_get::<Option<i64>, _>("last_used_at")?
-            .map(timestamp),
-        rate_limit,
-        created_by_user: row
-            .try_get::<Option<Uuid>, _>("created_by_user")?
-            .map(UserId::from_uuid),
+        id: CredentialId::from_uuid(row.uuid("id")?, kind),
+        digest: decode::digest(row.bytes("secret_sha256")?)?,
+        rate_limit: decode::rate_limit(
+            row.opt_int("rate_limit_requests")?,
+            row.opt_int("rate_limit_per_seconds")?,
+        )?,
+        organization_id: OrganizationId::from_uuid(row.uuid("organization_id")?),
+        project_id: row.opt_uuid("project_id")?.map(ProjectId::from_uuid),
+        name: Name::from_trusted(row.text("name")?),
+        hint: row.text("hint")?,
+        scopes: decode::scopes(&row.text("scopes")?)?,
+        created_at: timestamp(row.int("created_at")?),
+        expires_at: row.opt_int("expires_at")?.map(timestamp),
+        revoked_at: row.opt_int("revoked_at")?.map(timestamp),
+        last_used_at: row.opt_int("last_used_at")?.map(timestamp),
+        created_by_user: row.opt_uuid("created_by_user")?.map(UserId::from_uuid),
     })
 }
 
-/// Tells every node to forget `digest`, when the transaction commits.
-pub(super) async fn notify(
-    tx: &mut Transaction<'static, Postgres>,
-    digest: &KeyDigest,
-) -> Result<(), StoreError> {
-    let hex: String = digest
-        .as_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(INVALIDATION_CHANNEL)
-        .bind(hex)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn find_by_digest(
-    pool: &PgPool,
+pub(crate) async fn find_by_digest(
+    db: &mut impl Read,
     digest: &KeyDigest,
 ) -> Result<Option<CredentialRecord>, StoreError> {
-    sqlx::query(select_credentials!("WHERE secret_sha256 = $1"))
-        .bind(digest.as_bytes().to_vec())
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+    let query = Query::new(select_credentials!("WHERE secret_sha256 = $1")).bind(digest);
+    db.optional(query, decode).await
 }
 
-pub(super) async fn insert(
-    tx: &mut Transaction<'static, Postgres>,
+pub(crate) async fn insert(
+    tx: &mut impl Write,
     new: &NewCredential,
 ) -> Result<CredentialRecord, StoreError> {
     let (by_user, by_credential) = match new.created_by {
         Creator::User(user) => (Some(user.as_uuid()), None),
         Creator::Credential(credential) => (None, Some(credential.as_uuid())),
     };
-    sqlx::query(
+    let query = Query::new(
         "INSERT INTO credentials (id, kind, organization_id, project_id, name, secret_sha256, \
          hint, scopes, created_at, expires_at, created_by_user, created_by_credential, \
          rate_limit_requests, rate_limit_per_seconds) \
@@ -111,21 +77,20 @@ pub(super) async fn insert(
     .bind(new.organization_id.as_uuid())
     .bind(new.project_id.map(|p| p.as_uuid()))
     .bind(new.name.as_str())
-    .bind(new.digest.as_bytes().to_vec())
-    .bind(&new.hint)
+    .bind(&new.digest)
+    .bind(new.hint.as_str())
     .bind(new.scopes.to_storage())
     .bind(new.created_at.unix_seconds())
     .bind(new.expires_at.map(Timestamp::unix_seconds))
     .bind(by_user)
     .bind(by_credential)
     .bind(new.rate_limit.map(|limit| i64::from(limit.requests)))
-    .bind(new.rate_limit.map(|limit| i64::from(limit.per_seconds)))
-    .execute(&mut **tx)
-    .await
-    .map_err(credential_insert_error)?;
+    .bind(new.rate_limit.map(|limit| i64::from(limit.per_seconds)));
+    tx.execute(query).await.map_err(credential_insert_error)?;
     Ok(CredentialRecord {
         id: new.id,
         digest: new.digest,
+        rate_limit: new.rate_limit,
         organization_id: new.organization_id,
         project_id: new.project_id,
         name: new.name.clone(),
@@ -135,60 +100,58 @@ pub(super) async fn insert(
         expires_at: new.expires_at,
         revoked_at: None,
         last_used_at: None,
-        rate_limit: new.rate_limit,
         created_by_user: by_user.map(UserId::from_uuid),
     })
 }
 
-pub(super) async fn list(
-    pool: &PgPool,
+pub(crate) async fn list(
+    db: &mut impl Read,
     organization: OrganizationId,
     filter: CredentialFilter,
     page: Page,
 ) -> Result<Paged<CredentialRecord>, StoreError> {
-    let rows = sqlx::query(select_credentials!(
-        "WHERE organization_id = $1 AND kind = $2 AND ($3::uuid IS NULL OR project_id = $3) "
-        "AND ($4::uuid IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+    let query = Query::new(select_credentials!(
+        "WHERE organization_id = $1 AND kind = $2 AND ($3 IS NULL OR project_id = $3) \
+         AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
     ))
     .bind(organization.as_uuid())
     .bind(filter.kind.as_str())
     .bind(filter.project.map(|p| p.as_uuid()))
     .bind(page.before)
-    .bind(page.fetch_limit())
-    .fetch_all(pool)
-    .await?;
-    let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    .bind(page.fetch_limit());
+    let items = db.all(query, decode).await?;
     Ok(Paged::from_rows(items, page))
 }
 
-async fn select_one<'e, E: sqlx::PgExecutor<'e>>(
-    executor: E,
+pub(crate) async fn get(
+    db: &mut impl Read,
     organization: OrganizationId,
     id: CredentialId,
 ) -> Result<Option<CredentialRecord>, StoreError> {
-    sqlx::query(select_credentials!(
+    let query = Query::new(select_credentials!(
         "WHERE organization_id = $1 AND id = $2 AND kind = $3"
     ))
     .bind(organization.as_uuid())
     .bind(id.as_uuid())
-    .bind(id.kind().as_str())
-    .fetch_optional(executor)
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+    .bind(id.kind().as_str());
+    db.optional(query, decode).await
 }
 
-pub(super) async fn get(
-    pool: &PgPool,
+/// Reads the credential again after a change and, if it exists, has every node forget it.
+async fn changed(
+    tx: &mut impl Write,
     organization: OrganizationId,
     id: CredentialId,
 ) -> Result<Option<CredentialRecord>, StoreError> {
-    select_one(pool, organization, id).await
+    let record = get(tx, organization, id).await?;
+    if let Some(record) = &record {
+        tx.forget_on_commit(&record.digest).await?;
+    }
+    Ok(record)
 }
 
-pub(super) async fn update(
-    tx: &mut Transaction<'static, Postgres>,
+pub(crate) async fn update(
+    tx: &mut impl Write,
     organization: OrganizationId,
     id: CredentialId,
     changes: CredentialChanges,
@@ -197,7 +160,7 @@ pub(super) async fn update(
         None => (false, None),
         Some(limit) => (true, limit),
     };
-    sqlx::query(
+    let query = Query::new(
         "UPDATE credentials SET name = COALESCE($4, name), \
          rate_limit_requests = CASE WHEN $5 THEN $6 ELSE rate_limit_requests END, \
          rate_limit_per_seconds = CASE WHEN $5 THEN $7 ELSE rate_limit_per_seconds END \
@@ -209,55 +172,43 @@ pub(super) async fn update(
     .bind(changes.name.as_ref().map(Name::as_str))
     .bind(set_limit)
     .bind(limit.map(|l| i64::from(l.requests)))
-    .bind(limit.map(|l| i64::from(l.per_seconds)))
-    .execute(&mut **tx)
-    .await?;
-    let record = select_one(&mut **tx, organization, id).await?;
-    if let Some(record) = &record {
-        notify(tx, &record.digest).await?;
-    }
-    Ok(record)
+    .bind(limit.map(|l| i64::from(l.per_seconds)));
+    tx.execute(query).await?;
+    changed(tx, organization, id).await
 }
 
-pub(super) async fn revoke(
-    tx: &mut Transaction<'static, Postgres>,
+pub(crate) async fn revoke(
+    tx: &mut impl Write,
     organization: OrganizationId,
     id: CredentialId,
     at: Timestamp,
 ) -> Result<Option<CredentialRecord>, StoreError> {
-    sqlx::query(
+    let query = Query::new(
         "UPDATE credentials SET revoked_at = $1 \
          WHERE organization_id = $2 AND id = $3 AND kind = $4 AND revoked_at IS NULL",
     )
     .bind(at.unix_seconds())
     .bind(organization.as_uuid())
     .bind(id.as_uuid())
-    .bind(id.kind().as_str())
-    .execute(&mut **tx)
-    .await?;
-    let record = select_one(&mut **tx, organization, id).await?;
-    if let Some(record) = &record {
-        notify(tx, &record.digest).await?;
-    }
-    Ok(record)
+    .bind(id.kind().as_str());
+    tx.execute(query).await?;
+    changed(tx, organization, id).await
 }
 
-pub(super) async fn record_usage(
-    tx: &mut Transaction<'static, Postgres>,
+pub(crate) async fn record_usage(
+    tx: &mut impl Write,
     batch: &[UsageUpdate],
 ) -> Result<u64, StoreError> {
     let mut changed = 0;
     for update in batch {
-        let result = sqlx::query(
+        let query = Query::new(
             "UPDATE credentials SET last_used_at = $1, last_used_ip = $2 \
              WHERE id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
         )
         .bind(update.at.unix_seconds())
         .bind(update.ip.map(|ip| ip.to_string()))
-        .bind(update.credential.as_uuid())
-        .execute(&mut **tx)
-        .await?;
-        changed += result.rows_affected();
+        .bind(update.credential.as_uuid());
+        changed += tx.execute(query).await?;
     }
     Ok(changed)
 }

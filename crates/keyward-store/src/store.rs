@@ -1,0 +1,384 @@
+//! [`Store`], implemented once over any [`Backend`]: every method is a read on the backend's
+//! readers or one write transaction that commits before the method returns.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use keyward_core::{
+    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, Timestamp, UserId,
+};
+use tokio::sync::broadcast;
+
+use crate::sql::{Read, Write, credentials, instances, organizations, projects, sessions};
+use crate::{
+    CredentialChanges, CredentialFilter, CredentialRecord, DatabaseState, InstanceRecord,
+    Invalidation, LoginAttempt, LoginFailures, MemberRecord, MembershipChange, MembershipRecord,
+    NewCredential, NewInstance, NewOrganization, NewOwner, NewProject, NewSession, Page, Paged,
+    ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats,
+    UsageUpdate, UserRecord,
+};
+
+/// What differs between databases: how to reach them, and what a node learns from them.
+pub(crate) trait Backend: Send + Sync + 'static {
+    type Reader<'a>: Read
+    where
+        Self: 'a;
+    type Tx<'a>: Write
+    where
+        Self: 'a;
+
+    /// Where reads go; fails at once if the database is known to be away.
+    fn reader(&self) -> Result<Self::Reader<'_>, StoreError>;
+
+    /// Begins a write transaction.
+    fn begin(&self) -> impl Future<Output = Result<Self::Tx<'_>, StoreError>> + Send;
+
+    fn commit<'a>(tx: Self::Tx<'a>) -> impl Future<Output = Result<(), StoreError>> + Send + 'a
+    where
+        Self: 'a;
+
+    /// Whether the database answers (and, where it matters, can write).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn close(&self) -> impl Future<Output = ()> + Send;
+
+    fn invalidations(&self) -> Option<broadcast::Receiver<Invalidation>> {
+        None
+    }
+
+    fn state(&self) -> DatabaseState {
+        DatabaseState::default()
+    }
+}
+
+pub(crate) struct SqlStore<B> {
+    backend: B,
+    write_transactions: AtomicU64,
+    credential_lookups: AtomicU64,
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub(crate) fn new(backend: B) -> Self {
+        Self {
+            backend,
+            write_transactions: AtomicU64::new(0),
+            credential_lookups: AtomicU64::new(0),
+        }
+    }
+
+    async fn begin(&self) -> Result<B::Tx<'_>, StoreError> {
+        self.write_transactions.fetch_add(1, Ordering::Relaxed);
+        self.backend.begin().await
+    }
+}
+
+/// Runs `$body` (an expression that uses `$tx`, the transaction) in one write transaction,
+/// and commits it if `$body` succeeded; a failed one is rolled back when dropped.
+macro_rules! in_transaction {
+    ($store:ident, |$tx:ident| $body:expr) => {{
+        let mut transaction = $store.begin().await?;
+        let value = {
+            let $tx = &mut transaction;
+            $body
+        };
+        B::commit(transaction).await?;
+        Ok(value)
+    }};
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.backend.ping().await
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            write_transactions: self.write_transactions.load(Ordering::Relaxed),
+            credential_lookups: self.credential_lookups.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn close(&self) {
+        self.backend.close().await
+    }
+
+    fn invalidations(&self) -> Option<broadcast::Receiver<Invalidation>> {
+        self.backend.invalidations()
+    }
+
+    fn state(&self) -> DatabaseState {
+        self.backend.state()
+    }
+
+    async fn create_organization(
+        &self,
+        organization: NewOrganization,
+        owner: NewOwner,
+        first_key: Option<NewCredential>,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            organizations::create(tx, &organization, &owner).await?;
+            if let Some(first_key) = &first_key {
+                credentials::insert(tx, first_key).await?;
+            }
+        })
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        organizations::find_user_by_email(&mut self.backend.reader()?, email).await
+    }
+
+    async fn memberships_of(&self, user: UserId) -> Result<Vec<MembershipRecord>, StoreError> {
+        organizations::memberships_of(&mut self.backend.reader()?, user).await
+    }
+
+    async fn members(&self, organization: OrganizationId) -> Result<Vec<MemberRecord>, StoreError> {
+        organizations::members(&mut self.backend.reader()?, organization).await
+    }
+
+    async fn add_member(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+        role: Role,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| organizations::add_member(
+            tx,
+            organization,
+            user,
+            role,
+            at
+        )
+        .await?)
+    }
+
+    async fn change_member_role(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+        from: Role,
+        to: Role,
+    ) -> Result<MembershipChange, StoreError> {
+        in_transaction!(self, |tx| {
+            organizations::change_role(tx, organization, user, from, Some(to)).await?
+        })
+    }
+
+    async fn remove_member(
+        &self,
+        organization: OrganizationId,
+        user: UserId,
+        from: Role,
+    ) -> Result<MembershipChange, StoreError> {
+        in_transaction!(self, |tx| organizations::change_role(
+            tx,
+            organization,
+            user,
+            from,
+            None
+        )
+        .await?)
+    }
+
+    async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| sessions::create(tx, &session).await?)
+    }
+
+    async fn find_session(
+        &self,
+        token_digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::find(&mut self.backend.reader()?, token_digest, now).await
+    }
+
+    async fn set_session_organization(
+        &self,
+        token_digest: &KeyDigest,
+        organization: OrganizationId,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| sessions::set_organization(
+            tx,
+            token_digest,
+            organization
+        )
+        .await?)
+    }
+
+    async fn delete_session(&self, token_digest: &KeyDigest) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| sessions::delete(tx, token_digest).await?)
+    }
+
+    async fn login_failures(
+        &self,
+        email: &Email,
+        client_ip: &str,
+    ) -> Result<Option<LoginFailures>, StoreError> {
+        sessions::login_failures(&mut self.backend.reader()?, email, client_ip).await
+    }
+
+    async fn begin_login_attempt(
+        &self,
+        email: &Email,
+        client_ip: &str,
+        at: Timestamp,
+        max_failures: u32,
+        lockout_seconds: i64,
+    ) -> Result<LoginAttempt, StoreError> {
+        in_transaction!(self, |tx| {
+            sessions::begin_login_attempt(tx, email, client_ip, at, max_failures, lockout_seconds)
+                .await?
+        })
+    }
+
+    async fn clear_login_failures(&self, email: &Email, client_ip: &str) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| sessions::clear_login_failures(
+            tx, email, client_ip
+        )
+        .await?)
+    }
+
+    async fn find_credential_by_digest(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        self.credential_lookups.fetch_add(1, Ordering::Relaxed);
+        credentials::find_by_digest(&mut self.backend.reader()?, digest).await
+    }
+
+    async fn insert_credential(
+        &self,
+        credential: NewCredential,
+    ) -> Result<CredentialRecord, StoreError> {
+        in_transaction!(self, |tx| credentials::insert(tx, &credential).await?)
+    }
+
+    async fn list_credentials(
+        &self,
+        organization: OrganizationId,
+        filter: CredentialFilter,
+        page: Page,
+    ) -> Result<Paged<CredentialRecord>, StoreError> {
+        credentials::list(&mut self.backend.reader()?, organization, filter, page).await
+    }
+
+    async fn get_credential(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        credentials::get(&mut self.backend.reader()?, organization, id).await
+    }
+
+    async fn update_credential(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+        changes: CredentialChanges,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        in_transaction!(self, |tx| credentials::update(
+            tx,
+            organization,
+            id,
+            changes
+        )
+        .await?)
+    }
+
+    async fn revoke_credential(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+        at: Timestamp,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        in_transaction!(self, |tx| credentials::revoke(tx, organization, id, at)
+            .await?)
+    }
+
+    async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        in_transaction!(self, |tx| credentials::record_usage(tx, batch).await?)
+    }
+
+    async fn insert_project(&self, project: NewProject) -> Result<ProjectRecord, StoreError> {
+        in_transaction!(self, |tx| projects::insert(tx, project).await?)
+    }
+
+    async fn list_projects(
+        &self,
+        organization: OrganizationId,
+        only: Option<ProjectId>,
+        page: Page,
+    ) -> Result<Paged<ProjectRecord>, StoreError> {
+        projects::list(&mut self.backend.reader()?, organization, only, page).await
+    }
+
+    async fn get_project(
+        &self,
+        organization: OrganizationId,
+        id: ProjectId,
+    ) -> Result<Option<ProjectRecord>, StoreError> {
+        projects::get(&mut self.backend.reader()?, organization, id).await
+    }
+
+    async fn update_project(
+        &self,
+        organization: OrganizationId,
+        id: ProjectId,
+        changes: ProjectChanges,
+        at: Timestamp,
+    ) -> Result<Option<ProjectRecord>, StoreError> {
+        in_transaction!(self, |tx| projects::update(
+            tx,
+            organization,
+            id,
+            changes,
+            at
+        )
+        .await?)
+    }
+
+    async fn delete_project(
+        &self,
+        organization: OrganizationId,
+        id: ProjectId,
+        at: Timestamp,
+    ) -> Result<ProjectDeletion, StoreError> {
+        in_transaction!(self, |tx| projects::delete(tx, organization, id, at)
+            .await?)
+    }
+
+    async fn insert_instance(&self, instance: NewInstance) -> Result<InstanceRecord, StoreError> {
+        in_transaction!(self, |tx| instances::insert(tx, instance).await?)
+    }
+
+    async fn list_instances(
+        &self,
+        organization: OrganizationId,
+        project: Option<ProjectId>,
+        page: Page,
+    ) -> Result<Paged<InstanceRecord>, StoreError> {
+        instances::list(&mut self.backend.reader()?, organization, project, page).await
+    }
+
+    async fn get_instance(
+        &self,
+        organization: OrganizationId,
+        id: InstanceId,
+    ) -> Result<Option<InstanceRecord>, StoreError> {
+        instances::get(&mut self.backend.reader()?, organization, id).await
+    }
+
+    async fn delete_instance(
+        &self,
+        organization: OrganizationId,
+        id: InstanceId,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| instances::delete(tx, organization, id).await?)
+    }
+}
