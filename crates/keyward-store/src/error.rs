@@ -18,6 +18,9 @@ pub enum StoreError {
     Unwritable(&'static str),
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// A read from the embedded database failed; the message is SQLite's.
+    #[error("database read failed: {0}")]
+    Read(String),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("migration failed: {0}")]

@@ -3,10 +3,12 @@
 //! Writes go through a pool of one connection and start with `BEGIN IMMEDIATE`, so writers
 //! queue instead of failing with "database is locked" (another process, such as
 //! `keyward bootstrap` next to a running server, waits up to the busy timeout). Reads use a
-//! separate pool of read-only connections, which WAL lets run beside the writer.
+//! few read-only connections of their own (see [`readers`]), which WAL lets run beside the
+//! writer.
 //! `synchronous = FULL`: a transaction is on disk before its response is sent.
 
 mod migrations;
+mod readers;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,9 +24,12 @@ use crate::StoreError;
 use crate::migrate::Script;
 use crate::sql::{Query, Write, sqlx_bind, sqlx_read};
 use crate::store::{Backend, SqlStore};
+use readers::Readers;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-const READ_CONNECTIONS: u32 = 4;
+/// Read-only connections: enough that a read seldom waits for one (reads run on the
+/// runtime's worker threads, one per core).
+const READ_CONNECTIONS: usize = 8;
 
 /// The store on SQLite.
 pub(crate) type SqliteStore = SqlStore<SqliteBackend>;
@@ -32,7 +37,7 @@ pub(crate) type SqliteStore = SqlStore<SqliteBackend>;
 pub(crate) struct SqliteBackend {
     writer: SqlitePool,
     writer_health: WriterHealth,
-    reader: SqlitePool,
+    readers: Readers,
 }
 
 impl SqliteBackend {
@@ -66,16 +71,11 @@ impl SqliteBackend {
             .await
             .map_err(StoreError::open(url))?;
         migrations::run(&writer, &writer_health).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(StoreError::open(url))?;
+        let readers = Readers::open(options.get_filename(), READ_CONNECTIONS, BUSY_TIMEOUT)?;
         Ok(SqlStore::new(Self {
             writer,
             writer_health,
-            reader,
+            readers,
         }))
     }
 
@@ -203,11 +203,11 @@ fn create_private_file(file: &Path) -> Result<(), StoreError> {
 }
 
 impl Backend for SqliteBackend {
-    type Reader<'a> = Reader<'a>;
+    type Reader<'a> = &'a Readers;
     type Tx<'a> = WriteTx<'a>;
 
-    fn reader(&self) -> Result<Reader<'_>, StoreError> {
-        Ok(Reader(&self.reader))
+    fn reader(&self) -> Result<&Readers, StoreError> {
+        Ok(&self.readers)
     }
 
     async fn begin(&self) -> Result<WriteTx<'_>, StoreError> {
@@ -222,7 +222,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        self.readers.ping()?;
         if self.writer_health.last_write_failed.load(Ordering::SeqCst) {
             self.probe_write().await?;
         }
@@ -231,17 +231,11 @@ impl Backend for SqliteBackend {
 
     async fn close(&self) {
         // Readers first: the last connection to close checkpoints the WAL into the file.
-        self.reader.close().await;
+        self.readers.close();
         self.writer.close().await;
     }
 }
 
-/// The pool of read-only connections.
-pub(crate) struct Reader<'a>(&'a SqlitePool);
-
-sqlx_read!(Reader<'_>, sqlx::Sqlite, |this| this.0, |query: &Query| {
-    query.sql
-});
 sqlx_read!(
     WriteTx<'_>,
     sqlx::Sqlite,
