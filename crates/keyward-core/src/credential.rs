@@ -11,6 +11,7 @@
 use std::fmt;
 
 use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
 
 /// Base62 in ASCII order. Never reorder: checksums of issued keys depend on it.
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -222,6 +223,8 @@ fn push_random_base62(out: &mut String, count: usize) -> Result<(), getrandom::E
             produced += 1;
         }
     }
+    // The pool held the secret's entropy.
+    pool.zeroize();
     Ok(())
 }
 
@@ -243,9 +246,17 @@ fn push_checksum(key: &mut String) {
 }
 
 /// A key in plain text. It exists only between generation and the one response that shows
-/// it; `Debug` and `Display` print a redaction, and it has no `Serialize`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PlaintextKey(String);
+/// it; `Debug` and `Display` print a redaction, it has no `Serialize`, it cannot be copied
+/// (no `Clone`), and its memory is overwritten with zeros when it is dropped (it is built in
+/// a buffer of its final size, so no copy is left behind by growing it).
+///
+/// ```compile_fail
+/// fn copy(key: &keyward_core::PlaintextKey) -> keyward_core::PlaintextKey {
+///     key.clone()
+/// }
+/// ```
+#[derive(PartialEq, Eq)]
+pub struct PlaintextKey(Zeroizing<String>);
 
 impl PlaintextKey {
     /// A new random key from the operating system's CSPRNG.
@@ -256,7 +267,7 @@ impl PlaintextKey {
         key.push('_');
         push_random_base62(&mut key, RANDOM_LEN)?;
         push_checksum(&mut key);
-        Ok(Self(key))
+        Ok(Self(Zeroizing::new(key)))
     }
 
     /// The secret itself, for the one response that shows it.

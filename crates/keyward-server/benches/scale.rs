@@ -12,7 +12,7 @@ use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, KeyDigest, Name, OrganizationId, PlaintextKey,
     ScopeSet, Timestamp, UserId,
 };
-use keyward_server::auth::{UsageRecorder, VerificationCache, Verifier};
+use keyward_server::auth::{Clock, UsageRecorder, VerificationCache, Verifier};
 use keyward_server::metrics::Metrics;
 use keyward_store::{CredentialRecord, NewOrganization, NewOwner};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -122,6 +122,7 @@ async fn run(keys: usize) {
         3600,
         Arc::new(UsageRecorder::default()),
         Arc::new(Metrics::default()),
+        Clock::system(),
     );
     let lookups_before = store.stats().credential_lookups;
     let mut micros = Vec::with_capacity(samples.len());

@@ -17,7 +17,7 @@ use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, KeyDigest, Name, OrganizationId, PlaintextKey,
     ScopeSet, Timestamp, UserId,
 };
-use keyward_server::auth::{UsageRecorder, Verifier};
+use keyward_server::auth::{Clock, UsageRecorder, Verifier};
 use keyward_server::metrics::Metrics;
 use keyward_server::{AppState, Config};
 use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner};
@@ -68,6 +68,7 @@ fn bench(c: &mut Criterion) {
             3600,
             Arc::new(UsageRecorder::default()),
             Arc::new(Metrics::default()),
+            Clock::system(),
         ));
         assert!(
             verifier.verify(&presented, None, None).await.is_ok(),

@@ -188,7 +188,7 @@ pub async fn create(
             digest: key.digest(),
             hint: key.hint(),
             scopes: input.scopes,
-            created_at: Timestamp::now(),
+            created_at: state.config.clock.now(),
             expires_at: input.expires_at,
             rate_limit: input.rate_limit,
             created_by: grantor.created_by,
@@ -217,7 +217,7 @@ pub async fn list(
         .store
         .list_credentials(organization, filter, page)
         .await?;
-    let now = Timestamp::now();
+    let now = state.config.clock.now();
     Ok(List::from_paged(
         paged,
         |record| record.id.to_string(),
@@ -238,7 +238,7 @@ pub async fn show(
         .await?
         .filter(|record| record.project_id == project)
         .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
-    Ok(CredentialView::new(record, state, Timestamp::now()))
+    Ok(CredentialView::new(record, state, state.config.clock.now()))
 }
 
 /// Revokes at once and for good. Revoking a revoked credential changes nothing and succeeds.
@@ -252,7 +252,7 @@ pub async fn revoke(
     show(state, organization, id, project).await?;
     let record = state
         .store
-        .revoke_credential(organization, id, Timestamp::now())
+        .revoke_credential(organization, id, state.config.clock.now())
         .await?
         .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
     // Committed: now make every verification on this node see it.
@@ -304,7 +304,7 @@ pub async fn update(
         .await?
         .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
     state.verifier.invalidate(&record.digest);
-    Ok(CredentialView::new(record, state, Timestamp::now()))
+    Ok(CredentialView::new(record, state, state.config.clock.now()))
 }
 
 /// Deletes an empty project and revokes its tokens, which stop working on the next request.
@@ -315,7 +315,7 @@ pub async fn delete_project(
 ) -> Result<ProjectDeletion, ApiError> {
     let outcome = state
         .store
-        .delete_project(organization, project, Timestamp::now())
+        .delete_project(organization, project, state.config.clock.now())
         .await?;
     if let ProjectDeletion::Deleted { revoked_tokens } = &outcome {
         for token in revoked_tokens {

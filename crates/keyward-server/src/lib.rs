@@ -49,6 +49,8 @@ pub struct Config {
     pub password_limits: passwords::PasswordLimits,
     /// Timeouts and the connection cap; see [`ConnectionLimits`].
     pub connection_limits: ConnectionLimits,
+    /// Where verification and the credential services read the time.
+    pub clock: auth::Clock,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8080".to_owned(),
             password_limits: passwords::PasswordLimits::default(),
             connection_limits: ConnectionLimits::default(),
+            clock: auth::Clock::system(),
         }
     }
 }
@@ -100,6 +103,7 @@ impl AppState {
             seconds(config.outage_grace),
             usage.clone(),
             metrics.clone(),
+            config.clock.clone(),
         ));
         Self(Arc::new(Shared {
             store,
@@ -233,9 +237,6 @@ async fn flush_usage_periodically(state: AppState, mut stop: tokio::sync::watch:
             Ok(rows) => tracing::debug!(rows, "wrote last-use times"),
             Err(error) => tracing::warn!(%error, "could not write last-use times; will retry"),
         }
-        state
-            .verifier
-            .cache()
-            .sweep(auth::clock::now(), state.store.state());
+        state.verifier.sweep();
     }
 }

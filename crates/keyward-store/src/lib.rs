@@ -13,6 +13,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 mod store;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod url;
 

@@ -190,6 +190,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
                 .map_or_else(default_max_connections, |n| n as usize),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_seconds),
         },
+        ..Config::default()
     };
     tracing::info!("keyward listening on http://{address}");
     let state = AppState::new(store.clone(), config);

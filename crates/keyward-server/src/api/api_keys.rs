@@ -78,7 +78,7 @@ pub(super) async fn create_api_key(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::ApiKeysWrite)?;
     let ApiJson(body) = body?;
-    let input = body.parse()?;
+    let input = body.parse(state.config.clock.now())?;
     let created = credentials::create(
         &state,
         &grantor(&principal),

@@ -86,10 +86,11 @@ impl UpdateCredential {
 
 impl CreateCredential {
     /// Validates every field, reporting all invalid ones at once.
-    pub fn parse(self) -> Result<CredentialInput, ApiError> {
+    /// Checks the body against the time `now` (an expiry must lie ahead of it).
+    pub fn parse(self, now: Timestamp) -> Result<CredentialInput, ApiError> {
         let name = parse_name(&self.name);
         let scopes = parse_scopes(&self.scopes);
-        let expires_at = parse_expiry(self.expires_at.as_deref(), Timestamp::now());
+        let expires_at = parse_expiry(self.expires_at.as_deref(), now);
         let rate_limit = check_rate_limit(self.rate_limit);
         validate!(name, scopes, expires_at, rate_limit);
         Ok(CredentialInput {

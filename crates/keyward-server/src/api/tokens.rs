@@ -106,7 +106,7 @@ pub(super) async fn create_project_token(
     principal.require(Scope::TokensWrite)?;
     let ApiJson(body) = body?;
     let project = reachable_project(&state, &principal, &project).await?;
-    let input = body.parse()?;
+    let input = body.parse(state.config.clock.now())?;
     let created = credentials::create(
         &state,
         &grantor(&principal),

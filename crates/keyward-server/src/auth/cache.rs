@@ -20,6 +20,7 @@
 //!   reload, an invalidation (rename, limit change) or clearing the cache gives no quota back.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,6 +30,28 @@ use keyward_core::{
 };
 use keyward_store::{CredentialRecord, DatabaseState, Store, StoreError};
 use tokio::sync::OnceCell;
+
+/// Where the cache reads what it does not know: the store (or, in tests, a fake).
+pub trait Source: Send + Sync {
+    /// See [`Store::state`].
+    fn state(&self) -> DatabaseState;
+
+    /// See [`Store::find_credential_by_digest`].
+    fn find(
+        &self,
+        digest: &KeyDigest,
+    ) -> impl Future<Output = Result<Option<CredentialRecord>, StoreError>> + Send;
+}
+
+impl Source for dyn Store + '_ {
+    fn state(&self) -> DatabaseState {
+        Store::state(self)
+    }
+
+    async fn find(&self, digest: &KeyDigest) -> Result<Option<CredentialRecord>, StoreError> {
+        self.find_credential_by_digest(digest).await
+    }
+}
 
 const SHARDS: usize = 64;
 /// How long a digest that matched nothing is remembered.
@@ -53,7 +76,7 @@ pub struct CachedCredential {
     generation: u64,
     /// Last use this node has seen, in Unix seconds.
     pub(super) last_used: AtomicI64,
-    /// GCRA theoretical arrival time, in `clock::monotonic_nanos`, shared with the
+    /// GCRA theoretical arrival time, in the clock's monotonic nanoseconds, shared with the
     /// cache's limiter states (see [`VerificationCache::limiter_state`]).
     pub(super) tat: Arc<AtomicU64>,
 }
@@ -211,7 +234,12 @@ impl VerificationCache {
     /// A read that an invalidation overtook (anywhere in the cache: the epoch is shared) is
     /// not trusted by the requests that waited for it either: they read again, a few times at
     /// most, so that a key revoked while its read was in flight is not served by it.
-    pub async fn load(&self, digest: &KeyDigest, now: Timestamp, store: &dyn Store) -> Loaded {
+    pub async fn load<S: Source + ?Sized>(
+        &self,
+        digest: &KeyDigest,
+        now: Timestamp,
+        store: &S,
+    ) -> Loaded {
         const ATTEMPTS: usize = 3;
         let mut attempt = 1;
         loop {
@@ -225,11 +253,11 @@ impl VerificationCache {
     }
 
     /// One single-flight read, with the epoch it began in.
-    async fn load_once(
+    async fn load_once<S: Source + ?Sized>(
         &self,
         digest: &KeyDigest,
         now: Timestamp,
-        store: &dyn Store,
+        store: &S,
     ) -> (Loaded, u64) {
         let key = key_of(digest);
         let cell = self
@@ -243,7 +271,7 @@ impl VerificationCache {
             .get_or_init(|| async {
                 let epoch = self.epoch.load(Ordering::SeqCst);
                 let generation = store.state().generation;
-                let loaded = match store.find_credential_by_digest(digest).await {
+                let loaded = match store.find(digest).await {
                     Ok(Some(record)) => {
                         let entry = self.entry_for(key, record, now, generation);
                         self.store_if_current(key, Slot::Found(entry.clone()), epoch);
@@ -375,7 +403,8 @@ impl VerificationCache {
     /// Drops entries that can no longer be served, so memory follows the keys in use, and
     /// limiter states that no entry holds and whose window has run out (their quota is whole
     /// again, which is what a missing state means).
-    pub fn sweep(&self, now: Timestamp, state: DatabaseState) {
+    /// `monotonic` is the clock's monotonic time, which limiter states are kept in.
+    pub fn sweep(&self, now: Timestamp, monotonic: u64, state: DatabaseState) {
         let now = now.unix_seconds();
         for shard in self.shards.iter() {
             let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
@@ -391,7 +420,6 @@ impl VerificationCache {
             });
         }
         // After the entries, so that a state whose entry just went can go too.
-        let monotonic = super::clock::monotonic_nanos();
         self.limiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -460,7 +488,8 @@ mod tests {
         let limited = record(RateLimit::new(2, 86_400).ok());
         let digest = limited.digest;
         let now = Timestamp::now();
-        let far_ahead = super::super::clock::monotonic_nanos() + 3_600 * 1_000_000_000;
+        let monotonic = 1_000_000_000;
+        let far_ahead = monotonic + 3_600 * 1_000_000_000;
 
         cache.insert(limited.clone(), now);
         cached(&cache, &digest, now)
@@ -476,7 +505,7 @@ mod tests {
         );
         cache.clear();
         let later = now.plus_seconds(120);
-        cache.sweep(later, DatabaseState::default());
+        cache.sweep(later, monotonic, DatabaseState::default());
         assert_eq!(cache.entries(), 0);
         assert_eq!(cache.limiter_states(), 1, "the window is still running");
         cache.insert(limited.clone(), later);
@@ -490,7 +519,7 @@ mod tests {
         cached(&cache, &digest, later)
             .tat
             .store(0, Ordering::Relaxed);
-        cache.sweep(later.plus_seconds(120), DatabaseState::default());
+        cache.sweep(later.plus_seconds(120), monotonic, DatabaseState::default());
         assert_eq!(cache.entries(), 0);
         assert_eq!(cache.limiter_states(), 0);
 
@@ -524,11 +553,173 @@ mod tests {
         };
         let during = loaded.plus_seconds(79);
         assert!(matches!(cache.get(&digest, during, down), Lookup::Found(_)));
-        cache.sweep(during, down);
+        cache.sweep(during, 0, down);
         assert_eq!(cache.entries(), 1, "kept for the grace");
         let after = loaded.plus_seconds(80);
         assert!(matches!(cache.get(&digest, after, down), Lookup::Absent));
-        cache.sweep(after, down);
+        cache.sweep(after, 0, down);
         assert_eq!(cache.entries(), 0);
+    }
+
+    /// A store stand-in: answers with `record` (or nothing), counts reads, and holds each
+    /// read until `release` gives it a permit.
+    struct FakeSource {
+        record: Mutex<Option<CredentialRecord>>,
+        reads: AtomicUsize,
+        release: tokio::sync::Semaphore,
+        started: tokio::sync::Notify,
+    }
+
+    impl FakeSource {
+        fn new(record: Option<CredentialRecord>, permits: usize) -> Arc<Self> {
+            Arc::new(Self {
+                record: Mutex::new(record),
+                reads: AtomicUsize::new(0),
+                release: tokio::sync::Semaphore::new(permits),
+                started: tokio::sync::Notify::new(),
+            })
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Source for FakeSource {
+        fn state(&self) -> DatabaseState {
+            DatabaseState::default()
+        }
+
+        async fn find(&self, _: &KeyDigest) -> Result<Option<CredentialRecord>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.started.notify_one();
+            self.release.acquire().await.unwrap().forget();
+            Ok(self.record.lock().unwrap().clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_for_one_digest_make_one_read() {
+        let cache = Arc::new(VerificationCache::new(60, 60));
+        let stored = record(None);
+        let digest = stored.digest;
+        let source = FakeSource::new(Some(stored), 0);
+        let now = Timestamp::now();
+        let waiting: Vec<_> = (0..20)
+            .map(|_| {
+                let (cache, source) = (cache.clone(), source.clone());
+                tokio::spawn(async move { cache.load(&digest, now, source.as_ref()).await })
+            })
+            .collect();
+        source.started.notified().await;
+        // On this single-threaded runtime, each yield lets every other task run once: all
+        // twenty are now waiting for the one read.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(source.reads(), 1, "one read for all");
+        source.release.add_permits(1);
+        for request in waiting {
+            assert!(matches!(request.await.unwrap(), Loaded::Found(_)));
+        }
+        assert_eq!(source.reads(), 1, "one read for all");
+        assert!(matches!(
+            cache.get(&digest, now, DatabaseState::default()),
+            Lookup::Found(_)
+        ));
+        // Another digest is another read.
+        let other = FakeSource::new(None, 1);
+        let unknown = KeyDigest::of("unknown");
+        assert!(matches!(
+            cache.load(&unknown, now, other.as_ref()).await,
+            Loaded::Missing
+        ));
+        assert_eq!(other.reads(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_overtaken_by_an_invalidation_is_read_again_and_not_stored() {
+        let cache = Arc::new(VerificationCache::new(60, 60));
+        let live = record(None);
+        let digest = live.digest;
+        let source = FakeSource::new(Some(live.clone()), 0);
+        let now = Timestamp::now();
+        let request = {
+            let (cache, source) = (cache.clone(), source.clone());
+            tokio::spawn(async move { cache.load(&digest, now, source.as_ref()).await })
+        };
+        // The read has begun with the key live; now it is revoked, and the cache told.
+        source.started.notified().await;
+        *source.record.lock().unwrap() = Some(CredentialRecord {
+            revoked_at: Some(now),
+            ..live
+        });
+        cache.invalidate(&digest);
+        source.release.add_permits(2);
+        let Loaded::Found(entry) = request.await.unwrap() else {
+            panic!("found");
+        };
+        assert!(
+            entry.revoked,
+            "the stale read is not served: the key was read again"
+        );
+        assert_eq!(source.reads(), 2);
+
+        // A read that began before an invalidation is never stored, even when it is the
+        // last attempt.
+        let stale = FakeSource::new(Some(record(None)), 0);
+        let other = stale.record.lock().unwrap().as_ref().unwrap().digest;
+        let request = {
+            let (cache, stale) = (cache.clone(), stale.clone());
+            tokio::spawn(async move { cache.load(&other, now, stale.as_ref()).await })
+        };
+        for _ in 0..3 {
+            stale.started.notified().await;
+            cache.invalidate(&other);
+            stale.release.add_permits(1);
+        }
+        assert!(matches!(request.await.unwrap(), Loaded::Found(_)));
+        assert_eq!(stale.reads(), 3, "at most three attempts");
+        assert!(
+            matches!(
+                cache.get(&other, now, DatabaseState::default()),
+                Lookup::Absent
+            ),
+            "nothing read before an invalidation is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn negatives_are_capped_and_expire() {
+        let cache = VerificationCache::new(60, 60);
+        let source = FakeSource::new(None, usize::MAX >> 4);
+        let now = Timestamp::now();
+        for n in 0..MAX_NEGATIVES + 50 {
+            let digest = KeyDigest::of(&n.to_string());
+            assert!(matches!(
+                cache.load(&digest, now, source.as_ref()).await,
+                Loaded::Missing
+            ));
+        }
+        assert_eq!(cache.entries(), MAX_NEGATIVES, "no more than the cap");
+        let first = KeyDigest::of("0");
+        assert!(matches!(
+            cache.get(&first, now, DatabaseState::default()),
+            Lookup::Missing
+        ));
+        let later = now.plus_seconds(NEGATIVE_SECONDS);
+        assert!(matches!(
+            cache.get(&first, later, DatabaseState::default()),
+            Lookup::Absent
+        ));
+        cache.sweep(later, 0, DatabaseState::default());
+        assert_eq!(cache.entries(), 0);
+        // Room again.
+        let fresh = KeyDigest::of("fresh");
+        assert!(matches!(
+            cache.load(&fresh, later, source.as_ref()).await,
+            Loaded::Missing
+        ));
+        assert_eq!(cache.entries(), 1);
     }
 }

@@ -1,11 +1,13 @@
-//! Clocks cheap enough to read on every verification.
+//! The time, as verification and the credential services see it.
 //!
-//! [`now`] is wall-clock UTC in whole seconds, kept in an atomic that one background thread
-//! refreshes every 50 ms: a read costs one atomic load instead of a system call. Expiry and
-//! last use need no finer grain. [`monotonic_nanos`] is for rate limits, which do.
+//! [`Clock::system`] (the default) is wall-clock UTC in whole seconds, kept in an atomic that
+//! one background thread refreshes every 50 ms, so that a read costs one atomic load instead
+//! of a system call (expiry and last use need no finer grain), and nanoseconds on a monotonic
+//! clock for rate limits, which do. Tests replace it with a [`ManualClock`], which moves only
+//! when told, so that expiry, cache ageing and rate limits are tested without waiting.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use keyward_core::Timestamp;
@@ -16,8 +18,82 @@ static NOW: AtomicI64 = AtomicI64::new(0);
 static TICKER: OnceLock<()> = OnceLock::new();
 static ORIGIN: OnceLock<Instant> = OnceLock::new();
 
-/// The current time, at most 50 ms old.
-pub fn now() -> Timestamp {
+/// Where the server reads the time. Cloning is cheap.
+#[derive(Clone, Default)]
+pub struct Clock {
+    /// `None` for the system's clock.
+    manual: Option<Arc<ManualTime>>,
+}
+
+struct ManualTime {
+    seconds: AtomicI64,
+    nanos: AtomicU64,
+}
+
+impl Clock {
+    /// The system's clock.
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// The current time (the system's at most 50 ms old).
+    pub fn now(&self) -> Timestamp {
+        match &self.manual {
+            None => coarse_now(),
+            Some(time) => Timestamp::from_unix_seconds(time.seconds.load(Ordering::SeqCst)),
+        }
+    }
+
+    /// Nanoseconds on a monotonic clock (the system's started with the process).
+    pub fn monotonic_nanos(&self) -> u64 {
+        match &self.manual {
+            None => monotonic_nanos(),
+            Some(time) => time.nanos.load(Ordering::SeqCst),
+        }
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.manual {
+            None => "Clock::system",
+            Some(_) => "Clock::manual",
+        })
+    }
+}
+
+/// A clock that stands still until [`ManualClock::advance`] moves it: for tests.
+#[cfg(any(test, feature = "testing"))]
+pub struct ManualClock(Arc<ManualTime>);
+
+#[cfg(any(test, feature = "testing"))]
+impl ManualClock {
+    /// Starts where the system's clock is now.
+    pub fn starting_now() -> Self {
+        Self(Arc::new(ManualTime {
+            seconds: AtomicI64::new(Timestamp::now().unix_seconds()),
+            nanos: AtomicU64::new(monotonic_nanos()),
+        }))
+    }
+
+    /// The clock to give the server.
+    pub fn clock(&self) -> Clock {
+        Clock {
+            manual: Some(self.0.clone()),
+        }
+    }
+
+    /// Moves both the wall clock and the monotonic one forward.
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.0.nanos.fetch_add(nanos, Ordering::SeqCst);
+        let seconds = i64::try_from(by.as_secs()).unwrap_or(i64::MAX);
+        self.0.seconds.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+/// The system's time, at most 50 ms old.
+fn coarse_now() -> Timestamp {
     TICKER.get_or_init(|| {
         NOW.store(Timestamp::now().unix_seconds(), Ordering::Relaxed);
         let spawned = std::thread::Builder::new()
@@ -49,11 +125,21 @@ mod tests {
     #[test]
     fn the_coarse_clock_follows_the_system_clock() {
         let system = Timestamp::now().unix_seconds();
-        let coarse = now().unix_seconds();
+        let coarse = Clock::system().now().unix_seconds();
         assert!((coarse - system).abs() <= 1, "{coarse} vs {system}");
-        std::thread::sleep(Duration::from_millis(1100));
-        assert!(now().unix_seconds() > coarse, "it moves");
         let a = monotonic_nanos();
         assert!(monotonic_nanos() >= a);
+    }
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let manual = ManualClock::starting_now();
+        let clock = manual.clock();
+        let (then, nanos) = (clock.now(), clock.monotonic_nanos());
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!((clock.now(), clock.monotonic_nanos()), (then, nanos));
+        manual.advance(Duration::from_millis(2_500));
+        assert_eq!(clock.now(), then.plus_seconds(2));
+        assert_eq!(clock.monotonic_nanos(), nanos + 2_500_000_000);
     }
 }

@@ -24,6 +24,9 @@ use keyward_core::{
 };
 
 pub use cache::{CachedCredential, VerificationCache};
+pub use clock::Clock;
+#[cfg(any(test, feature = "testing"))]
+pub use clock::ManualClock;
 pub use usage::UsageRecorder;
 pub use verifier::{RateStatus, Refusal, Verified, Verifier};
 

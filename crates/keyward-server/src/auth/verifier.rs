@@ -15,7 +15,7 @@ use keyward_store::Store;
 
 use super::UsageRecorder;
 use super::cache::{CachedCredential, Loaded, Lookup, VerificationCache};
-use super::clock;
+use super::clock::Clock;
 use crate::metrics::{Metrics, Outcome};
 
 /// Where a credential stands against its rate limit after a request.
@@ -54,6 +54,7 @@ pub struct Verifier {
     cache: VerificationCache,
     usage: Arc<UsageRecorder>,
     metrics: Arc<Metrics>,
+    clock: Clock,
 }
 
 fn ceil_seconds(nanos: u64) -> u64 {
@@ -68,6 +69,7 @@ impl Verifier {
         outage_grace_seconds: i64,
         usage: Arc<UsageRecorder>,
         metrics: Arc<Metrics>,
+        clock: Clock,
     ) -> Self {
         Self {
             store,
@@ -75,7 +77,22 @@ impl Verifier {
             cache: VerificationCache::new(max_age_seconds, outage_grace_seconds),
             usage,
             metrics,
+            clock,
         }
+    }
+
+    /// The clock verification reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Drops what the cache can no longer serve (see [`VerificationCache::sweep`]).
+    pub fn sweep(&self) {
+        self.cache.sweep(
+            self.clock.now(),
+            self.clock.monotonic_nanos(),
+            self.store.state(),
+        );
     }
 
     pub fn cache(&self) -> &VerificationCache {
@@ -95,7 +112,7 @@ impl Verifier {
             return Some(self.counted(Err(Refusal::Malformed(error))));
         }
         let digest = KeyDigest::of(presented);
-        let now = clock::now();
+        let now = self.clock.now();
         let result = match self.cache.get(&digest, now, self.store.state()) {
             Lookup::Found(entry) => self.evaluate(entry, now, client_ip, organization),
             Lookup::Missing => Err(Refusal::NotFound),
@@ -117,7 +134,7 @@ impl Verifier {
         }
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
         let digest = KeyDigest::of(presented);
-        let now = clock::now();
+        let now = self.clock.now();
         let result = match self.cache.load(&digest, now, self.store.as_ref()).await {
             Loaded::Found(entry) => self.evaluate(entry, now, client_ip, organization),
             Loaded::Missing => Err(Refusal::NotFound),
@@ -166,7 +183,7 @@ impl Verifier {
         let rate = match entry.rate_limit {
             None => None,
             Some(limit) => {
-                let status = take_token(&entry, limit);
+                let status = take_token(&entry, limit, self.clock.monotonic_nanos());
                 if status.retry_after_seconds > 0 {
                     return Err(Refusal::RateLimited(status));
                 }
@@ -187,9 +204,8 @@ impl Verifier {
     }
 }
 
-/// One GCRA step on the credential's shared state.
-fn take_token(entry: &CachedCredential, limit: RateLimit) -> RateStatus {
-    let now = clock::monotonic_nanos();
+/// One GCRA step on the credential's shared state, at `now` (monotonic nanoseconds).
+fn take_token(entry: &CachedCredential, limit: RateLimit, now: u64) -> RateStatus {
     let mut tat = entry.tat.load(Ordering::Relaxed);
     loop {
         let decision = limit.decide(tat, now);

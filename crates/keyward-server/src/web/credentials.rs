@@ -434,7 +434,7 @@ async fn create(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    let now = Timestamp::now();
+    let now = state.config.clock.now();
     let entered = Entered {
         name: form.text("name").to_owned(),
         expires_in: form.text("expires_in").to_owned(),

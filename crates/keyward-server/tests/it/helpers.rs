@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use keyward_core::password::Password;
 use keyward_core::{Brand, OrganizationId};
+use keyward_server::auth::ManualClock;
 use keyward_server::bootstrap::bootstrap_organization;
 use keyward_server::{AppState, Config};
 use keyward_store::Store;
@@ -67,6 +68,17 @@ impl TestApp {
 
     pub async fn spawn_with(config: Config) -> Self {
         Self::spawn_inner(config, true).await
+    }
+
+    /// A server whose clock moves only when the returned clock is advanced.
+    pub async fn spawn_with_manual_clock(config: Config) -> (Self, ManualClock) {
+        let clock = ManualClock::starting_now();
+        let app = Self::spawn_with(Config {
+            clock: clock.clock(),
+            ..config
+        })
+        .await;
+        (app, clock)
     }
 
     /// Like `spawn_with`, but keeps the configured public URL.

@@ -66,11 +66,13 @@ async fn a_cached_key_is_refused_the_request_after_its_revocation() {
 
 #[tokio::test]
 async fn a_key_that_expires_while_cached_is_refused() {
-    let app = TestApp::spawn().await;
+    let (app, clock) = TestApp::spawn_with_manual_clock(Config::default()).await;
     let org = app.bootstrap("Acme").await;
-    let key = key_expiring(&app, &org, Timestamp::now().plus_seconds(2)).await;
+    let key = key_expiring(&app, &org, clock.clock().now().plus_seconds(2)).await;
     assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
+    clock.advance(Duration::from_secs(1));
     let refused = app.get("/v1/me", &key).await;
     refused.problem(401, "invalid_token");
     assert!(refused.body["detail"].as_str().unwrap().contains("expired"));
@@ -234,7 +236,7 @@ async fn the_verify_api_answers_for_the_callers_organization_only() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_the_ratelimit_headers_and_can_change() {
-    let app = TestApp::spawn().await;
+    let (app, clock) = TestApp::spawn_with_manual_clock(Config::default()).await;
     let org = app.bootstrap("Acme").await;
     let created = app
         .post(
@@ -264,10 +266,7 @@ async fn rate_limits_answer_429_with_the_ratelimit_headers_and_can_change() {
     let limited = app.get("/v1/instances", &key).await;
     limited.problem(429, "rate_limited");
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
-    assert!(
-        (1..=20).contains(&retry_after),
-        "one request every 20 s: {retry_after}"
-    );
+    assert_eq!(retry_after, 20, "one request every 20 s");
     assert_eq!(
         limited.header("ratelimit-policy"),
         Some(r#""key";q=3;w=60"#)
@@ -284,7 +283,18 @@ async fn rate_limits_answer_429_with_the_ratelimit_headers_and_can_change() {
         .post("/v1/keys/verify", &org.key, json!({ "key": key }))
         .await;
     assert_eq!(verified.body["code"], "RATE_LIMITED");
-    assert!(verified.body["retry_after"].as_u64().unwrap() >= 1);
+    assert_eq!(verified.body["retry_after"], 20);
+
+    // One request is allowed again once its share of the window has passed, not sooner.
+    clock.advance(Duration::from_secs(19));
+    app.get("/v1/instances", &key)
+        .await
+        .problem(429, "rate_limited");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(app.get("/v1/instances", &key).await.status, StatusCode::OK);
+    app.get("/v1/instances", &key)
+        .await
+        .problem(429, "rate_limited");
 
     // Lifting the limit takes effect on the next request; keys without one get no headers.
     let path = format!("/v1/api-keys/{id}");
@@ -371,10 +381,9 @@ async fn limited_key(
 
 #[tokio::test]
 async fn a_spent_quota_stays_spent_when_the_cache_forgets_the_key() {
-    // Entries age out after a second and the sweep runs every 100 ms.
-    let app = TestApp::spawn_with(Config {
+    // Entries age out after a second.
+    let (app, clock) = TestApp::spawn_with_manual_clock(Config {
         cache_max_age: Duration::from_secs(1),
-        usage_flush_interval: Duration::from_millis(100),
         ..Config::default()
     })
     .await;
@@ -389,7 +398,8 @@ async fn a_spent_quota_stays_spent_when_the_cache_forgets_the_key() {
     app.get("/v1/me", &key).await.problem(429, "rate_limited");
 
     // The entry ages out and is swept: the quota is still spent.
-    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    clock.advance(Duration::from_secs(2));
+    app.state.verifier.sweep();
     assert_eq!(app.verifier_cache_entries(), 0, "the entry was swept");
     app.get("/v1/me", &key).await.problem(429, "rate_limited");
 
