@@ -20,7 +20,7 @@ pub use credential::{
     Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, PlaintextKey,
 };
 pub use id::{CredentialId, IdError, InstanceId, OrganizationId, ProjectId, UserId};
-pub use names::{Email, InstanceStatus, InvalidValue, Name, Region};
+pub use names::{Description, Email, InstanceStatus, InvalidValue, Name, Region};
 pub use rate_limit::RateLimit;
 pub use role::Role;
 pub use scope::{Scope, ScopeSet};

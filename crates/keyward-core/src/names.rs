@@ -224,6 +224,48 @@ impl fmt::Debug for Region {
     }
 }
 
+/// A free-text description (of a project): trimmed, at most 1000 characters, lines ended by
+/// `\n` alone, and no control character but newlines and tabs. Carriage returns are refused
+/// like any other control character; HTML forms, which send every line break as CRLF, are
+/// decoded to `\n` before they get here.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_CHARS: usize = 1000;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let trimmed = raw.trim();
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidValue("must be at most 1000 characters"));
+        }
+        if trimmed
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(InvalidValue(
+                "must not contain control characters other than newlines and tabs",
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for Description {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
 /// The state of an instance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -243,13 +285,21 @@ impl InstanceStatus {
         }
     }
 
+    /// Every status, in the order they are offered.
+    pub const ALL: [Self; 3] = [Self::Provisioning, Self::Running, Self::Stopped];
+
     pub fn from_storage(s: &str) -> Option<Self> {
-        match s {
-            "provisioning" => Some(Self::Provisioning),
-            "running" => Some(Self::Running),
-            "stopped" => Some(Self::Stopped),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+}
+
+impl std::str::FromStr for InstanceStatus {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        Self::from_storage(s).ok_or(InvalidValue(
+            "must be one of provisioning, running, stopped",
+        ))
     }
 }
 
@@ -320,6 +370,34 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn descriptions_keep_newlines_and_tabs_only() {
+        assert_eq!(
+            Description::parse("  Line one\n\tLine two  ")
+                .unwrap()
+                .as_str(),
+            "Line one\n\tLine two"
+        );
+        assert_eq!(Description::parse("").unwrap().as_str(), "");
+        for bad in ["a\r\nb", "a\rb", "bell\u{7}", "nul\u{0}", "c\u{85}1"] {
+            assert!(Description::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Description::parse(&"é".repeat(1000)).is_ok());
+        assert!(Description::parse(&"é".repeat(1001)).is_err());
+    }
+
+    #[test]
+    fn instance_statuses_parse_from_their_names() {
+        for status in InstanceStatus::ALL {
+            assert_eq!(status.as_str().parse::<InstanceStatus>(), Ok(status));
+        }
+        let refused = "Running".parse::<InstanceStatus>().unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "must be one of provisioning, running, stopped"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use keyward_core::Scope;
 use keyward_store::StoreError;
 use serde::Serialize;
 
+use crate::services::ServiceError;
+
 /// The realm of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "keyward";
 
@@ -48,6 +50,9 @@ pub enum ApiError {
     /// The credential lacks a scope (RFC 6750 `insufficient_scope`).
     #[error("{detail}")]
     InsufficientScope { scope: Scope, detail: String },
+    /// The caller may not do this, whatever its scopes (a role rule, say).
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -104,7 +109,7 @@ impl ApiError {
         match self {
             Self::MissingCredentials | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::InsufficientScope { .. } | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoSuchEndpoint => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -124,6 +129,7 @@ impl ApiError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Validation(_) => "validation_failed",
@@ -237,6 +243,25 @@ impl From<StoreError> for ApiError {
                 Self::Unwritable(reason)
             }
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid(fields) => Self::Validation(fields),
+            ServiceError::NotFound(what) => Self::NotFound(what),
+            ServiceError::Conflict(conflict) => Self::Conflict(conflict.to_string()),
+            ServiceError::CannotGrant { scope } => Self::InsufficientScope {
+                scope,
+                detail: format!(
+                    "this credential cannot grant the {scope} scope, which it does not hold"
+                ),
+            },
+            ServiceError::Forbidden { message, .. } => Self::Forbidden(message),
+            ServiceError::Store(error) => error.into(),
+            ServiceError::Internal(error) => Self::Internal(error),
         }
     }
 }

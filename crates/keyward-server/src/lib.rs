@@ -6,13 +6,13 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
-pub mod credentials;
 pub mod error;
 mod extract;
 pub mod metrics;
 mod pagination;
 pub mod passwords;
 mod server;
+pub mod services;
 mod web;
 
 use std::future::Future;

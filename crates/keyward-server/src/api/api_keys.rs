@@ -11,10 +11,10 @@ use super::ApiRoutes;
 use super::credential_body::{CreateCredential, UpdateCredential, grantor};
 use crate::AppState;
 use crate::auth::Principal;
-use crate::credentials::{self, CreatedCredential, CredentialView, not_found_label};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
+use crate::services::credentials::{self, CreatedCredential, CredentialView, not_found_label};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()

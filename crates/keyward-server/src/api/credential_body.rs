@@ -5,8 +5,10 @@ use keyward_store::{Creator, CredentialChanges};
 use serde::Deserialize;
 
 use crate::auth::Principal;
-use crate::credentials::{CredentialInput, Grantor, parse_expiry, parse_name, parse_scopes};
 use crate::error::{ApiError, FieldError, validate};
+use crate::services::credentials::{
+    CredentialInput, Grantor, parse_expiry, parse_name, parse_scopes,
+};
 
 /// `{name, scopes, expires_at?, rate_limit?}`.
 #[derive(Deserialize, utoipa::ToSchema)]

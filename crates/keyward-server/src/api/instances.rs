@@ -8,7 +8,7 @@ use axum::routing::get;
 use keyward_core::{
     InstanceId, InstanceStatus, Name, OrganizationId, ProjectId, Region, Scope, Timestamp,
 };
-use keyward_store::{InstanceRecord, NewInstance};
+use keyward_store::InstanceRecord;
 use serde::{Deserialize, Serialize};
 
 use super::ApiRoutes;
@@ -17,6 +17,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, page_from};
+use crate::services::instances::{self, InstanceInput};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -104,12 +105,8 @@ fn parse_id(raw: &str) -> Result<InstanceId, ApiError> {
 }
 
 fn parse_status(raw: Option<&str>) -> Result<InstanceStatus, FieldError> {
-    match raw {
-        None => Ok(InstanceStatus::default()),
-        Some(text) => InstanceStatus::from_storage(text).ok_or_else(|| {
-            FieldError::new("status", "must be one of provisioning, running, stopped")
-        }),
-    }
+    raw.map_or(Ok(InstanceStatus::default()), str::parse)
+        .map_err(|e| FieldError::new("status", e))
 }
 
 /// List instances
@@ -137,21 +134,14 @@ pub(super) async fn list_instances(
     let page = page_from(query.limit, query.cursor.as_deref(), |text| {
         InstanceId::parse(text).ok().map(|id| id.as_uuid())
     })?;
-    // A project token sees its own project only: asking for another is asking for nothing.
-    let project = match (principal.project_id, project) {
-        (Some(own), Some(asked)) if own != asked => {
-            return Ok(ApiJson(List {
-                data: Vec::new(),
-                next_cursor: None,
-            }));
-        }
-        (Some(own), _) => Some(own),
-        (None, asked) => asked,
-    };
-    let paged = state
-        .store
-        .list_instances(principal.organization_id, project, page)
-        .await?;
+    let paged = instances::list(
+        &state,
+        principal.organization_id,
+        principal.project_id,
+        project,
+        page,
+    )
+    .await?;
     Ok(ApiJson(List::from_paged(
         paged,
         |record| record.id.to_string(),
@@ -181,22 +171,19 @@ pub(super) async fn create_instance(
     let region = Region::parse(&body.region).map_err(|e| FieldError::new("region", e));
     let status = parse_status(body.status.as_deref());
     validate!(name, project_id, region, status);
-    // Another project, for a project token, is as absent as another organization's.
-    if !principal.can_reach(project_id) {
-        return Err(ApiError::NotFound("project"));
-    }
-    let record = state
-        .store
-        .insert_instance(NewInstance {
-            id: InstanceId::generate(),
-            organization_id: principal.organization_id,
-            project_id,
-            name,
-            region,
-            status,
-            created_at: Timestamp::now(),
-        })
-        .await?;
+    let input = InstanceInput {
+        project_id,
+        name,
+        region,
+        status,
+    };
+    let record = instances::create(
+        &state,
+        principal.organization_id,
+        principal.project_id,
+        input,
+    )
+    .await?;
     let location = format!("/v1/instances/{}", record.id);
     Ok((
         StatusCode::CREATED,
@@ -218,22 +205,16 @@ pub(super) async fn show_instance(
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<InstanceView>, ApiError> {
     principal.require(Scope::InstancesRead)?;
-    let record = reachable_instance(&state, &principal, &id).await?;
+    let id = parse_id(&id)?;
+    let record = instances::get(
+        &state,
+        principal.organization_id,
+        principal.project_id,
+        id,
+        None,
+    )
+    .await?;
     Ok(ApiJson(record.into()))
-}
-
-/// The instance named in the path, if the principal can reach its project.
-async fn reachable_instance(
-    state: &AppState,
-    principal: &Principal,
-    raw: &str,
-) -> Result<InstanceRecord, ApiError> {
-    state
-        .store
-        .get_instance(principal.organization_id, parse_id(raw)?)
-        .await?
-        .filter(|record| principal.can_reach(record.project_id))
-        .ok_or(ApiError::NotFound("instance"))
 }
 
 /// Delete an instance
@@ -249,14 +230,14 @@ pub(super) async fn delete_instance(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::InstancesWrite)?;
-    let record = reachable_instance(&state, &principal, &id).await?;
-    if state
-        .store
-        .delete_instance(principal.organization_id, record.id)
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("instance"))
-    }
+    let id = parse_id(&id)?;
+    instances::delete(
+        &state,
+        principal.organization_id,
+        principal.project_id,
+        id,
+        None,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::ApiRoutes;
 use crate::AppState;
 use crate::auth::{Principal, RateStatus, Refusal, Verified};
-use crate::credentials::parse_scopes;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::services::credentials::parse_scopes;
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new().route("/v1/keys/verify", post(verify_key))

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use keyward_core::{Name, OrganizationId, ProjectId, Scope, Timestamp};
-use keyward_store::{NewProject, ProjectChanges, ProjectDeletion, ProjectRecord};
+use keyward_core::{Description, Name, OrganizationId, ProjectId, Scope, Timestamp};
+use keyward_store::ProjectRecord;
 use serde::{Deserialize, Serialize};
 
 use super::ApiRoutes;
@@ -14,6 +14,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
+use crate::services::projects;
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -25,8 +26,6 @@ pub fn router() -> ApiRoutes {
                 .delete(delete_project),
         )
 }
-
-const MAX_DESCRIPTION_CHARS: usize = 1000;
 
 /// A project.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -95,25 +94,10 @@ pub(super) fn parse_id(raw: &str) -> Result<ProjectId, ApiError> {
     ProjectId::parse(raw).map_err(|_| ApiError::NotFound("project"))
 }
 
-fn parse_description(raw: Option<&str>) -> Result<Option<String>, FieldError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let trimmed = raw.trim();
-    if trimmed.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(FieldError::new(
-            "description",
-            "must be at most 1000 characters",
-        ));
-    }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(FieldError::new(
-            "description",
-            "must not contain control characters other than newlines and tabs",
-        ));
-    }
-    Ok(Some(trimmed.to_owned()))
+fn parse_description(raw: Option<&str>) -> Result<Option<Description>, FieldError> {
+    raw.map(Description::parse)
+        .transpose()
+        .map_err(|e| FieldError::new("description", e))
 }
 
 /// List projects
@@ -135,10 +119,13 @@ pub(super) async fn list_projects(
     let page = page_from(query.limit, query.cursor.as_deref(), |text| {
         ProjectId::parse(text).ok().map(|id| id.as_uuid())
     })?;
-    let paged = state
-        .store
-        .list_projects(principal.organization_id, principal.project_id, page)
-        .await?;
+    let paged = projects::list(
+        &state,
+        principal.organization_id,
+        principal.project_id,
+        page,
+    )
+    .await?;
     Ok(ApiJson(List::from_paged(
         paged,
         |record| record.id.to_string(),
@@ -163,16 +150,13 @@ pub(super) async fn create_project(
     let name = Name::parse(&body.name).map_err(|e| FieldError::new("name", e));
     let description = parse_description(body.description.as_deref());
     validate!(name, description);
-    let record = state
-        .store
-        .insert_project(NewProject {
-            id: ProjectId::generate(),
-            organization_id: principal.organization_id,
-            name,
-            description: description.unwrap_or_default(),
-            created_at: Timestamp::now(),
-        })
-        .await?;
+    let record = projects::create(
+        &state,
+        principal.organization_id,
+        name,
+        description.unwrap_or_default(),
+    )
+    .await?;
     let location = format!("/v1/projects/{}", record.id);
     Ok((
         StatusCode::CREATED,
@@ -195,12 +179,7 @@ pub(super) async fn show_project(
 ) -> Result<ApiJson<ProjectView>, ApiError> {
     principal.require(Scope::ProjectsRead)?;
     let id = parse_id(&id)?;
-    let record = state
-        .store
-        .get_project(principal.organization_id, id)
-        .await?
-        .filter(|record| principal.can_reach(record.id))
-        .ok_or(ApiError::NotFound("project"))?;
+    let record = projects::get(&state, principal.organization_id, id, principal.project_id).await?;
     Ok(ApiJson(record.into()))
 }
 
@@ -221,12 +200,6 @@ pub(super) async fn update_project(
     principal.require(Scope::ProjectsWrite)?;
     let ApiJson(body) = body?;
     let id = parse_id(&id)?;
-    if body.name.is_none() && body.description.is_none() {
-        return Err(ApiError::invalid(
-            "name",
-            "send a new name, a new description, or both",
-        ));
-    }
     let name = body
         .name
         .as_deref()
@@ -235,16 +208,7 @@ pub(super) async fn update_project(
         .map_err(|e| FieldError::new("name", e));
     let description = parse_description(body.description.as_deref());
     validate!(name, description);
-    let record = state
-        .store
-        .update_project(
-            principal.organization_id,
-            id,
-            ProjectChanges { name, description },
-            Timestamp::now(),
-        )
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    let record = projects::update(&state, principal.organization_id, id, name, description).await?;
     Ok(ApiJson(record.into()))
 }
 
@@ -265,11 +229,6 @@ pub(super) async fn delete_project(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::ProjectsWrite)?;
     let id = parse_id(&id)?;
-    match crate::credentials::delete_project(&state, principal.organization_id, id).await? {
-        ProjectDeletion::Deleted { .. } => Ok(StatusCode::NO_CONTENT),
-        ProjectDeletion::NotFound => Err(ApiError::NotFound("project")),
-        ProjectDeletion::HasInstances => Err(ApiError::Conflict(
-            "the project still has instances; delete them first".into(),
-        )),
-    }
+    projects::delete(&state, principal.organization_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

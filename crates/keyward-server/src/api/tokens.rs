@@ -15,10 +15,10 @@ use super::ApiRoutes;
 use super::credential_body::{CreateCredential, UpdateCredential, grantor};
 use crate::AppState;
 use crate::auth::Principal;
-use crate::credentials::{self, CreatedCredential, CredentialView, not_found_label};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
+use crate::services::credentials::{self, CreatedCredential, CredentialView, not_found_label};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -41,14 +41,8 @@ async fn reachable_project(
     raw: &str,
 ) -> Result<ProjectId, ApiError> {
     let id = super::projects::parse_id(raw)?;
-    if !principal.can_reach(id) {
-        return Err(ApiError::NotFound("project"));
-    }
-    state
-        .store
-        .get_project(principal.organization_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    crate::services::projects::get(state, principal.organization_id, id, principal.project_id)
+        .await?;
     Ok(id)
 }
 

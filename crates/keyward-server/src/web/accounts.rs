@@ -24,7 +24,6 @@ use super::session::{
     AnonymousCsrf, ClientIp, Person, SESSION_COOKIE, set_cookie, signed_in, start_session,
 };
 use crate::AppState;
-use crate::error::ApiError;
 use crate::passwords::AddressThrottle;
 
 pub const MAX_FAILURES: u32 = 5;
@@ -46,7 +45,7 @@ async fn decoy_hash(state: &AppState) -> Result<String, WebError> {
     static DECOY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     DECOY
         .get_or_try_init(|| async {
-            let password = Password::generate().map_err(ApiError::internal)?;
+            let password = Password::generate().map_err(WebError::internal)?;
             hash_password(state, password).await
         })
         .await
@@ -139,7 +138,7 @@ async fn with_password_worker<T: Send + 'static>(
 async fn hash_password(state: &AppState, password: Password) -> Result<String, WebError> {
     with_password_worker(state, move |memory| password.hash_in(memory))
         .await?
-        .map_err(|e| ApiError::internal(e).into())
+        .map_err(WebError::internal)
 }
 
 async fn verify_password(

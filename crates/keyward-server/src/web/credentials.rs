@@ -1,14 +1,14 @@
 //! Settings > API Keys and Settings > Project > Tokens: the same table, create form, "shown
 //! once" page and revoke confirmation, for the organization's keys or one project's tokens.
-//! Creating and revoking go through `crate::credentials`, the API's own code path.
+//! Creating and revoking go through `crate::services::credentials`, the API's own code path.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, Role,
-    Scope, ScopeSet, Timestamp, holdable_scopes,
+    CredentialId, CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, Scope,
+    ScopeSet, Timestamp, holdable_scopes,
 };
 use keyward_store::{Creator, CredentialFilter, Page, ProjectRecord};
 use serde::Deserialize;
@@ -17,11 +17,12 @@ use super::form::FormData;
 use super::page::{DateCell, FormErrors, Layout, WebError, render};
 use super::session::Person;
 use crate::AppState;
-use crate::credentials::{
+use crate::pagination::page_from;
+use crate::services::credentials::{
     self, CredentialInput, CredentialView, Grantor, check_expiry, parse_name, parse_scopes,
 };
-use crate::error::ApiError;
-use crate::pagination::page_from;
+use crate::services::projects;
+use crate::services::{Conflict, ServiceError};
 
 /// Rows per page of the dashboard's tables.
 const ROWS_PER_PAGE: u32 = 50;
@@ -94,17 +95,13 @@ pub async fn project_of(
     raw: &str,
 ) -> Result<ProjectRecord, WebError> {
     let id = ProjectId::parse(raw).map_err(|_| WebError::not_found("project"))?;
-    state
-        .store
-        .get_project(person.membership.organization_id, id)
-        .await?
-        .ok_or_else(|| WebError::not_found("project"))
+    let organization = person.membership.organization_id;
+    Ok(projects::get(state, organization, id, None).await?)
 }
 
-/// Owners and admins revoke any credential; members revoke those they created.
+/// Whether the person may revoke this credential now.
 fn may_revoke(person: &Person, view: &CredentialView) -> bool {
-    view.status != CredentialStatus::Revoked
-        && (person.membership.role >= Role::Admin || view.created_by_user == Some(person.user_id))
+    view.status != CredentialStatus::Revoked && person.may_revoke(view.created_by_user)
 }
 
 #[derive(Deserialize)]
@@ -486,7 +483,7 @@ async fn create(
         match credentials::create(state, &grantor, place.kind, place.project_id(), input, id).await
         {
             Ok(created) => created,
-            Err(ApiError::Conflict(_)) => {
+            Err(ServiceError::Conflict(Conflict::AlreadyCreated(_))) => {
                 // The id is this organization's own (see `credential_id_for_form`).
                 let message = format!(
                     "This form was already sent, so the {} exists and was shown once. It \
@@ -495,14 +492,10 @@ async fn create(
                 );
                 return Err(WebError::page(StatusCode::CONFLICT, message));
             }
-            Err(ApiError::InsufficientScope { scope, .. }) => {
-                errors.push("scopes", format!("your role cannot grant {scope}"));
+            Err(error) => {
+                errors.absorb(error)?;
                 return form_page(state, person, &place, entered, errors).await;
             }
-            Err(ApiError::Validation(fields)) => {
-                return form_page(state, person, &place, entered, FormErrors(fields)).await;
-            }
-            Err(other) => return Err(other.into()),
         };
     let curl = format!(
         "curl -X GET \"{}/v1/instances\" -H \"Authorization: Bearer {}\"",

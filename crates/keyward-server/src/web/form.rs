@@ -23,6 +23,13 @@ impl FormData {
         self.get(name).unwrap_or_default()
     }
 
+    /// The value of a multi-line field (a textarea): browsers send every line break as CRLF
+    /// (the HTML form encoding), which is turned back into `\n` here. A lone `\r` is left
+    /// for validation to refuse.
+    pub fn lines(&self, name: &str) -> String {
+        self.text(name).replace("\r\n", "\n")
+    }
+
     /// Every value of `name`, in order.
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0

@@ -6,8 +6,8 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use keyward_core::{Email, Role, Timestamp, UserId};
-use keyward_store::{MemberRecord, MembershipChange, StoreError};
+use keyward_core::{Email, Role, UserId};
+use keyward_store::MemberRecord;
 use serde::Deserialize;
 
 use super::credentials::ConfirmPage;
@@ -15,11 +15,12 @@ use super::form::FormData;
 use super::page::{DateCell, FormErrors, Layout, WebError, render};
 use super::session::Person;
 use crate::AppState;
+use crate::services::{Conflict, ServiceError, members};
 
 const ROLES: [Role; 3] = [Role::Owner, Role::Admin, Role::Member];
 
 fn require_manager(person: &Person) -> Result<(), WebError> {
-    if person.membership.role.manages_members() {
+    if person.manager().may_manage() {
         Ok(())
     } else {
         Err(WebError::forbidden(
@@ -84,7 +85,7 @@ fn row(viewer: &Person, member: MemberRecord) -> MemberRow {
         joined: DateCell::new(member.joined_at),
         is_you: member.user_id == viewer.user_id,
         roles,
-        can_remove: role.may_assign(Some(member.role), None),
+        can_remove: members::may_remove(viewer.manager(), &member),
     }
 }
 
@@ -95,10 +96,7 @@ async fn members_page(
     errors: FormErrors,
     notice: Option<&'static str>,
 ) -> Result<Response, WebError> {
-    let members = state
-        .store
-        .members(person.membership.organization_id)
-        .await?;
+    let members = members::list(state, person.membership.organization_id).await?;
     let role = person.membership.role;
     let status = errors.status();
     let template = MembersPage {
@@ -132,6 +130,7 @@ pub async fn list_members(
         Some("last-owner") => {
             Some("An organization keeps at least one owner: make someone else owner first.")
         }
+        Some("stale") => Some("Their role changed meanwhile: look again before changing it."),
         _ => None,
     };
     members_page(
@@ -160,70 +159,36 @@ pub async fn add_member(
         .map_err(|e| errors.push("email", e))
         .ok();
     let role = parse_role(form.text("role"));
-    match role {
-        None => errors.push("role", "choose a role"),
-        Some(role) if !person.membership.role.may_assign(None, Some(role)) => {
-            errors.push("role", "only owners can add owners")
-        }
-        Some(_) => {}
+    if role.is_none() {
+        errors.push("role", "choose a role");
     }
     let entered = form.text("email").to_owned();
     let (Some(email), Some(role)) = (email, role) else {
         return members_page(&state, &person, entered, errors, None).await;
     };
-    if !errors.is_empty() {
-        return members_page(&state, &person, entered, errors, None).await;
-    }
-    let Some(user) = state.store.find_user_by_email(&email).await? else {
-        errors.push(
-            "email",
-            "no Keyward account has this email; they must sign up first",
-        );
-        return members_page(&state, &person, entered, errors, None).await;
-    };
-    match state
-        .store
-        .add_member(
-            person.membership.organization_id,
-            user.id,
-            role,
-            Timestamp::now(),
-        )
-        .await
-    {
+    match members::add(&state, person.manager(), &email, role).await {
         Ok(()) => Ok(Redirect::to("/settings/members?notice=added").into_response()),
-        Err(StoreError::Conflict(_)) => {
-            errors.push("email", "this person is already a member");
+        Err(error) => {
+            errors.absorb(error)?;
             members_page(&state, &person, entered, errors, None).await
         }
-        Err(other) => Err(other.into()),
     }
 }
 
 async fn member_of(state: &AppState, person: &Person, raw: &str) -> Result<MemberRecord, WebError> {
     let id = UserId::parse(raw).map_err(|_| WebError::not_found("member"))?;
-    state
-        .store
-        .members(person.membership.organization_id)
-        .await?
-        .into_iter()
-        .find(|m| m.user_id == id)
-        .ok_or_else(|| WebError::not_found("member"))
+    Ok(members::get(state, person.membership.organization_id, id).await?)
 }
 
-fn outcome(change: MembershipChange, done: &str) -> Result<Response, WebError> {
-    match change {
-        MembershipChange::Done => {
-            Ok(Redirect::to(&format!("/settings/members?notice={done}")).into_response())
-        }
-        MembershipChange::LastOwner => {
-            Ok(Redirect::to("/settings/members?notice=last-owner").into_response())
-        }
-        MembershipChange::Stale => {
-            Ok(Redirect::to("/settings/members?notice=stale").into_response())
-        }
-        MembershipChange::NotFound => Err(WebError::not_found("member")),
-    }
+/// Where a change of membership leads: back to the list, with a notice.
+fn outcome(result: Result<(), ServiceError>, done: &str) -> Result<Response, WebError> {
+    let notice = match result {
+        Ok(()) => done,
+        Err(ServiceError::Conflict(Conflict::LastOwner)) => "last-owner",
+        Err(ServiceError::Conflict(Conflict::StaleRole)) => "stale",
+        Err(other) => return Err(other.into()),
+    };
+    Ok(Redirect::to(&format!("/settings/members?notice={notice}")).into_response())
 }
 
 pub async fn change_role(
@@ -241,25 +206,8 @@ pub async fn change_role(
             "Choose owner, admin or member.",
         )
     })?;
-    if !person
-        .membership
-        .role
-        .may_assign(Some(member.role), Some(role))
-    {
-        return Err(WebError::forbidden(
-            "Only owners can make or change owners.",
-        ));
-    }
-    let change = state
-        .store
-        .change_member_role(
-            person.membership.organization_id,
-            member.user_id,
-            member.role,
-            role,
-        )
-        .await?;
-    outcome(change, "changed")
+    let changed = members::change_role(&state, person.manager(), &member, role).await;
+    outcome(changed, "changed")
 }
 
 pub async fn confirm_remove(
@@ -269,7 +217,7 @@ pub async fn confirm_remove(
 ) -> Result<Response, WebError> {
     require_manager(&person)?;
     let member = member_of(&state, &person, &user_id).await?;
-    if !person.membership.role.may_assign(Some(member.role), None) {
+    if !members::may_remove(person.manager(), &member) {
         return Err(WebError::forbidden("Only owners can remove owners."));
     }
     let template = ConfirmPage {
@@ -296,16 +244,6 @@ pub async fn remove(
     person.check_csrf(form.csrf_token())?;
     require_manager(&person)?;
     let member = member_of(&state, &person, &user_id).await?;
-    if !person.membership.role.may_assign(Some(member.role), None) {
-        return Err(WebError::forbidden("Only owners can remove owners."));
-    }
-    let change = state
-        .store
-        .remove_member(
-            person.membership.organization_id,
-            member.user_id,
-            member.role,
-        )
-        .await?;
-    outcome(change, "removed")
+    let removed = members::remove(&state, person.manager(), &member).await;
+    outcome(removed, "removed")
 }

@@ -8,7 +8,8 @@ use keyward_core::{Role, Timestamp};
 
 use super::session::Person;
 use crate::AppState;
-use crate::error::{ApiError, FieldError};
+use crate::error::FieldError;
+use crate::services::{Conflict, ServiceError};
 
 /// One organization in the header's switcher.
 pub struct OrganizationOption {
@@ -104,8 +105,24 @@ impl FormErrors {
         self.0.push(FieldError::new(field, message));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    /// Takes a service's refusal that belongs beside a field (invalid values, a taken name,
+    /// a role that cannot do this); anything else is the page's error.
+    pub fn absorb(&mut self, error: ServiceError) -> Result<(), WebError> {
+        match error {
+            ServiceError::Invalid(fields) => self.0.extend(fields),
+            ServiceError::Conflict(conflict) if conflict.field().is_some() => {
+                self.push(conflict.field().unwrap_or("form"), conflict);
+            }
+            ServiceError::Forbidden {
+                field: Some(field),
+                message,
+            } => self.push(field, message),
+            ServiceError::CannotGrant { scope } => {
+                self.push("scopes", format!("your role cannot grant {scope}"));
+            }
+            other => return Err(other.into()),
+        }
+        Ok(())
     }
 
     /// 200 for a fresh form, 422 for one sent back with errors.
@@ -122,7 +139,7 @@ impl FormErrors {
 pub fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => (status, Html(html)).into_response(),
-        Err(error) => ApiError::internal(error).into_response(),
+        Err(error) => WebError::internal(error).into_response(),
     }
 }
 
@@ -168,32 +185,76 @@ impl WebError {
     }
 }
 
-impl From<ApiError> for WebError {
-    fn from(error: ApiError) -> Self {
-        let status = error.status();
-        let message = match &error {
-            ApiError::Internal(_) => {
-                // Log the cause the way the API does; show nothing internal.
-                let _ = error.into_response();
-                "Something went wrong on our side. Please try again.".to_owned()
+impl WebError {
+    /// A failure of ours: logged with its cause, shown as nothing internal.
+    pub fn internal(error: impl std::error::Error) -> Self {
+        tracing::error!(%error, cause = ?error.source(), "request failed");
+        Self::page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong on our side. Please try again.",
+        )
+    }
+}
+
+/// A clause (`"only owners can add owners"`) as a sentence.
+fn sentence(clause: &str) -> String {
+    let mut chars = clause.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
+        None => String::new(),
+    }
+}
+
+impl From<ServiceError> for WebError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid(fields) => Self::page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                fields
+                    .iter()
+                    .map(|field| sentence(&format!("{}: {}", field.field, field.message)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            ServiceError::NotFound(what) => Self::not_found(what),
+            ServiceError::Conflict(Conflict::ProjectHasInstances) => Self::page(
+                StatusCode::CONFLICT,
+                "The project still has instances: delete them first.",
+            ),
+            ServiceError::Conflict(conflict) => {
+                Self::page(StatusCode::CONFLICT, sentence(&conflict.to_string()))
             }
-            ApiError::NotFound(what) => format!("No such {what} in this organization."),
-            other => {
-                let text = other.to_string();
-                let mut chars = text.chars();
-                match chars.next() {
-                    Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
-                    None => text,
-                }
+            ServiceError::CannotGrant { scope } => {
+                Self::forbidden(format!("Your role cannot grant {scope}."))
             }
-        };
-        Self::Page { status, message }
+            ServiceError::Forbidden { message, .. } => Self::forbidden(sentence(message)),
+            ServiceError::Store(error) => error.into(),
+            ServiceError::Internal(error) => Self::internal(&*error),
+        }
     }
 }
 
 impl From<keyward_store::StoreError> for WebError {
     fn from(error: keyward_store::StoreError) -> Self {
-        ApiError::from(error).into()
+        use keyward_store::StoreError;
+        match error {
+            StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(%error, "database unavailable");
+                Self::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The database is unavailable; try again shortly.",
+                )
+            }
+            StoreError::Unwritable(reason) => {
+                tracing::error!(%error, "database cannot write");
+                Self::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("The database cannot write ({reason}); try again once it can."),
+                )
+            }
+            other => Self::internal(other),
+        }
     }
 }
 

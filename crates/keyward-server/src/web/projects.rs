@@ -5,30 +5,19 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use keyward_core::{InstanceId, InstanceStatus, Name, ProjectId, Region, Scope, Timestamp};
-use keyward_store::{
-    CredentialFilter, NewInstance, NewProject, Page, ProjectChanges, ProjectDeletion,
-    ProjectRecord, StoreError,
-};
+use keyward_core::{Description, InstanceId, InstanceStatus, Name, Region, Scope};
+use keyward_store::{CredentialFilter, Page, ProjectRecord};
 
 use super::credentials::{ConfirmPage, project_of};
 use super::form::FormData;
 use super::page::{DateCell, FormErrors, Layout, WebError, render};
 use super::session::Person;
 use crate::AppState;
+use crate::services::instances::{self, InstanceInput};
+use crate::services::{Conflict, ServiceError, credentials, projects};
 
 /// Projects and instances shown on one page; more is rare for a dashboard and the API pages.
 const LIST_LIMIT: u32 = 100;
-
-fn require(person: &Person, scope: Scope, what: &str) -> Result<(), WebError> {
-    if person.membership.role.scope_cap().contains(scope) {
-        Ok(())
-    } else {
-        Err(WebError::forbidden(format!(
-            "Your role does not allow you to {what}."
-        )))
-    }
-}
 
 struct ProjectRow {
     id: String,
@@ -60,14 +49,13 @@ async fn projects_page(
     errors: FormErrors,
     notice: Option<String>,
 ) -> Result<Response, WebError> {
-    let projects = state
-        .store
-        .list_projects(
-            person.membership.organization_id,
-            None,
-            Page::first(LIST_LIMIT),
-        )
-        .await?;
+    let projects = projects::list(
+        state,
+        person.membership.organization_id,
+        None,
+        Page::first(LIST_LIMIT),
+    )
+    .await?;
     let rows = projects
         .items
         .into_iter()
@@ -87,12 +75,7 @@ async fn projects_page(
     let template = ProjectsPage {
         layout: Layout::new(state, person, section).await?,
         rows,
-        can_write: purpose == "instances"
-            && person
-                .membership
-                .role
-                .scope_cap()
-                .contains(Scope::ProjectsWrite),
+        can_write: purpose == "instances" && person.can(Scope::ProjectsWrite),
         name,
         description,
         errors,
@@ -135,32 +118,18 @@ pub async fn pick_project_for_tokens(
     .await
 }
 
-fn parse_description(raw: &str) -> Result<String, String> {
-    let trimmed = raw.trim();
-    if trimmed.chars().count() > 1000 {
-        return Err("must be at most 1000 characters".into());
-    }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-    {
-        return Err("must not contain control characters".into());
-    }
-    Ok(trimmed.replace("\r\n", "\n"))
-}
-
 pub async fn create_project(
     State(state): State<AppState>,
     person: Person,
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    require(&person, Scope::ProjectsWrite, "create projects")?;
+    person.require(Scope::ProjectsWrite)?;
     let mut errors = FormErrors::default();
     let name = Name::parse(form.text("name"))
         .map_err(|e| errors.push("name", e))
         .ok();
-    let description = parse_description(form.text("description"))
+    let description = Description::parse(&form.lines("description"))
         .map_err(|e| errors.push("description", e))
         .ok();
     let again = |errors| {
@@ -177,23 +146,13 @@ pub async fn create_project(
     let (Some(name), Some(description)) = (name, description) else {
         return again(errors).await;
     };
-    let created = state
-        .store
-        .insert_project(NewProject {
-            id: ProjectId::generate(),
-            organization_id: person.membership.organization_id,
-            name,
-            description,
-            created_at: Timestamp::now(),
-        })
-        .await;
-    match created {
+    let organization = person.membership.organization_id;
+    match projects::create(&state, organization, name, description).await {
         Ok(_) => Ok(Redirect::to("/settings/projects").into_response()),
-        Err(StoreError::Conflict(_)) => {
-            errors.push("name", "a project with this name already exists");
+        Err(error) => {
+            errors.absorb(error)?;
             again(errors).await
         }
-        Err(other) => Err(other.into()),
     }
 }
 
@@ -233,7 +192,7 @@ pub async fn edit_project(
     person: Person,
     Path(project_id): Path<String>,
 ) -> Result<Response, WebError> {
-    require(&person, Scope::ProjectsWrite, "rename projects")?;
+    person.require(Scope::ProjectsWrite)?;
     let project = project_of(&state, &person, &project_id).await?;
     let (name, description) = (project.name.to_string(), project.description.clone());
     edit_page(
@@ -254,13 +213,13 @@ pub async fn update_project(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    require(&person, Scope::ProjectsWrite, "rename projects")?;
+    person.require(Scope::ProjectsWrite)?;
     let project = project_of(&state, &person, &project_id).await?;
     let mut errors = FormErrors::default();
     let name = Name::parse(form.text("name"))
         .map_err(|e| errors.push("name", e))
         .ok();
-    let description = parse_description(form.text("description"))
+    let description = Description::parse(&form.lines("description"))
         .map_err(|e| errors.push("description", e))
         .ok();
     let entered = (
@@ -270,27 +229,21 @@ pub async fn update_project(
     let (Some(name), Some(description)) = (name, description) else {
         return edit_page(&state, &person, &project, entered.0, entered.1, errors).await;
     };
-    let changes = ProjectChanges {
-        name: Some(name),
-        description: Some(description),
-    };
-    match state
-        .store
-        .update_project(
-            person.membership.organization_id,
-            project.id,
-            changes,
-            Timestamp::now(),
-        )
-        .await
+    let organization = person.membership.organization_id;
+    match projects::update(
+        &state,
+        organization,
+        project.id,
+        Some(name),
+        Some(description),
+    )
+    .await
     {
-        Ok(Some(_)) => Ok(Redirect::to("/settings/projects").into_response()),
-        Ok(None) => Err(WebError::not_found("project")),
-        Err(StoreError::Conflict(_)) => {
-            errors.push("name", "a project with this name already exists");
+        Ok(_) => Ok(Redirect::to("/settings/projects").into_response()),
+        Err(error) => {
+            errors.absorb(error)?;
             edit_page(&state, &person, &project, entered.0, entered.1, errors).await
         }
-        Err(other) => Err(other.into()),
     }
 }
 
@@ -299,17 +252,16 @@ pub async fn confirm_delete_project(
     person: Person,
     Path(project_id): Path<String>,
 ) -> Result<Response, WebError> {
-    require(&person, Scope::ProjectsWrite, "delete projects")?;
+    person.require(Scope::ProjectsWrite)?;
     let project = project_of(&state, &person, &project_id).await?;
     let filter = CredentialFilter {
         kind: keyward_core::CredentialKind::ProjectToken,
         project: Some(project.id),
     };
-    let tokens = state
-        .store
-        .list_credentials(person.membership.organization_id, filter, Page::first(100))
+    let organization = person.membership.organization_id;
+    let tokens = credentials::list(&state, organization, filter, Page::first(100))
         .await?
-        .items
+        .data
         .iter()
         .filter(|t| t.revoked_at.is_none())
         .count();
@@ -339,19 +291,19 @@ pub async fn delete_project(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    require(&person, Scope::ProjectsWrite, "delete projects")?;
+    person.require(Scope::ProjectsWrite)?;
     let project = project_of(&state, &person, &project_id).await?;
     let organization = person.membership.organization_id;
-    match crate::credentials::delete_project(&state, organization, project.id).await? {
-        ProjectDeletion::Deleted { .. } => Ok(Redirect::to("/settings/projects").into_response()),
-        ProjectDeletion::NotFound => Err(WebError::not_found("project")),
-        ProjectDeletion::HasInstances => Err(WebError::page(
+    match projects::delete(&state, organization, project.id).await {
+        Ok(()) => Ok(Redirect::to("/settings/projects").into_response()),
+        Err(ServiceError::Conflict(Conflict::ProjectHasInstances)) => Err(WebError::page(
             StatusCode::CONFLICT,
             format!(
                 "The project {} still has instances: delete them first.",
                 project.name
             ),
         )),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -389,14 +341,14 @@ async fn instances_page(
     entered: (String, String, String),
     errors: FormErrors,
 ) -> Result<Response, WebError> {
-    let instances = state
-        .store
-        .list_instances(
-            person.membership.organization_id,
-            Some(project.id),
-            Page::first(LIST_LIMIT),
-        )
-        .await?;
+    let instances = instances::list(
+        state,
+        person.membership.organization_id,
+        None,
+        Some(project.id),
+        Page::first(LIST_LIMIT),
+    )
+    .await?;
     let rows = instances
         .items
         .into_iter()
@@ -419,18 +371,14 @@ async fn instances_page(
         project_id: project.id.to_string(),
         project_name: project.name.to_string(),
         rows,
-        can_write: person
-            .membership
-            .role
-            .scope_cap()
-            .contains(Scope::InstancesWrite),
+        can_write: person.can(Scope::InstancesWrite),
         name: entered.0,
         region: entered.1,
-        statuses: ["provisioning", "running", "stopped"]
+        statuses: InstanceStatus::ALL
             .into_iter()
-            .map(|value| StatusChoice {
-                value,
-                selected: value == chosen,
+            .map(|status| StatusChoice {
+                value: status.as_str(),
+                selected: status.as_str() == chosen,
             })
             .collect(),
         errors,
@@ -455,7 +403,7 @@ pub async fn create_instance(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    require(&person, Scope::InstancesWrite, "create instances")?;
+    person.require(Scope::InstancesWrite)?;
     let project = project_of(&state, &person, &project_id).await?;
     let mut errors = FormErrors::default();
     let name = Name::parse(form.text("name"))
@@ -464,10 +412,11 @@ pub async fn create_instance(
     let region = Region::parse(form.text("region"))
         .map_err(|e| errors.push("region", e))
         .ok();
-    let status = InstanceStatus::from_storage(form.text("status"));
-    if status.is_none() {
-        errors.push("status", "choose provisioning, running or stopped");
-    }
+    let status = form
+        .text("status")
+        .parse::<InstanceStatus>()
+        .map_err(|e| errors.push("status", e))
+        .ok();
     let entered = (
         form.text("name").to_owned(),
         form.text("region").to_owned(),
@@ -476,30 +425,21 @@ pub async fn create_instance(
     let (Some(name), Some(region), Some(status)) = (name, region, status) else {
         return instances_page(&state, &person, &project, entered, errors).await;
     };
-    let created = state
-        .store
-        .insert_instance(NewInstance {
-            id: InstanceId::generate(),
-            organization_id: person.membership.organization_id,
-            project_id: project.id,
-            name,
-            region,
-            status,
-            created_at: Timestamp::now(),
-        })
-        .await;
-    match created {
+    let input = InstanceInput {
+        project_id: project.id,
+        name,
+        region,
+        status,
+    };
+    let organization = person.membership.organization_id;
+    match instances::create(&state, organization, None, input).await {
         Ok(_) => Ok(
             Redirect::to(&format!("/settings/projects/{}/instances", project.id)).into_response(),
         ),
-        Err(StoreError::Conflict(_)) => {
-            errors.push(
-                "name",
-                "an instance with this name already exists in the project",
-            );
+        Err(error) => {
+            errors.absorb(error)?;
             instances_page(&state, &person, &project, entered, errors).await
         }
-        Err(other) => Err(other.into()),
     }
 }
 
@@ -510,12 +450,8 @@ async fn instance_of(
     raw: &str,
 ) -> Result<keyward_store::InstanceRecord, WebError> {
     let id = InstanceId::parse(raw).map_err(|_| WebError::not_found("instance"))?;
-    state
-        .store
-        .get_instance(person.membership.organization_id, id)
-        .await?
-        .filter(|instance| instance.project_id == project.id)
-        .ok_or_else(|| WebError::not_found("instance"))
+    let organization = person.membership.organization_id;
+    Ok(instances::get(state, organization, None, id, Some(project.id)).await?)
 }
 
 pub async fn confirm_delete_instance(
@@ -523,7 +459,7 @@ pub async fn confirm_delete_instance(
     person: Person,
     Path((project_id, instance_id)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
-    require(&person, Scope::InstancesWrite, "delete instances")?;
+    person.require(Scope::InstancesWrite)?;
     let project = project_of(&state, &person, &project_id).await?;
     let instance = instance_of(&state, &person, &project, &instance_id).await?;
     let template = ConfirmPage {
@@ -551,12 +487,10 @@ pub async fn delete_instance(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    require(&person, Scope::InstancesWrite, "delete instances")?;
+    person.require(Scope::InstancesWrite)?;
     let project = project_of(&state, &person, &project_id).await?;
     let instance = instance_of(&state, &person, &project, &instance_id).await?;
-    state
-        .store
-        .delete_instance(person.membership.organization_id, instance.id)
-        .await?;
+    let organization = person.membership.organization_id;
+    instances::delete(&state, organization, None, instance.id, Some(project.id)).await?;
     Ok(Redirect::to(&format!("/settings/projects/{}/instances", project.id)).into_response())
 }

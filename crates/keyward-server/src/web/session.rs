@@ -12,12 +12,11 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use keyward_core::credential::random_token;
-use keyward_core::{Email, KeyDigest, Timestamp, UserId};
+use keyward_core::{Email, KeyDigest, Role, Scope, Timestamp, UserId};
 use keyward_store::{MembershipRecord, NewSession};
 
 use super::page::WebError;
 use crate::AppState;
-use crate::error::ApiError;
 
 pub const SESSION_COOKIE: &str = "keyward_session";
 pub const CSRF_COOKIE: &str = "keyward_csrf";
@@ -78,8 +77,8 @@ pub async fn start_session(
     user: UserId,
     organization: Option<keyward_core::OrganizationId>,
 ) -> Result<HeaderValue, WebError> {
-    let token = random_token().map_err(ApiError::internal)?;
-    let csrf_token = random_token().map_err(ApiError::internal)?;
+    let token = random_token().map_err(WebError::internal)?;
+    let csrf_token = random_token().map_err(WebError::internal)?;
     let now = Timestamp::now();
     state
         .store
@@ -105,6 +104,38 @@ pub struct Person {
 }
 
 impl Person {
+    /// Whether the person's role holds `scope`: what the dashboard lets them do, as a key's
+    /// scopes do in the API.
+    pub fn can(&self, scope: Scope) -> bool {
+        self.membership.role.scope_cap().contains(scope)
+    }
+
+    /// The dashboard's permission check, the counterpart of `Principal::require`: a 403 page
+    /// unless the person's role holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), WebError> {
+        if self.can(scope) {
+            Ok(())
+        } else {
+            Err(WebError::forbidden(format!(
+                "Your role ({}) cannot do this: it needs the {scope} permission.",
+                self.membership.role.as_str()
+            )))
+        }
+    }
+
+    /// Owners and admins revoke any credential; members revoke those they created.
+    pub fn may_revoke(&self, created_by: Option<UserId>) -> bool {
+        self.membership.role >= Role::Admin || created_by == Some(self.user_id)
+    }
+
+    /// Who manages members, when this person does.
+    pub fn manager(&self) -> crate::services::members::Manager {
+        crate::services::members::Manager {
+            organization_id: self.membership.organization_id,
+            role: self.membership.role,
+        }
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), WebError> {
         match submitted {
@@ -196,7 +227,7 @@ impl AnonymousCsrf {
                 set_cookie: None,
             }),
             None => {
-                let token = random_token().map_err(ApiError::internal)?;
+                let token = random_token().map_err(WebError::internal)?;
                 let set_cookie = Some(set_cookie(state, CSRF_COOKIE, &token, SESSION_SECONDS));
                 Ok(Self { token, set_cookie })
             }

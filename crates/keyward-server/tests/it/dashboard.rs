@@ -503,6 +503,24 @@ async fn roles_limit_what_people_grant_see_and_revoke() {
         member.get("/settings/members").await.status,
         StatusCode::FORBIDDEN
     );
+    let refused = member
+        .post(
+            "/settings/projects",
+            &[
+                ("csrf_token", &page.csrf_token()),
+                ("name", "Bob's project"),
+                ("description", ""),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .body
+            .contains("Your role (member) cannot do this: it needs the projects:write permission."),
+        "{}",
+        refused.body
+    );
     let own = member.create_key("Bob key", &["instances:read"]).await;
     assert_eq!(own.status, StatusCode::OK);
     let list = member.get("/settings/api-keys").await;

@@ -15,6 +15,7 @@ mod openapi;
 mod password_work;
 mod postgres;
 mod projects;
+mod rules;
 mod storage;
 mod tokens;
 mod verification;

@@ -1,6 +1,6 @@
 //! API keys and project tokens, as the REST API and the dashboard both manage them: create,
-//! list, show and revoke, with the views they return. Both front ends call these same
-//! functions, so a key revoked in the dashboard is revoked exactly as through the API.
+//! list, show, update and revoke, with the views they return. Both front ends call these
+//! same functions, so a key revoked in the dashboard is revoked exactly as through the API.
 
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, GrantError, Name, OrganizationId, PlaintextKey,
@@ -8,12 +8,12 @@ use keyward_core::{
 };
 use keyward_store::{
     Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page,
-    ProjectDeletion,
 };
 use serde::Serialize;
 
+use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
-use crate::error::{ApiError, FieldError};
+use crate::error::FieldError;
 use crate::pagination::List;
 
 /// Who creates a credential, and the most they may grant: a credential's own scopes and
@@ -158,26 +158,21 @@ pub async fn create(
     project: Option<ProjectId>,
     input: CredentialInput,
     id: CredentialId,
-) -> Result<CreatedCredential, ApiError> {
+) -> Result<CreatedCredential, ServiceError> {
     check_grant(grantor.allowed, kind, input.scopes).map_err(|error| match error {
-        GrantError::NotForKind { .. } => ApiError::invalid("scopes", error),
-        GrantError::NotHeld { scope } => ApiError::InsufficientScope {
-            scope,
-            detail: format!(
-                "this credential cannot grant the {scope} scope, which it does not hold"
-            ),
-        },
+        GrantError::NotForKind { .. } => ServiceError::invalid("scopes", error),
+        GrantError::NotHeld { scope } => ServiceError::CannotGrant { scope },
     })?;
     if let Some(limit) = grantor.expires_at
         && input.expires_at.is_none_or(|asked| asked > limit)
     {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             "expires_at",
             format!("must be set and no later than {limit}, when the creating credential expires"),
         ));
     }
     check_rate_limit_grant(grantor, input.rate_limit)?;
-    let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ApiError::internal)?;
+    let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ServiceError::internal)?;
     let record = state
         .store
         .insert_credential(NewCredential {
@@ -193,7 +188,8 @@ pub async fn create(
             rate_limit: input.rate_limit,
             created_by: grantor.created_by,
         })
-        .await?;
+        .await
+        .map_err(store_error(Conflict::AlreadyCreated(kind)))?;
     Ok(CreatedCredential {
         id: record.id,
         name: record.name,
@@ -212,7 +208,7 @@ pub async fn list(
     organization: OrganizationId,
     filter: CredentialFilter,
     page: Page,
-) -> Result<List<CredentialView>, ApiError> {
+) -> Result<List<CredentialView>, ServiceError> {
     let paged = state
         .store
         .list_credentials(organization, filter, page)
@@ -231,13 +227,13 @@ pub async fn show(
     organization: OrganizationId,
     id: CredentialId,
     project: Option<ProjectId>,
-) -> Result<CredentialView, ApiError> {
+) -> Result<CredentialView, ServiceError> {
     let record = state
         .store
         .get_credential(organization, id)
         .await?
         .filter(|record| record.project_id == project)
-        .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
+        .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
     Ok(CredentialView::new(record, state, state.config.clock.now()))
 }
 
@@ -247,14 +243,14 @@ pub async fn revoke(
     organization: OrganizationId,
     id: CredentialId,
     project: Option<ProjectId>,
-) -> Result<(), ApiError> {
+) -> Result<(), ServiceError> {
     // Check the project before revoking: a token is revoked only through its own project.
     show(state, organization, id, project).await?;
     let record = state
         .store
         .revoke_credential(organization, id, state.config.clock.now())
         .await?
-        .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
+        .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
     // Committed: now make every verification on this node see it.
     state.verifier.invalidate(&record.digest);
     Ok(())
@@ -262,10 +258,10 @@ pub async fn revoke(
 
 /// A limit `grantor` may set on a credential: any, unless the grantor is limited itself;
 /// then one no looser than its own.
-fn check_rate_limit_grant(grantor: &Grantor, asked: Option<RateLimit>) -> Result<(), ApiError> {
+fn check_rate_limit_grant(grantor: &Grantor, asked: Option<RateLimit>) -> Result<(), ServiceError> {
     match (grantor.rate_limit, asked) {
         (Some(cap), asked) if asked.is_none_or(|asked| !asked.is_within(cap)) => {
-            Err(ApiError::invalid(
+            Err(ServiceError::invalid(
                 "rate_limit",
                 format!(
                     "must be set and no looser than {} requests per {} seconds, the creating \
@@ -286,11 +282,11 @@ pub async fn update(
     id: CredentialId,
     project: Option<ProjectId>,
     changes: CredentialChanges,
-) -> Result<CredentialView, ApiError> {
+) -> Result<CredentialView, ServiceError> {
     let organization = grantor.organization_id;
     if let Some(asked) = changes.rate_limit {
         if grantor.created_by == Creator::Credential(id) {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 "rate_limit",
                 "a credential cannot change its own rate limit",
             ));
@@ -302,27 +298,9 @@ pub async fn update(
         .store
         .update_credential(organization, id, changes)
         .await?
-        .ok_or(ApiError::NotFound(not_found_label(id.kind())))?;
+        .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
     state.verifier.invalidate(&record.digest);
     Ok(CredentialView::new(record, state, state.config.clock.now()))
-}
-
-/// Deletes an empty project and revokes its tokens, which stop working on the next request.
-pub async fn delete_project(
-    state: &AppState,
-    organization: OrganizationId,
-    project: ProjectId,
-) -> Result<ProjectDeletion, ApiError> {
-    let outcome = state
-        .store
-        .delete_project(organization, project, state.config.clock.now())
-        .await?;
-    if let ProjectDeletion::Deleted { revoked_tokens } = &outcome {
-        for token in revoked_tokens {
-            state.verifier.invalidate(&token.digest);
-        }
-    }
-    Ok(outcome)
 }
 
 pub fn not_found_label(kind: CredentialKind) -> &'static str {

@@ -1,0 +1,124 @@
+//! What Keyward does to its resources, once for both front ends: the REST API and the
+//! dashboard call these services with values already parsed by the core types
+//! (`Name::parse`, `Description::parse`, `InstanceStatus::from_str` …), and each turns a
+//! [`ServiceError`] into its own answer: a problem+json document, or a form shown again with
+//! the message beside the field.
+//!
+//! Every rule that guards a write lives here or in the store's transaction, never in a
+//! handler, so that the two front ends cannot drift apart.
+
+pub mod credentials;
+pub mod instances;
+pub mod members;
+pub mod projects;
+
+use keyward_core::{CredentialKind, Scope};
+use keyward_store::StoreError;
+
+use crate::error::FieldError;
+
+/// Why a service refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Fields that are not valid.
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    /// Nothing of this kind (`"project"`, `"API key"` …) with this id that the caller can
+    /// reach.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The change conflicts with what exists.
+    #[error("{0}")]
+    Conflict(Conflict),
+    /// A credential cannot grant a scope it does not hold.
+    #[error("cannot grant {scope}")]
+    CannotGrant { scope: Scope },
+    /// The caller's role does not allow this; the message says why.
+    #[error("{message}")]
+    Forbidden {
+        field: Option<&'static str>,
+        message: &'static str,
+    },
+    /// The store failed (unavailable, cannot write, or worse).
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What a change conflicted with. Each front end words it its own way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// The name is taken: by a project in the organization, or an instance in the project.
+    NameTaken(&'static str),
+    /// A credential with this id exists: the same creation (a form, say) was sent twice.
+    AlreadyCreated(CredentialKind),
+    /// A project with instances cannot be deleted.
+    ProjectHasInstances,
+    /// The person belongs to the organization already.
+    AlreadyMember,
+    /// The change would leave the organization without an owner.
+    LastOwner,
+    /// The member's role changed since the caller looked.
+    StaleRole,
+}
+
+impl Conflict {
+    /// The field a form marks for it, if any.
+    pub fn field(self) -> Option<&'static str> {
+        match self {
+            Self::NameTaken(_) => Some("name"),
+            Self::AlreadyMember => Some("email"),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NameTaken("instance") => {
+                f.write_str("an instance with this name already exists in the project")
+            }
+            Self::NameTaken(what) => write!(f, "a {what} with this name already exists"),
+            Self::AlreadyCreated(kind) => write!(
+                f,
+                "{} with this id was already created",
+                credentials::not_found_label(*kind)
+            ),
+            Self::ProjectHasInstances => {
+                f.write_str("the project still has instances; delete them first")
+            }
+            Self::AlreadyMember => f.write_str("this person is already a member"),
+            Self::LastOwner => f.write_str("the organization must keep at least one owner"),
+            Self::StaleRole => f.write_str("the member's role changed meanwhile; look again"),
+        }
+    }
+}
+
+impl ServiceError {
+    pub fn invalid(field: &'static str, message: impl ToString) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(error))
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(what) => Self::NotFound(what),
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// A store error, with the store's `Conflict` (a unique constraint) read as `on_conflict`.
+pub(crate) fn store_error(on_conflict: Conflict) -> impl FnOnce(StoreError) -> ServiceError {
+    move |error| match error {
+        StoreError::Conflict(_) => ServiceError::Conflict(on_conflict),
+        other => ServiceError::from(other),
+    }
+}
