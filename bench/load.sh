@@ -8,6 +8,7 @@
 #   bench/load.sh                     # 3 rounds of 10 s each per target
 #   DURATION=30s ROUNDS=5 bench/load.sh
 #   BIN=/path/to/keyward bench/load.sh  # measure another build (not rebuilt)
+#   DATABASE_URL=postgres://… bench/load.sh  # on an empty PostgreSQL database
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,10 +2,11 @@
 # a fresh SQLite database in a temporary directory, on a free port of 127.0.0.1, waits until
 # it listens, and arranges for it to be stopped and the directory removed on exit.
 # Needs `bin`; sets `work`, `db`, `server` and `url`. Its arguments go to `keyward serve`.
+# With `DATABASE_URL` set (an empty PostgreSQL database, say), it serves that instead.
 
 start_server() {
   work=$(mktemp -d)
-  db="sqlite://$work/keyward.db"
+  db=${DATABASE_URL:-"sqlite://$work/keyward.db"}
   server=""
   trap stop_server EXIT
   "$bin" serve --listen 127.0.0.1:0 --database-url "$db" --log warn,keyward::serve=info "$@" \

@@ -3,7 +3,9 @@
 //! the database reads per second a flood of unknown (well-formed) keys causes, and the
 //! memory a cache holding every key takes.
 //!
-//! `bench/scale.sh` runs it: `cargo bench -p keyward-server --bench scale`.
+//! `bench/scale.sh` runs it: `cargo bench -p keyward-server --bench scale`. With
+//! `KEYWARD_SCALE_DATABASE=postgres` it runs on a throw-away PostgreSQL cluster instead (the
+//! server binaries from `PATH` or `/usr/lib/postgresql/*/bin`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +16,7 @@ use keyward_core::{
 };
 use keyward_server::auth::{Clock, UsageRecorder, VerificationCache, Verifier};
 use keyward_server::metrics::Metrics;
+use keyward_store::testing::TempPostgres;
 use keyward_store::{CredentialRecord, NewOrganization, NewOwner};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -50,7 +53,16 @@ fn main() {
 async fn run(keys: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scale.db");
-    let url = format!("sqlite://{}", path.display());
+    let postgres = std::env::var("KEYWARD_SCALE_DATABASE").is_ok_and(|db| db == "postgres");
+    let cluster = postgres.then(|| {
+        TempPostgres::start()
+            .unwrap_or_else(|error| panic!("{error}"))
+            .expect("KEYWARD_SCALE_DATABASE=postgres needs PostgreSQL (Debian package postgresql)")
+    });
+    let url = match &cluster {
+        Some(cluster) => cluster.create_database().await.unwrap(),
+        None => format!("sqlite://{}", path.display()),
+    };
     let store = keyward_store::open(&url).await.unwrap();
     let organization = OrganizationId::generate();
     let owner = UserId::generate();
@@ -73,44 +85,16 @@ async fn run(keys: usize) {
 
     // Seed straight into the table, in large transactions.
     let started = Instant::now();
-    let mut connection = SqliteConnectOptions::new()
-        .filename(&path)
-        .connect()
-        .await
-        .unwrap();
     let scopes = ScopeSet::parse_names(&["instances:read", "projects:read"]).unwrap();
-    let stride = (keys / SAMPLES).max(1);
-    let mut samples = Vec::with_capacity(SAMPLES);
-    let now = Timestamp::now().unix_seconds();
-    for batch_start in (0..keys).step_by(BATCH) {
-        let mut tx = connection.begin().await.unwrap();
-        for n in batch_start..(batch_start + BATCH).min(keys) {
-            let key = PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey).unwrap();
-            sqlx::query(
-                "INSERT INTO credentials (id, kind, organization_id, name, secret_sha256, hint, \
-                 scopes, created_at, created_by_user) VALUES (?1, 'api_key', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .bind(CredentialId::generate(CredentialKind::ApiKey).as_uuid())
-            .bind(organization.as_uuid())
-            .bind(format!("key {n}"))
-            .bind(key.digest().as_bytes().to_vec())
-            .bind(key.hint())
-            .bind(scopes.to_storage())
-            .bind(now)
-            .bind(owner.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-            if n % stride == 0 && samples.len() < SAMPLES {
-                samples.push(key.expose_secret().to_owned());
-            }
-        }
-        tx.commit().await.unwrap();
-    }
-    drop(connection);
+    let samples = if postgres {
+        seed_postgres(&url, keys, organization, owner, scopes).await
+    } else {
+        seed_sqlite(&path, keys, organization, owner, scopes).await
+    };
     let seeded = started.elapsed();
     println!(
-        "keys: {keys} in SQLite, seeded in {:.1} s",
+        "keys: {keys} in {}, seeded in {:.1} s",
+        if postgres { "PostgreSQL" } else { "SQLite" },
         seeded.as_secs_f64()
     );
 
@@ -139,7 +123,7 @@ async fn run(keys: usize) {
     );
     micros.sort_by(f64::total_cmp);
     println!(
-        "cold verification (cache miss, one SQLite read), {} keys: median {:.1} µs, p99 {:.1} µs",
+        "cold verification (cache miss, one database read), {} keys: median {:.1} µs, p99 {:.1} µs",
         micros.len(),
         percentile(&micros, 0.5),
         percentile(&micros, 0.99)
@@ -215,4 +199,95 @@ async fn run(keys: usize) {
         (after - before) as f64 / keys as f64
     );
     store.close().await;
+}
+
+/// Inserts `keys` API keys straight into SQLite and returns a sample of them.
+async fn seed_sqlite(
+    path: &std::path::Path,
+    keys: usize,
+    organization: OrganizationId,
+    owner: UserId,
+    scopes: ScopeSet,
+) -> Vec<String> {
+    let mut connection = SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .unwrap();
+    let stride = (keys / SAMPLES).max(1);
+    let mut samples = Vec::with_capacity(SAMPLES);
+    let now = Timestamp::now().unix_seconds();
+    for batch_start in (0..keys).step_by(BATCH) {
+        let mut tx = connection.begin().await.unwrap();
+        for n in batch_start..(batch_start + BATCH).min(keys) {
+            let key = PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey).unwrap();
+            sqlx::query(
+                "INSERT INTO credentials (id, kind, organization_id, name, secret_sha256, hint, \
+                 scopes, created_at, created_by_user) VALUES (?1, 'api_key', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(CredentialId::generate(CredentialKind::ApiKey).as_uuid())
+            .bind(organization.as_uuid())
+            .bind(format!("key {n}"))
+            .bind(key.digest().as_bytes().to_vec())
+            .bind(key.hint())
+            .bind(scopes.to_storage())
+            .bind(now)
+            .bind(owner.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            if n % stride == 0 && samples.len() < SAMPLES {
+                samples.push(key.expose_secret().to_owned());
+            }
+        }
+        tx.commit().await.unwrap();
+    }
+    samples
+}
+
+/// Inserts `keys` API keys straight into PostgreSQL, a batch per statement, and returns a
+/// sample of them.
+async fn seed_postgres(
+    url: &str,
+    keys: usize,
+    organization: OrganizationId,
+    owner: UserId,
+    scopes: ScopeSet,
+) -> Vec<String> {
+    let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+    let stride = (keys / SAMPLES).max(1);
+    let mut samples = Vec::with_capacity(SAMPLES);
+    let now = Timestamp::now().unix_seconds();
+    for batch_start in (0..keys).step_by(BATCH) {
+        let batch = batch_start..(batch_start + BATCH).min(keys);
+        let (mut ids, mut names, mut digests, mut hints) = (vec![], vec![], vec![], vec![]);
+        for n in batch {
+            let key = PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey).unwrap();
+            ids.push(CredentialId::generate(CredentialKind::ApiKey).as_uuid());
+            names.push(format!("key {n}"));
+            digests.push(key.digest().as_bytes().to_vec());
+            hints.push(key.hint());
+            if n % stride == 0 && samples.len() < SAMPLES {
+                samples.push(key.expose_secret().to_owned());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO credentials (id, kind, organization_id, name, secret_sha256, hint, \
+             scopes, created_at, created_by_user) \
+             SELECT id, 'api_key', $5, name, digest, hint, $6, $7, $8 \
+             FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::text[]) AS t(id, name, digest, hint)",
+        )
+        .bind(ids)
+        .bind(names)
+        .bind(digests)
+        .bind(hints)
+        .bind(organization.as_uuid())
+        .bind(scopes.to_storage())
+        .bind(now)
+        .bind(owner.as_uuid())
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    }
+    samples
 }
