@@ -127,8 +127,17 @@ impl Readers {
     }
 }
 
+/// A failed read: the database busy or locked past the busy timeout, or not readable at all
+/// (an I/O error), is unavailable for now, which the caller may retry; anything else is an
+/// error.
 fn read_error(error: rusqlite::Error) -> StoreError {
-    StoreError::Read(error.to_string())
+    use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, SystemIoFailure};
+    match error.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | CannotOpen) => {
+            StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(error.to_string())))
+        }
+        _ => StoreError::Read(error.to_string()),
+    }
 }
 
 impl Read for &Readers {
@@ -239,5 +248,63 @@ impl Columns for Row<'_, '_> {
             ValueRef::Blob(bytes) => Ok(bytes.to_vec()),
             _ => Err(Self::column_error(column, "a blob")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readers() -> (tempfile::TempDir, Readers) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("readers.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER, b BLOB);")
+            .unwrap();
+        let readers = Readers::open(&path, 2, Duration::from_secs(1)).unwrap();
+        (dir, readers)
+    }
+
+    #[tokio::test]
+    async fn parameters_bind_by_their_number_whatever_their_order_of_appearance() {
+        let (_dir, readers) = readers();
+        let uuid = Uuid::now_v7();
+        let query = Query::new("SELECT $3 AS c, $1 AS a, $2 AS b, $1 + 1 AS d")
+            .bind(41_i64)
+            .bind(Some("two"))
+            .bind(uuid);
+        let row = (&readers)
+            .optional(query, |row| {
+                Ok((row.int("a")?, row.text("b")?, row.uuid("c")?, row.int("d")?))
+            })
+            .await
+            .unwrap();
+        assert_eq!(row, Some((41, "two".to_owned(), uuid, 42)));
+    }
+
+    #[tokio::test]
+    async fn nulls_mismatched_columns_and_a_closed_store_are_errors_not_panics() {
+        let (_dir, readers) = readers();
+        let query = Query::new("SELECT $1 AS missing, 'text' AS t").bind(None::<Uuid>);
+        let row = (&readers)
+            .optional(query, |row| {
+                Ok((row.opt_uuid("missing")?, row.int("t").is_err()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(row, Some((None, true)));
+        let unbound = (&readers)
+            .all(Query::new("SELECT $1 AS n"), |row| row.int("n"))
+            .await;
+        assert!(
+            matches!(unbound, Err(StoreError::Corrupt(_))),
+            "{unbound:?}"
+        );
+        readers.close();
+        let closed = (&readers)
+            .all(Query::new("SELECT 1 AS n"), |row| row.int("n"))
+            .await;
+        assert!(matches!(closed, Err(StoreError::Read(_))), "{closed:?}");
     }
 }
