@@ -235,8 +235,9 @@ macro_rules! sqlx_bind {
 }
 pub(crate) use sqlx_bind;
 
-/// Implements [`Read`] for something sqlx executes on (`$target` is the executor expression
-/// for `self`), using `$sql` (a `fn(&Query) -> &'static str`) to choose the text.
+/// Implements [`Read`] for something sqlx executes on: `|this| $executor` names the executor
+/// given `this` (`&mut Self`), and `$sql` (a `fn(&Query) -> &'static str`) chooses the
+/// statement's text (with or without its row lock).
 macro_rules! sqlx_read {
     ($ty:ty, $db:ty, |$this:ident| $executor:expr, $sql:expr) => {
         impl $crate::sql::Read for $ty {
