@@ -2,11 +2,12 @@
 
 mod bootstrap;
 mod client;
+mod config;
 mod serve;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use keyward_core::Brand;
 
 /// Keyward: a self-hosted API key and project-token service.
@@ -59,6 +60,22 @@ enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    /// Check a configuration file for `keyward serve`.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Check FILE without starting anything: every setting known and valid. Prints one line
+    /// naming the file, the line and the problem, and exits with 2, at the first mistake.
+    Check {
+        /// The configuration file (TOML).
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
 }
 
 /// Where Keyward keeps its data.
@@ -98,8 +115,50 @@ struct MigrateArgs {
     database: DatabaseArgs,
 }
 
+/// The command line, with `keyward serve`'s configuration file applied (see [`config`]).
+fn parse() -> Result<Cli, config::ConfigError> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = Cli::command().get_matches_from(&args);
+    let args = match matches.subcommand() {
+        Some(("serve", serve)) => config::apply(args, serve)?,
+        _ => args,
+    };
+    let matches = Cli::command().get_matches_from(args);
+    Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit()))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Config {
+        command: ConfigCommand::Check { file },
+    } = &cli.command
+    {
+        return match config::load(file) {
+            Ok(settings) => {
+                println!(
+                    "{}: valid ({} setting{})",
+                    file.display(),
+                    settings.settings.len(),
+                    if settings.settings.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -147,6 +206,7 @@ fn main() -> ExitCode {
                 let client = client::Client::new(&connection)?;
                 Ok(client::commands_whoami(&client).await?)
             }
+            Command::Config { .. } => Ok(()),
         }
     });
     match outcome {

@@ -20,6 +20,13 @@ use crate::{BrandArgs, CliResult, DatabaseArgs};
 /// SIGTERM finishes in-flight requests and writes pending last-use times before exiting.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// A configuration file (TOML) setting any of these options, under their names in snake
+    /// case (`cache_max_age_seconds = 30`); flags and environment variables override it.
+    /// Without it, `./keyward.toml` is read if it exists. `keyward config check FILE` checks
+    /// one.
+    #[arg(long, env = "KEYWARD_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+
     /// Address and port to listen on (port 0 picks a free one).
     #[arg(
         long,
@@ -192,9 +199,11 @@ pub async fn run(args: ServeArgs) -> CliResult {
         },
         ..Config::default()
     };
+    // Listen for SIGTERM before saying we listen: a supervisor may stop us at once.
+    let shutdown = shutdown_signal()?;
     tracing::info!("keyward listening on http://{address}");
     let state = AppState::new(store.clone(), config);
-    let served = keyward_server::serve(listener, state, shutdown_signal()).await;
+    let served = keyward_server::serve(listener, state, shutdown).await;
     store.close().await;
     served?;
     tracing::info!("keyward stopped");
@@ -225,27 +234,26 @@ fn password_limits(workers: Option<u16>) -> PasswordLimits {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Catches SIGINT (Ctrl-C) and SIGTERM from now on; the future completes on either.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }

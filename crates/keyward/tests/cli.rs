@@ -17,6 +17,7 @@ fn keyward() -> Command {
         "KEYWARD_KEY_BRAND",
         "KEYWARD_LAST_USED_FLUSH_SECONDS",
         "KEYWARD_LOG",
+        "KEYWARD_CONFIG",
     ] {
         command.env_remove(variable);
     }
@@ -54,10 +55,17 @@ impl Server {
     }
 
     fn start_on(url: &str, dir: &TempDir, extra: &[&str]) -> Self {
-        let mut child = keyward()
+        let mut command = keyward();
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
             .arg(url)
-            .args(extra)
+            .args(extra);
+        Self::spawn(command, dir)
+    }
+
+    /// Runs `command` (a `keyward serve`) in `dir` and waits for the address it logs.
+    fn spawn(mut command: Command, dir: &TempDir) -> Self {
+        let mut child = command
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -141,6 +149,7 @@ fn help_explains_every_command_and_option() {
         "tokens",
         "instances",
         "whoami",
+        "config",
         "KEYWARD_API_KEY",
     ] {
         assert!(top.contains(word), "--help lacks {word}:\n{top}");
@@ -155,6 +164,9 @@ fn help_explains_every_command_and_option() {
         "sqlite://./keyward-data/keyward.db",
         "--key-brand",
         "KEYWARD_KEY_BRAND",
+        "--config",
+        "KEYWARD_CONFIG",
+        "keyward.toml",
         "SIGTERM",
     ] {
         assert!(serve.contains(word), "serve --help lacks {word}:\n{serve}");
@@ -194,6 +206,155 @@ fn usage_errors_exit_with_2_and_say_why() {
         .unwrap();
     assert_eq!(bad_brand.status.code(), Some(2));
     assert!(text(&bad_brand.stderr).contains("brand"));
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_configuration_file_sets_serve_and_flags_and_the_environment_override_it() {
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        format!(
+            "# Keyward\nlisten = \"127.0.0.1:{port}\"\ndatabase_url = \"{}\"\n\
+             cache_max_age_seconds = 30\nlog = \"info\"\n",
+            database_url(&dir)
+        ),
+    )
+    .unwrap();
+
+    // ./keyward.toml is read when present.
+    let mut command = keyward();
+    command.arg("serve");
+    let mut server = Server::spawn(command, &dir);
+    assert_eq!(server.address, format!("127.0.0.1:{port}"));
+    assert!(server.terminate().0.success());
+
+    // A flag, then the environment, wins over the file.
+    let mut command = keyward();
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let flagged = Server::spawn(command, &dir);
+    assert_ne!(flagged.address, format!("127.0.0.1:{port}"));
+    drop(flagged);
+    let mut command = keyward();
+    command.arg("serve").env("KEYWARD_LISTEN", "127.0.0.1:0");
+    let from_env = Server::spawn(command, &dir);
+    assert_ne!(from_env.address, format!("127.0.0.1:{port}"));
+    drop(from_env);
+
+    // --config (or KEYWARD_CONFIG) names another file, which must exist.
+    let other = free_port();
+    let named = dir.path().join("other.toml");
+    std::fs::write(&named, format!("listen = \"127.0.0.1:{other}\"\n")).unwrap();
+    let mut command = keyward();
+    command.arg("serve").env("KEYWARD_CONFIG", &named);
+    let configured = Server::spawn(command, &dir);
+    assert_eq!(configured.address, format!("127.0.0.1:{other}"));
+    drop(configured);
+    let missing = keyward()
+        .args(["serve", "--config", "absent.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).starts_with("error: absent.toml: cannot read the configuration file"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+#[test]
+fn sigterm_right_after_the_server_says_it_listens_still_stops_it_gracefully() {
+    // The handler is in place before the address is logged: a supervisor that stops the
+    // server as soon as it is up gets a clean exit, not death by signal.
+    for _ in 0..5 {
+        let dir = TempDir::new().unwrap();
+        let mut server = Server::start(&dir, &[]);
+        let (status, log) = server.terminate();
+        assert!(status.success(), "{status:?}: {log}");
+        assert!(log.contains("keyward stopped"), "{log}");
+    }
+}
+
+#[test]
+fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
+    let dir = TempDir::new().unwrap();
+    let check = |name: &str, content: &str| {
+        std::fs::write(dir.path().join(name), content).unwrap();
+        let output = keyward()
+            .args(["config", "check", name])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+    let (code, stdout, _) = check(
+        "good.toml",
+        "listen = \"127.0.0.1:9000\"\nkey_brand = \"acme\"\nmax_connections = 500\n",
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout, "good.toml: valid (3 settings)\n");
+    for (name, content, said) in [
+        (
+            "unknown.toml",
+            "listen = \"127.0.0.1:9000\"\n\ncolour = \"blue\"\n",
+            "error: unknown.toml:3: unknown setting `colour`",
+        ),
+        (
+            "range.toml",
+            "# too low\ncache_max_age_seconds = 0\n",
+            "error: range.toml:2: `cache_max_age_seconds`: invalid value '0'",
+        ),
+        (
+            "brand.toml",
+            "key_brand = \"Bad_Brand\"\n",
+            "error: brand.toml:1: `key_brand`: invalid value 'Bad_Brand'",
+        ),
+        (
+            "syntax.toml",
+            "listen = \"127.0.0.1:9000\"\nlog = \n",
+            "error: syntax.toml:2: ",
+        ),
+        (
+            "shape.toml",
+            "listen = [\"127.0.0.1:9000\"]\n",
+            "error: shape.toml:1: `listen` takes a string or a whole number",
+        ),
+    ] {
+        let (code, _, stderr) = check(name, content);
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        assert!(stderr.starts_with(said), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+    // `serve` refuses the same file the same way, before opening anything.
+    std::fs::write(dir.path().join("keyward.toml"), "colour = \"blue\"\n").unwrap();
+    let serve = keyward()
+        .arg("serve")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(2));
+    assert_eq!(
+        text(&serve.stderr),
+        "error: keyward.toml:1: unknown setting `colour` (see `keyward serve --help` for the options)\n"
+    );
+    assert!(
+        !dir.path().join("keyward-data").exists(),
+        "nothing was created"
+    );
 }
 
 #[test]
