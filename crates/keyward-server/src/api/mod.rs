@@ -6,6 +6,7 @@ mod api_keys;
 mod credential_body;
 mod health;
 mod instances;
+mod introspect;
 mod keys_verify;
 mod me;
 mod metrics;
@@ -63,6 +64,7 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(tokens::router())
         .merge(instances::router())
         .merge(keys_verify::router())
+        .merge(introspect::router())
         .merge(me::router());
     let open = health::router()
         .merge(metrics::router())

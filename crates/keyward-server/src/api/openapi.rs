@@ -15,7 +15,9 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{ApiRoutes, api_keys, health, instances, keys_verify, me, metrics, projects, tokens};
+use super::{
+    ApiRoutes, api_keys, health, instances, introspect, keys_verify, me, metrics, projects, tokens,
+};
 use crate::error::{ApiError, FieldError, Problem};
 
 #[derive(OpenApi)]
@@ -46,6 +48,7 @@ use crate::error::{ApiError, FieldError, Problem};
         instances::show_instance,
         instances::delete_instance,
         keys_verify::verify_key,
+        introspect::introspect,
         me::show_current_credential,
         health::healthz,
         health::readyz,

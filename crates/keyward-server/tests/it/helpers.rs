@@ -178,6 +178,28 @@ impl TestApp {
         read(request.send().await.unwrap()).await
     }
 
+    /// Sends a request with an optional Bearer key and a form body.
+    pub async fn call_form(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> Answer {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> Answer {
         self.call(Method::GET, path, Some(key), None).await
     }

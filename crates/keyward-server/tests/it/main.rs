@@ -10,6 +10,7 @@ mod disk_full;
 mod docs;
 mod helpers;
 mod instances;
+mod introspect;
 mod matrix;
 mod openapi;
 mod password_work;

@@ -57,6 +57,8 @@ pub struct Row {
     other_token: Outcome,
     other_organization: Outcome,
     body: Option<fn(&World) -> Value>,
+    /// Send the body (an object of strings) as a form instead of JSON.
+    form: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,6 +98,7 @@ pub fn rows() -> Vec<Row> {
             other_token: other,
             other_organization: organization,
             body: None,
+            form: false,
         }
     }
     use Level::{AnyCredential, Organization, Project, Public};
@@ -280,6 +283,18 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::POST,
                 "/v1/keys/verify",
+                Some(Scope::KeysVerify),
+                Organization,
+                200,
+            )
+        },
+        Row {
+            other_organization: Success(200),
+            body: Some(|world| json!({ "token": world.callers[&Caller::OwnProjectToken] })),
+            form: true,
+            ..row(
+                Method::POST,
+                "/oauth/introspect",
                 Some(Scope::KeysVerify),
                 Organization,
                 200,
@@ -776,7 +791,16 @@ async fn every_endpoint_answers_every_caller_as_the_matrix_says() {
                 other => Some(world.callers[&other].as_str()),
             };
             let path = world.path(row.path, row);
-            let answer = app.call(row.method.clone(), &path, key, body).await;
+            let answer = match (row.form, body) {
+                (true, Some(Value::Object(fields))) => {
+                    let pairs: Vec<(&str, &str)> = fields
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_str().unwrap_or_default()))
+                        .collect();
+                    app.call_form(row.method.clone(), &path, key, &pairs).await
+                }
+                (_, body) => app.call(row.method.clone(), &path, key, body).await,
+            };
             cells += 1;
             if let Err(failure) = check(row, caller, &answer, &world) {
                 failures.push(failure);

@@ -1,0 +1,165 @@
+//! `POST /oauth/introspect`: OAuth 2.0 token introspection (RFC 7662), so that resource
+//! servers and gateways that speak it can check Keyward keys without a plugin.
+//!
+//! The caller authenticates with a Keyward key holding `keys:verify`, like `POST
+//! /v1/keys/verify`, and sends `token=<key>` (and optionally `token_type_hint`, which is
+//! ignored: every Keyward credential is looked up the same way) as a form. A key of the
+//! caller's organization that may be used now answers `active: true` with what it is;
+//! anything else (unknown, malformed, revoked, expired, rate-limited for now, or another
+//! organization's) answers exactly `{"active": false}`, as §2.2 asks, so the answer never
+//! tells which.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use keyward_core::{CredentialKind, Scope};
+use serde::Serialize;
+
+use super::ApiRoutes;
+use crate::AppState;
+use crate::auth::{Principal, Refusal, Verified};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new().route("/oauth/introspect", post(introspect))
+}
+
+/// The form an introspection request sends (`application/x-www-form-urlencoded`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct IntrospectionRequest {
+    /// The key to introspect.
+    #[schema(example = "kwk_yNGeILriJDLhr8P3NkdZNttxm0A3sDgP4DLnXc")]
+    token: String,
+    /// Accepted and ignored.
+    #[schema(example = "access_token")]
+    token_type_hint: Option<String>,
+}
+
+/// RFC 7662 §2.2. Only `active` is present when it is false.
+#[derive(Serialize, Default, utoipa::ToSchema)]
+#[schema(as = Introspection)]
+pub(super) struct IntrospectionResponse {
+    active: bool,
+    /// The key's scopes, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "instances:read projects:read")]
+    scope: Option<String>,
+    /// The key's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "key_01m8dz95x5e4w8stdkzcqeqr73")]
+    client_id: Option<String>,
+    /// `api_key` or `project_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "api_key")]
+    token_type: Option<&'static str>,
+    /// When the key expires, in Unix seconds; absent for a key that does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    /// When the key was created, in Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    /// The organization the key acts for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "org_01m8dz95x5e4w8stdkz9nzcgw8")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "org_01m8dz95x5e4w8stdkz9nzcgw8")]
+    organization_id: Option<String>,
+    /// Set for project tokens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "prj_01m8dz968yez2sm2rg58r2payg")]
+    project_id: Option<String>,
+}
+
+/// The `token` field of a form body.
+fn token_of(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| {
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(ApiError::Unreadable {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            detail: "send the token as a form: Content-Type: application/x-www-form-urlencoded"
+                .into(),
+        });
+    }
+    form_urlencoded::parse(body)
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.into_owned())
+        .ok_or_else(|| ApiError::Unreadable {
+            status: StatusCode::BAD_REQUEST,
+            detail: "the form has no `token` field".into(),
+        })
+}
+
+/// Introspect a key (RFC 7662)
+///
+/// Whether a key of the caller's organization may be used now, and what it is. Anything
+/// else is `{"active": false}`. Checking a key this way counts as its use and spends its
+/// rate limit, like any request made with it.
+#[utoipa::path(
+    post, path = "/oauth/introspect", tag = "Verification",
+    request_body(content = IntrospectionRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "What the key is, if active", body = IntrospectionResponse)),
+    security(("bearer" = ["keys:verify"]))
+)]
+pub(super) async fn introspect(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::KeysVerify)?;
+    let token = token_of(&headers, &body)?;
+    let outcome = state
+        .verifier
+        .verify(&token, None, Some(principal.organization_id))
+        .await;
+    let answer = match outcome {
+        Ok(Verified { credential, .. }) => IntrospectionResponse {
+            active: true,
+            scope: Some(
+                credential
+                    .scopes
+                    .iter()
+                    .map(Scope::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            client_id: Some(credential.id.to_string()),
+            token_type: Some(match credential.id.kind() {
+                CredentialKind::ApiKey => "api_key",
+                CredentialKind::ProjectToken => "project_token",
+            }),
+            exp: credential.expires_at.map(|at| at.unix_seconds()),
+            iat: Some(credential.created_at.unix_seconds()),
+            sub: Some(credential.organization_id.to_string()),
+            organization_id: Some(credential.organization_id.to_string()),
+            project_id: credential.project_id.map(|p| p.to_string()),
+        },
+        Err(
+            Refusal::Malformed(_)
+            | Refusal::NotFound
+            | Refusal::Revoked
+            | Refusal::Expired(_)
+            | Refusal::RateLimited(_),
+        ) => IntrospectionResponse::default(),
+        Err(other) => return Err(other.into()),
+    };
+    let mut response = ApiJson(answer).into_response();
+    // §4: the answer must not be kept by anyone in between.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
