@@ -12,6 +12,7 @@ pub mod names;
 pub mod password;
 pub mod rate_limit;
 pub mod role;
+pub mod route;
 pub mod scope;
 pub mod timestamp;
 

@@ -51,6 +51,8 @@ pub struct Config {
     pub connection_limits: ConnectionLimits,
     /// Where verification and the credential services read the time.
     pub clock: auth::Clock,
+    /// What `/v1/forward-auth` lets through: the route rules of the configuration file.
+    pub routes: keyward_core::route::RouteTable,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             password_limits: passwords::PasswordLimits::default(),
             connection_limits: ConnectionLimits::default(),
             clock: auth::Clock::system(),
+            routes: keyward_core::route::RouteTable::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
+use keyward_core::route::{RouteRule, RouteTable};
 
 /// The file read when neither `--config` nor `KEYWARD_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "keyward.toml";
@@ -42,10 +43,53 @@ pub struct Setting {
     pub value: String,
 }
 
-/// The settings of a configuration file, checked against `keyward serve`'s options.
+/// The settings of a configuration file, checked against `keyward serve`'s options, and its
+/// route rules.
 #[derive(Debug)]
 pub struct Settings {
     pub settings: Vec<Setting>,
+    pub routes: RouteTable,
+}
+
+/// The fields a `[[routes]]` table may have.
+const ROUTE_FIELDS: [&str; 4] = ["methods", "path", "scopes", "project"];
+
+/// A list of strings, or why not.
+fn strings(value: &toml::Value, what: &str) -> Result<Vec<String>, String> {
+    let refused = || format!("`{what}` takes a list of strings");
+    value
+        .as_array()
+        .ok_or_else(refused)?
+        .iter()
+        .map(|item| item.as_str().map(str::to_owned).ok_or_else(refused))
+        .collect()
+}
+
+/// One `[[routes]]` table.
+fn route(table: &toml::Table) -> Result<RouteRule, String> {
+    if let Some(unknown) = table.keys().find(|k| !ROUTE_FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown route field `{unknown}` (a route has methods, path, scopes and project)"
+        ));
+    }
+    let methods = match table.get("methods") {
+        Some(value) => strings(value, "methods")?,
+        None => Vec::new(),
+    };
+    let path = table
+        .get("path")
+        .ok_or("a route needs a `path`")?
+        .as_str()
+        .ok_or("`path` takes a string")?;
+    let scopes = match table.get("scopes") {
+        Some(value) => strings(value, "scopes")?,
+        None => return Err("a route needs `scopes` (`[]` for any valid key)".into()),
+    };
+    let project = match table.get("project") {
+        Some(value) => Some(value.as_str().ok_or("`project` takes a string")?),
+        None => None,
+    };
+    RouteRule::parse(&methods, path, &scopes, project).map_err(|e| e.to_string())
 }
 
 /// The options a file may set: every option of `keyward serve` but the file itself.
@@ -87,8 +131,15 @@ pub fn load(file: &Path) -> Result<Settings, ConfigError> {
 
     let options = serve_options();
     let mut settings = Vec::new();
+    let mut routes = RouteTable::default();
     for (key, value) in &table {
         let line = line_of_key(key);
+        if key == "routes" {
+            routes = route_table(value, &spans, &line_of).map_err(|(line, message)| {
+                error(Some(line.unwrap_or_else(|| line_of_key(key))), message)
+            })?;
+            continue;
+        }
         let known = options
             .get_arguments()
             .any(|arg| arg.get_id().as_str() == key && settable(key));
@@ -126,18 +177,51 @@ pub fn load(file: &Path) -> Result<Settings, ConfigError> {
             value,
         });
     }
-    Ok(Settings { settings })
+    Ok(Settings { settings, routes })
 }
 
-/// The file `keyward serve` reads: the one named by `--config` or `KEYWARD_CONFIG`, or else
+/// The `[[routes]]` array: each table a rule, in order; errors at the line of their table.
+fn route_table(
+    value: &toml::Value,
+    spans: &toml::Spanned<toml::de::DeTable<'_>>,
+    line_of: &dyn Fn(usize) -> usize,
+) -> Result<RouteTable, (Option<usize>, String)> {
+    let shape = || {
+        (
+            None,
+            "`routes` is a list of tables: write each as [[routes]]".to_owned(),
+        )
+    };
+    let tables = value.as_array().ok_or_else(shape)?;
+    let lines: Vec<Option<usize>> = match spans.get_ref().get("routes").map(|v| v.get_ref()) {
+        Some(toml::de::DeValue::Array(items)) => items
+            .iter()
+            .map(|item| Some(line_of(item.span().start)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let line = |index: usize| lines.get(index).copied().flatten();
+    let mut rules = Vec::with_capacity(tables.len());
+    for (index, table) in tables.iter().enumerate() {
+        let table = table.as_table().ok_or_else(shape)?;
+        rules.push(route(table).map_err(|message| (line(index), message))?);
+    }
+    RouteTable::new(rules).map_err(|(index, error)| (line(index), error.to_string()))
+}
+
+/// The file `keyward serve` reads: `named` (by `--config` or `KEYWARD_CONFIG`), or else
 /// `./keyward.toml` if it exists.
-fn file_for(serve: &ArgMatches) -> Option<PathBuf> {
-    match serve.get_one::<PathBuf>("config") {
-        Some(named) => Some(named.clone()),
+pub fn file(named: Option<&Path>) -> Option<PathBuf> {
+    match named {
+        Some(named) => Some(named.to_owned()),
         None => Path::new(DEFAULT_FILE)
             .is_file()
             .then(|| PathBuf::from(DEFAULT_FILE)),
     }
+}
+
+fn file_for(serve: &ArgMatches) -> Option<PathBuf> {
+    file(serve.get_one::<PathBuf>("config").map(PathBuf::as_path))
 }
 
 /// The command line to run `keyward serve` with: `args`, plus the file's settings for every

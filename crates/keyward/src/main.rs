@@ -141,15 +141,13 @@ fn main() -> ExitCode {
     {
         return match config::load(file) {
             Ok(settings) => {
+                let plural = |n: usize| if n == 1 { "" } else { "s" };
+                let (options, rules) = (settings.settings.len(), settings.routes.len());
                 println!(
-                    "{}: valid ({} setting{})",
+                    "{}: valid ({options} setting{}, {rules} route rule{})",
                     file.display(),
-                    settings.settings.len(),
-                    if settings.settings.len() == 1 {
-                        ""
-                    } else {
-                        "s"
-                    }
+                    plural(options),
+                    plural(rules)
                 );
                 ExitCode::SUCCESS
             }

@@ -169,6 +169,14 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with(filter)
         .init();
 
+    // The file was checked already (see `config::apply`); its route rules are read here.
+    let routes = match crate::config::file(args.config.as_deref()) {
+        Some(file) => crate::config::load(&file)?.routes,
+        None => Default::default(),
+    };
+    if !routes.is_empty() {
+        tracing::info!(rules = routes.len(), "route rules for /v1/forward-auth");
+    }
     let store = keyward_store::open(args.database.database_url.expose()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -197,6 +205,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
                 .map_or_else(default_max_connections, |n| n as usize),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_seconds),
         },
+        routes,
         ..Config::default()
     };
     // Listen for SIGTERM before saying we listen: a supervisor may stop us at once.

@@ -272,6 +272,40 @@ fn a_configuration_file_sets_serve_and_flags_and_the_environment_override_it() {
     );
 }
 
+#[tokio::test]
+async fn route_rules_in_the_configuration_file_decide_forward_authentication() {
+    let dir = TempDir::new().unwrap();
+    let url = database_url(&dir);
+    let key = bootstrap_json(&url, "Acme", "ada@example.com")["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{url}\"\n\n\
+             [[routes]]\nmethods = [\"GET\"]\npath = \"/status/*\"\nscopes = []\n"
+        ),
+    )
+    .unwrap();
+    let mut command = keyward();
+    command.arg("serve");
+    let server = Server::spawn(command, &dir);
+    let client = reqwest::Client::new();
+    let decide = |method: &'static str| {
+        client
+            .get(server.url("/v1/forward-auth"))
+            .bearer_auth(&key)
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", "/status/health")
+            .send()
+    };
+    let passed = decide("GET").await.unwrap();
+    assert_eq!(passed.status(), 200);
+    assert!(passed.headers().contains_key("keyward-key-id"));
+    assert_eq!(decide("DELETE").await.unwrap().status(), 403);
+}
+
 #[test]
 fn sigterm_right_after_the_server_says_it_listens_still_stops_it_gracefully() {
     // The handler is in place before the address is logged: a supervisor that stops the
@@ -306,7 +340,13 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
         "listen = \"127.0.0.1:9000\"\nkey_brand = \"acme\"\nmax_connections = 500\n",
     );
     assert_eq!(code, Some(0));
-    assert_eq!(stdout, "good.toml: valid (3 settings)\n");
+    assert_eq!(stdout, "good.toml: valid (3 settings, 0 route rules)\n");
+    let routes = "listen = \"127.0.0.1:9000\"\n\n[[routes]]\nmethods = [\"GET\"]\n\
+                  path = \"/v1/databases/{project_id}/*\"\nscopes = [\"instances:read\"]\n\
+                  project = \"project_id\"\n\n[[routes]]\npath = \"/status\"\nscopes = []\n";
+    let (code, stdout, stderr) = check("routes.toml", routes);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "routes.toml: valid (1 setting, 2 route rules)\n");
     for (name, content, said) in [
         (
             "unknown.toml",
@@ -327,6 +367,21 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
             "syntax.toml",
             "listen = \"127.0.0.1:9000\"\nlog = \n",
             "error: syntax.toml:2: ",
+        ),
+        (
+            "scope.toml",
+            "[[routes]]\npath = \"/x\"\nscopes = [\"databases:read\"]\n",
+            "error: scope.toml:1: unknown scope \"databases:read\"",
+        ),
+        (
+            "unreachable.toml",
+            "[[routes]]\npath = \"/v1/*\"\nscopes = []\n\n[[routes]]\npath = \"/v1/x\"\nscopes = []\n",
+            "error: unreachable.toml:5: this rule can never match: rule 1 (/v1/*)",
+        ),
+        (
+            "field.toml",
+            "[[routes]]\npath = \"/x\"\nscopes = []\nscope = \"a\"\n",
+            "error: field.toml:1: unknown route field `scope`",
         ),
         (
             "shape.toml",

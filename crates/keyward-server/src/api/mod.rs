@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod credential_body;
+mod forward_auth;
 mod health;
 mod instances;
 mod introspect;
@@ -65,6 +66,7 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(instances::router())
         .merge(keys_verify::router())
         .merge(introspect::router())
+        .merge(forward_auth::router())
         .merge(me::router());
     let open = health::router()
         .merge(metrics::router())

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use super::{
-    ApiRoutes, api_keys, health, instances, introspect, keys_verify, me, metrics, projects, tokens,
+    ApiRoutes, api_keys, forward_auth, health, instances, introspect, keys_verify, me, metrics,
+    projects, tokens,
 };
 use crate::error::{ApiError, FieldError, Problem};
 
@@ -49,6 +50,7 @@ use crate::error::{ApiError, FieldError, Problem};
         instances::delete_instance,
         keys_verify::verify_key,
         introspect::introspect,
+        forward_auth::forward_auth,
         me::show_current_credential,
         health::healthz,
         health::readyz,

@@ -8,6 +8,7 @@ mod connections;
 mod dashboard;
 mod disk_full;
 mod docs;
+mod forward_auth;
 mod helpers;
 mod instances;
 mod introspect;

@@ -301,6 +301,13 @@ pub fn rows() -> Vec<Row> {
             )
         },
         row(Method::GET, "/v1/me", None, AnyCredential, 200),
+        // Any method, for gateways; without the X-Forwarded-* headers that say what to
+        // decide, a verified caller gets 400 (what it decides is tested in forward_auth.rs).
+        row(Method::GET, "/v1/forward-auth", None, AnyCredential, 400),
+        row(Method::POST, "/v1/forward-auth", None, AnyCredential, 400),
+        row(Method::PUT, "/v1/forward-auth", None, AnyCredential, 400),
+        row(Method::PATCH, "/v1/forward-auth", None, AnyCredential, 400),
+        row(Method::DELETE, "/v1/forward-auth", None, AnyCredential, 400),
         row(Method::GET, "/healthz", None, Public, 200),
         row(Method::GET, "/readyz", None, Public, 200),
         row(Method::GET, "/metrics", None, Public, 200),

@@ -1,0 +1,377 @@
+//! Route rules: which scopes a request to the platform needs, for forward authentication.
+//!
+//! A rule names methods (or any), a path pattern, the scopes a key must all hold, and
+//! optionally where the request names its project (a captured path segment, or a header), which
+//! a project token must match. Patterns are literal segments, `{name}` for any one segment,
+//! and a trailing `*` for any rest (none included). The first rule that matches decides.
+
+use std::fmt;
+
+use crate::{Scope, ScopeSet};
+
+/// One segment of a path pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Capture(String),
+    /// `*`, last: any number of segments, none included.
+    Rest,
+}
+
+/// A path pattern such as `/v1/databases/{project_id}/*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathPattern {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+/// Why a rule was refused; shown as is, after the file and line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
+
+fn refuse(message: impl Into<String>) -> RuleError {
+    RuleError(message.into())
+}
+
+impl PathPattern {
+    pub fn parse(text: &str) -> Result<Self, RuleError> {
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(refuse(format!("the path {text:?} must start with /")));
+        };
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        let mut segments = Vec::with_capacity(parts.len());
+        for (index, part) in parts.iter().enumerate() {
+            let segment = if *part == "*" {
+                if index + 1 != parts.len() {
+                    return Err(refuse(format!(
+                        "in the path {text:?}, * may only end the path"
+                    )));
+                }
+                Segment::Rest
+            } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    return Err(refuse(format!(
+                        "in the path {text:?}, {{{name}}} is not a valid name: lowercase letters, \
+                         digits and _, starting with a letter"
+                    )));
+                }
+                if segments
+                    .iter()
+                    .any(|s| matches!(s, Segment::Capture(other) if other == name))
+                {
+                    return Err(refuse(format!(
+                        "in the path {text:?}, {{{name}}} is captured twice"
+                    )));
+                }
+                Segment::Capture(name.to_owned())
+            } else if part.is_empty() || part.contains(['{', '}', '*', '?', '#']) {
+                return Err(refuse(format!(
+                    "in the path {text:?}, the segment {part:?} is not valid"
+                )));
+            } else {
+                Segment::Literal((*part).to_owned())
+            };
+            segments.push(segment);
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    fn captures(&self, name: &str) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Capture(n) if n == name))
+    }
+
+    /// The captured segments, if `path` (without its query) matches.
+    fn matches<'p>(&self, path: &'p str) -> Option<Vec<(&str, &'p str)>> {
+        let rest = path.strip_prefix('/')?;
+        let mut parts = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect::<Vec<_>>()
+        };
+        let mut captured = Vec::new();
+        for (index, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Rest => {
+                    parts.clear();
+                    break;
+                }
+                Segment::Literal(literal) => {
+                    if parts.get(index) != Some(&literal.as_str()) {
+                        return None;
+                    }
+                }
+                Segment::Capture(name) => match parts.get(index) {
+                    Some(value) if !value.is_empty() => captured.push((name.as_str(), *value)),
+                    _ => return None,
+                },
+            }
+        }
+        let consumed = self
+            .segments
+            .iter()
+            .filter(|s| !matches!(s, Segment::Rest))
+            .count();
+        if !self.segments.contains(&Segment::Rest) && parts.len() != consumed {
+            return None;
+        }
+        Some(captured)
+    }
+
+    /// Whether every path `other` matches, this matches too.
+    fn covers(&self, other: &PathPattern) -> bool {
+        let mut theirs = other.segments.iter();
+        for mine in &self.segments {
+            match (mine, theirs.next()) {
+                (Segment::Rest, _) => return true,
+                (_, None | Some(Segment::Rest)) => return false,
+                (Segment::Capture(_), Some(_)) => {}
+                (Segment::Literal(a), Some(Segment::Literal(b))) if a == b => {}
+                (Segment::Literal(_), Some(_)) => return false,
+            }
+        }
+        theirs.next().is_none()
+    }
+}
+
+impl fmt::Display for PathPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Where a request names its project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectSource {
+    /// A segment captured by the path pattern.
+    Capture(String),
+    /// A request header.
+    Header(String),
+}
+
+/// One rule, as written in the configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteRule {
+    /// Upper-case method names; empty for any method.
+    pub methods: Vec<String>,
+    pub path: PathPattern,
+    /// The key must hold every one; none means any valid key.
+    pub scopes: ScopeSet,
+    pub project: Option<ProjectSource>,
+}
+
+impl RouteRule {
+    /// Checks a rule as written: `methods`, `path`, `scopes` by name, `project` (a captured
+    /// name, or `header:NAME`).
+    pub fn parse(
+        methods: &[String],
+        path: &str,
+        scopes: &[String],
+        project: Option<&str>,
+    ) -> Result<Self, RuleError> {
+        let path = PathPattern::parse(path)?;
+        let methods = methods
+            .iter()
+            .map(|method| {
+                let upper = method.to_ascii_uppercase();
+                if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_uppercase()) {
+                    Err(refuse(format!("{method:?} is not an HTTP method")))
+                } else {
+                    Ok(upper)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let scopes = scopes
+            .iter()
+            .map(|name| {
+                name.parse::<Scope>()
+                    .map_err(|_| refuse(format!("unknown scope {name:?}")))
+            })
+            .collect::<Result<ScopeSet, _>>()?;
+        let project = match project {
+            None => None,
+            Some(source) => Some(match source.strip_prefix("header:") {
+                Some(header) if !header.is_empty() => {
+                    ProjectSource::Header(header.to_ascii_lowercase())
+                }
+                Some(_) => return Err(refuse("`project = \"header:\"` needs a header name")),
+                None if path.captures(source) => ProjectSource::Capture(source.to_owned()),
+                None => {
+                    return Err(refuse(format!(
+                        "`project = {source:?}` is neither a segment the path captures nor \
+                         header:NAME"
+                    )));
+                }
+            }),
+        };
+        Ok(Self {
+            methods,
+            path,
+            scopes,
+            project,
+        })
+    }
+
+    fn allows_method(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+
+    fn covers(&self, other: &RouteRule) -> bool {
+        let methods = self.methods.is_empty()
+            || (!other.methods.is_empty() && other.methods.iter().all(|m| self.allows_method(m)));
+        methods && self.path.covers(&other.path)
+    }
+}
+
+/// The rules in force, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteTable {
+    rules: Vec<RouteRule>,
+}
+
+/// A rule that matched a request, and what its path captured.
+#[derive(Debug)]
+pub struct RouteMatch<'t, 'p> {
+    pub rule: &'t RouteRule,
+    pub captures: Vec<(&'t str, &'p str)>,
+}
+
+impl RouteTable {
+    /// The rules, refusing one that no request could reach because an earlier one takes all
+    /// its requests: `Err((index, message))`.
+    pub fn new(rules: Vec<RouteRule>) -> Result<Self, (usize, RuleError)> {
+        for (index, rule) in rules.iter().enumerate() {
+            if let Some(earlier) = rules[..index].iter().position(|e| e.covers(rule)) {
+                return Err((
+                    index,
+                    refuse(format!(
+                        "this rule can never match: rule {} ({}) takes every request it would",
+                        earlier + 1,
+                        rules[earlier].path
+                    )),
+                ));
+            }
+        }
+        Ok(Self { rules })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The first rule that matches `method` and `path` (a query string is ignored).
+    pub fn find<'t, 'p>(&'t self, method: &str, path: &'p str) -> Option<RouteMatch<'t, 'p>> {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        self.rules.iter().find_map(|rule| {
+            if !rule.allows_method(method) {
+                return None;
+            }
+            rule.path
+                .matches(path)
+                .map(|captures| RouteMatch { rule, captures })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(methods: &[&str], path: &str, scopes: &[&str], project: Option<&str>) -> RouteRule {
+        let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        RouteRule::parse(&owned(methods), path, &owned(scopes), project).unwrap()
+    }
+
+    #[test]
+    fn patterns_capture_segments_and_a_trailing_rest() {
+        let table = RouteTable::new(vec![
+            rule(
+                &["GET"],
+                "/v1/databases/{project_id}/*",
+                &["instances:read"],
+                Some("project_id"),
+            ),
+            rule(
+                &[],
+                "/v1/databases/{project_id}",
+                &["instances:write"],
+                None,
+            ),
+        ])
+        .unwrap();
+        let found = table
+            .find("GET", "/v1/databases/prj_1/tables/t?x=1")
+            .unwrap();
+        assert_eq!(found.captures, [("project_id", "prj_1")]);
+        assert!(found.rule.scopes.contains(Scope::InstancesRead));
+        // The rest may be empty.
+        assert!(table.find("GET", "/v1/databases/prj_1").is_some());
+        let post = table.find("POST", "/v1/databases/prj_1").unwrap();
+        assert!(post.rule.scopes.contains(Scope::InstancesWrite));
+        assert!(table.find("POST", "/v1/databases/prj_1/x").is_none());
+        assert!(table.find("GET", "/v1/databases").is_none());
+        assert!(
+            table.find("GET", "/v1/databases/").is_none(),
+            "an empty capture"
+        );
+        assert!(table.find("GET", "/v2/databases/prj_1").is_none());
+    }
+
+    #[test]
+    fn bad_rules_and_unreachable_ones_are_refused_with_a_reason() {
+        let refused = |path: &str, scopes: &[&str], project: Option<&str>| {
+            let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+            RouteRule::parse(&[], path, &owned(scopes), project)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused("v1/x", &[], None).contains("must start with /"));
+        assert!(refused("/v1/*/x", &[], None).contains("may only end"));
+        assert!(refused("/v1/{Bad}", &[], None).contains("not a valid name"));
+        assert!(refused("/v1/{a}/{a}", &[], None).contains("captured twice"));
+        assert!(refused("/v1/x", &["databases:read"], None).contains("unknown scope"));
+        assert!(refused("/v1/x", &[], Some("project_id")).contains("neither"));
+        assert!(RouteRule::parse(&["G-T".into()], "/x", &[], None).is_err());
+
+        let shadowed = RouteTable::new(vec![
+            rule(&[], "/v1/*", &[], None),
+            rule(&["GET"], "/v1/databases/{id}", &["instances:read"], None),
+        ])
+        .unwrap_err();
+        assert_eq!(shadowed.0, 1);
+        assert!(shadowed.1.to_string().contains("rule 1 (/v1/*)"));
+        // A narrower method set, or a literal against a capture, leaves room.
+        assert!(
+            RouteTable::new(vec![
+                rule(&["GET"], "/v1/*", &[], None),
+                rule(&[], "/v1/databases/{id}", &[], None),
+                rule(&[], "/v1/{kind}/special", &[], None),
+            ])
+            .is_ok()
+        );
+        assert!(
+            RouteTable::new(vec![
+                rule(&[], "/v1/{kind}/x", &[], None),
+                rule(&[], "/v1/databases/x", &[], None),
+            ])
+            .is_err()
+        );
+    }
+}

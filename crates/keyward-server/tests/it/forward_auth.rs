@@ -1,0 +1,229 @@
+//! `/v1/forward-auth` as a gateway asks it, by the route rules in force.
+
+use keyward_core::route::{RouteRule, RouteTable};
+use keyward_server::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{Answer, TestApp, read};
+
+fn rules() -> RouteTable {
+    let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    RouteTable::new(vec![
+        RouteRule::parse(
+            &owned(&["GET"]),
+            "/v1/databases/{project_id}/*",
+            &owned(&["instances:read"]),
+            Some("project_id"),
+        )
+        .unwrap(),
+        RouteRule::parse(
+            &owned(&["POST"]),
+            "/v1/databases",
+            &owned(&["instances:write"]),
+            Some("header:X-Project-Id"),
+        )
+        .unwrap(),
+        RouteRule::parse(&[], "/status/*", &[], None).unwrap(),
+    ])
+    .unwrap()
+}
+
+/// What a gateway sends: the original method and URI, and the client's Authorization.
+async fn decide(app: &TestApp, key: Option<&str>, method: &str, uri: &str) -> Answer {
+    decide_with(
+        app,
+        key,
+        &[("x-forwarded-method", method), ("x-forwarded-uri", uri)],
+    )
+    .await
+}
+
+async fn decide_with(app: &TestApp, key: Option<&str>, headers: &[(&str, &str)]) -> Answer {
+    let mut request = reqwest::Client::new().request(Method::GET, app.url("/v1/forward-auth"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_key_passes_where_its_scopes_allow_and_the_upstream_learns_who_it_is() {
+    let app = TestApp::spawn_with(Config {
+        routes: rules(),
+        ..Config::default()
+    })
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let (reader_id, reader) = app
+        .create_key(&org.key, "reader", &["instances:read"])
+        .await;
+    let passed = decide(
+        &app,
+        Some(&reader),
+        "GET",
+        "/v1/databases/prj_x/tables?limit=5",
+    )
+    .await;
+    assert_eq!(passed.status, StatusCode::OK);
+    assert_eq!(passed.header("keyward-key-id"), Some(reader_id.as_str()));
+    assert_eq!(
+        passed.header("keyward-organization-id"),
+        Some(org.id.to_string().as_str())
+    );
+    assert_eq!(passed.header("keyward-scopes"), Some("instances:read"));
+    assert_eq!(passed.header("keyward-project-id"), None);
+    // The nginx convention works the same; a rule without scopes takes any valid key.
+    let nginx = decide_with(
+        &app,
+        Some(&reader),
+        &[
+            ("x-original-method", "get"),
+            ("x-original-uri", "/status/health"),
+        ],
+    )
+    .await;
+    assert_eq!(nginx.status, StatusCode::OK);
+
+    // A scope the key lacks, and a request no rule allows: 403, saying why.
+    let lacking = decide(&app, Some(&reader), "POST", "/v1/databases").await;
+    lacking.problem(403, "insufficient_scope");
+    assert_eq!(lacking.body["scope"], "instances:write");
+    let unrouted = decide(&app, Some(&reader), "DELETE", "/v1/databases/prj_x/t").await;
+    unrouted.problem(403, "forbidden");
+    assert_eq!(unrouted.body["detail"], "no route rule allows this request");
+
+    // No key, and a revoked one: 401 with the challenge, on the very next request.
+    let anonymous = decide(&app, None, "GET", "/status/health").await;
+    anonymous.problem(401, "missing_credentials");
+    assert!(anonymous.header("www-authenticate").is_some());
+    assert_eq!(
+        app.delete(&format!("/v1/api-keys/{reader_id}"), &org.key)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let revoked = decide(&app, Some(&reader), "GET", "/status/health").await;
+    revoked.problem(401, "invalid_token");
+    assert!(
+        revoked
+            .header("www-authenticate")
+            .is_some_and(|c| c.contains("invalid_token"))
+    );
+
+    // Without the original method and URI there is nothing to decide.
+    decide_with(&app, Some(&org.key), &[])
+        .await
+        .problem(400, "malformed_request");
+}
+
+#[tokio::test]
+async fn a_project_token_passes_only_for_its_own_project() {
+    let app = TestApp::spawn_with(Config {
+        routes: rules(),
+        ..Config::default()
+    })
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let own = app.create_project(&org.key, "Web").await;
+    let other = app.create_project(&org.key, "Mobile").await;
+    let token = app
+        .post(
+            &format!("/v1/projects/{own}/tokens"),
+            &org.key,
+            json!({ "name": "deploy", "scopes": ["instances:read", "instances:write"] }),
+        )
+        .await;
+    let token = token.body["key"].as_str().unwrap().to_owned();
+
+    let mine = decide(&app, Some(&token), "GET", &format!("/v1/databases/{own}/t")).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    assert_eq!(mine.header("keyward-project-id"), Some(own.as_str()));
+    let theirs = decide(
+        &app,
+        Some(&token),
+        "GET",
+        &format!("/v1/databases/{other}/t"),
+    )
+    .await;
+    theirs.problem(403, "forbidden");
+    assert_eq!(
+        theirs.body["detail"],
+        "this project token is for another project"
+    );
+    decide(&app, Some(&token), "GET", "/v1/databases/not-a-project/t")
+        .await
+        .problem(403, "forbidden");
+
+    // The project named in a header.
+    let post = |project: String| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            decide_with(
+                app,
+                Some(&token),
+                &[
+                    ("x-forwarded-method", "POST"),
+                    ("x-forwarded-uri", "/v1/databases"),
+                    ("x-project-id", &project),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(post(own.clone()).await.status, StatusCode::OK);
+    post(other.clone()).await.problem(403, "forbidden");
+    // An API key of the organization is not confined to a project.
+    let by_key = decide(
+        &app,
+        Some(&org.key),
+        "GET",
+        &format!("/v1/databases/{other}/t"),
+    )
+    .await;
+    assert_eq!(by_key.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_rate_limited_key_gets_429_with_its_ratelimit_headers() {
+    let app = TestApp::spawn_with(Config {
+        routes: rules(),
+        ..Config::default()
+    })
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let created = app
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({ "name": "Once", "scopes": ["instances:read"], "rate_limit": { "requests": 1, "per_seconds": 3600 } }),
+        )
+        .await;
+    let key = created.body["key"].as_str().unwrap();
+    let first = decide(&app, Some(key), "GET", "/status/x").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        first.header("ratelimit-policy"),
+        Some(r#""key";q=1;w=3600"#)
+    );
+    let limited = decide(&app, Some(key), "GET", "/status/x").await;
+    limited.problem(429, "rate_limited");
+    assert!(limited.header("retry-after").is_some());
+    assert!(
+        limited
+            .header("ratelimit")
+            .is_some_and(|v| v.starts_with(r#""key";r=0;"#))
+    );
+}
+
+#[tokio::test]
+async fn without_route_rules_nothing_passes() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    decide(&app, Some(&org.key), "GET", "/anything")
+        .await
+        .problem(403, "forbidden");
+}
