@@ -9,6 +9,7 @@ mod dashboard;
 mod disk_full;
 mod docs;
 mod forward_auth;
+mod gateways;
 mod helpers;
 mod instances;
 mod introspect;

@@ -1,0 +1,305 @@
+//! Keyward behind real gateways: nginx (`auth_request`) and Caddy (`forward_auth`), Debian's
+//! packages, each started on a free port with its own configuration file, in front of a small
+//! upstream that reports what it was told about the caller.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use keyward_core::route::{RouteRule, RouteTable};
+use keyward_server::Config;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Answer, TestApp, read};
+
+const NGINX: &str = "/usr/sbin/nginx";
+const CADDY: &str = "/usr/bin/caddy";
+
+fn rules() -> RouteTable {
+    let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    RouteTable::new(vec![
+        RouteRule::parse(
+            &owned(&["GET"]),
+            "/v1/databases/{project_id}/*",
+            &owned(&["instances:read"]),
+            Some("project_id"),
+        )
+        .unwrap(),
+    ])
+    .unwrap()
+}
+
+/// The upstream: answers every request with the `Keyward-*` headers it received.
+async fn upstream() -> SocketAddr {
+    async fn echo(headers: HeaderMap) -> axum::Json<Value> {
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        axum::Json(json!({
+            "key_id": get("keyward-key-id"),
+            "organization_id": get("keyward-organization-id"),
+            "project_id": get("keyward-project-id"),
+            "scopes": get("keyward-scopes"),
+        }))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(echo);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A gateway process, stopped when dropped.
+struct Gateway {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    fn start(mut command: Command, port: u16, dir: tempfile::TempDir, log: PathBuf) -> Self {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut gateway = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = gateway.child.try_wait() {
+                panic!(
+                    "the gateway exited ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "the gateway did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gateway
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// Whether the gateway's binary is here; without it the test is skipped, unless
+/// `KEYWARD_REQUIRE_ALL` says nothing may be.
+fn available(binary: &str) -> bool {
+    if Path::new(binary).is_file() {
+        return true;
+    }
+    assert!(
+        !keyward_store::testing::require_all(),
+        "{binary} is missing (Debian packages nginx and caddy)"
+    );
+    eprintln!("skipped: {binary} is not installed");
+    false
+}
+
+fn nginx(keyward: SocketAddr, upstream: SocketAddr) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let root = dir.path().display().to_string();
+    let config = include_str!("../../../../docs/gateways/nginx.conf")
+        .replace("KEYWARD_ADDRESS", &keyward.to_string())
+        .replace("UPSTREAM_ADDRESS", &upstream.to_string());
+    let file = dir.path().join("nginx.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "daemon off;\nmaster_process off;\npid {root}/nginx.pid;\nerror_log {root}/error.log;\n\
+             events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {root}/body;\n  \
+             proxy_temp_path {root}/proxy;\n  fastcgi_temp_path {root}/fastcgi;\n  \
+             uwsgi_temp_path {root}/uwsgi;\n  scgi_temp_path {root}/scgi;\n  \
+             server {{\n    listen 127.0.0.1:{port};\n{config}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(NGINX);
+    command.arg("-c").arg(&file).arg("-p").arg(dir.path());
+    let log = dir.path().join("error.log");
+    Gateway::start(command, port, dir, log)
+}
+
+fn caddy(keyward: SocketAddr, upstream: SocketAddr) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let site = include_str!("../../../../docs/gateways/Caddyfile")
+        .replace("KEYWARD_ADDRESS", &keyward.to_string())
+        .replace("UPSTREAM_ADDRESS", &upstream.to_string());
+    let file = dir.path().join("Caddyfile");
+    std::fs::write(
+        &file,
+        format!("{{\n  admin off\n  auto_https off\n}}\nhttp://127.0.0.1:{port} {{\n{site}\n}}\n"),
+    )
+    .unwrap();
+    let mut command = Command::new(CADDY);
+    command
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&file)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path());
+    let log = dir.path().join("none");
+    Gateway::start(command, port, dir, log)
+}
+
+async fn through(gateway: &Gateway, key: Option<&str>, path: &str) -> Answer {
+    let mut request = reqwest::Client::new().get(gateway.url(path));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+/// Everything a gateway must hold to, the same through each.
+async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
+    let org = app.bootstrap("Acme").await;
+    let (reader_id, reader) = app
+        .create_key(&org.key, "reader", &["instances:read"])
+        .await;
+    let (_, other) = app.create_key(&org.key, "other", &["projects:read"]).await;
+    let own = app.create_project(&org.key, "Web").await;
+    let elsewhere = app.create_project(&org.key, "Mobile").await;
+
+    // A key with the route's scope reaches the upstream, which learns who is calling.
+    let passed = through(gateway, Some(&reader), &format!("/v1/databases/{own}/t")).await;
+    assert_eq!(passed.status, StatusCode::OK, "{}", passed.body);
+    assert_eq!(passed.body["key_id"], reader_id.as_str());
+    assert_eq!(passed.body["organization_id"], org.id.to_string());
+    assert_eq!(passed.body["scopes"], "instances:read");
+
+    // Without it: 403.
+    let refused = through(gateway, Some(&other), &format!("/v1/databases/{own}/t")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    if passes_problem_bodies {
+        assert_eq!(refused.body["scope"], "instances:read");
+    }
+
+    // A project token for another project: 403; for its own: through, with its project.
+    let token = app
+        .post(
+            &format!("/v1/projects/{own}/tokens"),
+            &org.key,
+            json!({ "name": "deploy", "scopes": ["instances:read"] }),
+        )
+        .await;
+    let token = token.body["key"].as_str().unwrap().to_owned();
+    let confined = through(
+        gateway,
+        Some(&token),
+        &format!("/v1/databases/{elsewhere}/t"),
+    )
+    .await;
+    assert_eq!(confined.status, StatusCode::FORBIDDEN);
+    let at_home = through(gateway, Some(&token), &format!("/v1/databases/{own}/t")).await;
+    assert_eq!(at_home.status, StatusCode::OK);
+    assert_eq!(at_home.body["project_id"], own.as_str());
+
+    // No key: 401 with the challenge.
+    let anonymous = through(gateway, None, &format!("/v1/databases/{own}/t")).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anonymous.header("www-authenticate"),
+        Some(r#"Bearer realm="keyward""#)
+    );
+
+    // Revoked: 401 on the very next request.
+    assert_eq!(
+        app.delete(&format!("/v1/api-keys/{reader_id}"), &org.key)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let revoked = through(gateway, Some(&reader), &format!("/v1/databases/{own}/t")).await;
+    assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        revoked
+            .header("www-authenticate")
+            .is_some_and(|c| c.contains(r#"error="invalid_token""#)),
+        "{:?}",
+        revoked.header("www-authenticate")
+    );
+
+    // Rate-limited: 429 with its RateLimit headers and Retry-After.
+    let limited = app
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({ "name": "Once", "scopes": ["instances:read"], "rate_limit": { "requests": 1, "per_seconds": 3600 } }),
+        )
+        .await;
+    let limited = limited.body["key"].as_str().unwrap().to_owned();
+    let first = through(gateway, Some(&limited), &format!("/v1/databases/{own}/t")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let second = through(gateway, Some(&limited), &format!("/v1/databases/{own}/t")).await;
+    assert_eq!(
+        second.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        second.body
+    );
+    assert_eq!(
+        second.header("ratelimit-policy"),
+        Some(r#""key";q=1;w=3600"#)
+    );
+    assert!(
+        second
+            .header("ratelimit")
+            .is_some_and(|v| v.starts_with(r#""key";r=0;"#)),
+        "{:?}",
+        second.header("ratelimit")
+    );
+    assert!(second.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn nginx_auth_request_lets_through_only_what_the_rules_allow() {
+    if !available(NGINX) {
+        return;
+    }
+    let app = TestApp::spawn_with(Config {
+        routes: rules(),
+        ..Config::default()
+    })
+    .await;
+    let upstream = upstream().await;
+    let gateway = nginx(app.address, upstream);
+    holds(&app, &gateway, false).await;
+}
+
+#[tokio::test]
+async fn caddy_forward_auth_lets_through_only_what_the_rules_allow() {
+    if !available(CADDY) {
+        return;
+    }
+    let app = TestApp::spawn_with(Config {
+        routes: rules(),
+        ..Config::default()
+    })
+    .await;
+    let upstream = upstream().await;
+    let gateway = caddy(app.address, upstream);
+    holds(&app, &gateway, true).await;
+}
