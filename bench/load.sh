@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Load test on 127.0.0.1: the same wrk run, interleaved, against GET /healthz (no key),
 # GET /v1/me (a key answered from the verification cache), POST /v1/keys/verify and
-# GET /v1/instances (a cached key, then three rows read from the database).
+# GET /v1/instances (a cached key, then three rows read from the database) and
+# /v1/forward-auth (a cached key and one route rule, as a gateway asks).
 # Prints requests/s, p50 and p99 of each, the ratios to /healthz, and the database writes
 # made during the runs (which must all be last-use flush batches).
 #
 #   bench/load.sh                     # 3 rounds of 10 s each per target
 #   DURATION=30s ROUNDS=5 bench/load.sh
-#   BIN=/path/to/keyward bench/load.sh  # measure another build (not rebuilt)
+#   BIN=/path/to/keyward bench/load.sh  # another build (not rebuilt; it must know --config)
 #   DATABASE_URL=postgres://… bench/load.sh  # on an empty PostgreSQL database
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,10 @@ else
 fi
 
 . scripts/start-server.sh
-start_server
+routes=$(mktemp)
+printf '[[routes]]\nmethods = ["GET"]\npath = "/status/*"\nscopes = []\n' >"$routes"
+start_server --config "$routes"
+rm -f "$routes"
 key=$("$bin" bootstrap --org Load --email load@example.com --json --database-url "$db" \
   | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 
@@ -93,6 +97,8 @@ for round in $(seq "$ROUNDS"); do
   echo "me $(run -H "Authorization: Bearer $key" "$url/v1/me")" >>"$work/results"
   echo "verify $(run -s "$work/verify.lua" "$url/v1/keys/verify")" >>"$work/results"
   echo "instances $(run -H "Authorization: Bearer $key" "$url/v1/instances")" >>"$work/results"
+  echo "forward $(run -H "Authorization: Bearer $key" -H "X-Forwarded-Method: GET" \
+    -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth")" >>"$work/results"
   echo "  round $round done"
 done
 
@@ -103,12 +109,13 @@ awk '
   { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; cpu[$1] += $5 }
   END {
     printf "\n%-28s %10s %9s %9s %16s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs", "server CPU µs/req"
-    split("healthz me verify instances", order, " ")
+    split("healthz me verify instances forward", order, " ")
     label["healthz"] = "GET /healthz (no key)"
     label["me"] = "GET /v1/me (cached key)"
     label["verify"] = "POST /v1/keys/verify"
     label["instances"] = "GET /v1/instances (3 rows)"
-    for (i = 1; i <= 4; i++) {
+    label["forward"] = "GET /v1/forward-auth"
+    for (i = 1; i <= 5; i++) {
       t = order[i]
       printf "%-28s %10.0f %9.1f %9.1f %16.1f\n", label[t], rps[t]/n[t], p50[t]/n[t], p99[t]/n[t], cpu[t]/n[t]
     }
@@ -116,6 +123,7 @@ awk '
     printf "\n/v1/me: throughput %.3f x /healthz, p99 %.2f x\n", (rps["me"]/n["me"])/base_rps, (p99["me"]/n["me"])/base_p99
     printf "/v1/keys/verify: throughput %.3f x /healthz, p99 %.2f x\n", (rps["verify"]/n["verify"])/base_rps, (p99["verify"]/n["verify"])/base_p99
     printf "/v1/instances: throughput %.3f x /healthz, p99 %.2f x\n", (rps["instances"]/n["instances"])/base_rps, (p99["instances"]/n["instances"])/base_p99
+    printf "/v1/forward-auth: throughput %.3f x /healthz, p99 %.2f x\n", (rps["forward"]/n["forward"])/base_rps, (p99["forward"]/n["forward"])/base_p99
   }' "$work/results"
 
 echo

@@ -122,6 +122,7 @@ fn nginx(keyward: SocketAddr, upstream: SocketAddr) -> Gateway {
     let port = free_port();
     let root = dir.path().display().to_string();
     let config = include_str!("../../../../docs/gateways/nginx.conf")
+        .replace("LISTEN_ADDRESS", &format!("127.0.0.1:{port}"))
         .replace("KEYWARD_ADDRESS", &keyward.to_string())
         .replace("UPSTREAM_ADDRESS", &upstream.to_string());
     let file = dir.path().join("nginx.conf");
@@ -131,8 +132,7 @@ fn nginx(keyward: SocketAddr, upstream: SocketAddr) -> Gateway {
             "daemon off;\nmaster_process off;\npid {root}/nginx.pid;\nerror_log {root}/error.log;\n\
              events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {root}/body;\n  \
              proxy_temp_path {root}/proxy;\n  fastcgi_temp_path {root}/fastcgi;\n  \
-             uwsgi_temp_path {root}/uwsgi;\n  scgi_temp_path {root}/scgi;\n  \
-             server {{\n    listen 127.0.0.1:{port};\n{config}\n  }}\n}}\n"
+             uwsgi_temp_path {root}/uwsgi;\n  scgi_temp_path {root}/scgi;\n{config}\n}}\n"
         ),
     )
     .unwrap();
