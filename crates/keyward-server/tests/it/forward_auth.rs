@@ -7,7 +7,8 @@ use serde_json::json;
 
 use crate::helpers::{Answer, TestApp, read};
 
-fn rules() -> RouteTable {
+/// The rules these tests and the gateway tests run under.
+pub(crate) fn rules() -> RouteTable {
     let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     RouteTable::new(vec![
         RouteRule::parse(

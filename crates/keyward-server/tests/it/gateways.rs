@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
-use keyward_core::route::{RouteRule, RouteTable};
 use keyward_server::Config;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -17,20 +16,6 @@ use crate::helpers::{Answer, TestApp, read};
 
 const NGINX: &str = "/usr/sbin/nginx";
 const CADDY: &str = "/usr/bin/caddy";
-
-fn rules() -> RouteTable {
-    let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    RouteTable::new(vec![
-        RouteRule::parse(
-            &owned(&["GET"]),
-            "/v1/databases/{project_id}/*",
-            &owned(&["instances:read"]),
-            Some("project_id"),
-        )
-        .unwrap(),
-    ])
-    .unwrap()
-}
 
 /// The upstream: answers every request with the `Keyward-*` headers it received.
 async fn upstream() -> SocketAddr {
@@ -274,32 +259,28 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
     assert!(second.header("retry-after").is_some());
 }
 
-#[tokio::test]
-async fn nginx_auth_request_lets_through_only_what_the_rules_allow() {
-    if !available(NGINX) {
-        return;
-    }
+/// Keyward with the forward-auth tests' rules, the upstream, and the gateway in front.
+async fn behind(gateway: fn(SocketAddr, SocketAddr) -> Gateway, passes_problem_bodies: bool) {
     let app = TestApp::spawn_with(Config {
-        routes: rules(),
+        routes: crate::forward_auth::rules(),
         ..Config::default()
     })
     .await;
     let upstream = upstream().await;
-    let gateway = nginx(app.address, upstream);
-    holds(&app, &gateway, false).await;
+    let gateway = gateway(app.address, upstream);
+    holds(&app, &gateway, passes_problem_bodies).await;
+}
+
+#[tokio::test]
+async fn nginx_auth_request_lets_through_only_what_the_rules_allow() {
+    if available(NGINX) {
+        behind(nginx, false).await;
+    }
 }
 
 #[tokio::test]
 async fn caddy_forward_auth_lets_through_only_what_the_rules_allow() {
-    if !available(CADDY) {
-        return;
+    if available(CADDY) {
+        behind(caddy, true).await;
     }
-    let app = TestApp::spawn_with(Config {
-        routes: rules(),
-        ..Config::default()
-    })
-    .await;
-    let upstream = upstream().await;
-    let gateway = caddy(app.address, upstream);
-    holds(&app, &gateway, true).await;
 }
