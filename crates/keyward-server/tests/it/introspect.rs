@@ -148,3 +148,75 @@ async fn the_caller_needs_keys_verify_and_a_form_with_a_token() {
     let no_token = introspect(&app, &org.key, &[("token_type_hint", "access_token")]).await;
     no_token.problem(400, "malformed_request");
 }
+
+/// A resource server's view: Authlib's RFC 7662 client (Python), talking to Keyward over
+/// HTTP, with the caller's key as its Bearer.
+const AUTHLIB_CLIENT: &str = r#"
+import json, os
+from authlib.integrations.requests_client import OAuth2Session
+
+def bearer(request):
+    request.headers["Authorization"] = "Bearer " + os.environ["KEYWARD_CALLER"]
+    return request
+
+url = os.environ["KEYWARD_INTROSPECT"]
+session = OAuth2Session()
+active = session.introspect_token(url, token=os.environ["KEYWARD_TOKEN"], auth=bearer)
+unknown = session.introspect_token(
+    url, token="mF_9.B5f-4.1JqM", token_type_hint="access_token", auth=bearer
+)
+print(json.dumps({
+    "active": active.json(), "active_status": active.status_code,
+    "unknown": unknown.json(), "unknown_status": unknown.status_code,
+}))
+"#;
+
+#[tokio::test]
+async fn a_standard_client_library_reads_the_answers() {
+    let has_authlib = std::process::Command::new("python3")
+        .args(["-c", "import authlib.integrations.requests_client"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !has_authlib {
+        assert!(
+            !keyward_store::testing::require_all(),
+            "this test needs python3 with Authlib: pip install authlib requests"
+        );
+        eprintln!("skipped: python3 with Authlib is not installed");
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    let (_, verifier) = app.create_key(&org.key, "gateway", &["keys:verify"]).await;
+    let (id, key) = app
+        .create_key(&org.key, "reader", &["instances:read"])
+        .await;
+    let url = app.url("/oauth/introspect");
+    // The client blocks; the server runs on this test's runtime, so it runs elsewhere.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", AUTHLIB_CLIENT])
+            .env("KEYWARD_INTROSPECT", url)
+            .env("KEYWARD_CALLER", verifier)
+            .env("KEYWARD_TOKEN", key)
+            // Authlib refuses plain http unless told this is a test.
+            .env("AUTHLIB_INSECURE_TRANSPORT", "1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["active_status"], 200);
+    assert_eq!(seen["active"]["active"], true);
+    assert_eq!(seen["active"]["client_id"], id.as_str());
+    assert_eq!(seen["active"]["scope"], "instances:read");
+    assert_eq!(seen["active"]["token_type"], "api_key");
+    assert_eq!(seen["unknown_status"], 200);
+    assert_eq!(seen["unknown"], json!({ "active": false }));
+}
