@@ -35,6 +35,22 @@ fn header<'h>(headers: &'h HeaderMap, names: &[&str]) -> Option<&'h str> {
         .and_then(|value| value.to_str().ok())
 }
 
+/// Whether `uri`'s path is in the form the rules are matched against: no `.` or `..`
+/// segment and no encoded slash or backslash, which a server behind the gateway might
+/// resolve into another path than the one decided on (`/db/A/x/../../B` passing as A's).
+fn in_normal_form(uri: &str) -> bool {
+    let path = uri.split(['?', '#']).next().unwrap_or_default();
+    path.split('/').all(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        let dots = lower.replace("%2e", ".");
+        dots != "."
+            && dots != ".."
+            && !lower.contains("%2f")
+            && !lower.contains("%5c")
+            && !lower.contains('\\')
+    })
+}
+
 /// Decide
 ///
 /// Whether the request a gateway describes may pass, by the route rules of the configuration
@@ -67,6 +83,11 @@ pub(super) async fn forward_auth(
         });
     };
     let method = method.to_ascii_uppercase();
+    if !in_normal_form(uri) {
+        return Err(ApiError::Forbidden(
+            "the path has dot segments or encoded slashes; send it in normal form",
+        ));
+    }
     let Some(found) = state.config.routes.find(&method, uri) else {
         return Err(ApiError::Forbidden("no route rule allows this request"));
     };

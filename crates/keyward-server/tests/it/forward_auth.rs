@@ -158,6 +158,25 @@ async fn a_project_token_passes_only_for_its_own_project() {
     decide(&app, Some(&token), "GET", "/v1/databases/not-a-project/t")
         .await
         .problem(403, "forbidden");
+    // A path that a server behind the gateway would resolve into another project's.
+    for sneaky in [
+        format!("/v1/databases/{own}/x/../../{other}/t"),
+        format!("/v1/databases/{own}/%2e%2E/{other}/t"),
+        format!("/v1/databases/{own}/.%2e/{other}/t"),
+        format!("/v1/databases/{own}/x%2F..%2F..%2F{other}/t"),
+        format!("/v1/databases/{own}/./t"),
+        format!("/v1/databases/{own}/x\\..\\{other}"),
+    ] {
+        let refused = decide(&app, Some(&token), "GET", &sneaky).await;
+        refused.problem(403, "forbidden");
+        assert!(
+            refused.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("normal form"),
+            "{sneaky}"
+        );
+    }
 
     // The project named in a header.
     let post = |project: String| {
