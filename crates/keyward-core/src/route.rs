@@ -73,7 +73,11 @@ impl PathPattern {
                     )));
                 }
                 Segment::Capture(name.to_owned())
-            } else if part.is_empty() || part.contains(['{', '}', '*', '?', '#']) {
+            } else if part.is_empty()
+                || *part == "."
+                || *part == ".."
+                || part.contains(['{', '}', '*', '?', '#', '%', ';', '\\'])
+            {
                 return Err(refuse(format!(
                     "in the path {text:?}, the segment {part:?} is not valid"
                 )));
@@ -225,8 +229,13 @@ impl RouteRule {
         })
     }
 
+    /// A rule for GET covers HEAD, which servers answer as GET without the body.
     fn allows_method(&self, method: &str) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+        self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m == method || (method == "HEAD" && m == "GET"))
     }
 
     fn covers(&self, other: &RouteRule) -> bool {
@@ -323,6 +332,10 @@ mod tests {
         assert!(found.rule.scopes.contains(Scope::InstancesRead));
         // The rest may be empty.
         assert!(table.find("GET", "/v1/databases/prj_1").is_some());
+        assert!(
+            table.find("HEAD", "/v1/databases/prj_1/t").is_some(),
+            "HEAD is GET"
+        );
         let post = table.find("POST", "/v1/databases/prj_1").unwrap();
         assert!(post.rule.scopes.contains(Scope::InstancesWrite));
         assert!(table.find("POST", "/v1/databases/prj_1/x").is_none());
@@ -346,6 +359,9 @@ mod tests {
         assert!(refused("/v1/*/x", &[], None).contains("may only end"));
         assert!(refused("/v1/{Bad}", &[], None).contains("not a valid name"));
         assert!(refused("/v1/{a}/{a}", &[], None).contains("captured twice"));
+        for never in ["/v1/../x", "/v1/./x", "/v1/a%2Fb", "/v1/a;b", "/v1/a\\b"] {
+            assert!(refused(never, &[], None).contains("not valid"), "{never}");
+        }
         assert!(refused("/v1/x", &["databases:read"], None).contains("unknown scope"));
         assert!(refused("/v1/x", &[], Some("project_id")).contains("neither"));
         assert!(RouteRule::parse(&["G-T".into()], "/x", &[], None).is_err());

@@ -27,28 +27,108 @@ pub fn router() -> ApiRoutes {
     ApiRoutes::new().route("/v1/forward-auth", any(forward_auth))
 }
 
-/// The first of `names` the request has, as text.
-fn header<'h>(headers: &'h HeaderMap, names: &[&str]) -> Option<&'h str> {
-    names
-        .iter()
-        .find_map(|name| headers.get(*name))
-        .and_then(|value| value.to_str().ok())
+/// The one value of header `name`: `Ok(None)` when absent, `Err` when sent more than once
+/// or not as text (a gateway and the service behind it might each read another one).
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return match headers.contains_key(name) {
+            true => Err(unreadable(format!("send {name} once"))),
+            false => Ok(None),
+        };
+    };
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| unreadable(format!("{name} is not text")))
 }
 
-/// Whether `uri`'s path is in the form the rules are matched against: no `.` or `..`
-/// segment and no encoded slash or backslash, which a server behind the gateway might
-/// resolve into another path than the one decided on (`/db/A/x/../../B` passing as A's).
+fn unreadable(detail: String) -> ApiError {
+    ApiError::Unreadable {
+        status: StatusCode::BAD_REQUEST,
+        detail,
+    }
+}
+
+/// The request to decide: from `X-Forwarded-Method` and `-Uri`, or `X-Original-Method` and
+/// `-URI`. When both pairs are sent they must agree: a gateway sets one pair, and a client
+/// must not be able to slip the other past it.
+fn original(headers: &HeaderMap) -> Result<(String, &str), ApiError> {
+    let forwarded = (
+        single(headers, "x-forwarded-method")?,
+        single(headers, "x-forwarded-uri")?,
+    );
+    let original = (
+        single(headers, "x-original-method")?,
+        single(headers, "x-original-uri")?,
+    );
+    let (method, uri) = match (forwarded, original) {
+        ((Some(m), Some(u)), (None, None)) | ((None, None), (Some(m), Some(u))) => (m, u),
+        ((Some(m), Some(u)), (Some(om), Some(ou))) if m.eq_ignore_ascii_case(om) && u == ou => {
+            (m, u)
+        }
+        ((None, None), (None, None)) => {
+            return Err(unreadable(
+                "say which request to decide: X-Forwarded-Method and X-Forwarded-Uri (or \
+                 X-Original-Method and X-Original-URI)"
+                    .into(),
+            ));
+        }
+        _ => {
+            return Err(unreadable(
+                "the X-Forwarded-* and X-Original-* headers do not describe one request".into(),
+            ));
+        }
+    };
+    Ok((method.to_ascii_uppercase(), uri))
+}
+
+/// Whether `uri`'s path is in the form the rules are matched against, so that a server
+/// behind the gateway cannot resolve it into another path than the one decided on
+/// (`/db/A/x/../../B` passing as A's): no `.` or `..` segment, no empty segment, no `;`
+/// (`..;` is `..` to some servers), no fragment, and no percent-encoding of a character that
+/// need not be encoded (`%2e`, `%2f`, `%61` …) nor of a backslash.
 fn in_normal_form(uri: &str) -> bool {
-    let path = uri.split(['?', '#']).next().unwrap_or_default();
-    path.split('/').all(|segment| {
-        let lower = segment.to_ascii_lowercase();
-        let dots = lower.replace("%2e", ".");
-        dots != "."
-            && dots != ".."
-            && !lower.contains("%2f")
-            && !lower.contains("%5c")
-            && !lower.contains('\\')
+    if uri.contains('#') || uri.contains('\\') {
+        return false;
+    }
+    let path = uri.split('?').next().unwrap_or_default();
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    rest.split('/').enumerate().all(|(index, segment)| {
+        let last = index == rest.split('/').count() - 1;
+        (!segment.is_empty() || last)
+            && segment != "."
+            && segment != ".."
+            && !segment.contains(';')
+            && percent_escapes_are_needed(segment)
     })
+}
+
+/// Every `%XX` in `segment` encodes a byte that had to be encoded: not an unreserved
+/// character (RFC 3986 §2.3), not `/` and not `\`.
+fn percent_escapes_are_needed(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let mut index = 0;
+    while let Some(offset) = bytes[index..].iter().position(|&b| b == b'%') {
+        let at = index + offset;
+        let decoded = bytes
+            .get(at + 1..at + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match decoded {
+            Some(byte)
+                if !(byte.is_ascii_alphanumeric()
+                    || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\')) => {}
+            _ => return false,
+        }
+        index = at + 3;
+    }
+    true
 }
 
 /// Decide
@@ -72,20 +152,11 @@ pub(super) async fn forward_auth(
     principal: Principal,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let method = header(&headers, &["x-forwarded-method", "x-original-method"]);
-    let uri = header(&headers, &["x-forwarded-uri", "x-original-uri"]);
-    let (Some(method), Some(uri)) = (method, uri) else {
-        return Err(ApiError::Unreadable {
-            status: StatusCode::BAD_REQUEST,
-            detail: "say which request to decide: X-Forwarded-Method and X-Forwarded-Uri \
-                     (or X-Original-Method and X-Original-URI)"
-                .into(),
-        });
-    };
-    let method = method.to_ascii_uppercase();
+    let (method, uri) = original(&headers)?;
     if !in_normal_form(uri) {
         return Err(ApiError::Forbidden(
-            "the path has dot segments or encoded slashes; send it in normal form",
+            "the path is not in normal form (dot or empty segments, `;`, a fragment, or \
+             needless percent-encoding)",
         ));
     }
     let Some(found) = state.config.routes.find(&method, uri) else {
@@ -101,7 +172,7 @@ pub(super) async fn forward_auth(
                 .iter()
                 .find(|(captured, _)| captured == name)
                 .map(|(_, value)| *value),
-            ProjectSource::Header(name) => header(&headers, &[name.as_str()]),
+            ProjectSource::Header(name) => single(&headers, name)?,
         };
         if named.and_then(|raw| ProjectId::parse(raw).ok()) != Some(own) {
             return Err(ApiError::Forbidden(
@@ -122,9 +193,15 @@ pub(super) async fn forward_auth(
         "keyward-organization-id",
         principal.organization_id.to_string(),
     );
-    if let Some(project) = principal.project_id {
-        set("keyward-project-id", project.to_string());
-    }
+    // Always sent, empty for an organization's key: a gateway that copies only the headers
+    // present (Caddy 2.6) would otherwise leave the upstream a placeholder or a forged value.
+    set(
+        "keyward-project-id",
+        principal
+            .project_id
+            .map(|project| project.to_string())
+            .unwrap_or_default(),
+    );
     set(
         "keyward-scopes",
         principal

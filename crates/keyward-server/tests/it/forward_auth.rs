@@ -76,7 +76,11 @@ async fn a_key_passes_where_its_scopes_allow_and_the_upstream_learns_who_it_is()
         Some(org.id.to_string().as_str())
     );
     assert_eq!(passed.header("keyward-scopes"), Some("instances:read"));
-    assert_eq!(passed.header("keyward-project-id"), None);
+    assert_eq!(
+        passed.header("keyward-project-id"),
+        Some(""),
+        "empty for API keys"
+    );
     // The nginx convention works the same; a rule without scopes takes any valid key.
     let nginx = decide_with(
         &app,
@@ -115,8 +119,36 @@ async fn a_key_passes_where_its_scopes_allow_and_the_upstream_learns_who_it_is()
             .is_some_and(|c| c.contains("invalid_token"))
     );
 
-    // Without the original method and URI there is nothing to decide.
+    // Without the original method and URI there is nothing to decide; two descriptions
+    // that disagree, or a header sent twice, are refused rather than guessed between.
     decide_with(&app, Some(&org.key), &[])
+        .await
+        .problem(400, "malformed_request");
+    let disagreeing = [
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-uri", "/status/health"),
+        ("x-original-method", "DELETE"),
+        ("x-original-uri", "/v1/databases/prj_x"),
+    ];
+    decide_with(&app, Some(&org.key), &disagreeing)
+        .await
+        .problem(400, "malformed_request");
+    let agreeing = [
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-uri", "/status/health"),
+        ("x-original-method", "GET"),
+        ("x-original-uri", "/status/health"),
+    ];
+    assert_eq!(
+        decide_with(&app, Some(&org.key), &agreeing).await.status,
+        StatusCode::OK
+    );
+    let twice = [
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-uri", "/status/health"),
+        ("x-forwarded-uri", "/v1/databases/prj_x/t"),
+    ];
+    decide_with(&app, Some(&org.key), &twice)
         .await
         .problem(400, "malformed_request");
 }
@@ -166,6 +198,10 @@ async fn a_project_token_passes_only_for_its_own_project() {
         format!("/v1/databases/{own}/x%2F..%2F..%2F{other}/t"),
         format!("/v1/databases/{own}/./t"),
         format!("/v1/databases/{own}/x\\..\\{other}"),
+        format!("/v1/databases/{own}/..;/{other}/t"),
+        format!("/v1/databases/{own}/t#/../../{other}/t"),
+        format!("/v1/databases/{own}//t"),
+        format!("/v1/d%61tabases/{own}/t"),
     ] {
         let refused = decide(&app, Some(&token), "GET", &sneaky).await;
         refused.problem(403, "forbidden");
@@ -195,6 +231,19 @@ async fn a_project_token_passes_only_for_its_own_project() {
         }
     };
     assert_eq!(post(own.clone()).await.status, StatusCode::OK);
+    // The project header twice: refused, whichever one the service would read.
+    decide_with(
+        &app,
+        Some(&token),
+        &[
+            ("x-forwarded-method", "POST"),
+            ("x-forwarded-uri", "/v1/databases"),
+            ("x-project-id", &own),
+            ("x-project-id", &other),
+        ],
+    )
+    .await
+    .problem(400, "malformed_request");
     post(other.clone()).await.problem(403, "forbidden");
     // An API key of the organization is not confined to a project.
     let by_key = decide(

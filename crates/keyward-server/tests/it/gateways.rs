@@ -151,7 +151,19 @@ fn caddy(keyward: SocketAddr, upstream: SocketAddr) -> Gateway {
 }
 
 async fn through(gateway: &Gateway, key: Option<&str>, path: &str) -> Answer {
+    through_with(gateway, key, path, &[]).await
+}
+
+async fn through_with(
+    gateway: &Gateway,
+    key: Option<&str>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut request = reqwest::Client::new().get(gateway.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
@@ -174,6 +186,28 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
     assert_eq!(passed.body["key_id"], reader_id.as_str());
     assert_eq!(passed.body["organization_id"], org.id.to_string());
     assert_eq!(passed.body["scopes"], "instances:read");
+
+    // The upstream trusts these headers: a client cannot send its own.
+    let forged = through_with(
+        gateway,
+        Some(&reader),
+        &format!("/v1/databases/{own}/t"),
+        &[
+            ("keyward-key-id", "key_forged"),
+            ("keyward-project-id", elsewhere.as_str()),
+            ("keyward-scopes", "instances:write"),
+        ],
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::OK);
+    assert_eq!(forged.body["key_id"], reader_id.as_str());
+    // An API key has no project: nginx drops the empty header, Caddy passes it empty.
+    assert!(
+        [Value::Null, json!("")].contains(&forged.body["project_id"]),
+        "{}",
+        forged.body
+    );
+    assert_eq!(forged.body["scopes"], "instances:read");
 
     // Without it: 403.
     let refused = through(gateway, Some(&other), &format!("/v1/databases/{own}/t")).await;
@@ -198,6 +232,26 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
     )
     .await;
     assert_eq!(confined.status, StatusCode::FORBIDDEN);
+    // The client cannot describe another request than the one it makes.
+    let claimed = format!("/v1/databases/{own}/t");
+    for (method, uri) in [
+        ("x-forwarded-method", "x-forwarded-uri"),
+        ("x-original-method", "x-original-uri"),
+    ] {
+        let spoofed = through_with(
+            gateway,
+            Some(&token),
+            &format!("/v1/databases/{elsewhere}/t"),
+            &[(method, "GET"), (uri, claimed.as_str())],
+        )
+        .await;
+        assert!(
+            [StatusCode::FORBIDDEN, StatusCode::BAD_REQUEST].contains(&spoofed.status),
+            "{uri}: {} {}",
+            spoofed.status,
+            spoofed.body
+        );
+    }
     let at_home = through(gateway, Some(&token), &format!("/v1/databases/{own}/t")).await;
     assert_eq!(at_home.status, StatusCode::OK);
     assert_eq!(at_home.body["project_id"], own.as_str());
