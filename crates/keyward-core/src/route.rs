@@ -273,6 +273,22 @@ impl RouteTable {
                     )),
                 ));
             }
+            // Several earlier rules may share its methods out between them.
+            let earlier = &rules[..index];
+            let method_taken = |method: &String| {
+                earlier
+                    .iter()
+                    .any(|e| e.allows_method(method) && e.path.covers(&rule.path))
+            };
+            if !rule.methods.is_empty() && rule.methods.iter().all(method_taken) {
+                return Err((
+                    index,
+                    refuse(
+                        "this rule can never match: earlier rules take every request it would, \
+                         method by method",
+                    ),
+                ));
+            }
         }
         Ok(Self { rules })
     }
@@ -373,6 +389,15 @@ mod tests {
         .unwrap_err();
         assert_eq!(shadowed.0, 1);
         assert!(shadowed.1.to_string().contains("rule 1 (/v1/*)"));
+        // Shared out between earlier rules, method by method.
+        let split = RouteTable::new(vec![
+            rule(&["GET"], "/x", &[], None),
+            rule(&["POST"], "/x", &[], None),
+            rule(&["GET", "POST"], "/x", &[], None),
+        ])
+        .unwrap_err();
+        assert_eq!(split.0, 2);
+        assert!(split.1.to_string().contains("method by method"));
         // A narrower method set, or a literal against a capture, leaves room.
         assert!(
             RouteTable::new(vec![
