@@ -23,10 +23,10 @@ cargo build --release --quiet --bin keyward
 bin=target/release/keyward
 
 . scripts/start-server.sh
-routes=$(mktemp)
-printf '[[routes]]\nmethods = ["GET"]\npath = "/*"\nscopes = ["instances:read"]\n' >"$routes"
-start_server --config "$routes"
-rm -f "$routes"
+start_server_with_routes '[[routes]]
+methods = ["GET"]
+path = "/*"
+scopes = ["instances:read"]'
 key=$("$bin" bootstrap --org Gateway --email gateway@example.com --json --database-url "$db" \
   | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 

@@ -27,10 +27,10 @@ else
 fi
 
 . scripts/start-server.sh
-routes=$(mktemp)
-printf '[[routes]]\nmethods = ["GET"]\npath = "/status/*"\nscopes = []\n' >"$routes"
-start_server --config "$routes"
-rm -f "$routes"
+start_server_with_routes '[[routes]]
+methods = ["GET"]
+path = "/status/*"
+scopes = []'
 key=$("$bin" bootstrap --org Load --email load@example.com --json --database-url "$db" \
   | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 

@@ -20,6 +20,17 @@ start_server() {
   [ -n "$url" ] || { echo "the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 }
 
+# `start_server_with_routes RULES ARGS…`: the same, with RULES (TOML `[[routes]]` tables) as
+# the server's configuration file.
+start_server_with_routes() {
+  local routes
+  routes=$(mktemp)
+  printf '%s\n' "$1" >"$routes"
+  shift
+  start_server --config "$routes" "$@"
+  rm -f "$routes"
+}
+
 stop_server() {
   [ -n "$server" ] && kill "$server" 2>/dev/null
   wait 2>/dev/null

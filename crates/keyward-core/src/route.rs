@@ -101,38 +101,24 @@ impl PathPattern {
     /// The captured segments, if `path` (without its query) matches.
     fn matches<'p>(&self, path: &'p str) -> Option<Vec<(&str, &'p str)>> {
         let rest = path.strip_prefix('/')?;
-        let mut parts = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split('/').collect::<Vec<_>>()
+        let parts: Vec<&str> = match rest {
+            "" => Vec::new(),
+            rest => rest.split('/').collect(),
         };
         let mut captured = Vec::new();
         for (index, segment) in self.segments.iter().enumerate() {
+            let part = parts.get(index).copied();
             match segment {
-                Segment::Rest => {
-                    parts.clear();
-                    break;
+                // Last by construction: whatever follows matches.
+                Segment::Rest => return Some(captured),
+                Segment::Literal(literal) if part == Some(literal.as_str()) => {}
+                Segment::Capture(name) if part.is_some_and(|p| !p.is_empty()) => {
+                    captured.push((name.as_str(), part?));
                 }
-                Segment::Literal(literal) => {
-                    if parts.get(index) != Some(&literal.as_str()) {
-                        return None;
-                    }
-                }
-                Segment::Capture(name) => match parts.get(index) {
-                    Some(value) if !value.is_empty() => captured.push((name.as_str(), *value)),
-                    _ => return None,
-                },
+                _ => return None,
             }
         }
-        let consumed = self
-            .segments
-            .iter()
-            .filter(|s| !matches!(s, Segment::Rest))
-            .count();
-        if !self.segments.contains(&Segment::Rest) && parts.len() != consumed {
-            return None;
-        }
-        Some(captured)
+        (parts.len() == self.segments.len()).then_some(captured)
     }
 
     /// Whether every path `other` matches, this matches too.

@@ -11,6 +11,15 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// The media type of a request's body (`Content-Type` without its parameters), if any.
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::trim)
+}
+
 /// JSON request bodies and responses. A body must be `Content-Type: application/json`, at
 /// most 64 KiB, and a JSON object: serde would otherwise read a struct from an array by
 /// position, which no client means.
@@ -20,15 +29,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .map(str::trim)
-            .is_some_and(|media| {
-                media.eq_ignore_ascii_case("application/json") || media.ends_with("+json")
-            });
+        let is_json = media_type(request.headers()).is_some_and(|media| {
+            media.eq_ignore_ascii_case("application/json") || media.ends_with("+json")
+        });
         if !is_json {
             return Err(ApiError::Unreadable {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -10,8 +10,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use clap::ArgMatches;
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory};
 use keyward_core::route::{RouteRule, RouteTable};
 
 /// The file read when neither `--config` nor `KEYWARD_CONFIG` names one.
@@ -94,10 +94,7 @@ fn route(table: &toml::Table) -> Result<RouteRule, String> {
 
 /// The options a file may set: every option of `keyward serve` but the file itself.
 fn serve_options() -> clap::Command {
-    crate::Cli::command()
-        .find_subcommand("serve")
-        .cloned()
-        .expect("keyward has a serve command")
+    <crate::serve::ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"))
 }
 
 fn settable(id: &str) -> bool {
@@ -209,26 +206,25 @@ fn route_table(
     RouteTable::new(rules).map_err(|(index, error)| (line(index), error.to_string()))
 }
 
-/// The file `keyward serve` reads: `named` (by `--config` or `KEYWARD_CONFIG`), or else
+/// The file `keyward serve` reads: the one `--config` or `KEYWARD_CONFIG` names, or else
 /// `./keyward.toml` if it exists.
-pub fn file(named: Option<&Path>) -> Option<PathBuf> {
-    match named {
-        Some(named) => Some(named.to_owned()),
+fn file_for(serve: &ArgMatches) -> Option<PathBuf> {
+    match serve.get_one::<PathBuf>("config") {
+        Some(named) => Some(named.clone()),
         None => Path::new(DEFAULT_FILE)
             .is_file()
             .then(|| PathBuf::from(DEFAULT_FILE)),
     }
 }
 
-fn file_for(serve: &ArgMatches) -> Option<PathBuf> {
-    file(serve.get_one::<PathBuf>("config").map(PathBuf::as_path))
-}
-
-/// The command line to run `keyward serve` with: `args`, plus the file's settings for every
-/// option that neither a flag nor an environment variable set.
-pub fn apply(args: Vec<OsString>, serve: &ArgMatches) -> Result<Vec<OsString>, ConfigError> {
+/// The command line to run `keyward serve` with (`args`, plus the file's settings for every
+/// option that neither a flag nor an environment variable set), and the file's route rules.
+pub fn apply(
+    args: Vec<OsString>,
+    serve: &ArgMatches,
+) -> Result<(Vec<OsString>, RouteTable), ConfigError> {
     let Some(file) = file_for(serve) else {
-        return Ok(args);
+        return Ok((args, RouteTable::default()));
     };
     let settings = load(&file)?;
     let from_file = settings.settings.into_iter().filter(|setting| {
@@ -247,5 +243,5 @@ pub fn apply(args: Vec<OsString>, serve: &ArgMatches) -> Result<Vec<OsString>, C
         .map_or(args.len(), |i| i + 1);
     let mut combined = args;
     combined.splice(at..at, flags);
-    Ok(combined)
+    Ok((combined, settings.routes))
 }

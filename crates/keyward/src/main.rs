@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use keyward_core::Brand;
+use keyward_core::route::RouteTable;
 
 /// Keyward: a self-hosted API key and project-token service.
 ///
@@ -115,21 +116,23 @@ struct MigrateArgs {
     database: DatabaseArgs,
 }
 
-/// The command line, with `keyward serve`'s configuration file applied (see [`config`]).
-fn parse() -> Result<Cli, config::ConfigError> {
+/// The command line, with `keyward serve`'s configuration file applied (see [`config`]),
+/// and the file's route rules.
+fn parse() -> Result<(Cli, RouteTable), config::ConfigError> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let matches = Cli::command().get_matches_from(&args);
-    let args = match matches.subcommand() {
+    let (args, routes) = match matches.subcommand() {
         Some(("serve", serve)) => config::apply(args, serve)?,
-        _ => args,
+        _ => (args, RouteTable::default()),
     };
     let matches = Cli::command().get_matches_from(args);
-    Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit()))
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    Ok((cli, routes))
 }
 
 fn main() -> ExitCode {
-    let cli = match parse() {
-        Ok(cli) => cli,
+    let (cli, routes) = match parse() {
+        Ok(parsed) => parsed,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);
@@ -169,7 +172,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await.map_err(Failure::from),
+            Command::Serve(args) => serve::run(args, routes).await.map_err(Failure::from),
             Command::Migrate(args) => migrate(args).await.map_err(Failure::from),
             Command::Bootstrap(args) => bootstrap::run(args).await.map_err(Failure::from),
             Command::Keys {

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
+use keyward_core::route::RouteTable;
 use keyward_server::passwords::PasswordLimits;
 use keyward_server::{AppState, Config, ConnectionLimits};
 use tokio::net::TcpListener;
@@ -157,7 +158,8 @@ pub struct ServeArgs {
     log: String,
 }
 
-pub async fn run(args: ServeArgs) -> CliResult {
+/// Serves with `args` and the configuration file's `routes` (see `config::apply`).
+pub async fn run(args: ServeArgs, routes: RouteTable) -> CliResult {
     let filter = Targets::from_str(&args.log)
         .map_err(|error| format!("--log {:?} is not a valid filter: {error}", args.log))?;
     tracing_subscriber::registry()
@@ -169,11 +171,6 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with(filter)
         .init();
 
-    // The file was checked already (see `config::apply`); its route rules are read here.
-    let routes = match crate::config::file(args.config.as_deref()) {
-        Some(file) => crate::config::load(&file)?.routes,
-        None => Default::default(),
-    };
     if !routes.is_empty() {
         tracing::info!(rules = routes.len(), "route rules for /v1/forward-auth");
     }

@@ -99,9 +99,10 @@ fn in_normal_form(uri: &str) -> bool {
     if rest.is_empty() {
         return true;
     }
-    rest.split('/').enumerate().all(|(index, segment)| {
-        let last = index == rest.split('/').count() - 1;
-        (!segment.is_empty() || last)
+    // One trailing slash is fine; any other empty segment (`//` included) is not.
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.split('/').all(|segment| {
+        !segment.is_empty()
             && segment != "."
             && segment != ".."
             && !segment.contains(';')

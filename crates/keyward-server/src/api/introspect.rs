@@ -21,7 +21,7 @@ use super::ApiRoutes;
 use crate::AppState;
 use crate::auth::{Principal, Refusal, Verified};
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, media_type};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new().route("/oauth/introspect", post(introspect))
@@ -77,15 +77,8 @@ pub(super) struct IntrospectionResponse {
 
 /// The `token` field of a form body.
 fn token_of(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| {
-            media
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
+    let is_form = media_type(headers)
+        .is_some_and(|media| media.eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !is_form {
         return Err(ApiError::Unreadable {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -116,11 +116,8 @@ pub(crate) async fn list(
     ))
     .bind(organization.as_uuid())
     .bind(filter.kind.as_str())
-    .bind(filter.project.map(|p| p.as_uuid()))
-    .bind(page.before)
-    .bind(page.fetch_limit());
-    let items = db.all(query, decode).await?;
-    Ok(Paged::from_rows(items, page))
+    .bind(filter.project.map(|p| p.as_uuid()));
+    super::page(db, query, decode, page).await
 }
 
 pub(crate) async fn get(

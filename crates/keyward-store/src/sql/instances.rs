@@ -75,11 +75,8 @@ pub(crate) async fn list(
          AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
     ))
     .bind(organization.as_uuid())
-    .bind(project.map(|p| p.as_uuid()))
-    .bind(page.before)
-    .bind(page.fetch_limit());
-    let items = db.all(query, decode).await?;
-    Ok(Paged::from_rows(items, page))
+    .bind(project.map(|p| p.as_uuid()));
+    super::page(db, query, decode, page).await
 }
 
 pub(crate) async fn get(

@@ -178,6 +178,19 @@ pub(crate) trait Write: Read {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// One page of a list: `query` with the page's cursor and limit bound as its last two
+/// parameters (`id < $n-1`, `LIMIT $n`), newest first.
+pub(crate) async fn page<T: Send>(
+    db: &mut impl Read,
+    query: Query<'_>,
+    decode: Decode<T>,
+    page: crate::Page,
+) -> Result<crate::Paged<T>, StoreError> {
+    let query = query.bind(page.before).bind(page.fetch_limit());
+    let items = db.all(query, decode).await?;
+    Ok(crate::Paged::from_rows(items, page))
+}
+
 /// Decodes nothing: the row's existence is the answer.
 pub(crate) fn exists(_: &dyn Columns) -> Result<(), StoreError> {
     Ok(())
