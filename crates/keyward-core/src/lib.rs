@@ -5,7 +5,6 @@
 //! passed one of the `parse` functions here is known good everywhere past the edge of the
 //! system.
 
-pub mod authorization;
 pub mod credential;
 pub mod id;
 pub mod names;
@@ -16,7 +15,6 @@ pub mod route;
 pub mod scope;
 pub mod timestamp;
 
-pub use authorization::{GrantError, check_grant, holdable_scopes};
 pub use credential::{
     Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, PlaintextKey,
 };
@@ -24,5 +22,8 @@ pub use id::{CredentialId, IdError, InstanceId, OrganizationId, ProjectId, UserI
 pub use names::{Description, Email, InstanceStatus, InvalidValue, Name, Region};
 pub use rate_limit::RateLimit;
 pub use role::Role;
-pub use scope::{Scope, ScopeSet};
+pub use scope::{
+    GrantError, Scope, ScopeCatalog, ScopeDefinition, ScopeInfo, ScopeLevel, ScopeNames, ScopeSet,
+    UnknownScope,
+};
 pub use timestamp::Timestamp;

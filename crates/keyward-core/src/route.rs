@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::{Scope, ScopeSet};
+use crate::{ScopeCatalog, ScopeSet};
 
 /// One segment of a path pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,13 +164,14 @@ pub struct RouteRule {
 }
 
 impl RouteRule {
-    /// Checks a rule as written: `methods`, `path`, `scopes` by name, `project` (a captured
-    /// name, or `header:NAME`).
+    /// Checks a rule as written: `methods`, `path`, `scopes` by name (in `catalog`), `project`
+    /// (a captured name, or `header:NAME`).
     pub fn parse(
         methods: &[String],
         path: &str,
         scopes: &[String],
         project: Option<&str>,
+        catalog: &ScopeCatalog,
     ) -> Result<Self, RuleError> {
         let path = PathPattern::parse(path)?;
         let methods = methods
@@ -184,13 +185,9 @@ impl RouteRule {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let scopes = scopes
-            .iter()
-            .map(|name| {
-                name.parse::<Scope>()
-                    .map_err(|_| refuse(format!("unknown scope {name:?}")))
-            })
-            .collect::<Result<ScopeSet, _>>()?;
+        let scopes = catalog
+            .parse(scopes)
+            .map_err(|unknown| refuse(format!("unknown scope {:?}", unknown.0)))?;
         let project = match project {
             None => None,
             Some(source) => Some(match source.strip_prefix("header:") {
@@ -307,7 +304,14 @@ mod tests {
 
     fn rule(methods: &[&str], path: &str, scopes: &[&str], project: Option<&str>) -> RouteRule {
         let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        RouteRule::parse(&owned(methods), path, &owned(scopes), project).unwrap()
+        RouteRule::parse(
+            &owned(methods),
+            path,
+            &owned(scopes),
+            project,
+            &ScopeCatalog::builtin(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -331,7 +335,7 @@ mod tests {
             .find("GET", "/v1/databases/prj_1/tables/t?x=1")
             .unwrap();
         assert_eq!(found.captures, [("project_id", "prj_1")]);
-        assert!(found.rule.scopes.contains(Scope::InstancesRead));
+        assert!(found.rule.scopes.contains(crate::Scope::INSTANCES_READ));
         // The rest may be empty.
         assert!(table.find("GET", "/v1/databases/prj_1").is_some());
         assert!(
@@ -339,7 +343,7 @@ mod tests {
             "HEAD is GET"
         );
         let post = table.find("POST", "/v1/databases/prj_1").unwrap();
-        assert!(post.rule.scopes.contains(Scope::InstancesWrite));
+        assert!(post.rule.scopes.contains(crate::Scope::INSTANCES_WRITE));
         assert!(table.find("POST", "/v1/databases/prj_1/x").is_none());
         assert!(table.find("GET", "/v1/databases").is_none());
         assert!(
@@ -353,7 +357,7 @@ mod tests {
     fn bad_rules_and_unreachable_ones_are_refused_with_a_reason() {
         let refused = |path: &str, scopes: &[&str], project: Option<&str>| {
             let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-            RouteRule::parse(&[], path, &owned(scopes), project)
+            RouteRule::parse(&[], path, &owned(scopes), project, &ScopeCatalog::builtin())
                 .unwrap_err()
                 .to_string()
         };
@@ -366,7 +370,9 @@ mod tests {
         }
         assert!(refused("/v1/x", &["databases:read"], None).contains("unknown scope"));
         assert!(refused("/v1/x", &[], Some("project_id")).contains("neither"));
-        assert!(RouteRule::parse(&["G-T".into()], "/x", &[], None).is_err());
+        assert!(
+            RouteRule::parse(&["G-T".into()], "/x", &[], None, &ScopeCatalog::builtin()).is_err()
+        );
 
         let shadowed = RouteTable::new(vec![
             rule(&[], "/v1/*", &[], None),

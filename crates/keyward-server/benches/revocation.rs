@@ -47,6 +47,7 @@ fn main() {
         let admin = bootstrap_organization(
             store.as_ref(),
             &Brand::default(),
+            &Default::default(),
             "Bench",
             "bench@example.com",
             Some(Password::parse("a long bench password".into()).unwrap()),

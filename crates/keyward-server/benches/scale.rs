@@ -8,13 +8,14 @@
 //! server binaries from `PATH` or `/usr/lib/postgresql/*/bin`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, KeyDigest, Name, OrganizationId, PlaintextKey,
-    ScopeSet, Timestamp, UserId,
+    ScopeNames, Timestamp, UserId,
 };
-use keyward_server::auth::{Clock, UsageRecorder, VerificationCache, Verifier};
+use keyward_server::Config;
+use keyward_server::auth::{UsageRecorder, VerificationCache, Verifier};
 use keyward_server::metrics::Metrics;
 use keyward_store::testing::TempPostgres;
 use keyward_store::{CredentialRecord, NewOrganization, NewOwner};
@@ -85,11 +86,11 @@ async fn run(keys: usize) {
 
     // Seed straight into the table, in large transactions.
     let started = Instant::now();
-    let scopes = ScopeSet::parse_names(&["instances:read", "projects:read"]).unwrap();
+    let scopes = ScopeNames::from_storage("instances:read projects:read").unwrap();
     let samples = if postgres {
-        seed_postgres(&url, keys, organization, owner, scopes).await
+        seed_postgres(&url, keys, organization, owner, &scopes).await
     } else {
-        seed_sqlite(&path, keys, organization, owner, scopes).await
+        seed_sqlite(&path, keys, organization, owner, &scopes).await
     };
     let seeded = started.elapsed();
     println!(
@@ -101,12 +102,13 @@ async fn run(keys: usize) {
     // Cold verification: every sampled key is a cache miss, so one indexed read each.
     let verifier = Verifier::new(
         store.clone(),
-        Brand::default(),
-        3600,
-        3600,
+        &Config {
+            cache_max_age: Duration::from_secs(3600),
+            outage_grace: Duration::from_secs(3600),
+            ..Config::default()
+        },
         Arc::new(UsageRecorder::default()),
         Arc::new(Metrics::default()),
-        Clock::system(),
     );
     let lookups_before = store.stats().credential_lookups;
     let mut micros = Vec::with_capacity(samples.len());
@@ -167,7 +169,7 @@ async fn run(keys: usize) {
     drop(verifier);
 
     // Memory: a cache holding every key.
-    let cache = VerificationCache::new(3600, 3600);
+    let cache = VerificationCache::new(3600, 3600, Default::default());
     let before = resident_bytes();
     let created = Timestamp::now();
     for n in 0..keys {
@@ -179,7 +181,7 @@ async fn run(keys: usize) {
                 project_id: None,
                 name: Name::from_trusted(format!("key {n}")),
                 hint: String::new(),
-                scopes,
+                scopes: scopes.clone(),
                 created_at: created,
                 expires_at: None,
                 revoked_at: None,
@@ -207,7 +209,7 @@ async fn seed_sqlite(
     keys: usize,
     organization: OrganizationId,
     owner: UserId,
-    scopes: ScopeSet,
+    scopes: &ScopeNames,
 ) -> Vec<String> {
     let mut connection = SqliteConnectOptions::new()
         .filename(path)
@@ -252,7 +254,7 @@ async fn seed_postgres(
     keys: usize,
     organization: OrganizationId,
     owner: UserId,
-    scopes: ScopeSet,
+    scopes: &ScopeNames,
 ) -> Vec<String> {
     let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
     let stride = (keys / SAMPLES).max(1);

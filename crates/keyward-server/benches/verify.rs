@@ -9,15 +9,16 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
 use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, KeyDigest, Name, OrganizationId, PlaintextKey,
-    ScopeSet, Timestamp, UserId,
+    ScopeCatalog, Timestamp, UserId,
 };
-use keyward_server::auth::{Clock, UsageRecorder, Verifier};
+use keyward_server::auth::{UsageRecorder, Verifier};
 use keyward_server::metrics::Metrics;
 use keyward_server::{AppState, Config};
 use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner};
@@ -52,7 +53,10 @@ fn bench(c: &mut Criterion) {
                     name: Name::parse("bench").unwrap(),
                     digest: key.digest(),
                     hint: key.hint(),
-                    scopes: ScopeSet::all(),
+                    scopes: {
+                        let catalog = ScopeCatalog::builtin();
+                        catalog.to_names(&catalog.all())
+                    },
                     created_at: Timestamp::now(),
                     expires_at: Some(Timestamp::now().plus_seconds(3600)),
                     rate_limit: None,
@@ -63,12 +67,13 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         let verifier = Arc::new(Verifier::new(
             store.clone(),
-            Brand::default(),
-            3600,
-            3600,
+            &Config {
+                cache_max_age: Duration::from_secs(3600),
+                outage_grace: Duration::from_secs(3600),
+                ..Config::default()
+            },
             Arc::new(UsageRecorder::default()),
             Arc::new(Metrics::default()),
-            Clock::system(),
         ));
         assert!(
             verifier.verify(&presented, None, None).await.is_ok(),

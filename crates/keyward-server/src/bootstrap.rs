@@ -4,7 +4,7 @@
 use keyward_core::password::{Password, PasswordError};
 use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, InvalidValue, Name, OrganizationId, PlaintextKey,
-    Role, Timestamp, UserId,
+    Role, ScopeCatalog, Timestamp, UserId,
 };
 use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner, Store, StoreError};
 
@@ -41,9 +41,12 @@ pub enum BootstrapError {
     Random,
 }
 
+/// Creates an organization, its owner (unless the account exists) and its first key, which
+/// holds every scope of `catalog` an owner may grant.
 pub async fn bootstrap_organization(
     store: &dyn Store,
     brand: &Brand,
+    catalog: &ScopeCatalog,
     organization_name: &str,
     email: &str,
     password: Option<Password>,
@@ -97,7 +100,7 @@ pub async fn bootstrap_organization(
         name: Name::parse("bootstrap").map_err(BootstrapError::InvalidOrganizationName)?,
         digest: key.digest(),
         hint: key.hint(),
-        scopes: Role::Owner.scope_cap(),
+        scopes: catalog.to_names(&catalog.role_cap(Role::Owner)),
         created_at: now,
         expires_at: None,
         rate_limit: None,

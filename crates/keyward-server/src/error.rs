@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keyward_core::Scope;
 use keyward_store::StoreError;
 use serde::Serialize;
 
@@ -49,7 +48,7 @@ pub enum ApiError {
     InvalidToken(String),
     /// The credential lacks a scope (RFC 6750 `insufficient_scope`).
     #[error("{detail}")]
-    InsufficientScope { scope: Scope, detail: String },
+    InsufficientScope { scope: String, detail: String },
     /// The caller may not do this, whatever its scopes (a role rule, say).
     #[error("{0}")]
     Forbidden(&'static str),
@@ -90,9 +89,10 @@ fn summary(errors: &[FieldError]) -> String {
 }
 
 impl ApiError {
-    pub fn insufficient_scope(scope: Scope) -> Self {
+    /// The credential lacks the scope called `scope`.
+    pub fn insufficient_scope(scope: &str) -> Self {
         Self::InsufficientScope {
-            scope,
+            scope: scope.to_owned(),
             detail: format!("this credential lacks the {scope} scope"),
         }
     }
@@ -187,7 +187,7 @@ pub struct Problem<'a> {
     /// With 403 `insufficient_scope`: the scope that is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "instances:write")]
-    scope: Option<&'static str>,
+    scope: Option<&'a str>,
 }
 
 impl IntoResponse for ApiError {
@@ -207,7 +207,7 @@ impl IntoResponse for ApiError {
                 _ => None,
             },
             scope: match &self {
-                Self::InsufficientScope { scope, .. } => Some(scope.as_str()),
+                Self::InsufficientScope { scope, .. } => Some(scope),
                 _ => None,
             },
         };
@@ -254,10 +254,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(what) => Self::NotFound(what),
             ServiceError::Conflict(conflict) => Self::Conflict(conflict.to_string()),
             ServiceError::CannotGrant { scope } => Self::InsufficientScope {
-                scope,
                 detail: format!(
                     "this credential cannot grant the {scope} scope, which it does not hold"
                 ),
+                scope,
             },
             ServiceError::Forbidden { message, .. } => Self::Forbidden(message),
             ServiceError::Store(error) => error.into(),

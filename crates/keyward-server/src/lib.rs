@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use keyward_core::Brand;
+use keyward_core::{Brand, ScopeCatalog};
 use keyward_store::Store;
 use tokio::net::TcpListener;
 
@@ -51,7 +51,11 @@ pub struct Config {
     pub connection_limits: ConnectionLimits,
     /// Where verification and the credential services read the time.
     pub clock: auth::Clock,
-    /// What `/v1/forward-auth` lets through: the route rules of the configuration file.
+    /// The scopes in force: Keyward's own and the platform's (`[[scopes]]` in the
+    /// configuration file). Every node of one installation should agree on it.
+    pub scopes: Arc<ScopeCatalog>,
+    /// What `/v1/forward-auth` lets through: the route rules of the configuration file, whose
+    /// scopes are of `scopes`.
     pub routes: keyward_core::route::RouteTable,
 }
 
@@ -66,6 +70,7 @@ impl Default for Config {
             password_limits: passwords::PasswordLimits::default(),
             connection_limits: ConnectionLimits::default(),
             clock: auth::Clock::system(),
+            scopes: Arc::default(),
             routes: keyward_core::route::RouteTable::default(),
         }
     }
@@ -85,6 +90,8 @@ pub struct Shared {
     pub passwords: passwords::PasswordWork,
     pub signup_throttle: passwords::AddressThrottle,
     pub login_throttle: passwords::AddressThrottle,
+    /// The OpenAPI document served, made on first request (it lists the catalog in force).
+    pub openapi: std::sync::OnceLock<axum::body::Bytes>,
 }
 
 impl std::ops::Deref for AppState {
@@ -98,21 +105,18 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         let usage = Arc::new(UsageRecorder::default());
         let metrics = Arc::new(Metrics::default());
-        let seconds = |duration: Duration| i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
         let verifier = Arc::new(Verifier::new(
             store.clone(),
-            config.brand.clone(),
-            seconds(config.cache_max_age),
-            seconds(config.outage_grace),
+            &config,
             usage.clone(),
             metrics.clone(),
-            config.clock.clone(),
         ));
         Self(Arc::new(Shared {
             store,
             passwords: passwords::PasswordWork::new(config.password_limits),
             signup_throttle: passwords::AddressThrottle::new(web::SIGNUPS_PER_ADDRESS),
             login_throttle: passwords::AddressThrottle::new(web::LOGINS_PER_ADDRESS),
+            openapi: std::sync::OnceLock::new(),
             config,
             usage,
             verifier,

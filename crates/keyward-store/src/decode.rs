@@ -1,7 +1,7 @@
 //! Reading stored columns back into domain values, the same way on every backend: stored
 //! data that no longer parses is `StoreError::Corrupt`, never a panic.
 
-use keyward_core::{CredentialKind, KeyDigest, RateLimit, Role, ScopeSet, Timestamp};
+use keyward_core::{CredentialKind, KeyDigest, RateLimit, Role, ScopeNames, Timestamp};
 
 use crate::StoreError;
 
@@ -24,8 +24,8 @@ pub(crate) fn kind(stored: &str) -> Result<CredentialKind, StoreError> {
     CredentialKind::from_storage(stored).ok_or_else(|| corrupt("credential kind"))
 }
 
-pub(crate) fn scopes(stored: &str) -> Result<ScopeSet, StoreError> {
-    ScopeSet::from_storage(stored).map_err(|e| StoreError::Corrupt(e.to_string()))
+pub(crate) fn scopes(stored: &str) -> Result<ScopeNames, StoreError> {
+    ScopeNames::from_storage(stored).map_err(StoreError::Corrupt)
 }
 
 pub(crate) fn role(stored: &str) -> Result<Role, StoreError> {

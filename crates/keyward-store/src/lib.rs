@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, Timestamp, UserId,
+    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, ScopeNames,
+    Timestamp, UserId,
 };
 
 pub use error::StoreError;
@@ -179,6 +180,10 @@ pub trait Store: Send + Sync + 'static {
         id: CredentialId,
         at: Timestamp,
     ) -> Result<Option<CredentialRecord>, StoreError>;
+
+    /// The scope lists of the credentials usable at `now` (neither revoked nor expired), each
+    /// with how many credentials hold exactly that list.
+    async fn scope_usage(&self, now: Timestamp) -> Result<Vec<(ScopeNames, u64)>, StoreError>;
 
     /// Records last use in one batch. Never moves `last_used_at` backwards. Returns the number
     /// of rows changed.

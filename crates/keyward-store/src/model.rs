@@ -2,7 +2,7 @@
 
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, Email, InstanceId, InstanceStatus, KeyDigest,
-    Name, OrganizationId, ProjectId, RateLimit, Region, Role, ScopeSet, Timestamp, UserId,
+    Name, OrganizationId, ProjectId, RateLimit, Region, Role, ScopeNames, Timestamp, UserId,
 };
 use uuid::Uuid;
 
@@ -90,7 +90,7 @@ pub struct NewCredential {
     pub name: Name,
     pub digest: KeyDigest,
     pub hint: String,
-    pub scopes: ScopeSet,
+    pub scopes: ScopeNames,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
@@ -107,7 +107,7 @@ pub struct CredentialRecord {
     pub project_id: Option<ProjectId>,
     pub name: Name,
     pub hint: String,
-    pub scopes: ScopeSet,
+    pub scopes: ScopeNames,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, Timestamp, UserId,
+    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, ScopeNames,
+    Timestamp, UserId,
 };
 use tokio::sync::broadcast;
 
@@ -296,6 +297,10 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<Option<CredentialRecord>, StoreError> {
         in_transaction!(self, |tx| credentials::revoke(tx, organization, id, at)
             .await?)
+    }
+
+    async fn scope_usage(&self, now: Timestamp) -> Result<Vec<(ScopeNames, u64)>, StoreError> {
+        credentials::scope_usage(&mut self.backend.reader()?, now).await
     }
 
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError> {

@@ -34,6 +34,11 @@ pub struct BootstrapArgs {
     #[arg(long)]
     json: bool,
 
+    /// The configuration file whose `[[scopes]]` the first key also gets (`./keyward.toml`
+    /// when it exists), as `keyward serve --config` reads it.
+    #[arg(long, env = "KEYWARD_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     database: DatabaseArgs,
 
@@ -59,10 +64,12 @@ pub async fn run(args: BootstrapArgs) -> CliResult {
         None
     };
 
+    let catalog = crate::config::catalog(args.config.as_deref())?;
     let store = keyward_store::open(args.database.database_url.expose()).await?;
     let created = bootstrap_organization(
         store.as_ref(),
         &args.brand.key_brand,
+        &catalog,
         &args.org,
         &args.email,
         password,

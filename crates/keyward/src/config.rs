@@ -10,9 +10,12 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use keyward_core::route::{RouteRule, RouteTable};
+use keyward_core::{Role, ScopeCatalog, ScopeDefinition, ScopeLevel};
 
 /// The file read when neither `--config` nor `KEYWARD_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "keyward.toml";
@@ -43,16 +46,26 @@ pub struct Setting {
     pub value: String,
 }
 
-/// The settings of a configuration file, checked against `keyward serve`'s options, and its
-/// route rules.
+/// What the platform declares: its scopes (`[[scopes]]`, after Keyward's own) and the route
+/// rules of forward authentication (`[[routes]]`).
+#[derive(Debug, Default)]
+pub struct Platform {
+    pub scopes: Arc<ScopeCatalog>,
+    pub routes: RouteTable,
+}
+
+/// The settings of a configuration file, checked against `keyward serve`'s options, and what
+/// it declares of the platform.
 #[derive(Debug)]
 pub struct Settings {
     pub settings: Vec<Setting>,
-    pub routes: RouteTable,
+    pub platform: Platform,
 }
 
 /// The fields a `[[routes]]` table may have.
 const ROUTE_FIELDS: [&str; 4] = ["methods", "path", "scopes", "project"];
+/// The fields a `[[scopes]]` table may have.
+const SCOPE_FIELDS: [&str; 4] = ["name", "description", "level", "min_role"];
 
 /// A list of strings, or why not.
 fn strings(value: &toml::Value, what: &str) -> Result<Vec<String>, String> {
@@ -65,8 +78,53 @@ fn strings(value: &toml::Value, what: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// A string field, or why not.
+fn text<'t>(table: &'t toml::Table, field: &str) -> Result<Option<&'t str>, String> {
+    match table.get(field) {
+        None => Ok(None),
+        Some(value) => value
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| format!("`{field}` takes a string")),
+    }
+}
+
+/// One `[[scopes]]` table.
+fn scope(table: &toml::Table) -> Result<ScopeDefinition, String> {
+    if let Some(unknown) = table.keys().find(|k| !SCOPE_FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown scope field `{unknown}` (a scope has name, description, level and min_role)"
+        ));
+    }
+    let name = text(table, "name")?.ok_or("a scope needs a `name` (resource:action)")?;
+    let description = text(table, "description")?
+        .ok_or_else(|| format!("the scope {name} needs a `description`"))?;
+    let level = match text(table, "level")? {
+        None => None,
+        Some("project") => Some(ScopeLevel::Project),
+        Some("organization") => Some(ScopeLevel::Organization),
+        Some(other) => {
+            return Err(format!(
+                "`level = {other:?}`: a scope's level is \"project\" or \"organization\""
+            ));
+        }
+    };
+    let min_role = match text(table, "min_role")? {
+        None => None,
+        Some(raw) => Some(Role::from_storage(raw).ok_or_else(|| {
+            format!("`min_role = {raw:?}`: a role is \"member\", \"admin\" or \"owner\"")
+        })?),
+    };
+    Ok(ScopeDefinition {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        level,
+        min_role,
+    })
+}
+
 /// One `[[routes]]` table.
-fn route(table: &toml::Table) -> Result<RouteRule, String> {
+fn route(table: &toml::Table, catalog: &ScopeCatalog) -> Result<RouteRule, String> {
     if let Some(unknown) = table.keys().find(|k| !ROUTE_FIELDS.contains(&k.as_str())) {
         return Err(format!(
             "unknown route field `{unknown}` (a route has methods, path, scopes and project)"
@@ -89,7 +147,7 @@ fn route(table: &toml::Table) -> Result<RouteRule, String> {
         Some(value) => Some(value.as_str().ok_or("`project` takes a string")?),
         None => None,
     };
-    RouteRule::parse(&methods, path, &scopes, project).map_err(|e| e.to_string())
+    RouteRule::parse(&methods, path, &scopes, project, catalog).map_err(|e| e.to_string())
 }
 
 /// The options a file may set: every option of `keyward serve` but the file itself.
@@ -126,15 +184,51 @@ pub fn load(file: &Path) -> Result<Settings, ConfigError> {
             .map_or(1, |(name, _)| line_of(name.span().start))
     };
 
+    // An error at its own line if known, else at the line of `key`.
+    let at_line = |key: &str, (line, message): LineError| {
+        error(Some(line.unwrap_or_else(|| line_of_key(key))), message)
+    };
+    // The scopes first: the routes name them.
+    let scopes = match table.get("scopes") {
+        Some(value) => {
+            let definitions = tables_of(value, "scopes", &spans, &line_of, scope)
+                .map_err(|e| at_line("scopes", e))?;
+            let catalog = ScopeCatalog::new(
+                &definitions
+                    .iter()
+                    .map(|(_, definition)| definition.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|refused| {
+                let line = definitions.get(refused.index).and_then(|(line, _)| *line);
+                at_line("scopes", (line, refused.message))
+            })?;
+            Arc::new(catalog)
+        }
+        None => Arc::default(),
+    };
     let options = serve_options();
     let mut settings = Vec::new();
     let mut routes = RouteTable::default();
     for (key, value) in &table {
         let line = line_of_key(key);
+        if key == "scopes" {
+            continue;
+        }
         if key == "routes" {
-            routes = route_table(value, &spans, &line_of).map_err(|(line, message)| {
-                error(Some(line.unwrap_or_else(|| line_of_key(key))), message)
-            })?;
+            let rules = tables_of(value, "routes", &spans, &line_of, |table| {
+                route(table, &scopes)
+            })
+            .map_err(|e| at_line(key, e))?;
+            let lines: Vec<Option<usize>> = rules.iter().map(|(line, _)| *line).collect();
+            routes = RouteTable::new(rules.into_iter().map(|(_, rule)| rule).collect()).map_err(
+                |(index, refused)| {
+                    at_line(
+                        key,
+                        (lines.get(index).copied().flatten(), refused.to_string()),
+                    )
+                },
+            )?;
             continue;
         }
         let known = options
@@ -174,43 +268,52 @@ pub fn load(file: &Path) -> Result<Settings, ConfigError> {
             value,
         });
     }
-    Ok(Settings { settings, routes })
+    Ok(Settings {
+        settings,
+        platform: Platform { scopes, routes },
+    })
 }
 
-/// The `[[routes]]` array: each table a rule, in order; errors at the line of their table.
-fn route_table(
+/// A problem, at the line of the table it is in when known.
+type LineError = (Option<usize>, String);
+
+/// An array of tables (`[[key]]`), each read by `read`, in order, with the line of each
+/// table; errors at the line of their table.
+fn tables_of<T>(
     value: &toml::Value,
+    key: &str,
     spans: &toml::Spanned<toml::de::DeTable<'_>>,
     line_of: &dyn Fn(usize) -> usize,
-) -> Result<RouteTable, (Option<usize>, String)> {
+    read: impl Fn(&toml::Table) -> Result<T, String>,
+) -> Result<Vec<(Option<usize>, T)>, LineError> {
     let shape = || {
         (
             None,
-            "`routes` is a list of tables: write each as [[routes]]".to_owned(),
+            format!("`{key}` is a list of tables: write each as [[{key}]]"),
         )
     };
     let tables = value.as_array().ok_or_else(shape)?;
-    let lines: Vec<Option<usize>> = match spans.get_ref().get("routes").map(|v| v.get_ref()) {
+    let lines: Vec<Option<usize>> = match spans.get_ref().get(key).map(|v| v.get_ref()) {
         Some(toml::de::DeValue::Array(items)) => items
             .iter()
             .map(|item| Some(line_of(item.span().start)))
             .collect(),
         _ => Vec::new(),
     };
-    let line = |index: usize| lines.get(index).copied().flatten();
-    let mut rules = Vec::with_capacity(tables.len());
+    let mut read_all = Vec::with_capacity(tables.len());
     for (index, table) in tables.iter().enumerate() {
+        let line = lines.get(index).copied().flatten();
         let table = table.as_table().ok_or_else(shape)?;
-        rules.push(route(table).map_err(|message| (line(index), message))?);
+        read_all.push((line, read(table).map_err(|message| (line, message))?));
     }
-    RouteTable::new(rules).map_err(|(index, error)| (line(index), error.to_string()))
+    Ok(read_all)
 }
 
-/// The file `keyward serve` reads: the one `--config` or `KEYWARD_CONFIG` names, or else
-/// `./keyward.toml` if it exists.
-fn file_for(serve: &ArgMatches) -> Option<PathBuf> {
-    match serve.get_one::<PathBuf>("config") {
-        Some(named) => Some(named.clone()),
+/// The file to read: the one `--config` or `KEYWARD_CONFIG` names, or else `./keyward.toml`
+/// if it exists.
+fn file_or_default(named: Option<&Path>) -> Option<PathBuf> {
+    match named {
+        Some(named) => Some(named.to_owned()),
         None => Path::new(DEFAULT_FILE)
             .is_file()
             .then(|| PathBuf::from(DEFAULT_FILE)),
@@ -218,13 +321,15 @@ fn file_for(serve: &ArgMatches) -> Option<PathBuf> {
 }
 
 /// The command line to run `keyward serve` with (`args`, plus the file's settings for every
-/// option that neither a flag nor an environment variable set), and the file's route rules.
+/// option that neither a flag nor an environment variable set), and what the file declares
+/// of the platform.
 pub fn apply(
     args: Vec<OsString>,
     serve: &ArgMatches,
-) -> Result<(Vec<OsString>, RouteTable), ConfigError> {
-    let Some(file) = file_for(serve) else {
-        return Ok((args, RouteTable::default()));
+) -> Result<(Vec<OsString>, Platform), ConfigError> {
+    let named = serve.get_one::<PathBuf>("config");
+    let Some(file) = file_or_default(named.map(PathBuf::as_path)) else {
+        return Ok((args, Platform::default()));
     };
     let settings = load(&file)?;
     let from_file = settings.settings.into_iter().filter(|setting| {
@@ -243,5 +348,14 @@ pub fn apply(
         .map_or(args.len(), |i| i + 1);
     let mut combined = args;
     combined.splice(at..at, flags);
-    Ok((combined, settings.routes))
+    Ok((combined, settings.platform))
+}
+
+/// The scope catalog of the configuration file `named` (or `./keyward.toml` if it exists),
+/// for commands other than `serve` that create credentials.
+pub fn catalog(named: Option<&Path>) -> Result<Arc<ScopeCatalog>, ConfigError> {
+    match file_or_default(named) {
+        Some(file) => Ok(load(&file)?.platform.scopes),
+        None => Ok(Arc::default()),
+    }
 }

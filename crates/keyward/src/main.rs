@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use keyward_core::Brand;
-use keyward_core::route::RouteTable;
 
 /// Keyward: a self-hosted API key and project-token service.
 ///
@@ -58,6 +57,11 @@ enum Command {
     },
     /// Show what the API key in use is: its id, kind, organization, project and scopes.
     Whoami {
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// List the scopes a key may be granted: Keyward's own and the platform's.
+    Scopes {
         #[command(flatten)]
         connection: client::Connection,
     },
@@ -117,21 +121,21 @@ struct MigrateArgs {
 }
 
 /// The command line, with `keyward serve`'s configuration file applied (see [`config`]),
-/// and the file's route rules.
-fn parse() -> Result<(Cli, RouteTable), config::ConfigError> {
+/// and what the file declares of the platform.
+fn parse() -> Result<(Cli, config::Platform), config::ConfigError> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let matches = Cli::command().get_matches_from(&args);
-    let (args, routes) = match matches.subcommand() {
+    let (args, platform) = match matches.subcommand() {
         Some(("serve", serve)) => config::apply(args, serve)?,
-        _ => (args, RouteTable::default()),
+        _ => (args, config::Platform::default()),
     };
     let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
-    Ok((cli, routes))
+    Ok((cli, platform))
 }
 
 fn main() -> ExitCode {
-    let (cli, routes) = match parse() {
+    let (cli, platform) = match parse() {
         Ok(parsed) => parsed,
         Err(error) => {
             eprintln!("error: {error}");
@@ -145,11 +149,16 @@ fn main() -> ExitCode {
         return match config::load(file) {
             Ok(settings) => {
                 let plural = |n: usize| if n == 1 { "" } else { "s" };
-                let (options, rules) = (settings.settings.len(), settings.routes.len());
+                let platform = &settings.platform;
+                let options = settings.settings.len();
+                let scopes = platform.scopes.iter().filter(|(_, s)| !s.builtin).count();
+                let rules = platform.routes.len();
                 println!(
-                    "{}: valid ({options} setting{}, {rules} route rule{})",
+                    "{}: valid ({options} setting{}, {scopes} platform scope{}, {rules} route \
+                     rule{})",
                     file.display(),
                     plural(options),
+                    plural(scopes),
                     plural(rules)
                 );
                 ExitCode::SUCCESS
@@ -172,7 +181,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args, routes).await.map_err(Failure::from),
+            Command::Serve(args) => serve::run(args, platform).await.map_err(Failure::from),
             Command::Migrate(args) => migrate(args).await.map_err(Failure::from),
             Command::Bootstrap(args) => bootstrap::run(args).await.map_err(Failure::from),
             Command::Keys {
@@ -206,6 +215,10 @@ fn main() -> ExitCode {
             Command::Whoami { connection } => {
                 let client = client::Client::new(&connection)?;
                 Ok(client::commands_whoami(&client).await?)
+            }
+            Command::Scopes { connection } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_scopes(&client).await?)
             }
             Command::Config { .. } => Ok(()),
         }

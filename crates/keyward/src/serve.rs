@@ -6,13 +6,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
-use keyward_core::route::RouteTable;
 use keyward_server::passwords::PasswordLimits;
 use keyward_server::{AppState, Config, ConnectionLimits};
 use tokio::net::TcpListener;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
+use crate::config::Platform;
 use crate::{BrandArgs, CliResult, DatabaseArgs};
 
 /// Run the HTTP server: the REST API under /v1, /healthz and /readyz.
@@ -158,8 +158,10 @@ pub struct ServeArgs {
     log: String,
 }
 
-/// Serves with `args` and the configuration file's `routes` (see `config::apply`).
-pub async fn run(args: ServeArgs, routes: RouteTable) -> CliResult {
+/// Serves with `args` and what the configuration file declares of the platform (see
+/// `config::apply`).
+pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
+    let Platform { scopes, routes } = platform;
     let filter = Targets::from_str(&args.log)
         .map_err(|error| format!("--log {:?} is not a valid filter: {error}", args.log))?;
     tracing_subscriber::registry()
@@ -171,6 +173,10 @@ pub async fn run(args: ServeArgs, routes: RouteTable) -> CliResult {
         .with(filter)
         .init();
 
+    let platform_scopes = scopes.iter().filter(|(_, info)| !info.builtin).count();
+    if platform_scopes > 0 {
+        tracing::info!(scopes = platform_scopes, "platform scopes defined");
+    }
     if !routes.is_empty() {
         tracing::info!(rules = routes.len(), "route rules for /v1/forward-auth");
     }
@@ -202,6 +208,7 @@ pub async fn run(args: ServeArgs, routes: RouteTable) -> CliResult {
                 .map_or_else(default_max_connections, |n| n as usize),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_seconds),
         },
+        scopes,
         routes,
         ..Config::default()
     };
@@ -209,11 +216,30 @@ pub async fn run(args: ServeArgs, routes: RouteTable) -> CliResult {
     let shutdown = shutdown_signal()?;
     tracing::info!("keyward listening on http://{address}");
     let state = AppState::new(store.clone(), config);
+    tokio::spawn(report_unknown_scopes(state.clone()));
     let served = keyward_server::serve(listener, state, shutdown).await;
     store.close().await;
     served?;
     tracing::info!("keyward stopped");
     Ok(())
+}
+
+/// Says, once at start, how many usable credentials hold each scope the catalog in force does
+/// not define (removed from the configuration file): they grant nothing until it is back.
+async fn report_unknown_scopes(state: AppState) {
+    match keyward_server::services::credentials::unknown_scope_holders(&state).await {
+        Ok(unknown) => {
+            for (scope, credentials) in unknown {
+                tracing::warn!(
+                    scope,
+                    credentials,
+                    "credentials hold a scope the configuration no longer defines; it grants \
+                     nothing until it is defined again"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not count the holders of unknown scopes"),
+    }
 }
 
 /// The open-file limit less what the database, logs and listener need; 1000 if unknown.

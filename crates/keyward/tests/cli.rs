@@ -340,13 +340,22 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
         "listen = \"127.0.0.1:9000\"\nkey_brand = \"acme\"\nmax_connections = 500\n",
     );
     assert_eq!(code, Some(0));
-    assert_eq!(stdout, "good.toml: valid (3 settings, 0 route rules)\n");
+    assert_eq!(
+        stdout,
+        "good.toml: valid (3 settings, 0 platform scopes, 0 route rules)\n"
+    );
+    // The routes come before the scopes they name: the scopes are read first all the same.
     let routes = "listen = \"127.0.0.1:9000\"\n\n[[routes]]\nmethods = [\"GET\"]\n\
-                  path = \"/v1/databases/{project_id}/*\"\nscopes = [\"instances:read\"]\n\
-                  project = \"project_id\"\n\n[[routes]]\npath = \"/status\"\nscopes = []\n";
+                  path = \"/v1/databases/{project_id}/*\"\nscopes = [\"databases:read\"]\n\
+                  project = \"project_id\"\n\n[[routes]]\npath = \"/status\"\nscopes = []\n\n\
+                  [[scopes]]\nname = \"databases:read\"\ndescription = \"Read databases.\"\n\
+                  level = \"project\"\n";
     let (code, stdout, stderr) = check("routes.toml", routes);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(stdout, "routes.toml: valid (1 setting, 2 route rules)\n");
+    assert_eq!(
+        stdout,
+        "routes.toml: valid (1 setting, 1 platform scope, 2 route rules)\n"
+    );
     for (name, content, said) in [
         (
             "unknown.toml",
@@ -377,6 +386,32 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
             "unreachable.toml",
             "[[routes]]\npath = \"/v1/*\"\nscopes = []\n\n[[routes]]\npath = \"/v1/x\"\nscopes = []\n",
             "error: unreachable.toml:5: this rule can never match: rule 1 (/v1/*)",
+        ),
+        (
+            "redefined.toml",
+            "[[scopes]]\nname = \"a:b\"\ndescription = \"A.\"\n\n\
+             [[scopes]]\nname = \"instances:read\"\ndescription = \"Mine.\"\n",
+            "error: redefined.toml:5: instances:read is one of Keyward's own scopes",
+        ),
+        (
+            "level.toml",
+            "[[scopes]]\nname = \"a:b\"\ndescription = \"A.\"\nlevel = \"team\"\n",
+            "error: level.toml:1: `level = \"team\"`: a scope's level is",
+        ),
+        (
+            "grammar.toml",
+            "\n[[scopes]]\nname = \"Databases\"\ndescription = \"A.\"\n",
+            "error: grammar.toml:2: \"Databases\" is not a scope name",
+        ),
+        (
+            "nodescription.toml",
+            "[[scopes]]\nname = \"a:b\"\n",
+            "error: nodescription.toml:1: the scope a:b needs a `description`",
+        ),
+        (
+            "scopefield.toml",
+            "[[scopes]]\nname = \"a:b\"\ndescription = \"A.\"\nrole = \"owner\"\n",
+            "error: scopefield.toml:1: unknown scope field `role`",
         ),
         (
             "field.toml",

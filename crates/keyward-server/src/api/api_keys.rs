@@ -51,7 +51,7 @@ pub(super) async fn list_api_keys(
     principal: Principal,
     query: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
-    principal.require(Scope::ApiKeysRead)?;
+    principal.require(Scope::API_KEYS_READ)?;
     let ApiQuery(query) = query?;
     let page = page_from(query.limit, query.cursor.as_deref(), |text| {
         CredentialId::parse(text, CredentialKind::ApiKey)
@@ -76,9 +76,9 @@ pub(super) async fn create_api_key(
     principal: Principal,
     body: Result<ApiJson<CreateCredential>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
-    principal.require(Scope::ApiKeysWrite)?;
+    principal.require(Scope::API_KEYS_WRITE)?;
     let ApiJson(body) = body?;
-    let input = body.parse(state.config.clock.now())?;
+    let input = body.parse(&state)?;
     let created = credentials::create(
         &state,
         &grantor(&principal),
@@ -108,7 +108,7 @@ pub(super) async fn show_api_key(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
-    principal.require(Scope::ApiKeysRead)?;
+    principal.require(Scope::API_KEYS_READ)?;
     let view = credentials::show(&state, principal.organization_id, parse_id(&id)?, None).await?;
     Ok(ApiJson(view))
 }
@@ -128,7 +128,7 @@ pub(super) async fn revoke_api_key(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Scope::ApiKeysWrite)?;
+    principal.require(Scope::API_KEYS_WRITE)?;
     credentials::revoke(&state, principal.organization_id, parse_id(&id)?, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -149,7 +149,7 @@ pub(super) async fn update_api_key(
     ApiPath(id): ApiPath<String>,
     body: Result<ApiJson<UpdateCredential>, ApiError>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
-    principal.require(Scope::ApiKeysWrite)?;
+    principal.require(Scope::API_KEYS_WRITE)?;
     let ApiJson(body) = body?;
     let changes = body.parse()?;
     let view =

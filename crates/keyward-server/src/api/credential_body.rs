@@ -1,9 +1,10 @@
 //! The body of `POST /v1/api-keys` and `POST /v1/projects/{project_id}/tokens`.
 
-use keyward_core::{RateLimit, Timestamp};
+use keyward_core::RateLimit;
 use keyward_store::{Creator, CredentialChanges};
 use serde::Deserialize;
 
+use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::services::credentials::{
@@ -87,11 +88,12 @@ impl UpdateCredential {
 }
 
 impl CreateCredential {
-    /// Validates every field, reporting all invalid ones at once.
-    /// Checks the body against the time `now` (an expiry must lie ahead of it).
-    pub fn parse(self, now: Timestamp) -> Result<CredentialInput, ApiError> {
+    /// Validates every field, reporting all invalid ones at once: scopes against the catalog
+    /// in force, an expiry against the time now (it must lie ahead).
+    pub fn parse(self, state: &AppState) -> Result<CredentialInput, ApiError> {
+        let now = state.config.clock.now();
         let name = parse_name(&self.name);
-        let scopes = parse_scopes(&self.scopes);
+        let scopes = parse_scopes(&state.config.scopes, &self.scopes);
         let expires_at = parse_expiry(self.expires_at.as_deref(), now);
         let rate_limit = check_rate_limit(self.rate_limit);
         validate!(name, scopes, expires_at, rate_limit);

@@ -163,8 +163,9 @@ pub(super) async fn forward_auth(
     let Some(found) = state.config.routes.find(&method, uri) else {
         return Err(ApiError::Forbidden("no route rule allows this request"));
     };
+    let catalog = &state.config.scopes;
     for scope in found.rule.scopes.iter() {
-        principal.require(scope)?;
+        principal.require_in(scope, catalog)?;
     }
     if let (Some(source), Some(own)) = (&found.rule.project, principal.project_id) {
         let named = match source {
@@ -203,14 +204,6 @@ pub(super) async fn forward_auth(
             .map(|project| project.to_string())
             .unwrap_or_default(),
     );
-    set(
-        "keyward-scopes",
-        principal
-            .scopes
-            .iter()
-            .map(|scope| scope.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
+    set("keyward-scopes", catalog.joined(&principal.scopes));
     Ok(response)
 }

@@ -123,7 +123,7 @@ pub(super) async fn list_instances(
     principal: Principal,
     query: Result<ApiQuery<InstanceListQuery>, ApiError>,
 ) -> Result<ApiJson<List<InstanceView>>, ApiError> {
-    principal.require(Scope::InstancesRead)?;
+    principal.require(Scope::INSTANCES_READ)?;
     let ApiQuery(query) = query?;
     let project = query
         .project_id
@@ -163,7 +163,7 @@ pub(super) async fn create_instance(
     principal: Principal,
     body: Result<ApiJson<CreateInstance>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
-    principal.require(Scope::InstancesWrite)?;
+    principal.require(Scope::INSTANCES_WRITE)?;
     let ApiJson(body) = body?;
     let name = Name::parse(&body.name).map_err(|e| FieldError::new("name", e));
     let project_id =
@@ -204,7 +204,7 @@ pub(super) async fn show_instance(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<InstanceView>, ApiError> {
-    principal.require(Scope::InstancesRead)?;
+    principal.require(Scope::INSTANCES_READ)?;
     let id = parse_id(&id)?;
     let record = instances::get(
         &state,
@@ -229,7 +229,7 @@ pub(super) async fn delete_instance(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Scope::InstancesWrite)?;
+    principal.require(Scope::INSTANCES_WRITE)?;
     let id = parse_id(&id)?;
     instances::delete(
         &state,

@@ -112,7 +112,7 @@ pub(super) async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::KeysVerify)?;
+    principal.require(Scope::KEYS_VERIFY)?;
     let token = token_of(&headers, &body)?;
     let outcome = state
         .verifier
@@ -121,14 +121,7 @@ pub(super) async fn introspect(
     let answer = match outcome {
         Ok(Verified { credential, .. }) => IntrospectionResponse {
             active: true,
-            scope: Some(
-                credential
-                    .scopes
-                    .iter()
-                    .map(Scope::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
+            scope: Some(state.config.scopes.joined(&credential.scopes)),
             client_id: Some(credential.id.to_string()),
             token_type: Some(match credential.id.kind() {
                 CredentialKind::ApiKey => "api_key",

@@ -61,7 +61,7 @@ pub(super) struct VerifyResponse {
     #[schema(value_type = Option<String>)]
     project_id: Option<ProjectId>,
     #[schema(value_type = Option<Vec<super::schema::ScopeName>>)]
-    scopes: Option<ScopeSet>,
+    scopes: Option<Vec<String>>,
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,
     /// Set when `code` is `RATE_LIMITED`: seconds until the key may be used again.
@@ -100,12 +100,13 @@ pub(super) async fn verify_key(
     principal: Principal,
     body: Result<ApiJson<VerifyRequest>, ApiError>,
 ) -> Result<ApiJson<VerifyResponse>, ApiError> {
-    principal.require(Scope::KeysVerify)?;
+    principal.require(Scope::KEYS_VERIFY)?;
     let ApiJson(body) = body?;
     let required = if body.scopes.is_empty() {
         ScopeSet::EMPTY
     } else {
-        parse_scopes(&body.scopes).map_err(|e| ApiError::Validation(vec![e]))?
+        parse_scopes(&state.config.scopes, &body.scopes)
+            .map_err(|e| ApiError::Validation(vec![e]))?
     };
     let outcome = state
         .verifier
@@ -113,7 +114,7 @@ pub(super) async fn verify_key(
         .await;
     let answer = match outcome {
         Ok(Verified { credential, .. }) => {
-            let missing = required.difference(credential.scopes);
+            let missing = required.difference(&credential.scopes);
             let code = if missing.is_empty() {
                 Code::Valid
             } else {
@@ -126,7 +127,14 @@ pub(super) async fn verify_key(
                 kind: Some(credential.id.kind()),
                 organization_id: Some(credential.organization_id),
                 project_id: credential.project_id,
-                scopes: Some(credential.scopes),
+                scopes: Some(
+                    state
+                        .config
+                        .scopes
+                        .names(&credential.scopes)
+                        .map(str::to_owned)
+                        .collect(),
+                ),
                 expires_at: credential.expires_at,
                 retry_after: None,
             }

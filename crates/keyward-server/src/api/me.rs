@@ -1,11 +1,13 @@
 //! `GET /v1/me`: what the presented credential is, so a user can check a key.
 
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use keyward_core::{CredentialId, CredentialKind, OrganizationId, ProjectId, ScopeSet, Timestamp};
+use keyward_core::{CredentialId, CredentialKind, OrganizationId, ProjectId, Timestamp};
 use serde::Serialize;
 
 use super::ApiRoutes;
+use crate::AppState;
 use crate::auth::Principal;
 use crate::extract::ApiJson;
 
@@ -28,7 +30,7 @@ pub(super) struct CurrentCredential<'a> {
     #[schema(value_type = Option<String>)]
     project_id: Option<ProjectId>,
     #[schema(value_type = Vec<super::schema::ScopeName>)]
-    scopes: ScopeSet,
+    scopes: Vec<&'a str>,
     #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -43,14 +45,17 @@ pub(super) struct CurrentCredential<'a> {
     responses((status = 200, description = "The presented credential", body = CurrentCredential)),
     security(("bearer" = []))
 )]
-pub(super) async fn show_current_credential(principal: Principal) -> Response {
+pub(super) async fn show_current_credential(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Response {
     ApiJson(CurrentCredential {
         id: principal.credential_id,
         kind: principal.kind(),
         name: &principal.credential.name,
         organization_id: principal.organization_id,
         project_id: principal.project_id,
-        scopes: principal.scopes,
+        scopes: state.config.scopes.names(&principal.scopes).collect(),
         created_at: principal.created_at,
         expires_at: principal.expires_at,
     })

@@ -14,6 +14,7 @@ mod metrics;
 mod openapi;
 mod projects;
 pub(crate) mod schema;
+mod scopes;
 mod tokens;
 
 use std::any::Any;
@@ -67,7 +68,8 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(keys_verify::router())
         .merge(introspect::router())
         .merge(forward_auth::router())
-        .merge(me::router());
+        .merge(me::router())
+        .merge(scopes::router());
     let open = health::router()
         .merge(metrics::router())
         .merge(openapi::router());
@@ -82,7 +84,7 @@ pub fn paths() -> Vec<&'static str> {
 
 /// The API. Every `/v1` handler starts with Bearer authentication (the `Principal`
 /// extractor); health and metrics are open.
-pub use openapi::document as openapi_document;
+pub use openapi::{document as openapi_document, served_document};
 
 pub fn router() -> Router<AppState> {
     let (v1, open) = routes();

@@ -9,16 +9,19 @@
 use std::sync::OnceLock;
 
 use askama::Template;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use keyward_core::{CredentialKind, ScopeCatalog};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use super::{
     ApiRoutes, api_keys, forward_auth, health, instances, introspect, keys_verify, me, metrics,
-    projects, tokens,
+    projects, scopes, tokens,
 };
+use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
 
 #[derive(OpenApi)]
@@ -52,6 +55,7 @@ use crate::error::{ApiError, FieldError, Problem};
         introspect::introspect,
         forward_auth::forward_auth,
         me::show_current_credential,
+        scopes::list_scopes,
         health::healthz,
         health::readyz,
         metrics::metrics,
@@ -62,7 +66,8 @@ use crate::error::{ApiError, FieldError, Problem};
 )]
 struct ApiDoc;
 
-/// The document as JSON, with the shared error answers and the security scheme added.
+/// The document as JSON, with the shared error answers and the security scheme added, for
+/// Keyward's own scopes (the checked-in `docs/openapi.json`).
 pub fn document() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
@@ -71,6 +76,22 @@ pub fn document() -> &'static Value {
         add_error_answers(&mut document);
         document
     })
+}
+
+/// The document as this installation serves it: the `Scope` and `ProjectScope` enums list the
+/// catalog in force, the platform's scopes included.
+pub fn served_document(catalog: &ScopeCatalog) -> Value {
+    let mut document = document().clone();
+    let names = |kind: CredentialKind| -> Vec<Value> {
+        catalog
+            .names(&catalog.holdable(kind))
+            .map(|name| Value::String(name.to_owned()))
+            .collect()
+    };
+    let schemas = &mut document["components"]["schemas"];
+    schemas["Scope"]["enum"] = Value::Array(names(CredentialKind::ApiKey));
+    schemas["ProjectScope"]["enum"] = Value::Array(names(CredentialKind::ProjectToken));
+    document
 }
 
 fn add_security_scheme(document: &mut Value) {
@@ -181,10 +202,13 @@ pub fn router() -> ApiRoutes {
     get, path = "/v1/openapi.json", tag = "Reference",
     responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json"))
 )]
-pub(super) async fn openapi_json() -> Response {
-    static TEXT: OnceLock<String> = OnceLock::new();
-    let text = TEXT.get_or_init(|| serde_json::to_string(document()).unwrap_or_default());
-    ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
+pub(super) async fn openapi_json(State(state): State<AppState>) -> Response {
+    let text = state.openapi.get_or_init(|| {
+        serde_json::to_vec(&served_document(&state.config.scopes))
+            .unwrap_or_default()
+            .into()
+    });
+    ([(header::CONTENT_TYPE, "application/json")], text.clone()).into_response()
 }
 
 struct OperationRow {
@@ -234,8 +258,8 @@ fn schema_name(schema: &Value) -> String {
     get, path = "/docs", tag = "Reference",
     responses((status = 200, description = "The reference page", body = String, content_type = "text/html"))
 )]
-pub(super) async fn reference_page() -> Result<Response, ApiError> {
-    let document = document();
+pub(super) async fn reference_page(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let document = &served_document(&state.config.scopes);
     let mut sections: Vec<Section> = Vec::new();
     for (path, item) in document["paths"].as_object().into_iter().flatten() {
         for (method, operation) in item.as_object().into_iter().flatten() {

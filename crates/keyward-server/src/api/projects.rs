@@ -114,7 +114,7 @@ pub(super) async fn list_projects(
     principal: Principal,
     query: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<ApiJson<List<ProjectView>>, ApiError> {
-    principal.require(Scope::ProjectsRead)?;
+    principal.require(Scope::PROJECTS_READ)?;
     let ApiQuery(query) = query?;
     let page = page_from(query.limit, query.cursor.as_deref(), |text| {
         ProjectId::parse(text).ok().map(|id| id.as_uuid())
@@ -145,7 +145,7 @@ pub(super) async fn create_project(
     principal: Principal,
     body: Result<ApiJson<CreateProject>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
-    principal.require(Scope::ProjectsWrite)?;
+    principal.require(Scope::PROJECTS_WRITE)?;
     let ApiJson(body) = body?;
     let name = Name::parse(&body.name).map_err(|e| FieldError::new("name", e));
     let description = parse_description(body.description.as_deref());
@@ -177,7 +177,7 @@ pub(super) async fn show_project(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<ProjectView>, ApiError> {
-    principal.require(Scope::ProjectsRead)?;
+    principal.require(Scope::PROJECTS_READ)?;
     let id = parse_id(&id)?;
     let record = projects::get(&state, principal.organization_id, id, principal.project_id).await?;
     Ok(ApiJson(record.into()))
@@ -197,7 +197,7 @@ pub(super) async fn update_project(
     ApiPath(id): ApiPath<String>,
     body: Result<ApiJson<UpdateProject>, ApiError>,
 ) -> Result<ApiJson<ProjectView>, ApiError> {
-    principal.require(Scope::ProjectsWrite)?;
+    principal.require(Scope::PROJECTS_WRITE)?;
     let ApiJson(body) = body?;
     let id = parse_id(&id)?;
     let name = body
@@ -227,7 +227,7 @@ pub(super) async fn delete_project(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Scope::ProjectsWrite)?;
+    principal.require(Scope::PROJECTS_WRITE)?;
     let id = parse_id(&id)?;
     projects::delete(&state, principal.organization_id, id).await?;
     Ok(StatusCode::NO_CONTENT)

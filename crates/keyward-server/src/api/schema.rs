@@ -6,7 +6,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// A permission, `resource:action`.
+/// A permission, `resource:action`. The served document lists the scopes in force, the
+/// platform's included; this enum is Keyward's own.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Scope)]
 pub enum ScopeName {
@@ -59,6 +60,26 @@ pub struct CreateProjectTokenSchema {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<String>,
     pub rate_limit: Option<RateLimitSchema>,
+}
+
+/// Who may hold a scope: `project` scopes project tokens too, `organization` scopes only
+/// organization keys.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ScopeLevel)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeLevelName {
+    Project,
+    Organization,
+}
+
+/// A person's role in an organization.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Role)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    Member,
+    Admin,
+    Owner,
 }
 
 /// What a credential is.

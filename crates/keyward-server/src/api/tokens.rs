@@ -64,7 +64,7 @@ pub(super) async fn list_project_tokens(
     ApiPath(project): ApiPath<String>,
     query: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
-    principal.require(Scope::TokensRead)?;
+    principal.require(Scope::TOKENS_READ)?;
     let ApiQuery(query) = query?;
     let project = reachable_project(&state, &principal, &project).await?;
     let filter = CredentialFilter {
@@ -97,10 +97,10 @@ pub(super) async fn create_project_token(
     ApiPath(project): ApiPath<String>,
     body: Result<ApiJson<CreateCredential>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
-    principal.require(Scope::TokensWrite)?;
+    principal.require(Scope::TOKENS_WRITE)?;
     let ApiJson(body) = body?;
     let project = reachable_project(&state, &principal, &project).await?;
-    let input = body.parse(state.config.clock.now())?;
+    let input = body.parse(&state)?;
     let created = credentials::create(
         &state,
         &grantor(&principal),
@@ -133,7 +133,7 @@ pub(super) async fn show_project_token(
     principal: Principal,
     ApiPath((project, token)): ApiPath<(String, String)>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
-    principal.require(Scope::TokensRead)?;
+    principal.require(Scope::TOKENS_READ)?;
     let project = reachable_project(&state, &principal, &project).await?;
     let view = credentials::show(
         &state,
@@ -162,7 +162,7 @@ pub(super) async fn revoke_project_token(
     principal: Principal,
     ApiPath((project, token)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Scope::TokensWrite)?;
+    principal.require(Scope::TOKENS_WRITE)?;
     // The project need not be live: a token is revoked by its id even after its project is
     // deleted (the deletion revoked it already; this makes sure of it).
     let project = super::projects::parse_id(&project)?;
@@ -196,7 +196,7 @@ pub(super) async fn update_project_token(
     ApiPath((project, token)): ApiPath<(String, String)>,
     body: Result<ApiJson<UpdateCredential>, ApiError>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
-    principal.require(Scope::TokensWrite)?;
+    principal.require(Scope::TOKENS_WRITE)?;
     let ApiJson(body) = body?;
     let project = reachable_project(&state, &principal, &project).await?;
     let changes = body.parse()?;

@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use keyward_core::{
-    CredentialId, KeyDigest, OrganizationId, ProjectId, RateLimit, ScopeSet, Timestamp,
+    CredentialId, KeyDigest, OrganizationId, ProjectId, RateLimit, ScopeCatalog, ScopeSet,
+    Timestamp,
 };
 use keyward_store::{CredentialRecord, DatabaseState, Store, StoreError};
 use tokio::sync::OnceCell;
@@ -66,6 +67,8 @@ pub struct CachedCredential {
     pub organization_id: OrganizationId,
     pub project_id: Option<ProjectId>,
     pub name: Box<str>,
+    /// What the stored scope names grant under the catalog in force: names it does not define
+    /// grant nothing, and a project token only project-level scopes.
     pub scopes: ScopeSet,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
@@ -83,8 +86,8 @@ pub struct CachedCredential {
 
 impl CachedCredential {
     /// An entry with limiter state of its own (for tests and benchmarks).
-    pub fn from_record(record: CredentialRecord, now: Timestamp) -> Self {
-        Self::with_limiter(record, now, 0, Arc::default())
+    pub fn from_record(record: CredentialRecord, now: Timestamp, catalog: &ScopeCatalog) -> Self {
+        Self::with_limiter(record, now, 0, Arc::default(), catalog)
     }
 
     fn with_limiter(
@@ -92,14 +95,15 @@ impl CachedCredential {
         now: Timestamp,
         generation: u64,
         tat: Arc<AtomicU64>,
+        catalog: &ScopeCatalog,
     ) -> Self {
         Self {
+            scopes: catalog.granted(&record.scopes, record.id.kind()),
             digest: record.digest,
             id: record.id,
             organization_id: record.organization_id,
             project_id: record.project_id,
             name: record.name.as_str().into(),
-            scopes: record.scopes,
             created_at: record.created_at,
             expires_at: record.expires_at,
             revoked: record.revoked_at.is_some(),
@@ -184,11 +188,18 @@ pub struct VerificationCache {
     negatives: AtomicUsize,
     /// GCRA state of rate-limited credentials, by digest key; see [`Self::sweep`].
     limiters: LimiterStates,
+    /// What stored scope names mean.
+    catalog: Arc<ScopeCatalog>,
 }
 
 impl VerificationCache {
-    pub fn new(max_age_seconds: i64, outage_grace_seconds: i64) -> Self {
+    pub fn new(
+        max_age_seconds: i64,
+        outage_grace_seconds: i64,
+        catalog: Arc<ScopeCatalog>,
+    ) -> Self {
         Self {
+            catalog,
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             epoch: AtomicU64::new(0),
             inflight: Mutex::default(),
@@ -379,7 +390,13 @@ impl VerificationCache {
         } else {
             Arc::default()
         };
-        Arc::new(CachedCredential::with_limiter(record, now, generation, tat))
+        Arc::new(CachedCredential::with_limiter(
+            record,
+            now,
+            generation,
+            tat,
+            &self.catalog,
+        ))
     }
 
     /// The one limiter state of a digest on this node, created on first use.
@@ -446,7 +463,7 @@ impl VerificationCache {
 
 #[cfg(test)]
 mod tests {
-    use keyward_core::{CredentialKind, Name};
+    use keyward_core::{CredentialKind, Name, ScopeNames};
 
     use super::*;
 
@@ -461,7 +478,7 @@ mod tests {
             project_id: None,
             name: Name::parse("limited").unwrap(),
             hint: String::new(),
-            scopes: ScopeSet::all(),
+            scopes: ScopeNames::from_storage("instances:read").unwrap(),
             created_at: Timestamp::now(),
             expires_at: None,
             revoked_at: None,
@@ -484,7 +501,7 @@ mod tests {
 
     #[test]
     fn limiter_state_outlives_the_entry_until_its_window_ends() {
-        let cache = VerificationCache::new(60, 60);
+        let cache = VerificationCache::new(60, 60, Arc::default());
         let limited = record(RateLimit::new(2, 86_400).ok());
         let digest = limited.digest;
         let now = Timestamp::now();
@@ -530,7 +547,7 @@ mod tests {
 
     #[test]
     fn entries_of_an_earlier_generation_are_never_served_and_outages_have_a_grace() {
-        let cache = VerificationCache::new(60, 30);
+        let cache = VerificationCache::new(60, 30, Arc::default());
         let record = record(None);
         let digest = record.digest;
         let loaded = Timestamp::now();
@@ -600,7 +617,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_for_one_digest_make_one_read() {
-        let cache = Arc::new(VerificationCache::new(60, 60));
+        let cache = Arc::new(VerificationCache::new(60, 60, Arc::default()));
         let stored = record(None);
         let digest = stored.digest;
         let source = FakeSource::new(Some(stored), 0);
@@ -639,7 +656,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_overtaken_by_an_invalidation_is_read_again_and_not_stored() {
-        let cache = Arc::new(VerificationCache::new(60, 60));
+        let cache = Arc::new(VerificationCache::new(60, 60, Arc::default()));
         let live = record(None);
         let digest = live.digest;
         let source = FakeSource::new(Some(live.clone()), 0);
@@ -691,7 +708,7 @@ mod tests {
 
     #[tokio::test]
     async fn negatives_are_capped_and_expire() {
-        let cache = VerificationCache::new(60, 60);
+        let cache = VerificationCache::new(60, 60, Arc::default());
         let source = FakeSource::new(None, usize::MAX >> 4);
         let now = Timestamp::now();
         for n in 0..MAX_NEGATIVES + 50 {

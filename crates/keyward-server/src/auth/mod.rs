@@ -20,7 +20,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use keyward_core::{
-    CredentialId, CredentialKind, OrganizationId, ProjectId, Scope, ScopeSet, Timestamp,
+    CredentialId, CredentialKind, OrganizationId, ProjectId, Scope, ScopeCatalog, ScopeSet,
+    Timestamp,
 };
 
 pub use cache::{CachedCredential, VerificationCache};
@@ -62,15 +63,25 @@ impl Principal {
         self.credential_id.kind()
     }
 
-    /// The one authorization check of a handler: deny unless the credential holds `scope`.
-    /// A project token is also denied every scope that is not project-level, whatever is
-    /// stored for it.
+    /// The one authorization check of a handler: deny unless the credential holds `scope`,
+    /// one of Keyward's own. (A project token holds no scope that is not project-level,
+    /// whatever is stored for it: see [`CachedCredential::scopes`].)
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        let holdable = self.kind() == CredentialKind::ApiKey || scope.is_project_level();
-        if holdable && self.scopes.contains(scope) {
+        if self.scopes.contains(scope) {
             Ok(())
         } else {
-            Err(ApiError::insufficient_scope(scope))
+            Err(ApiError::insufficient_scope(
+                scope.builtin_name().unwrap_or_default(),
+            ))
+        }
+    }
+
+    /// As [`Self::require`], for any scope of `catalog` (the one in force).
+    pub fn require_in(&self, scope: Scope, catalog: &ScopeCatalog) -> Result<(), ApiError> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::insufficient_scope(catalog.name(scope)))
         }
     }
 
@@ -247,7 +258,7 @@ mod tests {
             project_id: project,
             name: keyward_core::Name::parse("test").unwrap(),
             hint: String::new(),
-            scopes: ScopeSet::parse_names(scopes).unwrap(),
+            scopes: keyward_core::ScopeNames::from_storage(&scopes.join(" ")).unwrap(),
             created_at: Timestamp::now(),
             expires_at: None,
             revoked_at: None,
@@ -258,18 +269,19 @@ mod tests {
         Principal::new(Arc::new(CachedCredential::from_record(
             record,
             Timestamp::now(),
+            &ScopeCatalog::builtin(),
         )))
     }
 
     #[test]
     fn principals_need_every_scope_they_use() {
         let key = principal(None, &["instances:read", "api_keys:write"]);
-        assert!(key.require(Scope::InstancesRead).is_ok());
-        let Err(ApiError::InsufficientScope { scope, .. }) = key.require(Scope::InstancesWrite)
+        assert!(key.require(Scope::INSTANCES_READ).is_ok());
+        let Err(ApiError::InsufficientScope { scope, .. }) = key.require(Scope::INSTANCES_WRITE)
         else {
             panic!("instances:write must be refused");
         };
-        assert_eq!(scope, Scope::InstancesWrite);
+        assert_eq!(scope, "instances:write");
     }
 
     #[test]
@@ -280,9 +292,9 @@ mod tests {
             Some(own),
             &["instances:read", "api_keys:read", "tokens:write"],
         );
-        assert!(token.require(Scope::InstancesRead).is_ok());
-        assert!(token.require(Scope::ApiKeysRead).is_err());
-        assert!(token.require(Scope::TokensWrite).is_err());
+        assert!(token.require(Scope::INSTANCES_READ).is_ok());
+        assert!(token.require(Scope::API_KEYS_READ).is_err());
+        assert!(token.require(Scope::TOKENS_WRITE).is_err());
         assert!(token.can_reach(own));
         assert!(!token.can_reach(ProjectId::generate()));
         let key = principal(None, &["instances:read"]);

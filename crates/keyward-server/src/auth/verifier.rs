@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use keyward_core::credential::check_format;
 use keyward_core::{Brand, KeyDigest, KeyFormatError, OrganizationId, RateLimit, Timestamp};
@@ -16,6 +17,7 @@ use keyward_store::Store;
 use super::UsageRecorder;
 use super::cache::{CachedCredential, Loaded, Lookup, VerificationCache};
 use super::clock::Clock;
+use crate::Config;
 use crate::metrics::{Metrics, Outcome};
 
 /// Where a credential stands against its rate limit after a request.
@@ -62,22 +64,25 @@ fn ceil_seconds(nanos: u64) -> u64 {
 }
 
 impl Verifier {
+    /// A verifier by `config`'s brand, cache ages, clock and scope catalog.
     pub fn new(
         store: Arc<dyn Store>,
-        brand: Brand,
-        max_age_seconds: i64,
-        outage_grace_seconds: i64,
+        config: &Config,
         usage: Arc<UsageRecorder>,
         metrics: Arc<Metrics>,
-        clock: Clock,
     ) -> Self {
+        let seconds = |duration: Duration| i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
         Self {
             store,
-            brand,
-            cache: VerificationCache::new(max_age_seconds, outage_grace_seconds),
+            brand: config.brand.clone(),
+            cache: VerificationCache::new(
+                seconds(config.cache_max_age),
+                seconds(config.outage_grace),
+                config.scopes.clone(),
+            ),
             usage,
             metrics,
-            clock,
+            clock: config.clock.clone(),
         }
     }
 

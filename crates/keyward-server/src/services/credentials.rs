@@ -4,7 +4,7 @@
 
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, GrantError, Name, OrganizationId, PlaintextKey,
-    ProjectId, RateLimit, ScopeSet, Timestamp, check_grant,
+    ProjectId, RateLimit, ScopeCatalog, ScopeSet, Timestamp,
 };
 use keyward_store::{
     Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page,
@@ -54,7 +54,7 @@ pub struct CreatedCredential {
     #[schema(value_type = Option<String>, example = "prj_01m8dz968yez2sm2rg58r2payg")]
     pub project_id: Option<ProjectId>,
     #[schema(value_type = Vec<crate::api::schema::ScopeName>)]
-    pub scopes: ScopeSet,
+    pub scopes: Vec<String>,
     #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
     pub created_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -76,8 +76,13 @@ pub struct CredentialView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "prj_01m8dz968yez2sm2rg58r2payg")]
     pub project_id: Option<ProjectId>,
+    /// The scopes it holds that the catalog in force defines.
     #[schema(value_type = Vec<crate::api::schema::ScopeName>)]
-    pub scopes: ScopeSet,
+    pub scopes: Vec<String>,
+    /// Scopes it was granted that the catalog in force no longer defines: they grant nothing
+    /// (unless a later configuration defines them again).
+    #[schema(example = json!([]))]
+    pub unknown_scopes: Vec<String>,
     #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
     pub created_at: Timestamp,
     /// Written to the database every few seconds; the node that served the use shows it at once.
@@ -100,13 +105,20 @@ impl CredentialView {
     /// Adds this node's last use that is not yet written to the database.
     fn new(record: CredentialRecord, state: &AppState, now: Timestamp) -> Self {
         let last_used_at = record.last_used_at.max(state.usage.pending_use(record.id));
+        let catalog = &state.config.scopes;
+        let (scopes, unknown_scopes) = record
+            .scopes
+            .iter()
+            .map(str::to_owned)
+            .partition(|name| catalog.lookup(name).is_some());
         Self {
+            scopes,
+            unknown_scopes,
             status: record.status(now),
             id: record.id,
             name: record.name,
             hint: record.hint,
             project_id: record.project_id,
-            scopes: record.scopes,
             created_at: record.created_at,
             last_used_at,
             expires_at: record.expires_at,
@@ -121,8 +133,11 @@ pub fn parse_name(raw: &str) -> Result<Name, FieldError> {
     Name::parse(raw).map_err(|e| FieldError::new("name", e))
 }
 
-pub fn parse_scopes(names: &[String]) -> Result<ScopeSet, FieldError> {
-    let scopes = ScopeSet::parse_names(names).map_err(|e| FieldError::new("scopes", e))?;
+/// Scope names of `catalog` (the one in force), at least one.
+pub fn parse_scopes(catalog: &ScopeCatalog, names: &[String]) -> Result<ScopeSet, FieldError> {
+    let scopes = catalog
+        .parse(names)
+        .map_err(|e| FieldError::new("scopes", e))?;
     if scopes.is_empty() {
         return Err(FieldError::new("scopes", "choose at least one scope"));
     }
@@ -148,7 +163,7 @@ pub fn check_expiry(
 }
 
 /// Creates a credential of `kind` (for `project`, if a token) with the given `id`. The
-/// grantor must be allowed every scope it grants (`check_grant`) and, if it expires, the new
+/// grantor must be allowed every scope it grants (`ScopeCatalog::check_grant`) and, if it expires, the new
 /// credential must expire no later; a repeated `id` is a 409, so a form submitted twice
 /// creates one credential.
 pub async fn create(
@@ -159,10 +174,13 @@ pub async fn create(
     input: CredentialInput,
     id: CredentialId,
 ) -> Result<CreatedCredential, ServiceError> {
-    check_grant(grantor.allowed, kind, input.scopes).map_err(|error| match error {
-        GrantError::NotForKind { .. } => ServiceError::invalid("scopes", error),
-        GrantError::NotHeld { scope } => ServiceError::CannotGrant { scope },
-    })?;
+    let catalog = &state.config.scopes;
+    catalog
+        .check_grant(&grantor.allowed, kind, &input.scopes)
+        .map_err(|error| match error {
+            GrantError::NotForKind { .. } => ServiceError::invalid("scopes", error),
+            GrantError::NotHeld { scope } => ServiceError::CannotGrant { scope },
+        })?;
     if let Some(limit) = grantor.expires_at
         && input.expires_at.is_none_or(|asked| asked > limit)
     {
@@ -182,7 +200,7 @@ pub async fn create(
             name: input.name,
             digest: key.digest(),
             hint: key.hint(),
-            scopes: input.scopes,
+            scopes: catalog.to_names(&input.scopes),
             created_at: state.config.clock.now(),
             expires_at: input.expires_at,
             rate_limit: input.rate_limit,
@@ -196,7 +214,7 @@ pub async fn create(
         key: key.expose_secret().to_owned(),
         hint: record.hint,
         project_id: record.project_id,
-        scopes: record.scopes,
+        scopes: record.scopes.iter().map(str::to_owned).collect(),
         created_at: record.created_at,
         expires_at: record.expires_at,
         rate_limit: record.rate_limit,
@@ -301,6 +319,19 @@ pub async fn update(
         .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
     state.verifier.invalidate(&record.digest);
     Ok(CredentialView::new(record, state, state.config.clock.now()))
+}
+
+/// Each scope that usable credentials (neither revoked nor expired) hold but the catalog in
+/// force does not define, with how many hold it, by name.
+pub async fn unknown_scope_holders(state: &AppState) -> Result<Vec<(String, u64)>, ServiceError> {
+    let usage = state.store.scope_usage(state.config.clock.now()).await?;
+    let mut unknown = std::collections::BTreeMap::<String, u64>::new();
+    for (names, holders) in &usage {
+        for name in state.config.scopes.unknown(names) {
+            *unknown.entry(name.to_owned()).or_default() += holders;
+        }
+    }
+    Ok(unknown.into_iter().collect())
 }
 
 pub fn not_found_label(kind: CredentialKind) -> &'static str {

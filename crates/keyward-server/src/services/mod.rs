@@ -12,7 +12,7 @@ pub mod instances;
 pub mod members;
 pub mod projects;
 
-use keyward_core::{CredentialKind, Scope};
+use keyward_core::CredentialKind;
 use keyward_store::StoreError;
 
 use crate::error::FieldError;
@@ -32,7 +32,7 @@ pub enum ServiceError {
     Conflict(Conflict),
     /// A credential cannot grant a scope it does not hold.
     #[error("cannot grant {scope}")]
-    CannotGrant { scope: Scope },
+    CannotGrant { scope: String },
     /// The caller's role does not allow this; the message says why.
     #[error("{message}")]
     Forbidden {

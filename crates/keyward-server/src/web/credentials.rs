@@ -7,8 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, Scope,
-    ScopeSet, Timestamp, holdable_scopes,
+    CredentialId, CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId,
+    ScopeCatalog, ScopeSet, Timestamp,
 };
 use keyward_store::{Creator, CredentialFilter, Page, ProjectRecord};
 use serde::Deserialize;
@@ -114,7 +114,9 @@ struct CredentialRow {
     id: String,
     name: String,
     hint: String,
-    scopes: Vec<&'static str>,
+    scopes: Vec<String>,
+    /// Granted, but no longer defined: they grant nothing.
+    unknown_scopes: Vec<String>,
     created: DateCell,
     last_used: Option<DateCell>,
     expires: Option<DateCell>,
@@ -164,7 +166,8 @@ async fn list_page(
             id: view.id.to_string(),
             name: view.name.to_string(),
             hint: view.hint,
-            scopes: view.scopes.iter().map(Scope::as_str).collect(),
+            scopes: view.scopes,
+            unknown_scopes: view.unknown_scopes,
             created: DateCell::new(view.created_at),
             last_used: view.last_used_at.map(DateCell::new),
             expires: view.expires_at.map(DateCell::new),
@@ -227,13 +230,14 @@ struct Choice {
 
 struct ScopeOption {
     id: String,
-    value: &'static str,
-    label: &'static str,
+    value: String,
+    label: String,
+    description: String,
     checked: bool,
 }
 
 struct ScopeGroup {
-    resource: &'static str,
+    resource: String,
     options: Vec<ScopeOption>,
 }
 
@@ -263,8 +267,10 @@ const EXPIRY_CHOICES: [(&str, &str); 6] = [
     ("custom", "Custom date"),
 ];
 
-fn resource_label(resource: &str) -> &'static str {
-    match resource {
+/// How the grid names a resource: Keyward's own by their labels, the platform's as written,
+/// with a capital and spaces.
+fn resource_label(resource: &str) -> String {
+    let builtin = match resource {
         "instances" => "Instances",
         "projects" => "Projects",
         "api_keys" => "API keys",
@@ -272,39 +278,51 @@ fn resource_label(resource: &str) -> &'static str {
         "members" => "Members",
         "audit" => "Audit log",
         "keys" => "Key verification",
-        _ => "Other",
-    }
+        _ => {
+            let mut chars = resource.chars();
+            let first = chars.next().map(|c| c.to_ascii_uppercase());
+            return first
+                .into_iter()
+                .chain(chars)
+                .collect::<String>()
+                .replace('_', " ");
+        }
+    };
+    builtin.to_owned()
 }
 
-/// The scopes a person may grant on this kind of credential, grouped by resource.
-fn scope_groups(grantable: ScopeSet, checked: ScopeSet) -> Vec<ScopeGroup> {
-    let mut groups: Vec<ScopeGroup> = Vec::new();
+/// The scopes a person may grant on this kind of credential, one row per resource (in the
+/// order resources first appear in the catalog), each with its description.
+fn scope_groups(
+    catalog: &ScopeCatalog,
+    grantable: &ScopeSet,
+    checked: &ScopeSet,
+) -> Vec<ScopeGroup> {
+    let mut groups: Vec<(&str, ScopeGroup)> = Vec::new();
     for scope in grantable.iter() {
-        let (resource, action) = scope
-            .as_str()
-            .split_once(':')
-            .unwrap_or((scope.as_str(), ""));
+        let Some(info) = catalog.info(scope) else {
+            continue;
+        };
+        let (resource, action) = info.name.split_once(':').unwrap_or((&info.name, ""));
         let option = ScopeOption {
-            id: format!("scope-{}", scope.as_str().replace([':', '_'], "-")),
-            value: scope.as_str(),
-            label: match action {
-                "read" => "read",
-                "write" => "write",
-                "verify" => "verify",
-                _ => "use",
-            },
+            id: format!("scope-{}", info.name.replace([':', '_'], "-")),
+            value: info.name.clone(),
+            label: action.replace('_', " "),
+            description: info.description.clone(),
             checked: checked.contains(scope),
         };
-        let label = resource_label(resource);
-        match groups.last_mut() {
-            Some(group) if group.resource == label => group.options.push(option),
-            _ => groups.push(ScopeGroup {
-                resource: label,
-                options: vec![option],
-            }),
+        match groups.iter_mut().find(|(name, _)| *name == resource) {
+            Some((_, group)) => group.options.push(option),
+            None => groups.push((
+                resource,
+                ScopeGroup {
+                    resource: resource_label(resource),
+                    options: vec![option],
+                },
+            )),
         }
     }
-    groups
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 /// What the person entered, to show the form again with its errors.
@@ -323,9 +341,9 @@ async fn form_page(
     entered: Entered,
     errors: FormErrors,
 ) -> Result<Response, WebError> {
-    let cap = person.membership.role.scope_cap();
-    let holdable = holdable_scopes(place.kind);
-    let grantable: ScopeSet = holdable.iter().filter(|&s| cap.contains(s)).collect();
+    let catalog = &state.config.scopes;
+    let holdable = catalog.holdable(place.kind);
+    let grantable = holdable.intersection(&catalog.role_cap(person.membership.role));
     let status = errors.status();
     let selected = if entered.expires_in.is_empty() {
         "never"
@@ -347,7 +365,7 @@ async fn form_page(
             })
             .collect(),
         expires_on: entered.expires_on,
-        scope_groups: scope_groups(grantable, entered.scopes),
+        scope_groups: scope_groups(catalog, &grantable, &entered.scopes),
         limited: grantable != holdable,
         errors,
         submit_label: format!("Create {}", title_case(place.label())),
@@ -418,7 +436,7 @@ struct CreatedPage {
     key: String,
     name: String,
     hint: String,
-    scopes: Vec<&'static str>,
+    scopes: Vec<String>,
     expires: Option<DateCell>,
     curl: String,
     list_url: String,
@@ -439,7 +457,7 @@ async fn create(
         scopes: form
             .all("scopes")
             .iter()
-            .filter_map(|name| name.parse::<Scope>().ok())
+            .filter_map(|name| state.config.scopes.lookup(name))
             .collect(),
     };
     let mut errors = FormErrors::default();
@@ -455,7 +473,7 @@ async fn create(
         );
     }
     let name = parse_name(&entered.name).map_err(|e| errors.0.push(e)).ok();
-    let scopes = parse_scopes(&form.all("scopes"))
+    let scopes = parse_scopes(&state.config.scopes, &form.all("scopes"))
         .map_err(|e| errors.0.push(e))
         .ok();
     let expires_at = form_expiry(&entered.expires_in, &entered.expires_on, now)
@@ -468,7 +486,7 @@ async fn create(
 
     let grantor = Grantor {
         organization_id: person.membership.organization_id,
-        allowed: person.membership.role.scope_cap(),
+        allowed: state.config.scopes.role_cap(person.membership.role),
         expires_at: None,
         rate_limit: None,
         created_by: Creator::User(person.user_id),
@@ -509,7 +527,7 @@ async fn create(
         key: created.key,
         name: created.name.to_string(),
         hint: created.hint,
-        scopes: created.scopes.iter().map(Scope::as_str).collect(),
+        scopes: created.scopes,
         expires: created.expires_at.map(DateCell::new),
         curl,
         list_url: place.url(),

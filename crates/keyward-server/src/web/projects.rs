@@ -75,7 +75,7 @@ async fn projects_page(
     let template = ProjectsPage {
         layout: Layout::new(state, person, section).await?,
         rows,
-        can_write: purpose == "instances" && person.can(Scope::ProjectsWrite),
+        can_write: purpose == "instances" && person.can(Scope::PROJECTS_WRITE),
         name,
         description,
         errors,
@@ -124,7 +124,7 @@ pub async fn create_project(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    person.require(Scope::ProjectsWrite)?;
+    person.require(Scope::PROJECTS_WRITE)?;
     let mut errors = FormErrors::default();
     let name = Name::parse(form.text("name"))
         .map_err(|e| errors.push("name", e))
@@ -192,7 +192,7 @@ pub async fn edit_project(
     person: Person,
     Path(project_id): Path<String>,
 ) -> Result<Response, WebError> {
-    person.require(Scope::ProjectsWrite)?;
+    person.require(Scope::PROJECTS_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
     let (name, description) = (project.name.to_string(), project.description.clone());
     edit_page(
@@ -213,7 +213,7 @@ pub async fn update_project(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    person.require(Scope::ProjectsWrite)?;
+    person.require(Scope::PROJECTS_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
     let mut errors = FormErrors::default();
     let name = Name::parse(form.text("name"))
@@ -252,7 +252,7 @@ pub async fn confirm_delete_project(
     person: Person,
     Path(project_id): Path<String>,
 ) -> Result<Response, WebError> {
-    person.require(Scope::ProjectsWrite)?;
+    person.require(Scope::PROJECTS_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
     let filter = CredentialFilter {
         kind: keyward_core::CredentialKind::ProjectToken,
@@ -291,7 +291,7 @@ pub async fn delete_project(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    person.require(Scope::ProjectsWrite)?;
+    person.require(Scope::PROJECTS_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
     let organization = person.membership.organization_id;
     match projects::delete(&state, organization, project.id).await {
@@ -371,7 +371,7 @@ async fn instances_page(
         project_id: project.id.to_string(),
         project_name: project.name.to_string(),
         rows,
-        can_write: person.can(Scope::InstancesWrite),
+        can_write: person.can(Scope::INSTANCES_WRITE),
         name: entered.0,
         region: entered.1,
         statuses: InstanceStatus::ALL
@@ -403,7 +403,7 @@ pub async fn create_instance(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    person.require(Scope::InstancesWrite)?;
+    person.require(Scope::INSTANCES_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
     let mut errors = FormErrors::default();
     let name = Name::parse(form.text("name"))
@@ -459,7 +459,7 @@ pub async fn confirm_delete_instance(
     person: Person,
     Path((project_id, instance_id)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
-    person.require(Scope::InstancesWrite)?;
+    person.require(Scope::INSTANCES_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
     let instance = instance_of(&state, &person, &project, &instance_id).await?;
     let template = ConfirmPage {
@@ -487,7 +487,7 @@ pub async fn delete_instance(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    person.require(Scope::InstancesWrite)?;
+    person.require(Scope::INSTANCES_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
     let instance = instance_of(&state, &person, &project, &instance_id).await?;
     let organization = person.membership.organization_id;

@@ -107,7 +107,7 @@ impl Person {
     /// Whether the person's role holds `scope`: what the dashboard lets them do, as a key's
     /// scopes do in the API.
     pub fn can(&self, scope: Scope) -> bool {
-        self.membership.role.scope_cap().contains(scope)
+        scope.builtin_allows(self.membership.role)
     }
 
     /// The dashboard's permission check, the counterpart of `Principal::require`: a 403 page
@@ -117,8 +117,9 @@ impl Person {
             Ok(())
         } else {
             Err(WebError::forbidden(format!(
-                "Your role ({}) cannot do this: it needs the {scope} permission.",
-                self.membership.role.as_str()
+                "Your role ({}) cannot do this: it needs the {} permission.",
+                self.membership.role.as_str(),
+                scope.builtin_name().unwrap_or_default()
             )))
         }
     }

@@ -1,6 +1,4 @@
-use keyward_core::{
-    Brand, CredentialId, CredentialKind, KeyDigest, Name, PlaintextKey, ScopeSet, Timestamp,
-};
+use keyward_core::{Brand, CredentialId, CredentialKind, KeyDigest, Name, PlaintextKey, Timestamp};
 use keyward_server::Config;
 use keyward_store::{Creator, NewCredential};
 use std::time::Duration;
@@ -230,7 +228,7 @@ async fn expired_keys_are_refused_and_listed_as_expired() {
             name: Name::parse("Temporary").unwrap(),
             digest: KeyDigest::of(key.expose_secret()),
             hint: key.hint(),
-            scopes: ScopeSet::all(),
+            scopes: crate::helpers::all_scope_names(),
             created_at: expired_at.plus_seconds(-3600),
             expires_at: Some(expired_at),
             rate_limit: None,

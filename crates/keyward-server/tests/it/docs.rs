@@ -1,43 +1,45 @@
 //! Keeps `docs/authorization.md` true: its generated tables must equal what the code says.
 //! Set `KEYWARD_UPDATE_DOCS=1` to rewrite them.
 
-use keyward_core::{CredentialKind, Role, Scope, holdable_scopes};
+use keyward_core::{CredentialKind, Role, ScopeCatalog};
 
 use crate::matrix::{Level, rows};
 
 fn scopes_table() -> String {
-    let token_scopes = holdable_scopes(CredentialKind::ProjectToken);
+    let catalog = ScopeCatalog::builtin();
+    let token_scopes = catalog.holdable(CredentialKind::ProjectToken);
     let mut table =
         String::from("| scope | allows | project tokens may hold it |\n| --- | --- | --- |\n");
-    for &scope in Scope::ALL {
+    for (scope, info) in catalog.iter() {
         let may = if token_scopes.contains(scope) {
             "yes"
         } else {
             "no"
         };
         table.push_str(&format!(
-            "| `{scope}` | {} | {may} |\n",
-            scope.description()
+            "| `{}` | {} | {may} |\n",
+            info.name, info.description
         ));
     }
     table
 }
 
 fn roles_table() -> String {
+    let catalog = ScopeCatalog::builtin();
     let roles = [Role::Owner, Role::Admin, Role::Member];
     let mut table = String::from("| scope | owner | admin | member |\n| --- | --- | --- | --- |\n");
-    for &scope in Scope::ALL {
+    for (scope, info) in catalog.iter() {
         let marks: Vec<_> = roles
             .iter()
-            .map(|role| {
-                if role.scope_cap().contains(scope) {
+            .map(|&role| {
+                if catalog.role_cap(role).contains(scope) {
                     "yes"
                 } else {
                     "no"
                 }
             })
             .collect();
-        table.push_str(&format!("| `{scope}` | {} |\n", marks.join(" | ")));
+        table.push_str(&format!("| `{}` | {} |\n", info.name, marks.join(" | ")));
     }
     table
 }
@@ -46,7 +48,10 @@ fn endpoints_table() -> String {
     let mut table =
         String::from("| method | path | scope | project tokens |\n| --- | --- | --- | --- |\n");
     for row in rows() {
-        let scope = match (row.scope, row.grants.is_empty()) {
+        let scope = match (
+            row.scope.and_then(|s| s.builtin_name()),
+            row.grants.is_empty(),
+        ) {
             (None, _) if row.level == Level::Public => "none (no key needed)".to_owned(),
             (None, _) => "none (any valid key)".to_owned(),
             (Some(scope), true) => format!("`{scope}`"),

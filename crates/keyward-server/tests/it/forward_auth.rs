@@ -1,33 +1,55 @@
 //! `/v1/forward-auth` as a gateway asks it, by the route rules in force.
 
+use std::sync::Arc;
+
 use keyward_core::route::{RouteRule, RouteTable};
+use keyward_core::{ScopeCatalog, ScopeDefinition, ScopeLevel};
 use keyward_server::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{Answer, TestApp, read};
 
-/// The rules these tests and the gateway tests run under.
-pub(crate) fn rules() -> RouteTable {
+/// The platform these tests and the gateway tests run under: a database service with its
+/// own scopes, and the rules that protect it.
+pub(crate) fn platform() -> Config {
+    let scope = |name: &str, description: &str| ScopeDefinition {
+        name: name.into(),
+        description: description.into(),
+        level: Some(ScopeLevel::Project),
+        min_role: None,
+    };
+    let scopes = ScopeCatalog::new(&[
+        scope("databases:read", "List and read databases."),
+        scope("databases:write", "Create and change databases."),
+    ])
+    .unwrap();
     let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    RouteTable::new(vec![
+    let routes = RouteTable::new(vec![
         RouteRule::parse(
             &owned(&["GET"]),
             "/v1/databases/{project_id}/*",
-            &owned(&["instances:read"]),
+            &owned(&["databases:read"]),
             Some("project_id"),
+            &scopes,
         )
         .unwrap(),
         RouteRule::parse(
             &owned(&["POST"]),
             "/v1/databases",
-            &owned(&["instances:write"]),
+            &owned(&["databases:write"]),
             Some("header:X-Project-Id"),
+            &scopes,
         )
         .unwrap(),
-        RouteRule::parse(&[], "/status/*", &[], None).unwrap(),
+        RouteRule::parse(&[], "/status/*", &[], None, &scopes).unwrap(),
     ])
-    .unwrap()
+    .unwrap();
+    Config {
+        scopes: Arc::new(scopes),
+        routes,
+        ..Config::default()
+    }
 }
 
 /// What a gateway sends: the original method and URI, and the client's Authorization.
@@ -53,14 +75,10 @@ async fn decide_with(app: &TestApp, key: Option<&str>, headers: &[(&str, &str)])
 
 #[tokio::test]
 async fn a_key_passes_where_its_scopes_allow_and_the_upstream_learns_who_it_is() {
-    let app = TestApp::spawn_with(Config {
-        routes: rules(),
-        ..Config::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(platform()).await;
     let org = app.bootstrap("Acme").await;
     let (reader_id, reader) = app
-        .create_key(&org.key, "reader", &["instances:read"])
+        .create_key(&org.key, "reader", &["databases:read"])
         .await;
     let passed = decide(
         &app,
@@ -75,7 +93,7 @@ async fn a_key_passes_where_its_scopes_allow_and_the_upstream_learns_who_it_is()
         passed.header("keyward-organization-id"),
         Some(org.id.to_string().as_str())
     );
-    assert_eq!(passed.header("keyward-scopes"), Some("instances:read"));
+    assert_eq!(passed.header("keyward-scopes"), Some("databases:read"));
     assert_eq!(
         passed.header("keyward-project-id"),
         Some(""),
@@ -96,7 +114,7 @@ async fn a_key_passes_where_its_scopes_allow_and_the_upstream_learns_who_it_is()
     // A scope the key lacks, and a request no rule allows: 403, saying why.
     let lacking = decide(&app, Some(&reader), "POST", "/v1/databases").await;
     lacking.problem(403, "insufficient_scope");
-    assert_eq!(lacking.body["scope"], "instances:write");
+    assert_eq!(lacking.body["scope"], "databases:write");
     let unrouted = decide(&app, Some(&reader), "DELETE", "/v1/databases/prj_x/t").await;
     unrouted.problem(403, "forbidden");
     assert_eq!(unrouted.body["detail"], "no route rule allows this request");
@@ -155,11 +173,7 @@ async fn a_key_passes_where_its_scopes_allow_and_the_upstream_learns_who_it_is()
 
 #[tokio::test]
 async fn a_project_token_passes_only_for_its_own_project() {
-    let app = TestApp::spawn_with(Config {
-        routes: rules(),
-        ..Config::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(platform()).await;
     let org = app.bootstrap("Acme").await;
     let own = app.create_project(&org.key, "Web").await;
     let other = app.create_project(&org.key, "Mobile").await;
@@ -167,7 +181,7 @@ async fn a_project_token_passes_only_for_its_own_project() {
         .post(
             &format!("/v1/projects/{own}/tokens"),
             &org.key,
-            json!({ "name": "deploy", "scopes": ["instances:read", "instances:write"] }),
+            json!({ "name": "deploy", "scopes": ["databases:read", "databases:write"] }),
         )
         .await;
     let token = token.body["key"].as_str().unwrap().to_owned();
@@ -258,17 +272,13 @@ async fn a_project_token_passes_only_for_its_own_project() {
 
 #[tokio::test]
 async fn a_rate_limited_key_gets_429_with_its_ratelimit_headers() {
-    let app = TestApp::spawn_with(Config {
-        routes: rules(),
-        ..Config::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(platform()).await;
     let org = app.bootstrap("Acme").await;
     let created = app
         .post(
             "/v1/api-keys",
             &org.key,
-            json!({ "name": "Once", "scopes": ["instances:read"], "rate_limit": { "requests": 1, "per_seconds": 3600 } }),
+            json!({ "name": "Once", "scopes": ["databases:read"], "rate_limit": { "requests": 1, "per_seconds": 3600 } }),
         )
         .await;
     let key = created.body["key"].as_str().unwrap();

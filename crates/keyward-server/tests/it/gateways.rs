@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
-use keyward_server::Config;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -174,7 +173,7 @@ async fn through_with(
 async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
     let org = app.bootstrap("Acme").await;
     let (reader_id, reader) = app
-        .create_key(&org.key, "reader", &["instances:read"])
+        .create_key(&org.key, "reader", &["databases:read"])
         .await;
     let (_, other) = app.create_key(&org.key, "other", &["projects:read"]).await;
     let own = app.create_project(&org.key, "Web").await;
@@ -185,7 +184,7 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
     assert_eq!(passed.status, StatusCode::OK, "{}", passed.body);
     assert_eq!(passed.body["key_id"], reader_id.as_str());
     assert_eq!(passed.body["organization_id"], org.id.to_string());
-    assert_eq!(passed.body["scopes"], "instances:read");
+    assert_eq!(passed.body["scopes"], "databases:read");
 
     // The upstream trusts these headers: a client cannot send its own.
     let forged = through_with(
@@ -195,7 +194,7 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
         &[
             ("keyward-key-id", "key_forged"),
             ("keyward-project-id", elsewhere.as_str()),
-            ("keyward-scopes", "instances:write"),
+            ("keyward-scopes", "databases:write"),
         ],
     )
     .await;
@@ -207,13 +206,13 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
         "{}",
         forged.body
     );
-    assert_eq!(forged.body["scopes"], "instances:read");
+    assert_eq!(forged.body["scopes"], "databases:read");
 
     // Without it: 403.
     let refused = through(gateway, Some(&other), &format!("/v1/databases/{own}/t")).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     if passes_problem_bodies {
-        assert_eq!(refused.body["scope"], "instances:read");
+        assert_eq!(refused.body["scope"], "databases:read");
     }
 
     // A project token for another project: 403; for its own: through, with its project.
@@ -221,7 +220,7 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
         .post(
             &format!("/v1/projects/{own}/tokens"),
             &org.key,
-            json!({ "name": "deploy", "scopes": ["instances:read"] }),
+            json!({ "name": "deploy", "scopes": ["databases:read"] }),
         )
         .await;
     let token = token.body["key"].as_str().unwrap().to_owned();
@@ -286,7 +285,7 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
         .post(
             "/v1/api-keys",
             &org.key,
-            json!({ "name": "Once", "scopes": ["instances:read"], "rate_limit": { "requests": 1, "per_seconds": 3600 } }),
+            json!({ "name": "Once", "scopes": ["databases:read"], "rate_limit": { "requests": 1, "per_seconds": 3600 } }),
         )
         .await;
     let limited = limited.body["key"].as_str().unwrap().to_owned();
@@ -315,11 +314,7 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
 
 /// Keyward with the forward-auth tests' rules, the upstream, and the gateway in front.
 async fn behind(gateway: fn(SocketAddr, SocketAddr) -> Gateway, passes_problem_bodies: bool) {
-    let app = TestApp::spawn_with(Config {
-        routes: crate::forward_auth::rules(),
-        ..Config::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(crate::forward_auth::platform()).await;
     let upstream = upstream().await;
     let gateway = gateway(app.address, upstream);
     holds(&app, &gateway, passes_problem_bodies).await;

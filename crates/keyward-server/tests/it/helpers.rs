@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use keyward_core::password::Password;
-use keyward_core::{Brand, OrganizationId};
+use keyward_core::{Brand, OrganizationId, ScopeCatalog, ScopeNames};
 use keyward_server::auth::ManualClock;
 use keyward_server::bootstrap::bootstrap_organization;
 use keyward_server::{AppState, Config};
@@ -12,6 +12,17 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// Keyward's own scopes.
+pub fn builtin_scopes() -> &'static ScopeCatalog {
+    static CATALOG: std::sync::OnceLock<ScopeCatalog> = std::sync::OnceLock::new();
+    CATALOG.get_or_init(ScopeCatalog::builtin)
+}
+
+/// Every one of Keyward's own scopes, as a credential stores them.
+pub fn all_scope_names() -> ScopeNames {
+    builtin_scopes().to_names(&builtin_scopes().all())
+}
 
 /// A running server with its own database.
 pub struct TestApp {
@@ -147,6 +158,7 @@ impl TestApp {
         let created = bootstrap_organization(
             self.store.as_ref(),
             &Brand::default(),
+            &self.state.config.scopes,
             organization,
             &format!("owner@{}.example", organization.to_lowercase()),
             Some(Password::parse("a long test password".into()).unwrap()),

@@ -17,7 +17,7 @@ use keyward_store::{
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, TestApp};
+use crate::helpers::{Answer, TestApp, builtin_scopes};
 
 /// Which project tokens may call an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,7 +69,7 @@ enum Which {
 
 use Outcome::{Forbidden, NotFound, Success};
 
-const INSTANCES_READ: &[Scope] = &[Scope::InstancesRead];
+const INSTANCES_READ: &[Scope] = &[Scope::INSTANCES_READ];
 
 pub fn rows() -> Vec<Row> {
     fn row(
@@ -110,7 +110,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::POST,
                 "/v1/api-keys",
-                Some(Scope::ApiKeysWrite),
+                Some(Scope::API_KEYS_WRITE),
                 Organization,
                 201,
             )
@@ -120,7 +120,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::GET,
                 "/v1/api-keys",
-                Some(Scope::ApiKeysRead),
+                Some(Scope::API_KEYS_READ),
                 Organization,
                 200,
             )
@@ -128,7 +128,7 @@ pub fn rows() -> Vec<Row> {
         row(
             Method::GET,
             "/v1/api-keys/{key_id}",
-            Some(Scope::ApiKeysRead),
+            Some(Scope::API_KEYS_READ),
             Organization,
             200,
         ),
@@ -137,7 +137,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::PATCH,
                 "/v1/api-keys/{key_id}",
-                Some(Scope::ApiKeysWrite),
+                Some(Scope::API_KEYS_WRITE),
                 Organization,
                 200,
             )
@@ -145,7 +145,7 @@ pub fn rows() -> Vec<Row> {
         row(
             Method::DELETE,
             "/v1/api-keys/{key_id}",
-            Some(Scope::ApiKeysWrite),
+            Some(Scope::API_KEYS_WRITE),
             Organization,
             204,
         ),
@@ -155,7 +155,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::GET,
                 "/v1/projects",
-                Some(Scope::ProjectsRead),
+                Some(Scope::PROJECTS_READ),
                 Project,
                 200,
             )
@@ -166,7 +166,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::POST,
                 "/v1/projects",
-                Some(Scope::ProjectsWrite),
+                Some(Scope::PROJECTS_WRITE),
                 Organization,
                 201,
             )
@@ -174,7 +174,7 @@ pub fn rows() -> Vec<Row> {
         row(
             Method::GET,
             "/v1/projects/{project_id}",
-            Some(Scope::ProjectsRead),
+            Some(Scope::PROJECTS_READ),
             Project,
             200,
         ),
@@ -183,7 +183,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::PATCH,
                 "/v1/projects/{project_id}",
-                Some(Scope::ProjectsWrite),
+                Some(Scope::PROJECTS_WRITE),
                 Organization,
                 200,
             )
@@ -193,7 +193,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::DELETE,
                 "/v1/projects/{project_id}",
-                Some(Scope::ProjectsWrite),
+                Some(Scope::PROJECTS_WRITE),
                 Organization,
                 204,
             )
@@ -201,7 +201,7 @@ pub fn rows() -> Vec<Row> {
         row(
             Method::GET,
             "/v1/projects/{project_id}/tokens",
-            Some(Scope::TokensRead),
+            Some(Scope::TOKENS_READ),
             Organization,
             200,
         ),
@@ -211,7 +211,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::POST,
                 "/v1/projects/{project_id}/tokens",
-                Some(Scope::TokensWrite),
+                Some(Scope::TOKENS_WRITE),
                 Organization,
                 201,
             )
@@ -219,7 +219,7 @@ pub fn rows() -> Vec<Row> {
         row(
             Method::GET,
             "/v1/projects/{project_id}/tokens/{token_id}",
-            Some(Scope::TokensRead),
+            Some(Scope::TOKENS_READ),
             Organization,
             200,
         ),
@@ -228,7 +228,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::PATCH,
                 "/v1/projects/{project_id}/tokens/{token_id}",
-                Some(Scope::TokensWrite),
+                Some(Scope::TOKENS_WRITE),
                 Organization,
                 200,
             )
@@ -236,7 +236,7 @@ pub fn rows() -> Vec<Row> {
         row(
             Method::DELETE,
             "/v1/projects/{project_id}/tokens/{token_id}",
-            Some(Scope::TokensWrite),
+            Some(Scope::TOKENS_WRITE),
             Organization,
             204,
         ),
@@ -246,7 +246,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::GET,
                 "/v1/instances",
-                Some(Scope::InstancesRead),
+                Some(Scope::INSTANCES_READ),
                 Project,
                 200,
             )
@@ -258,7 +258,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::POST,
                 "/v1/instances",
-                Some(Scope::InstancesWrite),
+                Some(Scope::INSTANCES_WRITE),
                 Project,
                 201,
             )
@@ -266,14 +266,14 @@ pub fn rows() -> Vec<Row> {
         row(
             Method::GET,
             "/v1/instances/{instance_id}",
-            Some(Scope::InstancesRead),
+            Some(Scope::INSTANCES_READ),
             Project,
             200,
         ),
         row(
             Method::DELETE,
             "/v1/instances/{instance_id}",
-            Some(Scope::InstancesWrite),
+            Some(Scope::INSTANCES_WRITE),
             Project,
             204,
         ),
@@ -283,7 +283,7 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::POST,
                 "/v1/keys/verify",
-                Some(Scope::KeysVerify),
+                Some(Scope::KEYS_VERIFY),
                 Organization,
                 200,
             )
@@ -295,12 +295,13 @@ pub fn rows() -> Vec<Row> {
             ..row(
                 Method::POST,
                 "/oauth/introspect",
-                Some(Scope::KeysVerify),
+                Some(Scope::KEYS_VERIFY),
                 Organization,
                 200,
             )
         },
         row(Method::GET, "/v1/me", None, AnyCredential, 200),
+        row(Method::GET, "/v1/scopes", None, AnyCredential, 200),
         // Any method, for gateways; without the X-Forwarded-* headers that say what to
         // decide, a verified caller gets 400 (what it decides is tested in forward_auth.rs).
         row(Method::GET, "/v1/forward-auth", None, AnyCredential, 400),
@@ -381,7 +382,7 @@ async fn insert_key(
             name: Name::parse("matrix").unwrap(),
             digest: key.digest(),
             hint: key.hint(),
-            scopes,
+            scopes: builtin_scopes().to_names(&scopes),
             created_at: Timestamp::now(),
             expires_at,
             rate_limit: None,
@@ -416,7 +417,7 @@ async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, Strin
                 name: Name::parse("bootstrap").unwrap(),
                 digest: key.digest(),
                 hint: key.hint(),
-                scopes: ScopeSet::all(),
+                scopes: crate::helpers::all_scope_names(),
                 created_at: Timestamp::now(),
                 expires_at: None,
                 rate_limit: None,
@@ -464,8 +465,9 @@ async fn instance(
 
 impl World {
     async fn build(store: &dyn Store, row: &Row) -> Self {
-        let project_level =
-            ScopeSet::parse_names(&["instances:read", "instances:write", "projects:read"]).unwrap();
+        let project_level = builtin_scopes()
+            .parse(&["instances:read", "instances:write", "projects:read"])
+            .unwrap();
         let (a, a_admin_id, _) = organization(store).await;
         let (b, b_admin_id, b_admin) = organization(store).await;
         let by = Creator::Credential(a_admin_id);
@@ -499,23 +501,25 @@ impl World {
             .chain(row.grants.iter().copied())
             .collect();
         let exact = if needed.is_empty() {
-            ScopeSet::parse_names(&["audit:read"]).unwrap()
+            builtin_scopes().parse(&["audit:read"]).unwrap()
         } else {
             needed
         };
-        let mut lacking = ScopeSet::all();
+        let mut lacking = builtin_scopes().all();
         if let Some(scope) = row.scope {
-            lacking = lacking.difference([scope].into_iter().collect());
+            lacking = lacking.difference(&[scope].into_iter().collect());
         }
         let (_, exact) = insert_key(store, a, None, exact, None, by).await;
         let (_, lacking) = insert_key(store, a, None, lacking, None, by).await;
-        let (revoked_id, revoked) = insert_key(store, a, None, ScopeSet::all(), None, by).await;
+        let (revoked_id, revoked) =
+            insert_key(store, a, None, builtin_scopes().all(), None, by).await;
         store
             .revoke_credential(a, revoked_id, Timestamp::now())
             .await
             .unwrap();
         let expired_at = Timestamp::now().plus_seconds(-60);
-        let (_, expired) = insert_key(store, a, None, ScopeSet::all(), Some(expired_at), by).await;
+        let (_, expired) =
+            insert_key(store, a, None, builtin_scopes().all(), Some(expired_at), by).await;
         let mut wrong_checksum = exact.clone();
         let last = wrong_checksum.pop().unwrap();
         wrong_checksum.push(if last == '0' { '1' } else { '0' });
@@ -710,7 +714,7 @@ fn check(row: &Row, caller: Caller, answer: &Answer, world: &World) -> Result<()
             }
         }
         (Forbidden, _) => {
-            let scope = row.scope.map(|s| s.as_str()).unwrap_or_default();
+            let scope = row.scope.and_then(|s| s.builtin_name()).unwrap_or_default();
             if status != 403 || answer.body["scope"] != scope {
                 return fail(format!("expected 403 naming {scope}"));
             }

@@ -25,7 +25,13 @@ fn the_document_describes_every_endpoint_with_its_scope() {
             .collect();
         match (row.level, row.scope) {
             (Level::Public, _) => assert!(operation.get("security").is_none(), "{}", row.path),
-            (_, Some(scope)) => assert_eq!(scopes, [scope.as_str()], "{} {}", row.method, row.path),
+            (_, Some(scope)) => assert_eq!(
+                scopes,
+                [scope.builtin_name().unwrap()],
+                "{} {}",
+                row.method,
+                row.path
+            ),
             (_, None) => assert!(scopes.is_empty() && operation.get("security").is_some()),
         }
         if row.level != Level::Public {
@@ -57,10 +63,8 @@ fn the_document_describes_every_endpoint_with_its_scope() {
         .iter()
         .filter_map(|v| v.as_str())
         .collect();
-    let catalog: Vec<&str> = keyward_core::Scope::ALL
-        .iter()
-        .map(|s| s.as_str())
-        .collect();
+    let builtin = keyward_core::ScopeCatalog::builtin();
+    let catalog: Vec<&str> = builtin.iter().map(|(_, s)| s.name.as_str()).collect();
     assert_eq!(names, catalog);
 }
 
@@ -104,7 +108,7 @@ async fn the_document_and_the_reference_page_are_served_without_a_key() {
             row.path
         );
         if let Some(scope) = row.scope {
-            assert!(html.contains(scope.as_str()));
+            assert!(html.contains(scope.builtin_name().unwrap()));
         }
     }
     assert!(!html.contains("https://"), "no external assets");

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use keyward_core::{
-    Brand, CredentialId, CredentialKind, KeyDigest, Name, PlaintextKey, ScopeSet, Timestamp,
-};
+use keyward_core::{Brand, CredentialId, CredentialKind, KeyDigest, Name, PlaintextKey, Timestamp};
 use keyward_server::Config;
 use keyward_store::{Creator, NewCredential};
 use reqwest::StatusCode;
@@ -24,7 +22,7 @@ async fn key_expiring(app: &TestApp, org: &Org, expires_at: Timestamp) -> String
             name: Name::parse("Short-lived").unwrap(),
             digest: KeyDigest::of(key.expose_secret()),
             hint: key.hint(),
-            scopes: ScopeSet::all(),
+            scopes: crate::helpers::all_scope_names(),
             created_at: Timestamp::now(),
             expires_at: Some(expires_at),
             rate_limit: None,

@@ -1,7 +1,9 @@
 //! API keys and project tokens: one table, told apart by `kind`. Every change that other
 //! nodes' caches must follow calls [`Write::forget_on_commit`] inside its own transaction.
 
-use keyward_core::{CredentialId, KeyDigest, Name, OrganizationId, ProjectId, Timestamp, UserId};
+use keyward_core::{
+    CredentialId, KeyDigest, Name, OrganizationId, ProjectId, ScopeNames, Timestamp, UserId,
+};
 
 use super::{Columns, Query, Read, Write};
 use crate::decode::{self, timestamp};
@@ -95,7 +97,7 @@ pub(crate) async fn insert(
         project_id: new.project_id,
         name: new.name.clone(),
         hint: new.hint.clone(),
-        scopes: new.scopes,
+        scopes: new.scopes.clone(),
         created_at: new.created_at,
         expires_at: new.expires_at,
         revoked_at: None,
@@ -190,6 +192,22 @@ pub(crate) async fn revoke(
     .bind(id.kind().as_str());
     tx.execute(query).await?;
     changed(tx, organization, id).await
+}
+
+pub(crate) async fn scope_usage(
+    db: &mut impl Read,
+    now: Timestamp,
+) -> Result<Vec<(ScopeNames, u64)>, StoreError> {
+    let query = Query::new(
+        "SELECT scopes, COUNT(*) AS holders FROM credentials \
+         WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) GROUP BY scopes",
+    )
+    .bind(now.unix_seconds());
+    db.all(query, |row| {
+        let holders = u64::try_from(row.int("holders")?).unwrap_or_default();
+        Ok((decode::scopes(&row.text("scopes")?)?, holders))
+    })
+    .await
 }
 
 pub(crate) async fn record_usage(

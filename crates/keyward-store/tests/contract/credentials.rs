@@ -1,17 +1,22 @@
 use keyward_core::{
-    CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, RateLimit, ScopeSet,
-    Timestamp,
+    CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, RateLimit, Timestamp,
 };
 use keyward_store::{
     Creator, CredentialChanges, CredentialFilter, NewProject, Page, Store, UsageUpdate,
 };
 
-use crate::{name, new_credential, organization};
+use crate::{name, new_credential, organization, scope_names};
 
 pub async fn credentials_are_found_by_digest(store: &dyn Store) {
     let (org, bootstrap) = organization(store, "Acme").await;
-    let scopes = ScopeSet::parse_names(&["instances:read", "projects:read"]).unwrap();
-    let mut new = new_credential(org, Creator::Credential(bootstrap), None, "Reader", scopes);
+    let scopes = scope_names(&["instances:read", "projects:read"]);
+    let mut new = new_credential(
+        org,
+        Creator::Credential(bootstrap),
+        None,
+        "Reader",
+        scopes.clone(),
+    );
     new.expires_at = Some(Timestamp::now().plus_seconds(3600));
     let digest = new.digest;
     let inserted = store.insert_credential(new.clone()).await.unwrap();
@@ -48,7 +53,7 @@ pub async fn lists_page_newest_first_by_kind_and_project(store: &dyn Store) {
         })
         .await
         .unwrap();
-    let scopes = ScopeSet::parse_names(&["instances:read"]).unwrap();
+    let scopes = scope_names(&["instances:read"]);
     let mut keys = vec![bootstrap];
     for n in 0..4 {
         let key = store
@@ -57,7 +62,7 @@ pub async fn lists_page_newest_first_by_kind_and_project(store: &dyn Store) {
                 Creator::Credential(bootstrap),
                 None,
                 &format!("key {n}"),
-                scopes,
+                scopes.clone(),
             ))
             .await
             .unwrap();
@@ -69,7 +74,7 @@ pub async fn lists_page_newest_first_by_kind_and_project(store: &dyn Store) {
             Creator::Credential(bootstrap),
             Some(project.id),
             "token",
-            scopes,
+            scopes.clone(),
         ))
         .await
         .unwrap();
@@ -178,6 +183,34 @@ pub async fn revocation_is_permanent_and_stays_in_its_organization(store: &dyn S
             .unwrap()
             .is_none()
     );
+}
+
+pub async fn scope_usage_counts_usable_credentials_by_scope_list(store: &dyn Store) {
+    let (org, bootstrap) = organization(store, "Acme").await;
+    let now = Timestamp::now();
+    let platform = scope_names(&["instances:read", "databases:read"]);
+    let mut ids = Vec::new();
+    for (index, expires_at) in [None, None, Some(now.plus_seconds(-1)), None]
+        .into_iter()
+        .enumerate()
+    {
+        let mut new = new_credential(
+            org,
+            Creator::Credential(bootstrap),
+            None,
+            &format!("Key {index}"),
+            platform.clone(),
+        );
+        new.expires_at = expires_at;
+        ids.push(store.insert_credential(new).await.unwrap().id);
+    }
+    store.revoke_credential(org, ids[3], now).await.unwrap();
+
+    let mut usage = store.scope_usage(now).await.unwrap();
+    usage.sort_by_key(|(_, holders)| *holders);
+    // Two usable keys hold the platform list (one expired, one revoked); the bootstrap key
+    // holds every built-in scope.
+    assert_eq!(usage, [(crate::all_scopes(), 1), (platform, 2)]);
 }
 
 pub async fn last_use_never_moves_backwards(store: &dyn Store) {

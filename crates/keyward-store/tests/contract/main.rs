@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, Name, OrganizationId, PlaintextKey, ProjectId,
-    ScopeSet, Timestamp, UserId,
+    ScopeCatalog, ScopeNames, Timestamp, UserId,
 };
 use keyward_store::testing::TempPostgres;
 use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner, Store};
@@ -90,6 +90,7 @@ contract! {
     credentials::credentials_are_found_by_digest,
     credentials::lists_page_newest_first_by_kind_and_project,
     credentials::revocation_is_permanent_and_stays_in_its_organization,
+    credentials::scope_usage_counts_usable_credentials_by_scope_list,
     credentials::last_use_never_moves_backwards,
     credentials::credentials_can_be_renamed_and_rate_limited,
     resources::project_names_are_unique_among_live_projects,
@@ -102,11 +103,21 @@ pub fn name(text: &str) -> Name {
     Name::parse(text).unwrap()
 }
 
+pub fn scope_names(names: &[&str]) -> ScopeNames {
+    ScopeNames::from_storage(&names.join(" ")).unwrap()
+}
+
+/// Every built-in scope.
+pub fn all_scopes() -> ScopeNames {
+    let catalog = ScopeCatalog::builtin();
+    catalog.to_names(&catalog.all())
+}
+
 /// Creates an organization with a new owner and returns it with its first key's id.
 pub async fn organization(store: &dyn Store, org_name: &str) -> (OrganizationId, CredentialId) {
     let id = OrganizationId::generate();
     let owner = UserId::generate();
-    let key = new_credential(id, Creator::User(owner), None, "bootstrap", ScopeSet::all());
+    let key = new_credential(id, Creator::User(owner), None, "bootstrap", all_scopes());
     let key_id = key.id;
     store
         .create_organization(
@@ -132,7 +143,7 @@ pub fn new_credential(
     created_by: Creator,
     project: Option<ProjectId>,
     credential_name: &str,
-    scopes: ScopeSet,
+    scopes: ScopeNames,
 ) -> NewCredential {
     let kind = if project.is_some() {
         CredentialKind::ProjectToken

@@ -1,7 +1,7 @@
-use keyward_core::{Email, OrganizationId, ScopeSet, Timestamp, UserId};
+use keyward_core::{Email, OrganizationId, Timestamp, UserId};
 use keyward_store::{Creator, NewOrganization, NewOwner, Store, StoreError};
 
-use crate::{name, new_credential};
+use crate::{all_scopes, name, new_credential};
 
 pub async fn organization_names_are_unique_ignoring_case(store: &dyn Store) {
     crate::organization(store, "Acme").await;
@@ -24,7 +24,7 @@ pub async fn organization_names_are_unique_ignoring_case(store: &dyn Store) {
                 Creator::User(second_owner),
                 None,
                 "bootstrap",
-                ScopeSet::all(),
+                all_scopes(),
             )),
         )
         .await;
@@ -58,7 +58,7 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
                 Creator::User(user),
                 None,
                 "bootstrap",
-                ScopeSet::all(),
+                all_scopes(),
             )),
         )
         .await
@@ -81,7 +81,7 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
                 Creator::User(user),
                 None,
                 "bootstrap",
-                ScopeSet::all(),
+                all_scopes(),
             )),
         )
         .await
@@ -102,7 +102,7 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
                 Creator::User(stranger),
                 None,
                 "bootstrap",
-                ScopeSet::all(),
+                all_scopes(),
             )),
         )
         .await;

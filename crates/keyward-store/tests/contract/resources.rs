@@ -1,12 +1,10 @@
-use keyward_core::{
-    CredentialKind, InstanceId, InstanceStatus, ProjectId, Region, ScopeSet, Timestamp,
-};
+use keyward_core::{CredentialKind, InstanceId, InstanceStatus, ProjectId, Region, Timestamp};
 use keyward_store::{
     Creator, CredentialFilter, NewInstance, NewProject, Page, ProjectChanges, ProjectDeletion,
     RevokedToken, Store, StoreError,
 };
 
-use crate::{name, new_credential, organization};
+use crate::{name, new_credential, organization, scope_names};
 
 fn project(organization: keyward_core::OrganizationId, project_name: &str) -> NewProject {
     NewProject {
@@ -115,14 +113,14 @@ pub async fn deleting_a_project_revokes_its_tokens(store: &dyn Store) {
     let (org, bootstrap) = organization(store, "Acme").await;
     let (other, _) = organization(store, "Globex").await;
     let web = store.insert_project(project(org, "Web")).await.unwrap();
-    let scopes = ScopeSet::parse_names(&["instances:read"]).unwrap();
+    let scopes = scope_names(&["instances:read"]);
     let token = store
         .insert_credential(new_credential(
             org,
             Creator::Credential(bootstrap),
             Some(web.id),
             "deploy",
-            scopes,
+            scopes.clone(),
         ))
         .await
         .unwrap();
@@ -260,14 +258,14 @@ pub async fn instances_belong_to_live_projects_of_their_organization(store: &dyn
 pub async fn tokens_cannot_outlive_their_project(store: &dyn Store) {
     let (org, bootstrap) = organization(store, "Acme").await;
     let (other, _) = organization(store, "Globex").await;
-    let scopes = ScopeSet::parse_names(&["instances:read"]).unwrap();
+    let scopes = scope_names(&["instances:read"]);
     let token = |project: ProjectId, n: u32| {
         new_credential(
             org,
             Creator::Credential(bootstrap),
             Some(project),
             &format!("token {n}"),
-            scopes,
+            scopes.clone(),
         )
     };
 

@@ -143,7 +143,7 @@ const CREDENTIAL_COLUMNS: [&str; 8] = [
 ];
 
 fn credential_row(item: &Value) -> Vec<String> {
-    [
+    let mut row: Vec<String> = [
         "id",
         "name",
         "hint",
@@ -155,7 +155,20 @@ fn credential_row(item: &Value) -> Vec<String> {
     ]
     .iter()
     .map(|field| cell(&item[field]))
-    .collect()
+    .collect();
+    // Scopes the server no longer defines grant nothing: say so next to the others.
+    let unknown: Vec<String> = item["unknown_scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|name| format!("{name}(unknown)"))
+        .collect();
+    if !unknown.is_empty() {
+        let scopes = &mut row[3];
+        scopes.extend([",", &unknown.join(",")]);
+    }
+    row
 }
 
 fn print_list(
@@ -318,6 +331,26 @@ pub async fn instances(client: &Client, command: InstancesCommand) -> ClientResu
             );
         }
     }
+    Ok(())
+}
+
+/// Lists the scopes a key may be granted on the server: Keyward's own and the platform's.
+pub async fn scopes(client: &Client) -> ClientResult {
+    let catalog = client.get("/v1/scopes").await?;
+    client.print(&catalog, |catalog| {
+        let rows: Vec<Vec<String>> = catalog["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|scope| {
+                ["name", "level", "min_role", "description"]
+                    .iter()
+                    .map(|field| cell(&scope[field]))
+                    .collect()
+            })
+            .collect();
+        print(&["SCOPE", "LEVEL", "LEAST ROLE", "DESCRIPTION"], &rows);
+    });
     Ok(())
 }
 

@@ -16,8 +16,8 @@ use serde_json::Value;
 
 pub use commands::{
     InstancesCommand, KeysCommand, ProjectsCommand, TokensCommand, instances as commands_instances,
-    keys as commands_keys, projects as commands_projects, tokens as commands_tokens,
-    whoami as commands_whoami,
+    keys as commands_keys, projects as commands_projects, scopes as commands_scopes,
+    tokens as commands_tokens, whoami as commands_whoami,
 };
 
 /// How to reach the server, shared by every client command.
