@@ -306,6 +306,93 @@ async fn route_rules_in_the_configuration_file_decide_forward_authentication() {
     assert_eq!(decide("DELETE").await.unwrap().status(), 403);
 }
 
+#[tokio::test]
+async fn platform_scopes_from_the_configuration_file_reach_keys_routes_and_the_client() {
+    let dir = TempDir::new().unwrap();
+    let url = database_url(&dir);
+    let platform = "[[scopes]]\nname = \"databases:read\"\n\
+                    description = \"List and read databases.\"\nlevel = \"project\"\n\n\
+                    [[routes]]\nmethods = [\"GET\"]\npath = \"/v1/databases/*\"\n\
+                    scopes = [\"databases:read\"]\n";
+    let config = dir.path().join("platform.toml");
+    std::fs::write(&config, format!("database_url = \"{url}\"\n\n{platform}")).unwrap();
+
+    // The first key gets the platform's scopes too, from the same file.
+    let output = keyward()
+        .args([
+            "bootstrap",
+            "--org",
+            "Acme",
+            "--email",
+            "ada@example.com",
+            "--json",
+        ])
+        .args(["--database-url", &url])
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let key = serde_json::from_slice::<Value>(&output.stdout).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut command = keyward();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let mut server = Server::spawn(command, &dir);
+    let passed = reqwest::Client::new()
+        .get(server.url("/v1/forward-auth"))
+        .bearer_auth(&key)
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-uri", "/v1/databases/main")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(passed.status(), 200);
+    let scopes = passed.headers()["keyward-scopes"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(scopes.ends_with(" databases:read"), "{scopes}");
+
+    let listed = client(&server, Some(&key), &["scopes"]);
+    let table = text(&listed.stdout);
+    assert!(table.starts_with("SCOPE"), "{table}");
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("databases:read"))
+        .expect("the platform's scope is listed");
+    assert!(
+        row.contains("project") && row.contains("member") && row.contains("List and read"),
+        "{row}"
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success());
+
+    // The scope removed from the file: the server says how many credentials hold it, and the
+    // list shows it as unknown.
+    std::fs::write(&config, format!("database_url = \"{url}\"\n")).unwrap();
+    let mut command = keyward();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let mut server = Server::spawn(command, &dir);
+    let list = text(&client(&server, Some(&key), &["keys", "list"]).stdout);
+    assert!(list.contains("databases:read(unknown)"), "{list}");
+    let (_, log) = server.terminate();
+    let warning = log
+        .lines()
+        .find(|line| line.contains("no longer defines"))
+        .unwrap_or_else(|| panic!("a warning about the removed scope: {log}"));
+    assert!(
+        warning.contains("databases:read") && warning.contains("credentials=1"),
+        "{warning}"
+    );
+}
+
 #[test]
 fn sigterm_right_after_the_server_says_it_listens_still_stops_it_gracefully() {
     // The handler is in place before the address is logged: a supervisor that stops the

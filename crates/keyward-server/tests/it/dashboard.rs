@@ -136,7 +136,7 @@ impl<'a> Visitor<'a> {
     }
 
     /// Creates an API key through the form and returns the page that shows it.
-    async fn create_key(&mut self, name: &str, scopes: &[&str]) -> Page {
+    pub(crate) async fn create_key(&mut self, name: &str, scopes: &[&str]) -> Page {
         let form = self.get("/settings/api-keys/new").await;
         let csrf = form.csrf_token();
         let marker = "name=\"request_id\" value=\"";
@@ -153,7 +153,45 @@ impl<'a> Visitor<'a> {
     }
 }
 
-fn shown_key(page: &Page) -> String {
+/// The owner (`owner`, signed in) adds `email` (signed up, signed in as `member`) to their
+/// organization called `organization` with `role`; the member switches to it. Returns the
+/// member's key list page before the switch (it has a CSRF token).
+pub(crate) async fn add_and_switch(
+    owner: &mut Visitor<'_>,
+    member: &mut Visitor<'_>,
+    email: &str,
+    role: &str,
+    organization: &str,
+) -> Page {
+    let csrf = owner.get("/settings/members").await.csrf_token();
+    let added = owner
+        .post(
+            "/settings/members",
+            &[("csrf_token", &csrf), ("email", email), ("role", role)],
+        )
+        .await;
+    assert_eq!(added.location(), "/settings/members?notice=added");
+    let page = member.get("/settings/api-keys").await;
+    let id = {
+        let marker = "<option value=\"";
+        page.body
+            .match_indices(marker)
+            .map(|(i, _)| &page.body[i + marker.len()..i + marker.len() + 30])
+            .find(|id| page.body.contains(&format!("{id}\">{organization}<")))
+            .expect("the organization in the switcher")
+            .to_owned()
+    };
+    let switched = member
+        .post(
+            "/settings/organization",
+            &[("csrf_token", &page.csrf_token()), ("organization_id", &id)],
+        )
+        .await;
+    assert_eq!(switched.location(), "/settings/api-keys");
+    page
+}
+
+pub(crate) fn shown_key(page: &Page) -> String {
     let marker = "<code id=\"new-key\">";
     let start = page.body.find(marker).expect("the key is shown") + marker.len();
     let end = page.body[start..].find('<').unwrap() + start;
@@ -438,20 +476,9 @@ async fn roles_limit_what_people_grant_see_and_revoke() {
     let mut member = Visitor::new(&app);
     member.sign_up("bob@example.com", "Bob's own").await;
 
-    // The owner adds Bob as a member of Acme.
-    let members = owner.get("/settings/members").await;
-    let csrf = members.csrf_token();
-    let added = owner
-        .post(
-            "/settings/members",
-            &[
-                ("csrf_token", &csrf),
-                ("email", "bob@example.com"),
-                ("role", "member"),
-            ],
-        )
-        .await;
-    assert_eq!(added.location(), "/settings/members?notice=added");
+    // The owner adds Bob as a member of Acme, and Bob switches to it.
+    let page = add_and_switch(&mut owner, &mut member, "bob@example.com", "member", "Acme").await;
+    let csrf = owner.get("/settings/members").await.csrf_token();
     let unknown = owner
         .post(
             "/settings/members",
@@ -464,27 +491,6 @@ async fn roles_limit_what_people_grant_see_and_revoke() {
         .await;
     assert!(unknown.body.contains("must sign up first"));
 
-    // Bob switches to Acme.
-    let page = member.get("/settings/api-keys").await;
-    let acme = {
-        let marker = "<option value=\"";
-        page.body
-            .match_indices(marker)
-            .map(|(i, _)| &page.body[i + marker.len()..i + marker.len() + 30])
-            .find(|id| page.body.contains(&format!("{id}\">Acme<")))
-            .expect("Acme in the switcher")
-            .to_owned()
-    };
-    let switched = member
-        .post(
-            "/settings/organization",
-            &[
-                ("csrf_token", &page.csrf_token()),
-                ("organization_id", &acme),
-            ],
-        )
-        .await;
-    assert_eq!(switched.location(), "/settings/api-keys");
     let list = member.get("/settings/api-keys").await;
     assert!(list.body.contains(">Owner key<"));
     assert!(

@@ -11,7 +11,8 @@ use serde_json::json;
 use crate::helpers::{Answer, TestApp, read};
 
 /// The platform these tests and the gateway tests run under: a database service with its
-/// own scopes, and the rules that protect it.
+/// own (project-level) scopes, a billing service with an organization-level one, and the
+/// rules that protect the database service.
 pub(crate) fn platform() -> Config {
     let scope = |name: &str, description: &str| ScopeDefinition {
         name: name.into(),
@@ -22,6 +23,10 @@ pub(crate) fn platform() -> Config {
     let scopes = ScopeCatalog::new(&[
         scope("databases:read", "List and read databases."),
         scope("databases:write", "Create and change databases."),
+        ScopeDefinition {
+            level: None,
+            ..scope("billing:read", "Read invoices and usage.")
+        },
     ])
     .unwrap();
     let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();

@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::dashboard::{Visitor, shown_key};
 use crate::helpers::{Answer, TestApp, read};
 
 const NGINX: &str = "/usr/sbin/nginx";
@@ -171,19 +172,36 @@ async fn through_with(
 
 /// Everything a gateway must hold to, the same through each.
 async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
-    let org = app.bootstrap("Acme").await;
-    let (reader_id, reader) = app
-        .create_key(&org.key, "reader", &["databases:read"])
-        .await;
-    let (_, other) = app.create_key(&org.key, "other", &["projects:read"]).await;
-    let own = app.create_project(&org.key, "Web").await;
-    let elsewhere = app.create_project(&org.key, "Mobile").await;
+    // A person grants the platform's scope in the dashboard, as the help page says.
+    let mut ada = Visitor::new(app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let mut create = async |name: &str, scopes: &[&str]| {
+        let page = ada.create_key(name, scopes).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        shown_key(&page)
+    };
+    let admin = create(
+        "Admin",
+        &[
+            "api_keys:write",
+            "projects:write",
+            "tokens:write",
+            "databases:read",
+        ],
+    )
+    .await;
+    let reader = create("reader", &["databases:read"]).await;
+    let other = create("other", &["projects:read"]).await;
+    let me = app.get("/v1/me", &reader).await;
+    let (reader_id, organization_id) = (me.body["id"].clone(), me.body["organization_id"].clone());
+    let own = app.create_project(&admin, "Web").await;
+    let elsewhere = app.create_project(&admin, "Mobile").await;
 
     // A key with the route's scope reaches the upstream, which learns who is calling.
     let passed = through(gateway, Some(&reader), &format!("/v1/databases/{own}/t")).await;
     assert_eq!(passed.status, StatusCode::OK, "{}", passed.body);
-    assert_eq!(passed.body["key_id"], reader_id.as_str());
-    assert_eq!(passed.body["organization_id"], org.id.to_string());
+    assert_eq!(passed.body["key_id"], reader_id);
+    assert_eq!(passed.body["organization_id"], organization_id);
     assert_eq!(passed.body["scopes"], "databases:read");
 
     // The upstream trusts these headers: a client cannot send its own.
@@ -199,7 +217,7 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
     )
     .await;
     assert_eq!(forged.status, StatusCode::OK);
-    assert_eq!(forged.body["key_id"], reader_id.as_str());
+    assert_eq!(forged.body["key_id"], reader_id);
     // An API key has no project: nginx drops the empty header, Caddy passes it empty.
     assert!(
         [Value::Null, json!("")].contains(&forged.body["project_id"]),
@@ -219,7 +237,7 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
     let token = app
         .post(
             &format!("/v1/projects/{own}/tokens"),
-            &org.key,
+            &admin,
             json!({ "name": "deploy", "scopes": ["databases:read"] }),
         )
         .await;
@@ -265,9 +283,12 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
 
     // Revoked: 401 on the very next request.
     assert_eq!(
-        app.delete(&format!("/v1/api-keys/{reader_id}"), &org.key)
-            .await
-            .status,
+        app.delete(
+            &format!("/v1/api-keys/{}", reader_id.as_str().unwrap()),
+            &admin,
+        )
+        .await
+        .status,
         StatusCode::NO_CONTENT
     );
     let revoked = through(gateway, Some(&reader), &format!("/v1/databases/{own}/t")).await;
@@ -284,7 +305,7 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
     let limited = app
         .post(
             "/v1/api-keys",
-            &org.key,
+            &admin,
             json!({ "name": "Once", "scopes": ["databases:read"], "rate_limit": { "requests": 1, "per_seconds": 3600 } }),
         )
         .await;

@@ -16,6 +16,7 @@ mod introspect;
 mod matrix;
 mod openapi;
 mod password_work;
+mod platform_scopes;
 mod postgres;
 mod projects;
 mod rules;
