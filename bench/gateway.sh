@@ -23,11 +23,16 @@ cargo build --release --quiet --bin keyward
 bin=target/release/keyward
 
 . scripts/start-server.sh
-start_server_with_routes '[[routes]]
+start_server_with_routes '[[scopes]]
+name = "pages:read"
+description = "Read the pages of the protected service."
+
+[[routes]]
 methods = ["GET"]
 path = "/*"
-scopes = ["instances:read"]'
+scopes = ["pages:read"]'
 key=$("$bin" bootstrap --org Gateway --email gateway@example.com --json --database-url "$db" \
+  --config "$config" \
   | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

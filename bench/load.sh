@@ -2,7 +2,8 @@
 # Load test on 127.0.0.1: the same wrk run, interleaved, against GET /healthz (no key),
 # GET /v1/me (a key answered from the verification cache), POST /v1/keys/verify and
 # GET /v1/instances (a cached key, then three rows read from the database) and
-# /v1/forward-auth (a cached key and one route rule, as a gateway asks).
+# /v1/forward-auth (a cached key and one route rule needing a platform scope, as a gateway
+# asks).
 # Prints requests/s, p50 and p99 of each, the ratios to /healthz, and the database writes
 # made during the runs (which must all be last-use flush batches).
 #
@@ -27,11 +28,16 @@ else
 fi
 
 . scripts/start-server.sh
-start_server_with_routes '[[routes]]
+start_server_with_routes '[[scopes]]
+name = "status:read"
+description = "Read the status pages."
+
+[[routes]]
 methods = ["GET"]
 path = "/status/*"
-scopes = []'
+scopes = ["status:read"]'
 key=$("$bin" bootstrap --org Load --email load@example.com --json --database-url "$db" \
+  --config "$config" \
   | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 
 api() {
@@ -58,6 +64,10 @@ metric() { curl -s "$url/metrics" | awk -v name="$1" '$1 == name { print $2 }'; 
 curl -sf -o /dev/null -H "Authorization: Bearer $key" "$url/v1/me"
 curl -sf -o /dev/null -H "Authorization: Bearer $key" -H "Content-Type: application/json" \
   -d "{\"key\":\"$key\"}" "$url/v1/keys/verify"
+# The key must pass the rule (it holds the platform's scope), or the run measures refusals.
+curl -sf -o /dev/null -H "Authorization: Bearer $key" -H "X-Forwarded-Method: GET" \
+  -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth" || {
+  echo "forward authentication refused the benchmark's key" >&2; exit 1; }
 
 writes_before=$(metric keyward_store_write_transactions_total)
 flushes_before=$(metric keyward_last_used_flush_batches_total)

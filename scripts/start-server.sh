@@ -20,19 +20,19 @@ start_server() {
   [ -n "$url" ] || { echo "the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 }
 
-# `start_server_with_routes RULES ARGS…`: the same, with RULES (TOML `[[routes]]` tables) as
-# the server's configuration file.
+# `start_server_with_routes PLATFORM ARGS…`: the same, with PLATFORM (TOML `[[scopes]]` and
+# `[[routes]]` tables) as the server's configuration file, kept in `$config` (for
+# `keyward bootstrap --config`) until the server stops.
 start_server_with_routes() {
-  local routes
-  routes=$(mktemp)
-  printf '%s\n' "$1" >"$routes"
+  config=$(mktemp)
+  printf '%s\n' "$1" >"$config"
   shift
-  start_server --config "$routes" "$@"
-  rm -f "$routes"
+  start_server --config "$config" "$@"
 }
 
 stop_server() {
   [ -n "$server" ] && kill "$server" 2>/dev/null
   wait 2>/dev/null
   rm -rf "$work"
+  [ -z "${config:-}" ] || rm -f "$config"
 }

@@ -158,8 +158,14 @@ pub struct RouteRule {
     /// Upper-case method names; empty for any method.
     pub methods: Vec<String>,
     pub path: PathPattern,
-    /// The key must hold every one; none means any valid key.
+    /// The key must hold every one; none means any valid key. Positions in the catalog the
+    /// rule was parsed or last bound with (see [`RouteTable::bound_to`]).
     pub scopes: ScopeSet,
+    /// The same scopes by name, as written.
+    pub scope_names: Vec<String>,
+    /// False when the catalog it is bound to lacks one of its scopes: then it refuses every
+    /// request it matches.
+    pub satisfiable: bool,
     pub project: Option<ProjectSource>,
 }
 
@@ -185,6 +191,7 @@ impl RouteRule {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let scopes_written = scopes;
         let scopes = catalog
             .parse(scopes)
             .map_err(|unknown| refuse(format!("unknown scope {:?}", unknown.0)))?;
@@ -208,6 +215,8 @@ impl RouteRule {
             methods,
             path,
             scopes,
+            scope_names: scopes_written.to_vec(),
+            satisfiable: true,
             project,
         })
     }
@@ -274,6 +283,25 @@ impl RouteTable {
             }
         }
         Ok(Self { rules })
+    }
+
+    /// The same rules with their scopes taken from `catalog` (the one in force), so that
+    /// they can never be read against another catalog than the one they were parsed with. A
+    /// rule naming a scope `catalog` lacks refuses every request it matches.
+    pub fn bound_to(&self, catalog: &ScopeCatalog) -> Self {
+        let rules = self
+            .rules
+            .iter()
+            .map(|rule| {
+                let scopes = catalog.parse(&rule.scope_names).ok();
+                RouteRule {
+                    scopes: scopes.unwrap_or_default(),
+                    satisfiable: scopes.is_some(),
+                    ..rule.clone()
+                }
+            })
+            .collect();
+        Self { rules }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -406,5 +434,30 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn rules_bound_to_another_catalog_take_its_scopes_or_refuse() {
+        let definition = |name: &str| crate::ScopeDefinition {
+            name: name.into(),
+            description: "A scope.".into(),
+            level: None,
+            min_role: None,
+        };
+        let first = ScopeCatalog::new(&[definition("a:read"), definition("b:read")]).unwrap();
+        let owned = vec!["b:read".to_owned()];
+        let table = RouteTable::new(vec![
+            RouteRule::parse(&[], "/b/*", &owned, None, &first).unwrap(),
+        ])
+        .unwrap();
+        // Another catalog puts b:read elsewhere: the rule follows it by name.
+        let second = ScopeCatalog::new(&[definition("b:read")]).unwrap();
+        let bound = table.bound_to(&second);
+        let rule = bound.find("GET", "/b/x").unwrap().rule;
+        assert!(rule.satisfiable);
+        assert_eq!(second.names(&rule.scopes).collect::<Vec<_>>(), ["b:read"]);
+        // One that lacks it: the rule refuses.
+        let bound = table.bound_to(&ScopeCatalog::builtin());
+        assert!(!bound.find("GET", "/b/x").unwrap().rule.satisfiable);
     }
 }

@@ -99,6 +99,27 @@ impl Scope {
     }
 }
 
+/// Resources whose scopes are Keyward's: those of its own scopes, and those it keeps for
+/// scopes it may add (so that a platform scope never turns into a built-in one when Keyward
+/// grows: a stored name means one thing for good).
+pub const RESERVED_RESOURCES: &[&str] = &[
+    "instances",
+    "projects",
+    "api_keys",
+    "tokens",
+    "members",
+    "audit",
+    "keys",
+    "keyward",
+    "organization",
+    "organizations",
+    "credentials",
+    "webhooks",
+    "policies",
+    "sessions",
+    "users",
+];
+
 /// Checks the `resource:action` grammar: each part a lower-case letter followed by lower-case
 /// letters, digits and underscores; at most [`MAX_NAME_LENGTH`] bytes in all.
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -180,11 +201,20 @@ impl ScopeSet {
         out
     }
 
-    /// The scopes in catalog order.
+    /// The scopes in catalog order: one step per scope held, whatever the catalog's size.
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
-        (0..MAX_SCOPES)
-            .filter_map(|i| u8::try_from(i).ok().map(Scope))
-            .filter(|&s| self.contains(s))
+        self.0.iter().enumerate().flat_map(|(word, &bits)| {
+            let mut rest = bits;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let bit = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                // A word holds 64 positions and there are four: the position fits in a u8.
+                u8::try_from(word * 64 + bit).ok().map(Scope)
+            })
+        })
     }
 }
 
@@ -332,12 +362,9 @@ impl ScopeCatalog {
                     "{name} is one of Keyward's own scopes, which cannot be redefined"
                 )));
             }
-            if BUILTIN
-                .iter()
-                .any(|b| b.name.split(':').next() == Some(resource))
-            {
+            if RESERVED_RESOURCES.contains(&resource) {
                 return Err(refuse(format!(
-                    "the resource {resource:?} belongs to Keyward's own scopes; \
+                    "the resource {resource:?} is reserved for Keyward's own scopes; \
                      choose another name for the platform's"
                 )));
             }
@@ -564,6 +591,8 @@ mod tests {
             assert_eq!(scope.builtin_name(), Some(info.name.as_str()));
             assert_eq!(catalog.lookup(&info.name), Some(scope));
             assert!(info.builtin);
+            let resource = info.name.split(':').next().unwrap();
+            assert!(RESERVED_RESOURCES.contains(&resource), "{resource}");
         }
         assert_eq!(catalog.name(Scope::KEYS_VERIFY), "keys:verify");
     }
@@ -624,7 +653,8 @@ mod tests {
 
         let refusals = [
             (platform("instances:read", None), "cannot be redefined"),
-            (platform("instances:admin", None), "belongs to Keyward"),
+            (platform("instances:admin", None), "reserved for Keyward"),
+            (platform("webhooks:read", None), "reserved for Keyward"),
             (platform("Databases:read", None), "not a scope name"),
             (
                 ScopeDefinition {
@@ -659,6 +689,14 @@ mod tests {
         let only = set(&catalog, &["r:s243"]);
         assert!(only.contains(last) && only.len() == 1);
         assert_eq!(catalog.all().len(), MAX_SCOPES);
+        assert_eq!(catalog.all().iter().count(), MAX_SCOPES);
+        assert!(
+            catalog
+                .all()
+                .iter()
+                .zip(catalog.all().iter().skip(1))
+                .all(|(a, b)| a < b)
+        );
         assert_eq!(catalog.names(&only).collect::<Vec<_>>(), ["r:s243"]);
     }
 

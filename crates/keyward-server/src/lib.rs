@@ -92,6 +92,8 @@ pub struct Shared {
     pub login_throttle: passwords::AddressThrottle,
     /// The OpenAPI document served, made on first request (it lists the catalog in force).
     pub openapi: std::sync::OnceLock<axum::body::Bytes>,
+    /// The reference page at `/docs`, likewise.
+    pub reference: std::sync::OnceLock<axum::body::Bytes>,
 }
 
 impl std::ops::Deref for AppState {
@@ -102,7 +104,9 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+    pub fn new(store: Arc<dyn Store>, mut config: Config) -> Self {
+        // Route rules read scopes by position: make them the catalog's in force.
+        config.routes = config.routes.bound_to(&config.scopes);
         let usage = Arc::new(UsageRecorder::default());
         let metrics = Arc::new(Metrics::default());
         let verifier = Arc::new(Verifier::new(
@@ -117,6 +121,7 @@ impl AppState {
             signup_throttle: passwords::AddressThrottle::new(web::SIGNUPS_PER_ADDRESS),
             login_throttle: passwords::AddressThrottle::new(web::LOGINS_PER_ADDRESS),
             openapi: std::sync::OnceLock::new(),
+            reference: std::sync::OnceLock::new(),
             config,
             usage,
             verifier,

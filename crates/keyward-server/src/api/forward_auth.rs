@@ -4,7 +4,9 @@
 //!
 //! The gateway sends the original request's method and URI in `X-Forwarded-Method` and
 //! `X-Forwarded-Uri` (Traefik, Caddy) or `X-Original-Method` and `X-Original-URI` (the nginx
-//! convention), and passes its `Authorization: Bearer` header on. The key is verified like
+//! convention), or (Envoy's `ext_authz`) asks with the original method and the original path
+//! and query after the prefix, `/v1/forward-auth/…`; it passes its `Authorization: Bearer`
+//! header on. The key is verified like
 //! any request's (the same cache, last use and rate limit); the first route rule that matches
 //! says which scopes it needs and, if it names one, which project a project token must be
 //! for. 200 carries who is calling in `Keyward-*` headers for the upstream; a refusal is the
@@ -12,7 +14,7 @@
 //! gives, for the gateway to pass on.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use keyward_core::ProjectId;
@@ -23,8 +25,13 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
 
+/// Where the request to decide follows, in Envoy's form.
+const PREFIX: &str = "/v1/forward-auth";
+
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route("/v1/forward-auth", any(forward_auth))
+    ApiRoutes::new()
+        .route(PREFIX, any(forward_auth))
+        .route("/v1/forward-auth/{*path}", any(forward_auth_by_path))
 }
 
 /// The one value of header `name`: `Ok(None)` when absent, `Err` when sent more than once
@@ -154,15 +161,63 @@ pub(super) async fn forward_auth(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (method, uri) = original(&headers)?;
+    decide(&state, &principal, &headers, &method, uri)
+}
+
+/// Decide, as Envoy asks
+///
+/// The same decision, for a gateway that asks with the original method and puts the original
+/// path and query after `/v1/forward-auth` (Envoy's `ext_authz` with `path_prefix:
+/// /v1/forward-auth`): `GET /v1/forward-auth/v1/databases/prj_1/t` decides `GET
+/// /v1/databases/prj_1/t`. Any method; `X-Forwarded-*` and `X-Original-*` headers are
+/// ignored here.
+#[utoipa::path(
+    method(get, post, put, patch, delete), path = "/v1/forward-auth/{path}", tag = "Verification",
+    params(
+        ("path" = String, Path, description = "The original path (and query), without its leading slash"),
+    ),
+    responses(
+        (status = 200, description = "It may pass; who is calling is in the Keyward-* headers"),
+        (status = 403, description = "No rule allows the request, the key lacks a scope the rule needs, or a project token names another project", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn forward_auth_by_path(
+    State(state): State<AppState>,
+    principal: Principal,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let asked = uri
+        .path_and_query()
+        .map_or(uri.path(), |full| full.as_str());
+    let original = asked.strip_prefix(PREFIX).unwrap_or("/");
+    decide(&state, &principal, &headers, method.as_str(), original)
+}
+
+/// Whether the key may make `method` `uri` by the route rules.
+fn decide(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    method: &str,
+    uri: &str,
+) -> Result<Response, ApiError> {
     if !in_normal_form(uri) {
         return Err(ApiError::Forbidden(
             "the path is not in normal form (dot or empty segments, `;`, a fragment, or \
              needless percent-encoding)",
         ));
     }
-    let Some(found) = state.config.routes.find(&method, uri) else {
+    let Some(found) = state.config.routes.find(method, uri) else {
         return Err(ApiError::Forbidden("no route rule allows this request"));
     };
+    if !found.rule.satisfiable {
+        return Err(ApiError::Forbidden(
+            "the route rule needs a scope the configuration does not define",
+        ));
+    }
     let catalog = &state.config.scopes;
     for scope in found.rule.scopes.iter() {
         principal.require_in(scope, catalog)?;
@@ -174,7 +229,7 @@ pub(super) async fn forward_auth(
                 .iter()
                 .find(|(captured, _)| captured == name)
                 .map(|(_, value)| *value),
-            ProjectSource::Header(name) => single(&headers, name)?,
+            ProjectSource::Header(name) => single(headers, name)?,
         };
         if named.and_then(|raw| ProjectId::parse(raw).ok()) != Some(own) {
             return Err(ApiError::Forbidden(

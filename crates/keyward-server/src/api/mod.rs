@@ -35,7 +35,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// router serves (the authorization matrix test walks it).
 pub(crate) struct ApiRoutes {
     router: Router<AppState>,
-    paths: Vec<&'static str>,
+    paths: Vec<String>,
 }
 
 impl ApiRoutes {
@@ -46,9 +46,10 @@ impl ApiRoutes {
         }
     }
 
+    /// Adds a route; [`paths`] lists it as OpenAPI writes it (`{*rest}` as `{rest}`).
     pub(crate) fn route(mut self, path: &'static str, methods: MethodRouter<AppState>) -> Self {
         self.router = self.router.route(path, methods);
-        self.paths.push(path);
+        self.paths.push(path.replace("{*", "{"));
         self
     }
 
@@ -77,7 +78,7 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
 }
 
 /// Every path the API serves, with `{placeholders}` for its parameters.
-pub fn paths() -> Vec<&'static str> {
+pub fn paths() -> Vec<String> {
     let (v1, health) = routes();
     v1.paths.into_iter().chain(health.paths).collect()
 }

@@ -54,6 +54,7 @@ use crate::error::{ApiError, FieldError, Problem};
         keys_verify::verify_key,
         introspect::introspect,
         forward_auth::forward_auth,
+        forward_auth::forward_auth_by_path,
         me::show_current_credential,
         scopes::list_scopes,
         health::healthz,
@@ -259,7 +260,19 @@ fn schema_name(schema: &Value) -> String {
     responses((status = 200, description = "The reference page", body = String, content_type = "text/html"))
 )]
 pub(super) async fn reference_page(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let document = &served_document(&state.config.scopes);
+    let html = match state.reference.get() {
+        Some(html) => html.clone(),
+        None => {
+            let html =
+                axum::body::Bytes::from(reference_html(&served_document(&state.config.scopes))?);
+            state.reference.get_or_init(|| html).clone()
+        }
+    };
+    Ok((StatusCode::OK, Html(html)).into_response())
+}
+
+/// The reference page of `document`.
+fn reference_html(document: &Value) -> Result<String, ApiError> {
     let mut sections: Vec<Section> = Vec::new();
     for (path, item) in document["paths"].as_object().into_iter().flatten() {
         for (method, operation) in item.as_object().into_iter().flatten() {
@@ -344,6 +357,5 @@ pub(super) async fn reference_page(State(state): State<AppState>) -> Result<Resp
         })
         .collect();
     let page = ReferencePage { sections, schemas };
-    let html = page.render().map_err(ApiError::internal)?;
-    Ok((StatusCode::OK, Html(html)).into_response())
+    page.render().map_err(ApiError::internal)
 }

@@ -6,8 +6,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// A permission, `resource:action`. The served document lists the scopes in force, the
-/// platform's included; this enum is Keyward's own.
+/// A permission, `resource:action`: Keyward's own, and those the platform defines.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Scope)]
 pub enum ScopeName {

@@ -76,11 +76,12 @@ pub struct CredentialView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "prj_01m8dz968yez2sm2rg58r2payg")]
     pub project_id: Option<ProjectId>,
-    /// The scopes it holds that the catalog in force defines.
+    /// The scopes it holds, under the configuration in force.
     #[schema(value_type = Vec<crate::api::schema::ScopeName>)]
     pub scopes: Vec<String>,
-    /// Scopes it was granted that the catalog in force no longer defines: they grant nothing
-    /// (unless a later configuration defines them again).
+    /// Scopes it was granted that grant nothing under the configuration in force: no longer
+    /// defined, or (for a project token) no longer project-level. They grant again if a later
+    /// configuration allows them again.
     #[schema(example = json!([]))]
     pub unknown_scopes: Vec<String>,
     #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
@@ -106,11 +107,12 @@ impl CredentialView {
     fn new(record: CredentialRecord, state: &AppState, now: Timestamp) -> Self {
         let last_used_at = record.last_used_at.max(state.usage.pending_use(record.id));
         let catalog = &state.config.scopes;
+        let granted = catalog.granted(&record.scopes, record.id.kind());
         let (scopes, unknown_scopes) = record
             .scopes
             .iter()
             .map(str::to_owned)
-            .partition(|name| catalog.lookup(name).is_some());
+            .partition(|name| catalog.lookup(name).is_some_and(|s| granted.contains(s)));
         Self {
             scopes,
             unknown_scopes,

@@ -305,7 +305,8 @@ fn scope_groups(
         };
         let (resource, action) = info.name.split_once(':').unwrap_or((&info.name, ""));
         let option = ScopeOption {
-            id: format!("scope-{}", info.name.replace([':', '_'], "-")),
+            // `:` is never in a name otherwise, so no two scopes share an id.
+            id: format!("scope-{}", info.name.replace(':', "-")),
             value: info.name.clone(),
             label: action.replace('_', " "),
             description: info.description.clone(),

@@ -311,3 +311,173 @@ async fn without_route_rules_nothing_passes() {
         .await
         .problem(403, "forbidden");
 }
+
+/// The status of `GET target` sent over a socket exactly as written.
+async fn raw_get(app: &TestApp, key: &str, target: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: keyward\r\nAuthorization: Bearer {key}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer[9..12].parse().unwrap()
+}
+
+/// As Envoy's `ext_authz` asks: the original method, and the original path and query after
+/// `/v1/forward-auth`, with the headers it is allowed to pass.
+async fn envoy(
+    app: &TestApp,
+    key: &str,
+    method: Method,
+    original: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut request = app
+        .client
+        .request(method, app.url(&format!("/v1/forward-auth{original}")))
+        .bearer_auth(key);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn envoy_asks_with_the_original_method_and_the_path_after_the_prefix() {
+    let app = TestApp::spawn_with(platform()).await;
+    let org = app.bootstrap("Acme").await;
+    let project = app.create_project(&org.key, "Main").await;
+    let other = app.create_project(&org.key, "Other").await;
+    let (reader_id, reader) = app
+        .create_key(&org.key, "reader", &["databases:read"])
+        .await;
+
+    let passed = envoy(
+        &app,
+        &reader,
+        Method::GET,
+        &format!("/v1/databases/{project}/tables?limit=5"),
+        &[],
+    )
+    .await;
+    assert_eq!(passed.status, StatusCode::OK, "{}", passed.body);
+    assert_eq!(passed.header("keyward-key-id"), Some(reader_id.as_str()));
+    assert_eq!(passed.header("keyward-scopes"), Some("databases:read"));
+    let head = envoy(
+        &app,
+        &reader,
+        Method::HEAD,
+        &format!("/v1/databases/{project}/t"),
+        &[],
+    )
+    .await;
+    assert_eq!(head.status, StatusCode::OK, "HEAD is GET");
+
+    // The method is the request's own: a POST needs databases:write.
+    let lacking = envoy(&app, &reader, Method::POST, "/v1/databases", &[]).await;
+    assert_eq!(
+        lacking.problem(403, "insufficient_scope")["scope"],
+        "databases:write"
+    );
+    // Headers describing another request are ignored in this form.
+    let ignored = envoy(
+        &app,
+        &reader,
+        Method::DELETE,
+        "/v1/databases/x",
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/status/x"),
+        ],
+    )
+    .await;
+    ignored.problem(403, "forbidden");
+    // The same normal form as the headers' form: no empty or dot segments, even encoded.
+    // (Sent by hand: an HTTP client would resolve the dots itself.)
+    let empty = envoy(
+        &app,
+        &reader,
+        Method::GET,
+        &format!("/v1/databases/{project}//t"),
+        &[],
+    )
+    .await;
+    empty.problem(403, "forbidden");
+    for dots in ["..", "%2e%2e", ".%2E"] {
+        let target = format!("/v1/forward-auth/v1/databases/{project}/{dots}/{other}/t");
+        assert_eq!(raw_get(&app, &reader, &target).await, 403, "{target}");
+    }
+    assert_eq!(
+        raw_get(
+            &app,
+            &reader,
+            &format!("/v1/forward-auth/v1/databases/{project}/t")
+        )
+        .await,
+        200
+    );
+
+    // A project token passes for its own project only, named by a header Envoy passes on.
+    let token = app
+        .post(
+            &format!("/v1/projects/{project}/tokens"),
+            &org.key,
+            json!({ "name": "deploy", "scopes": ["databases:write"] }),
+        )
+        .await;
+    let token = token.body["key"].as_str().unwrap().to_owned();
+    let own = envoy(
+        &app,
+        &token,
+        Method::POST,
+        "/v1/databases",
+        &[("x-project-id", &project)],
+    )
+    .await;
+    assert_eq!(own.status, StatusCode::OK);
+    let elsewhere = envoy(
+        &app,
+        &token,
+        Method::POST,
+        "/v1/databases",
+        &[("x-project-id", &other)],
+    )
+    .await;
+    elsewhere.problem(403, "forbidden");
+
+    // A revoked key: 401 with the challenge on the very next request.
+    app.delete(&format!("/v1/api-keys/{reader_id}"), &org.key)
+        .await;
+    let revoked = envoy(
+        &app,
+        &reader,
+        Method::GET,
+        &format!("/v1/databases/{project}/t"),
+        &[],
+    )
+    .await;
+    revoked.problem(401, "invalid_token");
+    assert!(revoked.header("www-authenticate").is_some());
+}
+
+#[tokio::test]
+async fn rules_follow_the_catalog_in_force_by_name() {
+    // Rules parsed against the platform's catalog, served under Keyward's own alone: a rule
+    // naming a scope the server does not define refuses rather than read another scope.
+    let app = TestApp::spawn_with(Config {
+        routes: platform().routes,
+        ..Config::default()
+    })
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let refused = decide(&app, Some(&org.key), "GET", "/v1/databases/prj_x/t").await;
+    assert_eq!(
+        refused.problem(403, "forbidden")["detail"],
+        "the route rule needs a scope the configuration does not define"
+    );
+    let open = decide(&app, Some(&org.key), "GET", "/status/health").await;
+    assert_eq!(open.status, StatusCode::OK);
+}

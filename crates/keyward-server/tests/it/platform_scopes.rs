@@ -2,6 +2,9 @@
 //! in the API, the dashboard and the served OpenAPI document; and what happens to keys that
 //! hold a scope a later configuration no longer defines.
 
+use std::sync::Arc;
+
+use keyward_core::{ScopeCatalog, ScopeDefinition, ScopeLevel};
 use keyward_server::Config;
 use keyward_server::services::credentials::unknown_scope_holders;
 use reqwest::StatusCode;
@@ -297,5 +300,57 @@ async fn a_scope_removed_from_the_configuration_grants_nothing_and_is_shown_as_u
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_scope_moved_to_the_organization_level_leaves_project_tokens() {
+    let mut first = TestApp::spawn_with(platform()).await;
+    let org = first.bootstrap("Acme").await;
+    let project = first.create_project(&org.key, "Main").await;
+    let created = first
+        .post(
+            &format!("/v1/projects/{project}/tokens"),
+            &org.key,
+            json!({ "name": "deploy", "scopes": ["instances:read", "databases:read"] }),
+        )
+        .await;
+    let (id, token) = (
+        created.body["id"].as_str().unwrap().to_owned(),
+        created.body["key"].as_str().unwrap().to_owned(),
+    );
+    let url = format!("sqlite://{}", first.dir.path().join("keyward.db").display());
+    first.shutdown().await;
+
+    // databases:read is now an organization-level scope: the token no longer holds it.
+    let moved = ScopeCatalog::new(&[ScopeDefinition {
+        name: "databases:read".into(),
+        description: "List and read databases.".into(),
+        level: Some(ScopeLevel::Organization),
+        min_role: None,
+    }])
+    .unwrap();
+    let app = TestApp::spawn_on_with(
+        &url,
+        Config {
+            scopes: Arc::new(moved),
+            ..Config::default()
+        },
+    )
+    .await;
+    let shown = app
+        .get(&format!("/v1/projects/{project}/tokens/{id}"), &org.key)
+        .await;
+    assert_eq!(shown.body["scopes"], json!(["instances:read"]));
+    assert_eq!(shown.body["unknown_scopes"], json!(["databases:read"]));
+    let me = app.get("/v1/me", &token).await;
+    assert_eq!(me.body["scopes"], json!(["instances:read"]));
+    // The organization's key still holds it.
+    let me = app.get("/v1/me", &org.key).await;
+    assert!(
+        me.body["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("databases:read"))
     );
 }
