@@ -500,7 +500,14 @@ impl ScopeCatalog {
 
     /// `set`'s names separated by single spaces (the form of OAuth's `scope`).
     pub fn joined(&self, set: &ScopeSet) -> String {
-        self.names(set).collect::<Vec<_>>().join(" ")
+        let mut text = String::with_capacity(set.len() * 16);
+        for name in self.names(set) {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(name);
+        }
+        text
     }
 
     /// What stored names grant a credential of `kind`: the names this catalog defines that the

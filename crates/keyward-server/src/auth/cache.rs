@@ -80,21 +80,23 @@ pub struct CachedCredential {
     /// Last use this node has seen, in Unix seconds.
     pub(super) last_used: AtomicI64,
     /// GCRA theoretical arrival time, in the clock's monotonic nanoseconds, shared with the
-    /// cache's limiter states (see [`VerificationCache::limiter_state`]).
-    pub(super) tat: Arc<AtomicU64>,
+    /// cache's limiter states (see [`VerificationCache::limiter_state`]); only for a
+    /// credential with a rate limit, so the others cost no allocation.
+    pub(super) tat: Option<Arc<AtomicU64>>,
 }
 
 impl CachedCredential {
     /// An entry with limiter state of its own (for tests and benchmarks).
     pub fn from_record(record: CredentialRecord, now: Timestamp, catalog: &ScopeCatalog) -> Self {
-        Self::with_limiter(record, now, 0, Arc::default(), catalog)
+        let tat = record.rate_limit.map(|_| Arc::default());
+        Self::with_limiter(record, now, 0, tat, catalog)
     }
 
     fn with_limiter(
         record: CredentialRecord,
         now: Timestamp,
         generation: u64,
-        tat: Arc<AtomicU64>,
+        tat: Option<Arc<AtomicU64>>,
         catalog: &ScopeCatalog,
     ) -> Self {
         Self {
@@ -385,11 +387,7 @@ impl VerificationCache {
         now: Timestamp,
         generation: u64,
     ) -> Arc<CachedCredential> {
-        let tat = if record.rate_limit.is_some() {
-            self.limiter_state(key)
-        } else {
-            Arc::default()
-        };
+        let tat = record.rate_limit.map(|_| self.limiter_state(key));
         Arc::new(CachedCredential::with_limiter(
             record,
             now,
@@ -509,33 +507,24 @@ mod tests {
         let far_ahead = monotonic + 3_600 * 1_000_000_000;
 
         cache.insert(limited.clone(), now);
-        cached(&cache, &digest, now)
-            .tat
-            .store(far_ahead, Ordering::Relaxed);
+        let state = |at| cached(&cache, &digest, at).tat.clone().unwrap();
+        state(now).store(far_ahead, Ordering::Relaxed);
 
         // Invalidated, cleared, aged out and swept: every new entry sees the same state.
         cache.invalidate(&digest);
         cache.insert(limited.clone(), now);
-        assert_eq!(
-            cached(&cache, &digest, now).tat.load(Ordering::Relaxed),
-            far_ahead
-        );
+        assert_eq!(state(now).load(Ordering::Relaxed), far_ahead);
         cache.clear();
         let later = now.plus_seconds(120);
         cache.sweep(later, monotonic, DatabaseState::default());
         assert_eq!(cache.entries(), 0);
         assert_eq!(cache.limiter_states(), 1, "the window is still running");
         cache.insert(limited.clone(), later);
-        assert_eq!(
-            cached(&cache, &digest, later).tat.load(Ordering::Relaxed),
-            far_ahead
-        );
+        assert_eq!(state(later).load(Ordering::Relaxed), far_ahead);
 
         // Once the window has run out and no entry holds it, the state goes: a missing
         // state is a whole quota, which is what it would be anyway.
-        cached(&cache, &digest, later)
-            .tat
-            .store(0, Ordering::Relaxed);
+        state(later).store(0, Ordering::Relaxed);
         cache.sweep(later.plus_seconds(120), monotonic, DatabaseState::default());
         assert_eq!(cache.entries(), 0);
         assert_eq!(cache.limiter_states(), 0);

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use keyward_core::credential::check_format;
@@ -211,7 +211,17 @@ impl Verifier {
 
 /// One GCRA step on the credential's shared state, at `now` (monotonic nanoseconds).
 fn take_token(entry: &CachedCredential, limit: RateLimit, now: u64) -> RateStatus {
-    let mut tat = entry.tat.load(Ordering::Relaxed);
+    // Every entry with a limit has a state; one without would start a whole quota, which is
+    // what a missing state means.
+    let fresh;
+    let state = match &entry.tat {
+        Some(state) => state.as_ref(),
+        None => {
+            fresh = AtomicU64::new(0);
+            &fresh
+        }
+    };
+    let mut tat = state.load(Ordering::Relaxed);
     loop {
         let decision = limit.decide(tat, now);
         let status = RateStatus {
@@ -223,7 +233,7 @@ fn take_token(entry: &CachedCredential, limit: RateLimit, now: u64) -> RateStatu
         if !decision.allowed {
             if decision.new_tat < tat {
                 // A limit was loosened: keep the state within the new window.
-                let _ = entry.tat.compare_exchange(
+                let _ = state.compare_exchange(
                     tat,
                     decision.new_tat,
                     Ordering::Relaxed,
@@ -232,7 +242,7 @@ fn take_token(entry: &CachedCredential, limit: RateLimit, now: u64) -> RateStatu
             }
             return status;
         }
-        match entry.tat.compare_exchange_weak(
+        match state.compare_exchange_weak(
             tat,
             decision.new_tat,
             Ordering::Relaxed,
