@@ -14,7 +14,8 @@ pub struct NewCredential {
     #[arg(long)]
     name: String,
 
-    /// A scope to grant; repeat it or separate scopes by commas (instances:read,projects:read).
+    /// A scope to grant (`keyward scopes` lists them); repeat it or separate scopes by commas
+    /// (instances:read,projects:read).
     #[arg(
         long = "scope",
         value_delimiter = ',',
