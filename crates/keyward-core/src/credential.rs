@@ -297,7 +297,12 @@ impl fmt::Display for PlaintextKey {
     }
 }
 
-fn hint_of(key: &str) -> String {
+/// What a key's hint is: its prefix and last four characters (`kwk_…LnXc`). For a key that
+/// has passed [`check_format`] (ASCII); anything else gives an empty hint.
+pub fn hint_of(key: &str) -> String {
+    if !key.is_ascii() {
+        return String::new();
+    }
     let prefix_end = key.find('_').map_or(0, |i| i + 1);
     let tail_start = key.len().saturating_sub(4).max(prefix_end);
     format!("{}…{}", &key[..prefix_end], &key[tail_start..])

@@ -139,6 +139,14 @@ typed_id!(
     UserId, "usr", "user"
 );
 typed_id!(
+    /// One event of the audit log.
+    EventId, "evt", "audit event"
+);
+typed_id!(
+    /// One HTTP request, named in its `X-Request-Id` answer header and its audit events.
+    RequestId, "req", "request"
+);
+typed_id!(
     /// A project of an organization.
     ProjectId, "prj", "project"
 );

@@ -18,7 +18,9 @@ pub mod timestamp;
 pub use credential::{
     Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, PlaintextKey,
 };
-pub use id::{CredentialId, IdError, InstanceId, OrganizationId, ProjectId, UserId};
+pub use id::{
+    CredentialId, EventId, IdError, InstanceId, OrganizationId, ProjectId, RequestId, UserId,
+};
 pub use names::{Description, Email, InstanceStatus, InvalidValue, Name, Region};
 pub use rate_limit::RateLimit;
 pub use role::Role;

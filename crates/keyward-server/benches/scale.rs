@@ -69,6 +69,7 @@ async fn run(keys: usize) {
     let owner = UserId::generate();
     store
         .create_organization(
+            &keyward_store::AuditContext::SYSTEM,
             NewOrganization {
                 id: organization,
                 name: Name::parse("Scale").unwrap(),

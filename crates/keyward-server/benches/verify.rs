@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         let owner = UserId::generate();
         store
             .create_organization(
+                &keyward_store::AuditContext::SYSTEM,
                 NewOrganization {
                     id: organization,
                     name: Name::parse("Bench").unwrap(),

@@ -6,7 +6,9 @@ use keyward_core::{
     Brand, CredentialId, CredentialKind, Email, InvalidValue, Name, OrganizationId, PlaintextKey,
     Role, ScopeCatalog, Timestamp, UserId,
 };
-use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner, Store, StoreError};
+use keyward_store::{
+    AuditContext, Creator, NewCredential, NewOrganization, NewOwner, Store, StoreError,
+};
 
 /// What bootstrapping created. `key` and `generated_password` are secrets to show once.
 #[derive(Debug)]
@@ -109,6 +111,7 @@ pub async fn bootstrap_organization(
     let user_created = matches!(owner, NewOwner::Create { .. });
     store
         .create_organization(
+            &AuditContext::SYSTEM,
             NewOrganization {
                 id: organization_id,
                 name,

@@ -4,6 +4,7 @@
 //! port 0; [`serve`] runs it until a shutdown signal and then writes pending last-use times.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod error;
@@ -160,6 +161,9 @@ async fn every_request(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
+    let mut request = request;
+    let request_id = keyward_core::RequestId::generate();
+    request.extensions_mut().insert(request_id);
     let api = request.uri().path().starts_with("/v1/");
     // Paths never hold secrets (keys travel in headers and bodies only), so they may be logged.
     let logged = tracing::enabled!(tracing::Level::DEBUG)
@@ -170,6 +174,11 @@ async fn every_request(
             axum::http::header::CACHE_CONTROL,
             axum::http::HeaderValue::from_static("no-store"),
         );
+    }
+    if let Ok(value) = axum::http::HeaderValue::try_from(request_id.to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::HeaderName::from_static("x-request-id"), value);
     }
     let elapsed = started.elapsed();
     state.metrics.request(elapsed);

@@ -29,6 +29,7 @@ fn seed(path: &std::path::Path, runtime: &tokio::runtime::Runtime, keys: usize) 
         let store = keyward_store::open(&url).await.unwrap();
         store
             .create_organization(
+                &keyward_store::AuditContext::SYSTEM,
                 NewOrganization {
                     id: organization,
                     name: Name::parse("Reads").unwrap(),

@@ -31,7 +31,9 @@ pub use model::*;
 pub use url::{DatabaseUrl, redact};
 
 /// Everything Keyward keeps. Reads and writes of one organization's data always take the
-/// organization's id, so that no query can reach another organization's rows.
+/// organization's id, so that no query can reach another organization's rows. Every write
+/// that changes something takes an [`AuditContext`] and records the change in the audit log
+/// in the same transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Whether the database answers.
@@ -59,6 +61,7 @@ pub trait Store: Send + Sync + 'static {
     /// stores its first credential if one is given, all in one transaction.
     async fn create_organization(
         &self,
+        audit: &AuditContext,
         organization: NewOrganization,
         owner: NewOwner,
         first_key: Option<NewCredential>,
@@ -75,6 +78,7 @@ pub trait Store: Send + Sync + 'static {
     /// Fails with `Conflict("member")` if the person already belongs to the organization.
     async fn add_member(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         user: UserId,
         role: Role,
@@ -85,6 +89,7 @@ pub trait Store: Send + Sync + 'static {
     /// owner. `Stale` if the member no longer has the role `from` that the caller checked.
     async fn change_member_role(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         user: UserId,
         from: Role,
@@ -94,12 +99,17 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a member who has the role `from`; never the last owner.
     async fn remove_member(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         user: UserId,
         from: Role,
     ) -> Result<MembershipChange, StoreError>;
 
-    async fn create_session(&self, session: NewSession) -> Result<(), StoreError>;
+    async fn create_session(
+        &self,
+        audit: &AuditContext,
+        session: NewSession,
+    ) -> Result<(), StoreError>;
 
     /// The unexpired session with this token digest, with the person's current membership.
     async fn find_session(
@@ -114,7 +124,11 @@ pub trait Store: Send + Sync + 'static {
         organization: OrganizationId,
     ) -> Result<(), StoreError>;
 
-    async fn delete_session(&self, token_digest: &KeyDigest) -> Result<(), StoreError>;
+    async fn delete_session(
+        &self,
+        audit: &AuditContext,
+        token_digest: &KeyDigest,
+    ) -> Result<(), StoreError>;
 
     async fn login_failures(
         &self,
@@ -146,6 +160,7 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_credential(
         &self,
+        audit: &AuditContext,
         credential: NewCredential,
     ) -> Result<CredentialRecord, StoreError>;
 
@@ -167,6 +182,7 @@ pub trait Store: Send + Sync + 'static {
     /// organization.
     async fn update_credential(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: CredentialId,
         changes: CredentialChanges,
@@ -176,6 +192,7 @@ pub trait Store: Send + Sync + 'static {
     /// not exist in this organization). Revocation is permanent: nothing un-revokes.
     async fn revoke_credential(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: CredentialId,
         at: Timestamp,
@@ -185,11 +202,36 @@ pub trait Store: Send + Sync + 'static {
     /// with how many credentials hold exactly that list.
     async fn scope_usage(&self, now: Timestamp) -> Result<Vec<(ScopeNames, u64)>, StoreError>;
 
+    /// Records an event that goes with no change of its own (a failed log-in).
+    async fn record_audit_event(
+        &self,
+        audit: &AuditContext,
+        organization: Option<OrganizationId>,
+        action: &str,
+        target_type: &'static str,
+        target_id: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The organization's audit events that pass `filter`, newest first.
+    async fn list_audit_events(
+        &self,
+        organization: OrganizationId,
+        filter: &AuditFilter,
+        page: Page,
+    ) -> Result<Paged<AuditEventRecord>, StoreError>;
+
+    /// Deletes up to `limit` audit events older than `before`; returns how many went.
+    async fn prune_audit_events(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError>;
+
     /// Records last use in one batch. Never moves `last_used_at` backwards. Returns the number
     /// of rows changed.
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError>;
 
-    async fn insert_project(&self, project: NewProject) -> Result<ProjectRecord, StoreError>;
+    async fn insert_project(
+        &self,
+        audit: &AuditContext,
+        project: NewProject,
+    ) -> Result<ProjectRecord, StoreError>;
 
     /// Newest first; `only` confines the list to one project.
     async fn list_projects(
@@ -207,6 +249,7 @@ pub trait Store: Send + Sync + 'static {
 
     async fn update_project(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: ProjectId,
         changes: ProjectChanges,
@@ -216,13 +259,18 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes an empty project and revokes all its tokens in the same transaction.
     async fn delete_project(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: ProjectId,
         at: Timestamp,
     ) -> Result<ProjectDeletion, StoreError>;
 
     /// Fails with [`StoreError::NotFound`] if the project is not one of the organization's.
-    async fn insert_instance(&self, instance: NewInstance) -> Result<InstanceRecord, StoreError>;
+    async fn insert_instance(
+        &self,
+        audit: &AuditContext,
+        instance: NewInstance,
+    ) -> Result<InstanceRecord, StoreError>;
 
     /// Newest first, optionally of one project only.
     async fn list_instances(
@@ -241,6 +289,7 @@ pub trait Store: Send + Sync + 'static {
     /// Whether an instance was deleted.
     async fn delete_instance(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: InstanceId,
     ) -> Result<bool, StoreError>;

@@ -283,3 +283,69 @@ pub enum LoginAttempt {
     /// Too many recent failures: refuse without checking.
     Locked { retry_after_seconds: i64 },
 }
+
+/// Who made a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// Keyward itself: the command line, a background job.
+    System,
+    /// A person, in the dashboard.
+    User { id: UserId, email: String },
+    /// A program, with an API key or a project token (named by its hint, never its secret).
+    Credential { id: CredentialId, hint: String },
+}
+
+/// Who makes a change, and from where. Every write that changes something takes one and
+/// records the change with it in the audit log, in the same transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditContext {
+    pub actor: Actor,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The request's id, also sent back in its `X-Request-Id` header.
+    pub request_id: Option<String>,
+}
+
+impl AuditContext {
+    /// A change Keyward makes itself, with nobody asking over HTTP.
+    pub const SYSTEM: AuditContext = AuditContext {
+        actor: Actor::System,
+        client_ip: None,
+        user_agent: None,
+        request_id: None,
+    };
+}
+
+/// One event of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEventRecord {
+    pub id: keyward_core::EventId,
+    pub at: Timestamp,
+    pub organization_id: Option<OrganizationId>,
+    /// `api_key.created`, `member.role_changed`, …
+    pub action: String,
+    pub actor: Actor,
+    /// `api_key`, `project`, `user`, …
+    pub target_type: String,
+    pub target_id: String,
+    /// A JSON object: each changed field with its value `before` and `after` (one of them
+    /// absent when the thing was created or removed).
+    pub changes: String,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Which events a list shows; `None` for any.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    /// An actor's id (`usr_…`, `key_…`, `tok_…`).
+    pub actor: Option<String>,
+    /// A target's id.
+    pub target: Option<String>,
+    /// At or after.
+    pub since: Option<Timestamp>,
+    /// Before.
+    pub until: Option<Timestamp>,
+}

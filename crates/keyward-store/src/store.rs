@@ -11,13 +11,16 @@ use keyward_core::{
 };
 use tokio::sync::broadcast;
 
+use serde_json::{Map, Value};
+
+use crate::sql::audit::{self, Event};
 use crate::sql::{Read, Write, credentials, instances, organizations, projects, sessions};
 use crate::{
-    CredentialChanges, CredentialFilter, CredentialRecord, DatabaseState, InstanceRecord,
-    Invalidation, LoginAttempt, LoginFailures, MemberRecord, MembershipChange, MembershipRecord,
-    NewCredential, NewInstance, NewOrganization, NewOwner, NewProject, NewSession, Page, Paged,
-    ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats,
-    UsageUpdate, UserRecord,
+    AuditContext, AuditEventRecord, AuditFilter, CredentialChanges, CredentialFilter,
+    CredentialRecord, DatabaseState, InstanceRecord, Invalidation, LoginAttempt, LoginFailures,
+    MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewInstance, NewOrganization,
+    NewOwner, NewProject, NewSession, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord,
+    SessionRecord, Store, StoreError, StoreStats, UsageUpdate, UserRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -115,14 +118,30 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn create_organization(
         &self,
+        audit: &AuditContext,
         organization: NewOrganization,
         owner: NewOwner,
         first_key: Option<NewCredential>,
     ) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
             organizations::create(tx, &organization, &owner).await?;
+            let owner_id = match &owner {
+                NewOwner::Create { id, .. } | NewOwner::Existing(id) => *id,
+            };
+            let event = Event {
+                organization: Some(organization.id),
+                action: "organization.created".into(),
+                target_type: "organization",
+                target_id: organization.id.to_string(),
+                changes: audit::created(vec![
+                    ("name", Value::String(organization.name.to_string())),
+                    ("owner", Value::String(owner_id.to_string())),
+                ]),
+            };
+            audit::record(tx, audit, event).await?;
             if let Some(first_key) = &first_key {
-                credentials::insert(tx, first_key).await?;
+                let record = credentials::insert(tx, first_key).await?;
+                audit::record(tx, audit, credential_created(&record)).await?;
             }
         })
     }
@@ -141,51 +160,81 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn add_member(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         user: UserId,
         role: Role,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        in_transaction!(self, |tx| organizations::add_member(
-            tx,
-            organization,
-            user,
-            role,
-            at
-        )
-        .await?)
+        in_transaction!(self, |tx| {
+            organizations::add_member(tx, organization, user, role, at).await?;
+            let changes = audit::created(vec![("role", Value::String(role.as_str().into()))]);
+            audit::record(
+                tx,
+                audit,
+                member_event(organization, user, "added", changes),
+            )
+            .await?;
+        })
     }
 
     async fn change_member_role(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         user: UserId,
         from: Role,
         to: Role,
     ) -> Result<MembershipChange, StoreError> {
         in_transaction!(self, |tx| {
-            organizations::change_role(tx, organization, user, from, Some(to)).await?
+            let change = organizations::change_role(tx, organization, user, from, Some(to)).await?;
+            if change == MembershipChange::Done && from != to {
+                let changes = audit::changed(vec![(
+                    "role",
+                    Value::String(from.as_str().into()),
+                    Value::String(to.as_str().into()),
+                )]);
+                let event = member_event(organization, user, "role_changed", changes);
+                audit::record(tx, audit, event).await?;
+            }
+            change
         })
     }
 
     async fn remove_member(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         user: UserId,
         from: Role,
     ) -> Result<MembershipChange, StoreError> {
-        in_transaction!(self, |tx| organizations::change_role(
-            tx,
-            organization,
-            user,
-            from,
-            None
-        )
-        .await?)
+        in_transaction!(self, |tx| {
+            let change = organizations::change_role(tx, organization, user, from, None).await?;
+            if change == MembershipChange::Done {
+                let changes = audit::removed(vec![("role", Value::String(from.as_str().into()))]);
+                let event = member_event(organization, user, "removed", changes);
+                audit::record(tx, audit, event).await?;
+            }
+            change
+        })
     }
 
-    async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
-        in_transaction!(self, |tx| sessions::create(tx, &session).await?)
+    async fn create_session(
+        &self,
+        audit: &AuditContext,
+        session: NewSession,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            sessions::create(tx, &session).await?;
+            let event = Event {
+                organization: session.organization_id,
+                action: "user.logged_in".into(),
+                target_type: "user",
+                target_id: session.user_id.to_string(),
+                changes: Map::new(),
+            };
+            audit::record(tx, audit, event).await?;
+        })
     }
 
     async fn find_session(
@@ -209,8 +258,23 @@ impl<B: Backend> Store for SqlStore<B> {
         .await?)
     }
 
-    async fn delete_session(&self, token_digest: &KeyDigest) -> Result<(), StoreError> {
-        in_transaction!(self, |tx| sessions::delete(tx, token_digest).await?)
+    async fn delete_session(
+        &self,
+        audit: &AuditContext,
+        token_digest: &KeyDigest,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            if let Some((user, organization)) = sessions::delete(tx, token_digest).await? {
+                let event = Event {
+                    organization,
+                    action: "user.logged_out".into(),
+                    target_type: "user",
+                    target_id: user.to_string(),
+                    changes: Map::new(),
+                };
+                audit::record(tx, audit, event).await?;
+            }
+        })
     }
 
     async fn login_failures(
@@ -252,9 +316,14 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn insert_credential(
         &self,
+        audit: &AuditContext,
         credential: NewCredential,
     ) -> Result<CredentialRecord, StoreError> {
-        in_transaction!(self, |tx| credentials::insert(tx, &credential).await?)
+        in_transaction!(self, |tx| {
+            let record = credentials::insert(tx, &credential).await?;
+            audit::record(tx, audit, credential_created(&record)).await?;
+            record
+        })
     }
 
     async fn list_credentials(
@@ -276,27 +345,60 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn update_credential(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: CredentialId,
         changes: CredentialChanges,
     ) -> Result<Option<CredentialRecord>, StoreError> {
-        in_transaction!(self, |tx| credentials::update(
-            tx,
-            organization,
-            id,
-            changes
-        )
-        .await?)
+        in_transaction!(self, |tx| {
+            let before = credentials::get(tx, organization, id).await?;
+            let after = credentials::update(tx, organization, id, changes).await?;
+            if let (Some(before), Some(after)) = (&before, &after) {
+                let changes = audit::changed(vec![
+                    (
+                        "name",
+                        Value::String(before.name.to_string()),
+                        Value::String(after.name.to_string()),
+                    ),
+                    (
+                        "rate_limit",
+                        audit::rate_limit(before),
+                        audit::rate_limit(after),
+                    ),
+                ]);
+                if !changes.is_empty() {
+                    let event = credential_event(after, "updated", changes);
+                    audit::record(tx, audit, event).await?;
+                }
+            }
+            after
+        })
     }
 
     async fn revoke_credential(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: CredentialId,
         at: Timestamp,
     ) -> Result<Option<CredentialRecord>, StoreError> {
-        in_transaction!(self, |tx| credentials::revoke(tx, organization, id, at)
-            .await?)
+        in_transaction!(self, |tx| {
+            let before = credentials::get(tx, organization, id).await?;
+            let after = credentials::revoke(tx, organization, id, at).await?;
+            if let (Some(before), Some(after)) = (&before, &after)
+                && before.revoked_at.is_none()
+                && after.revoked_at.is_some()
+            {
+                let changes = audit::changed(vec![(
+                    "revoked_at",
+                    Value::Null,
+                    audit::time(after.revoked_at),
+                )]);
+                let event = credential_event(after, "revoked", changes);
+                audit::record(tx, audit, event).await?;
+            }
+            after
+        })
     }
 
     async fn scope_usage(&self, now: Timestamp) -> Result<Vec<(ScopeNames, u64)>, StoreError> {
@@ -310,8 +412,53 @@ impl<B: Backend> Store for SqlStore<B> {
         in_transaction!(self, |tx| credentials::record_usage(tx, batch).await?)
     }
 
-    async fn insert_project(&self, project: NewProject) -> Result<ProjectRecord, StoreError> {
-        in_transaction!(self, |tx| projects::insert(tx, project).await?)
+    async fn record_audit_event(
+        &self,
+        audit: &AuditContext,
+        organization: Option<OrganizationId>,
+        action: &str,
+        target_type: &'static str,
+        target_id: &str,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            let event = Event {
+                organization,
+                action: action.to_owned(),
+                target_type,
+                target_id: target_id.to_owned(),
+                changes: Map::new(),
+            };
+            audit::record(tx, audit, event).await?;
+        })
+    }
+
+    async fn list_audit_events(
+        &self,
+        organization: OrganizationId,
+        filter: &AuditFilter,
+        page: Page,
+    ) -> Result<Paged<AuditEventRecord>, StoreError> {
+        audit::list(&mut self.backend.reader()?, organization, filter, page).await
+    }
+
+    async fn prune_audit_events(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError> {
+        in_transaction!(self, |tx| audit::prune(tx, before, limit).await?)
+    }
+
+    async fn insert_project(
+        &self,
+        audit: &AuditContext,
+        project: NewProject,
+    ) -> Result<ProjectRecord, StoreError> {
+        in_transaction!(self, |tx| {
+            let record = projects::insert(tx, project).await?;
+            let changes = audit::created(vec![
+                ("name", Value::String(record.name.to_string())),
+                ("description", Value::String(record.description.clone())),
+            ]);
+            audit::record(tx, audit, project_event(&record, "created", changes)).await?;
+            record
+        })
     }
 
     async fn list_projects(
@@ -333,33 +480,77 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn update_project(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: ProjectId,
         changes: ProjectChanges,
         at: Timestamp,
     ) -> Result<Option<ProjectRecord>, StoreError> {
-        in_transaction!(self, |tx| projects::update(
-            tx,
-            organization,
-            id,
-            changes,
-            at
-        )
-        .await?)
+        in_transaction!(self, |tx| {
+            let before = projects::get(tx, organization, id).await?;
+            let after = projects::update(tx, organization, id, changes, at).await?;
+            if let (Some(before), Some(after)) = (&before, &after) {
+                let changes = audit::changed(vec![
+                    (
+                        "name",
+                        Value::String(before.name.to_string()),
+                        Value::String(after.name.to_string()),
+                    ),
+                    (
+                        "description",
+                        Value::String(before.description.clone()),
+                        Value::String(after.description.clone()),
+                    ),
+                ]);
+                if !changes.is_empty() {
+                    audit::record(tx, audit, project_event(after, "updated", changes)).await?;
+                }
+            }
+            after
+        })
     }
 
     async fn delete_project(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: ProjectId,
         at: Timestamp,
     ) -> Result<ProjectDeletion, StoreError> {
-        in_transaction!(self, |tx| projects::delete(tx, organization, id, at)
-            .await?)
+        in_transaction!(self, |tx| {
+            let before = projects::get(tx, organization, id).await?;
+            let deletion = projects::delete(tx, organization, id, at).await?;
+            if let (Some(before), ProjectDeletion::Deleted { revoked_tokens }) =
+                (&before, &deletion)
+            {
+                let mut changes = audit::removed(vec![
+                    ("name", Value::String(before.name.to_string())),
+                    ("description", Value::String(before.description.clone())),
+                ]);
+                changes.insert(
+                    "revoked_tokens".into(),
+                    serde_json::json!({ "after": revoked_tokens
+                        .iter()
+                        .map(|t| Value::String(t.id.to_string()))
+                        .collect::<Vec<_>>() }),
+                );
+                audit::record(tx, audit, project_event(before, "deleted", changes)).await?;
+            }
+            deletion
+        })
     }
 
-    async fn insert_instance(&self, instance: NewInstance) -> Result<InstanceRecord, StoreError> {
-        in_transaction!(self, |tx| instances::insert(tx, instance).await?)
+    async fn insert_instance(
+        &self,
+        audit: &AuditContext,
+        instance: NewInstance,
+    ) -> Result<InstanceRecord, StoreError> {
+        in_transaction!(self, |tx| {
+            let record = instances::insert(tx, instance).await?;
+            let changes = audit::created(instance_fields(&record));
+            audit::record(tx, audit, instance_event(&record, "created", changes)).await?;
+            record
+        })
     }
 
     async fn list_instances(
@@ -381,9 +572,80 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn delete_instance(
         &self,
+        audit: &AuditContext,
         organization: OrganizationId,
         id: InstanceId,
     ) -> Result<bool, StoreError> {
-        in_transaction!(self, |tx| instances::delete(tx, organization, id).await?)
+        in_transaction!(self, |tx| {
+            let before = instances::get(tx, organization, id).await?;
+            let deleted = instances::delete(tx, organization, id).await?;
+            if let (Some(before), true) = (&before, deleted) {
+                let changes = audit::removed(instance_fields(before));
+                audit::record(tx, audit, instance_event(before, "deleted", changes)).await?;
+            }
+            deleted
+        })
+    }
+}
+
+fn credential_event(record: &CredentialRecord, verb: &str, changes: Map<String, Value>) -> Event {
+    Event {
+        organization: Some(record.organization_id),
+        action: format!("{}.{verb}", audit::credential_type(record.id)),
+        target_type: audit::credential_type(record.id),
+        target_id: record.id.to_string(),
+        changes,
+    }
+}
+
+fn credential_created(record: &CredentialRecord) -> Event {
+    credential_event(
+        record,
+        "created",
+        audit::created(audit::credential_fields(record)),
+    )
+}
+
+fn member_event(
+    organization: OrganizationId,
+    user: UserId,
+    verb: &str,
+    changes: Map<String, Value>,
+) -> Event {
+    Event {
+        organization: Some(organization),
+        action: format!("member.{verb}"),
+        target_type: "user",
+        target_id: user.to_string(),
+        changes,
+    }
+}
+
+fn project_event(record: &ProjectRecord, verb: &str, changes: Map<String, Value>) -> Event {
+    Event {
+        organization: Some(record.organization_id),
+        action: format!("project.{verb}"),
+        target_type: "project",
+        target_id: record.id.to_string(),
+        changes,
+    }
+}
+
+fn instance_fields(record: &InstanceRecord) -> Vec<(&'static str, Value)> {
+    vec![
+        ("name", Value::String(record.name.to_string())),
+        ("project_id", Value::String(record.project_id.to_string())),
+        ("region", Value::String(record.region.as_str().into())),
+        ("status", Value::String(record.status.as_str().into())),
+    ]
+}
+
+fn instance_event(record: &InstanceRecord, verb: &str, changes: Map<String, Value>) -> Event {
+    Event {
+        organization: Some(record.organization_id),
+        action: format!("instance.{verb}"),
+        target_type: "instance",
+        target_id: record.id.to_string(),
+        changes,
     }
 }

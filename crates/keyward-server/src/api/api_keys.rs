@@ -10,6 +10,7 @@ use keyward_store::CredentialFilter;
 use super::ApiRoutes;
 use super::credential_body::{CreateCredential, UpdateCredential, grantor};
 use crate::AppState;
+use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -74,6 +75,7 @@ pub(super) async fn list_api_keys(
 pub(super) async fn create_api_key(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     body: Result<ApiJson<CreateCredential>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::API_KEYS_WRITE)?;
@@ -81,6 +83,7 @@ pub(super) async fn create_api_key(
     let input = body.parse(&state)?;
     let created = credentials::create(
         &state,
+        &origin.by(&principal),
         &grantor(&principal),
         CredentialKind::ApiKey,
         None,
@@ -126,10 +129,18 @@ pub(super) async fn show_api_key(
 pub(super) async fn revoke_api_key(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::API_KEYS_WRITE)?;
-    credentials::revoke(&state, principal.organization_id, parse_id(&id)?, None).await?;
+    credentials::revoke(
+        &state,
+        &origin.by(&principal),
+        principal.organization_id,
+        parse_id(&id)?,
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -146,13 +157,21 @@ pub(super) async fn revoke_api_key(
 pub(super) async fn update_api_key(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
     body: Result<ApiJson<UpdateCredential>, ApiError>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::API_KEYS_WRITE)?;
     let ApiJson(body) = body?;
     let changes = body.parse()?;
-    let view =
-        credentials::update(&state, &grantor(&principal), parse_id(&id)?, None, changes).await?;
+    let view = credentials::update(
+        &state,
+        &origin.by(&principal),
+        &grantor(&principal),
+        parse_id(&id)?,
+        None,
+        changes,
+    )
+    .await?;
     Ok(ApiJson(view))
 }

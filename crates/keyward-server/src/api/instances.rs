@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiRoutes;
 use crate::AppState;
+use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -161,6 +162,7 @@ pub(super) async fn list_instances(
 pub(super) async fn create_instance(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     body: Result<ApiJson<CreateInstance>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::INSTANCES_WRITE)?;
@@ -179,6 +181,7 @@ pub(super) async fn create_instance(
     };
     let record = instances::create(
         &state,
+        &origin.by(&principal),
         principal.organization_id,
         principal.project_id,
         input,
@@ -227,12 +230,14 @@ pub(super) async fn show_instance(
 pub(super) async fn delete_instance(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::INSTANCES_WRITE)?;
     let id = parse_id(&id)?;
     instances::delete(
         &state,
+        &origin.by(&principal),
         principal.organization_id,
         principal.project_id,
         id,

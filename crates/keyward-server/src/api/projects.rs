@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiRoutes;
 use crate::AppState;
+use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -143,6 +144,7 @@ pub(super) async fn list_projects(
 pub(super) async fn create_project(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     body: Result<ApiJson<CreateProject>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::PROJECTS_WRITE)?;
@@ -152,6 +154,7 @@ pub(super) async fn create_project(
     validate!(name, description);
     let record = projects::create(
         &state,
+        &origin.by(&principal),
         principal.organization_id,
         name,
         description.unwrap_or_default(),
@@ -194,6 +197,7 @@ pub(super) async fn show_project(
 pub(super) async fn update_project(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
     body: Result<ApiJson<UpdateProject>, ApiError>,
 ) -> Result<ApiJson<ProjectView>, ApiError> {
@@ -208,7 +212,15 @@ pub(super) async fn update_project(
         .map_err(|e| FieldError::new("name", e));
     let description = parse_description(body.description.as_deref());
     validate!(name, description);
-    let record = projects::update(&state, principal.organization_id, id, name, description).await?;
+    let record = projects::update(
+        &state,
+        &origin.by(&principal),
+        principal.organization_id,
+        id,
+        name,
+        description,
+    )
+    .await?;
     Ok(ApiJson(record.into()))
 }
 
@@ -225,10 +237,17 @@ pub(super) async fn update_project(
 pub(super) async fn delete_project(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::PROJECTS_WRITE)?;
     let id = parse_id(&id)?;
-    projects::delete(&state, principal.organization_id, id).await?;
+    projects::delete(
+        &state,
+        &origin.by(&principal),
+        principal.organization_id,
+        id,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

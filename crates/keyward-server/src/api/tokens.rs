@@ -14,6 +14,7 @@ use keyward_store::CredentialFilter;
 use super::ApiRoutes;
 use super::credential_body::{CreateCredential, UpdateCredential, grantor};
 use crate::AppState;
+use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -94,6 +95,7 @@ pub(super) async fn list_project_tokens(
 pub(super) async fn create_project_token(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(project): ApiPath<String>,
     body: Result<ApiJson<CreateCredential>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -103,6 +105,7 @@ pub(super) async fn create_project_token(
     let input = body.parse(&state)?;
     let created = credentials::create(
         &state,
+        &origin.by(&principal),
         &grantor(&principal),
         CredentialKind::ProjectToken,
         Some(project),
@@ -160,6 +163,7 @@ pub(super) async fn show_project_token(
 pub(super) async fn revoke_project_token(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath((project, token)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::TOKENS_WRITE)?;
@@ -171,6 +175,7 @@ pub(super) async fn revoke_project_token(
     }
     credentials::revoke(
         &state,
+        &origin.by(&principal),
         principal.organization_id,
         parse_token_id(&token)?,
         Some(project),
@@ -193,6 +198,7 @@ pub(super) async fn revoke_project_token(
 pub(super) async fn update_project_token(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath((project, token)): ApiPath<(String, String)>,
     body: Result<ApiJson<UpdateCredential>, ApiError>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
@@ -202,6 +208,7 @@ pub(super) async fn update_project_token(
     let changes = body.parse()?;
     let view = credentials::update(
         &state,
+        &origin.by(&principal),
         &grantor(&principal),
         parse_token_id(&token)?,
         Some(project),

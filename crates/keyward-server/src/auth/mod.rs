@@ -174,7 +174,7 @@ impl From<Refusal> for ApiError {
 }
 
 /// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1).
-fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(ApiError::MissingCredentials);

@@ -15,6 +15,7 @@ use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
 use crate::error::FieldError;
 use crate::pagination::List;
+use keyward_store::AuditContext;
 
 /// Who creates a credential, and the most they may grant: a credential's own scopes and
 /// lifetime, or a person's role cap.
@@ -170,6 +171,7 @@ pub fn check_expiry(
 /// creates one credential.
 pub async fn create(
     state: &AppState,
+    audit: &AuditContext,
     grantor: &Grantor,
     kind: CredentialKind,
     project: Option<ProjectId>,
@@ -195,19 +197,22 @@ pub async fn create(
     let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ServiceError::internal)?;
     let record = state
         .store
-        .insert_credential(NewCredential {
-            id,
-            organization_id: grantor.organization_id,
-            project_id: project,
-            name: input.name,
-            digest: key.digest(),
-            hint: key.hint(),
-            scopes: catalog.to_names(&input.scopes),
-            created_at: state.config.clock.now(),
-            expires_at: input.expires_at,
-            rate_limit: input.rate_limit,
-            created_by: grantor.created_by,
-        })
+        .insert_credential(
+            audit,
+            NewCredential {
+                id,
+                organization_id: grantor.organization_id,
+                project_id: project,
+                name: input.name,
+                digest: key.digest(),
+                hint: key.hint(),
+                scopes: catalog.to_names(&input.scopes),
+                created_at: state.config.clock.now(),
+                expires_at: input.expires_at,
+                rate_limit: input.rate_limit,
+                created_by: grantor.created_by,
+            },
+        )
         .await
         .map_err(store_error(Conflict::AlreadyCreated(kind)))?;
     Ok(CreatedCredential {
@@ -260,6 +265,7 @@ pub async fn show(
 /// Revokes at once and for good. Revoking a revoked credential changes nothing and succeeds.
 pub async fn revoke(
     state: &AppState,
+    audit: &AuditContext,
     organization: OrganizationId,
     id: CredentialId,
     project: Option<ProjectId>,
@@ -268,7 +274,7 @@ pub async fn revoke(
     show(state, organization, id, project).await?;
     let record = state
         .store
-        .revoke_credential(organization, id, state.config.clock.now())
+        .revoke_credential(audit, organization, id, state.config.clock.now())
         .await?
         .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
     // Committed: now make every verification on this node see it.
@@ -298,6 +304,7 @@ fn check_rate_limit_grant(grantor: &Grantor, asked: Option<RateLimit>) -> Result
 /// credential cannot change its own limit, and a limited one sets only limits within its own.
 pub async fn update(
     state: &AppState,
+    audit: &AuditContext,
     grantor: &Grantor,
     id: CredentialId,
     project: Option<ProjectId>,
@@ -316,7 +323,7 @@ pub async fn update(
     show(state, organization, id, project).await?;
     let record = state
         .store
-        .update_credential(organization, id, changes)
+        .update_credential(audit, organization, id, changes)
         .await?
         .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
     state.verifier.invalidate(&record.digest);

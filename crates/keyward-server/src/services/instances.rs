@@ -7,6 +7,7 @@ use keyward_store::{InstanceRecord, NewInstance, Page, Paged};
 
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
+use keyward_store::AuditContext;
 
 /// A validated request for a new instance.
 pub struct InstanceInput {
@@ -18,6 +19,7 @@ pub struct InstanceInput {
 
 pub async fn create(
     state: &AppState,
+    audit: &AuditContext,
     organization: OrganizationId,
     reach: Option<ProjectId>,
     input: InstanceInput,
@@ -27,15 +29,18 @@ pub async fn create(
     }
     state
         .store
-        .insert_instance(NewInstance {
-            id: InstanceId::generate(),
-            organization_id: organization,
-            project_id: input.project_id,
-            name: input.name,
-            region: input.region,
-            status: input.status,
-            created_at: state.config.clock.now(),
-        })
+        .insert_instance(
+            audit,
+            NewInstance {
+                id: InstanceId::generate(),
+                organization_id: organization,
+                project_id: input.project_id,
+                name: input.name,
+                region: input.region,
+                status: input.status,
+                created_at: state.config.clock.now(),
+            },
+        )
         .await
         .map_err(store_error(Conflict::NameTaken("instance")))
 }
@@ -85,6 +90,7 @@ pub async fn get(
 
 pub async fn delete(
     state: &AppState,
+    audit: &AuditContext,
     organization: OrganizationId,
     reach: Option<ProjectId>,
     id: InstanceId,
@@ -93,7 +99,7 @@ pub async fn delete(
     let instance = get(state, organization, reach, id, project).await?;
     if state
         .store
-        .delete_instance(organization, instance.id)
+        .delete_instance(audit, organization, instance.id)
         .await?
     {
         Ok(())

@@ -7,6 +7,7 @@ use keyward_store::{MemberRecord, MembershipChange};
 
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
+use keyward_store::AuditContext;
 
 /// Who manages members: a member of `organization_id` with `role`.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +67,7 @@ pub async fn get(
 /// Adds the person with this email (who must have signed up) with `role`.
 pub async fn add(
     state: &AppState,
+    audit: &AuditContext,
     manager: Manager,
     email: &Email,
     role: Role,
@@ -80,6 +82,7 @@ pub async fn add(
     state
         .store
         .add_member(
+            audit,
             manager.organization_id,
             user.id,
             role,
@@ -92,6 +95,7 @@ pub async fn add(
 /// Gives `member` (as the caller saw it) the role `to`.
 pub async fn change_role(
     state: &AppState,
+    audit: &AuditContext,
     manager: Manager,
     member: &MemberRecord,
     to: Role,
@@ -99,7 +103,13 @@ pub async fn change_role(
     manager.check(Some(member.role), Some(to))?;
     let change = state
         .store
-        .change_member_role(manager.organization_id, member.user_id, member.role, to)
+        .change_member_role(
+            audit,
+            manager.organization_id,
+            member.user_id,
+            member.role,
+            to,
+        )
         .await?;
     outcome(change)
 }
@@ -107,13 +117,14 @@ pub async fn change_role(
 /// Removes `member` (as the caller saw it) from the organization.
 pub async fn remove(
     state: &AppState,
+    audit: &AuditContext,
     manager: Manager,
     member: &MemberRecord,
 ) -> Result<(), ServiceError> {
     manager.check(Some(member.role), None)?;
     let change = state
         .store
-        .remove_member(manager.organization_id, member.user_id, member.role)
+        .remove_member(audit, manager.organization_id, member.user_id, member.role)
         .await?;
     outcome(change)
 }

@@ -5,22 +5,27 @@ use keyward_store::{NewProject, Page, Paged, ProjectChanges, ProjectDeletion, Pr
 
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
+use keyward_store::AuditContext;
 
 pub async fn create(
     state: &AppState,
+    audit: &AuditContext,
     organization: OrganizationId,
     name: Name,
     description: Description,
 ) -> Result<ProjectRecord, ServiceError> {
     state
         .store
-        .insert_project(NewProject {
-            id: ProjectId::generate(),
-            organization_id: organization,
-            name,
-            description: description.into_string(),
-            created_at: state.config.clock.now(),
-        })
+        .insert_project(
+            audit,
+            NewProject {
+                id: ProjectId::generate(),
+                organization_id: organization,
+                name,
+                description: description.into_string(),
+                created_at: state.config.clock.now(),
+            },
+        )
         .await
         .map_err(store_error(Conflict::NameTaken("project")))
 }
@@ -53,6 +58,7 @@ pub async fn get(
 /// Renames the project or changes its description (or both).
 pub async fn update(
     state: &AppState,
+    audit: &AuditContext,
     organization: OrganizationId,
     id: ProjectId,
     name: Option<Name>,
@@ -70,7 +76,7 @@ pub async fn update(
     };
     state
         .store
-        .update_project(organization, id, changes, state.config.clock.now())
+        .update_project(audit, organization, id, changes, state.config.clock.now())
         .await
         .map_err(store_error(Conflict::NameTaken("project")))?
         .ok_or(ServiceError::NotFound("project"))
@@ -79,12 +85,13 @@ pub async fn update(
 /// Deletes an empty project and revokes its tokens, which stop working on the next request.
 pub async fn delete(
     state: &AppState,
+    audit: &AuditContext,
     organization: OrganizationId,
     id: ProjectId,
 ) -> Result<(), ServiceError> {
     let outcome = state
         .store
-        .delete_project(organization, id, state.config.clock.now())
+        .delete_project(audit, organization, id, state.config.clock.now())
         .await?;
     match outcome {
         ProjectDeletion::Deleted { revoked_tokens } => {

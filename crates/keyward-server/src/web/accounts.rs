@@ -24,6 +24,7 @@ use super::session::{
     AnonymousCsrf, ClientIp, Person, SESSION_COOKIE, set_cookie, signed_in, start_session,
 };
 use crate::AppState;
+use crate::audit::Origin;
 use crate::passwords::AddressThrottle;
 
 pub const MAX_FAILURES: u32 = 5;
@@ -175,6 +176,7 @@ fn signed_in_response(cookie: axum::http::HeaderValue) -> Response {
 pub async fn signup(
     State(state): State<AppState>,
     ClientIp(client_ip): ClientIp,
+    origin: Origin,
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, WebError> {
@@ -221,9 +223,11 @@ pub async fn signup(
     let password_hash = hash_password(&state, password).await?;
     let user = UserId::generate();
     let organization_id = OrganizationId::generate();
+    let audit = origin.by_person(user, &email);
     let created = state
         .store
         .create_organization(
+            &audit,
             NewOrganization {
                 id: organization_id,
                 name: organization,
@@ -252,13 +256,14 @@ pub async fn signup(
         }
         Err(other) => return Err(other.into()),
     }
-    let cookie = start_session(&state, user, Some(organization_id)).await?;
+    let cookie = start_session(&state, &audit, user, Some(organization_id)).await?;
     Ok(signed_in_response(cookie))
 }
 
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(client_ip): ClientIp,
+    origin: Origin,
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, WebError> {
@@ -311,7 +316,37 @@ pub async fn login(
         }
         (Err(_), _) => false,
     };
-    let Some(user) = user.filter(|_| verified) else {
+    let organization_of = async |user: &keyward_store::UserRecord| {
+        Ok::<_, WebError>(
+            state
+                .store
+                .memberships_of(user.id)
+                .await?
+                .first()
+                .map(|m| m.organization_id),
+        )
+    };
+    let Some(user) = user.clone().filter(|_| verified) else {
+        // Recorded in the organization the person would have worked in, if known.
+        let (audit, organization, target) = match &user {
+            Some(user) => (
+                origin.by_person(user.id, &user.email),
+                organization_of(user).await?,
+                user.id.to_string(),
+            ),
+            None => (origin.by_nobody(), None, email.as_str().to_owned()),
+        };
+        let target_type = if user.is_some() { "user" } else { "email" };
+        state
+            .store
+            .record_audit_event(
+                &audit,
+                organization,
+                "user.login_failed",
+                target_type,
+                &target,
+            )
+            .await?;
         return refuse(
             StatusCode::UNAUTHORIZED,
             "form",
@@ -319,13 +354,9 @@ pub async fn login(
         );
     };
     state.store.clear_login_failures(&email, &client_ip).await?;
-    let organization = state
-        .store
-        .memberships_of(user.id)
-        .await?
-        .first()
-        .map(|m| m.organization_id);
-    let cookie = start_session(&state, user.id, organization).await?;
+    let organization = organization_of(&user).await?;
+    let audit = origin.by_person(user.id, &user.email);
+    let cookie = start_session(&state, &audit, user.id, organization).await?;
     Ok(signed_in_response(cookie))
 }
 
@@ -335,7 +366,10 @@ pub async fn logout(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    state.store.delete_session(&person.session).await?;
+    state
+        .store
+        .delete_session(&person.audit(), &person.session)
+        .await?;
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,

@@ -498,24 +498,32 @@ async fn create(
         expires_at,
         rate_limit: None,
     };
-    let created =
-        match credentials::create(state, &grantor, place.kind, place.project_id(), input, id).await
-        {
-            Ok(created) => created,
-            Err(ServiceError::Conflict(Conflict::AlreadyCreated(_))) => {
-                // The id is this organization's own (see `credential_id_for_form`).
-                let message = format!(
-                    "This form was already sent, so the {} exists and was shown once. It \
+    let created = match credentials::create(
+        state,
+        &person.audit(),
+        &grantor,
+        place.kind,
+        place.project_id(),
+        input,
+        id,
+    )
+    .await
+    {
+        Ok(created) => created,
+        Err(ServiceError::Conflict(Conflict::AlreadyCreated(_))) => {
+            // The id is this organization's own (see `credential_id_for_form`).
+            let message = format!(
+                "This form was already sent, so the {} exists and was shown once. It \
                      cannot be shown again: find it in the list, or create another.",
-                    place.label()
-                );
-                return Err(WebError::page(StatusCode::CONFLICT, message));
-            }
-            Err(error) => {
-                errors.absorb(error)?;
-                return form_page(state, person, &place, entered, errors).await;
-            }
-        };
+                place.label()
+            );
+            return Err(WebError::page(StatusCode::CONFLICT, message));
+        }
+        Err(error) => {
+            errors.absorb(error)?;
+            return form_page(state, person, &place, entered, errors).await;
+        }
+    };
     let curl = format!(
         "curl -X GET \"{}/v1/instances\" -H \"Authorization: Bearer {}\"",
         state.config.public_url.trim_end_matches('/'),
@@ -605,7 +613,7 @@ async fn revoke(
             place.label()
         )));
     }
-    credentials::revoke(state, organization, id, place.project_id()).await?;
+    credentials::revoke(state, &person.audit(), organization, id, place.project_id()).await?;
     Ok(Redirect::to(&format!("{}?notice=revoked", place.url())).into_response())
 }
 

@@ -166,7 +166,7 @@ pub async fn add_member(
     let (Some(email), Some(role)) = (email, role) else {
         return members_page(&state, &person, entered, errors, None).await;
     };
-    match members::add(&state, person.manager(), &email, role).await {
+    match members::add(&state, &person.audit(), person.manager(), &email, role).await {
         Ok(()) => Ok(Redirect::to("/settings/members?notice=added").into_response()),
         Err(error) => {
             errors.absorb(error)?;
@@ -206,7 +206,8 @@ pub async fn change_role(
             "Choose owner, admin or member.",
         )
     })?;
-    let changed = members::change_role(&state, person.manager(), &member, role).await;
+    let changed =
+        members::change_role(&state, &person.audit(), person.manager(), &member, role).await;
     outcome(changed, "changed")
 }
 
@@ -244,6 +245,6 @@ pub async fn remove(
     person.check_csrf(form.csrf_token())?;
     require_manager(&person)?;
     let member = member_of(&state, &person, &user_id).await?;
-    let removed = members::remove(&state, person.manager(), &member).await;
+    let removed = members::remove(&state, &person.audit(), person.manager(), &member).await;
     outcome(removed, "removed")
 }

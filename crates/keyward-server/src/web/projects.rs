@@ -147,7 +147,7 @@ pub async fn create_project(
         return again(errors).await;
     };
     let organization = person.membership.organization_id;
-    match projects::create(&state, organization, name, description).await {
+    match projects::create(&state, &person.audit(), organization, name, description).await {
         Ok(_) => Ok(Redirect::to("/settings/projects").into_response()),
         Err(error) => {
             errors.absorb(error)?;
@@ -232,6 +232,7 @@ pub async fn update_project(
     let organization = person.membership.organization_id;
     match projects::update(
         &state,
+        &person.audit(),
         organization,
         project.id,
         Some(name),
@@ -294,7 +295,7 @@ pub async fn delete_project(
     person.require(Scope::PROJECTS_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
     let organization = person.membership.organization_id;
-    match projects::delete(&state, organization, project.id).await {
+    match projects::delete(&state, &person.audit(), organization, project.id).await {
         Ok(()) => Ok(Redirect::to("/settings/projects").into_response()),
         Err(ServiceError::Conflict(Conflict::ProjectHasInstances)) => Err(WebError::page(
             StatusCode::CONFLICT,
@@ -432,7 +433,7 @@ pub async fn create_instance(
         status,
     };
     let organization = person.membership.organization_id;
-    match instances::create(&state, organization, None, input).await {
+    match instances::create(&state, &person.audit(), organization, None, input).await {
         Ok(_) => Ok(
             Redirect::to(&format!("/settings/projects/{}/instances", project.id)).into_response(),
         ),
@@ -491,6 +492,14 @@ pub async fn delete_instance(
     let project = project_of(&state, &person, &project_id).await?;
     let instance = instance_of(&state, &person, &project, &instance_id).await?;
     let organization = person.membership.organization_id;
-    instances::delete(&state, organization, None, instance.id, Some(project.id)).await?;
+    instances::delete(
+        &state,
+        &person.audit(),
+        organization,
+        None,
+        instance.id,
+        Some(project.id),
+    )
+    .await?;
     Ok(Redirect::to(&format!("/settings/projects/{}/instances", project.id)).into_response())
 }

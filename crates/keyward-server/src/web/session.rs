@@ -74,6 +74,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 /// Starts a session for `user` in `organization` and returns the `Set-Cookie` value.
 pub async fn start_session(
     state: &AppState,
+    audit: &keyward_store::AuditContext,
     user: UserId,
     organization: Option<keyward_core::OrganizationId>,
 ) -> Result<HeaderValue, WebError> {
@@ -82,14 +83,17 @@ pub async fn start_session(
     let now = Timestamp::now();
     state
         .store
-        .create_session(NewSession {
-            token_digest: KeyDigest::of(&token),
-            user_id: user,
-            organization_id: organization,
-            csrf_token,
-            created_at: now,
-            expires_at: now.plus_seconds(SESSION_SECONDS),
-        })
+        .create_session(
+            audit,
+            NewSession {
+                token_digest: KeyDigest::of(&token),
+                user_id: user,
+                organization_id: organization,
+                csrf_token,
+                created_at: now,
+                expires_at: now.plus_seconds(SESSION_SECONDS),
+            },
+        )
         .await?;
     Ok(set_cookie(state, SESSION_COOKIE, &token, SESSION_SECONDS))
 }
@@ -101,9 +105,16 @@ pub struct Person {
     pub membership: MembershipRecord,
     pub csrf_token: String,
     pub session: KeyDigest,
+    /// Where the request comes from, for the audit log.
+    pub origin: crate::audit::Origin,
 }
 
 impl Person {
+    /// Who changes something, from where: this person.
+    pub fn audit(&self) -> keyward_store::AuditContext {
+        self.origin.by_person(self.user_id, &self.email)
+    }
+
     /// Whether the person's role holds `scope`: what the dashboard lets them do, as a key's
     /// scopes do in the API.
     pub fn can(&self, scope: Scope) -> bool {
@@ -189,12 +200,14 @@ impl FromRequestParts<AppState> for Person {
                 first
             }
         };
+        let Ok(origin) = crate::audit::Origin::from_request_parts(parts, state).await;
         Ok(Person {
             user_id: session.user_id,
             email: session.email,
             membership,
             csrf_token: session.csrf_token,
             session: digest,
+            origin,
         })
     }
 }

@@ -221,21 +221,24 @@ async fn expired_keys_are_refused_and_listed_as_expired() {
     let id = CredentialId::generate(CredentialKind::ApiKey);
     let expired_at = Timestamp::now().plus_seconds(-60);
     app.store
-        .insert_credential(NewCredential {
-            id,
-            organization_id: org.id,
-            project_id: None,
-            name: Name::parse("Temporary").unwrap(),
-            digest: KeyDigest::of(key.expose_secret()),
-            hint: key.hint(),
-            scopes: crate::helpers::all_scope_names(),
-            created_at: expired_at.plus_seconds(-3600),
-            expires_at: Some(expired_at),
-            rate_limit: None,
-            created_by: Creator::Credential(
-                CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
-            ),
-        })
+        .insert_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            NewCredential {
+                id,
+                organization_id: org.id,
+                project_id: None,
+                name: Name::parse("Temporary").unwrap(),
+                digest: KeyDigest::of(key.expose_secret()),
+                hint: key.hint(),
+                scopes: crate::helpers::all_scope_names(),
+                created_at: expired_at.plus_seconds(-3600),
+                expires_at: Some(expired_at),
+                rate_limit: None,
+                created_by: Creator::Credential(
+                    CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
+                ),
+            },
+        )
         .await
         .unwrap();
 

@@ -411,19 +411,22 @@ async fn insert_key(
     let key = PlaintextKey::generate(&Brand::default(), kind).unwrap();
     let id = CredentialId::generate(kind);
     store
-        .insert_credential(NewCredential {
-            id,
-            organization_id: organization,
-            project_id: project,
-            name: Name::parse("matrix").unwrap(),
-            digest: key.digest(),
-            hint: key.hint(),
-            scopes: builtin_scopes().to_names(&scopes),
-            created_at: Timestamp::now(),
-            expires_at,
-            rate_limit: None,
-            created_by: by,
-        })
+        .insert_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            NewCredential {
+                id,
+                organization_id: organization,
+                project_id: project,
+                name: Name::parse("matrix").unwrap(),
+                digest: key.digest(),
+                hint: key.hint(),
+                scopes: builtin_scopes().to_names(&scopes),
+                created_at: Timestamp::now(),
+                expires_at,
+                rate_limit: None,
+                created_by: by,
+            },
+        )
         .await
         .unwrap();
     (id, key.expose_secret().to_owned())
@@ -436,6 +439,7 @@ async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, Strin
     let key_id = CredentialId::generate(CredentialKind::ApiKey);
     store
         .create_organization(
+            &keyward_store::AuditContext::SYSTEM,
             NewOrganization {
                 id,
                 name: Name::parse(&id.to_string()).unwrap(),
@@ -467,13 +471,16 @@ async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, Strin
 
 async fn project(store: &dyn Store, organization: OrganizationId, name: &str) -> ProjectId {
     store
-        .insert_project(NewProject {
-            id: ProjectId::generate(),
-            organization_id: organization,
-            name: Name::parse(name).unwrap(),
-            description: String::new(),
-            created_at: Timestamp::now(),
-        })
+        .insert_project(
+            &keyward_store::AuditContext::SYSTEM,
+            NewProject {
+                id: ProjectId::generate(),
+                organization_id: organization,
+                name: Name::parse(name).unwrap(),
+                description: String::new(),
+                created_at: Timestamp::now(),
+            },
+        )
         .await
         .unwrap()
         .id
@@ -485,15 +492,18 @@ async fn instance(
     project: ProjectId,
 ) -> InstanceId {
     store
-        .insert_instance(NewInstance {
-            id: InstanceId::generate(),
-            organization_id: organization,
-            project_id: project,
-            name: Name::parse("fixture-1").unwrap(),
-            region: Region::parse("eu-west-1").unwrap(),
-            status: InstanceStatus::Running,
-            created_at: Timestamp::now(),
-        })
+        .insert_instance(
+            &keyward_store::AuditContext::SYSTEM,
+            NewInstance {
+                id: InstanceId::generate(),
+                organization_id: organization,
+                project_id: project,
+                name: Name::parse("fixture-1").unwrap(),
+                region: Region::parse("eu-west-1").unwrap(),
+                status: InstanceStatus::Running,
+                created_at: Timestamp::now(),
+            },
+        )
         .await
         .unwrap()
         .id
@@ -550,7 +560,12 @@ impl World {
         let (revoked_id, revoked) =
             insert_key(store, a, None, builtin_scopes().all(), None, by).await;
         store
-            .revoke_credential(a, revoked_id, Timestamp::now())
+            .revoke_credential(
+                &keyward_store::AuditContext::SYSTEM,
+                a,
+                revoked_id,
+                Timestamp::now(),
+            )
             .await
             .unwrap();
         let expired_at = Timestamp::now().plus_seconds(-60);

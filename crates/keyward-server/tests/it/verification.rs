@@ -15,21 +15,24 @@ use crate::helpers::{Org, TestApp};
 async fn key_expiring(app: &TestApp, org: &Org, expires_at: Timestamp) -> String {
     let key = PlaintextKey::generate(&Brand::default(), CredentialKind::ApiKey).unwrap();
     app.store
-        .insert_credential(NewCredential {
-            id: CredentialId::generate(CredentialKind::ApiKey),
-            organization_id: org.id,
-            project_id: None,
-            name: Name::parse("Short-lived").unwrap(),
-            digest: KeyDigest::of(key.expose_secret()),
-            hint: key.hint(),
-            scopes: crate::helpers::all_scope_names(),
-            created_at: Timestamp::now(),
-            expires_at: Some(expires_at),
-            rate_limit: None,
-            created_by: Creator::Credential(
-                CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
-            ),
-        })
+        .insert_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            NewCredential {
+                id: CredentialId::generate(CredentialKind::ApiKey),
+                organization_id: org.id,
+                project_id: None,
+                name: Name::parse("Short-lived").unwrap(),
+                digest: KeyDigest::of(key.expose_secret()),
+                hint: key.hint(),
+                scopes: crate::helpers::all_scope_names(),
+                created_at: Timestamp::now(),
+                expires_at: Some(expires_at),
+                rate_limit: None,
+                created_by: Creator::Credential(
+                    CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
+                ),
+            },
+        )
         .await
         .unwrap();
     key.expose_secret().to_owned()

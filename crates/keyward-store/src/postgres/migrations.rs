@@ -19,6 +19,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "tokens need a live project",
         sql: include_str!("../../migrations/postgres/0002_tokens_need_a_live_project.sql"),
     },
+    Migration {
+        version: 3,
+        name: "audit events",
+        sql: include_str!("../../migrations/postgres/0003_audit_events.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -7,6 +7,7 @@
 //! A backend runs it through [`Read`] and [`Write`]; rows come back through [`Columns`], so
 //! that one function per table decodes them whichever way they were read.
 
+pub(crate) mod audit;
 pub(crate) mod credentials;
 pub(crate) mod instances;
 pub(crate) mod organizations;

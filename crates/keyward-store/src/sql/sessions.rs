@@ -71,13 +71,25 @@ pub(crate) async fn set_organization(
     Ok(())
 }
 
+/// Deletes the session; returns its person and organization if it existed.
 pub(crate) async fn delete(
     tx: &mut impl Write,
     token_digest: &KeyDigest,
-) -> Result<(), StoreError> {
+) -> Result<Option<(UserId, Option<OrganizationId>)>, StoreError> {
+    let query = Query::new("SELECT user_id, organization_id FROM sessions WHERE token_sha256 = $1")
+        .bind(token_digest);
+    let owner = tx
+        .optional(query, |row| {
+            Ok((
+                UserId::from_uuid(row.uuid("user_id")?),
+                row.opt_uuid("organization_id")?
+                    .map(OrganizationId::from_uuid),
+            ))
+        })
+        .await?;
     let query = Query::new("DELETE FROM sessions WHERE token_sha256 = $1").bind(token_digest);
     tx.execute(query).await?;
-    Ok(())
+    Ok(owner)
 }
 
 fn failures(row: &dyn Columns) -> Result<LoginFailures, StoreError> {

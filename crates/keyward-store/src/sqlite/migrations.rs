@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "write probe",
         sql: include_str!("../../migrations/sqlite/0005_write_probe.sql"),
     },
+    Migration {
+        version: 6,
+        name: "audit events",
+        sql: include_str!("../../migrations/sqlite/0006_audit_events.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {

@@ -19,7 +19,10 @@ pub async fn credentials_are_found_by_digest(store: &dyn Store) {
     );
     new.expires_at = Some(Timestamp::now().plus_seconds(3600));
     let digest = new.digest;
-    let inserted = store.insert_credential(new.clone()).await.unwrap();
+    let inserted = store
+        .insert_credential(&keyward_store::AuditContext::SYSTEM, new.clone())
+        .await
+        .unwrap();
     assert_eq!(inserted.id, new.id);
 
     let found = store
@@ -44,38 +47,47 @@ pub async fn credentials_are_found_by_digest(store: &dyn Store) {
 pub async fn lists_page_newest_first_by_kind_and_project(store: &dyn Store) {
     let (org, bootstrap) = organization(store, "Acme").await;
     let project = store
-        .insert_project(NewProject {
-            id: ProjectId::generate(),
-            organization_id: org,
-            name: name("Web"),
-            description: String::new(),
-            created_at: Timestamp::now(),
-        })
+        .insert_project(
+            &keyward_store::AuditContext::SYSTEM,
+            NewProject {
+                id: ProjectId::generate(),
+                organization_id: org,
+                name: name("Web"),
+                description: String::new(),
+                created_at: Timestamp::now(),
+            },
+        )
         .await
         .unwrap();
     let scopes = scope_names(&["instances:read"]);
     let mut keys = vec![bootstrap];
     for n in 0..4 {
         let key = store
-            .insert_credential(new_credential(
-                org,
-                Creator::Credential(bootstrap),
-                None,
-                &format!("key {n}"),
-                scopes.clone(),
-            ))
+            .insert_credential(
+                &keyward_store::AuditContext::SYSTEM,
+                new_credential(
+                    org,
+                    Creator::Credential(bootstrap),
+                    None,
+                    &format!("key {n}"),
+                    scopes.clone(),
+                ),
+            )
             .await
             .unwrap();
         keys.push(key.id);
     }
     let token = store
-        .insert_credential(new_credential(
-            org,
-            Creator::Credential(bootstrap),
-            Some(project.id),
-            "token",
-            scopes.clone(),
-        ))
+        .insert_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            new_credential(
+                org,
+                Creator::Credential(bootstrap),
+                Some(project.id),
+                "token",
+                scopes.clone(),
+            ),
+        )
         .await
         .unwrap();
 
@@ -135,7 +147,7 @@ pub async fn revocation_is_permanent_and_stays_in_its_organization(store: &dyn S
 
     assert!(
         store
-            .revoke_credential(other, key, first_time)
+            .revoke_credential(&keyward_store::AuditContext::SYSTEM, other, key, first_time)
             .await
             .unwrap()
             .is_none()
@@ -151,13 +163,18 @@ pub async fn revocation_is_permanent_and_stays_in_its_organization(store: &dyn S
     );
 
     let revoked = store
-        .revoke_credential(org, key, first_time)
+        .revoke_credential(&keyward_store::AuditContext::SYSTEM, org, key, first_time)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(revoked.revoked_at, Some(first_time));
     let again = store
-        .revoke_credential(org, key, first_time.plus_seconds(60))
+        .revoke_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            key,
+            first_time.plus_seconds(60),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -171,7 +188,12 @@ pub async fn revocation_is_permanent_and_stays_in_its_organization(store: &dyn S
     let unknown = keyward_core::CredentialId::generate(CredentialKind::ApiKey);
     assert!(
         store
-            .revoke_credential(org, unknown, first_time)
+            .revoke_credential(
+                &keyward_store::AuditContext::SYSTEM,
+                org,
+                unknown,
+                first_time
+            )
             .await
             .unwrap()
             .is_none()
@@ -202,9 +224,18 @@ pub async fn scope_usage_counts_usable_credentials_by_scope_list(store: &dyn Sto
             platform.clone(),
         );
         new.expires_at = expires_at;
-        ids.push(store.insert_credential(new).await.unwrap().id);
+        ids.push(
+            store
+                .insert_credential(&keyward_store::AuditContext::SYSTEM, new)
+                .await
+                .unwrap()
+                .id,
+        );
     }
-    store.revoke_credential(org, ids[3], now).await.unwrap();
+    store
+        .revoke_credential(&keyward_store::AuditContext::SYSTEM, org, ids[3], now)
+        .await
+        .unwrap();
 
     let mut usage = store.scope_usage(now).await.unwrap();
     usage.sort_by_key(|(_, holders)| *holders);
@@ -236,6 +267,7 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
     let limit = RateLimit::new(100, 60).unwrap();
     let changed = store
         .update_credential(
+            &keyward_store::AuditContext::SYSTEM,
             org,
             key,
             CredentialChanges {
@@ -257,7 +289,12 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
 
     // Leaving a field out keeps it; Some(None) removes the limit.
     let kept = store
-        .update_credential(org, key, CredentialChanges::default())
+        .update_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            key,
+            CredentialChanges::default(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -267,6 +304,7 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
     );
     let removed = store
         .update_credential(
+            &keyward_store::AuditContext::SYSTEM,
             org,
             key,
             CredentialChanges {
@@ -280,7 +318,12 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
     assert_eq!(removed.rate_limit, None);
     assert!(
         store
-            .update_credential(other, key, CredentialChanges::default())
+            .update_credential(
+                &keyward_store::AuditContext::SYSTEM,
+                other,
+                key,
+                CredentialChanges::default()
+            )
             .await
             .unwrap()
             .is_none()

@@ -1,5 +1,6 @@
 //! The store contract: what every `Store` implementation must do, run against each backend.
 
+mod audit;
 mod credentials;
 mod organizations;
 mod people;
@@ -82,6 +83,9 @@ macro_rules! contract {
 }
 
 contract! {
+    audit::every_change_records_one_event_with_its_actor,
+    audit::members_and_sessions_are_recorded,
+    audit::a_change_that_fails_after_its_event_leaves_neither,
     organizations::organization_names_are_unique_ignoring_case,
     organizations::owners_are_new_or_existing_users,
     people::members_have_roles_and_an_organization_keeps_an_owner,
@@ -115,12 +119,21 @@ pub fn all_scopes() -> ScopeNames {
 
 /// Creates an organization with a new owner and returns it with its first key's id.
 pub async fn organization(store: &dyn Store, org_name: &str) -> (OrganizationId, CredentialId) {
+    organization_owned_by(store, org_name, UserId::generate()).await
+}
+
+/// Creates an organization whose new owner is `owner`, with its first key.
+pub async fn organization_owned_by(
+    store: &dyn Store,
+    org_name: &str,
+    owner: UserId,
+) -> (OrganizationId, CredentialId) {
     let id = OrganizationId::generate();
-    let owner = UserId::generate();
     let key = new_credential(id, Creator::User(owner), None, "bootstrap", all_scopes());
     let key_id = key.id;
     store
         .create_organization(
+            &keyward_store::AuditContext::SYSTEM,
             NewOrganization {
                 id,
                 name: name(org_name),

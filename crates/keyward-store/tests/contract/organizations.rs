@@ -9,6 +9,7 @@ pub async fn organization_names_are_unique_ignoring_case(store: &dyn Store) {
     let second_owner = UserId::generate();
     let result = store
         .create_organization(
+            &keyward_store::AuditContext::SYSTEM,
             NewOrganization {
                 id,
                 name: name("ACME"),
@@ -43,6 +44,7 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
     let email = Email::parse("ada@example.com").unwrap();
     store
         .create_organization(
+            &keyward_store::AuditContext::SYSTEM,
             NewOrganization {
                 id: first,
                 name: name("First"),
@@ -70,6 +72,7 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
     let second = OrganizationId::generate();
     store
         .create_organization(
+            &keyward_store::AuditContext::SYSTEM,
             NewOrganization {
                 id: second,
                 name: name("Second"),
@@ -91,6 +94,7 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
     let stranger = UserId::generate();
     let missing = store
         .create_organization(
+            &keyward_store::AuditContext::SYSTEM,
             NewOrganization {
                 id: third,
                 name: name("Third"),

@@ -12,6 +12,7 @@ async fn person(store: &dyn Store, email: &str) -> (UserId, OrganizationId) {
     let organization = OrganizationId::generate();
     store
         .create_organization(
+            &keyward_store::AuditContext::SYSTEM,
             NewOrganization {
                 id: organization,
                 name: name(&format!("{email}'s organization")),
@@ -34,16 +35,36 @@ pub async fn members_have_roles_and_an_organization_keeps_an_owner(store: &dyn S
     let (bob, bobs_own) = person(store, "bob@example.com").await;
     let now = Timestamp::now();
     store
-        .add_member(acme, bob, Role::Member, now)
+        .add_member(
+            &keyward_store::AuditContext::SYSTEM,
+            acme,
+            bob,
+            Role::Member,
+            now,
+        )
         .await
         .unwrap();
-    let again = store.add_member(acme, bob, Role::Admin, now).await;
+    let again = store
+        .add_member(
+            &keyward_store::AuditContext::SYSTEM,
+            acme,
+            bob,
+            Role::Admin,
+            now,
+        )
+        .await;
     assert!(
         matches!(again, Err(StoreError::Conflict("member"))),
         "{again:?}"
     );
     let stranger = store
-        .add_member(acme, UserId::generate(), Role::Member, now)
+        .add_member(
+            &keyward_store::AuditContext::SYSTEM,
+            acme,
+            UserId::generate(),
+            Role::Member,
+            now,
+        )
         .await;
     assert!(
         matches!(stranger, Err(StoreError::NotFound("user"))),
@@ -68,8 +89,11 @@ pub async fn members_have_roles_and_an_organization_keeps_an_owner(store: &dyn S
         .collect();
     assert!(bobs.contains(&(acme, Role::Member)) && bobs.contains(&(bobs_own, Role::Owner)));
 
-    let change = |user, from, to| store.change_member_role(acme, user, from, to);
-    let remove = |user, from| store.remove_member(acme, user, from);
+    let change = |user, from, to| {
+        store.change_member_role(&keyward_store::AuditContext::SYSTEM, acme, user, from, to)
+    };
+    let remove =
+        |user, from| store.remove_member(&keyward_store::AuditContext::SYSTEM, acme, user, from);
     use MembershipChange::{Done, LastOwner, NotFound, Stale};
     assert_eq!(
         change(ada, Role::Owner, Role::Admin).await.unwrap(),
@@ -97,20 +121,29 @@ pub async fn sessions_carry_the_current_membership(store: &dyn Store) {
     let (ada, acme) = person(store, "ada@example.com").await;
     let (_, globex) = person(store, "bob@example.com").await;
     store
-        .add_member(globex, ada, Role::Member, Timestamp::now())
+        .add_member(
+            &keyward_store::AuditContext::SYSTEM,
+            globex,
+            ada,
+            Role::Member,
+            Timestamp::now(),
+        )
         .await
         .unwrap();
     let digest = KeyDigest::of("session-cookie-value");
     let now = Timestamp::now();
     store
-        .create_session(NewSession {
-            token_digest: digest,
-            user_id: ada,
-            organization_id: Some(acme),
-            csrf_token: "csrf".into(),
-            created_at: now,
-            expires_at: now.plus_seconds(3600),
-        })
+        .create_session(
+            &keyward_store::AuditContext::SYSTEM,
+            NewSession {
+                token_digest: digest,
+                user_id: ada,
+                organization_id: Some(acme),
+                csrf_token: "csrf".into(),
+                created_at: now,
+                expires_at: now.plus_seconds(3600),
+            },
+        )
         .await
         .unwrap();
 
@@ -146,7 +179,12 @@ pub async fn sessions_carry_the_current_membership(store: &dyn Store) {
 
     // Removed from the organization: the session stays, the membership is gone at once.
     store
-        .remove_member(globex, ada, Role::Member)
+        .remove_member(
+            &keyward_store::AuditContext::SYSTEM,
+            globex,
+            ada,
+            Role::Member,
+        )
         .await
         .unwrap();
     let session = store.find_session(&digest, now).await.unwrap().unwrap();
@@ -166,7 +204,10 @@ pub async fn sessions_carry_the_current_membership(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
-    store.delete_session(&digest).await.unwrap();
+    store
+        .delete_session(&keyward_store::AuditContext::SYSTEM, &digest)
+        .await
+        .unwrap();
     assert!(store.find_session(&digest, now).await.unwrap().is_none());
 }
 

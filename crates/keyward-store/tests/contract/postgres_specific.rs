@@ -16,7 +16,12 @@ async fn the_schema_refuses_to_unrevoke_or_rewrite_a_digest() {
     };
     let (org, key) = organization(db.store.as_ref(), "Acme").await;
     db.store
-        .revoke_credential(org, key, Timestamp::now())
+        .revoke_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            key,
+            Timestamp::now(),
+        )
         .await
         .unwrap();
     let mut connection = sqlx::PgConnection::connect(&db.url).await.unwrap();
@@ -58,7 +63,7 @@ async fn migrations_run_once_even_when_nodes_start_together() {
         .fetch_all(&mut connection)
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     connection.close().await.unwrap();
     for store in [a, b, db.store] {
         store.close().await;
@@ -77,7 +82,7 @@ async fn an_edited_migration_is_refused() {
             .fetch_all(&mut connection)
             .await
             .unwrap();
-    assert!(checksums.len() == 2 && checksums.iter().all(|c| c.len() == 64));
+    assert!(checksums.len() == 3 && checksums.iter().all(|c| c.len() == 64));
     sqlx::query("ALTER TABLE keyward_migrations DROP COLUMN checksum")
         .execute(&mut connection)
         .await
@@ -119,6 +124,7 @@ async fn changes_reach_every_node_as_notifications() {
     let record = db
         .store
         .update_credential(
+            &keyward_store::AuditContext::SYSTEM,
             org,
             key,
             CredentialChanges {
@@ -134,7 +140,12 @@ async fn changes_reach_every_node_as_notifications() {
         Invalidation::Forget(record.digest)
     );
     db.store
-        .revoke_credential(org, key, Timestamp::now())
+        .revoke_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            key,
+            Timestamp::now(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -142,5 +153,27 @@ async fn changes_reach_every_node_as_notifications() {
         Invalidation::Forget(record.digest)
     );
     other_node.close().await;
+    db.store.close().await;
+}
+
+#[tokio::test]
+async fn a_change_whose_audit_event_fails_is_rolled_back() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (org, _) = organization(db.store.as_ref(), "Acme").await;
+    let mut connection = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for statement in [
+        "CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'audit log unavailable'; END $$",
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events \
+         FOR EACH ROW EXECUTE FUNCTION no_audit()",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+    crate::audit::a_change_whose_event_fails_is_not_kept(db.store.as_ref(), org).await;
     db.store.close().await;
 }

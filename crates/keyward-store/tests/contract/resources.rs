@@ -6,7 +6,10 @@ use keyward_store::{
 
 use crate::{name, new_credential, organization, scope_names};
 
-fn project(organization: keyward_core::OrganizationId, project_name: &str) -> NewProject {
+pub(crate) fn project(
+    organization: keyward_core::OrganizationId,
+    project_name: &str,
+) -> NewProject {
     NewProject {
         id: ProjectId::generate(),
         organization_id: organization,
@@ -16,7 +19,7 @@ fn project(organization: keyward_core::OrganizationId, project_name: &str) -> Ne
     }
 }
 
-fn instance(
+pub(crate) fn instance(
     organization: keyward_core::OrganizationId,
     project: ProjectId,
     instance_name: &str,
@@ -35,18 +38,30 @@ fn instance(
 pub async fn project_names_are_unique_among_live_projects(store: &dyn Store) {
     let (org, _) = organization(store, "Acme").await;
     let (other, _) = organization(store, "Globex").await;
-    let web = store.insert_project(project(org, "Web")).await.unwrap();
+    let web = store
+        .insert_project(&keyward_store::AuditContext::SYSTEM, project(org, "Web"))
+        .await
+        .unwrap();
     assert_eq!(web.description, "about it");
-    let duplicate = store.insert_project(project(org, "WEB")).await;
+    let duplicate = store
+        .insert_project(&keyward_store::AuditContext::SYSTEM, project(org, "WEB"))
+        .await;
     assert!(
         matches!(duplicate, Err(StoreError::Conflict("project"))),
         "{duplicate:?}"
     );
-    store.insert_project(project(other, "Web")).await.unwrap();
+    store
+        .insert_project(&keyward_store::AuditContext::SYSTEM, project(other, "Web"))
+        .await
+        .unwrap();
 
-    let mobile = store.insert_project(project(org, "Mobile")).await.unwrap();
+    let mobile = store
+        .insert_project(&keyward_store::AuditContext::SYSTEM, project(org, "Mobile"))
+        .await
+        .unwrap();
     let clash = store
         .update_project(
+            &keyward_store::AuditContext::SYSTEM,
             org,
             mobile.id,
             ProjectChanges {
@@ -63,6 +78,7 @@ pub async fn project_names_are_unique_among_live_projects(store: &dyn Store) {
     let later = Timestamp::now().plus_seconds(10);
     let renamed = store
         .update_project(
+            &keyward_store::AuditContext::SYSTEM,
             org,
             mobile.id,
             ProjectChanges {
@@ -78,7 +94,13 @@ pub async fn project_names_are_unique_among_live_projects(store: &dyn Store) {
     assert_eq!(renamed.description, "apps");
     assert_eq!(renamed.updated_at, later);
     let not_theirs = store
-        .update_project(other, mobile.id, ProjectChanges::default(), later)
+        .update_project(
+            &keyward_store::AuditContext::SYSTEM,
+            other,
+            mobile.id,
+            ProjectChanges::default(),
+            later,
+        )
         .await
         .unwrap();
     assert!(not_theirs.is_none());
@@ -98,7 +120,12 @@ pub async fn project_names_are_unique_among_live_projects(store: &dyn Store) {
 
     assert_eq!(
         store
-            .delete_project(org, web.id, Timestamp::now())
+            .delete_project(
+                &keyward_store::AuditContext::SYSTEM,
+                org,
+                web.id,
+                Timestamp::now()
+            )
             .await
             .unwrap(),
         ProjectDeletion::Deleted {
@@ -106,36 +133,54 @@ pub async fn project_names_are_unique_among_live_projects(store: &dyn Store) {
         }
     );
     assert!(store.get_project(org, web.id).await.unwrap().is_none());
-    store.insert_project(project(org, "Web")).await.unwrap();
+    store
+        .insert_project(&keyward_store::AuditContext::SYSTEM, project(org, "Web"))
+        .await
+        .unwrap();
 }
 
 pub async fn deleting_a_project_revokes_its_tokens(store: &dyn Store) {
     let (org, bootstrap) = organization(store, "Acme").await;
     let (other, _) = organization(store, "Globex").await;
-    let web = store.insert_project(project(org, "Web")).await.unwrap();
+    let web = store
+        .insert_project(&keyward_store::AuditContext::SYSTEM, project(org, "Web"))
+        .await
+        .unwrap();
     let scopes = scope_names(&["instances:read"]);
     let token = store
-        .insert_credential(new_credential(
-            org,
-            Creator::Credential(bootstrap),
-            Some(web.id),
-            "deploy",
-            scopes.clone(),
-        ))
+        .insert_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            new_credential(
+                org,
+                Creator::Credential(bootstrap),
+                Some(web.id),
+                "deploy",
+                scopes.clone(),
+            ),
+        )
         .await
         .unwrap();
     let instance = store
-        .insert_instance(instance(org, web.id, "web-1"))
+        .insert_instance(
+            &keyward_store::AuditContext::SYSTEM,
+            instance(org, web.id, "web-1"),
+        )
         .await
         .unwrap();
 
     let now = Timestamp::now();
     assert_eq!(
-        store.delete_project(other, web.id, now).await.unwrap(),
+        store
+            .delete_project(&keyward_store::AuditContext::SYSTEM, other, web.id, now)
+            .await
+            .unwrap(),
         ProjectDeletion::NotFound
     );
     assert_eq!(
-        store.delete_project(org, web.id, now).await.unwrap(),
+        store
+            .delete_project(&keyward_store::AuditContext::SYSTEM, org, web.id, now)
+            .await
+            .unwrap(),
         ProjectDeletion::HasInstances
     );
     assert!(
@@ -148,9 +193,17 @@ pub async fn deleting_a_project_revokes_its_tokens(store: &dyn Store) {
             .is_none()
     );
 
-    assert!(store.delete_instance(org, instance.id).await.unwrap());
+    assert!(
+        store
+            .delete_instance(&keyward_store::AuditContext::SYSTEM, org, instance.id)
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        store.delete_project(org, web.id, now).await.unwrap(),
+        store
+            .delete_project(&keyward_store::AuditContext::SYSTEM, org, web.id, now)
+            .await
+            .unwrap(),
         ProjectDeletion::Deleted {
             revoked_tokens: vec![RevokedToken {
                 id: token.id,
@@ -174,7 +227,10 @@ pub async fn deleting_a_project_revokes_its_tokens(store: &dyn Store) {
         .unwrap();
     assert_eq!(tokens.items.len(), 1);
     assert_eq!(
-        store.delete_project(org, web.id, now).await.unwrap(),
+        store
+            .delete_project(&keyward_store::AuditContext::SYSTEM, org, web.id, now)
+            .await
+            .unwrap(),
         ProjectDeletion::NotFound
     );
 }
@@ -182,41 +238,72 @@ pub async fn deleting_a_project_revokes_its_tokens(store: &dyn Store) {
 pub async fn instances_belong_to_live_projects_of_their_organization(store: &dyn Store) {
     let (org, _) = organization(store, "Acme").await;
     let (other, _) = organization(store, "Globex").await;
-    let web = store.insert_project(project(org, "Web")).await.unwrap();
+    let web = store
+        .insert_project(&keyward_store::AuditContext::SYSTEM, project(org, "Web"))
+        .await
+        .unwrap();
     let db = store
-        .insert_project(project(org, "Databases"))
+        .insert_project(
+            &keyward_store::AuditContext::SYSTEM,
+            project(org, "Databases"),
+        )
         .await
         .unwrap();
     let theirs = store
-        .insert_project(project(other, "Theirs"))
+        .insert_project(
+            &keyward_store::AuditContext::SYSTEM,
+            project(other, "Theirs"),
+        )
         .await
         .unwrap();
 
-    let planted = store.insert_instance(instance(org, theirs.id, "x")).await;
+    let planted = store
+        .insert_instance(
+            &keyward_store::AuditContext::SYSTEM,
+            instance(org, theirs.id, "x"),
+        )
+        .await;
     assert!(
         matches!(planted, Err(StoreError::NotFound("project"))),
         "{planted:?}"
     );
 
     let first = store
-        .insert_instance(instance(org, web.id, "web-1"))
+        .insert_instance(
+            &keyward_store::AuditContext::SYSTEM,
+            instance(org, web.id, "web-1"),
+        )
         .await
         .unwrap();
     store
-        .insert_instance(instance(org, web.id, "web-2"))
+        .insert_instance(
+            &keyward_store::AuditContext::SYSTEM,
+            instance(org, web.id, "web-2"),
+        )
         .await
         .unwrap();
     store
-        .insert_instance(instance(org, db.id, "db-1"))
+        .insert_instance(
+            &keyward_store::AuditContext::SYSTEM,
+            instance(org, db.id, "db-1"),
+        )
         .await
         .unwrap();
-    let duplicate = store.insert_instance(instance(org, web.id, "WEB-1")).await;
+    let duplicate = store
+        .insert_instance(
+            &keyward_store::AuditContext::SYSTEM,
+            instance(org, web.id, "WEB-1"),
+        )
+        .await;
     assert!(
         matches!(duplicate, Err(StoreError::Conflict("instance"))),
         "{duplicate:?}"
     );
     store
-        .insert_instance(instance(org, db.id, "web-1"))
+        .insert_instance(
+            &keyward_store::AuditContext::SYSTEM,
+            instance(org, db.id, "web-1"),
+        )
         .await
         .unwrap();
 
@@ -237,16 +324,44 @@ pub async fn instances_belong_to_live_projects_of_their_organization(store: &dyn
         Some(first.clone())
     );
     assert!(store.get_instance(other, first.id).await.unwrap().is_none());
-    assert!(!store.delete_instance(other, first.id).await.unwrap());
-    assert!(store.delete_instance(org, first.id).await.unwrap());
-    assert!(!store.delete_instance(org, first.id).await.unwrap());
+    assert!(
+        !store
+            .delete_instance(&keyward_store::AuditContext::SYSTEM, other, first.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_instance(&keyward_store::AuditContext::SYSTEM, org, first.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_instance(&keyward_store::AuditContext::SYSTEM, org, first.id)
+            .await
+            .unwrap()
+    );
 
-    let empty = store.insert_project(project(org, "Empty")).await.unwrap();
-    store
-        .delete_project(org, empty.id, Timestamp::now())
+    let empty = store
+        .insert_project(&keyward_store::AuditContext::SYSTEM, project(org, "Empty"))
         .await
         .unwrap();
-    let into_deleted = store.insert_instance(instance(org, empty.id, "late")).await;
+    store
+        .delete_project(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            empty.id,
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let into_deleted = store
+        .insert_instance(
+            &keyward_store::AuditContext::SYSTEM,
+            instance(org, empty.id, "late"),
+        )
+        .await;
     assert!(
         matches!(into_deleted, Err(StoreError::NotFound("project"))),
         "{into_deleted:?}"
@@ -270,21 +385,36 @@ pub async fn tokens_cannot_outlive_their_project(store: &dyn Store) {
     };
 
     // After the deletion, and in another organization, the database refuses the token.
-    let gone = store.insert_project(project(org, "Gone")).await.unwrap();
+    let gone = store
+        .insert_project(&keyward_store::AuditContext::SYSTEM, project(org, "Gone"))
+        .await
+        .unwrap();
     store
-        .delete_project(org, gone.id, Timestamp::now())
+        .delete_project(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            gone.id,
+            Timestamp::now(),
+        )
         .await
         .unwrap();
     assert!(matches!(
-        store.insert_credential(token(gone.id, 0)).await,
+        store
+            .insert_credential(&keyward_store::AuditContext::SYSTEM, token(gone.id, 0))
+            .await,
         Err(StoreError::NotFound("project"))
     ));
     let theirs = store
-        .insert_project(project(other, "Theirs"))
+        .insert_project(
+            &keyward_store::AuditContext::SYSTEM,
+            project(other, "Theirs"),
+        )
         .await
         .unwrap();
     assert!(matches!(
-        store.insert_credential(token(theirs.id, 0)).await,
+        store
+            .insert_credential(&keyward_store::AuditContext::SYSTEM, token(theirs.id, 0))
+            .await,
         Err(StoreError::NotFound("project"))
     ));
 
@@ -292,18 +422,21 @@ pub async fn tokens_cannot_outlive_their_project(store: &dyn Store) {
     let mut refused = 0;
     for round in 0..25 {
         let web = store
-            .insert_project(project(org, &format!("Web {round}")))
+            .insert_project(
+                &keyward_store::AuditContext::SYSTEM,
+                project(org, &format!("Web {round}")),
+            )
             .await
             .unwrap();
         let at = Timestamp::now();
         let (a, b, c, deletion, d, e, f) = tokio::join!(
-            store.insert_credential(token(web.id, 1)),
-            store.insert_credential(token(web.id, 2)),
-            store.insert_credential(token(web.id, 3)),
-            store.delete_project(org, web.id, at),
-            store.insert_credential(token(web.id, 4)),
-            store.insert_credential(token(web.id, 5)),
-            store.insert_credential(token(web.id, 6)),
+            store.insert_credential(&keyward_store::AuditContext::SYSTEM, token(web.id, 1)),
+            store.insert_credential(&keyward_store::AuditContext::SYSTEM, token(web.id, 2)),
+            store.insert_credential(&keyward_store::AuditContext::SYSTEM, token(web.id, 3)),
+            store.delete_project(&keyward_store::AuditContext::SYSTEM, org, web.id, at),
+            store.insert_credential(&keyward_store::AuditContext::SYSTEM, token(web.id, 4)),
+            store.insert_credential(&keyward_store::AuditContext::SYSTEM, token(web.id, 5)),
+            store.insert_credential(&keyward_store::AuditContext::SYSTEM, token(web.id, 6)),
         );
         let ProjectDeletion::Deleted { revoked_tokens } = deletion.unwrap() else {
             panic!("the project has no instances and must be deleted");

@@ -20,7 +20,12 @@ async fn the_schema_refuses_to_unrevoke_or_rewrite_a_digest() {
     let db = TestDb::sqlite().await;
     let (org, key) = organization(db.store.as_ref(), "Acme").await;
     db.store
-        .revoke_credential(org, key, Timestamp::now())
+        .revoke_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            key,
+            Timestamp::now(),
+        )
         .await
         .unwrap();
 
@@ -58,7 +63,7 @@ async fn migrations_run_once_and_refuse_a_newer_schema() {
         .fetch_all(&mut connection)
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     sqlx::query(
         "INSERT INTO keyward_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
     )
@@ -84,7 +89,7 @@ async fn an_edited_migration_is_refused_and_older_databases_get_checksums() {
             .fetch_all(&mut connection)
             .await
             .unwrap();
-    assert_eq!(checksums.len(), 5);
+    assert_eq!(checksums.len(), 6);
     assert!(checksums.iter().all(|c| c.len() == 64), "{checksums:?}");
 
     // A database from before checksums: they are recorded on the next start.
@@ -124,4 +129,19 @@ async fn in_memory_and_other_urls_are_refused_with_a_clear_error() {
         let message = refused.err().expect("refused").to_string();
         assert!(message.contains("sqlite://"), "{url}: {message}");
     }
+}
+
+#[tokio::test]
+async fn a_change_whose_audit_event_fails_is_rolled_back() {
+    let db = TestDb::sqlite().await;
+    let (org, _) = organization(db.store.as_ref(), "Acme").await;
+    let mut connection = raw_connection(&db).await;
+    sqlx::query(
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events \
+         BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    crate::audit::a_change_whose_event_fails_is_not_kept(db.store.as_ref(), org).await;
 }

@@ -1,0 +1,211 @@
+//! The audit log: [`record`] writes an event inside the transaction of the change it
+//! describes, so a change without its event (or an event without its change) cannot be
+//! committed; [`list`] reads an organization's events newest first.
+
+use keyward_core::{CredentialId, CredentialKind, EventId, OrganizationId, Timestamp, UserId};
+use serde_json::{Map, Value, json};
+
+use super::{Columns, Query, Read, Write};
+use crate::decode::timestamp;
+use crate::{
+    Actor, AuditContext, AuditEventRecord, AuditFilter, CredentialRecord, Page, Paged, StoreError,
+};
+
+/// The longest user agent kept; the rest is cut.
+const MAX_USER_AGENT: usize = 256;
+
+/// What changed, for [`record`].
+pub(crate) struct Event {
+    pub organization: Option<OrganizationId>,
+    pub action: String,
+    pub target_type: &'static str,
+    pub target_id: String,
+    /// Field → `{"before": …, "after": …}`.
+    pub changes: Map<String, Value>,
+}
+
+/// Each field as created: `{"after": value}`.
+pub(crate) fn created(fields: Vec<(&str, Value)>) -> Map<String, Value> {
+    fields
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), json!({ "after": value })))
+        .collect()
+}
+
+/// Each field as it was before going: `{"before": value}`.
+pub(crate) fn removed(fields: Vec<(&str, Value)>) -> Map<String, Value> {
+    fields
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), json!({ "before": value })))
+        .collect()
+}
+
+/// The fields whose value differs: `{"before": …, "after": …}`.
+pub(crate) fn changed(fields: Vec<(&str, Value, Value)>) -> Map<String, Value> {
+    fields
+        .into_iter()
+        .filter(|(_, before, after)| before != after)
+        .map(|(name, before, after)| (name.to_owned(), json!({ "before": before, "after": after })))
+        .collect()
+}
+
+pub(crate) fn time(at: Option<Timestamp>) -> Value {
+    at.map_or(Value::Null, |at| Value::String(at.to_string()))
+}
+
+/// What a person can see of a credential: never its secret or digest.
+pub(crate) fn credential_fields(record: &CredentialRecord) -> Vec<(&'static str, Value)> {
+    vec![
+        ("name", Value::String(record.name.to_string())),
+        ("hint", Value::String(record.hint.clone())),
+        (
+            "scopes",
+            Value::Array(
+                record
+                    .scopes
+                    .iter()
+                    .map(|s| Value::String(s.to_owned()))
+                    .collect(),
+            ),
+        ),
+        (
+            "project_id",
+            record
+                .project_id
+                .map_or(Value::Null, |p| Value::String(p.to_string())),
+        ),
+        ("expires_at", time(record.expires_at)),
+        ("rate_limit", rate_limit(record)),
+    ]
+}
+
+pub(crate) fn rate_limit(record: &CredentialRecord) -> Value {
+    record.rate_limit.map_or(
+        Value::Null,
+        |limit| json!({ "requests": limit.requests, "per_seconds": limit.per_seconds }),
+    )
+}
+
+/// `api_key` or `project_token`.
+pub(crate) fn credential_type(id: CredentialId) -> &'static str {
+    id.kind().as_str()
+}
+
+fn actor_columns(actor: &Actor) -> (&'static str, Option<String>, Option<String>) {
+    match actor {
+        Actor::System => ("system", None, None),
+        Actor::User { id, email } => ("user", Some(id.to_string()), Some(email.clone())),
+        Actor::Credential { id, hint } => ("credential", Some(id.to_string()), Some(hint.clone())),
+    }
+}
+
+/// Writes `event`, done by `context`'s actor, inside `tx`.
+pub(crate) async fn record(
+    tx: &mut impl Write,
+    context: &AuditContext,
+    event: Event,
+) -> Result<(), StoreError> {
+    let (actor_type, actor_id, actor_label) = actor_columns(&context.actor);
+    let user_agent = context
+        .user_agent
+        .as_deref()
+        .map(|agent| agent.chars().take(MAX_USER_AGENT).collect::<String>());
+    let query = Query::new(
+        "INSERT INTO audit_events (id, organization_id, at, action, actor_type, actor_id, \
+         actor_label, target_type, target_id, changes, client_ip, user_agent, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(EventId::generate().as_uuid())
+    .bind(event.organization.map(|o| o.as_uuid()))
+    .bind(Timestamp::now().unix_seconds())
+    .bind(event.action)
+    .bind(actor_type)
+    .bind(actor_id)
+    .bind(actor_label)
+    .bind(event.target_type)
+    .bind(event.target_id)
+    .bind(Value::Object(event.changes).to_string())
+    .bind(context.client_ip.clone())
+    .bind(user_agent)
+    .bind(context.request_id.clone());
+    tx.execute(query).await?;
+    Ok(())
+}
+
+fn decode(row: &dyn Columns) -> Result<AuditEventRecord, StoreError> {
+    let actor_id = row.opt_text("actor_id")?.unwrap_or_default();
+    let label = row.opt_text("actor_label")?.unwrap_or_default();
+    let corrupt = || StoreError::Corrupt(format!("audit actor {actor_id:?}"));
+    let actor = match row.text("actor_type")?.as_str() {
+        "user" => Actor::User {
+            id: UserId::parse(&actor_id).map_err(|_| corrupt())?,
+            email: label,
+        },
+        "credential" => {
+            let kind = if actor_id.starts_with("tok_") {
+                CredentialKind::ProjectToken
+            } else {
+                CredentialKind::ApiKey
+            };
+            Actor::Credential {
+                id: CredentialId::parse(&actor_id, kind).map_err(|_| corrupt())?,
+                hint: label,
+            }
+        }
+        _ => Actor::System,
+    };
+    Ok(AuditEventRecord {
+        id: EventId::from_uuid(row.uuid("id")?),
+        at: timestamp(row.int("at")?),
+        organization_id: row
+            .opt_uuid("organization_id")?
+            .map(OrganizationId::from_uuid),
+        action: row.text("action")?,
+        actor,
+        target_type: row.text("target_type")?,
+        target_id: row.text("target_id")?,
+        changes: row.text("changes")?,
+        client_ip: row.opt_text("client_ip")?,
+        user_agent: row.opt_text("user_agent")?,
+        request_id: row.opt_text("request_id")?,
+    })
+}
+
+/// The organization's events that pass `filter`, newest first.
+pub(crate) async fn list(
+    db: &mut impl Read,
+    organization: OrganizationId,
+    filter: &AuditFilter,
+    page: Page,
+) -> Result<Paged<AuditEventRecord>, StoreError> {
+    let query = Query::new(
+        "SELECT id, organization_id, at, action, actor_type, actor_id, actor_label, \
+         target_type, target_id, changes, client_ip, user_agent, request_id FROM audit_events \
+         WHERE organization_id = $1 AND ($2 IS NULL OR action = $2) \
+         AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR target_id = $4) \
+         AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) \
+         AND ($7 IS NULL OR id < $7) ORDER BY id DESC LIMIT $8",
+    )
+    .bind(organization.as_uuid())
+    .bind(filter.action.clone())
+    .bind(filter.actor.clone())
+    .bind(filter.target.clone())
+    .bind(filter.since.map(Timestamp::unix_seconds))
+    .bind(filter.until.map(Timestamp::unix_seconds));
+    super::page(db, query, decode, page).await
+}
+
+/// Deletes the events older than `before`, at most `limit` of them; returns how many went.
+pub(crate) async fn prune(
+    tx: &mut impl Write,
+    before: Timestamp,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let query = Query::new(
+        "DELETE FROM audit_events WHERE id IN \
+         (SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)",
+    )
+    .bind(before.unix_seconds())
+    .bind(limit);
+    Ok(tx.execute(query).await?)
+}
