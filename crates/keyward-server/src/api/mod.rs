@@ -3,6 +3,7 @@
 //! `Cache-Control: no-store`, a 500 problem instead of a dropped connection on panic).
 
 mod api_keys;
+mod audit_events;
 mod credential_body;
 mod forward_auth;
 mod health;
@@ -63,6 +64,7 @@ impl ApiRoutes {
 fn routes() -> (ApiRoutes, ApiRoutes) {
     let v1 = ApiRoutes::new()
         .merge(api_keys::router())
+        .merge(audit_events::router())
         .merge(projects::router())
         .merge(tokens::router())
         .merge(instances::router())

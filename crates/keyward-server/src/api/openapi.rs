@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use super::{
-    ApiRoutes, api_keys, forward_auth, health, instances, introspect, keys_verify, me, metrics,
-    projects, scopes, tokens,
+    ApiRoutes, api_keys, audit_events, forward_auth, health, instances, introspect, keys_verify,
+    me, metrics, projects, scopes, tokens,
 };
 use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
@@ -37,6 +37,7 @@ use crate::error::{ApiError, FieldError, Problem};
         api_keys::show_api_key,
         api_keys::update_api_key,
         api_keys::revoke_api_key,
+        audit_events::list_audit_events,
         projects::list_projects,
         projects::create_project,
         projects::show_project,

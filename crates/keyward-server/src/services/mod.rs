@@ -7,6 +7,7 @@
 //! Every rule that guards a write lives here or in the store's transaction, never in a
 //! handler, so that the two front ends cannot drift apart.
 
+pub mod audit;
 pub mod credentials;
 pub mod instances;
 pub mod members;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, event};
 
 #[tokio::test]
 async fn the_help_page_flow_works_end_to_end() {
@@ -20,7 +20,7 @@ async fn the_help_page_flow_works_end_to_end() {
     assert_eq!(listed.status, StatusCode::OK);
     assert_eq!(listed.body["data"], json!([]));
 
-    let (_, projects_only) = app
+    let (projects_id, projects_only) = app
         .create_key(&org.key, "Projects", &["projects:read"])
         .await;
     let refused = app.get("/v1/instances", &projects_only).await;
@@ -42,6 +42,17 @@ async fn the_help_page_flow_works_end_to_end() {
             .header("www-authenticate")
             .unwrap()
             .starts_with(r#"Bearer realm="keyward", error="invalid_token""#)
+    );
+
+    // Each change left one event; the refusals none.
+    let trail = app.audit_trail(org.id).await;
+    assert_eq!(
+        trail[2..],
+        [
+            event("api_key.created", &reader_id),
+            event("api_key.created", &projects_id),
+            event("api_key.revoked", &reader_id),
+        ]
     );
 }
 

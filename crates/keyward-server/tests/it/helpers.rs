@@ -264,6 +264,26 @@ impl TestApp {
         answer.body["id"].as_str().unwrap().to_owned()
     }
 
+    /// The organization's audit log, oldest first: (action, target id) of each event.
+    pub async fn audit_trail(&self, organization: OrganizationId) -> Vec<(String, String)> {
+        let events = self
+            .store
+            .list_audit_events(
+                organization,
+                &keyward_store::AuditFilter::default(),
+                keyward_store::Page::first(100),
+            )
+            .await
+            .unwrap();
+        assert!(!events.has_more, "more than 100 events");
+        events
+            .items
+            .into_iter()
+            .rev()
+            .map(|event| (event.action, event.target_id))
+            .collect()
+    }
+
     /// Stops the server gracefully, as SIGTERM does, and waits for it.
     pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -300,4 +320,9 @@ pub async fn read(response: reqwest::Response) -> Answer {
         headers,
         body,
     }
+}
+
+/// An expected audit trail entry.
+pub fn event(action: &str, target: &str) -> (String, String) {
+    (action.to_owned(), target.to_owned())
 }

@@ -2,6 +2,7 @@
 //! spoken to over HTTP.
 
 mod api_keys;
+mod audit;
 mod bad_input;
 mod browser;
 mod connections;

@@ -301,6 +301,16 @@ pub fn rows() -> Vec<Row> {
             )
         },
         row(Method::GET, "/v1/me", None, AnyCredential, 200),
+        Row {
+            other_organization: Success(200),
+            ..row(
+                Method::GET,
+                "/v1/audit-events",
+                Some(Scope::AUDIT_READ),
+                Organization,
+                200,
+            )
+        },
         row(Method::GET, "/v1/scopes", None, AnyCredential, 200),
         // Any method, for gateways; without the X-Forwarded-* headers that say what to
         // decide, a verified caller gets 400 (what it decides is tested in forward_auth.rs).

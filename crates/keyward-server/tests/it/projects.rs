@@ -66,7 +66,24 @@ async fn projects_can_be_created_listed_renamed_and_deleted() {
     app.get(&path, &org.key).await.problem(404, "not_found");
     app.delete(&path, &org.key).await.problem(404, "not_found");
     // The name is free again once the project is gone.
-    app.create_project(&org.key, "Website").await;
+    let again = app.create_project(&org.key, "Website").await;
+
+    // One event per change; the refused requests (422, 409, 404) left none.
+    let trail = app.audit_trail(org.id).await;
+    let actions: Vec<&str> = trail[2..].iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "project.created",
+            "project.created",
+            "project.updated",
+            "project.deleted",
+            "project.created"
+        ]
+    );
+    assert_eq!(trail[2].1, id);
+    assert_eq!(trail[5].1, id);
+    assert_eq!(trail[6].1, again);
 }
 
 #[tokio::test]
