@@ -60,6 +60,20 @@ enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    /// Manage the organization's members (list, add, set-role, remove).
+    Members {
+        #[command(subcommand)]
+        command: client::MembersCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Read the organization's audit log (list, export).
+    Audit {
+        #[command(subcommand)]
+        command: client::AuditCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
     /// List the scopes a key may be granted: Keyward's own and the platform's.
     Scopes {
         #[command(flatten)]
@@ -215,6 +229,20 @@ fn main() -> ExitCode {
             Command::Whoami { connection } => {
                 let client = client::Client::new(&connection)?;
                 Ok(client::commands_whoami(&client).await?)
+            }
+            Command::Members {
+                command,
+                connection,
+            } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_members(&client, command).await?)
+            }
+            Command::Audit {
+                command,
+                connection,
+            } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_audit(&client, command).await?)
             }
             Command::Scopes { connection } => {
                 let client = client::Client::new(&connection)?;

@@ -1164,3 +1164,126 @@ async fn the_client_manages_keys_projects_tokens_and_instances() {
     let (status, _) = server.terminate();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn the_client_manages_members_and_reads_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let url = database_url(&dir);
+    let admin = bootstrap_json(&url, "Acme", "ada@example.com");
+    let key = admin["key"].as_str().unwrap();
+    let grace = bootstrap_json(&url, "Grace's", "grace@example.com");
+    let grace_id = grace["user_id"].as_str().unwrap();
+
+    let added = json_of(&client(
+        &server,
+        Some(key),
+        &[
+            "members",
+            "add",
+            "--email",
+            "grace@example.com",
+            "--role",
+            "member",
+            "--json",
+        ],
+    ));
+    assert_eq!(added["user_id"], grace_id);
+    let changed = client(
+        &server,
+        Some(key),
+        &["members", "set-role", grace_id, "--role", "admin"],
+    );
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    let table = text(&client(&server, Some(key), &["members", "list"]).stdout);
+    assert!(table.starts_with("USER"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("grace@example.com") && l.contains("admin")),
+        "{table}"
+    );
+    let last_owner = client(
+        &server,
+        Some(key),
+        &[
+            "members",
+            "set-role",
+            admin["user_id"].as_str().unwrap(),
+            "--role",
+            "member",
+        ],
+    );
+    assert_eq!(
+        last_owner.status.code(),
+        Some(1),
+        "{}",
+        text(&last_owner.stderr)
+    );
+    let removed = client(&server, Some(key), &["members", "remove", grace_id]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    let bad_role = client(
+        &server,
+        Some(key),
+        &[
+            "members",
+            "add",
+            "--email",
+            "x@example.com",
+            "--role",
+            "root",
+        ],
+    );
+    assert_eq!(bad_role.status.code(), Some(2));
+
+    // The log, newest first, filtered; and exported as JSON lines.
+    let listed = text(
+        &client(
+            &server,
+            Some(key),
+            &["audit", "list", "--action", "member.removed"],
+        )
+        .stdout,
+    );
+    assert!(listed.starts_with("TIME"), "{listed}");
+    assert!(
+        listed.contains("member.removed") && listed.contains(grace_id),
+        "{listed}"
+    );
+    assert!(!listed.contains("member.added"), "{listed}");
+    let export = client(
+        &server,
+        Some(key),
+        &[
+            "audit",
+            "export",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--until",
+            "2999-01-01T00:00:00Z",
+        ],
+    );
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let events: Vec<Value> = text(&export.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "member.removed",
+            "member.role_changed",
+            "member.added",
+            "api_key.created",
+            "organization.created"
+        ]
+    );
+    assert!(
+        text(&export.stderr).is_empty(),
+        "no progress line off a terminal"
+    );
+}

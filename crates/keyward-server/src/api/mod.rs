@@ -11,6 +11,7 @@ mod instances;
 mod introspect;
 mod keys_verify;
 mod me;
+mod members;
 mod metrics;
 mod openapi;
 mod projects;
@@ -72,6 +73,7 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(introspect::router())
         .merge(forward_auth::router())
         .merge(me::router())
+        .merge(members::router())
         .merge(scopes::router());
     let open = health::router()
         .merge(metrics::router())

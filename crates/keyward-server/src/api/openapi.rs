@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 
 use super::{
     ApiRoutes, api_keys, audit_events, forward_auth, health, instances, introspect, keys_verify,
-    me, metrics, projects, scopes, tokens,
+    me, members, metrics, projects, scopes, tokens,
 };
 use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
@@ -57,6 +57,11 @@ use crate::error::{ApiError, FieldError, Problem};
         forward_auth::forward_auth,
         forward_auth::forward_auth_by_path,
         me::show_current_credential,
+        members::list_members,
+        members::add_member,
+        members::show_member,
+        members::change_member_role,
+        members::remove_member,
         scopes::list_scopes,
         health::healthz,
         health::readyz,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use keyward_core::{Email, Timestamp};
+use keyward_core::{Email, OrganizationId, Timestamp};
 use keyward_server::Config;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -553,6 +553,51 @@ async fn roles_limit_what_people_grant_see_and_revoke() {
         )
         .await;
     assert_eq!(removed.location(), "/settings/members?notice=last-owner");
+
+    // The audit log has the one membership change (the refusals left nothing), by Ada.
+    let organization = OrganizationId::parse(&acme_id(&mut owner).await).unwrap();
+    let events = app
+        .store
+        .list_audit_events(
+            organization,
+            &keyward_store::AuditFilter {
+                action: Some("member.added".into()),
+                ..Default::default()
+            },
+            keyward_store::Page::first(10),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(events.len(), 1);
+    assert!(
+        matches!(&events[0].actor, keyward_store::Actor::User { email, .. } if email == "ada@example.com")
+    );
+    let changes = app
+        .store
+        .list_audit_events(
+            organization,
+            &keyward_store::AuditFilter {
+                action: Some("member.role_changed".into()),
+                ..Default::default()
+            },
+            keyward_store::Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert!(changes.items.is_empty());
+}
+
+/// The organization the visitor works in, from the switcher's selected option.
+async fn acme_id(visitor: &mut Visitor<'_>) -> String {
+    let page = visitor.get("/settings/api-keys").await;
+    let marker = "<option value=\"";
+    page.body
+        .match_indices(marker)
+        .map(|(i, _)| &page.body[i + marker.len()..i + marker.len() + 30])
+        .find(|id| page.body.contains(&format!("{id}\" selected")))
+        .expect("the selected organization")
+        .to_owned()
 }
 
 #[tokio::test]

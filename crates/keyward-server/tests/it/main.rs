@@ -15,6 +15,7 @@ mod helpers;
 mod instances;
 mod introspect;
 mod matrix;
+mod members;
 mod openapi;
 mod password_work;
 mod platform_scopes;

@@ -305,6 +305,51 @@ pub fn rows() -> Vec<Row> {
             other_organization: Success(200),
             ..row(
                 Method::GET,
+                "/v1/members",
+                Some(Scope::MEMBERS_READ),
+                Organization,
+                200,
+            )
+        },
+        Row {
+            other_organization: Success(201),
+            body: Some(|world| json!({ "email": world.spare_email, "role": "member" })),
+            ..row(
+                Method::POST,
+                "/v1/members",
+                Some(Scope::MEMBERS_WRITE),
+                Organization,
+                201,
+            )
+        },
+        row(
+            Method::GET,
+            "/v1/members/{user_id}",
+            Some(Scope::MEMBERS_READ),
+            Organization,
+            200,
+        ),
+        Row {
+            body: Some(|_| json!({ "role": "admin" })),
+            ..row(
+                Method::PATCH,
+                "/v1/members/{user_id}",
+                Some(Scope::MEMBERS_WRITE),
+                Organization,
+                200,
+            )
+        },
+        row(
+            Method::DELETE,
+            "/v1/members/{user_id}",
+            Some(Scope::MEMBERS_WRITE),
+            Organization,
+            204,
+        ),
+        Row {
+            other_organization: Success(200),
+            ..row(
+                Method::GET,
                 "/v1/audit-events",
                 Some(Scope::AUDIT_READ),
                 Organization,
@@ -403,6 +448,35 @@ pub struct World {
     /// Ids each caller must never see in an answer.
     out_of_reach: BTreeMap<Caller, Vec<String>>,
     organizations: [OrganizationId; 2],
+    /// A member (not the owner) of the first organization.
+    member: UserId,
+    /// The email of a person in neither organization.
+    spare_email: String,
+}
+
+/// A person who owns an organization of their own: their id and email.
+async fn person(store: &dyn Store) -> (UserId, String) {
+    let user = UserId::generate();
+    let email = format!("{user}@example.com");
+    let id = OrganizationId::generate();
+    store
+        .create_organization(
+            &keyward_store::AuditContext::SYSTEM,
+            NewOrganization {
+                id,
+                name: Name::parse(&id.to_string()).unwrap(),
+                created_at: Timestamp::now(),
+            },
+            NewOwner::Create {
+                id: user,
+                email: Email::parse(&email).unwrap(),
+                password_hash: "$argon2id$unused".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    (user, email)
 }
 
 async fn insert_key(
@@ -526,6 +600,18 @@ impl World {
             .unwrap();
         let (a, a_admin_id, _) = organization(store).await;
         let (b, b_admin_id, b_admin) = organization(store).await;
+        let (member, _) = person(store).await;
+        store
+            .add_member(
+                &keyward_store::AuditContext::SYSTEM,
+                a,
+                member,
+                keyward_core::Role::Member,
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+        let (_, spare_email) = person(store).await;
         let by = Creator::Credential(a_admin_id);
         let main_project = project(store, a, "Main").await;
         let other_project = project(store, a, "Other").await;
@@ -630,6 +716,7 @@ impl World {
             &key,
             &token,
             &a_admin_id,
+            &member,
         ]);
         let out_of_reach = BTreeMap::from([
             (Caller::ExactScope, organization_b.clone()),
@@ -648,6 +735,8 @@ impl World {
             callers,
             out_of_reach,
             organizations: [a, b],
+            member,
+            spare_email,
         }
     }
 
@@ -662,6 +751,7 @@ impl World {
             .replace("{token_id}", &self.token.to_string())
             .replace("{instance_id}", &self.instance.to_string())
             .replace("{path}", "v1/databases/x")
+            .replace("{user_id}", &self.member.to_string())
     }
 }
 
@@ -669,6 +759,9 @@ impl World {
 async fn fingerprint(store: &dyn Store, organization: OrganizationId) -> String {
     let page = Page::first(100);
     let mut text = String::new();
+    for member in store.members(organization).await.unwrap() {
+        text.push_str(&format!("{member:?}\n"));
+    }
     let projects = store.list_projects(organization, None, page).await.unwrap();
     for project in &projects.items {
         text.push_str(&format!("{project:?}\n"));

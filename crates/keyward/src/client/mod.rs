@@ -15,8 +15,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub use commands::{
-    InstancesCommand, KeysCommand, ProjectsCommand, TokensCommand, instances as commands_instances,
-    keys as commands_keys, projects as commands_projects, scopes as commands_scopes,
+    AuditCommand, InstancesCommand, KeysCommand, MembersCommand, ProjectsCommand, TokensCommand,
+    audit as commands_audit, instances as commands_instances, keys as commands_keys,
+    members as commands_members, projects as commands_projects, scopes as commands_scopes,
     tokens as commands_tokens, whoami as commands_whoami,
 };
 

@@ -1,0 +1,216 @@
+//! `/v1/members`: the organization's members, managed by the same service and rules as
+//! Settings > Members. A key with `members:write` manages members as an owner does: only
+//! owners can grant that scope (see `docs/authorization.md`), and the organization always
+//! keeps an owner.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use keyward_core::{Email, Role, Scope, Timestamp, UserId};
+use keyward_store::MemberRecord;
+use serde::{Deserialize, Serialize};
+
+use super::ApiRoutes;
+use crate::AppState;
+use crate::audit::Origin;
+use crate::auth::Principal;
+use crate::error::{ApiError, FieldError, validate};
+use crate::extract::{ApiJson, ApiPath};
+use crate::services::members::{self, Manager};
+
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new()
+        .route("/v1/members", get(list_members).post(add_member))
+        .route(
+            "/v1/members/{user_id}",
+            get(show_member)
+                .patch(change_member_role)
+                .delete(remove_member),
+        )
+}
+
+/// A member of the organization.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct MemberView {
+    #[schema(value_type = String, example = "usr_01m8dz95x5e4w8stdkzcqeqr73")]
+    user_id: UserId,
+    #[schema(value_type = String, example = "ada@example.com")]
+    email: Email,
+    #[schema(value_type = super::schema::RoleName)]
+    role: Role,
+    #[schema(value_type = String, format = DateTime)]
+    joined_at: Timestamp,
+}
+
+impl From<MemberRecord> for MemberView {
+    fn from(member: MemberRecord) -> Self {
+        Self {
+            user_id: member.user_id,
+            email: member.email,
+            role: member.role,
+            joined_at: member.joined_at,
+        }
+    }
+}
+
+/// The members, owners first, then by email.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct MemberList {
+    data: Vec<MemberView>,
+}
+
+/// A person to add: they must have signed up.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AddMember {
+    #[schema(example = "grace@example.com")]
+    email: String,
+    #[schema(value_type = super::schema::RoleName)]
+    role: String,
+}
+
+/// A new role.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChangeRole {
+    #[schema(value_type = super::schema::RoleName)]
+    role: String,
+}
+
+fn parse_role(raw: &str) -> Result<Role, FieldError> {
+    Role::from_storage(raw).ok_or_else(|| FieldError::new("role", "must be owner, admin or member"))
+}
+
+fn parse_user(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|_| ApiError::NotFound("member"))
+}
+
+/// What a key with `members:write` may do: what an owner may.
+fn manager(principal: &Principal) -> Manager {
+    Manager {
+        organization_id: principal.organization_id,
+        role: Role::Owner,
+    }
+}
+
+/// List members
+#[utoipa::path(
+    get, path = "/v1/members", tag = "Members",
+    responses((status = 200, description = "Every member", body = MemberList)),
+    security(("bearer" = ["members:read"]))
+)]
+pub(super) async fn list_members(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<ApiJson<MemberList>, ApiError> {
+    principal.require(Scope::MEMBERS_READ)?;
+    let members = members::list(&state, principal.organization_id).await?;
+    Ok(ApiJson(MemberList {
+        data: members.into_iter().map(MemberView::from).collect(),
+    }))
+}
+
+/// Add a member
+///
+/// Adds a person who has signed up, by email, with a role.
+#[utoipa::path(
+    post, path = "/v1/members", tag = "Members",
+    request_body = AddMember,
+    responses((status = 201, description = "Added", body = MemberView)),
+    security(("bearer" = ["members:write"]))
+)]
+pub(super) async fn add_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    body: Result<ApiJson<AddMember>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::MEMBERS_WRITE)?;
+    let ApiJson(body) = body?;
+    let email = Email::parse(&body.email).map_err(|e| FieldError::new("email", e));
+    let role = parse_role(&body.role);
+    validate!(email, role);
+    let audit = origin.by(&principal);
+    members::add(&state, &audit, manager(&principal), &email, role).await?;
+    let added = members::list(&state, principal.organization_id)
+        .await?
+        .into_iter()
+        .find(|member| member.email == email)
+        .ok_or(ApiError::NotFound("member"))?;
+    let location = format!("/v1/members/{}", added.user_id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(MemberView::from(added)),
+    ))
+}
+
+/// Show a member
+#[utoipa::path(
+    get, path = "/v1/members/{user_id}", tag = "Members",
+    params(("user_id" = String, Path, description = "The member's user id, `usr_…`")),
+    responses((status = 200, description = "The member", body = MemberView)),
+    security(("bearer" = ["members:read"]))
+)]
+pub(super) async fn show_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(user): ApiPath<String>,
+) -> Result<ApiJson<MemberView>, ApiError> {
+    principal.require(Scope::MEMBERS_READ)?;
+    let user = parse_user(&user)?;
+    let member = members::get(&state, principal.organization_id, user).await?;
+    Ok(ApiJson(member.into()))
+}
+
+/// Change a member's role
+///
+/// The organization keeps at least one owner.
+#[utoipa::path(
+    patch, path = "/v1/members/{user_id}", tag = "Members",
+    params(("user_id" = String, Path, description = "The member's user id, `usr_…`")),
+    request_body = ChangeRole,
+    responses((status = 200, description = "The member with the new role", body = MemberView)),
+    security(("bearer" = ["members:write"]))
+)]
+pub(super) async fn change_member_role(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    ApiPath(user): ApiPath<String>,
+    body: Result<ApiJson<ChangeRole>, ApiError>,
+) -> Result<ApiJson<MemberView>, ApiError> {
+    principal.require(Scope::MEMBERS_WRITE)?;
+    let user = parse_user(&user)?;
+    let ApiJson(body) = body?;
+    let role = parse_role(&body.role).map_err(|e| ApiError::Validation(vec![e]))?;
+    let member = members::get(&state, principal.organization_id, user).await?;
+    let audit = origin.by(&principal);
+    members::change_role(&state, &audit, manager(&principal), &member, role).await?;
+    let member = members::get(&state, principal.organization_id, user).await?;
+    Ok(ApiJson(member.into()))
+}
+
+/// Remove a member
+///
+/// The organization keeps at least one owner.
+#[utoipa::path(
+    delete, path = "/v1/members/{user_id}", tag = "Members",
+    params(("user_id" = String, Path, description = "The member's user id, `usr_…`")),
+    responses((status = 204, description = "Removed")),
+    security(("bearer" = ["members:write"]))
+)]
+pub(super) async fn remove_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    ApiPath(user): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::MEMBERS_WRITE)?;
+    let user = parse_user(&user)?;
+    let member = members::get(&state, principal.organization_id, user).await?;
+    let audit = origin.by(&principal);
+    members::remove(&state, &audit, manager(&principal), &member).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
