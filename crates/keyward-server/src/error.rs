@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use keyward_core::{CredentialId, OrganizationId};
 use keyward_store::StoreError;
 use serde::Serialize;
 
@@ -48,7 +49,12 @@ pub enum ApiError {
     InvalidToken(String),
     /// The credential lacks a scope (RFC 6750 `insufficient_scope`).
     #[error("{detail}")]
-    InsufficientScope { scope: String, detail: String },
+    InsufficientScope {
+        scope: String,
+        detail: String,
+        /// The organization and credential refused, for the audit log's failure counts.
+        who: Option<(OrganizationId, CredentialId)>,
+    },
     /// The caller may not do this, whatever its scopes (a role rule, say).
     #[error("{0}")]
     Forbidden(&'static str),
@@ -88,12 +94,21 @@ fn summary(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
+/// On a 403 `insufficient_scope` answer: whose credential lacked the scope, for the failure
+/// counts of the audit log (see `every_request`).
+#[derive(Clone, Copy, Debug)]
+pub struct ScopeRefusal {
+    pub organization: OrganizationId,
+    pub credential: CredentialId,
+}
+
 impl ApiError {
     /// The credential lacks the scope called `scope`.
     pub fn insufficient_scope(scope: &str) -> Self {
         Self::InsufficientScope {
             scope: scope.to_owned(),
             detail: format!("this credential lacks the {scope} scope"),
+            who: None,
         }
     }
 
@@ -223,6 +238,16 @@ impl IntoResponse for ApiError {
         if let Self::RateLimited(status) = &self {
             crate::auth::add_rate_limit_headers(headers, status);
         }
+        if let Self::InsufficientScope {
+            who: Some((organization, credential)),
+            ..
+        } = &self
+        {
+            response.extensions_mut().insert(ScopeRefusal {
+                organization: *organization,
+                credential: *credential,
+            });
+        }
         response
     }
 }
@@ -258,6 +283,7 @@ impl From<ServiceError> for ApiError {
                     "this credential cannot grant the {scope} scope, which it does not hold"
                 ),
                 scope,
+                who: None,
             },
             ServiceError::Forbidden { message, .. } => Self::Forbidden(message),
             ServiceError::Store(error) => error.into(),

@@ -137,6 +137,13 @@ impl AppState {
             self.metrics.flush_batches.fetch_add(1, Ordering::Relaxed);
             self.metrics.flush_rows.fetch_add(rows, Ordering::Relaxed);
         }
+        let events = self.verifier.failures().flush(self.store.as_ref()).await?;
+        if let Some(events) = events {
+            self.metrics.failure_batches.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .failure_events
+                .fetch_add(events, Ordering::Relaxed);
+        }
         Ok(rows.unwrap_or(0))
     }
 }
@@ -164,6 +171,10 @@ async fn every_request(
     let mut request = request;
     let request_id = keyward_core::RequestId::generate();
     request.extensions_mut().insert(request_id);
+    let client_ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
     let api = request.uri().path().starts_with("/v1/");
     // Paths never hold secrets (keys travel in headers and bodies only), so they may be logged.
     let logged = tracing::enabled!(tracing::Level::DEBUG)
@@ -173,6 +184,15 @@ async fn every_request(
         response.headers_mut().insert(
             axum::http::header::CACHE_CONTROL,
             axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    if let Some(refusal) = response.extensions().get::<error::ScopeRefusal>() {
+        state.verifier.failures().record(
+            Some(refusal.organization),
+            Some(refusal.credential),
+            client_ip,
+            auth::FailureReason::InsufficientScope,
+            state.config.clock.now(),
         );
     }
     if let Ok(value) = axum::http::HeaderValue::try_from(request_id.to_string()) {

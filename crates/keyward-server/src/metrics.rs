@@ -41,6 +41,9 @@ pub struct Metrics {
     pub cache_misses: AtomicU64,
     pub flush_batches: AtomicU64,
     pub flush_rows: AtomicU64,
+    /// Writes of failed-authentication counts, and the audit events they made.
+    pub failure_batches: AtomicU64,
+    pub failure_events: AtomicU64,
     pub open_connections: AtomicU64,
     pub connection_limit_reached: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -103,6 +106,16 @@ impl Metrics {
                 "keyward_last_used_flush_rows_total",
                 "Credentials whose last use a batch moved forward.",
                 load(&self.flush_rows),
+            ),
+            (
+                "keyward_auth_failure_batches_total",
+                "Batches of failed-authentication counts written to the audit log.",
+                load(&self.failure_batches),
+            ),
+            (
+                "keyward_auth_failure_events_total",
+                "Audit events those batches wrote (one per organization, credential, address and reason).",
+                load(&self.failure_events),
             ),
             (
                 "keyward_connection_limit_reached_total",

@@ -212,6 +212,10 @@ pub trait Store: Send + Sync + 'static {
         target_id: &str,
     ) -> Result<(), StoreError>;
 
+    /// Writes counted failed authentications as `auth.failed` events, one per count, in one
+    /// transaction; returns how many were written.
+    async fn record_auth_failures(&self, batch: &[AuthFailureCount]) -> Result<u64, StoreError>;
+
     /// The organization's audit events that pass `filter`, newest first.
     async fn list_audit_events(
         &self,

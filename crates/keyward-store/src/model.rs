@@ -349,3 +349,17 @@ pub struct AuditFilter {
     /// Before.
     pub until: Option<Timestamp>,
 }
+
+/// Failed authentications of one kind, counted in memory between two writes: by the
+/// organization and credential when the key was one, and by client address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthFailureCount {
+    pub organization: Option<OrganizationId>,
+    pub credential: Option<CredentialId>,
+    pub client_ip: Option<std::net::IpAddr>,
+    /// `unknown`, `malformed`, `revoked`, `expired`, `rate_limited` or `insufficient_scope`.
+    pub reason: &'static str,
+    pub count: u64,
+    pub first_at: Timestamp,
+    pub last_at: Timestamp,
+}

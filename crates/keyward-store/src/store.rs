@@ -16,11 +16,12 @@ use serde_json::{Map, Value};
 use crate::sql::audit::{self, Event};
 use crate::sql::{Read, Write, credentials, instances, organizations, projects, sessions};
 use crate::{
-    AuditContext, AuditEventRecord, AuditFilter, CredentialChanges, CredentialFilter,
-    CredentialRecord, DatabaseState, InstanceRecord, Invalidation, LoginAttempt, LoginFailures,
-    MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewInstance, NewOrganization,
-    NewOwner, NewProject, NewSession, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord,
-    SessionRecord, Store, StoreError, StoreStats, UsageUpdate, UserRecord,
+    Actor, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount, CredentialChanges,
+    CredentialFilter, CredentialRecord, DatabaseState, InstanceRecord, Invalidation, LoginAttempt,
+    LoginFailures, MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewInstance,
+    NewOrganization, NewOwner, NewProject, NewSession, Page, Paged, ProjectChanges,
+    ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats, UsageUpdate,
+    UserRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -429,6 +430,52 @@ impl<B: Backend> Store for SqlStore<B> {
                 changes: Map::new(),
             };
             audit::record(tx, audit, event).await?;
+        })
+    }
+
+    async fn record_auth_failures(&self, batch: &[AuthFailureCount]) -> Result<u64, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        in_transaction!(self, |tx| {
+            for failure in batch {
+                // The actor is the credential presented, named by its hint, when it was one.
+                let actor = match (failure.organization, failure.credential) {
+                    (Some(organization), Some(id)) => Actor::Credential {
+                        id,
+                        hint: credentials::get(tx, organization, id)
+                            .await?
+                            .map(|record| record.hint)
+                            .unwrap_or_default(),
+                    },
+                    _ => Actor::System,
+                };
+                let (target_type, target_id) = match (failure.credential, failure.client_ip) {
+                    (Some(id), _) => (audit::credential_type(id), id.to_string()),
+                    (None, Some(ip)) => ("address", ip.to_string()),
+                    (None, None) => ("address", "unknown".to_owned()),
+                };
+                let context = AuditContext {
+                    actor,
+                    client_ip: failure.client_ip.map(|ip| ip.to_string()),
+                    user_agent: None,
+                    request_id: None,
+                };
+                let event = Event {
+                    organization: failure.organization,
+                    action: "auth.failed".into(),
+                    target_type,
+                    target_id,
+                    changes: audit::created(vec![
+                        ("reason", Value::String(failure.reason.into())),
+                        ("count", Value::from(failure.count)),
+                        ("first_at", audit::time(Some(failure.first_at))),
+                        ("last_at", audit::time(Some(failure.last_at))),
+                    ]),
+                };
+                audit::record(tx, &context, event).await?;
+            }
+            batch.len() as u64
         })
     }
 

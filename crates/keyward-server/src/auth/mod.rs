@@ -8,6 +8,7 @@
 
 mod cache;
 pub mod clock;
+mod failures;
 mod usage;
 mod verifier;
 
@@ -28,6 +29,7 @@ pub use cache::{CachedCredential, VerificationCache};
 pub use clock::Clock;
 #[cfg(any(test, feature = "testing"))]
 pub use clock::ManualClock;
+pub use failures::{FailureReason, FailureRecorder};
 pub use usage::UsageRecorder;
 pub use verifier::{RateStatus, Refusal, Verified, Verifier};
 
@@ -70,9 +72,16 @@ impl Principal {
         if self.scopes.contains(scope) {
             Ok(())
         } else {
-            Err(ApiError::insufficient_scope(
-                scope.builtin_name().unwrap_or_default(),
-            ))
+            Err(self.lacks(scope.builtin_name().unwrap_or_default()))
+        }
+    }
+
+    /// The refusal for a scope this credential lacks, saying whose it is for the audit log.
+    fn lacks(&self, scope: &str) -> ApiError {
+        ApiError::InsufficientScope {
+            detail: format!("this credential lacks the {scope} scope"),
+            scope: scope.to_owned(),
+            who: Some((self.organization_id, self.credential_id)),
         }
     }
 
@@ -81,7 +90,7 @@ impl Principal {
         if self.scopes.contains(scope) {
             Ok(())
         } else {
-            Err(ApiError::insufficient_scope(catalog.name(scope)))
+            Err(self.lacks(catalog.name(scope)))
         }
     }
 

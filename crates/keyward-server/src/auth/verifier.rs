@@ -17,6 +17,7 @@ use keyward_store::Store;
 use super::UsageRecorder;
 use super::cache::{CachedCredential, Loaded, Lookup, VerificationCache};
 use super::clock::Clock;
+use super::failures::{FailureReason, FailureRecorder};
 use crate::Config;
 use crate::metrics::{Metrics, Outcome};
 
@@ -57,6 +58,7 @@ pub struct Verifier {
     usage: Arc<UsageRecorder>,
     metrics: Arc<Metrics>,
     clock: Clock,
+    failures: FailureRecorder,
 }
 
 fn ceil_seconds(nanos: u64) -> u64 {
@@ -83,7 +85,37 @@ impl Verifier {
             usage,
             metrics,
             clock: config.clock.clone(),
+            failures: FailureRecorder::default(),
         }
+    }
+
+    /// Failed verifications not yet written to the audit log.
+    pub fn failures(&self) -> &FailureRecorder {
+        &self.failures
+    }
+
+    fn failed(
+        &self,
+        refusal: Refusal,
+        entry: Option<&CachedCredential>,
+        client_ip: Option<IpAddr>,
+    ) -> Refusal {
+        let reason = match &refusal {
+            Refusal::Malformed(_) => FailureReason::Malformed,
+            Refusal::NotFound => FailureReason::Unknown,
+            Refusal::Revoked => FailureReason::Revoked,
+            Refusal::Expired(_) => FailureReason::Expired,
+            Refusal::RateLimited(_) => FailureReason::RateLimited,
+            Refusal::Unavailable | Refusal::Internal => return refusal,
+        };
+        self.failures.record(
+            entry.map(|e| e.organization_id),
+            entry.map(|e| e.id),
+            client_ip,
+            reason,
+            self.clock.now(),
+        );
+        refusal
     }
 
     /// The clock verification reads.
@@ -114,13 +146,14 @@ impl Verifier {
         organization: Option<OrganizationId>,
     ) -> Option<Result<Verified, Refusal>> {
         if let Err(error) = check_format(&self.brand, presented) {
-            return Some(self.counted(Err(Refusal::Malformed(error))));
+            let refusal = self.failed(Refusal::Malformed(error), None, client_ip);
+            return Some(self.counted(Err(refusal)));
         }
         let digest = KeyDigest::of(presented);
         let now = self.clock.now();
         let result = match self.cache.get(&digest, now, self.store.state()) {
             Lookup::Found(entry) => self.evaluate(entry, now, client_ip, organization),
-            Lookup::Missing => Err(Refusal::NotFound),
+            Lookup::Missing => Err(self.failed(Refusal::NotFound, None, client_ip)),
             Lookup::Absent => return None,
         };
         self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +175,7 @@ impl Verifier {
         let now = self.clock.now();
         let result = match self.cache.load(&digest, now, self.store.as_ref()).await {
             Loaded::Found(entry) => self.evaluate(entry, now, client_ip, organization),
-            Loaded::Missing => Err(Refusal::NotFound),
+            Loaded::Missing => Err(self.failed(Refusal::NotFound, None, client_ip)),
             Loaded::Unavailable => Err(Refusal::Unavailable),
             Loaded::Failed => Err(Refusal::Internal),
         };
@@ -175,22 +208,24 @@ impl Verifier {
         organization: Option<OrganizationId>,
     ) -> Result<Verified, Refusal> {
         if organization.is_some_and(|wanted| wanted != entry.organization_id) {
-            return Err(Refusal::NotFound);
+            // Another organization's key: to the caller it does not exist.
+            return Err(self.failed(Refusal::NotFound, None, client_ip));
         }
         if entry.revoked {
-            return Err(Refusal::Revoked);
+            return Err(self.failed(Refusal::Revoked, Some(&entry), client_ip));
         }
         if let Some(expires_at) = entry.expires_at
             && expires_at <= now
         {
-            return Err(Refusal::Expired(expires_at));
+            return Err(self.failed(Refusal::Expired(expires_at), Some(&entry), client_ip));
         }
         let rate = match entry.rate_limit {
             None => None,
             Some(limit) => {
                 let status = take_token(&entry, limit, self.clock.monotonic_nanos());
                 if status.retry_after_seconds > 0 {
-                    return Err(Refusal::RateLimited(status));
+                    let refusal = Refusal::RateLimited(status);
+                    return Err(self.failed(refusal, Some(&entry), client_ip));
                 }
                 Some(status)
             }

@@ -158,3 +158,56 @@ async fn sign_up_log_in_failures_and_log_out_are_recorded() {
         "the unknown email's failure belongs to no organization"
     );
 }
+
+#[tokio::test]
+async fn failed_authentications_are_counted_and_written_in_one_batch() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    let (revoked_id, revoked) = app.create_key(&org.key, "Old", &["instances:read"]).await;
+    app.delete(&format!("/v1/api-keys/{revoked_id}"), &org.key)
+        .await;
+    let (narrow_id, narrow) = app
+        .create_key(&org.key, "Narrow", &["instances:read"])
+        .await;
+    for _ in 0..3 {
+        app.get("/v1/me", &revoked)
+            .await
+            .problem(401, "invalid_token");
+    }
+    app.get("/v1/projects", &narrow)
+        .await
+        .problem(403, "insufficient_scope");
+    app.get("/v1/projects", &narrow)
+        .await
+        .problem(403, "insufficient_scope");
+    app.state.flush_usage().await.unwrap();
+
+    let failed = app
+        .get("/v1/audit-events?action=auth.failed", &org.key)
+        .await;
+    let events = failed.body["data"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{}", failed.body);
+    let of = |target: &str| {
+        events
+            .iter()
+            .find(|e| e["target"]["id"] == target)
+            .unwrap_or_else(|| panic!("no event for {target}: {}", failed.body))
+    };
+    let revoked_event = of(&revoked_id);
+    assert_eq!(revoked_event["changes"]["reason"]["after"], "revoked");
+    assert_eq!(revoked_event["changes"]["count"]["after"], 3);
+    assert_eq!(revoked_event["actor"]["id"], revoked_id);
+    assert!(
+        revoked_event["actor"]["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("kwk_…")
+    );
+    assert_eq!(revoked_event["client_ip"], "127.0.0.1");
+    let scope_event = of(&narrow_id);
+    assert_eq!(
+        scope_event["changes"]["reason"]["after"],
+        "insufficient_scope"
+    );
+    assert_eq!(scope_event["changes"]["count"]["after"], 2);
+}

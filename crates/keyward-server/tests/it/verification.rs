@@ -1,6 +1,7 @@
 //! The verification hot path: what the cache must never get wrong, the verify API and rate
 //! limits.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use keyward_core::{Brand, CredentialId, CredentialKind, KeyDigest, Name, PlaintextKey, Timestamp};
@@ -104,12 +105,25 @@ async fn a_flood_of_unknown_keys_reads_the_database_once_per_distinct_key() {
     }
     assert_eq!(app.store.stats().credential_lookups - before, 5);
     // Malformed keys never reach the database at all.
+    let writes = app.store.stats().write_transactions;
     for _ in 0..10 {
         app.get("/v1/me", "kwk_not-a-key")
             .await
             .problem(401, "invalid_token");
     }
     assert_eq!(app.store.stats().credential_lookups - before, 5);
+    // The failures reach the audit log as counts, in one write: one event for the unknown
+    // keys and one for the malformed ones, all from this address.
+    assert_eq!(
+        app.store.stats().write_transactions,
+        writes,
+        "no write per failure"
+    );
+    app.state.flush_usage().await.unwrap();
+    let metrics = &app.state.metrics;
+    assert_eq!(metrics.failure_batches.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.failure_events.load(Ordering::Relaxed), 2);
+    assert_eq!(app.store.stats().write_transactions, writes + 1);
 }
 
 #[tokio::test]
