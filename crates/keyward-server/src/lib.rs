@@ -37,6 +37,8 @@ pub struct Config {
     pub brand: Brand,
     /// How often last-use times are written to the database.
     pub usage_flush_interval: Duration,
+    /// How long the audit log keeps an event.
+    pub audit_retention: Duration,
     /// How long a verified credential may be answered from memory before it is read again.
     /// Revocation does not wait for this: it clears the entry at once.
     pub cache_max_age: Duration,
@@ -65,6 +67,7 @@ impl Default for Config {
         Self {
             brand: Brand::default(),
             usage_flush_interval: Duration::from_secs(5),
+            audit_retention: Duration::from_secs(365 * 86_400),
             cache_max_age: Duration::from_secs(60),
             outage_grace: Duration::from_secs(60),
             public_url: "http://127.0.0.1:8080".to_owned(),
@@ -218,6 +221,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stopped));
+    let pruner = tokio::spawn(prune_audit_log_periodically(state.clone()));
     let follower = state
         .store
         .invalidations()
@@ -235,6 +239,7 @@ pub async fn serve(
     // whatever the last requests recorded.
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
+    pruner.abort();
     if let Some(follower) = follower {
         follower.abort();
     }
@@ -261,6 +266,42 @@ async fn follow_other_nodes(
                 state.verifier.cache().clear();
             }
             Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Events pruned per transaction, so a large backlog never holds the writer for long.
+const PRUNE_BATCH: i64 = 5_000;
+/// How often the audit log is pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3_600);
+
+impl AppState {
+    /// Deletes the audit events older than the retention, batch by batch; returns how many.
+    /// Several nodes may call this at once: one prunes, the others find nothing to do.
+    pub async fn prune_audit_log(&self) -> Result<u64, keyward_store::StoreError> {
+        let retention = i64::try_from(self.config.audit_retention.as_secs()).unwrap_or(i64::MAX);
+        let before = self.config.clock.now().plus_seconds(-retention);
+        let mut total = 0;
+        loop {
+            let pruned = self.store.prune_audit_events(before, PRUNE_BATCH).await?;
+            total += pruned;
+            if pruned < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// Prunes the audit log at start, then every hour.
+async fn prune_audit_log_periodically(state: AppState) {
+    let mut ticker = tokio::time::interval(PRUNE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match state.prune_audit_log().await {
+            Ok(0) => {}
+            Ok(events) => tracing::info!(events, "pruned the audit log"),
+            Err(error) => tracing::warn!(%error, "could not prune the audit log; will retry"),
         }
     }
 }

@@ -54,6 +54,17 @@ pub struct ServeArgs {
     )]
     last_used_flush_seconds: u64,
 
+    /// Days the audit log keeps an event; older ones are deleted by a background job (one
+    /// node at a time when several share a database).
+    #[arg(
+        long,
+        env = "KEYWARD_AUDIT_RETENTION_DAYS",
+        default_value_t = 365,
+        value_parser = clap::value_parser!(u64).range(1..=36500),
+        value_name = "DAYS"
+    )]
+    audit_retention_days: u64,
+
     /// Seconds a verified key may be answered from memory before it is read again (a
     /// backstop: revocation clears it at once). Lower costs more database reads.
     #[arg(
@@ -188,6 +199,7 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
     let config = Config {
         brand: args.brand.key_brand,
         usage_flush_interval: Duration::from_secs(args.last_used_flush_seconds),
+        audit_retention: Duration::from_secs(args.audit_retention_days * 86_400),
         cache_max_age: Duration::from_secs(args.cache_max_age_seconds),
         outage_grace: Duration::from_secs(
             args.outage_grace_seconds

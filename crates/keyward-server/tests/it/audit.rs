@@ -211,3 +211,21 @@ async fn failed_authentications_are_counted_and_written_in_one_batch() {
     );
     assert_eq!(scope_event["changes"]["count"]["after"], 2);
 }
+
+#[tokio::test]
+async fn events_older_than_the_retention_are_pruned() {
+    let (app, clock) = TestApp::spawn_with_manual_clock(keyward_server::Config {
+        audit_retention: std::time::Duration::from_secs(30 * 86_400),
+        ..keyward_server::Config::default()
+    })
+    .await;
+    let org = app.bootstrap("Acme").await;
+    assert_eq!(
+        app.state.prune_audit_log().await.unwrap(),
+        0,
+        "nothing is old yet"
+    );
+    clock.advance(std::time::Duration::from_secs(31 * 86_400));
+    assert_eq!(app.state.prune_audit_log().await.unwrap(), 2);
+    assert!(app.audit_trail(org.id).await.is_empty());
+}

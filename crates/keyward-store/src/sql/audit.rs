@@ -195,12 +195,30 @@ pub(crate) async fn list(
     super::page(db, query, decode, page).await
 }
 
+/// Any number; the same on every node.
+const PRUNE_LOCK: i64 = 0x006b_7761_7564_6974;
+
 /// Deletes the events older than `before`, at most `limit` of them; returns how many went.
+/// One node at a time: on PostgreSQL the transaction first takes an advisory lock, and
+/// deletes nothing if another node holds it (SQLite has one writer anyway).
 pub(crate) async fn prune(
     tx: &mut impl Write,
     before: Timestamp,
     limit: i64,
 ) -> Result<u64, StoreError> {
+    let lock = Query {
+        sql: "SELECT CAST($1 AS INTEGER) * 0 + 1 AS locked",
+        locking_sql: Some(
+            "SELECT CAST(CASE WHEN pg_try_advisory_xact_lock($1) THEN 1 ELSE 0 END AS BIGINT) \
+             AS locked",
+        ),
+        params: Vec::new(),
+    }
+    .bind(PRUNE_LOCK);
+    let locked = tx.optional(lock, |row| row.int("locked")).await?;
+    if locked != Some(1) {
+        return Ok(0);
+    }
     let query = Query::new(
         "DELETE FROM audit_events WHERE id IN \
          (SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)",

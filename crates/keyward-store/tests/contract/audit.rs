@@ -325,3 +325,15 @@ pub async fn a_change_whose_event_fails_is_not_kept(store: &dyn Store, org: Orga
         .unwrap();
     assert!(projects.items.is_empty(), "{:?}", projects.items);
 }
+
+pub async fn old_events_are_pruned_in_batches(store: &dyn Store) {
+    let (org, _) = organization(store, "Acme").await;
+    assert_eq!(events(store, org).await.len(), 2);
+    let past = Timestamp::from_unix_seconds(1_000_000_000);
+    assert_eq!(store.prune_audit_events(past, 100).await.unwrap(), 0);
+    let later = Timestamp::now().plus_seconds(10);
+    assert_eq!(store.prune_audit_events(later, 1).await.unwrap(), 1);
+    assert_eq!(events(store, org).await.len(), 1);
+    assert_eq!(store.prune_audit_events(later, 100).await.unwrap(), 1);
+    assert!(events(store, org).await.is_empty());
+}

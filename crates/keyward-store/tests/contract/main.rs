@@ -86,6 +86,7 @@ contract! {
     audit::every_change_records_one_event_with_its_actor,
     audit::members_and_sessions_are_recorded,
     audit::a_change_that_fails_after_its_event_leaves_neither,
+    audit::old_events_are_pruned_in_batches,
     organizations::organization_names_are_unique_ignoring_case,
     organizations::owners_are_new_or_existing_users,
     people::members_have_roles_and_an_organization_keeps_an_owner,

@@ -177,3 +177,25 @@ async fn a_change_whose_audit_event_fails_is_rolled_back() {
     crate::audit::a_change_whose_event_fails_is_not_kept(db.store.as_ref(), org).await;
     db.store.close().await;
 }
+
+#[tokio::test]
+async fn one_node_prunes_the_audit_log_at_a_time() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    organization(db.store.as_ref(), "Acme").await;
+    let later = Timestamp::now().plus_seconds(10);
+    // Another node is pruning: it holds the lock, and this one skips its turn.
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(x'006b776175646974'::bigint)")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(db.store.prune_audit_events(later, 100).await.unwrap(), 0);
+    sqlx::query("SELECT pg_advisory_unlock(x'006b776175646974'::bigint)")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(db.store.prune_audit_events(later, 100).await.unwrap(), 2);
+    db.store.close().await;
+}
