@@ -4,6 +4,7 @@
 
 mod accounts;
 pub(crate) use accounts::{LOGINS_PER_ADDRESS, SIGNUPS_PER_ADDRESS};
+mod audit;
 mod credentials;
 mod form;
 mod members;
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
             get(credentials::confirm_revoke_api_key).post(credentials::revoke_api_key),
         )
         .route("/settings/tokens", get(projects::pick_project_for_tokens))
+        .route("/settings/audit-log", get(audit::audit_log))
         .route(
             "/settings/projects/{project_id}/tokens",
             get(credentials::list_tokens).post(credentials::create_token),

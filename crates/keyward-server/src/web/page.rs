@@ -24,7 +24,7 @@ pub struct Layout {
     pub role: Role,
     pub organizations: Vec<OrganizationOption>,
     pub csrf_token: String,
-    /// Which navigation entry is current: `keys`, `projects`, `tokens` or `members`.
+    /// Which navigation entry is current: `keys`, `projects`, `tokens`, `members` or `audit`.
     pub section: &'static str,
 }
 

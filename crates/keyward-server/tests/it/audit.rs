@@ -229,3 +229,48 @@ async fn events_older_than_the_retention_are_pruned() {
     assert_eq!(app.state.prune_audit_log().await.unwrap(), 2);
     assert!(app.audit_trail(org.id).await.is_empty());
 }
+
+#[tokio::test]
+async fn owners_and_admins_read_the_log_in_the_dashboard() {
+    let app = TestApp::spawn().await;
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let created = ada.create_key("Deploy", &["instances:read"]).await;
+    assert_eq!(created.status, StatusCode::OK);
+
+    let page = ada.get("/settings/audit-log").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("<code>api_key.created</code>"));
+    assert!(page.body.contains("<code>organization.created</code>"));
+    assert!(page.body.contains("name: Deploy"), "{}", page.body);
+    assert!(page.body.contains("ada@example.com"));
+    assert!(
+        page.body
+            .contains("href=\"/settings/audit-log\" aria-current=\"page\"")
+    );
+
+    let filtered = ada.get("/settings/audit-log?action=api_key.created").await;
+    assert!(filtered.body.contains("<code>api_key.created</code>"));
+    assert!(!filtered.body.contains("<code>organization.created</code>"));
+    let today = &keyward_core::Timestamp::now().to_string()[..10];
+    let by_day = ada
+        .get(&format!("/settings/audit-log?since={today}&until={today}"))
+        .await;
+    assert!(by_day.body.contains("<code>api_key.created</code>"));
+    let bad = ada.get("/settings/audit-log?since=someday").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"since-error\""), "{}", bad.body);
+
+    // A member has neither the page nor the link.
+    let mut bob = Visitor::new(&app);
+    bob.sign_up("bob@example.com", "Bob's own").await;
+    crate::dashboard::add_and_switch(&mut ada, &mut bob, "bob@example.com", "member", "Acme").await;
+    let refused = bob.get("/settings/audit-log").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        !bob.get("/settings/api-keys")
+            .await
+            .body
+            .contains("/settings/audit-log")
+    );
+}
