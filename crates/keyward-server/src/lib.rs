@@ -172,7 +172,7 @@ async fn every_request(
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
     let mut request = request;
-    let request_id = keyward_core::RequestId::generate();
+    let request_id = keyward_core::RequestId::next();
     request.extensions_mut().insert(request_id);
     let client_ip = request
         .extensions()
@@ -198,7 +198,7 @@ async fn every_request(
             state.config.clock.now(),
         );
     }
-    if let Ok(value) = axum::http::HeaderValue::try_from(request_id.to_string()) {
+    if let Ok(value) = axum::http::HeaderValue::from_str(request_id.write(&mut [0; 40])) {
         response
             .headers_mut()
             .insert(axum::http::HeaderName::from_static("x-request-id"), value);
