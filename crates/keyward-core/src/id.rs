@@ -167,7 +167,9 @@ impl RequestId {
             u64::from_le_bytes(bytes)
         });
         let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self(Uuid::from_u128((u128::from(process) << 64) | u128::from(count)))
+        Self(Uuid::from_u128(
+            (u128::from(process) << 64) | u128::from(count),
+        ))
     }
 
     /// The id as text, written into `buffer` (no allocation).

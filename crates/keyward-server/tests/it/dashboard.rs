@@ -435,6 +435,15 @@ async fn a_resubmitted_create_form_makes_one_key_and_never_shows_it_again() {
     assert_eq!(list.body.matches(">Deploy<").count(), 1);
     assert!(!list.body.contains(&key));
     assert!(list.body.contains("Never"), "never used yet");
+    // One key, one event, by Ada.
+    let organization = OrganizationId::parse(&acme_id(&mut ada).await).unwrap();
+    let created: Vec<_> = app
+        .audit_trail(organization)
+        .await
+        .into_iter()
+        .filter(|(action, _)| action == "api_key.created")
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
 }
 
 #[tokio::test]
@@ -696,6 +705,40 @@ async fn deleting_a_project_in_the_dashboard_revokes_its_tokens() {
     app.get("/v1/projects", &token)
         .await
         .problem(401, "invalid_token");
+
+    // One event per change; the deletion names the token it revoked with the project.
+    let organization = OrganizationId::parse(&acme_id(&mut ada).await).unwrap();
+    let trail = app.audit_trail(organization).await;
+    let actions: Vec<&str> = trail[2..].iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "project.created",
+            "project_token.created",
+            "instance.created",
+            "instance.deleted",
+            "project.deleted"
+        ]
+    );
+    let deletion = app
+        .store
+        .list_audit_events(
+            organization,
+            &keyward_store::AuditFilter {
+                action: Some("project.deleted".into()),
+                ..Default::default()
+            },
+            keyward_store::Page::first(1),
+        )
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let changes: serde_json::Value = serde_json::from_str(&deletion.changes).unwrap();
+    assert_eq!(
+        changes["revoked_tokens"]["after"].as_array().unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -83,6 +83,17 @@ async fn instances_are_created_validated_filtered_and_paged() {
     )
     .await
     .problem(409, "conflict");
+
+    // Three instances made, three events; the refusals left none.
+    let trail = app.audit_trail(org.id).await;
+    let created: Vec<&str> = trail
+        .iter()
+        .filter(|(action, _)| action.starts_with("instance."))
+        .map(|(action, _)| action.as_str())
+        .collect();
+    assert_eq!(created, ["instance.created"; 3]);
+    let web_1 = body["id"].as_str().unwrap().to_owned();
+    assert!(trail.contains(&("instance.created".to_owned(), web_1)));
 }
 
 #[tokio::test]

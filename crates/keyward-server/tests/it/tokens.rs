@@ -133,6 +133,27 @@ async fn a_project_token_works_in_its_project_and_nowhere_else() {
         .get(&format!("/v1/projects/{web}/tokens/{token_id}"), &org.key)
         .await;
     assert_eq!(shown.body["status"], "revoked");
+
+    // One event per change (the token's own instance made and deleted, by the token); the
+    // refusals left none.
+    let trail = app.audit_trail(org.id).await;
+    let actions: Vec<&str> = trail[2..].iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "project.created",
+            "project.created",
+            "instance.created",
+            "instance.created",
+            "project_token.created",
+            "instance.created",
+            "instance.deleted",
+            "project_token.revoked",
+        ]
+    );
+    assert_eq!(trail[6].1, token_id);
+    assert_eq!(trail[7].1, web_2);
+    assert_eq!(trail[9].1, token_id);
 }
 
 #[tokio::test]
