@@ -149,7 +149,8 @@ typed_id!(
 
 impl RequestId {
     /// A new request id, cheaper than [`Self::generate`] (every answer carries one): 64 random
-    /// bits drawn once per process, then a counter. Unique, not time-ordered.
+    /// bits drawn once per process, then a counter passed through a bijective mix, so ids are
+    /// unique but tell nothing of how many requests a node has served. Not time-ordered.
     pub fn next() -> Self {
         use std::sync::OnceLock;
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,9 +167,13 @@ impl RequestId {
             }
             u64::from_le_bytes(bytes)
         });
-        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // SplitMix64's finalizer: a bijection of u64, so distinct counts give distinct ids.
+        let mut mixed = COUNTER.fetch_add(1, Ordering::Relaxed) ^ process;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^= mixed >> 31;
         Self(Uuid::from_u128(
-            (u128::from(process) << 64) | u128::from(count),
+            (u128::from(process) << 64) | u128::from(mixed),
         ))
     }
 

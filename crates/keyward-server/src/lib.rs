@@ -133,21 +133,23 @@ impl AppState {
         }))
     }
 
-    /// Writes pending last-use times in one batch, and counts it.
+    /// Writes pending last-use times in one batch, and counted failed authentications in
+    /// another (each is tried even if the other fails).
     pub async fn flush_usage(&self) -> Result<u64, keyward_store::StoreError> {
-        let rows = self.usage.flush(self.store.as_ref()).await?;
-        if let Some(rows) = rows {
+        let rows = self.usage.flush(self.store.as_ref()).await;
+        if let Ok(Some(rows)) = rows {
             self.metrics.flush_batches.fetch_add(1, Ordering::Relaxed);
             self.metrics.flush_rows.fetch_add(rows, Ordering::Relaxed);
         }
-        let events = self.verifier.failures().flush(self.store.as_ref()).await?;
-        if let Some(events) = events {
+        let events = self.verifier.failures().flush(self.store.as_ref()).await;
+        if let Ok(Some(events)) = events {
             self.metrics.failure_batches.fetch_add(1, Ordering::Relaxed);
             self.metrics
                 .failure_events
                 .fetch_add(events, Ordering::Relaxed);
         }
-        Ok(rows.unwrap_or(0))
+        events?;
+        Ok(rows?.unwrap_or(0))
     }
 }
 

@@ -352,6 +352,7 @@ impl<B: Backend> Store for SqlStore<B> {
         changes: CredentialChanges,
     ) -> Result<Option<CredentialRecord>, StoreError> {
         in_transaction!(self, |tx| {
+            credentials::lock(tx, organization, id).await?;
             let before = credentials::get(tx, organization, id).await?;
             let after = credentials::update(tx, organization, id, changes).await?;
             if let (Some(before), Some(after)) = (&before, &after) {
@@ -384,6 +385,7 @@ impl<B: Backend> Store for SqlStore<B> {
         at: Timestamp,
     ) -> Result<Option<CredentialRecord>, StoreError> {
         in_transaction!(self, |tx| {
+            credentials::lock(tx, organization, id).await?;
             let before = credentials::get(tx, organization, id).await?;
             let after = credentials::revoke(tx, organization, id, at).await?;
             if let (Some(before), Some(after)) = (&before, &after)
@@ -534,6 +536,7 @@ impl<B: Backend> Store for SqlStore<B> {
         at: Timestamp,
     ) -> Result<Option<ProjectRecord>, StoreError> {
         in_transaction!(self, |tx| {
+            projects::lock_live(tx, organization, id, true).await?;
             let before = projects::get(tx, organization, id).await?;
             let after = projects::update(tx, organization, id, changes, at).await?;
             if let (Some(before), Some(after)) = (&before, &after) {

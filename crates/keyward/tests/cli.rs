@@ -1203,6 +1203,7 @@ async fn the_client_manages_members_and_reads_the_audit_log() {
             .any(|l| l.contains("grace@example.com") && l.contains("admin")),
         "{table}"
     );
+    // A key never changes an owner's role.
     let last_owner = client(
         &server,
         Some(key),

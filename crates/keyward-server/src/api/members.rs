@@ -1,7 +1,7 @@
 //! `/v1/members`: the organization's members, managed by the same service and rules as
-//! Settings > Members. A key with `members:write` manages members as an owner does: only
-//! owners can grant that scope (see `docs/authorization.md`), and the organization always
-//! keeps an owner.
+//! Settings > Members. A key with `members:write` manages members as an admin does: it never
+//! makes, changes or removes an owner (people who are owners do that, in the dashboard), so
+//! no key, whoever made it and whatever became of them, can take an organization over.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -86,11 +86,11 @@ fn parse_user(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).map_err(|_| ApiError::NotFound("member"))
 }
 
-/// What a key with `members:write` may do: what an owner may.
+/// What a key with `members:write` may do: what an admin may.
 fn manager(principal: &Principal) -> Manager {
     Manager {
         organization_id: principal.organization_id,
-        role: Role::Owner,
+        role: Role::Admin,
     }
 }
 

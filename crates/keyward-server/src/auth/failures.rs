@@ -1,8 +1,12 @@
 //! Failed authentications, counted in memory and written to the audit log in batches, like
 //! last use: a flood of bad keys adds to a counter per organization, credential, client
-//! address and reason, never a write per request. Between two writes one address flooding
-//! made-up keys is one count; beyond [`MAX_ENTRIES`] distinct counts the rest are folded into
-//! one count per reason, so memory stays bounded too.
+//! address and reason, never a write per request.
+//!
+//! Only failures of a key that belongs to an organization are kept: an unknown or malformed
+//! key belongs to nobody who could read its event (the verification metrics count those).
+//! Memory and writes stay bounded whatever the traffic: IPv6 addresses count by /64, and
+//! beyond [`MAX_ENTRIES`] distinct counts a failure is counted for its organization and
+//! reason only (its credential and address dropped), and beyond twice that not at all.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,8 +15,10 @@ use std::sync::Mutex;
 use keyward_core::{CredentialId, OrganizationId, Timestamp};
 use keyward_store::{AuthFailureCount, Store, StoreError};
 
-/// Distinct counts kept between two writes.
-pub const MAX_ENTRIES: usize = 10_000;
+/// Distinct counts kept between two writes before they are folded per organization.
+pub const MAX_ENTRIES: usize = 1_000;
+/// Distinct counts kept at all between two writes.
+const HARD_LIMIT: usize = 2 * MAX_ENTRIES;
 
 /// Why an authentication failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +59,41 @@ struct Count {
     last_at: Timestamp,
 }
 
+/// An address as failures are counted: IPv4 whole, IPv6 by its /64 (one host may hold all of
+/// a /64).
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
+/// Adds `count` under `key`, folding it per organization beyond [`MAX_ENTRIES`] distinct
+/// counts and dropping it beyond [`HARD_LIMIT`].
+fn add(pending: &mut HashMap<Key, Count>, mut key: Key, count: Count) {
+    if !pending.contains_key(&key) && pending.len() >= MAX_ENTRIES {
+        key = Key {
+            credential: None,
+            client_ip: None,
+            ..key
+        };
+        if !pending.contains_key(&key) && pending.len() >= HARD_LIMIT {
+            return;
+        }
+    }
+    pending
+        .entry(key)
+        .and_modify(|kept| {
+            kept.count += count.count;
+            kept.first_at = kept.first_at.min(count.first_at);
+            kept.last_at = kept.last_at.max(count.last_at);
+        })
+        .or_insert(count);
+}
+
 #[derive(Default)]
 pub struct FailureRecorder {
     pending: Mutex<HashMap<Key, Count>>,
@@ -66,7 +107,7 @@ impl FailureRecorder {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts one failure.
+    /// Counts one failure of a key of `organization` (others are not kept: see the module).
     pub fn record(
         &self,
         organization: Option<OrganizationId>,
@@ -75,32 +116,21 @@ impl FailureRecorder {
         reason: FailureReason,
         at: Timestamp,
     ) {
-        let mut key = Key {
+        if organization.is_none() {
+            return;
+        }
+        let key = Key {
             organization,
             credential,
-            client_ip,
+            client_ip: client_ip.map(network),
             reason,
         };
-        let mut pending = self.pending();
-        if pending.len() >= MAX_ENTRIES && !pending.contains_key(&key) {
-            key = Key {
-                organization: None,
-                credential: None,
-                client_ip: None,
-                reason,
-            };
-        }
-        pending
-            .entry(key)
-            .and_modify(|count| {
-                count.count += 1;
-                count.last_at = count.last_at.max(at);
-            })
-            .or_insert(Count {
-                count: 1,
-                first_at: at,
-                last_at: at,
-            });
+        let count = Count {
+            count: 1,
+            first_at: at,
+            last_at: at,
+        };
+        add(&mut self.pending(), key, count);
     }
 
     /// Distinct counts waiting to be written.
@@ -130,15 +160,10 @@ impl FailureRecorder {
         match store.record_auth_failures(&batch).await {
             Ok(written) => Ok(Some(written)),
             Err(error) => {
+                // Kept for the next write, within the same bounds as new counts.
                 let mut pending = self.pending();
                 for (key, count) in taken {
-                    pending
-                        .entry(key)
-                        .and_modify(|kept| {
-                            kept.count += count.count;
-                            kept.first_at = kept.first_at.min(count.first_at);
-                        })
-                        .or_insert(count);
+                    add(&mut pending, key, count);
                 }
                 Err(error)
             }
@@ -154,16 +179,32 @@ mod tests {
     fn failures_are_counted_per_key_and_folded_beyond_the_cap() {
         let recorder = FailureRecorder::default();
         let at = Timestamp::from_unix_seconds(1_800_000_000);
+        let org = Some(OrganizationId::generate());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..1000 {
-            recorder.record(None, None, Some(ip), FailureReason::Unknown, at);
+            recorder.record(org, None, Some(ip), FailureReason::Revoked, at);
         }
         assert_eq!(recorder.pending_counts(), 1);
+        // Keys of no organization are not kept at all.
+        recorder.record(None, None, Some(ip), FailureReason::Unknown, at);
+        assert_eq!(recorder.pending_counts(), 1);
+        // One IPv6 /64 is one address.
+        for host in 0..100u128 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | host));
+            recorder.record(org, None, Some(ip), FailureReason::Expired, at);
+        }
+        assert_eq!(recorder.pending_counts(), 2);
+        // Many IPv4 addresses: capped, then one folded count for the organization.
         for n in 0..MAX_ENTRIES as u32 + 50 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(n));
-            recorder.record(None, None, Some(ip), FailureReason::Malformed, at);
+            recorder.record(org, None, Some(ip), FailureReason::Malformed, at);
         }
-        // The cap, plus the one folded count of the overflow.
         assert_eq!(recorder.pending_counts(), MAX_ENTRIES + 1);
+        // Other organizations beyond the cap: folded per organization, up to the hard limit.
+        for _ in 0..3 * MAX_ENTRIES {
+            let other = Some(OrganizationId::generate());
+            recorder.record(other, None, Some(ip), FailureReason::Revoked, at);
+        }
+        assert_eq!(recorder.pending_counts(), HARD_LIMIT);
     }
 }

@@ -327,26 +327,22 @@ pub async fn login(
         )
     };
     let Some(user) = user.clone().filter(|_| verified) else {
-        // Recorded in the organization the person would have worked in, if known.
-        let (audit, organization, target) = match &user {
-            Some(user) => (
-                origin.by_person(user.id, &user.email),
-                organization_of(user).await?,
-                user.id.to_string(),
-            ),
-            None => (origin.by_nobody(), None, email.as_str().to_owned()),
-        };
-        let target_type = if user.is_some() { "user" } else { "email" };
-        state
-            .store
-            .record_audit_event(
-                &audit,
-                organization,
-                "user.login_failed",
-                target_type,
-                &target,
-            )
-            .await?;
+        // Recorded for the person whose account was tried, in the organization they would
+        // have worked in; done by nobody known (anyone can type an email). An email with no
+        // account belongs to no organization, so nobody could read its event: none is kept.
+        if let Some(user) = &user {
+            let organization = organization_of(user).await?;
+            state
+                .store
+                .record_audit_event(
+                    &origin.by_nobody(),
+                    organization,
+                    "user.login_failed",
+                    "user",
+                    &user.id.to_string(),
+                )
+                .await?;
+        }
         return refuse(
             StatusCode::UNAUTHORIZED,
             "form",

@@ -82,7 +82,9 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
     assert_eq!(promoted.body["role"], "admin");
     assert_eq!(app.get(&path, &org.key).await.body["role"], "admin");
 
-    // The last owner stays.
+    // A key never touches owners, nor makes one: people who are owners do, in the dashboard
+    // (where the last owner stays, as dashboard::roles_limit_what_people_grant_see_and_revoke
+    // shows).
     let owner_path = format!("/v1/members/{owner}");
     app.call(
         Method::PATCH,
@@ -91,10 +93,25 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
         Some(json!({ "role": "member" })),
     )
     .await
-    .problem(409, "conflict");
+    .problem(403, "forbidden");
     app.delete(&owner_path, &org.key)
         .await
-        .problem(409, "conflict");
+        .problem(403, "forbidden");
+    app.call(
+        Method::PATCH,
+        &path,
+        Some(&org.key),
+        Some(json!({ "role": "owner" })),
+    )
+    .await
+    .problem(403, "forbidden");
+    app.post(
+        "/v1/members",
+        &org.key,
+        json!({ "email": "grace@example.com", "role": "owner" }),
+    )
+    .await
+    .problem(403, "forbidden");
 
     assert_eq!(
         app.delete(&path, &org.key).await.status,

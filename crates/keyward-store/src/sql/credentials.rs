@@ -5,7 +5,7 @@ use keyward_core::{
     CredentialId, KeyDigest, Name, OrganizationId, ProjectId, ScopeNames, Timestamp, UserId,
 };
 
-use super::{Columns, Query, Read, Write};
+use super::{Columns, Query, Read, Write, locking};
 use crate::decode::{self, timestamp};
 use crate::error::credential_insert_error;
 use crate::{
@@ -147,6 +147,23 @@ async fn changed(
         tx.forget_on_commit(&record.digest).await?;
     }
     Ok(record)
+}
+
+/// Locks the credential's row until the transaction ends (PostgreSQL; SQLite has one
+/// writer), so that what a change reads before it is what it changes.
+pub(crate) async fn lock(
+    tx: &mut impl Write,
+    organization: OrganizationId,
+    id: CredentialId,
+) -> Result<(), StoreError> {
+    let query = locking!(
+        "FOR UPDATE",
+        "SELECT 1 FROM credentials WHERE organization_id = $1 AND id = $2"
+    )
+    .bind(organization.as_uuid())
+    .bind(id.as_uuid());
+    tx.optional(query, super::exists).await?;
+    Ok(())
 }
 
 pub(crate) async fn update(

@@ -76,8 +76,12 @@ pub(crate) async fn delete(
     tx: &mut impl Write,
     token_digest: &KeyDigest,
 ) -> Result<Option<(UserId, Option<OrganizationId>)>, StoreError> {
-    let query = Query::new("SELECT user_id, organization_id FROM sessions WHERE token_sha256 = $1")
-        .bind(token_digest);
+    // Locked, so that two log-outs of one session record one event.
+    let query = locking!(
+        "FOR UPDATE",
+        "SELECT user_id, organization_id FROM sessions WHERE token_sha256 = $1"
+    )
+    .bind(token_digest);
     let owner = tx
         .optional(query, |row| {
             Ok((
