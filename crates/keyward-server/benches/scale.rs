@@ -189,6 +189,8 @@ async fn run(keys: usize) {
                 last_used_at: None,
                 rate_limit: None,
                 created_by_user: Some(owner),
+                rotated_from: None,
+                rotation: None,
             },
             created,
         );

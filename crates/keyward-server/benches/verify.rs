@@ -62,6 +62,7 @@ fn bench(c: &mut Criterion) {
                     expires_at: Some(Timestamp::now().plus_seconds(3600)),
                     rate_limit: None,
                     created_by: Creator::User(owner),
+                    rotated_from: None,
                 }),
             )
             .await

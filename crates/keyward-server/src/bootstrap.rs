@@ -107,6 +107,7 @@ pub async fn bootstrap_organization(
         expires_at: None,
         rate_limit: None,
         created_by: Creator::User(user_id),
+        rotated_from: None,
     };
     let user_created = matches!(owner, NewOwner::Create { .. });
     store

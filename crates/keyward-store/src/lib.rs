@@ -198,6 +198,19 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<Option<CredentialRecord>, StoreError>;
 
+    /// Rotates the credential `old` to `new` (inserted, with `rotated_from` set): `old`
+    /// keeps working until `ends_at`, then is refused as if revoked. `None` if `old` is not
+    /// the organization's; `Conflict("rotation")` if it is revoked or already rotating.
+    /// Returns the rotated credential and its replacement.
+    async fn rotate_credential(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        old: CredentialId,
+        new: NewCredential,
+        ends_at: Timestamp,
+    ) -> Result<Option<(CredentialRecord, CredentialRecord)>, StoreError>;
+
     /// The scope lists of the credentials usable at `now` (neither revoked nor expired), each
     /// with how many credentials hold exactly that list.
     async fn scope_usage(&self, now: Timestamp) -> Result<Vec<(ScopeNames, u64)>, StoreError>;

@@ -95,6 +95,8 @@ pub struct NewCredential {
     pub expires_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
     pub created_by: Creator,
+    /// The credential it replaces, when a rotation makes it.
+    pub rotated_from: Option<CredentialId>,
 }
 
 /// A stored credential: its SHA-256 digest, never the key.
@@ -115,6 +117,28 @@ pub struct CredentialRecord {
     pub rate_limit: Option<RateLimit>,
     /// The person who created it, if a person did (rather than another credential).
     pub created_by_user: Option<UserId>,
+    /// Set once it was rotated: until when it keeps working, and what replaced it.
+    pub rotation: Option<Rotation>,
+    /// The credential this one replaced, if it was made by a rotation.
+    pub rotated_from: Option<CredentialId>,
+}
+
+/// A rotated credential's overlap: it works until `ends_at`, then is refused as if revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub ends_at: Timestamp,
+    pub replaced_by: CredentialId,
+}
+
+impl CredentialRecord {
+    /// When it stopped (or stops) working for good: revoked, or at the end of its rotation.
+    pub fn refused_from(&self) -> Option<Timestamp> {
+        match (self.revoked_at, self.rotation) {
+            (Some(revoked), _) => Some(revoked),
+            (None, Some(rotation)) => Some(rotation.ends_at),
+            (None, None) => None,
+        }
+    }
 }
 
 /// A partial update of a credential; `None` leaves a field as it is.
@@ -147,7 +171,9 @@ impl CredentialRecord {
     }
 
     pub fn status(&self, now: Timestamp) -> CredentialStatus {
-        CredentialStatus::at(now, self.expires_at, self.revoked_at)
+        // Revoked whenever it was revoked; rotated, once the overlap is over.
+        let ended = self.rotation.map(|r| r.ends_at).filter(|&at| at <= now);
+        CredentialStatus::at(now, self.expires_at, self.revoked_at.or(ended))
     }
 }
 

@@ -404,6 +404,28 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
+    async fn rotate_credential(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        old: CredentialId,
+        new: NewCredential,
+        ends_at: Timestamp,
+    ) -> Result<Option<(CredentialRecord, CredentialRecord)>, StoreError> {
+        in_transaction!(self, |tx| {
+            let rotated = credentials::rotate(tx, organization, old, &new, ends_at).await?;
+            if let Some((old, replacement)) = &rotated {
+                audit::record(tx, audit, credential_created(replacement)).await?;
+                let changes = audit::created(vec![
+                    ("rotation_ends_at", audit::time(Some(ends_at))),
+                    ("replaced_by", Value::String(replacement.id.to_string())),
+                ]);
+                audit::record(tx, audit, credential_event(old, "rotated", changes)).await?;
+            }
+            rotated
+        })
+    }
+
     async fn scope_usage(&self, now: Timestamp) -> Result<Vec<(ScopeNames, u64)>, StoreError> {
         credentials::scope_usage(&mut self.backend.reader()?, now).await
     }

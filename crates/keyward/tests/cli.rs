@@ -1288,3 +1288,53 @@ async fn the_client_manages_members_and_reads_the_audit_log() {
         "no progress line off a terminal"
     );
 }
+
+#[tokio::test]
+async fn the_client_rotates_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let admin = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let admin_key = admin["key"].as_str().unwrap();
+    let created = json_of(&client(
+        &server,
+        Some(admin_key),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "CI",
+            "--scope",
+            "instances:read",
+            "--json",
+        ],
+    ));
+    let (old_id, old_key) = (
+        created["id"].as_str().unwrap(),
+        created["key"].as_str().unwrap(),
+    );
+    let rotated = client(
+        &server,
+        Some(admin_key),
+        &["keys", "rotate", old_id, "--grace-seconds", "0"],
+    );
+    let out = text(&rotated.stdout);
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    assert!(out.contains("stopped working now"), "{out}");
+    let new_key = out
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("kwk_"))
+        .expect("the new key, printed once");
+    assert_ne!(new_key, old_key);
+    assert!(client(&server, Some(new_key), &["whoami"]).status.success());
+    assert_eq!(
+        client(&server, Some(old_key), &["whoami"]).status.code(),
+        Some(1)
+    );
+    let refused = client(
+        &server,
+        Some(admin_key),
+        &["keys", "rotate", old_id, "--grace-seconds", "700000"],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+}

@@ -3,12 +3,12 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use keyward_core::{CredentialId, CredentialKind, Scope};
 use keyward_store::CredentialFilter;
 
 use super::ApiRoutes;
-use super::credential_body::{CreateCredential, UpdateCredential, grantor};
+use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential, grantor};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
@@ -20,6 +20,7 @@ use crate::services::credentials::{self, CreatedCredential, CredentialView, not_
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
         .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
+        .route("/v1/api-keys/{key_id}/rotate", post(rotate_api_key))
         .route(
             "/v1/api-keys/{key_id}",
             get(show_api_key)
@@ -142,6 +143,45 @@ pub(super) async fn revoke_api_key(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotate an API key
+///
+/// A new key with the same name, scopes, rate limit and expiry, shown once in the answer;
+/// the old one keeps working for `grace_seconds`, then is refused as if revoked. Lists show
+/// the old one's `rotation` and the new one's `rotated_from`.
+#[utoipa::path(
+    post, path = "/v1/api-keys/{key_id}/rotate", tag = "API keys",
+    params(("key_id" = String, Path, description = "The key's id, `key_…`")),
+    request_body = RotateCredential,
+    responses((status = 201, description = "The new key, shown once", body = CreatedCredential)),
+    security(("bearer" = ["api_keys:write"]))
+)]
+pub(super) async fn rotate_api_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    ApiPath(id): ApiPath<String>,
+    body: Result<ApiJson<RotateCredential>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::API_KEYS_WRITE)?;
+    let id = parse_id(&id)?;
+    let ApiJson(body) = body?;
+    let created = credentials::rotate(
+        &state,
+        &origin.by(&principal),
+        &grantor(&principal),
+        id,
+        None,
+        body.grace_seconds,
+    )
+    .await?;
+    let location = format!("/v1/api-keys/{}", created.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(created),
+    ))
 }
 
 /// Rename an API key or change its rate limit

@@ -87,6 +87,14 @@ impl UpdateCredential {
     }
 }
 
+/// `{grace_seconds}`: how long the old credential keeps working, 0 to 604800 (7 days).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateCredential {
+    #[schema(minimum = 0, maximum = 604800, example = 86400)]
+    pub grace_seconds: i64,
+}
+
 impl CreateCredential {
     /// Validates every field, reporting all invalid ones at once: scopes against the catalog
     /// in force, an expiry against the time now (it must lie ahead).

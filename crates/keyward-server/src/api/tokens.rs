@@ -7,12 +7,12 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use keyward_core::{CredentialId, CredentialKind, ProjectId, Scope};
 use keyward_store::CredentialFilter;
 
 use super::ApiRoutes;
-use super::credential_body::{CreateCredential, UpdateCredential, grantor};
+use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential, grantor};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
@@ -32,6 +32,10 @@ pub fn router() -> ApiRoutes {
             get(show_project_token)
                 .patch(update_project_token)
                 .delete(revoke_project_token),
+        )
+        .route(
+            "/v1/projects/{project_id}/tokens/{token_id}/rotate",
+            post(rotate_project_token),
         )
 }
 
@@ -182,6 +186,51 @@ pub(super) async fn revoke_project_token(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotate a project token
+///
+/// A new token for the same project with the same name, scopes, rate limit and expiry,
+/// shown once; the old one keeps working for `grace_seconds`, then is refused as if revoked.
+#[utoipa::path(
+    post, path = "/v1/projects/{project_id}/tokens/{token_id}/rotate", tag = "Project tokens",
+    params(
+        ("project_id" = String, Path, description = "The project's id, `prj_…`"),
+        ("token_id" = String, Path, description = "The token's id, `tok_…`"),
+    ),
+    request_body = RotateCredential,
+    responses((status = 201, description = "The new token, shown once", body = CreatedCredential)),
+    security(("bearer" = ["tokens:write"]))
+)]
+pub(super) async fn rotate_project_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    ApiPath((project, token)): ApiPath<(String, String)>,
+    body: Result<ApiJson<RotateCredential>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::TOKENS_WRITE)?;
+    let project = super::projects::parse_id(&project)?;
+    if !principal.can_reach(project) {
+        return Err(ApiError::NotFound("project"));
+    }
+    let id = parse_token_id(&token)?;
+    let ApiJson(body) = body?;
+    let created = credentials::rotate(
+        &state,
+        &origin.by(&principal),
+        &grantor(&principal),
+        id,
+        Some(project),
+        body.grace_seconds,
+    )
+    .await?;
+    let location = format!("/v1/projects/{project}/tokens/{}", created.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(created),
+    ))
 }
 
 /// Rename a project token or change its rate limit

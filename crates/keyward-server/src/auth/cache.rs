@@ -72,7 +72,9 @@ pub struct CachedCredential {
     pub scopes: ScopeSet,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
-    pub revoked: bool,
+    /// From this Unix second on it is refused as revoked: at once when revoked, at the end of
+    /// the overlap when rotated (on every node, with no message needed); `i64::MAX` if never.
+    pub refused_from: i64,
     pub rate_limit: Option<RateLimit>,
     loaded_at: i64,
     /// The store's generation when the read that made this entry began.
@@ -108,7 +110,11 @@ impl CachedCredential {
             name: record.name.as_str().into(),
             created_at: record.created_at,
             expires_at: record.expires_at,
-            revoked: record.revoked_at.is_some(),
+            refused_from: match (record.revoked_at, record.rotation) {
+                (Some(_), _) => i64::MIN,
+                (None, Some(rotation)) => rotation.ends_at.unix_seconds(),
+                (None, None) => i64::MAX,
+            },
             rate_limit: record.rate_limit,
             loaded_at: now.unix_seconds(),
             generation,
@@ -483,6 +489,8 @@ mod tests {
             last_used_at: None,
             rate_limit,
             created_by_user: None,
+            rotated_from: None,
+            rotation: None,
         }
     }
 
@@ -666,7 +674,7 @@ mod tests {
             panic!("found");
         };
         assert!(
-            entry.revoked,
+            entry.refused_from == i64::MIN,
             "the stale read is not served: the key was read again"
         );
         assert_eq!(source.reads(), 2);

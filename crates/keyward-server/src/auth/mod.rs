@@ -274,6 +274,8 @@ mod tests {
             last_used_at: None,
             rate_limit: None,
             created_by_user: None,
+            rotated_from: None,
+            rotation: None,
         };
         Principal::new(Arc::new(CachedCredential::from_record(
             record,

@@ -211,7 +211,7 @@ impl Verifier {
             // Another organization's key: to the caller it does not exist.
             return Err(self.failed(Refusal::NotFound, None, client_ip));
         }
-        if entry.revoked {
+        if now.unix_seconds() >= entry.refused_from {
             return Err(self.failed(Refusal::Revoked, Some(&entry), client_ip));
         }
         if let Some(expires_at) = entry.expires_at

@@ -62,6 +62,21 @@ pub struct CreatedCredential {
     pub expires_at: Option<Timestamp>,
     #[schema(value_type = Option<crate::api::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
+    /// The credential it replaces, when a rotation made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub rotated_from: Option<CredentialId>,
+}
+
+/// A rotated credential's overlap.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RotationView {
+    /// Until when it keeps working; then it is refused as if revoked.
+    #[schema(value_type = String, format = DateTime)]
+    pub ends_at: Timestamp,
+    /// The credential that replaces it.
+    #[schema(value_type = String)]
+    pub replaced_by: CredentialId,
 }
 
 /// A credential as lists and `GET` show it: never the key.
@@ -98,6 +113,13 @@ pub struct CredentialView {
     pub revoked_at: Option<Timestamp>,
     #[schema(value_type = Option<crate::api::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
+    /// Set once it was rotated: `active` until `ends_at` ("rotating"), `revoked` after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationView>,
+    /// The credential it replaced, when a rotation made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub rotated_from: Option<CredentialId>,
     #[serde(skip)]
     #[schema(ignore)]
     pub created_by_user: Option<keyward_core::UserId>,
@@ -127,6 +149,11 @@ impl CredentialView {
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
             rate_limit: record.rate_limit,
+            rotation: record.rotation.map(|rotation| RotationView {
+                ends_at: rotation.ends_at,
+                replaced_by: rotation.replaced_by,
+            }),
+            rotated_from: record.rotated_from,
             created_by_user: record.created_by_user,
         }
     }
@@ -165,19 +192,17 @@ pub fn check_expiry(
     }
 }
 
-/// Creates a credential of `kind` (for `project`, if a token) with the given `id`. The
-/// grantor must be allowed every scope it grants (`ScopeCatalog::check_grant`) and, if it expires, the new
-/// credential must expire no later; a repeated `id` is a 409, so a form submitted twice
-/// creates one credential.
-pub async fn create(
+/// Checks a new credential against its grantor (every scope it grants held, via
+/// `ScopeCatalog::check_grant`; an expiry no later than its own; a rate limit no looser) and
+/// makes its key.
+fn prepare(
     state: &AppState,
-    audit: &AuditContext,
     grantor: &Grantor,
     kind: CredentialKind,
     project: Option<ProjectId>,
     input: CredentialInput,
     id: CredentialId,
-) -> Result<CreatedCredential, ServiceError> {
+) -> Result<(NewCredential, PlaintextKey), ServiceError> {
     let catalog = &state.config.scopes;
     catalog
         .check_grant(&grantor.allowed, kind, &input.scopes)
@@ -195,27 +220,25 @@ pub async fn create(
     }
     check_rate_limit_grant(grantor, input.rate_limit)?;
     let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ServiceError::internal)?;
-    let record = state
-        .store
-        .insert_credential(
-            audit,
-            NewCredential {
-                id,
-                organization_id: grantor.organization_id,
-                project_id: project,
-                name: input.name,
-                digest: key.digest(),
-                hint: key.hint(),
-                scopes: catalog.to_names(&input.scopes),
-                created_at: state.config.clock.now(),
-                expires_at: input.expires_at,
-                rate_limit: input.rate_limit,
-                created_by: grantor.created_by,
-            },
-        )
-        .await
-        .map_err(store_error(Conflict::AlreadyCreated(kind)))?;
-    Ok(CreatedCredential {
+    let new = NewCredential {
+        id,
+        organization_id: grantor.organization_id,
+        project_id: project,
+        name: input.name,
+        digest: key.digest(),
+        hint: key.hint(),
+        scopes: catalog.to_names(&input.scopes),
+        created_at: state.config.clock.now(),
+        expires_at: input.expires_at,
+        rate_limit: input.rate_limit,
+        created_by: grantor.created_by,
+        rotated_from: None,
+    };
+    Ok((new, key))
+}
+
+fn created(record: CredentialRecord, key: &PlaintextKey) -> CreatedCredential {
+    CreatedCredential {
         id: record.id,
         name: record.name,
         key: key.expose_secret().to_owned(),
@@ -225,7 +248,96 @@ pub async fn create(
         created_at: record.created_at,
         expires_at: record.expires_at,
         rate_limit: record.rate_limit,
-    })
+        rotated_from: record.rotated_from,
+    }
+}
+
+/// Creates a credential of `kind` (for `project`, if a token) with the given `id`, within
+/// what the grantor may grant (see [`prepare`]); a repeated `id` is a 409, so a form
+/// submitted twice creates one credential.
+pub async fn create(
+    state: &AppState,
+    audit: &AuditContext,
+    grantor: &Grantor,
+    kind: CredentialKind,
+    project: Option<ProjectId>,
+    input: CredentialInput,
+    id: CredentialId,
+) -> Result<CreatedCredential, ServiceError> {
+    let (new, key) = prepare(state, grantor, kind, project, input, id)?;
+    let record = state
+        .store
+        .insert_credential(audit, new)
+        .await
+        .map_err(store_error(Conflict::AlreadyCreated(kind)))?;
+    Ok(created(record, &key))
+}
+
+/// The longest overlap of a rotation: seven days.
+pub const MAX_GRACE_SECONDS: i64 = 7 * 86_400;
+
+/// Rotates the credential `id` (of `project`, if a token): a new one with the same name,
+/// scopes, project, rate limit and expiry, shown once; the old one keeps working for
+/// `grace_seconds` (0 to 7 days), then is refused as if revoked, on every node. The grantor
+/// must be allowed to create the new one.
+pub async fn rotate(
+    state: &AppState,
+    audit: &AuditContext,
+    grantor: &Grantor,
+    id: CredentialId,
+    project: Option<ProjectId>,
+    grace_seconds: i64,
+) -> Result<CreatedCredential, ServiceError> {
+    if !(0..=MAX_GRACE_SECONDS).contains(&grace_seconds) {
+        return Err(ServiceError::invalid(
+            "grace_seconds",
+            "must be between 0 and 604800 (seven days)",
+        ));
+    }
+    let kind = id.kind();
+    let old = show(state, grantor.organization_id, id, project).await?;
+    let now = state.config.clock.now();
+    if old.status != CredentialStatus::Active
+        || old.rotation.is_some()
+        || old.expires_at.is_some_and(|at| at <= now)
+    {
+        return Err(ServiceError::Conflict(Conflict::NotRotatable(kind)));
+    }
+    let scopes = state
+        .config
+        .scopes
+        .parse(&old.scopes)
+        .map_err(|e| ServiceError::invalid("scopes", e))?;
+    let input = CredentialInput {
+        name: old.name,
+        scopes,
+        expires_at: old.expires_at,
+        rate_limit: old.rate_limit,
+    };
+    let (mut new, key) = prepare(
+        state,
+        grantor,
+        kind,
+        project,
+        input,
+        CredentialId::generate(kind),
+    )?;
+    new.rotated_from = Some(id);
+    let (rotated, replacement) = state
+        .store
+        .rotate_credential(
+            audit,
+            grantor.organization_id,
+            id,
+            new,
+            now.plus_seconds(grace_seconds),
+        )
+        .await
+        .map_err(store_error(Conflict::NotRotatable(kind)))?
+        .ok_or(ServiceError::NotFound(not_found_label(kind)))?;
+    // Committed: this node reads the old one again (other nodes are told by the store).
+    state.verifier.invalidate(&rotated.digest);
+    Ok(created(replacement, &key))
 }
 
 pub async fn list(

@@ -62,6 +62,8 @@ pub enum Conflict {
     LastOwner,
     /// The member's role changed since the caller looked.
     StaleRole,
+    /// The credential is revoked, expired or already being rotated.
+    NotRotatable(CredentialKind),
 }
 
 impl Conflict {
@@ -93,6 +95,11 @@ impl std::fmt::Display for Conflict {
             Self::AlreadyMember => f.write_str("this person is already a member"),
             Self::LastOwner => f.write_str("the organization must keep at least one owner"),
             Self::StaleRole => f.write_str("the member's role changed meanwhile; look again"),
+            Self::NotRotatable(kind) => write!(
+                f,
+                "this {} is revoked, expired or already being rotated; create a new one instead",
+                credentials::not_found_label(*kind)
+            ),
         }
     }
 }

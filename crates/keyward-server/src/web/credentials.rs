@@ -104,6 +104,105 @@ fn may_revoke(person: &Person, view: &CredentialView) -> bool {
     view.status != CredentialStatus::Revoked && person.may_revoke(view.created_by_user)
 }
 
+/// Whoever may revoke an active credential may rotate it, once.
+fn may_rotate(person: &Person, view: &CredentialView) -> bool {
+    view.status == CredentialStatus::Active && view.rotation.is_none() && may_revoke(person, view)
+}
+
+/// The overlaps the dashboard offers.
+const GRACE_CHOICES: [(i64, &str); 4] = [
+    (0, "Now: the old one stops at once"),
+    (3_600, "In 1 hour"),
+    (86_400, "In 24 hours"),
+    (604_800, "In 7 days"),
+];
+
+#[derive(Template)]
+#[template(path = "rotate.html")]
+struct RotatePage {
+    layout: Layout,
+    title: String,
+    message: String,
+    action: String,
+    choices: Vec<(i64, &'static str)>,
+    cancel_url: String,
+}
+
+async fn confirm_rotate(
+    state: &AppState,
+    person: &Person,
+    place: Place,
+    raw_id: &str,
+) -> Result<Response, WebError> {
+    let id = place.parse_id(raw_id)?;
+    let organization = person.membership.organization_id;
+    let view = credentials::show(state, organization, id, place.project_id()).await?;
+    if !may_rotate(person, &view) {
+        return Err(WebError::forbidden(format!(
+            "You cannot rotate this {}: it is not active, is already being rotated, or was \
+             created by someone else.",
+            place.label()
+        )));
+    }
+    let template = RotatePage {
+        layout: Layout::new(state, person, place.section()).await?,
+        title: format!("Rotate {}?", view.name),
+        message: format!(
+            "A new {} with the same name, scopes and limits is shown once. When should {} ({}) \
+             stop working?",
+            place.label(),
+            view.name,
+            view.hint
+        ),
+        action: format!("{}/{}/rotate", place.url(), view.id),
+        choices: GRACE_CHOICES.to_vec(),
+        cancel_url: place.url(),
+    };
+    Ok(render(StatusCode::OK, &template))
+}
+
+async fn rotate(
+    state: &AppState,
+    person: &Person,
+    place: Place,
+    raw_id: &str,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    let id = place.parse_id(raw_id)?;
+    let organization = person.membership.organization_id;
+    let view = credentials::show(state, organization, id, place.project_id()).await?;
+    if !may_rotate(person, &view) {
+        return Err(WebError::forbidden(format!(
+            "You cannot rotate this {}: it is not active, is already being rotated, or was \
+             created by someone else.",
+            place.label()
+        )));
+    }
+    let grace = form
+        .text("grace_seconds")
+        .parse::<i64>()
+        .ok()
+        .filter(|g| GRACE_CHOICES.iter().any(|(choice, _)| choice == g))
+        .ok_or_else(|| {
+            WebError::page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Choose when the old one stops.",
+            )
+        })?;
+    let grantor = person_grantor(state, person);
+    let created = credentials::rotate(
+        state,
+        &person.audit(),
+        &grantor,
+        id,
+        place.project_id(),
+        grace,
+    )
+    .await?;
+    created_page(state, person, &place, created, "rotated").await
+}
+
 #[derive(Deserialize)]
 pub struct ListParams {
     cursor: Option<String>,
@@ -123,6 +222,10 @@ struct CredentialRow {
     expired: bool,
     revoked: bool,
     revoke_url: Option<String>,
+    /// For an active credential not being rotated, that the person may revoke.
+    rotate_url: Option<String>,
+    /// Being rotated: works until then.
+    rotating_until: Option<DateCell>,
 }
 
 #[derive(Template)]
@@ -163,6 +266,12 @@ async fn list_page(
         .into_iter()
         .map(|view| CredentialRow {
             revoke_url: may_revoke(person, &view).then(|| format!("{base}/{}/revoke", view.id)),
+            rotate_url: may_rotate(person, &view).then(|| format!("{base}/{}/rotate", view.id)),
+            rotating_until: view
+                .rotation
+                .as_ref()
+                .filter(|_| view.status == CredentialStatus::Active)
+                .map(|rotation| DateCell::new(rotation.ends_at)),
             id: view.id.to_string(),
             name: view.name.to_string(),
             hint: view.hint,
@@ -485,13 +594,7 @@ async fn create(
         return form_page(state, person, &place, entered, errors).await;
     };
 
-    let grantor = Grantor {
-        organization_id: person.membership.organization_id,
-        allowed: state.config.scopes.role_cap(person.membership.role),
-        expires_at: None,
-        rate_limit: None,
-        created_by: Creator::User(person.user_id),
-    };
+    let grantor = person_grantor(state, person);
     let input = CredentialInput {
         name,
         scopes,
@@ -524,6 +627,28 @@ async fn create(
             return form_page(state, person, &place, entered, errors).await;
         }
     };
+    created_page(state, person, &place, created, "created").await
+}
+
+/// A person grants at most their role's cap.
+fn person_grantor(state: &AppState, person: &Person) -> Grantor {
+    Grantor {
+        organization_id: person.membership.organization_id,
+        allowed: state.config.scopes.role_cap(person.membership.role),
+        expires_at: None,
+        rate_limit: None,
+        created_by: Creator::User(person.user_id),
+    }
+}
+
+/// The page that shows a new credential's key, once.
+async fn created_page(
+    state: &AppState,
+    person: &Person,
+    place: &Place,
+    created: credentials::CreatedCredential,
+    verb: &str,
+) -> Result<Response, WebError> {
     let curl = format!(
         "curl -X GET \"{}/v1/instances\" -H \"Authorization: Bearer {}\"",
         state.config.public_url.trim_end_matches('/'),
@@ -531,7 +656,7 @@ async fn create(
     );
     let template = CreatedPage {
         layout: Layout::new(state, person, place.section()).await?,
-        title: format!("{} created", title_case(place.label())),
+        title: format!("{} {verb}", title_case(place.label())),
         kind_label: place.label(),
         key: created.key,
         name: created.name.to_string(),
@@ -671,6 +796,42 @@ pub async fn revoke_api_key(
     form: FormData,
 ) -> Result<Response, WebError> {
     revoke(&state, &person, Place::api_keys(), &key_id, form).await
+}
+
+pub async fn confirm_rotate_api_key(
+    State(state): State<AppState>,
+    person: Person,
+    Path(key_id): Path<String>,
+) -> Result<Response, WebError> {
+    confirm_rotate(&state, &person, Place::api_keys(), &key_id).await
+}
+
+pub async fn rotate_api_key(
+    State(state): State<AppState>,
+    person: Person,
+    Path(key_id): Path<String>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    rotate(&state, &person, Place::api_keys(), &key_id, form).await
+}
+
+pub async fn confirm_rotate_token(
+    State(state): State<AppState>,
+    person: Person,
+    Path((project_id, token_id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let place = Place::tokens(&state, &person, &project_id).await?;
+    confirm_rotate(&state, &person, place, &token_id).await
+}
+
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    person: Person,
+    Path((project_id, token_id)): Path<(String, String)>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    let place = Place::tokens(&state, &person, &project_id).await?;
+    rotate(&state, &person, place, &token_id, form).await
 }
 
 pub async fn list_tokens(

@@ -38,6 +38,10 @@ pub fn router() -> Router<AppState> {
             "/settings/api-keys/{key_id}/revoke",
             get(credentials::confirm_revoke_api_key).post(credentials::revoke_api_key),
         )
+        .route(
+            "/settings/api-keys/{key_id}/rotate",
+            get(credentials::confirm_rotate_api_key).post(credentials::rotate_api_key),
+        )
         .route("/settings/tokens", get(projects::pick_project_for_tokens))
         .route("/settings/audit-log", get(audit::audit_log))
         .route(
@@ -51,6 +55,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings/projects/{project_id}/tokens/{token_id}/revoke",
             get(credentials::confirm_revoke_token).post(credentials::revoke_token),
+        )
+        .route(
+            "/settings/projects/{project_id}/tokens/{token_id}/rotate",
+            get(credentials::confirm_rotate_token).post(credentials::rotate_token),
         )
         .route(
             "/settings/projects",

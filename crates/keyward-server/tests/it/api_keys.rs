@@ -248,6 +248,7 @@ async fn expired_keys_are_refused_and_listed_as_expired() {
                 created_by: Creator::Credential(
                     CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
                 ),
+                rotated_from: None,
             },
         )
         .await

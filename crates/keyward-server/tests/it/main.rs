@@ -21,6 +21,7 @@ mod password_work;
 mod platform_scopes;
 mod postgres;
 mod projects;
+mod rotation;
 mod rules;
 mod storage;
 mod tokens;

@@ -70,6 +70,12 @@ enum Which {
 use Outcome::{Forbidden, NotFound, Success};
 
 const INSTANCES_READ: &[Scope] = &[Scope::INSTANCES_READ];
+/// What the world's key and tokens hold: a rotation grants it again.
+const PROJECT_LEVEL: &[Scope] = &[
+    Scope::INSTANCES_READ,
+    Scope::INSTANCES_WRITE,
+    Scope::PROJECTS_READ,
+];
 
 pub fn rows() -> Vec<Row> {
     fn row(
@@ -300,6 +306,28 @@ pub fn rows() -> Vec<Row> {
                 200,
             )
         },
+        Row {
+            grants: PROJECT_LEVEL,
+            body: Some(|_| json!({ "grace_seconds": 60 })),
+            ..row(
+                Method::POST,
+                "/v1/api-keys/{key_id}/rotate",
+                Some(Scope::API_KEYS_WRITE),
+                Organization,
+                201,
+            )
+        },
+        Row {
+            grants: PROJECT_LEVEL,
+            body: Some(|_| json!({ "grace_seconds": 0 })),
+            ..row(
+                Method::POST,
+                "/v1/projects/{project_id}/tokens/{token_id}/rotate",
+                Some(Scope::TOKENS_WRITE),
+                Organization,
+                201,
+            )
+        },
         row(Method::GET, "/v1/me", None, AnyCredential, 200),
         Row {
             other_organization: Success(200),
@@ -509,6 +537,7 @@ async fn insert_key(
                 expires_at,
                 rate_limit: None,
                 created_by: by,
+                rotated_from: None,
             },
         )
         .await
@@ -546,6 +575,7 @@ async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, Strin
                 expires_at: None,
                 rate_limit: None,
                 created_by: Creator::User(owner),
+                rotated_from: None,
             }),
         )
         .await

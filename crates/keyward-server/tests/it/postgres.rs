@@ -285,3 +285,55 @@ async fn the_outage_grace_ends() {
     assert_eq!(app.get("/v1/me", &org.key).await.status, StatusCode::OK);
     app.store.close().await;
 }
+
+#[tokio::test]
+async fn a_rotated_key_stops_on_every_node_when_its_grace_ends() {
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.create_database().await.unwrap();
+    let node = |clock: &keyward_server::auth::ManualClock| keyward_server::Config {
+        clock: clock.clock(),
+        // Far longer than the grace: only the rotation can stop the key in time.
+        cache_max_age: Duration::from_secs(3600),
+        ..keyward_server::Config::default()
+    };
+    let (clock_a, clock_b) = (
+        keyward_server::auth::ManualClock::starting_now(),
+        keyward_server::auth::ManualClock::starting_now(),
+    );
+    let a = TestApp::spawn_on_with(&url, node(&clock_a)).await;
+    let b = TestApp::spawn_on_with(&url, node(&clock_b)).await;
+    let org = a.bootstrap("Acme").await;
+    let (id, key) = a.create_key(&org.key, "CI", &["instances:read"]).await;
+    // Node B has the key in memory before the rotation.
+    assert_eq!(b.get("/v1/me", &key).await.status, StatusCode::OK);
+
+    let rotated = a
+        .post(
+            &format!("/v1/api-keys/{id}/rotate"),
+            &org.key,
+            json!({ "grace_seconds": 60 }),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.body);
+    assert_eq!(
+        b.get("/v1/me", &key).await.status,
+        StatusCode::OK,
+        "in the grace"
+    );
+    clock_a.advance(Duration::from_secs(61));
+    clock_b.advance(Duration::from_secs(61));
+    a.get("/v1/me", &key).await.problem(401, "invalid_token");
+    // B learned of the rotation from A's notification, not from its cache ageing out.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.get("/v1/me", &key).await.status != StatusCode::UNAUTHORIZED {
+        assert!(
+            Instant::now() < deadline,
+            "node B still accepts the rotated key"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let new = rotated.body["key"].as_str().unwrap();
+    assert_eq!(b.get("/v1/me", new).await.status, StatusCode::OK);
+    a.store.close().await;
+    b.store.close().await;
+}

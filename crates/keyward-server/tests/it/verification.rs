@@ -32,6 +32,7 @@ async fn key_expiring(app: &TestApp, org: &Org, expires_at: Timestamp) -> String
                 created_by: Creator::Credential(
                     CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
                 ),
+                rotated_from: None,
             },
         )
         .await

@@ -24,6 +24,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit events",
         sql: include_str!("../../migrations/postgres/0003_audit_events.sql"),
     },
+    Migration {
+        version: 4,
+        name: "rotation",
+        sql: include_str!("../../migrations/postgres/0004_rotation.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

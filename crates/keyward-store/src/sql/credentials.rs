@@ -10,7 +10,7 @@ use crate::decode::{self, timestamp};
 use crate::error::credential_insert_error;
 use crate::{
     Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page, Paged,
-    StoreError, UsageUpdate,
+    Rotation, StoreError, UsageUpdate,
 };
 
 macro_rules! select_credentials {
@@ -22,8 +22,8 @@ macro_rules! select_credentials {
             // whatever its own row says.
             "COALESCE(revoked_at, (SELECT deleted_at FROM projects \
              WHERE projects.id = credentials.project_id)) AS revoked_at, ",
-            "last_used_at, rate_limit_requests, rate_limit_per_seconds, created_by_user \
-             FROM credentials ",
+            "last_used_at, rate_limit_requests, rate_limit_per_seconds, created_by_user, \
+             rotation_ends_at, rotated_to, rotated_from FROM credentials ",
             $tail
         )
     };
@@ -49,6 +49,19 @@ pub(crate) fn decode(row: &dyn Columns) -> Result<CredentialRecord, StoreError> 
         revoked_at: row.opt_int("revoked_at")?.map(timestamp),
         last_used_at: row.opt_int("last_used_at")?.map(timestamp),
         created_by_user: row.opt_uuid("created_by_user")?.map(UserId::from_uuid),
+        rotation: match (
+            row.opt_int("rotation_ends_at")?,
+            row.opt_uuid("rotated_to")?,
+        ) {
+            (Some(ends_at), Some(replaced_by)) => Some(Rotation {
+                ends_at: timestamp(ends_at),
+                replaced_by: CredentialId::from_uuid(replaced_by, kind),
+            }),
+            _ => None,
+        },
+        rotated_from: row
+            .opt_uuid("rotated_from")?
+            .map(|id| CredentialId::from_uuid(id, kind)),
     })
 }
 
@@ -71,8 +84,8 @@ pub(crate) async fn insert(
     let query = Query::new(
         "INSERT INTO credentials (id, kind, organization_id, project_id, name, secret_sha256, \
          hint, scopes, created_at, expires_at, created_by_user, created_by_credential, \
-         rate_limit_requests, rate_limit_per_seconds) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         rate_limit_requests, rate_limit_per_seconds, rotated_from) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(new.id.as_uuid())
     .bind(new.id.kind().as_str())
@@ -87,7 +100,8 @@ pub(crate) async fn insert(
     .bind(by_user)
     .bind(by_credential)
     .bind(new.rate_limit.map(|limit| i64::from(limit.requests)))
-    .bind(new.rate_limit.map(|limit| i64::from(limit.per_seconds)));
+    .bind(new.rate_limit.map(|limit| i64::from(limit.per_seconds)))
+    .bind(new.rotated_from.map(|id| id.as_uuid()));
     tx.execute(query).await.map_err(credential_insert_error)?;
     Ok(CredentialRecord {
         id: new.id,
@@ -103,7 +117,43 @@ pub(crate) async fn insert(
         revoked_at: None,
         last_used_at: None,
         created_by_user: by_user.map(UserId::from_uuid),
+        rotation: None,
+        rotated_from: new.rotated_from,
     })
+}
+
+/// Starts the rotation of the credential `old` (locked, live, not rotating) to `new`, which
+/// is inserted: `old` works until `ends_at`. `None` when `old` is not one of the
+/// organization's; `Conflict` when it is revoked or already rotating.
+pub(crate) async fn rotate(
+    tx: &mut impl Write,
+    organization: OrganizationId,
+    old: CredentialId,
+    new: &NewCredential,
+    ends_at: Timestamp,
+) -> Result<Option<(CredentialRecord, CredentialRecord)>, StoreError> {
+    lock(tx, organization, old).await?;
+    let Some(before) = get(tx, organization, old).await? else {
+        return Ok(None);
+    };
+    if before.revoked_at.is_some() || before.rotation.is_some() {
+        return Err(StoreError::Conflict("rotation"));
+    }
+    let replacement = insert(tx, new).await?;
+    let query = Query::new(
+        "UPDATE credentials SET rotation_ends_at = $1, rotated_to = $2 \
+         WHERE organization_id = $3 AND id = $4 AND revoked_at IS NULL \
+         AND rotation_ends_at IS NULL",
+    )
+    .bind(ends_at.unix_seconds())
+    .bind(replacement.id.as_uuid())
+    .bind(organization.as_uuid())
+    .bind(old.as_uuid());
+    tx.execute(query).await?;
+    let Some(rotated) = changed(tx, organization, old).await? else {
+        return Ok(None);
+    };
+    Ok(Some((rotated, replacement)))
 }
 
 pub(crate) async fn list(
@@ -217,7 +267,8 @@ pub(crate) async fn scope_usage(
 ) -> Result<Vec<(ScopeNames, u64)>, StoreError> {
     let query = Query::new(
         "SELECT scopes, COUNT(*) AS holders FROM credentials \
-         WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) GROUP BY scopes",
+         WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
+         AND (rotation_ends_at IS NULL OR rotation_ends_at > $1) GROUP BY scopes",
     )
     .bind(now.unix_seconds());
     db.all(query, |row| {

@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit events",
         sql: include_str!("../../migrations/sqlite/0006_audit_events.sql"),
     },
+    Migration {
+        version: 7,
+        name: "rotation",
+        sql: include_str!("../../migrations/sqlite/0007_rotation.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {

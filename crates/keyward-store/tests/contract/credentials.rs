@@ -2,7 +2,7 @@ use keyward_core::{
     CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, RateLimit, Timestamp,
 };
 use keyward_store::{
-    Creator, CredentialChanges, CredentialFilter, NewProject, Page, Store, UsageUpdate,
+    Creator, CredentialChanges, CredentialFilter, NewProject, Page, Store, StoreError, UsageUpdate,
 };
 
 use crate::{name, new_credential, organization, scope_names};
@@ -328,4 +328,97 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
+}
+
+pub async fn a_rotation_links_two_credentials_and_ends_once(store: &dyn Store) {
+    let (org, bootstrap) = organization(store, "Acme").await;
+    let old = store
+        .insert_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            new_credential(
+                org,
+                Creator::Credential(bootstrap),
+                None,
+                "CI",
+                scope_names(&["instances:read"]),
+            ),
+        )
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let ends_at = now.plus_seconds(60);
+    let mut successor = new_credential(
+        org,
+        Creator::Credential(bootstrap),
+        None,
+        "CI",
+        scope_names(&["instances:read"]),
+    );
+    successor.rotated_from = Some(old.id);
+    let (rotated, replacement) = store
+        .rotate_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            old.id,
+            successor,
+            ends_at,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let rotation = rotated.rotation.unwrap();
+    assert_eq!(rotation.ends_at, ends_at);
+    assert_eq!(rotation.replaced_by, replacement.id);
+    assert_eq!(replacement.rotated_from, Some(old.id));
+    assert_eq!(rotated.revoked_at, None);
+    assert_eq!(rotated.status(now), CredentialStatus::Active);
+    assert_eq!(rotated.status(ends_at), CredentialStatus::Revoked);
+    let found = store
+        .find_credential_by_digest(&old.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.rotation, Some(rotation));
+
+    // Once only; not at all once revoked; not in another organization.
+    let again = new_credential(
+        org,
+        Creator::Credential(bootstrap),
+        None,
+        "CI",
+        scope_names(&["instances:read"]),
+    );
+    assert!(matches!(
+        store
+            .rotate_credential(
+                &keyward_store::AuditContext::SYSTEM,
+                org,
+                old.id,
+                again.clone(),
+                ends_at
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let (other, _) = organization(store, "Globex").await;
+    assert!(
+        store
+            .rotate_credential(
+                &keyward_store::AuditContext::SYSTEM,
+                other,
+                replacement.id,
+                again,
+                ends_at
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Revoking during the overlap still works, and is what counts.
+    let revoked = store
+        .revoke_credential(&keyward_store::AuditContext::SYSTEM, org, old.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.refused_from(), Some(now));
 }

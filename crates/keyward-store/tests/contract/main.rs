@@ -96,6 +96,7 @@ contract! {
     credentials::lists_page_newest_first_by_kind_and_project,
     credentials::revocation_is_permanent_and_stays_in_its_organization,
     credentials::scope_usage_counts_usable_credentials_by_scope_list,
+    credentials::a_rotation_links_two_credentials_and_ends_once,
     credentials::last_use_never_moves_backwards,
     credentials::credentials_can_be_renamed_and_rate_limited,
     resources::project_names_are_unique_among_live_projects,
@@ -177,5 +178,6 @@ pub fn new_credential(
         expires_at: None,
         rate_limit: None,
         created_by,
+        rotated_from: None,
     }
 }

@@ -63,6 +63,22 @@ pub enum KeysCommand {
     Show { id: String },
     /// Revoke an API key: immediate and permanent.
     Revoke { id: String },
+    /// Rotate an API key: a new key with the same name, scopes and limits is printed once;
+    /// the old one keeps working for the grace, then is refused as if revoked.
+    Rotate {
+        id: String,
+        #[command(flatten)]
+        grace: Grace,
+    },
+}
+
+/// How long a rotated credential keeps working.
+#[derive(Args, Debug)]
+pub struct Grace {
+    /// Seconds the old key keeps working, 0 (stop at once) to 604800 (seven days).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=604_800))]
+    grace_seconds: u32,
 }
 
 /// Manage projects.
@@ -106,6 +122,15 @@ pub enum TokensCommand {
         #[arg(long, value_name = "PROJECT_ID")]
         project: String,
         id: String,
+    },
+    /// Rotate a project token: a new one is printed once; the old one keeps working for the
+    /// grace, then is refused as if revoked.
+    Rotate {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        id: String,
+        #[command(flatten)]
+        grace: Grace,
     },
 }
 
@@ -454,8 +479,31 @@ pub async fn keys(client: &Client, command: KeysCommand) -> ClientResult {
                 println!("Revoked {id}: applications using it have lost access.");
             });
         }
+        KeysCommand::Rotate { id: raw, grace } => {
+            let id = id(&raw)?;
+            let created = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/api-keys/{id}/rotate"),
+                    Some(json!({ "grace_seconds": grace.grace_seconds })),
+                )
+                .await?;
+            print_rotated(client, &created, "API key", id, grace.grace_seconds);
+        }
     }
     Ok(())
+}
+
+/// The new credential of a rotation, once, and when the old one stops.
+fn print_rotated(client: &Client, created: &Value, what: &str, old: &str, grace: u32) {
+    print_created(client, created, what);
+    if !client.json {
+        if grace == 0 {
+            println!("{old} stopped working now.");
+        } else {
+            println!("{old} keeps working for {grace} seconds, then stops for good.");
+        }
+    }
 }
 
 pub async fn projects(client: &Client, command: ProjectsCommand) -> ClientResult {
@@ -530,6 +578,21 @@ pub async fn tokens(client: &Client, command: TokensCommand) -> ClientResult {
             client.print(&json!({ "id": id, "revoked": true }), |_| {
                 println!("Revoked {id}: applications using it have lost access.");
             });
+        }
+        TokensCommand::Rotate {
+            project,
+            id: raw,
+            grace,
+        } => {
+            let (project, id) = (id(&project)?, id(&raw)?);
+            let created = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/projects/{project}/tokens/{id}/rotate"),
+                    Some(json!({ "grace_seconds": grace.grace_seconds })),
+                )
+                .await?;
+            print_rotated(client, &created, "project token", id, grace.grace_seconds);
         }
     }
     Ok(())
