@@ -422,3 +422,28 @@ pub async fn a_rotation_links_two_credentials_and_ends_once(store: &dyn Store) {
         .unwrap();
     assert_eq!(revoked.refused_from(), Some(now));
 }
+
+/// Rotates the organization's first key, for the schema tests.
+pub async fn rotate_first_key(store: &dyn Store) -> keyward_core::CredentialId {
+    let (org, key) = organization(store, "Rotating").await;
+    let mut successor = new_credential(
+        org,
+        Creator::Credential(key),
+        None,
+        "next",
+        crate::all_scopes(),
+    );
+    successor.rotated_from = Some(key);
+    store
+        .rotate_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            key,
+            successor,
+            Timestamp::now().plus_seconds(60),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    key
+}

@@ -199,3 +199,26 @@ async fn one_node_prunes_the_audit_log_at_a_time() {
     assert_eq!(db.store.prune_audit_events(later, 100).await.unwrap(), 2);
     db.store.close().await;
 }
+
+#[tokio::test]
+async fn the_schema_refuses_to_move_a_rotations_end() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    crate::credentials::rotate_first_key(db.store.as_ref()).await;
+    let mut connection = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let moved = sqlx::query(
+        "UPDATE credentials SET rotation_ends_at = rotation_ends_at + 3600 \
+         WHERE rotation_ends_at IS NOT NULL",
+    )
+    .execute(&mut connection)
+    .await;
+    assert!(
+        moved
+            .unwrap_err()
+            .to_string()
+            .contains("a rotation cannot be changed"),
+        "moving a rotation's end must fail"
+    );
+    db.store.close().await;
+}

@@ -145,3 +145,23 @@ async fn a_change_whose_audit_event_fails_is_rolled_back() {
     .unwrap();
     crate::audit::a_change_whose_event_fails_is_not_kept(db.store.as_ref(), org).await;
 }
+
+#[tokio::test]
+async fn the_schema_refuses_to_move_a_rotations_end() {
+    let db = TestDb::sqlite().await;
+    crate::credentials::rotate_first_key(db.store.as_ref()).await;
+    let mut connection = raw_connection(&db).await;
+    let moved = sqlx::query(
+        "UPDATE credentials SET rotation_ends_at = rotation_ends_at + 3600 \
+         WHERE rotation_ends_at IS NOT NULL",
+    )
+    .execute(&mut connection)
+    .await;
+    assert!(
+        moved
+            .unwrap_err()
+            .to_string()
+            .contains("a rotation cannot be changed"),
+        "moving a rotation's end must fail"
+    );
+}
