@@ -240,7 +240,15 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` audit events older than `before`; returns how many went.
     async fn prune_audit_events(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError>;
 
-    /// Records last use in one batch. Never moves `last_used_at` backwards. Returns the number
+    /// The credential's last (up to five) client addresses with the time of the last use from
+    /// each, most recent first; empty if it is not the organization's.
+    async fn credential_addresses(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+    ) -> Result<Vec<(String, Timestamp)>, StoreError>;
+
+    /// Records last use in one batch, and the client address of each update. Never moves `last_used_at` backwards. Returns the number
     /// of rows changed.
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError>;
 

@@ -430,6 +430,14 @@ impl<B: Backend> Store for SqlStore<B> {
         credentials::scope_usage(&mut self.backend.reader()?, now).await
     }
 
+    async fn credential_addresses(
+        &self,
+        organization: OrganizationId,
+        id: CredentialId,
+    ) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        credentials::addresses(&mut self.backend.reader()?, organization, id).await
+    }
+
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError> {
         if batch.is_empty() {
             return Ok(0);

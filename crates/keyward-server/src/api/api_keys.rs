@@ -113,7 +113,9 @@ pub(super) async fn show_api_key(
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::API_KEYS_READ)?;
-    let view = credentials::show(&state, principal.organization_id, parse_id(&id)?, None).await?;
+    let view =
+        credentials::show_with_addresses(&state, principal.organization_id, parse_id(&id)?, None)
+            .await?;
     Ok(ApiJson(view))
 }
 

@@ -142,7 +142,7 @@ pub(super) async fn show_project_token(
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::TOKENS_READ)?;
     let project = reachable_project(&state, &principal, &project).await?;
-    let view = credentials::show(
+    let view = credentials::show_with_addresses(
         &state,
         principal.organization_id,
         parse_token_id(&token)?,

@@ -68,6 +68,15 @@ pub struct CreatedCredential {
     pub rotated_from: Option<CredentialId>,
 }
 
+/// A client address a credential was used from.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AddressView {
+    #[schema(example = "192.0.2.7")]
+    pub ip: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub last_used_at: Timestamp,
+}
+
 /// A rotated credential's overlap.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RotationView {
@@ -120,6 +129,10 @@ pub struct CredentialView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub rotated_from: Option<CredentialId>,
+    /// In `GET` of one credential: the last (up to five) client addresses it was used from,
+    /// most recent first, written with the last-use batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_addresses: Option<Vec<AddressView>>,
     #[serde(skip)]
     #[schema(ignore)]
     pub created_by_user: Option<keyward_core::UserId>,
@@ -154,6 +167,7 @@ impl CredentialView {
                 replaced_by: rotation.replaced_by,
             }),
             rotated_from: record.rotated_from,
+            last_addresses: None,
             created_by_user: record.created_by_user,
         }
     }
@@ -372,6 +386,33 @@ pub async fn show(
         .filter(|record| record.project_id == project)
         .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
     Ok(CredentialView::new(record, state, state.config.clock.now()))
+}
+
+/// As [`show`], with the credential's last client addresses.
+pub async fn show_with_addresses(
+    state: &AppState,
+    organization: OrganizationId,
+    id: CredentialId,
+    project: Option<ProjectId>,
+) -> Result<CredentialView, ServiceError> {
+    let mut view = show(state, organization, id, project).await?;
+    view.last_addresses = Some(addresses(state, organization, id).await?);
+    Ok(view)
+}
+
+/// The credential's last client addresses, most recent first.
+pub async fn addresses(
+    state: &AppState,
+    organization: OrganizationId,
+    id: CredentialId,
+) -> Result<Vec<AddressView>, ServiceError> {
+    Ok(state
+        .store
+        .credential_addresses(organization, id)
+        .await?
+        .into_iter()
+        .map(|(ip, last_used_at)| AddressView { ip, last_used_at })
+        .collect())
 }
 
 /// Revokes at once and for good. Revoking a revoked credential changes nothing and succeeds.

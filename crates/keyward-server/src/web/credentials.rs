@@ -226,6 +226,8 @@ struct CredentialRow {
     rotate_url: Option<String>,
     /// Being rotated: works until then.
     rotating_until: Option<DateCell>,
+    /// The last client addresses it was used from, with when.
+    addresses: Vec<(String, DateCell)>,
 }
 
 #[derive(Template)]
@@ -261,10 +263,15 @@ async fn list_page(
     };
     let list = credentials::list(state, person.membership.organization_id, filter, page).await?;
     let base = place.url();
-    let rows = list
-        .data
-        .into_iter()
-        .map(|view| CredentialRow {
+    let mut rows = Vec::with_capacity(list.data.len());
+    for view in list.data {
+        let addresses = credentials::addresses(state, person.membership.organization_id, view.id)
+            .await?
+            .into_iter()
+            .map(|address| (address.ip, DateCell::new(address.last_used_at)))
+            .collect();
+        rows.push(CredentialRow {
+            addresses,
             revoke_url: may_revoke(person, &view).then(|| format!("{base}/{}/revoke", view.id)),
             rotate_url: may_rotate(person, &view).then(|| format!("{base}/{}/rotate", view.id)),
             rotating_until: view
@@ -282,8 +289,8 @@ async fn list_page(
             expires: view.expires_at.map(DateCell::new),
             expired: view.status == CredentialStatus::Expired,
             revoked: view.status == CredentialStatus::Revoked,
-        })
-        .collect();
+        });
+    }
     let intro = match &place.project {
         None => "Keys act for the whole organization. Send one as Authorization: Bearer <key>. \
                  Revoking a key is immediate and permanent."

@@ -499,3 +499,24 @@ async fn an_expiring_key_cannot_create_one_that_outlives_it() {
         .await;
     assert_eq!(shorter.status, StatusCode::CREATED, "{}", shorter.body);
 }
+
+#[tokio::test]
+async fn a_key_shows_the_addresses_it_was_used_from() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    let (id, key) = app.create_key(&org.key, "CI", &["instances:read"]).await;
+    assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
+    let writes = app.store.stats().write_transactions;
+    assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
+    assert_eq!(app.store.stats().write_transactions, writes, "no write per use");
+    app.state.flush_usage().await.unwrap();
+
+    let shown = app.get(&format!("/v1/api-keys/{id}"), &org.key).await;
+    let addresses = shown.body["last_addresses"].as_array().unwrap();
+    assert_eq!(addresses.len(), 1, "{}", shown.body);
+    assert_eq!(addresses[0]["ip"], "127.0.0.1");
+    assert_eq!(addresses[0]["last_used_at"], shown.body["last_used_at"]);
+    // Lists leave them out: one look-up per key is for one key.
+    let listed = app.get("/v1/api-keys", &org.key).await;
+    assert!(listed.body["data"][0].get("last_addresses").is_none());
+}

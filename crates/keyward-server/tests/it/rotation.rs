@@ -243,8 +243,14 @@ async fn the_dashboard_rotates_with_a_choice_of_overlap() {
     assert_eq!(app.get("/v1/me", &old).await.status, StatusCode::OK);
     assert_eq!(app.get("/v1/me", &new).await.status, StatusCode::OK);
 
+    app.state.flush_usage().await.unwrap();
     let list = ada.get("/settings/api-keys").await;
     assert!(list.body.contains("Rotating until"), "{}", list.body);
+    assert!(
+        list.body.contains("aria-label=\"Last addresses\"><li><code>127.0.0.1</code>"),
+        "the address each key was used from: {}",
+        list.body
+    );
     assert!(
         !list
             .body

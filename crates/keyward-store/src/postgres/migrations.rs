@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rotation",
         sql: include_str!("../../migrations/postgres/0004_rotation.sql"),
     },
+    Migration {
+        version: 5,
+        name: "last addresses",
+        sql: include_str!("../../migrations/postgres/0005_last_addresses.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

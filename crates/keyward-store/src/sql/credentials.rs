@@ -292,6 +292,49 @@ pub(crate) async fn record_usage(
         .bind(update.ip.map(|ip| ip.to_string()))
         .bind(update.credential.as_uuid());
         changed += tx.execute(query).await?;
+        let Some(ip) = update.ip else { continue };
+        // The address, and the time of the last use from it; then only the five most recent.
+        let query = Query::new(
+            "INSERT INTO credential_addresses (credential_id, ip, last_used_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (credential_id, ip) DO UPDATE SET last_used_at = \
+             CASE WHEN excluded.last_used_at > credential_addresses.last_used_at \
+             THEN excluded.last_used_at ELSE credential_addresses.last_used_at END",
+        )
+        .bind(update.credential.as_uuid())
+        .bind(ip.to_string())
+        .bind(update.at.unix_seconds());
+        tx.execute(query).await?;
+        let query = Query::new(
+            "DELETE FROM credential_addresses WHERE credential_id = $1 AND ip NOT IN \
+             (SELECT ip FROM credential_addresses WHERE credential_id = $1 \
+             ORDER BY last_used_at DESC, ip LIMIT $2)",
+        )
+        .bind(update.credential.as_uuid())
+        .bind(LAST_ADDRESSES);
+        tx.execute(query).await?;
     }
     Ok(changed)
+}
+
+/// How many distinct client addresses a credential keeps.
+pub(crate) const LAST_ADDRESSES: i64 = 5;
+
+/// The credential's last client addresses, most recent first, if it is the organization's.
+pub(crate) async fn addresses(
+    db: &mut impl Read,
+    organization: OrganizationId,
+    id: CredentialId,
+) -> Result<Vec<(String, Timestamp)>, StoreError> {
+    let query = Query::new(
+        "SELECT a.ip, a.last_used_at FROM credential_addresses a \
+         JOIN credentials c ON c.id = a.credential_id \
+         WHERE c.organization_id = $1 AND a.credential_id = $2 \
+         ORDER BY a.last_used_at DESC, a.ip",
+    )
+    .bind(organization.as_uuid())
+    .bind(id.as_uuid());
+    db.all(query, |row| {
+        Ok((row.text("ip")?, timestamp(row.int("last_used_at")?)))
+    })
+    .await
 }

@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rotation",
         sql: include_str!("../../migrations/sqlite/0007_rotation.sql"),
     },
+    Migration {
+        version: 8,
+        name: "last addresses",
+        sql: include_str!("../../migrations/sqlite/0008_last_addresses.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {

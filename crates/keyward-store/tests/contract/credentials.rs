@@ -259,6 +259,52 @@ pub async fn last_use_never_moves_backwards(store: &dyn Store) {
     assert_eq!(store.record_usage(&[]).await.unwrap(), 0);
     let stored = store.get_credential(org, key).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(later));
+    // The address keeps the time of its latest use, not the earlier one written after it.
+    assert_eq!(
+        store.credential_addresses(org, key).await.unwrap(),
+        [("192.0.2.7".to_owned(), later)]
+    );
+}
+
+pub async fn the_last_five_addresses_are_kept(store: &dyn Store) {
+    let (org, key) = organization(store, "Acme").await;
+    let batch: Vec<UsageUpdate> = (0..7)
+        .map(|n| UsageUpdate {
+            credential: key,
+            at: Timestamp::from_unix_seconds(1_800_000_000 + n),
+            ip: Some(format!("192.0.2.{n}").parse().unwrap()),
+        })
+        .collect();
+    store.record_usage(&batch).await.unwrap();
+    let kept = store.credential_addresses(org, key).await.unwrap();
+    let ips: Vec<&str> = kept.iter().map(|(ip, _)| ip.as_str()).collect();
+    assert_eq!(
+        ips,
+        [
+            "192.0.2.6",
+            "192.0.2.5",
+            "192.0.2.4",
+            "192.0.2.3",
+            "192.0.2.2"
+        ],
+        "the five most recent, newest first"
+    );
+    assert_eq!(kept[0].1, Timestamp::from_unix_seconds(1_800_000_006));
+    // The last use's address is the newest one's.
+    let stored = store.get_credential(org, key).await.unwrap().unwrap();
+    assert_eq!(
+        stored.last_used_at,
+        Some(Timestamp::from_unix_seconds(1_800_000_006))
+    );
+    // Another organization sees none of them.
+    let (other, _) = organization(store, "Globex").await;
+    assert!(
+        store
+            .credential_addresses(other, key)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
