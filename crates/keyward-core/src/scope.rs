@@ -82,6 +82,7 @@ builtin! {
     MEMBERS_WRITE = 9, "members:write", Organization, Owner, "Add and remove members and change their roles.";
     AUDIT_READ = 10, "audit:read", Organization, Admin, "Read the organization's audit log.";
     KEYS_VERIFY = 11, "keys:verify", Organization, Admin, "Verify the organization's keys on behalf of another service.";
+    ORGANIZATION_WRITE = 12, "organization:write", Organization, Owner, "Change the organization's policy for new credentials.";
 }
 
 impl Scope {
@@ -587,6 +588,7 @@ mod tests {
                 "members:write",
                 "audit:read",
                 "keys:verify",
+                "organization:write",
             ]
         );
         let project_level = catalog.holdable(CredentialKind::ProjectToken);
@@ -692,8 +694,9 @@ mod tests {
             .map(|i| platform(&format!("r:s{i}"), None))
             .collect();
         let catalog = ScopeCatalog::new(&many).unwrap();
-        let last = catalog.lookup("r:s243").unwrap();
-        let only = set(&catalog, &["r:s243"]);
+        let name = format!("r:s{}", MAX_SCOPES - BUILTIN.len() - 1);
+        let last = catalog.lookup(&name).unwrap();
+        let only = set(&catalog, &[name.as_str()]);
         assert!(only.contains(last) && only.len() == 1);
         assert_eq!(catalog.all().len(), MAX_SCOPES);
         assert_eq!(catalog.all().iter().count(), MAX_SCOPES);
@@ -704,7 +707,7 @@ mod tests {
                 .zip(catalog.all().iter().skip(1))
                 .all(|(a, b)| a < b)
         );
-        assert_eq!(catalog.names(&only).collect::<Vec<_>>(), ["r:s243"]);
+        assert_eq!(catalog.names(&only).collect::<Vec<_>>(), [name.as_str()]);
     }
 
     #[test]
@@ -862,7 +865,7 @@ mod tests {
         assert!(member.is_subset_of(&admin) && admin.is_subset_of(&owner));
         assert_eq!(
             catalog.names(&owner.difference(&admin)).collect::<Vec<_>>(),
-            ["members:write"]
+            ["members:write", "organization:write"]
         );
         assert_eq!(
             catalog.names(&member).collect::<Vec<_>>(),

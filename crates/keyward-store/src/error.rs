@@ -7,6 +7,9 @@ pub enum StoreError {
     /// A unique name is taken; the string says which kind of thing.
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// A new credential's expiry breaks its organization's policy.
+    #[error("the credential breaks the organization's policy")]
+    Policy(crate::OrganizationPolicy),
     /// Something the write refers to does not exist (in this organization).
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -67,6 +67,21 @@ pub trait Store: Send + Sync + 'static {
         first_key: Option<NewCredential>,
     ) -> Result<(), StoreError>;
 
+    /// The organization, with its policy.
+    async fn get_organization(
+        &self,
+        id: OrganizationId,
+    ) -> Result<Option<OrganizationRecord>, StoreError>;
+
+    /// Changes the organization's policy for new credentials (merged with the current one
+    /// inside the transaction); `None` if it does not exist.
+    async fn set_organization_policy(
+        &self,
+        audit: &AuditContext,
+        id: OrganizationId,
+        changes: PolicyChanges,
+    ) -> Result<Option<OrganizationRecord>, StoreError>;
+
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
 
     /// The organizations a person belongs to, by name.

@@ -389,3 +389,41 @@ pub struct AuthFailureCount {
     pub first_at: Timestamp,
     pub last_at: Timestamp,
 }
+
+/// What an organization requires of new credentials. Existing ones are not changed; lists
+/// show those that exceed it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrganizationPolicy {
+    /// The longest lifetime of a new credential, in days (1 to 3650); it then needs an expiry.
+    pub max_lifetime_days: Option<u32>,
+    /// Whether a new credential needs an expiry.
+    pub require_expiry: bool,
+}
+
+impl OrganizationPolicy {
+    /// Whether a credential made at `created_at` expiring at `expires_at` meets the policy.
+    pub fn allows(&self, created_at: Timestamp, expires_at: Option<Timestamp>) -> bool {
+        match (expires_at, self.max_lifetime_days) {
+            (None, Some(_)) => false,
+            (None, None) => !self.require_expiry,
+            (Some(_), None) => true,
+            (Some(at), Some(days)) => at <= created_at.plus_seconds(i64::from(days) * 86_400),
+        }
+    }
+}
+
+/// An organization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrganizationRecord {
+    pub id: OrganizationId,
+    pub name: Name,
+    pub created_at: Timestamp,
+    pub policy: OrganizationPolicy,
+}
+
+/// A change of policy; `None` leaves a field as it is, `Some(None)` removes the maximum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyChanges {
+    pub max_lifetime_days: Option<Option<u32>>,
+    pub require_expiry: Option<bool>,
+}

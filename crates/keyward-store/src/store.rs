@@ -19,9 +19,9 @@ use crate::{
     Actor, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount, CredentialChanges,
     CredentialFilter, CredentialRecord, DatabaseState, InstanceRecord, Invalidation, LoginAttempt,
     LoginFailures, MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewInstance,
-    NewOrganization, NewOwner, NewProject, NewSession, Page, Paged, ProjectChanges,
-    ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats, UsageUpdate,
-    UserRecord,
+    NewOrganization, NewOwner, NewProject, NewSession, OrganizationPolicy, OrganizationRecord,
+    Page, Paged, PolicyChanges, ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord,
+    Store, StoreError, StoreStats, UsageUpdate, UserRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -144,6 +144,58 @@ impl<B: Backend> Store for SqlStore<B> {
                 let record = credentials::insert(tx, first_key).await?;
                 audit::record(tx, audit, credential_created(&record)).await?;
             }
+        })
+    }
+
+    async fn get_organization(
+        &self,
+        id: OrganizationId,
+    ) -> Result<Option<OrganizationRecord>, StoreError> {
+        organizations::get(&mut self.backend.reader()?, id).await
+    }
+
+    async fn set_organization_policy(
+        &self,
+        audit: &AuditContext,
+        id: OrganizationId,
+        changes: PolicyChanges,
+    ) -> Result<Option<OrganizationRecord>, StoreError> {
+        in_transaction!(self, |tx| {
+            organizations::lock(tx, id).await?;
+            let before = organizations::get(tx, id).await?;
+            let policy = before.as_ref().map(|before| OrganizationPolicy {
+                max_lifetime_days: changes
+                    .max_lifetime_days
+                    .unwrap_or(before.policy.max_lifetime_days),
+                require_expiry: changes
+                    .require_expiry
+                    .unwrap_or(before.policy.require_expiry),
+            });
+            if let (Some(before), Some(policy)) = (&before, policy) {
+                organizations::set_policy(tx, id, policy).await?;
+                let days = |p: &OrganizationPolicy| Value::from(p.max_lifetime_days);
+                let changes = audit::changed(vec![
+                    ("max_lifetime_days", days(&before.policy), days(&policy)),
+                    (
+                        "require_expiry",
+                        Value::Bool(before.policy.require_expiry),
+                        Value::Bool(policy.require_expiry),
+                    ),
+                ]);
+                if !changes.is_empty() {
+                    let event = Event {
+                        organization: Some(id),
+                        action: "organization.policy_changed".into(),
+                        target_type: "organization",
+                        target_id: id.to_string(),
+                        changes,
+                    };
+                    audit::record(tx, audit, event).await?;
+                }
+            }
+            before
+                .zip(policy)
+                .map(|(before, policy)| OrganizationRecord { policy, ..before })
         })
     }
 

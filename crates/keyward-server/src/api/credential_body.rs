@@ -56,7 +56,7 @@ pub struct UpdateCredential {
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, by default).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

@@ -14,6 +14,7 @@ mod me;
 mod members;
 mod metrics;
 mod openapi;
+mod organization;
 mod projects;
 pub(crate) mod schema;
 mod scopes;
@@ -74,6 +75,7 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(forward_auth::router())
         .merge(me::router())
         .merge(members::router())
+        .merge(organization::router())
         .merge(scopes::router());
     let open = health::router()
         .merge(metrics::router())

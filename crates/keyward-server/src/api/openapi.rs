@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 
 use super::{
     ApiRoutes, api_keys, audit_events, forward_auth, health, instances, introspect, keys_verify,
-    me, members, metrics, projects, scopes, tokens,
+    me, members, metrics, organization, projects, scopes, tokens,
 };
 use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
@@ -64,6 +64,8 @@ use crate::error::{ApiError, FieldError, Problem};
         members::show_member,
         members::change_member_role,
         members::remove_member,
+        organization::show_organization,
+        organization::update_organization,
         scopes::list_scopes,
         health::healthz,
         health::readyz,

@@ -34,6 +34,8 @@ pub enum ScopeName {
     AuditRead,
     #[serde(rename = "keys:verify")]
     KeysVerify,
+    #[serde(rename = "organization:write")]
+    OrganizationWrite,
 }
 
 /// A scope a project token may hold.

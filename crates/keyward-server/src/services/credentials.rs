@@ -7,7 +7,8 @@ use keyward_core::{
     ProjectId, RateLimit, ScopeCatalog, ScopeSet, Timestamp,
 };
 use keyward_store::{
-    Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page,
+    Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential,
+    OrganizationPolicy, Page,
 };
 use serde::Serialize;
 
@@ -129,6 +130,9 @@ pub struct CredentialView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub rotated_from: Option<CredentialId>,
+    /// Active, but with no expiry or a later one than the organization's policy now allows
+    /// (set after it was made): it keeps working; replace it to comply.
+    pub exceeds_policy: bool,
     /// In `GET` of one credential: the last (up to five) client addresses it was used from,
     /// most recent first, written with the last-use batches.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,7 +144,12 @@ pub struct CredentialView {
 
 impl CredentialView {
     /// Adds this node's last use that is not yet written to the database.
-    fn new(record: CredentialRecord, state: &AppState, now: Timestamp) -> Self {
+    fn new(
+        record: CredentialRecord,
+        state: &AppState,
+        now: Timestamp,
+        policy: &OrganizationPolicy,
+    ) -> Self {
         let last_used_at = record.last_used_at.max(state.usage.pending_use(record.id));
         let catalog = &state.config.scopes;
         let granted = catalog.granted(&record.scopes, record.id.kind());
@@ -149,7 +158,10 @@ impl CredentialView {
             .iter()
             .map(str::to_owned)
             .partition(|name| catalog.lookup(name).is_some_and(|s| granted.contains(s)));
+        let status = record.status(now);
         Self {
+            exceeds_policy: status == CredentialStatus::Active
+                && !policy.allows(record.created_at, record.expires_at),
             scopes,
             unknown_scopes,
             status: record.status(now),
@@ -365,10 +377,11 @@ pub async fn list(
         .list_credentials(organization, filter, page)
         .await?;
     let now = state.config.clock.now();
+    let policy = policy_of(state, organization).await?;
     Ok(List::from_paged(
         paged,
         |record| record.id.to_string(),
-        |record| CredentialView::new(record, state, now),
+        |record| CredentialView::new(record, state, now, &policy),
     ))
 }
 
@@ -385,7 +398,26 @@ pub async fn show(
         .await?
         .filter(|record| record.project_id == project)
         .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
-    Ok(CredentialView::new(record, state, state.config.clock.now()))
+    let policy = policy_of(state, organization).await?;
+    Ok(CredentialView::new(
+        record,
+        state,
+        state.config.clock.now(),
+        &policy,
+    ))
+}
+
+/// The organization's policy for new credentials.
+async fn policy_of(
+    state: &AppState,
+    organization: OrganizationId,
+) -> Result<OrganizationPolicy, ServiceError> {
+    Ok(state
+        .store
+        .get_organization(organization)
+        .await?
+        .map(|record| record.policy)
+        .unwrap_or_default())
 }
 
 /// As [`show`], with the credential's last client addresses.
@@ -480,7 +512,13 @@ pub async fn update(
         .await?
         .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
     state.verifier.invalidate(&record.digest);
-    Ok(CredentialView::new(record, state, state.config.clock.now()))
+    let policy = policy_of(state, organization).await?;
+    Ok(CredentialView::new(
+        record,
+        state,
+        state.config.clock.now(),
+        &policy,
+    ))
 }
 
 /// Each scope that usable credentials (neither revoked nor expired) hold but the catalog in

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod credentials;
 pub mod instances;
 pub mod members;
+pub mod organization;
 pub mod projects;
 
 use keyward_core::CredentialKind;
@@ -118,6 +119,9 @@ impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Policy(policy) => {
+                Self::invalid("expires_at", organization::refusal(policy))
+            }
             other => Self::Store(other),
         }
     }

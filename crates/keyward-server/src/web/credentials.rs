@@ -228,6 +228,8 @@ struct CredentialRow {
     rotating_until: Option<DateCell>,
     /// The last client addresses it was used from, with when.
     addresses: Vec<(String, DateCell)>,
+    /// Active, but beyond the organization's policy.
+    exceeds_policy: bool,
 }
 
 #[derive(Template)]
@@ -272,6 +274,7 @@ async fn list_page(
             .collect();
         rows.push(CredentialRow {
             addresses,
+            exceeds_policy: view.exceeds_policy,
             revoke_url: may_revoke(person, &view).then(|| format!("{base}/{}/revoke", view.id)),
             rotate_url: may_rotate(person, &view).then(|| format!("{base}/{}/rotate", view.id)),
             rotating_until: view

@@ -8,6 +8,7 @@ mod audit;
 mod credentials;
 mod form;
 mod members;
+mod organization;
 mod page;
 mod projects;
 mod session;
@@ -44,6 +45,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/settings/tokens", get(projects::pick_project_for_tokens))
         .route("/settings/audit-log", get(audit::audit_log))
+        .route(
+            "/settings/organization/policy",
+            get(organization::show).post(organization::update),
+        )
         .route(
             "/settings/projects/{project_id}/tokens",
             get(credentials::list_tokens).post(credentials::create_token),

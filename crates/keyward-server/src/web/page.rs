@@ -64,6 +64,10 @@ impl Layout {
         }
     }
 
+    pub fn is_owner(&self) -> bool {
+        self.role == Role::Owner
+    }
+
     pub fn manages_members(&self) -> bool {
         self.role.manages_members()
     }

@@ -508,7 +508,11 @@ async fn a_key_shows_the_addresses_it_was_used_from() {
     assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
     let writes = app.store.stats().write_transactions;
     assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
-    assert_eq!(app.store.stats().write_transactions, writes, "no write per use");
+    assert_eq!(
+        app.store.stats().write_transactions,
+        writes,
+        "no write per use"
+    );
     app.state.flush_usage().await.unwrap();
 
     let shown = app.get(&format!("/v1/api-keys/{id}"), &org.key).await;

@@ -19,6 +19,7 @@ mod members;
 mod openapi;
 mod password_work;
 mod platform_scopes;
+mod policy;
 mod postgres;
 mod projects;
 mod rotation;

@@ -329,6 +329,18 @@ pub fn rows() -> Vec<Row> {
             )
         },
         row(Method::GET, "/v1/me", None, AnyCredential, 200),
+        row(Method::GET, "/v1/organization", None, AnyCredential, 200),
+        Row {
+            other_organization: Success(200),
+            body: Some(|_| json!({ "require_expiry": false })),
+            ..row(
+                Method::PATCH,
+                "/v1/organization",
+                Some(Scope::ORGANIZATION_WRITE),
+                Organization,
+                200,
+            )
+        },
         Row {
             other_organization: Success(200),
             ..row(

@@ -247,7 +247,8 @@ async fn the_dashboard_rotates_with_a_choice_of_overlap() {
     let list = ada.get("/settings/api-keys").await;
     assert!(list.body.contains("Rotating until"), "{}", list.body);
     assert!(
-        list.body.contains("aria-label=\"Last addresses\"><li><code>127.0.0.1</code>"),
+        list.body
+            .contains("aria-label=\"Last addresses\"><li><code>127.0.0.1</code>"),
         "the address each key was used from: {}",
         list.body
     );

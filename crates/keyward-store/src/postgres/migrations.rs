@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "last addresses",
         sql: include_str!("../../migrations/postgres/0005_last_addresses.sql"),
     },
+    Migration {
+        version: 6,
+        name: "organization policy",
+        sql: include_str!("../../migrations/postgres/0006_organization_policy.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -81,6 +81,10 @@ pub(crate) async fn insert(
         Creator::User(user) => (Some(user.as_uuid()), None),
         Creator::Credential(credential) => (None, Some(credential.as_uuid())),
     };
+    let policy = super::organizations::policy_for_insert(tx, new.organization_id).await?;
+    if !policy.allows(new.created_at, new.expires_at) {
+        return Err(StoreError::Policy(policy));
+    }
     let query = Query::new(
         "INSERT INTO credentials (id, kind, organization_id, project_id, name, secret_sha256, \
          hint, scopes, created_at, expires_at, created_by_user, created_by_credential, \

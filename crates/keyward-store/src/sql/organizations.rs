@@ -6,8 +6,8 @@ use super::{Columns, Query, Read, Write, locking};
 use crate::decode::{role, timestamp};
 use crate::error::conflict_on_unique;
 use crate::{
-    MemberRecord, MembershipChange, MembershipRecord, NewOrganization, NewOwner, StoreError,
-    UserRecord,
+    MemberRecord, MembershipChange, MembershipRecord, NewOrganization, NewOwner,
+    OrganizationPolicy, OrganizationRecord, StoreError, UserRecord,
 };
 
 pub(crate) async fn create(
@@ -53,6 +53,74 @@ pub(crate) async fn create(
         organization.created_at,
     )
     .await
+}
+
+fn organization(row: &dyn Columns) -> Result<OrganizationRecord, StoreError> {
+    Ok(OrganizationRecord {
+        id: OrganizationId::from_uuid(row.uuid("id")?),
+        name: Name::from_trusted(row.text("name")?),
+        created_at: timestamp(row.int("created_at")?),
+        policy: policy(row)?,
+    })
+}
+
+fn policy(row: &dyn Columns) -> Result<OrganizationPolicy, StoreError> {
+    Ok(OrganizationPolicy {
+        max_lifetime_days: row
+            .opt_int("max_lifetime_days")?
+            .and_then(|days| u32::try_from(days).ok()),
+        require_expiry: row.int("require_expiry")? != 0,
+    })
+}
+
+pub(crate) async fn get(
+    db: &mut impl Read,
+    id: OrganizationId,
+) -> Result<Option<OrganizationRecord>, StoreError> {
+    let query = Query::new(
+        "SELECT id, name, created_at, max_lifetime_days, require_expiry FROM organizations \
+         WHERE id = $1",
+    )
+    .bind(id.as_uuid());
+    db.optional(query, organization).await
+}
+
+/// The organization's policy, share-locked until the transaction ends (PostgreSQL), so that
+/// a policy change waits for the credential being checked against the old one, or it sees
+/// the new one.
+pub(crate) async fn policy_for_insert(
+    tx: &mut impl Write,
+    id: OrganizationId,
+) -> Result<OrganizationPolicy, StoreError> {
+    let query = locking!(
+        "FOR SHARE",
+        "SELECT max_lifetime_days, require_expiry FROM organizations WHERE id = $1"
+    )
+    .bind(id.as_uuid());
+    Ok(tx.optional(query, policy).await?.unwrap_or_default())
+}
+
+/// Locks the organization's row until the transaction ends (PostgreSQL).
+pub(crate) async fn lock(tx: &mut impl Write, id: OrganizationId) -> Result<(), StoreError> {
+    let query =
+        locking!("FOR UPDATE", "SELECT 1 FROM organizations WHERE id = $1").bind(id.as_uuid());
+    tx.optional(query, super::exists).await?;
+    Ok(())
+}
+
+pub(crate) async fn set_policy(
+    tx: &mut impl Write,
+    id: OrganizationId,
+    policy: OrganizationPolicy,
+) -> Result<(), StoreError> {
+    let query = Query::new(
+        "UPDATE organizations SET max_lifetime_days = $1, require_expiry = $2 WHERE id = $3",
+    )
+    .bind(policy.max_lifetime_days.map(i64::from))
+    .bind(i64::from(policy.require_expiry))
+    .bind(id.as_uuid());
+    tx.execute(query).await?;
+    Ok(())
 }
 
 /// The `users` row.

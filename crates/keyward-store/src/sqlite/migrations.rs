@@ -48,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "last addresses",
         sql: include_str!("../../migrations/sqlite/0008_last_addresses.sql"),
     },
+    Migration {
+        version: 9,
+        name: "organization policy",
+        sql: include_str!("../../migrations/sqlite/0009_organization_policy.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {

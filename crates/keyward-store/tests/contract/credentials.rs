@@ -493,3 +493,62 @@ pub async fn rotate_first_key(store: &dyn Store) -> keyward_core::CredentialId {
         .unwrap();
     key
 }
+
+pub async fn new_credentials_meet_the_organizations_policy(store: &dyn Store) {
+    let (org, bootstrap) = organization(store, "Acme").await;
+    let changes = keyward_store::PolicyChanges {
+        max_lifetime_days: Some(Some(30)),
+        require_expiry: None,
+    };
+    let set = store
+        .set_organization_policy(&keyward_store::AuditContext::SYSTEM, org, changes)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(set.policy.max_lifetime_days, Some(30));
+    assert!(!set.policy.require_expiry);
+    let fetched = store.get_organization(org).await.unwrap().unwrap();
+    assert_eq!(fetched.policy, set.policy);
+
+    let key = |expires_at: Option<Timestamp>| {
+        let mut new = new_credential(
+            org,
+            Creator::Credential(bootstrap),
+            None,
+            "k",
+            scope_names(&["instances:read"]),
+        );
+        new.expires_at = expires_at;
+        new
+    };
+    let now = Timestamp::now();
+    for refused in [None, Some(now.plus_seconds(31 * 86_400))] {
+        assert!(matches!(
+            store
+                .insert_credential(&keyward_store::AuditContext::SYSTEM, key(refused))
+                .await,
+            Err(StoreError::Policy(policy)) if policy.max_lifetime_days == Some(30)
+        ));
+    }
+    store
+        .insert_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            key(Some(now.plus_seconds(29 * 86_400))),
+        )
+        .await
+        .unwrap();
+    // Another organization is not bound by it.
+    let (other, other_key) = organization(store, "Globex").await;
+    let mut theirs = new_credential(
+        other,
+        Creator::Credential(other_key),
+        None,
+        "k",
+        scope_names(&["instances:read"]),
+    );
+    theirs.expires_at = None;
+    store
+        .insert_credential(&keyward_store::AuditContext::SYSTEM, theirs)
+        .await
+        .unwrap();
+}

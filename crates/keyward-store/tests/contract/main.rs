@@ -99,6 +99,7 @@ contract! {
     credentials::a_rotation_links_two_credentials_and_ends_once,
     credentials::last_use_never_moves_backwards,
     credentials::the_last_five_addresses_are_kept,
+    credentials::new_credentials_meet_the_organizations_policy,
     credentials::credentials_can_be_renamed_and_rate_limited,
     resources::project_names_are_unique_among_live_projects,
     resources::deleting_a_project_revokes_its_tokens,

@@ -1,0 +1,81 @@
+//! `/v1/organization`: the organization of the presented credential, and its policy for new
+//! credentials.
+
+use axum::extract::State;
+use axum::routing::get;
+use keyward_core::Scope;
+use serde::Deserialize;
+
+use super::ApiRoutes;
+use super::credential_body::present;
+use crate::AppState;
+use crate::audit::Origin;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::services::organization::{self, OrganizationView};
+
+pub fn router() -> ApiRoutes {
+    ApiRoutes::new().route(
+        "/v1/organization",
+        get(show_organization).patch(update_organization),
+    )
+}
+
+/// `{max_lifetime_days?, require_expiry?}`; `"max_lifetime_days": null` removes the maximum.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateOrganization {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 3650)]
+    max_lifetime_days: Option<Option<u32>>,
+    #[serde(default)]
+    require_expiry: Option<bool>,
+}
+
+/// Show the organization
+///
+/// The organization of the presented credential, with its policy for new credentials. Any
+/// valid key or token may read it.
+#[utoipa::path(
+    get, path = "/v1/organization", tag = "Organization",
+    responses((status = 200, description = "The organization", body = OrganizationView)),
+    security(("bearer" = []))
+)]
+pub(super) async fn show_organization(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<ApiJson<OrganizationView>, ApiError> {
+    let record = organization::get(&state, principal.organization_id).await?;
+    Ok(ApiJson(record.into()))
+}
+
+/// Change the policy for new credentials
+///
+/// With a maximum lifetime, a new credential without an expiry, or expiring later, is refused
+/// with a 422 that says the maximum. Existing credentials are not changed; lists mark those
+/// that exceed the policy.
+#[utoipa::path(
+    patch, path = "/v1/organization", tag = "Organization",
+    request_body = UpdateOrganization,
+    responses((status = 200, description = "The organization as changed", body = OrganizationView)),
+    security(("bearer" = ["organization:write"]))
+)]
+pub(super) async fn update_organization(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    body: Result<ApiJson<UpdateOrganization>, ApiError>,
+) -> Result<ApiJson<OrganizationView>, ApiError> {
+    principal.require(Scope::ORGANIZATION_WRITE)?;
+    let ApiJson(body) = body?;
+    let record = organization::set_policy(
+        &state,
+        &origin.by(&principal),
+        principal.organization_id,
+        body.max_lifetime_days,
+        body.require_expiry,
+    )
+    .await?;
+    Ok(ApiJson(record.into()))
+}

@@ -1,0 +1,90 @@
+//! The organization's policy for new credentials: a longest lifetime and whether an expiry is
+//! required. The store checks it inside the transaction that inserts a credential (every way
+//! of making one: the API, the dashboard, rotation); existing credentials are not changed,
+//! and lists show those that exceed it.
+
+use keyward_core::{OrganizationId, Timestamp};
+use keyward_store::{AuditContext, OrganizationPolicy, OrganizationRecord, PolicyChanges};
+use serde::Serialize;
+
+use super::ServiceError;
+use crate::AppState;
+
+/// The longest `max_lifetime_days`.
+pub const MAX_LIFETIME_DAYS: u32 = 3650;
+
+/// The organization as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrganizationView {
+    #[schema(value_type = String, example = "org_01m8dz95x5e4w8stdkzcqeqr73")]
+    pub id: OrganizationId,
+    #[schema(value_type = String, example = "Acme")]
+    pub name: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// New credentials must expire within this many days (then an expiry is required).
+    pub max_lifetime_days: Option<u32>,
+    /// New credentials must have an expiry.
+    pub require_expiry: bool,
+}
+
+impl From<OrganizationRecord> for OrganizationView {
+    fn from(record: OrganizationRecord) -> Self {
+        Self {
+            id: record.id,
+            name: record.name.to_string(),
+            created_at: record.created_at,
+            max_lifetime_days: record.policy.max_lifetime_days,
+            require_expiry: record.policy.require_expiry,
+        }
+    }
+}
+
+/// What a refusal says: the rule, with the maximum.
+pub fn refusal(policy: OrganizationPolicy) -> String {
+    match policy.max_lifetime_days {
+        Some(days) => format!(
+            "this organization's policy requires an expiry at most {days} days after creation"
+        ),
+        None => "this organization's policy requires an expiry".to_owned(),
+    }
+}
+
+pub async fn get(
+    state: &AppState,
+    organization: OrganizationId,
+) -> Result<OrganizationRecord, ServiceError> {
+    state
+        .store
+        .get_organization(organization)
+        .await?
+        .ok_or(ServiceError::NotFound("organization"))
+}
+
+/// Changes the policy: `max_lifetime_days` (`Some(None)` clears it) and `require_expiry`,
+/// each left as it is when `None`.
+pub async fn set_policy(
+    state: &AppState,
+    audit: &AuditContext,
+    organization: OrganizationId,
+    max_lifetime_days: Option<Option<u32>>,
+    require_expiry: Option<bool>,
+) -> Result<OrganizationRecord, ServiceError> {
+    if let Some(Some(days)) = max_lifetime_days
+        && !(1..=MAX_LIFETIME_DAYS).contains(&days)
+    {
+        return Err(ServiceError::invalid(
+            "max_lifetime_days",
+            "must be between 1 and 3650, or null for no maximum",
+        ));
+    }
+    let changes = PolicyChanges {
+        max_lifetime_days,
+        require_expiry,
+    };
+    state
+        .store
+        .set_organization_policy(audit, organization, changes)
+        .await?
+        .ok_or(ServiceError::NotFound("organization"))
+}
