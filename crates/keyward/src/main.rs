@@ -67,6 +67,13 @@ enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    /// Show the organization, and change its policy for new keys (show, set-policy).
+    Organization {
+        #[command(subcommand)]
+        command: client::OrganizationCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
     /// Read the organization's audit log (list, export).
     Audit {
         #[command(subcommand)]
@@ -236,6 +243,13 @@ fn main() -> ExitCode {
             } => {
                 let client = client::Client::new(&connection)?;
                 Ok(client::commands_members(&client, command).await?)
+            }
+            Command::Organization {
+                command,
+                connection,
+            } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_organization(&client, command).await?)
             }
             Command::Audit {
                 command,

@@ -1338,3 +1338,58 @@ async fn the_client_rotates_a_key() {
     );
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
 }
+
+#[tokio::test]
+async fn the_client_shows_and_sets_the_organizations_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let admin = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let key = admin["key"].as_str().unwrap();
+    let set = json_of(&client(
+        &server,
+        Some(key),
+        &[
+            "organization",
+            "set-policy",
+            "--max-lifetime-days",
+            "30",
+            "--json",
+        ],
+    ));
+    assert_eq!(set["max_lifetime_days"], 30);
+    let table = text(&client(&server, Some(key), &["organization", "show"]).stdout);
+    assert!(table.contains("Acme") && table.contains("30"), "{table}");
+    // New keys are held to it.
+    let refused = client(
+        &server,
+        Some(key),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "Forever",
+            "--scope",
+            "instances:read",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("at most 30 days"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let cleared = json_of(&client(
+        &server,
+        Some(key),
+        &[
+            "organization",
+            "set-policy",
+            "--max-lifetime-days",
+            "none",
+            "--json",
+        ],
+    ));
+    assert_eq!(cleared["max_lifetime_days"], Value::Null);
+    let nothing = client(&server, Some(key), &["organization", "set-policy"]);
+    assert_eq!(nothing.status.code(), Some(2));
+}

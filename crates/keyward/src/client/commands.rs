@@ -174,6 +174,22 @@ pub enum MembersCommand {
     },
 }
 
+/// The organization's policy for new keys and tokens.
+#[derive(Subcommand, Debug)]
+pub enum OrganizationCommand {
+    /// Show the organization and its policy (any key).
+    Show,
+    /// Change the policy (the key needs organization:write, which only owners can grant).
+    SetPolicy {
+        /// Longest lifetime of a new key, in days (1 to 3650); `none` removes the maximum.
+        #[arg(long, value_name = "DAYS")]
+        max_lifetime_days: Option<String>,
+        /// Whether every new key must have an expiry.
+        #[arg(long, value_name = "BOOL")]
+        require_expiry: Option<bool>,
+    },
+}
+
 /// Filters of the audit log.
 #[derive(clap::Args, Debug)]
 pub struct AuditFilters {
@@ -258,6 +274,53 @@ fn audit_row(event: &Value) -> Vec<String> {
         cell(&event["target"]["id"]),
         cell(&event["client_ip"]),
     ]
+}
+
+pub async fn organization(client: &Client, command: OrganizationCommand) -> ClientResult {
+    let answer = match command {
+        OrganizationCommand::Show => client.get("/v1/organization").await?,
+        OrganizationCommand::SetPolicy {
+            max_lifetime_days,
+            require_expiry,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(days) = max_lifetime_days {
+                let value = if days == "none" {
+                    Value::Null
+                } else {
+                    let days: u32 = days.parse().map_err(|_| {
+                        ClientError::Usage(format!(
+                            "--max-lifetime-days {days:?}: give a number of days, or none"
+                        ))
+                    })?;
+                    Value::from(days)
+                };
+                body.insert("max_lifetime_days".into(), value);
+            }
+            if let Some(required) = require_expiry {
+                body.insert("require_expiry".into(), Value::Bool(required));
+            }
+            if body.is_empty() {
+                return Err(ClientError::Usage(
+                    "say what to change: --max-lifetime-days or --require-expiry".into(),
+                ));
+            }
+            client
+                .call(Method::PATCH, "/v1/organization", Some(Value::Object(body)))
+                .await?
+        }
+    };
+    client.print(&answer, |org| {
+        let row: Vec<String> = ["id", "name", "max_lifetime_days", "require_expiry"]
+            .iter()
+            .map(|field| cell(&org[field]))
+            .collect();
+        print(
+            &["ID", "NAME", "MAX LIFETIME (DAYS)", "EXPIRY REQUIRED"],
+            &[row],
+        );
+    });
+    Ok(())
 }
 
 pub async fn members(client: &Client, command: MembersCommand) -> ClientResult {

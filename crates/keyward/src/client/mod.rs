@@ -15,10 +15,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub use commands::{
-    AuditCommand, InstancesCommand, KeysCommand, MembersCommand, ProjectsCommand, TokensCommand,
-    audit as commands_audit, instances as commands_instances, keys as commands_keys,
-    members as commands_members, projects as commands_projects, scopes as commands_scopes,
-    tokens as commands_tokens, whoami as commands_whoami,
+    AuditCommand, InstancesCommand, KeysCommand, MembersCommand, OrganizationCommand,
+    ProjectsCommand, TokensCommand, audit as commands_audit, instances as commands_instances,
+    keys as commands_keys, members as commands_members, organization as commands_organization,
+    projects as commands_projects, scopes as commands_scopes, tokens as commands_tokens,
+    whoami as commands_whoami,
 };
 
 /// How to reach the server, shared by every client command.
