@@ -56,7 +56,7 @@ impl Principal {
             project_id: credential.project_id,
             scopes: credential.scopes,
             created_at: credential.created_at,
-            expires_at: credential.expires_at,
+            expires_at: credential.expires_at(),
             credential,
         }
     }

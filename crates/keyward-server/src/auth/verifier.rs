@@ -214,7 +214,7 @@ impl Verifier {
         if now.unix_seconds() >= entry.refused_from {
             return Err(self.failed(Refusal::Revoked, Some(&entry), client_ip));
         }
-        if let Some(expires_at) = entry.expires_at
+        if let Some(expires_at) = entry.expires_at()
             && expires_at <= now
         {
             return Err(self.failed(Refusal::Expired(expires_at), Some(&entry), client_ip));
