@@ -109,6 +109,14 @@ fn may_rotate(person: &Person, view: &CredentialView) -> bool {
     view.status == CredentialStatus::Active && view.rotation.is_none() && may_revoke(person, view)
 }
 
+fn cannot_rotate(place: &Place) -> WebError {
+    WebError::forbidden(format!(
+        "You cannot rotate this {}: it is not active, is already being rotated, or was \
+         created by someone else.",
+        place.label()
+    ))
+}
+
 /// The overlaps the dashboard offers.
 const GRACE_CHOICES: [(i64, &str); 4] = [
     (0, "Now: the old one stops at once"),
@@ -138,11 +146,7 @@ async fn confirm_rotate(
     let organization = person.membership.organization_id;
     let view = credentials::show(state, organization, id, place.project_id()).await?;
     if !may_rotate(person, &view) {
-        return Err(WebError::forbidden(format!(
-            "You cannot rotate this {}: it is not active, is already being rotated, or was \
-             created by someone else.",
-            place.label()
-        )));
+        return Err(cannot_rotate(&place));
     }
     let template = RotatePage {
         layout: Layout::new(state, person, place.section()).await?,
@@ -173,11 +177,7 @@ async fn rotate(
     let organization = person.membership.organization_id;
     let view = credentials::show(state, organization, id, place.project_id()).await?;
     if !may_rotate(person, &view) {
-        return Err(WebError::forbidden(format!(
-            "You cannot rotate this {}: it is not active, is already being rotated, or was \
-             created by someone else.",
-            place.label()
-        )));
+        return Err(cannot_rotate(&place));
     }
     let grace = form
         .text("grace_seconds")
