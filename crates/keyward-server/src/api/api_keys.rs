@@ -169,6 +169,7 @@ pub(super) async fn rotate_api_key(
     principal.require(Scope::API_KEYS_WRITE)?;
     let id = parse_id(&id)?;
     let ApiJson(body) = body?;
+    let expires_at = body.expiry(&state)?;
     let created = credentials::rotate(
         &state,
         &origin.by(&principal),
@@ -176,6 +177,7 @@ pub(super) async fn rotate_api_key(
         id,
         None,
         body.grace_seconds,
+        expires_at,
     )
     .await?;
     let location = format!("/v1/api-keys/{}", created.id);

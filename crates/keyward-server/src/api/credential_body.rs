@@ -1,6 +1,6 @@
 //! The body of `POST /v1/api-keys` and `POST /v1/projects/{project_id}/tokens`.
 
-use keyward_core::RateLimit;
+use keyward_core::{RateLimit, Timestamp};
 use keyward_store::{Creator, CredentialChanges};
 use serde::Deserialize;
 
@@ -87,12 +87,25 @@ impl UpdateCredential {
     }
 }
 
-/// `{grace_seconds}`: how long the old credential keeps working, 0 to 604800 (7 days).
+/// `{grace_seconds, expires_at?}`: how long the old credential keeps working, 0 to 604800
+/// (7 days), and the new one's expiry if not the old one's.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateCredential {
     #[schema(minimum = 0, maximum = 604800, example = 86400)]
     pub grace_seconds: i64,
+    /// The new credential's expiry (RFC 3339, in the future); the old one's when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+impl RotateCredential {
+    /// The new expiry, if one is given: it must lie in the future.
+    pub fn expiry(&self, state: &AppState) -> Result<Option<Timestamp>, ApiError> {
+        parse_expiry(self.expires_at.as_deref(), state.config.clock.now())
+            .map_err(|e| ApiError::Validation(vec![e]))
+    }
 }
 
 impl CreateCredential {
@@ -119,7 +132,7 @@ pub fn grantor(principal: &Principal) -> Grantor {
     Grantor {
         organization_id: principal.organization_id,
         allowed: principal.scopes,
-        expires_at: principal.expires_at,
+        expires_at: principal.credential.usable_until(),
         rate_limit: principal.credential.rate_limit,
         created_by: Creator::Credential(principal.credential_id),
     }

@@ -127,7 +127,7 @@ pub(super) async fn introspect(
                 CredentialKind::ApiKey => "api_key",
                 CredentialKind::ProjectToken => "project_token",
             }),
-            exp: credential.expires_at().map(|at| at.unix_seconds()),
+            exp: credential.usable_until().map(|at| at.unix_seconds()),
             iat: Some(credential.created_at.unix_seconds()),
             sub: Some(credential.organization_id.to_string()),
             organization_id: Some(credential.organization_id.to_string()),

@@ -135,7 +135,7 @@ pub(super) async fn verify_key(
                         .map(str::to_owned)
                         .collect(),
                 ),
-                expires_at: credential.expires_at(),
+                expires_at: credential.usable_until(),
                 retry_after: None,
             }
         }

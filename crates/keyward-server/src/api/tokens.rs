@@ -216,6 +216,7 @@ pub(super) async fn rotate_project_token(
     }
     let id = parse_token_id(&token)?;
     let ApiJson(body) = body?;
+    let expires_at = body.expiry(&state)?;
     let created = credentials::rotate(
         &state,
         &origin.by(&principal),
@@ -223,6 +224,7 @@ pub(super) async fn rotate_project_token(
         id,
         Some(project),
         body.grace_seconds,
+        expires_at,
     )
     .await?;
     let location = format!("/v1/projects/{project}/tokens/{}", created.id);

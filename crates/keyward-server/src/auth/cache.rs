@@ -95,6 +95,13 @@ impl CachedCredential {
         (self.expires != i64::MAX).then(|| Timestamp::from_unix_seconds(self.expires))
     }
 
+    /// When it stops working at the latest: its expiry, or the end of its rotation if that
+    /// comes first. What it may grant, and what verification answers report, end there.
+    pub fn usable_until(&self) -> Option<Timestamp> {
+        let end = self.expires.min(self.refused_from.max(0));
+        (end != i64::MAX).then(|| Timestamp::from_unix_seconds(end))
+    }
+
     /// An entry with limiter state of its own (for tests and benchmarks).
     pub fn from_record(record: CredentialRecord, now: Timestamp, catalog: &ScopeCatalog) -> Self {
         let tat = record.rate_limit.map(|_| Arc::default());

@@ -62,7 +62,7 @@ impl UsageRecorder {
     /// has committed, so a list served meanwhile still shows them; on failure they are kept
     /// for the next flush.
     pub async fn flush(&self, store: &dyn Store) -> Result<Option<u64>, StoreError> {
-        let batch: Vec<UsageUpdate> = self
+        let mut batch: Vec<UsageUpdate> = self
             .pending()
             .iter()
             .flat_map(|(&credential, uses)| {
@@ -73,6 +73,8 @@ impl UsageRecorder {
         if batch.is_empty() {
             return Ok(None);
         }
+        // One order on every node, so that two nodes' batches never wait on each other's rows.
+        batch.sort_by_key(|update| (update.credential.as_uuid(), update.at));
         let changed = store.record_usage(&batch).await?;
         let mut pending = self.pending();
         for update in batch {

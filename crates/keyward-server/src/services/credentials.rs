@@ -303,9 +303,10 @@ pub async fn create(
 pub const MAX_GRACE_SECONDS: i64 = 7 * 86_400;
 
 /// Rotates the credential `id` (of `project`, if a token): a new one with the same name,
-/// scopes, project, rate limit and expiry, shown once; the old one keeps working for
-/// `grace_seconds` (0 to 7 days), then is refused as if revoked, on every node. The grantor
-/// must be allowed to create the new one.
+/// scopes, project and rate limit, and the old one's expiry unless `expires_at` gives
+/// another, shown once; the old one keeps working for `grace_seconds` (0 to 7 days), then is
+/// refused as if revoked, on every node. The grantor must be allowed to create the new one,
+/// and it must meet the organization's policy.
 pub async fn rotate(
     state: &AppState,
     audit: &AuditContext,
@@ -313,6 +314,7 @@ pub async fn rotate(
     id: CredentialId,
     project: Option<ProjectId>,
     grace_seconds: i64,
+    expires_at: Option<Timestamp>,
 ) -> Result<CreatedCredential, ServiceError> {
     if !(0..=MAX_GRACE_SECONDS).contains(&grace_seconds) {
         return Err(ServiceError::invalid(
@@ -337,7 +339,7 @@ pub async fn rotate(
     let input = CredentialInput {
         name: old.name,
         scopes,
-        expires_at: old.expires_at,
+        expires_at: expires_at.or(old.expires_at),
         rate_limit: old.rate_limit,
     };
     let (mut new, key) = prepare(

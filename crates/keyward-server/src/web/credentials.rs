@@ -198,6 +198,7 @@ async fn rotate(
         id,
         place.project_id(),
         grace,
+        None,
     )
     .await?;
     created_page(state, person, &place, created, "rotated").await

@@ -85,6 +85,15 @@ async fn new_credentials_meet_the_policy_and_old_ones_are_marked() {
         )
         .await;
     rotation.problem(422, "validation_failed");
+    // With an expiry within the policy, it rotates.
+    let within = app
+        .post(
+            &format!("/v1/api-keys/{old_id}/rotate"),
+            &org.key,
+            json!({ "grace_seconds": 0, "expires_at": days_ahead(20) }),
+        )
+        .await;
+    assert_eq!(within.status, StatusCode::CREATED, "{}", within.body);
 
     // An expiry is required without a maximum too; null removes the maximum.
     let set = app

@@ -260,3 +260,53 @@ async fn the_dashboard_rotates_with_a_choice_of_overlap() {
     let again = ada.get(&format!("/settings/api-keys/{id}/rotate")).await;
     assert_eq!(again.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_key_in_its_overlap_grants_nothing_that_outlives_it() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    let (id, leaked) = app
+        .create_key(
+            &org.key,
+            "Leaked",
+            &["api_keys:write", "instances:read", "keys:verify"],
+        )
+        .await;
+    let rotated = app
+        .post(
+            &format!("/v1/api-keys/{id}/rotate"),
+            &org.key,
+            json!({ "grace_seconds": 3600 }),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::CREATED);
+    let successor = rotated.body["id"].as_str().unwrap().to_owned();
+    let ends_at =
+        app.get(&format!("/v1/api-keys/{id}"), &org.key).await.body["rotation"]["ends_at"].clone();
+
+    // No key that outlives the overlap, and no rotation of its successor into one.
+    let forever = app
+        .post(
+            "/v1/api-keys",
+            &leaked,
+            json!({ "name": "Backdoor", "scopes": ["instances:read"] }),
+        )
+        .await;
+    assert_eq!(
+        forever.problem(422, "validation_failed")["errors"][0]["field"],
+        "expires_at"
+    );
+    app.post(
+        &format!("/v1/api-keys/{successor}/rotate"),
+        &leaked,
+        json!({ "grace_seconds": 0 }),
+    )
+    .await
+    .problem(422, "validation_failed");
+
+    // Verification answers end it at the overlap's end.
+    let verdict = app
+        .post("/v1/keys/verify", &org.key, json!({ "key": leaked }))
+        .await;
+    assert_eq!(verdict.body["expires_at"], ends_at);
+}

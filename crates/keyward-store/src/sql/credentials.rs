@@ -333,10 +333,11 @@ pub(crate) async fn addresses(
         "SELECT a.ip, a.last_used_at FROM credential_addresses a \
          JOIN credentials c ON c.id = a.credential_id \
          WHERE c.organization_id = $1 AND a.credential_id = $2 \
-         ORDER BY a.last_used_at DESC, a.ip",
+         ORDER BY a.last_used_at DESC, a.ip LIMIT $3",
     )
     .bind(organization.as_uuid())
-    .bind(id.as_uuid());
+    .bind(id.as_uuid())
+    .bind(LAST_ADDRESSES);
     db.all(query, |row| {
         Ok((row.text("ip")?, timestamp(row.int("last_used_at")?)))
     })
