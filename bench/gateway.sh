@@ -31,9 +31,7 @@ description = "Read the pages of the protected service."
 methods = ["GET"]
 path = "/*"
 scopes = ["pages:read"]'
-key=$("$bin" bootstrap --org Gateway --email gateway@example.com --json --database-url "$db" \
-  --config "$config" \
-  | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+key=$(bootstrap_key Gateway gateway@example.com)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 upstream=$(free_port); protected=$(free_port); direct=$(free_port)

@@ -36,9 +36,7 @@ description = "Read the status pages."
 methods = ["GET"]
 path = "/status/*"
 scopes = ["status:read"]'
-key=$("$bin" bootstrap --org Load --email load@example.com --json --database-url "$db" \
-  --config "$config" \
-  | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+key=$(bootstrap_key Load load@example.com)
 
 api() {
   curl -sf -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$@"

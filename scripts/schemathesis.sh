@@ -19,8 +19,7 @@ cargo build --release --locked --quiet --bin keyward
 bin=target/release/keyward
 . scripts/start-server.sh
 start_server
-key=$("$bin" bootstrap --org Schemathesis --email schemathesis@example.com --json \
-  --database-url "$db" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+key=$(bootstrap_key Schemathesis schemathesis@example.com)
 
 schemathesis run "$url/v1/openapi.json" \
   --header "Authorization: Bearer $key" \

@@ -30,6 +30,13 @@ start_server_with_routes() {
   start_server --config "$config" "$@"
 }
 
+# `bootstrap_key ORG EMAIL`: prints the first key of a new organization on the server's
+# database (with the platform's scopes of `$config`, when `start_server_with_routes` made one).
+bootstrap_key() {
+  "$bin" bootstrap --org "$1" --email "$2" --json --database-url "$db" \
+    ${config:+--config "$config"} | sed -n 's/.*"key":"\([^"]*\)".*/\1/p'
+}
+
 stop_server() {
   [ -n "$server" ] && kill "$server" 2>/dev/null
   wait 2>/dev/null

@@ -13,9 +13,6 @@ use keyward_store::{Actor, AuditContext};
 
 use crate::auth::{Principal, bearer_token};
 
-/// The longest user agent kept.
-const MAX_USER_AGENT: usize = 256;
-
 /// Where a request comes from: its client address, user agent and id, and the hint of the
 /// key it presents (never the key).
 #[derive(Clone, Debug, Default)]
@@ -39,7 +36,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
                 .headers
                 .get(USER_AGENT)
                 .and_then(|value| value.to_str().ok())
-                .map(|agent| agent.chars().take(MAX_USER_AGENT).collect()),
+                // The store keeps at most 256 characters of it.
+                .map(str::to_owned),
             request_id: parts
                 .extensions
                 .get::<RequestId>()

@@ -103,12 +103,12 @@ pub struct ScopeRefusal {
 }
 
 impl ApiError {
-    /// The credential lacks the scope called `scope`.
-    pub fn insufficient_scope(scope: &str) -> Self {
+    /// The credential `who` (its organization and id) lacks the scope called `scope`.
+    pub fn insufficient_scope(scope: &str, who: Option<(OrganizationId, CredentialId)>) -> Self {
         Self::InsufficientScope {
             scope: scope.to_owned(),
             detail: format!("this credential lacks the {scope} scope"),
-            who: None,
+            who,
         }
     }
 

@@ -159,7 +159,7 @@ pub const MAX_TRACKED_ADDRESSES: usize = 10_000;
 const SWEEP_INTERVAL_NANOS: u64 = 1_000_000_000;
 
 /// The address a throttle counts: IPv4 as it is, IPv6 by its /64.
-fn client_block(address: IpAddr) -> IpAddr {
+pub(crate) fn client_block(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

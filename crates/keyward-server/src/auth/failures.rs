@@ -59,18 +59,6 @@ struct Count {
     last_at: Timestamp,
 }
 
-/// An address as failures are counted: IPv4 whole, IPv6 by its /64 (one host may hold all of
-/// a /64).
-fn network(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(std::net::Ipv6Addr::from(bits))
-        }
-    }
-}
-
 /// Adds `count` under `key`, folding it per organization beyond [`MAX_ENTRIES`] distinct
 /// counts and dropping it beyond [`HARD_LIMIT`].
 fn add(pending: &mut HashMap<Key, Count>, mut key: Key, count: Count) {
@@ -122,7 +110,8 @@ impl FailureRecorder {
         let key = Key {
             organization,
             credential,
-            client_ip: client_ip.map(network),
+            // As the log-in throttle counts addresses: IPv6 by its /64.
+            client_ip: client_ip.map(crate::passwords::client_block),
             reason,
         };
         let count = Count {

@@ -78,11 +78,7 @@ impl Principal {
 
     /// The refusal for a scope this credential lacks, saying whose it is for the audit log.
     fn lacks(&self, scope: &str) -> ApiError {
-        ApiError::InsufficientScope {
-            detail: format!("this credential lacks the {scope} scope"),
-            scope: scope.to_owned(),
-            who: Some((self.organization_id, self.credential_id)),
-        }
+        ApiError::insufficient_scope(scope, Some((self.organization_id, self.credential_id)))
     }
 
     /// As [`Self::require`], for any scope of `catalog` (the one in force).
