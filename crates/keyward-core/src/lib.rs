@@ -8,6 +8,7 @@
 pub mod credential;
 pub mod id;
 pub mod names;
+pub mod network;
 pub mod password;
 pub mod rate_limit;
 pub mod role;
@@ -22,6 +23,7 @@ pub use id::{
     CredentialId, EventId, IdError, InstanceId, OrganizationId, ProjectId, RequestId, UserId,
 };
 pub use names::{Description, Email, InstanceStatus, InvalidValue, Name, Region};
+pub use network::{Cidr, InvalidNetwork, Networks};
 pub use rate_limit::RateLimit;
 pub use role::Role;
 pub use scope::{

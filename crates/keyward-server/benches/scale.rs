@@ -188,6 +188,7 @@ async fn run(keys: usize) {
                 revoked_at: None,
                 last_used_at: None,
                 rate_limit: None,
+                allowed_cidrs: None,
                 created_by_user: Some(owner),
                 rotated_from: None,
                 rotation: None,

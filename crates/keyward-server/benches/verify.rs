@@ -61,6 +61,7 @@ fn bench(c: &mut Criterion) {
                     created_at: Timestamp::now(),
                     expires_at: Some(Timestamp::now().plus_seconds(3600)),
                     rate_limit: None,
+                    allowed_cidrs: None,
                     created_by: Creator::User(owner),
                     rotated_from: None,
                 }),

@@ -2,9 +2,8 @@
 //! records in the audit log with its actor (a credential, a person, or Keyward itself).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 use keyward_core::credential::hint_of;
@@ -28,10 +27,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
         Ok(Self {
-            client_ip: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(address)| address.ip().to_string()),
+            client_ip: crate::client::of(parts).map(|address| address.to_string()),
             user_agent: parts
                 .headers
                 .get(USER_AGENT)

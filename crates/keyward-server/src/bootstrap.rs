@@ -106,6 +106,7 @@ pub async fn bootstrap_organization(
         created_at: now,
         expires_at: None,
         rate_limit: None,
+        allowed_cidrs: None,
         created_by: Creator::User(user_id),
         rotated_from: None,
     };

@@ -55,6 +55,9 @@ pub enum ApiError {
         /// The organization and credential refused, for the audit log's failure counts.
         who: Option<(OrganizationId, CredentialId)>,
     },
+    /// The credential is limited to networks the client's address is not in.
+    #[error("{}", ip_refusal(*.0))]
+    IpNotAllowed(Option<std::net::IpAddr>),
     /// The caller may not do this, whatever its scopes (a role rule, say).
     #[error("{0}")]
     Forbidden(&'static str),
@@ -84,6 +87,13 @@ pub enum ApiError {
     Unwritable(&'static str),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn ip_refusal(address: Option<std::net::IpAddr>) -> String {
+    match address {
+        Some(address) => format!("this key may not be used from {address}"),
+        None => "this key may only be used from its allowed networks".into(),
+    }
 }
 
 fn summary(errors: &[FieldError]) -> String {
@@ -124,7 +134,9 @@ impl ApiError {
         match self {
             Self::MissingCredentials | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::InsufficientScope { .. } | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::InsufficientScope { .. } | Self::Forbidden(_) | Self::IpNotAllowed(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound(_) | Self::NoSuchEndpoint => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -145,6 +157,7 @@ impl ApiError {
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::Forbidden(_) => "forbidden",
+            Self::IpNotAllowed(_) => "ip_not_allowed",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Validation(_) => "validation_failed",

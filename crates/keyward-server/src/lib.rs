@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod client;
 pub mod error;
 mod extract;
 pub mod metrics;
@@ -60,6 +61,9 @@ pub struct Config {
     /// What `/v1/forward-auth` lets through: the route rules of the configuration file, whose
     /// scopes are of `scopes`.
     pub routes: keyward_core::route::RouteTable,
+    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`): a request from one
+    /// of them is from the right-most forwarded address that is not one of them.
+    pub trusted_proxies: Vec<keyward_core::Cidr>,
 }
 
 impl Default for Config {
@@ -76,6 +80,7 @@ impl Default for Config {
             clock: auth::Clock::system(),
             scopes: Arc::default(),
             routes: keyward_core::route::RouteTable::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -176,10 +181,7 @@ async fn every_request(
     let mut request = request;
     let request_id = keyward_core::RequestId::next();
     request.extensions_mut().insert(request_id);
-    let client_ip = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip());
+    let client_ip = client::resolve(&mut request, &state.config.trusted_proxies);
     let api = request.uri().path().starts_with("/v1/");
     // Paths never hold secrets (keys travel in headers and bodies only), so they may be logged.
     let logged = tracing::enabled!(tracing::Level::DEBUG)

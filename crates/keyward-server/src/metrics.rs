@@ -16,16 +16,18 @@ pub enum Outcome {
     Revoked,
     Expired,
     RateLimited,
+    IpNotAllowed,
     Unavailable,
 }
 
-const OUTCOMES: [(Outcome, &str); 7] = [
+const OUTCOMES: [(Outcome, &str); 8] = [
     (Outcome::Valid, "valid"),
     (Outcome::Malformed, "malformed"),
     (Outcome::NotFound, "not_found"),
     (Outcome::Revoked, "revoked"),
     (Outcome::Expired, "expired"),
     (Outcome::RateLimited, "rate_limited"),
+    (Outcome::IpNotAllowed, "ip_not_allowed"),
     (Outcome::Unavailable, "unavailable"),
 ];
 
@@ -36,7 +38,7 @@ const LATENCY_BUCKETS: [f64; 12] = [
 
 #[derive(Default)]
 pub struct Metrics {
-    verifications: [AtomicU64; 7],
+    verifications: [AtomicU64; OUTCOMES.len()],
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub flush_batches: AtomicU64,

@@ -2,7 +2,8 @@
 
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, Email, InstanceId, InstanceStatus, KeyDigest,
-    Name, OrganizationId, ProjectId, RateLimit, Region, Role, ScopeNames, Timestamp, UserId,
+    Name, Networks, OrganizationId, ProjectId, RateLimit, Region, Role, ScopeNames, Timestamp,
+    UserId,
 };
 use uuid::Uuid;
 
@@ -94,6 +95,8 @@ pub struct NewCredential {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
+    /// The ranges it may be used from; `None` for any address.
+    pub allowed_cidrs: Option<Networks>,
     pub created_by: Creator,
     /// The credential it replaces, when a rotation makes it.
     pub rotated_from: Option<CredentialId>,
@@ -115,6 +118,8 @@ pub struct CredentialRecord {
     pub revoked_at: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
+    /// The ranges it may be used from; `None` for any address.
+    pub allowed_cidrs: Option<Networks>,
     /// The person who created it, if a person did (rather than another credential).
     pub created_by_user: Option<UserId>,
     /// Set once it was rotated: until when it keeps working, and what replaced it.
@@ -147,6 +152,8 @@ pub struct CredentialChanges {
     pub name: Option<Name>,
     /// `Some(None)` removes the rate limit.
     pub rate_limit: Option<Option<RateLimit>>,
+    /// `Some(None)` allows every address again.
+    pub allowed_cidrs: Option<Option<Networks>>,
 }
 
 /// A token revoked together with its project.

@@ -419,6 +419,11 @@ impl<B: Backend> Store for SqlStore<B> {
                         audit::rate_limit(before),
                         audit::rate_limit(after),
                     ),
+                    (
+                        "allowed_cidrs",
+                        audit::allowed_cidrs(before),
+                        audit::allowed_cidrs(after),
+                    ),
                 ]);
                 if !changes.is_empty() {
                     let event = credential_event(after, "updated", changes);

@@ -231,19 +231,25 @@ pub fn load(file: &Path) -> Result<Settings, ConfigError> {
             )?;
             continue;
         }
-        let known = options
+        let argument = options
             .get_arguments()
-            .any(|arg| arg.get_id().as_str() == key && settable(key));
-        if !known {
+            .find(|arg| arg.get_id().as_str() == key && settable(key));
+        let Some(argument) = argument else {
             return Err(error(
                 Some(line),
                 format!("unknown setting `{key}` (see `keyward serve --help` for the options)"),
             ));
-        }
+        };
+        let takes_a_list = argument.get_value_delimiter().is_some();
         let value = match value {
             toml::Value::String(text) => text.clone(),
             toml::Value::Integer(n) => n.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            // A list option (`trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]`), as it is
+            // written on the command line.
+            toml::Value::Array(_) if takes_a_list => strings(value, key)
+                .map_err(|message| error(Some(line), message))?
+                .join(","),
             _ => {
                 return Err(error(
                     Some(line),

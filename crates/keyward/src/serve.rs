@@ -88,6 +88,20 @@ pub struct ServeArgs {
     )]
     outage_grace_seconds: Option<u64>,
 
+    /// Proxies in front of Keyward (address ranges, comma-separated: 10.0.0.0/8,127.0.0.1)
+    /// whose X-Forwarded-For is believed. A request from one of them is taken to come from
+    /// the right-most X-Forwarded-For address that is not one of them; that address is what
+    /// network rules of keys, last addresses, the log-in throttle and the audit log see.
+    /// Without it, the client is the TCP peer and X-Forwarded-For is ignored.
+    #[arg(
+        long,
+        env = "KEYWARD_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_range,
+        value_name = "RANGES"
+    )]
+    trusted_proxies: Vec<keyward_core::Cidr>,
+
     /// The address people and programs use to reach this server, such as
     /// `https://keys.example.com`. With https, the dashboard's cookies are Secure. Defaults to
     /// `http://` and the listen address.
@@ -222,6 +236,7 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         },
         scopes,
         routes,
+        trusted_proxies: args.trusted_proxies,
         ..Config::default()
     };
     // Listen for SIGTERM before saying we listen: a supervisor may stop us at once.
@@ -264,6 +279,10 @@ fn default_max_connections() -> usize {
             line.split_whitespace().nth(3)?.parse::<usize>().ok()
         })
         .map_or(1_000, |soft| soft.saturating_sub(RESERVED).max(16))
+}
+
+fn parse_range(text: &str) -> Result<keyward_core::Cidr, String> {
+    keyward_core::Cidr::parse(text).map_err(|e| e.to_string())
 }
 
 fn password_limits(workers: Option<u16>) -> PasswordLimits {

@@ -510,6 +510,11 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
             "listen = [\"127.0.0.1:9000\"]\n",
             "error: shape.toml:1: `listen` takes a string or a whole number",
         ),
+        (
+            "proxies.toml",
+            "\n\ntrusted_proxies = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n",
+            "error: proxies.toml:3: `trusted_proxies`: invalid value '10.1.2.3/8'",
+        ),
     ] {
         let (code, _, stderr) = check(name, content);
         assert_eq!(code, Some(2), "{name}: {stderr}");
@@ -1392,4 +1397,69 @@ async fn the_client_shows_and_sets_the_organizations_policy() {
     assert_eq!(cleared["max_lifetime_days"], Value::Null);
     let nothing = client(&server, Some(key), &["organization", "set-policy"]);
     assert_eq!(nothing.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn the_client_limits_a_key_to_networks_behind_a_trusted_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--trusted-proxies", "127.0.0.1,10.0.0.0/8"]);
+    let admin = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let admin_key = admin["key"].as_str().unwrap();
+    let created = json_of(&client(
+        &server,
+        Some(admin_key),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "office",
+            "--scope",
+            "instances:read",
+            "--allow-cidr",
+            "203.0.113.0/24,2001:db8::/32",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        created["allowed_cidrs"],
+        serde_json::json!(["203.0.113.0/24", "2001:db8::/32"])
+    );
+    let (id, key) = (
+        created["id"].as_str().unwrap(),
+        created["key"].as_str().unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let me_from = |forwarded: &'static str| {
+        http.get(format!("http://{}/v1/me", server.address))
+            .bearer_auth(key)
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    assert_eq!(me_from("203.0.113.9").await.unwrap().status(), 200);
+    assert_eq!(me_from("198.51.100.1").await.unwrap().status(), 403);
+
+    let listed = text(&client(&server, Some(admin_key), &["keys", "list"]).stdout);
+    assert!(listed.contains("NETWORKS"), "{listed}");
+    assert!(listed.contains("203.0.113.0/24,2001:db8::/32"), "{listed}");
+
+    let neither = client(&server, Some(admin_key), &["keys", "networks", id]);
+    assert_eq!(neither.status.code(), Some(2), "{}", text(&neither.stderr));
+    let bad = client(
+        &server,
+        Some(admin_key),
+        &["keys", "networks", id, "--allow-cidr", "203.0.113.9/24"],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("203.0.113.0/24"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let lifted = json_of(&client(
+        &server,
+        Some(admin_key),
+        &["keys", "networks", id, "--any-address", "--json"],
+    ));
+    assert_eq!(lifted["allowed_cidrs"], Value::Null);
+    assert_eq!(me_from("198.51.100.1").await.unwrap().status(), 200);
 }

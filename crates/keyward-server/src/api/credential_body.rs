@@ -1,6 +1,6 @@
 //! The body of `POST /v1/api-keys` and `POST /v1/projects/{project_id}/tokens`.
 
-use keyward_core::{RateLimit, Timestamp};
+use keyward_core::{Networks, RateLimit, Timestamp};
 use keyward_store::{Creator, CredentialChanges};
 use serde::Deserialize;
 
@@ -11,7 +11,7 @@ use crate::services::credentials::{
     CredentialInput, Grantor, parse_expiry, parse_name, parse_scopes,
 };
 
-/// `{name, scopes, expires_at?, rate_limit?}`.
+/// `{name, scopes, expires_at?, rate_limit?, allowed_cidrs?}`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCredential {
@@ -35,9 +35,16 @@ pub struct CreateCredential {
     #[serde(default)]
     #[schema(value_type = Option<super::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
+    /// Optional: the IPv4 and IPv6 ranges (`192.0.2.0/24`, `2001:db8::/32`, or single
+    /// addresses) it may be used from, 1 to 64; any address when absent. Required, and
+    /// inside its own, when the calling key is limited to networks.
+    #[serde(default)]
+    #[schema(example = json!(["192.0.2.0/24", "2001:db8::/32"]), min_items = 1, max_items = 64)]
+    pub allowed_cidrs: Option<Vec<String>>,
 }
 
-/// `{name?, rate_limit?}`, at least one; `"rate_limit": null` removes the limit.
+/// `{name?, rate_limit?, allowed_cidrs?}`, at least one; `"rate_limit": null` removes the
+/// limit and `"allowed_cidrs": null` allows every address again.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCredential {
@@ -53,6 +60,11 @@ pub struct UpdateCredential {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<super::schema::RateLimitSchema>)]
     pub rate_limit: Option<Option<RateLimit>>,
+    /// A key cannot change its own networks; a key limited to networks sets only ranges
+    /// inside its own.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>, example = json!(["192.0.2.0/24"]))]
+    pub allowed_cidrs: Option<Option<Vec<String>>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, by default).
@@ -62,6 +74,14 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Ranges from a body, checked.
+fn parse_networks(ranges: Option<&[String]>) -> Result<Option<Networks>, FieldError> {
+    ranges
+        .map(Networks::parse)
+        .transpose()
+        .map_err(|e| FieldError::new("allowed_cidrs", e))
 }
 
 /// A limit from a body, checked: serde reads the numbers, this checks their range.
@@ -74,16 +94,24 @@ fn check_rate_limit(limit: Option<RateLimit>) -> Result<Option<RateLimit>, Field
 
 impl UpdateCredential {
     pub fn parse(self) -> Result<CredentialChanges, ApiError> {
-        if self.name.is_none() && self.rate_limit.is_none() {
+        if self.name.is_none() && self.rate_limit.is_none() && self.allowed_cidrs.is_none() {
             return Err(ApiError::invalid(
                 "name",
-                "send a new name, a rate_limit, or both",
+                "send at least one of name, rate_limit and allowed_cidrs",
             ));
         }
         let name = self.name.as_deref().map(parse_name).transpose();
         let rate_limit = self.rate_limit.map(check_rate_limit).transpose();
-        validate!(name, rate_limit);
-        Ok(CredentialChanges { name, rate_limit })
+        let allowed_cidrs = self
+            .allowed_cidrs
+            .map(|ranges| parse_networks(ranges.as_deref()))
+            .transpose();
+        validate!(name, rate_limit, allowed_cidrs);
+        Ok(CredentialChanges {
+            name,
+            rate_limit,
+            allowed_cidrs,
+        })
     }
 }
 
@@ -117,12 +145,14 @@ impl CreateCredential {
         let scopes = parse_scopes(&state.config.scopes, &self.scopes);
         let expires_at = parse_expiry(self.expires_at.as_deref(), now);
         let rate_limit = check_rate_limit(self.rate_limit);
-        validate!(name, scopes, expires_at, rate_limit);
+        let allowed_cidrs = parse_networks(self.allowed_cidrs.as_deref());
+        validate!(name, scopes, expires_at, rate_limit, allowed_cidrs);
         Ok(CredentialInput {
             name,
             scopes,
             expires_at,
             rate_limit,
+            allowed_cidrs,
         })
     }
 }
@@ -134,6 +164,7 @@ pub fn grantor(principal: &Principal) -> Grantor {
         allowed: principal.scopes,
         expires_at: principal.credential.usable_until(),
         rate_limit: principal.credential.rate_limit,
+        networks: principal.credential.networks.as_deref().cloned(),
         created_by: Creator::Credential(principal.credential_id),
     }
 }

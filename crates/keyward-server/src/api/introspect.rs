@@ -3,10 +3,11 @@
 //!
 //! The caller authenticates with a Keyward key holding `keys:verify`, like `POST
 //! /v1/keys/verify`, and sends `token=<key>` (and optionally `token_type_hint`, which is
-//! ignored: every Keyward credential is looked up the same way) as a form. A key of the
+//! ignored: every Keyward credential is looked up the same way) as a form, with `client_ip`
+//! (an extension parameter, §2.1) for a key limited to networks. A key of the
 //! caller's organization that may be used now answers `active: true` with what it is;
-//! anything else (unknown, malformed, revoked, expired, rate-limited for now, or another
-//! organization's) answers exactly `{"active": false}`, as §2.2 asks, so the answer never
+//! anything else (unknown, malformed, revoked, expired, rate-limited for now, used from an
+//! address outside its networks, or another organization's) answers exactly `{"active": false}`, as §2.2 asks, so the answer never
 //! tells which.
 
 use axum::body::Bytes;
@@ -37,6 +38,10 @@ pub(super) struct IntrospectionRequest {
     /// Accepted and ignored.
     #[schema(example = "access_token")]
     token_type_hint: Option<String>,
+    /// The address the key was presented from, for a key limited to networks: without it,
+    /// such a key is not active.
+    #[schema(example = "192.0.2.7")]
+    client_ip: Option<String>,
 }
 
 /// RFC 7662 §2.2. Only `active` is present when it is false.
@@ -75,8 +80,11 @@ pub(super) struct IntrospectionResponse {
     project_id: Option<String>,
 }
 
-/// The `token` field of a form body.
-fn token_of(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+/// The `token` and `client_ip` fields of a form body.
+fn fields_of(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, Option<std::net::IpAddr>), ApiError> {
     let is_form = media_type(headers)
         .is_some_and(|media| media.eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !is_form {
@@ -86,13 +94,23 @@ fn token_of(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
                 .into(),
         });
     }
-    form_urlencoded::parse(body)
+    let token = form_urlencoded::parse(body)
         .find(|(name, _)| name == "token")
         .map(|(_, value)| value.into_owned())
         .ok_or_else(|| ApiError::Unreadable {
             status: StatusCode::BAD_REQUEST,
             detail: "the form has no `token` field".into(),
+        })?;
+    let client_ip = form_urlencoded::parse(body)
+        .find(|(name, _)| name == "client_ip")
+        .map(|(_, value)| {
+            value.trim().parse().map_err(|_| ApiError::Unreadable {
+                status: StatusCode::BAD_REQUEST,
+                detail: "`client_ip` must be an IPv4 or IPv6 address".into(),
+            })
         })
+        .transpose()?;
+    Ok((token, client_ip))
 }
 
 /// Introspect a key (RFC 7662)
@@ -113,10 +131,10 @@ pub(super) async fn introspect(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::KEYS_VERIFY)?;
-    let token = token_of(&headers, &body)?;
+    let (token, client_ip) = fields_of(&headers, &body)?;
     let outcome = state
         .verifier
-        .verify(&token, None, Some(principal.organization_id))
+        .verify(&token, client_ip, Some(principal.organization_id))
         .await;
     let answer = match outcome {
         Ok(Verified { credential, .. }) => IntrospectionResponse {
@@ -138,7 +156,8 @@ pub(super) async fn introspect(
             | Refusal::NotFound
             | Refusal::Revoked
             | Refusal::Expired(_)
-            | Refusal::RateLimited(_),
+            | Refusal::RateLimited(_)
+            | Refusal::IpNotAllowed(_),
         ) => IntrospectionResponse::default(),
         Err(other) => return Err(other.into()),
     };

@@ -31,6 +31,12 @@ pub(super) struct VerifyRequest {
     #[serde(default)]
     #[schema(value_type = Vec<super::schema::ScopeName>)]
     scopes: Vec<String>,
+    /// The address the key was presented from (your client's, not yours): checked against
+    /// the key's networks and kept among its last addresses. A key limited to networks is
+    /// refused (`IP_NOT_ALLOWED`) without it.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "192.0.2.7")]
+    client_ip: Option<String>,
 }
 
 /// How a verification ended.
@@ -44,6 +50,7 @@ pub(super) enum Code {
     Revoked,
     InsufficientScope,
     RateLimited,
+    IpNotAllowed,
 }
 
 /// Whether a key is good; its details only when `code` is `VALID` or `INSUFFICIENT_SCOPE`.
@@ -108,9 +115,18 @@ pub(super) async fn verify_key(
         parse_scopes(&state.config.scopes, &body.scopes)
             .map_err(|e| ApiError::Validation(vec![e]))?
     };
+    let client_ip = body
+        .client_ip
+        .as_deref()
+        .map(|text| {
+            text.trim()
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| ApiError::invalid("client_ip", "must be an IPv4 or IPv6 address"))
+        })
+        .transpose()?;
     let outcome = state
         .verifier
-        .verify(&body.key, None, Some(principal.organization_id))
+        .verify(&body.key, client_ip, Some(principal.organization_id))
         .await;
     let answer = match outcome {
         Ok(Verified { credential, .. }) => {
@@ -142,6 +158,7 @@ pub(super) async fn verify_key(
         Err(Refusal::Malformed(_) | Refusal::NotFound) => VerifyResponse::refused(Code::NotFound),
         Err(Refusal::Revoked) => VerifyResponse::refused(Code::Revoked),
         Err(Refusal::Expired(_)) => VerifyResponse::refused(Code::Expired),
+        Err(Refusal::IpNotAllowed(_)) => VerifyResponse::refused(Code::IpNotAllowed),
         Err(Refusal::RateLimited(RateStatus {
             retry_after_seconds,
             ..

@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use keyward_core::{
-    CredentialId, KeyDigest, OrganizationId, ProjectId, RateLimit, ScopeCatalog, ScopeSet,
-    Timestamp,
+    CredentialId, KeyDigest, Networks, OrganizationId, ProjectId, RateLimit, ScopeCatalog,
+    ScopeSet, Timestamp,
 };
 use keyward_store::{CredentialRecord, DatabaseState, Store, StoreError};
 use tokio::sync::OnceCell;
@@ -78,6 +78,8 @@ pub struct CachedCredential {
     /// the overlap when rotated (on every node, with no message needed); `i64::MAX` if never.
     pub refused_from: i64,
     pub rate_limit: Option<RateLimit>,
+    /// The ranges it may be used from; `None` (no allocation, 8 bytes) for any address.
+    pub networks: Option<Box<Networks>>,
     loaded_at: i64,
     /// The store's generation when the read that made this entry began.
     generation: u64,
@@ -130,6 +132,7 @@ impl CachedCredential {
                 (None, None) => i64::MAX,
             },
             rate_limit: record.rate_limit,
+            networks: record.allowed_cidrs.map(Box::new),
             loaded_at: now.unix_seconds(),
             generation,
             last_used: AtomicI64::new(record.last_used_at.map_or(0, Timestamp::unix_seconds)),
@@ -502,6 +505,7 @@ mod tests {
             revoked_at: None,
             last_used_at: None,
             rate_limit,
+            allowed_cidrs: None,
             created_by_user: None,
             rotated_from: None,
             rotation: None,

@@ -29,6 +29,7 @@ pub enum FailureReason {
     Expired,
     RateLimited,
     InsufficientScope,
+    IpNotAllowed,
 }
 
 impl FailureReason {
@@ -40,6 +41,7 @@ impl FailureReason {
             Self::Expired => "expired",
             Self::RateLimited => "rate_limited",
             Self::InsufficientScope => "insufficient_scope",
+            Self::IpNotAllowed => "ip_not_allowed",
         }
     }
 }

@@ -13,10 +13,9 @@ mod usage;
 mod verifier;
 
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
@@ -109,10 +108,7 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let presented = bearer_token(&parts.headers)?;
-        let client_ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
+        let client_ip = crate::client::of(parts);
         let Verified { credential, rate } =
             state.verifier.verify(presented, client_ip, None).await?;
         if let Some(rate) = rate {
@@ -172,6 +168,7 @@ impl From<Refusal> for ApiError {
             Refusal::NotFound | Refusal::Revoked => ApiError::InvalidToken(NOT_VALID.into()),
             Refusal::Expired(at) => ApiError::InvalidToken(format!("the key expired at {at}")),
             Refusal::RateLimited(status) => ApiError::RateLimited(status),
+            Refusal::IpNotAllowed(address) => ApiError::IpNotAllowed(address),
             Refusal::Unavailable => ApiError::Unavailable,
             Refusal::Internal => ApiError::Internal("key verification failed".into()),
         }
@@ -269,6 +266,7 @@ mod tests {
             revoked_at: None,
             last_used_at: None,
             rate_limit: None,
+            allowed_cidrs: None,
             created_by_user: None,
             rotated_from: None,
             rotation: None,

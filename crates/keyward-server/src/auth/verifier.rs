@@ -46,6 +46,8 @@ pub enum Refusal {
     Revoked,
     Expired(Timestamp),
     RateLimited(RateStatus),
+    /// The credential is limited to networks the client's address (if known) is not in.
+    IpNotAllowed(Option<IpAddr>),
     /// The database could not be asked; the key may well be valid.
     Unavailable,
     Internal,
@@ -106,6 +108,7 @@ impl Verifier {
             Refusal::Revoked => FailureReason::Revoked,
             Refusal::Expired(_) => FailureReason::Expired,
             Refusal::RateLimited(_) => FailureReason::RateLimited,
+            Refusal::IpNotAllowed(_) => FailureReason::IpNotAllowed,
             Refusal::Unavailable | Refusal::Internal => return refusal,
         };
         self.failures.record(
@@ -195,6 +198,7 @@ impl Verifier {
             Err(Refusal::Revoked) => Outcome::Revoked,
             Err(Refusal::Expired(_)) => Outcome::Expired,
             Err(Refusal::RateLimited(_)) => Outcome::RateLimited,
+            Err(Refusal::IpNotAllowed(_)) => Outcome::IpNotAllowed,
             Err(Refusal::Unavailable | Refusal::Internal) => Outcome::Unavailable,
         });
         result
@@ -218,6 +222,12 @@ impl Verifier {
             && expires_at <= now
         {
             return Err(self.failed(Refusal::Expired(expires_at), Some(&entry), client_ip));
+        }
+        if let Some(networks) = &entry.networks
+            && !client_ip.is_some_and(|ip| networks.allows(ip))
+        {
+            let refusal = Refusal::IpNotAllowed(client_ip);
+            return Err(self.failed(refusal, Some(&entry), client_ip));
         }
         let rate = match entry.rate_limit {
             None => None,

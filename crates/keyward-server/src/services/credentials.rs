@@ -3,8 +3,8 @@
 //! same functions, so a key revoked in the dashboard is revoked exactly as through the API.
 
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, GrantError, Name, OrganizationId, PlaintextKey,
-    ProjectId, RateLimit, ScopeCatalog, ScopeSet, Timestamp,
+    CredentialId, CredentialKind, CredentialStatus, GrantError, Name, Networks, OrganizationId,
+    PlaintextKey, ProjectId, RateLimit, ScopeCatalog, ScopeSet, Timestamp,
 };
 use keyward_store::{
     Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential,
@@ -28,6 +28,9 @@ pub struct Grantor {
     /// A rate-limited credential can only grant limits within its own, and cannot change
     /// its own.
     pub rate_limit: Option<RateLimit>,
+    /// A credential limited to networks can only grant ranges within its own, and cannot
+    /// change its own.
+    pub networks: Option<Networks>,
     pub created_by: Creator,
 }
 
@@ -37,6 +40,7 @@ pub struct CredentialInput {
     pub scopes: ScopeSet,
     pub expires_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
+    pub allowed_cidrs: Option<Networks>,
 }
 
 /// The one response that contains the key itself.
@@ -63,6 +67,9 @@ pub struct CreatedCredential {
     pub expires_at: Option<Timestamp>,
     #[schema(value_type = Option<crate::api::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
+    /// The address ranges it may be used from; `null` for any address.
+    #[schema(value_type = Option<Vec<String>>, example = json!(["192.0.2.0/24", "2001:db8::/32"]))]
+    pub allowed_cidrs: Option<Networks>,
     /// The credential it replaces, when a rotation made it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -123,6 +130,9 @@ pub struct CredentialView {
     pub revoked_at: Option<Timestamp>,
     #[schema(value_type = Option<crate::api::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
+    /// The address ranges it may be used from; `null` for any address.
+    #[schema(value_type = Option<Vec<String>>, example = json!(["192.0.2.0/24"]))]
+    pub allowed_cidrs: Option<Networks>,
     /// Set once it was rotated: `active` until `ends_at` ("rotating"), `revoked` after.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationView>,
@@ -174,6 +184,7 @@ impl CredentialView {
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
             rate_limit: record.rate_limit,
+            allowed_cidrs: record.allowed_cidrs,
             rotation: record.rotation.map(|rotation| RotationView {
                 ends_at: rotation.ends_at,
                 replaced_by: rotation.replaced_by,
@@ -245,6 +256,7 @@ fn prepare(
         ));
     }
     check_rate_limit_grant(grantor, input.rate_limit)?;
+    check_network_grant(grantor, input.allowed_cidrs.as_ref())?;
     let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ServiceError::internal)?;
     let new = NewCredential {
         id,
@@ -257,6 +269,7 @@ fn prepare(
         created_at: state.config.clock.now(),
         expires_at: input.expires_at,
         rate_limit: input.rate_limit,
+        allowed_cidrs: input.allowed_cidrs,
         created_by: grantor.created_by,
         rotated_from: None,
     };
@@ -274,6 +287,7 @@ fn created(record: CredentialRecord, key: &PlaintextKey) -> CreatedCredential {
         created_at: record.created_at,
         expires_at: record.expires_at,
         rate_limit: record.rate_limit,
+        allowed_cidrs: record.allowed_cidrs,
         rotated_from: record.rotated_from,
     }
 }
@@ -303,7 +317,7 @@ pub async fn create(
 pub const MAX_GRACE_SECONDS: i64 = 7 * 86_400;
 
 /// Rotates the credential `id` (of `project`, if a token): a new one with the same name,
-/// scopes, project and rate limit, and the old one's expiry unless `expires_at` gives
+/// scopes, project, rate limit and network rules, and the old one's expiry unless `expires_at` gives
 /// another, shown once; the old one keeps working for `grace_seconds` (0 to 7 days), then is
 /// refused as if revoked, on every node. The grantor must be allowed to create the new one,
 /// and it must meet the organization's policy.
@@ -341,6 +355,7 @@ pub async fn rotate(
         scopes,
         expires_at: expires_at.or(old.expires_at),
         rate_limit: old.rate_limit,
+        allowed_cidrs: old.allowed_cidrs,
     };
     let (mut new, key) = prepare(
         state,
@@ -487,8 +502,23 @@ fn check_rate_limit_grant(grantor: &Grantor, asked: Option<RateLimit>) -> Result
     }
 }
 
-/// Renames a credential or changes its rate limit; takes effect on the next request. A
-/// credential cannot change its own limit, and a limited one sets only limits within its own.
+/// Ranges `grantor` may limit a credential to: any (or none), unless the grantor is limited
+/// itself; then ranges inside its own.
+fn check_network_grant(grantor: &Grantor, asked: Option<&Networks>) -> Result<(), ServiceError> {
+    match (&grantor.networks, asked) {
+        (Some(own), asked) if asked.is_none_or(|asked| !asked.is_within(own)) => {
+            Err(ServiceError::invalid(
+                "allowed_cidrs",
+                format!("must be set and inside the creating credential's own ranges ({own})"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Renames a credential or changes its rate limit or networks; takes effect on the next
+/// request. A credential cannot change its own limits, and a limited one sets only limits
+/// within its own.
 pub async fn update(
     state: &AppState,
     audit: &AuditContext,
@@ -506,6 +536,15 @@ pub async fn update(
             ));
         }
         check_rate_limit_grant(grantor, asked)?;
+    }
+    if let Some(asked) = &changes.allowed_cidrs {
+        if grantor.created_by == Creator::Credential(id) {
+            return Err(ServiceError::invalid(
+                "allowed_cidrs",
+                "a credential cannot change its own allowed networks",
+            ));
+        }
+        check_network_grant(grantor, asked.as_ref())?;
     }
     show(state, organization, id, project).await?;
     let record = state

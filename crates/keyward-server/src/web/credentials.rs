@@ -7,10 +7,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId,
+    CredentialId, CredentialKind, CredentialStatus, KeyDigest, Networks, OrganizationId, ProjectId,
     ScopeCatalog, ScopeSet, Timestamp,
 };
-use keyward_store::{Creator, CredentialFilter, Page, ProjectRecord};
+use keyward_store::{Creator, CredentialChanges, CredentialFilter, Page, ProjectRecord};
 use serde::Deserialize;
 
 use super::form::FormData;
@@ -107,6 +107,105 @@ fn may_revoke(person: &Person, view: &CredentialView) -> bool {
 /// Whoever may revoke an active credential may rotate it, once.
 fn may_rotate(person: &Person, view: &CredentialView) -> bool {
     view.status == CredentialStatus::Active && view.rotation.is_none() && may_revoke(person, view)
+}
+
+/// Whoever may revoke an active credential may change the networks it may be used from.
+fn may_change_networks(person: &Person, view: &CredentialView) -> bool {
+    view.status == CredentialStatus::Active && may_revoke(person, view)
+}
+
+#[derive(Template)]
+#[template(path = "networks.html")]
+struct NetworksPage {
+    layout: Layout,
+    title: String,
+    action: String,
+    networks: String,
+    error: Option<String>,
+    cancel_url: String,
+}
+
+/// The form that changes the networks a credential may be used from; with `entered` (and
+/// its error) when sent back.
+async fn networks_page(
+    state: &AppState,
+    person: &Person,
+    place: Place,
+    raw_id: &str,
+    entered: Option<(String, String)>,
+) -> Result<Response, WebError> {
+    let id = place.parse_id(raw_id)?;
+    let organization = person.membership.organization_id;
+    let view = credentials::show(state, organization, id, place.project_id()).await?;
+    if !may_change_networks(person, &view) {
+        return Err(WebError::forbidden(format!(
+            "You cannot change this {}: it is not active, or was created by someone else.",
+            place.label()
+        )));
+    }
+    let (networks, error, status) = match entered {
+        Some((networks, error)) => (networks, Some(error), StatusCode::UNPROCESSABLE_ENTITY),
+        None => (
+            view.allowed_cidrs
+                .as_ref()
+                .map(|networks| networks.to_strings().join("\n"))
+                .unwrap_or_default(),
+            None,
+            StatusCode::OK,
+        ),
+    };
+    let template = NetworksPage {
+        layout: Layout::new(state, person, place.section()).await?,
+        title: format!("Networks of {} ({})", view.name, view.hint),
+        action: format!("{}/{}/networks", place.url(), view.id),
+        networks,
+        error,
+        cancel_url: place.url(),
+    };
+    Ok(render(status, &template))
+}
+
+async fn change_networks(
+    state: &AppState,
+    person: &Person,
+    place: Place,
+    raw_id: &str,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    let id = place.parse_id(raw_id)?;
+    let view = credentials::show(
+        state,
+        person.membership.organization_id,
+        id,
+        place.project_id(),
+    )
+    .await?;
+    if !may_change_networks(person, &view) {
+        return networks_page(state, person, place, raw_id, None).await;
+    }
+    let entered = form.text("allowed_cidrs").to_owned();
+    let networks = match form_networks(&entered) {
+        Ok(networks) => networks,
+        Err(message) => {
+            return networks_page(state, person, place, raw_id, Some((entered, message))).await;
+        }
+    };
+    let changes = CredentialChanges {
+        allowed_cidrs: Some(networks),
+        ..CredentialChanges::default()
+    };
+    let grantor = person_grantor(state, person);
+    credentials::update(
+        state,
+        &person.audit(),
+        &grantor,
+        id,
+        place.project_id(),
+        changes,
+    )
+    .await?;
+    Ok(Redirect::to(&format!("{}?notice=networks", place.url())).into_response())
 }
 
 fn cannot_rotate(place: &Place) -> WebError {
@@ -227,6 +326,10 @@ struct CredentialRow {
     rotate_url: Option<String>,
     /// Being rotated: works until then.
     rotating_until: Option<DateCell>,
+    /// The ranges it may be used from, if limited.
+    networks: Option<String>,
+    /// Where the person may change its networks (an active credential they may revoke).
+    networks_url: Option<String>,
     /// The last client addresses it was used from, with when.
     addresses: Vec<(String, DateCell)>,
     /// Active, but beyond the organization's policy.
@@ -278,6 +381,9 @@ async fn list_page(
             exceeds_policy: view.exceeds_policy,
             revoke_url: may_revoke(person, &view).then(|| format!("{base}/{}/revoke", view.id)),
             rotate_url: may_rotate(person, &view).then(|| format!("{base}/{}/rotate", view.id)),
+            networks_url: may_change_networks(person, &view)
+                .then(|| format!("{base}/{}/networks", view.id)),
+            networks: view.allowed_cidrs.as_ref().map(Networks::to_string),
             rotating_until: view
                 .rotation
                 .as_ref()
@@ -307,6 +413,7 @@ async fn list_page(
     };
     let notice = match params.notice.as_deref() {
         Some("revoked") => Some("Revoked. Applications using it have lost access."),
+        Some("networks") => Some("Networks saved. They apply from the next request."),
         _ => None,
     };
     let template = CredentialsPage {
@@ -373,6 +480,7 @@ struct CredentialForm {
     expires_on: String,
     scope_groups: Vec<ScopeGroup>,
     limited: bool,
+    networks: String,
     errors: FormErrors,
     submit_label: String,
     cancel_url: String,
@@ -453,6 +561,7 @@ struct Entered {
     expires_in: String,
     expires_on: String,
     scopes: ScopeSet,
+    networks: String,
 }
 
 async fn form_page(
@@ -488,6 +597,7 @@ async fn form_page(
         expires_on: entered.expires_on,
         scope_groups: scope_groups(catalog, &grantable, &entered.scopes),
         limited: grantable != holdable,
+        networks: entered.networks,
         errors,
         submit_label: format!("Create {}", title_case(place.label())),
         cancel_url: place.url(),
@@ -520,6 +630,21 @@ fn form_expiry(
         _ => return Err("choose an expiration".into()),
     };
     check_expiry(expires_at, now).map_err(|e| e.message)
+}
+
+/// The ranges typed in a form, one per line or separated by commas or spaces; none for any
+/// address.
+fn form_networks(text: &str) -> Result<Option<Networks>, String> {
+    let ranges: Vec<&str> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .collect();
+    if ranges.is_empty() {
+        return Ok(None);
+    }
+    Networks::parse(&ranges)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// The id of the credential a form creates: derived from the id the form was rendered with
@@ -575,6 +700,7 @@ async fn create(
         name: form.text("name").to_owned(),
         expires_in: form.text("expires_in").to_owned(),
         expires_on: form.text("expires_on").to_owned(),
+        networks: form.text("allowed_cidrs").to_owned(),
         scopes: form
             .all("scopes")
             .iter()
@@ -600,7 +726,11 @@ async fn create(
     let expires_at = form_expiry(&entered.expires_in, &entered.expires_on, now)
         .map_err(|message| errors.push("expires_at", message))
         .ok();
-    let (Some(id), Some(name), Some(scopes), Some(expires_at)) = (id, name, scopes, expires_at)
+    let networks = form_networks(&entered.networks)
+        .map_err(|message| errors.push("allowed_cidrs", message))
+        .ok();
+    let (Some(id), Some(name), Some(scopes), Some(expires_at), Some(allowed_cidrs)) =
+        (id, name, scopes, expires_at, networks)
     else {
         return form_page(state, person, &place, entered, errors).await;
     };
@@ -611,6 +741,7 @@ async fn create(
         scopes,
         expires_at,
         rate_limit: None,
+        allowed_cidrs,
     };
     let created = match credentials::create(
         state,
@@ -648,6 +779,7 @@ fn person_grantor(state: &AppState, person: &Person) -> Grantor {
         allowed: state.config.scopes.role_cap(person.membership.role),
         expires_at: None,
         rate_limit: None,
+        networks: None,
         created_by: Creator::User(person.user_id),
     }
 }
@@ -843,6 +975,42 @@ pub async fn rotate_token(
 ) -> Result<Response, WebError> {
     let place = Place::tokens(&state, &person, &project_id).await?;
     rotate(&state, &person, place, &token_id, form).await
+}
+
+pub async fn edit_api_key_networks(
+    State(state): State<AppState>,
+    person: Person,
+    Path(key_id): Path<String>,
+) -> Result<Response, WebError> {
+    networks_page(&state, &person, Place::api_keys(), &key_id, None).await
+}
+
+pub async fn change_api_key_networks(
+    State(state): State<AppState>,
+    person: Person,
+    Path(key_id): Path<String>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    change_networks(&state, &person, Place::api_keys(), &key_id, form).await
+}
+
+pub async fn edit_token_networks(
+    State(state): State<AppState>,
+    person: Person,
+    Path((project_id, token_id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let place = Place::tokens(&state, &person, &project_id).await?;
+    networks_page(&state, &person, place, &token_id, None).await
+}
+
+pub async fn change_token_networks(
+    State(state): State<AppState>,
+    person: Person,
+    Path((project_id, token_id)): Path<(String, String)>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    let place = Place::tokens(&state, &person, &project_id).await?;
+    change_networks(&state, &person, place, &token_id, form).await
 }
 
 pub async fn list_tokens(

@@ -43,6 +43,10 @@ pub fn router() -> Router<AppState> {
             "/settings/api-keys/{key_id}/rotate",
             get(credentials::confirm_rotate_api_key).post(credentials::rotate_api_key),
         )
+        .route(
+            "/settings/api-keys/{key_id}/networks",
+            get(credentials::edit_api_key_networks).post(credentials::change_api_key_networks),
+        )
         .route("/settings/tokens", get(projects::pick_project_for_tokens))
         .route("/settings/audit-log", get(audit::audit_log))
         .route(
@@ -64,6 +68,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings/projects/{project_id}/tokens/{token_id}/rotate",
             get(credentials::confirm_rotate_token).post(credentials::rotate_token),
+        )
+        .route(
+            "/settings/projects/{project_id}/tokens/{token_id}/networks",
+            get(credentials::edit_token_networks).post(credentials::change_token_networks),
         )
         .route(
             "/settings/projects",

@@ -6,9 +6,9 @@
 //! once signed in, and before that (log-in and sign-up) a random value that must match a
 //! cookie of its own (the double-submit pattern).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use keyward_core::credential::random_token;
@@ -62,10 +62,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip())
+        let ip = crate::client::of(parts)
             .map_or_else(|| "unknown".to_owned(), |ip: IpAddr| ip.to_string());
         Ok(Self(ip))
     }

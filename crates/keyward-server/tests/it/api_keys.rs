@@ -245,6 +245,7 @@ async fn expired_keys_are_refused_and_listed_as_expired() {
                 created_at: expired_at.plus_seconds(-3600),
                 expires_at: Some(expired_at),
                 rate_limit: None,
+                allowed_cidrs: None,
                 created_by: Creator::Credential(
                     CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
                 ),

@@ -110,7 +110,21 @@ impl TestApp {
         Self::spawn_inner_on(config, public_url_is_address, None).await
     }
 
+    /// A server listening on `bind` (such as `[::1]:0`, for IPv6 clients).
+    pub async fn spawn_listening(bind: &str, config: Config) -> Self {
+        Self::spawn_bound(bind, config, true, None).await
+    }
+
     async fn spawn_inner_on(
+        config: Config,
+        public_url_is_address: bool,
+        database: Option<String>,
+    ) -> Self {
+        Self::spawn_bound("127.0.0.1:0", config, public_url_is_address, database).await
+    }
+
+    async fn spawn_bound(
+        bind: &str,
         config: Config,
         public_url_is_address: bool,
         database: Option<String>,
@@ -119,7 +133,7 @@ impl TestApp {
         let url = database
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("keyward.db").display()));
         let store = keyward_store::open(&url).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let config = if public_url_is_address {

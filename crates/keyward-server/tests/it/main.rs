@@ -16,6 +16,7 @@ mod instances;
 mod introspect;
 mod matrix;
 mod members;
+mod networks;
 mod openapi;
 mod password_work;
 mod platform_scopes;

@@ -29,6 +29,7 @@ async fn key_expiring(app: &TestApp, org: &Org, expires_at: Timestamp) -> String
                 created_at: Timestamp::now(),
                 expires_at: Some(expires_at),
                 rate_limit: None,
+                allowed_cidrs: None,
                 created_by: Creator::Credential(
                     CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
                 ),

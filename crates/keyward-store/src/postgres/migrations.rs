@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "organization policy",
         sql: include_str!("../../migrations/postgres/0006_organization_policy.sql"),
     },
+    Migration {
+        version: 7,
+        name: "network rules",
+        sql: include_str!("../../migrations/postgres/0007_network_rules.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -76,6 +76,7 @@ pub(crate) fn credential_fields(record: &CredentialRecord) -> Vec<(&'static str,
         ),
         ("expires_at", time(record.expires_at)),
         ("rate_limit", rate_limit(record)),
+        ("allowed_cidrs", allowed_cidrs(record)),
     ]
 }
 
@@ -84,6 +85,21 @@ pub(crate) fn rate_limit(record: &CredentialRecord) -> Value {
         Value::Null,
         |limit| json!({ "requests": limit.requests, "per_seconds": limit.per_seconds }),
     )
+}
+
+pub(crate) fn allowed_cidrs(record: &CredentialRecord) -> Value {
+    record
+        .allowed_cidrs
+        .as_ref()
+        .map_or(Value::Null, |networks| {
+            Value::Array(
+                networks
+                    .to_strings()
+                    .into_iter()
+                    .map(Value::String)
+                    .collect(),
+            )
+        })
 }
 
 /// `api_key` or `project_token`.

@@ -2,11 +2,12 @@
 //! nodes' caches must follow calls [`Write::forget_on_commit`] inside its own transaction.
 
 use keyward_core::{
-    CredentialId, KeyDigest, Name, OrganizationId, ProjectId, ScopeNames, Timestamp, UserId,
+    CredentialId, KeyDigest, Name, Networks, OrganizationId, ProjectId, ScopeNames, Timestamp,
+    UserId,
 };
 
 use super::{Columns, Query, Read, Write, locking};
-use crate::decode::{self, timestamp};
+use crate::decode::{self, corrupt, timestamp};
 use crate::error::credential_insert_error;
 use crate::{
     Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page, Paged,
@@ -22,8 +23,8 @@ macro_rules! select_credentials {
             // whatever its own row says.
             "COALESCE(revoked_at, (SELECT deleted_at FROM projects \
              WHERE projects.id = credentials.project_id)) AS revoked_at, ",
-            "last_used_at, rate_limit_requests, rate_limit_per_seconds, created_by_user, \
-             rotation_ends_at, rotated_to, rotated_from FROM credentials ",
+            "last_used_at, rate_limit_requests, rate_limit_per_seconds, allowed_cidrs, \
+             created_by_user, rotation_ends_at, rotated_to, rotated_from FROM credentials ",
             $tail
         )
     };
@@ -39,6 +40,10 @@ pub(crate) fn decode(row: &dyn Columns) -> Result<CredentialRecord, StoreError> 
             row.opt_int("rate_limit_requests")?,
             row.opt_int("rate_limit_per_seconds")?,
         )?,
+        allowed_cidrs: row
+            .opt_text("allowed_cidrs")?
+            .map(|text| Networks::from_storage(&text).map_err(|_| corrupt("credential networks")))
+            .transpose()?,
         organization_id: OrganizationId::from_uuid(row.uuid("organization_id")?),
         project_id: row.opt_uuid("project_id")?.map(ProjectId::from_uuid),
         name: Name::from_trusted(row.text("name")?),
@@ -88,8 +93,8 @@ pub(crate) async fn insert(
     let query = Query::new(
         "INSERT INTO credentials (id, kind, organization_id, project_id, name, secret_sha256, \
          hint, scopes, created_at, expires_at, created_by_user, created_by_credential, \
-         rate_limit_requests, rate_limit_per_seconds, rotated_from) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         rate_limit_requests, rate_limit_per_seconds, rotated_from, allowed_cidrs) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(new.id.as_uuid())
     .bind(new.id.kind().as_str())
@@ -105,12 +110,14 @@ pub(crate) async fn insert(
     .bind(by_credential)
     .bind(new.rate_limit.map(|limit| i64::from(limit.requests)))
     .bind(new.rate_limit.map(|limit| i64::from(limit.per_seconds)))
-    .bind(new.rotated_from.map(|id| id.as_uuid()));
+    .bind(new.rotated_from.map(|id| id.as_uuid()))
+    .bind(new.allowed_cidrs.as_ref().map(Networks::to_storage));
     tx.execute(query).await.map_err(credential_insert_error)?;
     Ok(CredentialRecord {
         id: new.id,
         digest: new.digest,
         rate_limit: new.rate_limit,
+        allowed_cidrs: new.allowed_cidrs.clone(),
         organization_id: new.organization_id,
         project_id: new.project_id,
         name: new.name.clone(),
@@ -230,10 +237,15 @@ pub(crate) async fn update(
         None => (false, None),
         Some(limit) => (true, limit),
     };
+    let (set_networks, networks) = match changes.allowed_cidrs {
+        None => (false, None),
+        Some(networks) => (true, networks.as_ref().map(Networks::to_storage)),
+    };
     let query = Query::new(
         "UPDATE credentials SET name = COALESCE($4, name), \
          rate_limit_requests = CASE WHEN $5 THEN $6 ELSE rate_limit_requests END, \
-         rate_limit_per_seconds = CASE WHEN $5 THEN $7 ELSE rate_limit_per_seconds END \
+         rate_limit_per_seconds = CASE WHEN $5 THEN $7 ELSE rate_limit_per_seconds END, \
+         allowed_cidrs = CASE WHEN $8 THEN $9 ELSE allowed_cidrs END \
          WHERE organization_id = $1 AND id = $2 AND kind = $3",
     )
     .bind(organization.as_uuid())
@@ -242,7 +254,9 @@ pub(crate) async fn update(
     .bind(changes.name.as_ref().map(Name::as_str))
     .bind(set_limit)
     .bind(limit.map(|l| i64::from(l.requests)))
-    .bind(limit.map(|l| i64::from(l.per_seconds)));
+    .bind(limit.map(|l| i64::from(l.per_seconds)))
+    .bind(set_networks)
+    .bind(networks);
     tx.execute(query).await?;
     changed(tx, organization, id).await
 }

@@ -53,6 +53,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "organization policy",
         sql: include_str!("../../migrations/sqlite/0009_organization_policy.sql"),
     },
+    Migration {
+        version: 10,
+        name: "network rules",
+        sql: include_str!("../../migrations/sqlite/0010_network_rules.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {

@@ -311,6 +311,7 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
     let (org, key) = organization(store, "Acme").await;
     let (other, _) = organization(store, "Globex").await;
     let limit = RateLimit::new(100, 60).unwrap();
+    let networks = keyward_core::Networks::parse(&["2001:db8::/32", "192.0.2.0/24"]).unwrap();
     let changed = store
         .update_credential(
             &keyward_store::AuditContext::SYSTEM,
@@ -319,6 +320,7 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
             CredentialChanges {
                 name: Some(name("Renamed")),
                 rate_limit: Some(Some(limit)),
+                allowed_cidrs: Some(Some(networks.clone())),
             },
         )
         .await
@@ -332,6 +334,8 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(found.rate_limit, Some(limit));
+    assert_eq!(found.allowed_cidrs.as_ref(), Some(&networks));
+    assert_eq!(changed.allowed_cidrs.as_ref(), Some(&networks));
 
     // Leaving a field out keeps it; Some(None) removes the limit.
     let kept = store
@@ -348,6 +352,7 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
         (kept.name.as_str(), kept.rate_limit),
         ("Renamed", Some(limit))
     );
+    assert_eq!(kept.allowed_cidrs, Some(networks));
     let removed = store
         .update_credential(
             &keyward_store::AuditContext::SYSTEM,
@@ -356,12 +361,14 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
             CredentialChanges {
                 name: None,
                 rate_limit: Some(None),
+                allowed_cidrs: Some(None),
             },
         )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(removed.rate_limit, None);
+    assert_eq!(removed.allowed_cidrs, None);
     assert!(
         store
             .update_credential(

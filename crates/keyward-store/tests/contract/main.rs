@@ -179,6 +179,7 @@ pub fn new_credential(
         created_at: Timestamp::now(),
         expires_at: None,
         rate_limit: None,
+        allowed_cidrs: None,
         created_by,
         rotated_from: None,
     }

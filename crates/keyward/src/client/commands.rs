@@ -31,6 +31,47 @@ pub struct NewCredential {
     /// Days from now until the key stops working.
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
     expires_in_days: Option<u32>,
+
+    #[command(flatten)]
+    networks: AllowCidrs,
+}
+
+/// The address ranges a credential may be used from.
+#[derive(Args, Debug)]
+pub struct AllowCidrs {
+    /// An IPv4 or IPv6 range (192.0.2.0/24, 2001:db8::/32) or address the key may be used
+    /// from; repeat it or separate ranges by commas. Requests from elsewhere get 403.
+    #[arg(long = "allow-cidr", value_delimiter = ',', value_name = "RANGE")]
+    ranges: Vec<String>,
+}
+
+impl AllowCidrs {
+    /// The `allowed_cidrs` field: the ranges, or null for any address.
+    fn value(&self) -> Value {
+        if self.ranges.is_empty() {
+            Value::Null
+        } else {
+            json!(self.ranges)
+        }
+    }
+}
+
+/// The networks a credential may be used from, changed.
+#[derive(Args, Debug)]
+pub struct NetworkChange {
+    /// An IPv4 or IPv6 range (192.0.2.0/24, 2001:db8::/32) or address it may be used from;
+    /// repeat it or separate ranges by commas. Replaces the ranges it had.
+    #[arg(
+        long = "allow-cidr",
+        value_delimiter = ',',
+        value_name = "RANGE",
+        required_unless_present = "any_address",
+        conflicts_with = "any_address"
+    )]
+    ranges: Vec<String>,
+    /// Allow every address again.
+    #[arg(long)]
+    any_address: bool,
 }
 
 impl NewCredential {
@@ -44,7 +85,12 @@ impl NewCredential {
             ),
             (None, None) => None,
         };
-        json!({ "name": self.name, "scopes": self.scopes, "expires_at": expires_at })
+        json!({
+            "name": self.name,
+            "scopes": self.scopes,
+            "expires_at": expires_at,
+            "allowed_cidrs": self.networks.value(),
+        })
     }
 }
 
@@ -63,6 +109,13 @@ pub enum KeysCommand {
     Show { id: String },
     /// Revoke an API key: immediate and permanent.
     Revoke { id: String },
+    /// Limit the addresses an API key may be used from (--allow-cidr), or lift the limit
+    /// (--any-address); from its next request on.
+    Networks {
+        id: String,
+        #[command(flatten)]
+        change: NetworkChange,
+    },
     /// Rotate an API key: a new key with the same name, scopes and limits is printed once;
     /// the old one keeps working for the grace, then is refused as if revoked.
     Rotate {
@@ -122,6 +175,15 @@ pub enum TokensCommand {
         #[arg(long, value_name = "PROJECT_ID")]
         project: String,
         id: String,
+    },
+    /// Limit the addresses a project token may be used from (--allow-cidr), or lift the
+    /// limit (--any-address); from its next request on.
+    Networks {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        id: String,
+        #[command(flatten)]
+        change: NetworkChange,
     },
     /// Rotate a project token: a new one is printed once; the old one keeps working for the
     /// grace, then is refused as if revoked.
@@ -445,7 +507,7 @@ fn id(raw: &str) -> Result<&str, ClientError> {
     }
 }
 
-const CREDENTIAL_COLUMNS: [&str; 8] = [
+const CREDENTIAL_COLUMNS: [&str; 9] = [
     "ID",
     "NAME",
     "KEY",
@@ -454,6 +516,7 @@ const CREDENTIAL_COLUMNS: [&str; 8] = [
     "LAST USED",
     "EXPIRES",
     "STATUS",
+    "NETWORKS",
 ];
 
 fn credential_row(item: &Value) -> Vec<String> {
@@ -466,6 +529,7 @@ fn credential_row(item: &Value) -> Vec<String> {
         "last_used_at",
         "expires_at",
         "status",
+        "allowed_cidrs",
     ]
     .iter()
     .map(|field| cell(&item[field]))
@@ -542,6 +606,10 @@ pub async fn keys(client: &Client, command: KeysCommand) -> ClientResult {
                 println!("Revoked {id}: applications using it have lost access.");
             });
         }
+        KeysCommand::Networks { id: raw, change } => {
+            let path = format!("/v1/api-keys/{}", id(&raw)?);
+            change_networks(client, &path, &change).await?;
+        }
         KeysCommand::Rotate { id: raw, grace } => {
             let id = id(&raw)?;
             let created = client
@@ -554,6 +622,17 @@ pub async fn keys(client: &Client, command: KeysCommand) -> ClientResult {
             print_rotated(client, &created, "API key", id, grace.grace_seconds);
         }
     }
+    Ok(())
+}
+
+/// Sets or lifts a credential's network rules, and shows the credential.
+async fn change_networks(client: &Client, path: &str, change: &NetworkChange) -> ClientResult {
+    let ranges = (!change.any_address).then_some(&change.ranges);
+    let body = json!({ "allowed_cidrs": ranges });
+    let updated = client.call(Method::PATCH, path, Some(body)).await?;
+    client.print(&updated, |item| {
+        print(&CREDENTIAL_COLUMNS, &[credential_row(item)]);
+    });
     Ok(())
 }
 
@@ -641,6 +720,14 @@ pub async fn tokens(client: &Client, command: TokensCommand) -> ClientResult {
             client.print(&json!({ "id": id, "revoked": true }), |_| {
                 println!("Revoked {id}: applications using it have lost access.");
             });
+        }
+        TokensCommand::Networks {
+            project,
+            id: raw,
+            change,
+        } => {
+            let path = format!("/v1/projects/{}/tokens/{}", id(&project)?, id(&raw)?);
+            change_networks(client, &path, &change).await?;
         }
         TokensCommand::Rotate {
             project,
