@@ -143,6 +143,14 @@ typed_id!(
     EventId, "evt", "audit event"
 );
 typed_id!(
+    /// A webhook endpoint an organization registered.
+    WebhookId, "whk", "webhook endpoint"
+);
+typed_id!(
+    /// One webhook message: its `webhook-id`, the same on every attempt and every endpoint.
+    MessageId, "msg", "webhook message"
+);
+typed_id!(
     /// One HTTP request, named in its `X-Request-Id` answer header and its audit events.
     RequestId, "req", "request"
 );

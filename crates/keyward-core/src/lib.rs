@@ -15,12 +15,14 @@ pub mod role;
 pub mod route;
 pub mod scope;
 pub mod timestamp;
+pub mod webhook;
 
 pub use credential::{
     Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, PlaintextKey,
 };
 pub use id::{
-    CredentialId, EventId, IdError, InstanceId, OrganizationId, ProjectId, RequestId, UserId,
+    CredentialId, EventId, IdError, InstanceId, MessageId, OrganizationId, ProjectId, RequestId,
+    UserId, WebhookId,
 };
 pub use names::{Description, Email, InstanceStatus, InvalidValue, Name, Region};
 pub use network::{Cidr, InvalidNetwork, Networks};

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, ScopeNames,
-    Timestamp, UserId,
+    CredentialId, Email, InstanceId, KeyDigest, MessageId, OrganizationId, ProjectId, Role,
+    ScopeNames, Timestamp, UserId, WebhookId,
 };
 
 pub use error::StoreError;
@@ -254,6 +254,102 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` audit events older than `before`; returns how many went.
     async fn prune_audit_events(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError>;
+
+    /// Registers a webhook endpoint (`webhook.created`); `Conflict("webhook limit")` when the
+    /// organization has [`MAX_WEBHOOKS`] already.
+    async fn insert_webhook(
+        &self,
+        audit: &AuditContext,
+        webhook: NewWebhook,
+    ) -> Result<WebhookRecord, StoreError>;
+
+    /// The organization's webhook endpoints, newest first.
+    async fn list_webhooks(
+        &self,
+        organization: OrganizationId,
+    ) -> Result<Vec<WebhookRecord>, StoreError>;
+
+    async fn get_webhook(
+        &self,
+        organization: OrganizationId,
+        id: WebhookId,
+    ) -> Result<Option<WebhookRecord>, StoreError>;
+
+    /// Changes an endpoint (`webhook.updated`); `None` if it is not the organization's.
+    async fn update_webhook(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        id: WebhookId,
+        changes: WebhookChanges,
+    ) -> Result<Option<WebhookRecord>, StoreError>;
+
+    /// Deletes an endpoint and its deliveries (`webhook.deleted`); `false` if there was none.
+    async fn delete_webhook(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        id: WebhookId,
+    ) -> Result<bool, StoreError>;
+
+    /// The endpoint's deliveries, newest first.
+    async fn list_webhook_deliveries(
+        &self,
+        organization: OrganizationId,
+        endpoint: WebhookId,
+        page: Page,
+    ) -> Result<Paged<DeliveryRecord>, StoreError>;
+
+    /// One delivery with its attempts (oldest first) and its payload.
+    async fn get_webhook_delivery(
+        &self,
+        organization: OrganizationId,
+        endpoint: WebhookId,
+        message: MessageId,
+    ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>, String)>, StoreError>;
+
+    /// Makes a delivery due again now (`webhook.redelivery_requested`); `false` if there is
+    /// no such delivery.
+    async fn redeliver_webhook(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        endpoint: WebhookId,
+        message: MessageId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` due deliveries for `lease_seconds`, so that no other node sends
+    /// them meanwhile.
+    async fn claim_webhook_deliveries(
+        &self,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records an attempt of a claimed delivery and what comes next.
+    async fn finish_webhook_delivery(
+        &self,
+        delivery: &ClaimedDelivery,
+        attempt: &AttemptRecord,
+        next: NextStep,
+    ) -> Result<(), StoreError>;
+
+    /// Writes the expiry notices due at `now` (at most `limit`), each once whatever the
+    /// nodes, with their webhook messages; returns how many were written.
+    async fn scan_expiring_credentials(
+        &self,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` finished webhook messages older than `before`.
+    async fn prune_webhook_messages(
+        &self,
+        before: Timestamp,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
 
     /// The credential's last (up to five) client addresses with the time of the last use from
     /// each, most recent first; empty if it is not the organization's.

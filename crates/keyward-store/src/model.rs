@@ -1,9 +1,10 @@
 //! The records the store reads and writes.
 
+use keyward_core::webhook::EventTypes;
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, Email, InstanceId, InstanceStatus, KeyDigest,
-    Name, Networks, OrganizationId, ProjectId, RateLimit, Region, Role, ScopeNames, Timestamp,
-    UserId,
+    MessageId, Name, Networks, OrganizationId, ProjectId, RateLimit, Region, Role, ScopeNames,
+    Timestamp, UserId, WebhookId,
 };
 use uuid::Uuid;
 
@@ -433,4 +434,121 @@ pub struct OrganizationRecord {
 pub struct PolicyChanges {
     pub max_lifetime_days: Option<Option<u32>>,
     pub require_expiry: Option<bool>,
+}
+
+/// At most this many webhook endpoints per organization (checked in the inserting
+/// transaction).
+pub const MAX_WEBHOOKS: i64 = 20;
+
+/// A webhook endpoint to register.
+#[derive(Clone, Debug)]
+pub struct NewWebhook {
+    pub id: WebhookId,
+    pub organization_id: OrganizationId,
+    pub url: String,
+    pub description: String,
+    pub events: EventTypes,
+    /// See [`keyward_core::webhook::EndpointSecret::check_value`]; never the secret.
+    pub secret_check: String,
+    pub created_at: Timestamp,
+}
+
+/// A registered webhook endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookRecord {
+    pub id: WebhookId,
+    pub organization_id: OrganizationId,
+    pub url: String,
+    pub description: String,
+    pub events: EventTypes,
+    pub secret_check: String,
+    pub enabled: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A partial update of an endpoint; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookChanges {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub events: Option<EventTypes>,
+    pub enabled: Option<bool>,
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (the first, or a retry).
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Every attempt failed; a manual redelivery starts over.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn from_storage(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|state| state.as_str() == text)
+    }
+}
+
+/// One message to one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub message_id: MessageId,
+    pub endpoint_id: WebhookId,
+    pub event_type: String,
+    pub created_at: Timestamp,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+/// One try to deliver a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub attempted_at: Timestamp,
+    /// The HTTP status, if the endpoint answered.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// Why it failed without a status (refused address, timeout, connection error).
+    pub error: Option<String>,
+}
+
+/// A delivery a node claimed: everything needed to send it.
+#[derive(Clone, Debug)]
+pub struct ClaimedDelivery {
+    pub message_id: MessageId,
+    pub endpoint_id: WebhookId,
+    pub organization_id: OrganizationId,
+    pub url: String,
+    pub secret_check: String,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// What comes after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextStep {
+    Delivered,
+    RetryAt(Timestamp),
+    GiveUp,
+    /// This node could not sign it (its signing key differs): leave it to another node, at
+    /// this time, without counting an attempt.
+    Release(Timestamp),
 }

@@ -6,22 +6,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, OrganizationId, ProjectId, Role, ScopeNames,
-    Timestamp, UserId,
+    CredentialId, Email, InstanceId, KeyDigest, MessageId, OrganizationId, ProjectId, Role,
+    ScopeNames, Timestamp, UserId, WebhookId,
 };
 use tokio::sync::broadcast;
 
 use serde_json::{Map, Value};
 
 use crate::sql::audit::{self, Event};
+use crate::sql::webhooks::{self, Verb};
 use crate::sql::{Read, Write, credentials, instances, organizations, projects, sessions};
 use crate::{
-    Actor, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount, CredentialChanges,
-    CredentialFilter, CredentialRecord, DatabaseState, InstanceRecord, Invalidation, LoginAttempt,
-    LoginFailures, MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewInstance,
-    NewOrganization, NewOwner, NewProject, NewSession, OrganizationPolicy, OrganizationRecord,
-    Page, Paged, PolicyChanges, ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord,
-    Store, StoreError, StoreStats, UsageUpdate, UserRecord,
+    Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
+    ClaimedDelivery, CredentialChanges, CredentialFilter, CredentialRecord, DatabaseState,
+    DeliveryRecord, InstanceRecord, Invalidation, LoginAttempt, LoginFailures, MemberRecord,
+    MembershipChange, MembershipRecord, NewCredential, NewInstance, NewOrganization, NewOwner,
+    NewProject, NewSession, NewWebhook, NextStep, OrganizationPolicy, OrganizationRecord, Page,
+    Paged, PolicyChanges, ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, Store,
+    StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -375,6 +377,8 @@ impl<B: Backend> Store for SqlStore<B> {
         in_transaction!(self, |tx| {
             let record = credentials::insert(tx, &credential).await?;
             audit::record(tx, audit, credential_created(&record)).await?;
+            let event = webhooks::credential_event(&record, Verb::Created);
+            webhooks::enqueue(tx, &record, event, Vec::new()).await?;
             record
         })
     }
@@ -456,6 +460,8 @@ impl<B: Backend> Store for SqlStore<B> {
                 )]);
                 let event = credential_event(after, "revoked", changes);
                 audit::record(tx, audit, event).await?;
+                let event = webhooks::credential_event(after, Verb::Revoked);
+                webhooks::enqueue(tx, after, event, Vec::new()).await?;
             }
             after
         })
@@ -478,6 +484,10 @@ impl<B: Backend> Store for SqlStore<B> {
                     ("replaced_by", Value::String(replacement.id.to_string())),
                 ]);
                 audit::record(tx, audit, credential_event(old, "rotated", changes)).await?;
+                let event = webhooks::credential_event(replacement, Verb::Created);
+                webhooks::enqueue(tx, replacement, event, Vec::new()).await?;
+                let event = webhooks::credential_event(old, Verb::Rotated);
+                webhooks::enqueue(tx, old, event, Vec::new()).await?;
             }
             rotated
         })
@@ -581,6 +591,162 @@ impl<B: Backend> Store for SqlStore<B> {
         in_transaction!(self, |tx| audit::prune(tx, before, limit).await?)
     }
 
+    async fn insert_webhook(
+        &self,
+        audit: &AuditContext,
+        webhook: NewWebhook,
+    ) -> Result<WebhookRecord, StoreError> {
+        in_transaction!(self, |tx| {
+            let record = webhooks::insert(tx, &webhook).await?;
+            let changes = audit::created(webhook_fields(&record));
+            audit::record(tx, audit, webhook_event(&record, "created", changes)).await?;
+            record
+        })
+    }
+
+    async fn list_webhooks(
+        &self,
+        organization: OrganizationId,
+    ) -> Result<Vec<WebhookRecord>, StoreError> {
+        webhooks::list(&mut self.backend.reader()?, organization).await
+    }
+
+    async fn get_webhook(
+        &self,
+        organization: OrganizationId,
+        id: WebhookId,
+    ) -> Result<Option<WebhookRecord>, StoreError> {
+        webhooks::get(&mut self.backend.reader()?, organization, id).await
+    }
+
+    async fn update_webhook(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        id: WebhookId,
+        changes: WebhookChanges,
+    ) -> Result<Option<WebhookRecord>, StoreError> {
+        in_transaction!(self, |tx| {
+            // Locked (PostgreSQL): what is recorded as before is what was changed.
+            let before = webhooks::get(tx, organization, id).await?;
+            let after = match before {
+                Some(_) => {
+                    webhooks::update(tx, organization, id, &changes, Timestamp::now()).await?
+                }
+                None => None,
+            };
+            if let (Some(before), Some(after)) = (&before, &after) {
+                let fields = webhook_fields(before)
+                    .into_iter()
+                    .zip(webhook_fields(after))
+                    .map(|((name, old), (_, new))| (name, old, new))
+                    .collect();
+                let changes = audit::changed(fields);
+                if !changes.is_empty() {
+                    audit::record(tx, audit, webhook_event(after, "updated", changes)).await?;
+                }
+            }
+            after
+        })
+    }
+
+    async fn delete_webhook(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        id: WebhookId,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| {
+            let before = webhooks::get(tx, organization, id).await?;
+            let deleted = webhooks::delete(tx, organization, id).await?;
+            if let (Some(before), true) = (&before, deleted) {
+                let changes = audit::removed(webhook_fields(before));
+                audit::record(tx, audit, webhook_event(before, "deleted", changes)).await?;
+            }
+            deleted
+        })
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        organization: OrganizationId,
+        endpoint: WebhookId,
+        page: Page,
+    ) -> Result<Paged<DeliveryRecord>, StoreError> {
+        webhooks::deliveries(&mut self.backend.reader()?, organization, endpoint, page).await
+    }
+
+    async fn get_webhook_delivery(
+        &self,
+        organization: OrganizationId,
+        endpoint: WebhookId,
+        message: MessageId,
+    ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>, String)>, StoreError> {
+        webhooks::delivery(&mut self.backend.reader()?, organization, endpoint, message).await
+    }
+
+    async fn redeliver_webhook(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        endpoint: WebhookId,
+        message: MessageId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| {
+            let done = webhooks::redeliver(tx, organization, endpoint, message, now).await?;
+            if done {
+                let changes =
+                    audit::created(vec![("message_id", Value::String(message.to_string()))]);
+                let event = Event {
+                    organization: Some(organization),
+                    action: "webhook.redelivery_requested".into(),
+                    target_type: "webhook",
+                    target_id: endpoint.to_string(),
+                    changes,
+                };
+                audit::record(tx, audit, event).await?;
+            }
+            done
+        })
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        in_transaction!(self, |tx| webhooks::claim(tx, now, lease_seconds, limit)
+            .await?)
+    }
+
+    async fn finish_webhook_delivery(
+        &self,
+        delivery: &ClaimedDelivery,
+        attempt: &AttemptRecord,
+        next: NextStep,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| webhooks::finish(tx, delivery, attempt, next)
+            .await?)
+    }
+
+    async fn scan_expiring_credentials(
+        &self,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        in_transaction!(self, |tx| webhooks::scan_expiring(tx, now, limit).await?)
+    }
+
+    async fn prune_webhook_messages(
+        &self,
+        before: Timestamp,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        in_transaction!(self, |tx| webhooks::prune(tx, before, limit).await?)
+    }
+
     async fn insert_project(
         &self,
         audit: &AuditContext,
@@ -672,6 +838,12 @@ impl<B: Backend> Store for SqlStore<B> {
                         .collect::<Vec<_>>() }),
                 );
                 audit::record(tx, audit, project_event(before, "deleted", changes)).await?;
+                for token in revoked_tokens {
+                    if let Some(record) = credentials::get(tx, organization, token.id).await? {
+                        let event = webhooks::credential_event(&record, Verb::Revoked);
+                        webhooks::enqueue(tx, &record, event, Vec::new()).await?;
+                    }
+                }
             }
             deletion
         })
@@ -741,6 +913,36 @@ fn credential_created(record: &CredentialRecord) -> Event {
         "created",
         audit::created(audit::credential_fields(record)),
     )
+}
+
+/// What the audit log shows of an endpoint: never its secret (which is not stored anyway).
+fn webhook_fields(record: &WebhookRecord) -> Vec<(&'static str, Value)> {
+    vec![
+        ("url", Value::String(record.url.clone())),
+        ("description", Value::String(record.description.clone())),
+        (
+            "events",
+            Value::Array(
+                record
+                    .events
+                    .names()
+                    .into_iter()
+                    .map(|name| Value::String(name.into()))
+                    .collect(),
+            ),
+        ),
+        ("enabled", Value::Bool(record.enabled)),
+    ]
+}
+
+fn webhook_event(record: &WebhookRecord, verb: &str, changes: Map<String, Value>) -> Event {
+    Event {
+        organization: Some(record.organization_id),
+        action: format!("webhook.{verb}"),
+        target_type: "webhook",
+        target_id: record.id.to_string(),
+        changes,
+    }
 }
 
 fn member_event(

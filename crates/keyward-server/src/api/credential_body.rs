@@ -163,8 +163,8 @@ pub fn grantor(principal: &Principal) -> Grantor {
         organization_id: principal.organization_id,
         allowed: principal.scopes,
         expires_at: principal.credential.usable_until(),
-        rate_limit: principal.credential.rate_limit,
-        networks: principal.credential.networks.as_deref().cloned(),
+        rate_limit: principal.credential.rate_limit(),
+        networks: principal.credential.networks().cloned(),
         created_by: Creator::Credential(principal.credential_id),
     }
 }

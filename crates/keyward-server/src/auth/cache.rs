@@ -77,21 +77,43 @@ pub struct CachedCredential {
     /// From this Unix second on it is refused as revoked: at once when revoked, at the end of
     /// the overlap when rotated (on every node, with no message needed); `i64::MAX` if never.
     pub refused_from: i64,
-    pub rate_limit: Option<RateLimit>,
-    /// The ranges it may be used from; `None` (no allocation, 8 bytes) for any address.
-    pub networks: Option<Box<Networks>>,
+    /// Its rate limit and networks, if it has either: one pointer (8 bytes) for the many
+    /// credentials that have neither, which cost no allocation.
+    limits: Option<Box<Limits>>,
     loaded_at: i64,
     /// The store's generation when the read that made this entry began.
     generation: u64,
     /// Last use this node has seen, in Unix seconds.
     pub(super) last_used: AtomicI64,
+}
+
+/// What only some credentials have.
+struct Limits {
+    rate_limit: Option<RateLimit>,
     /// GCRA theoretical arrival time, in the clock's monotonic nanoseconds, shared with the
-    /// cache's limiter states (see [`VerificationCache::limiter_state`]); only for a
-    /// credential with a rate limit, so the others cost no allocation.
-    pub(super) tat: Option<Arc<AtomicU64>>,
+    /// cache's limiter states (see [`VerificationCache::limiter_state`]); with a rate limit.
+    tat: Option<Arc<AtomicU64>>,
+    /// The ranges it may be used from; `None` for any address.
+    networks: Option<Networks>,
 }
 
 impl CachedCredential {
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.limits.as_ref().and_then(|limits| limits.rate_limit)
+    }
+
+    /// The ranges it may be used from; `None` for any address.
+    pub fn networks(&self) -> Option<&Networks> {
+        self.limits
+            .as_ref()
+            .and_then(|limits| limits.networks.as_ref())
+    }
+
+    /// The shared GCRA state, with a rate limit.
+    pub(super) fn rate_state(&self) -> Option<&Arc<AtomicU64>> {
+        self.limits.as_ref().and_then(|limits| limits.tat.as_ref())
+    }
+
     /// When it expires, if it does.
     pub fn expires_at(&self) -> Option<Timestamp> {
         (self.expires != i64::MAX).then(|| Timestamp::from_unix_seconds(self.expires))
@@ -131,12 +153,16 @@ impl CachedCredential {
                 (None, Some(rotation)) => rotation.ends_at.unix_seconds(),
                 (None, None) => i64::MAX,
             },
-            rate_limit: record.rate_limit,
-            networks: record.allowed_cidrs.map(Box::new),
+            limits: (record.rate_limit.is_some() || record.allowed_cidrs.is_some()).then(|| {
+                Box::new(Limits {
+                    rate_limit: record.rate_limit,
+                    tat,
+                    networks: record.allowed_cidrs,
+                })
+            }),
             loaded_at: now.unix_seconds(),
             generation,
             last_used: AtomicI64::new(record.last_used_at.map_or(0, Timestamp::unix_seconds)),
-            tat,
         }
     }
 }
@@ -533,7 +559,7 @@ mod tests {
         let far_ahead = monotonic + 3_600 * 1_000_000_000;
 
         cache.insert(limited.clone(), now);
-        let state = |at| cached(&cache, &digest, at).tat.clone().unwrap();
+        let state = |at| cached(&cache, &digest, at).rate_state().cloned().unwrap();
         state(now).store(far_ahead, Ordering::Relaxed);
 
         // Invalidated, cleared, aged out and swept: every new entry sees the same state.

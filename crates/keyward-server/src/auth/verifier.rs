@@ -223,13 +223,13 @@ impl Verifier {
         {
             return Err(self.failed(Refusal::Expired(expires_at), Some(&entry), client_ip));
         }
-        if let Some(networks) = &entry.networks
+        if let Some(networks) = entry.networks()
             && !client_ip.is_some_and(|ip| networks.allows(ip))
         {
             let refusal = Refusal::IpNotAllowed(client_ip);
             return Err(self.failed(refusal, Some(&entry), client_ip));
         }
-        let rate = match entry.rate_limit {
+        let rate = match entry.rate_limit() {
             None => None,
             Some(limit) => {
                 let status = take_token(&entry, limit, self.clock.monotonic_nanos());
@@ -259,7 +259,7 @@ fn take_token(entry: &CachedCredential, limit: RateLimit, now: u64) -> RateStatu
     // Every entry with a limit has a state; one without would start a whole quota, which is
     // what a missing state means.
     let fresh;
-    let state = match &entry.tat {
+    let state = match entry.rate_state() {
         Some(state) => state.as_ref(),
         None => {
             fresh = AtomicU64::new(0);

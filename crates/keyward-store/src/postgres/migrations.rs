@@ -44,6 +44,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "network rules",
         sql: include_str!("../../migrations/postgres/0007_network_rules.sql"),
     },
+    Migration {
+        version: 8,
+        name: "webhooks",
+        sql: include_str!("../../migrations/postgres/0008_webhooks.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

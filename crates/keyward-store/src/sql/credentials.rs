@@ -29,6 +29,7 @@ macro_rules! select_credentials {
         )
     };
 }
+pub(crate) use select_credentials;
 
 /// The `credentials` row.
 pub(crate) fn decode(row: &dyn Columns) -> Result<CredentialRecord, StoreError> {

@@ -13,6 +13,7 @@ pub(crate) mod instances;
 pub(crate) mod organizations;
 pub(crate) mod projects;
 pub(crate) mod sessions;
+pub(crate) mod webhooks;
 
 use std::borrow::Cow;
 use std::future::Future;

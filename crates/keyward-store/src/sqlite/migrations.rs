@@ -58,6 +58,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "network rules",
         sql: include_str!("../../migrations/sqlite/0010_network_rules.sql"),
     },
+    Migration {
+        version: 11,
+        name: "webhooks",
+        sql: include_str!("../../migrations/sqlite/0011_webhooks.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {

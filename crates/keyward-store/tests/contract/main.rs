@@ -7,6 +7,7 @@ mod people;
 mod postgres_specific;
 mod resources;
 mod sqlite_specific;
+mod webhooks;
 
 use std::sync::{Arc, OnceLock};
 
@@ -105,6 +106,10 @@ contract! {
     resources::deleting_a_project_revokes_its_tokens,
     resources::instances_belong_to_live_projects_of_their_organization,
     resources::tokens_cannot_outlive_their_project,
+    webhooks::endpoints_are_managed_within_their_organization,
+    webhooks::changes_write_messages_for_subscribed_endpoints_only,
+    webhooks::deliveries_are_claimed_once_and_retried_until_done,
+    webhooks::expiry_notices_are_written_once_each,
 }
 
 pub fn name(text: &str) -> Name {

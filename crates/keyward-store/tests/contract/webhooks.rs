@@ -1,0 +1,319 @@
+//! Webhook endpoints, the outbox written with each change, claiming and finishing deliveries,
+//! and the expiry notices.
+
+use keyward_core::webhook::{EventType, EventTypes};
+use keyward_core::{Timestamp, WebhookId};
+use keyward_store::{
+    AttemptRecord, AuditContext, Creator, DeliveryState, NewWebhook, NextStep, Page, Store,
+    StoreError, WebhookChanges,
+};
+
+use crate::{new_credential, organization, scope_names};
+
+fn endpoint(organization: keyward_core::OrganizationId, events: &[EventType]) -> NewWebhook {
+    NewWebhook {
+        id: WebhookId::generate(),
+        organization_id: organization,
+        url: "https://hooks.example.com/keyward".into(),
+        description: "ops".into(),
+        events: events.iter().copied().collect(),
+        secret_check: "0011223344556677".into(),
+        created_at: Timestamp::now(),
+    }
+}
+
+fn attempt(status: Option<u16>) -> AttemptRecord {
+    AttemptRecord {
+        attempted_at: Timestamp::now(),
+        status,
+        latency_ms: 12,
+        error: status.is_none().then(|| "connection refused".into()),
+    }
+}
+
+pub async fn endpoints_are_managed_within_their_organization(store: &dyn Store) {
+    let (org, _) = organization(store, "Acme").await;
+    let (other, _) = organization(store, "Globex").await;
+    let audit = &AuditContext::SYSTEM;
+    let made = store
+        .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyCreated]))
+        .await
+        .unwrap();
+    assert_eq!(store.list_webhooks(org).await.unwrap(), vec![made.clone()]);
+    assert!(store.list_webhooks(other).await.unwrap().is_empty());
+    assert!(store.get_webhook(other, made.id).await.unwrap().is_none());
+
+    let changes = WebhookChanges {
+        events: Some(EventTypes::parse(&["api_key.revoked"]).unwrap()),
+        enabled: Some(false),
+        ..WebhookChanges::default()
+    };
+    assert!(
+        store
+            .update_webhook(audit, other, made.id, changes.clone())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let changed = store
+        .update_webhook(audit, org, made.id, changes)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!changed.enabled);
+    assert_eq!(changed.events.names(), ["api_key.revoked"]);
+    assert_eq!(changed.url, made.url, "left as it was");
+
+    assert!(!store.delete_webhook(audit, other, made.id).await.unwrap());
+    assert!(store.delete_webhook(audit, org, made.id).await.unwrap());
+    assert!(store.get_webhook(org, made.id).await.unwrap().is_none());
+
+    // At most MAX_WEBHOOKS per organization.
+    for _ in 0..keyward_store::MAX_WEBHOOKS {
+        store
+            .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyCreated]))
+            .await
+            .unwrap();
+    }
+    let refused = store
+        .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyCreated]))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::Conflict("webhook limit"))
+    ));
+}
+
+pub async fn changes_write_messages_for_subscribed_endpoints_only(store: &dyn Store) {
+    let (org, owner_key) = organization(store, "Acme").await;
+    let audit = &AuditContext::SYSTEM;
+    let created_only = store
+        .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyCreated]))
+        .await
+        .unwrap();
+    let revoked_only = store
+        .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyRevoked]))
+        .await
+        .unwrap();
+    let key = new_credential(
+        org,
+        Creator::Credential(owner_key),
+        None,
+        "CI",
+        scope_names(&["instances:read"]),
+    );
+    let record = store.insert_credential(audit, key).await.unwrap();
+    store
+        .revoke_credential(audit, org, record.id, Timestamp::now())
+        .await
+        .unwrap();
+
+    let first = Page::first(10);
+    let to_created = store
+        .list_webhook_deliveries(org, created_only.id, first)
+        .await
+        .unwrap();
+    assert_eq!(to_created.items.len(), 1);
+    assert_eq!(to_created.items[0].event_type, "api_key.created");
+    assert_eq!(to_created.items[0].state, DeliveryState::Pending);
+    let to_revoked = store
+        .list_webhook_deliveries(org, revoked_only.id, first)
+        .await
+        .unwrap();
+    assert_eq!(to_revoked.items.len(), 1);
+    assert_eq!(to_revoked.items[0].event_type, "api_key.revoked");
+
+    let (_, _, payload) = store
+        .get_webhook_delivery(org, created_only.id, to_created.items[0].message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(payload["type"], "api_key.created");
+    assert_eq!(payload["data"]["id"], record.id.to_string());
+    assert_eq!(payload["data"]["hint"], record.hint);
+    assert!(payload["timestamp"].is_string());
+    assert!(
+        payload.to_string().len() < 1024,
+        "no key, only what lists show"
+    );
+}
+
+pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Store) {
+    let (org, owner_key) = organization(store, "Acme").await;
+    let audit = &AuditContext::SYSTEM;
+    let hook = store
+        .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyCreated]))
+        .await
+        .unwrap();
+    let key = new_credential(
+        org,
+        Creator::Credential(owner_key),
+        None,
+        "CI",
+        scope_names(&["instances:read"]),
+    );
+    store.insert_credential(audit, key).await.unwrap();
+
+    let now = Timestamp::now();
+    let claimed = store.claim_webhook_deliveries(now, 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].endpoint_id, hook.id);
+    assert_eq!(claimed[0].attempts, 0);
+    // Leased: nobody claims it again meanwhile.
+    assert!(
+        store
+            .claim_webhook_deliveries(now, 60, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let retry_at = now.plus_seconds(5);
+    store
+        .finish_webhook_delivery(&claimed[0], &attempt(None), NextStep::RetryAt(retry_at))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_webhook_deliveries(now, 60, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_webhook_deliveries(retry_at, 60, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    store
+        .finish_webhook_delivery(&again[0], &attempt(Some(204)), NextStep::Delivered)
+        .await
+        .unwrap();
+    let (delivery, attempts, _) = store
+        .get_webhook_delivery(org, hook.id, again[0].message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.state, DeliveryState::Delivered);
+    assert_eq!(delivery.attempts, 2);
+    assert_eq!(delivery.last_status, Some(204));
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].error.as_deref(), Some("connection refused"));
+    assert_eq!(attempts[1].status, Some(204));
+    let later = retry_at.plus_seconds(3600);
+    assert!(
+        store
+            .claim_webhook_deliveries(later, 60, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A manual redelivery makes it due again, and is audited.
+    assert!(
+        store
+            .redeliver_webhook(audit, org, hook.id, again[0].message_id, later)
+            .await
+            .unwrap()
+    );
+    let redelivered = store.claim_webhook_deliveries(later, 60, 10).await.unwrap();
+    assert_eq!(redelivered.len(), 1);
+    assert_eq!(redelivered[0].message_id, again[0].message_id);
+    let (other, _) = organization(store, "Globex").await;
+    assert!(
+        !store
+            .redeliver_webhook(audit, other, hook.id, again[0].message_id, later)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn expiry_notices_are_written_once_each(store: &dyn Store) {
+    let (org, owner_key) = organization(store, "Acme").await;
+    let audit = &AuditContext::SYSTEM;
+    let hook = store
+        .insert_webhook(
+            audit,
+            endpoint(org, &[EventType::ApiKeyExpiring, EventType::ApiKeyExpired]),
+        )
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let mut key = new_credential(
+        org,
+        Creator::Credential(owner_key),
+        None,
+        "expires in 3 days",
+        scope_names(&["instances:read"]),
+    );
+    key.expires_at = Some(now.plus_seconds(3 * 86_400));
+    store.insert_credential(audit, key).await.unwrap();
+    let mut far = new_credential(
+        org,
+        Creator::Credential(owner_key),
+        None,
+        "expires in 30 days",
+        scope_names(&["instances:read"]),
+    );
+    far.expires_at = Some(now.plus_seconds(30 * 86_400));
+    store.insert_credential(audit, far).await.unwrap();
+
+    assert_eq!(store.scan_expiring_credentials(now, 100).await.unwrap(), 1);
+    assert_eq!(
+        store.scan_expiring_credentials(now, 100).await.unwrap(),
+        0,
+        "once"
+    );
+    assert_eq!(
+        delivered_types(store, org, hook.id).await,
+        ["api_key.expiring"]
+    );
+    // Two days on: within a day of expiry.
+    let later = now.plus_seconds(2 * 86_400 + 60);
+    assert_eq!(
+        store.scan_expiring_credentials(later, 100).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.scan_expiring_credentials(later, 100).await.unwrap(),
+        0
+    );
+    // Past the expiry: expired, once.
+    let past = now.plus_seconds(3 * 86_400 + 1);
+    assert_eq!(store.scan_expiring_credentials(past, 100).await.unwrap(), 1);
+    assert_eq!(store.scan_expiring_credentials(past, 100).await.unwrap(), 0);
+    assert_eq!(
+        delivered_types(store, org, hook.id).await,
+        ["api_key.expiring", "api_key.expiring", "api_key.expired"]
+    );
+    // A revoked credential is never announced.
+    let mut revoked = new_credential(
+        org,
+        Creator::Credential(owner_key),
+        None,
+        "revoked",
+        scope_names(&["instances:read"]),
+    );
+    revoked.expires_at = Some(now.plus_seconds(86_400));
+    let revoked = store.insert_credential(audit, revoked).await.unwrap();
+    store
+        .revoke_credential(audit, org, revoked.id, now)
+        .await
+        .unwrap();
+    assert_eq!(store.scan_expiring_credentials(now, 100).await.unwrap(), 0);
+}
+
+/// The event types of an endpoint's deliveries, oldest first.
+async fn delivered_types(
+    store: &dyn Store,
+    org: keyward_core::OrganizationId,
+    hook: WebhookId,
+) -> Vec<String> {
+    let page = store
+        .list_webhook_deliveries(org, hook, Page::first(50))
+        .await
+        .unwrap();
+    page.items.into_iter().rev().map(|d| d.event_type).collect()
+}
