@@ -83,6 +83,8 @@ builtin! {
     AUDIT_READ = 10, "audit:read", Organization, Admin, "Read the organization's audit log.";
     KEYS_VERIFY = 11, "keys:verify", Organization, Admin, "Verify the organization's keys on behalf of another service.";
     ORGANIZATION_WRITE = 12, "organization:write", Organization, Owner, "Change the organization's policy for new credentials.";
+    WEBHOOKS_READ = 13, "webhooks:read", Organization, Admin, "List webhook endpoints and their deliveries.";
+    WEBHOOKS_WRITE = 14, "webhooks:write", Organization, Admin, "Register, change and delete webhook endpoints; redeliver messages.";
 }
 
 impl Scope {
@@ -589,6 +591,8 @@ mod tests {
                 "audit:read",
                 "keys:verify",
                 "organization:write",
+                "webhooks:read",
+                "webhooks:write",
             ]
         );
         let project_level = catalog.holdable(CredentialKind::ProjectToken);
@@ -663,7 +667,7 @@ mod tests {
         let refusals = [
             (platform("instances:read", None), "cannot be redefined"),
             (platform("instances:admin", None), "reserved for Keyward"),
-            (platform("webhooks:read", None), "reserved for Keyward"),
+            (platform("webhooks:admin", None), "reserved for Keyward"),
             (platform("Databases:read", None), "not a scope name"),
             (
                 ScopeDefinition {

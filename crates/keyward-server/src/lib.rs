@@ -16,6 +16,7 @@ pub mod passwords;
 mod server;
 pub mod services;
 mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -64,6 +65,17 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`): a request from one
     /// of them is from the right-most forwarded address that is not one of them.
     pub trusted_proxies: Vec<keyward_core::Cidr>,
+    /// The key every endpoint's webhook secret is derived from (`--webhooks-key-file`); the
+    /// same on every node. Without it, endpoints cannot be registered and nothing is sent.
+    pub webhook_signing_key: Option<Arc<keyward_core::webhook::SigningKey>>,
+    /// Whether webhooks may go to loopback, private and link-local addresses.
+    pub webhooks_allow_private_networks: bool,
+    /// The waits between failed attempts; after the last, a delivery is given up.
+    pub webhook_retry_delays: Vec<Duration>,
+    /// How often each node looks for due deliveries.
+    pub webhook_poll_interval: Duration,
+    /// How often each node looks for credentials to warn about (`.expiring`, `.expired`).
+    pub expiry_scan_interval: Duration,
 }
 
 impl Default for Config {
@@ -81,6 +93,15 @@ impl Default for Config {
             scopes: Arc::default(),
             routes: keyward_core::route::RouteTable::default(),
             trusted_proxies: Vec::new(),
+            // A fresh key per process: enough for one node and for tests; `serve` reads the
+            // installation's from its file.
+            webhook_signing_key: keyward_core::webhook::SigningKey::generate()
+                .ok()
+                .map(Arc::new),
+            webhooks_allow_private_networks: false,
+            webhook_retry_delays: webhooks::RETRY_DELAYS.to_vec(),
+            webhook_poll_interval: Duration::from_secs(1),
+            expiry_scan_interval: Duration::from_secs(60),
         }
     }
 }
@@ -226,6 +247,8 @@ pub async fn serve(
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stopped));
     let pruner = tokio::spawn(prune_audit_log_periodically(state.clone()));
+    let deliverer = tokio::spawn(webhooks::deliver_periodically(state.clone()));
+    let scanner = tokio::spawn(webhooks::scan_periodically(state.clone()));
     let follower = state
         .store
         .invalidations()
@@ -244,6 +267,8 @@ pub async fn serve(
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
     pruner.abort();
+    deliverer.abort();
+    scanner.abort();
     if let Some(follower) = follower {
         follower.abort();
     }
@@ -280,7 +305,8 @@ const PRUNE_BATCH: i64 = 5_000;
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3_600);
 
 impl AppState {
-    /// Deletes the audit events older than the retention, batch by batch; returns how many.
+    /// Deletes the audit events (and finished webhook messages) older than the retention,
+    /// batch by batch; returns how many audit events went.
     /// Several nodes may call this at once: one prunes, the others find nothing to do.
     pub async fn prune_audit_log(&self) -> Result<u64, keyward_store::StoreError> {
         let retention = i64::try_from(self.config.audit_retention.as_secs()).unwrap_or(i64::MAX);
@@ -289,6 +315,17 @@ impl AppState {
         loop {
             let pruned = self.store.prune_audit_events(before, PRUNE_BATCH).await?;
             total += pruned;
+            if pruned < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        // Webhook messages (with their deliveries and attempts) are kept as long, unless
+        // still pending.
+        loop {
+            let pruned = self
+                .store
+                .prune_webhook_messages(before, PRUNE_BATCH)
+                .await?;
             if pruned < PRUNE_BATCH as u64 {
                 return Ok(total);
             }

@@ -210,8 +210,20 @@ pub fn load(file: &Path) -> Result<Settings, ConfigError> {
     let options = serve_options();
     let mut settings = Vec::new();
     let mut routes = RouteTable::default();
+    // `[webhooks] allow_private_networks = true` is the option `webhooks_allow_private_networks`.
+    let mut entries: Vec<(String, &toml::Value, usize)> = Vec::new();
     for (key, value) in &table {
-        let line = line_of_key(key);
+        match (key.as_str(), value) {
+            ("webhooks", toml::Value::Table(section)) => {
+                for (name, value) in section {
+                    entries.push((format!("webhooks_{name}"), value, line_of_key(key)));
+                }
+            }
+            _ => entries.push((key.clone(), value, line_of_key(key))),
+        }
+    }
+    for (key, value, line) in entries {
+        let key = &key;
         if key == "scopes" {
             continue;
         }

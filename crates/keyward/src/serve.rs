@@ -3,9 +3,11 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use keyward_core::webhook::SigningKey;
 use keyward_server::passwords::PasswordLimits;
 use keyward_server::{AppState, Config, ConnectionLimits};
 use tokio::net::TcpListener;
@@ -101,6 +103,27 @@ pub struct ServeArgs {
         value_name = "RANGES"
     )]
     trusted_proxies: Vec<keyward_core::Cidr>,
+
+    /// The file holding the installation's webhook signing key, from which every endpoint's
+    /// secret is derived (no secret is stored in the database). Created, readable by its
+    /// owner only, if missing. Every node must have the same file. Defaults to
+    /// `webhooks.key` beside the SQLite database, or `./keyward-data/webhooks.key`.
+    #[arg(long, env = "KEYWARD_WEBHOOKS_KEY_FILE", value_name = "FILE")]
+    webhooks_key_file: Option<std::path::PathBuf>,
+
+    /// Let webhooks go to loopback, private and link-local addresses (refused by default, as
+    /// a guard against server-side request forgery). In the configuration file:
+    /// `[webhooks] allow_private_networks = true`.
+    #[arg(
+        long,
+        env = "KEYWARD_WEBHOOKS_ALLOW_PRIVATE_NETWORKS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    webhooks_allow_private_networks: bool,
 
     /// The address people and programs use to reach this server, such as
     /// `https://keys.example.com`. With https, the dashboard's cookies are Secure. Defaults to
@@ -205,6 +228,11 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
     if !routes.is_empty() {
         tracing::info!(rules = routes.len(), "route rules for /v1/forward-auth");
     }
+    let key_file = args
+        .webhooks_key_file
+        .clone()
+        .unwrap_or_else(|| default_key_file(args.database.database_url.expose()));
+    let webhook_key = webhook_key(&key_file)?;
     let store = keyward_store::open(args.database.database_url.expose()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -237,6 +265,8 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         scopes,
         routes,
         trusted_proxies: args.trusted_proxies,
+        webhook_signing_key: Some(Arc::new(webhook_key)),
+        webhooks_allow_private_networks: args.webhooks_allow_private_networks,
         ..Config::default()
     };
     // Listen for SIGTERM before saying we listen: a supervisor may stop us at once.
@@ -279,6 +309,50 @@ fn default_max_connections() -> usize {
             line.split_whitespace().nth(3)?.parse::<usize>().ok()
         })
         .map_or(1_000, |soft| soft.saturating_sub(RESERVED).max(16))
+}
+
+/// `webhooks.key` beside an SQLite database; `./keyward-data/webhooks.key` otherwise.
+fn default_key_file(database_url: &str) -> std::path::PathBuf {
+    database_url
+        .strip_prefix("sqlite://")
+        .map(|path| path.split('?').next().unwrap_or(path))
+        .and_then(|path| {
+            std::path::Path::new(path)
+                .parent()
+                .map(|dir| dir.join("webhooks.key"))
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from("./keyward-data/webhooks.key"))
+}
+
+/// Reads the webhook signing key, or makes one (readable by its owner only) if the file does
+/// not exist.
+fn webhook_key(file: &std::path::Path) -> Result<SigningKey, String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => SigningKey::parse(&text).map_err(|e| format!("{}: {e}", file.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::generate().map_err(|e| e.to_string())?;
+            if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut out = options
+                .open(file)
+                .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+            std::io::Write::write_all(&mut out, format!("{}\n", key.to_text().as_str()).as_bytes())
+                .and_then(|()| out.sync_all())
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            tracing::info!(
+                file = %file.display(),
+                "made a new webhook signing key; with several nodes, give every node this file"
+            );
+            Ok(key)
+        }
+        Err(error) => Err(format!("cannot read {}: {error}", file.display())),
+    }
 }
 
 fn parse_range(text: &str) -> Result<keyward_core::Cidr, String> {

@@ -19,6 +19,7 @@ mod projects;
 pub(crate) mod schema;
 mod scopes;
 mod tokens;
+mod webhooks;
 
 use std::any::Any;
 
@@ -76,7 +77,8 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(me::router())
         .merge(members::router())
         .merge(organization::router())
-        .merge(scopes::router());
+        .merge(scopes::router())
+        .merge(webhooks::router());
     let open = health::router()
         .merge(metrics::router())
         .merge(openapi::router());

@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 
 use super::{
     ApiRoutes, api_keys, audit_events, forward_auth, health, instances, introspect, keys_verify,
-    me, members, metrics, organization, projects, scopes, tokens,
+    me, members, metrics, organization, projects, scopes, tokens, webhooks,
 };
 use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
@@ -67,6 +67,14 @@ use crate::error::{ApiError, FieldError, Problem};
         organization::show_organization,
         organization::update_organization,
         scopes::list_scopes,
+        webhooks::list_webhooks,
+        webhooks::create_webhook,
+        webhooks::show_webhook,
+        webhooks::update_webhook,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::show_delivery,
+        webhooks::redeliver,
         health::healthz,
         health::readyz,
         metrics::metrics,

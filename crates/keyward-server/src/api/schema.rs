@@ -36,6 +36,10 @@ pub enum ScopeName {
     KeysVerify,
     #[serde(rename = "organization:write")]
     OrganizationWrite,
+    #[serde(rename = "webhooks:read")]
+    WebhooksRead,
+    #[serde(rename = "webhooks:write")]
+    WebhooksWrite,
 }
 
 /// A scope a project token may hold.

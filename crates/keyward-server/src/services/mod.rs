@@ -13,6 +13,7 @@ pub mod instances;
 pub mod members;
 pub mod organization;
 pub mod projects;
+pub mod webhooks;
 
 use keyward_core::CredentialKind;
 use keyward_store::StoreError;
@@ -65,6 +66,8 @@ pub enum Conflict {
     StaleRole,
     /// The credential is revoked, expired or already being rotated.
     NotRotatable(CredentialKind),
+    /// The organization has as many webhook endpoints as it may.
+    TooManyWebhooks,
 }
 
 impl Conflict {
@@ -100,6 +103,11 @@ impl std::fmt::Display for Conflict {
                 f,
                 "this {} is revoked, expired or already being rotated; create a new one instead",
                 credentials::not_found_label(*kind)
+            ),
+            Self::TooManyWebhooks => write!(
+                f,
+                "an organization has at most {} webhook endpoints; delete one first",
+                keyward_store::MAX_WEBHOOKS
             ),
         }
     }

@@ -28,3 +28,4 @@ mod rules;
 mod storage;
 mod tokens;
 mod verification;
+mod webhooks;

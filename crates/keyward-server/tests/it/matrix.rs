@@ -397,6 +397,75 @@ pub fn rows() -> Vec<Row> {
             )
         },
         row(Method::GET, "/v1/scopes", None, AnyCredential, 200),
+        Row {
+            other_organization: Success(200),
+            ..row(
+                Method::GET,
+                "/v1/webhooks",
+                Some(Scope::WEBHOOKS_READ),
+                Organization,
+                200,
+            )
+        },
+        Row {
+            other_organization: Success(201),
+            // A literal public address: no name to resolve in the sandbox.
+            body: Some(
+                |_| json!({ "url": "https://203.0.114.10/keyward", "events": ["api_key.revoked"] }),
+            ),
+            ..row(
+                Method::POST,
+                "/v1/webhooks",
+                Some(Scope::WEBHOOKS_WRITE),
+                Organization,
+                201,
+            )
+        },
+        row(
+            Method::GET,
+            "/v1/webhooks/{webhook_id}",
+            Some(Scope::WEBHOOKS_READ),
+            Organization,
+            200,
+        ),
+        Row {
+            body: Some(|_| json!({ "description": "matrix" })),
+            ..row(
+                Method::PATCH,
+                "/v1/webhooks/{webhook_id}",
+                Some(Scope::WEBHOOKS_WRITE),
+                Organization,
+                200,
+            )
+        },
+        row(
+            Method::DELETE,
+            "/v1/webhooks/{webhook_id}",
+            Some(Scope::WEBHOOKS_WRITE),
+            Organization,
+            204,
+        ),
+        row(
+            Method::GET,
+            "/v1/webhooks/{webhook_id}/deliveries",
+            Some(Scope::WEBHOOKS_READ),
+            Organization,
+            200,
+        ),
+        row(
+            Method::GET,
+            "/v1/webhooks/{webhook_id}/deliveries/{message_id}",
+            Some(Scope::WEBHOOKS_READ),
+            Organization,
+            200,
+        ),
+        row(
+            Method::POST,
+            "/v1/webhooks/{webhook_id}/deliveries/{message_id}/redeliver",
+            Some(Scope::WEBHOOKS_WRITE),
+            Organization,
+            202,
+        ),
         // Any method, for gateways; without the X-Forwarded-* headers that say what to
         // decide, a verified caller gets 400 (what it decides is tested in forward_auth.rs).
         row(Method::GET, "/v1/forward-auth", None, AnyCredential, 400),
@@ -492,6 +561,9 @@ pub struct World {
     member: UserId,
     /// The email of a person in neither organization.
     spare_email: String,
+    /// A webhook endpoint of the first organization, and a message sent to it.
+    webhook: keyward_core::WebhookId,
+    message: keyward_core::MessageId,
 }
 
 /// A person who owns an organization of their own: their id and email.
@@ -664,7 +736,31 @@ impl World {
         let main_instance = instance(store, a, main_project).await;
         let other_instance = instance(store, a, other_project).await;
         let b_instance = instance(store, b, b_project).await;
+        let webhook = store
+            .insert_webhook(
+                &keyward_store::AuditContext::SYSTEM,
+                keyward_store::NewWebhook {
+                    id: keyward_core::WebhookId::generate(),
+                    organization_id: a,
+                    url: "https://203.0.114.10/keyward".into(),
+                    description: String::new(),
+                    events: [keyward_core::webhook::EventType::ApiKeyCreated]
+                        .into_iter()
+                        .collect(),
+                    secret_check: String::new(),
+                    created_at: Timestamp::now(),
+                },
+            )
+            .await
+            .unwrap()
+            .id;
         let (key, _) = insert_key(store, a, None, project_level, None, by).await;
+        let message = store
+            .list_webhook_deliveries(a, webhook, Page::first(1))
+            .await
+            .unwrap()
+            .items[0]
+            .message_id;
         let (token, main_token) =
             insert_key(store, a, Some(main_project), project_level, None, by).await;
         let (_, empty_token) =
@@ -781,6 +877,8 @@ impl World {
             organizations: [a, b],
             member,
             spare_email,
+            webhook,
+            message,
         }
     }
 
@@ -796,6 +894,8 @@ impl World {
             .replace("{instance_id}", &self.instance.to_string())
             .replace("{path}", "v1/databases/x")
             .replace("{user_id}", &self.member.to_string())
+            .replace("{webhook_id}", &self.webhook.to_string())
+            .replace("{message_id}", &self.message.to_string())
     }
 }
 
