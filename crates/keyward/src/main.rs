@@ -81,6 +81,14 @@ enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    /// Manage webhook endpoints and their deliveries (list, create, delete, deliveries,
+    /// redeliver).
+    Webhooks {
+        #[command(subcommand)]
+        command: client::WebhooksCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
     /// List the scopes a key may be granted: Keyward's own and the platform's.
     Scopes {
         #[command(flatten)]
@@ -257,6 +265,13 @@ fn main() -> ExitCode {
             } => {
                 let client = client::Client::new(&connection)?;
                 Ok(client::commands_audit(&client, command).await?)
+            }
+            Command::Webhooks {
+                command,
+                connection,
+            } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_webhooks(&client, command).await?)
             }
             Command::Scopes { connection } => {
                 let client = client::Client::new(&connection)?;

@@ -1463,3 +1463,162 @@ async fn the_client_limits_a_key_to_networks_behind_a_trusted_proxy() {
     assert_eq!(lifted["allowed_cidrs"], Value::Null);
     assert_eq!(me_from("198.51.100.1").await.unwrap().status(), 200);
 }
+
+/// The test receiver of the server's tests: it checks signatures with the Standard Webhooks
+/// reference library (Python).
+const WEBHOOK_RECEIVER: &str =
+    include_str!("../../keyward-server/tests/it/support/webhook_receiver.py");
+
+#[tokio::test]
+async fn a_webhook_survives_a_kill_between_the_change_and_its_delivery() {
+    let has_library = Command::new("python3")
+        .args(["-c", "import standardwebhooks.webhooks"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !has_library {
+        assert!(
+            std::env::var_os("KEYWARD_REQUIRE_ALL").is_none(),
+            "this test needs python3 with standardwebhooks: pip install standardwebhooks"
+        );
+        eprintln!("skipped: python3 with standardwebhooks is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The receivers are local: the operator allows private networks, in the file's section.
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        "[webhooks]\nallow_private_networks = true\n",
+    )
+    .unwrap();
+    let server = Server::start(&dir, &[]);
+    let key_file = dir.path().join("data/webhooks.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the signing key is its owner's only");
+    let signing_key = std::fs::read_to_string(&key_file).unwrap();
+
+    let admin = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let admin_key = admin["key"].as_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let created = json_of(&client(
+        &server,
+        Some(admin_key),
+        &[
+            "webhooks",
+            "create",
+            "--endpoint",
+            &url,
+            "--event",
+            "api_key.created",
+            "--json",
+        ],
+    ));
+    let (hook, secret) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["secret"].as_str().unwrap().to_owned(),
+    );
+    assert!(secret.starts_with("whsec_"));
+    let listed = text(&client(&server, Some(admin_key), &["webhooks", "list"]).stdout);
+    assert!(
+        listed.contains(&hook) && listed.contains("api_key.created"),
+        "{listed}"
+    );
+
+    // The change commits with its message; the node dies before it can deliver it.
+    let key = json_of(&client(
+        &server,
+        Some(admin_key),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "CI",
+            "--scope",
+            "instances:read",
+            "--json",
+        ],
+    ));
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let log = dir.path().join("received.jsonl");
+    let script = dir.path().join("webhook_receiver.py");
+    std::fs::write(&script, WEBHOOK_RECEIVER).unwrap();
+    let mut receiver = Command::new("python3")
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(&secret)
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(receiver.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+
+    let restarted = Server::start(&dir, &[]);
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        signing_key,
+        "the same key after a restart"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lines = loop {
+        let lines: Vec<Value> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        if !lines.is_empty() {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "the message was lost");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    assert_eq!(lines[0]["verified"], true, "{lines:?}");
+    assert_eq!(lines[0]["type"], "api_key.created");
+    let payload: Value = serde_json::from_str(lines[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["data"]["id"], key["id"]);
+    assert!(
+        !lines[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains(key["key"].as_str().unwrap())
+    );
+
+    let message = lines[0]["id"].as_str().unwrap().to_owned();
+    let deliveries = text(
+        &client(
+            &restarted,
+            Some(admin_key),
+            &["webhooks", "deliveries", &hook],
+        )
+        .stdout,
+    );
+    assert!(deliveries.contains(&message), "{deliveries}");
+    let queued = client(
+        &restarted,
+        Some(admin_key),
+        &["webhooks", "redeliver", &hook, &message],
+    );
+    assert!(queued.status.success(), "{}", text(&queued.stderr));
+    let deleted = client(&restarted, Some(admin_key), &["webhooks", "delete", &hook]);
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    let none = json_of(&client(
+        &restarted,
+        Some(admin_key),
+        &["webhooks", "list", "--json"],
+    ));
+    assert_eq!(none["data"], serde_json::json!([]));
+}

@@ -12,6 +12,7 @@ mod organization;
 mod page;
 mod projects;
 mod session;
+mod webhooks;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -48,6 +49,23 @@ pub fn router() -> Router<AppState> {
             get(credentials::edit_api_key_networks).post(credentials::change_api_key_networks),
         )
         .route("/settings/tokens", get(projects::pick_project_for_tokens))
+        .route(
+            "/settings/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route("/settings/webhooks/{webhook_id}", get(webhooks::show))
+        .route(
+            "/settings/webhooks/{webhook_id}/delete",
+            axum::routing::post(webhooks::delete),
+        )
+        .route(
+            "/settings/webhooks/{webhook_id}/deliveries/{message_id}",
+            get(webhooks::show_delivery),
+        )
+        .route(
+            "/settings/webhooks/{webhook_id}/deliveries/{message_id}/redeliver",
+            axum::routing::post(webhooks::redeliver),
+        )
         .route("/settings/audit-log", get(audit::audit_log))
         .route(
             "/settings/organization/policy",

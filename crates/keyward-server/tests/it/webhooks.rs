@@ -601,3 +601,100 @@ async fn two_nodes_on_postgres_send_each_message_once() {
     ids.dedup();
     assert_eq!((count, ids.len()), (20, 20), "each message once");
 }
+
+#[tokio::test]
+async fn the_dashboard_registers_shows_redelivers_and_deletes_endpoints() {
+    use crate::dashboard::Visitor;
+
+    let app = TestApp::spawn_with(fast(Config::default())).await;
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let page = ada.get("/settings/webhooks").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("api_key.expiring"));
+    let csrf = page.csrf_token();
+    let url = format!("http://127.0.0.1:{}/hook", free_port());
+
+    let refused = ada
+        .post(
+            "/settings/webhooks",
+            &[
+                ("csrf_token", &csrf),
+                ("url", "ftp://x"),
+                ("description", ""),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("id=\"url-error\""));
+    assert!(refused.body.contains("id=\"events-error\""));
+
+    let created = ada
+        .post(
+            "/settings/webhooks",
+            &[
+                ("csrf_token", &csrf),
+                ("url", &url),
+                ("description", "alerts"),
+                ("events", "api_key.created"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert!(created.body.contains("id=\"new-secret\">whsec_"));
+    let list = ada.get("/settings/webhooks").await;
+    assert!(list.body.contains(&url));
+    let marker = "href=\"/settings/webhooks/whk_";
+    let start = list.body.find(marker).unwrap() + "href=\"".len();
+    let end = start + list.body[start..].find('"').unwrap();
+    let endpoint = list.body[start..end].to_owned();
+
+    // A key made in the dashboard is announced; nobody listens, so it is retried.
+    ada.create_key("CI", &["instances:read"]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let page = ada.get(&endpoint).await;
+        if page.body.contains("could not connect") {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "{}", page.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(page.body.contains("api_key.created"));
+    let marker = "/deliveries/msg_";
+    let start = page.body.find(marker).unwrap() + "/deliveries/".len();
+    let message = page.body[start..start + 30].to_owned();
+    let delivery = ada.get(&format!("{endpoint}/deliveries/{message}")).await;
+    assert_eq!(delivery.status, StatusCode::OK);
+    assert!(delivery.body.contains("could not connect"));
+    assert!(
+        delivery
+            .body
+            .contains("&#34;type&#34;: &#34;api_key.created&#34;"),
+        "{}",
+        delivery.body
+    );
+    let csrf = delivery.csrf_token();
+    let queued = ada
+        .post(
+            &format!("{endpoint}/deliveries/{message}/redeliver"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(queued.location(), format!("{endpoint}?notice=redeliver"));
+
+    // A member may not manage webhooks.
+    let mut bob = Visitor::new(&app);
+    bob.sign_up("bob@example.com", "Globex").await;
+    crate::dashboard::add_and_switch(&mut ada, &mut bob, "bob@example.com", "member", "Acme").await;
+    assert_eq!(
+        bob.get("/settings/webhooks").await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let deleted = ada
+        .post(&format!("{endpoint}/delete"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(deleted.location(), "/settings/webhooks?notice=deleted");
+    assert!(!ada.get("/settings/webhooks").await.body.contains(&url));
+}

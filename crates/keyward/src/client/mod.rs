@@ -16,9 +16,10 @@ use serde_json::Value;
 
 pub use commands::{
     AuditCommand, InstancesCommand, KeysCommand, MembersCommand, OrganizationCommand,
-    ProjectsCommand, TokensCommand, audit as commands_audit, instances as commands_instances,
-    keys as commands_keys, members as commands_members, organization as commands_organization,
-    projects as commands_projects, scopes as commands_scopes, tokens as commands_tokens,
+    ProjectsCommand, TokensCommand, WebhooksCommand, audit as commands_audit,
+    instances as commands_instances, keys as commands_keys, members as commands_members,
+    organization as commands_organization, projects as commands_projects,
+    scopes as commands_scopes, tokens as commands_tokens, webhooks as commands_webhooks,
     whoami as commands_whoami,
 };
 
