@@ -717,6 +717,9 @@ impl<B: Backend> Store for SqlStore<B> {
         lease_seconds: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        if !webhooks::any_due(&mut self.backend.reader()?, now).await? {
+            return Ok(Vec::new());
+        }
         in_transaction!(self, |tx| webhooks::claim(tx, now, lease_seconds, limit)
             .await?)
     }
@@ -736,6 +739,9 @@ impl<B: Backend> Store for SqlStore<B> {
         now: Timestamp,
         limit: i64,
     ) -> Result<u64, StoreError> {
+        if !webhooks::any_expiring(&mut self.backend.reader()?, now).await? {
+            return Ok(0);
+        }
         in_transaction!(self, |tx| webhooks::scan_expiring(tx, now, limit).await?)
     }
 

@@ -15,7 +15,7 @@ use crate::{
 };
 
 macro_rules! select_credentials {
-    ($tail:literal) => {
+    ($($tail:expr),+) => {
         concat!(
             "SELECT id, kind, organization_id, project_id, name, secret_sha256, hint, scopes, \
              created_at, expires_at, ",
@@ -25,7 +25,7 @@ macro_rules! select_credentials {
              WHERE projects.id = credentials.project_id)) AS revoked_at, ",
             "last_used_at, rate_limit_requests, rate_limit_per_seconds, allowed_cidrs, \
              created_by_user, rotation_ends_at, rotated_to, rotated_from FROM credentials ",
-            $tail
+            $($tail),+
         )
     };
 }

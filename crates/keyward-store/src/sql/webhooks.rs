@@ -376,6 +376,43 @@ pub(crate) async fn redeliver(
     Ok(tx.execute(query).await? > 0)
 }
 
+/// Whether any delivery is due at `now`: a read, so that an idle node's poll opens no write
+/// transaction.
+pub(crate) async fn any_due(db: &mut impl Read, now: Timestamp) -> Result<bool, StoreError> {
+    let query = Query::new(
+        "SELECT CAST(1 AS BIGINT) AS due FROM webhook_deliveries WHERE state = 'pending' \
+         AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until <= $1) LIMIT 1",
+    )
+    .bind(now.unix_seconds());
+    Ok(db.optional(query, |row| row.int("due")).await?.is_some())
+}
+
+/// The credentials with an expiry notice due at `$1` that was not written yet: neither
+/// revoked nor ending by rotation first, expiring within 7 days or expired within the last 7.
+macro_rules! notice_due {
+    () => {
+        "WHERE revoked_at IS NULL AND expires_at IS NOT NULL \
+         AND expires_at <= $1 + 604800 AND expires_at > $1 - 604800 \
+         AND (rotation_ends_at IS NULL OR rotation_ends_at > expires_at) \
+         AND NOT EXISTS (SELECT 1 FROM credential_notices n \
+         WHERE n.credential_id = credentials.id AND n.notice = CASE \
+         WHEN credentials.expires_at <= $1 THEN 'expired' \
+         WHEN credentials.expires_at <= $1 + 86400 THEN 'expiring_1d' \
+         ELSE 'expiring_7d' END) "
+    };
+}
+
+/// Whether the expiry scan has anything to write at `now` (a read; see [`scan_expiring`]).
+pub(crate) async fn any_expiring(db: &mut impl Read, now: Timestamp) -> Result<bool, StoreError> {
+    let query = Query::new(concat!(
+        "SELECT CAST(1 AS BIGINT) AS due FROM credentials ",
+        notice_due!(),
+        "LIMIT 1"
+    ))
+    .bind(now.unix_seconds());
+    Ok(db.optional(query, |row| row.int("due")).await?.is_some())
+}
+
 /// Claims up to `limit` due deliveries for `lease_seconds`: no other node claims them until
 /// the lease ends (or this node reports the attempt).
 pub(crate) async fn claim(
@@ -496,14 +533,8 @@ pub(crate) async fn scan_expiring(
     limit: i64,
 ) -> Result<u64, StoreError> {
     let query = Query::new(crate::sql::credentials::select_credentials!(
-        "WHERE revoked_at IS NULL AND expires_at IS NOT NULL \
-         AND expires_at <= $1 + 604800 AND expires_at > $1 - 604800 \
-         AND (rotation_ends_at IS NULL OR rotation_ends_at > expires_at) \
-         AND NOT EXISTS (SELECT 1 FROM credential_notices n \
-         WHERE n.credential_id = credentials.id AND n.notice = CASE \
-         WHEN credentials.expires_at <= $1 THEN 'expired' \
-         WHEN credentials.expires_at <= $1 + 86400 THEN 'expiring_1d' \
-         ELSE 'expiring_7d' END) ORDER BY expires_at LIMIT $2"
+        notice_due!(),
+        "ORDER BY expires_at LIMIT $2"
     ))
     .bind(now.unix_seconds())
     .bind(limit);
