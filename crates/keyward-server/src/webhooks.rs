@@ -57,15 +57,22 @@ pub fn is_public(address: IpAddr) -> bool {
                 || v4.is_documentation()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || (a == 192 && b == 88 && v4.octets()[2] == 99)
                 || (a == 198 && (b == 18 || b == 19))
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
             let segments = v6.segments();
-            // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits.
-            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [.., c, d] = v6.octets().map(u32::from);
-                let v4 = (u32::from(segments[6]) << 16) | (c << 8) | d;
+            // Forms that carry an IPv4 address in their last 32 bits: NAT64 (64:ff9b::/96
+            // and the local-use 64:ff9b:1::/48), IPv4-compatible (::/96) and SIIT
+            // (::ffff:0:0/96). They are as public as that address.
+            let embedded = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                || segments[..3] == [0x64, 0xff9b, 1]
+                || segments[..6] == [0, 0, 0, 0, 0, 0]
+                || segments[..6] == [0, 0, 0, 0, 0xffff, 0];
+            if embedded && !v6.is_loopback() && !v6.is_unspecified() {
+                let v4 = (u32::from(segments[6]) << 16) | u32::from(segments[7]);
                 return is_public(IpAddr::V4(v4.into()));
             }
             !(v6.is_loopback()
@@ -73,11 +80,20 @@ pub fn is_public(address: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (segments[0] & 0xfe00) == 0xfc00
                 || (segments[0] & 0xffc0) == 0xfe80
+                || (segments[0] & 0xffc0) == 0xfec0
+                || segments[0] == 0x2001 && segments[1] == 0
+                || segments[..4] == [0x100, 0, 0, 0]
                 || segments[0] == 0x2001 && segments[1] == 0x0db8
                 || segments[0] == 0x2002)
         }
     }
 }
+
+/// The one refusal of a destination, whatever the reason: it does not resolve, or it resolves
+/// to an address that is not public.
+const NOT_PUBLIC: &str = "must be a host with public addresses only: it does not resolve, or \
+     resolves to a loopback, private or link-local address (an operator may allow private \
+     networks with --webhooks-allow-private-networks)";
 
 /// Why an endpoint URL is refused.
 pub fn check_url(text: &str) -> Result<url::Url, String> {
@@ -93,6 +109,17 @@ pub fn check_url(text: &str) -> Result<url::Url, String> {
     }
     if url.fragment().is_some() {
         return Err("must not have a #fragment".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // It would be stored, listed and written in the audit log in the clear.
+        return Err(
+            "must not carry a user name or password; authenticate the messages by their \
+             signature"
+                .into(),
+        );
+    }
+    if url.as_str().len() > 2048 {
+        return Err("must be at most 2048 characters once encoded".into());
     }
     Ok(url)
 }
@@ -110,22 +137,20 @@ pub async fn resolve_checked(
             let lookup = tokio::net::lookup_host((name, port));
             match tokio::time::timeout(Duration::from_secs(5), lookup).await {
                 Ok(Ok(found)) => found.collect(),
-                Ok(Err(_)) => return Err(format!("the host {name} does not resolve")),
+                Ok(Err(_)) => return Err(NOT_PUBLIC.into()),
                 Err(_) => return Err(format!("the host {name} took too long to resolve")),
             }
         }
         None => return Err("must name a host".into()),
     };
     if addresses.is_empty() {
-        return Err("the host resolves to no address".into());
+        return Err(NOT_PUBLIC.into());
     }
     if !allow_private && let Some(private) = addresses.iter().find(|a| !is_public(a.ip())) {
-        return Err(format!(
-            "resolves to {}, a loopback, private or link-local address; webhooks go to public \
-             addresses only (an operator may allow private networks with \
-             --webhooks-allow-private-networks)",
-            private.ip()
-        ));
+        // Which address, and whether a name resolves at all, stay in the server's log: an
+        // answer must not map the installation's own network for whoever asks.
+        tracing::debug!(address = %private.ip(), "refused a webhook destination");
+        return Err(NOT_PUBLIC.into());
     }
     Ok(addresses)
 }
@@ -144,7 +169,12 @@ impl reqwest::dns::Resolve for CheckedResolver {
         Box::pin(async move {
             let url = url::Url::parse(&format!("http://{host}/"))?;
             let addresses = resolve_checked(&url, allow_private).await?;
-            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+            // Port 0: the connector puts in the URL's port, or the scheme's (443 for https);
+            // any other port here would replace the scheme's default.
+            let addresses = addresses
+                .into_iter()
+                .map(|address| SocketAddr::new(address.ip(), 0));
+            Ok(Box::new(addresses) as reqwest::dns::Addrs)
         })
     }
 }
@@ -281,7 +311,7 @@ fn describe(error: &reqwest::Error) -> String {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         let said = cause.to_string();
-        if said.contains("loopback, private or link-local") || said.contains("does not resolve") {
+        if said == NOT_PUBLIC {
             text = format!("refused: {said}");
             break;
         }
@@ -400,6 +430,18 @@ mod tests {
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
+        for private in [
+            "::7f00:1",
+            "::ffff:0:7f00:1",
+            "64:ff9b:1::a00:1",
+            "fec0::1",
+            "2001::1",
+            "100::1",
+            "192.0.0.8",
+            "192.88.99.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
         for public in [
             "8.8.8.8",
             "203.0.114.1",
@@ -422,6 +464,10 @@ mod tests {
             assert!(check_url(bad).is_err(), "{bad}");
         }
         assert!(check_url(&format!("https://e.com/{}", "a".repeat(2048))).is_err());
+        // Short as typed, longer once percent-encoded.
+        assert!(check_url(&format!("https://e.com/{}", "é".repeat(700))).is_err());
+        let refused = check_url("https://user:secret@e.com/hook").unwrap_err();
+        assert!(refused.contains("user name or password"), "{refused}");
     }
 
     #[tokio::test]
@@ -437,6 +483,27 @@ mod tests {
             assert!(refused.contains("private"), "{url}: {refused}");
             assert!(resolve_checked(&url, true).await.is_ok(), "{url}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_resolver_leaves_the_port_to_the_url() {
+        use reqwest::dns::Resolve;
+        let resolver = CheckedResolver {
+            allow_private: true,
+        };
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let addresses: Vec<SocketAddr> = resolver.resolve(name).await.unwrap().collect();
+        assert!(!addresses.is_empty());
+        assert!(
+            addresses
+                .iter()
+                .all(|a| a.port() == 0 && a.ip().is_loopback())
+        );
+        let refusing = CheckedResolver {
+            allow_private: false,
+        };
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        assert!(refusing.resolve(name).await.is_err());
     }
 
     #[test]

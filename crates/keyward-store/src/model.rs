@@ -540,6 +540,8 @@ pub struct ClaimedDelivery {
     pub payload: String,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// Until when the claim is this node's.
+    pub lease_until: Timestamp,
 }
 
 /// What comes after an attempt.

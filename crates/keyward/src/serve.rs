@@ -90,11 +90,12 @@ pub struct ServeArgs {
     )]
     outage_grace_seconds: Option<u64>,
 
-    /// Proxies in front of Keyward (address ranges, comma-separated: 10.0.0.0/8,127.0.0.1)
+    /// Proxies in front of Keyward (addresses or ranges, comma-separated: 10.0.4.7,127.0.0.1)
     /// whose X-Forwarded-For is believed. A request from one of them is taken to come from
     /// the right-most X-Forwarded-For address that is not one of them; that address is what
     /// network rules of keys, last addresses, the log-in throttle and the audit log see.
-    /// Without it, the client is the TCP peer and X-Forwarded-For is ignored.
+    /// List only your proxies: any listed host can claim any client address. Without it, the
+    /// client is the TCP peer and X-Forwarded-For is ignored.
     #[arg(
         long,
         env = "KEYWARD_TRUSTED_PROXIES",
@@ -328,7 +329,19 @@ fn default_key_file(database_url: &str) -> std::path::PathBuf {
 /// not exist.
 fn webhook_key(file: &std::path::Path) -> Result<SigningKey, String> {
     match std::fs::read_to_string(file) {
-        Ok(text) => SigningKey::parse(&text).map_err(|e| format!("{}: {e}", file.display())),
+        Ok(text) => {
+            #[cfg(unix)]
+            if let Ok(metadata) = std::fs::metadata(file) {
+                let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions());
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        file = %file.display(),
+                        "the webhook signing key file is readable by others; chmod 600 it"
+                    );
+                }
+            }
+            SigningKey::parse(&text).map_err(|e| format!("{}: {e}", file.display()))
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let key = SigningKey::generate().map_err(|e| e.to_string())?;
             if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
@@ -339,9 +352,14 @@ fn webhook_key(file: &std::path::Path) -> Result<SigningKey, String> {
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut out = options
-                .open(file)
-                .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+            let mut out = match options.open(file) {
+                Ok(out) => out,
+                // Another node sharing the directory made it first: use that one.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return webhook_key(file);
+                }
+                Err(error) => return Err(format!("cannot create {}: {error}", file.display())),
+            };
             std::io::Write::write_all(&mut out, format!("{}\n", key.to_text().as_str()).as_bytes())
                 .and_then(|()| out.sync_all())
                 .map_err(|e| format!("cannot write {}: {e}", file.display()))?;

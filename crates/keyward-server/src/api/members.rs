@@ -127,6 +127,7 @@ pub(super) async fn add_member(
     body: Result<ApiJson<AddMember>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::MEMBERS_WRITE)?;
+    not_network_limited(&principal)?;
     let ApiJson(body) = body?;
     let email = Email::parse(&body.email).map_err(|e| FieldError::new("email", e));
     let role = parse_role(&body.role);
@@ -182,6 +183,7 @@ pub(super) async fn change_member_role(
     body: Result<ApiJson<ChangeRole>, ApiError>,
 ) -> Result<ApiJson<MemberView>, ApiError> {
     principal.require(Scope::MEMBERS_WRITE)?;
+    not_network_limited(&principal)?;
     let user = parse_user(&user)?;
     let ApiJson(body) = body?;
     let role = parse_role(&body.role).map_err(|e| ApiError::Validation(vec![e]))?;
@@ -213,4 +215,16 @@ pub(super) async fn remove_member(
     let audit = origin.by(&principal);
     members::remove(&state, &audit, manager(&principal), &member).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A key limited to networks neither adds people nor raises them: a person signs in to the
+/// dashboard from anywhere and could make keys without the limit.
+fn not_network_limited(principal: &Principal) -> Result<(), ApiError> {
+    match principal.credential.networks() {
+        Some(_) => Err(ApiError::Forbidden(
+            "a key limited to networks cannot add members or change roles: they could act \
+             from any address",
+        )),
+        None => Ok(()),
+    }
 }

@@ -77,7 +77,8 @@ pub(super) struct UpdateWebhook {
     #[serde(default)]
     #[schema(max_length = 200)]
     description: Option<String>,
-    /// A disabled endpoint receives nothing (messages of the meantime are not queued for it).
+    /// A disabled endpoint receives nothing: no messages for what happens meanwhile; its
+    /// pending deliveries wait until it is enabled again.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<bool>)]
     enabled: Option<Option<bool>>,

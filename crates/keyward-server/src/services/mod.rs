@@ -68,6 +68,8 @@ pub enum Conflict {
     NotRotatable(CredentialKind),
     /// The organization has as many webhook endpoints as it may.
     TooManyWebhooks,
+    /// The webhook endpoint is disabled: it is sent nothing.
+    WebhookDisabled,
 }
 
 impl Conflict {
@@ -104,6 +106,9 @@ impl std::fmt::Display for Conflict {
                 "this {} is revoked, expired or already being rotated; create a new one instead",
                 credentials::not_found_label(*kind)
             ),
+            Self::WebhookDisabled => {
+                f.write_str("the endpoint is disabled; enable it first, then redeliver")
+            }
             Self::TooManyWebhooks => write!(
                 f,
                 "an organization has at most {} webhook endpoints; delete one first",

@@ -34,7 +34,8 @@ pub struct WebhookView {
     /// The events it receives.
     #[schema(value_type = Vec<String>, example = json!(["api_key.revoked", "api_key.expiring"]))]
     pub events: Vec<&'static str>,
-    /// A disabled endpoint receives nothing until enabled again.
+    /// A disabled endpoint receives nothing until enabled again: it gets no messages for what
+    /// happens meanwhile, and its pending deliveries wait.
     pub enabled: bool,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -301,6 +302,9 @@ pub async fn redeliver(
     id: WebhookId,
     message: MessageId,
 ) -> Result<(), ServiceError> {
+    if !show(state, organization, id).await?.enabled {
+        return Err(ServiceError::Conflict(Conflict::WebhookDisabled));
+    }
     let now = state.config.clock.now();
     if state
         .store

@@ -134,6 +134,17 @@ async fn behind_a_trusted_proxy_the_right_most_untrusted_address_is_the_client()
         let answer = me_from(&app, key, Some(forwarded)).await;
         assert_eq!(answer.status, status, "{forwarded}: {}", answer.body);
     }
+    // A client's entry that is not text does not hide the one its proxy appended.
+    let raw = reqwest::header::HeaderValue::from_bytes(b"\xc3\xa9, 198.51.100.7").unwrap();
+    let (_, internal) = limited_key(&app, &org.key, &["127.0.0.0/8"]).await;
+    let request = app
+        .client
+        .get(app.url("/v1/me"))
+        .bearer_auth(&internal)
+        .header("x-forwarded-for", raw);
+    read(request.send().await.unwrap())
+        .await
+        .problem(403, "ip_not_allowed");
     // No X-Forwarded-For: the proxy itself is the client.
     me_from(&app, &v4, None)
         .await
@@ -259,6 +270,33 @@ async fn a_limited_key_grants_only_ranges_inside_its_own_and_cannot_lift_its_own
     assert!(problem["detail"].as_str().unwrap().contains("its own"));
     let stored = app.get(&format!("/v1/api-keys/{own_id}"), &org.key).await;
     assert_eq!(stored.body["allowed_cidrs"], json!(["127.0.0.0/8"]));
+
+    // Nor can it bring in a person, who would sign in from anywhere.
+    let created = app
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({
+                "name": "limited members", "scopes": ["members:write"],
+                "allowed_cidrs": ["127.0.0.0/8"],
+            }),
+        )
+        .await;
+    let members_key = created.body["key"].as_str().unwrap();
+    let refused = app
+        .post(
+            "/v1/members",
+            members_key,
+            json!({ "email": "grace@example.com", "role": "admin" }),
+        )
+        .await;
+    let problem = refused.problem(403, "forbidden");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("limited to networks")
+    );
 }
 
 #[tokio::test]

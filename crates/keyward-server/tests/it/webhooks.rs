@@ -276,7 +276,17 @@ async fn a_receiver_that_was_down_gets_every_message_once_per_id() {
     let app = TestApp::spawn_with(fast(Config::default())).await;
     let org = app.bootstrap("Acme").await;
     let port = free_port();
-    let (hook, secret) = register(&app, &org.key, port, &["api_key.created"]).await;
+    // By name: the delivery goes through the checking resolver, and the URL's port is kept.
+    let created = app
+        .post(
+            "/v1/webhooks",
+            &org.key,
+            json!({ "url": format!("http://localhost:{port}/hook"), "events": ["api_key.created"] }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let hook = created.body["id"].as_str().unwrap().to_owned();
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
     let mut made = Vec::new();
     for i in 0..5 {
         made.push(
@@ -458,12 +468,20 @@ async fn endpoints_are_managed_through_the_api() {
     app.patch(&path, &org.key, json!({ "enabled": null }))
         .await
         .problem(422, "validation_failed");
-    // A disabled endpoint gets nothing.
+    // A disabled endpoint gets nothing, and cannot be redelivered to.
     app.patch(&path, &org.key, json!({ "events": ["api_key.created"] }))
         .await;
     app.create_key(&org.key, "CI", &["instances:read"]).await;
     let list = app.get(&format!("{path}/deliveries"), &org.key).await;
     assert_eq!(list.body["data"], json!([]));
+    let message = keyward_core::MessageId::generate();
+    app.post(
+        &format!("{path}/deliveries/{message}/redeliver"),
+        &org.key,
+        json!({}),
+    )
+    .await
+    .problem(409, "conflict");
 
     // Another organization sees none of it.
     let other = app.bootstrap("Globex").await;

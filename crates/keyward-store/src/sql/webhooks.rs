@@ -367,8 +367,9 @@ pub(crate) async fn redeliver(
         return Ok(false);
     }
     let query = Query::new(
+        // A lease in force stays: the node holding it is sending it right now.
         "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, \
-         locked_until = NULL, updated_at = $1 WHERE endpoint_id = $2 AND message_id = $3",
+         updated_at = $1 WHERE endpoint_id = $2 AND message_id = $3",
     )
     .bind(now.unix_seconds())
     .bind(endpoint.as_uuid())
@@ -380,8 +381,10 @@ pub(crate) async fn redeliver(
 /// transaction.
 pub(crate) async fn any_due(db: &mut impl Read, now: Timestamp) -> Result<bool, StoreError> {
     let query = Query::new(
-        "SELECT CAST(1 AS BIGINT) AS due FROM webhook_deliveries WHERE state = 'pending' \
-         AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until <= $1) LIMIT 1",
+        "SELECT CAST(1 AS BIGINT) AS due FROM webhook_deliveries d \
+         JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+         WHERE d.state = 'pending' AND e.enabled = 1 AND d.next_attempt_at <= $1 \
+         AND (d.locked_until IS NULL OR d.locked_until <= $1) LIMIT 1",
     )
     .bind(now.unix_seconds());
     Ok(db.optional(query, |row| row.int("due")).await?.is_some())
@@ -427,7 +430,7 @@ pub(crate) async fn claim(
          e.url, e.secret_check, m.payload FROM webhook_deliveries d \
          JOIN webhook_endpoints e ON e.id = d.endpoint_id \
          JOIN webhook_messages m ON m.id = d.message_id \
-         WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
+         WHERE d.state = 'pending' AND e.enabled = 1 AND d.next_attempt_at <= $1 \
          AND (d.locked_until IS NULL OR d.locked_until <= $1) \
          ORDER BY d.next_attempt_at LIMIT $2"
         };
@@ -440,7 +443,7 @@ pub(crate) async fn claim(
     }
     .bind(now.unix_seconds())
     .bind(limit);
-    let claimed = tx
+    let mut claimed = tx
         .all(query, |row| {
             Ok(ClaimedDelivery {
                 message_id: MessageId::from_uuid(row.uuid("message_id")?),
@@ -450,15 +453,18 @@ pub(crate) async fn claim(
                 secret_check: row.text("secret_check")?,
                 payload: row.text("payload")?,
                 attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
+                // Set below: decoding reads no outside value.
+                lease_until: Timestamp::from_unix_seconds(0),
             })
         })
         .await?;
-    for delivery in &claimed {
+    for delivery in &mut claimed {
+        delivery.lease_until = now.plus_seconds(lease_seconds);
         let lease = Query::new(
             "UPDATE webhook_deliveries SET locked_until = $1 \
              WHERE message_id = $2 AND endpoint_id = $3",
         )
-        .bind(now.unix_seconds() + lease_seconds)
+        .bind(delivery.lease_until.unix_seconds())
         .bind(delivery.message_id.as_uuid())
         .bind(delivery.endpoint_id.as_uuid());
         tx.execute(lease).await?;
@@ -466,7 +472,9 @@ pub(crate) async fn claim(
     Ok(claimed)
 }
 
-/// Records an attempt and what follows it.
+/// Records an attempt and what follows it. What follows is written only while the claim's
+/// lease is the delivery's: a node whose lease ran out (another node took the delivery over)
+/// records its attempt, and changes nothing else.
 pub(crate) async fn finish(
     tx: &mut impl Write,
     delivery: &ClaimedDelivery,
@@ -480,11 +488,12 @@ pub(crate) async fn finish(
     if let NextStep::Release(at) = next {
         let query = Query::new(
             "UPDATE webhook_deliveries SET locked_until = $1 \
-             WHERE message_id = $2 AND endpoint_id = $3",
+             WHERE message_id = $2 AND endpoint_id = $3 AND locked_until = $4",
         )
         .bind(at.unix_seconds())
         .bind(key.0)
-        .bind(key.1);
+        .bind(key.1)
+        .bind(delivery.lease_until.unix_seconds());
         tx.execute(query).await?;
         return Ok(());
     }
@@ -507,7 +516,7 @@ pub(crate) async fn finish(
     let update = Query::new(
         "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, \
          next_attempt_at = $2, locked_until = NULL, last_status = $3, last_error = $4, \
-         updated_at = $5 WHERE message_id = $6 AND endpoint_id = $7",
+         updated_at = $5 WHERE message_id = $6 AND endpoint_id = $7 AND locked_until = $8",
     )
     .bind(state)
     .bind(next_at)
@@ -515,7 +524,8 @@ pub(crate) async fn finish(
     .bind(attempt.error.clone())
     .bind(attempt.attempted_at.unix_seconds())
     .bind(key.0)
-    .bind(key.1);
+    .bind(key.1)
+    .bind(delivery.lease_until.unix_seconds());
     tx.execute(update).await?;
     Ok(())
 }
@@ -534,7 +544,7 @@ pub(crate) async fn scan_expiring(
 ) -> Result<u64, StoreError> {
     let query = Query::new(crate::sql::credentials::select_credentials!(
         notice_due!(),
-        "ORDER BY expires_at LIMIT $2"
+        "ORDER BY expires_at, id LIMIT $2"
     ))
     .bind(now.unix_seconds())
     .bind(limit);

@@ -110,6 +110,7 @@ contract! {
     webhooks::changes_write_messages_for_subscribed_endpoints_only,
     webhooks::deliveries_are_claimed_once_and_retried_until_done,
     webhooks::expiry_notices_are_written_once_each,
+    webhooks::a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice,
 }
 
 pub fn name(text: &str) -> Name {

@@ -317,3 +317,82 @@ async fn delivered_types(
         .unwrap();
     page.items.into_iter().rev().map(|d| d.event_type).collect()
 }
+
+pub async fn a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice(store: &dyn Store) {
+    let (org, owner_key) = organization(store, "Acme").await;
+    let audit = &AuditContext::SYSTEM;
+    let hook = store
+        .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyCreated]))
+        .await
+        .unwrap();
+    let key = new_credential(
+        org,
+        Creator::Credential(owner_key),
+        None,
+        "CI",
+        scope_names(&["instances:read"]),
+    );
+    store.insert_credential(audit, key).await.unwrap();
+    let now = Timestamp::now();
+
+    // Disabled: its deliveries wait, unclaimed; enabled again, they go.
+    let disable = WebhookChanges {
+        enabled: Some(false),
+        ..WebhookChanges::default()
+    };
+    store
+        .update_webhook(audit, org, hook.id, disable)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_webhook_deliveries(now, 60, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let enable = WebhookChanges {
+        enabled: Some(true),
+        ..WebhookChanges::default()
+    };
+    store
+        .update_webhook(audit, org, hook.id, enable)
+        .await
+        .unwrap();
+
+    // A node claims it and stalls past its lease; another takes it over and delivers.
+    let stalled = store.claim_webhook_deliveries(now, 60, 10).await.unwrap();
+    assert_eq!(stalled.len(), 1);
+    let later = now.plus_seconds(61);
+    let taken_over = store.claim_webhook_deliveries(later, 60, 10).await.unwrap();
+    assert_eq!(taken_over.len(), 1);
+    store
+        .finish_webhook_delivery(&taken_over[0], &attempt(Some(200)), NextStep::Delivered)
+        .await
+        .unwrap();
+    // The stalled node's late answer is recorded as an attempt, and changes nothing else.
+    store
+        .finish_webhook_delivery(
+            &stalled[0],
+            &attempt(None),
+            NextStep::RetryAt(later.plus_seconds(5)),
+        )
+        .await
+        .unwrap();
+    let (delivery, attempts, _) = store
+        .get_webhook_delivery(org, hook.id, stalled[0].message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.state, DeliveryState::Delivered);
+    assert_eq!(delivery.attempts, 1);
+    assert_eq!(attempts.len(), 2);
+    let much_later = later.plus_seconds(3600);
+    assert!(
+        store
+            .claim_webhook_deliveries(much_later, 60, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
