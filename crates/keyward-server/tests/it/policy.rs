@@ -206,3 +206,99 @@ async fn owners_set_the_policy_in_the_dashboard_and_forms_say_it() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// A policy change and key creations at once, on PostgreSQL when it is installed: the check
+/// runs in the inserting transaction (the organization's row share-locked), so every key
+/// that was made without an expiry committed before the policy did, and every one after was
+/// refused. The audit log's ids (time-ordered) show the order of the transactions.
+#[tokio::test]
+async fn a_policy_change_and_concurrent_creations_never_pass_each_other() {
+    let cluster =
+        keyward_store::testing::TempPostgres::start().unwrap_or_else(|error| panic!("{error}"));
+    let app = match &cluster {
+        Some(cluster) => TestApp::spawn_on(&cluster.create_database().await.unwrap()).await,
+        None => TestApp::spawn().await,
+    };
+    let org = app.bootstrap("Acme").await;
+    let mut creations = Vec::new();
+    let mut policy = None;
+    for i in 0..24 {
+        if i == 12 {
+            let (client, url, key) = (
+                app.client.clone(),
+                app.url("/v1/organization"),
+                org.key.clone(),
+            );
+            policy = Some(tokio::spawn(async move {
+                let answer = client
+                    .patch(url)
+                    .bearer_auth(key)
+                    .json(&json!({ "max_lifetime_days": 30 }))
+                    .send()
+                    .await
+                    .unwrap();
+                answer.status()
+            }));
+        }
+        // Spread over a few milliseconds, so that the change lands among them.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let (client, url, key) = (app.client.clone(), app.url("/v1/api-keys"), org.key.clone());
+        creations.push(tokio::spawn(async move {
+            let answer = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({ "name": format!("key {i}"), "scopes": ["instances:read"] }))
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status();
+            let body: serde_json::Value = answer.json().await.unwrap();
+            (status, body)
+        }));
+    }
+    let policy = policy.unwrap().await.unwrap();
+    assert_eq!(policy, StatusCode::OK);
+    let mut made = Vec::new();
+    for creation in creations {
+        let (status, body) = creation.await.unwrap();
+        match status {
+            StatusCode::CREATED => made.push(body["id"].as_str().unwrap().to_owned()),
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                assert_eq!(body["errors"][0]["field"], "expires_at", "{body}");
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let events = app
+        .store
+        .list_audit_events(
+            org.id,
+            &keyward_store::AuditFilter::default(),
+            keyward_store::Page::first(100),
+        )
+        .await
+        .unwrap()
+        .items;
+    let policy_event = events
+        .iter()
+        .find(|e| e.action == "organization.policy_changed")
+        .unwrap()
+        .id;
+    for id in &made {
+        let created = events
+            .iter()
+            .find(|e| e.action == "api_key.created" && &e.target_id == id)
+            .unwrap();
+        assert!(
+            created.id < policy_event,
+            "{id} without an expiry committed after the policy"
+        );
+    }
+    // Every key made is marked as exceeding the policy now in force.
+    let list = app.get("/v1/api-keys", &org.key).await;
+    for key in list.body["data"].as_array().unwrap() {
+        if made.iter().any(|id| key["id"] == id.as_str()) {
+            assert_eq!(key["exceeds_policy"], true);
+        }
+    }
+}
