@@ -110,12 +110,17 @@ fn fast(config: Config) -> Config {
 }
 
 async fn register(app: &TestApp, key: &str, port: u16, events: &[&str]) -> (String, String) {
+    register_at(app, key, &format!("127.0.0.1:{port}"), events).await
+}
+
+/// Registers `http://{host}/hooks/keyward` and returns its id and secret.
+async fn register_at(app: &TestApp, key: &str, host: &str, events: &[&str]) -> (String, String) {
     let created = app
         .post(
             "/v1/webhooks",
             key,
             json!({
-                "url": format!("http://127.0.0.1:{port}/hooks/keyward"),
+                "url": format!("http://{host}/hooks/keyward"),
                 "events": events,
                 "description": "test receiver",
             }),
@@ -277,16 +282,8 @@ async fn a_receiver_that_was_down_gets_every_message_once_per_id() {
     let org = app.bootstrap("Acme").await;
     let port = free_port();
     // By name: the delivery goes through the checking resolver, and the URL's port is kept.
-    let created = app
-        .post(
-            "/v1/webhooks",
-            &org.key,
-            json!({ "url": format!("http://localhost:{port}/hook"), "events": ["api_key.created"] }),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let hook = created.body["id"].as_str().unwrap().to_owned();
-    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    let host = format!("localhost:{port}");
+    let (hook, secret) = register_at(&app, &org.key, &host, &["api_key.created"]).await;
     let mut made = Vec::new();
     for i in 0..5 {
         made.push(

@@ -159,9 +159,9 @@ pub(crate) async fn delete(
     Ok(true)
 }
 
-/// What a message says about a credential: what lists show, never the key.
+/// What a message says about a credential: what lists (and the audit log) show, never the
+/// key.
 fn credential_data(record: &CredentialRecord) -> Map<String, Value> {
-    let time = |at: Option<Timestamp>| at.map_or(Value::Null, |at| Value::String(at.to_string()));
     let mut data = Map::new();
     data.insert("id".into(), Value::String(record.id.to_string()));
     data.insert(
@@ -172,27 +172,14 @@ fn credential_data(record: &CredentialRecord) -> Map<String, Value> {
         "organization_id".into(),
         Value::String(record.organization_id.to_string()),
     );
+    for (name, value) in super::audit::credential_fields(record) {
+        data.insert(name.into(), value);
+    }
     data.insert(
-        "project_id".into(),
-        record
-            .project_id
-            .map_or(Value::Null, |p| Value::String(p.to_string())),
+        "created_at".into(),
+        super::audit::time(Some(record.created_at)),
     );
-    data.insert("name".into(), Value::String(record.name.to_string()));
-    data.insert("hint".into(), Value::String(record.hint.clone()));
-    data.insert(
-        "scopes".into(),
-        Value::Array(
-            record
-                .scopes
-                .iter()
-                .map(|s| Value::String(s.to_owned()))
-                .collect(),
-        ),
-    );
-    data.insert("created_at".into(), time(Some(record.created_at)));
-    data.insert("expires_at".into(), time(record.expires_at));
-    data.insert("revoked_at".into(), time(record.revoked_at));
+    data.insert("revoked_at".into(), super::audit::time(record.revoked_at));
     if let Some(rotation) = record.rotation {
         data.insert(
             "rotation".into(),

@@ -22,6 +22,21 @@ fn endpoint(organization: keyward_core::OrganizationId, events: &[EventType]) ->
     }
 }
 
+/// A new API key of `org` reading instances, made by its first key.
+fn key_of(
+    org: keyward_core::OrganizationId,
+    owner_key: keyward_core::CredentialId,
+    name: &str,
+) -> keyward_store::NewCredential {
+    new_credential(
+        org,
+        Creator::Credential(owner_key),
+        None,
+        name,
+        scope_names(&["instances:read"]),
+    )
+}
+
 fn attempt(status: Option<u16>) -> AttemptRecord {
     AttemptRecord {
         attempted_at: Timestamp::now(),
@@ -95,13 +110,7 @@ pub async fn changes_write_messages_for_subscribed_endpoints_only(store: &dyn St
         .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyRevoked]))
         .await
         .unwrap();
-    let key = new_credential(
-        org,
-        Creator::Credential(owner_key),
-        None,
-        "CI",
-        scope_names(&["instances:read"]),
-    );
+    let key = key_of(org, owner_key, "CI");
     let record = store.insert_credential(audit, key).await.unwrap();
     store
         .revoke_credential(audit, org, record.id, Timestamp::now())
@@ -146,13 +155,7 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
         .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyCreated]))
         .await
         .unwrap();
-    let key = new_credential(
-        org,
-        Creator::Credential(owner_key),
-        None,
-        "CI",
-        scope_names(&["instances:read"]),
-    );
+    let key = key_of(org, owner_key, "CI");
     store.insert_credential(audit, key).await.unwrap();
 
     let now = Timestamp::now();
@@ -241,22 +244,10 @@ pub async fn expiry_notices_are_written_once_each(store: &dyn Store) {
         .await
         .unwrap();
     let now = Timestamp::now();
-    let mut key = new_credential(
-        org,
-        Creator::Credential(owner_key),
-        None,
-        "expires in 3 days",
-        scope_names(&["instances:read"]),
-    );
+    let mut key = key_of(org, owner_key, "expires in 3 days");
     key.expires_at = Some(now.plus_seconds(3 * 86_400));
     store.insert_credential(audit, key).await.unwrap();
-    let mut far = new_credential(
-        org,
-        Creator::Credential(owner_key),
-        None,
-        "expires in 30 days",
-        scope_names(&["instances:read"]),
-    );
+    let mut far = key_of(org, owner_key, "expires in 30 days");
     far.expires_at = Some(now.plus_seconds(30 * 86_400));
     store.insert_credential(audit, far).await.unwrap();
 
@@ -289,13 +280,7 @@ pub async fn expiry_notices_are_written_once_each(store: &dyn Store) {
         ["api_key.expiring", "api_key.expiring", "api_key.expired"]
     );
     // A revoked credential is never announced.
-    let mut revoked = new_credential(
-        org,
-        Creator::Credential(owner_key),
-        None,
-        "revoked",
-        scope_names(&["instances:read"]),
-    );
+    let mut revoked = key_of(org, owner_key, "revoked");
     revoked.expires_at = Some(now.plus_seconds(86_400));
     let revoked = store.insert_credential(audit, revoked).await.unwrap();
     store
@@ -325,13 +310,7 @@ pub async fn a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice(store: &d
         .insert_webhook(audit, endpoint(org, &[EventType::ApiKeyCreated]))
         .await
         .unwrap();
-    let key = new_credential(
-        org,
-        Creator::Credential(owner_key),
-        None,
-        "CI",
-        scope_names(&["instances:read"]),
-    );
+    let key = key_of(org, owner_key, "CI");
     store.insert_credential(audit, key).await.unwrap();
     let now = Timestamp::now();
 
