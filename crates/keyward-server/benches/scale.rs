@@ -192,6 +192,7 @@ async fn run(keys: usize) {
                 created_by_user: Some(owner),
                 rotated_from: None,
                 rotation: None,
+                exposure: None,
             },
             created,
         );

@@ -61,6 +61,11 @@ impl Origin {
         })
     }
 
+    /// The client's address, as resolved for the request.
+    pub fn client_address(&self) -> Option<std::net::IpAddr> {
+        self.client_ip.as_deref()?.parse().ok()
+    }
+
     /// A change made by a person in the dashboard.
     pub fn by_person(&self, user: UserId, email: &Email) -> AuditContext {
         self.context(Actor::User {

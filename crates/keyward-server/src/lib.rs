@@ -120,6 +120,8 @@ pub struct Shared {
     pub passwords: passwords::PasswordWork,
     pub signup_throttle: passwords::AddressThrottle,
     pub login_throttle: passwords::AddressThrottle,
+    /// Reports of exposed keys per client address (`POST /v1/credentials/revoke`).
+    pub report_throttle: passwords::AddressThrottle,
     /// The OpenAPI document served, made on first request (it lists the catalog in force).
     pub openapi: std::sync::OnceLock<axum::body::Bytes>,
     /// The reference page at `/docs`, likewise.
@@ -150,6 +152,7 @@ impl AppState {
             passwords: passwords::PasswordWork::new(config.password_limits),
             signup_throttle: passwords::AddressThrottle::new(web::SIGNUPS_PER_ADDRESS),
             login_throttle: passwords::AddressThrottle::new(web::LOGINS_PER_ADDRESS),
+            report_throttle: passwords::AddressThrottle::new(api::REPORTS_PER_ADDRESS),
             openapi: std::sync::OnceLock::new(),
             reference: std::sync::OnceLock::new(),
             config,

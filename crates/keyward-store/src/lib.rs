@@ -226,6 +226,26 @@ pub trait Store: Send + Sync + 'static {
         ends_at: Timestamp,
     ) -> Result<Option<(CredentialRecord, CredentialRecord)>, StoreError>;
 
+    /// Marks each usable credential whose digest is in `digests` as exposed at `source` and,
+    /// when `revoke`, revokes it; records `<kind>.leaked` and the `credential.leaked` webhook
+    /// (and `<kind>.revoked`) in the same transaction. Returns the credentials changed: none
+    /// for a report seen before, or for keys that are unknown, revoked or expired.
+    async fn report_exposed(
+        &self,
+        audit: &AuditContext,
+        digests: &[KeyDigest],
+        source: &str,
+        revoke: bool,
+        at: Timestamp,
+    ) -> Result<Vec<CredentialRecord>, StoreError>;
+
+    /// How many of the organization's credentials were reported exposed since `since`.
+    async fn count_exposed(
+        &self,
+        organization: OrganizationId,
+        since: Timestamp,
+    ) -> Result<u64, StoreError>;
+
     /// The scope lists of the credentials usable at `now` (neither revoked nor expired), each
     /// with how many credentials hold exactly that list.
     async fn scope_usage(&self, now: Timestamp) -> Result<Vec<(ScopeNames, u64)>, StoreError>;

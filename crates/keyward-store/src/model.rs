@@ -127,6 +127,16 @@ pub struct CredentialRecord {
     pub rotation: Option<Rotation>,
     /// The credential this one replaced, if it was made by a rotation.
     pub rotated_from: Option<CredentialId>,
+    /// Set once it was reported as exposed in public.
+    pub exposure: Option<Exposure>,
+}
+
+/// Where and when a credential was found exposed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exposure {
+    pub at: Timestamp,
+    /// Where it was found (a URL), or how it was reported.
+    pub source: String,
 }
 
 /// A rotated credential's overlap: it works until `ends_at`, then is refused as if revoked.

@@ -467,6 +467,58 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
+    async fn report_exposed(
+        &self,
+        audit: &AuditContext,
+        digests: &[KeyDigest],
+        source: &str,
+        revoke: bool,
+        at: Timestamp,
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
+        in_transaction!(self, |tx| {
+            let mut exposed = Vec::new();
+            for digest in digests {
+                let Some(record) = credentials::expose(tx, digest, source, at, revoke).await?
+                else {
+                    continue;
+                };
+                let mut changes = audit::created(vec![
+                    ("exposed_source", Value::String(source.to_owned())),
+                    ("exposed_at", audit::time(Some(at))),
+                ]);
+                if revoke {
+                    changes.extend(audit::changed(vec![(
+                        "revoked_at",
+                        Value::Null,
+                        audit::time(record.revoked_at),
+                    )]));
+                }
+                audit::record(tx, audit, credential_event(&record, "leaked", changes)).await?;
+                let action = if revoke { "revoked" } else { "flagged" };
+                let extra = vec![
+                    ("source", Value::String(source.to_owned())),
+                    ("action", Value::String(action.into())),
+                ];
+                let leaked = keyward_core::webhook::EventType::CredentialLeaked;
+                webhooks::enqueue(tx, &record, leaked, extra).await?;
+                if revoke {
+                    let event = webhooks::credential_event(&record, Verb::Revoked);
+                    webhooks::enqueue(tx, &record, event, Vec::new()).await?;
+                }
+                exposed.push(record);
+            }
+            exposed
+        })
+    }
+
+    async fn count_exposed(
+        &self,
+        organization: OrganizationId,
+        since: Timestamp,
+    ) -> Result<u64, StoreError> {
+        credentials::count_exposed(&mut self.backend.reader()?, organization, since).await
+    }
+
     async fn rotate_credential(
         &self,
         audit: &AuditContext,

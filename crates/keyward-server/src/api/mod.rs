@@ -5,6 +5,7 @@
 mod api_keys;
 mod audit_events;
 mod credential_body;
+mod credentials_revoke;
 mod forward_auth;
 mod health;
 mod instances;
@@ -78,7 +79,8 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(members::router())
         .merge(organization::router())
         .merge(scopes::router())
-        .merge(webhooks::router());
+        .merge(webhooks::router())
+        .merge(credentials_revoke::router());
     let open = health::router()
         .merge(metrics::router())
         .merge(openapi::router());
@@ -93,6 +95,7 @@ pub fn paths() -> Vec<String> {
 
 /// The API. Every `/v1` handler starts with Bearer authentication (the `Principal`
 /// extractor); health and metrics are open.
+pub use credentials_revoke::REPORTS_PER_ADDRESS;
 pub use openapi::{document as openapi_document, served_document};
 
 pub fn router() -> Router<AppState> {

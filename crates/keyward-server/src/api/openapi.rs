@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use super::{
-    ApiRoutes, api_keys, audit_events, forward_auth, health, instances, introspect, keys_verify,
-    me, members, metrics, organization, projects, scopes, tokens, webhooks,
+    ApiRoutes, api_keys, audit_events, credentials_revoke, forward_auth, health, instances,
+    introspect, keys_verify, me, members, metrics, organization, projects, scopes, tokens,
+    webhooks,
 };
 use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
@@ -75,6 +76,7 @@ use crate::error::{ApiError, FieldError, Problem};
         webhooks::list_deliveries,
         webhooks::show_delivery,
         webhooks::redeliver,
+        credentials_revoke::revoke_reported,
         health::healthz,
         health::readyz,
         metrics::metrics,

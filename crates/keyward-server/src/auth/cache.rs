@@ -535,6 +535,7 @@ mod tests {
             created_by_user: None,
             rotated_from: None,
             rotation: None,
+            exposure: None,
         }
     }
 

@@ -270,6 +270,7 @@ mod tests {
             created_by_user: None,
             rotated_from: None,
             rotation: None,
+            exposure: None,
         };
         Principal::new(Arc::new(CachedCredential::from_record(
             record,

@@ -85,6 +85,16 @@ pub struct AddressView {
     pub last_used_at: Timestamp,
 }
 
+/// Where and when a credential was found exposed in public.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ExposureView {
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// Where it was found (a URL), or how it was reported.
+    #[schema(example = "https://github.com/acme/app/blob/main/.env")]
+    pub source: String,
+}
+
 /// A rotated credential's overlap.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RotationView {
@@ -140,6 +150,10 @@ pub struct CredentialView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub rotated_from: Option<CredentialId>,
+    /// Set once it was reported as exposed in public (and, by the public revocation endpoint,
+    /// revoked): replace it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<ExposureView>,
     /// Active, but with no expiry or a later one than the organization's policy now allows
     /// (set after it was made): it keeps working; replace it to comply.
     pub exceeds_policy: bool,
@@ -190,6 +204,10 @@ impl CredentialView {
                 replaced_by: rotation.replaced_by,
             }),
             rotated_from: record.rotated_from,
+            exposure: record.exposure.map(|exposure| ExposureView {
+                at: exposure.at,
+                source: exposure.source,
+            }),
             last_addresses: None,
             created_by_user: record.created_by_user,
         }

@@ -328,6 +328,8 @@ struct CredentialRow {
     rotating_until: Option<DateCell>,
     /// The ranges it may be used from, if limited.
     networks: Option<String>,
+    /// Where it was found exposed, if it was.
+    exposed: Option<String>,
     /// Where the person may change its networks (an active credential they may revoke).
     networks_url: Option<String>,
     /// The last client addresses it was used from, with when.
@@ -384,6 +386,10 @@ async fn list_page(
             networks_url: may_change_networks(person, &view)
                 .then(|| format!("{base}/{}/networks", view.id)),
             networks: view.allowed_cidrs.as_ref().map(Networks::to_string),
+            exposed: view
+                .exposure
+                .as_ref()
+                .map(|exposure| exposure.source.clone()),
             rotating_until: view
                 .rotation
                 .as_ref()

@@ -26,6 +26,8 @@ pub struct Layout {
     pub csrf_token: String,
     /// Which navigation entry is current: `keys`, `projects`, `tokens`, `members` or `audit`.
     pub section: &'static str,
+    /// For owners: credentials reported exposed in the last 30 days.
+    pub exposed: u64,
 }
 
 impl Layout {
@@ -46,12 +48,20 @@ impl Layout {
                 selected: m.organization_id == current,
             })
             .collect();
+        // Owners see a banner while a key was found exposed in the last 30 days.
+        let exposed = if person.membership.role == Role::Owner {
+            let since = state.config.clock.now().plus_seconds(-30 * 86_400);
+            state.store.count_exposed(current, since).await?
+        } else {
+            0
+        };
         Ok(Self {
             email: person.email.to_string(),
             role: person.membership.role,
             organizations,
             csrf_token: person.csrf_token.clone(),
             section,
+            exposed,
         })
     }
 

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use keyward_core::password::Password;
-use keyward_core::{Brand, OrganizationId, ScopeCatalog, ScopeNames};
+use keyward_core::{OrganizationId, ScopeCatalog, ScopeNames};
 use keyward_server::auth::ManualClock;
 use keyward_server::bootstrap::bootstrap_organization;
 use keyward_server::{AppState, Config};
@@ -171,7 +171,7 @@ impl TestApp {
     pub async fn bootstrap(&self, organization: &str) -> Org {
         let created = bootstrap_organization(
             self.store.as_ref(),
-            &Brand::default(),
+            &self.state.config.brand,
             &self.state.config.scopes,
             organization,
             &format!("owner@{}.example", organization.to_lowercase()),

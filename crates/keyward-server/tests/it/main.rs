@@ -14,6 +14,7 @@ mod gateways;
 mod helpers;
 mod instances;
 mod introspect;
+mod leaks;
 mod matrix;
 mod members;
 mod networks;

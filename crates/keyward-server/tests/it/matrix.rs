@@ -398,6 +398,10 @@ pub fn rows() -> Vec<Row> {
         },
         row(Method::GET, "/v1/scopes", None, AnyCredential, 200),
         Row {
+            body: Some(|_| json!({ "credentials": [] })),
+            ..row(Method::POST, "/v1/credentials/revoke", None, Public, 202)
+        },
+        Row {
             other_organization: Success(200),
             ..row(
                 Method::GET,

@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../../migrations/postgres/0008_webhooks.sql"),
     },
+    Migration {
+        version: 9,
+        name: "exposure",
+        sql: include_str!("../../migrations/postgres/0009_exposure.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -24,7 +24,8 @@ macro_rules! select_credentials {
             "COALESCE(revoked_at, (SELECT deleted_at FROM projects \
              WHERE projects.id = credentials.project_id)) AS revoked_at, ",
             "last_used_at, rate_limit_requests, rate_limit_per_seconds, allowed_cidrs, \
-             created_by_user, rotation_ends_at, rotated_to, rotated_from FROM credentials ",
+             created_by_user, rotation_ends_at, rotated_to, rotated_from, exposed_at, \
+             exposed_source FROM credentials ",
             $($tail),+
         )
     };
@@ -68,6 +69,13 @@ pub(crate) fn decode(row: &dyn Columns) -> Result<CredentialRecord, StoreError> 
         rotated_from: row
             .opt_uuid("rotated_from")?
             .map(|id| CredentialId::from_uuid(id, kind)),
+        exposure: match (row.opt_int("exposed_at")?, row.opt_text("exposed_source")?) {
+            (Some(at), Some(source)) => Some(crate::Exposure {
+                at: timestamp(at),
+                source,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -131,6 +139,7 @@ pub(crate) async fn insert(
         created_by_user: by_user.map(UserId::from_uuid),
         rotation: None,
         rotated_from: new.rotated_from,
+        exposure: None,
     })
 }
 
@@ -260,6 +269,59 @@ pub(crate) async fn update(
     .bind(networks);
     tx.execute(query).await?;
     changed(tx, organization, id).await
+}
+
+/// Marks the live credential with this digest as exposed at `source` (first report only) and,
+/// when `revoke`, revokes it. `None` when there is no such credential, when it is not usable
+/// (revoked, expired, ended by rotation), or when it was reported before: a report sent again
+/// changes nothing.
+pub(crate) async fn expose(
+    tx: &mut impl Write,
+    digest: &KeyDigest,
+    source: &str,
+    at: Timestamp,
+    revoke: bool,
+) -> Result<Option<CredentialRecord>, StoreError> {
+    let lock = locking!(
+        "FOR UPDATE",
+        "SELECT 1 FROM credentials WHERE secret_sha256 = $1"
+    )
+    .bind(digest);
+    tx.optional(lock, super::exists).await?;
+    let Some(before) = find_by_digest(tx, digest).await? else {
+        return Ok(None);
+    };
+    if before.exposure.is_some() || before.status(at) != keyward_core::CredentialStatus::Active {
+        return Ok(None);
+    }
+    let query = Query::new(
+        "UPDATE credentials SET exposed_at = $1, exposed_source = $2, \
+         revoked_at = CASE WHEN $3 THEN $1 ELSE revoked_at END \
+         WHERE id = $4 AND exposed_at IS NULL",
+    )
+    .bind(at.unix_seconds())
+    .bind(source)
+    .bind(revoke)
+    .bind(before.id.as_uuid());
+    tx.execute(query).await?;
+    changed(tx, before.organization_id, before.id).await
+}
+
+pub(crate) async fn count_exposed(
+    db: &mut impl Read,
+    organization: OrganizationId,
+    since: Timestamp,
+) -> Result<u64, StoreError> {
+    let query = Query::new(
+        "SELECT COUNT(*) AS exposed FROM credentials \
+         WHERE organization_id = $1 AND exposed_at >= $2",
+    )
+    .bind(organization.as_uuid())
+    .bind(since.unix_seconds());
+    let count = db.optional(query, |row| row.int("exposed")).await?;
+    Ok(count
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or_default())
 }
 
 pub(crate) async fn revoke(

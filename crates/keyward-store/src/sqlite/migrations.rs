@@ -63,6 +63,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../../migrations/sqlite/0011_webhooks.sql"),
     },
+    Migration {
+        version: 12,
+        name: "exposure",
+        sql: include_str!("../../migrations/sqlite/0012_exposure.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {

@@ -559,3 +559,68 @@ pub async fn new_credentials_meet_the_organizations_policy(store: &dyn Store) {
         .await
         .unwrap();
 }
+
+pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
+    let (org, owner) = organization(store, "Acme").await;
+    let audit = &keyward_store::AuditContext::SYSTEM;
+    let new = |name: &str| {
+        new_credential(
+            org,
+            Creator::Credential(owner),
+            None,
+            name,
+            scope_names(&["instances:read"]),
+        )
+    };
+    let leaked = store.insert_credential(audit, new("leaked")).await.unwrap();
+    let flagged = store
+        .insert_credential(audit, new("flagged"))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let unknown = keyward_core::KeyDigest::of("nothing");
+    let source = "https://github.com/acme/app/blob/main/.env";
+    let changed = store
+        .report_exposed(audit, &[leaked.digest, unknown], source, true, now)
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    let exposure = changed[0].exposure.clone().unwrap();
+    assert_eq!((exposure.source.as_str(), exposure.at), (source, now));
+    assert_eq!(changed[0].revoked_at, Some(now));
+    // Sent again: nothing more.
+    let again = store
+        .report_exposed(audit, &[leaked.digest], source, true, now)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    // Flagged only: marked, still working.
+    let marked = store
+        .report_exposed(audit, &[flagged.digest], "a paste site", false, now)
+        .await
+        .unwrap();
+    assert_eq!(marked.len(), 1);
+    assert_eq!(marked[0].revoked_at, None);
+    let found = store
+        .find_credential_by_digest(&flagged.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.exposure.unwrap().source, "a paste site");
+    let events = store
+        .list_audit_events(
+            org,
+            &keyward_store::AuditFilter {
+                action: Some("api_key.leaked".into()),
+                ..Default::default()
+            },
+            keyward_store::Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        events.items.len(),
+        2,
+        "one event per report that changed something"
+    );
+}

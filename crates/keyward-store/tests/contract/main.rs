@@ -102,6 +102,7 @@ contract! {
     credentials::the_last_five_addresses_are_kept,
     credentials::new_credentials_meet_the_organizations_policy,
     credentials::credentials_can_be_renamed_and_rate_limited,
+    credentials::an_exposure_report_marks_and_revokes_once,
     resources::project_names_are_unique_among_live_projects,
     resources::deleting_a_project_revokes_its_tokens,
     resources::instances_belong_to_live_projects_of_their_organization,
