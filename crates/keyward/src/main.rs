@@ -3,6 +3,7 @@
 mod bootstrap;
 mod client;
 mod config;
+mod scan;
 mod serve;
 
 use std::process::ExitCode;
@@ -94,6 +95,7 @@ enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    Scan(scan::ScanArgs),
     /// Check a configuration file for `keyward serve`.
     Config {
         #[command(subcommand)]
@@ -208,8 +210,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Scan(args) => return runtime.block_on(scan::run(args)),
+        other => other,
+    };
     let outcome = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(args) => serve::run(args, platform).await.map_err(Failure::from),
             Command::Migrate(args) => migrate(args).await.map_err(Failure::from),
             Command::Bootstrap(args) => bootstrap::run(args).await.map_err(Failure::from),
@@ -277,7 +283,8 @@ fn main() -> ExitCode {
                 let client = client::Client::new(&connection)?;
                 Ok(client::commands_scopes(&client).await?)
             }
-            Command::Config { .. } => Ok(()),
+            // Both handled above, before the runtime's general case.
+            Command::Config { .. } | Command::Scan(_) => Ok(()),
         }
     });
     match outcome {

@@ -1622,3 +1622,123 @@ async fn a_webhook_survives_a_kill_between_the_change_and_its_delivery() {
     ));
     assert_eq!(none["data"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn scan_finds_real_keys_only_and_revokes_them_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let admin = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let admin_key = admin["key"].as_str().unwrap();
+    let created = json_of(&client(
+        &server,
+        Some(admin_key),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "leaked",
+            "--scope",
+            "instances:read",
+            "--json",
+        ],
+    ));
+    let leaked = created["key"].as_str().unwrap().to_owned();
+    let token = keyward_core::PlaintextKey::generate(
+        &keyward_core::Brand::default(),
+        CredentialKind::ProjectToken,
+    )
+    .unwrap()
+    .expose_secret()
+    .to_owned();
+    let mut look_alike = leaked.clone();
+    let last = look_alike.pop().unwrap();
+    look_alike.push(if last == 'A' { 'B' } else { 'A' });
+
+    let tree = dir.path().join("repo");
+    std::fs::create_dir_all(tree.join("ignored")).unwrap();
+    std::fs::create_dir_all(tree.join(".git")).unwrap();
+    std::fs::write(tree.join(".gitignore"), "ignored/\n").unwrap();
+    std::fs::write(
+        tree.join(".env"),
+        format!("# settings\nKEYWARD_API_KEY={leaked}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        tree.join("config.json"),
+        format!("{{\n  \"near_miss\": \"{look_alike}\",\n  \"token\": \"{token}\"\n}}\n"),
+    )
+    .unwrap();
+    std::fs::write(tree.join("ignored/secret.txt"), &leaked).unwrap();
+    std::fs::write(tree.join(".git/config"), &leaked).unwrap();
+    let mut binary: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
+    binary.extend_from_slice(b"kwk_\0\xff kwp_");
+    std::fs::write(tree.join("blob.bin"), &binary).unwrap();
+
+    let scan = keyward().arg("scan").arg(&tree).output().unwrap();
+    assert_eq!(scan.status.code(), Some(1), "{}", text(&scan.stderr));
+    let out = text(&scan.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(out.contains(".env:2: api_key kwk_…"), "{out}");
+    assert!(out.contains("config.json:3: project_token kwp_…"), "{out}");
+    for key in [&leaked, &token] {
+        assert!(!out.contains(key.as_str()) && !text(&scan.stderr).contains(key.as_str()));
+    }
+    let as_json = keyward()
+        .args(["scan", "--json"])
+        .arg(tree.join(".env"))
+        .output()
+        .unwrap();
+    let finding: Value = serde_json::from_slice(&as_json.stdout).unwrap();
+    assert_eq!(finding["line"], 2);
+    assert_eq!(finding["kind"], "api_key");
+
+    // Nothing to find: exit 0; a missing path: 2.
+    let clean = keyward()
+        .arg("scan")
+        .arg(tree.join("ignored/..").join(".gitignore"))
+        .output();
+    assert_eq!(clean.unwrap().status.code(), Some(0));
+    let missing = keyward().args(["scan", "no/such/place"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+
+    // Standard input, and the report that revokes.
+    let mut piped = keyward()
+        .args(["scan", "--revoke", "--url"])
+        .arg(format!("http://{}", server.address))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    piped
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("log line with {leaked} in it\n").as_bytes())
+        .unwrap();
+    let piped = piped.wait_with_output().unwrap();
+    assert_eq!(piped.status.code(), Some(1), "{}", text(&piped.stderr));
+    assert!(text(&piped.stdout).contains("(stdin):1: api_key"));
+    assert!(
+        text(&piped.stderr).contains("Reported 1 key"),
+        "{}",
+        text(&piped.stderr)
+    );
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = http
+            .get(server.url("/v1/me"))
+            .bearer_auth(&leaked)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 401 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the scanned key still works");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
