@@ -55,6 +55,10 @@ pub enum ApiError {
         /// The organization and credential refused, for the audit log's failure counts.
         who: Option<(OrganizationId, CredentialId)>,
     },
+    /// A request that must be signed (GitHub's secret-scanning reports) is not, or not by a
+    /// key Keyward knows.
+    #[error("{0}")]
+    InvalidSignature(&'static str),
     /// The credential is limited to networks the client's address is not in.
     #[error("{}", ip_refusal(*.0))]
     IpNotAllowed(Option<std::net::IpAddr>),
@@ -132,7 +136,9 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingCredentials | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::MissingCredentials | Self::InvalidToken(_) | Self::InvalidSignature(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } | Self::Forbidden(_) | Self::IpNotAllowed(_) => {
                 StatusCode::FORBIDDEN
@@ -155,6 +161,7 @@ impl ApiError {
             Self::MissingCredentials => "missing_credentials",
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidSignature(_) => "invalid_signature",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::Forbidden(_) => "forbidden",
             Self::IpNotAllowed(_) => "ip_not_allowed",

@@ -13,6 +13,7 @@ mod extract;
 pub mod metrics;
 mod pagination;
 pub mod passwords;
+pub mod secret_scanning;
 mod server;
 pub mod services;
 mod web;
@@ -76,6 +77,9 @@ pub struct Config {
     pub webhook_poll_interval: Duration,
     /// How often each node looks for credentials to warn about (`.expiring`, `.expired`).
     pub expiry_scan_interval: Duration,
+    /// GitHub's secret-scanning public keys (`--github-keys-file`); without them, reports
+    /// to `/v1/secret-scanning/github` are refused.
+    pub github_keys: Option<Arc<secret_scanning::GithubKeys>>,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             webhook_retry_delays: webhooks::RETRY_DELAYS.to_vec(),
             webhook_poll_interval: Duration::from_secs(1),
             expiry_scan_interval: Duration::from_secs(60),
+            github_keys: None,
         }
     }
 }

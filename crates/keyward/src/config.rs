@@ -219,6 +219,12 @@ pub fn load(file: &Path) -> Result<Settings, ConfigError> {
                     entries.push((format!("webhooks_{name}"), value, line_of_key(key)));
                 }
             }
+            // `[secret_scanning] github_keys_file = "…"` is the option `github_keys_file`.
+            ("secret_scanning", toml::Value::Table(section)) => {
+                for (name, value) in section {
+                    entries.push((name.clone(), value, line_of_key(key)));
+                }
+            }
             _ => entries.push((key.clone(), value, line_of_key(key))),
         }
     }

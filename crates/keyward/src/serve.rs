@@ -126,6 +126,13 @@ pub struct ServeArgs {
     )]
     webhooks_allow_private_networks: bool,
 
+    /// GitHub's secret-scanning public keys: the document GitHub publishes at
+    /// https://api.github.com/meta/public_keys/secret_scanning, saved as a file (read again
+    /// when it changes). Without it, `/v1/secret-scanning/github` refuses every report. In the
+    /// configuration file: `[secret_scanning] github_keys_file = "…"`.
+    #[arg(long, env = "KEYWARD_GITHUB_KEYS_FILE", value_name = "FILE")]
+    github_keys_file: Option<std::path::PathBuf>,
+
     /// The address people and programs use to reach this server, such as
     /// `https://keys.example.com`. With https, the dashboard's cookies are Secure. Defaults to
     /// `http://` and the listen address.
@@ -234,6 +241,12 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         .clone()
         .unwrap_or_else(|| default_key_file(args.database.database_url.expose()));
     let webhook_key = webhook_key(&key_file)?;
+    let github_keys = match &args.github_keys_file {
+        Some(file) => Some(Arc::new(keyward_server::secret_scanning::GithubKeys::load(
+            file.clone(),
+        )?)),
+        None => None,
+    };
     let store = keyward_store::open(args.database.database_url.expose()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -268,6 +281,7 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         trusted_proxies: args.trusted_proxies,
         webhook_signing_key: Some(Arc::new(webhook_key)),
         webhooks_allow_private_networks: args.webhooks_allow_private_networks,
+        github_keys,
         ..Config::default()
     };
     // Listen for SIGTERM before saying we listen: a supervisor may stop us at once.

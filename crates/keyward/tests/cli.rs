@@ -1742,3 +1742,37 @@ async fn scan_finds_real_keys_only_and_revokes_them_on_request() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn github_keys_come_from_the_secret_scanning_section_and_a_bad_file_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keys.json"), "{}").unwrap();
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        "[secret_scanning]\ngithub_keys_file = \"keys.json\"\n",
+    )
+    .unwrap();
+    let checked = keyward()
+        .args(["config", "check", "keyward.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert!(
+        text(&checked.stdout).contains("valid (1 setting"),
+        "{}",
+        text(&checked.stdout)
+    );
+    let served = keyward()
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+        .arg(database_url(&dir))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!served.status.success());
+    assert!(
+        text(&served.stderr).contains("not GitHub's public key document"),
+        "{}",
+        text(&served.stderr)
+    );
+}

@@ -19,6 +19,7 @@ mod organization;
 mod projects;
 pub(crate) mod schema;
 mod scopes;
+mod secret_scanning;
 mod tokens;
 mod webhooks;
 
@@ -80,7 +81,8 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(organization::router())
         .merge(scopes::router())
         .merge(webhooks::router())
-        .merge(credentials_revoke::router());
+        .merge(credentials_revoke::router())
+        .merge(secret_scanning::router());
     let open = health::router()
         .merge(metrics::router())
         .merge(openapi::router());

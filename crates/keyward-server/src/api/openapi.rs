@@ -19,8 +19,8 @@ use utoipa::OpenApi;
 
 use super::{
     ApiRoutes, api_keys, audit_events, credentials_revoke, forward_auth, health, instances,
-    introspect, keys_verify, me, members, metrics, organization, projects, scopes, tokens,
-    webhooks,
+    introspect, keys_verify, me, members, metrics, organization, projects, scopes, secret_scanning,
+    tokens, webhooks,
 };
 use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
@@ -77,6 +77,7 @@ use crate::error::{ApiError, FieldError, Problem};
         webhooks::show_delivery,
         webhooks::redeliver,
         credentials_revoke::revoke_reported,
+        secret_scanning::github_report,
         health::healthz,
         health::readyz,
         metrics::metrics,

@@ -53,12 +53,14 @@ fn endpoints_table() -> String {
             row.grants.is_empty(),
         ) {
             (None, _) if row.level == Level::Public => "none (no key needed)".to_owned(),
+            (None, _) if row.level == Level::Signed => "none (GitHub's signature)".to_owned(),
             (None, _) => "none (any valid key)".to_owned(),
             (Some(scope), true) => format!("`{scope}`"),
             (Some(scope), false) => format!("`{scope}` and every scope granted"),
         };
         let tokens = match row.level {
             Level::Public | Level::AnyCredential => "yes",
+            Level::Signed => "no (not a key's)",
             Level::Project => "own project only",
             Level::Organization => "never (403)",
         };

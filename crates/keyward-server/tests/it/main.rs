@@ -11,6 +11,7 @@ mod disk_full;
 mod docs;
 mod forward_auth;
 mod gateways;
+mod github;
 mod helpers;
 mod instances;
 mod introspect;

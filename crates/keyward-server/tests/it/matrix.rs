@@ -30,6 +30,9 @@ pub enum Level {
     Project,
     /// Organization keys only: project tokens get 403.
     Organization,
+    /// No key: a signature over the body (GitHub's), which no caller here has: 401
+    /// `invalid_signature` for all.
+    Signed,
 }
 
 /// What a caller gets.
@@ -39,6 +42,8 @@ enum Outcome {
     NotFound,
     /// 403 naming the endpoint's scope.
     Forbidden,
+    /// 401 `invalid_signature`, without a Bearer challenge.
+    Unsigned,
 }
 
 pub struct Row {
@@ -86,7 +91,7 @@ pub fn rows() -> Vec<Row> {
         success: u16,
     ) -> Row {
         let (own, other, organization) = match level {
-            Level::Public | Level::AnyCredential => {
+            Level::Public | Level::AnyCredential | Level::Signed => {
                 (Success(success), Success(success), Success(success))
             }
             Level::Organization => (Forbidden, Forbidden, NotFound),
@@ -400,6 +405,17 @@ pub fn rows() -> Vec<Row> {
         Row {
             body: Some(|_| json!({ "credentials": [] })),
             ..row(Method::POST, "/v1/credentials/revoke", None, Public, 202)
+        },
+        // Open to GitHub alone: without its signature (and here, without its keys), 401.
+        Row {
+            body: Some(|_| json!([])),
+            ..row(
+                Method::POST,
+                "/v1/secret-scanning/github",
+                None,
+                Level::Signed,
+                200,
+            )
         },
         Row {
             other_organization: Success(200),
@@ -965,6 +981,9 @@ fn expected(row: &Row, caller: Caller) -> Outcome {
     if row.level == Level::Public {
         return Success(row.success);
     }
+    if row.level == Level::Signed {
+        return Outcome::Unsigned;
+    }
     match caller {
         Caller::Nobody
         | Caller::Malformed
@@ -1009,6 +1028,14 @@ fn check(row: &Row, caller: Caller, answer: &Answer, world: &World) -> Result<()
         (Success(code), _) => {
             if status != code {
                 return fail(format!("expected {code}"));
+            }
+        }
+        (Outcome::Unsigned, _) => {
+            if status != 401 || answer.body["code"] != "invalid_signature" {
+                return fail("expected 401 invalid_signature".into());
+            }
+            if answer.header("www-authenticate").is_some() {
+                return fail("expected no Bearer challenge".into());
             }
         }
         (NotFound, _) => {
