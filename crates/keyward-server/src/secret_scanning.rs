@@ -66,6 +66,49 @@ fn parse(text: &str) -> Result<Vec<PublicKey>, String> {
         .collect()
 }
 
+/// Fetches GitHub's document from `url` and, if it holds usable keys, writes it to `file`
+/// (whole, by a rename), where [`GithubKeys`] reads it.
+pub async fn fetch_into(url: &str, file: &std::path::Path) -> Result<usize, String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("Keyward/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let answer = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {}", e.without_url()))?;
+    if !answer.status().is_success() {
+        return Err(format!("{url} answered {}", answer.status()));
+    }
+    let text = answer
+        .text()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let keys = parse(&text).map_err(|e| format!("{url}: {e}"))?.len();
+    let partial = file.with_extension("partial");
+    std::fs::write(&partial, &text)
+        .and_then(|()| std::fs::rename(&partial, file))
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok(keys)
+}
+
+/// Fetches the document into `file` every `every`, keeping the last good one on failure.
+pub async fn refresh_periodically(url: String, file: PathBuf, every: std::time::Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match fetch_into(&url, &file).await {
+            Ok(keys) => tracing::debug!(keys, "fetched GitHub's public keys"),
+            Err(error) => {
+                tracing::warn!(%error, "could not refresh GitHub's public keys; keeping the file")
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for GithubKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GithubKeys")

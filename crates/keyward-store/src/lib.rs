@@ -227,7 +227,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(CredentialRecord, CredentialRecord)>, StoreError>;
 
     /// Marks each usable credential whose digest is in `digests` as exposed at `source` and,
-    /// when `revoke`, revokes it; records `<kind>.leaked` and the `credential.leaked` webhook
+    /// when `revoke` (for `None`: when its organization's `leak_action` is `revoke`), revokes
+    /// it; records `<kind>.leaked` and the `credential.leaked` webhook
     /// (and `<kind>.revoked`) in the same transaction. Returns the credentials changed: none
     /// for a report seen before, or for keys that are unknown, revoked or expired.
     async fn report_exposed(
@@ -235,7 +236,7 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditContext,
         digests: &[KeyDigest],
         source: &str,
-        revoke: bool,
+        revoke: Option<bool>,
         at: Timestamp,
     ) -> Result<Vec<CredentialRecord>, StoreError>;
 

@@ -416,6 +416,36 @@ pub struct OrganizationPolicy {
     pub max_lifetime_days: Option<u32>,
     /// Whether a new credential needs an expiry.
     pub require_expiry: bool,
+    /// What a scanning partner's report of an exposed key does.
+    pub leak_action: LeakAction,
+}
+
+/// What a scanning partner's report of an exposed key does to it. (Anyone's report to the
+/// public revocation endpoint always revokes: holding the key proves the exposure.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LeakAction {
+    /// Revoke it at once.
+    #[default]
+    Revoke,
+    /// Mark it exposed and tell its owners, who replace it.
+    Flag,
+}
+
+impl LeakAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoke => "revoke",
+            Self::Flag => "flag",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "revoke" => Some(Self::Revoke),
+            "flag" => Some(Self::Flag),
+            _ => None,
+        }
+    }
 }
 
 impl OrganizationPolicy {
@@ -444,6 +474,7 @@ pub struct OrganizationRecord {
 pub struct PolicyChanges {
     pub max_lifetime_days: Option<Option<u32>>,
     pub require_expiry: Option<bool>,
+    pub leak_action: Option<LeakAction>,
 }
 
 /// At most this many webhook endpoints per organization (checked in the inserting

@@ -172,6 +172,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 require_expiry: changes
                     .require_expiry
                     .unwrap_or(before.policy.require_expiry),
+                leak_action: changes.leak_action.unwrap_or(before.policy.leak_action),
             });
             if let (Some(before), Some(policy)) = (&before, policy) {
                 organizations::set_policy(tx, id, policy).await?;
@@ -182,6 +183,11 @@ impl<B: Backend> Store for SqlStore<B> {
                         "require_expiry",
                         Value::Bool(before.policy.require_expiry),
                         Value::Bool(policy.require_expiry),
+                    ),
+                    (
+                        "leak_action",
+                        Value::String(before.policy.leak_action.as_str().into()),
+                        Value::String(policy.leak_action.as_str().into()),
                     ),
                 ]);
                 if !changes.is_empty() {
@@ -472,7 +478,7 @@ impl<B: Backend> Store for SqlStore<B> {
         audit: &AuditContext,
         digests: &[KeyDigest],
         source: &str,
-        revoke: bool,
+        revoke: Option<bool>,
         at: Timestamp,
     ) -> Result<Vec<CredentialRecord>, StoreError> {
         in_transaction!(self, |tx| {
@@ -482,6 +488,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 else {
                     continue;
                 };
+                let revoke = record.revoked_at.is_some();
                 let mut changes = audit::created(vec![
                     ("exposed_source", Value::String(source.to_owned())),
                     ("exposed_at", audit::time(Some(at))),

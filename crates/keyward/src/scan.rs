@@ -315,6 +315,16 @@ mod tests {
     }
 
     #[test]
+    fn an_installation_brand_of_its_own_is_searched_for() {
+        let acme = Brand::parse("acme").unwrap();
+        let key = key(&acme, CredentialKind::ProjectToken);
+        let found = find_keys(&acme, format!("TOKEN={key}").as_bytes());
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, CredentialKind::ProjectToken);
+        assert!(find_keys(&Brand::default(), key.as_bytes()).is_empty());
+    }
+
+    #[test]
     fn binary_data_is_searched_without_false_positives_or_panics() {
         let brand = Brand::default();
         // A deterministic pseudo-random megabyte, with brand prefixes sprinkled in.

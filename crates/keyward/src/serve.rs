@@ -133,6 +133,17 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_GITHUB_KEYS_FILE", value_name = "FILE")]
     github_keys_file: Option<std::path::PathBuf>,
 
+    /// Where to fetch GitHub's public key document from, into --github-keys-file: at start
+    /// when the file does not exist yet, then hourly (a failed fetch keeps the file). For an
+    /// installation that can reach it: https://api.github.com/meta/public_keys/secret_scanning
+    #[arg(
+        long,
+        env = "KEYWARD_GITHUB_KEYS_URL",
+        value_name = "URL",
+        requires = "github_keys_file"
+    )]
+    github_keys_url: Option<String>,
+
     /// The address people and programs use to reach this server, such as
     /// `https://keys.example.com`. With https, the dashboard's cookies are Secure. Defaults to
     /// `http://` and the listen address.
@@ -241,12 +252,24 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         .clone()
         .unwrap_or_else(|| default_key_file(args.database.database_url.expose()));
     let webhook_key = webhook_key(&key_file)?;
+    if let (Some(url), Some(file)) = (&args.github_keys_url, &args.github_keys_file)
+        && !file.exists()
+    {
+        keyward_server::secret_scanning::fetch_into(url, file).await?;
+    }
     let github_keys = match &args.github_keys_file {
         Some(file) => Some(Arc::new(keyward_server::secret_scanning::GithubKeys::load(
             file.clone(),
         )?)),
         None => None,
     };
+    if let (Some(url), Some(file)) = (args.github_keys_url.clone(), args.github_keys_file.clone()) {
+        tokio::spawn(keyward_server::secret_scanning::refresh_periodically(
+            url,
+            file,
+            Duration::from_secs(3600),
+        ));
+    }
     let store = keyward_store::open(args.database.database_url.expose()).await?;
     let listener = TcpListener::bind(args.listen)
         .await

@@ -1776,3 +1776,79 @@ fn github_keys_come_from_the_secret_scanning_section_and_a_bad_file_stops_serve(
         text(&served.stderr)
     );
 }
+
+/// A P-256 public key (made for this test with `openssl ecparam -name prime256v1`).
+const GITHUB_TEST_KEY: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEoU2C21AvDs2cgDYl+mb6oqtAS1Co\nZqaOSwjn3i58qGjahkKaWb8eAVn1aQsANJAv98ZDViFcmOXZSut5Psv3DQ==\n-----END PUBLIC KEY-----\n";
+
+#[test]
+fn github_keys_are_fetched_from_their_url_when_the_file_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("www");
+    std::fs::create_dir_all(&served).unwrap();
+    let document = serde_json::json!({
+        "public_keys": [{ "key_identifier": "test-id", "key": GITHUB_TEST_KEY, "is_current": true }]
+    });
+    std::fs::write(served.join("keys.json"), document.to_string()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut web = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&served)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the test web server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let file = dir.path().join("github-keys.json");
+    let url = format!("http://127.0.0.1:{port}/keys.json");
+    let server = Server::start(
+        &dir,
+        &[
+            "--github-keys-file",
+            file.to_str().unwrap(),
+            "--github-keys-url",
+            &url,
+        ],
+    );
+    let fetched: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(fetched, document);
+    drop(server);
+    let _ = web.kill();
+    let _ = web.wait();
+
+    // Nothing to fetch and no file: serve stops, saying why.
+    let missing = dir.path().join("other.json");
+    let refused = keyward()
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+        .arg(database_url(&dir))
+        .arg("--github-keys-file")
+        .arg(&missing)
+        .args([
+            "--github-keys-url",
+            &format!("http://127.0.0.1:{port}/keys.json"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("cannot fetch"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

@@ -114,7 +114,7 @@ pub(super) async fn revoke_reported(
             let now = state.config.clock.now();
             match state
                 .store
-                .report_exposed(&audit, &digests, PUBLIC_REPORT, true, now)
+                .report_exposed(&audit, &digests, PUBLIC_REPORT, Some(true), now)
                 .await
             {
                 Ok(revoked) => {

@@ -31,6 +31,10 @@ pub(super) struct UpdateOrganization {
     max_lifetime_days: Option<Option<u32>>,
     #[serde(default)]
     require_expiry: Option<bool>,
+    /// `revoke` (the default) or `flag`: what GitHub's report of an exposed key does.
+    #[serde(default)]
+    #[schema(example = "flag")]
+    leak_action: Option<String>,
 }
 
 /// Show the organization
@@ -69,12 +73,20 @@ pub(super) async fn update_organization(
 ) -> Result<ApiJson<OrganizationView>, ApiError> {
     principal.require(Scope::ORGANIZATION_WRITE)?;
     let ApiJson(body) = body?;
+    let changes = keyward_store::PolicyChanges {
+        max_lifetime_days: body.max_lifetime_days,
+        require_expiry: body.require_expiry,
+        leak_action: body
+            .leak_action
+            .as_deref()
+            .map(organization::parse_leak_action)
+            .transpose()?,
+    };
     let record = organization::set_policy(
         &state,
         &origin.by(&principal),
         principal.organization_id,
-        body.max_lifetime_days,
-        body.require_expiry,
+        changes,
     )
     .await?;
     Ok(ApiJson(record.into()))

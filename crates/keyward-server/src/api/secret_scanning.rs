@@ -119,7 +119,8 @@ pub(super) async fn github_report(
             };
             let revoked = state
                 .store
-                .report_exposed(&audit, &[digest], &source, true, now)
+                // The organization's policy decides: revoke (the default) or flag.
+                .report_exposed(&audit, &[digest], &source, None, now)
                 .await?;
             for record in &revoked {
                 state.verifier.invalidate(&record.digest);

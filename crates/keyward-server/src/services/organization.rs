@@ -4,7 +4,9 @@
 //! and lists show those that exceed it.
 
 use keyward_core::{OrganizationId, Timestamp};
-use keyward_store::{AuditContext, OrganizationPolicy, OrganizationRecord, PolicyChanges};
+use keyward_store::{
+    AuditContext, LeakAction, OrganizationPolicy, OrganizationRecord, PolicyChanges,
+};
 use serde::Serialize;
 
 use super::ServiceError;
@@ -26,6 +28,10 @@ pub struct OrganizationView {
     pub max_lifetime_days: Option<u32>,
     /// New credentials must have an expiry.
     pub require_expiry: bool,
+    /// What a scanning partner's (GitHub's) report of an exposed key does: `revoke` it at
+    /// once (the default) or `flag` it for its owners to replace.
+    #[schema(example = "revoke")]
+    pub leak_action: &'static str,
 }
 
 impl From<OrganizationRecord> for OrganizationView {
@@ -36,6 +42,7 @@ impl From<OrganizationRecord> for OrganizationView {
             created_at: record.created_at,
             max_lifetime_days: record.policy.max_lifetime_days,
             require_expiry: record.policy.require_expiry,
+            leak_action: record.policy.leak_action.as_str(),
         }
     }
 }
@@ -61,16 +68,21 @@ pub async fn get(
         .ok_or(ServiceError::NotFound("organization"))
 }
 
-/// Changes the policy: `max_lifetime_days` (`Some(None)` clears it) and `require_expiry`,
-/// each left as it is when `None`.
+/// Reads a leak action: `revoke` or `flag`.
+pub fn parse_leak_action(text: &str) -> Result<LeakAction, ServiceError> {
+    LeakAction::parse(text)
+        .ok_or_else(|| ServiceError::invalid("leak_action", "must be \"revoke\" or \"flag\""))
+}
+
+/// Changes the policy: `max_lifetime_days` (`Some(None)` clears it), `require_expiry` and
+/// `leak_action`, each left as it is when `None`.
 pub async fn set_policy(
     state: &AppState,
     audit: &AuditContext,
     organization: OrganizationId,
-    max_lifetime_days: Option<Option<u32>>,
-    require_expiry: Option<bool>,
+    changes: PolicyChanges,
 ) -> Result<OrganizationRecord, ServiceError> {
-    if let Some(Some(days)) = max_lifetime_days
+    if let Some(Some(days)) = changes.max_lifetime_days
         && !(1..=MAX_LIFETIME_DAYS).contains(&days)
     {
         return Err(ServiceError::invalid(
@@ -78,10 +90,6 @@ pub async fn set_policy(
             "must be between 1 and 3650, or null for no maximum",
         ));
     }
-    let changes = PolicyChanges {
-        max_lifetime_days,
-        require_expiry,
-    };
     state
         .store
         .set_organization_policy(audit, organization, changes)

@@ -21,6 +21,8 @@ struct OrganizationPage {
     name: String,
     max_lifetime_days: String,
     require_expiry: bool,
+    /// What GitHub's report of an exposed key does: `revoke` or `flag`.
+    flag_leaks: bool,
     errors: FormErrors,
     saved: bool,
 }
@@ -50,6 +52,7 @@ pub async fn show(
             .map(|d| d.to_string())
             .unwrap_or_default(),
         require_expiry: record.policy.require_expiry,
+        flag_leaks: record.policy.leak_action == keyward_store::LeakAction::Flag,
         errors: FormErrors::default(),
         saved,
     };
@@ -65,6 +68,11 @@ pub async fn update(
     person.require(Scope::ORGANIZATION_WRITE)?;
     let entered = form.text("max_lifetime_days").trim().to_owned();
     let require_expiry = form.text("require_expiry") == "on";
+    let leak_action = if form.text("leak_action") == "flag" {
+        keyward_store::LeakAction::Flag
+    } else {
+        keyward_store::LeakAction::Revoke
+    };
     let mut errors = FormErrors::default();
     let days = if entered.is_empty() {
         Some(None)
@@ -82,14 +90,13 @@ pub async fn update(
     };
     if let Some(days) = days {
         let audit = person.audit();
-        match organization::set_policy(
-            &state,
-            &audit,
-            person.membership.organization_id,
-            Some(days),
-            Some(require_expiry),
-        )
-        .await
+        let changes = keyward_store::PolicyChanges {
+            max_lifetime_days: Some(days),
+            require_expiry: Some(require_expiry),
+            leak_action: Some(leak_action),
+        };
+        match organization::set_policy(&state, &audit, person.membership.organization_id, changes)
+            .await
         {
             Ok(_) => {
                 return Ok(
@@ -105,6 +112,7 @@ pub async fn update(
         name: record.name.to_string(),
         max_lifetime_days: entered,
         require_expiry,
+        flag_leaks: leak_action == keyward_store::LeakAction::Flag,
         errors,
         saved: false,
     };

@@ -200,3 +200,62 @@ fn a_file_that_is_not_githubs_document_is_refused_at_start() {
     }
     assert!(GithubKeys::load(dir.path().join("absent.json")).is_err());
 }
+
+#[tokio::test]
+async fn an_organization_that_flags_leaks_keeps_the_key_working_and_marked() {
+    // With an installation brand of its own, as an operator enrolled with GitHub would have.
+    let dir = tempfile::tempdir().unwrap();
+    let github = signing_key(7);
+    let file = dir.path().join("github-keys.json");
+    std::fs::write(&file, document(&[("current-id", &github, true)])).unwrap();
+    let app = TestApp::spawn_with(Config {
+        brand: keyward_core::Brand::parse("acme").unwrap(),
+        github_keys: Some(Arc::new(GithubKeys::load(file).unwrap())),
+        ..Config::default()
+    })
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let policy = app
+        .patch(
+            "/v1/organization",
+            &org.key,
+            json!({ "leak_action": "flag" }),
+        )
+        .await;
+    assert_eq!(policy.body["leak_action"], "flag", "{}", policy.body);
+    app.patch(
+        "/v1/organization",
+        &org.key,
+        json!({ "leak_action": "ignore" }),
+    )
+    .await
+    .problem(422, "validation_failed");
+    let (id, key) = app.create_key(&org.key, "CI", &["instances:read"]).await;
+    assert!(key.starts_with("acmek_"));
+    let body = report(&key);
+    let answer = send(&app, "current-id", &sign(&github, &body), &body).await;
+    assert_eq!(answer.body[0]["label"], "true_positive", "{}", answer.body);
+    assert_eq!(
+        app.get("/v1/me", &key).await.status,
+        StatusCode::OK,
+        "flagged, not revoked"
+    );
+    let shown = app.get(&format!("/v1/api-keys/{id}"), &org.key).await;
+    assert_eq!(shown.body["status"], "active");
+    assert!(
+        shown.body["exposure"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://github.com/octocat/")
+    );
+    let events = app
+        .get(
+            "/v1/audit-events?action=organization.policy_changed",
+            &org.key,
+        )
+        .await;
+    assert_eq!(
+        events.body["data"][0]["changes"]["leak_action"],
+        json!({ "before": "revoke", "after": "flag" })
+    );
+}

@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "exposure",
         sql: include_str!("../../migrations/postgres/0009_exposure.sql"),
     },
+    Migration {
+        version: 10,
+        name: "leak policy",
+        sql: include_str!("../../migrations/postgres/0010_leak_policy.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -272,7 +272,7 @@ pub(crate) async fn update(
 }
 
 /// Marks the live credential with this digest as exposed at `source` (first report only) and,
-/// when `revoke`, revokes it. `None` when there is no such credential, when it is not usable
+/// when `revoke` (or, for `None`, when its organization's policy says so), revokes it. `None` when there is no such credential, when it is not usable
 /// (revoked, expired, ended by rotation), or when it was reported before: a report sent again
 /// changes nothing.
 pub(crate) async fn expose(
@@ -280,7 +280,7 @@ pub(crate) async fn expose(
     digest: &KeyDigest,
     source: &str,
     at: Timestamp,
-    revoke: bool,
+    revoke: Option<bool>,
 ) -> Result<Option<CredentialRecord>, StoreError> {
     let lock = locking!(
         "FOR UPDATE",
@@ -294,6 +294,14 @@ pub(crate) async fn expose(
     if before.exposure.is_some() || before.status(at) != keyward_core::CredentialStatus::Active {
         return Ok(None);
     }
+    let revoke = match revoke {
+        Some(revoke) => revoke,
+        None => {
+            let policy =
+                super::organizations::policy_for_insert(tx, before.organization_id).await?;
+            policy.leak_action == crate::LeakAction::Revoke
+        }
+    };
     let query = Query::new(
         "UPDATE credentials SET exposed_at = $1, exposed_source = $2, \
          revoked_at = CASE WHEN $3 THEN $1 ELSE revoked_at END \

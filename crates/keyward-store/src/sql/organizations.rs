@@ -70,6 +70,8 @@ fn policy(row: &dyn Columns) -> Result<OrganizationPolicy, StoreError> {
             .opt_int("max_lifetime_days")?
             .and_then(|days| u32::try_from(days).ok()),
         require_expiry: row.int("require_expiry")? != 0,
+        leak_action: crate::LeakAction::parse(&row.text("leak_action")?)
+            .ok_or_else(|| crate::decode::corrupt("leak action"))?,
     })
 }
 
@@ -78,8 +80,8 @@ pub(crate) async fn get(
     id: OrganizationId,
 ) -> Result<Option<OrganizationRecord>, StoreError> {
     let query = Query::new(
-        "SELECT id, name, created_at, max_lifetime_days, require_expiry FROM organizations \
-         WHERE id = $1",
+        "SELECT id, name, created_at, max_lifetime_days, require_expiry, leak_action \
+         FROM organizations WHERE id = $1",
     )
     .bind(id.as_uuid());
     db.optional(query, organization).await
@@ -94,7 +96,7 @@ pub(crate) async fn policy_for_insert(
 ) -> Result<OrganizationPolicy, StoreError> {
     let query = locking!(
         "FOR SHARE",
-        "SELECT max_lifetime_days, require_expiry FROM organizations WHERE id = $1"
+        "SELECT max_lifetime_days, require_expiry, leak_action FROM organizations WHERE id = $1"
     )
     .bind(id.as_uuid());
     Ok(tx.optional(query, policy).await?.unwrap_or_default())
@@ -114,11 +116,13 @@ pub(crate) async fn set_policy(
     policy: OrganizationPolicy,
 ) -> Result<(), StoreError> {
     let query = Query::new(
-        "UPDATE organizations SET max_lifetime_days = $1, require_expiry = $2 WHERE id = $3",
+        "UPDATE organizations SET max_lifetime_days = $1, require_expiry = $2, \
+         leak_action = $4 WHERE id = $3",
     )
     .bind(policy.max_lifetime_days.map(i64::from))
     .bind(i64::from(policy.require_expiry))
-    .bind(id.as_uuid());
+    .bind(id.as_uuid())
+    .bind(policy.leak_action.as_str());
     tx.execute(query).await?;
     Ok(())
 }

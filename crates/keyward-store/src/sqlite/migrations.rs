@@ -68,6 +68,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "exposure",
         sql: include_str!("../../migrations/sqlite/0012_exposure.sql"),
     },
+    Migration {
+        version: 13,
+        name: "leak policy",
+        sql: include_str!("../../migrations/sqlite/0013_leak_policy.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {

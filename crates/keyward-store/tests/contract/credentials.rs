@@ -506,6 +506,7 @@ pub async fn new_credentials_meet_the_organizations_policy(store: &dyn Store) {
     let changes = keyward_store::PolicyChanges {
         max_lifetime_days: Some(Some(30)),
         require_expiry: None,
+        leak_action: None,
     };
     let set = store
         .set_organization_policy(&keyward_store::AuditContext::SYSTEM, org, changes)
@@ -581,7 +582,7 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
     let unknown = keyward_core::KeyDigest::of("nothing");
     let source = "https://github.com/acme/app/blob/main/.env";
     let changed = store
-        .report_exposed(audit, &[leaked.digest, unknown], source, true, now)
+        .report_exposed(audit, &[leaked.digest, unknown], source, Some(true), now)
         .await
         .unwrap();
     assert_eq!(changed.len(), 1);
@@ -590,13 +591,13 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
     assert_eq!(changed[0].revoked_at, Some(now));
     // Sent again: nothing more.
     let again = store
-        .report_exposed(audit, &[leaked.digest], source, true, now)
+        .report_exposed(audit, &[leaked.digest], source, Some(true), now)
         .await
         .unwrap();
     assert!(again.is_empty());
     // Flagged only: marked, still working.
     let marked = store
-        .report_exposed(audit, &[flagged.digest], "a paste site", false, now)
+        .report_exposed(audit, &[flagged.digest], "a paste site", Some(false), now)
         .await
         .unwrap();
     assert_eq!(marked.len(), 1);
@@ -623,4 +624,32 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
         2,
         "one event per report that changed something"
     );
+
+    // By the organization's policy: revoked by default, flagged when it says so.
+    let by_default = store
+        .insert_credential(audit, new("default"))
+        .await
+        .unwrap();
+    let changed = store
+        .report_exposed(audit, &[by_default.digest], "https://x", None, now)
+        .await
+        .unwrap();
+    assert!(changed[0].revoked_at.is_some());
+    let flag = keyward_store::PolicyChanges {
+        leak_action: Some(keyward_store::LeakAction::Flag),
+        ..Default::default()
+    };
+    let policy = store
+        .set_organization_policy(audit, org, flag)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(policy.policy.leak_action, keyward_store::LeakAction::Flag);
+    let by_policy = store.insert_credential(audit, new("policy")).await.unwrap();
+    let changed = store
+        .report_exposed(audit, &[by_policy.digest], "https://x", None, now)
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    assert!(changed[0].revoked_at.is_none(), "flagged only");
 }

@@ -249,6 +249,9 @@ pub enum OrganizationCommand {
         /// Whether every new key must have an expiry.
         #[arg(long, value_name = "BOOL")]
         require_expiry: Option<bool>,
+        /// What GitHub's report of an exposed key does: revoke it (the default) or flag it.
+        #[arg(long, value_name = "ACTION", value_parser = ["revoke", "flag"])]
+        leak_action: Option<String>,
     },
 }
 
@@ -344,6 +347,7 @@ pub async fn organization(client: &Client, command: OrganizationCommand) -> Clie
         OrganizationCommand::SetPolicy {
             max_lifetime_days,
             require_expiry,
+            leak_action,
         } => {
             let mut body = serde_json::Map::new();
             if let Some(days) = max_lifetime_days {
@@ -362,9 +366,13 @@ pub async fn organization(client: &Client, command: OrganizationCommand) -> Clie
             if let Some(required) = require_expiry {
                 body.insert("require_expiry".into(), Value::Bool(required));
             }
+            if let Some(action) = leak_action {
+                body.insert("leak_action".into(), Value::String(action));
+            }
             if body.is_empty() {
                 return Err(ClientError::Usage(
-                    "say what to change: --max-lifetime-days or --require-expiry".into(),
+                    "say what to change: --max-lifetime-days, --require-expiry or --leak-action"
+                        .into(),
                 ));
             }
             client
@@ -373,12 +381,24 @@ pub async fn organization(client: &Client, command: OrganizationCommand) -> Clie
         }
     };
     client.print(&answer, |org| {
-        let row: Vec<String> = ["id", "name", "max_lifetime_days", "require_expiry"]
-            .iter()
-            .map(|field| cell(&org[field]))
-            .collect();
+        let row: Vec<String> = [
+            "id",
+            "name",
+            "max_lifetime_days",
+            "require_expiry",
+            "leak_action",
+        ]
+        .iter()
+        .map(|field| cell(&org[field]))
+        .collect();
         print(
-            &["ID", "NAME", "MAX LIFETIME (DAYS)", "EXPIRY REQUIRED"],
+            &[
+                "ID",
+                "NAME",
+                "MAX LIFETIME (DAYS)",
+                "EXPIRY REQUIRED",
+                "LEAKED KEYS",
+            ],
             &[row],
         );
     });
