@@ -67,8 +67,8 @@ pub(super) struct ReportAccepted {
     request_body = RevocationReport,
     responses(
         (status = 202, description = "Accepted (whatever the keys were)", body = ReportAccepted),
-        (status = 400, description = "Not a report", body = crate::error::Problem),
-        (status = 429, description = "Too many reports from this address", body = crate::error::Problem),
+        (status = 400, description = "Not a report", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many reports from this address", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn revoke_reported(

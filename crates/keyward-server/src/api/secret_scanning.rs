@@ -75,8 +75,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     request_body = Vec<GithubMatch>,
     responses(
         (status = 200, description = "One label per match", body = Vec<GithubLabel>),
-        (status = 400, description = "Not a list of matches", body = crate::error::Problem),
-        (status = 401, description = "Unknown key identifier or bad signature", body = crate::error::Problem),
+        (status = 400, description = "Not a list of matches", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown key identifier or bad signature", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn github_report(
