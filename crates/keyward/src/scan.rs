@@ -23,14 +23,9 @@ pub struct ScanArgs {
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
 
-    /// The key brand to look for (the installation's `--key-brand`).
-    #[arg(
-        long,
-        env = "KEYWARD_KEY_BRAND",
-        default_value = "kw",
-        value_name = "BRAND"
-    )]
-    key_brand: Brand,
+    /// The brand to look for: the installation's.
+    #[command(flatten)]
+    brand: crate::BrandArgs,
 
     /// Report every key found to the server's public revocation endpoint
     /// (`POST /v1/credentials/revoke`), which revokes each one that is live.
@@ -185,7 +180,7 @@ pub async fn run(args: ScanArgs) -> ExitCode {
                     continue;
                 }
             };
-            for finding in find_keys(&args.key_brand, &data) {
+            for finding in find_keys(&args.brand.key_brand, &data) {
                 let hint = hint_of(&finding.key);
                 if args.json {
                     println!(
