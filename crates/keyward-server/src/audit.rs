@@ -16,7 +16,7 @@ use crate::auth::{Principal, bearer_token};
 /// key it presents (never the key).
 #[derive(Clone, Debug, Default)]
 pub struct Origin {
-    client_ip: Option<String>,
+    client_ip: Option<std::net::IpAddr>,
     user_agent: Option<String>,
     request_id: Option<String>,
     key_hint: Option<String>,
@@ -27,7 +27,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
         Ok(Self {
-            client_ip: crate::client::of(parts).map(|address| address.to_string()),
+            client_ip: crate::client::of(parts),
             user_agent: parts
                 .headers
                 .get(USER_AGENT)
@@ -47,7 +47,7 @@ impl Origin {
     fn context(&self, actor: Actor) -> AuditContext {
         AuditContext {
             actor,
-            client_ip: self.client_ip.clone(),
+            client_ip: self.client_ip.map(|address| address.to_string()),
             user_agent: self.user_agent.clone(),
             request_id: self.request_id.clone(),
         }
@@ -63,7 +63,7 @@ impl Origin {
 
     /// The client's address, as resolved for the request.
     pub fn client_address(&self) -> Option<std::net::IpAddr> {
-        self.client_ip.as_deref()?.parse().ok()
+        self.client_ip
     }
 
     /// A change made by a person in the dashboard.

@@ -15,36 +15,40 @@ pub struct ClientAddress(pub IpAddr);
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
-/// Resolves the request's client address and stores it in the request as [`ClientAddress`];
-/// `None` without a peer (a request made in-process, in tests).
-pub fn resolve(request: &mut axum::extract::Request, trusted: &[Cidr]) -> Option<IpAddr> {
-    let peer = request
-        .extensions()
+/// The TCP peer's address, canonical (an IPv4-mapped address as IPv4).
+fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip())?;
-    let client = if trusted.is_empty() {
-        peer.to_canonical()
-    } else {
-        // Entry by entry from the raw bytes: a proxy appends the address it saw to whatever
-        // the client sent, so an entry that is not text (which hyper accepts) must not make
-        // the whole header, with the proxy's own entry, unreadable. It reads as garbage, left
-        // of the proxy's entry.
-        let forwarded = request
-            .headers()
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
-            .map(|entry| std::str::from_utf8(entry).unwrap_or("?"));
-        keyward_core::network::client_address(peer, forwarded, trusted)
-    };
+        .map(|ConnectInfo(address)| address.ip().to_canonical())
+}
+
+/// Resolves the request's client address; `None` without a peer (a request made in-process,
+/// in tests). Behind trusted proxies it is stored in the request as [`ClientAddress`];
+/// otherwise it is the peer, which the request holds already (nothing more to store).
+pub fn resolve(request: &mut axum::extract::Request, trusted: &[Cidr]) -> Option<IpAddr> {
+    let peer = peer(request.extensions())?;
+    if trusted.is_empty() {
+        return Some(peer);
+    }
+    // Entry by entry from the raw bytes: a proxy appends the address it saw to whatever
+    // the client sent, so an entry that is not text (which hyper accepts) must not make
+    // the whole header, with the proxy's own entry, unreadable. It reads as garbage, left
+    // of the proxy's entry.
+    let forwarded = request
+        .headers()
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .map(|entry| std::str::from_utf8(entry).unwrap_or("?"));
+    let client = keyward_core::network::client_address(peer, forwarded, trusted);
     request.extensions_mut().insert(ClientAddress(client));
     Some(client)
 }
 
-/// The address `resolve` stored, if any.
+/// The request's client address, as [`resolve`] found it.
 pub fn of(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ClientAddress>()
-        .map(|ClientAddress(address)| *address)
+    match parts.extensions.get::<ClientAddress>() {
+        Some(ClientAddress(address)) => Some(*address),
+        None => peer(&parts.extensions),
+    }
 }

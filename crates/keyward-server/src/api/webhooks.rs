@@ -14,7 +14,7 @@ use super::credential_body::present;
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
 use crate::services::webhooks::{
@@ -121,29 +121,14 @@ pub(super) async fn create_webhook(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::WEBHOOKS_WRITE)?;
     let ApiJson(body) = body?;
+    let url = webhooks::check_destination(&state, &body.url).await;
     let events = webhooks::check_events(&body.events);
     let description = webhooks::check_description(&body.description);
-    let url = webhooks::check_destination(&state, &body.url).await;
-    let mut fields = Vec::new();
-    for error in [
-        url.as_ref().err(),
-        events.as_ref().err(),
-        description.as_ref().err(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let crate::services::ServiceError::Invalid(invalid) = error {
-            fields.extend(invalid.iter().cloned());
-        }
-    }
-    if !fields.is_empty() {
-        return Err(ApiError::Validation(fields));
-    }
+    validate!(url, events, description);
     let input = WebhookInput {
-        url: url?,
-        events: events?,
-        description: description?,
+        url,
+        events,
+        description,
     };
     let created = webhooks::create(
         &state,
@@ -213,21 +198,24 @@ pub(super) async fn update_webhook(
         None => None,
     };
     let url = match &body.url {
-        Some(url) => Some(webhooks::check_destination(&state, url).await?),
-        None => None,
+        Some(url) => Some(webhooks::check_destination(&state, url).await).transpose(),
+        None => Ok(None),
     };
+    let events = body
+        .events
+        .as_deref()
+        .map(webhooks::check_events)
+        .transpose();
+    let description = body
+        .description
+        .as_deref()
+        .map(webhooks::check_description)
+        .transpose();
+    validate!(url, events, description);
     let changes = WebhookChanges {
         url,
-        events: body
-            .events
-            .as_deref()
-            .map(webhooks::check_events)
-            .transpose()?,
-        description: body
-            .description
-            .as_deref()
-            .map(webhooks::check_description)
-            .transpose()?,
+        events,
+        description,
         enabled,
     };
     let view = webhooks::update(

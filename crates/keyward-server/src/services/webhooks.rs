@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
+use crate::error::FieldError;
 use crate::pagination::List;
 
 /// Longest description.
@@ -143,20 +144,19 @@ pub struct DeliveryDetail {
 
 /// Checks a URL: its form, then where its host resolves (public addresses only, unless the
 /// operator allows private networks).
-pub async fn check_destination(state: &AppState, raw: &str) -> Result<String, ServiceError> {
-    let url =
-        crate::webhooks::check_url(raw.trim()).map_err(|e| ServiceError::invalid("url", e))?;
+pub async fn check_destination(state: &AppState, raw: &str) -> Result<String, FieldError> {
+    let url = crate::webhooks::check_url(raw.trim()).map_err(|e| FieldError::new("url", e))?;
     crate::webhooks::resolve_checked(&url, state.config.webhooks_allow_private_networks)
         .await
-        .map_err(|e| ServiceError::invalid("url", e))?;
+        .map_err(|e| FieldError::new("url", e))?;
     Ok(url.to_string())
 }
 
 /// A description: at most [`MAX_DESCRIPTION`] characters, no control characters.
-pub fn check_description(raw: &str) -> Result<String, ServiceError> {
+pub fn check_description(raw: &str) -> Result<String, FieldError> {
     let text = raw.trim();
     if text.chars().count() > MAX_DESCRIPTION || text.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(
+        return Err(FieldError::new(
             "description",
             "at most 200 characters, on one line",
         ));
@@ -165,10 +165,10 @@ pub fn check_description(raw: &str) -> Result<String, ServiceError> {
 }
 
 /// Event names: at least one, each known.
-pub fn check_events<S: AsRef<str>>(names: &[S]) -> Result<EventTypes, ServiceError> {
-    let events = EventTypes::parse(names).map_err(|e| ServiceError::invalid("events", e))?;
+pub fn check_events<S: AsRef<str>>(names: &[S]) -> Result<EventTypes, FieldError> {
+    let events = EventTypes::parse(names).map_err(|e| FieldError::new("events", e))?;
     if events.is_empty() {
-        return Err(ServiceError::invalid("events", "choose at least one event"));
+        return Err(FieldError::new("events", "choose at least one event"));
     }
     Ok(events)
 }

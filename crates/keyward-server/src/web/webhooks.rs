@@ -134,12 +134,11 @@ pub async fn create(
     let (url, events, description) = match (url, events, description) {
         (Ok(url), Ok(events), Ok(description)) => (url, events, description),
         (url, events, description) => {
-            for error in [url.err(), events.err(), description.err()]
-                .into_iter()
-                .flatten()
-            {
-                errors.absorb(error)?;
-            }
+            errors.0.extend(
+                [url.err(), events.err(), description.err()]
+                    .into_iter()
+                    .flatten(),
+            );
             return list_page(&state, &person, entered, errors, None).await;
         }
     };
