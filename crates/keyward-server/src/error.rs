@@ -200,6 +200,9 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a 503 while the database is unreachable, in seconds.
+pub const RETRY_UNAVAILABLE_SECONDS: u64 = 5;
+
 /// An RFC 9457 problem: every error the API answers.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Problem<'a> {
@@ -257,6 +260,13 @@ impl IntoResponse for ApiError {
         }
         if let Self::RateLimited(status) = &self {
             crate::auth::add_rate_limit_headers(headers, status);
+        }
+        if let Self::Unavailable = &self {
+            // A database away is usually back within seconds (a restart, a failover).
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(RETRY_UNAVAILABLE_SECONDS),
+            );
         }
         if let Self::InsufficientScope {
             who: Some((organization, credential)),

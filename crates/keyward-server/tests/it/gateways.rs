@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::dashboard::{Visitor, shown_key};
@@ -17,15 +17,36 @@ use crate::helpers::{Answer, TestApp, read};
 const NGINX: &str = "/usr/sbin/nginx";
 const CADDY: &str = "/usr/bin/caddy";
 
-/// The upstream: answers every request with the `Keyward-*` headers it received.
+/// The upstream: answers every request with what a CGI-style application (WSGI, PHP, Rack)
+/// would read of the headers that matter: such servers fold `_` and `-` in a header's name
+/// into one variable (`HTTP_KEYWARD_PROJECT_ID`) and join the values of every spelling.
 async fn upstream() -> SocketAddr {
     async fn echo(headers: HeaderMap) -> axum::Json<Value> {
-        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let get = |name: &str| {
+            let values: Vec<&str> = headers
+                .iter()
+                .filter(|(field, _)| field.as_str().replace('_', "-") == name)
+                .map(|(_, value)| value.to_str().unwrap_or("(not text)"))
+                .collect();
+            (!values.is_empty()).then(|| values.join(","))
+        };
+        let overrides: Vec<String> = [
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+            "x-original-url",
+            "x-rewrite-url",
+        ]
+        .iter()
+        .filter_map(|name| get(name))
+        .collect();
         axum::Json(json!({
             "key_id": get("keyward-key-id"),
             "organization_id": get("keyward-organization-id"),
             "project_id": get("keyward-project-id"),
             "scopes": get("keyward-scopes"),
+            "x_project_id": get("x-project-id"),
+            "overrides": overrides,
         }))
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -160,7 +181,17 @@ async fn through_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Answer {
-    let mut request = reqwest::Client::new().get(gateway.url(path));
+    send(gateway, Method::GET, key, path, headers).await
+}
+
+async fn send(
+    gateway: &Gateway,
+    method: Method,
+    key: Option<&str>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut request = reqwest::Client::new().request(method, gateway.url(path));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -333,12 +364,180 @@ async fn holds(app: &TestApp, gateway: &Gateway, passes_problem_bodies: bool) {
     assert!(second.header("retry-after").is_some());
 }
 
+/// What a client sends to change who the service thinks is calling, or what it thinks was
+/// asked, never reaches the service: identity headers in another spelling (`Keyward_…`,
+/// which a CGI-style server reads as `Keyward-…`), `Connection` naming the identity headers
+/// (a proxy drops what it names, after Keyward answered), the project header's underscore
+/// spelling, and the headers that make some frameworks act on another method or URL.
+async fn nothing_forged_reaches_the_service(app: &TestApp, gateway: &Gateway) {
+    let acme = app.bootstrap("Caller").await;
+    let other = app.bootstrap("Bystander").await;
+    let (_, reader) = app
+        .create_key(&acme.key, "reader", &["databases:read"])
+        .await;
+    let own = app.create_project(&acme.key, "Web").await;
+    let elsewhere = app.create_project(&other.key, "Theirs").await;
+    let token = app
+        .post(
+            &format!("/v1/projects/{own}/tokens"),
+            &acme.key,
+            json!({ "name": "deploy", "scopes": ["databases:read", "databases:write"] }),
+        )
+        .await;
+    let token = token.body["key"].as_str().unwrap().to_owned();
+    let acme_id = acme.id.to_string();
+    let path = format!("/v1/databases/{own}/t");
+
+    // A project token whose project header the client asks the proxy to drop.
+    let stripped = through_with(
+        gateway,
+        Some(&token),
+        &path,
+        &[("connection", "Keyward-Project-Id")],
+    )
+    .await;
+    assert_eq!(stripped.status, StatusCode::OK, "{}", stripped.body);
+    assert_eq!(
+        stripped.body["project_id"],
+        own.as_str(),
+        "{}",
+        stripped.body
+    );
+
+    // Another organization's identity in underscore spellings, with and without
+    // `Connection` dropping the real headers.
+    let forged = [
+        ("keyward_organization_id", other.id.to_string()),
+        ("keyward_project_id", elsewhere.clone()),
+        ("keyward_scopes", "billing:read".to_owned()),
+        ("Keyward_Key_Id", other.key_id.clone()),
+    ];
+    for connection in [
+        None,
+        Some("Keyward-Organization-Id, Keyward-Project-Id, Keyward-Scopes, Keyward-Key-Id"),
+    ] {
+        let mut headers: Vec<(&str, &str)> = forged.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        headers.extend(connection.map(|c| ("connection", c)));
+        let seen = through_with(gateway, Some(&reader), &path, &headers).await;
+        assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+        assert_eq!(
+            seen.body["organization_id"],
+            acme_id.as_str(),
+            "{connection:?}: {}",
+            seen.body
+        );
+        assert_eq!(
+            seen.body["scopes"], "databases:read",
+            "{connection:?}: {}",
+            seen.body
+        );
+        assert!(
+            [Value::Null, json!("")].contains(&seen.body["project_id"]),
+            "{connection:?}: {}",
+            seen.body
+        );
+        assert_ne!(seen.body["key_id"], other.key_id.as_str(), "{}", seen.body);
+    }
+
+    // The project header Keyward checked is the only one the service reads.
+    for spelling in ["x_project_id", "X-Project_Id", "x_project-id"] {
+        let confined = send(
+            gateway,
+            Method::POST,
+            Some(&token),
+            "/v1/databases",
+            &[
+                ("x-project-id", own.as_str()),
+                (spelling, elsewhere.as_str()),
+            ],
+        )
+        .await;
+        assert_eq!(
+            confined.status,
+            StatusCode::OK,
+            "{spelling}: {}",
+            confined.body
+        );
+        assert_eq!(
+            confined.body["x_project_id"],
+            own.as_str(),
+            "{spelling}: {}",
+            confined.body
+        );
+    }
+
+    // Keyward decided on the real method and URL; the service is not told another.
+    let overridden = through_with(
+        gateway,
+        Some(&reader),
+        &path,
+        &[
+            ("x-http-method-override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("x-original-url", "/v1/billing"),
+            ("x-rewrite-url", "/v1/billing"),
+        ],
+    )
+    .await;
+    assert_eq!(overridden.status, StatusCode::OK, "{}", overridden.body);
+    assert_eq!(
+        overridden.body["overrides"],
+        json!([]),
+        "{}",
+        overridden.body
+    );
+}
+
 /// Keyward with the forward-auth tests' rules, the upstream, and the gateway in front.
 async fn behind(gateway: fn(SocketAddr, SocketAddr) -> Gateway, passes_problem_bodies: bool) {
     let app = TestApp::spawn_with(crate::forward_auth::platform()).await;
     let upstream = upstream().await;
     let gateway = gateway(app.address, upstream);
     holds(&app, &gateway, passes_problem_bodies).await;
+    nothing_forged_reaches_the_service(&app, &gateway).await;
+}
+
+/// With Keyward unreachable, nothing passes: the client is told to come back (503 with
+/// `Retry-After`), as in an outage of Keyward's database.
+async fn unreachable(gateway: fn(SocketAddr, SocketAddr) -> Gateway) {
+    let nowhere: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let upstream = upstream().await;
+    let gateway = gateway(nowhere, upstream);
+    for _ in 0..2 {
+        let refused = through(&gateway, Some("kwk_anything"), "/v1/databases/prj_x/t").await;
+        assert_eq!(
+            refused.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            refused.body
+        );
+        assert!(
+            refused
+                .header("retry-after")
+                .is_some_and(|seconds| seconds.parse::<u64>().is_ok_and(|s| s > 0)),
+            "{:?}",
+            refused.headers
+        );
+    }
+}
+
+/// With Keyward up and the service down, the gateway says so (502): the client is not told
+/// that Keyward is the one away.
+async fn service_down(gateway: fn(SocketAddr, SocketAddr) -> Gateway) {
+    let app = TestApp::spawn_with(crate::forward_auth::platform()).await;
+    let org = app.bootstrap("Acme").await;
+    let project = app.create_project(&org.key, "Web").await;
+    let nowhere: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gateway = gateway(app.address, nowhere);
+    let failed = through(
+        &gateway,
+        Some(&org.key),
+        &format!("/v1/databases/{project}/t"),
+    )
+    .await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.body);
+    assert_eq!(failed.header("retry-after"), None);
 }
 
 #[tokio::test]
@@ -352,5 +551,33 @@ async fn nginx_auth_request_lets_through_only_what_the_rules_allow() {
 async fn caddy_forward_auth_lets_through_only_what_the_rules_allow() {
     if available(CADDY) {
         behind(caddy, true).await;
+    }
+}
+
+#[tokio::test]
+async fn nginx_answers_503_while_keyward_is_unreachable() {
+    if available(NGINX) {
+        unreachable(nginx).await;
+    }
+}
+
+#[tokio::test]
+async fn caddy_answers_503_while_keyward_is_unreachable() {
+    if available(CADDY) {
+        unreachable(caddy).await;
+    }
+}
+
+#[tokio::test]
+async fn nginx_answers_502_while_the_service_is_down() {
+    if available(NGINX) {
+        service_down(nginx).await;
+    }
+}
+
+#[tokio::test]
+async fn caddy_answers_502_while_the_service_is_down() {
+    if available(CADDY) {
+        service_down(caddy).await;
     }
 }

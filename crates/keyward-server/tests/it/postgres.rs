@@ -80,6 +80,7 @@ async fn without_the_database_cached_keys_work_the_rest_is_503_and_it_recovers()
     .unwrap();
     let answer = app.get("/v1/me", unknown.expose_secret()).await;
     answer.problem(503, "unavailable");
+    assert_eq!(answer.header("retry-after"), Some("5"), "come back shortly");
     app.post(
         "/v1/projects",
         &org.key,
