@@ -1,7 +1,8 @@
 //! `/v1/members`: the organization's members, managed by the same service and rules as
-//! Settings > Members. A key with `members:write` manages members as an admin does: it never
-//! makes, changes or removes an owner (people who are owners do that, in the dashboard), so
-//! no key, whoever made it and whatever became of them, can take an organization over.
+//! Settings > Members. A key with `members:write` manages members as an admin does, but never
+//! raises anyone (see `services::members`): it adds members only, never admins or owners, so
+//! no key, whoever made it and whatever became of them, can take an organization over or
+//! outlive itself as a person.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -17,7 +18,7 @@ use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath};
-use crate::services::members::{self, Manager};
+use crate::services::members::{self, Grantor, Manager};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -86,11 +87,15 @@ fn parse_user(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).map_err(|_| ApiError::NotFound("member"))
 }
 
-/// What a key with `members:write` may do: what an admin may.
+/// A key with `members:write`, bounded by what it holds.
 fn manager(principal: &Principal) -> Manager {
     Manager {
         organization_id: principal.organization_id,
-        role: Role::Admin,
+        grantor: Grantor::Credential {
+            scopes: principal.scopes,
+            usable_until: principal.credential.usable_until(),
+            limited_to_networks: principal.credential.networks().is_some(),
+        },
     }
 }
 
@@ -113,7 +118,9 @@ pub(super) async fn list_members(
 
 /// Add a member
 ///
-/// Adds a person who has signed up, by email, with a role.
+/// Adds a person who has signed up, by email, as a member. A key adds members only (403 for
+/// `admin` or `owner`), and only when it does not expire, holds every scope a member may
+/// grant and is not limited to networks.
 #[utoipa::path(
     post, path = "/v1/members", tag = "Members",
     request_body = AddMember,
@@ -127,7 +134,6 @@ pub(super) async fn add_member(
     body: Result<ApiJson<AddMember>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::MEMBERS_WRITE)?;
-    not_network_limited(&principal)?;
     let ApiJson(body) = body?;
     let email = Email::parse(&body.email).map_err(|e| FieldError::new("email", e));
     let role = parse_role(&body.role);
@@ -167,7 +173,7 @@ pub(super) async fn show_member(
 
 /// Change a member's role
 ///
-/// The organization keeps at least one owner.
+/// A key may lower an admin to member; it never makes an admin or touches an owner.
 #[utoipa::path(
     patch, path = "/v1/members/{user_id}", tag = "Members",
     params(("user_id" = String, Path, description = "The member's user id, `usr_…`")),
@@ -183,7 +189,6 @@ pub(super) async fn change_member_role(
     body: Result<ApiJson<ChangeRole>, ApiError>,
 ) -> Result<ApiJson<MemberView>, ApiError> {
     principal.require(Scope::MEMBERS_WRITE)?;
-    not_network_limited(&principal)?;
     let user = parse_user(&user)?;
     let ApiJson(body) = body?;
     let role = parse_role(&body.role).map_err(|e| ApiError::Validation(vec![e]))?;
@@ -215,16 +220,4 @@ pub(super) async fn remove_member(
     let audit = origin.by(&principal);
     members::remove(&state, &audit, manager(&principal), &member).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A key limited to networks neither adds people nor raises them: a person signs in to the
-/// dashboard from anywhere and could make keys without the limit.
-fn not_network_limited(principal: &Principal) -> Result<(), ApiError> {
-    match principal.credential.networks() {
-        Some(_) => Err(ApiError::Forbidden(
-            "a key limited to networks cannot add members or change roles: they could act \
-             from any address",
-        )),
-        None => Ok(()),
-    }
 }

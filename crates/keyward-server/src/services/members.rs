@@ -1,35 +1,91 @@
 //! An organization's members: add people who have an account, change roles, remove. Owners
 //! alone make, change or remove owners (`Role::may_assign`), only owners and admins manage
 //! members at all, and the store never lets the last owner go.
+//!
+//! A credential with `members:write` manages members as an admin does, and never raises
+//! anyone: a person outlives the key that added them and makes keys of their own, so a key
+//! could otherwise turn itself into a person with more than it holds, for longer. It adds
+//! people as members only, and only when it holds every scope a member may grant, does not
+//! expire and is not limited to networks; it may lower an admin to member and remove
+//! members and admins; it never makes an admin. Admins and owners are made by people.
 
-use keyward_core::{Email, OrganizationId, Role, UserId};
+use keyward_core::{Email, OrganizationId, Role, ScopeCatalog, ScopeSet, Timestamp, UserId};
 use keyward_store::{MemberRecord, MembershipChange};
 
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
 use keyward_store::AuditContext;
 
-/// Who manages members: a member of `organization_id` with `role`.
+/// Who manages members: in `organization_id`, as `grantor`.
 #[derive(Clone, Copy, Debug)]
 pub struct Manager {
     pub organization_id: OrganizationId,
-    pub role: Role,
+    pub grantor: Grantor,
+}
+
+/// Whose rights bound a change of membership.
+#[derive(Clone, Copy, Debug)]
+pub enum Grantor {
+    /// A member of the organization, with their role.
+    Person(Role),
+    /// A credential holding `members:write` (see the module's rule).
+    Credential {
+        scopes: ScopeSet,
+        /// When it stops working (expiry or end of rotation), if ever.
+        usable_until: Option<Timestamp>,
+        limited_to_networks: bool,
+    },
 }
 
 impl Manager {
-    /// Whether this member manages members at all (owners and admins).
-    pub fn may_manage(self) -> bool {
-        self.role.manages_members()
+    /// The role whose rules this manager follows: a credential's are an admin's.
+    fn role(self) -> Role {
+        match self.grantor {
+            Grantor::Person(role) => role,
+            Grantor::Credential { .. } => Role::Admin,
+        }
     }
 
-    fn check(&self, current: Option<Role>, new: Option<Role>) -> Result<(), ServiceError> {
-        if !self.role.manages_members() {
+    /// Whether this manager manages members at all (owners, admins, credentials).
+    pub fn may_manage(self) -> bool {
+        self.role().manages_members()
+    }
+
+    fn check(
+        &self,
+        catalog: &ScopeCatalog,
+        current: Option<Role>,
+        new: Option<Role>,
+    ) -> Result<(), ServiceError> {
+        self.check_role(current, new)?;
+        if let Grantor::Credential {
+            scopes,
+            usable_until,
+            limited_to_networks,
+        } = self.grantor
+        {
+            credential_may_assign(
+                catalog,
+                scopes,
+                usable_until,
+                limited_to_networks,
+                current,
+                new,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The role's part of [`Self::check`], all there is to removing someone.
+    fn check_role(&self, current: Option<Role>, new: Option<Role>) -> Result<(), ServiceError> {
+        let role = self.role();
+        if !role.manages_members() {
             return Err(ServiceError::Forbidden {
                 field: None,
                 message: "only owners and admins manage members",
             });
         }
-        if !self.role.may_assign(current, new) {
+        if !role.may_assign(current, new) {
             let message = match (current, new) {
                 (None, _) => "only owners can add owners",
                 (_, None) => "only owners can remove owners",
@@ -42,6 +98,49 @@ impl Manager {
         }
         Ok(())
     }
+}
+
+/// The rule of the module for a credential moving a member from `current` to `new`.
+fn credential_may_assign(
+    catalog: &ScopeCatalog,
+    scopes: ScopeSet,
+    usable_until: Option<Timestamp>,
+    limited_to_networks: bool,
+    current: Option<Role>,
+    new: Option<Role>,
+) -> Result<(), ServiceError> {
+    let refuse = |message| {
+        Err(ServiceError::Forbidden {
+            field: Some("role"),
+            message,
+        })
+    };
+    if new.is_some() && limited_to_networks {
+        return refuse(
+            "a key limited to networks cannot add members or change roles: they could act from \
+             any address",
+        );
+    }
+    if new == Some(Role::Admin) && current != Some(Role::Admin) {
+        return refuse(
+            "a key cannot make admins: an owner or admin does that in the dashboard, as a person",
+        );
+    }
+    if current.is_none() && new.is_some() {
+        if usable_until.is_some() {
+            return refuse(
+                "a key that expires cannot add members: they would outlast it; add them with a \
+                 key that does not expire, or in the dashboard",
+            );
+        }
+        if !catalog.role_cap(Role::Member).is_subset_of(&scopes) {
+            return refuse(
+                "a key adds members only when it holds every scope a member may grant (see \
+                 GET /v1/scopes); add them in the dashboard",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Owners first, then by email.
@@ -72,7 +171,7 @@ pub async fn add(
     email: &Email,
     role: Role,
 ) -> Result<(), ServiceError> {
-    manager.check(None, Some(role))?;
+    manager.check(&state.config.scopes, None, Some(role))?;
     let Some(user) = state.store.find_user_by_email(email).await? else {
         return Err(ServiceError::invalid(
             "email",
@@ -100,7 +199,7 @@ pub async fn change_role(
     member: &MemberRecord,
     to: Role,
 ) -> Result<(), ServiceError> {
-    manager.check(Some(member.role), Some(to))?;
+    manager.check(&state.config.scopes, Some(member.role), Some(to))?;
     let change = state
         .store
         .change_member_role(
@@ -121,7 +220,7 @@ pub async fn remove(
     manager: Manager,
     member: &MemberRecord,
 ) -> Result<(), ServiceError> {
-    manager.check(Some(member.role), None)?;
+    manager.check(&state.config.scopes, Some(member.role), None)?;
     let change = state
         .store
         .remove_member(audit, manager.organization_id, member.user_id, member.role)
@@ -131,7 +230,7 @@ pub async fn remove(
 
 /// Whether `manager` may remove `member` (for showing the button).
 pub fn may_remove(manager: Manager, member: &MemberRecord) -> bool {
-    manager.check(Some(member.role), None).is_ok()
+    manager.check_role(Some(member.role), None).is_ok()
 }
 
 fn outcome(change: MembershipChange) -> Result<(), ServiceError> {

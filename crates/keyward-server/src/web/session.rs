@@ -141,7 +141,7 @@ impl Person {
     pub fn manager(&self) -> crate::services::members::Manager {
         crate::services::members::Manager {
             organization_id: self.membership.organization_id,
-            role: self.membership.role,
+            grantor: crate::services::members::Grantor::Person(self.membership.role),
         }
     }
 

@@ -82,6 +82,23 @@ const PROJECT_LEVEL: &[Scope] = &[
     Scope::PROJECTS_READ,
 ];
 
+/// What the `member` role may grant: a key adding a member must hold it all.
+const MEMBER_CAP: &[Scope] = &[
+    Scope::INSTANCES_READ,
+    Scope::INSTANCES_WRITE,
+    Scope::PROJECTS_READ,
+    Scope::API_KEYS_READ,
+    Scope::TOKENS_READ,
+];
+
+#[test]
+fn the_member_cap_is_the_catalogs() {
+    assert_eq!(
+        MEMBER_CAP.iter().copied().collect::<ScopeSet>(),
+        builtin_scopes().role_cap(keyward_core::Role::Member)
+    );
+}
+
 pub fn rows() -> Vec<Row> {
     fn row(
         method: Method,
@@ -358,6 +375,7 @@ pub fn rows() -> Vec<Row> {
         },
         Row {
             other_organization: Success(201),
+            grants: MEMBER_CAP,
             body: Some(|world| json!({ "email": world.spare_email, "role": "member" })),
             ..row(
                 Method::POST,
@@ -375,7 +393,7 @@ pub fn rows() -> Vec<Row> {
             200,
         ),
         Row {
-            body: Some(|_| json!({ "role": "admin" })),
+            body: Some(|_| json!({ "role": "member" })),
             ..row(
                 Method::PATCH,
                 "/v1/members/{user_id}",

@@ -3,8 +3,10 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use keyward_core::Role;
+
 use crate::dashboard::Visitor;
-use crate::helpers::{TestApp, event};
+use crate::helpers::{Org, TestApp, builtin_scopes, event};
 
 #[tokio::test]
 async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
@@ -39,7 +41,7 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
     app.post(
         "/v1/members",
         &org.key,
-        json!({ "email": "grace@example.com", "role": "admin" }),
+        json!({ "email": "grace@example.com", "role": "member" }),
     )
     .await
     .problem(409, "conflict");
@@ -70,17 +72,28 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
     );
 
     let path = format!("/v1/members/{grace_id}");
-    let promoted = app
+    // A key never raises anyone (a_key_never_makes_a_person_who_outlasts_or_outgrows_it);
+    // an owner makes Grace an admin, and the key may lower her again.
+    app.call(
+        Method::PATCH,
+        &path,
+        Some(&org.key),
+        Some(json!({ "role": "admin" })),
+    )
+    .await
+    .problem(403, "forbidden");
+    promote(&app, &org, &grace_id).await;
+    let lowered = app
         .call(
             Method::PATCH,
             &path,
             Some(&org.key),
-            Some(json!({ "role": "admin" })),
+            Some(json!({ "role": "member" })),
         )
         .await;
-    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.body);
-    assert_eq!(promoted.body["role"], "admin");
-    assert_eq!(app.get(&path, &org.key).await.body["role"], "admin");
+    assert_eq!(lowered.status, StatusCode::OK, "{}", lowered.body);
+    assert_eq!(lowered.body["role"], "member");
+    assert_eq!(app.get(&path, &org.key).await.body["role"], "member");
 
     // A key never touches owners, nor makes one: people who are owners do, in the dashboard
     // (where the last owner stays, as dashboard::roles_limit_what_people_grant_see_and_revoke
@@ -130,7 +143,134 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
         [
             event("member.added", &grace_id),
             event("member.role_changed", &grace_id),
+            event("member.role_changed", &grace_id),
             event("member.removed", &grace_id),
+        ]
+    );
+}
+
+/// What a person who is an owner does in Settings > Members: make a member an admin.
+async fn promote(app: &TestApp, org: &Org, user: &str) {
+    let user = keyward_core::UserId::parse(user).unwrap();
+    let change = app
+        .store
+        .change_member_role(
+            &keyward_store::AuditContext::SYSTEM,
+            org.id,
+            user,
+            Role::Member,
+            Role::Admin,
+        )
+        .await
+        .unwrap();
+    assert_eq!(change, keyward_store::MembershipChange::Done);
+}
+
+/// A person outlives the key that added them and makes keys of their own: a key with
+/// `members:write` that could add an admin, or add anyone while it expires or holds less than
+/// a member may grant, would turn itself into a person with more than it holds, for longer.
+#[tokio::test]
+async fn a_key_never_makes_a_person_who_outlasts_or_outgrows_it() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    let mut eve = Visitor::new(&app);
+    eve.sign_up("eve@example.com", "Eve's").await;
+    let add = async |key: &str, role: &str| {
+        app.post(
+            "/v1/members",
+            key,
+            json!({ "email": "eve@example.com", "role": role }),
+        )
+        .await
+    };
+    let in_an_hour = keyward_core::Timestamp::now()
+        .plus_seconds(3600)
+        .to_string();
+
+    // The attack: a key for members only, expiring in an hour.
+    let brief = app
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({ "name": "brief", "scopes": ["members:read", "members:write"], "expires_at": in_an_hour }),
+        )
+        .await;
+    let brief = brief.body["key"].as_str().unwrap().to_owned();
+    let refused = add(&brief, "admin").await;
+    assert!(
+        refused.problem(403, "forbidden")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot make admins"),
+        "{}",
+        refused.body
+    );
+    let refused = add(&brief, "member").await;
+    assert!(
+        refused.problem(403, "forbidden")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("expires"),
+        "{}",
+        refused.body
+    );
+
+    // Lasting, but holding less than a member may grant.
+    let (_, narrow) = app
+        .create_key(&org.key, "narrow", &["members:read", "members:write"])
+        .await;
+    let refused = add(&narrow, "member").await;
+    assert!(
+        refused.problem(403, "forbidden")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("every scope a member may grant"),
+        "{}",
+        refused.body
+    );
+
+    // Lasting and holding every scope a member may grant: members, never admins.
+    let member_cap = builtin_scopes().role_cap(Role::Member);
+    let mut scopes: Vec<&str> = builtin_scopes().names(&member_cap).collect();
+    scopes.extend(["members:read", "members:write"]);
+    let (staff_id, staff) = app.create_key(&org.key, "staff", &scopes).await;
+    add(&staff, "admin").await.problem(403, "forbidden");
+    let added = add(&staff, "member").await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let eve_id = added.body["user_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/members/{eve_id}");
+    app.patch(&path, &staff, json!({ "role": "admin" }))
+        .await
+        .problem(403, "forbidden");
+    assert_eq!(app.get(&path, &org.key).await.body["role"], "member");
+    assert_eq!(
+        app.delete(&path, &staff).await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    // The same key once rotated ends with its grace: it adds nobody any more.
+    let rotated = app
+        .post(
+            &format!("/v1/api-keys/{staff_id}/rotate"),
+            &org.key,
+            json!({ "grace_seconds": 3600 }),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.body);
+    add(&staff, "member").await.problem(403, "forbidden");
+    app.get(&path, &org.key).await.problem(404, "not_found");
+
+    // Eve never became an admin, so she has no key the brief one could not have made.
+    let trail = app.audit_trail(org.id).await;
+    let eve_events: Vec<_> = trail
+        .iter()
+        .filter(|(_, target)| target == &eve_id)
+        .collect();
+    assert_eq!(
+        eve_events,
+        [
+            &event("member.added", &eve_id),
+            &event("member.removed", &eve_id)
         ]
     );
 }

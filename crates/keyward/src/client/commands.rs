@@ -215,14 +215,16 @@ const ROLES: [&str; 3] = ["owner", "admin", "member"];
 pub enum MembersCommand {
     /// List members, owners first.
     List,
-    /// Add a person who has signed up, by email.
+    /// Add a person who has signed up, by email. A key adds members only (not admins or
+    /// owners), and only when it does not expire and holds every scope a member may grant.
     Add {
         #[arg(long)]
         email: String,
         #[arg(long, value_parser = ROLES)]
         role: String,
     },
-    /// Change a member's role; the organization keeps at least one owner.
+    /// Change a member's role; the organization keeps at least one owner. A key may lower
+    /// an admin to member, never raise anyone.
     SetRole {
         /// The member's user id, usr_….
         user_id: String,
