@@ -252,10 +252,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
-    let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stopped));
+    let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stopped.clone()));
     let pruner = tokio::spawn(prune_audit_log_periodically(state.clone()));
-    let deliverer = tokio::spawn(webhooks::deliver_periodically(state.clone()));
+    let deliverer = tokio::spawn(webhooks::deliver_until(state.clone(), stopped));
     let scanner = tokio::spawn(webhooks::scan_periodically(state.clone()));
     let follower = state
         .store
@@ -271,11 +271,17 @@ pub async fn serve(
     )
     .await;
     // Stop the periodic flush between batches (never in the middle of one), then write
-    // whatever the last requests recorded.
-    let _ = stop_flusher.send(true);
+    // whatever the last requests recorded; stop sending webhooks and give back the
+    // deliveries under way, so that they go at once after a restart (or from another node).
+    let _ = stop_background.send(true);
     let _ = flusher.await;
+    if tokio::time::timeout(limits.shutdown_timeout, deliverer)
+        .await
+        .is_err()
+    {
+        tracing::error!("gave up giving back webhook deliveries at shutdown: too slow");
+    }
     pruner.abort();
-    deliverer.abort();
     scanner.abort();
     if let Some(follower) = follower {
         follower.abort();

@@ -3,10 +3,13 @@
 //! forgery).
 //!
 //! Every node runs both loops. A delivery is claimed by one node at a time (see
-//! `Store::claim_webhook_deliveries`); an expiry notice is written once whatever the nodes.
+//! `Store::claim_webhook_deliveries`), and each is sent on its own task: a slow or hanging
+//! receiver holds at most [`PER_ENDPOINT`] deliveries and delays nobody else's. An expiry
+//! notice is written once whatever the nodes.
 //! Delivery is at least once: a node that dies after sending but before recording the answer
 //! leaves the delivery to be sent again when its lease ends, with the same `webhook-id`.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +24,13 @@ use crate::AppState;
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claimed delivery is this node's: well past an attempt's timeout.
 const LEASE_SECONDS: i64 = 120;
-/// Deliveries claimed at once (and sent concurrently).
+/// Deliveries claimed in one transaction.
 const CLAIM_BATCH: i64 = 32;
+/// Deliveries one node sends at once.
+const MAX_IN_FLIGHT: usize = 64;
+/// Deliveries of one endpoint in flight at once: a receiver that hangs holds this many of a
+/// node's places (each for up to [`ATTEMPT_TIMEOUT`]), and delays no other endpoint.
+pub const PER_ENDPOINT: i64 = 4;
 /// Expiry notices written per transaction.
 const SCAN_BATCH: i64 = 500;
 /// Largest part of an answer kept in the attempt log's error column.
@@ -320,38 +328,96 @@ fn describe(error: &reqwest::Error) -> String {
     text.chars().take(MAX_ERROR).collect()
 }
 
-/// Claims and sends due deliveries until none is left; returns how many were sent.
-pub async fn deliver_due(state: &AppState, client: &reqwest::Client, key: &Arc<SigningKey>) -> u64 {
-    let mut sent = 0;
-    loop {
-        let now = state.config.clock.now();
-        let claimed = match state
-            .store
-            .claim_webhook_deliveries(now, LEASE_SECONDS, CLAIM_BATCH)
-            .await
-        {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::warn!(%error, "could not claim webhook deliveries; will retry");
-                return sent;
+/// The deliveries this node is sending, each on its own task.
+#[derive(Default)]
+struct InFlight {
+    tasks: tokio::task::JoinSet<()>,
+    claimed: HashMap<tokio::task::Id, ClaimedDelivery>,
+}
+
+impl InFlight {
+    /// Claims due deliveries while there is room, and starts sending each at once.
+    async fn claim_and_send(
+        &mut self,
+        state: &AppState,
+        client: &reqwest::Client,
+        key: &Arc<SigningKey>,
+    ) {
+        loop {
+            let room = MAX_IN_FLIGHT.saturating_sub(self.tasks.len());
+            if room == 0 {
+                return;
             }
-        };
-        let count = claimed.len();
-        let mut sends = tokio::task::JoinSet::new();
-        for delivery in claimed {
-            let (state, client, key) = (state.clone(), client.clone(), key.clone());
-            sends.spawn(async move { deliver(&state, &client, &key, delivery).await });
+            let now = state.config.clock.now();
+            let limit = i64::try_from(room).unwrap_or(CLAIM_BATCH).min(CLAIM_BATCH);
+            let claimed = match state
+                .store
+                .claim_webhook_deliveries(now, LEASE_SECONDS, limit, PER_ENDPOINT)
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%error, "could not claim webhook deliveries; will retry");
+                    return;
+                }
+            };
+            if claimed.is_empty() {
+                return;
+            }
+            for delivery in claimed {
+                let (state, client, key) = (state.clone(), client.clone(), key.clone());
+                let task = delivery.clone();
+                let id = self
+                    .tasks
+                    .spawn(async move { deliver(&state, &client, &key, task).await })
+                    .id();
+                self.claimed.insert(id, delivery);
+            }
         }
-        while sends.join_next().await.is_some() {}
-        sent += count as u64;
-        if (count as i64) < CLAIM_BATCH {
-            return sent;
+    }
+
+    /// Forgets a delivery whose task ended: it recorded its attempt (or left its lease to
+    /// run out, if it could not).
+    fn finished(&mut self, ended: Result<tokio::task::Id, tokio::task::JoinError>) {
+        let id = match ended {
+            Ok(id) => id,
+            Err(error) => error.id(),
+        };
+        self.claimed.remove(&id);
+    }
+
+    /// Stops every send under way and gives their deliveries back, due at once for any node,
+    /// rather than leaving them leased for minutes after a restart. A receiver that already
+    /// got one gets it again, with the same `webhook-id`: delivery is at least once.
+    async fn release(mut self, state: &AppState) {
+        self.tasks.abort_all();
+        while let Some(ended) = self.tasks.join_next_with_id().await {
+            if let Ok((id, ())) = ended {
+                // It ended on its own, its attempt recorded.
+                self.claimed.remove(&id);
+            }
+        }
+        let unfinished: Vec<ClaimedDelivery> = self.claimed.into_values().collect();
+        if unfinished.is_empty() {
+            return;
+        }
+        match state.store.release_webhook_deliveries(&unfinished).await {
+            Ok(()) => tracing::info!(
+                deliveries = unfinished.len(),
+                "gave back webhook deliveries under way at shutdown"
+            ),
+            Err(error) => tracing::warn!(
+                %error,
+                "could not give back webhook deliveries at shutdown; they go when their lease ends"
+            ),
         }
     }
 }
 
-/// Delivers due webhooks every poll interval, until the task is aborted.
-pub async fn deliver_periodically(state: AppState) {
+/// Delivers due webhooks until `stop` says so, then gives back what is under way. It claims
+/// whenever it has room: at every poll interval and as soon as a send ends, never waiting for
+/// one send before starting another; each endpoint has at most [`PER_ENDPOINT`] in flight.
+pub async fn deliver_until(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let Some(key) = state.config.webhook_signing_key.clone() else {
         return;
     };
@@ -364,10 +430,21 @@ pub async fn deliver_periodically(state: AppState) {
     };
     let mut ticker = tokio::time::interval(state.config.webhook_poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight = InFlight::default();
     loop {
-        ticker.tick().await;
-        deliver_due(&state, &client, &key).await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            Some(ended) = in_flight.tasks.join_next_with_id(), if !in_flight.tasks.is_empty() => {
+                in_flight.finished(ended.map(|(id, ())| id));
+            }
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+        in_flight.claim_and_send(&state, &client, &key).await;
     }
+    in_flight.release(&state).await;
 }
 
 /// Writes the expiry notices now due; returns how many.

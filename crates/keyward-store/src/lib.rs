@@ -341,13 +341,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Claims up to `limit` due deliveries for `lease_seconds`, so that no other node sends
-    /// them meanwhile.
+    /// them meanwhile, leaving any endpoint with `per_endpoint` in flight (claimed, lease not
+    /// over) alone, and taking no more than that from any one.
     async fn claim_webhook_deliveries(
         &self,
         now: Timestamp,
         lease_seconds: i64,
         limit: i64,
+        per_endpoint: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Gives back claimed deliveries that were not attempted (the node is stopping): due again
+    /// at once, for any node; a delivery whose lease is no longer this claim's is left alone.
+    async fn release_webhook_deliveries(
+        &self,
+        deliveries: &[ClaimedDelivery],
+    ) -> Result<(), StoreError>;
 
     /// Records an attempt of a claimed delivery and what comes next.
     async fn finish_webhook_delivery(

@@ -775,12 +775,29 @@ impl<B: Backend> Store for SqlStore<B> {
         now: Timestamp,
         lease_seconds: i64,
         limit: i64,
+        per_endpoint: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        if !webhooks::any_due(&mut self.backend.reader()?, now).await? {
+        if !webhooks::any_due(&mut self.backend.reader()?, now, per_endpoint).await? {
             return Ok(Vec::new());
         }
-        in_transaction!(self, |tx| webhooks::claim(tx, now, lease_seconds, limit)
-            .await?)
+        in_transaction!(self, |tx| webhooks::claim(
+            tx,
+            now,
+            lease_seconds,
+            limit,
+            per_endpoint
+        )
+        .await?)
+    }
+
+    async fn release_webhook_deliveries(
+        &self,
+        deliveries: &[ClaimedDelivery],
+    ) -> Result<(), StoreError> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        in_transaction!(self, |tx| webhooks::release(tx, deliveries).await?)
     }
 
     async fn finish_webhook_delivery(

@@ -30,4 +30,5 @@ mod rules;
 mod storage;
 mod tokens;
 mod verification;
+mod webhook_isolation;
 mod webhooks;

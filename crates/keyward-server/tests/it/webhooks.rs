@@ -100,7 +100,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// Quick retries and polls, and private addresses allowed (the receivers are local).
-fn fast(config: Config) -> Config {
+pub(crate) fn fast(config: Config) -> Config {
     Config {
         webhooks_allow_private_networks: true,
         webhook_poll_interval: Duration::from_millis(50),
@@ -114,7 +114,12 @@ async fn register(app: &TestApp, key: &str, port: u16, events: &[&str]) -> (Stri
 }
 
 /// Registers `http://{host}/hooks/keyward` and returns its id and secret.
-async fn register_at(app: &TestApp, key: &str, host: &str, events: &[&str]) -> (String, String) {
+pub(crate) async fn register_at(
+    app: &TestApp,
+    key: &str,
+    host: &str,
+    events: &[&str],
+) -> (String, String) {
     let created = app
         .post(
             "/v1/webhooks",

@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "leak policy",
         sql: include_str!("../../migrations/postgres/0010_leak_policy.sql"),
     },
+    Migration {
+        version: 11,
+        name: "webhook leases",
+        sql: include_str!("../../migrations/postgres/0011_webhook_leases.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

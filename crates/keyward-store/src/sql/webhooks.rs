@@ -364,16 +364,44 @@ pub(crate) async fn redeliver(
     Ok(tx.execute(query).await? > 0)
 }
 
-/// Whether any delivery is due at `now`: a read, so that an idle node's poll opens no write
-/// transaction.
-pub(crate) async fn any_due(db: &mut impl Read, now: Timestamp) -> Result<bool, StoreError> {
-    let query = Query::new(
-        "SELECT CAST(1 AS BIGINT) AS due FROM webhook_deliveries d \
-         JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-         WHERE d.state = 'pending' AND e.enabled = 1 AND d.next_attempt_at <= $1 \
-         AND (d.locked_until IS NULL OR d.locked_until <= $1) LIMIT 1",
-    )
-    .bind(now.unix_seconds());
+/// The deliveries of `d`'s endpoint that a claim holds at `$1` (pending, lease not over).
+macro_rules! in_flight {
+    () => {
+        "(SELECT COUNT(*) FROM webhook_deliveries b WHERE b.endpoint_id = d.endpoint_id \
+         AND b.state = 'pending' AND b.locked_until > $1)"
+    };
+}
+
+/// The deliveries `d` that may be claimed at `$1`: pending, due, not leased, of an enabled
+/// endpoint with fewer than `$2` in flight.
+macro_rules! claimable {
+    () => {
+        concat!(
+            "FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+             JOIN webhook_messages m ON m.id = d.message_id \
+             WHERE d.state = 'pending' AND e.enabled = 1 AND d.next_attempt_at <= $1 \
+             AND (d.locked_until IS NULL OR d.locked_until <= $1) AND ",
+            in_flight!(),
+            " < $2 "
+        )
+    };
+}
+
+/// Whether any delivery may be claimed at `now` with at most `per_endpoint` in flight per
+/// endpoint: a read, so that an idle node's poll (or one whose only due deliveries wait for a
+/// busy endpoint) opens no write transaction.
+pub(crate) async fn any_due(
+    db: &mut impl Read,
+    now: Timestamp,
+    per_endpoint: i64,
+) -> Result<bool, StoreError> {
+    let query = Query::new(concat!(
+        "SELECT CAST(1 AS BIGINT) AS due ",
+        claimable!(),
+        "LIMIT 1"
+    ))
+    .bind(now.unix_seconds())
+    .bind(per_endpoint);
     Ok(db.optional(query, |row| row.int("due")).await?.is_some())
 }
 
@@ -404,22 +432,27 @@ pub(crate) async fn any_expiring(db: &mut impl Read, now: Timestamp) -> Result<b
 }
 
 /// Claims up to `limit` due deliveries for `lease_seconds`: no other node claims them until
-/// the lease ends (or this node reports the attempt).
+/// the lease ends (or this node reports the attempt, or releases it). An endpoint never has
+/// more than `per_endpoint` in flight from claims that did not overlap (two nodes claiming at
+/// the same instant may each take its share), so a receiver that hangs holds that many
+/// deliveries and delays no other endpoint's.
 pub(crate) async fn claim(
     tx: &mut impl Write,
     now: Timestamp,
     lease_seconds: i64,
     limit: i64,
+    per_endpoint: i64,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
     macro_rules! due {
         () => {
-            "SELECT d.message_id, d.endpoint_id, d.attempts, e.organization_id, \
-         e.url, e.secret_check, m.payload FROM webhook_deliveries d \
-         JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-         JOIN webhook_messages m ON m.id = d.message_id \
-         WHERE d.state = 'pending' AND e.enabled = 1 AND d.next_attempt_at <= $1 \
-         AND (d.locked_until IS NULL OR d.locked_until <= $1) \
-         ORDER BY d.next_attempt_at LIMIT $2"
+            concat!(
+                "SELECT d.message_id, d.endpoint_id, d.attempts, e.organization_id, e.url, \
+                 e.secret_check, m.payload, ",
+                in_flight!(),
+                " AS in_flight ",
+                claimable!(),
+                "ORDER BY d.next_attempt_at LIMIT $3"
+            )
         };
     }
     let query = Query {
@@ -429,10 +462,12 @@ pub(crate) async fn claim(
         params: Vec::new(),
     }
     .bind(now.unix_seconds())
+    .bind(per_endpoint)
     .bind(limit);
-    let mut claimed = tx
+    let lease_until = now.plus_seconds(lease_seconds);
+    let candidates = tx
         .all(query, |row| {
-            Ok(ClaimedDelivery {
+            let delivery = ClaimedDelivery {
                 message_id: MessageId::from_uuid(row.uuid("message_id")?),
                 endpoint_id: WebhookId::from_uuid(row.uuid("endpoint_id")?),
                 organization_id: OrganizationId::from_uuid(row.uuid("organization_id")?),
@@ -442,11 +477,23 @@ pub(crate) async fn claim(
                 attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
                 // Set below: decoding reads no outside value.
                 lease_until: Timestamp::from_unix_seconds(0),
-            })
+            };
+            Ok((delivery, row.int("in_flight")?))
         })
         .await?;
-    for delivery in &mut claimed {
-        delivery.lease_until = now.plus_seconds(lease_seconds);
+    // Within this claim too, each endpoint gets only what it has room for.
+    let mut taken: std::collections::HashMap<WebhookId, i64> = std::collections::HashMap::new();
+    let mut claimed = Vec::new();
+    for (mut delivery, in_flight) in candidates {
+        let count = taken.entry(delivery.endpoint_id).or_insert(in_flight);
+        if *count >= per_endpoint {
+            continue;
+        }
+        *count += 1;
+        delivery.lease_until = lease_until;
+        claimed.push(delivery);
+    }
+    for delivery in &claimed {
         let lease = Query::new(
             "UPDATE webhook_deliveries SET locked_until = $1 \
              WHERE message_id = $2 AND endpoint_id = $3",
@@ -457,6 +504,25 @@ pub(crate) async fn claim(
         tx.execute(lease).await?;
     }
     Ok(claimed)
+}
+
+/// Gives claimed deliveries back without an attempt (a node stopping): due again at once,
+/// unless the claim's lease is no longer theirs.
+pub(crate) async fn release(
+    tx: &mut impl Write,
+    deliveries: &[ClaimedDelivery],
+) -> Result<(), StoreError> {
+    for delivery in deliveries {
+        let query = Query::new(
+            "UPDATE webhook_deliveries SET locked_until = NULL \
+             WHERE message_id = $1 AND endpoint_id = $2 AND locked_until = $3",
+        )
+        .bind(delivery.message_id.as_uuid())
+        .bind(delivery.endpoint_id.as_uuid())
+        .bind(delivery.lease_until.unix_seconds());
+        tx.execute(query).await?;
+    }
+    Ok(())
 }
 
 /// Records an attempt and what follows it. What follows is written only while the claim's

@@ -73,6 +73,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "leak policy",
         sql: include_str!("../../migrations/sqlite/0013_leak_policy.sql"),
     },
+    Migration {
+        version: 14,
+        name: "webhook leases",
+        sql: include_str!("../../migrations/sqlite/0014_webhook_leases.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {

@@ -112,6 +112,8 @@ contract! {
     webhooks::deliveries_are_claimed_once_and_retried_until_done,
     webhooks::expiry_notices_are_written_once_each,
     webhooks::a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice,
+    webhooks::a_busy_endpoint_holds_only_its_share_and_releases_come_back,
+    webhooks::one_credentials_messages_sort_in_the_order_of_its_changes,
 }
 
 pub fn name(text: &str) -> Name {

@@ -159,14 +159,17 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
     store.insert_credential(audit, key).await.unwrap();
 
     let now = Timestamp::now();
-    let claimed = store.claim_webhook_deliveries(now, 60, 10).await.unwrap();
+    let claimed = store
+        .claim_webhook_deliveries(now, 60, 10, 4)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].endpoint_id, hook.id);
     assert_eq!(claimed[0].attempts, 0);
     // Leased: nobody claims it again meanwhile.
     assert!(
         store
-            .claim_webhook_deliveries(now, 60, 10)
+            .claim_webhook_deliveries(now, 60, 10, 4)
             .await
             .unwrap()
             .is_empty()
@@ -179,13 +182,13 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
         .unwrap();
     assert!(
         store
-            .claim_webhook_deliveries(now, 60, 10)
+            .claim_webhook_deliveries(now, 60, 10, 4)
             .await
             .unwrap()
             .is_empty()
     );
     let again = store
-        .claim_webhook_deliveries(retry_at, 60, 10)
+        .claim_webhook_deliveries(retry_at, 60, 10, 4)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -208,7 +211,7 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
     let later = retry_at.plus_seconds(3600);
     assert!(
         store
-            .claim_webhook_deliveries(later, 60, 10)
+            .claim_webhook_deliveries(later, 60, 10, 4)
             .await
             .unwrap()
             .is_empty()
@@ -221,7 +224,10 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
             .await
             .unwrap()
     );
-    let redelivered = store.claim_webhook_deliveries(later, 60, 10).await.unwrap();
+    let redelivered = store
+        .claim_webhook_deliveries(later, 60, 10, 4)
+        .await
+        .unwrap();
     assert_eq!(redelivered.len(), 1);
     assert_eq!(redelivered[0].message_id, again[0].message_id);
     let (other, _) = organization(store, "Globex").await;
@@ -325,7 +331,7 @@ pub async fn a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice(store: &d
         .unwrap();
     assert!(
         store
-            .claim_webhook_deliveries(now, 60, 10)
+            .claim_webhook_deliveries(now, 60, 10, 4)
             .await
             .unwrap()
             .is_empty()
@@ -340,10 +346,16 @@ pub async fn a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice(store: &d
         .unwrap();
 
     // A node claims it and stalls past its lease; another takes it over and delivers.
-    let stalled = store.claim_webhook_deliveries(now, 60, 10).await.unwrap();
+    let stalled = store
+        .claim_webhook_deliveries(now, 60, 10, 4)
+        .await
+        .unwrap();
     assert_eq!(stalled.len(), 1);
     let later = now.plus_seconds(61);
-    let taken_over = store.claim_webhook_deliveries(later, 60, 10).await.unwrap();
+    let taken_over = store
+        .claim_webhook_deliveries(later, 60, 10, 4)
+        .await
+        .unwrap();
     assert_eq!(taken_over.len(), 1);
     store
         .finish_webhook_delivery(&taken_over[0], &attempt(Some(200)), NextStep::Delivered)
@@ -369,9 +381,140 @@ pub async fn a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice(store: &d
     let much_later = later.plus_seconds(3600);
     assert!(
         store
-            .claim_webhook_deliveries(much_later, 60, 10)
+            .claim_webhook_deliveries(much_later, 60, 10, 4)
             .await
             .unwrap()
             .is_empty()
     );
+}
+
+/// A receiver that hangs holds its endpoint's share of deliveries, and nothing else: claims
+/// skip an endpoint with its share in flight, take no more than its share from any one, and
+/// a stopping node's released deliveries are due again at once, attempts uncounted.
+pub async fn a_busy_endpoint_holds_only_its_share_and_releases_come_back(store: &dyn Store) {
+    let audit = &AuditContext::SYSTEM;
+    let (slow_org, slow_owner) = organization(store, "Slow").await;
+    let (fast_org, fast_owner) = organization(store, "Fast").await;
+    let slow = store
+        .insert_webhook(audit, endpoint(slow_org, &[EventType::ApiKeyCreated]))
+        .await
+        .unwrap();
+    let fast = store
+        .insert_webhook(audit, endpoint(fast_org, &[EventType::ApiKeyCreated]))
+        .await
+        .unwrap();
+    for i in 0..6 {
+        let key = key_of(slow_org, slow_owner, &format!("key {i}"));
+        store.insert_credential(audit, key).await.unwrap();
+    }
+    let key = key_of(fast_org, fast_owner, "fast key");
+    store.insert_credential(audit, key).await.unwrap();
+    let of = |claimed: &[keyward_store::ClaimedDelivery], hook: WebhookId| {
+        claimed.iter().filter(|d| d.endpoint_id == hook).count()
+    };
+
+    let now = Timestamp::now();
+    let first = store
+        .claim_webhook_deliveries(now, 60, 32, 2)
+        .await
+        .unwrap();
+    assert_eq!((of(&first, slow.id), of(&first, fast.id)), (2, 1));
+    // The slow endpoint has its share in flight: its four other due deliveries wait.
+    assert!(
+        store
+            .claim_webhook_deliveries(now, 60, 32, 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // One answer frees one place.
+    let slow_claimed: Vec<_> = first.iter().filter(|d| d.endpoint_id == slow.id).collect();
+    store
+        .finish_webhook_delivery(slow_claimed[0], &attempt(Some(204)), NextStep::Delivered)
+        .await
+        .unwrap();
+    let second = store
+        .claim_webhook_deliveries(now, 60, 32, 2)
+        .await
+        .unwrap();
+    assert_eq!((of(&second, slow.id), of(&second, fast.id)), (1, 0));
+
+    // Released (the node stops), they are due again at once, without an attempt counted.
+    let held = [slow_claimed[1].clone(), second[0].clone()];
+    store.release_webhook_deliveries(&held).await.unwrap();
+    let soon = now.plus_seconds(1);
+    let again = store
+        .claim_webhook_deliveries(soon, 60, 32, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        of(&again, slow.id),
+        5,
+        "three never sent and the two given back"
+    );
+    let reclaimed: Vec<_> = again.iter().map(|d| d.message_id).collect();
+    assert!(held.iter().all(|d| reclaimed.contains(&d.message_id)));
+    assert!(again.iter().all(|d| d.attempts == 0));
+    // A release by a claim whose lease is no longer the delivery's changes nothing.
+    store.release_webhook_deliveries(&held).await.unwrap();
+    assert!(
+        store
+            .claim_webhook_deliveries(soon, 60, 32, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Deliveries are not ordered, but a receiver can order one credential's messages: by the
+/// payload's `timestamp`, then by message id, they come in the order of its changes, even
+/// within one second.
+pub async fn one_credentials_messages_sort_in_the_order_of_its_changes(store: &dyn Store) {
+    let (org, owner_key) = organization(store, "Acme").await;
+    let audit = &AuditContext::SYSTEM;
+    let hook = store
+        .insert_webhook(
+            audit,
+            endpoint(org, &[EventType::ApiKeyCreated, EventType::ApiKeyRevoked]),
+        )
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let key = key_of(org, owner_key, &format!("key {i}"));
+        let record = store.insert_credential(audit, key).await.unwrap();
+        store
+            .revoke_credential(audit, org, record.id, Timestamp::now())
+            .await
+            .unwrap();
+    }
+    let deliveries = store
+        .list_webhook_deliveries(org, hook.id, Page::first(100))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(deliveries.len(), 40);
+    let mut by_key: std::collections::HashMap<String, Vec<(String, String, String)>> =
+        std::collections::HashMap::new();
+    for delivery in deliveries {
+        let (_, _, payload) = store
+            .get_webhook_delivery(org, hook.id, delivery.message_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        by_key
+            .entry(payload["data"]["id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push((
+                payload["timestamp"].as_str().unwrap().to_owned(),
+                delivery.message_id.to_string(),
+                payload["type"].as_str().unwrap().to_owned(),
+            ));
+    }
+    for (key, mut messages) in by_key {
+        // Sorted as a receiver would: timestamp (RFC 3339 UTC sorts as text), then id.
+        messages.sort();
+        let types: Vec<&str> = messages.iter().map(|(_, _, t)| t.as_str()).collect();
+        assert_eq!(types, ["api_key.created", "api_key.revoked"], "{key}");
+    }
 }
