@@ -484,15 +484,22 @@ impl<B: Backend> Store for SqlStore<B> {
         in_transaction!(self, |tx| {
             let mut exposed = Vec::new();
             for digest in digests {
-                let Some(record) = credentials::expose(tx, digest, source, at, revoke).await?
-                else {
-                    continue;
-                };
+                let (record, mut changes) =
+                    match credentials::expose(tx, digest, source, at, revoke).await? {
+                        None => continue,
+                        Some(credentials::Exposure::Marked(record)) => {
+                            let changes = audit::created(vec![
+                                ("exposed_source", Value::String(source.to_owned())),
+                                ("exposed_at", audit::time(Some(at))),
+                            ]);
+                            (record, changes)
+                        }
+                        // Flagged by an earlier report: this one revokes it.
+                        Some(credentials::Exposure::Revoked(record)) => {
+                            (record, Default::default())
+                        }
+                    };
                 let revoke = record.revoked_at.is_some();
-                let mut changes = audit::created(vec![
-                    ("exposed_source", Value::String(source.to_owned())),
-                    ("exposed_at", audit::time(Some(at))),
-                ]);
                 if revoke {
                     changes.extend(audit::changed(vec![(
                         "revoked_at",

@@ -104,6 +104,41 @@ async fn the_answer_is_the_same_whatever_the_keys_and_live_ones_are_revoked() {
     assert_eq!(again.len(), trail.len());
 }
 
+/// A key a scanning partner only flagged (the organization's `leak_action = "flag"`) is
+/// still usable, and a public report, which anyone (and `keyward scan --revoke`) sends,
+/// revokes it.
+#[tokio::test]
+async fn a_flagged_key_is_revoked_by_a_public_report() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    let (id, key) = app
+        .create_key(&org.key, "leaked", &["instances:read"])
+        .await;
+    let flagged = app
+        .store
+        .report_exposed(
+            &keyward_store::AuditContext::SYSTEM,
+            &[keyward_core::KeyDigest::of(&key)],
+            "https://github.com/acme/app/blob/main/.env",
+            Some(false),
+            keyward_core::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
+
+    let answer = report(&app, &json!({ "credentials": [key] }).to_string()).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    wait_until_refused(&app, &key).await;
+    let shown = app.get(&format!("/v1/api-keys/{id}"), &org.key).await;
+    assert_eq!(shown.body["status"], "revoked");
+    assert_eq!(
+        shown.body["exposure"]["source"], "https://github.com/acme/app/blob/main/.env",
+        "the first report is when it was known to be out"
+    );
+}
+
 #[tokio::test]
 async fn a_report_is_told_to_the_organization_by_webhook_and_in_the_dashboard() {
     let app = TestApp::spawn_with(Config {

@@ -271,17 +271,26 @@ pub(crate) async fn update(
     changed(tx, organization, id).await
 }
 
-/// Marks the live credential with this digest as exposed at `source` (first report only) and,
-/// when `revoke` (or, for `None`, when its organization's policy says so), revokes it. `None` when there is no such credential, when it is not usable
-/// (revoked, expired, ended by rotation), or when it was reported before: a report sent again
-/// changes nothing.
+/// What a report of an exposed key changed.
+pub(crate) enum Exposure {
+    /// First reported now: marked (and revoked, if the report or the policy says so).
+    Marked(CredentialRecord),
+    /// Marked by an earlier report that only flagged it; revoked now.
+    Revoked(CredentialRecord),
+}
+
+/// Marks the live credential with this digest as exposed at `source` (the first report only)
+/// and, when `revoke` (or, for `None`, when its organization's policy says so), revokes it,
+/// even if an earlier report only flagged it. `None` when there is no such credential, when
+/// it is not usable (revoked, expired, ended by rotation), or when the report changes nothing
+/// (a flagging report of a key flagged before).
 pub(crate) async fn expose(
     tx: &mut impl Write,
     digest: &KeyDigest,
     source: &str,
     at: Timestamp,
     revoke: Option<bool>,
-) -> Result<Option<CredentialRecord>, StoreError> {
+) -> Result<Option<Exposure>, StoreError> {
     let lock = locking!(
         "FOR UPDATE",
         "SELECT 1 FROM credentials WHERE secret_sha256 = $1"
@@ -291,7 +300,7 @@ pub(crate) async fn expose(
     let Some(before) = find_by_digest(tx, digest).await? else {
         return Ok(None);
     };
-    if before.exposure.is_some() || before.status(at) != keyward_core::CredentialStatus::Active {
+    if before.status(at) != keyward_core::CredentialStatus::Active {
         return Ok(None);
     }
     let revoke = match revoke {
@@ -302,17 +311,27 @@ pub(crate) async fn expose(
             policy.leak_action == crate::LeakAction::Revoke
         }
     };
+    let flagged_before = before.exposure.is_some();
+    if flagged_before && !revoke {
+        return Ok(None);
+    }
+    // The first report's source and time stay: it is when the key was known to be out.
     let query = Query::new(
-        "UPDATE credentials SET exposed_at = $1, exposed_source = $2, \
+        "UPDATE credentials SET exposed_at = COALESCE(exposed_at, $1), \
+         exposed_source = COALESCE(exposed_source, $2), \
          revoked_at = CASE WHEN $3 THEN $1 ELSE revoked_at END \
-         WHERE id = $4 AND exposed_at IS NULL",
+         WHERE id = $4 AND revoked_at IS NULL",
     )
     .bind(at.unix_seconds())
     .bind(source)
     .bind(revoke)
     .bind(before.id.as_uuid());
     tx.execute(query).await?;
-    changed(tx, before.organization_id, before.id).await
+    let after = changed(tx, before.organization_id, before.id).await?;
+    Ok(after.map(|record| match flagged_before {
+        true => Exposure::Revoked(record),
+        false => Exposure::Marked(record),
+    }))
 }
 
 pub(crate) async fn count_exposed(

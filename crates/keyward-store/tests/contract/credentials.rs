@@ -608,6 +608,25 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(found.exposure.unwrap().source, "a paste site");
+    // Flagged again: nothing more. A report that revokes revokes it, the first report's
+    // source and time kept.
+    let again = store
+        .report_exposed(audit, &[flagged.digest], "a paste site", Some(false), now)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    let later = now.plus_seconds(60);
+    let revoked = store
+        .report_exposed(audit, &[flagged.digest], "public report", Some(true), later)
+        .await
+        .unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].revoked_at, Some(later));
+    let exposure = revoked[0].exposure.clone().unwrap();
+    assert_eq!(
+        (exposure.source.as_str(), exposure.at),
+        ("a paste site", now)
+    );
     let events = store
         .list_audit_events(
             org,
@@ -621,8 +640,15 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
         .unwrap();
     assert_eq!(
         events.items.len(),
-        2,
+        3,
         "one event per report that changed something"
+    );
+    let revoking = &events.items[0];
+    assert_eq!(revoking.target_id, flagged.id.to_string());
+    let changes: serde_json::Value = serde_json::from_str(&revoking.changes).unwrap();
+    assert!(
+        changes.get("revoked_at").is_some() && changes.get("exposed_at").is_none(),
+        "{changes}"
     );
 
     // By the organization's policy: revoked by default, flagged when it says so.
