@@ -382,7 +382,14 @@ fn webhook_key(file: &std::path::Path) -> Result<SigningKey, String> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let key = SigningKey::generate().map_err(|e| e.to_string())?;
             if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
+                // Private, like the data directory the store makes (often this one: the key
+                // file is made first).
+                let mut builder = std::fs::DirBuilder::new();
+                builder.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                builder
+                    .create(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
             let mut options = std::fs::OpenOptions::new();

@@ -732,6 +732,41 @@ async fn migrate_prints_the_database_url_without_its_password() {
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
 
+/// `keyward serve` on its defaults makes `./keyward-data` private (0700) with its files
+/// (0600), though the webhook signing key is written before the database; a key file in a
+/// directory of its own gets a private directory too.
+#[test]
+fn serve_makes_its_data_directory_and_key_files_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = keyward();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("KEYWARD_DATABASE_URL")
+        .env_remove("KEYWARD_WEBHOOKS_KEY_FILE");
+    let mut server = Server::spawn(command, &dir);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let data = dir.path().join("keyward-data");
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for file in ["keyward.db", "webhooks.key"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+
+    let mut command = keyward();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--webhooks-key-file"])
+        .arg(dir.path().join("secrets/webhooks.key"))
+        .arg("--database-url")
+        .arg(database_url(&dir));
+    let mut server = Server::spawn(command, &dir);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert_eq!(mode(&dir.path().join("secrets")), 0o700);
+}
+
 #[tokio::test]
 async fn the_quick_start_works_and_sigterm_stops_gracefully() {
     let dir = tempfile::tempdir().unwrap();
