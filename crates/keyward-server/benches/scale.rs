@@ -170,7 +170,11 @@ async fn run(keys: usize) {
     drop(verifier);
 
     // Memory: a cache holding every key.
-    let cache = VerificationCache::new(3600, 3600, Default::default());
+    let cache = VerificationCache::new(
+        3600,
+        std::time::Duration::from_secs(3600),
+        Default::default(),
+    );
     let before = resident_bytes();
     let created = Timestamp::now();
     for n in 0..keys {

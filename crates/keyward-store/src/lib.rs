@@ -467,9 +467,10 @@ pub struct DatabaseState {
     /// Moves on whenever the node may have missed changes (it lost the database and found it
     /// again): what was read in an earlier generation must be read again before it is trusted.
     pub generation: u64,
-    /// Since when the database is known to be unreachable; `None` while it answers. Meanwhile
-    /// every call fails at once with [`StoreError::Unavailable`].
-    pub down_since: Option<Timestamp>,
+    /// How long the database has been known to be unreachable, on a monotonic clock;
+    /// `None` while it answers. Meanwhile every call fails at once with
+    /// [`StoreError::Unavailable`].
+    pub down_for: Option<std::time::Duration>,
 }
 
 /// What a node's verification cache must forget because another node changed it.

@@ -24,6 +24,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use keyward_core::{
     CredentialId, KeyDigest, Networks, OrganizationId, ProjectId, RateLimit, ScopeCatalog,
@@ -235,7 +236,7 @@ pub struct VerificationCache {
     epoch: AtomicU64,
     inflight: Mutex<HashMap<u128, Arc<InflightRead>>>,
     max_age_seconds: i64,
-    outage_grace_seconds: i64,
+    outage_grace: Duration,
     negatives: AtomicUsize,
     /// GCRA state of rate-limited credentials, by digest key; see [`Self::sweep`].
     limiters: LimiterStates,
@@ -244,18 +245,14 @@ pub struct VerificationCache {
 }
 
 impl VerificationCache {
-    pub fn new(
-        max_age_seconds: i64,
-        outage_grace_seconds: i64,
-        catalog: Arc<ScopeCatalog>,
-    ) -> Self {
+    pub fn new(max_age_seconds: i64, outage_grace: Duration, catalog: Arc<ScopeCatalog>) -> Self {
         Self {
             catalog,
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             epoch: AtomicU64::new(0),
             inflight: Mutex::default(),
             max_age_seconds,
-            outage_grace_seconds,
+            outage_grace,
             negatives: AtomicUsize::new(0),
             limiters: Mutex::default(),
         }
@@ -270,9 +267,9 @@ impl VerificationCache {
         if entry.generation != state.generation {
             return false;
         }
-        match state.down_since {
+        match state.down_for {
             None => now - entry.loaded_at < self.max_age_seconds,
-            Some(since) => now < since.unix_seconds() + self.outage_grace_seconds,
+            Some(down_for) => down_for < self.outage_grace,
         }
     }
 
@@ -552,7 +549,7 @@ mod tests {
 
     #[test]
     fn limiter_state_outlives_the_entry_until_its_window_ends() {
-        let cache = VerificationCache::new(60, 60, Arc::default());
+        let cache = VerificationCache::new(60, Duration::from_secs(60), Arc::default());
         let limited = record(RateLimit::new(2, 86_400).ok());
         let digest = limited.digest;
         let now = Timestamp::now();
@@ -589,7 +586,7 @@ mod tests {
 
     #[test]
     fn entries_of_an_earlier_generation_are_never_served_and_outages_have_a_grace() {
-        let cache = VerificationCache::new(60, 30, Arc::default());
+        let cache = VerificationCache::new(60, Duration::from_secs(30), Arc::default());
         let record = record(None);
         let digest = record.digest;
         let loaded = Timestamp::now();
@@ -598,25 +595,30 @@ mod tests {
         assert!(matches!(cache.get(&digest, loaded, up), Lookup::Found(_)));
         let reconnected = DatabaseState {
             generation: 1,
-            down_since: None,
+            down_for: None,
         };
         assert!(
             matches!(cache.get(&digest, loaded, reconnected), Lookup::Absent),
             "read before the node lost its database: may have missed a change"
         );
 
-        // Down since 50 s after the read: served past its maximum age, until the grace ends.
-        let down = DatabaseState {
+        // Down for a while: served past its maximum age, until the grace ends, to the
+        // microsecond (the grace is measured on a monotonic clock, not in whole seconds).
+        let down_for = |down_for: Duration| DatabaseState {
             generation: 0,
-            down_since: Some(loaded.plus_seconds(50)),
+            down_for: Some(down_for),
         };
-        let during = loaded.plus_seconds(79);
-        assert!(matches!(cache.get(&digest, during, down), Lookup::Found(_)));
-        cache.sweep(during, 0, down);
+        let during = loaded.plus_seconds(90);
+        let within = down_for(Duration::from_secs(30) - Duration::from_micros(1));
+        assert!(matches!(
+            cache.get(&digest, during, within),
+            Lookup::Found(_)
+        ));
+        cache.sweep(during, 0, within);
         assert_eq!(cache.entries(), 1, "kept for the grace");
-        let after = loaded.plus_seconds(80);
-        assert!(matches!(cache.get(&digest, after, down), Lookup::Absent));
-        cache.sweep(after, 0, down);
+        let ended = down_for(Duration::from_secs(30));
+        assert!(matches!(cache.get(&digest, during, ended), Lookup::Absent));
+        cache.sweep(during, 0, ended);
         assert_eq!(cache.entries(), 0);
     }
 
@@ -659,7 +661,11 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_for_one_digest_make_one_read() {
-        let cache = Arc::new(VerificationCache::new(60, 60, Arc::default()));
+        let cache = Arc::new(VerificationCache::new(
+            60,
+            Duration::from_secs(60),
+            Arc::default(),
+        ));
         let stored = record(None);
         let digest = stored.digest;
         let source = FakeSource::new(Some(stored), 0);
@@ -698,7 +704,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_overtaken_by_an_invalidation_is_read_again_and_not_stored() {
-        let cache = Arc::new(VerificationCache::new(60, 60, Arc::default()));
+        let cache = Arc::new(VerificationCache::new(
+            60,
+            Duration::from_secs(60),
+            Arc::default(),
+        ));
         let live = record(None);
         let digest = live.digest;
         let source = FakeSource::new(Some(live.clone()), 0);
@@ -750,7 +760,7 @@ mod tests {
 
     #[tokio::test]
     async fn negatives_are_capped_and_expire() {
-        let cache = VerificationCache::new(60, 60, Arc::default());
+        let cache = VerificationCache::new(60, Duration::from_secs(60), Arc::default());
         let source = FakeSource::new(None, usize::MAX >> 4);
         let now = Timestamp::now();
         for n in 0..MAX_NEGATIVES + 50 {

@@ -81,7 +81,7 @@ impl Verifier {
             brand: config.brand.clone(),
             cache: VerificationCache::new(
                 seconds(config.cache_max_age),
-                seconds(config.outage_grace),
+                config.outage_grace,
                 config.scopes.clone(),
             ),
             usage,

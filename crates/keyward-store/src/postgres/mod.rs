@@ -8,9 +8,9 @@
 //!
 //! The listening connection is also how a node knows whether the database is there. When it
 //! is lost (or a ping fails), the store counts as unavailable: every call fails at once with
-//! [`StoreError::Unavailable`] instead of waiting for a connection, and [`Store::state`] says
-//! since when, so that the verification cache can keep serving what it verified before, for
-//! a bounded grace. A new listening connection is tried every [`RETRY_INTERVAL`]; once it
+//! [`StoreError::Unavailable`] instead of waiting for a connection (calls already waiting
+//! for one fail then too), and [`Store::state`] says for how long, so that the verification
+//! cache can keep serving what it verified before, for a bounded grace. A new listening connection is tried every [`RETRY_INTERVAL`]; once it
 //! listens, the store's generation moves on (so that the cache trusts nothing it learned
 //! before: it may have missed changes meanwhile), and only then is the store available.
 
@@ -18,8 +18,8 @@ mod migrations;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use keyward_core::KeyDigest;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
@@ -118,36 +118,51 @@ impl PgBackend {
         if self.health.down_since.load(Ordering::SeqCst) == UP {
             Ok(&self.pool)
         } else {
-            Err(StoreError::Unavailable(sqlx::Error::Io(
-                std::io::Error::new(
-                    std::io::ErrorKind::NotConnected,
-                    "the database is unreachable",
-                ),
-            )))
+            Err(unreachable())
         }
     }
 }
 
 /// `down_since` while the database is reachable.
-const UP: i64 = 0;
+const UP: u64 = 0;
 
 /// What a node knows of the database, shared by the store and the task that follows it.
-#[derive(Default)]
 struct Health {
-    /// Unix seconds since the database is known to be away, or [`UP`].
-    down_since: AtomicI64,
+    /// Since when the database is known to be away, in microseconds on a monotonic clock
+    /// since `origin` (at least 1), or [`UP`]: the outage grace is measured exactly, and a
+    /// change of the wall clock moves nothing.
+    down_since: AtomicU64,
+    origin: Instant,
+    /// Tells work waiting for a connection that the database went away.
+    went_down: tokio::sync::watch::Sender<bool>,
     /// Moves on every time the node starts listening again (see the module documentation).
     generation: AtomicU64,
 }
 
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            down_since: AtomicU64::new(UP),
+            origin: Instant::now(),
+            went_down: tokio::sync::watch::Sender::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Health {
+    fn micros(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
     fn down(&self) {
-        let now = keyward_core::Timestamp::now().unix_seconds().max(1);
+        let now = self.micros().max(1);
         if self
             .down_since
             .compare_exchange(UP, now, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
+            self.went_down.send_replace(true);
             tracing::warn!("the database is unreachable; verified keys are served for the grace");
         }
     }
@@ -155,9 +170,42 @@ impl Health {
     fn up(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         if self.down_since.swap(UP, Ordering::SeqCst) != UP {
+            self.went_down.send_replace(false);
             tracing::info!("the database is reachable again");
         }
     }
+
+    /// How long the database has been known to be away.
+    fn down_for(&self) -> Option<Duration> {
+        match self.down_since.load(Ordering::SeqCst) {
+            UP => None,
+            since => Some(Duration::from_micros(self.micros().saturating_sub(since))),
+        }
+    }
+
+    /// `work` (which waits for a connection), unless the database is or becomes known to be
+    /// away first: then the store is unavailable at once, rather than when the pool gives up
+    /// waiting for a connection ([`ACQUIRE_TIMEOUT`]).
+    async fn unless_down<T>(
+        &self,
+        work: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        let mut went_down = self.went_down.subscribe();
+        if *went_down.borrow_and_update() {
+            return Err(unreachable());
+        }
+        tokio::select! {
+            done = work => Ok(done?),
+            _ = went_down.wait_for(|down| *down) => Err(unreachable()),
+        }
+    }
+}
+
+fn unreachable() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "the database is unreachable",
+    )))
 }
 
 /// A connection listening on [`INVALIDATION_CHANNEL`], with reconnection left to the caller,
@@ -283,11 +331,15 @@ impl Backend for PgBackend {
     type Tx<'a> = Tx;
 
     fn reader(&self) -> Result<Reader<'_>, StoreError> {
-        Ok(Reader(self.pool()?))
+        Ok(Reader {
+            pool: self.pool()?,
+            health: &self.health,
+        })
     }
 
     async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(Tx(self.pool()?.begin().await?))
+        let pool = self.pool()?;
+        Ok(Tx(self.health.unless_down(pool.begin()).await?))
     }
 
     async fn commit<'a>(tx: Tx) -> Result<(), StoreError>
@@ -325,23 +377,34 @@ impl Backend for PgBackend {
     }
 
     fn state(&self) -> DatabaseState {
-        let down_since = self.health.down_since.load(Ordering::SeqCst);
         DatabaseState {
             generation: self.health.generation.load(Ordering::SeqCst),
-            down_since: (down_since != UP)
-                .then(|| keyward_core::Timestamp::from_unix_seconds(down_since)),
+            down_for: self.health.down_for(),
         }
     }
 }
 
-/// Reads from the pool.
-pub(crate) struct Reader<'a>(&'a PgPool);
+/// Reads from the pool, one connection per query.
+pub(crate) struct Reader<'a> {
+    pool: &'a PgPool,
+    health: &'a Health,
+}
+
+impl Reader<'_> {
+    async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, StoreError> {
+        self.health.unless_down(self.pool.acquire()).await
+    }
+}
 
 /// A `READ COMMITTED` write transaction.
 pub(crate) struct Tx(Transaction<'static, Postgres>);
 
-sqlx_read!(Reader<'_>, Postgres, |this| this.0, |query: &Query| query
-    .sql);
+sqlx_read!(
+    Reader<'_>,
+    Postgres,
+    |this| &mut *this.connection().await?,
+    |query: &Query| query.sql
+);
 sqlx_read!(Tx, Postgres, |this| &mut *this.0, |query: &Query| query
     .locking_sql
     .unwrap_or(query.sql));
