@@ -34,16 +34,7 @@ impl Name {
         if trimmed.chars().any(char::is_control) {
             return Err(InvalidValue("must not contain control characters"));
         }
-        let mut previous = None;
-        for c in trimmed.chars() {
-            if is_format_character(c) || is_invisible(c, previous) {
-                return Err(InvalidValue(
-                    "must not contain invisible formatting characters (such as zero-width \
-                     spaces or direction overrides)",
-                ));
-            }
-            previous = Some(c);
-        }
+        refuse_invisible(trimmed)?;
         let normalized: String = trimmed.nfc().collect();
         // Normal form C can lengthen a few rare characters.
         if normalized.chars().count() > MAX_NAME_CHARS {
@@ -117,6 +108,24 @@ const INVISIBLE_CHARACTERS: &[(u32, u32)] = &[
     (0xFFA0, 0xFFA0),
     (0xE0100, 0xE01EF),
 ];
+
+/// Refuses text holding an invisible formatting character: a zero-width space, a direction
+/// override or isolate, a BOM, a tag (Unicode's category Cf), or another character that shows
+/// nothing ([`INVISIBLE_CHARACTERS`]). Such characters make two texts look alike, or reorder
+/// what a page shows around them.
+pub fn refuse_invisible(text: &str) -> Result<(), InvalidValue> {
+    let mut previous = None;
+    for c in text.chars() {
+        if is_format_character(c) || is_invisible(c, previous) {
+            return Err(InvalidValue(
+                "must not contain invisible formatting characters (such as zero-width spaces \
+                 or direction overrides)",
+            ));
+        }
+        previous = Some(c);
+    }
+    Ok(())
+}
 
 fn is_invisible(c: char, previous: Option<char>) -> bool {
     if c == '\u{FE0E}' || c == '\u{FE0F}' {
@@ -225,9 +234,10 @@ impl fmt::Debug for Region {
 }
 
 /// A free-text description (of a project): trimmed, at most 1000 characters, lines ended by
-/// `\n` alone, and no control character but newlines and tabs. Carriage returns are refused
-/// like any other control character; HTML forms, which send every line break as CRLF, are
-/// decoded to `\n` before they get here.
+/// `\n` alone, no control character but newlines and tabs, and no invisible formatting
+/// character (as names, see [`refuse_invisible`]). Carriage returns are refused like any
+/// other control character; HTML forms, which send every line break as CRLF, are decoded to
+/// `\n` before they get here.
 #[derive(Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Description(String);
@@ -248,6 +258,7 @@ impl Description {
                 "must not contain control characters other than newlines and tabs",
             ));
         }
+        refuse_invisible(trimmed)?;
         Ok(Self(trimmed.to_owned()))
     }
 
@@ -342,7 +353,10 @@ mod tests {
         ] {
             let refused = Name::parse(spoof).unwrap_err();
             assert!(refused.0.contains("invisible"), "{spoof:?}: {refused}");
+            let refused = Description::parse(spoof).unwrap_err();
+            assert!(refused.0.contains("invisible"), "{spoof:?}: {refused}");
         }
+        assert!(Description::parse("Déploiement 🚀\n\tdeuxième ligne").is_ok());
         // "é" as e + combining acute is stored as the single code point, so the two
         // spellings are one name.
         let decomposed = Name::parse("Caf\u{65}\u{301}").unwrap();

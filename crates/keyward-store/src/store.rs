@@ -707,7 +707,16 @@ impl<B: Backend> Store for SqlStore<B> {
                     .zip(webhook_fields(after))
                     .map(|((name, old), (_, new))| (name, old, new))
                     .collect();
-                let changes = audit::changed(fields);
+                let mut changes = audit::changed(fields);
+                if before.url != after.url && !changes.contains_key("url") {
+                    // Another path or query on the same origin: recorded as a change all the
+                    // same, though what is shown of it looks alike.
+                    let url = |record: &WebhookRecord| Value::String(audit_url(&record.url));
+                    changes.insert(
+                        "url".to_owned(),
+                        serde_json::json!({ "before": url(before), "after": url(after) }),
+                    );
+                }
                 if !changes.is_empty() {
                     audit::record(tx, audit, webhook_event(after, "updated", changes)).await?;
                 }
@@ -1004,10 +1013,13 @@ fn credential_created(record: &CredentialRecord) -> Event {
     )
 }
 
-/// What the audit log shows of an endpoint: never its secret (which is not stored anyway).
+/// What the audit log shows of an endpoint: never its secret (which is not stored anyway),
+/// and of its URL only the origin: a path or query may carry a token of the receiver's
+/// (`https://hooks.example.com/services/T0/B0/XXXX`), and the audit log is read and
+/// exported by more people than manage webhooks.
 fn webhook_fields(record: &WebhookRecord) -> Vec<(&'static str, Value)> {
     vec![
-        ("url", Value::String(record.url.clone())),
+        ("url", Value::String(audit_url(&record.url))),
         ("description", Value::String(record.description.clone())),
         (
             "events",
@@ -1022,6 +1034,20 @@ fn webhook_fields(record: &WebhookRecord) -> Vec<(&'static str, Value)> {
         ),
         ("enabled", Value::Bool(record.enabled)),
     ]
+}
+
+/// `url`'s origin, then `/…` when it has more than a `/` after it.
+fn audit_url(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return "(not a URL)".to_owned();
+    };
+    let origin = parsed.origin().ascii_serialization();
+    let more = parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some();
+    if more {
+        format!("{origin}/…")
+    } else {
+        origin
+    }
 }
 
 fn webhook_event(record: &WebhookRecord, verb: &str, changes: Map<String, Value>) -> Event {

@@ -152,7 +152,8 @@ pub async fn check_destination(state: &AppState, raw: &str) -> Result<String, Fi
     Ok(url.to_string())
 }
 
-/// A description: at most [`MAX_DESCRIPTION`] characters, no control characters.
+/// A description: at most [`MAX_DESCRIPTION`] characters, no control characters, no
+/// invisible formatting characters (as names).
 pub fn check_description(raw: &str) -> Result<String, FieldError> {
     let text = raw.trim();
     if text.chars().count() > MAX_DESCRIPTION || text.chars().any(char::is_control) {
@@ -161,6 +162,7 @@ pub fn check_description(raw: &str) -> Result<String, FieldError> {
             "at most 200 characters, on one line",
         ));
     }
+    keyward_core::names::refuse_invisible(text).map_err(|e| FieldError::new("description", e))?;
     Ok(text.to_owned())
 }
 

@@ -192,7 +192,8 @@ async fn health_and_readiness_need_no_key() {
 }
 
 #[tokio::test]
-async fn names_with_invisible_characters_are_refused_and_look_alikes_are_one_name() {
+async fn names_and_descriptions_with_invisible_characters_are_refused_and_look_alikes_are_one_name()
+{
     let app = TestApp::spawn().await;
     let org = app.bootstrap("Acme").await;
     app.create_project(&org.key, "P1").await;
@@ -210,6 +211,40 @@ async fn names_with_invisible_characters_are_refused_and_look_alikes_are_one_nam
             )
             .await;
         key.problem(422, "validation_failed");
+    }
+    // Descriptions too, of projects and of webhooks, where they would reorder what a page or
+    // the audit log shows around them.
+    let project = app.create_project(&org.key, "Described").await;
+    for spoof in ["ok\u{202e}kcab", "zero\u{200b}width", "iso\u{2066}late"] {
+        for (path, body) in [
+            (
+                "/v1/projects".to_owned(),
+                json!({ "name": "P2", "description": spoof }),
+            ),
+            (
+                "/v1/webhooks".to_owned(),
+                json!({ "url": "https://hooks.example.com/k", "events": ["api_key.created"], "description": spoof }),
+            ),
+        ] {
+            let refused = app.post(&path, &org.key, body).await;
+            let errors = refused.problem(422, "validation_failed")["errors"].clone();
+            assert!(
+                errors
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|error| error["field"] == "description"),
+                "{path}: {errors}"
+            );
+        }
+        let refused = app
+            .patch(
+                &format!("/v1/projects/{project}"),
+                &org.key,
+                json!({ "description": spoof }),
+            )
+            .await;
+        refused.problem(422, "validation_failed");
     }
     // The same name in two Unicode spellings is one name.
     app.create_project(&org.key, "Caf\u{e9}").await;

@@ -445,6 +445,65 @@ async fn a_delivery_is_checked_again_when_it_is_sent() {
     }
 }
 
+/// A webhook URL may carry a token of the receiver's, in its path or query: the audit log,
+/// which more people read (and export), records its origin only, and still records that it
+/// changed.
+#[tokio::test]
+async fn the_audit_log_records_a_webhook_urls_origin_only() {
+    let app = TestApp::spawn_with(fast(Config::default())).await;
+    let org = app.bootstrap("Acme").await;
+    let port = free_port();
+    let host = format!("127.0.0.1:{port}");
+    let created = app
+        .post(
+            "/v1/webhooks",
+            &org.key,
+            json!({
+                "url": format!("http://{host}/services/T0/B0/pathsecret?token=querysecret"),
+                "events": ["api_key.created"],
+            }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let hook = created.body["id"].as_str().unwrap();
+    // The endpoint itself shows its URL whole to whoever manages webhooks.
+    let shown = app.get(&format!("/v1/webhooks/{hook}"), &org.key).await;
+    assert!(shown.body["url"].as_str().unwrap().contains("querysecret"));
+    let moved = app
+        .patch(
+            &format!("/v1/webhooks/{hook}"),
+            &org.key,
+            json!({ "url": format!("http://{host}/services/T0/B0/othersecret") }),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    app.delete(&format!("/v1/webhooks/{hook}"), &org.key).await;
+
+    let events = app
+        .get(&format!("/v1/audit-events?target={hook}"), &org.key)
+        .await;
+    let events = events.body["data"].as_array().unwrap().clone();
+    let text = serde_json::to_string(&events).unwrap();
+    for secret in ["pathsecret", "querysecret", "othersecret", "services"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    let origin = format!("http://{host}/…");
+    let of = |action: &str| {
+        events
+            .iter()
+            .find(|event| event["action"] == action)
+            .unwrap_or_else(|| panic!("{action}: {text}"))["changes"]["url"]
+            .clone()
+    };
+    assert_eq!(of("webhook.created"), json!({ "after": origin }));
+    assert_eq!(
+        of("webhook.updated"),
+        json!({ "before": origin, "after": origin }),
+        "the change is recorded though what is shown looks alike"
+    );
+    assert_eq!(of("webhook.deleted"), json!({ "before": origin }));
+}
+
 #[tokio::test]
 async fn endpoints_are_managed_through_the_api() {
     let app = TestApp::spawn_with(fast(Config::default())).await;
