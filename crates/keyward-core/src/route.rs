@@ -34,6 +34,56 @@ fn refuse(message: impl Into<String>) -> RuleError {
     RuleError(message.into())
 }
 
+/// Whether a request's path carries `byte` as it is (RFC 3986 `pchar` but `%`, and `;`
+/// and `*`, which patterns refuse or use): anything else arrives percent-encoded, and a
+/// literal holding it could never match.
+fn in_a_path_as_is(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+/// Whether `name` may name the header a project comes in: an HTTP field name (RFC 9110 token),
+/// without `_`, which nginx drops by default and the shipped Caddyfile drops too (CGI-style
+/// servers would read it as `-`).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
 impl PathPattern {
     pub fn parse(text: &str) -> Result<Self, RuleError> {
         let Some(rest) = text.strip_prefix('/') else {
@@ -80,6 +130,12 @@ impl PathPattern {
             {
                 return Err(refuse(format!(
                     "in the path {text:?}, the segment {part:?} is not valid"
+                )));
+            } else if !part.bytes().all(in_a_path_as_is) {
+                return Err(refuse(format!(
+                    "in the path {text:?}, the segment {part:?} could never match: requests \
+                     carry it percent-encoded; write literal segments with ASCII letters, digits \
+                     and - . _ ~ ! $ & ' ( ) + , = : @ only"
                 )));
             } else {
                 Segment::Literal((*part).to_owned())
@@ -198,10 +254,17 @@ impl RouteRule {
         let project = match project {
             None => None,
             Some(source) => Some(match source.strip_prefix("header:") {
-                Some(header) if !header.is_empty() => {
+                Some(header) if is_header_name(header) => {
                     ProjectSource::Header(header.to_ascii_lowercase())
                 }
-                Some(_) => return Err(refuse("`project = \"header:\"` needs a header name")),
+                Some("") => return Err(refuse("`project = \"header:\"` needs a header name")),
+                Some(header) => {
+                    return Err(refuse(format!(
+                        "`project = \"header:{header}\"`: {header:?} is not a header name \
+                         (letters, digits and - ! # $ % & ' * + . ^ ` | ~; no spaces, and no _, \
+                         which gateways drop)"
+                    )));
+                }
                 None if path.captures(source) => ProjectSource::Capture(source.to_owned()),
                 None => {
                     return Err(refuse(format!(
@@ -396,8 +459,50 @@ mod tests {
         for never in ["/v1/../x", "/v1/./x", "/v1/a%2Fb", "/v1/a;b", "/v1/a\\b"] {
             assert!(refused(never, &[], None).contains("not valid"), "{never}");
         }
+        for never in [
+            "/v1/données",
+            "/v1/a b",
+            "/v1/a\"b",
+            "/v1/<a>",
+            "/v1/a|b",
+            "/v1/a^b",
+        ] {
+            assert!(
+                refused(never, &[], None).contains("could never match"),
+                "{never}"
+            );
+        }
         assert!(refused("/v1/x", &["databases:read"], None).contains("unknown scope"));
         assert!(refused("/v1/x", &[], Some("project_id")).contains("neither"));
+        for header in [
+            "header:X Project",
+            "header:X_Project_Id",
+            "header:x:y",
+            "header:é",
+        ] {
+            assert!(
+                refused("/v1/x", &[], Some(header)).contains("is not a header name"),
+                "{header}"
+            );
+        }
+        assert!(refused("/v1/x", &[], Some("header:")).contains("needs a header name"));
+        let fine = [
+            "/v1/a-b.c_d~e",
+            "/v1/user@host",
+            "/v1/a:b",
+            "/v1/x,y=z",
+            "/v1/(1)!$&'+",
+        ];
+        for path in fine {
+            let parsed = RouteRule::parse(
+                &[],
+                path,
+                &[],
+                Some("header:X-Project-Id"),
+                &ScopeCatalog::builtin(),
+            );
+            assert!(parsed.is_ok(), "{path}: {parsed:?}");
+        }
         assert!(
             RouteRule::parse(&["G-T".into()], "/x", &[], None, &ScopeCatalog::builtin()).is_err()
         );

@@ -131,7 +131,15 @@ fn route(table: &toml::Table, catalog: &ScopeCatalog) -> Result<RouteRule, Strin
         ));
     }
     let methods = match table.get("methods") {
-        Some(value) => strings(value, "methods")?,
+        Some(value) => match strings(value, "methods")? {
+            // Not "any method", which is what leaving it out says: a mistake either way.
+            none if none.is_empty() => {
+                return Err(
+                    "`methods = []` names no method; leave `methods` out for any method".into(),
+                );
+            }
+            methods => methods,
+        },
         None => Vec::new(),
     };
     let path = table

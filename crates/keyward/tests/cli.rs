@@ -506,6 +506,21 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
             "error: field.toml:1: unknown route field `scope`",
         ),
         (
+            "header.toml",
+            "[[routes]]\npath = \"/x\"\nscopes = []\nproject = \"header:X Project\"\n",
+            "error: header.toml:1: `project = \"header:X Project\"`: \"X Project\" is not a header name",
+        ),
+        (
+            "literal.toml",
+            "\n[[routes]]\npath = \"/v1/données\"\nscopes = []\n",
+            "error: literal.toml:2: in the path \"/v1/données\", the segment \"données\" could never match",
+        ),
+        (
+            "methods.toml",
+            "[[routes]]\nmethods = []\npath = \"/x\"\nscopes = []\n",
+            "error: methods.toml:1: `methods = []` names no method; leave `methods` out for any method",
+        ),
+        (
             "shape.toml",
             "listen = [\"127.0.0.1:9000\"]\n",
             "error: shape.toml:1: `listen` takes a string or a whole number",
