@@ -36,8 +36,10 @@ fn refuse(message: impl Into<String>) -> RuleError {
 
 /// Whether a request's path carries `byte` as it is (RFC 3986 `pchar` but `%`, and `;`
 /// and `*`, which patterns refuse or use): anything else arrives percent-encoded, and a
-/// literal holding it could never match.
-fn in_a_path_as_is(byte: u8) -> bool {
+/// literal holding it could never match. Forward authentication, for its part, refuses a
+/// path that percent-encodes one of these (`%3A` for `:`), which would slip past a literal
+/// that names it as is.
+pub fn in_a_path_as_is(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
         || matches!(
             byte,

@@ -275,10 +275,12 @@ pub async fn serve(
     // deliveries under way, so that they go at once after a restart (or from another node).
     let _ = stop_background.send(true);
     let _ = flusher.await;
-    if tokio::time::timeout(limits.shutdown_timeout, deliverer)
+    let mut deliverer = deliverer;
+    if tokio::time::timeout(limits.shutdown_timeout, &mut deliverer)
         .await
         .is_err()
     {
+        deliverer.abort();
         tracing::error!("gave up giving back webhook deliveries at shutdown: too slow");
     }
     pruner.abort();

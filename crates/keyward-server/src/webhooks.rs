@@ -4,8 +4,8 @@
 //!
 //! Every node runs both loops. A delivery is claimed by one node at a time (see
 //! `Store::claim_webhook_deliveries`), and each is sent on its own task: a slow or hanging
-//! receiver holds at most [`PER_ENDPOINT`] deliveries and delays nobody else's. An expiry
-//! notice is written once whatever the nodes.
+//! receiver holds at most the deliveries [`IN_FLIGHT`] allows and delays nobody else's. An
+//! expiry notice is written once whatever the nodes.
 //! Delivery is at least once: a node that dies after sending but before recording the answer
 //! leaves the delivery to be sent again when its lease ends, with the same `webhook-id`.
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use keyward_core::Timestamp;
 use keyward_core::webhook::SigningKey;
-use keyward_store::{AttemptRecord, ClaimedDelivery, NextStep};
+use keyward_store::{AttemptRecord, ClaimedDelivery, InFlightLimits, NextStep};
 
 use crate::AppState;
 
@@ -27,10 +27,15 @@ const LEASE_SECONDS: i64 = 120;
 /// Deliveries claimed in one transaction.
 const CLAIM_BATCH: i64 = 32;
 /// Deliveries one node sends at once.
-const MAX_IN_FLIGHT: usize = 64;
-/// Deliveries of one endpoint in flight at once: a receiver that hangs holds this many of a
-/// node's places (each for up to [`ATTEMPT_TIMEOUT`]), and delays no other endpoint.
-pub const PER_ENDPOINT: i64 = 4;
+const MAX_IN_FLIGHT: usize = 128;
+/// Deliveries in flight at once for one endpoint, and for all the endpoints of one
+/// organization: a receiver that hangs holds 4 of a node's places (each for up to
+/// [`ATTEMPT_TIMEOUT`]), an organization whose every endpoint hangs 16 of its 128, and
+/// neither delays anybody else.
+pub const IN_FLIGHT: InFlightLimits = InFlightLimits {
+    per_endpoint: 4,
+    per_organization: 16,
+};
 /// Expiry notices written per transaction.
 const SCAN_BATCH: i64 = 500;
 /// Largest part of an answer kept in the attempt log's error column.
@@ -352,7 +357,7 @@ impl InFlight {
             let limit = i64::try_from(room).unwrap_or(CLAIM_BATCH).min(CLAIM_BATCH);
             let claimed = match state
                 .store
-                .claim_webhook_deliveries(now, LEASE_SECONDS, limit, PER_ENDPOINT)
+                .claim_webhook_deliveries(now, LEASE_SECONDS, limit, IN_FLIGHT)
                 .await
             {
                 Ok(claimed) => claimed,
@@ -416,7 +421,8 @@ impl InFlight {
 
 /// Delivers due webhooks until `stop` says so, then gives back what is under way. It claims
 /// whenever it has room: at every poll interval and as soon as a send ends, never waiting for
-/// one send before starting another; each endpoint has at most [`PER_ENDPOINT`] in flight.
+/// one send before starting another; each endpoint and organization has at most what
+/// [`IN_FLIGHT`] allows in flight.
 pub async fn deliver_until(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let Some(key) = state.config.webhook_signing_key.clone() else {
         return;

@@ -341,14 +341,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Claims up to `limit` due deliveries for `lease_seconds`, so that no other node sends
-    /// them meanwhile, leaving any endpoint with `per_endpoint` in flight (claimed, lease not
-    /// over) alone, and taking no more than that from any one.
+    /// them meanwhile, leaving alone any endpoint or organization with as many in flight
+    /// (claimed, lease not over) as `limits` allow, and taking no more than that from any.
     async fn claim_webhook_deliveries(
         &self,
         now: Timestamp,
         lease_seconds: i64,
         limit: i64,
-        per_endpoint: i64,
+        limits: InFlightLimits,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
     /// Gives back claimed deliveries that were not attempted (the node is stopping): due again

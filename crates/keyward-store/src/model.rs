@@ -585,13 +585,20 @@ pub struct ClaimedDelivery {
     pub lease_until: Timestamp,
 }
 
+/// How many deliveries may be in flight at once (claimed, lease not over).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlightLimits {
+    pub per_endpoint: i64,
+    pub per_organization: i64,
+}
+
 /// What comes after an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NextStep {
     Delivered,
     RetryAt(Timestamp),
     GiveUp,
-    /// This node could not sign it (its signing key differs): leave it to another node, at
-    /// this time, without counting an attempt.
+    /// This node could not sign it (its signing key differs): due again at this time, for
+    /// any node, without counting an attempt, and not in flight meanwhile.
     Release(Timestamp),
 }

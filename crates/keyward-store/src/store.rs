@@ -19,11 +19,11 @@ use crate::sql::{Read, Write, credentials, instances, organizations, projects, s
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
     ClaimedDelivery, CredentialChanges, CredentialFilter, CredentialRecord, DatabaseState,
-    DeliveryRecord, InstanceRecord, Invalidation, LoginAttempt, LoginFailures, MemberRecord,
-    MembershipChange, MembershipRecord, NewCredential, NewInstance, NewOrganization, NewOwner,
-    NewProject, NewSession, NewWebhook, NextStep, OrganizationPolicy, OrganizationRecord, Page,
-    Paged, PolicyChanges, ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, Store,
-    StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
+    DeliveryRecord, InFlightLimits, InstanceRecord, Invalidation, LoginAttempt, LoginFailures,
+    MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewInstance, NewOrganization,
+    NewOwner, NewProject, NewSession, NewWebhook, NextStep, OrganizationPolicy, OrganizationRecord,
+    Page, Paged, PolicyChanges, ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord,
+    Store, StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -791,9 +791,9 @@ impl<B: Backend> Store for SqlStore<B> {
         now: Timestamp,
         lease_seconds: i64,
         limit: i64,
-        per_endpoint: i64,
+        limits: InFlightLimits,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        if !webhooks::any_due(&mut self.backend.reader()?, now, per_endpoint).await? {
+        if !webhooks::any_due(&mut self.backend.reader()?, now, limits).await? {
             return Ok(Vec::new());
         }
         in_transaction!(self, |tx| webhooks::claim(
@@ -801,7 +801,7 @@ impl<B: Backend> Store for SqlStore<B> {
             now,
             lease_seconds,
             limit,
-            per_endpoint
+            limits
         )
         .await?)
     }

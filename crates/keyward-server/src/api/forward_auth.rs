@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use keyward_core::ProjectId;
-use keyward_core::route::ProjectSource;
+use keyward_core::route::{ProjectSource, in_a_path_as_is};
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -117,8 +117,10 @@ fn in_normal_form(uri: &str) -> bool {
     })
 }
 
-/// Every `%XX` in `segment` encodes a byte that had to be encoded: not an unreserved
-/// character (RFC 3986 §2.3), not `/` and not `\`.
+/// Every `%XX` in `segment` encodes a byte that had to be encoded: none that a path carries
+/// as it is (unreserved characters, and `:`, `@` and the sub-delimiters a rule's literal
+/// may hold: `/v1/admin%3Apurge` must not slip past a rule for `/v1/admin:purge`), not `/`
+/// and not `\`.
 fn percent_escapes_are_needed(segment: &str) -> bool {
     let bytes = segment.as_bytes();
     let mut index = 0;
@@ -129,9 +131,7 @@ fn percent_escapes_are_needed(segment: &str) -> bool {
             .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(|hex| u8::from_str_radix(hex, 16).ok());
         match decoded {
-            Some(byte)
-                if !(byte.is_ascii_alphanumeric()
-                    || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\')) => {}
+            Some(byte) if !(in_a_path_as_is(byte) || matches!(byte, b'/' | b'\\')) => {}
             _ => return false,
         }
         index = at + 3;

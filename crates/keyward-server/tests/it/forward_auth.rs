@@ -221,6 +221,10 @@ async fn a_project_token_passes_only_for_its_own_project() {
         format!("/v1/databases/{own}/t#/../../{other}/t"),
         format!("/v1/databases/{own}//t"),
         format!("/v1/d%61tabases/{own}/t"),
+        // Characters a rule's literal may hold as they are (`/v1/admin:purge`), encoded.
+        format!("/v1/databases/{own}/a%3Ab"),
+        format!("/v1/databases/{own}/user%40host"),
+        format!("/v1/databases/{own}/a%2Bb%21"),
     ] {
         let refused = decide(&app, Some(&token), "GET", &sneaky).await;
         refused.problem(403, "forbidden");

@@ -191,7 +191,12 @@ async fn send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Answer {
-    let mut request = reqwest::Client::new().request(method, gateway.url(path));
+    // A gateway that never answers fails the test instead of hanging it.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut request = client.request(method, gateway.url(path));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -498,14 +503,34 @@ async fn behind(gateway: fn(SocketAddr, SocketAddr) -> Gateway, passes_problem_b
     nothing_forged_reaches_the_service(&app, &gateway).await;
 }
 
-/// With Keyward unreachable, nothing passes: the client is told to come back (503 with
-/// `Retry-After`), as in an outage of Keyward's database.
+/// A Keyward that accepts connections and never answers.
+async fn silent() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    address
+}
+
+/// With Keyward unreachable, or not answering, nothing passes: the client is told to come
+/// back (503 with `Retry-After`), as in an outage of Keyward's database, after at most the
+/// file's 5 s.
 async fn unreachable(gateway: fn(SocketAddr, SocketAddr) -> Gateway) {
     let nowhere: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let upstream = upstream().await;
-    let gateway = gateway(nowhere, upstream);
-    for _ in 0..2 {
+    for keyward in [nowhere, silent().await] {
+        let gateway = gateway(keyward, upstream);
+        let started = Instant::now();
         let refused = through(&gateway, Some("kwk_anything"), "/v1/databases/prj_x/t").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(
             refused.status,
             StatusCode::SERVICE_UNAVAILABLE,

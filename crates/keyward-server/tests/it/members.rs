@@ -6,7 +6,7 @@ use serde_json::json;
 use keyward_core::Role;
 
 use crate::dashboard::Visitor;
-use crate::helpers::{Org, TestApp, builtin_scopes, event};
+use crate::helpers::{Answer, Org, TestApp, builtin_scopes, event};
 
 #[tokio::test]
 async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
@@ -166,6 +166,12 @@ async fn promote(app: &TestApp, org: &Org, user: &str) {
     assert_eq!(change, keyward_store::MembershipChange::Done);
 }
 
+/// Asserts a 403 `forbidden` whose detail says `why`.
+fn forbidden_because(answer: &Answer, why: &str) {
+    let detail = answer.problem(403, "forbidden")["detail"].as_str().unwrap();
+    assert!(detail.contains(why), "{detail}");
+}
+
 /// A person outlives the key that added them and makes keys of their own: a key with
 /// `members:write` that could add an admin, or add anyone while it expires or holds less than
 /// a member may grant, would turn itself into a person with more than it holds, for longer.
@@ -196,37 +202,16 @@ async fn a_key_never_makes_a_person_who_outlasts_or_outgrows_it() {
         )
         .await;
     let brief = brief.body["key"].as_str().unwrap().to_owned();
-    let refused = add(&brief, "admin").await;
-    assert!(
-        refused.problem(403, "forbidden")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("cannot make admins"),
-        "{}",
-        refused.body
-    );
-    let refused = add(&brief, "member").await;
-    assert!(
-        refused.problem(403, "forbidden")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("expires"),
-        "{}",
-        refused.body
-    );
+    forbidden_because(&add(&brief, "admin").await, "cannot make admins");
+    forbidden_because(&add(&brief, "member").await, "expires");
 
     // Lasting, but holding less than a member may grant.
     let (_, narrow) = app
         .create_key(&org.key, "narrow", &["members:read", "members:write"])
         .await;
-    let refused = add(&narrow, "member").await;
-    assert!(
-        refused.problem(403, "forbidden")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("every scope a member may grant"),
-        "{}",
-        refused.body
+    forbidden_because(
+        &add(&narrow, "member").await,
+        "every scope a member may grant",
     );
 
     // Lasting and holding every scope a member may grant: members, never admins.

@@ -1,5 +1,6 @@
-//! Webhook receivers that hang: each holds its endpoint's share of a node's deliveries and
-//! delays no other endpoint, of its organization or another; a node that stops gives back
+//! Webhook receivers that hang: each holds its endpoint's share of a node's deliveries, an
+//! organization's together hold at most its share, and they delay no other organization's
+//! endpoints (nor, within the organization's share, its own); a node that stops gives back
 //! the deliveries it had under way.
 
 use std::net::SocketAddr;
@@ -71,13 +72,23 @@ async fn a_hanging_receiver_delays_no_other_endpoint() {
     register_at(&app, &other.key, &other_address.to_string(), &events).await;
     let normal = latency(&app, &other.key, &mut other_arrivals).await;
 
-    // Stuck's first endpoint never answers; its second does, at once.
+    // Stuck's first endpoint never answers; its second does, at once. Every one of Flood's
+    // six endpoints hangs.
     let (hanging, accepted) = hanging_receiver().await;
     register_at(&app, &stuck.key, &hanging.to_string(), &events).await;
     let (beside_address, mut beside_arrivals) = prompt_receiver().await;
     register_at(&app, &stuck.key, &beside_address.to_string(), &events).await;
+    let flood = app.bootstrap("Flood").await;
+    let mut flooded = Vec::new();
+    for _ in 0..6 {
+        let (address, accepted) = hanging_receiver().await;
+        register_at(&app, &flood.key, &address.to_string(), &events).await;
+        flooded.push(accepted);
+    }
     for i in 0..40 {
         app.create_key(&stuck.key, &format!("key {i}"), &["instances:read"])
+            .await;
+        app.create_key(&flood.key, &format!("key {i}"), &["instances:read"])
             .await;
     }
     let created = Instant::now();
@@ -106,11 +117,14 @@ async fn a_hanging_receiver_delays_no_other_endpoint() {
         beside < normal + Duration::from_secs(1),
         "normally {normal:?}, forty beside a hanging receiver {beside:?}"
     );
-    // The hanging receiver holds no more than its share.
+    // The hanging receivers hold no more than their shares.
+    let limits = keyward_server::webhooks::IN_FLIGHT;
+    let stuck_held = accepted.load(Ordering::SeqCst);
+    assert!(stuck_held <= limits.per_endpoint as usize, "{stuck_held}");
+    let flood_held: usize = flooded.iter().map(|a| a.load(Ordering::SeqCst)).sum();
     assert!(
-        accepted.load(Ordering::SeqCst) <= keyward_server::webhooks::PER_ENDPOINT as usize,
-        "{} connections",
-        accepted.load(Ordering::SeqCst)
+        flood_held <= limits.per_organization as usize,
+        "{flood_held}"
     );
 }
 
@@ -131,7 +145,12 @@ async fn deliveries_under_way_at_shutdown_are_given_back() {
     // Due again at once for the next node (or this one restarted), no attempt counted.
     let claimed = app
         .store
-        .claim_webhook_deliveries(Timestamp::now(), 60, 10, 4)
+        .claim_webhook_deliveries(
+            Timestamp::now(),
+            60,
+            10,
+            keyward_server::webhooks::IN_FLIGHT,
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1, "the lease was given back");

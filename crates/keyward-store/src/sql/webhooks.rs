@@ -10,11 +10,13 @@ use keyward_core::webhook::{EventType, EventTypes};
 use keyward_core::{MessageId, OrganizationId, Timestamp, WebhookId};
 use serde_json::{Map, Value, json};
 
+use std::collections::HashMap;
+
 use super::{Columns, Query, Read, Write};
 use crate::decode::{corrupt, timestamp};
 use crate::{
-    AttemptRecord, ClaimedDelivery, CredentialRecord, DeliveryRecord, DeliveryState, NewWebhook,
-    NextStep, Page, Paged, StoreError, WebhookChanges, WebhookRecord,
+    AttemptRecord, ClaimedDelivery, CredentialRecord, DeliveryRecord, DeliveryState,
+    InFlightLimits, NewWebhook, NextStep, Page, Paged, StoreError, WebhookChanges, WebhookRecord,
 };
 
 macro_rules! select_endpoints {
@@ -372,8 +374,18 @@ macro_rules! in_flight {
     };
 }
 
+/// The same for every endpoint of `e`'s organization (at most [`crate::MAX_WEBHOOKS`]).
+macro_rules! organization_in_flight {
+    () => {
+        "(SELECT COUNT(*) FROM webhook_endpoints oe \
+         JOIN webhook_deliveries ob ON ob.endpoint_id = oe.id \
+         WHERE oe.organization_id = e.organization_id \
+         AND ob.state = 'pending' AND ob.locked_until > $1)"
+    };
+}
+
 /// The deliveries `d` that may be claimed at `$1`: pending, due, not leased, of an enabled
-/// endpoint with fewer than `$2` in flight.
+/// endpoint with fewer than `$2` in flight, of an organization with fewer than `$3`.
 macro_rules! claimable {
     () => {
         concat!(
@@ -382,18 +394,20 @@ macro_rules! claimable {
              WHERE d.state = 'pending' AND e.enabled = 1 AND d.next_attempt_at <= $1 \
              AND (d.locked_until IS NULL OR d.locked_until <= $1) AND ",
             in_flight!(),
-            " < $2 "
+            " < $2 AND ",
+            organization_in_flight!(),
+            " < $3 "
         )
     };
 }
 
-/// Whether any delivery may be claimed at `now` with at most `per_endpoint` in flight per
-/// endpoint: a read, so that an idle node's poll (or one whose only due deliveries wait for a
-/// busy endpoint) opens no write transaction.
+/// Whether any delivery may be claimed at `now` within `limits`: a read, so that an idle
+/// node's poll (or one whose only due deliveries wait for busy endpoints) opens no write
+/// transaction.
 pub(crate) async fn any_due(
     db: &mut impl Read,
     now: Timestamp,
-    per_endpoint: i64,
+    limits: InFlightLimits,
 ) -> Result<bool, StoreError> {
     let query = Query::new(concat!(
         "SELECT CAST(1 AS BIGINT) AS due ",
@@ -401,7 +415,8 @@ pub(crate) async fn any_due(
         "LIMIT 1"
     ))
     .bind(now.unix_seconds())
-    .bind(per_endpoint);
+    .bind(limits.per_endpoint)
+    .bind(limits.per_organization);
     Ok(db.optional(query, |row| row.int("due")).await?.is_some())
 }
 
@@ -432,16 +447,16 @@ pub(crate) async fn any_expiring(db: &mut impl Read, now: Timestamp) -> Result<b
 }
 
 /// Claims up to `limit` due deliveries for `lease_seconds`: no other node claims them until
-/// the lease ends (or this node reports the attempt, or releases it). An endpoint never has
-/// more than `per_endpoint` in flight from claims that did not overlap (two nodes claiming at
-/// the same instant may each take its share), so a receiver that hangs holds that many
-/// deliveries and delays no other endpoint's.
+/// the lease ends (or this node reports the attempt, or releases it). An endpoint, and an
+/// organization, never has more in flight than `limits` allow from claims that did not
+/// overlap (two nodes claiming at the same instant may each take a share), so receivers that
+/// hang hold that many deliveries and delay nobody else's.
 pub(crate) async fn claim(
     tx: &mut impl Write,
     now: Timestamp,
     lease_seconds: i64,
     limit: i64,
-    per_endpoint: i64,
+    limits: InFlightLimits,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
     macro_rules! due {
         () => {
@@ -449,9 +464,11 @@ pub(crate) async fn claim(
                 "SELECT d.message_id, d.endpoint_id, d.attempts, e.organization_id, e.url, \
                  e.secret_check, m.payload, ",
                 in_flight!(),
-                " AS in_flight ",
+                " AS in_flight, ",
+                organization_in_flight!(),
+                " AS organization_in_flight ",
                 claimable!(),
-                "ORDER BY d.next_attempt_at LIMIT $3"
+                "ORDER BY d.next_attempt_at LIMIT $4"
             )
         };
     }
@@ -462,7 +479,8 @@ pub(crate) async fn claim(
         params: Vec::new(),
     }
     .bind(now.unix_seconds())
-    .bind(per_endpoint)
+    .bind(limits.per_endpoint)
+    .bind(limits.per_organization)
     .bind(limit);
     let lease_until = now.plus_seconds(lease_seconds);
     let candidates = tx
@@ -478,18 +496,26 @@ pub(crate) async fn claim(
                 // Set below: decoding reads no outside value.
                 lease_until: Timestamp::from_unix_seconds(0),
             };
-            Ok((delivery, row.int("in_flight")?))
+            let in_flight = (row.int("in_flight")?, row.int("organization_in_flight")?);
+            Ok((delivery, in_flight))
         })
         .await?;
-    // Within this claim too, each endpoint gets only what it has room for.
-    let mut taken: std::collections::HashMap<WebhookId, i64> = std::collections::HashMap::new();
+    // Within this claim too, each endpoint and organization gets only what it has room for.
+    let mut endpoints: HashMap<WebhookId, i64> = HashMap::new();
+    let mut organizations: HashMap<OrganizationId, i64> = HashMap::new();
     let mut claimed = Vec::new();
-    for (mut delivery, in_flight) in candidates {
-        let count = taken.entry(delivery.endpoint_id).or_insert(in_flight);
-        if *count >= per_endpoint {
+    for (mut delivery, (endpoint_in_flight, organization_in_flight)) in candidates {
+        let endpoint = *endpoints
+            .entry(delivery.endpoint_id)
+            .or_insert(endpoint_in_flight);
+        let organization = *organizations
+            .entry(delivery.organization_id)
+            .or_insert(organization_in_flight);
+        if endpoint >= limits.per_endpoint || organization >= limits.per_organization {
             continue;
         }
-        *count += 1;
+        endpoints.insert(delivery.endpoint_id, endpoint + 1);
+        organizations.insert(delivery.organization_id, organization + 1);
         delivery.lease_until = lease_until;
         claimed.push(delivery);
     }
@@ -539,8 +565,10 @@ pub(crate) async fn finish(
         delivery.endpoint_id.as_uuid(),
     );
     if let NextStep::Release(at) = next {
+        // Postponed, not held: a lease would count as in flight and keep the endpoint's
+        // other deliveries from every node.
         let query = Query::new(
-            "UPDATE webhook_deliveries SET locked_until = $1 \
+            "UPDATE webhook_deliveries SET locked_until = NULL, next_attempt_at = $1 \
              WHERE message_id = $2 AND endpoint_id = $3 AND locked_until = $4",
         )
         .bind(at.unix_seconds())

@@ -114,6 +114,7 @@ contract! {
     webhooks::a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice,
     webhooks::a_busy_endpoint_holds_only_its_share_and_releases_come_back,
     webhooks::one_credentials_messages_sort_in_the_order_of_its_changes,
+    webhooks::an_organization_holds_only_its_share,
 }
 
 pub fn name(text: &str) -> Name {

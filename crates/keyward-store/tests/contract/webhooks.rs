@@ -4,8 +4,8 @@
 use keyward_core::webhook::{EventType, EventTypes};
 use keyward_core::{Timestamp, WebhookId};
 use keyward_store::{
-    AttemptRecord, AuditContext, Creator, DeliveryState, NewWebhook, NextStep, Page, Store,
-    StoreError, WebhookChanges,
+    AttemptRecord, AuditContext, Creator, DeliveryState, InFlightLimits, NewWebhook, NextStep,
+    Page, Store, StoreError, WebhookChanges,
 };
 
 use crate::{new_credential, organization, scope_names};
@@ -35,6 +35,14 @@ fn key_of(
         name,
         scope_names(&["instances:read"]),
     )
+}
+
+/// `per_endpoint` in flight per endpoint, and as many as that allows per organization.
+fn shares(per_endpoint: i64) -> InFlightLimits {
+    InFlightLimits {
+        per_endpoint,
+        per_organization: per_endpoint * keyward_store::MAX_WEBHOOKS,
+    }
 }
 
 fn attempt(status: Option<u16>) -> AttemptRecord {
@@ -160,7 +168,7 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
 
     let now = Timestamp::now();
     let claimed = store
-        .claim_webhook_deliveries(now, 60, 10, 4)
+        .claim_webhook_deliveries(now, 60, 10, shares(4))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -169,7 +177,7 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
     // Leased: nobody claims it again meanwhile.
     assert!(
         store
-            .claim_webhook_deliveries(now, 60, 10, 4)
+            .claim_webhook_deliveries(now, 60, 10, shares(4))
             .await
             .unwrap()
             .is_empty()
@@ -182,13 +190,13 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
         .unwrap();
     assert!(
         store
-            .claim_webhook_deliveries(now, 60, 10, 4)
+            .claim_webhook_deliveries(now, 60, 10, shares(4))
             .await
             .unwrap()
             .is_empty()
     );
     let again = store
-        .claim_webhook_deliveries(retry_at, 60, 10, 4)
+        .claim_webhook_deliveries(retry_at, 60, 10, shares(4))
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -211,7 +219,7 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
     let later = retry_at.plus_seconds(3600);
     assert!(
         store
-            .claim_webhook_deliveries(later, 60, 10, 4)
+            .claim_webhook_deliveries(later, 60, 10, shares(4))
             .await
             .unwrap()
             .is_empty()
@@ -225,7 +233,7 @@ pub async fn deliveries_are_claimed_once_and_retried_until_done(store: &dyn Stor
             .unwrap()
     );
     let redelivered = store
-        .claim_webhook_deliveries(later, 60, 10, 4)
+        .claim_webhook_deliveries(later, 60, 10, shares(4))
         .await
         .unwrap();
     assert_eq!(redelivered.len(), 1);
@@ -331,7 +339,7 @@ pub async fn a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice(store: &d
         .unwrap();
     assert!(
         store
-            .claim_webhook_deliveries(now, 60, 10, 4)
+            .claim_webhook_deliveries(now, 60, 10, shares(4))
             .await
             .unwrap()
             .is_empty()
@@ -347,13 +355,13 @@ pub async fn a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice(store: &d
 
     // A node claims it and stalls past its lease; another takes it over and delivers.
     let stalled = store
-        .claim_webhook_deliveries(now, 60, 10, 4)
+        .claim_webhook_deliveries(now, 60, 10, shares(4))
         .await
         .unwrap();
     assert_eq!(stalled.len(), 1);
     let later = now.plus_seconds(61);
     let taken_over = store
-        .claim_webhook_deliveries(later, 60, 10, 4)
+        .claim_webhook_deliveries(later, 60, 10, shares(4))
         .await
         .unwrap();
     assert_eq!(taken_over.len(), 1);
@@ -381,7 +389,7 @@ pub async fn a_lapsed_lease_or_a_disabled_endpoint_sends_nothing_twice(store: &d
     let much_later = later.plus_seconds(3600);
     assert!(
         store
-            .claim_webhook_deliveries(much_later, 60, 10, 4)
+            .claim_webhook_deliveries(much_later, 60, 10, shares(4))
             .await
             .unwrap()
             .is_empty()
@@ -415,14 +423,14 @@ pub async fn a_busy_endpoint_holds_only_its_share_and_releases_come_back(store: 
 
     let now = Timestamp::now();
     let first = store
-        .claim_webhook_deliveries(now, 60, 32, 2)
+        .claim_webhook_deliveries(now, 60, 32, shares(2))
         .await
         .unwrap();
     assert_eq!((of(&first, slow.id), of(&first, fast.id)), (2, 1));
     // The slow endpoint has its share in flight: its four other due deliveries wait.
     assert!(
         store
-            .claim_webhook_deliveries(now, 60, 32, 2)
+            .claim_webhook_deliveries(now, 60, 32, shares(2))
             .await
             .unwrap()
             .is_empty()
@@ -434,7 +442,7 @@ pub async fn a_busy_endpoint_holds_only_its_share_and_releases_come_back(store: 
         .await
         .unwrap();
     let second = store
-        .claim_webhook_deliveries(now, 60, 32, 2)
+        .claim_webhook_deliveries(now, 60, 32, shares(2))
         .await
         .unwrap();
     assert_eq!((of(&second, slow.id), of(&second, fast.id)), (1, 0));
@@ -444,7 +452,7 @@ pub async fn a_busy_endpoint_holds_only_its_share_and_releases_come_back(store: 
     store.release_webhook_deliveries(&held).await.unwrap();
     let soon = now.plus_seconds(1);
     let again = store
-        .claim_webhook_deliveries(soon, 60, 32, 10)
+        .claim_webhook_deliveries(soon, 60, 32, shares(10))
         .await
         .unwrap();
     assert_eq!(
@@ -455,11 +463,54 @@ pub async fn a_busy_endpoint_holds_only_its_share_and_releases_come_back(store: 
     let reclaimed: Vec<_> = again.iter().map(|d| d.message_id).collect();
     assert!(held.iter().all(|d| reclaimed.contains(&d.message_id)));
     assert!(again.iter().all(|d| d.attempts == 0));
+    // A node that cannot sign (its key differs) postpones a delivery without holding it:
+    // the endpoint's others go meanwhile, from any node.
+    let mut postponed = again.clone();
+    let held_back = postponed.remove(0);
+    store.release_webhook_deliveries(&postponed).await.unwrap();
+    let retry_at = soon.plus_seconds(60);
+    store
+        .finish_webhook_delivery(&held_back, &attempt(None), NextStep::Release(retry_at))
+        .await
+        .unwrap();
+    let others = store
+        .claim_webhook_deliveries(soon, 60, 32, shares(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        of(&others, slow.id),
+        4,
+        "the postponed one is not in flight"
+    );
+    assert!(others.iter().all(|d| d.message_id != held_back.message_id));
+    let (delivery, attempts, _) = store
+        .get_webhook_delivery(slow_org, slow.id, held_back.message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (delivery.attempts, attempts.len()),
+        (0, 0),
+        "no attempt counted"
+    );
+    assert_eq!(delivery.next_attempt_at, Some(retry_at));
+    store.release_webhook_deliveries(&others).await.unwrap();
+    let later = store
+        .claim_webhook_deliveries(retry_at, 60, 32, shares(10))
+        .await
+        .unwrap();
+    assert!(later.iter().any(|d| d.message_id == held_back.message_id));
+    store.release_webhook_deliveries(&later).await.unwrap();
+    let current = store
+        .claim_webhook_deliveries(soon, 60, 32, shares(10))
+        .await
+        .unwrap();
+    assert_eq!(of(&current, slow.id), 4);
     // A release by a claim whose lease is no longer the delivery's changes nothing.
     store.release_webhook_deliveries(&held).await.unwrap();
     assert!(
         store
-            .claim_webhook_deliveries(soon, 60, 32, 10)
+            .claim_webhook_deliveries(soon, 60, 32, shares(10))
             .await
             .unwrap()
             .is_empty()
@@ -517,4 +568,53 @@ pub async fn one_credentials_messages_sort_in_the_order_of_its_changes(store: &d
         let types: Vec<&str> = messages.iter().map(|(_, _, t)| t.as_str()).collect();
         assert_eq!(types, ["api_key.created", "api_key.revoked"], "{key}");
     }
+}
+
+/// An organization's endpoints together hold at most its share: claims take no more, and
+/// leave it alone once it has it, so many hanging endpoints of one organization delay
+/// nobody else's either.
+pub async fn an_organization_holds_only_its_share(store: &dyn Store) {
+    let audit = &AuditContext::SYSTEM;
+    let (busy_org, busy_owner) = organization(store, "Busy").await;
+    let (other_org, other_owner) = organization(store, "Other").await;
+    for _ in 0..3 {
+        store
+            .insert_webhook(audit, endpoint(busy_org, &[EventType::ApiKeyCreated]))
+            .await
+            .unwrap();
+    }
+    let other = store
+        .insert_webhook(audit, endpoint(other_org, &[EventType::ApiKeyCreated]))
+        .await
+        .unwrap();
+    for i in 0..4 {
+        let key = key_of(busy_org, busy_owner, &format!("key {i}"));
+        store.insert_credential(audit, key).await.unwrap();
+    }
+    let key = key_of(other_org, other_owner, "other key");
+    store.insert_credential(audit, key).await.unwrap();
+    let limits = InFlightLimits {
+        per_endpoint: 4,
+        per_organization: 5,
+    };
+    let now = Timestamp::now();
+    // Twelve due for Busy (three endpoints, four messages), one for Other.
+    let first = store
+        .claim_webhook_deliveries(now, 60, 32, limits)
+        .await
+        .unwrap();
+    let busy = first
+        .iter()
+        .filter(|d| d.organization_id == busy_org)
+        .count();
+    assert_eq!(busy, 5, "the organization's share");
+    assert!(first.iter().any(|d| d.endpoint_id == other.id));
+    assert!(
+        store
+            .claim_webhook_deliveries(now, 60, 32, limits)
+            .await
+            .unwrap()
+            .is_empty(),
+        "Busy has its share in flight; its other seven wait"
+    );
 }
