@@ -236,14 +236,12 @@ impl CredentialId {
 
     /// Parses an id of the given kind only.
     pub fn parse(s: &str, kind: CredentialKind) -> Result<Self, IdError> {
-        let expected = match kind {
-            CredentialKind::ApiKey => "API key",
-            CredentialKind::ProjectToken => "project token",
-        };
         split(s, Self::prefix(kind))
             .and_then(decode)
             .map(|uuid| Self { uuid, kind })
-            .ok_or(IdError { expected })
+            .ok_or(IdError {
+                expected: kind.label(),
+            })
     }
 }
 

@@ -18,7 +18,7 @@ pub mod timestamp;
 pub mod webhook;
 
 pub use credential::{
-    Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, PlaintextKey,
+    Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, Lifetime, PlaintextKey,
 };
 pub use id::{
     CredentialId, EventId, IdError, InstanceId, MessageId, OrganizationId, ProjectId, RequestId,

@@ -3,8 +3,8 @@
 use keyward_core::webhook::EventTypes;
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, Email, InstanceId, InstanceStatus, KeyDigest,
-    MessageId, Name, Networks, OrganizationId, ProjectId, RateLimit, Region, Role, ScopeNames,
-    Timestamp, UserId, WebhookId,
+    Lifetime, MessageId, Name, Networks, OrganizationId, ProjectId, RateLimit, Region, Role,
+    ScopeNames, Timestamp, UserId, WebhookId,
 };
 use uuid::Uuid;
 
@@ -146,17 +146,6 @@ pub struct Rotation {
     pub replaced_by: CredentialId,
 }
 
-impl CredentialRecord {
-    /// When it stopped (or stops) working for good: revoked, or at the end of its rotation.
-    pub fn refused_from(&self) -> Option<Timestamp> {
-        match (self.revoked_at, self.rotation) {
-            (Some(revoked), _) => Some(revoked),
-            (None, Some(rotation)) => Some(rotation.ends_at),
-            (None, None) => None,
-        }
-    }
-}
-
 /// A partial update of a credential; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default)]
 pub struct CredentialChanges {
@@ -188,10 +177,17 @@ impl CredentialRecord {
         self.id.kind()
     }
 
+    /// Until when it works (see [`Lifetime`]).
+    pub fn lifetime(&self) -> Lifetime {
+        Lifetime::new(
+            self.expires_at,
+            self.revoked_at,
+            self.rotation.map(|rotation| rotation.ends_at),
+        )
+    }
+
     pub fn status(&self, now: Timestamp) -> CredentialStatus {
-        // Revoked whenever it was revoked; rotated, once the overlap is over.
-        let ended = self.rotation.map(|r| r.ends_at).filter(|&at| at <= now);
-        CredentialStatus::at(now, self.expires_at, self.revoked_at.or(ended))
+        self.lifetime().status(now)
     }
 }
 

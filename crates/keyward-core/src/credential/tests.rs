@@ -177,33 +177,37 @@ proptest! {
 }
 
 #[test]
-fn status_prefers_revoked_over_expired() {
+fn revocation_and_rotation_win_over_expiry() {
     use crate::Timestamp;
-    let now = Timestamp::from_unix_seconds(1_000);
-    let past = Some(Timestamp::from_unix_seconds(999));
-    let future = Some(Timestamp::from_unix_seconds(1_001));
+    let at = Timestamp::from_unix_seconds;
+    let now = at(1_000);
+    let status = |expires, revoked, rotation_ends| {
+        Lifetime::new(expires, revoked, rotation_ends).status(now)
+    };
+    use CredentialStatus::{Active, Expired, Revoked};
+    assert_eq!(status(None, None, None), Active);
+    assert_eq!(status(Some(at(1_001)), None, None), Active);
+    assert_eq!(status(Some(now), None, None), Expired);
+    assert_eq!(status(Some(at(999)), None, None), Expired);
+    assert_eq!(status(Some(at(999)), Some(now), None), Revoked);
+    assert_eq!(status(None, Some(now), None), Revoked);
+    // Revoked whatever the time: another node's clock may be ahead of this one's.
+    assert_eq!(status(None, Some(at(2_000)), None), Revoked);
+    // Rotated: active through the overlap, refused from its end, even before an expiry.
+    assert_eq!(status(Some(at(5_000)), None, Some(at(1_001))), Active);
+    assert_eq!(status(Some(at(5_000)), None, Some(now)), Revoked);
+    assert_eq!(status(Some(at(999)), None, Some(at(5_000))), Expired);
+
+    let rotating = Lifetime::new(Some(at(5_000)), None, Some(at(1_500)));
+    assert_eq!(rotating.expires_at(), Some(at(5_000)));
+    assert_eq!(rotating.usable_until(), Some(at(1_500)));
     assert_eq!(
-        CredentialStatus::at(now, None, None),
-        CredentialStatus::Active
+        Lifetime::new(Some(at(5_000)), None, None).usable_until(),
+        Some(at(5_000))
     );
+    assert_eq!(Lifetime::new(None, None, None).usable_until(), None);
     assert_eq!(
-        CredentialStatus::at(now, future, None),
-        CredentialStatus::Active
-    );
-    assert_eq!(
-        CredentialStatus::at(now, Some(now), None),
-        CredentialStatus::Expired
-    );
-    assert_eq!(
-        CredentialStatus::at(now, past, None),
-        CredentialStatus::Expired
-    );
-    assert_eq!(
-        CredentialStatus::at(now, past, Some(now)),
-        CredentialStatus::Revoked
-    );
-    assert_eq!(
-        CredentialStatus::at(now, None, Some(now)),
-        CredentialStatus::Revoked
+        Lifetime::new(None, Some(now), None).usable_until(),
+        Some(at(0))
     );
 }

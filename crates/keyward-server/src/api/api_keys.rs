@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
-use crate::services::credentials::{self, CreatedCredential, CredentialView, not_found_label};
+use crate::services::credentials::{self, CreatedCredential, CredentialView};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -36,7 +36,7 @@ const API_KEYS: CredentialFilter = CredentialFilter {
 
 fn parse_id(raw: &str) -> Result<CredentialId, ApiError> {
     CredentialId::parse(raw, CredentialKind::ApiKey)
-        .map_err(|_| ApiError::NotFound(not_found_label(CredentialKind::ApiKey)))
+        .map_err(|_| ApiError::NotFound(CredentialKind::ApiKey.label()))
 }
 
 /// List API keys

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use keyward_core::{CredentialKind, Scope};
+use keyward_core::Scope;
 use serde::Serialize;
 
 use super::ApiRoutes;
@@ -141,10 +141,7 @@ pub(super) async fn introspect(
             active: true,
             scope: Some(state.config.scopes.joined(&credential.scopes)),
             client_id: Some(credential.id.to_string()),
-            token_type: Some(match credential.id.kind() {
-                CredentialKind::ApiKey => "api_key",
-                CredentialKind::ProjectToken => "project_token",
-            }),
+            token_type: Some(credential.id.kind().as_str()),
             exp: credential.usable_until().map(|at| at.unix_seconds()),
             iat: Some(credential.created_at.unix_seconds()),
             sub: Some(credential.organization_id.to_string()),

@@ -19,7 +19,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
-use crate::services::credentials::{self, CreatedCredential, CredentialView, not_found_label};
+use crate::services::credentials::{self, CreatedCredential, CredentialView};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -53,7 +53,7 @@ async fn reachable_project(
 
 fn parse_token_id(raw: &str) -> Result<CredentialId, ApiError> {
     CredentialId::parse(raw, CredentialKind::ProjectToken)
-        .map_err(|_| ApiError::NotFound(not_found_label(CredentialKind::ProjectToken)))
+        .map_err(|_| ApiError::NotFound(CredentialKind::ProjectToken.label()))
 }
 
 /// List a project's tokens

@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use keyward_core::{
-    CredentialId, KeyDigest, Networks, OrganizationId, ProjectId, RateLimit, ScopeCatalog,
-    ScopeSet, Timestamp,
+    CredentialId, KeyDigest, Lifetime, Networks, OrganizationId, ProjectId, RateLimit,
+    ScopeCatalog, ScopeSet, Timestamp,
 };
 use keyward_store::{CredentialRecord, DatabaseState, Store, StoreError};
 use tokio::sync::OnceCell;
@@ -72,12 +72,9 @@ pub struct CachedCredential {
     /// grant nothing, and a project token only project-level scopes.
     pub scopes: ScopeSet,
     pub created_at: Timestamp,
-    /// The expiry in Unix seconds, `i64::MAX` for none (8 bytes rather than an `Option`'s 16:
-    /// a million entries are held); see [`Self::expires_at`].
-    expires: i64,
-    /// From this Unix second on it is refused as revoked: at once when revoked, at the end of
-    /// the overlap when rotated (on every node, with no message needed); `i64::MAX` if never.
-    pub refused_from: i64,
+    /// Until when it works: refused as revoked at once when revoked, at the end of the overlap
+    /// when rotated (on every node, with no message needed).
+    pub lifetime: Lifetime,
     /// Its rate limit and networks, if it has either: one pointer (8 bytes) for the many
     /// credentials that have neither, which cost no allocation.
     limits: Option<Box<Limits>>,
@@ -117,14 +114,12 @@ impl CachedCredential {
 
     /// When it expires, if it does.
     pub fn expires_at(&self) -> Option<Timestamp> {
-        (self.expires != i64::MAX).then(|| Timestamp::from_unix_seconds(self.expires))
+        self.lifetime.expires_at()
     }
 
-    /// When it stops working at the latest: its expiry, or the end of its rotation if that
-    /// comes first. What it may grant, and what verification answers report, end there.
+    /// When it stops working at the latest (see [`Lifetime::usable_until`]).
     pub fn usable_until(&self) -> Option<Timestamp> {
-        let end = self.expires.min(self.refused_from.max(0));
-        (end != i64::MAX).then(|| Timestamp::from_unix_seconds(end))
+        self.lifetime.usable_until()
     }
 
     /// An entry with limiter state of its own (for tests and benchmarks).
@@ -148,12 +143,7 @@ impl CachedCredential {
             project_id: record.project_id,
             name: record.name.as_str().into(),
             created_at: record.created_at,
-            expires: record.expires_at.map_or(i64::MAX, Timestamp::unix_seconds),
-            refused_from: match (record.revoked_at, record.rotation) {
-                (Some(_), _) => i64::MIN,
-                (None, Some(rotation)) => rotation.ends_at.unix_seconds(),
-                (None, None) => i64::MAX,
-            },
+            lifetime: record.lifetime(),
             limits: (record.rate_limit.is_some() || record.allowed_cidrs.is_some()).then(|| {
                 Box::new(Limits {
                     rate_limit: record.rate_limit,
@@ -729,7 +719,8 @@ mod tests {
             panic!("found");
         };
         assert!(
-            entry.refused_from == i64::MIN,
+            entry.lifetime.status(Timestamp::from_unix_seconds(0))
+                == keyward_core::CredentialStatus::Revoked,
             "the stale read is not served: the key was read again"
         );
         assert_eq!(source.reads(), 2);

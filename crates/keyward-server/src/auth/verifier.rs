@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use keyward_core::credential::check_format;
-use keyward_core::{Brand, KeyDigest, KeyFormatError, OrganizationId, RateLimit, Timestamp};
+use keyward_core::{
+    Brand, CredentialStatus, KeyDigest, KeyFormatError, OrganizationId, RateLimit, Timestamp,
+};
 use keyward_store::Store;
 
 use super::UsageRecorder;
@@ -215,13 +217,15 @@ impl Verifier {
             // Another organization's key: to the caller it does not exist.
             return Err(self.failed(Refusal::NotFound, None, client_ip));
         }
-        if now.unix_seconds() >= entry.refused_from {
-            return Err(self.failed(Refusal::Revoked, Some(&entry), client_ip));
-        }
-        if let Some(expires_at) = entry.expires_at()
-            && expires_at <= now
-        {
-            return Err(self.failed(Refusal::Expired(expires_at), Some(&entry), client_ip));
+        match entry.lifetime.status(now) {
+            CredentialStatus::Active => {}
+            CredentialStatus::Revoked => {
+                return Err(self.failed(Refusal::Revoked, Some(&entry), client_ip));
+            }
+            CredentialStatus::Expired => {
+                let expired = Refusal::Expired(entry.expires_at().unwrap_or(now));
+                return Err(self.failed(expired, Some(&entry), client_ip));
+            }
         }
         if let Some(networks) = entry.networks()
             && !client_ip.is_some_and(|ip| networks.allows(ip))

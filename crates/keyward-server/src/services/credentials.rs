@@ -395,7 +395,7 @@ pub async fn rotate(
         )
         .await
         .map_err(store_error(Conflict::NotRotatable(kind)))?
-        .ok_or(ServiceError::NotFound(not_found_label(kind)))?;
+        .ok_or(ServiceError::NotFound(kind.label()))?;
     // Committed: this node reads the old one again (other nodes are told by the store).
     state.verifier.invalidate(&rotated.digest);
     Ok(created(replacement, &key))
@@ -432,7 +432,7 @@ pub async fn show(
         .get_credential(organization, id)
         .await?
         .filter(|record| record.project_id == project)
-        .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
+        .ok_or(ServiceError::NotFound(id.kind().label()))?;
     let policy = policy_of(state, organization).await?;
     Ok(CredentialView::new(
         record,
@@ -496,7 +496,7 @@ pub async fn revoke(
         .store
         .revoke_credential(audit, organization, id, state.config.clock.now())
         .await?
-        .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
+        .ok_or(ServiceError::NotFound(id.kind().label()))?;
     // Committed: now make every verification on this node see it.
     state.verifier.invalidate(&record.digest);
     Ok(())
@@ -569,7 +569,7 @@ pub async fn update(
         .store
         .update_credential(audit, organization, id, changes)
         .await?
-        .ok_or(ServiceError::NotFound(not_found_label(id.kind())))?;
+        .ok_or(ServiceError::NotFound(id.kind().label()))?;
     state.verifier.invalidate(&record.digest);
     let policy = policy_of(state, organization).await?;
     Ok(CredentialView::new(
@@ -591,11 +591,4 @@ pub async fn unknown_scope_holders(state: &AppState) -> Result<Vec<(String, u64)
         }
     }
     Ok(unknown.into_iter().collect())
-}
-
-pub fn not_found_label(kind: CredentialKind) -> &'static str {
-    match kind {
-        CredentialKind::ApiKey => "API key",
-        CredentialKind::ProjectToken => "project token",
-    }
 }

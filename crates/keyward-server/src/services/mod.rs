@@ -90,11 +90,9 @@ impl std::fmt::Display for Conflict {
                 f.write_str("an instance with this name already exists in the project")
             }
             Self::NameTaken(what) => write!(f, "a {what} with this name already exists"),
-            Self::AlreadyCreated(kind) => write!(
-                f,
-                "{} with this id was already created",
-                credentials::not_found_label(*kind)
-            ),
+            Self::AlreadyCreated(kind) => {
+                write!(f, "{} with this id was already created", kind.label())
+            }
             Self::ProjectHasInstances => {
                 f.write_str("the project still has instances; delete them first")
             }
@@ -104,7 +102,7 @@ impl std::fmt::Display for Conflict {
             Self::NotRotatable(kind) => write!(
                 f,
                 "this {} is revoked, expired or already being rotated; create a new one instead",
-                credentials::not_found_label(*kind)
+                kind.label()
             ),
             Self::WebhookDisabled => {
                 f.write_str("the endpoint is disabled; enable it first, then redeliver")

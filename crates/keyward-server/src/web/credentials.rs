@@ -70,10 +70,7 @@ impl Place {
     }
 
     fn label(&self) -> &'static str {
-        match self.kind {
-            CredentialKind::ApiKey => "API key",
-            CredentialKind::ProjectToken => "project token",
-        }
+        self.kind.label()
     }
 
     fn section(&self) -> &'static str {

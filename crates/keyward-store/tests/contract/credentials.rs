@@ -473,7 +473,12 @@ pub async fn a_rotation_links_two_credentials_and_ends_once(store: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(revoked.refused_from(), Some(now));
+    assert_eq!(revoked.revoked_at, Some(now));
+    assert_eq!(
+        revoked.status(now.plus_seconds(-3600)),
+        keyward_core::CredentialStatus::Revoked,
+        "revoked whatever the time, the overlap's end included"
+    );
 }
 
 /// Rotates the organization's first key, for the schema tests.
