@@ -51,6 +51,7 @@ fn main() {
             "Bench",
             "bench@example.com",
             Some(Password::parse("a long bench password".into()).unwrap()),
+            keyward_core::Timestamp::now(),
         )
         .await
         .unwrap();

@@ -44,7 +44,7 @@ pub enum BootstrapError {
 }
 
 /// Creates an organization, its owner (unless the account exists) and its first key, which
-/// holds every scope of `catalog` an owner may grant.
+/// holds every scope of `catalog` an owner may grant, at `now`.
 pub async fn bootstrap_organization(
     store: &dyn Store,
     brand: &Brand,
@@ -52,10 +52,10 @@ pub async fn bootstrap_organization(
     organization_name: &str,
     email: &str,
     password: Option<Password>,
+    now: Timestamp,
 ) -> Result<Bootstrapped, BootstrapError> {
     let name = Name::parse(organization_name).map_err(BootstrapError::InvalidOrganizationName)?;
     let email = Email::parse(email).map_err(BootstrapError::InvalidEmail)?;
-    let now = Timestamp::now();
 
     let existing = store
         .find_user_by_email(&email)

@@ -56,7 +56,7 @@ pub struct Config {
     /// Timeouts and the connection cap; see [`ConnectionLimits`].
     pub connection_limits: ConnectionLimits,
     /// Where verification and the credential services read the time.
-    pub clock: auth::Clock,
+    pub clock: keyward_store::Clock,
     /// The scopes in force: Keyward's own and the platform's (`[[scopes]]` in the
     /// configuration file). Every node of one installation should agree on it.
     pub scopes: Arc<ScopeCatalog>,
@@ -93,7 +93,7 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8080".to_owned(),
             password_limits: passwords::PasswordLimits::default(),
             connection_limits: ConnectionLimits::default(),
-            clock: auth::Clock::system(),
+            clock: keyward_store::Clock::system(),
             scopes: Arc::default(),
             routes: keyward_core::route::RouteTable::default(),
             trusted_proxies: Vec::new(),

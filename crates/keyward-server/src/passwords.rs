@@ -183,7 +183,7 @@ impl AddressThrottle {
 
     /// Counts a try from `address`: `Err(seconds to wait)` when it is over the limit.
     pub fn try_once(&self, address: IpAddr) -> Result<(), u64> {
-        let now = crate::auth::clock::monotonic_nanos();
+        let now = keyward_store::clock::monotonic_nanos();
         let address = client_block(address);
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if table.tats.len() >= MAX_TRACKED_ADDRESSES

@@ -152,7 +152,7 @@ enum Expired {
 }
 
 fn now_ms() -> u64 {
-    crate::auth::clock::monotonic_nanos() / 1_000_000
+    keyward_store::clock::monotonic_nanos() / 1_000_000
 }
 
 fn millis(duration: Duration) -> u64 {

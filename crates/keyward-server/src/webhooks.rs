@@ -248,6 +248,8 @@ async fn deliver(
         return;
     }
     let message_id = delivery.message_id.to_string();
+    // The one reading of the system's time outside the clock: the receiver checks this
+    // against its own clock, so it is the real time even when a test moves this node's.
     let timestamp = Timestamp::now().unix_seconds();
     let body = delivery.payload.as_bytes().to_vec();
     let signature = secret.sign(&message_id, timestamp, &body);

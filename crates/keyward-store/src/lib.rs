@@ -5,6 +5,7 @@
 //! commits before it returns: a crash never loses an acknowledged write and never un-revokes a
 //! key. Only SHA-256 digests of keys reach storage, never a key itself.
 
+pub mod clock;
 mod decode;
 mod error;
 mod migrate;
@@ -26,6 +27,9 @@ use keyward_core::{
     ScopeNames, Timestamp, UserId, WebhookId,
 };
 
+pub use clock::Clock;
+#[cfg(any(test, feature = "testing"))]
+pub use clock::ManualClock;
 pub use error::StoreError;
 pub use model::*;
 pub use url::{DatabaseUrl, redact};
@@ -495,10 +499,23 @@ pub struct UsageUpdate {
 /// `sqlite://PATH` (or `sqlite:PATH`) is the embedded default; `postgres://…` (or
 /// `postgresql://…`) serves several nodes.
 pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with_clock(database_url, Clock::system()).await
+}
+
+/// As [`open`], reading the time from `clock`: the time of every change it records, and how
+/// long the database has been away.
+pub async fn open_with_clock(
+    database_url: &str,
+    clock: Clock,
+) -> Result<Arc<dyn Store>, StoreError> {
     if database_url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteBackend::open(database_url).await?))
+        Ok(Arc::new(
+            sqlite::SqliteBackend::open(database_url, clock).await?,
+        ))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgBackend::open(database_url).await?))
+        Ok(Arc::new(
+            postgres::PgBackend::open(database_url, clock).await?,
+        ))
     } else {
         let reason = match database_url.split_once(':') {
             Some((scheme, _)) if !scheme.is_empty() => {

@@ -99,7 +99,7 @@ pub(crate) async fn run<W: Write + Script>(
         )
         .bind(migration.version)
         .bind(migration.name)
-        .bind(keyward_core::Timestamp::now().unix_seconds())
+        .bind(tx.now().unix_seconds())
         .bind(migration.checksum());
         tx.execute(record).await?;
     }

@@ -697,7 +697,8 @@ impl<B: Backend> Store for SqlStore<B> {
             let before = webhooks::get(tx, organization, id).await?;
             let after = match before {
                 Some(_) => {
-                    webhooks::update(tx, organization, id, &changes, Timestamp::now()).await?
+                    let now = tx.now();
+                    webhooks::update(tx, organization, id, &changes, now).await?
                 }
                 None => None,
             };

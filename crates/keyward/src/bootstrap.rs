@@ -73,6 +73,7 @@ pub async fn run(args: BootstrapArgs) -> CliResult {
         &args.org,
         &args.email,
         password,
+        keyward_store::Clock::system().now(),
     )
     .await;
     store.close().await;

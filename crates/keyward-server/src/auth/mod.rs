@@ -7,7 +7,6 @@
 //! so the very next request with the key is refused.
 
 mod cache;
-pub mod clock;
 mod failures;
 mod usage;
 mod verifier;
@@ -25,9 +24,6 @@ use keyward_core::{
 };
 
 pub use cache::{CachedCredential, VerificationCache};
-pub use clock::Clock;
-#[cfg(any(test, feature = "testing"))]
-pub use clock::ManualClock;
 pub use failures::{FailureReason, FailureRecorder};
 pub use usage::UsageRecorder;
 pub use verifier::{RateStatus, Refusal, Verified, Verifier};

@@ -18,10 +18,10 @@ use keyward_store::Store;
 
 use super::UsageRecorder;
 use super::cache::{CachedCredential, Loaded, Lookup, VerificationCache};
-use super::clock::Clock;
 use super::failures::{FailureReason, FailureRecorder};
 use crate::Config;
 use crate::metrics::{Metrics, Outcome};
+use keyward_store::Clock;
 
 /// Where a credential stands against its rate limit after a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::password::{HashMemory, Password};
-use keyward_core::{Email, Name, OrganizationId, RateLimit, Timestamp, UserId};
+use keyward_core::{Email, Name, OrganizationId, RateLimit, UserId};
 use keyward_store::{LoginAttempt, NewOrganization, NewOwner, StoreError};
 
 use super::form::FormData;
@@ -231,7 +231,7 @@ pub async fn signup(
             NewOrganization {
                 id: organization_id,
                 name: organization,
-                created_at: Timestamp::now(),
+                created_at: state.config.clock.now(),
             },
             NewOwner::Create {
                 id: user,
@@ -284,7 +284,7 @@ pub async fn login(
         Err(error) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "email", error.to_string()),
     };
     throttle(&state.login_throttle, &client_ip, "log-in attempts")?;
-    let now = Timestamp::now();
+    let now = state.config.clock.now();
     // The attempt counts as a failure before the password is checked, so parallel tries
     // cannot all get in under the limit; a success clears it.
     let attempt = state

@@ -659,10 +659,11 @@ fn credential_id_for_form(
     kind: CredentialKind,
     organization: OrganizationId,
     raw: &str,
+    now: Timestamp,
 ) -> Option<CredentialId> {
     let form_id = CredentialId::parse(raw, kind).ok()?;
     let (seconds, _) = form_id.as_uuid().get_timestamp()?.to_unix();
-    let now = u64::try_from(Timestamp::now().unix_seconds()).ok()?;
+    let now = u64::try_from(now.unix_seconds()).ok()?;
     if seconds > now + 60 || now.saturating_sub(seconds) > FORM_LIFETIME_SECONDS {
         return None;
     }
@@ -715,6 +716,7 @@ async fn create(
         place.kind,
         person.membership.organization_id,
         form.text("request_id"),
+        now,
     );
     if id.is_none() {
         errors.push(

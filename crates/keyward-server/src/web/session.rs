@@ -12,7 +12,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use keyward_core::credential::random_token;
-use keyward_core::{Email, KeyDigest, Role, Scope, Timestamp, UserId};
+use keyward_core::{Email, KeyDigest, Role, Scope, UserId};
 use keyward_store::{MembershipRecord, NewSession};
 
 use super::page::WebError;
@@ -77,7 +77,7 @@ pub async fn start_session(
 ) -> Result<HeaderValue, WebError> {
     let token = random_token().map_err(WebError::internal)?;
     let csrf_token = random_token().map_err(WebError::internal)?;
-    let now = Timestamp::now();
+    let now = state.config.clock.now();
     state
         .store
         .create_session(
@@ -171,7 +171,7 @@ impl FromRequestParts<AppState> for Person {
         let digest = KeyDigest::of(token);
         let session = state
             .store
-            .find_session(&digest, Timestamp::now())
+            .find_session(&digest, state.config.clock.now())
             .await?
             .ok_or_else(|| WebError::Redirect("/login".into()))?;
         let membership = match session.membership {
@@ -217,7 +217,7 @@ pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
     matches!(
         state
             .store
-            .find_session(&KeyDigest::of(token), Timestamp::now())
+            .find_session(&KeyDigest::of(token), state.config.clock.now())
             .await,
         Ok(Some(_))
     )

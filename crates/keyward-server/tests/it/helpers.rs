@@ -3,9 +3,9 @@ use std::sync::Arc;
 
 use keyward_core::password::Password;
 use keyward_core::{OrganizationId, ScopeCatalog, ScopeNames};
-use keyward_server::auth::ManualClock;
 use keyward_server::bootstrap::bootstrap_organization;
 use keyward_server::{AppState, Config};
+use keyward_store::ManualClock;
 use keyward_store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -92,6 +92,16 @@ impl TestApp {
         (app, clock)
     }
 
+    /// A server on the database at `url` whose clock moves only when told.
+    pub async fn spawn_on_with_manual_clock(url: &str, config: Config) -> (Self, ManualClock) {
+        let clock = ManualClock::starting_now();
+        let config = Config {
+            clock: clock.clock(),
+            ..config
+        };
+        (Self::spawn_on_with(url, config).await, clock)
+    }
+
     /// Like `spawn_with`, but keeps the configured public URL.
     pub async fn spawn_with_exact(config: Config) -> Self {
         Self::spawn_inner(config, false).await
@@ -132,7 +142,9 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = database
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("keyward.db").display()));
-        let store = keyward_store::open(&url).await.unwrap();
+        let store = keyward_store::open_with_clock(&url, config.clock.clone())
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -176,6 +188,7 @@ impl TestApp {
             organization,
             &format!("owner@{}.example", organization.to_lowercase()),
             Some(Password::parse("a long test password".into()).unwrap()),
+            self.state.config.clock.now(),
         )
         .await
         .unwrap();

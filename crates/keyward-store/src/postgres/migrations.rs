@@ -69,10 +69,13 @@ const MIGRATIONS: &[Migration] = &[
 /// Any number; the same on every node.
 const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264;
 
-pub(super) async fn run(pool: &PgPool) -> Result<(), StoreError> {
-    let mut tx = super::Tx(pool.begin().await?);
+pub(super) async fn run(pool: &PgPool, now: keyward_core::Timestamp) -> Result<(), StoreError> {
+    let mut tx = super::Tx {
+        tx: pool.begin().await?,
+        now,
+    };
     let lock = Query::new("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK);
     tx.execute(lock).await?;
     migrate::run(&mut tx, MIGRATIONS).await?;
-    Ok(tx.0.commit().await?)
+    Ok(tx.tx.commit().await?)
 }

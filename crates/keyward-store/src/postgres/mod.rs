@@ -19,9 +19,9 @@ mod migrations;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use keyward_core::KeyDigest;
+use keyward_core::{KeyDigest, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::broadcast;
@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 use crate::migrate::Script;
 use crate::sql::{Query, Write, sqlx_bind, sqlx_read};
 use crate::store::{Backend, SqlStore};
-use crate::{DatabaseState, Invalidation, StoreError};
+use crate::{Clock, DatabaseState, Invalidation, StoreError};
 
 /// The store on PostgreSQL.
 pub(crate) type PgStore = SqlStore<PgBackend>;
@@ -67,7 +67,7 @@ pub(crate) struct PgBackend {
 
 impl PgBackend {
     /// Connects, migrates, and starts listening for other nodes' invalidations.
-    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+    pub async fn open(url: &str, clock: Clock) -> Result<PgStore, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|error| StoreError::unsupported(url, error.to_string()))?;
         // One connection first, so that a refused connection, a wrong password or a missing
@@ -90,13 +90,13 @@ impl PgBackend {
             .connect_with(options)
             .await
             .map_err(StoreError::open(url))?;
-        migrations::run(&pool).await?;
+        migrations::run(&pool, clock.now()).await?;
         let (invalidations, _) = broadcast::channel(4096);
         let listen_options = pool.connect_options().as_ref().clone();
         let listener = listen(&listen_options)
             .await
             .map_err(StoreError::open(url))?;
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health::new(clock));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let follower = tokio::spawn(follow_the_database(
             listen_options,
@@ -128,35 +128,30 @@ const UP: u64 = 0;
 
 /// What a node knows of the database, shared by the store and the task that follows it.
 struct Health {
-    /// Since when the database is known to be away, in microseconds on a monotonic clock
-    /// since `origin` (at least 1), or [`UP`]: the outage grace is measured exactly, and a
-    /// change of the wall clock moves nothing.
+    /// Since when the database is known to be away, in nanoseconds on the clock's monotonic
+    /// time (at least 1), or [`UP`]: the outage grace is measured exactly, and a change of
+    /// the wall clock moves nothing.
     down_since: AtomicU64,
-    origin: Instant,
+    /// The store's clock: the time of changes, and of outages.
+    clock: Clock,
     /// Tells work waiting for a connection that the database went away.
     went_down: tokio::sync::watch::Sender<bool>,
     /// Moves on every time the node starts listening again (see the module documentation).
     generation: AtomicU64,
 }
 
-impl Default for Health {
-    fn default() -> Self {
+impl Health {
+    fn new(clock: Clock) -> Self {
         Self {
             down_since: AtomicU64::new(UP),
-            origin: Instant::now(),
+            clock,
             went_down: tokio::sync::watch::Sender::new(false),
             generation: AtomicU64::new(0),
         }
     }
-}
-
-impl Health {
-    fn micros(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
 
     fn down(&self) {
-        let now = self.micros().max(1);
+        let now = self.clock.monotonic_nanos().max(1);
         if self
             .down_since
             .compare_exchange(UP, now, Ordering::SeqCst, Ordering::SeqCst)
@@ -179,7 +174,9 @@ impl Health {
     fn down_for(&self) -> Option<Duration> {
         match self.down_since.load(Ordering::SeqCst) {
             UP => None,
-            since => Some(Duration::from_micros(self.micros().saturating_sub(since))),
+            since => Some(Duration::from_nanos(
+                self.clock.monotonic_nanos().saturating_sub(since),
+            )),
         }
     }
 
@@ -339,14 +336,18 @@ impl Backend for PgBackend {
 
     async fn begin(&self) -> Result<Tx, StoreError> {
         let pool = self.pool()?;
-        Ok(Tx(self.health.unless_down(pool.begin()).await?))
+        let tx = self.health.unless_down(pool.begin()).await?;
+        Ok(Tx {
+            tx,
+            now: self.health.clock.now(),
+        })
     }
 
     async fn commit<'a>(tx: Tx) -> Result<(), StoreError>
     where
         Self: 'a,
     {
-        Ok(tx.0.commit().await?)
+        Ok(tx.tx.commit().await?)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -396,8 +397,11 @@ impl Reader<'_> {
     }
 }
 
-/// A `READ COMMITTED` write transaction.
-pub(crate) struct Tx(Transaction<'static, Postgres>);
+/// A `READ COMMITTED` write transaction, and when its change happens.
+pub(crate) struct Tx {
+    tx: Transaction<'static, Postgres>,
+    now: Timestamp,
+}
 
 sqlx_read!(
     Reader<'_>,
@@ -405,15 +409,19 @@ sqlx_read!(
     |this| &mut *this.connection().await?,
     |query: &Query| query.sql
 );
-sqlx_read!(Tx, Postgres, |this| &mut *this.0, |query: &Query| query
+sqlx_read!(Tx, Postgres, |this| &mut *this.tx, |query: &Query| query
     .locking_sql
     .unwrap_or(query.sql));
 
 impl Write for Tx {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+
     async fn execute(&mut self, query: Query<'_>) -> Result<u64, sqlx::Error> {
         let text = query.locking_sql.unwrap_or(query.sql);
         let done = sqlx_bind!(sqlx::query::<Postgres>(text), query.params)
-            .execute(&mut *self.0)
+            .execute(&mut *self.tx)
             .await?;
         Ok(done.rows_affected())
     }
@@ -436,6 +444,6 @@ impl Write for Tx {
 
 impl Script for Tx {
     async fn script(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(sql).execute(&mut *self.0).await.map(drop)
+        sqlx::raw_sql(sql).execute(&mut *self.tx).await.map(drop)
     }
 }

@@ -133,7 +133,7 @@ pub(crate) async fn record(
     )
     .bind(EventId::generate().as_uuid())
     .bind(event.organization.map(|o| o.as_uuid()))
-    .bind(Timestamp::now().unix_seconds())
+    .bind(tx.now().unix_seconds())
     .bind(event.action)
     .bind(actor_type)
     .bind(actor_id)

@@ -165,6 +165,10 @@ pub(crate) trait Read: Send {
 
 /// A write transaction: nothing is visible to others until the store commits it.
 pub(crate) trait Write: Read {
+    /// When the change this transaction makes happens: the store's clock, read once when
+    /// the transaction began.
+    fn now(&self) -> keyward_core::Timestamp;
+
     /// Runs a statement and returns the number of rows it changed. The error is the
     /// database's own, so that the caller can tell a conflict from a failure.
     fn execute(

@@ -221,7 +221,7 @@ pub(crate) async fn enqueue(
     {
         return Ok(());
     }
-    let now = Timestamp::now();
+    let now = tx.now();
     let mut data = credential_data(record);
     for (name, value) in extra {
         data.insert(name.to_owned(), value);

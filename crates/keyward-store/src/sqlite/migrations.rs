@@ -80,8 +80,12 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-pub(super) async fn run(pool: &SqlitePool, health: &super::WriterHealth) -> Result<(), StoreError> {
-    let mut tx = super::WriteTx::begin(pool, health).await?;
+pub(super) async fn run(
+    pool: &SqlitePool,
+    health: &super::WriterHealth,
+    now: keyward_core::Timestamp,
+) -> Result<(), StoreError> {
+    let mut tx = super::WriteTx::begin(pool, health, now).await?;
     migrate::run(&mut tx, MIGRATIONS).await?;
     tx.commit().await
 }

@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use keyward_core::KeyDigest;
+use keyward_core::{KeyDigest, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlitePool, Transaction};
 
-use crate::StoreError;
 use crate::migrate::Script;
 use crate::sql::{Query, Write, sqlx_bind, sqlx_read};
 use crate::store::{Backend, SqlStore};
+use crate::{Clock, StoreError};
 use readers::Readers;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +35,7 @@ const READ_CONNECTIONS: usize = 8;
 pub(crate) type SqliteStore = SqlStore<SqliteBackend>;
 
 pub(crate) struct SqliteBackend {
+    clock: Clock,
     writer: SqlitePool,
     writer_health: WriterHealth,
     readers: Readers,
@@ -42,7 +43,7 @@ pub(crate) struct SqliteBackend {
 
 impl SqliteBackend {
     /// Opens (creating the file and its directory if needed) and migrates the database.
-    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+    pub async fn open(url: &str, clock: Clock) -> Result<SqliteStore, StoreError> {
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(StoreError::unsupported(
                 url,
@@ -70,9 +71,10 @@ impl SqliteBackend {
             .connect_with(options.clone().create_if_missing(true))
             .await
             .map_err(StoreError::open(url))?;
-        migrations::run(&writer, &writer_health).await?;
+        migrations::run(&writer, &writer_health, clock.now()).await?;
         let readers = Readers::open(options.get_filename(), READ_CONNECTIONS, BUSY_TIMEOUT)?;
         Ok(SqlStore::new(Self {
+            clock,
             writer,
             writer_health,
             readers,
@@ -80,7 +82,7 @@ impl SqliteBackend {
     }
 
     async fn write(&self) -> Result<WriteTx<'_>, StoreError> {
-        WriteTx::begin(&self.writer, &self.writer_health).await
+        WriteTx::begin(&self.writer, &self.writer_health, self.clock.now()).await
     }
 
     /// After a failed write, whether the database can write again: rewrites one row.
@@ -88,7 +90,7 @@ impl SqliteBackend {
         let mut tx = self.write().await?;
         let probe =
             Query::new("INSERT OR REPLACE INTO keyward_write_probe (id, at) VALUES (1, $1)")
-                .bind(keyward_core::Timestamp::now().unix_seconds());
+                .bind(tx.now().unix_seconds());
         tx.execute(probe).await?;
         tx.commit().await
     }
@@ -120,6 +122,7 @@ impl WriterHealth {
 pub(crate) struct WriteTx<'s> {
     tx: Transaction<'static, sqlx::Sqlite>,
     unfinished: Unfinished<'s>,
+    now: Timestamp,
 }
 
 /// Marks the write failed when dropped; `commit` disarms it.
@@ -133,7 +136,11 @@ impl Drop for Unfinished<'_> {
 
 impl<'s> WriteTx<'s> {
     /// Begins with `BEGIN IMMEDIATE`, so that writers queue for the lock at the start.
-    async fn begin(writer: &SqlitePool, health: &'s WriterHealth) -> Result<Self, StoreError> {
+    async fn begin(
+        writer: &SqlitePool,
+        health: &'s WriterHealth,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
         let begun = match writer.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => Ok(tx),
             Err(_) => {
@@ -146,6 +153,7 @@ impl<'s> WriteTx<'s> {
             Ok(tx) => Ok(WriteTx {
                 tx,
                 unfinished: Unfinished(health),
+                now,
             }),
             Err(error) => {
                 health.failed();
@@ -155,7 +163,7 @@ impl<'s> WriteTx<'s> {
     }
 
     async fn commit(self) -> Result<(), StoreError> {
-        let WriteTx { tx, unfinished } = self;
+        let WriteTx { tx, unfinished, .. } = self;
         let health = unfinished.0;
         std::mem::forget(unfinished);
         match tx.commit().await {
@@ -244,6 +252,10 @@ sqlx_read!(
 );
 
 impl Write for WriteTx<'_> {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+
     async fn execute(&mut self, query: Query<'_>) -> Result<u64, sqlx::Error> {
         let done = sqlx_bind!(sqlx::query::<sqlx::Sqlite>(query.sql), query.params)
             .execute(&mut *self.tx)

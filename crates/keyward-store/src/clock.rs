@@ -1,4 +1,5 @@
-//! The time, as verification and the credential services see it.
+//! The time, as the store, verification and the services see it: one clock per node, given
+//! to the store when it opens and to the server's configuration, so that a test can move it.
 //!
 //! [`Clock::system`] (the default) is wall-clock UTC in whole seconds, kept in an atomic that
 //! one background thread refreshes every 50 ms, so that a read costs one atomic load instead
@@ -76,7 +77,7 @@ impl ManualClock {
         }))
     }
 
-    /// The clock to give the server.
+    /// The clock to give the store and the server.
     pub fn clock(&self) -> Clock {
         Clock {
             manual: Some(self.0.clone()),
