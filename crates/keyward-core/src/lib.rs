@@ -11,6 +11,7 @@ pub mod names;
 pub mod network;
 pub mod password;
 pub mod rate_limit;
+pub mod reach;
 pub mod role;
 pub mod route;
 pub mod scope;
@@ -27,6 +28,7 @@ pub use id::{
 pub use names::{Description, Email, InstanceStatus, InvalidValue, Name, Region};
 pub use network::{Cidr, InvalidNetwork, Networks};
 pub use rate_limit::RateLimit;
+pub use reach::Reach;
 pub use role::Role;
 pub use scope::{
     GrantError, Scope, ScopeCatalog, ScopeDefinition, ScopeInfo, ScopeLevel, ScopeNames, ScopeSet,

@@ -51,6 +51,14 @@ pub struct List<T> {
 }
 
 impl<T> List<T> {
+    /// The same page, each item seen another way.
+    pub fn map<U>(self, view: impl FnMut(T) -> U) -> List<U> {
+        List {
+            data: self.data.into_iter().map(view).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+
     pub fn from_paged<R>(
         paged: Paged<R>,
         cursor_of: impl Fn(&R) -> String,

@@ -8,13 +8,14 @@ use keyward_core::{CredentialId, CredentialKind, Scope};
 use keyward_store::CredentialFilter;
 
 use super::ApiRoutes;
-use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential, grantor};
+use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
+use crate::services::caller::Caller;
 use crate::services::credentials::{self, CreatedCredential, CredentialView};
 
 pub fn router() -> ApiRoutes {
@@ -51,6 +52,7 @@ fn parse_id(raw: &str) -> Result<CredentialId, ApiError> {
 pub(super) async fn list_api_keys(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     query: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
     principal.require(Scope::API_KEYS_READ)?;
@@ -60,8 +62,9 @@ pub(super) async fn list_api_keys(
             .ok()
             .map(|id| id.as_uuid())
     })?;
-    let list = credentials::list(&state, principal.organization_id, API_KEYS, page).await?;
-    Ok(ApiJson(list))
+    let caller = Caller::credential(&principal, &origin);
+    let list = credentials::list(&state, &caller, API_KEYS, page).await?;
+    Ok(ApiJson(list.map(|entry| entry.view)))
 }
 
 /// Create an API key
@@ -84,8 +87,7 @@ pub(super) async fn create_api_key(
     let input = body.parse(&state)?;
     let created = credentials::create(
         &state,
-        &origin.by(&principal),
-        &grantor(&principal),
+        &Caller::credential(&principal, &origin),
         CredentialKind::ApiKey,
         None,
         input,
@@ -110,12 +112,12 @@ pub(super) async fn create_api_key(
 pub(super) async fn show_api_key(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::API_KEYS_READ)?;
-    let view =
-        credentials::show_with_addresses(&state, principal.organization_id, parse_id(&id)?, None)
-            .await?;
+    let caller = Caller::credential(&principal, &origin);
+    let view = credentials::show_with_addresses(&state, &caller, parse_id(&id)?, None).await?;
     Ok(ApiJson(view))
 }
 
@@ -136,14 +138,8 @@ pub(super) async fn revoke_api_key(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::API_KEYS_WRITE)?;
-    credentials::revoke(
-        &state,
-        &origin.by(&principal),
-        principal.organization_id,
-        parse_id(&id)?,
-        None,
-    )
-    .await?;
+    let caller = Caller::credential(&principal, &origin);
+    credentials::revoke(&state, &caller, parse_id(&id)?, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -172,8 +168,7 @@ pub(super) async fn rotate_api_key(
     let expires_at = body.expiry(&state)?;
     let created = credentials::rotate(
         &state,
-        &origin.by(&principal),
-        &grantor(&principal),
+        &Caller::credential(&principal, &origin),
         id,
         None,
         body.grace_seconds,
@@ -210,8 +205,7 @@ pub(super) async fn update_api_key(
     let changes = body.parse()?;
     let view = credentials::update(
         &state,
-        &origin.by(&principal),
-        &grantor(&principal),
+        &Caller::credential(&principal, &origin),
         parse_id(&id)?,
         None,
         changes,

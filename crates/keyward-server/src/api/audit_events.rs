@@ -7,11 +7,13 @@ use serde::Deserialize;
 
 use super::ApiRoutes;
 use crate::AppState;
+use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{List, page_from};
 use crate::services::audit::{self, AuditEventView, FilterInput};
+use crate::services::caller::Caller;
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new().route("/v1/audit-events", get(list_audit_events))
@@ -52,6 +54,7 @@ pub(super) struct AuditQuery {
 pub(super) async fn list_audit_events(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     query: Result<ApiQuery<AuditQuery>, ApiError>,
 ) -> Result<ApiJson<List<AuditEventView>>, ApiError> {
     principal.require(Scope::AUDIT_READ)?;
@@ -76,6 +79,12 @@ pub(super) async fn list_audit_events(
         (Err(errors), _) => return Err(ApiError::Validation(errors)),
         (_, Err(error)) => return Err(error),
     };
-    let list = audit::list(&state, principal.organization_id, &filter, page).await?;
+    let list = audit::list(
+        &state,
+        &Caller::credential(&principal, &origin),
+        &filter,
+        page,
+    )
+    .await?;
     Ok(ApiJson(list))
 }

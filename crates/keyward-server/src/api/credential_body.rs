@@ -1,15 +1,12 @@
 //! The body of `POST /v1/api-keys` and `POST /v1/projects/{project_id}/tokens`.
 
 use keyward_core::{Networks, RateLimit, Timestamp};
-use keyward_store::{Creator, CredentialChanges};
+use keyward_store::CredentialChanges;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
-use crate::services::credentials::{
-    CredentialInput, Grantor, parse_expiry, parse_name, parse_scopes,
-};
+use crate::services::credentials::{CredentialInput, parse_expiry, parse_name, parse_scopes};
 
 /// `{name, scopes, expires_at?, rate_limit?, allowed_cidrs?}`.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -154,17 +151,5 @@ impl CreateCredential {
             rate_limit,
             allowed_cidrs,
         })
-    }
-}
-
-/// A credential grants at most its own scopes.
-pub fn grantor(principal: &Principal) -> Grantor {
-    Grantor {
-        organization_id: principal.organization_id,
-        allowed: principal.scopes,
-        expires_at: principal.credential.usable_until(),
-        rate_limit: principal.credential.rate_limit(),
-        networks: principal.credential.networks().cloned(),
-        created_by: Creator::Credential(principal.credential_id),
     }
 }

@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
-use keyward_core::credential::check_format;
 use keyward_core::{KeyDigest, RateLimit};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +23,7 @@ use crate::audit::Origin;
 use crate::auth::RateStatus;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::services::leaks::{self, Action};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new().route("/v1/credentials/revoke", post(revoke_reported))
@@ -102,30 +102,18 @@ pub(super) async fn revoke_reported(
     let digests: BTreeSet<[u8; 32]> = report
         .credentials
         .iter()
-        .map(|text| text.trim())
-        .filter(|text| check_format(&state.config.brand, text).is_ok())
-        .map(|text| *KeyDigest::of(text).as_bytes())
+        .filter_map(|text| leaks::digest_of(&state, text))
+        .map(|digest| *digest.as_bytes())
         .collect();
     if !digests.is_empty() {
         let audit = origin.by_nobody();
         let digests: Vec<KeyDigest> = digests.into_iter().map(KeyDigest).collect();
         let state = state.clone();
         tokio::spawn(async move {
-            let now = state.config.clock.now();
-            match state
-                .store
-                .report_exposed(&audit, &digests, PUBLIC_REPORT, Some(true), now)
-                .await
-            {
-                Ok(revoked) => {
-                    for record in &revoked {
-                        state.verifier.invalidate(&record.digest);
-                    }
-                    if !revoked.is_empty() {
-                        tracing::warn!(keys = revoked.len(), "revoked keys reported as exposed");
-                    }
-                }
-                Err(error) => tracing::error!(%error, "could not act on a report of exposed keys"),
+            let reported =
+                leaks::report(&state, &audit, &digests, PUBLIC_REPORT, Action::Revoke).await;
+            if let Err(error) = reported {
+                tracing::error!(%error, "could not act on a report of exposed keys");
             }
         });
     }

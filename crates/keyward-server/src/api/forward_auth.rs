@@ -17,8 +17,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use keyward_core::ProjectId;
 use keyward_core::route::{ProjectSource, in_a_path_as_is};
+use keyward_core::{ProjectId, Reach};
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -222,7 +222,10 @@ fn decide(
     for scope in found.rule.scopes.iter() {
         principal.require_in(scope, catalog)?;
     }
-    if let (Some(source), Some(own)) = (&found.rule.project, principal.project_id) {
+    // Confined to one project, a credential passes only for the project the request names;
+    // an organization's reaches them all (the service checks the project's organization).
+    let reach = principal.reach();
+    if let (Some(source), Reach::Project(_)) = (&found.rule.project, reach) {
         let named = match source {
             ProjectSource::Capture(name) => found
                 .captures
@@ -231,7 +234,8 @@ fn decide(
                 .map(|(_, value)| *value),
             ProjectSource::Header(name) => single(headers, name)?,
         };
-        if named.and_then(|raw| ProjectId::parse(raw).ok()) != Some(own) {
+        let named = named.and_then(|raw| ProjectId::parse(raw).ok());
+        if !named.is_some_and(|project| reach.allows(project)) {
             return Err(ApiError::Forbidden(
                 "this project token is for another project",
             ));

@@ -18,6 +18,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, page_from};
+use crate::services::caller::Caller;
 use crate::services::instances::{self, InstanceInput};
 
 pub fn router() -> ApiRoutes {
@@ -122,6 +123,7 @@ fn parse_status(raw: Option<&str>) -> Result<InstanceStatus, FieldError> {
 pub(super) async fn list_instances(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     query: Result<ApiQuery<InstanceListQuery>, ApiError>,
 ) -> Result<ApiJson<List<InstanceView>>, ApiError> {
     principal.require(Scope::INSTANCES_READ)?;
@@ -135,14 +137,8 @@ pub(super) async fn list_instances(
     let page = page_from(query.limit, query.cursor.as_deref(), |text| {
         InstanceId::parse(text).ok().map(|id| id.as_uuid())
     })?;
-    let paged = instances::list(
-        &state,
-        principal.organization_id,
-        principal.project_id,
-        project,
-        page,
-    )
-    .await?;
+    let caller = Caller::credential(&principal, &origin);
+    let paged = instances::list(&state, &caller, project, page).await?;
     Ok(ApiJson(List::from_paged(
         paged,
         |record| record.id.to_string(),
@@ -179,14 +175,8 @@ pub(super) async fn create_instance(
         region,
         status,
     };
-    let record = instances::create(
-        &state,
-        &origin.by(&principal),
-        principal.organization_id,
-        principal.project_id,
-        input,
-    )
-    .await?;
+    let caller = Caller::credential(&principal, &origin);
+    let record = instances::create(&state, &caller, input).await?;
     let location = format!("/v1/instances/{}", record.id);
     Ok((
         StatusCode::CREATED,
@@ -205,18 +195,13 @@ pub(super) async fn create_instance(
 pub(super) async fn show_instance(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<InstanceView>, ApiError> {
     principal.require(Scope::INSTANCES_READ)?;
     let id = parse_id(&id)?;
-    let record = instances::get(
-        &state,
-        principal.organization_id,
-        principal.project_id,
-        id,
-        None,
-    )
-    .await?;
+    let caller = Caller::credential(&principal, &origin);
+    let record = instances::get(&state, &caller, id, None).await?;
     Ok(ApiJson(record.into()))
 }
 
@@ -235,14 +220,7 @@ pub(super) async fn delete_instance(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::INSTANCES_WRITE)?;
     let id = parse_id(&id)?;
-    instances::delete(
-        &state,
-        &origin.by(&principal),
-        principal.organization_id,
-        principal.project_id,
-        id,
-        None,
-    )
-    .await?;
+    let caller = Caller::credential(&principal, &origin);
+    instances::delete(&state, &caller, id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,7 +18,8 @@ use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath};
-use crate::services::members::{self, Grantor, Manager};
+use crate::services::caller::Caller;
+use crate::services::members;
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -87,18 +88,6 @@ fn parse_user(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).map_err(|_| ApiError::NotFound("member"))
 }
 
-/// A key with `members:write`, bounded by what it holds.
-fn manager(principal: &Principal) -> Manager {
-    Manager {
-        organization_id: principal.organization_id,
-        grantor: Grantor::Credential {
-            scopes: principal.scopes,
-            usable_until: principal.credential.usable_until(),
-            limited_to_networks: principal.credential.networks().is_some(),
-        },
-    }
-}
-
 /// List members
 #[utoipa::path(
     get, path = "/v1/members", tag = "Members",
@@ -108,9 +97,11 @@ fn manager(principal: &Principal) -> Manager {
 pub(super) async fn list_members(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
 ) -> Result<ApiJson<MemberList>, ApiError> {
     principal.require(Scope::MEMBERS_READ)?;
-    let members = members::list(&state, principal.organization_id).await?;
+    let caller = Caller::credential(&principal, &origin);
+    let members = members::list(&state, &caller).await?;
     Ok(ApiJson(MemberList {
         data: members.into_iter().map(MemberView::from).collect(),
     }))
@@ -138,9 +129,9 @@ pub(super) async fn add_member(
     let email = Email::parse(&body.email).map_err(|e| FieldError::new("email", e));
     let role = parse_role(&body.role);
     validate!(email, role);
-    let audit = origin.by(&principal);
-    members::add(&state, &audit, manager(&principal), &email, role).await?;
-    let added = members::list(&state, principal.organization_id)
+    let caller = Caller::credential(&principal, &origin);
+    members::add(&state, &caller, &email, role).await?;
+    let added = members::list(&state, &caller)
         .await?
         .into_iter()
         .find(|member| member.email == email)
@@ -163,11 +154,13 @@ pub(super) async fn add_member(
 pub(super) async fn show_member(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(user): ApiPath<String>,
 ) -> Result<ApiJson<MemberView>, ApiError> {
     principal.require(Scope::MEMBERS_READ)?;
     let user = parse_user(&user)?;
-    let member = members::get(&state, principal.organization_id, user).await?;
+    let caller = Caller::credential(&principal, &origin);
+    let member = members::get(&state, &caller, user).await?;
     Ok(ApiJson(member.into()))
 }
 
@@ -192,10 +185,10 @@ pub(super) async fn change_member_role(
     let user = parse_user(&user)?;
     let ApiJson(body) = body?;
     let role = parse_role(&body.role).map_err(|e| ApiError::Validation(vec![e]))?;
-    let member = members::get(&state, principal.organization_id, user).await?;
-    let audit = origin.by(&principal);
-    members::change_role(&state, &audit, manager(&principal), &member, role).await?;
-    let member = members::get(&state, principal.organization_id, user).await?;
+    let caller = Caller::credential(&principal, &origin);
+    let member = members::get(&state, &caller, user).await?;
+    members::change_role(&state, &caller, &member, role).await?;
+    let member = members::get(&state, &caller, user).await?;
     Ok(ApiJson(member.into()))
 }
 
@@ -216,8 +209,8 @@ pub(super) async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::MEMBERS_WRITE)?;
     let user = parse_user(&user)?;
-    let member = members::get(&state, principal.organization_id, user).await?;
-    let audit = origin.by(&principal);
-    members::remove(&state, &audit, manager(&principal), &member).await?;
+    let caller = Caller::credential(&principal, &origin);
+    let member = members::get(&state, &caller, user).await?;
+    members::remove(&state, &caller, &member).await?;
     Ok(StatusCode::NO_CONTENT)
 }

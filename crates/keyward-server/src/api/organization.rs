@@ -13,6 +13,7 @@ use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::services::caller::Caller;
 use crate::services::organization::{self, OrganizationView};
 
 pub fn router() -> ApiRoutes {
@@ -49,8 +50,9 @@ pub(super) struct UpdateOrganization {
 pub(super) async fn show_organization(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
 ) -> Result<ApiJson<OrganizationView>, ApiError> {
-    let record = organization::get(&state, principal.organization_id).await?;
+    let record = organization::get(&state, &Caller::credential(&principal, &origin)).await?;
     Ok(ApiJson(record.into()))
 }
 
@@ -82,12 +84,7 @@ pub(super) async fn update_organization(
             .map(organization::parse_leak_action)
             .transpose()?,
     };
-    let record = organization::set_policy(
-        &state,
-        &origin.by(&principal),
-        principal.organization_id,
-        changes,
-    )
-    .await?;
+    let record =
+        organization::set_policy(&state, &Caller::credential(&principal, &origin), changes).await?;
     Ok(ApiJson(record.into()))
 }

@@ -15,6 +15,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, FieldError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
+use crate::services::caller::Caller;
 use crate::services::projects;
 
 pub fn router() -> ApiRoutes {
@@ -113,6 +114,7 @@ fn parse_description(raw: Option<&str>) -> Result<Option<Description>, FieldErro
 pub(super) async fn list_projects(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     query: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<ApiJson<List<ProjectView>>, ApiError> {
     principal.require(Scope::PROJECTS_READ)?;
@@ -120,13 +122,8 @@ pub(super) async fn list_projects(
     let page = page_from(query.limit, query.cursor.as_deref(), |text| {
         ProjectId::parse(text).ok().map(|id| id.as_uuid())
     })?;
-    let paged = projects::list(
-        &state,
-        principal.organization_id,
-        principal.project_id,
-        page,
-    )
-    .await?;
+    let caller = Caller::credential(&principal, &origin);
+    let paged = projects::list(&state, &caller, page).await?;
     Ok(ApiJson(List::from_paged(
         paged,
         |record| record.id.to_string(),
@@ -154,8 +151,7 @@ pub(super) async fn create_project(
     validate!(name, description);
     let record = projects::create(
         &state,
-        &origin.by(&principal),
-        principal.organization_id,
+        &Caller::credential(&principal, &origin),
         name,
         description.unwrap_or_default(),
     )
@@ -178,11 +174,13 @@ pub(super) async fn create_project(
 pub(super) async fn show_project(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<ProjectView>, ApiError> {
     principal.require(Scope::PROJECTS_READ)?;
     let id = parse_id(&id)?;
-    let record = projects::get(&state, principal.organization_id, id, principal.project_id).await?;
+    let caller = Caller::credential(&principal, &origin);
+    let record = projects::get(&state, &caller, id).await?;
     Ok(ApiJson(record.into()))
 }
 
@@ -214,8 +212,7 @@ pub(super) async fn update_project(
     validate!(name, description);
     let record = projects::update(
         &state,
-        &origin.by(&principal),
-        principal.organization_id,
+        &Caller::credential(&principal, &origin),
         id,
         name,
         description,
@@ -242,12 +239,7 @@ pub(super) async fn delete_project(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::PROJECTS_WRITE)?;
     let id = parse_id(&id)?;
-    projects::delete(
-        &state,
-        &origin.by(&principal),
-        principal.organization_id,
-        id,
-    )
-    .await?;
+    let caller = Caller::credential(&principal, &origin);
+    projects::delete(&state, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

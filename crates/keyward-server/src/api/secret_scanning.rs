@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use keyward_core::KeyDigest;
-use keyward_core::credential::check_format;
 use serde::{Deserialize, Serialize};
 
 use super::ApiRoutes;
@@ -17,6 +16,7 @@ use crate::AppState;
 use crate::audit::Origin;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::services::leaks::{self, Action};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new().route("/v1/secret-scanning/github", post(github_report))
@@ -106,33 +106,21 @@ pub(super) async fn github_report(
             detail: format!("not GitHub's list of matches: {error}"),
         })?;
     let audit = origin.by_nobody();
-    let now = state.config.clock.now();
     let mut labels = Vec::with_capacity(matches.len());
     for found in matches {
-        let token = found.token.trim();
-        let real = if check_format(&state.config.brand, token).is_ok() {
-            let digest = KeyDigest::of(token);
-            let source = if found.url.trim().is_empty() {
-                GITHUB.to_owned()
-            } else {
-                found.url.trim().chars().take(500).collect()
-            };
-            let revoked = state
-                .store
+        let real = match leaks::digest_of(&state, &found.token) {
+            Some(digest) => {
+                let source = if found.url.trim().is_empty() {
+                    GITHUB.to_owned()
+                } else {
+                    found.url.trim().chars().take(500).collect()
+                };
                 // The organization's policy decides: revoke (the default) or flag.
-                .report_exposed(&audit, &[digest], &source, None, now)
-                .await?;
-            for record in &revoked {
-                state.verifier.invalidate(&record.digest);
+                let changed =
+                    leaks::report(&state, &audit, &[digest], &source, Action::ByPolicy).await?;
+                !changed.is_empty() || leaks::is_ours(&state, &digest).await?
             }
-            !revoked.is_empty()
-                || state
-                    .store
-                    .find_credential_by_digest(&digest)
-                    .await?
-                    .is_some()
-        } else {
-            false
+            None => false,
         };
         tracing::debug!(source = %found.source, real, "GitHub secret scanning match");
         labels.push(GithubLabel {

@@ -8,17 +8,18 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use keyward_core::{CredentialId, CredentialKind, ProjectId, Scope};
+use keyward_core::{CredentialId, CredentialKind, Scope};
 use keyward_store::CredentialFilter;
 
 use super::ApiRoutes;
-use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential, grantor};
+use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
+use crate::services::caller::Caller;
 use crate::services::credentials::{self, CreatedCredential, CredentialView};
 
 pub fn router() -> ApiRoutes {
@@ -39,18 +40,6 @@ pub fn router() -> ApiRoutes {
         )
 }
 
-/// The project named in the path, if it is a live project the principal can reach.
-async fn reachable_project(
-    state: &AppState,
-    principal: &Principal,
-    raw: &str,
-) -> Result<ProjectId, ApiError> {
-    let id = super::projects::parse_id(raw)?;
-    crate::services::projects::get(state, principal.organization_id, id, principal.project_id)
-        .await?;
-    Ok(id)
-}
-
 fn parse_token_id(raw: &str) -> Result<CredentialId, ApiError> {
     CredentialId::parse(raw, CredentialKind::ProjectToken)
         .map_err(|_| ApiError::NotFound(CredentialKind::ProjectToken.label()))
@@ -66,12 +55,13 @@ fn parse_token_id(raw: &str) -> Result<CredentialId, ApiError> {
 pub(super) async fn list_project_tokens(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(project): ApiPath<String>,
     query: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
     principal.require(Scope::TOKENS_READ)?;
     let ApiQuery(query) = query?;
-    let project = reachable_project(&state, &principal, &project).await?;
+    let project = super::projects::parse_id(&project)?;
     let filter = CredentialFilter {
         kind: CredentialKind::ProjectToken,
         project: Some(project),
@@ -81,8 +71,9 @@ pub(super) async fn list_project_tokens(
             .ok()
             .map(|id| id.as_uuid())
     })?;
-    let list = credentials::list(&state, principal.organization_id, filter, page).await?;
-    Ok(ApiJson(list))
+    let caller = Caller::credential(&principal, &origin);
+    let list = credentials::list(&state, &caller, filter, page).await?;
+    Ok(ApiJson(list.map(|entry| entry.view)))
 }
 
 /// Create a project token
@@ -105,12 +96,11 @@ pub(super) async fn create_project_token(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::TOKENS_WRITE)?;
     let ApiJson(body) = body?;
-    let project = reachable_project(&state, &principal, &project).await?;
+    let project = super::projects::parse_id(&project)?;
     let input = body.parse(&state)?;
     let created = credentials::create(
         &state,
-        &origin.by(&principal),
-        &grantor(&principal),
+        &Caller::credential(&principal, &origin),
         CredentialKind::ProjectToken,
         Some(project),
         input,
@@ -138,17 +128,15 @@ pub(super) async fn create_project_token(
 pub(super) async fn show_project_token(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath((project, token)): ApiPath<(String, String)>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::TOKENS_READ)?;
-    let project = reachable_project(&state, &principal, &project).await?;
-    let view = credentials::show_with_addresses(
-        &state,
-        principal.organization_id,
-        parse_token_id(&token)?,
-        Some(project),
-    )
-    .await?;
+    let project = super::projects::parse_id(&project)?;
+    let caller = Caller::credential(&principal, &origin);
+    let view =
+        credentials::show_with_addresses(&state, &caller, parse_token_id(&token)?, Some(project))
+            .await?;
     Ok(ApiJson(view))
 }
 
@@ -174,17 +162,8 @@ pub(super) async fn revoke_project_token(
     // The project need not be live: a token is revoked by its id even after its project is
     // deleted (the deletion revoked it already; this makes sure of it).
     let project = super::projects::parse_id(&project)?;
-    if !principal.can_reach(project) {
-        return Err(ApiError::NotFound("project"));
-    }
-    credentials::revoke(
-        &state,
-        &origin.by(&principal),
-        principal.organization_id,
-        parse_token_id(&token)?,
-        Some(project),
-    )
-    .await?;
+    let caller = Caller::credential(&principal, &origin);
+    credentials::revoke(&state, &caller, parse_token_id(&token)?, Some(project)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -211,16 +190,12 @@ pub(super) async fn rotate_project_token(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::TOKENS_WRITE)?;
     let project = super::projects::parse_id(&project)?;
-    if !principal.can_reach(project) {
-        return Err(ApiError::NotFound("project"));
-    }
     let id = parse_token_id(&token)?;
     let ApiJson(body) = body?;
     let expires_at = body.expiry(&state)?;
     let created = credentials::rotate(
         &state,
-        &origin.by(&principal),
-        &grantor(&principal),
+        &Caller::credential(&principal, &origin),
         id,
         Some(project),
         body.grace_seconds,
@@ -255,12 +230,11 @@ pub(super) async fn update_project_token(
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::TOKENS_WRITE)?;
     let ApiJson(body) = body?;
-    let project = reachable_project(&state, &principal, &project).await?;
+    let project = super::projects::parse_id(&project)?;
     let changes = body.parse()?;
     let view = credentials::update(
         &state,
-        &origin.by(&principal),
-        &grantor(&principal),
+        &Caller::credential(&principal, &origin),
         parse_token_id(&token)?,
         Some(project),
         changes,

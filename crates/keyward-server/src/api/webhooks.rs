@@ -17,6 +17,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{List, ListQuery, page_from};
+use crate::services::caller::Caller;
 use crate::services::webhooks::{
     self, CreatedWebhook, DeliveryDetail, DeliveryView, WebhookInput, WebhookView,
 };
@@ -95,9 +96,10 @@ pub(super) struct UpdateWebhook {
 pub(super) async fn list_webhooks(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
 ) -> Result<ApiJson<List<WebhookView>>, ApiError> {
     principal.require(Scope::WEBHOOKS_READ)?;
-    let data = webhooks::list(&state, principal.organization_id).await?;
+    let data = webhooks::list(&state, &Caller::credential(&principal, &origin)).await?;
     Ok(ApiJson(List {
         data,
         next_cursor: None,
@@ -130,13 +132,7 @@ pub(super) async fn create_webhook(
         events,
         description,
     };
-    let created = webhooks::create(
-        &state,
-        &origin.by(&principal),
-        principal.organization_id,
-        input,
-    )
-    .await?;
+    let created = webhooks::create(&state, &Caller::credential(&principal, &origin), input).await?;
     let location = format!("/v1/webhooks/{}", created.webhook.id);
     Ok((
         StatusCode::CREATED,
@@ -155,10 +151,16 @@ pub(super) async fn create_webhook(
 pub(super) async fn show_webhook(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<WebhookView>, ApiError> {
     principal.require(Scope::WEBHOOKS_READ)?;
-    let view = webhooks::show(&state, principal.organization_id, parse_id(&id)?).await?;
+    let view = webhooks::show(
+        &state,
+        &Caller::credential(&principal, &origin),
+        parse_id(&id)?,
+    )
+    .await?;
     Ok(ApiJson(view))
 }
 
@@ -220,8 +222,7 @@ pub(super) async fn update_webhook(
     };
     let view = webhooks::update(
         &state,
-        &origin.by(&principal),
-        principal.organization_id,
+        &Caller::credential(&principal, &origin),
         id,
         changes,
     )
@@ -246,13 +247,7 @@ pub(super) async fn delete_webhook(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::WEBHOOKS_WRITE)?;
     let id = parse_id(&id)?;
-    webhooks::delete(
-        &state,
-        &origin.by(&principal),
-        principal.organization_id,
-        id,
-    )
-    .await?;
+    webhooks::delete(&state, &Caller::credential(&principal, &origin), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -268,6 +263,7 @@ pub(super) async fn delete_webhook(
 pub(super) async fn list_deliveries(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath(id): ApiPath<String>,
     query: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<ApiJson<List<DeliveryView>>, ApiError> {
@@ -277,7 +273,8 @@ pub(super) async fn list_deliveries(
     let page = page_from(query.limit, query.cursor.as_deref(), |text| {
         MessageId::parse(text).ok().map(|id| id.as_uuid())
     })?;
-    let list = webhooks::deliveries(&state, principal.organization_id, id, page).await?;
+    let list =
+        webhooks::deliveries(&state, &Caller::credential(&principal, &origin), id, page).await?;
     Ok(ApiJson(list))
 }
 
@@ -296,11 +293,18 @@ pub(super) async fn list_deliveries(
 pub(super) async fn show_delivery(
     State(state): State<AppState>,
     principal: Principal,
+    origin: Origin,
     ApiPath((id, message)): ApiPath<(String, String)>,
 ) -> Result<ApiJson<DeliveryDetail>, ApiError> {
     principal.require(Scope::WEBHOOKS_READ)?;
     let (id, message) = (parse_id(&id)?, parse_message(&message)?);
-    let detail = webhooks::delivery(&state, principal.organization_id, id, message).await?;
+    let detail = webhooks::delivery(
+        &state,
+        &Caller::credential(&principal, &origin),
+        id,
+        message,
+    )
+    .await?;
     Ok(ApiJson(detail))
 }
 
@@ -327,8 +331,7 @@ pub(super) async fn redeliver(
     let (id, message) = (parse_id(&id)?, parse_message(&message)?);
     webhooks::redeliver(
         &state,
-        &origin.by(&principal),
-        principal.organization_id,
+        &Caller::credential(&principal, &origin),
         id,
         message,
     )

@@ -19,7 +19,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use keyward_core::{
-    CredentialId, CredentialKind, OrganizationId, ProjectId, Scope, ScopeCatalog, ScopeSet,
+    CredentialId, CredentialKind, OrganizationId, ProjectId, Reach, Scope, ScopeCatalog, ScopeSet,
     Timestamp,
 };
 
@@ -85,10 +85,9 @@ impl Principal {
         }
     }
 
-    /// Whether resources of `project` are within reach: always for organization keys, only
-    /// their own project for project tokens.
-    pub fn can_reach(&self, project: ProjectId) -> bool {
-        self.project_id.is_none_or(|own| own == project)
+    /// The projects it may touch: all of its organization's, or a project token's own.
+    pub fn reach(&self) -> Reach {
+        Reach::of(self.project_id)
     }
 }
 
@@ -297,9 +296,8 @@ mod tests {
         assert!(token.require(Scope::INSTANCES_READ).is_ok());
         assert!(token.require(Scope::API_KEYS_READ).is_err());
         assert!(token.require(Scope::TOKENS_WRITE).is_err());
-        assert!(token.can_reach(own));
-        assert!(!token.can_reach(ProjectId::generate()));
+        assert_eq!(token.reach(), Reach::Project(own));
         let key = principal(None, &["instances:read"]);
-        assert!(key.can_reach(own));
+        assert_eq!(key.reach(), Reach::Organization);
     }
 }

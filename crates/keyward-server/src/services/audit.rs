@@ -1,12 +1,13 @@
 //! The audit log as the API and the dashboard show it: an organization's events, newest
 //! first, filtered by action, actor, target and time.
 
-use keyward_core::{EventId, OrganizationId, Timestamp};
+use keyward_core::{EventId, Timestamp};
 use keyward_store::{Actor, AuditEventRecord, AuditFilter, Page};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::ServiceError;
+use super::caller::Caller;
 use crate::AppState;
 use crate::error::FieldError;
 use crate::pagination::List;
@@ -156,13 +157,13 @@ impl FilterInput<'_> {
 
 pub async fn list(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     filter: &AuditFilter,
     page: Page,
 ) -> Result<List<AuditEventView>, ServiceError> {
     let paged = state
         .store
-        .list_audit_events(organization, filter, page)
+        .list_audit_events(caller.organization_id, filter, page)
         .await?;
     Ok(List::from_paged(
         paged,

@@ -7,32 +7,15 @@ use keyward_core::{
     PlaintextKey, ProjectId, RateLimit, ScopeCatalog, ScopeSet, Timestamp,
 };
 use keyward_store::{
-    Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential,
-    OrganizationPolicy, Page,
+    CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, OrganizationPolicy, Page,
 };
 use serde::Serialize;
 
+use super::caller::{Caller, CallerKind};
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
 use crate::error::FieldError;
 use crate::pagination::List;
-use keyward_store::AuditContext;
-
-/// Who creates a credential, and the most they may grant: a credential's own scopes and
-/// lifetime, or a person's role cap.
-pub struct Grantor {
-    pub organization_id: OrganizationId,
-    pub allowed: ScopeSet,
-    /// A credential that expires cannot create one that outlives it.
-    pub expires_at: Option<Timestamp>,
-    /// A rate-limited credential can only grant limits within its own, and cannot change
-    /// its own.
-    pub rate_limit: Option<RateLimit>,
-    /// A credential limited to networks can only grant ranges within its own, and cannot
-    /// change its own.
-    pub networks: Option<Networks>,
-    pub created_by: Creator,
-}
 
 /// A validated request for a new credential.
 pub struct CredentialInput {
@@ -161,9 +144,53 @@ pub struct CredentialView {
     /// most recent first, written with the last-use batches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_addresses: Option<Vec<AddressView>>,
-    #[serde(skip)]
-    #[schema(ignore)]
-    pub created_by_user: Option<keyward_core::UserId>,
+}
+
+/// A credential as a caller sees it, with what the caller may do to it.
+pub struct CredentialEntry {
+    pub view: CredentialView,
+    pub allowed: Allowed,
+}
+
+/// What a caller may do to a credential now: revoke it unless revoked, rotate it once while
+/// active, change its networks while active; and of another's credential, a member nothing
+/// (members change only what they created).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allowed {
+    /// Whether it is the caller's to change at all (a member's own, or anyone's).
+    pub change: bool,
+    pub revoke: bool,
+    pub rotate: bool,
+    pub change_networks: bool,
+}
+
+impl Allowed {
+    fn of(caller: &Caller, record: &CredentialRecord, status: CredentialStatus) -> Self {
+        let own = caller.may_change_credential_of(record.created_by_user);
+        let active = status == CredentialStatus::Active;
+        Self {
+            change: own,
+            revoke: own && status != CredentialStatus::Revoked,
+            rotate: own && active && record.rotation.is_none(),
+            change_networks: own && active,
+        }
+    }
+}
+
+impl CredentialEntry {
+    fn new(
+        caller: &Caller,
+        record: CredentialRecord,
+        state: &AppState,
+        now: Timestamp,
+        policy: &OrganizationPolicy,
+    ) -> Self {
+        let allowed = Allowed::of(caller, &record, record.status(now));
+        Self {
+            view: CredentialView::new(record, state, now, policy),
+            allowed,
+        }
+    }
 }
 
 impl CredentialView {
@@ -209,7 +236,6 @@ impl CredentialView {
                 source: exposure.source,
             }),
             last_addresses: None,
-            created_by_user: record.created_by_user,
         }
     }
 }
@@ -247,12 +273,12 @@ pub fn check_expiry(
     }
 }
 
-/// Checks a new credential against its grantor (every scope it grants held, via
-/// `ScopeCatalog::check_grant`; an expiry no later than its own; a rate limit no looser) and
-/// makes its key.
+/// Checks a new credential against what the caller may grant (every scope it grants held,
+/// via `ScopeCatalog::check_grant`; an expiry no later than its own end; a rate limit and
+/// networks no looser than its own) and makes its key.
 fn prepare(
     state: &AppState,
-    grantor: &Grantor,
+    caller: &Caller,
     kind: CredentialKind,
     project: Option<ProjectId>,
     input: CredentialInput,
@@ -260,12 +286,12 @@ fn prepare(
 ) -> Result<(NewCredential, PlaintextKey), ServiceError> {
     let catalog = &state.config.scopes;
     catalog
-        .check_grant(&grantor.allowed, kind, &input.scopes)
+        .check_grant(&caller.grants.scopes, kind, &input.scopes)
         .map_err(|error| match error {
             GrantError::NotForKind { .. } => ServiceError::invalid("scopes", error),
             GrantError::NotHeld { scope } => ServiceError::CannotGrant { scope },
         })?;
-    if let Some(limit) = grantor.expires_at
+    if let Some(limit) = caller.grants.usable_until
         && input.expires_at.is_none_or(|asked| asked > limit)
     {
         return Err(ServiceError::invalid(
@@ -273,12 +299,12 @@ fn prepare(
             format!("must be set and no later than {limit}, when the creating credential expires"),
         ));
     }
-    check_rate_limit_grant(grantor, input.rate_limit)?;
-    check_network_grant(grantor, input.allowed_cidrs.as_ref())?;
+    check_rate_limit_grant(caller, input.rate_limit)?;
+    check_network_grant(caller, input.allowed_cidrs.as_ref())?;
     let key = PlaintextKey::generate(&state.config.brand, kind).map_err(ServiceError::internal)?;
     let new = NewCredential {
         id,
-        organization_id: grantor.organization_id,
+        organization_id: caller.organization_id,
         project_id: project,
         name: input.name,
         digest: key.digest(),
@@ -288,7 +314,7 @@ fn prepare(
         expires_at: input.expires_at,
         rate_limit: input.rate_limit,
         allowed_cidrs: input.allowed_cidrs,
-        created_by: grantor.created_by,
+        created_by: caller.creator(),
         rotated_from: None,
     };
     Ok((new, key))
@@ -310,22 +336,24 @@ fn created(record: CredentialRecord, key: &PlaintextKey) -> CreatedCredential {
     }
 }
 
-/// Creates a credential of `kind` (for `project`, if a token) with the given `id`, within
-/// what the grantor may grant (see [`prepare`]); a repeated `id` is a 409, so a form
-/// submitted twice creates one credential.
+/// Creates a credential of `kind` (for `project`, a live project within the caller's reach,
+/// if a token) with the given `id`, within what the caller may grant (see [`prepare`]); a
+/// repeated `id` is a 409, so a form submitted twice creates one credential.
 pub async fn create(
     state: &AppState,
-    audit: &AuditContext,
-    grantor: &Grantor,
+    caller: &Caller,
     kind: CredentialKind,
     project: Option<ProjectId>,
     input: CredentialInput,
     id: CredentialId,
 ) -> Result<CreatedCredential, ServiceError> {
-    let (new, key) = prepare(state, grantor, kind, project, input, id)?;
+    if let Some(project) = project {
+        super::projects::get(state, caller, project).await?;
+    }
+    let (new, key) = prepare(state, caller, kind, project, input, id)?;
     let record = state
         .store
-        .insert_credential(audit, new)
+        .insert_credential(&caller.audit, new)
         .await
         .map_err(store_error(Conflict::AlreadyCreated(kind)))?;
     Ok(created(record, &key))
@@ -337,12 +365,11 @@ pub const MAX_GRACE_SECONDS: i64 = 7 * 86_400;
 /// Rotates the credential `id` (of `project`, if a token): a new one with the same name,
 /// scopes, project, rate limit and network rules, and the old one's expiry unless `expires_at` gives
 /// another, shown once; the old one keeps working for `grace_seconds` (0 to 7 days), then is
-/// refused as if revoked, on every node. The grantor must be allowed to create the new one,
-/// and it must meet the organization's policy.
+/// refused as if revoked, on every node. The caller must be allowed to change the old one
+/// and to create the new one, and it must meet the organization's policy.
 pub async fn rotate(
     state: &AppState,
-    audit: &AuditContext,
-    grantor: &Grantor,
+    caller: &Caller,
     id: CredentialId,
     project: Option<ProjectId>,
     grace_seconds: i64,
@@ -355,12 +382,15 @@ pub async fn rotate(
         ));
     }
     let kind = id.kind();
-    let old = show(state, grantor.organization_id, id, project).await?;
+    let CredentialEntry { view: old, allowed } = find(state, caller, id, project).await?;
+    if !allowed.change {
+        return Err(only_their_own(kind));
+    }
+    if !allowed.rotate {
+        return Err(ServiceError::Conflict(Conflict::NotRotatable(kind)));
+    }
     let now = state.config.clock.now();
-    if old.status != CredentialStatus::Active
-        || old.rotation.is_some()
-        || old.expires_at.is_some_and(|at| at <= now)
-    {
+    if old.expires_at.is_some_and(|at| at <= now) {
         return Err(ServiceError::Conflict(Conflict::NotRotatable(kind)));
     }
     let scopes = state
@@ -377,7 +407,7 @@ pub async fn rotate(
     };
     let (mut new, key) = prepare(
         state,
-        grantor,
+        caller,
         kind,
         project,
         input,
@@ -387,8 +417,8 @@ pub async fn rotate(
     let (rotated, replacement) = state
         .store
         .rotate_credential(
-            audit,
-            grantor.organization_id,
+            &caller.audit,
+            caller.organization_id,
             id,
             new,
             now.plus_seconds(grace_seconds),
@@ -401,45 +431,80 @@ pub async fn rotate(
     Ok(created(replacement, &key))
 }
 
+/// Members change only the credentials they created.
+fn only_their_own(kind: CredentialKind) -> ServiceError {
+    ServiceError::Forbidden {
+        field: None,
+        message: match kind {
+            CredentialKind::ApiKey => "members change only the API keys they created",
+            CredentialKind::ProjectToken => "members change only the project tokens they created",
+        },
+    }
+}
+
+/// Refuses a project out of the caller's reach, live or not (a token of a deleted project is
+/// still revoked by its id).
+fn within_reach(caller: &Caller, project: Option<ProjectId>) -> Result<(), ServiceError> {
+    match project {
+        Some(project) if !caller.reach.allows(project) => Err(ServiceError::NotFound("project")),
+        _ => Ok(()),
+    }
+}
+
+/// A page of the caller's API keys, or of a project's tokens (a live project within reach).
 pub async fn list(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     filter: CredentialFilter,
     page: Page,
-) -> Result<List<CredentialView>, ServiceError> {
+) -> Result<List<CredentialEntry>, ServiceError> {
+    if let Some(project) = filter.project {
+        super::projects::get(state, caller, project).await?;
+    }
     let paged = state
         .store
-        .list_credentials(organization, filter, page)
+        .list_credentials(caller.organization_id, filter, page)
         .await?;
     let now = state.config.clock.now();
-    let policy = policy_of(state, organization).await?;
+    let policy = policy_of(state, caller.organization_id).await?;
     Ok(List::from_paged(
         paged,
         |record| record.id.to_string(),
-        |record| CredentialView::new(record, state, now, &policy),
+        |record| CredentialEntry::new(caller, record, state, now, &policy),
     ))
 }
 
-/// The credential `id` of the organization, if it belongs to `project` (`None`: an API key).
-pub async fn show(
+/// The credential `id` of the organization, if it belongs to `project` (`None`: an API key)
+/// and `project` is within reach.
+async fn find(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     id: CredentialId,
     project: Option<ProjectId>,
-) -> Result<CredentialView, ServiceError> {
+) -> Result<CredentialEntry, ServiceError> {
+    within_reach(caller, project)?;
     let record = state
         .store
-        .get_credential(organization, id)
+        .get_credential(caller.organization_id, id)
         .await?
         .filter(|record| record.project_id == project)
         .ok_or(ServiceError::NotFound(id.kind().label()))?;
-    let policy = policy_of(state, organization).await?;
-    Ok(CredentialView::new(
-        record,
-        state,
-        state.config.clock.now(),
-        &policy,
-    ))
+    let policy = policy_of(state, caller.organization_id).await?;
+    let now = state.config.clock.now();
+    Ok(CredentialEntry::new(caller, record, state, now, &policy))
+}
+
+/// The credential `id` (of `project`, a live project within reach, if a token).
+pub async fn show(
+    state: &AppState,
+    caller: &Caller,
+    id: CredentialId,
+    project: Option<ProjectId>,
+) -> Result<CredentialEntry, ServiceError> {
+    if let Some(project) = project {
+        super::projects::get(state, caller, project).await?;
+    }
+    find(state, caller, id, project).await
 }
 
 /// The organization's policy for new credentials.
@@ -458,24 +523,24 @@ async fn policy_of(
 /// As [`show`], with the credential's last client addresses.
 pub async fn show_with_addresses(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     id: CredentialId,
     project: Option<ProjectId>,
 ) -> Result<CredentialView, ServiceError> {
-    let mut view = show(state, organization, id, project).await?;
-    view.last_addresses = Some(addresses(state, organization, id).await?);
+    let mut view = show(state, caller, id, project).await?.view;
+    view.last_addresses = Some(addresses(state, caller, id).await?);
     Ok(view)
 }
 
 /// The credential's last client addresses, most recent first.
 pub async fn addresses(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     id: CredentialId,
 ) -> Result<Vec<AddressView>, ServiceError> {
     Ok(state
         .store
-        .credential_addresses(organization, id)
+        .credential_addresses(caller.organization_id, id)
         .await?
         .into_iter()
         .map(|(ip, last_used_at)| AddressView { ip, last_used_at })
@@ -483,18 +548,28 @@ pub async fn addresses(
 }
 
 /// Revokes at once and for good. Revoking a revoked credential changes nothing and succeeds.
+/// A token is revoked through its own project, live or deleted.
 pub async fn revoke(
     state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
+    caller: &Caller,
     id: CredentialId,
     project: Option<ProjectId>,
 ) -> Result<(), ServiceError> {
-    // Check the project before revoking: a token is revoked only through its own project.
-    show(state, organization, id, project).await?;
+    let entry = find(state, caller, id, project).await?;
+    if entry.view.status == CredentialStatus::Revoked {
+        return Ok(());
+    }
+    if !entry.allowed.change {
+        return Err(only_their_own(id.kind()));
+    }
     let record = state
         .store
-        .revoke_credential(audit, organization, id, state.config.clock.now())
+        .revoke_credential(
+            &caller.audit,
+            caller.organization_id,
+            id,
+            state.config.clock.now(),
+        )
         .await?
         .ok_or(ServiceError::NotFound(id.kind().label()))?;
     // Committed: now make every verification on this node see it.
@@ -502,10 +577,10 @@ pub async fn revoke(
     Ok(())
 }
 
-/// A limit `grantor` may set on a credential: any, unless the grantor is limited itself;
+/// A limit the caller may set on a credential: any, unless the caller is limited itself;
 /// then one no looser than its own.
-fn check_rate_limit_grant(grantor: &Grantor, asked: Option<RateLimit>) -> Result<(), ServiceError> {
-    match (grantor.rate_limit, asked) {
+fn check_rate_limit_grant(caller: &Caller, asked: Option<RateLimit>) -> Result<(), ServiceError> {
+    match (caller.grants.rate_limit, asked) {
         (Some(cap), asked) if asked.is_none_or(|asked| !asked.is_within(cap)) => {
             Err(ServiceError::invalid(
                 "rate_limit",
@@ -520,10 +595,10 @@ fn check_rate_limit_grant(grantor: &Grantor, asked: Option<RateLimit>) -> Result
     }
 }
 
-/// Ranges `grantor` may limit a credential to: any (or none), unless the grantor is limited
+/// Ranges the caller may limit a credential to: any (or none), unless the caller is limited
 /// itself; then ranges inside its own.
-fn check_network_grant(grantor: &Grantor, asked: Option<&Networks>) -> Result<(), ServiceError> {
-    match (&grantor.networks, asked) {
+fn check_network_grant(caller: &Caller, asked: Option<&Networks>) -> Result<(), ServiceError> {
+    match (&caller.grants.networks, asked) {
         (Some(own), asked) if asked.is_none_or(|asked| !asked.is_within(own)) => {
             Err(ServiceError::invalid(
                 "allowed_cidrs",
@@ -535,39 +610,42 @@ fn check_network_grant(grantor: &Grantor, asked: Option<&Networks>) -> Result<()
 }
 
 /// Renames a credential or changes its rate limit or networks; takes effect on the next
-/// request. A credential cannot change its own limits, and a limited one sets only limits
-/// within its own.
+/// request. A credential cannot change its own limits, a limited one sets only limits within
+/// its own, and a member changes only what they created.
 pub async fn update(
     state: &AppState,
-    audit: &AuditContext,
-    grantor: &Grantor,
+    caller: &Caller,
     id: CredentialId,
     project: Option<ProjectId>,
     changes: CredentialChanges,
 ) -> Result<CredentialView, ServiceError> {
-    let organization = grantor.organization_id;
+    let itself = caller.actor == CallerKind::Credential { id };
     if let Some(asked) = changes.rate_limit {
-        if grantor.created_by == Creator::Credential(id) {
+        if itself {
             return Err(ServiceError::invalid(
                 "rate_limit",
                 "a credential cannot change its own rate limit",
             ));
         }
-        check_rate_limit_grant(grantor, asked)?;
+        check_rate_limit_grant(caller, asked)?;
     }
     if let Some(asked) = &changes.allowed_cidrs {
-        if grantor.created_by == Creator::Credential(id) {
+        if itself {
             return Err(ServiceError::invalid(
                 "allowed_cidrs",
                 "a credential cannot change its own allowed networks",
             ));
         }
-        check_network_grant(grantor, asked.as_ref())?;
+        check_network_grant(caller, asked.as_ref())?;
     }
-    show(state, organization, id, project).await?;
+    let entry = show(state, caller, id, project).await?;
+    if !entry.allowed.change {
+        return Err(only_their_own(id.kind()));
+    }
+    let organization = caller.organization_id;
     let record = state
         .store
-        .update_credential(audit, organization, id, changes)
+        .update_credential(&caller.audit, organization, id, changes)
         .await?
         .ok_or(ServiceError::NotFound(id.kind().label()))?;
     state.verifier.invalidate(&record.digest);

@@ -1,13 +1,13 @@
-//! Instances, the resource that belongs to a project: create, list, show, delete. `reach` is
-//! the one project a project token may touch (`None` for API keys and people): an instance
-//! of another project is as absent to it as another organization's.
+//! Instances, the resource that belongs to a project: create, list, show, delete. A project
+//! token reaches only its own project's ([`Caller::reach`]): an instance of another project is
+//! as absent to it as another organization's.
 
-use keyward_core::{InstanceId, InstanceStatus, Name, OrganizationId, ProjectId, Region};
+use keyward_core::{InstanceId, InstanceStatus, Name, ProjectId, Reach, Region};
 use keyward_store::{InstanceRecord, NewInstance, Page, Paged};
 
+use super::caller::Caller;
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
-use keyward_store::AuditContext;
 
 /// A validated request for a new instance.
 pub struct InstanceInput {
@@ -19,21 +19,19 @@ pub struct InstanceInput {
 
 pub async fn create(
     state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
-    reach: Option<ProjectId>,
+    caller: &Caller,
     input: InstanceInput,
 ) -> Result<InstanceRecord, ServiceError> {
-    if reach.is_some_and(|own| own != input.project_id) {
+    if !caller.reach.allows(input.project_id) {
         return Err(ServiceError::NotFound("project"));
     }
     state
         .store
         .insert_instance(
-            audit,
+            &caller.audit,
             NewInstance {
                 id: InstanceId::generate(),
-                organization_id: organization,
+                organization_id: caller.organization_id,
                 project_id: input.project_id,
                 name: input.name,
                 region: input.region,
@@ -49,24 +47,23 @@ pub async fn create(
 /// asking for another project gets an empty page.
 pub async fn list(
     state: &AppState,
-    organization: OrganizationId,
-    reach: Option<ProjectId>,
+    caller: &Caller,
     project: Option<ProjectId>,
     page: Page,
 ) -> Result<Paged<InstanceRecord>, ServiceError> {
-    let project = match (reach, project) {
-        (Some(own), Some(asked)) if own != asked => {
+    let project = match (caller.reach, project) {
+        (reach, Some(asked)) if !reach.allows(asked) => {
             return Ok(Paged {
                 items: Vec::new(),
                 has_more: false,
             });
         }
-        (Some(own), _) => Some(own),
-        (None, asked) => asked,
+        (Reach::Project(own), _) => Some(own),
+        (Reach::Organization, asked) => asked,
     };
     Ok(state
         .store
-        .list_instances(organization, project, page)
+        .list_instances(caller.organization_id, project, page)
         .await?)
 }
 
@@ -74,32 +71,29 @@ pub async fn list(
 /// belongs to that one).
 pub async fn get(
     state: &AppState,
-    organization: OrganizationId,
-    reach: Option<ProjectId>,
+    caller: &Caller,
     id: InstanceId,
     project: Option<ProjectId>,
 ) -> Result<InstanceRecord, ServiceError> {
     state
         .store
-        .get_instance(organization, id)
+        .get_instance(caller.organization_id, id)
         .await?
-        .filter(|instance| reach.is_none_or(|own| own == instance.project_id))
+        .filter(|instance| caller.reach.allows(instance.project_id))
         .filter(|instance| project.is_none_or(|asked| asked == instance.project_id))
         .ok_or(ServiceError::NotFound("instance"))
 }
 
 pub async fn delete(
     state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
-    reach: Option<ProjectId>,
+    caller: &Caller,
     id: InstanceId,
     project: Option<ProjectId>,
 ) -> Result<(), ServiceError> {
-    let instance = get(state, organization, reach, id, project).await?;
+    let instance = get(state, caller, id, project).await?;
     if state
         .store
-        .delete_instance(audit, organization, instance.id)
+        .delete_instance(&caller.audit, caller.organization_id, instance.id)
         .await?
     {
         Ok(())

@@ -9,113 +9,81 @@
 //! expire and is not limited to networks; it may lower an admin to member and remove
 //! members and admins; it never makes an admin. Admins and owners are made by people.
 
-use keyward_core::{Email, OrganizationId, Role, ScopeCatalog, ScopeSet, Timestamp, UserId};
+use keyward_core::{Email, Role, ScopeCatalog, UserId};
 use keyward_store::{MemberRecord, MembershipChange};
 
+use super::caller::{Caller, CallerKind};
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
-use keyward_store::AuditContext;
 
-/// Who manages members: in `organization_id`, as `grantor`.
-#[derive(Clone, Copy, Debug)]
-pub struct Manager {
-    pub organization_id: OrganizationId,
-    pub grantor: Grantor,
+/// The role whose rules the caller follows: a person's own, an admin's for a credential.
+fn role_of(caller: &Caller) -> Role {
+    match caller.actor {
+        CallerKind::Person { role, .. } => role,
+        CallerKind::Credential { .. } => Role::Admin,
+    }
 }
 
-/// Whose rights bound a change of membership.
-#[derive(Clone, Copy, Debug)]
-pub enum Grantor {
-    /// A member of the organization, with their role.
-    Person(Role),
-    /// A credential holding `members:write` (see the module's rule).
-    Credential {
-        scopes: ScopeSet,
-        /// When it stops working (expiry or end of rotation), if ever.
-        usable_until: Option<Timestamp>,
-        limited_to_networks: bool,
-    },
+/// Whether the caller manages members at all (owners, admins, credentials).
+pub fn may_manage(caller: &Caller) -> bool {
+    role_of(caller).manages_members()
 }
 
-impl Manager {
-    /// The role whose rules this manager follows: a credential's are an admin's.
-    fn role(self) -> Role {
-        match self.grantor {
-            Grantor::Person(role) => role,
-            Grantor::Credential { .. } => Role::Admin,
-        }
+fn check(
+    caller: &Caller,
+    catalog: &ScopeCatalog,
+    current: Option<Role>,
+    new: Option<Role>,
+) -> Result<(), ServiceError> {
+    check_role(caller, current, new)?;
+    if let CallerKind::Credential { .. } = caller.actor {
+        credential_may_assign(caller, catalog, current, new)?;
     }
+    Ok(())
+}
 
-    /// Whether this manager manages members at all (owners, admins, credentials).
-    pub fn may_manage(self) -> bool {
-        self.role().manages_members()
+/// The role's part of [`check`], all there is to removing someone.
+fn check_role(
+    caller: &Caller,
+    current: Option<Role>,
+    new: Option<Role>,
+) -> Result<(), ServiceError> {
+    let role = role_of(caller);
+    if !role.manages_members() {
+        return Err(ServiceError::Forbidden {
+            field: None,
+            message: "only owners and admins manage members",
+        });
     }
-
-    fn check(
-        &self,
-        catalog: &ScopeCatalog,
-        current: Option<Role>,
-        new: Option<Role>,
-    ) -> Result<(), ServiceError> {
-        self.check_role(current, new)?;
-        if let Grantor::Credential {
-            scopes,
-            usable_until,
-            limited_to_networks,
-        } = self.grantor
-        {
-            credential_may_assign(
-                catalog,
-                scopes,
-                usable_until,
-                limited_to_networks,
-                current,
-                new,
-            )?;
-        }
-        Ok(())
+    if !role.may_assign(current, new) {
+        let message = match (current, new) {
+            (None, _) => "only owners can add owners",
+            (_, None) => "only owners can remove owners",
+            _ => "only owners can make or change owners",
+        };
+        return Err(ServiceError::Forbidden {
+            field: Some("role"),
+            message,
+        });
     }
-
-    /// The role's part of [`Self::check`], all there is to removing someone.
-    fn check_role(&self, current: Option<Role>, new: Option<Role>) -> Result<(), ServiceError> {
-        let role = self.role();
-        if !role.manages_members() {
-            return Err(ServiceError::Forbidden {
-                field: None,
-                message: "only owners and admins manage members",
-            });
-        }
-        if !role.may_assign(current, new) {
-            let message = match (current, new) {
-                (None, _) => "only owners can add owners",
-                (_, None) => "only owners can remove owners",
-                _ => "only owners can make or change owners",
-            };
-            return Err(ServiceError::Forbidden {
-                field: Some("role"),
-                message,
-            });
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// The rule of the module for a credential moving a member from `current` to `new`.
 fn credential_may_assign(
+    caller: &Caller,
     catalog: &ScopeCatalog,
-    scopes: ScopeSet,
-    usable_until: Option<Timestamp>,
-    limited_to_networks: bool,
     current: Option<Role>,
     new: Option<Role>,
 ) -> Result<(), ServiceError> {
+    let grants = &caller.grants;
     let refuse = |message| {
         Err(ServiceError::Forbidden {
             field: Some("role"),
             message,
         })
     };
-    if new.is_some() && limited_to_networks {
+    if new.is_some() && grants.networks.is_some() {
         return refuse(
             "a key limited to networks cannot add members or change roles: they could act from \
              any address",
@@ -127,13 +95,13 @@ fn credential_may_assign(
         );
     }
     if current.is_none() && new.is_some() {
-        if usable_until.is_some() {
+        if grants.usable_until.is_some() {
             return refuse(
                 "a key that expires cannot add members: they would outlast it; add them with a \
                  key that does not expire, or in the dashboard",
             );
         }
-        if !catalog.role_cap(Role::Member).is_subset_of(&scopes) {
+        if !catalog.role_cap(Role::Member).is_subset_of(&grants.scopes) {
             return refuse(
                 "a key adds members only when it holds every scope a member may grant (see \
                  GET /v1/scopes); add them in the dashboard",
@@ -144,19 +112,16 @@ fn credential_may_assign(
 }
 
 /// Owners first, then by email.
-pub async fn list(
-    state: &AppState,
-    organization: OrganizationId,
-) -> Result<Vec<MemberRecord>, ServiceError> {
-    Ok(state.store.members(organization).await?)
+pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<MemberRecord>, ServiceError> {
+    Ok(state.store.members(caller.organization_id).await?)
 }
 
 pub async fn get(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     user: UserId,
 ) -> Result<MemberRecord, ServiceError> {
-    list(state, organization)
+    list(state, caller)
         .await?
         .into_iter()
         .find(|member| member.user_id == user)
@@ -166,12 +131,11 @@ pub async fn get(
 /// Adds the person with this email (who must have signed up) with `role`.
 pub async fn add(
     state: &AppState,
-    audit: &AuditContext,
-    manager: Manager,
+    caller: &Caller,
     email: &Email,
     role: Role,
 ) -> Result<(), ServiceError> {
-    manager.check(&state.config.scopes, None, Some(role))?;
+    check(caller, &state.config.scopes, None, Some(role))?;
     let Some(user) = state.store.find_user_by_email(email).await? else {
         return Err(ServiceError::invalid(
             "email",
@@ -181,8 +145,8 @@ pub async fn add(
     state
         .store
         .add_member(
-            audit,
-            manager.organization_id,
+            &caller.audit,
+            caller.organization_id,
             user.id,
             role,
             state.config.clock.now(),
@@ -194,17 +158,16 @@ pub async fn add(
 /// Gives `member` (as the caller saw it) the role `to`.
 pub async fn change_role(
     state: &AppState,
-    audit: &AuditContext,
-    manager: Manager,
+    caller: &Caller,
     member: &MemberRecord,
     to: Role,
 ) -> Result<(), ServiceError> {
-    manager.check(&state.config.scopes, Some(member.role), Some(to))?;
+    check(caller, &state.config.scopes, Some(member.role), Some(to))?;
     let change = state
         .store
         .change_member_role(
-            audit,
-            manager.organization_id,
+            &caller.audit,
+            caller.organization_id,
             member.user_id,
             member.role,
             to,
@@ -216,21 +179,25 @@ pub async fn change_role(
 /// Removes `member` (as the caller saw it) from the organization.
 pub async fn remove(
     state: &AppState,
-    audit: &AuditContext,
-    manager: Manager,
+    caller: &Caller,
     member: &MemberRecord,
 ) -> Result<(), ServiceError> {
-    manager.check(&state.config.scopes, Some(member.role), None)?;
+    check(caller, &state.config.scopes, Some(member.role), None)?;
     let change = state
         .store
-        .remove_member(audit, manager.organization_id, member.user_id, member.role)
+        .remove_member(
+            &caller.audit,
+            caller.organization_id,
+            member.user_id,
+            member.role,
+        )
         .await?;
     outcome(change)
 }
 
-/// Whether `manager` may remove `member` (for showing the button).
-pub fn may_remove(manager: Manager, member: &MemberRecord) -> bool {
-    manager.check_role(Some(member.role), None).is_ok()
+/// Whether the caller may remove `member` (for showing the button).
+pub fn may_remove(caller: &Caller, member: &MemberRecord) -> bool {
+    check_role(caller, Some(member.role), None).is_ok()
 }
 
 fn outcome(change: MembershipChange) -> Result<(), ServiceError> {

@@ -1,15 +1,30 @@
 //! What Keyward does to its resources, once for both front ends: the REST API and the
-//! dashboard call these services with values already parsed by the core types
-//! (`Name::parse`, `Description::parse`, `InstanceStatus::from_str` …), and each turns a
-//! [`ServiceError`] into its own answer: a problem+json document, or a form shown again with
-//! the message beside the field.
+//! dashboard call these services with a [`caller::Caller`] (who asks, in which organization,
+//! how far they reach, what they may grant) and values already parsed by the core types
+//! (`Name::parse`, `Description::parse` …), and each turns a [`ServiceError`] into its own
+//! answer: a problem+json document, or a form shown again with the message beside the field.
+//! Handlers parse, call a service and render; they decide nothing.
+//!
+//! Where each rule lives:
+//! - a project token's reach: `keyward_core::Reach::allows`, applied here to projects,
+//!   instances and tokens (and by forward authentication to the project a request names);
+//! - whose credentials a caller may change (members only their own): `Caller`, with what it
+//!   may do to each credential in `credentials::Allowed`;
+//! - what a credential may grant (scopes, expiry, rate limit, networks): `credentials`;
+//! - who may add, change or remove whom: `members`;
+//! - the organization's policy for new credentials: checked by the store, in the writing
+//!   transaction;
+//! - reports of exposed keys: `leaks`;
+//! - where a credential stands (active, expired, revoked, rotating): `keyward_core::Lifetime`.
 //!
 //! Every rule that guards a write lives here or in the store's transaction, never in a
 //! handler, so that the two front ends cannot drift apart.
 
 pub mod audit;
+pub mod caller;
 pub mod credentials;
 pub mod instances;
+pub mod leaks;
 pub mod members;
 pub mod organization;
 pub mod projects;

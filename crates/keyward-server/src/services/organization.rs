@@ -4,12 +4,11 @@
 //! and lists show those that exceed it.
 
 use keyward_core::{OrganizationId, Timestamp};
-use keyward_store::{
-    AuditContext, LeakAction, OrganizationPolicy, OrganizationRecord, PolicyChanges,
-};
+use keyward_store::{LeakAction, OrganizationPolicy, OrganizationRecord, PolicyChanges};
 use serde::Serialize;
 
 use super::ServiceError;
+use super::caller::Caller;
 use crate::AppState;
 
 /// The longest `max_lifetime_days`.
@@ -57,13 +56,10 @@ pub fn refusal(policy: OrganizationPolicy) -> String {
     }
 }
 
-pub async fn get(
-    state: &AppState,
-    organization: OrganizationId,
-) -> Result<OrganizationRecord, ServiceError> {
+pub async fn get(state: &AppState, caller: &Caller) -> Result<OrganizationRecord, ServiceError> {
     state
         .store
-        .get_organization(organization)
+        .get_organization(caller.organization_id)
         .await?
         .ok_or(ServiceError::NotFound("organization"))
 }
@@ -78,8 +74,7 @@ pub fn parse_leak_action(text: &str) -> Result<LeakAction, ServiceError> {
 /// `leak_action`, each left as it is when `None`.
 pub async fn set_policy(
     state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
+    caller: &Caller,
     changes: PolicyChanges,
 ) -> Result<OrganizationRecord, ServiceError> {
     if let Some(Some(days)) = changes.max_lifetime_days
@@ -92,7 +87,7 @@ pub async fn set_policy(
     }
     state
         .store
-        .set_organization_policy(audit, organization, changes)
+        .set_organization_policy(&caller.audit, caller.organization_id, changes)
         .await?
         .ok_or(ServiceError::NotFound("organization"))
 }

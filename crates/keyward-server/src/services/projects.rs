@@ -1,26 +1,27 @@
-//! Projects: create, list, show, rename or describe, delete.
+//! Projects: create, list, show, rename or describe, delete. A project token reaches only its
+//! own project ([`Caller::reach`]); anything else is as absent to it as another
+//! organization's.
 
-use keyward_core::{Description, Name, OrganizationId, ProjectId};
+use keyward_core::{Description, Name, ProjectId};
 use keyward_store::{NewProject, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord};
 
+use super::caller::Caller;
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
-use keyward_store::AuditContext;
 
 pub async fn create(
     state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
+    caller: &Caller,
     name: Name,
     description: Description,
 ) -> Result<ProjectRecord, ServiceError> {
     state
         .store
         .insert_project(
-            audit,
+            &caller.audit,
             NewProject {
                 id: ProjectId::generate(),
-                organization_id: organization,
+                organization_id: caller.organization_id,
                 name,
                 description: description.into_string(),
                 created_at: state.config.clock.now(),
@@ -30,36 +31,38 @@ pub async fn create(
         .map_err(store_error(Conflict::NameTaken("project")))
 }
 
-/// Newest first; `only` (a project token's project) confines the list to one project.
+/// Newest first: the organization's, or a project token's own.
 pub async fn list(
     state: &AppState,
-    organization: OrganizationId,
-    only: Option<ProjectId>,
+    caller: &Caller,
     page: Page,
 ) -> Result<Paged<ProjectRecord>, ServiceError> {
-    Ok(state.store.list_projects(organization, only, page).await?)
+    Ok(state
+        .store
+        .list_projects(caller.organization_id, caller.reach.project(), page)
+        .await?)
 }
 
-/// The project `id`, if the caller can reach it (`reach`: a project token's own project).
+/// The live project `id`, if it is within the caller's reach.
 pub async fn get(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     id: ProjectId,
-    reach: Option<ProjectId>,
 ) -> Result<ProjectRecord, ServiceError> {
+    if !caller.reach.allows(id) {
+        return Err(ServiceError::NotFound("project"));
+    }
     state
         .store
-        .get_project(organization, id)
+        .get_project(caller.organization_id, id)
         .await?
-        .filter(|project| reach.is_none_or(|own| own == project.id))
         .ok_or(ServiceError::NotFound("project"))
 }
 
 /// Renames the project or changes its description (or both).
 pub async fn update(
     state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
+    caller: &Caller,
     id: ProjectId,
     name: Option<Name>,
     description: Option<Description>,
@@ -70,28 +73,40 @@ pub async fn update(
             "send a new name, a new description, or both",
         ));
     }
+    if !caller.reach.allows(id) {
+        return Err(ServiceError::NotFound("project"));
+    }
     let changes = ProjectChanges {
         name,
         description: description.map(Description::into_string),
     };
     state
         .store
-        .update_project(audit, organization, id, changes, state.config.clock.now())
+        .update_project(
+            &caller.audit,
+            caller.organization_id,
+            id,
+            changes,
+            state.config.clock.now(),
+        )
         .await
         .map_err(store_error(Conflict::NameTaken("project")))?
         .ok_or(ServiceError::NotFound("project"))
 }
 
 /// Deletes an empty project and revokes its tokens, which stop working on the next request.
-pub async fn delete(
-    state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
-    id: ProjectId,
-) -> Result<(), ServiceError> {
+pub async fn delete(state: &AppState, caller: &Caller, id: ProjectId) -> Result<(), ServiceError> {
+    if !caller.reach.allows(id) {
+        return Err(ServiceError::NotFound("project"));
+    }
     let outcome = state
         .store
-        .delete_project(audit, organization, id, state.config.clock.now())
+        .delete_project(
+            &caller.audit,
+            caller.organization_id,
+            id,
+            state.config.clock.now(),
+        )
         .await?;
     match outcome {
         ProjectDeletion::Deleted { revoked_tokens } => {

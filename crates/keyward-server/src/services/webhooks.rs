@@ -2,13 +2,13 @@
 //! once), list, change, delete, and read and redeliver their deliveries.
 
 use keyward_core::webhook::EventTypes;
-use keyward_core::{MessageId, OrganizationId, Timestamp, WebhookId};
+use keyward_core::{MessageId, Timestamp, WebhookId};
 use keyward_store::{
-    AttemptRecord, AuditContext, DeliveryRecord, DeliveryState, NewWebhook, Page, WebhookChanges,
-    WebhookRecord,
+    AttemptRecord, DeliveryRecord, DeliveryState, NewWebhook, Page, WebhookChanges, WebhookRecord,
 };
 use serde::Serialize;
 
+use super::caller::Caller;
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
 use crate::error::FieldError;
@@ -178,8 +178,7 @@ pub fn check_events<S: AsRef<str>>(names: &[S]) -> Result<EventTypes, FieldError
 /// Registers an endpoint and returns it with its secret, shown this once.
 pub async fn create(
     state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
+    caller: &Caller,
     input: WebhookInput,
 ) -> Result<CreatedWebhook, ServiceError> {
     let key = state.config.webhook_signing_key.as_ref().ok_or_else(|| {
@@ -192,10 +191,10 @@ pub async fn create(
     let record = state
         .store
         .insert_webhook(
-            audit,
+            &caller.audit,
             NewWebhook {
                 id,
-                organization_id: organization,
+                organization_id: caller.organization_id,
                 url: input.url,
                 description: input.description,
                 events: input.events,
@@ -211,22 +210,19 @@ pub async fn create(
     })
 }
 
-pub async fn list(
-    state: &AppState,
-    organization: OrganizationId,
-) -> Result<Vec<WebhookView>, ServiceError> {
-    let records = state.store.list_webhooks(organization).await?;
+pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<WebhookView>, ServiceError> {
+    let records = state.store.list_webhooks(caller.organization_id).await?;
     Ok(records.into_iter().map(WebhookView::from).collect())
 }
 
 pub async fn show(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     id: WebhookId,
 ) -> Result<WebhookView, ServiceError> {
     state
         .store
-        .get_webhook(organization, id)
+        .get_webhook(caller.organization_id, id)
         .await?
         .map(WebhookView::from)
         .ok_or(ServiceError::NotFound("webhook endpoint"))
@@ -234,26 +230,24 @@ pub async fn show(
 
 pub async fn update(
     state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
+    caller: &Caller,
     id: WebhookId,
     changes: WebhookChanges,
 ) -> Result<WebhookView, ServiceError> {
     state
         .store
-        .update_webhook(audit, organization, id, changes)
+        .update_webhook(&caller.audit, caller.organization_id, id, changes)
         .await?
         .map(WebhookView::from)
         .ok_or(ServiceError::NotFound("webhook endpoint"))
 }
 
-pub async fn delete(
-    state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
-    id: WebhookId,
-) -> Result<(), ServiceError> {
-    if state.store.delete_webhook(audit, organization, id).await? {
+pub async fn delete(state: &AppState, caller: &Caller, id: WebhookId) -> Result<(), ServiceError> {
+    if state
+        .store
+        .delete_webhook(&caller.audit, caller.organization_id, id)
+        .await?
+    {
         Ok(())
     } else {
         Err(ServiceError::NotFound("webhook endpoint"))
@@ -262,14 +256,14 @@ pub async fn delete(
 
 pub async fn deliveries(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     id: WebhookId,
     page: Page,
 ) -> Result<List<DeliveryView>, ServiceError> {
-    show(state, organization, id).await?;
+    show(state, caller, id).await?;
     let paged = state
         .store
-        .list_webhook_deliveries(organization, id, page)
+        .list_webhook_deliveries(caller.organization_id, id, page)
         .await?;
     Ok(List::from_paged(
         paged,
@@ -280,13 +274,13 @@ pub async fn deliveries(
 
 pub async fn delivery(
     state: &AppState,
-    organization: OrganizationId,
+    caller: &Caller,
     id: WebhookId,
     message: MessageId,
 ) -> Result<DeliveryDetail, ServiceError> {
     let (delivery, attempts, payload) = state
         .store
-        .get_webhook_delivery(organization, id, message)
+        .get_webhook_delivery(caller.organization_id, id, message)
         .await?
         .ok_or(ServiceError::NotFound("delivery"))?;
     Ok(DeliveryDetail {
@@ -299,18 +293,17 @@ pub async fn delivery(
 /// Makes a delivery due now, whatever its state.
 pub async fn redeliver(
     state: &AppState,
-    audit: &AuditContext,
-    organization: OrganizationId,
+    caller: &Caller,
     id: WebhookId,
     message: MessageId,
 ) -> Result<(), ServiceError> {
-    if !show(state, organization, id).await?.enabled {
+    if !show(state, caller, id).await?.enabled {
         return Err(ServiceError::Conflict(Conflict::WebhookDisabled));
     }
     let now = state.config.clock.now();
     if state
         .store
-        .redeliver_webhook(audit, organization, id, message, now)
+        .redeliver_webhook(&caller.audit, caller.organization_id, id, message, now)
         .await?
     {
         Ok(())

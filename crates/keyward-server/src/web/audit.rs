@@ -133,8 +133,7 @@ pub async fn audit_log(
     };
     let (rows, older_url, errors, status) = match filter {
         Ok(filter) => {
-            let list =
-                audit::list(&state, person.membership.organization_id, &filter, page).await?;
+            let list = audit::list(&state, &person.caller(&state), &filter, page).await?;
             let older_url = list.next_cursor.map(|cursor| {
                 let mut query = form_urlencoded::Serializer::new(String::new());
                 for (name, value) in [

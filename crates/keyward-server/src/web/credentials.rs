@@ -10,7 +10,7 @@ use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, KeyDigest, Networks, OrganizationId, ProjectId,
     ScopeCatalog, ScopeSet, Timestamp,
 };
-use keyward_store::{Creator, CredentialChanges, CredentialFilter, Page, ProjectRecord};
+use keyward_store::{CredentialChanges, CredentialFilter, Page, ProjectRecord};
 use serde::Deserialize;
 
 use super::form::FormData;
@@ -19,7 +19,7 @@ use super::session::Person;
 use crate::AppState;
 use crate::pagination::page_from;
 use crate::services::credentials::{
-    self, CredentialInput, CredentialView, Grantor, check_expiry, parse_name, parse_scopes,
+    self, CredentialEntry, CredentialInput, check_expiry, parse_name, parse_scopes,
 };
 use crate::services::projects;
 use crate::services::{Conflict, ServiceError};
@@ -92,23 +92,7 @@ pub async fn project_of(
     raw: &str,
 ) -> Result<ProjectRecord, WebError> {
     let id = ProjectId::parse(raw).map_err(|_| WebError::not_found("project"))?;
-    let organization = person.membership.organization_id;
-    Ok(projects::get(state, organization, id, None).await?)
-}
-
-/// Whether the person may revoke this credential now.
-fn may_revoke(person: &Person, view: &CredentialView) -> bool {
-    view.status != CredentialStatus::Revoked && person.may_revoke(view.created_by_user)
-}
-
-/// Whoever may revoke an active credential may rotate it, once.
-fn may_rotate(person: &Person, view: &CredentialView) -> bool {
-    view.status == CredentialStatus::Active && view.rotation.is_none() && may_revoke(person, view)
-}
-
-/// Whoever may revoke an active credential may change the networks it may be used from.
-fn may_change_networks(person: &Person, view: &CredentialView) -> bool {
-    view.status == CredentialStatus::Active && may_revoke(person, view)
+    Ok(projects::get(state, &person.caller(state), id).await?)
 }
 
 #[derive(Template)]
@@ -132,9 +116,9 @@ async fn networks_page(
     entered: Option<(String, String)>,
 ) -> Result<Response, WebError> {
     let id = place.parse_id(raw_id)?;
-    let organization = person.membership.organization_id;
-    let view = credentials::show(state, organization, id, place.project_id()).await?;
-    if !may_change_networks(person, &view) {
+    let CredentialEntry { view, allowed } =
+        credentials::show(state, &person.caller(state), id, place.project_id()).await?;
+    if !allowed.change_networks {
         return Err(WebError::forbidden(format!(
             "You cannot change this {}: it is not active, or was created by someone else.",
             place.label()
@@ -171,14 +155,9 @@ async fn change_networks(
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
     let id = place.parse_id(raw_id)?;
-    let view = credentials::show(
-        state,
-        person.membership.organization_id,
-        id,
-        place.project_id(),
-    )
-    .await?;
-    if !may_change_networks(person, &view) {
+    let caller = person.caller(state);
+    let entry = credentials::show(state, &caller, id, place.project_id()).await?;
+    if !entry.allowed.change_networks {
         return networks_page(state, person, place, raw_id, None).await;
     }
     let entered = form.text("allowed_cidrs").to_owned();
@@ -192,16 +171,7 @@ async fn change_networks(
         allowed_cidrs: Some(networks),
         ..CredentialChanges::default()
     };
-    let grantor = person_grantor(state, person);
-    credentials::update(
-        state,
-        &person.audit(),
-        &grantor,
-        id,
-        place.project_id(),
-        changes,
-    )
-    .await?;
+    credentials::update(state, &caller, id, place.project_id(), changes).await?;
     Ok(Redirect::to(&format!("{}?notice=networks", place.url())).into_response())
 }
 
@@ -239,9 +209,9 @@ async fn confirm_rotate(
     raw_id: &str,
 ) -> Result<Response, WebError> {
     let id = place.parse_id(raw_id)?;
-    let organization = person.membership.organization_id;
-    let view = credentials::show(state, organization, id, place.project_id()).await?;
-    if !may_rotate(person, &view) {
+    let CredentialEntry { view, allowed } =
+        credentials::show(state, &person.caller(state), id, place.project_id()).await?;
+    if !allowed.rotate {
         return Err(cannot_rotate(&place));
     }
     let template = RotatePage {
@@ -270,9 +240,9 @@ async fn rotate(
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
     let id = place.parse_id(raw_id)?;
-    let organization = person.membership.organization_id;
-    let view = credentials::show(state, organization, id, place.project_id()).await?;
-    if !may_rotate(person, &view) {
+    let caller = person.caller(state);
+    let entry = credentials::show(state, &caller, id, place.project_id()).await?;
+    if !entry.allowed.rotate {
         return Err(cannot_rotate(&place));
     }
     let grace = form
@@ -286,17 +256,7 @@ async fn rotate(
                 "Choose when the old one stops.",
             )
         })?;
-    let grantor = person_grantor(state, person);
-    let created = credentials::rotate(
-        state,
-        &person.audit(),
-        &grantor,
-        id,
-        place.project_id(),
-        grace,
-        None,
-    )
-    .await?;
+    let created = credentials::rotate(state, &caller, id, place.project_id(), grace, None).await?;
     created_page(state, person, &place, created, "rotated").await
 }
 
@@ -366,11 +326,12 @@ async fn list_page(
         kind: place.kind,
         project: place.project_id(),
     };
-    let list = credentials::list(state, person.membership.organization_id, filter, page).await?;
+    let caller = person.caller(state);
+    let list = credentials::list(state, &caller, filter, page).await?;
     let base = place.url();
     let mut rows = Vec::with_capacity(list.data.len());
-    for view in list.data {
-        let addresses = credentials::addresses(state, person.membership.organization_id, view.id)
+    for CredentialEntry { view, allowed } in list.data {
+        let addresses = credentials::addresses(state, &caller, view.id)
             .await?
             .into_iter()
             .map(|address| (address.ip, DateCell::new(address.last_used_at)))
@@ -378,9 +339,10 @@ async fn list_page(
         rows.push(CredentialRow {
             addresses,
             exceeds_policy: view.exceeds_policy,
-            revoke_url: may_revoke(person, &view).then(|| format!("{base}/{}/revoke", view.id)),
-            rotate_url: may_rotate(person, &view).then(|| format!("{base}/{}/rotate", view.id)),
-            networks_url: may_change_networks(person, &view)
+            revoke_url: allowed.revoke.then(|| format!("{base}/{}/revoke", view.id)),
+            rotate_url: allowed.rotate.then(|| format!("{base}/{}/rotate", view.id)),
+            networks_url: allowed
+                .change_networks
                 .then(|| format!("{base}/{}/networks", view.id)),
             networks: view.allowed_cidrs.as_ref().map(Networks::to_string),
             exposed: view
@@ -740,7 +702,6 @@ async fn create(
         return form_page(state, person, &place, entered, errors).await;
     };
 
-    let grantor = person_grantor(state, person);
     let input = CredentialInput {
         name,
         scopes,
@@ -750,8 +711,7 @@ async fn create(
     };
     let created = match credentials::create(
         state,
-        &person.audit(),
-        &grantor,
+        &person.caller(state),
         place.kind,
         place.project_id(),
         input,
@@ -775,18 +735,6 @@ async fn create(
         }
     };
     created_page(state, person, &place, created, "created").await
-}
-
-/// A person grants at most their role's cap.
-fn person_grantor(state: &AppState, person: &Person) -> Grantor {
-    Grantor {
-        organization_id: person.membership.organization_id,
-        allowed: state.config.scopes.role_cap(person.membership.role),
-        expires_at: None,
-        rate_limit: None,
-        networks: None,
-        created_by: Creator::User(person.user_id),
-    }
 }
 
 /// The page that shows a new credential's key, once.
@@ -836,14 +784,9 @@ async fn confirm_revoke(
     raw_id: &str,
 ) -> Result<Response, WebError> {
     let id = place.parse_id(raw_id)?;
-    let view = credentials::show(
-        state,
-        person.membership.organization_id,
-        id,
-        place.project_id(),
-    )
-    .await?;
-    if !may_revoke(person, &view) {
+    let CredentialEntry { view, allowed } =
+        credentials::show(state, &person.caller(state), id, place.project_id()).await?;
+    if !allowed.revoke {
         return Err(WebError::forbidden(format!(
             "You cannot revoke this {}: members revoke only what they created.",
             place.label()
@@ -875,18 +818,19 @@ async fn revoke(
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
     let id = place.parse_id(raw_id)?;
-    let organization = person.membership.organization_id;
-    let view = credentials::show(state, organization, id, place.project_id()).await?;
+    let caller = person.caller(state);
+    let CredentialEntry { view, allowed } =
+        credentials::show(state, &caller, id, place.project_id()).await?;
     if view.status == CredentialStatus::Revoked {
         return Ok(Redirect::to(&place.url()).into_response());
     }
-    if !may_revoke(person, &view) {
+    if !allowed.revoke {
         return Err(WebError::forbidden(format!(
             "You cannot revoke this {}: members revoke only what they created.",
             place.label()
         )));
     }
-    credentials::revoke(state, &person.audit(), organization, id, place.project_id()).await?;
+    credentials::revoke(state, &caller, id, place.project_id()).await?;
     Ok(Redirect::to(&format!("{}?notice=revoked", place.url())).into_response())
 }
 

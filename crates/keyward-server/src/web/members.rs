@@ -19,8 +19,8 @@ use crate::services::{Conflict, ServiceError, members};
 
 const ROLES: [Role; 3] = [Role::Owner, Role::Admin, Role::Member];
 
-fn require_manager(person: &Person) -> Result<(), WebError> {
-    if person.manager().may_manage() {
+fn require_manager(state: &AppState, person: &Person) -> Result<(), WebError> {
+    if members::may_manage(&person.caller(state)) {
         Ok(())
     } else {
         Err(WebError::forbidden(
@@ -61,7 +61,7 @@ pub struct Params {
     notice: Option<String>,
 }
 
-fn row(viewer: &Person, member: MemberRecord) -> MemberRow {
+fn row(state: &AppState, viewer: &Person, member: MemberRecord) -> MemberRow {
     let role = viewer.membership.role;
     let roles = if ROLES
         .iter()
@@ -85,7 +85,7 @@ fn row(viewer: &Person, member: MemberRecord) -> MemberRow {
         joined: DateCell::new(member.joined_at),
         is_you: member.user_id == viewer.user_id,
         roles,
-        can_remove: members::may_remove(viewer.manager(), &member),
+        can_remove: members::may_remove(&viewer.caller(state), &member),
     }
 }
 
@@ -96,12 +96,12 @@ async fn members_page(
     errors: FormErrors,
     notice: Option<&'static str>,
 ) -> Result<Response, WebError> {
-    let members = members::list(state, person.membership.organization_id).await?;
+    let members = members::list(state, &person.caller(state)).await?;
     let role = person.membership.role;
     let status = errors.status();
     let template = MembersPage {
         layout: Layout::new(state, person, "members").await?,
-        rows: members.into_iter().map(|m| row(person, m)).collect(),
+        rows: members.into_iter().map(|m| row(state, person, m)).collect(),
         add_roles: ROLES
             .iter()
             .filter(|&&r| role.may_assign(None, Some(r)))
@@ -122,7 +122,7 @@ pub async fn list_members(
     person: Person,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, WebError> {
-    require_manager(&person)?;
+    require_manager(&state, &person)?;
     let notice = match params.ok().and_then(|Query(p)| p.notice).as_deref() {
         Some("added") => Some("Member added."),
         Some("changed") => Some("Role changed."),
@@ -153,7 +153,7 @@ pub async fn add_member(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    require_manager(&person)?;
+    require_manager(&state, &person)?;
     let mut errors = FormErrors::default();
     let email = Email::parse(form.text("email"))
         .map_err(|e| errors.push("email", e))
@@ -166,7 +166,7 @@ pub async fn add_member(
     let (Some(email), Some(role)) = (email, role) else {
         return members_page(&state, &person, entered, errors, None).await;
     };
-    match members::add(&state, &person.audit(), person.manager(), &email, role).await {
+    match members::add(&state, &person.caller(&state), &email, role).await {
         Ok(()) => Ok(Redirect::to("/settings/members?notice=added").into_response()),
         Err(error) => {
             errors.absorb(error)?;
@@ -177,7 +177,7 @@ pub async fn add_member(
 
 async fn member_of(state: &AppState, person: &Person, raw: &str) -> Result<MemberRecord, WebError> {
     let id = UserId::parse(raw).map_err(|_| WebError::not_found("member"))?;
-    Ok(members::get(state, person.membership.organization_id, id).await?)
+    Ok(members::get(state, &person.caller(state), id).await?)
 }
 
 /// Where a change of membership leads: back to the list, with a notice.
@@ -198,7 +198,7 @@ pub async fn change_role(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    require_manager(&person)?;
+    require_manager(&state, &person)?;
     let member = member_of(&state, &person, &user_id).await?;
     let role = parse_role(form.text("role")).ok_or_else(|| {
         WebError::page(
@@ -206,8 +206,7 @@ pub async fn change_role(
             "Choose owner, admin or member.",
         )
     })?;
-    let changed =
-        members::change_role(&state, &person.audit(), person.manager(), &member, role).await;
+    let changed = members::change_role(&state, &person.caller(&state), &member, role).await;
     outcome(changed, "changed")
 }
 
@@ -216,9 +215,9 @@ pub async fn confirm_remove(
     person: Person,
     Path(user_id): Path<String>,
 ) -> Result<Response, WebError> {
-    require_manager(&person)?;
+    require_manager(&state, &person)?;
     let member = member_of(&state, &person, &user_id).await?;
-    if !members::may_remove(person.manager(), &member) {
+    if !members::may_remove(&person.caller(&state), &member) {
         return Err(WebError::forbidden("Only owners can remove owners."));
     }
     let template = ConfirmPage {
@@ -243,8 +242,8 @@ pub async fn remove(
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
-    require_manager(&person)?;
+    require_manager(&state, &person)?;
     let member = member_of(&state, &person, &user_id).await?;
-    let removed = members::remove(&state, &person.audit(), person.manager(), &member).await;
+    let removed = members::remove(&state, &person.caller(&state), &member).await;
     outcome(removed, "removed")
 }

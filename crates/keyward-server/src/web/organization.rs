@@ -38,7 +38,7 @@ pub async fn show(
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, WebError> {
     person.require(Scope::ORGANIZATION_WRITE)?;
-    let record = organization::get(&state, person.membership.organization_id).await?;
+    let record = organization::get(&state, &person.caller(&state)).await?;
     let saved = params
         .ok()
         .and_then(|Query(p)| p.notice)
@@ -89,15 +89,12 @@ pub async fn update(
         }
     };
     if let Some(days) = days {
-        let audit = person.audit();
         let changes = keyward_store::PolicyChanges {
             max_lifetime_days: Some(days),
             require_expiry: Some(require_expiry),
             leak_action: Some(leak_action),
         };
-        match organization::set_policy(&state, &audit, person.membership.organization_id, changes)
-            .await
-        {
+        match organization::set_policy(&state, &person.caller(&state), changes).await {
             Ok(_) => {
                 return Ok(
                     Redirect::to("/settings/organization/policy?notice=saved").into_response()
@@ -106,7 +103,7 @@ pub async fn update(
             Err(error) => errors.absorb(error)?,
         }
     }
-    let record = organization::get(&state, person.membership.organization_id).await?;
+    let record = organization::get(&state, &person.caller(&state)).await?;
     let page = OrganizationPage {
         layout: Layout::new(&state, &person, "organization").await?,
         name: record.name.to_string(),

@@ -49,13 +49,7 @@ async fn projects_page(
     errors: FormErrors,
     notice: Option<String>,
 ) -> Result<Response, WebError> {
-    let projects = projects::list(
-        state,
-        person.membership.organization_id,
-        None,
-        Page::first(LIST_LIMIT),
-    )
-    .await?;
+    let projects = projects::list(state, &person.caller(state), Page::first(LIST_LIMIT)).await?;
     let rows = projects
         .items
         .into_iter()
@@ -146,8 +140,7 @@ pub async fn create_project(
     let (Some(name), Some(description)) = (name, description) else {
         return again(errors).await;
     };
-    let organization = person.membership.organization_id;
-    match projects::create(&state, &person.audit(), organization, name, description).await {
+    match projects::create(&state, &person.caller(&state), name, description).await {
         Ok(_) => Ok(Redirect::to("/settings/projects").into_response()),
         Err(error) => {
             errors.absorb(error)?;
@@ -229,11 +222,9 @@ pub async fn update_project(
     let (Some(name), Some(description)) = (name, description) else {
         return edit_page(&state, &person, &project, entered.0, entered.1, errors).await;
     };
-    let organization = person.membership.organization_id;
     match projects::update(
         &state,
-        &person.audit(),
-        organization,
+        &person.caller(&state),
         project.id,
         Some(name),
         Some(description),
@@ -259,12 +250,11 @@ pub async fn confirm_delete_project(
         kind: keyward_core::CredentialKind::ProjectToken,
         project: Some(project.id),
     };
-    let organization = person.membership.organization_id;
-    let tokens = credentials::list(&state, organization, filter, Page::first(100))
+    let tokens = credentials::list(&state, &person.caller(&state), filter, Page::first(100))
         .await?
         .data
         .iter()
-        .filter(|t| t.revoked_at.is_none())
+        .filter(|t| t.view.revoked_at.is_none())
         .count();
     let template = ConfirmPage {
         layout: Layout::new(&state, &person, "projects").await?,
@@ -294,8 +284,7 @@ pub async fn delete_project(
     person.check_csrf(form.csrf_token())?;
     person.require(Scope::PROJECTS_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
-    let organization = person.membership.organization_id;
-    match projects::delete(&state, &person.audit(), organization, project.id).await {
+    match projects::delete(&state, &person.caller(&state), project.id).await {
         Ok(()) => Ok(Redirect::to("/settings/projects").into_response()),
         Err(ServiceError::Conflict(Conflict::ProjectHasInstances)) => Err(WebError::page(
             StatusCode::CONFLICT,
@@ -344,8 +333,7 @@ async fn instances_page(
 ) -> Result<Response, WebError> {
     let instances = instances::list(
         state,
-        person.membership.organization_id,
-        None,
+        &person.caller(state),
         Some(project.id),
         Page::first(LIST_LIMIT),
     )
@@ -432,8 +420,7 @@ pub async fn create_instance(
         region,
         status,
     };
-    let organization = person.membership.organization_id;
-    match instances::create(&state, &person.audit(), organization, None, input).await {
+    match instances::create(&state, &person.caller(&state), input).await {
         Ok(_) => Ok(
             Redirect::to(&format!("/settings/projects/{}/instances", project.id)).into_response(),
         ),
@@ -451,8 +438,7 @@ async fn instance_of(
     raw: &str,
 ) -> Result<keyward_store::InstanceRecord, WebError> {
     let id = InstanceId::parse(raw).map_err(|_| WebError::not_found("instance"))?;
-    let organization = person.membership.organization_id;
-    Ok(instances::get(state, organization, None, id, Some(project.id)).await?)
+    Ok(instances::get(state, &person.caller(state), id, Some(project.id)).await?)
 }
 
 pub async fn confirm_delete_instance(
@@ -491,12 +477,9 @@ pub async fn delete_instance(
     person.require(Scope::INSTANCES_WRITE)?;
     let project = project_of(&state, &person, &project_id).await?;
     let instance = instance_of(&state, &person, &project, &instance_id).await?;
-    let organization = person.membership.organization_id;
     instances::delete(
         &state,
-        &person.audit(),
-        organization,
-        None,
+        &person.caller(&state),
         instance.id,
         Some(project.id),
     )

@@ -12,7 +12,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use keyward_core::credential::random_token;
-use keyward_core::{Email, KeyDigest, Role, Scope, UserId};
+use keyward_core::{Email, KeyDigest, Scope, UserId};
 use keyward_store::{MembershipRecord, NewSession};
 
 use super::page::WebError;
@@ -132,17 +132,15 @@ impl Person {
         }
     }
 
-    /// Owners and admins revoke any credential; members revoke those they created.
-    pub fn may_revoke(&self, created_by: Option<UserId>) -> bool {
-        self.membership.role >= Role::Admin || created_by == Some(self.user_id)
-    }
-
-    /// Who manages members, when this person does.
-    pub fn manager(&self) -> crate::services::members::Manager {
-        crate::services::members::Manager {
-            organization_id: self.membership.organization_id,
-            grantor: crate::services::members::Grantor::Person(self.membership.role),
-        }
+    /// The person as the services see them: their organization, role and grants.
+    pub fn caller(&self, state: &crate::AppState) -> crate::services::caller::Caller {
+        crate::services::caller::Caller::person(
+            state,
+            self.membership.organization_id,
+            self.user_id,
+            self.membership.role,
+            self.audit(),
+        )
     }
 
     /// Refuses a form whose CSRF token is not this session's.

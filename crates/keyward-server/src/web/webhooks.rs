@@ -61,7 +61,7 @@ async fn list_page(
     errors: FormErrors,
     notice: Option<&'static str>,
 ) -> Result<Response, WebError> {
-    let endpoints = webhooks::list(state, person.membership.organization_id).await?;
+    let endpoints = webhooks::list(state, &person.caller(state)).await?;
     let rows = endpoints
         .into_iter()
         .map(|view| EndpointRow {
@@ -147,15 +147,13 @@ pub async fn create(
         events,
         description,
     };
-    let audit = person.audit();
-    let created =
-        match webhooks::create(&state, &audit, person.membership.organization_id, input).await {
-            Ok(created) => created,
-            Err(error) => {
-                errors.absorb(error)?;
-                return list_page(&state, &person, entered, errors, None).await;
-            }
-        };
+    let created = match webhooks::create(&state, &person.caller(&state), input).await {
+        Ok(created) => created,
+        Err(error) => {
+            errors.absorb(error)?;
+            return list_page(&state, &person, entered, errors, None).await;
+        }
+    };
     let page = CreatedPage {
         layout: Layout::new(&state, &person, "webhooks").await?,
         id: created.webhook.id.to_string(),
@@ -200,9 +198,9 @@ pub async fn show(
 ) -> Result<Response, WebError> {
     person.require(Scope::WEBHOOKS_READ)?;
     let id = parse_id(&raw)?;
-    let organization = person.membership.organization_id;
-    let view = webhooks::show(&state, organization, id).await?;
-    let list = webhooks::deliveries(&state, organization, id, Page::first(50)).await?;
+    let caller = person.caller(&state);
+    let view = webhooks::show(&state, &caller, id).await?;
+    let list = webhooks::deliveries(&state, &caller, id, Page::first(50)).await?;
     let deliveries = list
         .data
         .into_iter()
@@ -264,7 +262,7 @@ pub async fn show_delivery(
     person.require(Scope::WEBHOOKS_READ)?;
     let id = parse_id(&raw)?;
     let message = MessageId::parse(&message).map_err(|_| WebError::not_found("delivery"))?;
-    let detail = webhooks::delivery(&state, person.membership.organization_id, id, message).await?;
+    let detail = webhooks::delivery(&state, &person.caller(&state), id, message).await?;
     let page = DeliveryPage {
         layout: Layout::new(&state, &person, "webhooks").await?,
         endpoint_id: id.to_string(),
@@ -300,15 +298,7 @@ pub async fn redeliver(
     person.require(Scope::WEBHOOKS_WRITE)?;
     let id = parse_id(&raw)?;
     let message = MessageId::parse(&message).map_err(|_| WebError::not_found("delivery"))?;
-    let audit = person.audit();
-    webhooks::redeliver(
-        &state,
-        &audit,
-        person.membership.organization_id,
-        id,
-        message,
-    )
-    .await?;
+    webhooks::redeliver(&state, &person.caller(&state), id, message).await?;
     Ok(Redirect::to(&format!("/settings/webhooks/{id}?notice=redeliver")).into_response())
 }
 
@@ -321,7 +311,6 @@ pub async fn delete(
     person.check_csrf(form.csrf_token())?;
     person.require(Scope::WEBHOOKS_WRITE)?;
     let id = parse_id(&raw)?;
-    let audit = person.audit();
-    webhooks::delete(&state, &audit, person.membership.organization_id, id).await?;
+    webhooks::delete(&state, &person.caller(&state), id).await?;
     Ok(Redirect::to("/settings/webhooks?notice=deleted").into_response())
 }
