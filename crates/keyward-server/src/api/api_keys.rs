@@ -3,9 +3,10 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use keyward_core::{CredentialId, CredentialKind, Scope};
 use keyward_store::CredentialFilter;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential};
@@ -20,14 +21,9 @@ use crate::services::credentials::{self, CreatedCredential, CredentialView};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
-        .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
-        .route("/v1/api-keys/{key_id}/rotate", post(rotate_api_key))
-        .route(
-            "/v1/api-keys/{key_id}",
-            get(show_api_key)
-                .patch(update_api_key)
-                .delete(revoke_api_key),
-        )
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(rotate_api_key))
+        .routes(routes!(show_api_key, update_api_key, revoke_api_key))
 }
 
 const API_KEYS: CredentialFilter = CredentialFilter {
@@ -74,6 +70,7 @@ pub(super) async fn list_api_keys(
     post, path = "/v1/api-keys", tag = "API keys",
     request_body = CreateCredential,
     responses((status = 201, description = "Created; the key is shown this once", body = CreatedCredential)),
+    extensions(("x-keyward-grants" = json!("The key must also hold every scope it grants."))),
     security(("bearer" = ["api_keys:write"]))
 )]
 pub(super) async fn create_api_key(
@@ -153,6 +150,7 @@ pub(super) async fn revoke_api_key(
     params(("key_id" = String, Path, description = "The key's id, `key_…`")),
     request_body = RotateCredential,
     responses((status = 201, description = "The new key, shown once", body = CreatedCredential)),
+    extensions(("x-keyward-grants" = json!("The key must also hold every scope it grants."))),
     security(("bearer" = ["api_keys:write"]))
 )]
 pub(super) async fn rotate_api_key(

@@ -1,9 +1,10 @@
 //! `/v1/audit-events`: the organization's audit log.
 
 use axum::extract::State;
-use axum::routing::get;
 use keyward_core::{EventId, Scope};
 use serde::Deserialize;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -16,7 +17,8 @@ use crate::services::audit::{self, AuditEventView, FilterInput};
 use crate::services::caller::Caller;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route("/v1/audit-events", get(list_audit_events))
+    ApiRoutes::new()
+        .routes(routes!(list_audit_events))
 }
 
 /// Filters of the audit log, with `limit` and `cursor`.

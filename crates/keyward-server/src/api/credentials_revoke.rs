@@ -13,9 +13,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::post;
 use keyward_core::{KeyDigest, RateLimit};
 use serde::{Deserialize, Serialize};
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -26,7 +27,8 @@ use crate::extract::ApiJson;
 use crate::services::leaks::{self, Action};
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route("/v1/credentials/revoke", post(revoke_reported))
+    ApiRoutes::new()
+        .routes(routes!(revoke_reported))
 }
 
 /// Most keys in one report.

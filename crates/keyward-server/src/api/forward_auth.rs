@@ -16,11 +16,10 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use keyward_core::route::{ProjectSource, in_a_path_as_is};
 use keyward_core::{ProjectId, Reach};
 
-use super::ApiRoutes;
+use super::{ApiRoutes, any_method};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -29,9 +28,12 @@ use crate::error::ApiError;
 const PREFIX: &str = "/v1/forward-auth";
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .route(PREFIX, any(forward_auth))
-        .route("/v1/forward-auth/{*path}", any(forward_auth_by_path))
+    let routes = any_method::<__path_forward_auth, _, _>(ApiRoutes::new(), PREFIX, forward_auth);
+    any_method::<__path_forward_auth_by_path, _, _>(
+        routes,
+        "/v1/forward-auth/{*path}",
+        forward_auth_by_path,
+    )
 }
 
 /// The one value of header `name`: `Ok(None)` when absent, `Err` when sent more than once

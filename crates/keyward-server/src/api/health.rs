@@ -2,8 +2,9 @@
 //! balancers and orchestrators. Neither needs a credential.
 
 use axum::extract::State;
-use axum::routing::get;
 use serde::Serialize;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -12,8 +13,8 @@ use crate::extract::ApiJson;
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 /// `{"status": "ok"}` or `{"status": "ready"}`.

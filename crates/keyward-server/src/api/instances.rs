@@ -4,12 +4,13 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use keyward_core::{
     InstanceId, InstanceStatus, Name, OrganizationId, ProjectId, Region, Scope, Timestamp,
 };
 use keyward_store::InstanceRecord;
 use serde::{Deserialize, Serialize};
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -23,11 +24,8 @@ use crate::services::instances::{self, InstanceInput};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
-        .route("/v1/instances", get(list_instances).post(create_instance))
-        .route(
-            "/v1/instances/{instance_id}",
-            get(show_instance).delete(delete_instance),
-        )
+        .routes(routes!(list_instances, create_instance))
+        .routes(routes!(show_instance, delete_instance))
 }
 
 /// An instance: the platform resource that belongs to a project.

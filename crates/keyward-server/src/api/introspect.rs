@@ -14,9 +14,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use keyward_core::Scope;
 use serde::Serialize;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -25,7 +26,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, media_type};
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route("/oauth/introspect", post(introspect))
+    ApiRoutes::new()
+        .routes(routes!(introspect))
 }
 
 /// The form an introspection request sends (`application/x-www-form-urlencoded`).

@@ -4,11 +4,12 @@
 //! and verifying it neither counts as its use nor spends its rate limit.
 
 use axum::extract::State;
-use axum::routing::post;
 use keyward_core::{
     CredentialId, CredentialKind, OrganizationId, ProjectId, Scope, ScopeSet, Timestamp,
 };
 use serde::{Deserialize, Serialize};
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -18,7 +19,8 @@ use crate::extract::ApiJson;
 use crate::services::credentials::parse_scopes;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route("/v1/keys/verify", post(verify_key))
+    ApiRoutes::new()
+        .routes(routes!(verify_key))
 }
 
 /// A key to check, and optionally scopes it must hold.

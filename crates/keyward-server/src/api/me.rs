@@ -2,9 +2,10 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use keyward_core::{CredentialId, CredentialKind, OrganizationId, ProjectId, Timestamp};
 use serde::Serialize;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -12,7 +13,8 @@ use crate::auth::Principal;
 use crate::extract::ApiJson;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route("/v1/me", get(show_current_credential))
+    ApiRoutes::new()
+        .routes(routes!(show_current_credential))
 }
 
 /// The credential a request presented.

@@ -7,10 +7,11 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use keyward_core::{Email, Role, Scope, Timestamp, UserId};
 use keyward_store::MemberRecord;
 use serde::{Deserialize, Serialize};
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -23,13 +24,8 @@ use crate::services::members;
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
-        .route("/v1/members", get(list_members).post(add_member))
-        .route(
-            "/v1/members/{user_id}",
-            get(show_member)
-                .patch(change_member_role)
-                .delete(remove_member),
-        )
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(show_member, change_member_role, remove_member))
 }
 
 /// A member of the organization.
@@ -116,6 +112,7 @@ pub(super) async fn list_members(
     post, path = "/v1/members", tag = "Members",
     request_body = AddMember,
     responses((status = 201, description = "Added", body = MemberView)),
+    extensions(("x-keyward-grants" = json!("The key must also hold every scope it grants."))),
     security(("bearer" = ["members:write"]))
 )]
 pub(super) async fn add_member(

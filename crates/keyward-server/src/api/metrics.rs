@@ -4,13 +4,15 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route("/metrics", get(metrics))
+    ApiRoutes::new()
+        .routes(routes!(metrics))
 }
 
 /// Prometheus metrics

@@ -28,8 +28,9 @@ use std::any::Any;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
-use axum::routing::MethodRouter;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -37,37 +38,38 @@ use crate::error::ApiError;
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The API's routes, recorded as they are added, so that [`paths`] lists exactly what the
-/// router serves (the authorization matrix test walks it).
-pub(crate) struct ApiRoutes {
-    router: Router<AppState>,
-    paths: Vec<String>,
+/// The API's routes with their OpenAPI operations. Each module's `router()` registers its
+/// handlers with `routes!`, which takes a handler's path and methods from its
+/// `#[utoipa::path]`: the route and its documentation are one declaration, and the
+/// authorization matrix and `docs/authorization.md` read the scope each operation declares.
+pub(crate) type ApiRoutes = OpenApiRouter<AppState>;
+
+/// Registers `handler` for every method at `route` (axum's syntax: a `{*rest}` wildcard may
+/// end it), with the operation its `#[utoipa::path]` (`P`) declares: for forward
+/// authentication, which decides requests of any method, for any path after its prefix.
+pub(crate) fn any_method<P, H, T>(routes: ApiRoutes, route: &str, handler: H) -> ApiRoutes
+where
+    P: utoipa::Path + for<'t> utoipa::__dev::Tags<'t>,
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    let mut routes = routes.route(route, axum::routing::any(handler));
+    let mut operation = P::operation();
+    // As `routes!` does: the operation's tags come apart from it.
+    operation
+        .tags
+        .get_or_insert_with(Vec::new)
+        .extend(P::tags().into_iter().map(str::to_owned));
+    routes
+        .get_openapi_mut()
+        .paths
+        .add_path_operation(P::path(), P::methods(), operation);
+    routes
 }
 
-impl ApiRoutes {
-    pub(crate) fn new() -> Self {
-        Self {
-            router: Router::new(),
-            paths: Vec::new(),
-        }
-    }
-
-    /// Adds a route; [`paths`] lists it as OpenAPI writes it (`{*rest}` as `{rest}`).
-    pub(crate) fn route(mut self, path: &'static str, methods: MethodRouter<AppState>) -> Self {
-        self.router = self.router.route(path, methods);
-        self.paths.push(path.replace("{*", "{"));
-        self
-    }
-
-    fn merge(mut self, other: ApiRoutes) -> Self {
-        self.router = self.router.merge(other.router);
-        self.paths.extend(other.paths);
-        self
-    }
-}
-
-fn routes() -> (ApiRoutes, ApiRoutes) {
-    let v1 = ApiRoutes::new()
+/// Every route of the API with its operation.
+fn routes() -> ApiRoutes {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(api_keys::router())
         .merge(audit_events::router())
         .merge(projects::router())
@@ -82,17 +84,20 @@ fn routes() -> (ApiRoutes, ApiRoutes) {
         .merge(scopes::router())
         .merge(webhooks::router())
         .merge(credentials_revoke::router())
-        .merge(secret_scanning::router());
-    let open = health::router()
+        .merge(secret_scanning::router())
+        .merge(health::router())
         .merge(metrics::router())
-        .merge(openapi::router());
-    (v1, open)
+        .merge(openapi::router())
+}
+
+/// The operations the API declares, before the shared error answers are added.
+pub(crate) fn declared_operations() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
 }
 
 /// Every path the API serves, with `{placeholders}` for its parameters.
 pub fn paths() -> Vec<String> {
-    let (v1, health) = routes();
-    v1.paths.into_iter().chain(health.paths).collect()
+    declared_operations().paths.paths.into_keys().collect()
 }
 
 /// The API. Every `/v1` handler starts with Bearer authentication (the `Principal`
@@ -101,10 +106,8 @@ pub use credentials_revoke::REPORTS_PER_ADDRESS;
 pub use openapi::{document as openapi_document, served_document};
 
 pub fn router() -> Router<AppState> {
-    let (v1, open) = routes();
-    Router::new()
-        .merge(v1.router)
-        .merge(open.router)
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -12,16 +12,13 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use keyward_core::{CredentialKind, ScopeCatalog};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{
-    ApiRoutes, api_keys, audit_events, credentials_revoke, forward_auth, health, instances,
-    introspect, keys_verify, me, members, metrics, organization, projects, scopes, secret_scanning,
-    tokens, webhooks,
-};
+use utoipa_axum::routes;
+
+use super::ApiRoutes;
 use crate::AppState;
 use crate::error::{ApiError, FieldError, Problem};
 
@@ -32,68 +29,17 @@ use crate::error::{ApiError, FieldError, Problem};
         description = "API keys and project tokens for a platform's REST API. Send a key as \
                        `Authorization: Bearer <key>`; each operation lists the scope it needs.",
     ),
-    paths(
-        api_keys::list_api_keys,
-        api_keys::create_api_key,
-        api_keys::show_api_key,
-        api_keys::update_api_key,
-        api_keys::revoke_api_key,
-        api_keys::rotate_api_key,
-        audit_events::list_audit_events,
-        projects::list_projects,
-        projects::create_project,
-        projects::show_project,
-        projects::update_project,
-        projects::delete_project,
-        tokens::list_project_tokens,
-        tokens::create_project_token,
-        tokens::show_project_token,
-        tokens::update_project_token,
-        tokens::revoke_project_token,
-        tokens::rotate_project_token,
-        instances::list_instances,
-        instances::create_instance,
-        instances::show_instance,
-        instances::delete_instance,
-        keys_verify::verify_key,
-        introspect::introspect,
-        forward_auth::forward_auth,
-        forward_auth::forward_auth_by_path,
-        me::show_current_credential,
-        members::list_members,
-        members::add_member,
-        members::show_member,
-        members::change_member_role,
-        members::remove_member,
-        organization::show_organization,
-        organization::update_organization,
-        scopes::list_scopes,
-        webhooks::list_webhooks,
-        webhooks::create_webhook,
-        webhooks::show_webhook,
-        webhooks::update_webhook,
-        webhooks::delete_webhook,
-        webhooks::list_deliveries,
-        webhooks::show_delivery,
-        webhooks::redeliver,
-        credentials_revoke::revoke_reported,
-        secret_scanning::github_report,
-        health::healthz,
-        health::readyz,
-        metrics::metrics,
-        openapi_json,
-        reference_page,
-    ),
     components(schemas(Problem, FieldError))
 )]
-struct ApiDoc;
+pub(super) struct ApiDoc;
 
 /// The document as JSON, with the shared error answers and the security scheme added, for
 /// Keyward's own scopes (the checked-in `docs/openapi.json`).
 pub fn document() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+        let mut document =
+            serde_json::to_value(super::declared_operations()).unwrap_or(Value::Null);
         add_security_scheme(&mut document);
         add_error_answers(&mut document);
         document
@@ -123,6 +69,12 @@ fn add_security_scheme(document: &mut Value) {
         "bearerFormat": "kwk_… (API key) or kwp_… (project token)",
         "description": "Scopes are listed per operation; a key may use only the scopes it holds.",
     });
+    document["components"]["securitySchemes"]["github_signature"] = json!({
+        "type": "apiKey",
+        "in": "header",
+        "name": "Github-Public-Key-Signature",
+        "description": "GitHub's ECDSA signature of the body, with the key named in Github-Public-Key-Identifier.",
+    });
 }
 
 fn problem(description: &str) -> Value {
@@ -151,7 +103,9 @@ fn add_error_answers(document: &mut Value) {
                 .flatten()
                 .filter_map(|scope| scope.as_str().map(str::to_owned))
                 .collect();
-            let authenticated = operation.get("security").is_some();
+            let authenticated = operation["security"]
+                .as_array()
+                .is_some_and(|requirements| requirements.iter().any(|r| r.get("bearer").is_some()));
             let has_body = operation.get("requestBody").is_some();
             let has_query = operation["parameters"]
                 .as_array()
@@ -213,8 +167,8 @@ fn add_error_answers(document: &mut Value) {
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
-        .route("/v1/openapi.json", get(openapi_json))
-        .route("/docs", get(reference_page))
+        .routes(routes!(openapi_json))
+        .routes(routes!(reference_page))
 }
 
 /// The OpenAPI document

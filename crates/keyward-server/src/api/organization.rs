@@ -2,9 +2,10 @@
 //! credentials.
 
 use axum::extract::State;
-use axum::routing::get;
 use keyward_core::Scope;
 use serde::Deserialize;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use super::credential_body::present;
@@ -17,10 +18,8 @@ use crate::services::caller::Caller;
 use crate::services::organization::{self, OrganizationView};
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route(
-        "/v1/organization",
-        get(show_organization).patch(update_organization),
-    )
+    ApiRoutes::new()
+        .routes(routes!(show_organization, update_organization))
 }
 
 /// `{max_lifetime_days?, require_expiry?}`; `"max_lifetime_days": null` removes the maximum.

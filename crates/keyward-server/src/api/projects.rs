@@ -3,10 +3,11 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use keyward_core::{Description, Name, OrganizationId, ProjectId, Scope, Timestamp};
 use keyward_store::ProjectRecord;
 use serde::{Deserialize, Serialize};
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -20,13 +21,8 @@ use crate::services::projects;
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
-        .route("/v1/projects", get(list_projects).post(create_project))
-        .route(
-            "/v1/projects/{project_id}",
-            get(show_project)
-                .patch(update_project)
-                .delete(delete_project),
-        )
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(show_project, update_project, delete_project))
 }
 
 /// A project.

@@ -3,9 +3,10 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use keyward_core::{Role, ScopeLevel};
 use serde::Serialize;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -13,7 +14,8 @@ use crate::auth::Principal;
 use crate::extract::ApiJson;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route("/v1/scopes", get(list_scopes))
+    ApiRoutes::new()
+        .routes(routes!(list_scopes))
 }
 
 /// One scope of the catalog.

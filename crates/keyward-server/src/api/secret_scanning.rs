@@ -7,9 +7,10 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use keyward_core::KeyDigest;
 use serde::{Deserialize, Serialize};
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
@@ -19,7 +20,8 @@ use crate::extract::ApiJson;
 use crate::services::leaks::{self, Action};
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().route("/v1/secret-scanning/github", post(github_report))
+    ApiRoutes::new()
+        .routes(routes!(github_report))
 }
 
 /// One match GitHub found.
@@ -77,7 +79,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         (status = 200, description = "One label per match", body = Vec<GithubLabel>),
         (status = 400, description = "Not a list of matches", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown key identifier or bad signature", body = crate::error::Problem, content_type = "application/problem+json"),
-    )
+    ),
+    security(("github_signature" = []))
 )]
 pub(super) async fn github_report(
     State(state): State<AppState>,

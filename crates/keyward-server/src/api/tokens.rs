@@ -7,9 +7,10 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use keyward_core::{CredentialId, CredentialKind, Scope};
 use keyward_store::CredentialFilter;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential};
@@ -24,20 +25,9 @@ use crate::services::credentials::{self, CreatedCredential, CredentialView};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
-        .route(
-            "/v1/projects/{project_id}/tokens",
-            get(list_project_tokens).post(create_project_token),
-        )
-        .route(
-            "/v1/projects/{project_id}/tokens/{token_id}",
-            get(show_project_token)
-                .patch(update_project_token)
-                .delete(revoke_project_token),
-        )
-        .route(
-            "/v1/projects/{project_id}/tokens/{token_id}/rotate",
-            post(rotate_project_token),
-        )
+        .routes(routes!(list_project_tokens, create_project_token))
+        .routes(routes!(show_project_token, update_project_token, revoke_project_token))
+        .routes(routes!(rotate_project_token))
 }
 
 fn parse_token_id(raw: &str) -> Result<CredentialId, ApiError> {
@@ -85,6 +75,7 @@ pub(super) async fn list_project_tokens(
     params(("project_id" = String, Path, description = "The project's id, `prj_…`")),
     request_body = super::schema::CreateProjectTokenSchema,
     responses((status = 201, description = "Created; the token is shown this once", body = CreatedCredential)),
+    extensions(("x-keyward-grants" = json!("The key must also hold every scope it grants."))),
     security(("bearer" = ["tokens:write"]))
 )]
 pub(super) async fn create_project_token(
@@ -179,6 +170,7 @@ pub(super) async fn revoke_project_token(
     ),
     request_body = RotateCredential,
     responses((status = 201, description = "The new token, shown once", body = CreatedCredential)),
+    extensions(("x-keyward-grants" = json!("The key must also hold every scope it grants."))),
     security(("bearer" = ["tokens:write"]))
 )]
 pub(super) async fn rotate_project_token(

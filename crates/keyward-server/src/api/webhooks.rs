@@ -4,10 +4,11 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use keyward_core::{MessageId, Scope, WebhookId};
 use keyward_store::WebhookChanges;
 use serde::Deserialize;
+
+use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use super::credential_body::present;
@@ -24,22 +25,11 @@ use crate::services::webhooks::{
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
-        .route("/v1/webhooks", get(list_webhooks).post(create_webhook))
-        .route(
-            "/v1/webhooks/{webhook_id}",
-            get(show_webhook)
-                .patch(update_webhook)
-                .delete(delete_webhook),
-        )
-        .route("/v1/webhooks/{webhook_id}/deliveries", get(list_deliveries))
-        .route(
-            "/v1/webhooks/{webhook_id}/deliveries/{message_id}",
-            get(show_delivery),
-        )
-        .route(
-            "/v1/webhooks/{webhook_id}/deliveries/{message_id}/redeliver",
-            post(redeliver),
-        )
+        .routes(routes!(list_webhooks, create_webhook))
+        .routes(routes!(show_webhook, update_webhook, delete_webhook))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(show_delivery))
+        .routes(routes!(redeliver))
 }
 
 fn parse_id(raw: &str) -> Result<WebhookId, ApiError> {

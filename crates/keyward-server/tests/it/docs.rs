@@ -50,7 +50,7 @@ fn endpoints_table() -> String {
     for row in rows() {
         let scope = match (
             row.scope.and_then(|s| s.builtin_name()),
-            row.grants.is_empty(),
+            !row.declares_grants,
         ) {
             (None, _) if row.level == Level::Public => "none (no key needed)".to_owned(),
             (None, _) if row.level == Level::Signed => "none (GitHub's signature)".to_owned(),
