@@ -17,8 +17,7 @@ use crate::services::audit::{self, AuditEventView, FilterInput};
 use crate::services::caller::Caller;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .routes(routes!(list_audit_events))
+    ApiRoutes::new().routes(routes!(list_audit_events))
 }
 
 /// Filters of the audit log, with `limit` and `cursor`.

@@ -27,8 +27,7 @@ use crate::extract::ApiJson;
 use crate::services::leaks::{self, Action};
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .routes(routes!(revoke_reported))
+    ApiRoutes::new().routes(routes!(revoke_reported))
 }
 
 /// Most keys in one report.

@@ -26,8 +26,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, media_type};
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .routes(routes!(introspect))
+    ApiRoutes::new().routes(routes!(introspect))
 }
 
 /// The form an introspection request sends (`application/x-www-form-urlencoded`).

@@ -19,8 +19,7 @@ use crate::extract::ApiJson;
 use crate::services::credentials::parse_scopes;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .routes(routes!(verify_key))
+    ApiRoutes::new().routes(routes!(verify_key))
 }
 
 /// A key to check, and optionally scopes it must hold.

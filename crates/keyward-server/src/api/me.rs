@@ -13,8 +13,7 @@ use crate::auth::Principal;
 use crate::extract::ApiJson;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .routes(routes!(show_current_credential))
+    ApiRoutes::new().routes(routes!(show_current_credential))
 }
 
 /// The credential a request presented.

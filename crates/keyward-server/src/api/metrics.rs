@@ -11,8 +11,7 @@ use super::ApiRoutes;
 use crate::AppState;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .routes(routes!(metrics))
+    ApiRoutes::new().routes(routes!(metrics))
 }
 
 /// Prometheus metrics

@@ -18,8 +18,7 @@ use crate::services::caller::Caller;
 use crate::services::organization::{self, OrganizationView};
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .routes(routes!(show_organization, update_organization))
+    ApiRoutes::new().routes(routes!(show_organization, update_organization))
 }
 
 /// `{max_lifetime_days?, require_expiry?}`; `"max_lifetime_days": null` removes the maximum.

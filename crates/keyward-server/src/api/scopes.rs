@@ -14,8 +14,7 @@ use crate::auth::Principal;
 use crate::extract::ApiJson;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .routes(routes!(list_scopes))
+    ApiRoutes::new().routes(routes!(list_scopes))
 }
 
 /// One scope of the catalog.

@@ -20,8 +20,7 @@ use crate::extract::ApiJson;
 use crate::services::leaks::{self, Action};
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new()
-        .routes(routes!(github_report))
+    ApiRoutes::new().routes(routes!(github_report))
 }
 
 /// One match GitHub found.

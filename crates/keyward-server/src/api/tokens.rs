@@ -26,7 +26,11 @@ use crate::services::credentials::{self, CreatedCredential, CredentialView};
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
         .routes(routes!(list_project_tokens, create_project_token))
-        .routes(routes!(show_project_token, update_project_token, revoke_project_token))
+        .routes(routes!(
+            show_project_token,
+            update_project_token,
+            revoke_project_token
+        ))
         .routes(routes!(rotate_project_token))
 }
 

@@ -10,9 +10,8 @@ use keyward_core::{Email, Role, UserId};
 use keyward_store::MemberRecord;
 use serde::Deserialize;
 
-use super::credentials::ConfirmPage;
 use super::form::FormData;
-use super::page::{DateCell, FormErrors, Layout, WebError, render};
+use super::page::{ConfirmPage, DateCell, FormErrors, Layout, WebError, render};
 use super::session::Person;
 use crate::AppState;
 use crate::services::{Conflict, ServiceError, members};

@@ -23,6 +23,7 @@ use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     let pages = Router::new()
+        .merge(credentials::router())
         .route("/", get(accounts::home))
         .route("/signup", get(accounts::signup_page).post(accounts::signup))
         .route("/login", get(accounts::login_page).post(accounts::login))
@@ -30,23 +31,6 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings/organization",
             post(accounts::switch_organization),
-        )
-        .route(
-            "/settings/api-keys",
-            get(credentials::list_api_keys).post(credentials::create_api_key),
-        )
-        .route("/settings/api-keys/new", get(credentials::new_api_key))
-        .route(
-            "/settings/api-keys/{key_id}/revoke",
-            get(credentials::confirm_revoke_api_key).post(credentials::revoke_api_key),
-        )
-        .route(
-            "/settings/api-keys/{key_id}/rotate",
-            get(credentials::confirm_rotate_api_key).post(credentials::rotate_api_key),
-        )
-        .route(
-            "/settings/api-keys/{key_id}/networks",
-            get(credentials::edit_api_key_networks).post(credentials::change_api_key_networks),
         )
         .route("/settings/tokens", get(projects::pick_project_for_tokens))
         .route(
@@ -70,26 +54,6 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings/organization/policy",
             get(organization::show).post(organization::update),
-        )
-        .route(
-            "/settings/projects/{project_id}/tokens",
-            get(credentials::list_tokens).post(credentials::create_token),
-        )
-        .route(
-            "/settings/projects/{project_id}/tokens/new",
-            get(credentials::new_token),
-        )
-        .route(
-            "/settings/projects/{project_id}/tokens/{token_id}/revoke",
-            get(credentials::confirm_revoke_token).post(credentials::revoke_token),
-        )
-        .route(
-            "/settings/projects/{project_id}/tokens/{token_id}/rotate",
-            get(credentials::confirm_rotate_token).post(credentials::rotate_token),
-        )
-        .route(
-            "/settings/projects/{project_id}/tokens/{token_id}/networks",
-            get(credentials::edit_token_networks).post(credentials::change_token_networks),
         )
         .route(
             "/settings/projects",

@@ -296,3 +296,25 @@ impl IntoResponse for WebError {
         }
     }
 }
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub layout: Layout,
+    pub title: String,
+    pub message: String,
+    pub details: Vec<String>,
+    pub action: String,
+    pub button: String,
+    pub cancel_url: String,
+}
+
+/// A live project of the person's organization.
+pub async fn project_of(
+    state: &AppState,
+    person: &Person,
+    raw: &str,
+) -> Result<keyward_store::ProjectRecord, WebError> {
+    let id = keyward_core::ProjectId::parse(raw).map_err(|_| WebError::not_found("project"))?;
+    Ok(crate::services::projects::get(state, &person.caller(state), id).await?)
+}

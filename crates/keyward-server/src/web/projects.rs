@@ -8,9 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::{Description, InstanceId, InstanceStatus, Name, Region, Scope};
 use keyward_store::{CredentialFilter, Page, ProjectRecord};
 
-use super::credentials::{ConfirmPage, project_of};
 use super::form::FormData;
-use super::page::{DateCell, FormErrors, Layout, WebError, render};
+use super::page::{ConfirmPage, DateCell, FormErrors, Layout, WebError, project_of, render};
 use super::session::Person;
 use crate::AppState;
 use crate::services::instances::{self, InstanceInput};

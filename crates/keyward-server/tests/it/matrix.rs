@@ -110,7 +110,10 @@ fn declared(operation: &Value) -> (Option<Scope>, Level) {
     let Some(requirements) = operation["security"].as_array() else {
         return (None, Level::Public);
     };
-    if requirements.iter().any(|r| r.get("github_signature").is_some()) {
+    if requirements
+        .iter()
+        .any(|r| r.get("github_signature").is_some())
+    {
         return (None, Level::Signed);
     }
     let names: Vec<&str> = requirements

@@ -1,0 +1,205 @@
+//! Settings > API Keys and Settings > Project > Tokens: the same table, create form, "shown
+//! once" page, rotation, networks and revoke confirmation, for the organization's keys or one
+//! project's tokens, one module per flow. Each handler serves both: the [`Target`] extractor
+//! reads from the path which credentials a page is about. Everything they change goes through
+//! `crate::services::credentials`, the API's own code path, which also says what the person
+//! may do to each credential.
+
+mod create;
+mod list;
+mod networks;
+mod revoke;
+mod rotate;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::get;
+use keyward_core::{CredentialId, CredentialKind, ProjectId};
+use keyward_store::ProjectRecord;
+
+use super::page::{DateCell, Layout, WebError, project_of, render};
+use super::session::Person;
+use crate::AppState;
+use crate::services::credentials;
+
+/// The pages of both places: the organization's keys under `/settings/api-keys`, a project's
+/// tokens under `/settings/projects/{project_id}/tokens`.
+pub fn router() -> Router<AppState> {
+    let mut router = Router::new();
+    for (base, id) in [
+        ("/settings/api-keys", "{key_id}"),
+        ("/settings/projects/{project_id}/tokens", "{token_id}"),
+    ] {
+        router = router
+            .route(base, get(list::list).post(create::create))
+            .route(&format!("{base}/new"), get(create::new_form))
+            .route(
+                &format!("{base}/{id}/revoke"),
+                get(revoke::confirm).post(revoke::revoke),
+            )
+            .route(
+                &format!("{base}/{id}/rotate"),
+                get(rotate::confirm).post(rotate::rotate),
+            )
+            .route(
+                &format!("{base}/{id}/networks"),
+                get(networks::edit).post(networks::change),
+            );
+    }
+    router
+}
+
+/// Which credentials a page is about, from its path: a project's tokens when it names a
+/// `{project_id}`, else the organization's API keys; and the credential it names
+/// (`{key_id}`, `{token_id}`), if any.
+pub(super) struct Target {
+    project: Option<String>,
+    credential: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Target {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| WebError::not_found("page"))?;
+        let mut target = Self {
+            project: None,
+            credential: None,
+        };
+        for (name, value) in &params {
+            match name {
+                "project_id" => target.project = Some(value.to_owned()),
+                "key_id" | "token_id" => target.credential = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        Ok(target)
+    }
+}
+
+impl Target {
+    /// The credential the path names.
+    fn credential(&self) -> &str {
+        self.credential.as_deref().unwrap_or_default()
+    }
+}
+
+/// The organization's API keys, or one project's tokens.
+pub(super) struct Place {
+    kind: CredentialKind,
+    project: Option<ProjectRecord>,
+}
+
+impl Place {
+    /// The place a page's path names: a live project's tokens, or the organization's keys.
+    async fn of(state: &AppState, person: &Person, target: &Target) -> Result<Self, WebError> {
+        Ok(match &target.project {
+            None => Self {
+                kind: CredentialKind::ApiKey,
+                project: None,
+            },
+            Some(raw) => Self {
+                kind: CredentialKind::ProjectToken,
+                project: Some(project_of(state, person, raw).await?),
+            },
+        })
+    }
+
+    pub(super) fn project_id(&self) -> Option<ProjectId> {
+        self.project.as_ref().map(|p| p.id)
+    }
+
+    pub(super) fn url(&self) -> String {
+        match &self.project {
+            None => "/settings/api-keys".to_owned(),
+            Some(project) => format!("/settings/projects/{}/tokens", project.id),
+        }
+    }
+
+    pub(super) fn title(&self) -> String {
+        match &self.project {
+            None => "API Keys".to_owned(),
+            Some(project) => format!("Tokens of {}", project.name),
+        }
+    }
+
+    pub(super) fn label(&self) -> &'static str {
+        self.kind.label()
+    }
+
+    pub(super) fn section(&self) -> &'static str {
+        match self.kind {
+            CredentialKind::ApiKey => "keys",
+            CredentialKind::ProjectToken => "tokens",
+        }
+    }
+
+    pub(super) fn parse_id(&self, raw: &str) -> Result<CredentialId, WebError> {
+        CredentialId::parse(raw, self.kind).map_err(|_| WebError::not_found(self.label()))
+    }
+}
+
+pub(super) fn title_case(label: &str) -> String {
+    label
+        .split(' ')
+        .map(|word| {
+            if word == "API" {
+                return word.to_owned();
+            }
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Template)]
+#[template(path = "credential_created.html")]
+struct CreatedPage {
+    layout: Layout,
+    title: String,
+    kind_label: &'static str,
+    key: String,
+    name: String,
+    hint: String,
+    scopes: Vec<String>,
+    expires: Option<DateCell>,
+    curl: String,
+    list_url: String,
+}
+
+/// The page that shows a new credential's key, once.
+pub(super) async fn created_page(
+    state: &AppState,
+    person: &Person,
+    place: &Place,
+    created: credentials::CreatedCredential,
+    verb: &str,
+) -> Result<Response, WebError> {
+    let curl = format!(
+        "curl -X GET \"{}/v1/instances\" -H \"Authorization: Bearer {}\"",
+        state.config.public_url.trim_end_matches('/'),
+        created.key
+    );
+    let template = CreatedPage {
+        layout: Layout::new(state, person, place.section()).await?,
+        title: format!("{} {verb}", title_case(place.label())),
+        kind_label: place.label(),
+        key: created.key,
+        name: created.name.to_string(),
+        hint: created.hint,
+        scopes: created.scopes,
+        expires: created.expires_at.map(DateCell::new),
+        curl,
+        list_url: place.url(),
+    };
+    Ok(render(StatusCode::OK, &template))
+}
