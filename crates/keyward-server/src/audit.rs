@@ -27,7 +27,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
         Ok(Self {
-            client_ip: crate::client::of(parts),
+            client_ip: crate::client_address::of(parts),
             user_agent: parts
                 .headers
                 .get(USER_AGENT)

@@ -13,28 +13,10 @@ use keyward_core::{CredentialId, OrganizationId};
 use keyward_store::StoreError;
 use serde::Serialize;
 
-use crate::services::ServiceError;
+use crate::field_error::FieldError;
 
 /// The realm of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "keyward";
-
-/// One field that failed validation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    #[schema(value_type = String, example = "scopes")]
-    pub field: &'static str,
-    #[schema(example = "unknown scope \"instances:admin\"")]
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: &'static str, message: impl ToString) -> Self {
-        Self {
-            field,
-            message: message.to_string(),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -80,7 +62,7 @@ pub enum ApiError {
     MethodNotAllowed,
     /// The credential's rate limit is spent for now.
     #[error("rate limit exceeded: try again in {} s", .0.retry_after_seconds)]
-    RateLimited(crate::auth::RateStatus),
+    RateLimited(crate::rate_limit::RateStatus),
     /// The request (its body, or its handling) took longer than the request timeout.
     #[error("the request took longer than {0} s; the connection is closed")]
     RequestTimeout(u64),
@@ -259,7 +241,7 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if let Self::RateLimited(status) = &self {
-            crate::auth::add_rate_limit_headers(headers, status);
+            crate::rate_limit::add_headers(headers, status);
         }
         if let Self::Unavailable = &self {
             // A database away is usually back within seconds (a restart, a failover).
@@ -302,26 +284,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<ServiceError> for ApiError {
-    fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::Invalid(fields) => Self::Validation(fields),
-            ServiceError::NotFound(what) => Self::NotFound(what),
-            ServiceError::Conflict(conflict) => Self::Conflict(conflict.to_string()),
-            ServiceError::CannotGrant { scope } => Self::InsufficientScope {
-                detail: format!(
-                    "this credential cannot grant the {scope} scope, which it does not hold"
-                ),
-                scope,
-                who: None,
-            },
-            ServiceError::Forbidden { message, .. } => Self::Forbidden(message),
-            ServiceError::Store(error) => error.into(),
-            ServiceError::Internal(error) => Self::Internal(error),
-        }
-    }
-}
-
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::Unreadable {
@@ -345,7 +307,7 @@ impl From<PathRejection> for ApiError {
 /// its value.
 macro_rules! validate {
     ($($field:ident),+ $(,)?) => {
-        let errors: Vec<crate::error::FieldError> = [$($field.as_ref().err()),+]
+        let errors: Vec<crate::field_error::FieldError> = [$($field.as_ref().err()),+]
             .into_iter()
             .flatten()
             .cloned()

@@ -7,15 +7,18 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
-pub mod client;
+pub mod client_address;
 pub mod error;
 mod extract;
+mod field_error;
 pub mod metrics;
 mod pagination;
 pub mod passwords;
+pub mod rate_limit;
 pub mod secret_scanning;
 mod server;
 pub mod services;
+pub mod throttle;
 mod web;
 pub mod webhooks;
 
@@ -123,10 +126,10 @@ pub struct Shared {
     pub verifier: Arc<Verifier>,
     pub metrics: Arc<Metrics>,
     pub passwords: passwords::PasswordWork,
-    pub signup_throttle: passwords::AddressThrottle,
-    pub login_throttle: passwords::AddressThrottle,
+    pub signup_throttle: throttle::AddressThrottle,
+    pub login_throttle: throttle::AddressThrottle,
     /// Reports of exposed keys per client address (`POST /v1/credentials/revoke`).
-    pub report_throttle: passwords::AddressThrottle,
+    pub report_throttle: throttle::AddressThrottle,
     /// The OpenAPI document served, made on first request (it lists the catalog in force).
     pub openapi: std::sync::OnceLock<axum::body::Bytes>,
     /// The reference page at `/docs`, likewise.
@@ -155,9 +158,9 @@ impl AppState {
         Self(Arc::new(Shared {
             store,
             passwords: passwords::PasswordWork::new(config.password_limits),
-            signup_throttle: passwords::AddressThrottle::new(web::SIGNUPS_PER_ADDRESS),
-            login_throttle: passwords::AddressThrottle::new(web::LOGINS_PER_ADDRESS),
-            report_throttle: passwords::AddressThrottle::new(api::REPORTS_PER_ADDRESS),
+            signup_throttle: throttle::AddressThrottle::new(throttle::SIGNUPS_PER_ADDRESS),
+            login_throttle: throttle::AddressThrottle::new(throttle::LOGINS_PER_ADDRESS),
+            report_throttle: throttle::AddressThrottle::new(throttle::REPORTS_PER_ADDRESS),
             openapi: std::sync::OnceLock::new(),
             reference: std::sync::OnceLock::new(),
             config,
@@ -210,7 +213,7 @@ async fn every_request(
     let mut request = request;
     let request_id = keyward_core::RequestId::next();
     request.extensions_mut().insert(request_id);
-    let client_ip = client::resolve(&mut request, &state.config.trusted_proxies);
+    let client_ip = client_address::resolve(&mut request, &state.config.trusted_proxies);
     let api = request.uri().path().starts_with("/v1/");
     // Paths never hold secrets (keys travel in headers and bodies only), so they may be logged.
     let logged = tracing::enabled!(tracing::Level::DEBUG)

@@ -6,7 +6,8 @@ use keyward_store::{MAX_PAGE_SIZE, Page, Paged};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{ApiError, FieldError};
+use crate::error::ApiError;
+use crate::field_error::FieldError;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 

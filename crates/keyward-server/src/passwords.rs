@@ -7,17 +7,11 @@
 //! freed 19 MiB blocks in arena after arena. A request
 //! waits up to [`PasswordWork::wait`] to be admitted to the queue; past that it is refused
 //! with 503 and `Retry-After`, which costs nothing.
-//!
-//! [`AddressThrottle`] limits how often one client address may try (sign-ups, log-in
-//! attempts whatever the email), in memory on each node.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use keyward_core::RateLimit;
 use keyward_core::password::HashMemory;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -139,74 +133,6 @@ impl PasswordWork {
     }
 }
 
-/// At most `limit` tries per client address, in memory (GCRA, as for keys). IPv6 clients
-/// are counted per /64, the block one client usually has. Memory is bounded: at most
-/// [`MAX_TRACKED_ADDRESSES`] are tracked, those whose allowance is whole again are forgotten
-/// (at most once a second), and while the table is full of active addresses a new address
-/// is let through untracked (the password workers still bound what it can cost).
-pub struct AddressThrottle {
-    limit: RateLimit,
-    table: Mutex<Table>,
-}
-
-#[derive(Default)]
-struct Table {
-    tats: HashMap<IpAddr, u64>,
-    swept_at: u64,
-}
-
-pub const MAX_TRACKED_ADDRESSES: usize = 10_000;
-const SWEEP_INTERVAL_NANOS: u64 = 1_000_000_000;
-
-/// The address a throttle counts: IPv4 as it is, IPv6 by its /64.
-pub(crate) fn client_block(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-    }
-}
-
-impl AddressThrottle {
-    pub fn new(limit: RateLimit) -> Self {
-        Self {
-            limit,
-            table: Mutex::default(),
-        }
-    }
-
-    /// Counts a try from `address`: `Err(seconds to wait)` when it is over the limit.
-    pub fn try_once(&self, address: IpAddr) -> Result<(), u64> {
-        let now = keyward_store::clock::monotonic_nanos();
-        let address = client_block(address);
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if table.tats.len() >= MAX_TRACKED_ADDRESSES
-            && !table.tats.contains_key(&address)
-            && now.saturating_sub(table.swept_at) >= SWEEP_INTERVAL_NANOS
-        {
-            table.swept_at = now;
-            table.tats.retain(|_, tat| *tat > now);
-        }
-        if table.tats.len() >= MAX_TRACKED_ADDRESSES && !table.tats.contains_key(&address) {
-            return Ok(());
-        }
-        let tat = table.tats.entry(address).or_insert(0);
-        let decision = self.limit.decide(*tat, now);
-        *tat = decision.new_tat;
-        if decision.allowed {
-            Ok(())
-        } else {
-            Err(decision.retry_after_nanos.div_ceil(1_000_000_000).max(1))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,43 +160,5 @@ mod tests {
         busy.await.unwrap().unwrap();
         assert_eq!(work.run(|_| 2).await, Ok(2));
         assert_eq!(work.peak_concurrency(), 1);
-    }
-
-    #[test]
-    fn an_address_gets_its_allowance_and_then_waits() {
-        let throttle = AddressThrottle::new(RateLimit::new(3, 60).unwrap());
-        let one: IpAddr = "192.0.2.1".parse().unwrap();
-        let other: IpAddr = "192.0.2.2".parse().unwrap();
-        for _ in 0..3 {
-            assert_eq!(throttle.try_once(one), Ok(()));
-        }
-        let wait = throttle.try_once(one).unwrap_err();
-        assert!((1..=20).contains(&wait), "{wait}");
-        assert_eq!(throttle.try_once(other), Ok(()));
-    }
-
-    #[test]
-    fn ipv6_clients_are_counted_per_64_and_the_table_is_bounded() {
-        let throttle = AddressThrottle::new(RateLimit::new(1, 3_600).unwrap());
-        let first: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let same_block: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        assert_eq!(throttle.try_once(first), Ok(()));
-        assert!(
-            throttle.try_once(same_block).is_err(),
-            "one /64, one allowance"
-        );
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(throttle.try_once(mapped), Ok(()));
-        assert!(
-            throttle.try_once(v4).is_err(),
-            "an IPv4-mapped address is the IPv4 one"
-        );
-
-        for n in 0..(MAX_TRACKED_ADDRESSES as u32 + 100) {
-            let _ = throttle.try_once(IpAddr::V4(n.into()));
-        }
-        let table = throttle.table.lock().unwrap();
-        assert!(table.tats.len() <= MAX_TRACKED_ADDRESSES);
     }
 }

@@ -9,13 +9,14 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use keyward_core::route::{RouteRule, RouteTable};
 use keyward_core::{Role, ScopeCatalog, ScopeDefinition, ScopeLevel};
+
+use crate::serve::Platform;
 
 /// The file read when neither `--config` nor `KEYWARD_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "keyward.toml";
@@ -44,14 +45,6 @@ impl std::error::Error for ConfigError {}
 pub struct Setting {
     pub id: String,
     pub value: String,
-}
-
-/// What the platform declares: its scopes (`[[scopes]]`, after Keyward's own) and the route
-/// rules of forward authentication (`[[routes]]`).
-#[derive(Debug, Default)]
-pub struct Platform {
-    pub scopes: Arc<ScopeCatalog>,
-    pub routes: RouteTable,
 }
 
 /// The settings of a configuration file, checked against `keyward serve`'s options, and what

@@ -153,12 +153,12 @@ struct MigrateArgs {
 
 /// The command line, with `keyward serve`'s configuration file applied (see [`config`]),
 /// and what the file declares of the platform.
-fn parse() -> Result<(Cli, config::Platform), config::ConfigError> {
+fn parse() -> Result<(Cli, serve::Platform), config::ConfigError> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let matches = Cli::command().get_matches_from(&args);
     let (args, platform) = match matches.subcommand() {
         Some(("serve", serve)) => config::apply(args, serve)?,
-        _ => (args, config::Platform::default()),
+        _ => (args, serve::Platform::default()),
     };
     let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());

@@ -14,7 +14,6 @@ use tokio::net::TcpListener;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use crate::config::Platform;
 use crate::{BrandArgs, CliResult, DatabaseArgs};
 
 /// Run the HTTP server: the REST API under /v1, /healthz and /readyz.
@@ -223,6 +222,14 @@ pub struct ServeArgs {
         value_name = "FILTER"
     )]
     log: String,
+}
+
+/// What the platform declares: its scopes (`[[scopes]]`, after Keyward's own) and the route
+/// rules of forward authentication (`[[routes]]`).
+#[derive(Debug, Default)]
+pub struct Platform {
+    pub scopes: Arc<keyward_core::ScopeCatalog>,
+    pub routes: keyward_core::route::RouteTable,
 }
 
 /// Serves with `args` and what the configuration file declares of the platform (see

@@ -5,7 +5,8 @@ use keyward_store::CredentialChanges;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::error::{ApiError, FieldError, validate};
+use crate::error::{ApiError, validate};
+use crate::field_error::FieldError;
 use crate::services::credentials::{CredentialInput, parse_expiry, parse_name, parse_scopes};
 
 /// `{name, scopes, expires_at?, rate_limit?, allowed_cidrs?}`.
@@ -21,7 +22,7 @@ pub struct CreateCredential {
     )]
     pub name: String,
     /// At least one; each must be held by the calling key.
-    #[schema(value_type = Vec<super::schema::ScopeName>, min_items = 1)]
+    #[schema(value_type = Vec<crate::services::schema::ScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
     /// RFC 3339, in the future; required (and no later than its own) when the calling key
     /// expires.
@@ -30,7 +31,7 @@ pub struct CreateCredential {
     pub expires_at: Option<String>,
     /// Optional; required, and no looser than its own, when the calling key is rate-limited.
     #[serde(default)]
-    #[schema(value_type = Option<super::schema::RateLimitSchema>)]
+    #[schema(value_type = Option<crate::services::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
     /// Optional: the IPv4 and IPv6 ranges (`192.0.2.0/24`, `2001:db8::/32`, or single
     /// addresses) it may be used from, 1 to 64; any address when absent. Required, and
@@ -55,7 +56,7 @@ pub struct UpdateCredential {
     pub name: Option<String>,
     /// A key cannot change its own limit; a rate-limited key sets only limits within its own.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<super::schema::RateLimitSchema>)]
+    #[schema(value_type = Option<crate::services::schema::RateLimitSchema>)]
     pub rate_limit: Option<Option<RateLimit>>,
     /// A key cannot change its own networks; a key limited to networks sets only ranges
     /// inside its own.

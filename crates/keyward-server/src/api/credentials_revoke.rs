@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use keyward_core::{KeyDigest, RateLimit};
+use keyward_core::KeyDigest;
 use serde::{Deserialize, Serialize};
 
 use utoipa_axum::routes;
@@ -21,9 +21,9 @@ use utoipa_axum::routes;
 use super::ApiRoutes;
 use crate::AppState;
 use crate::audit::Origin;
-use crate::auth::RateStatus;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::rate_limit::RateStatus;
 use crate::services::leaks::{self, Action};
 
 pub fn router() -> ApiRoutes {
@@ -32,12 +32,6 @@ pub fn router() -> ApiRoutes {
 
 /// Most keys in one report.
 pub const MAX_REPORTED: usize = 1_000;
-/// Reports from one address (IPv6 by /64): 30 a minute (a burst of 30, then one every 2
-/// seconds), up to 30,000 keys.
-pub const REPORTS_PER_ADDRESS: RateLimit = RateLimit {
-    requests: 30,
-    per_seconds: 60,
-};
 /// What the audit log and the "exposed" mark say about where a key was found.
 pub const PUBLIC_REPORT: &str = "reported to the public revocation endpoint";
 
@@ -81,7 +75,7 @@ pub(super) async fn revoke_reported(
         && let Err(wait) = state.report_throttle.try_once(address)
     {
         return Err(ApiError::RateLimited(RateStatus {
-            limit: REPORTS_PER_ADDRESS,
+            limit: crate::throttle::REPORTS_PER_ADDRESS,
             remaining: 0,
             reset_seconds: wait,
             retry_after_seconds: wait,

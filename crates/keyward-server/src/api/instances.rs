@@ -16,8 +16,9 @@ use super::ApiRoutes;
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, validate};
+use crate::error::{ApiError, validate};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::field_error::FieldError;
 use crate::pagination::{List, page_from};
 use crate::services::caller::Caller;
 use crate::services::instances::{self, InstanceInput};
@@ -42,7 +43,7 @@ pub(super) struct InstanceView {
     project_id: ProjectId,
     #[schema(value_type = String, example = "eu-west-1")]
     region: Region,
-    #[schema(value_type = super::schema::InstanceStatusName)]
+    #[schema(value_type = crate::services::schema::InstanceStatusName)]
     status: InstanceStatus,
     #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
     created_at: Timestamp,
@@ -84,7 +85,7 @@ pub(super) struct CreateInstance {
     region: String,
     /// `running` when left out.
     #[serde(default)]
-    #[schema(value_type = Option<super::schema::InstanceStatusName>)]
+    #[schema(value_type = Option<crate::services::schema::InstanceStatusName>)]
     status: Option<String>,
 }
 

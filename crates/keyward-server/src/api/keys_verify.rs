@@ -13,9 +13,10 @@ use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
-use crate::auth::{Principal, RateStatus, Refusal, Verified};
+use crate::auth::{Principal, Refusal, Verified};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::rate_limit::RateStatus;
 use crate::services::credentials::parse_scopes;
 
 pub fn router() -> ApiRoutes {
@@ -30,7 +31,7 @@ pub(super) struct VerifyRequest {
     key: String,
     /// Scopes the key must hold; none means any valid key.
     #[serde(default)]
-    #[schema(value_type = Vec<super::schema::ScopeName>)]
+    #[schema(value_type = Vec<crate::services::schema::ScopeName>)]
     scopes: Vec<String>,
     /// The address the key was presented from (your client's, not yours): checked against
     /// the key's networks and kept among its last addresses. A key limited to networks is
@@ -62,13 +63,13 @@ pub(super) struct VerifyResponse {
     code: Code,
     #[schema(value_type = Option<String>)]
     key_id: Option<CredentialId>,
-    #[schema(value_type = Option<super::schema::KindName>)]
+    #[schema(value_type = Option<crate::services::schema::KindName>)]
     kind: Option<CredentialKind>,
     #[schema(value_type = Option<String>)]
     organization_id: Option<OrganizationId>,
     #[schema(value_type = Option<String>)]
     project_id: Option<ProjectId>,
-    #[schema(value_type = Option<Vec<super::schema::ScopeName>>)]
+    #[schema(value_type = Option<Vec<crate::services::schema::ScopeName>>)]
     scopes: Option<Vec<String>>,
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,

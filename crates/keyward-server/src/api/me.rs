@@ -22,7 +22,7 @@ pub fn router() -> ApiRoutes {
 pub(super) struct CurrentCredential<'a> {
     #[schema(value_type = String, example = "key_01m8dz95x5e4w8stdkzcqeqr73")]
     id: CredentialId,
-    #[schema(value_type = super::schema::KindName)]
+    #[schema(value_type = crate::services::schema::KindName)]
     kind: CredentialKind,
     #[schema(value_type = String, example = "CI/CD Pipeline")]
     name: &'a str,
@@ -30,7 +30,7 @@ pub(super) struct CurrentCredential<'a> {
     organization_id: OrganizationId,
     #[schema(value_type = Option<String>)]
     project_id: Option<ProjectId>,
-    #[schema(value_type = Vec<super::schema::ScopeName>)]
+    #[schema(value_type = Vec<crate::services::schema::ScopeName>)]
     scopes: Vec<&'a str>,
     #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,

@@ -17,8 +17,9 @@ use super::ApiRoutes;
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, validate};
+use crate::error::{ApiError, validate};
 use crate::extract::{ApiJson, ApiPath};
+use crate::field_error::FieldError;
 use crate::services::caller::Caller;
 use crate::services::members;
 
@@ -35,7 +36,7 @@ pub(super) struct MemberView {
     user_id: UserId,
     #[schema(value_type = String, example = "ada@example.com")]
     email: Email,
-    #[schema(value_type = super::schema::RoleName)]
+    #[schema(value_type = crate::services::schema::RoleName)]
     role: Role,
     #[schema(value_type = String, format = DateTime)]
     joined_at: Timestamp,
@@ -64,7 +65,7 @@ pub(super) struct MemberList {
 pub(super) struct AddMember {
     #[schema(example = "grace@example.com")]
     email: String,
-    #[schema(value_type = super::schema::RoleName)]
+    #[schema(value_type = crate::services::schema::RoleName)]
     role: String,
 }
 
@@ -72,7 +73,7 @@ pub(super) struct AddMember {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ChangeRole {
-    #[schema(value_type = super::schema::RoleName)]
+    #[schema(value_type = crate::services::schema::RoleName)]
     role: String,
 }
 

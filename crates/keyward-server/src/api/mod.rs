@@ -17,7 +17,6 @@ mod metrics;
 mod openapi;
 mod organization;
 mod projects;
-pub(crate) mod schema;
 mod scopes;
 mod secret_scanning;
 mod tokens;
@@ -34,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::services::ServiceError;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -102,7 +102,6 @@ pub fn paths() -> Vec<String> {
 
 /// The API. Every `/v1` handler starts with Bearer authentication (the `Principal`
 /// extractor); health and metrics are open.
-pub use credentials_revoke::REPORTS_PER_ADDRESS;
 pub use openapi::{document as openapi_document, served_document};
 
 pub fn router() -> Router<AppState> {
@@ -125,4 +124,25 @@ async fn method_not_allowed() -> ApiError {
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     // The panic message itself is printed by the panic hook; it never reaches the client.
     ApiError::Internal("a request handler panicked".into()).into_response()
+}
+
+/// What the API answers for a service's refusal.
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid(fields) => Self::Validation(fields),
+            ServiceError::NotFound(what) => Self::NotFound(what),
+            ServiceError::Conflict(conflict) => Self::Conflict(conflict.to_string()),
+            ServiceError::CannotGrant { scope } => Self::InsufficientScope {
+                detail: format!(
+                    "this credential cannot grant the {scope} scope, which it does not hold"
+                ),
+                scope,
+                who: None,
+            },
+            ServiceError::Forbidden { message, .. } => Self::Forbidden(message),
+            ServiceError::Store(error) => error.into(),
+            ServiceError::Internal(error) => Self::Internal(error),
+        }
+    }
 }

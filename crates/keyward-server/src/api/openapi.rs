@@ -20,7 +20,8 @@ use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, Problem};
+use crate::field_error::FieldError;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -26,10 +26,10 @@ pub(super) struct ScopeEntry<'a> {
     #[schema(example = "List and read instances.")]
     description: &'a str,
     /// `project`: project tokens may hold it too; `organization`: only organization keys.
-    #[schema(value_type = super::schema::ScopeLevelName)]
+    #[schema(value_type = crate::services::schema::ScopeLevelName)]
     level: ScopeLevel,
     /// The least organization role that may grant it in the dashboard.
-    #[schema(value_type = super::schema::RoleName)]
+    #[schema(value_type = crate::services::schema::RoleName)]
     min_role: Role,
     /// One of Keyward's own scopes (rather than one the platform defines).
     builtin: bool,

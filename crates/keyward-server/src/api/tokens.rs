@@ -77,7 +77,7 @@ pub(super) async fn list_project_tokens(
 #[utoipa::path(
     post, path = "/v1/projects/{project_id}/tokens", tag = "Project tokens",
     params(("project_id" = String, Path, description = "The project's id, `prj_…`")),
-    request_body = super::schema::CreateProjectTokenSchema,
+    request_body = crate::services::schema::CreateProjectTokenSchema,
     responses((status = 201, description = "Created; the token is shown this once", body = CreatedCredential)),
     extensions(("x-keyward-grants" = json!("The key must also hold every scope it grants."))),
     security(("bearer" = ["tokens:write"]))

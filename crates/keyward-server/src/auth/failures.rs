@@ -113,7 +113,7 @@ impl FailureRecorder {
             organization,
             credential,
             // As the log-in throttle counts addresses: IPv6 by its /64.
-            client_ip: client_ip.map(crate::passwords::client_block),
+            client_ip: client_ip.map(crate::throttle::client_block),
             reason,
         };
         let count = Count {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use keyward_core::{
     CredentialId, CredentialKind, OrganizationId, ProjectId, Reach, Scope, ScopeCatalog, ScopeSet,
@@ -26,10 +26,11 @@ use keyward_core::{
 pub use cache::{CachedCredential, VerificationCache};
 pub use failures::{FailureReason, FailureRecorder};
 pub use usage::UsageRecorder;
-pub use verifier::{RateStatus, Refusal, Verified, Verifier};
+pub use verifier::{Refusal, Verified, Verifier};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::rate_limit::RateStatus;
 
 /// The verified credential behind a request.
 #[derive(Clone)]
@@ -103,7 +104,7 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let presented = bearer_token(&parts.headers)?;
-        let client_ip = crate::client::of(parts);
+        let client_ip = crate::client_address::of(parts);
         let Verified { credential, rate } =
             state.verifier.verify(presented, client_ip, None).await?;
         if let Some(rate) = rate {
@@ -124,32 +125,9 @@ pub async fn with_rate_limit_headers(response: impl Future<Output = Response>) -
         })
         .await;
     if let Some(rate) = rate {
-        add_rate_limit_headers(response.headers_mut(), &rate);
+        crate::rate_limit::add_headers(response.headers_mut(), &rate);
     }
     response
-}
-
-/// `RateLimit-Policy` and `RateLimit` as draft-ietf-httpapi-ratelimit-headers-10 defines
-/// them: the policy's quota and window, the requests left and the seconds until it is whole.
-pub fn add_rate_limit_headers(headers: &mut HeaderMap, rate: &RateStatus) {
-    let policy = format!(
-        "\"key\";q={};w={}",
-        rate.limit.requests, rate.limit.per_seconds
-    );
-    let current = format!("\"key\";r={};t={}", rate.remaining, rate.reset_seconds);
-    if let (Ok(policy), Ok(current)) = (
-        HeaderValue::try_from(policy),
-        HeaderValue::try_from(current),
-    ) {
-        headers.insert("ratelimit-policy", policy);
-        headers.insert("ratelimit", current);
-    }
-    if rate.retry_after_seconds > 0 {
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(rate.retry_after_seconds),
-        );
-    }
 }
 
 const NOT_VALID: &str = "the key is not valid";

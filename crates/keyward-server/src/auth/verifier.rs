@@ -21,18 +21,8 @@ use super::cache::{CachedCredential, Loaded, Lookup, VerificationCache};
 use super::failures::{FailureReason, FailureRecorder};
 use crate::Config;
 use crate::metrics::{Metrics, Outcome};
+use crate::rate_limit::RateStatus;
 use keyward_store::Clock;
-
-/// Where a credential stands against its rate limit after a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateStatus {
-    pub limit: RateLimit,
-    pub remaining: u32,
-    /// Seconds until the quota is whole again.
-    pub reset_seconds: u64,
-    /// When refused: seconds until a request would be allowed.
-    pub retry_after_seconds: u64,
-}
 
 /// A credential accepted for this request.
 pub struct Verified {

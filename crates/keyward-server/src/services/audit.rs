@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::ServiceError;
 use super::caller::Caller;
 use crate::AppState;
-use crate::error::FieldError;
+use crate::field_error::FieldError;
 use crate::pagination::List;
 
 /// The longest filter value accepted.

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::caller::{Caller, CallerKind};
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
-use crate::error::FieldError;
+use crate::field_error::FieldError;
 use crate::pagination::List;
 
 /// A validated request for a new credential.
@@ -42,13 +42,13 @@ pub struct CreatedCredential {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "prj_01m8dz968yez2sm2rg58r2payg")]
     pub project_id: Option<ProjectId>,
-    #[schema(value_type = Vec<crate::api::schema::ScopeName>)]
+    #[schema(value_type = Vec<crate::services::schema::ScopeName>)]
     pub scopes: Vec<String>,
     #[schema(value_type = String, format = DateTime, example = "2026-11-27T07:24:06Z")]
     pub created_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
-    #[schema(value_type = Option<crate::api::schema::RateLimitSchema>)]
+    #[schema(value_type = Option<crate::services::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
     /// The address ranges it may be used from; `null` for any address.
     #[schema(value_type = Option<Vec<String>>, example = json!(["192.0.2.0/24", "2001:db8::/32"]))]
@@ -103,7 +103,7 @@ pub struct CredentialView {
     #[schema(value_type = Option<String>, example = "prj_01m8dz968yez2sm2rg58r2payg")]
     pub project_id: Option<ProjectId>,
     /// The scopes it holds, under the configuration in force.
-    #[schema(value_type = Vec<crate::api::schema::ScopeName>)]
+    #[schema(value_type = Vec<crate::services::schema::ScopeName>)]
     pub scopes: Vec<String>,
     /// Scopes it was granted that grant nothing under the configuration in force: no longer
     /// defined, or (for a project token) no longer project-level. They grant again if a later
@@ -117,11 +117,11 @@ pub struct CredentialView {
     pub last_used_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
-    #[schema(value_type = crate::api::schema::StatusName)]
+    #[schema(value_type = crate::services::schema::StatusName)]
     pub status: CredentialStatus,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<Timestamp>,
-    #[schema(value_type = Option<crate::api::schema::RateLimitSchema>)]
+    #[schema(value_type = Option<crate::services::schema::RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
     /// The address ranges it may be used from; `null` for any address.
     #[schema(value_type = Option<Vec<String>>, example = json!(["192.0.2.0/24"]))]

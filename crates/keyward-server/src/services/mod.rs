@@ -28,12 +28,13 @@ pub mod leaks;
 pub mod members;
 pub mod organization;
 pub mod projects;
+pub mod schema;
 pub mod webhooks;
 
 use keyward_core::CredentialKind;
 use keyward_store::StoreError;
 
-use crate::error::FieldError;
+use crate::field_error::FieldError;
 
 /// Why a service refused or failed.
 #[derive(Debug, thiserror::Error)]

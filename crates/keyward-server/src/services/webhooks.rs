@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::caller::Caller;
 use super::{Conflict, ServiceError, store_error};
 use crate::AppState;
-use crate::error::FieldError;
+use crate::field_error::FieldError;
 use crate::pagination::List;
 
 /// Longest description.

@@ -2,7 +2,7 @@
 //!
 //! Passwords are hashed with Argon2id on the bounded password workers ([`crate::passwords`]):
 //! too much at once gets 503 with `Retry-After`. One address may sign up
-//! [`SIGNUPS_PER_ADDRESS`] and try to log in [`LOGINS_PER_ADDRESS`], whatever the emails. After
+//! [`crate::throttle::SIGNUPS_PER_ADDRESS`] and try to log in [`crate::throttle::LOGINS_PER_ADDRESS`], whatever the emails. After
 //! [`MAX_FAILURES`] failed log-ins for one email from one address, further tries for that pair
 //! are refused without checking the password until [`LOCKOUT_SECONDS`] have passed since the
 //! last failure; a success clears the count. Each attempt is counted before its password is
@@ -15,30 +15,21 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::password::{HashMemory, Password};
-use keyward_core::{Email, Name, OrganizationId, RateLimit, UserId};
+use keyward_core::{Email, Name, OrganizationId, UserId};
 use keyward_store::{LoginAttempt, NewOrganization, NewOwner, StoreError};
 
 use super::form::FormData;
-use super::page::{FormErrors, WebError, render};
+use super::page::FormErrors;
+use super::response::{WebError, render};
 use super::session::{
     AnonymousCsrf, ClientIp, Person, SESSION_COOKIE, set_cookie, signed_in, start_session,
 };
 use crate::AppState;
 use crate::audit::Origin;
-use crate::passwords::AddressThrottle;
+use crate::throttle::AddressThrottle;
 
 pub const MAX_FAILURES: u32 = 5;
 pub const LOCKOUT_SECONDS: i64 = 60;
-/// Sign-ups from one address: a burst of 10, then one every 6 minutes.
-pub const SIGNUPS_PER_ADDRESS: RateLimit = RateLimit {
-    requests: 10,
-    per_seconds: 3_600,
-};
-/// Log-in attempts from one address, for any emails: 30 a minute.
-pub const LOGINS_PER_ADDRESS: RateLimit = RateLimit {
-    requests: 30,
-    per_seconds: 60,
-};
 
 /// A real Argon2id hash of a random password, checked when the email has no account, so that
 /// a wrong email takes as long as a wrong password. Made once, on first use.

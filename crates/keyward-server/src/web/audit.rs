@@ -10,7 +10,8 @@ use keyward_core::{EventId, Scope, Timestamp};
 use keyward_store::Page;
 use serde::Deserialize;
 
-use super::page::{DateCell, FormErrors, Layout, WebError, render};
+use super::page::{DateCell, FormErrors, Layout};
+use super::response::{WebError, render};
 use super::session::Person;
 use crate::AppState;
 use crate::services::audit::{self, AuditEventView, FilterInput};

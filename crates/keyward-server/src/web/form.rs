@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 
-use super::page::WebError;
+use super::response::WebError;
 
 pub struct FormData(Vec<(String, String)>);
 

@@ -11,7 +11,8 @@ use keyward_store::MemberRecord;
 use serde::Deserialize;
 
 use super::form::FormData;
-use super::page::{ConfirmPage, DateCell, FormErrors, Layout, WebError, render};
+use super::page::{ConfirmPage, DateCell, FormErrors, Layout};
+use super::response::{WebError, render};
 use super::session::Person;
 use crate::AppState;
 use crate::services::{Conflict, ServiceError, members};

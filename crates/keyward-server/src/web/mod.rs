@@ -3,7 +3,6 @@
 //! one script only adds copy-to-clipboard and local times. No asset comes from elsewhere.
 
 mod accounts;
-pub(crate) use accounts::{LOGINS_PER_ADDRESS, SIGNUPS_PER_ADDRESS};
 mod audit;
 mod credentials;
 mod form;
@@ -11,6 +10,7 @@ mod members;
 mod organization;
 mod page;
 mod projects;
+mod response;
 mod session;
 mod webhooks;
 

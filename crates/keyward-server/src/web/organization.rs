@@ -9,7 +9,8 @@ use keyward_core::Scope;
 use serde::Deserialize;
 
 use super::form::FormData;
-use super::page::{FormErrors, Layout, WebError, render};
+use super::page::{FormErrors, Layout};
+use super::response::{WebError, render};
 use super::session::Person;
 use crate::AppState;
 use crate::services::organization;

@@ -1,15 +1,15 @@
-//! What every dashboard page shares: the layout around it, how dates are shown, and how
-//! errors become pages.
+//! What every dashboard page shares: the layout around it, how dates are shown, forms' errors,
+//! the confirmation page, and the project a page's path names.
 
 use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
 use keyward_core::{Role, Timestamp};
 
+use super::response::WebError;
 use super::session::Person;
 use crate::AppState;
-use crate::error::FieldError;
-use crate::services::{Conflict, ServiceError};
+use crate::field_error::FieldError;
+use crate::services::ServiceError;
 
 /// One organization in the header's switcher.
 pub struct OrganizationOption {
@@ -145,154 +145,6 @@ impl FormErrors {
             StatusCode::OK
         } else {
             StatusCode::UNPROCESSABLE_ENTITY
-        }
-    }
-}
-
-/// Renders a template as an HTML response.
-pub fn render(status: StatusCode, template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(error) => WebError::internal(error).into_response(),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage {
-    title: &'static str,
-    message: String,
-}
-
-/// Why a dashboard request did not get its page.
-#[derive(Debug)]
-pub enum WebError {
-    /// Not signed in, or somewhere else to go: 303 to this path.
-    Redirect(String),
-    /// A page that explains what went wrong.
-    Page { status: StatusCode, message: String },
-    /// Too many tries, or too busy for now: the page, with `Retry-After`.
-    TryLater {
-        status: StatusCode,
-        retry_after_seconds: u64,
-        message: String,
-    },
-}
-
-impl WebError {
-    pub fn page(status: StatusCode, message: impl ToString) -> Self {
-        Self::Page {
-            status,
-            message: message.to_string(),
-        }
-    }
-
-    pub fn forbidden(message: impl ToString) -> Self {
-        Self::page(StatusCode::FORBIDDEN, message)
-    }
-
-    pub fn not_found(what: &str) -> Self {
-        Self::page(
-            StatusCode::NOT_FOUND,
-            format!("No such {what} in this organization."),
-        )
-    }
-}
-
-impl WebError {
-    /// A failure of ours: logged with its cause, shown as nothing internal.
-    pub fn internal(error: impl std::error::Error) -> Self {
-        tracing::error!(%error, cause = ?error.source(), "request failed");
-        Self::page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong on our side. Please try again.",
-        )
-    }
-}
-
-/// A clause (`"only owners can add owners"`) as a sentence.
-fn sentence(clause: &str) -> String {
-    let mut chars = clause.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
-        None => String::new(),
-    }
-}
-
-impl From<ServiceError> for WebError {
-    fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::Invalid(fields) => Self::page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                fields
-                    .iter()
-                    .map(|field| sentence(&format!("{}: {}", field.field, field.message)))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            ServiceError::NotFound(what) => Self::not_found(what),
-            ServiceError::Conflict(Conflict::ProjectHasInstances) => Self::page(
-                StatusCode::CONFLICT,
-                "The project still has instances: delete them first.",
-            ),
-            ServiceError::Conflict(conflict) => {
-                Self::page(StatusCode::CONFLICT, sentence(&conflict.to_string()))
-            }
-            ServiceError::CannotGrant { scope } => {
-                Self::forbidden(format!("Your role cannot grant {scope}."))
-            }
-            ServiceError::Forbidden { message, .. } => Self::forbidden(sentence(message)),
-            ServiceError::Store(error) => error.into(),
-            ServiceError::Internal(error) => Self::internal(&*error),
-        }
-    }
-}
-
-impl From<keyward_store::StoreError> for WebError {
-    fn from(error: keyward_store::StoreError) -> Self {
-        use keyward_store::StoreError;
-        match error {
-            StoreError::NotFound(what) => Self::not_found(what),
-            StoreError::Unavailable(_) => {
-                tracing::warn!(%error, "database unavailable");
-                Self::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The database is unavailable; try again shortly.",
-                )
-            }
-            StoreError::Unwritable(reason) => {
-                tracing::error!(%error, "database cannot write");
-                Self::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("The database cannot write ({reason}); try again once it can."),
-                )
-            }
-            other => Self::internal(other),
-        }
-    }
-}
-
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Redirect(to) => Redirect::to(&to).into_response(),
-            Self::Page { status, message } => {
-                let title = status.canonical_reason().unwrap_or("Error");
-                render(status, &ErrorPage { title, message })
-            }
-            Self::TryLater {
-                status,
-                retry_after_seconds,
-                message,
-            } => {
-                let title = status.canonical_reason().unwrap_or("Error");
-                let mut response = render(status, &ErrorPage { title, message });
-                response.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(retry_after_seconds),
-                );
-                response
-            }
         }
     }
 }

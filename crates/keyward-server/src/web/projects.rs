@@ -9,7 +9,8 @@ use keyward_core::{Description, InstanceId, InstanceStatus, Name, Region, Scope}
 use keyward_store::{CredentialFilter, Page, ProjectRecord};
 
 use super::form::FormData;
-use super::page::{ConfirmPage, DateCell, FormErrors, Layout, WebError, project_of, render};
+use super::page::{ConfirmPage, DateCell, FormErrors, Layout, project_of};
+use super::response::{WebError, render};
 use super::session::Person;
 use crate::AppState;
 use crate::services::instances::{self, InstanceInput};

@@ -15,7 +15,7 @@ use keyward_core::credential::random_token;
 use keyward_core::{Email, KeyDigest, Scope, UserId};
 use keyward_store::{MembershipRecord, NewSession};
 
-use super::page::WebError;
+use super::response::WebError;
 use crate::AppState;
 
 pub const SESSION_COOKIE: &str = "keyward_session";
@@ -62,7 +62,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = crate::client::of(parts)
+        let ip = crate::client_address::of(parts)
             .map_or_else(|| "unknown".to_owned(), |ip: IpAddr| ip.to_string());
         Ok(Self(ip))
     }

@@ -11,7 +11,8 @@ use keyward_core::{MessageId, Scope, WebhookId};
 use keyward_store::Page;
 
 use super::form::FormData;
-use super::page::{DateCell, FormErrors, Layout, WebError, render};
+use super::page::{DateCell, FormErrors, Layout};
+use super::response::{WebError, render};
 use super::session::Person;
 use crate::AppState;
 use crate::services::webhooks::{self, WebhookInput};

@@ -15,6 +15,7 @@ mod github;
 mod helpers;
 mod instances;
 mod introspect;
+mod layers;
 mod leaks;
 mod matrix;
 mod members;

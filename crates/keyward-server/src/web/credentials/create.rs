@@ -14,7 +14,8 @@ use crate::AppState;
 use crate::services::credentials::{self, CredentialInput, check_expiry, parse_name, parse_scopes};
 use crate::services::{Conflict, ServiceError};
 use crate::web::form::FormData;
-use crate::web::page::{FormErrors, Layout, WebError, render};
+use crate::web::page::{FormErrors, Layout};
+use crate::web::response::{WebError, render};
 use crate::web::session::Person;
 
 /// How long a create form stays valid; its request id is the new credential's id.

@@ -12,7 +12,8 @@ use super::{Place, Target, title_case};
 use crate::AppState;
 use crate::pagination::page_from;
 use crate::services::credentials::{self, CredentialEntry};
-use crate::web::page::{DateCell, Layout, WebError, render};
+use crate::web::page::{DateCell, Layout};
+use crate::web::response::{WebError, render};
 use crate::web::session::Person;
 
 /// Rows per page of the dashboard's tables.

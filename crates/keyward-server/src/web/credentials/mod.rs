@@ -21,7 +21,8 @@ use axum::routing::get;
 use keyward_core::{CredentialId, CredentialKind, ProjectId};
 use keyward_store::ProjectRecord;
 
-use super::page::{DateCell, Layout, WebError, project_of, render};
+use super::page::{DateCell, Layout, project_of};
+use super::response::{WebError, render};
 use super::session::Person;
 use crate::AppState;
 use crate::services::credentials;

@@ -11,7 +11,8 @@ use super::{Place, Target};
 use crate::AppState;
 use crate::services::credentials::{self, CredentialEntry};
 use crate::web::form::FormData;
-use crate::web::page::{Layout, WebError, render};
+use crate::web::page::Layout;
+use crate::web::response::{WebError, render};
 use crate::web::session::Person;
 
 pub(in crate::web) async fn edit(

@@ -1,6 +1,6 @@
 //! Schemas for values whose Rust types live in keyward-core (which knows nothing of OpenAPI):
-//! the API's JSON shows them as these. They only describe JSON for the OpenAPI document;
-//! no value is ever built from them.
+//! the services' views and the API's bodies show them as these. They only describe JSON for
+//! the OpenAPI document; no value is ever built from them.
 #![allow(dead_code)]
 
 use serde::Serialize;
