@@ -1,7 +1,14 @@
-//! Keyward's HTTP server: the REST API under `/v1`, Bearer authentication, health checks.
+//! Keyward's HTTP server: the REST API under `/v1` (`api/`) and the dashboard (`web/`), both
+//! thin front ends over `services/`, which hold every rule and take a `Caller`; Bearer
+//! authentication and the verification cache (`auth/`); forward authentication,
+//! introspection and verification for the platform's other services; webhooks (delivery and
+//! expiry notices, `webhooks.rs`) and leak reports; health, readiness and metrics.
 //!
 //! [`app`] builds the router from an [`AppState`] without serving it, so tests can run it on
-//! port 0; [`serve`] runs it until a shutdown signal and then writes pending last-use times.
+//! port 0; [`serve`] runs it until a shutdown signal, with the background tasks (last-use
+//! batches, audit pruning, webhook delivery, the expiry scan, other nodes' invalidations), and
+//! then finishes in-flight requests, gives back webhook deliveries under way and writes
+//! pending last-use times.
 
 pub mod api;
 pub mod audit;

@@ -1,4 +1,6 @@
-//! `keyward`: run the server, migrate its database, or bootstrap a fresh install.
+//! `keyward`: run the server (`serve`), migrate its database, bootstrap an organization, check
+//! a configuration file, scan files for leaked keys, and act as a client of a running server
+//! (keys, tokens, projects, instances, members, organization, audit, webhooks, whoami, scopes).
 
 mod bootstrap;
 mod client;

@@ -1,6 +1,8 @@
-//! The dashboard: server-rendered pages for people (sign-up, Settings > API Keys, Settings >
-//! Project > Tokens, projects, instances, members). Every page works without JavaScript; the
-//! one script only adds copy-to-clipboard and local times. No asset comes from elsewhere.
+//! The dashboard: server-rendered pages for people (sign-up and log-in, Settings > API Keys,
+//! Settings > Project > Tokens, projects, instances, members, webhooks, the audit log, the
+//! organization's policy), over the same services as the API. Every page works without
+//! JavaScript; the one script only adds copy-to-clipboard and local times. No asset comes
+//! from elsewhere.
 
 mod accounts;
 mod audit;

@@ -1,4 +1,6 @@
-//! `keyward` as a client of a running server: keys, projects, tokens, instances, whoami.
+//! `keyward` as a client of a running server: keys, tokens, projects, instances, members, the
+//! organization's policy, the audit log, webhooks, whoami and scopes (one module per resource
+//! in `commands/`).
 //!
 //! The key comes from `KEYWARD_API_KEY` or a file (`--api-key-file`), never from the command
 //! line, where it would land in shell history and process lists. Output is a table for
