@@ -23,28 +23,17 @@ const FORM_LIFETIME_SECONDS: u64 = 24 * 3600;
 
 pub(in crate::web) async fn new_form(
     State(state): State<AppState>,
-    person: Person,
     target: Target,
 ) -> Result<Response, WebError> {
-    let place = Place::of(&state, &person, &target).await?;
+    let Target { person, place, .. } = &target;
     form_page(
         &state,
-        &person,
-        &place,
+        person,
+        place,
         Entered::default(),
         FormErrors::default(),
     )
     .await
-}
-
-pub(in crate::web) async fn create(
-    State(state): State<AppState>,
-    person: Person,
-    target: Target,
-    form: FormData,
-) -> Result<Response, WebError> {
-    let place = Place::of(&state, &person, &target).await?;
-    create_from_form(&state, &person, place, form).await
 }
 
 struct Choice {
@@ -257,12 +246,13 @@ fn credential_id_for_form(
     Some(CredentialId::from_uuid(uuid::Uuid::from_bytes(bytes), kind))
 }
 
-async fn create_from_form(
-    state: &AppState,
-    person: &Person,
-    place: Place,
+pub(in crate::web) async fn create(
+    State(state): State<AppState>,
+    target: Target,
     form: FormData,
 ) -> Result<Response, WebError> {
+    let state = &state;
+    let Target { person, place, .. } = &target;
     person.check_csrf(form.csrf_token())?;
     let now = state.config.clock.now();
     let entered = Entered {
@@ -302,7 +292,7 @@ async fn create_from_form(
     let (Some(id), Some(name), Some(scopes), Some(expires_at), Some(allowed_cidrs)) =
         (id, name, scopes, expires_at, networks)
     else {
-        return form_page(state, person, &place, entered, errors).await;
+        return form_page(state, person, place, entered, errors).await;
     };
 
     let input = CredentialInput {
@@ -334,8 +324,8 @@ async fn create_from_form(
         }
         Err(error) => {
             errors.absorb(error)?;
-            return form_page(state, person, &place, entered, errors).await;
+            return form_page(state, person, place, entered, errors).await;
         }
     };
-    created_page(state, person, &place, created, "created").await
+    created_page(state, person, place, created, "created").await
 }

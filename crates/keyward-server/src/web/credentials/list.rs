@@ -21,12 +21,15 @@ const ROWS_PER_PAGE: u32 = 50;
 
 pub(in crate::web) async fn list(
     State(state): State<AppState>,
-    person: Person,
     target: Target,
     query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, WebError> {
-    let place = Place::of(&state, &person, &target).await?;
-    list_page(&state, &person, place, list_params(query)).await
+    let Target { person, place, .. } = &target;
+    let params = query.map(|Query(params)| params).unwrap_or(ListParams {
+        cursor: None,
+        notice: None,
+    });
+    list_page(&state, person, place, params).await
 }
 
 #[derive(Deserialize)]
@@ -82,7 +85,7 @@ struct CredentialsPage {
 async fn list_page(
     state: &AppState,
     person: &Person,
-    place: Place,
+    place: &Place,
     params: ListParams,
 ) -> Result<Response, WebError> {
     let page = page_from(Some(ROWS_PER_PAGE), params.cursor.as_deref(), |text| {
@@ -165,13 +168,4 @@ async fn list_page(
             .map(|cursor| format!("{base}?cursor={cursor}")),
     };
     Ok(render(StatusCode::OK, &template))
-}
-
-fn list_params(
-    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> ListParams {
-    query.map(|Query(params)| params).unwrap_or(ListParams {
-        cursor: None,
-        notice: None,
-    })
 }

@@ -1,7 +1,7 @@
 //! Settings > API Keys and Settings > Project > Tokens: the same table, create form, "shown
 //! once" page, rotation, networks and revoke confirmation, for the organization's keys or one
 //! project's tokens, one module per flow. Each handler serves both: the [`Target`] extractor
-//! reads from the path which credentials a page is about. Everything they change goes through
+//! reads from the path which credentials a page is about, after the person's session. Everything they change goes through
 //! `crate::services::credentials`, the API's own code path, which also says what the person
 //! may do to each credential.
 
@@ -54,40 +54,52 @@ pub fn router() -> Router<AppState> {
     router
 }
 
-/// Which credentials a page is about, from its path: a project's tokens when it names a
-/// `{project_id}`, else the organization's API keys; and the credential it names
-/// (`{key_id}`, `{token_id}`), if any.
+/// What a page is about, read from its path once the person's session is known: the place
+/// (a live project's tokens when the path names a `{project_id}`, else the organization's API
+/// keys) and the credential it names (`{key_id}`, `{token_id}`), if any.
 pub(super) struct Target {
-    project: Option<String>,
+    person: Person,
+    place: Place,
     credential: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Target {
+impl FromRequestParts<AppState> for Target {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let person = Person::from_request_parts(parts, state).await?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| WebError::not_found("page"))?;
-        let mut target = Self {
-            project: None,
-            credential: None,
-        };
+        let (mut project, mut credential) = (None, None);
         for (name, value) in &params {
             match name {
-                "project_id" => target.project = Some(value.to_owned()),
-                "key_id" | "token_id" => target.credential = Some(value.to_owned()),
+                "project_id" => project = Some(value.to_owned()),
+                "key_id" | "token_id" => credential = Some(value.to_owned()),
                 _ => {}
             }
         }
-        Ok(target)
+        let place = Place::of(state, &person, project.as_deref()).await?;
+        Ok(Self {
+            person,
+            place,
+            credential,
+        })
     }
 }
 
 impl Target {
-    /// The credential the path names.
-    fn credential(&self) -> &str {
-        self.credential.as_deref().unwrap_or_default()
+    /// The credential the path names, if it is of this place's kind.
+    fn credential_id(&self) -> Result<CredentialId, WebError> {
+        self.place
+            .parse_id(self.credential.as_deref().unwrap_or_default())
+    }
+
+    /// The credential the path names as the person sees it, with what they may do to it.
+    async fn entry(&self, state: &AppState) -> Result<credentials::CredentialEntry, WebError> {
+        let id = self.credential_id()?;
+        let caller = self.person.caller(state);
+        Ok(credentials::show(state, &caller, id, self.place.project_id()).await?)
     }
 }
 
@@ -99,8 +111,12 @@ pub(super) struct Place {
 
 impl Place {
     /// The place a page's path names: a live project's tokens, or the organization's keys.
-    async fn of(state: &AppState, person: &Person, target: &Target) -> Result<Self, WebError> {
-        Ok(match &target.project {
+    async fn of(
+        state: &AppState,
+        person: &Person,
+        project: Option<&str>,
+    ) -> Result<Self, WebError> {
+        Ok(match project {
             None => Self {
                 kind: CredentialKind::ApiKey,
                 project: None,

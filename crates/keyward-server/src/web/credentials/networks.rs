@@ -7,31 +7,49 @@ use axum::response::{IntoResponse, Redirect, Response};
 use keyward_core::Networks;
 use keyward_store::CredentialChanges;
 
-use super::{Place, Target};
+use super::Target;
 use crate::AppState;
 use crate::services::credentials::{self, CredentialEntry};
 use crate::web::form::FormData;
 use crate::web::page::Layout;
 use crate::web::response::{WebError, render};
-use crate::web::session::Person;
 
 pub(in crate::web) async fn edit(
     State(state): State<AppState>,
-    person: Person,
     target: Target,
 ) -> Result<Response, WebError> {
-    let place = Place::of(&state, &person, &target).await?;
-    networks_page(&state, &person, place, target.credential(), None).await
+    networks_page(&state, &target, None).await
 }
 
 pub(in crate::web) async fn change(
     State(state): State<AppState>,
-    person: Person,
     target: Target,
     form: FormData,
 ) -> Result<Response, WebError> {
-    let place = Place::of(&state, &person, &target).await?;
-    change_networks(&state, &person, place, target.credential(), form).await
+    let Target { person, place, .. } = &target;
+    person.check_csrf(form.csrf_token())?;
+    let CredentialEntry { view, allowed } = target.entry(&state).await?;
+    if !allowed.change_networks {
+        return networks_page(&state, &target, None).await;
+    }
+    let entered = form.text("allowed_cidrs").to_owned();
+    let networks = match form_networks(&entered) {
+        Ok(networks) => networks,
+        Err(message) => return networks_page(&state, &target, Some((entered, message))).await,
+    };
+    let changes = CredentialChanges {
+        allowed_cidrs: Some(networks),
+        ..CredentialChanges::default()
+    };
+    credentials::update(
+        &state,
+        &person.caller(&state),
+        view.id,
+        place.project_id(),
+        changes,
+    )
+    .await?;
+    Ok(Redirect::to(&format!("{}?notice=networks", place.url())).into_response())
 }
 
 #[derive(Template)]
@@ -49,14 +67,11 @@ struct NetworksPage {
 /// its error) when sent back.
 async fn networks_page(
     state: &AppState,
-    person: &Person,
-    place: Place,
-    raw_id: &str,
+    target: &Target,
     entered: Option<(String, String)>,
 ) -> Result<Response, WebError> {
-    let id = place.parse_id(raw_id)?;
-    let CredentialEntry { view, allowed } =
-        credentials::show(state, &person.caller(state), id, place.project_id()).await?;
+    let CredentialEntry { view, allowed } = target.entry(state).await?;
+    let Target { person, place, .. } = target;
     if !allowed.change_networks {
         return Err(WebError::forbidden(format!(
             "You cannot change this {}: it is not active, or was created by someone else.",
@@ -83,35 +98,6 @@ async fn networks_page(
         cancel_url: place.url(),
     };
     Ok(render(status, &template))
-}
-
-async fn change_networks(
-    state: &AppState,
-    person: &Person,
-    place: Place,
-    raw_id: &str,
-    form: FormData,
-) -> Result<Response, WebError> {
-    person.check_csrf(form.csrf_token())?;
-    let id = place.parse_id(raw_id)?;
-    let caller = person.caller(state);
-    let entry = credentials::show(state, &caller, id, place.project_id()).await?;
-    if !entry.allowed.change_networks {
-        return networks_page(state, person, place, raw_id, None).await;
-    }
-    let entered = form.text("allowed_cidrs").to_owned();
-    let networks = match form_networks(&entered) {
-        Ok(networks) => networks,
-        Err(message) => {
-            return networks_page(state, person, place, raw_id, Some((entered, message))).await;
-        }
-    };
-    let changes = CredentialChanges {
-        allowed_cidrs: Some(networks),
-        ..CredentialChanges::default()
-    };
-    credentials::update(state, &caller, id, place.project_id(), changes).await?;
-    Ok(Redirect::to(&format!("{}?notice=networks", place.url())).into_response())
 }
 
 /// The ranges typed in a form, one per line or separated by commas or spaces; none for any

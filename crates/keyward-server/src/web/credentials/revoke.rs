@@ -11,44 +11,25 @@ use crate::services::credentials::{self, CredentialEntry};
 use crate::web::form::FormData;
 use crate::web::page::{ConfirmPage, Layout};
 use crate::web::response::{WebError, render};
-use crate::web::session::Person;
+
+fn cannot_revoke(place: &Place) -> WebError {
+    WebError::forbidden(format!(
+        "You cannot revoke this {}: members revoke only what they created.",
+        place.label()
+    ))
+}
 
 pub(in crate::web) async fn confirm(
     State(state): State<AppState>,
-    person: Person,
     target: Target,
 ) -> Result<Response, WebError> {
-    let place = Place::of(&state, &person, &target).await?;
-    confirm_revoke(&state, &person, place, target.credential()).await
-}
-
-pub(in crate::web) async fn revoke(
-    State(state): State<AppState>,
-    person: Person,
-    target: Target,
-    form: FormData,
-) -> Result<Response, WebError> {
-    let place = Place::of(&state, &person, &target).await?;
-    revoke_now(&state, &person, place, target.credential(), form).await
-}
-
-async fn confirm_revoke(
-    state: &AppState,
-    person: &Person,
-    place: Place,
-    raw_id: &str,
-) -> Result<Response, WebError> {
-    let id = place.parse_id(raw_id)?;
-    let CredentialEntry { view, allowed } =
-        credentials::show(state, &person.caller(state), id, place.project_id()).await?;
+    let CredentialEntry { view, allowed } = target.entry(&state).await?;
+    let Target { person, place, .. } = target;
     if !allowed.revoke {
-        return Err(WebError::forbidden(format!(
-            "You cannot revoke this {}: members revoke only what they created.",
-            place.label()
-        )));
+        return Err(cannot_revoke(&place));
     }
     let template = ConfirmPage {
-        layout: Layout::new(state, person, place.section()).await?,
+        layout: Layout::new(&state, &person, place.section()).await?,
         title: format!("Revoke {}?", view.name),
         message: format!(
             "Any application using the {} {} ({}) will lose access at once.",
@@ -64,27 +45,20 @@ async fn confirm_revoke(
     Ok(render(StatusCode::OK, &template))
 }
 
-async fn revoke_now(
-    state: &AppState,
-    person: &Person,
-    place: Place,
-    raw_id: &str,
+pub(in crate::web) async fn revoke(
+    State(state): State<AppState>,
+    target: Target,
     form: FormData,
 ) -> Result<Response, WebError> {
-    person.check_csrf(form.csrf_token())?;
-    let id = place.parse_id(raw_id)?;
-    let caller = person.caller(state);
-    let CredentialEntry { view, allowed } =
-        credentials::show(state, &caller, id, place.project_id()).await?;
+    target.person.check_csrf(form.csrf_token())?;
+    let CredentialEntry { view, allowed } = target.entry(&state).await?;
+    let Target { person, place, .. } = target;
     if view.status == CredentialStatus::Revoked {
         return Ok(Redirect::to(&place.url()).into_response());
     }
     if !allowed.revoke {
-        return Err(WebError::forbidden(format!(
-            "You cannot revoke this {}: members revoke only what they created.",
-            place.label()
-        )));
+        return Err(cannot_revoke(&place));
     }
-    credentials::revoke(state, &caller, id, place.project_id()).await?;
+    credentials::revoke(&state, &person.caller(&state), view.id, place.project_id()).await?;
     Ok(Redirect::to(&format!("{}?notice=revoked", place.url())).into_response())
 }

@@ -11,26 +11,6 @@ use crate::services::credentials::{self, CredentialEntry};
 use crate::web::form::FormData;
 use crate::web::page::Layout;
 use crate::web::response::{WebError, render};
-use crate::web::session::Person;
-
-pub(in crate::web) async fn confirm(
-    State(state): State<AppState>,
-    person: Person,
-    target: Target,
-) -> Result<Response, WebError> {
-    let place = Place::of(&state, &person, &target).await?;
-    confirm_rotate(&state, &person, place, target.credential()).await
-}
-
-pub(in crate::web) async fn rotate(
-    State(state): State<AppState>,
-    person: Person,
-    target: Target,
-    form: FormData,
-) -> Result<Response, WebError> {
-    let place = Place::of(&state, &person, &target).await?;
-    rotate_now(&state, &person, place, target.credential(), form).await
-}
 
 fn cannot_rotate(place: &Place) -> WebError {
     WebError::forbidden(format!(
@@ -59,20 +39,17 @@ struct RotatePage {
     cancel_url: String,
 }
 
-async fn confirm_rotate(
-    state: &AppState,
-    person: &Person,
-    place: Place,
-    raw_id: &str,
+pub(in crate::web) async fn confirm(
+    State(state): State<AppState>,
+    target: Target,
 ) -> Result<Response, WebError> {
-    let id = place.parse_id(raw_id)?;
-    let CredentialEntry { view, allowed } =
-        credentials::show(state, &person.caller(state), id, place.project_id()).await?;
+    let CredentialEntry { view, allowed } = target.entry(&state).await?;
+    let Target { person, place, .. } = target;
     if !allowed.rotate {
         return Err(cannot_rotate(&place));
     }
     let template = RotatePage {
-        layout: Layout::new(state, person, place.section()).await?,
+        layout: Layout::new(&state, &person, place.section()).await?,
         title: format!("Rotate {}?", view.name),
         message: format!(
             "A new {} with the same name, scopes and limits is shown once. When should {} ({}) \
@@ -88,18 +65,15 @@ async fn confirm_rotate(
     Ok(render(StatusCode::OK, &template))
 }
 
-async fn rotate_now(
-    state: &AppState,
-    person: &Person,
-    place: Place,
-    raw_id: &str,
+pub(in crate::web) async fn rotate(
+    State(state): State<AppState>,
+    target: Target,
     form: FormData,
 ) -> Result<Response, WebError> {
-    person.check_csrf(form.csrf_token())?;
-    let id = place.parse_id(raw_id)?;
-    let caller = person.caller(state);
-    let entry = credentials::show(state, &caller, id, place.project_id()).await?;
-    if !entry.allowed.rotate {
+    target.person.check_csrf(form.csrf_token())?;
+    let CredentialEntry { view, allowed } = target.entry(&state).await?;
+    let Target { person, place, .. } = target;
+    if !allowed.rotate {
         return Err(cannot_rotate(&place));
     }
     let grace = form
@@ -113,6 +87,14 @@ async fn rotate_now(
                 "Choose when the old one stops.",
             )
         })?;
-    let created = credentials::rotate(state, &caller, id, place.project_id(), grace, None).await?;
-    created_page(state, person, &place, created, "rotated").await
+    let created = credentials::rotate(
+        &state,
+        &person.caller(&state),
+        view.id,
+        place.project_id(),
+        grace,
+        None,
+    )
+    .await?;
+    created_page(&state, &person, &place, created, "rotated").await
 }
