@@ -7,6 +7,7 @@
 
 pub mod credential;
 pub mod id;
+pub mod metadata;
 pub mod names;
 pub mod network;
 pub mod password;
@@ -25,6 +26,7 @@ pub use id::{
     CredentialId, EventId, IdError, InstanceId, MessageId, OrganizationId, ProjectId, RequestId,
     UserId, WebhookId,
 };
+pub use metadata::{ExternalId, Meta, Metadata};
 pub use names::{Description, Email, InstanceStatus, InvalidValue, Name, Region};
 pub use network::{Cidr, InvalidNetwork, Networks};
 pub use rate_limit::RateLimit;

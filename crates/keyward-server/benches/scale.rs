@@ -197,6 +197,7 @@ async fn run(keys: usize) {
                 rotated_from: None,
                 rotation: None,
                 exposure: None,
+                metadata: keyward_core::Metadata::default(),
             },
             created,
         );

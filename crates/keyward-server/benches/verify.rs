@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
                     allowed_cidrs: None,
                     created_by: Creator::User(owner),
                     rotated_from: None,
+                    metadata: keyward_core::Metadata::default(),
                 }),
             )
             .await

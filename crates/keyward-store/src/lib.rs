@@ -187,7 +187,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_credentials(
         &self,
         organization: OrganizationId,
-        filter: CredentialFilter,
+        filter: &CredentialFilter,
         page: Page,
     ) -> Result<Paged<CredentialRecord>, StoreError>;
 

@@ -2,9 +2,9 @@
 
 use keyward_core::webhook::EventTypes;
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, Email, InstanceId, InstanceStatus, KeyDigest,
-    Lifetime, MessageId, Name, Networks, OrganizationId, ProjectId, RateLimit, Region, Role,
-    ScopeNames, Timestamp, UserId, WebhookId,
+    CredentialId, CredentialKind, CredentialStatus, Email, ExternalId, InstanceId, InstanceStatus,
+    KeyDigest, Lifetime, MessageId, Meta, Metadata, Name, Networks, OrganizationId, ProjectId,
+    RateLimit, Region, Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 use uuid::Uuid;
 
@@ -101,6 +101,8 @@ pub struct NewCredential {
     pub created_by: Creator,
     /// The credential it replaces, when a rotation makes it.
     pub rotated_from: Option<CredentialId>,
+    /// The platform's external id and meta, if it gave either.
+    pub metadata: Metadata,
 }
 
 /// A stored credential: its SHA-256 digest, never the key.
@@ -129,6 +131,8 @@ pub struct CredentialRecord {
     pub rotated_from: Option<CredentialId>,
     /// Set once it was reported as exposed in public.
     pub exposure: Option<Exposure>,
+    /// The platform's external id and meta, if it gave either.
+    pub metadata: Metadata,
 }
 
 /// Where and when a credential was found exposed.
@@ -154,6 +158,10 @@ pub struct CredentialChanges {
     pub rate_limit: Option<Option<RateLimit>>,
     /// `Some(None)` allows every address again.
     pub allowed_cidrs: Option<Option<Networks>>,
+    /// `Some(None)` removes it.
+    pub external_id: Option<Option<ExternalId>>,
+    /// `Some(None)` removes it.
+    pub meta: Option<Option<Meta>>,
 }
 
 /// A token revoked together with its project.
@@ -192,10 +200,12 @@ impl CredentialRecord {
 }
 
 /// Which credentials a list shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialFilter {
     pub kind: CredentialKind,
     pub project: Option<ProjectId>,
+    /// Only those with this external id.
+    pub external_id: Option<ExternalId>,
 }
 
 #[derive(Clone, Debug)]

@@ -392,7 +392,7 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn list_credentials(
         &self,
         organization: OrganizationId,
-        filter: CredentialFilter,
+        filter: &CredentialFilter,
         page: Page,
     ) -> Result<Paged<CredentialRecord>, StoreError> {
         credentials::list(&mut self.backend.reader()?, organization, filter, page).await
@@ -434,6 +434,12 @@ impl<B: Backend> Store for SqlStore<B> {
                         audit::allowed_cidrs(before),
                         audit::allowed_cidrs(after),
                     ),
+                    (
+                        "external_id",
+                        audit::external_id(before),
+                        audit::external_id(after),
+                    ),
+                    ("meta", audit::meta(before), audit::meta(after)),
                 ]);
                 if !changes.is_empty() {
                     let event = credential_event(after, "updated", changes);

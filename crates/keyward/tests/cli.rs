@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use keyward_core::{CredentialId, CredentialKind, OrganizationId};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 fn keyward() -> Command {
@@ -1403,6 +1403,109 @@ async fn the_client_rotates_a_key() {
         &["keys", "rotate", old_id, "--grace-seconds", "700000"],
     );
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+}
+
+#[tokio::test]
+async fn the_client_sets_filters_and_changes_external_ids_and_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let admin = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let admin_key = admin["key"].as_str().unwrap();
+    let create = |name: &str, external_id: &str| {
+        json_of(&client(
+            &server,
+            Some(admin_key),
+            &[
+                "keys",
+                "create",
+                "--name",
+                name,
+                "--scope",
+                "instances:read",
+                "--external-id",
+                external_id,
+                "--meta",
+                r#"{"plan":"pro"}"#,
+                "--json",
+            ],
+        ))
+    };
+    let tagged = create("first", "user 42&x=1");
+    assert_eq!(tagged["external_id"], "user 42&x=1");
+    assert_eq!(tagged["meta"], json!({"plan": "pro"}));
+    create("second", "user_43");
+    let id = tagged["id"].as_str().unwrap();
+
+    // The id goes into the query string encoded: `&x=1` is part of it, not a parameter.
+    let listed = json_of(&client(
+        &server,
+        Some(admin_key),
+        &["keys", "list", "--external-id", "user 42&x=1", "--json"],
+    ));
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id]);
+    let table = text(&client(&server, Some(admin_key), &["keys", "list"]).stdout);
+    assert!(
+        table.contains("EXTERNAL ID") && table.contains("user_43"),
+        "{table}"
+    );
+
+    let changed = json_of(&client(
+        &server,
+        Some(admin_key),
+        &[
+            "keys",
+            "update",
+            id,
+            "--meta",
+            r#"{"plan":"free"}"#,
+            "--clear-external-id",
+            "--json",
+        ],
+    ));
+    assert_eq!(changed["meta"], json!({"plan": "free"}));
+    assert_eq!(changed["external_id"], Value::Null);
+
+    // Not an object: refused before anything is sent, with a usage error.
+    for args in [
+        &["keys", "update", id, "--meta", "[1]"][..],
+        &["keys", "update", id][..],
+        &[
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "instances:read",
+            "--meta",
+            "plan=pro",
+        ][..],
+    ] {
+        let refused = client(&server, Some(admin_key), args);
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&refused.stderr)
+        );
+    }
+    // The server's own checks come back as the API words them.
+    let refused = client(
+        &server,
+        Some(admin_key),
+        &["keys", "update", id, "--external-id", "café"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("external_id"),
+        "{}",
+        text(&refused.stderr)
+    );
 }
 
 #[tokio::test]

@@ -4,18 +4,19 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use keyward_core::{CredentialId, CredentialKind, Scope};
-use keyward_store::CredentialFilter;
 
 use utoipa_axum::routes;
 
 use super::ApiRoutes;
-use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential};
+use super::credential_body::{
+    CreateCredential, CredentialListQuery, RotateCredential, UpdateCredential,
+};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{List, ListQuery, page_from};
+use crate::pagination::List;
 use crate::services::caller::Caller;
 use crate::services::credentials::{self, CreatedCredential, CredentialView};
 
@@ -26,11 +27,6 @@ pub fn router() -> ApiRoutes {
         .routes(routes!(show_api_key, update_api_key, revoke_api_key))
 }
 
-const API_KEYS: CredentialFilter = CredentialFilter {
-    kind: CredentialKind::ApiKey,
-    project: None,
-};
-
 fn parse_id(raw: &str) -> Result<CredentialId, ApiError> {
     CredentialId::parse(raw, CredentialKind::ApiKey)
         .map_err(|_| ApiError::NotFound(CredentialKind::ApiKey.label()))
@@ -38,10 +34,11 @@ fn parse_id(raw: &str) -> Result<CredentialId, ApiError> {
 
 /// List API keys
 ///
-/// The organization's API keys, newest first; revoked and expired ones included.
+/// The organization's API keys, newest first; revoked and expired ones included. With
+/// `external_id`, only the keys the platform gave that id.
 #[utoipa::path(
     get, path = "/v1/api-keys", tag = "API keys",
-    params(ListQuery),
+    params(CredentialListQuery),
     responses((status = 200, description = "A page of keys", body = List<CredentialView>)),
     security(("bearer" = ["api_keys:read"]))
 )]
@@ -49,17 +46,13 @@ pub(super) async fn list_api_keys(
     State(state): State<AppState>,
     principal: Principal,
     origin: Origin,
-    query: Result<ApiQuery<ListQuery>, ApiError>,
+    query: Result<ApiQuery<CredentialListQuery>, ApiError>,
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
     principal.require(Scope::API_KEYS_READ)?;
     let ApiQuery(query) = query?;
-    let page = page_from(query.limit, query.cursor.as_deref(), |text| {
-        CredentialId::parse(text, CredentialKind::ApiKey)
-            .ok()
-            .map(|id| id.as_uuid())
-    })?;
+    let (filter, page) = query.parse(CredentialKind::ApiKey, None)?;
     let caller = Caller::credential(&principal, &origin);
-    let list = credentials::list(&state, &caller, API_KEYS, page).await?;
+    let list = credentials::list(&state, &caller, &filter, page).await?;
     Ok(ApiJson(list.map(|entry| entry.view)))
 }
 

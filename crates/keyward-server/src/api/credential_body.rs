@@ -1,15 +1,59 @@
 //! The body of `POST /v1/api-keys` and `POST /v1/projects/{project_id}/tokens`.
 
-use keyward_core::{Networks, RateLimit, Timestamp};
-use keyward_store::CredentialChanges;
+use keyward_core::{
+    CredentialId, CredentialKind, Metadata, Networks, ProjectId, RateLimit, Timestamp,
+};
+use keyward_store::{CredentialChanges, CredentialFilter, Page};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::{ApiError, validate};
 use crate::field_error::FieldError;
-use crate::services::credentials::{CredentialInput, parse_expiry, parse_name, parse_scopes};
+use crate::pagination::page_from;
+use crate::services::credentials::{
+    CredentialInput, parse_expiry, parse_external_id, parse_meta, parse_name, parse_scopes,
+};
 
-/// `{name, scopes, expires_at?, rate_limit?, allowed_cidrs?}`.
+/// `limit`, `cursor` and `external_id` of a list of keys or tokens.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CredentialListQuery {
+    /// Items per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only those with this external id.
+    #[param(min_length = 1, max_length = 255, example = "user_8412")]
+    pub external_id: Option<String>,
+}
+
+impl CredentialListQuery {
+    /// Which credentials of `kind` (of `project`, if tokens) to list, and the page.
+    pub fn parse(
+        self,
+        kind: CredentialKind,
+        project: Option<ProjectId>,
+    ) -> Result<(CredentialFilter, Page), ApiError> {
+        let page = page_from(self.limit, self.cursor.as_deref(), |text| {
+            CredentialId::parse(text, kind).ok().map(|id| id.as_uuid())
+        })?;
+        let external_id = self
+            .external_id
+            .as_deref()
+            .map(parse_external_id)
+            .transpose()
+            .map_err(|e| ApiError::Validation(vec![e]))?;
+        let filter = CredentialFilter {
+            kind,
+            project,
+            external_id,
+        };
+        Ok((filter, page))
+    }
+}
+
+/// `{name, scopes, expires_at?, rate_limit?, allowed_cidrs?, external_id?, meta?}`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCredential {
@@ -39,10 +83,22 @@ pub struct CreateCredential {
     #[serde(default)]
     #[schema(example = json!(["192.0.2.0/24", "2001:db8::/32"]), min_items = 1, max_items = 64)]
     pub allowed_cidrs: Option<Vec<String>>,
+    /// Optional: the platform's id for whoever uses it (a user, a service account), 1 to 255
+    /// printable ASCII characters; not unique. Not for secrets: stored and returned as given.
+    #[serde(default)]
+    #[schema(example = "user_8412", min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
+    /// Optional: a JSON object of at most 1 KiB (as compact JSON) given back wherever the key
+    /// is checked (verification, introspection, forward authentication). Not for secrets:
+    /// stored and returned as given.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
+    pub meta: Option<serde_json::Value>,
 }
 
-/// `{name?, rate_limit?, allowed_cidrs?}`, at least one; `"rate_limit": null` removes the
-/// limit and `"allowed_cidrs": null` allows every address again.
+/// `{name?, rate_limit?, allowed_cidrs?, external_id?, meta?}`, at least one;
+/// `"rate_limit": null` removes the limit, `"allowed_cidrs": null` allows every address again,
+/// and `null` removes an external id or meta.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCredential {
@@ -63,6 +119,14 @@ pub struct UpdateCredential {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<String>>, example = json!(["192.0.2.0/24"]))]
     pub allowed_cidrs: Option<Option<Vec<String>>>,
+    /// 1 to 255 printable ASCII characters; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "user_8412", min_length = 1, max_length = 255)]
+    pub external_id: Option<Option<String>>,
+    /// A JSON object of at most 1 KiB; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
+    pub meta: Option<Option<serde_json::Value>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, by default).
@@ -92,10 +156,15 @@ fn check_rate_limit(limit: Option<RateLimit>) -> Result<Option<RateLimit>, Field
 
 impl UpdateCredential {
     pub fn parse(self) -> Result<CredentialChanges, ApiError> {
-        if self.name.is_none() && self.rate_limit.is_none() && self.allowed_cidrs.is_none() {
+        if self.name.is_none()
+            && self.rate_limit.is_none()
+            && self.allowed_cidrs.is_none()
+            && self.external_id.is_none()
+            && self.meta.is_none()
+        {
             return Err(ApiError::invalid(
                 "name",
-                "send at least one of name, rate_limit and allowed_cidrs",
+                "send at least one of name, rate_limit, allowed_cidrs, external_id and meta",
             ));
         }
         let name = self.name.as_deref().map(parse_name).transpose();
@@ -104,11 +173,21 @@ impl UpdateCredential {
             .allowed_cidrs
             .map(|ranges| parse_networks(ranges.as_deref()))
             .transpose();
-        validate!(name, rate_limit, allowed_cidrs);
+        let external_id = self
+            .external_id
+            .map(|id| id.as_deref().map(parse_external_id).transpose())
+            .transpose();
+        let meta = self
+            .meta
+            .map(|meta| meta.as_ref().map(parse_meta).transpose())
+            .transpose();
+        validate!(name, rate_limit, allowed_cidrs, external_id, meta);
         Ok(CredentialChanges {
             name,
             rate_limit,
             allowed_cidrs,
+            external_id,
+            meta,
         })
     }
 }
@@ -144,13 +223,28 @@ impl CreateCredential {
         let expires_at = parse_expiry(self.expires_at.as_deref(), now);
         let rate_limit = check_rate_limit(self.rate_limit);
         let allowed_cidrs = parse_networks(self.allowed_cidrs.as_deref());
-        validate!(name, scopes, expires_at, rate_limit, allowed_cidrs);
+        let external_id = self
+            .external_id
+            .as_deref()
+            .map(parse_external_id)
+            .transpose();
+        let meta = self.meta.as_ref().map(parse_meta).transpose();
+        validate!(
+            name,
+            scopes,
+            expires_at,
+            rate_limit,
+            allowed_cidrs,
+            external_id,
+            meta
+        );
         Ok(CredentialInput {
             name,
             scopes,
             expires_at,
             rate_limit,
             allowed_cidrs,
+            metadata: Metadata { external_id, meta },
         })
     }
 }

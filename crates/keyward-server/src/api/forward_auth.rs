@@ -9,7 +9,8 @@
 //! header on. The key is verified like
 //! any request's (the same cache, last use and rate limit); the first route rule that matches
 //! says which scopes it needs and, if it names one, which project a project token must be
-//! for. 200 carries who is calling in `Keyward-*` headers for the upstream; a refusal is the
+//! for. 200 carries who is calling in `Keyward-*` headers for the upstream (with the key's
+//! `Keyward-External-Id` and `Keyward-Meta`, empty if it has none); a refusal is the
 //! same 401, 403 or 429 (challenge, problem body, RateLimit headers) as Keyward's own API
 //! gives, for the gateway to pass on.
 
@@ -266,5 +267,12 @@ fn decide(
             .unwrap_or_default(),
     );
     set("keyward-scopes", catalog.joined(&principal.scopes));
+    // Empty when the key has none, for the same reason as the project: Caddy 2.6 would pass
+    // its placeholder's text instead (nginx sends no empty header).
+    let (external_id, meta) = principal.credential.metadata_headers();
+    for (name, value) in [("keyward-external-id", external_id), ("keyward-meta", meta)] {
+        let value = value.cloned().unwrap_or(HeaderValue::from_static(""));
+        identity.insert(HeaderName::from_static(name), value);
+    }
     Ok(response)
 }

@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keyward_core::Scope;
+use keyward_core::{ExternalId, Meta, Scope};
 use serde::Serialize;
 
 use utoipa_axum::routes;
@@ -79,6 +79,14 @@ pub(super) struct IntrospectionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "prj_01m8dz968yez2sm2rg58r2payg")]
     project_id: Option<String>,
+    /// The platform's id for whoever uses the key, if it gave one (an extension, §2.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "user_8412")]
+    external_id: Option<ExternalId>,
+    /// The platform's meta on the key, if it gave any (an extension, §2.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
+    meta: Option<Meta>,
 }
 
 /// The `token` and `client_ip` fields of a form body.
@@ -148,6 +156,8 @@ pub(super) async fn introspect(
             sub: Some(credential.organization_id.to_string()),
             organization_id: Some(credential.organization_id.to_string()),
             project_id: credential.project_id.map(|p| p.to_string()),
+            external_id: credential.external_id().cloned(),
+            meta: credential.meta().cloned(),
         },
         Err(
             Refusal::Malformed(_)

@@ -5,7 +5,8 @@
 
 use axum::extract::State;
 use keyward_core::{
-    CredentialId, CredentialKind, OrganizationId, ProjectId, Scope, ScopeSet, Timestamp,
+    CredentialId, CredentialKind, ExternalId, Meta, OrganizationId, ProjectId, Scope, ScopeSet,
+    Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,12 @@ pub(super) struct VerifyResponse {
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,
     /// Set when `code` is `RATE_LIMITED`: seconds until the key may be used again.
+    /// The platform's id for whoever uses the key, if it gave one.
+    #[schema(value_type = Option<String>, example = "user_8412")]
+    external_id: Option<ExternalId>,
+    /// The platform's meta on the key, if it gave any.
+    #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
+    meta: Option<Meta>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
 }
@@ -89,6 +96,8 @@ impl VerifyResponse {
             project_id: None,
             scopes: None,
             expires_at: None,
+            external_id: None,
+            meta: None,
             retry_after: None,
         }
     }
@@ -154,6 +163,8 @@ pub(super) async fn verify_key(
                         .collect(),
                 ),
                 expires_at: credential.usable_until(),
+                external_id: credential.external_id().cloned(),
+                meta: credential.meta().cloned(),
                 retry_after: None,
             }
         }

@@ -8,18 +8,19 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use keyward_core::{CredentialId, CredentialKind, Scope};
-use keyward_store::CredentialFilter;
 
 use utoipa_axum::routes;
 
 use super::ApiRoutes;
-use super::credential_body::{CreateCredential, RotateCredential, UpdateCredential};
+use super::credential_body::{
+    CreateCredential, CredentialListQuery, RotateCredential, UpdateCredential,
+};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{List, ListQuery, page_from};
+use crate::pagination::List;
 use crate::services::caller::Caller;
 use crate::services::credentials::{self, CreatedCredential, CredentialView};
 
@@ -42,7 +43,7 @@ fn parse_token_id(raw: &str) -> Result<CredentialId, ApiError> {
 /// List a project's tokens
 #[utoipa::path(
     get, path = "/v1/projects/{project_id}/tokens", tag = "Project tokens",
-    params(("project_id" = String, Path, description = "The project's id, `prj_…`"), ListQuery),
+    params(("project_id" = String, Path, description = "The project's id, `prj_…`"), CredentialListQuery),
     responses((status = 200, description = "A page of tokens", body = List<CredentialView>)),
     security(("bearer" = ["tokens:read"]))
 )]
@@ -51,22 +52,14 @@ pub(super) async fn list_project_tokens(
     principal: Principal,
     origin: Origin,
     ApiPath(project): ApiPath<String>,
-    query: Result<ApiQuery<ListQuery>, ApiError>,
+    query: Result<ApiQuery<CredentialListQuery>, ApiError>,
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
     principal.require(Scope::TOKENS_READ)?;
     let ApiQuery(query) = query?;
     let project = super::projects::parse_id(&project)?;
-    let filter = CredentialFilter {
-        kind: CredentialKind::ProjectToken,
-        project: Some(project),
-    };
-    let page = page_from(query.limit, query.cursor.as_deref(), |text| {
-        CredentialId::parse(text, CredentialKind::ProjectToken)
-            .ok()
-            .map(|id| id.as_uuid())
-    })?;
+    let (filter, page) = query.parse(CredentialKind::ProjectToken, Some(project))?;
     let caller = Caller::credential(&principal, &origin);
-    let list = credentials::list(&state, &caller, filter, page).await?;
+    let list = credentials::list(&state, &caller, &filter, page).await?;
     Ok(ApiJson(list.map(|entry| entry.view)))
 }
 

@@ -26,9 +26,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use axum::http::HeaderValue;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::{
-    CredentialId, KeyDigest, Lifetime, Networks, OrganizationId, ProjectId, RateLimit,
-    ScopeCatalog, ScopeSet, Timestamp,
+    CredentialId, ExternalId, KeyDigest, Lifetime, Meta, Metadata, Networks, OrganizationId,
+    ProjectId, RateLimit, ScopeCatalog, ScopeSet, Timestamp,
 };
 use keyward_store::{CredentialRecord, DatabaseState, Store, StoreError};
 use tokio::sync::OnceCell;
@@ -75,9 +78,9 @@ pub struct CachedCredential {
     /// Until when it works: refused as revoked at once when revoked, at the end of the overlap
     /// when rotated (on every node, with no message needed).
     pub lifetime: Lifetime,
-    /// Its rate limit and networks, if it has either: one pointer (8 bytes) for the many
-    /// credentials that have neither, which cost no allocation.
-    limits: Option<Box<Limits>>,
+    /// Its rate limit, networks, external id and meta, if it has any: one pointer (8 bytes)
+    /// for the many credentials that have none, which cost no allocation.
+    extras: Option<Box<Extras>>,
     loaded_at: i64,
     /// The store's generation when the read that made this entry began.
     generation: u64,
@@ -86,30 +89,59 @@ pub struct CachedCredential {
 }
 
 /// What only some credentials have.
-struct Limits {
+struct Extras {
     rate_limit: Option<RateLimit>,
     /// GCRA theoretical arrival time, in the clock's monotonic nanoseconds, shared with the
     /// cache's limiter states (see [`VerificationCache::limiter_state`]); with a rate limit.
     tat: Option<Arc<AtomicU64>>,
     /// The ranges it may be used from; `None` for any address.
     networks: Option<Networks>,
+    metadata: Metadata,
+    /// `Keyward-External-Id` and `Keyward-Meta` (unpadded base64url of the JSON) for forward
+    /// authentication, made once when loaded.
+    external_id_header: Option<HeaderValue>,
+    meta_header: Option<HeaderValue>,
 }
 
 impl CachedCredential {
     pub fn rate_limit(&self) -> Option<RateLimit> {
-        self.limits.as_ref().and_then(|limits| limits.rate_limit)
+        self.extras.as_ref().and_then(|extras| extras.rate_limit)
     }
 
     /// The ranges it may be used from; `None` for any address.
     pub fn networks(&self) -> Option<&Networks> {
-        self.limits
+        self.extras
             .as_ref()
-            .and_then(|limits| limits.networks.as_ref())
+            .and_then(|extras| extras.networks.as_ref())
     }
 
     /// The shared GCRA state, with a rate limit.
     pub(super) fn rate_state(&self) -> Option<&Arc<AtomicU64>> {
-        self.limits.as_ref().and_then(|limits| limits.tat.as_ref())
+        self.extras.as_ref().and_then(|extras| extras.tat.as_ref())
+    }
+
+    pub fn external_id(&self) -> Option<&ExternalId> {
+        self.extras
+            .as_ref()
+            .and_then(|extras| extras.metadata.external_id.as_ref())
+    }
+
+    pub fn meta(&self) -> Option<&Meta> {
+        self.extras
+            .as_ref()
+            .and_then(|extras| extras.metadata.meta.as_ref())
+    }
+
+    /// Its external id and meta as the headers forward authentication gives the upstream:
+    /// `Keyward-External-Id`, and `Keyward-Meta` as unpadded base64url of the JSON.
+    pub fn metadata_headers(&self) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
+        match &self.extras {
+            Some(extras) => (
+                extras.external_id_header.as_ref(),
+                extras.meta_header.as_ref(),
+            ),
+            None => (None, None),
+        }
     }
 
     /// When it expires, if it does.
@@ -144,11 +176,25 @@ impl CachedCredential {
             name: record.name.as_str().into(),
             created_at: record.created_at,
             lifetime: record.lifetime(),
-            limits: (record.rate_limit.is_some() || record.allowed_cidrs.is_some()).then(|| {
-                Box::new(Limits {
+            extras: (record.rate_limit.is_some()
+                || record.allowed_cidrs.is_some()
+                || !record.metadata.is_empty())
+            .then(|| {
+                let external_id_header = record
+                    .metadata
+                    .external_id
+                    .as_ref()
+                    .and_then(|id| HeaderValue::from_str(id.as_str()).ok());
+                let meta_header = record.metadata.meta.as_ref().and_then(|meta| {
+                    HeaderValue::try_from(URL_SAFE_NO_PAD.encode(meta.as_str())).ok()
+                });
+                Box::new(Extras {
                     rate_limit: record.rate_limit,
                     tat,
                     networks: record.allowed_cidrs,
+                    metadata: record.metadata,
+                    external_id_header,
+                    meta_header,
                 })
             }),
             loaded_at: now.unix_seconds(),
@@ -523,6 +569,7 @@ mod tests {
             rotated_from: None,
             rotation: None,
             exposure: None,
+            metadata: keyward_core::Metadata::default(),
         }
     }
 

@@ -244,6 +244,7 @@ mod tests {
             rotated_from: None,
             rotation: None,
             exposure: None,
+            metadata: keyward_core::Metadata::default(),
         };
         Principal::new(Arc::new(CachedCredential::from_record(
             record,

@@ -65,6 +65,12 @@ pub struct CreateProjectTokenSchema {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<String>,
     pub rate_limit: Option<RateLimitSchema>,
+    #[schema(example = json!(["192.0.2.0/24"]), min_items = 1, max_items = 64)]
+    pub allowed_cidrs: Option<Vec<String>>,
+    #[schema(example = "svc-deploy", min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
+    #[schema(value_type = Option<Object>, example = json!({"env": "prod"}))]
+    pub meta: Option<serde_json::Value>,
 }
 
 /// Who may hold a scope: `project` scopes project tokens too, `organization` scopes only

@@ -249,8 +249,9 @@ pub async fn confirm_delete_project(
     let filter = CredentialFilter {
         kind: keyward_core::CredentialKind::ProjectToken,
         project: Some(project.id),
+        external_id: None,
     };
-    let tokens = credentials::list(&state, &person.caller(&state), filter, Page::first(100))
+    let tokens = credentials::list(&state, &person.caller(&state), &filter, Page::first(100))
         .await?
         .data
         .iter()

@@ -250,6 +250,7 @@ async fn expired_keys_are_refused_and_listed_as_expired() {
                     CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
                 ),
                 rotated_from: None,
+                metadata: keyward_core::Metadata::default(),
             },
         )
         .await

@@ -33,6 +33,13 @@ impl Page {
             .unwrap_or_default()
     }
 
+    /// The id a create form was rendered with.
+    pub(crate) fn request_id(&self) -> String {
+        let marker = "name=\"request_id\" value=\"";
+        let start = self.body.find(marker).expect("a create form") + marker.len();
+        self.body[start..start + 30].to_owned()
+    }
+
     pub(crate) fn csrf_token(&self) -> String {
         let marker = "name=\"csrf_token\" value=\"";
         let start = self.body.find(marker).expect("a form with a CSRF token") + marker.len();
@@ -139,9 +146,7 @@ impl<'a> Visitor<'a> {
     pub(crate) async fn create_key(&mut self, name: &str, scopes: &[&str]) -> Page {
         let form = self.get("/settings/api-keys/new").await;
         let csrf = form.csrf_token();
-        let marker = "name=\"request_id\" value=\"";
-        let start = form.body.find(marker).unwrap() + marker.len();
-        let request_id = form.body[start..start + 30].to_owned();
+        let request_id = form.request_id();
         let mut fields = vec![
             ("csrf_token", csrf.as_str()),
             ("request_id", request_id.as_str()),
@@ -414,9 +419,7 @@ async fn a_resubmitted_create_form_makes_one_key_and_never_shows_it_again() {
     ada.sign_up("ada@example.com", "Acme").await;
     let form = ada.get("/settings/api-keys/new").await;
     let csrf = form.csrf_token();
-    let marker = "name=\"request_id\" value=\"";
-    let start = form.body.find(marker).unwrap() + marker.len();
-    let request_id = form.body[start..start + 30].to_owned();
+    let request_id = form.request_id();
     let fields = [
         ("csrf_token", csrf.as_str()),
         ("request_id", request_id.as_str()),
@@ -635,9 +638,7 @@ async fn deleting_a_project_in_the_dashboard_revokes_its_tokens() {
         !form.body.contains("value=\"api_keys:read\""),
         "project-level scopes only"
     );
-    let marker = "name=\"request_id\" value=\"";
-    let start = form.body.find(marker).unwrap() + marker.len();
-    let request_id = form.body[start..start + 30].to_owned();
+    let request_id = form.request_id();
     let created = ada
         .post(
             &tokens,

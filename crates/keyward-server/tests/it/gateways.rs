@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -45,6 +47,8 @@ async fn upstream() -> SocketAddr {
             "organization_id": get("keyward-organization-id"),
             "project_id": get("keyward-project-id"),
             "scopes": get("keyward-scopes"),
+            "external_id": get("keyward-external-id"),
+            "meta": get("keyward-meta"),
             "x_project_id": get("x-project-id"),
             "overrides": overrides,
         }))
@@ -494,6 +498,60 @@ async fn nothing_forged_reaches_the_service(app: &TestApp, gateway: &Gateway) {
     );
 }
 
+/// A key's external id and meta reach the service as Keyward gave them, and only then: a
+/// client's own (in any spelling, or with `Connection` naming Keyward's) never do.
+async fn metadata_reaches_the_service(app: &TestApp, gateway: &Gateway) {
+    let org = app.bootstrap("Tagged").await;
+    let meta = json!({"plan": "pro", "region": "eu"});
+    let tagged = app
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({"name": "tagged", "scopes": ["databases:read"], "external_id": "user_42", "meta": meta}),
+        )
+        .await;
+    assert_eq!(tagged.status, StatusCode::CREATED, "{}", tagged.body);
+    let tagged = tagged.body["key"].as_str().unwrap().to_owned();
+    let (_, plain) = app.create_key(&org.key, "plain", &["databases:read"]).await;
+    let project = app.create_project(&org.key, "Web").await;
+    let path = format!("/v1/databases/{project}/t");
+    let forged = [
+        ("keyward-external-id", "admin"),
+        ("keyward-meta", "eyJwbGFuIjoiZW50ZXJwcmlzZSJ9"),
+        ("keyward_external_id", "admin"),
+        ("Keyward_Meta", "eyJwbGFuIjoiZW50ZXJwcmlzZSJ9"),
+    ];
+    for connection in [None, Some("Keyward-External-Id, Keyward-Meta")] {
+        let mut headers = forged.to_vec();
+        headers.extend(connection.map(|c| ("connection", c)));
+        let seen = through_with(gateway, Some(&tagged), &path, &headers).await;
+        assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+        assert_eq!(
+            seen.body["external_id"], "user_42",
+            "{connection:?}: {}",
+            seen.body
+        );
+        let decoded = URL_SAFE_NO_PAD
+            .decode(seen.body["meta"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&decoded).unwrap(),
+            meta,
+            "{connection:?}"
+        );
+        let seen = through_with(gateway, Some(&plain), &path, &headers).await;
+        assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+        // nginx sends no empty header; Caddy passes Keyward's empty one.
+        for field in ["external_id", "meta"] {
+            assert!(
+                [Value::Null, json!("")].contains(&seen.body[field]),
+                "{connection:?}: {}",
+                seen.body
+            );
+        }
+    }
+}
+
 /// Keyward with the forward-auth tests' rules, the upstream, and the gateway in front.
 async fn behind(gateway: fn(SocketAddr, SocketAddr) -> Gateway, passes_problem_bodies: bool) {
     let app = TestApp::spawn_with(crate::forward_auth::platform()).await;
@@ -501,6 +559,7 @@ async fn behind(gateway: fn(SocketAddr, SocketAddr) -> Gateway, passes_problem_b
     let gateway = gateway(app.address, upstream);
     holds(&app, &gateway, passes_problem_bodies).await;
     nothing_forged_reaches_the_service(&app, &gateway).await;
+    metadata_reaches_the_service(&app, &gateway).await;
 }
 
 /// A Keyward that accepts connections and never answers.

@@ -19,6 +19,7 @@ mod layers;
 mod leaks;
 mod matrix;
 mod members;
+mod metadata;
 mod networks;
 mod openapi;
 mod password_work;

@@ -438,6 +438,7 @@ async fn insert_key(
                 allowed_cidrs: None,
                 created_by: by,
                 rotated_from: None,
+                metadata: keyward_core::Metadata::default(),
             },
         )
         .await
@@ -477,6 +478,7 @@ async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, Strin
                 allowed_cidrs: None,
                 created_by: Creator::User(owner),
                 rotated_from: None,
+                metadata: keyward_core::Metadata::default(),
             }),
         )
         .await
@@ -727,9 +729,10 @@ async fn fingerprint(store: &dyn Store, organization: OrganizationId) -> String 
         let tokens = CredentialFilter {
             kind: CredentialKind::ProjectToken,
             project: Some(project.id),
+            external_id: None,
         };
         for token in store
-            .list_credentials(organization, tokens, page)
+            .list_credentials(organization, &tokens, page)
             .await
             .unwrap()
             .items
@@ -740,9 +743,10 @@ async fn fingerprint(store: &dyn Store, organization: OrganizationId) -> String 
     let keys = CredentialFilter {
         kind: CredentialKind::ApiKey,
         project: None,
+        external_id: None,
     };
     for key in store
-        .list_credentials(organization, keys, page)
+        .list_credentials(organization, &keys, page)
         .await
         .unwrap()
         .items

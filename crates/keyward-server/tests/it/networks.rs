@@ -475,9 +475,7 @@ async fn the_dashboard_sets_shows_and_changes_network_rules() {
     let form = ada.get("/settings/api-keys/new").await;
     assert!(form.body.contains("id=\"allowed_cidrs\""));
     let csrf = form.csrf_token();
-    let marker = "name=\"request_id\" value=\"";
-    let start = form.body.find(marker).unwrap() + marker.len();
-    let request_id = form.body[start..start + 30].to_owned();
+    let request_id = form.request_id();
     let mut fields = vec![
         ("csrf_token", csrf.as_str()),
         ("request_id", request_id.as_str()),
@@ -505,10 +503,10 @@ async fn the_dashboard_sets_shows_and_changes_network_rules() {
         "{}",
         list.body
     );
-    let marker = "/networks\"";
-    let end = list.body.find(marker).expect("a Networks link");
+    let marker = "/edit\"";
+    let end = list.body.find(marker).expect("an Edit link");
     let start = list.body[..end].rfind("href=\"").unwrap() + 6;
-    let page_url = format!("{}/networks", &list.body[start..end]);
+    let page_url = format!("{}/edit", &list.body[start..end]);
     let page = ada.get(&page_url).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(
@@ -532,12 +530,12 @@ async fn the_dashboard_sets_shows_and_changes_network_rules() {
             &[("csrf_token", &csrf), ("allowed_cidrs", "127.0.0.1")],
         )
         .await;
-    assert_eq!(saved.location(), "/settings/api-keys?notice=networks");
+    assert_eq!(saved.location(), "/settings/api-keys?notice=saved");
     assert_eq!(me_from(&app, &key, None).await.status, StatusCode::OK);
     let cleared = ada
         .post(&page_url, &[("csrf_token", &csrf), ("allowed_cidrs", "  ")])
         .await;
-    assert_eq!(cleared.location(), "/settings/api-keys?notice=networks");
+    assert_eq!(cleared.location(), "/settings/api-keys?notice=saved");
     let list = ada.get("/settings/api-keys").await;
     assert!(!list.body.contains("Only from"));
 }

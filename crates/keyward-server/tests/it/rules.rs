@@ -13,9 +13,7 @@ async fn signed_up(app: &TestApp) -> (Visitor<'_>, String, String) {
     ada.sign_up("ada@example.com", "Acme").await;
     let csrf = ada.get("/settings/projects").await.csrf_token();
     let form = ada.get("/settings/api-keys/new").await;
-    let marker = "name=\"request_id\" value=\"";
-    let start = form.body.find(marker).unwrap() + marker.len();
-    let request_id = form.body[start..start + 30].to_owned();
+    let request_id = form.request_id();
     let created = ada
         .post(
             "/settings/api-keys",

@@ -34,6 +34,7 @@ async fn key_expiring(app: &TestApp, org: &Org, expires_at: Timestamp) -> String
                     CredentialId::parse(&org.key_id, CredentialKind::ApiKey).unwrap(),
                 ),
                 rotated_from: None,
+                metadata: keyward_core::Metadata::default(),
             },
         )
         .await

@@ -64,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "webhook leases",
         sql: include_str!("../../migrations/postgres/0011_webhook_leases.sql"),
     },
+    Migration {
+        version: 12,
+        name: "credential metadata",
+        sql: include_str!("../../migrations/postgres/0012_credential_metadata.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -77,6 +77,8 @@ pub(crate) fn credential_fields(record: &CredentialRecord) -> Vec<(&'static str,
         ("expires_at", time(record.expires_at)),
         ("rate_limit", rate_limit(record)),
         ("allowed_cidrs", allowed_cidrs(record)),
+        ("external_id", external_id(record)),
+        ("meta", meta(record)),
     ]
 }
 
@@ -100,6 +102,23 @@ pub(crate) fn allowed_cidrs(record: &CredentialRecord) -> Value {
                     .collect(),
             )
         })
+}
+
+pub(crate) fn external_id(record: &CredentialRecord) -> Value {
+    record
+        .metadata
+        .external_id
+        .as_ref()
+        .map_or(Value::Null, |id| Value::String(id.to_string()))
+}
+
+/// The object itself, as the API shows it.
+pub(crate) fn meta(record: &CredentialRecord) -> Value {
+    record
+        .metadata
+        .meta
+        .as_ref()
+        .map_or(Value::Null, keyward_core::Meta::to_value)
 }
 
 /// `api_key` or `project_token`.

@@ -2,8 +2,8 @@
 //! nodes' caches must follow calls [`Write::forget_on_commit`] inside its own transaction.
 
 use keyward_core::{
-    CredentialId, KeyDigest, Name, Networks, OrganizationId, ProjectId, ScopeNames, Timestamp,
-    UserId,
+    CredentialId, ExternalId, KeyDigest, Meta, Metadata, Name, Networks, OrganizationId, ProjectId,
+    ScopeNames, Timestamp, UserId,
 };
 
 use super::{Columns, Query, Read, Write, locking};
@@ -25,7 +25,7 @@ macro_rules! select_credentials {
              WHERE projects.id = credentials.project_id)) AS revoked_at, ",
             "last_used_at, rate_limit_requests, rate_limit_per_seconds, allowed_cidrs, \
              created_by_user, rotation_ends_at, rotated_to, rotated_from, exposed_at, \
-             exposed_source FROM credentials ",
+             exposed_source, external_id, meta FROM credentials ",
             $($tail),+
         )
     };
@@ -76,6 +76,10 @@ pub(crate) fn decode(row: &dyn Columns) -> Result<CredentialRecord, StoreError> 
             }),
             _ => None,
         },
+        metadata: Metadata {
+            external_id: row.opt_text("external_id")?.map(ExternalId::from_trusted),
+            meta: row.opt_text("meta")?.map(Meta::from_trusted),
+        },
     })
 }
 
@@ -102,8 +106,10 @@ pub(crate) async fn insert(
     let query = Query::new(
         "INSERT INTO credentials (id, kind, organization_id, project_id, name, secret_sha256, \
          hint, scopes, created_at, expires_at, created_by_user, created_by_credential, \
-         rate_limit_requests, rate_limit_per_seconds, rotated_from, allowed_cidrs) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+         rate_limit_requests, rate_limit_per_seconds, rotated_from, allowed_cidrs, external_id, \
+         meta) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18)",
     )
     .bind(new.id.as_uuid())
     .bind(new.id.kind().as_str())
@@ -120,7 +126,9 @@ pub(crate) async fn insert(
     .bind(new.rate_limit.map(|limit| i64::from(limit.requests)))
     .bind(new.rate_limit.map(|limit| i64::from(limit.per_seconds)))
     .bind(new.rotated_from.map(|id| id.as_uuid()))
-    .bind(new.allowed_cidrs.as_ref().map(Networks::to_storage));
+    .bind(new.allowed_cidrs.as_ref().map(Networks::to_storage))
+    .bind(new.metadata.external_id.as_ref().map(ExternalId::as_str))
+    .bind(new.metadata.meta.as_ref().map(Meta::as_str));
     tx.execute(query).await.map_err(credential_insert_error)?;
     Ok(CredentialRecord {
         id: new.id,
@@ -140,6 +148,7 @@ pub(crate) async fn insert(
         rotation: None,
         rotated_from: new.rotated_from,
         exposure: None,
+        metadata: new.metadata.clone(),
     })
 }
 
@@ -180,16 +189,18 @@ pub(crate) async fn rotate(
 pub(crate) async fn list(
     db: &mut impl Read,
     organization: OrganizationId,
-    filter: CredentialFilter,
+    filter: &CredentialFilter,
     page: Page,
 ) -> Result<Paged<CredentialRecord>, StoreError> {
     let query = Query::new(select_credentials!(
         "WHERE organization_id = $1 AND kind = $2 AND ($3 IS NULL OR project_id = $3) \
-         AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+         AND ($4 IS NULL OR external_id = $4) AND ($5 IS NULL OR id < $5) \
+         ORDER BY id DESC LIMIT $6"
     ))
     .bind(organization.as_uuid())
     .bind(filter.kind.as_str())
-    .bind(filter.project.map(|p| p.as_uuid()));
+    .bind(filter.project.map(|p| p.as_uuid()))
+    .bind(filter.external_id.as_ref().map(ExternalId::as_str));
     super::page(db, query, decode, page).await
 }
 
@@ -251,11 +262,21 @@ pub(crate) async fn update(
         None => (false, None),
         Some(networks) => (true, networks.as_ref().map(Networks::to_storage)),
     };
+    let (set_external_id, external_id) = match &changes.external_id {
+        None => (false, None),
+        Some(id) => (true, id.as_ref().map(ExternalId::as_str)),
+    };
+    let (set_meta, meta) = match &changes.meta {
+        None => (false, None),
+        Some(meta) => (true, meta.as_ref().map(Meta::as_str)),
+    };
     let query = Query::new(
         "UPDATE credentials SET name = COALESCE($4, name), \
          rate_limit_requests = CASE WHEN $5 THEN $6 ELSE rate_limit_requests END, \
          rate_limit_per_seconds = CASE WHEN $5 THEN $7 ELSE rate_limit_per_seconds END, \
-         allowed_cidrs = CASE WHEN $8 THEN $9 ELSE allowed_cidrs END \
+         allowed_cidrs = CASE WHEN $8 THEN $9 ELSE allowed_cidrs END, \
+         external_id = CASE WHEN $10 THEN $11 ELSE external_id END, \
+         meta = CASE WHEN $12 THEN $13 ELSE meta END \
          WHERE organization_id = $1 AND id = $2 AND kind = $3",
     )
     .bind(organization.as_uuid())
@@ -266,7 +287,11 @@ pub(crate) async fn update(
     .bind(limit.map(|l| i64::from(l.requests)))
     .bind(limit.map(|l| i64::from(l.per_seconds)))
     .bind(set_networks)
-    .bind(networks);
+    .bind(networks)
+    .bind(set_external_id)
+    .bind(external_id)
+    .bind(set_meta)
+    .bind(meta);
     tx.execute(query).await?;
     changed(tx, organization, id).await
 }

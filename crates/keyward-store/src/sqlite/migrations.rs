@@ -78,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "webhook leases",
         sql: include_str!("../../migrations/sqlite/0014_webhook_leases.sql"),
     },
+    Migration {
+        version: 15,
+        name: "credential metadata",
+        sql: include_str!("../../migrations/sqlite/0015_credential_metadata.sql"),
+    },
 ];
 
 pub(super) async fn run(

@@ -69,6 +69,7 @@ pub async fn every_change_records_one_event_with_its_actor(store: &dyn Store) {
                 name: Some(name("Renamed")),
                 rate_limit: None,
                 allowed_cidrs: None,
+                ..CredentialChanges::default()
             },
         )
         .await

@@ -1,9 +1,12 @@
 use keyward_core::{
-    CredentialKind, CredentialStatus, KeyDigest, OrganizationId, ProjectId, RateLimit, Timestamp,
+    CredentialKind, CredentialStatus, ExternalId, KeyDigest, Meta, Metadata, OrganizationId,
+    ProjectId, RateLimit, Timestamp,
 };
 use keyward_store::{
-    Creator, CredentialChanges, CredentialFilter, NewProject, Page, Store, StoreError, UsageUpdate,
+    AuditFilter, Creator, CredentialChanges, CredentialFilter, NewProject, Page, Store, StoreError,
+    UsageUpdate,
 };
+use serde_json::json;
 
 use crate::{name, new_credential, organization, scope_names};
 
@@ -94,9 +97,10 @@ pub async fn lists_page_newest_first_by_kind_and_project(store: &dyn Store) {
     let api_keys = CredentialFilter {
         kind: CredentialKind::ApiKey,
         project: None,
+        external_id: None,
     };
     let first = store
-        .list_credentials(org, api_keys, Page::first(3))
+        .list_credentials(org, &api_keys, Page::first(3))
         .await
         .unwrap();
     assert!(first.has_more);
@@ -105,7 +109,7 @@ pub async fn lists_page_newest_first_by_kind_and_project(store: &dyn Store) {
     let rest = store
         .list_credentials(
             org,
-            api_keys,
+            &api_keys,
             Page {
                 limit: 3,
                 before: Some(keys[2].as_uuid()),
@@ -120,9 +124,10 @@ pub async fn lists_page_newest_first_by_kind_and_project(store: &dyn Store) {
     let tokens = store
         .list_credentials(
             org,
-            CredentialFilter {
+            &CredentialFilter {
                 kind: CredentialKind::ProjectToken,
                 project: Some(project.id),
+                external_id: None,
             },
             Page::first(10),
         )
@@ -134,7 +139,7 @@ pub async fn lists_page_newest_first_by_kind_and_project(store: &dyn Store) {
 
     let (other, _) = organization(store, "Globex").await;
     let theirs = store
-        .list_credentials(other, api_keys, Page::first(100))
+        .list_credentials(other, &api_keys, Page::first(100))
         .await
         .unwrap();
     assert_eq!(theirs.items.len(), 1, "only their own bootstrap key");
@@ -321,6 +326,7 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
                 name: Some(name("Renamed")),
                 rate_limit: Some(Some(limit)),
                 allowed_cidrs: Some(Some(networks.clone())),
+                ..CredentialChanges::default()
             },
         )
         .await
@@ -362,6 +368,7 @@ pub async fn credentials_can_be_renamed_and_rate_limited(store: &dyn Store) {
                 name: None,
                 rate_limit: Some(None),
                 allowed_cidrs: Some(None),
+                ..CredentialChanges::default()
             },
         )
         .await
@@ -683,4 +690,132 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
         .unwrap();
     assert_eq!(changed.len(), 1);
     assert!(changed[0].revoked_at.is_none(), "flagged only");
+}
+
+pub async fn external_ids_and_meta_are_kept_filtered_and_audited(store: &dyn Store) {
+    let (org, bootstrap) = organization(store, "Acme").await;
+    let (other, other_key) = organization(store, "Globex").await;
+    let external = ExternalId::parse("user_42").unwrap();
+    let meta = Meta::from_value(&json!({"plan": "pro", "region": "eu"})).unwrap();
+    let mut tagged = Vec::new();
+    for credential_name in ["First", "Second"] {
+        let mut new = new_credential(
+            org,
+            Creator::Credential(bootstrap),
+            None,
+            credential_name,
+            scope_names(&["instances:read"]),
+        );
+        new.metadata = Metadata {
+            external_id: Some(external.clone()),
+            meta: Some(meta.clone()),
+        };
+        let inserted = store
+            .insert_credential(&keyward_store::AuditContext::SYSTEM, new)
+            .await
+            .unwrap();
+        assert_eq!(inserted.metadata.external_id.as_ref(), Some(&external));
+        let found = store
+            .find_credential_by_digest(&inserted.digest)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.metadata.meta.as_ref(), Some(&meta));
+        assert_eq!(found, inserted);
+        tagged.push(inserted.id);
+    }
+    // Another organization's credential with the same external id is not in the list.
+    let mut elsewhere = new_credential(
+        other,
+        Creator::Credential(other_key),
+        None,
+        "Theirs",
+        scope_names(&["instances:read"]),
+    );
+    elsewhere.metadata.external_id = Some(external.clone());
+    store
+        .insert_credential(&keyward_store::AuditContext::SYSTEM, elsewhere)
+        .await
+        .unwrap();
+
+    let filter = |external_id: &str| CredentialFilter {
+        kind: CredentialKind::ApiKey,
+        project: None,
+        external_id: Some(ExternalId::parse(external_id).unwrap()),
+    };
+    let listed = store
+        .list_credentials(org, &filter("user_42"), Page::first(10))
+        .await
+        .unwrap();
+    let ids: Vec<_> = listed.items.iter().map(|c| c.id).collect();
+    assert_eq!(
+        ids,
+        [tagged[1], tagged[0]],
+        "newest first, the bootstrap key left out"
+    );
+    assert!(
+        store
+            .list_credentials(org, &filter("user_43"), Page::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // Changed, then removed; each change is an audit event with before and after.
+    let other_meta = Meta::from_value(&json!({"plan": "free"})).unwrap();
+    let changed = store
+        .update_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            tagged[0],
+            CredentialChanges {
+                external_id: Some(Some(ExternalId::parse("user_43").unwrap())),
+                meta: Some(Some(other_meta.clone())),
+                ..CredentialChanges::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.metadata.external_id.unwrap().as_str(), "user_43");
+    assert_eq!(changed.metadata.meta, Some(other_meta));
+    let event = &store
+        .list_audit_events(
+            org,
+            &AuditFilter {
+                action: Some("api_key.updated".into()),
+                ..AuditFilter::default()
+            },
+            Page::first(1),
+        )
+        .await
+        .unwrap()
+        .items[0];
+    let changes: serde_json::Value = serde_json::from_str(&event.changes).unwrap();
+    assert_eq!(
+        changes["external_id"],
+        json!({"before": "user_42", "after": "user_43"})
+    );
+    assert_eq!(
+        changes["meta"],
+        json!({"before": {"plan": "pro", "region": "eu"}, "after": {"plan": "free"}})
+    );
+    let removed = store
+        .update_credential(
+            &keyward_store::AuditContext::SYSTEM,
+            org,
+            tagged[0],
+            CredentialChanges {
+                external_id: Some(None),
+                meta: Some(None),
+                ..CredentialChanges::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(removed.metadata.is_empty());
+    let kept = store.get_credential(org, tagged[1]).await.unwrap().unwrap();
+    assert_eq!(kept.metadata.meta, Some(meta));
 }

@@ -103,6 +103,7 @@ contract! {
     credentials::new_credentials_meet_the_organizations_policy,
     credentials::credentials_can_be_renamed_and_rate_limited,
     credentials::an_exposure_report_marks_and_revokes_once,
+    credentials::external_ids_and_meta_are_kept_filtered_and_audited,
     resources::project_names_are_unique_among_live_projects,
     resources::deleting_a_project_revokes_its_tokens,
     resources::instances_belong_to_live_projects_of_their_organization,
@@ -192,5 +193,6 @@ pub fn new_credential(
         allowed_cidrs: None,
         created_by,
         rotated_from: None,
+        metadata: keyward_core::Metadata::default(),
     }
 }

@@ -217,9 +217,10 @@ pub async fn deleting_a_project_revokes_its_tokens(store: &dyn Store) {
     let tokens = store
         .list_credentials(
             org,
-            CredentialFilter {
+            &CredentialFilter {
                 kind: CredentialKind::ProjectToken,
                 project: Some(web.id),
+                external_id: None,
             },
             Page::first(10),
         )

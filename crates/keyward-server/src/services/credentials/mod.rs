@@ -3,8 +3,9 @@
 //! same functions, so a key revoked in the dashboard is revoked exactly as through the API.
 
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, GrantError, Name, Networks, OrganizationId,
-    PlaintextKey, ProjectId, RateLimit, ScopeCatalog, ScopeSet, Timestamp,
+    CredentialId, CredentialKind, CredentialStatus, ExternalId, GrantError, Meta, Metadata, Name,
+    Networks, OrganizationId, PlaintextKey, ProjectId, RateLimit, ScopeCatalog, ScopeSet,
+    Timestamp,
 };
 use keyward_store::{CredentialChanges, CredentialFilter, NewCredential, OrganizationPolicy, Page};
 
@@ -29,10 +30,20 @@ pub struct CredentialInput {
     pub expires_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
     pub allowed_cidrs: Option<Networks>,
+    /// The platform's external id and meta: kept, and given back where the key is checked.
+    pub metadata: Metadata,
 }
 
 pub fn parse_name(raw: &str) -> Result<Name, FieldError> {
     Name::parse(raw).map_err(|e| FieldError::new("name", e))
+}
+
+pub fn parse_external_id(raw: &str) -> Result<ExternalId, FieldError> {
+    ExternalId::parse(raw).map_err(|e| FieldError::new("external_id", e))
+}
+
+pub fn parse_meta(value: &serde_json::Value) -> Result<Meta, FieldError> {
+    Meta::from_value(value).map_err(|e| FieldError::new("meta", e))
 }
 
 /// Scope names of `catalog` (the one in force), at least one.
@@ -107,6 +118,7 @@ fn prepare(
         allowed_cidrs: input.allowed_cidrs,
         created_by: caller.creator(),
         rotated_from: None,
+        metadata: input.metadata,
     };
     Ok((new, key))
 }
@@ -138,7 +150,7 @@ pub async fn create(
 pub const MAX_GRACE_SECONDS: i64 = 7 * 86_400;
 
 /// Rotates the credential `id` (of `project`, if a token): a new one with the same name,
-/// scopes, project, rate limit and network rules, and the old one's expiry unless `expires_at` gives
+/// scopes, project, rate limit, network rules, external id and meta, and the old one's expiry unless `expires_at` gives
 /// another, shown once; the old one keeps working for `grace_seconds` (0 to 7 days), then is
 /// refused as if revoked, on every node. The caller must be allowed to change the old one
 /// and to create the new one, and it must meet the organization's policy.
@@ -179,6 +191,10 @@ pub async fn rotate(
         expires_at: expires_at.or(old.expires_at),
         rate_limit: old.rate_limit,
         allowed_cidrs: old.allowed_cidrs,
+        metadata: Metadata {
+            external_id: old.external_id,
+            meta: old.meta,
+        },
     };
     let (mut new, key) = prepare(
         state,
@@ -230,7 +246,7 @@ fn within_reach(caller: &Caller, project: Option<ProjectId>) -> Result<(), Servi
 pub async fn list(
     state: &AppState,
     caller: &Caller,
-    filter: CredentialFilter,
+    filter: &CredentialFilter,
     page: Page,
 ) -> Result<List<CredentialEntry>, ServiceError> {
     if let Some(project) = filter.project {
@@ -384,8 +400,8 @@ fn check_network_grant(caller: &Caller, asked: Option<&Networks>) -> Result<(), 
     }
 }
 
-/// Renames a credential or changes its rate limit or networks; takes effect on the next
-/// request. A credential cannot change its own limits, a limited one sets only limits within
+/// Renames a credential or changes its rate limit, networks, external id or meta; takes
+/// effect on the next request. A credential cannot change its own limits, a limited one sets only limits within
 /// its own, and a member changes only what they created.
 pub async fn update(
     state: &AppState,

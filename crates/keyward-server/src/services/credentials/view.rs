@@ -2,7 +2,8 @@
 //! and `GET` show, and what a caller may do to it.
 
 use keyward_core::{
-    CredentialId, CredentialStatus, Name, Networks, PlaintextKey, ProjectId, RateLimit, Timestamp,
+    CredentialId, CredentialStatus, ExternalId, Meta, Name, Networks, PlaintextKey, ProjectId,
+    RateLimit, Timestamp,
 };
 use keyward_store::{CredentialRecord, OrganizationPolicy};
 use serde::Serialize;
@@ -41,6 +42,12 @@ pub struct CreatedCredential {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub rotated_from: Option<CredentialId>,
+    /// The platform's id for whoever uses it (a user, a service account); not unique.
+    #[schema(value_type = Option<String>, example = "user_8412")]
+    pub external_id: Option<ExternalId>,
+    /// What the platform wants back wherever the key is checked; stored and returned as given.
+    #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
+    pub meta: Option<Meta>,
 }
 
 /// A client address a credential was used from.
@@ -121,6 +128,12 @@ pub struct CredentialView {
     /// revoked): replace it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exposure: Option<ExposureView>,
+    /// The platform's id for whoever uses it (a user, a service account); not unique.
+    #[schema(value_type = Option<String>, example = "user_8412")]
+    pub external_id: Option<ExternalId>,
+    /// What the platform wants back wherever the key is checked; stored and returned as given.
+    #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
+    pub meta: Option<Meta>,
     /// Active, but with no expiry or a later one than the organization's policy now allows
     /// (set after it was made): it keeps working; replace it to comply.
     pub exceeds_policy: bool,
@@ -137,7 +150,7 @@ pub struct CredentialEntry {
 }
 
 /// What a caller may do to a credential now: revoke it unless revoked, rotate it once while
-/// active, change its networks while active; and of another's credential, a member nothing
+/// active, edit it while active; and of another's credential, a member nothing
 /// (members change only what they created).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Allowed {
@@ -145,7 +158,8 @@ pub struct Allowed {
     pub change: bool,
     pub revoke: bool,
     pub rotate: bool,
-    pub change_networks: bool,
+    /// Change its networks, external id and meta (while active).
+    pub edit: bool,
 }
 
 impl Allowed {
@@ -156,7 +170,7 @@ impl Allowed {
             change: own,
             revoke: own && status != CredentialStatus::Revoked,
             rotate: own && active && record.rotation.is_none(),
-            change_networks: own && active,
+            edit: own && active,
         }
     }
 }
@@ -215,6 +229,8 @@ impl CredentialView {
                 replaced_by: rotation.replaced_by,
             }),
             rotated_from: record.rotated_from,
+            external_id: record.metadata.external_id,
+            meta: record.metadata.meta,
             exposure: record.exposure.map(|exposure| ExposureView {
                 at: exposure.at,
                 source: exposure.source,
@@ -237,5 +253,7 @@ pub(super) fn created(record: CredentialRecord, key: &PlaintextKey) -> CreatedCr
         rate_limit: record.rate_limit,
         allowed_cidrs: record.allowed_cidrs,
         rotated_from: record.rotated_from,
+        external_id: record.metadata.external_id,
+        meta: record.metadata.meta,
     }
 }

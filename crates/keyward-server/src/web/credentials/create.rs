@@ -1,14 +1,16 @@
-//! The create form (name, expiry, scopes in a grid, networks) and the creation.
+//! The create form (name, expiry, scopes in a grid, networks, external id and meta) and the
+//! creation.
 
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyward_core::{
-    CredentialId, CredentialKind, KeyDigest, OrganizationId, ScopeCatalog, ScopeSet, Timestamp,
+    CredentialId, CredentialKind, KeyDigest, Metadata, OrganizationId, ScopeCatalog, ScopeSet,
+    Timestamp,
 };
 
-use super::networks::form_networks;
+use super::edit::{form_external_id, form_meta, form_networks};
 use super::{Place, Target, created_page, title_case};
 use crate::AppState;
 use crate::services::credentials::{self, CredentialInput, check_expiry, parse_name, parse_scopes};
@@ -68,6 +70,8 @@ struct CredentialForm {
     scope_groups: Vec<ScopeGroup>,
     limited: bool,
     networks: String,
+    external_id: String,
+    meta: String,
     errors: FormErrors,
     submit_label: String,
     cancel_url: String,
@@ -149,6 +153,8 @@ struct Entered {
     expires_on: String,
     scopes: ScopeSet,
     networks: String,
+    external_id: String,
+    meta: String,
 }
 
 async fn form_page(
@@ -185,6 +191,8 @@ async fn form_page(
         scope_groups: scope_groups(catalog, &grantable, &entered.scopes),
         limited: grantable != holdable,
         networks: entered.networks,
+        external_id: entered.external_id,
+        meta: entered.meta,
         errors,
         submit_label: format!("Create {}", title_case(place.label())),
         cancel_url: place.url(),
@@ -260,6 +268,8 @@ pub(in crate::web) async fn create(
         expires_in: form.text("expires_in").to_owned(),
         expires_on: form.text("expires_on").to_owned(),
         networks: form.text("allowed_cidrs").to_owned(),
+        external_id: form.text("external_id").to_owned(),
+        meta: form.text("meta").to_owned(),
         scopes: form
             .all("scopes")
             .iter()
@@ -289,8 +299,19 @@ pub(in crate::web) async fn create(
     let networks = form_networks(&entered.networks)
         .map_err(|message| errors.push("allowed_cidrs", message))
         .ok();
-    let (Some(id), Some(name), Some(scopes), Some(expires_at), Some(allowed_cidrs)) =
-        (id, name, scopes, expires_at, networks)
+    let external_id = form_external_id(&entered.external_id)
+        .map_err(|e| errors.0.push(e))
+        .ok();
+    let meta = form_meta(&entered.meta).map_err(|e| errors.0.push(e)).ok();
+    let (
+        Some(id),
+        Some(name),
+        Some(scopes),
+        Some(expires_at),
+        Some(allowed_cidrs),
+        Some(external_id),
+        Some(meta),
+    ) = (id, name, scopes, expires_at, networks, external_id, meta)
     else {
         return form_page(state, person, place, entered, errors).await;
     };
@@ -301,6 +322,7 @@ pub(in crate::web) async fn create(
         expires_at,
         rate_limit: None,
         allowed_cidrs,
+        metadata: Metadata { external_id, meta },
     };
     let created = match credentials::create(
         state,

@@ -59,8 +59,13 @@ struct CredentialRow {
     networks: Option<String>,
     /// Where it was found exposed, if it was.
     exposed: Option<String>,
-    /// Where the person may change its networks (an active credential they may revoke).
-    networks_url: Option<String>,
+    /// Where the person may change its networks, external id and meta (an active credential
+    /// they may revoke).
+    edit_url: Option<String>,
+    /// The platform's id for whoever uses it.
+    external_id: Option<String>,
+    /// The platform's meta, as compact JSON.
+    meta: Option<String>,
     /// The last client addresses it was used from, with when.
     addresses: Vec<(String, DateCell)>,
     /// Active, but beyond the organization's policy.
@@ -97,9 +102,10 @@ async fn list_page(
     let filter = CredentialFilter {
         kind: place.kind,
         project: place.project_id(),
+        external_id: None,
     };
     let caller = person.caller(state);
-    let list = credentials::list(state, &caller, filter, page).await?;
+    let list = credentials::list(state, &caller, &filter, page).await?;
     let base = place.url();
     let mut rows = Vec::with_capacity(list.data.len());
     for CredentialEntry { view, allowed } in list.data {
@@ -113,9 +119,9 @@ async fn list_page(
             exceeds_policy: view.exceeds_policy,
             revoke_url: allowed.revoke.then(|| format!("{base}/{}/revoke", view.id)),
             rotate_url: allowed.rotate.then(|| format!("{base}/{}/rotate", view.id)),
-            networks_url: allowed
-                .change_networks
-                .then(|| format!("{base}/{}/networks", view.id)),
+            edit_url: allowed.edit.then(|| format!("{base}/{}/edit", view.id)),
+            external_id: view.external_id.as_ref().map(ToString::to_string),
+            meta: view.meta.as_ref().map(|meta| meta.as_str().to_owned()),
             networks: view.allowed_cidrs.as_ref().map(Networks::to_string),
             exposed: view
                 .exposure
@@ -150,7 +156,7 @@ async fn list_page(
     };
     let notice = match params.notice.as_deref() {
         Some("revoked") => Some("Revoked. Applications using it have lost access."),
-        Some("networks") => Some("Networks saved. They apply from the next request."),
+        Some("saved") => Some("Saved. Changes apply from the next request."),
         _ => None,
     };
     let template = CredentialsPage {

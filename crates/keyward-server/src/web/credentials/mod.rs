@@ -1,13 +1,13 @@
 //! Settings > API Keys and Settings > Project > Tokens: the same table, create form, "shown
-//! once" page, rotation, networks and revoke confirmation, for the organization's keys or one
+//! once" page, rotation, edit form and revoke confirmation, for the organization's keys or one
 //! project's tokens, one module per flow. Each handler serves both: the [`Target`] extractor
 //! reads from the path which credentials a page is about, after the person's session. Everything they change goes through
 //! `crate::services::credentials`, the API's own code path, which also says what the person
 //! may do to each credential.
 
 mod create;
+mod edit;
 mod list;
-mod networks;
 mod revoke;
 mod rotate;
 
@@ -47,8 +47,8 @@ pub fn router() -> Router<AppState> {
                 get(rotate::confirm).post(rotate::rotate),
             )
             .route(
-                &format!("{base}/{id}/networks"),
-                get(networks::edit).post(networks::change),
+                &format!("{base}/{id}/edit"),
+                get(edit::edit).post(edit::save),
             );
     }
     router

@@ -5,8 +5,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::{
-    CREDENTIAL_COLUMNS, Grace, NetworkChange, NewCredential, change_networks, credential_row, id,
-    print_created, print_list, print_rotated,
+    CREDENTIAL_COLUMNS, CredentialChange, Grace, NetworkChange, NewCredential, change_networks,
+    credential_row, id, list_path, print_created, print_list, print_rotated, update,
 };
 use crate::client::table::print;
 use crate::client::{Client, ClientResult};
@@ -19,6 +19,9 @@ pub enum KeysCommand {
         /// Every page, not only the first 50.
         #[arg(long)]
         all: bool,
+        /// Only the keys with this external id.
+        #[arg(long, value_name = "ID")]
+        external_id: Option<String>,
     },
     /// Create an API key; its secret is printed once.
     Create(NewCredential),
@@ -26,6 +29,12 @@ pub enum KeysCommand {
     Show { id: String },
     /// Revoke an API key: immediate and permanent.
     Revoke { id: String },
+    /// Rename an API key, or change its external id or meta.
+    Update {
+        id: String,
+        #[command(flatten)]
+        change: CredentialChange,
+    },
     /// Limit the addresses an API key may be used from (--allow-cidr), or lift the limit
     /// (--any-address); from its next request on.
     Networks {
@@ -44,8 +53,9 @@ pub enum KeysCommand {
 
 pub async fn keys(client: &Client, command: KeysCommand) -> ClientResult {
     match command {
-        KeysCommand::List { all } => {
-            let (items, more) = client.list("/v1/api-keys", all).await?;
+        KeysCommand::List { all, external_id } => {
+            let path = list_path("/v1/api-keys", external_id.as_deref());
+            let (items, more) = client.list(&path, all).await?;
             print_list(client, items, more, &CREDENTIAL_COLUMNS, credential_row);
         }
         KeysCommand::Create(new) => {
@@ -68,6 +78,9 @@ pub async fn keys(client: &Client, command: KeysCommand) -> ClientResult {
             client.print(&json!({ "id": id, "revoked": true }), |_| {
                 println!("Revoked {id}: applications using it have lost access.");
             });
+        }
+        KeysCommand::Update { id: raw, change } => {
+            update(client, &format!("/v1/api-keys/{}", id(&raw)?), &change).await?;
         }
         KeysCommand::Networks { id: raw, change } => {
             let path = format!("/v1/api-keys/{}", id(&raw)?);

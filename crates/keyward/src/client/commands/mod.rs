@@ -55,6 +55,89 @@ pub struct NewCredential {
 
     #[command(flatten)]
     networks: AllowCidrs,
+
+    /// The platform's id for whoever uses the key (a user, a service account): 1 to 255
+    /// printable ASCII characters, given back wherever the key is checked. Not a secret.
+    #[arg(long, value_name = "ID")]
+    external_id: Option<String>,
+
+    /// A JSON object of at most 1 KiB given back wherever the key is checked, such as
+    /// '{"plan":"pro"}'. Not a secret.
+    #[arg(long, value_name = "JSON", value_parser = json_object)]
+    meta: Option<Value>,
+}
+
+/// `--meta`: a JSON object.
+fn json_object(text: &str) -> Result<Value, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) if value.is_object() => Ok(value),
+        _ => Err("must be a JSON object, such as '{\"plan\":\"pro\"}'".to_owned()),
+    }
+}
+
+/// What `update` changes on a key or token: its name, external id or meta.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = true)]
+pub struct CredentialChange {
+    /// A new name.
+    #[arg(long)]
+    name: Option<String>,
+    /// A new external id.
+    #[arg(long, value_name = "ID", conflicts_with = "clear_external_id")]
+    external_id: Option<String>,
+    /// Remove the external id.
+    #[arg(long)]
+    clear_external_id: bool,
+    /// New meta, a JSON object such as '{"plan":"pro"}' (it replaces the old one whole).
+    #[arg(long, value_name = "JSON", value_parser = json_object, conflicts_with = "clear_meta")]
+    meta: Option<Value>,
+    /// Remove the meta.
+    #[arg(long)]
+    clear_meta: bool,
+}
+
+impl CredentialChange {
+    fn body(&self) -> Value {
+        let mut body = serde_json::Map::new();
+        if let Some(name) = &self.name {
+            body.insert("name".into(), json!(name));
+        }
+        if let Some(id) = &self.external_id {
+            body.insert("external_id".into(), json!(id));
+        } else if self.clear_external_id {
+            body.insert("external_id".into(), Value::Null);
+        }
+        if let Some(meta) = &self.meta {
+            body.insert("meta".into(), meta.clone());
+        } else if self.clear_meta {
+            body.insert("meta".into(), Value::Null);
+        }
+        Value::Object(body)
+    }
+}
+
+/// Changes a credential's name, external id or meta, and shows it.
+pub(super) async fn update(client: &Client, path: &str, change: &CredentialChange) -> ClientResult {
+    let updated = client
+        .call(Method::PATCH, path, Some(change.body()))
+        .await?;
+    client.print(&updated, |item| {
+        print(&CREDENTIAL_COLUMNS, &[credential_row(item)]);
+    });
+    Ok(())
+}
+
+/// A list's path, with only the credentials of `external_id` if given.
+pub(super) fn list_path(base: &str, external_id: Option<&str>) -> String {
+    match external_id {
+        None => base.to_owned(),
+        Some(id) => {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("external_id", id)
+                .finish();
+            format!("{base}?{query}")
+        }
+    }
 }
 
 /// The address ranges a credential may be used from.
@@ -111,6 +194,8 @@ impl NewCredential {
             "scopes": self.scopes,
             "expires_at": expires_at,
             "allowed_cidrs": self.networks.value(),
+            "external_id": self.external_id,
+            "meta": self.meta,
         })
     }
 }
@@ -135,7 +220,7 @@ pub(super) fn id(raw: &str) -> Result<&str, ClientError> {
     }
 }
 
-pub(super) const CREDENTIAL_COLUMNS: [&str; 9] = [
+pub(super) const CREDENTIAL_COLUMNS: [&str; 10] = [
     "ID",
     "NAME",
     "KEY",
@@ -145,6 +230,7 @@ pub(super) const CREDENTIAL_COLUMNS: [&str; 9] = [
     "EXPIRES",
     "STATUS",
     "NETWORKS",
+    "EXTERNAL ID",
 ];
 
 pub(super) fn credential_row(item: &Value) -> Vec<String> {
@@ -158,6 +244,7 @@ pub(super) fn credential_row(item: &Value) -> Vec<String> {
         "expires_at",
         "status",
         "allowed_cidrs",
+        "external_id",
     ]
     .iter()
     .map(|field| cell(&item[field]))

@@ -5,8 +5,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::{
-    CREDENTIAL_COLUMNS, Grace, NetworkChange, NewCredential, change_networks, credential_row, id,
-    print_created, print_list, print_rotated,
+    CREDENTIAL_COLUMNS, CredentialChange, Grace, NetworkChange, NewCredential, change_networks,
+    credential_row, id, list_path, print_created, print_list, print_rotated, update,
 };
 use crate::client::{Client, ClientResult};
 
@@ -19,6 +19,9 @@ pub enum TokensCommand {
         project: String,
         #[arg(long)]
         all: bool,
+        /// Only the tokens with this external id.
+        #[arg(long, value_name = "ID")]
+        external_id: Option<String>,
     },
     /// Create a project token (project-level scopes only); its secret is printed once.
     Create {
@@ -32,6 +35,14 @@ pub enum TokensCommand {
         #[arg(long, value_name = "PROJECT_ID")]
         project: String,
         id: String,
+    },
+    /// Rename a project token, or change its external id or meta.
+    Update {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        id: String,
+        #[command(flatten)]
+        change: CredentialChange,
     },
     /// Limit the addresses a project token may be used from (--allow-cidr), or lift the
     /// limit (--any-address); from its next request on.
@@ -55,8 +66,13 @@ pub enum TokensCommand {
 
 pub async fn tokens(client: &Client, command: TokensCommand) -> ClientResult {
     match command {
-        TokensCommand::List { project, all } => {
-            let path = format!("/v1/projects/{}/tokens", id(&project)?);
+        TokensCommand::List {
+            project,
+            all,
+            external_id,
+        } => {
+            let base = format!("/v1/projects/{}/tokens", id(&project)?);
+            let path = list_path(&base, external_id.as_deref());
             let (items, more) = client.list(&path, all).await?;
             print_list(client, items, more, &CREDENTIAL_COLUMNS, credential_row);
         }
@@ -82,6 +98,14 @@ pub async fn tokens(client: &Client, command: TokensCommand) -> ClientResult {
             client.print(&json!({ "id": id, "revoked": true }), |_| {
                 println!("Revoked {id}: applications using it have lost access.");
             });
+        }
+        TokensCommand::Update {
+            project,
+            id: raw,
+            change,
+        } => {
+            let path = format!("/v1/projects/{}/tokens/{}", id(&project)?, id(&raw)?);
+            update(client, &path, &change).await?;
         }
         TokensCommand::Networks {
             project,
