@@ -71,8 +71,30 @@ pub enum ApiError {
     /// The database answers but cannot write; the reason is safe to show.
     #[error("the database cannot write ({0}); try again once it can")]
     Unwritable(&'static str),
+    /// An `Idempotency-Key` that cannot be honoured.
+    #[error("{0}")]
+    Idempotency(IdempotencyRefusal),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a request with an `Idempotency-Key` was not run.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyRefusal {
+    #[error("Idempotency-Key {0}")]
+    Malformed(&'static str),
+    #[error(
+        "this Idempotency-Key was used for another request (another method, path or body) \
+         in the last 24 hours: use a new key for a new request"
+    )]
+    Reused,
+    #[error("a request with this Idempotency-Key is still running: try again shortly")]
+    InFlight,
+    #[error(
+        "this request already created the {what} at {location}; its secret was shown once, \
+         in that answer, and is not kept: if the answer was lost, revoke it and create another"
+    )]
+    SecretShown { what: String, location: String },
 }
 
 fn ip_refusal(address: Option<std::net::IpAddr>) -> String {
@@ -133,6 +155,13 @@ impl ApiError {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable | Self::Unwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Idempotency(refusal) => match refusal {
+                IdempotencyRefusal::Malformed(_) => StatusCode::BAD_REQUEST,
+                IdempotencyRefusal::Reused => StatusCode::UNPROCESSABLE_ENTITY,
+                IdempotencyRefusal::InFlight | IdempotencyRefusal::SecretShown { .. } => {
+                    StatusCode::CONFLICT
+                }
+            },
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -161,6 +190,12 @@ impl ApiError {
             Self::RateLimited(_) => "rate_limited",
             Self::RequestTimeout(_) => "request_timeout",
             Self::Unavailable | Self::Unwritable(_) => "unavailable",
+            Self::Idempotency(refusal) => match refusal {
+                IdempotencyRefusal::Malformed(_) => "invalid_idempotency_key",
+                IdempotencyRefusal::Reused => "idempotency_key_reused",
+                IdempotencyRefusal::InFlight => "idempotency_in_flight",
+                IdempotencyRefusal::SecretShown { .. } => "secret_already_shown",
+            },
             Self::Internal(_) => "internal_error",
         }
     }
@@ -242,6 +277,11 @@ impl IntoResponse for ApiError {
         }
         if let Self::RateLimited(status) = &self {
             crate::rate_limit::add_headers(headers, status);
+        }
+        if let Self::Idempotency(IdempotencyRefusal::SecretShown { location, .. }) = &self
+            && let Ok(location) = HeaderValue::try_from(location.as_str())
+        {
+            headers.insert(header::LOCATION, location);
         }
         if let Self::Unavailable = &self {
             // A database away is usually back within seconds (a restart, a failover).

@@ -18,6 +18,7 @@ pub mod client_address;
 pub mod error;
 mod extract;
 mod field_error;
+pub mod idempotency;
 pub mod metrics;
 mod pagination;
 pub mod passwords;
@@ -199,7 +200,16 @@ impl AppState {
 
 /// The whole HTTP application: the API and the dashboard.
 pub fn app(state: AppState) -> Router {
+    let idempotency = idempotency::Guard {
+        state: state.clone(),
+        creating_paths: std::sync::Arc::new(api::creating_paths()),
+        max_body_bytes: api::MAX_BODY_BYTES,
+    };
     api::router()
+        .route_layer(axum::middleware::from_fn_with_state(
+            idempotency,
+            idempotency::guard,
+        ))
         .merge(web::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -331,8 +341,8 @@ const PRUNE_BATCH: i64 = 5_000;
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3_600);
 
 impl AppState {
-    /// Deletes the audit events (and finished webhook messages) older than the retention,
-    /// batch by batch; returns how many audit events went.
+    /// Deletes the audit events (and finished webhook messages) older than the retention, and
+    /// idempotency keys older than a day, batch by batch; returns how many audit events went.
     /// Several nodes may call this at once: one prunes, the others find nothing to do.
     pub async fn prune_audit_log(&self) -> Result<u64, keyward_store::StoreError> {
         let retention = i64::try_from(self.config.audit_retention.as_secs()).unwrap_or(i64::MAX);
@@ -351,6 +361,21 @@ impl AppState {
             let pruned = self
                 .store
                 .prune_webhook_messages(before, PRUNE_BATCH)
+                .await?;
+            if pruned < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        // Idempotency keys and their answers are kept a day.
+        let day_ago = self
+            .config
+            .clock
+            .now()
+            .plus_seconds(-idempotency::KEEP_SECONDS);
+        loop {
+            let pruned = self
+                .store
+                .prune_idempotency_keys(day_ago, PRUNE_BATCH)
                 .await?;
             if pruned < PRUNE_BATCH as u64 {
                 return Ok(total);

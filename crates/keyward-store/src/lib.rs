@@ -280,6 +280,37 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` audit events older than `before`; returns how many went.
     async fn prune_audit_events(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError>;
 
+    /// Claims the idempotency key `key` of `caller` for a request with `fingerprint` (the
+    /// SHA-256 of its method, path and body) until `lease_until`, in one transaction: of
+    /// concurrent claims of one key, on any node, exactly one gets `Claimed`. A claim made
+    /// before `expired_before`, or left unanswered past its lease, counts as none.
+    async fn claim_idempotency_key(
+        &self,
+        caller: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+        lease_until: Timestamp,
+        expired_before: Timestamp,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Keeps the answer of the request that claimed `key`.
+    async fn answer_idempotency_key(
+        &self,
+        caller: &str,
+        key: &str,
+        answer: &IdempotentAnswer,
+    ) -> Result<(), StoreError>;
+
+    /// Gives back an unanswered claim of `key`, so that a retry runs again.
+    async fn release_idempotency_key(&self, caller: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` idempotency keys claimed before `before`; returns how many went.
+    async fn prune_idempotency_keys(
+        &self,
+        before: Timestamp,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
+
     /// Registers a webhook endpoint (`webhook.created`); `Conflict("webhook limit")` when the
     /// organization has [`MAX_WEBHOOKS`] already.
     async fn insert_webhook(

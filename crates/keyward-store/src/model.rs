@@ -608,3 +608,28 @@ pub enum NextStep {
     /// any node, without counting an attempt, and not in flight meanwhile.
     Release(Timestamp),
 }
+
+/// What a creating request answered, kept for 24 hours so that a retry with the same
+/// `Idempotency-Key` gets it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotentAnswer {
+    pub status: u16,
+    pub location: Option<String>,
+    /// The JSON body; `None` when the answer showed a secret, which is never kept.
+    pub body: Option<String>,
+    /// What the answer showed once (an API key, a signing secret …), if it showed one.
+    pub secret: Option<String>,
+}
+
+/// What claiming an idempotency key found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key is this request's: run it, then keep its answer or give the key back.
+    Claimed,
+    /// A request with this key and body is running now.
+    InFlight,
+    /// The key was used for another request (another method, path or body).
+    Reused,
+    /// This request ran already; this is what it answered.
+    Answered(IdempotentAnswer),
+}

@@ -15,15 +15,18 @@ use serde_json::{Map, Value};
 
 use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
-use crate::sql::{Read, Write, credentials, instances, organizations, projects, sessions};
+use crate::sql::{
+    Read, Write, credentials, idempotency, instances, organizations, projects, sessions,
+};
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
     ClaimedDelivery, CredentialChanges, CredentialFilter, CredentialRecord, DatabaseState,
-    DeliveryRecord, InFlightLimits, InstanceRecord, Invalidation, LoginAttempt, LoginFailures,
-    MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewInstance, NewOrganization,
-    NewOwner, NewProject, NewSession, NewWebhook, NextStep, OrganizationPolicy, OrganizationRecord,
-    Page, Paged, PolicyChanges, ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord,
-    Store, StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
+    DeliveryRecord, IdempotencyClaim, IdempotentAnswer, InFlightLimits, InstanceRecord,
+    Invalidation, LoginAttempt, LoginFailures, MemberRecord, MembershipChange, MembershipRecord,
+    NewCredential, NewInstance, NewOrganization, NewOwner, NewProject, NewSession, NewWebhook,
+    NextStep, OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, ProjectChanges,
+    ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats, UsageUpdate,
+    UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -661,6 +664,41 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn prune_audit_events(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError> {
         in_transaction!(self, |tx| audit::prune(tx, before, limit).await?)
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        caller: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+        lease_until: Timestamp,
+        expired_before: Timestamp,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        in_transaction!(self, |tx| {
+            idempotency::claim(tx, caller, key, fingerprint, lease_until, expired_before).await?
+        })
+    }
+
+    async fn answer_idempotency_key(
+        &self,
+        caller: &str,
+        key: &str,
+        answer: &IdempotentAnswer,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| idempotency::finish(tx, caller, key, answer)
+            .await?)
+    }
+
+    async fn release_idempotency_key(&self, caller: &str, key: &str) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| idempotency::release(tx, caller, key).await?)
+    }
+
+    async fn prune_idempotency_keys(
+        &self,
+        before: Timestamp,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        in_transaction!(self, |tx| idempotency::prune(tx, before, limit).await?)
     }
 
     async fn insert_webhook(

@@ -1509,6 +1509,66 @@ async fn the_client_sets_filters_and_changes_external_ids_and_meta() {
 }
 
 #[tokio::test]
+async fn the_same_command_with_an_idempotency_key_creates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let admin = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let admin_key = admin["key"].as_str().unwrap();
+    let create_project = [
+        "projects",
+        "create",
+        "--name",
+        "web",
+        "--idempotency-key",
+        "signup-42",
+        "--json",
+    ];
+    let first = json_of(&client(&server, Some(admin_key), &create_project));
+    let again = json_of(&client(&server, Some(admin_key), &create_project));
+    assert_eq!(first["id"], again["id"]);
+    let listed = json_of(&client(
+        &server,
+        Some(admin_key),
+        &["projects", "list", "--json"],
+    ));
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+
+    let create_key = [
+        "keys",
+        "create",
+        "--name",
+        "CI",
+        "--scope",
+        "instances:read",
+        "--idempotency-key",
+        "ci-key",
+    ];
+    let made = client(&server, Some(admin_key), &create_key);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let again = client(&server, Some(admin_key), &create_key);
+    assert_eq!(again.status.code(), Some(1));
+    let said = text(&again.stderr);
+    assert!(
+        said.contains("shown once") && said.contains("/v1/api-keys/key_"),
+        "{said}"
+    );
+
+    let refused = client(
+        &server,
+        Some(admin_key),
+        &[
+            "projects",
+            "create",
+            "--name",
+            "x",
+            "--idempotency-key",
+            "caf\u{e9}",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+}
+
+#[tokio::test]
 async fn the_client_shows_and_sets_the_organizations_policy() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &[]);

@@ -1,7 +1,7 @@
 //! `/v1/api-keys`: the organization's API keys (Settings > API Keys).
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use keyward_core::{CredentialId, CredentialKind, Scope};
 
@@ -85,11 +85,7 @@ pub(super) async fn create_api_key(
     )
     .await?;
     let location = format!("/v1/api-keys/{}", created.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        ApiJson(created),
-    ))
+    Ok(super::created_with_secret("API key", location, created))
 }
 
 /// Show an API key
@@ -167,11 +163,7 @@ pub(super) async fn rotate_api_key(
     )
     .await?;
     let location = format!("/v1/api-keys/{}", created.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        ApiJson(created),
-    ))
+    Ok(super::created_with_secret("API key", location, created))
 }
 
 /// Rename an API key or change its rate limit

@@ -2,7 +2,7 @@
 //! belongs to a project of the organization.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use keyward_core::{
     InstanceId, InstanceStatus, Name, OrganizationId, ProjectId, Region, Scope, Timestamp,
@@ -177,11 +177,7 @@ pub(super) async fn create_instance(
     let caller = Caller::credential(&principal, &origin);
     let record = instances::create(&state, &caller, input).await?;
     let location = format!("/v1/instances/{}", record.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        ApiJson(InstanceView::from(record)),
-    ))
+    Ok(super::created(location, InstanceView::from(record)))
 }
 
 /// Show an instance

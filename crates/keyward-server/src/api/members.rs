@@ -5,7 +5,7 @@
 //! outlive itself as a person.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use keyward_core::{Email, Role, Scope, Timestamp, UserId};
 use keyward_store::MemberRecord;
@@ -135,11 +135,7 @@ pub(super) async fn add_member(
         .find(|member| member.email == email)
         .ok_or(ApiError::NotFound("member"))?;
     let location = format!("/v1/members/{}", added.user_id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        ApiJson(MemberView::from(added)),
-    ))
+    Ok(super::created(location, MemberView::from(added)))
 }
 
 /// Show a member

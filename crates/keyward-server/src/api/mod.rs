@@ -26,6 +26,7 @@ use std::any::Any;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
@@ -33,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::ApiJson;
 use crate::services::ServiceError;
 
 /// Largest request body accepted (413 beyond).
@@ -93,6 +95,36 @@ fn routes() -> ApiRoutes {
 /// The operations the API declares, before the shared error answers are added.
 pub(crate) fn declared_operations() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
+}
+
+/// The paths (with `{placeholders}`) whose `POST` creates something: declared with a 201
+/// answer and Bearer authentication. `Idempotency-Key` applies to these.
+pub fn creating_paths() -> std::collections::HashSet<String> {
+    openapi::creating_paths(openapi::document())
+}
+
+/// 201 with `Location`, for what a `POST` created.
+pub(crate) fn created<T: serde::Serialize>(location: String, body: T) -> Response {
+    (
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, location)],
+        ApiJson(body),
+    )
+        .into_response()
+}
+
+/// As [`created`], for an answer that shows `what` it created with its secret, once: an
+/// idempotent retry never shows it again.
+pub(crate) fn created_with_secret<T: serde::Serialize>(
+    what: &'static str,
+    location: String,
+    body: T,
+) -> Response {
+    let mut response = created(location, body);
+    response
+        .extensions_mut()
+        .insert(crate::idempotency::ShowsSecret(what));
+    response
 }
 
 /// Every path the API serves, with `{placeholders}` for its parameters.

@@ -42,6 +42,7 @@ pub fn document() -> &'static Value {
         let mut document =
             serde_json::to_value(super::declared_operations()).unwrap_or(Value::Null);
         add_security_scheme(&mut document);
+        add_idempotency_key(&mut document);
         add_error_answers(&mut document);
         document
     })
@@ -76,6 +77,42 @@ fn add_security_scheme(document: &mut Value) {
         "name": "Github-Public-Key-Signature",
         "description": "GitHub's ECDSA signature of the body, with the key named in Github-Public-Key-Identifier.",
     });
+}
+
+/// The paths whose `POST` creates something: answered with 201, for a Bearer key.
+pub(super) fn creating_paths(document: &Value) -> std::collections::HashSet<String> {
+    let creates = |operation: &Value| {
+        operation["responses"].get("201").is_some()
+            && operation["security"]
+                .as_array()
+                .is_some_and(|requirements| requirements.iter().any(|r| r.get("bearer").is_some()))
+    };
+    document["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, item)| item.get("post").is_some_and(creates))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+/// `Idempotency-Key` on every operation that creates (see `crate::idempotency`).
+fn add_idempotency_key(document: &mut Value) {
+    let creating = creating_paths(document);
+    for path in creating {
+        let operation = &mut document["paths"][path.as_str()]["post"];
+        let parameter = json!({
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": false,
+            "description": "Makes a retry safe: the same key with the same request within 24 hours answers the first answer again (`Idempotent-Replayed: true`) instead of creating again; with another request, 422 `idempotency_key_reused`; while the first still runs, 409 `idempotency_in_flight`. A first answer that showed a secret is not kept: 409 `secret_already_shown`, with its `Location`. 1 to 255 printable ASCII characters.",
+            "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$" },
+        });
+        match operation["parameters"].as_array_mut() {
+            Some(parameters) => parameters.push(parameter),
+            None => operation["parameters"] = json!([parameter]),
+        }
+    }
 }
 
 fn problem(description: &str) -> Value {
@@ -159,7 +196,7 @@ fn add_error_answers(document: &mut Value) {
             if writes {
                 add(
                     "409",
-                    "A name already taken, or a project that still has instances",
+                    "A conflict: a name already taken, a project that still has instances, or an Idempotency-Key still in use or whose first answer showed a secret",
                 );
             }
         }

@@ -1,7 +1,7 @@
 //! `/v1/projects`: the organization's projects.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use keyward_core::{Description, Name, OrganizationId, ProjectId, Scope, Timestamp};
 use keyward_store::ProjectRecord;
@@ -154,11 +154,7 @@ pub(super) async fn create_project(
     )
     .await?;
     let location = format!("/v1/projects/{}", record.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        ApiJson(ProjectView::from(record)),
-    ))
+    Ok(super::created(location, ProjectView::from(record)))
 }
 
 /// Show a project

@@ -5,7 +5,7 @@
 //! only project-level scopes and act only within their project.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use keyward_core::{CredentialId, CredentialKind, Scope};
 
@@ -96,10 +96,10 @@ pub(super) async fn create_project_token(
     )
     .await?;
     let location = format!("/v1/projects/{project}/tokens/{}", created.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        ApiJson(created),
+    Ok(super::created_with_secret(
+        "project token",
+        location,
+        created,
     ))
 }
 
@@ -192,10 +192,10 @@ pub(super) async fn rotate_project_token(
     )
     .await?;
     let location = format!("/v1/projects/{project}/tokens/{}", created.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        ApiJson(created),
+    Ok(super::created_with_secret(
+        "project token",
+        location,
+        created,
     ))
 }
 

@@ -2,7 +2,7 @@
 //! and attempts, and manual redelivery.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use keyward_core::{MessageId, Scope, WebhookId};
 use keyward_store::WebhookChanges;
@@ -124,10 +124,10 @@ pub(super) async fn create_webhook(
     };
     let created = webhooks::create(&state, &Caller::credential(&principal, &origin), input).await?;
     let location = format!("/v1/webhooks/{}", created.webhook.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        ApiJson(created),
+    Ok(super::created_with_secret(
+        "webhook endpoint (and its signing secret)",
+        location,
+        created,
     ))
 }
 

@@ -103,17 +103,26 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = bearer_token(&parts.headers)?;
-        let client_ip = crate::client_address::of(parts);
-        let Verified { credential, rate } =
-            state.verifier.verify(presented, client_ip, None).await?;
-        if let Some(rate) = rate {
-            // Outside `with_rate_limit_headers` (in tests of handlers alone) there is no
-            // response to add headers to.
-            let _ = RATE.try_with(|slot| slot.set(Some(rate)));
+        // Authenticated already, before the request's idempotency key was claimed.
+        if let Some(principal) = parts.extensions.remove::<Principal>() {
+            return Ok(principal);
         }
-        Ok(Principal::new(credential))
+        authenticate(parts, state).await
     }
+}
+
+/// Verifies the request's Bearer key: once per request, since it counts a use and spends the
+/// key's rate limit.
+pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let presented = bearer_token(&parts.headers)?;
+    let client_ip = crate::client_address::of(parts);
+    let Verified { credential, rate } = state.verifier.verify(presented, client_ip, None).await?;
+    if let Some(rate) = rate {
+        // Outside `with_rate_limit_headers` (in tests of handlers alone) there is no response
+        // to add headers to.
+        let _ = RATE.try_with(|slot| slot.set(Some(rate)));
+    }
+    Ok(Principal::new(credential))
 }
 
 /// Runs a request so that the credential's rate-limit state reaches its response headers.

@@ -13,6 +13,7 @@ mod forward_auth;
 mod gateways;
 mod github;
 mod helpers;
+mod idempotency;
 mod instances;
 mod introspect;
 mod layers;

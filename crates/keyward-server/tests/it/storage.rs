@@ -1,7 +1,7 @@
 use crate::helpers::TestApp;
 
 /// Reads every file of the database (main file, WAL and shared memory) as bytes.
-fn database_bytes(app: &TestApp) -> Vec<u8> {
+pub(crate) fn database_bytes(app: &TestApp) -> Vec<u8> {
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(app.dir.path()).unwrap() {
         bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
@@ -9,7 +9,7 @@ fn database_bytes(app: &TestApp) -> Vec<u8> {
     bytes
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 

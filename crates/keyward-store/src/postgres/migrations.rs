@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "credential metadata",
         sql: include_str!("../../migrations/postgres/0012_credential_metadata.sql"),
     },
+    Migration {
+        version: 13,
+        name: "idempotency keys",
+        sql: include_str!("../../migrations/postgres/0013_idempotency_keys.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -9,6 +9,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod credentials;
+pub(crate) mod idempotency;
 pub(crate) mod instances;
 pub(crate) mod organizations;
 pub(crate) mod projects;
@@ -87,6 +88,12 @@ impl From<Option<String>> for Value<'_> {
 impl<'a> From<&'a KeyDigest> for Value<'a> {
     fn from(value: &'a KeyDigest) -> Self {
         Value::Bytes(value.as_bytes())
+    }
+}
+
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(value: &'a [u8]) -> Self {
+        Value::Bytes(value)
     }
 }
 

@@ -83,6 +83,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "credential metadata",
         sql: include_str!("../../migrations/sqlite/0015_credential_metadata.sql"),
     },
+    Migration {
+        version: 16,
+        name: "idempotency keys",
+        sql: include_str!("../../migrations/sqlite/0016_idempotency_keys.sql"),
+    },
 ];
 
 pub(super) async fn run(

@@ -2,6 +2,7 @@
 
 mod audit;
 mod credentials;
+mod idempotency;
 mod organizations;
 mod people;
 mod postgres_specific;
@@ -116,6 +117,8 @@ contract! {
     webhooks::a_busy_endpoint_holds_only_its_share_and_releases_come_back,
     webhooks::one_credentials_messages_sort_in_the_order_of_its_changes,
     webhooks::an_organization_holds_only_its_share,
+    idempotency::a_key_is_claimed_once_answered_and_kept_for_a_day,
+    idempotency::abandoned_and_expired_claims_count_as_none,
 }
 
 pub fn name(text: &str) -> Name {

@@ -45,6 +45,25 @@ pub struct Connection {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+
+    /// Sent as `Idempotency-Key` with a request that creates something: running the same
+    /// command again within 24 hours gives the first answer (or, for a key or token, says
+    /// where the one created is) instead of creating a second. 1 to 255 printable ASCII
+    /// characters.
+    #[arg(long, value_name = "KEY", global = true)]
+    idempotency_key: Option<String>,
+}
+
+/// `--idempotency-key` as the server takes it, checked before anything is sent.
+fn request_key_checked(key: &str) -> Result<&str, ClientError> {
+    let printable = key.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if (1..=255).contains(&key.len()) && printable {
+        Ok(key)
+    } else {
+        Err(ClientError::Usage(
+            "--idempotency-key must be 1 to 255 printable ASCII characters".into(),
+        ))
+    }
 }
 
 /// Why a client command failed, and its exit code.
@@ -79,6 +98,7 @@ pub struct Client {
     base: String,
     key: String,
     pub json: bool,
+    idempotency_key: Option<String>,
 }
 
 impl Client {
@@ -103,6 +123,7 @@ impl Client {
             base: connection.url.trim_end_matches('/').to_owned(),
             key,
             json: connection.json,
+            idempotency_key: connection.idempotency_key.clone(),
         })
     }
 
@@ -113,10 +134,17 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, ClientError> {
+        let idempotency_key = match (&method, &self.idempotency_key) {
+            (&Method::POST, Some(key)) => Some(request_key_checked(key)?),
+            _ => None,
+        };
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.key);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
