@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Schema-driven testing: a release server on a fresh SQLite database, a bootstrap key with
-# every scope, and schemathesis against the server's own OpenAPI document. It checks that
+# every scope, and schemathesis against the server's own OpenAPI document; then the
+# installation's endpoints (tag `Installation`) again with an admin key holding every scope. It checks that
 # no request gets a 5xx, and that every answer's status code, content type, headers and body
 # are the documented ones; that what POST creates can be read back; that endpoints needing a
 # key refuse requests without one.
@@ -21,8 +22,19 @@ bin=target/release/keyward
 start_server
 key=$(bootstrap_key Schemathesis schemathesis@example.com)
 
+checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,ensure_resource_availability,ignored_auth
 schemathesis run "$url/v1/openapi.json" \
   --header "Authorization: Bearer $key" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,ensure_resource_availability,ignored_auth \
+  --checks "$checks" \
+  --max-examples "${MAX_EXAMPLES:-100}" \
+  --seed 1
+
+scopes=organizations:read,organizations:write,organizations:act,admin_keys:read,admin_keys:write
+admin=$("$bin" admin-keys create --name schemathesis --scope "$scopes" --json \
+  --database-url "$db" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+schemathesis run "$url/v1/openapi.json" \
+  --header "Authorization: Bearer $admin" \
+  --include-tag Installation \
+  --checks "$checks" \
   --max-examples "${MAX_EXAMPLES:-100}" \
   --seed 1

@@ -78,7 +78,8 @@ impl std::str::FromStr for Brand {
     }
 }
 
-/// What a credential is: an organization API key or a project token.
+/// What a credential is: an organization API key, a project token, or an admin key held by
+/// the installation (the platform's backend) rather than an organization.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -88,6 +89,9 @@ pub enum CredentialKind {
     ApiKey,
     /// Confined to one project (`kwp_…`).
     ProjectToken,
+    /// Held by the installation (`kwa_…`): manages organizations and admin keys, and acts for
+    /// one organization at a time with the `Keyward-Organization` header.
+    AdminKey,
 }
 
 impl CredentialKind {
@@ -96,6 +100,7 @@ impl CredentialKind {
         match self {
             Self::ApiKey => b'k',
             Self::ProjectToken => b'p',
+            Self::AdminKey => b'a',
         }
     }
 
@@ -103,6 +108,7 @@ impl CredentialKind {
         match letter {
             b'k' => Some(Self::ApiKey),
             b'p' => Some(Self::ProjectToken),
+            b'a' => Some(Self::AdminKey),
             _ => None,
         }
     }
@@ -112,6 +118,7 @@ impl CredentialKind {
         match self {
             Self::ApiKey => "API key",
             Self::ProjectToken => "project token",
+            Self::AdminKey => "admin key",
         }
     }
 
@@ -120,6 +127,7 @@ impl CredentialKind {
         match self {
             Self::ApiKey => "api_key",
             Self::ProjectToken => "project_token",
+            Self::AdminKey => "admin_key",
         }
     }
 
@@ -127,6 +135,7 @@ impl CredentialKind {
         match s {
             "api_key" => Some(Self::ApiKey),
             "project_token" => Some(Self::ProjectToken),
+            "admin_key" => Some(Self::AdminKey),
             _ => None,
         }
     }

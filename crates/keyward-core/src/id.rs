@@ -134,6 +134,17 @@ typed_id!(
     /// An organization: the owner of keys, projects and instances.
     OrganizationId, "org", "organization"
 );
+impl OrganizationId {
+    /// The installation itself, which holds the admin keys: a row of its own in storage (so
+    /// that admin keys are credentials like the others) that is never an organization to
+    /// anyone: no endpoint finds, lists or acts for it.
+    pub const INSTALLATION: OrganizationId = OrganizationId(Uuid::nil());
+
+    pub fn is_installation(&self) -> bool {
+        self.0.is_nil()
+    }
+}
+
 typed_id!(
     /// A person who signs in to the dashboard.
     UserId, "usr", "user"
@@ -199,7 +210,8 @@ typed_id!(
     InstanceId, "ins", "instance"
 );
 
-/// A credential's public id: `key_…` for an API key, `tok_…` for a project token. Used to
+/// A credential's public id: `key_…` for an API key, `tok_…` for a project token, `adk_…` for
+/// an admin key. Used to
 /// list, show and revoke a credential without knowing its secret.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CredentialId {
@@ -231,6 +243,7 @@ impl CredentialId {
         match kind {
             CredentialKind::ApiKey => "key",
             CredentialKind::ProjectToken => "tok",
+            CredentialKind::AdminKey => "adk",
         }
     }
 

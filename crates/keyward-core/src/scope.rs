@@ -27,12 +27,14 @@ pub const MAX_DESCRIPTION_LENGTH: usize = 200;
 pub struct Scope(u8);
 
 /// Who may hold a scope: `project` scopes may be held by project tokens, `organization` scopes
-/// only by organization keys.
+/// only by organization keys (and admin keys, for the organization they act for),
+/// `installation` scopes only by admin keys. Platform scopes are `project` or `organization`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeLevel {
     Project,
     Organization,
+    Installation,
 }
 
 impl ScopeLevel {
@@ -40,6 +42,7 @@ impl ScopeLevel {
         match self {
             Self::Project => "project",
             Self::Organization => "organization",
+            Self::Installation => "installation",
         }
     }
 }
@@ -85,6 +88,11 @@ builtin! {
     ORGANIZATION_WRITE = 12, "organization:write", Organization, Owner, "Change the organization's policy for new credentials.";
     WEBHOOKS_READ = 13, "webhooks:read", Organization, Admin, "List webhook endpoints and their deliveries.";
     WEBHOOKS_WRITE = 14, "webhooks:write", Organization, Admin, "Register, change and delete webhook endpoints; redeliver messages.";
+    ORGANIZATIONS_READ = 15, "organizations:read", Installation, Owner, "List and read the installation's organizations and its audit log (admin keys only).";
+    ORGANIZATIONS_WRITE = 16, "organizations:write", Installation, Owner, "Create, change, suspend and delete organizations and add their members (admin keys only).";
+    ORGANIZATIONS_ACT = 17, "organizations:act", Installation, Owner, "Act for one organization with the Keyward-Organization header, within the key's organization scopes (admin keys only).";
+    ADMIN_KEYS_READ = 18, "admin_keys:read", Installation, Owner, "List and read admin keys (admin keys only).";
+    ADMIN_KEYS_WRITE = 19, "admin_keys:write", Installation, Owner, "Create, rotate and revoke admin keys (admin keys only).";
 }
 
 impl Scope {
@@ -121,6 +129,10 @@ pub const RESERVED_RESOURCES: &[&str] = &[
     "policies",
     "sessions",
     "users",
+    "admin_keys",
+    "identities",
+    "usage",
+    "portal",
 ];
 
 /// Checks the `resource:action` grammar: each part a lower-case letter followed by lower-case
@@ -298,12 +310,24 @@ pub struct CatalogError {
     pub message: String,
 }
 
+fn not_for_kind(scope: &str, kind: CredentialKind) -> String {
+    match kind {
+        CredentialKind::ProjectToken => {
+            format!("{scope} is not a project-level scope, so a project token cannot hold it")
+        }
+        _ => format!(
+            "{scope} is an installation scope, which only admin keys hold, not an {}",
+            kind.label()
+        ),
+    }
+}
+
 /// Why a grant is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
     /// The scope is not one this kind of credential may hold (the request is invalid).
-    #[error("{scope} is not a project-level scope, so a project token cannot hold it")]
-    NotForKind { scope: String },
+    #[error("{}", not_for_kind(scope, *kind))]
+    NotForKind { scope: String, kind: CredentialKind },
     /// The grantor does not hold the scope itself (the grantor is not allowed).
     #[error("the {scope} scope cannot be granted by someone who does not hold it")]
     NotHeld { scope: String },
@@ -316,6 +340,7 @@ pub struct ScopeCatalog {
     by_name: HashMap<String, Scope>,
     all: ScopeSet,
     project_level: ScopeSet,
+    installation_level: ScopeSet,
     /// By role: member, admin, owner.
     caps: [ScopeSet; 3],
 }
@@ -388,13 +413,18 @@ impl ScopeCatalog {
                 )));
             }
             let level = definition.level.unwrap_or(ScopeLevel::Organization);
+            if level == ScopeLevel::Installation {
+                return Err(refuse(format!(
+                    "the scope {name} cannot be installation-level: those are Keyward's own"
+                )));
+            }
             scopes.push(ScopeInfo {
                 name: name.to_owned(),
                 description: description.to_owned(),
                 level,
                 min_role: definition.min_role.unwrap_or(match level {
                     ScopeLevel::Project => Role::Member,
-                    ScopeLevel::Organization => Role::Admin,
+                    ScopeLevel::Organization | ScopeLevel::Installation => Role::Admin,
                 }),
                 builtin: false,
             });
@@ -407,6 +437,7 @@ impl ScopeCatalog {
             by_name: HashMap::with_capacity(scopes.len()),
             all: ScopeSet::EMPTY,
             project_level: ScopeSet::EMPTY,
+            installation_level: ScopeSet::EMPTY,
             caps: [ScopeSet::EMPTY; 3],
             scopes,
         };
@@ -418,8 +449,14 @@ impl ScopeCatalog {
             let scope = Scope(position);
             catalog.by_name.insert(info.name.clone(), scope);
             catalog.all.insert(scope);
-            if info.level == ScopeLevel::Project {
-                catalog.project_level.insert(scope);
+            match info.level {
+                ScopeLevel::Project => catalog.project_level.insert(scope),
+                ScopeLevel::Installation => {
+                    // No person's role grants it.
+                    catalog.installation_level.insert(scope);
+                    continue;
+                }
+                ScopeLevel::Organization => {}
             }
             for role in [Role::Member, Role::Admin, Role::Owner] {
                 if role >= info.min_role {
@@ -468,9 +505,15 @@ impl ScopeCatalog {
     /// The scopes a credential of `kind` may hold at all.
     pub fn holdable(&self, kind: CredentialKind) -> ScopeSet {
         match kind {
-            CredentialKind::ApiKey => self.all,
+            CredentialKind::AdminKey => self.all,
+            CredentialKind::ApiKey => self.all.difference(&self.installation_level),
             CredentialKind::ProjectToken => self.project_level,
         }
+    }
+
+    /// The installation's own scopes, which only admin keys hold.
+    pub fn installation_level(&self) -> ScopeSet {
+        self.installation_level
     }
 
     /// The most a person with `role` may put on a credential they create: every scope whose
@@ -543,6 +586,7 @@ impl ScopeCatalog {
         if let Some(scope) = requested.difference(&self.holdable(kind)).iter().next() {
             return Err(GrantError::NotForKind {
                 scope: self.name(scope).to_owned(),
+                kind,
             });
         }
         match requested.difference(allowed).iter().next() {
@@ -593,6 +637,11 @@ mod tests {
                 "organization:write",
                 "webhooks:read",
                 "webhooks:write",
+                "organizations:read",
+                "organizations:write",
+                "organizations:act",
+                "admin_keys:read",
+                "admin_keys:write",
             ]
         );
         let project_level = catalog.holdable(CredentialKind::ProjectToken);
@@ -796,10 +845,16 @@ mod tests {
         assert_eq!(
             catalog.check_grant(&everything, token, &bad),
             Err(GrantError::NotForKind {
-                scope: "api_keys:read".into()
+                scope: "api_keys:read".into(),
+                kind: token,
             })
         );
-        assert_eq!(catalog.holdable(CredentialKind::ApiKey), everything);
+        assert_eq!(catalog.holdable(CredentialKind::AdminKey), everything);
+        let installation = catalog.installation_level();
+        assert_eq!(
+            catalog.holdable(CredentialKind::ApiKey),
+            everything.difference(&installation)
+        );
     }
 
     #[test]
@@ -821,9 +876,70 @@ mod tests {
         assert_eq!(
             catalog.check_grant(&ScopeSet::EMPTY, CredentialKind::ProjectToken, &audit),
             Err(GrantError::NotForKind {
-                scope: "audit:read".into()
+                scope: "audit:read".into(),
+                kind: CredentialKind::ProjectToken,
             })
         );
+    }
+
+    #[test]
+    fn installation_scopes_are_admin_keys_alone() {
+        let catalog = ScopeCatalog::builtin();
+        let installation = catalog.installation_level();
+        assert_eq!(
+            catalog.names(&installation).collect::<Vec<_>>(),
+            [
+                "organizations:read",
+                "organizations:write",
+                "organizations:act",
+                "admin_keys:read",
+                "admin_keys:write",
+            ]
+        );
+        // No person's role grants them, not even an owner's.
+        assert!(
+            catalog
+                .role_cap(Role::Owner)
+                .intersection(&installation)
+                .is_empty()
+        );
+        // An organization's key cannot hold one, whoever grants it.
+        let act = set(&catalog, &["organizations:act"]);
+        let error = catalog
+            .check_grant(&catalog.all(), CredentialKind::ApiKey, &act)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "organizations:act is an installation scope, which only admin keys hold, not an API key"
+        );
+        // An admin key may hold them and organization scopes, if its grantor holds them.
+        let mixed = set(&catalog, &["organizations:act", "api_keys:write"]);
+        assert_eq!(
+            catalog.check_grant(&mixed, CredentialKind::AdminKey, &mixed),
+            Ok(())
+        );
+        assert!(
+            catalog
+                .check_grant(&act, CredentialKind::AdminKey, &mixed)
+                .is_err()
+        );
+        // A stored name on an organization's key grants nothing.
+        let stored = ScopeNames::from_storage("organizations:act api_keys:read").unwrap();
+        assert_eq!(
+            catalog.granted(&stored, CredentialKind::ApiKey),
+            set(&catalog, &["api_keys:read"])
+        );
+        // Nor can the platform define one.
+        let refused =
+            ScopeCatalog::new(&[platform("billing:read", Some(ScopeLevel::Installation))]);
+        assert!(refused.is_err());
+        for reserved in ["admin_keys", "identities", "usage", "portal"] {
+            let name = format!("{reserved}:read");
+            assert!(
+                ScopeCatalog::new(&[platform(&name, None)]).is_err(),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -865,7 +981,7 @@ mod tests {
             catalog.role_cap(Role::Admin),
             catalog.role_cap(Role::Member),
         );
-        assert_eq!(owner, catalog.all());
+        assert_eq!(owner, catalog.holdable(CredentialKind::ApiKey));
         assert!(member.is_subset_of(&admin) && admin.is_subset_of(&owner));
         assert_eq!(
             catalog.names(&owner.difference(&admin)).collect::<Vec<_>>(),

@@ -74,6 +74,9 @@ async fn run(keys: usize) {
                 id: organization,
                 name: Name::parse("Scale").unwrap(),
                 created_at: Timestamp::now(),
+                external_id: None,
+                policy: Default::default(),
+                unique_name: false,
             },
             NewOwner::Create {
                 id: owner,
@@ -115,7 +118,9 @@ async fn run(keys: usize) {
     let mut micros = Vec::with_capacity(samples.len());
     for key in &samples {
         let started = Instant::now();
-        let verified = verifier.verify(key, None, None).await;
+        let verified = verifier
+            .verify(key, None, keyward_server::auth::Accept::Any)
+            .await;
         micros.push(started.elapsed().as_secs_f64() * 1e6);
         assert!(verified.is_ok(), "a seeded key verifies");
     }
@@ -152,7 +157,12 @@ async fn run(keys: usize) {
             let (verifier, keys) = (verifier.clone(), keys.to_vec());
             tokio::spawn(async move {
                 for key in &keys {
-                    assert!(verifier.verify(key, None, None).await.is_err());
+                    assert!(
+                        verifier
+                            .verify(key, None, keyward_server::auth::Accept::Any)
+                            .await
+                            .is_err()
+                    );
                 }
             })
         })
@@ -198,6 +208,7 @@ async fn run(keys: usize) {
                 rotation: None,
                 exposure: None,
                 metadata: keyward_core::Metadata::default(),
+                organization_suspended: false,
             },
             created,
         );

@@ -41,6 +41,9 @@ fn bench(c: &mut Criterion) {
                     id: organization,
                     name: Name::parse("Bench").unwrap(),
                     created_at: Timestamp::now(),
+                    external_id: None,
+                    policy: Default::default(),
+                    unique_name: false,
                 },
                 NewOwner::Create {
                     id: owner,
@@ -80,7 +83,10 @@ fn bench(c: &mut Criterion) {
             Arc::new(Metrics::default()),
         ));
         assert!(
-            verifier.verify(&presented, None, None).await.is_ok(),
+            verifier
+                .verify(&presented, None, keyward_server::auth::Accept::Any)
+                .await
+                .is_ok(),
             "warm the cache"
         );
         (verifier, store)
@@ -91,7 +97,11 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("verify_cached", |b| {
         b.iter(|| {
-            let outcome = verifier.verify_cached(black_box(presented.as_str()), None, None);
+            let outcome = verifier.verify_cached(
+                black_box(presented.as_str()),
+                None,
+                keyward_server::auth::Accept::Any,
+            );
             assert!(matches!(outcome, Some(Ok(_))));
             outcome
         })

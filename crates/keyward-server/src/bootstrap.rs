@@ -119,13 +119,17 @@ pub async fn bootstrap_organization(
                 id: organization_id,
                 name,
                 created_at: now,
+                external_id: None,
+                policy: Default::default(),
+                // A guard for the person typing it: names are not unique otherwise.
+                unique_name: true,
             },
             owner,
             Some(first_key),
         )
         .await
         .map_err(|error| match error {
-            StoreError::Conflict("organization") => BootstrapError::OrganizationExists,
+            StoreError::Conflict("organization name") => BootstrapError::OrganizationExists,
             other => BootstrapError::Store(other),
         })?;
 

@@ -71,6 +71,18 @@ pub enum ApiError {
     /// The database answers but cannot write; the reason is safe to show.
     #[error("the database cannot write ({0}); try again once it can")]
     Unwritable(&'static str),
+    /// An admin key called an organization's endpoint without saying for which organization.
+    #[error(
+        "an admin key acts for one organization here: send Keyward-Organization: org_… or \
+         ext:<the organization's external id>"
+    )]
+    OrganizationRequired,
+    /// `Keyward-Organization` names no live organization.
+    #[error("no organization {0} (Keyward-Organization)")]
+    OrganizationNotFound(String),
+    /// The credential's organization (or the one acted for) is suspended.
+    #[error("{0}")]
+    OrganizationSuspended(&'static str),
     /// An `Idempotency-Key` that cannot be honoured.
     #[error("{0}")]
     Idempotency(IdempotencyRefusal),
@@ -143,11 +155,14 @@ impl ApiError {
             Self::MissingCredentials | Self::InvalidToken(_) | Self::InvalidSignature(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::InsufficientScope { .. } | Self::Forbidden(_) | Self::IpNotAllowed(_) => {
-                StatusCode::FORBIDDEN
+            Self::InvalidRequest(_) | Self::OrganizationRequired => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope { .. }
+            | Self::Forbidden(_)
+            | Self::IpNotAllowed(_)
+            | Self::OrganizationSuspended(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) | Self::NoSuchEndpoint | Self::OrganizationNotFound(_) => {
+                StatusCode::NOT_FOUND
             }
-            Self::NotFound(_) | Self::NoSuchEndpoint => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unreadable { status, .. } => *status,
@@ -177,6 +192,9 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::IpNotAllowed(_) => "ip_not_allowed",
             Self::NotFound(_) => "not_found",
+            Self::OrganizationRequired => "organization_required",
+            Self::OrganizationNotFound(_) => "organization_not_found",
+            Self::OrganizationSuspended(_) => "organization_suspended",
             Self::Conflict(_) => "conflict",
             Self::Validation(_) => "validation_failed",
             Self::Unreadable { status, .. } => match *status {
@@ -216,6 +234,10 @@ impl ApiError {
         }
     }
 }
+
+/// Why nothing is created in a suspended organization.
+pub const SUSPENDED_NO_CREATION: &str = "the organization is suspended: its credentials, projects and webhooks can be read and \
+     revoked, but nothing is created in it until it is resumed";
 
 /// `Retry-After` of a 503 while the database is unreachable, in seconds.
 pub const RETRY_UNAVAILABLE_SECONDS: u64 = 5;
@@ -311,6 +333,7 @@ impl From<StoreError> for ApiError {
                 Self::Conflict(format!("a {what} with this name already exists"))
             }
             StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Suspended => Self::OrganizationSuspended(SUSPENDED_NO_CREATION),
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %error, "database unavailable");
                 Self::Unavailable

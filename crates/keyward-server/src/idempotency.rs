@@ -24,7 +24,7 @@ use keyward_store::{IdempotencyClaim, IdempotentAnswer};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::auth::authenticate;
+use crate::auth::{Accept, ORGANIZATION_HEADER, authenticate};
 use crate::error::{ApiError, IdempotencyRefusal};
 
 /// The request header.
@@ -76,8 +76,19 @@ async fn guarded(guard: Guard, request: Request, next: Next) -> Result<Response,
     } = guard;
     let key = idempotency_key(request.headers())?;
     let (mut parts, body) = request.into_parts();
-    let principal = authenticate(&parts, &state).await?;
-    let caller = principal.credential_id.to_string();
+    let principal = authenticate(&parts, &state, Accept::Any).await?;
+    // An admin key's keys are its own per organization it acts for: the same key sent for
+    // two customers is two requests.
+    let acting_for = parts
+        .headers
+        .get(ORGANIZATION_HEADER)
+        .filter(|_| principal.kind() == keyward_core::CredentialKind::AdminKey)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim);
+    let caller = match acting_for {
+        Some(organization) => format!("{}@{organization}", principal.credential_id),
+        None => principal.credential_id.to_string(),
+    };
     let body = axum::body::to_bytes(body, max_body_bytes)
         .await
         .map_err(|_| ApiError::Unreadable {

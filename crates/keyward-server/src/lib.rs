@@ -10,6 +10,7 @@
 //! then finishes in-flight requests, gives back webhook deliveries under way and writes
 //! pending last-use times.
 
+pub mod admin_keys;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -17,10 +17,11 @@ pub enum Outcome {
     Expired,
     RateLimited,
     IpNotAllowed,
+    Suspended,
     Unavailable,
 }
 
-const OUTCOMES: [(Outcome, &str); 8] = [
+const OUTCOMES: [(Outcome, &str); 9] = [
     (Outcome::Valid, "valid"),
     (Outcome::Malformed, "malformed"),
     (Outcome::NotFound, "not_found"),
@@ -28,6 +29,7 @@ const OUTCOMES: [(Outcome, &str); 8] = [
     (Outcome::Expired, "expired"),
     (Outcome::RateLimited, "rate_limited"),
     (Outcome::IpNotAllowed, "ip_not_allowed"),
+    (Outcome::Suspended, "organization_suspended"),
     (Outcome::Unavailable, "unavailable"),
 ];
 

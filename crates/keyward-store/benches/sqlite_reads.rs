@@ -34,6 +34,9 @@ fn seed(path: &std::path::Path, runtime: &tokio::runtime::Runtime, keys: usize) 
                     id: organization,
                     name: Name::parse("Reads").unwrap(),
                     created_at: Timestamp::now(),
+                    external_id: None,
+                    policy: Default::default(),
+                    unique_name: false,
                 },
                 NewOwner::Create {
                     id: owner,

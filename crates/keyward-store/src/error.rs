@@ -7,6 +7,9 @@ pub enum StoreError {
     /// A unique name is taken; the string says which kind of thing.
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// The organization is suspended: nothing may be created in it until it is resumed.
+    #[error("the organization is suspended")]
+    Suspended,
     /// A new credential's expiry breaks its organization's policy.
     #[error("the credential breaks the organization's policy")]
     Policy(crate::OrganizationPolicy),

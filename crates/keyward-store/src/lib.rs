@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, MessageId, OrganizationId, ProjectId, Role,
-    ScopeNames, Timestamp, UserId, WebhookId,
+    CredentialId, Email, ExternalId, InstanceId, KeyDigest, MessageId, OrganizationId, ProjectId,
+    Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 
 pub use clock::Clock;
@@ -273,6 +273,67 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit_events(
         &self,
         organization: OrganizationId,
+        filter: &AuditFilter,
+        page: Page,
+    ) -> Result<Paged<AuditEventRecord>, StoreError>;
+
+    /// Creates an organization for the platform, with its external id and policy, and
+    /// `owner` (a new person or an existing account) as its owner if given.
+    async fn provision_organization(
+        &self,
+        audit: &AuditContext,
+        organization: NewOrganization,
+        owner: Option<NewOwner>,
+    ) -> Result<OrganizationRecord, StoreError>;
+
+    /// The live organization the platform knows by `external_id`.
+    async fn find_organization_by_external_id(
+        &self,
+        external_id: &ExternalId,
+    ) -> Result<Option<OrganizationRecord>, StoreError>;
+
+    /// A page of live organizations that pass `filter`, newest first.
+    async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: Page,
+    ) -> Result<Paged<OrganizationRecord>, StoreError>;
+
+    /// Renames, re-identifies, changes the policy of, suspends or resumes an organization, in
+    /// one transaction with its audit events; `None` if there is no such live organization.
+    /// A change of suspension has every node forget the organization's credentials.
+    async fn update_organization(
+        &self,
+        audit: &AuditContext,
+        id: OrganizationId,
+        changes: OrganizationChanges,
+        at: Timestamp,
+    ) -> Result<Option<OrganizationChange>, StoreError>;
+
+    /// Deletes an organization: in one transaction, revokes every credential it holds (on
+    /// every node), deletes its projects and instances, removes its members and sends the
+    /// revocations to its webhooks. `None` if there is no such live organization.
+    async fn delete_organization(
+        &self,
+        audit: &AuditContext,
+        id: OrganizationId,
+        at: Timestamp,
+    ) -> Result<Option<OrganizationChange>, StoreError>;
+
+    /// Adds `person` (created first if new) to an active organization with `role`.
+    async fn add_organization_member(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        person: NewOwner,
+        role: Role,
+        at: Timestamp,
+    ) -> Result<UserId, StoreError>;
+
+    /// The installation's audit events (admin keys', and organizations' lifecycle) that pass
+    /// `filter`, newest first.
+    async fn list_installation_events(
+        &self,
         filter: &AuditFilter,
         page: Page,
     ) -> Result<Paged<AuditEventRecord>, StoreError>;

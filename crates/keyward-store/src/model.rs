@@ -53,9 +53,15 @@ pub struct NewOrganization {
     pub id: OrganizationId,
     pub name: Name,
     pub created_at: Timestamp,
+    /// The platform's own id for it: one live organization per external id.
+    pub external_id: Option<ExternalId>,
+    pub policy: OrganizationPolicy,
+    /// Refuse the name if a live organization has it already (`bootstrap`'s guard for the
+    /// person typing it; names are not unique otherwise).
+    pub unique_name: bool,
 }
 
-/// Who owns a new organization.
+/// Who owns a new organization (or joins one).
 #[derive(Clone, Debug)]
 pub enum NewOwner {
     /// A new user, with the Argon2id PHC string of their password.
@@ -63,6 +69,14 @@ pub enum NewOwner {
         id: UserId,
         email: Email,
         password_hash: String,
+    },
+    /// A new user the platform provisions: no password (they sign in through the platform,
+    /// never with a guessable default), perhaps the platform's id and a display name.
+    Provision {
+        id: UserId,
+        email: Email,
+        external_id: Option<ExternalId>,
+        name: Option<Name>,
     },
     /// A user who already has an account.
     Existing(UserId),
@@ -72,7 +86,10 @@ pub enum NewOwner {
 pub struct UserRecord {
     pub id: UserId,
     pub email: Email,
-    pub password_hash: String,
+    /// `None` for a person the platform provisioned, who has no password.
+    pub password_hash: Option<String>,
+    /// The platform's id for the person, if it gave one.
+    pub external_id: Option<ExternalId>,
     pub created_at: Timestamp,
 }
 
@@ -81,6 +98,8 @@ pub struct UserRecord {
 pub enum Creator {
     User(UserId),
     Credential(CredentialId),
+    /// Someone on the host, with access to the database (`keyward admin-keys create`).
+    Host,
 }
 
 #[derive(Clone, Debug)]
@@ -133,6 +152,8 @@ pub struct CredentialRecord {
     pub exposure: Option<Exposure>,
     /// The platform's external id and meta, if it gave either.
     pub metadata: Metadata,
+    /// Its organization is suspended: refused until it is resumed.
+    pub organization_suspended: bool,
 }
 
 /// Where and when a credential was found exposed.
@@ -473,6 +494,39 @@ pub struct OrganizationRecord {
     pub name: Name,
     pub created_at: Timestamp,
     pub policy: OrganizationPolicy,
+    pub external_id: Option<ExternalId>,
+    /// While set, every credential of the organization is refused.
+    pub suspended_at: Option<Timestamp>,
+}
+
+/// Which organizations a list shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrganizationFilter {
+    pub external_id: Option<ExternalId>,
+    /// Names starting with this, whatever the case.
+    pub name_prefix: Option<String>,
+    /// `Some(true)`: suspended ones only; `Some(false)`: active ones only.
+    pub suspended: Option<bool>,
+}
+
+/// A change of an organization by the platform; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrganizationChanges {
+    pub name: Option<Name>,
+    /// `Some(None)` removes it.
+    pub external_id: Option<Option<ExternalId>>,
+    pub policy: PolicyChanges,
+    /// `Some(true)` suspends, `Some(false)` resumes.
+    pub suspended: Option<bool>,
+}
+
+/// What a change of an organization did: the record after it, and the digests of its
+/// credentials, which every node must read again when the suspension changed or it was
+/// deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrganizationChange {
+    pub record: OrganizationRecord,
+    pub affected: Vec<KeyDigest>,
 }
 
 /// A change of policy; `None` leaves a field as it is, `Some(None)` removes the maximum.
@@ -481,6 +535,17 @@ pub struct PolicyChanges {
     pub max_lifetime_days: Option<Option<u32>>,
     pub require_expiry: Option<bool>,
     pub leak_action: Option<LeakAction>,
+}
+
+impl PolicyChanges {
+    /// `policy` with these changes.
+    pub fn apply(&self, policy: OrganizationPolicy) -> OrganizationPolicy {
+        OrganizationPolicy {
+            max_lifetime_days: self.max_lifetime_days.unwrap_or(policy.max_lifetime_days),
+            require_expiry: self.require_expiry.unwrap_or(policy.require_expiry),
+            leak_action: self.leak_action.unwrap_or(policy.leak_action),
+        }
+    }
 }
 
 /// At most this many webhook endpoints per organization (checked in the inserting

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, MessageId, OrganizationId, ProjectId, Role,
-    ScopeNames, Timestamp, UserId, WebhookId,
+    CredentialId, Email, ExternalId, InstanceId, KeyDigest, MessageId, OrganizationId, ProjectId,
+    Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 use tokio::sync::broadcast;
 
@@ -24,9 +24,10 @@ use crate::{
     DeliveryRecord, IdempotencyClaim, IdempotentAnswer, InFlightLimits, InstanceRecord,
     Invalidation, LoginAttempt, LoginFailures, MemberRecord, MembershipChange, MembershipRecord,
     NewCredential, NewInstance, NewOrganization, NewOwner, NewProject, NewSession, NewWebhook,
-    NextStep, OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, ProjectChanges,
-    ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats, UsageUpdate,
-    UserRecord, WebhookChanges, WebhookRecord,
+    NextStep, OrganizationChange, OrganizationChanges, OrganizationFilter, OrganizationPolicy,
+    OrganizationRecord, Page, Paged, PolicyChanges, ProjectChanges, ProjectDeletion, ProjectRecord,
+    SessionRecord, Store, StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges,
+    WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -130,9 +131,11 @@ impl<B: Backend> Store for SqlStore<B> {
         first_key: Option<NewCredential>,
     ) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
-            organizations::create(tx, &organization, &owner).await?;
+            organizations::create(tx, &organization, Some(&owner)).await?;
             let owner_id = match &owner {
-                NewOwner::Create { id, .. } | NewOwner::Existing(id) => *id,
+                NewOwner::Create { id, .. }
+                | NewOwner::Provision { id, .. }
+                | NewOwner::Existing(id) => *id,
             };
             let event = Event {
                 organization: Some(organization.id),
@@ -159,6 +162,184 @@ impl<B: Backend> Store for SqlStore<B> {
         organizations::get(&mut self.backend.reader()?, id).await
     }
 
+    async fn provision_organization(
+        &self,
+        audit: &AuditContext,
+        organization: NewOrganization,
+        owner: Option<NewOwner>,
+    ) -> Result<OrganizationRecord, StoreError> {
+        in_transaction!(self, |tx| {
+            organizations::create(tx, &organization, owner.as_ref()).await?;
+            let mut fields = vec![
+                ("name", Value::String(organization.name.to_string())),
+                (
+                    "external_id",
+                    organization
+                        .external_id
+                        .as_ref()
+                        .map_or(Value::Null, |id| Value::String(id.to_string())),
+                ),
+            ];
+            let owner_id = match &owner {
+                Some(
+                    NewOwner::Create { id, .. }
+                    | NewOwner::Provision { id, .. }
+                    | NewOwner::Existing(id),
+                ) => Some(*id),
+                None => None,
+            };
+            if let Some(owner_id) = owner_id {
+                fields.push(("owner", Value::String(owner_id.to_string())));
+            }
+            let event = organization_event(organization.id, "created", audit::created(fields));
+            audit::record(tx, audit, event).await?;
+            if let Some(owner_id) = owner_id {
+                let changes = audit::created(vec![("role", Value::String("owner".into()))]);
+                let event = member_event(organization.id, owner_id, "added", changes);
+                audit::record(tx, audit, event).await?;
+            }
+            organizations::get(tx, organization.id)
+                .await?
+                .ok_or(StoreError::NotFound("organization"))?
+        })
+    }
+
+    async fn find_organization_by_external_id(
+        &self,
+        external_id: &ExternalId,
+    ) -> Result<Option<OrganizationRecord>, StoreError> {
+        organizations::find_by_external_id(&mut self.backend.reader()?, external_id).await
+    }
+
+    async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: Page,
+    ) -> Result<Paged<OrganizationRecord>, StoreError> {
+        organizations::list(&mut self.backend.reader()?, filter, page).await
+    }
+
+    async fn update_organization(
+        &self,
+        audit: &AuditContext,
+        id: OrganizationId,
+        changes: OrganizationChanges,
+        at: Timestamp,
+    ) -> Result<Option<OrganizationChange>, StoreError> {
+        in_transaction!(self, |tx| {
+            organizations::lock(tx, id).await?;
+            match organizations::get(tx, id).await? {
+                None => None,
+                Some(before) => {
+                    let name = changes.name.clone().unwrap_or(before.name.clone());
+                    let external_id = match &changes.external_id {
+                        Some(external_id) => external_id.clone(),
+                        None => before.external_id.clone(),
+                    };
+                    organizations::rename(tx, id, &name, external_id.as_ref()).await?;
+                    let policy = changes.policy.apply(before.policy);
+                    organizations::set_policy(tx, id, policy).await?;
+                    let text = |id: &Option<ExternalId>| {
+                        id.as_ref()
+                            .map_or(Value::Null, |id| Value::String(id.to_string()))
+                    };
+                    let mut fields = vec![
+                        (
+                            "name",
+                            Value::String(before.name.to_string()),
+                            Value::String(name.to_string()),
+                        ),
+                        ("external_id", text(&before.external_id), text(&external_id)),
+                    ];
+                    fields.extend(policy_fields(&before.policy, &policy));
+                    let changed = audit::changed(fields);
+                    if !changed.is_empty() {
+                        let event = organization_event(id, "updated", changed);
+                        audit::record(tx, audit, event).await?;
+                    }
+                    let mut affected = Vec::new();
+                    let suspended = before.suspended_at.is_some();
+                    if let Some(suspend) = changes.suspended
+                        && suspend != suspended
+                    {
+                        let at = suspend.then_some(at);
+                        affected = organizations::set_suspended(tx, id, at).await?;
+                        let verb = if suspend { "suspended" } else { "resumed" };
+                        let changes = audit::changed(vec![(
+                            "suspended_at",
+                            audit::time(before.suspended_at),
+                            audit::time(at),
+                        )]);
+                        audit::record(tx, audit, organization_event(id, verb, changes)).await?;
+                    }
+                    let record = organizations::get(tx, id)
+                        .await?
+                        .ok_or(StoreError::NotFound("organization"))?;
+                    Some(OrganizationChange { record, affected })
+                }
+            }
+        })
+    }
+
+    async fn delete_organization(
+        &self,
+        audit: &AuditContext,
+        id: OrganizationId,
+        at: Timestamp,
+    ) -> Result<Option<OrganizationChange>, StoreError> {
+        in_transaction!(self, |tx| {
+            organizations::lock(tx, id).await?;
+            match organizations::get(tx, id).await? {
+                None => None,
+                Some(record) => {
+                    let revoked = organizations::delete(tx, id, at).await?;
+                    let mut changes = audit::removed(vec![
+                        ("name", Value::String(record.name.to_string())),
+                        (
+                            "external_id",
+                            record
+                                .external_id
+                                .as_ref()
+                                .map_or(Value::Null, |id| Value::String(id.to_string())),
+                        ),
+                    ]);
+                    changes.insert(
+                        "revoked_credentials".into(),
+                        serde_json::json!({ "after": revoked.len() }),
+                    );
+                    audit::record(tx, audit, organization_event(id, "deleted", changes)).await?;
+                    for credential in &revoked {
+                        if let Some(record) = credentials::get(tx, id, credential.id).await? {
+                            let event = webhooks::credential_event(&record, Verb::Revoked);
+                            webhooks::enqueue(tx, &record, event, Vec::new()).await?;
+                        }
+                    }
+                    let affected = revoked.into_iter().map(|c| c.digest).collect();
+                    Some(OrganizationChange { record, affected })
+                }
+            }
+        })
+    }
+
+    async fn add_organization_member(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        person: NewOwner,
+        role: Role,
+        at: Timestamp,
+    ) -> Result<UserId, StoreError> {
+        in_transaction!(self, |tx| {
+            organizations::active_policy(tx, organization).await?;
+            let user = organizations::insert_person(tx, &person, at).await?;
+            organizations::add_member(tx, organization, user, role, at).await?;
+            let changes = audit::created(vec![("role", Value::String(role.as_str().into()))]);
+            let event = member_event(organization, user, "added", changes);
+            audit::record(tx, audit, event).await?;
+            user
+        })
+    }
+
     async fn set_organization_policy(
         &self,
         audit: &AuditContext,
@@ -168,31 +349,10 @@ impl<B: Backend> Store for SqlStore<B> {
         in_transaction!(self, |tx| {
             organizations::lock(tx, id).await?;
             let before = organizations::get(tx, id).await?;
-            let policy = before.as_ref().map(|before| OrganizationPolicy {
-                max_lifetime_days: changes
-                    .max_lifetime_days
-                    .unwrap_or(before.policy.max_lifetime_days),
-                require_expiry: changes
-                    .require_expiry
-                    .unwrap_or(before.policy.require_expiry),
-                leak_action: changes.leak_action.unwrap_or(before.policy.leak_action),
-            });
+            let policy = before.as_ref().map(|before| changes.apply(before.policy));
             if let (Some(before), Some(policy)) = (&before, policy) {
                 organizations::set_policy(tx, id, policy).await?;
-                let days = |p: &OrganizationPolicy| Value::from(p.max_lifetime_days);
-                let changes = audit::changed(vec![
-                    ("max_lifetime_days", days(&before.policy), days(&policy)),
-                    (
-                        "require_expiry",
-                        Value::Bool(before.policy.require_expiry),
-                        Value::Bool(policy.require_expiry),
-                    ),
-                    (
-                        "leak_action",
-                        Value::String(before.policy.leak_action.as_str().into()),
-                        Value::String(policy.leak_action.as_str().into()),
-                    ),
-                ]);
+                let changes = audit::changed(policy_fields(&before.policy, &policy));
                 if !changes.is_empty() {
                     let event = Event {
                         organization: Some(id),
@@ -231,6 +391,7 @@ impl<B: Backend> Store for SqlStore<B> {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
+            organizations::active_policy(tx, organization).await?;
             organizations::add_member(tx, organization, user, role, at).await?;
             let changes = audit::created(vec![("role", Value::String(role.as_str().into()))]);
             audit::record(
@@ -659,7 +820,21 @@ impl<B: Backend> Store for SqlStore<B> {
         filter: &AuditFilter,
         page: Page,
     ) -> Result<Paged<AuditEventRecord>, StoreError> {
-        audit::list(&mut self.backend.reader()?, organization, filter, page).await
+        audit::list(
+            &mut self.backend.reader()?,
+            Some(organization),
+            filter,
+            page,
+        )
+        .await
+    }
+
+    async fn list_installation_events(
+        &self,
+        filter: &AuditFilter,
+        page: Page,
+    ) -> Result<Paged<AuditEventRecord>, StoreError> {
+        audit::list(&mut self.backend.reader()?, None, filter, page).await
     }
 
     async fn prune_audit_events(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError> {
@@ -1101,6 +1276,37 @@ fn webhook_event(record: &WebhookRecord, verb: &str, changes: Map<String, Value>
         action: format!("webhook.{verb}"),
         target_type: "webhook",
         target_id: record.id.to_string(),
+        changes,
+    }
+}
+
+/// The policy's fields, before and after.
+fn policy_fields(
+    before: &OrganizationPolicy,
+    after: &OrganizationPolicy,
+) -> Vec<(&'static str, Value, Value)> {
+    let days = |p: &OrganizationPolicy| Value::from(p.max_lifetime_days);
+    vec![
+        ("max_lifetime_days", days(before), days(after)),
+        (
+            "require_expiry",
+            Value::Bool(before.require_expiry),
+            Value::Bool(after.require_expiry),
+        ),
+        (
+            "leak_action",
+            Value::String(before.leak_action.as_str().into()),
+            Value::String(after.leak_action.as_str().into()),
+        ),
+    ]
+}
+
+fn organization_event(id: OrganizationId, verb: &str, changes: Map<String, Value>) -> Event {
+    Event {
+        organization: Some(id),
+        action: format!("organization.{verb}"),
+        target_type: "organization",
+        target_id: id.to_string(),
         changes,
     }
 }

@@ -2,6 +2,7 @@
 //! a configuration file, scan files for leaked keys, and act as a client of a running server
 //! (keys, tokens, projects, instances, members, organization, audit, webhooks, whoami, scopes).
 
+mod admin_keys;
 mod bootstrap;
 mod client;
 mod config;
@@ -30,6 +31,17 @@ enum Command {
     Serve(serve::ServeArgs),
     Migrate(MigrateArgs),
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Create, list and revoke the installation's admin keys, on the host (opens the
+    /// database, as bootstrap does).
+    AdminKeys(admin_keys::AdminKeysArgs),
+    /// The installation's organizations, with an admin key (list, create, show, suspend,
+    /// resume, delete).
+    Organizations {
+        #[command(subcommand)]
+        command: client::OrganizationsCommand,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
     /// Manage the organization's API keys (list, create, show, revoke).
     Keys {
         #[command(subcommand)]
@@ -221,6 +233,14 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args, platform).await.map_err(Failure::from),
             Command::Migrate(args) => migrate(args).await.map_err(Failure::from),
             Command::Bootstrap(args) => bootstrap::run(args).await.map_err(Failure::from),
+            Command::AdminKeys(args) => admin_keys::run(args).await.map_err(Failure::from),
+            Command::Organizations {
+                command,
+                connection,
+            } => {
+                let client = client::Client::new(&connection)?;
+                Ok(client::commands_organizations(&client, command).await?)
+            }
             Command::Keys {
                 command,
                 connection,

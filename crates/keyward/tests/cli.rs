@@ -18,6 +18,7 @@ fn keyward() -> Command {
         "KEYWARD_LAST_USED_FLUSH_SECONDS",
         "KEYWARD_LOG",
         "KEYWARD_CONFIG",
+        "KEYWARD_ORGANIZATION",
     ] {
         command.env_remove(variable);
     }
@@ -151,8 +152,23 @@ fn help_explains_every_command_and_option() {
         "whoami",
         "config",
         "KEYWARD_API_KEY",
+        "admin-keys",
+        "organizations",
     ] {
         assert!(top.contains(word), "--help lacks {word}:\n{top}");
+    }
+    let keys = text(
+        &keyward()
+            .args(["keys", "list", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    for word in ["--organization", "KEYWARD_ORGANIZATION", "ext:"] {
+        assert!(
+            keys.contains(word),
+            "keys list --help lacks {word}:\n{keys}"
+        );
     }
     let serve = text(&keyward().args(["serve", "--help"]).output().unwrap().stdout);
     for word in [
@@ -2075,4 +2091,161 @@ fn github_keys_are_fetched_from_their_url_when_the_file_is_missing() {
         "{}",
         text(&refused.stderr)
     );
+}
+
+#[tokio::test]
+async fn admin_keys_are_made_on_the_host_and_manage_organizations_through_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(&dir);
+    let made = keyward()
+        .args(["admin-keys", "create", "--name", "backend", "--json"])
+        .args([
+            "--scope",
+            "organizations:read,organizations:write,organizations:act",
+        ])
+        .args(["--scope", "api_keys:read", "--scope", "api_keys:write"])
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    let made = json_of(&made);
+    let admin_key = made["key"].as_str().unwrap().to_owned();
+    let admin_id = made["id"].as_str().unwrap().to_owned();
+    assert!(admin_key.starts_with("kwa_") && admin_id.starts_with("adk_"));
+    // No scope, or an unknown one: a clear refusal, nothing made.
+    for scopes in [&[][..], &["--scope", "organizations:rule"][..]] {
+        let refused = keyward()
+            .args(["admin-keys", "create", "--name", "x"])
+            .args(scopes)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+    }
+    let listed = keyward()
+        .args(["admin-keys", "list", "--database-url", &url])
+        .output()
+        .unwrap();
+    let listed = text(&listed.stdout);
+    assert!(
+        listed.contains(&admin_id) && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&admin_key), "a key is never shown again");
+
+    let server = Server::start(&dir, &[]);
+    let created = json_of(&client(
+        &server,
+        Some(&admin_key),
+        &[
+            "organizations",
+            "create",
+            "--name",
+            "Acme",
+            "--external-id",
+            "cus_1",
+            "--owner-email",
+            "ada@example.com",
+            "--json",
+        ],
+    ));
+    assert_eq!(created["external_id"], "cus_1");
+    let shown = json_of(&client(
+        &server,
+        Some(&admin_key),
+        &["organizations", "show", "ext:cus_1", "--json"],
+    ));
+    assert_eq!(shown["id"], created["id"]);
+
+    // Acting for it: `--organization`, or KEYWARD_ORGANIZATION.
+    let key = json_of(&client(
+        &server,
+        Some(&admin_key),
+        &[
+            "keys",
+            "create",
+            "--organization",
+            "ext:cus_1",
+            "--name",
+            "customer",
+            "--scope",
+            "api_keys:read",
+            "--json",
+        ],
+    ));
+    let customer_key = key["key"].as_str().unwrap().to_owned();
+    let mut listed = keyward();
+    listed
+        .env("KEYWARD_URL", format!("http://{}", server.address))
+        .env("KEYWARD_API_KEY", &admin_key)
+        .env("KEYWARD_ORGANIZATION", "ext:cus_1")
+        .args(["keys", "list", "--json"]);
+    let listed = json_of(&listed.output().unwrap());
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    let without = client(&server, Some(&admin_key), &["keys", "list"]);
+    assert_eq!(without.status.code(), Some(1));
+    assert!(
+        text(&without.stderr).contains("Keyward-Organization"),
+        "{}",
+        text(&without.stderr)
+    );
+
+    let suspended = json_of(&client(
+        &server,
+        Some(&admin_key),
+        &["organizations", "suspend", "ext:cus_1", "--json"],
+    ));
+    assert_eq!(suspended["status"], "suspended");
+    let refused = client(&server, Some(&customer_key), &["whoami"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("suspended"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let table = text(
+        &client(
+            &server,
+            Some(&admin_key),
+            &["organizations", "list", "--status", "suspended"],
+        )
+        .stdout,
+    );
+    assert!(
+        table.contains("cus_1") && table.contains("suspended"),
+        "{table}"
+    );
+    json_of(&client(
+        &server,
+        Some(&admin_key),
+        &["organizations", "resume", "ext:cus_1", "--json"],
+    ));
+    assert!(
+        client(&server, Some(&customer_key), &["whoami"])
+            .status
+            .success()
+    );
+    let deleted = client(
+        &server,
+        Some(&admin_key),
+        &["organizations", "delete", "ext:cus_1"],
+    );
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    assert_eq!(
+        client(&server, Some(&customer_key), &["whoami"])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    // Revoked on the host.
+    let revoked = keyward()
+        .args(["admin-keys", "revoke", &admin_id, "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    let listed = keyward()
+        .args(["admin-keys", "list", "--json", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&listed)["data"][0]["status"], "revoked");
 }

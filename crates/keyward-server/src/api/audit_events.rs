@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::ApiRoutes;
 use crate::AppState;
 use crate::audit::Origin;
-use crate::auth::Principal;
+use crate::auth::{Authenticated, Principal};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{List, page_from};
@@ -17,7 +17,9 @@ use crate::services::audit::{self, AuditEventView, FilterInput};
 use crate::services::caller::Caller;
 
 pub fn router() -> ApiRoutes {
-    ApiRoutes::new().routes(routes!(list_audit_events))
+    ApiRoutes::new()
+        .routes(routes!(list_audit_events))
+        .routes(routes!(list_installation_events))
 }
 
 /// Filters of the audit log, with `limit` and `cursor`.
@@ -31,7 +33,7 @@ pub(super) struct AuditQuery {
     cursor: Option<String>,
     /// Only this action, such as `api_key.revoked`.
     action: Option<String>,
-    /// Only what this actor did: `usr_…`, `key_…` or `tok_…`.
+    /// Only what this actor did: `usr_…`, `key_…`, `tok_…` or `adk_…`.
     actor: Option<String>,
     /// Only what was done to this: `key_…`, `prj_…`, `usr_…` …
     target: Option<String>,
@@ -60,26 +62,7 @@ pub(super) async fn list_audit_events(
 ) -> Result<ApiJson<List<AuditEventView>>, ApiError> {
     principal.require(Scope::AUDIT_READ)?;
     let ApiQuery(query) = query?;
-    let filter = FilterInput {
-        action: query.action.as_deref(),
-        actor: query.actor.as_deref(),
-        target: query.target.as_deref(),
-        since: query.since.as_deref(),
-        until: query.until.as_deref(),
-    }
-    .parse();
-    let page = page_from(query.limit, query.cursor.as_deref(), |text| {
-        EventId::parse(text).ok().map(|id| id.as_uuid())
-    });
-    let (filter, page) = match (filter, page) {
-        (Ok(filter), Ok(page)) => (filter, page),
-        (Err(mut errors), Err(ApiError::Validation(more))) => {
-            errors.extend(more);
-            return Err(ApiError::Validation(errors));
-        }
-        (Err(errors), _) => return Err(ApiError::Validation(errors)),
-        (_, Err(error)) => return Err(error),
-    };
+    let (filter, page) = query.parse()?;
     let list = audit::list(
         &state,
         &Caller::credential(&principal, &origin),
@@ -88,4 +71,54 @@ pub(super) async fn list_audit_events(
     )
     .await?;
     Ok(ApiJson(list))
+}
+
+/// List the installation's audit events
+///
+/// Admin keys' events (created, rotated, revoked, reported leaked) and organizations'
+/// (created, changed, suspended, resumed, deleted; these are in the organization's own log
+/// as well). Newest first. Admin keys only.
+#[utoipa::path(
+    get, path = "/v1/admin/audit-events", tag = "Installation",
+    params(AuditQuery),
+    responses((status = 200, description = "A page of events", body = List<AuditEventView>)),
+    security(("bearer" = ["organizations:read"]))
+)]
+pub(super) async fn list_installation_events(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    query: Result<ApiQuery<AuditQuery>, ApiError>,
+) -> Result<ApiJson<List<AuditEventView>>, ApiError> {
+    principal.require(Scope::ORGANIZATIONS_READ)?;
+    let ApiQuery(query) = query?;
+    let (filter, page) = query.parse()?;
+    Ok(ApiJson(
+        audit::list_installation(&state, &filter, page).await?,
+    ))
+}
+
+impl AuditQuery {
+    /// The filter and page, with every invalid field at once.
+    fn parse(self) -> Result<(keyward_store::AuditFilter, keyward_store::Page), ApiError> {
+        let filter = FilterInput {
+            action: self.action.as_deref(),
+            actor: self.actor.as_deref(),
+            target: self.target.as_deref(),
+            since: self.since.as_deref(),
+            until: self.until.as_deref(),
+        }
+        .parse();
+        let page = page_from(self.limit, self.cursor.as_deref(), |text| {
+            EventId::parse(text).ok().map(|id| id.as_uuid())
+        });
+        match (filter, page) {
+            (Ok(filter), Ok(page)) => Ok((filter, page)),
+            (Err(mut errors), Err(ApiError::Validation(more))) => {
+                errors.extend(more);
+                Err(ApiError::Validation(errors))
+            }
+            (Err(errors), _) => Err(ApiError::Validation(errors)),
+            (_, Err(error)) => Err(error),
+        }
+    }
 }

@@ -22,7 +22,7 @@ use keyward_core::{ProjectId, Reach};
 
 use super::{ApiRoutes, any_method};
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::{Customer, Principal};
 use crate::error::ApiError;
 
 /// Where the request to decide follows, in Envoy's form.
@@ -160,7 +160,7 @@ fn percent_escapes_are_needed(segment: &str) -> bool {
 )]
 pub(super) async fn forward_auth(
     State(state): State<AppState>,
-    principal: Principal,
+    Customer(principal): Customer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (method, uri) = original(&headers)?;
@@ -187,7 +187,7 @@ pub(super) async fn forward_auth(
 )]
 pub(super) async fn forward_auth_by_path(
     State(state): State<AppState>,
-    principal: Principal,
+    Customer(principal): Customer,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
-use crate::auth::{Principal, Refusal, Verified};
+use crate::auth::{Accept, Principal, Refusal, Verified};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, media_type};
 
@@ -143,7 +143,11 @@ pub(super) async fn introspect(
     let (token, client_ip) = fields_of(&headers, &body)?;
     let outcome = state
         .verifier
-        .verify(&token, client_ip, Some(principal.organization_id))
+        .verify(
+            &token,
+            client_ip,
+            Accept::Organization(principal.organization_id),
+        )
         .await;
     let answer = match outcome {
         Ok(Verified { credential, .. }) => IntrospectionResponse {
@@ -165,7 +169,8 @@ pub(super) async fn introspect(
             | Refusal::Revoked
             | Refusal::Expired(_)
             | Refusal::RateLimited(_)
-            | Refusal::IpNotAllowed(_),
+            | Refusal::IpNotAllowed(_)
+            | Refusal::Suspended,
         ) => IntrospectionResponse::default(),
         Err(other) => return Err(other.into()),
     };

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
-use crate::auth::{Principal, Refusal, Verified};
+use crate::auth::{Accept, Principal, Refusal, Verified};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::rate_limit::RateStatus;
@@ -54,6 +54,7 @@ pub(super) enum Code {
     InsufficientScope,
     RateLimited,
     IpNotAllowed,
+    OrganizationSuspended,
 }
 
 /// Whether a key is good; its details only when `code` is `VALID` or `INSUFFICIENT_SCOPE`.
@@ -137,7 +138,11 @@ pub(super) async fn verify_key(
         .transpose()?;
     let outcome = state
         .verifier
-        .verify(&body.key, client_ip, Some(principal.organization_id))
+        .verify(
+            &body.key,
+            client_ip,
+            Accept::Organization(principal.organization_id),
+        )
         .await;
     let answer = match outcome {
         Ok(Verified { credential, .. }) => {
@@ -172,6 +177,7 @@ pub(super) async fn verify_key(
         Err(Refusal::Revoked) => VerifyResponse::refused(Code::Revoked),
         Err(Refusal::Expired(_)) => VerifyResponse::refused(Code::Expired),
         Err(Refusal::IpNotAllowed(_)) => VerifyResponse::refused(Code::IpNotAllowed),
+        Err(Refusal::Suspended) => VerifyResponse::refused(Code::OrganizationSuspended),
         Err(Refusal::RateLimited(RateStatus {
             retry_after_seconds,
             ..

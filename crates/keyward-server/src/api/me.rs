@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::Authenticated;
 use crate::extract::ApiJson;
 
 pub fn router() -> ApiRoutes {
@@ -26,8 +26,9 @@ pub(super) struct CurrentCredential<'a> {
     kind: CredentialKind,
     #[schema(value_type = String, example = "CI/CD Pipeline")]
     name: &'a str,
-    #[schema(value_type = String)]
-    organization_id: OrganizationId,
+    /// Its organization; `null` for an admin key, which is the installation's.
+    #[schema(value_type = Option<String>)]
+    organization_id: Option<OrganizationId>,
     #[schema(value_type = Option<String>)]
     project_id: Option<ProjectId>,
     #[schema(value_type = Vec<crate::services::schema::ScopeName>)]
@@ -40,7 +41,8 @@ pub(super) struct CurrentCredential<'a> {
 
 /// Describe the presented key
 ///
-/// Needs no scope: any valid key or token may describe itself.
+/// Needs no scope: any valid key or token may describe itself. An admin key is shown as
+/// itself (kind `admin_key`, no organization), with or without `Keyward-Organization`.
 #[utoipa::path(
     get, path = "/v1/me", tag = "Verification",
     responses((status = 200, description = "The presented credential", body = CurrentCredential)),
@@ -48,13 +50,14 @@ pub(super) struct CurrentCredential<'a> {
 )]
 pub(super) async fn show_current_credential(
     State(state): State<AppState>,
-    principal: Principal,
+    Authenticated(principal): Authenticated,
 ) -> Response {
     ApiJson(CurrentCredential {
         id: principal.credential_id,
         kind: principal.kind(),
         name: &principal.credential.name,
-        organization_id: principal.organization_id,
+        organization_id: Some(principal.organization_id)
+            .filter(|organization| !organization.is_installation()),
         project_id: principal.project_id,
         scopes: state.config.scopes.names(&principal.scopes).collect(),
         created_at: principal.created_at,

@@ -59,6 +59,14 @@ pub(super) struct MemberList {
     data: Vec<MemberView>,
 }
 
+impl MemberList {
+    pub(super) fn of(members: Vec<MemberRecord>) -> Self {
+        Self {
+            data: members.into_iter().map(MemberView::from).collect(),
+        }
+    }
+}
+
 /// A person to add: they must have signed up.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +85,7 @@ pub(super) struct ChangeRole {
     role: String,
 }
 
-fn parse_role(raw: &str) -> Result<Role, FieldError> {
+pub(super) fn parse_role(raw: &str) -> Result<Role, FieldError> {
     Role::from_storage(raw).ok_or_else(|| FieldError::new("role", "must be owner, admin or member"))
 }
 

@@ -2,6 +2,7 @@
 //! behaviour every endpoint shares (body limit, problem+json for unknown routes and methods,
 //! `Cache-Control: no-store`, a 500 problem instead of a dropped connection on panic).
 
+mod admin_keys;
 mod api_keys;
 mod audit_events;
 mod credential_body;
@@ -16,6 +17,7 @@ mod members;
 mod metrics;
 mod openapi;
 mod organization;
+mod organizations;
 mod projects;
 mod scopes;
 mod secret_scanning;
@@ -73,6 +75,7 @@ where
 fn routes() -> ApiRoutes {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(api_keys::router())
+        .merge(admin_keys::router())
         .merge(audit_events::router())
         .merge(projects::router())
         .merge(tokens::router())
@@ -83,6 +86,7 @@ fn routes() -> ApiRoutes {
         .merge(me::router())
         .merge(members::router())
         .merge(organization::router())
+        .merge(organizations::router())
         .merge(scopes::router())
         .merge(webhooks::router())
         .merge(credentials_revoke::router())

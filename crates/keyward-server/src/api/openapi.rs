@@ -43,6 +43,7 @@ pub fn document() -> &'static Value {
             serde_json::to_value(super::declared_operations()).unwrap_or(Value::Null);
         add_security_scheme(&mut document);
         add_idempotency_key(&mut document);
+        add_acting_header(&mut document);
         add_error_answers(&mut document);
         document
     })
@@ -59,7 +60,7 @@ pub fn served_document(catalog: &ScopeCatalog) -> Value {
             .collect()
     };
     let schemas = &mut document["components"]["schemas"];
-    schemas["Scope"]["enum"] = Value::Array(names(CredentialKind::ApiKey));
+    schemas["Scope"]["enum"] = Value::Array(names(CredentialKind::AdminKey));
     schemas["ProjectScope"]["enum"] = Value::Array(names(CredentialKind::ProjectToken));
     document
 }
@@ -68,7 +69,7 @@ fn add_security_scheme(document: &mut Value) {
     document["components"]["securitySchemes"]["bearer"] = json!({
         "type": "http",
         "scheme": "bearer",
-        "bearerFormat": "kwk_… (API key) or kwp_… (project token)",
+        "bearerFormat": "kwk_… (API key), kwp_… (project token) or kwa_… (admin key)",
         "description": "Scopes are listed per operation; a key may use only the scopes it holds.",
     });
     document["components"]["securitySchemes"]["github_signature"] = json!({
@@ -115,6 +116,57 @@ fn add_idempotency_key(document: &mut Value) {
     }
 }
 
+/// The paths that are no organization's: an admin key calls them as itself.
+const NOT_AN_ORGANIZATIONS: &[&str] = &[
+    "/v1/me",
+    "/v1/admin-keys",
+    "/v1/organizations",
+    "/v1/admin/",
+    "/v1/forward-auth",
+];
+
+/// `Keyward-Organization` on every organization's operation (see `crate::auth::Principal`).
+fn add_acting_header(document: &mut Value) {
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if NOT_AN_ORGANIZATIONS
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+        {
+            continue;
+        }
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in item.values_mut() {
+            let authenticated = operation["security"]
+                .as_array()
+                .is_some_and(|requirements| requirements.iter().any(|r| r.get("bearer").is_some()));
+            if !authenticated {
+                continue;
+            }
+            let parameter = json!({
+                "name": "Keyward-Organization",
+                "in": "header",
+                "required": false,
+                "description": "For an admin key holding `organizations:act`: the organization it acts for, `org_…` or `ext:<external id>` (required then; 400 `organization_required` without it, 404 `organization_not_found` for none). Its organization-level scopes cap what it may do there. An organization's own key or token sends none (400).",
+                "schema": { "type": "string", "minLength": 1, "maxLength": 260 },
+            });
+            match operation["parameters"].as_array_mut() {
+                Some(parameters) => parameters.push(parameter),
+                None => operation["parameters"] = json!([parameter]),
+            }
+            if let Some(responses) = operation["responses"].as_object_mut() {
+                responses.entry("404").or_insert_with(|| {
+                    problem("No such resource in the key's organization (or project), or no organization named by Keyward-Organization")
+                });
+            }
+        }
+    }
+}
+
 fn problem(description: &str) -> Value {
     json!({
         "description": description,
@@ -133,14 +185,6 @@ fn add_error_answers(document: &mut Value) {
             continue;
         };
         for (method, operation) in item.iter_mut() {
-            let scopes: Vec<String> = operation["security"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|requirement| requirement["bearer"].as_array())
-                .flatten()
-                .filter_map(|scope| scope.as_str().map(str::to_owned))
-                .collect();
             let authenticated = operation["security"]
                 .as_array()
                 .is_some_and(|requirements| requirements.iter().any(|r| r.get("bearer").is_some()));
@@ -173,10 +217,10 @@ fn add_error_answers(document: &mut Value) {
                 );
                 add("503", "The database does not answer");
             }
-            if !scopes.is_empty() {
+            if authenticated {
                 add(
                     "403",
-                    "The key lacks the scope this needs (named in `scope`)",
+                    "The key lacks the scope this needs (named in `scope`), or its organization (or the one an admin key acts for) is suspended (`organization_suspended`)",
                 );
             }
             if names_resource || (writes && has_body) {

@@ -28,9 +28,10 @@ pub(super) struct ScopeEntry<'a> {
     /// `project`: project tokens may hold it too; `organization`: only organization keys.
     #[schema(value_type = crate::services::schema::ScopeLevelName)]
     level: ScopeLevel,
-    /// The least organization role that may grant it in the dashboard.
-    #[schema(value_type = crate::services::schema::RoleName)]
-    min_role: Role,
+    /// The least organization role that may grant it in the dashboard; `null` for the
+    /// installation's scopes, which only admin keys grant.
+    #[schema(value_type = Option<crate::services::schema::RoleName>)]
+    min_role: Option<Role>,
     /// One of Keyward's own scopes (rather than one the platform defines).
     builtin: bool,
 }
@@ -61,7 +62,8 @@ pub(super) async fn list_scopes(State(state): State<AppState>, _principal: Princ
             name: &info.name,
             description: &info.description,
             level: info.level,
-            min_role: info.min_role,
+            min_role: (info.level != keyward_core::ScopeLevel::Installation)
+                .then_some(info.min_role),
             builtin: info.builtin,
         })
         .collect();

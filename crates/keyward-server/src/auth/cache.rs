@@ -78,6 +78,9 @@ pub struct CachedCredential {
     /// Until when it works: refused as revoked at once when revoked, at the end of the overlap
     /// when rotated (on every node, with no message needed).
     pub lifetime: Lifetime,
+    /// Its organization is suspended (read with it; every node forgets the organization's
+    /// credentials when this changes).
+    pub suspended: bool,
     /// Its rate limit, networks, external id and meta, if it has any: one pointer (8 bytes)
     /// for the many credentials that have none, which cost no allocation.
     extras: Option<Box<Extras>>,
@@ -176,6 +179,7 @@ impl CachedCredential {
             name: record.name.as_str().into(),
             created_at: record.created_at,
             lifetime: record.lifetime(),
+            suspended: record.organization_suspended,
             extras: (record.rate_limit.is_some()
                 || record.allowed_cidrs.is_some()
                 || !record.metadata.is_empty())
@@ -570,6 +574,7 @@ mod tests {
             rotation: None,
             exposure: None,
             metadata: keyward_core::Metadata::default(),
+            organization_suspended: false,
         }
     }
 

@@ -30,6 +30,7 @@ pub enum FailureReason {
     RateLimited,
     InsufficientScope,
     IpNotAllowed,
+    Suspended,
 }
 
 impl FailureReason {
@@ -42,6 +43,7 @@ impl FailureReason {
             Self::RateLimited => "rate_limited",
             Self::InsufficientScope => "insufficient_scope",
             Self::IpNotAllowed => "ip_not_allowed",
+            Self::Suspended => "organization_suspended",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! whether a key ever existed. Revocation invalidates the cache before its response is sent,
 //! so the very next request with the key is refused.
 
+mod acting;
 mod cache;
 mod failures;
 mod usage;
@@ -23,25 +24,32 @@ use keyward_core::{
     Timestamp,
 };
 
+pub use acting::ORGANIZATION_HEADER;
 pub use cache::{CachedCredential, VerificationCache};
 pub use failures::{FailureReason, FailureRecorder};
 pub use usage::UsageRecorder;
-pub use verifier::{Refusal, Verified, Verifier};
+pub use verifier::{Accept, Refusal, Verified, Verifier};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::rate_limit::RateStatus;
 
-/// The verified credential behind a request.
+/// The verified credential behind a request, in the organization it works in: its own, or
+/// for an admin key acting for one (`Keyward-Organization`), that one, with the admin key's
+/// organization-level scopes.
 #[derive(Clone)]
 pub struct Principal {
     pub credential_id: CredentialId,
+    /// Its organization, the one an admin key acts for, or (for an admin key not acting)
+    /// [`OrganizationId::INSTALLATION`].
     pub organization_id: OrganizationId,
     pub project_id: Option<ProjectId>,
     pub scopes: ScopeSet,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub credential: Arc<CachedCredential>,
+    /// An admin key acting for `organization_id`.
+    pub acting: bool,
 }
 
 impl Principal {
@@ -54,6 +62,7 @@ impl Principal {
             created_at: credential.created_at,
             expires_at: credential.expires_at(),
             credential,
+            acting: false,
         }
     }
 
@@ -97,26 +106,60 @@ tokio::task_local! {
     static RATE: Cell<Option<RateStatus>>;
 }
 
-/// Authenticates the request: the first extractor of every `/v1` handler, so nothing is read
-/// or parsed for a caller who has no valid credential.
+/// Authenticates the request: the first extractor of every organization's `/v1` handler, so
+/// nothing is read or parsed for a caller who has no valid credential. An admin key must act
+/// for an organization here (see [`acting`]).
 impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        acting::for_organization(parts, state, principal).await
+    }
+}
+
+/// The request's verified credential as itself, whatever it is: for the endpoints that are
+/// no organization's (`/v1/me`, admin keys, organizations), where an admin key is the
+/// installation's.
+pub struct Authenticated(pub Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         // Authenticated already, before the request's idempotency key was claimed.
         if let Some(principal) = parts.extensions.remove::<Principal>() {
-            return Ok(principal);
+            return Ok(Self(principal));
         }
-        authenticate(parts, state).await
+        authenticate(parts, state, Accept::Any).await.map(Self)
+    }
+}
+
+/// The credential a gateway asks about (forward authentication): an organization's key or
+/// token. An admin key checks customers' credentials and is never one: to this, it is
+/// unknown (`401 invalid_token`).
+pub struct Customer(pub Principal);
+
+impl FromRequestParts<AppState> for Customer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate(parts, state, Accept::Customers)
+            .await
+            .map(Self)
     }
 }
 
 /// Verifies the request's Bearer key: once per request, since it counts a use and spends the
 /// key's rate limit.
-pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    accept: Accept,
+) -> Result<Principal, ApiError> {
     let presented = bearer_token(&parts.headers)?;
     let client_ip = crate::client_address::of(parts);
-    let Verified { credential, rate } = state.verifier.verify(presented, client_ip, None).await?;
+    let Verified { credential, rate } = state.verifier.verify(presented, client_ip, accept).await?;
     if let Some(rate) = rate {
         // Outside `with_rate_limit_headers` (in tests of handlers alone) there is no response
         // to add headers to.
@@ -140,6 +183,8 @@ pub async fn with_rate_limit_headers(response: impl Future<Output = Response>) -
 }
 
 const NOT_VALID: &str = "the key is not valid";
+const SUSPENDED: &str =
+    "the key's organization is suspended: its keys work again if the platform resumes it";
 
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
@@ -151,6 +196,7 @@ impl From<Refusal> for ApiError {
             Refusal::Expired(at) => ApiError::InvalidToken(format!("the key expired at {at}")),
             Refusal::RateLimited(status) => ApiError::RateLimited(status),
             Refusal::IpNotAllowed(address) => ApiError::IpNotAllowed(address),
+            Refusal::Suspended => ApiError::OrganizationSuspended(SUSPENDED),
             Refusal::Unavailable => ApiError::Unavailable,
             Refusal::Internal => ApiError::Internal("key verification failed".into()),
         }
@@ -254,6 +300,7 @@ mod tests {
             rotation: None,
             exposure: None,
             metadata: keyward_core::Metadata::default(),
+            organization_suspended: false,
         };
         Principal::new(Arc::new(CachedCredential::from_record(
             record,

@@ -30,6 +30,18 @@ pub struct Verified {
     pub rate: Option<RateStatus>,
 }
 
+/// Which credentials a verification accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// Any, admin keys included: the API's own authentication.
+    Any,
+    /// Organizations' credentials only: to forward authentication an admin key is unknown.
+    Customers,
+    /// This organization's credentials only (`POST /v1/keys/verify`, introspection): any
+    /// other, admin keys included, is unknown and not touched.
+    Organization(OrganizationId),
+}
+
 /// Why a presented key was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -40,6 +52,8 @@ pub enum Refusal {
     RateLimited(RateStatus),
     /// The credential is limited to networks the client's address (if known) is not in.
     IpNotAllowed(Option<IpAddr>),
+    /// The credential's organization is suspended.
+    Suspended,
     /// The database could not be asked; the key may well be valid.
     Unavailable,
     Internal,
@@ -101,6 +115,7 @@ impl Verifier {
             Refusal::Expired(_) => FailureReason::Expired,
             Refusal::RateLimited(_) => FailureReason::RateLimited,
             Refusal::IpNotAllowed(_) => FailureReason::IpNotAllowed,
+            Refusal::Suspended => FailureReason::Suspended,
             Refusal::Unavailable | Refusal::Internal => return refusal,
         };
         self.failures.record(
@@ -131,14 +146,13 @@ impl Verifier {
         &self.cache
     }
 
-    /// The whole in-memory path: `None` when memory does not know the key. `organization`,
-    /// when given, is the only one whose keys count as found (for `POST /v1/keys/verify`);
-    /// a key of another organization is not found and not touched.
+    /// The whole in-memory path: `None` when memory does not know the key. A key `accept`
+    /// does not take is not found and not touched.
     pub fn verify_cached(
         &self,
         presented: &str,
         client_ip: Option<IpAddr>,
-        organization: Option<OrganizationId>,
+        accept: Accept,
     ) -> Option<Result<Verified, Refusal>> {
         if let Err(error) = check_format(&self.brand, presented) {
             let refusal = self.failed(Refusal::Malformed(error), None, client_ip);
@@ -147,7 +161,7 @@ impl Verifier {
         let digest = KeyDigest::of(presented);
         let now = self.clock.now();
         let result = match self.cache.get(&digest, now, self.store.state()) {
-            Lookup::Found(entry) => self.evaluate(entry, now, client_ip, organization),
+            Lookup::Found(entry) => self.evaluate(entry, now, client_ip, accept),
             Lookup::Missing => Err(self.failed(Refusal::NotFound, None, client_ip)),
             Lookup::Absent => return None,
         };
@@ -160,16 +174,16 @@ impl Verifier {
         &self,
         presented: &str,
         client_ip: Option<IpAddr>,
-        organization: Option<OrganizationId>,
+        accept: Accept,
     ) -> Result<Verified, Refusal> {
-        if let Some(result) = self.verify_cached(presented, client_ip, organization) {
+        if let Some(result) = self.verify_cached(presented, client_ip, accept) {
             return result;
         }
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
         let digest = KeyDigest::of(presented);
         let now = self.clock.now();
         let result = match self.cache.load(&digest, now, self.store.as_ref()).await {
-            Loaded::Found(entry) => self.evaluate(entry, now, client_ip, organization),
+            Loaded::Found(entry) => self.evaluate(entry, now, client_ip, accept),
             Loaded::Missing => Err(self.failed(Refusal::NotFound, None, client_ip)),
             Loaded::Unavailable => Err(Refusal::Unavailable),
             Loaded::Failed => Err(Refusal::Internal),
@@ -191,6 +205,7 @@ impl Verifier {
             Err(Refusal::Expired(_)) => Outcome::Expired,
             Err(Refusal::RateLimited(_)) => Outcome::RateLimited,
             Err(Refusal::IpNotAllowed(_)) => Outcome::IpNotAllowed,
+            Err(Refusal::Suspended) => Outcome::Suspended,
             Err(Refusal::Unavailable | Refusal::Internal) => Outcome::Unavailable,
         });
         result
@@ -201,10 +216,15 @@ impl Verifier {
         entry: Arc<CachedCredential>,
         now: Timestamp,
         client_ip: Option<IpAddr>,
-        organization: Option<OrganizationId>,
+        accept: Accept,
     ) -> Result<Verified, Refusal> {
-        if organization.is_some_and(|wanted| wanted != entry.organization_id) {
-            // Another organization's key: to the caller it does not exist.
+        let accepted = match accept {
+            Accept::Any => true,
+            Accept::Customers => !entry.organization_id.is_installation(),
+            Accept::Organization(wanted) => wanted == entry.organization_id,
+        };
+        if !accepted {
+            // Another organization's key, or an admin key: to the caller it does not exist.
             return Err(self.failed(Refusal::NotFound, None, client_ip));
         }
         match entry.lifetime.status(now) {
@@ -216,6 +236,9 @@ impl Verifier {
                 let expired = Refusal::Expired(entry.expires_at().unwrap_or(now));
                 return Err(self.failed(expired, Some(&entry), client_ip));
             }
+        }
+        if entry.suspended {
+            return Err(self.failed(Refusal::Suspended, Some(&entry), client_ip));
         }
         if let Some(networks) = entry.networks()
             && !client_ip.is_some_and(|ip| networks.allows(ip))

@@ -1,7 +1,7 @@
 //! The audit log as the API and the dashboard show it: an organization's events, newest
 //! first, filtered by action, actor, target and time.
 
-use keyward_core::{EventId, Timestamp};
+use keyward_core::{CredentialKind, EventId, OrganizationId, Timestamp};
 use keyward_store::{Actor, AuditEventRecord, AuditFilter, Page};
 use serde::Serialize;
 use serde_json::Value;
@@ -22,7 +22,7 @@ pub struct ActorView {
     #[serde(rename = "type")]
     #[schema(example = "credential")]
     pub kind: &'static str,
-    /// `usr_…`, `key_…` or `tok_…`; absent for `system`.
+    /// `usr_…`, `key_…`, `tok_…` or `adk_…`; absent for `system`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// A person's email.
@@ -54,6 +54,16 @@ pub struct AuditEventView {
     #[schema(example = "api_key.revoked")]
     pub action: String,
     pub actor: ActorView,
+    /// The organization whose log it is in; absent for the installation's own events (admin
+    /// keys').
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<OrganizationId>,
+    /// When an admin key did it for an organization (`Keyward-Organization`): that
+    /// organization.
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acting_for: Option<OrganizationId>,
     pub target: TargetView,
     /// Each changed field with its value `before` and `after`.
     #[schema(value_type = Object)]
@@ -66,6 +76,12 @@ pub struct AuditEventView {
 
 impl From<AuditEventRecord> for AuditEventView {
     fn from(event: AuditEventRecord) -> Self {
+        let acting_for = match &event.actor {
+            Actor::Credential { id, .. } if id.kind() == CredentialKind::AdminKey => {
+                event.organization_id
+            }
+            _ => None,
+        };
         let actor = match event.actor {
             Actor::System => ActorView {
                 kind: "system",
@@ -91,6 +107,8 @@ impl From<AuditEventRecord> for AuditEventView {
             at: event.at,
             action: event.action,
             actor,
+            organization_id: event.organization_id,
+            acting_for,
             target: TargetView {
                 kind: event.target_type,
                 id: event.target_id,
@@ -165,6 +183,21 @@ pub async fn list(
         .store
         .list_audit_events(caller.organization_id, filter, page)
         .await?;
+    Ok(List::from_paged(
+        paged,
+        |event| event.id.to_string(),
+        AuditEventView::from,
+    ))
+}
+
+/// A page of the installation's own log: admin keys' events, and organizations' creation,
+/// changes, suspension and deletion.
+pub async fn list_installation(
+    state: &AppState,
+    filter: &AuditFilter,
+    page: Page,
+) -> Result<List<AuditEventView>, ServiceError> {
+    let paged = state.store.list_installation_events(filter, page).await?;
     Ok(List::from_paged(
         paged,
         |event| event.id.to_string(),

@@ -27,6 +27,7 @@ pub mod instances;
 pub mod leaks;
 pub mod members;
 pub mod organization;
+pub mod organizations;
 pub mod projects;
 pub mod schema;
 pub mod webhooks;
@@ -82,6 +83,8 @@ pub enum Conflict {
     StaleRole,
     /// The credential is revoked, expired or already being rotated.
     NotRotatable(CredentialKind),
+    /// A live organization has this external id already.
+    ExternalIdTaken,
     /// The organization has as many webhook endpoints as it may.
     TooManyWebhooks,
     /// The webhook endpoint is disabled: it is sent nothing.
@@ -94,6 +97,7 @@ impl Conflict {
         match self {
             Self::NameTaken(_) => Some("name"),
             Self::AlreadyMember => Some("email"),
+            Self::ExternalIdTaken => Some("external_id"),
             _ => None,
         }
     }
@@ -113,6 +117,9 @@ impl std::fmt::Display for Conflict {
                 f.write_str("the project still has instances; delete them first")
             }
             Self::AlreadyMember => f.write_str("this person is already a member"),
+            Self::ExternalIdTaken => {
+                f.write_str("an organization with this external id exists already")
+            }
             Self::LastOwner => f.write_str("the organization must keep at least one owner"),
             Self::StaleRole => f.write_str("the member's role changed meanwhile; look again"),
             Self::NotRotatable(kind) => write!(

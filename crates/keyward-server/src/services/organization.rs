@@ -3,7 +3,7 @@
 //! of making one: the API, the dashboard, rotation); existing credentials are not changed,
 //! and lists show those that exceed it.
 
-use keyward_core::{OrganizationId, Timestamp};
+use keyward_core::{ExternalId, OrganizationId, Timestamp};
 use keyward_store::{LeakAction, OrganizationPolicy, OrganizationRecord, PolicyChanges};
 use serde::Serialize;
 
@@ -31,6 +31,14 @@ pub struct OrganizationView {
     /// once (the default) or `flag` it for its owners to replace.
     #[schema(example = "revoke")]
     pub leak_action: &'static str,
+    /// The platform's own id for the organization, if it gave one.
+    #[schema(value_type = Option<String>, example = "cus_8412")]
+    pub external_id: Option<ExternalId>,
+    /// `active`, or `suspended`: every credential refused until it is resumed.
+    #[schema(example = "active")]
+    pub status: &'static str,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub suspended_at: Option<Timestamp>,
 }
 
 impl From<OrganizationRecord> for OrganizationView {
@@ -42,6 +50,12 @@ impl From<OrganizationRecord> for OrganizationView {
             max_lifetime_days: record.policy.max_lifetime_days,
             require_expiry: record.policy.require_expiry,
             leak_action: record.policy.leak_action.as_str(),
+            external_id: record.external_id,
+            status: match record.suspended_at {
+                Some(_) => "suspended",
+                None => "active",
+            },
+            suspended_at: record.suspended_at,
         }
     }
 }

@@ -6,7 +6,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// A permission, `resource:action`: Keyward's own, and those the platform defines.
+/// A permission, `resource:action`: Keyward's own, and those the platform defines. The
+/// installation's (`organizations:*`, `admin_keys:*`) only admin keys hold.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Scope)]
 pub enum ScopeName {
@@ -40,6 +41,16 @@ pub enum ScopeName {
     WebhooksRead,
     #[serde(rename = "webhooks:write")]
     WebhooksWrite,
+    #[serde(rename = "organizations:read")]
+    OrganizationsRead,
+    #[serde(rename = "organizations:write")]
+    OrganizationsWrite,
+    #[serde(rename = "organizations:act")]
+    OrganizationsAct,
+    #[serde(rename = "admin_keys:read")]
+    AdminKeysRead,
+    #[serde(rename = "admin_keys:write")]
+    AdminKeysWrite,
 }
 
 /// A scope a project token may hold.
@@ -74,13 +85,15 @@ pub struct CreateProjectTokenSchema {
 }
 
 /// Who may hold a scope: `project` scopes project tokens too, `organization` scopes only
-/// organization keys.
+/// organization keys (and admin keys acting for an organization), `installation` scopes only
+/// admin keys.
 #[derive(Serialize, ToSchema)]
 #[schema(as = ScopeLevel)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeLevelName {
     Project,
     Organization,
+    Installation,
 }
 
 /// A person's role in an organization.
@@ -100,6 +113,7 @@ pub enum RoleName {
 pub enum KindName {
     ApiKey,
     ProjectToken,
+    AdminKey,
 }
 
 /// Where a credential stands: only `active` ones are accepted.

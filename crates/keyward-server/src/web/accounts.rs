@@ -223,6 +223,9 @@ pub async fn signup(
                 id: organization_id,
                 name: organization,
                 created_at: state.config.clock.now(),
+                external_id: None,
+                policy: Default::default(),
+                unique_name: false,
             },
             NewOwner::Create {
                 id: user,
@@ -234,10 +237,6 @@ pub async fn signup(
         .await;
     match created {
         Ok(()) => {}
-        Err(StoreError::Conflict("organization")) => {
-            errors.push("organization", "this name is taken; choose another");
-            return page_again(errors);
-        }
         Err(StoreError::Conflict(_)) => {
             errors.push(
                 "email",
@@ -298,10 +297,13 @@ pub async fn login(
     let password = Password::parse(form.text("password").to_owned());
     let user = state.store.find_user_by_email(&email).await?;
     let verified = match (&password, &user) {
-        (Ok(password), Some(user)) => {
-            verify_password(&state, password.clone(), user.password_hash.clone()).await?
+        (Ok(password), Some(user)) if user.password_hash.is_some() => {
+            let hash = user.password_hash.clone().unwrap_or_default();
+            verify_password(&state, password.clone(), hash).await?
         }
-        (Ok(password), None) => {
+        // No account, or one the platform provisioned, which has no password: the same work
+        // and the same answer as a wrong password.
+        (Ok(password), _) => {
             verify_password(&state, password.clone(), decoy_hash(&state).await?).await?;
             false
         }

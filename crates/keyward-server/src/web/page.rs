@@ -28,6 +28,8 @@ pub struct Layout {
     pub section: &'static str,
     /// For owners: credentials reported exposed in the last 30 days.
     pub exposed: u64,
+    /// The platform suspended the organization: everything is read-only until it resumes it.
+    pub suspended: bool,
 }
 
 impl Layout {
@@ -55,7 +57,13 @@ impl Layout {
         } else {
             0
         };
+        let suspended = state
+            .store
+            .get_organization(current)
+            .await?
+            .is_some_and(|organization| organization.suspended_at.is_some());
         Ok(Self {
+            suspended,
             email: person.email.to_string(),
             role: person.membership.role,
             organizations,

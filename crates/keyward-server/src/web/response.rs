@@ -111,6 +111,10 @@ impl From<keyward_store::StoreError> for WebError {
         use keyward_store::StoreError;
         match error {
             StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Suspended => Self::forbidden(
+                "This organization is suspended: nothing can be created in it until the \
+                 platform resumes it.",
+            ),
             StoreError::Unavailable(_) => {
                 tracing::warn!(%error, "database unavailable");
                 Self::page(

@@ -13,6 +13,8 @@ fn scopes_table() -> String {
     for (scope, info) in catalog.iter() {
         let may = if token_scopes.contains(scope) {
             "yes"
+        } else if info.level == keyward_core::ScopeLevel::Installation {
+            "no (admin keys only)"
         } else {
             "no"
         };
@@ -63,6 +65,7 @@ fn endpoints_table() -> String {
             Level::Signed => "no (not a key's)",
             Level::Project => "own project only",
             Level::Organization => "never (403)",
+            Level::Installation => "never (admin keys only)",
         };
         table.push_str(&format!(
             "| {} | `{}` | {scope} | {tokens} |\n",

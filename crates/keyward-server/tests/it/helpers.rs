@@ -171,6 +171,20 @@ impl TestApp {
         }
     }
 
+    /// Waits until the server's own writes at start-up (its first pruning, its first flush)
+    /// are done: no write transaction for `quiet`. Returns the count then.
+    pub async fn writes_settled(&self, quiet: std::time::Duration) -> u64 {
+        let mut writes = self.store.stats().write_transactions;
+        loop {
+            tokio::time::sleep(quiet).await;
+            let now = self.store.stats().write_transactions;
+            if now == writes {
+                return now;
+            }
+            writes = now;
+        }
+    }
+
     /// Entries in the server's verification cache.
     pub fn verifier_cache_entries(&self) -> usize {
         self.state.verifier.cache().entries()
@@ -215,6 +229,47 @@ impl TestApp {
             request = request.json(&body);
         }
         read(request.send().await.unwrap()).await
+    }
+
+    /// Sends a request with `key` (an admin key) acting for `organization`
+    /// (`Keyward-Organization`), with an optional JSON body.
+    pub async fn call_for(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        organization: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(key)
+            .header("keyward-organization", organization);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    /// An admin key made on the host (as `keyward admin-keys create`): (id, key).
+    pub async fn admin_key(&self, scopes: &[&str]) -> (String, String) {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        let created = keyward_server::admin_keys::create_admin_key(
+            self.store.as_ref(),
+            &self.state.config.brand,
+            &self.state.config.scopes,
+            "platform backend",
+            &scopes,
+            None,
+            self.state.config.clock.now(),
+        )
+        .await
+        .unwrap();
+        (
+            created.record.id.to_string(),
+            created.key.expose_secret().to_owned(),
+        )
     }
 
     /// Sends a request with an optional Bearer key and a form body.

@@ -24,6 +24,7 @@ mod metadata;
 mod networks;
 mod openapi;
 mod password_work;
+mod platform;
 mod platform_scopes;
 mod policy;
 mod postgres;

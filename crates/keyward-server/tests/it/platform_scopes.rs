@@ -8,7 +8,7 @@ use keyward_core::{ScopeCatalog, ScopeDefinition, ScopeLevel};
 use keyward_server::Config;
 use keyward_server::services::credentials::unknown_scope_holders;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::dashboard::{Visitor, add_and_switch, shown_key};
 use crate::forward_auth::platform;
@@ -33,7 +33,7 @@ async fn the_catalog_lists_keywards_scopes_then_the_platforms() {
         let catalog = app.get("/v1/scopes", key).await;
         assert_eq!(catalog.status, StatusCode::OK, "{}", catalog.body);
         let data = catalog.body["data"].as_array().unwrap();
-        assert_eq!(data.len(), 18);
+        assert_eq!(data.len(), 23);
         assert_eq!(
             data[0],
             json!({
@@ -46,8 +46,11 @@ async fn the_catalog_lists_keywards_scopes_then_the_platforms() {
         );
         assert_eq!(data[9]["name"], "members:write");
         assert_eq!(data[9]["min_role"], "owner");
+        assert_eq!(data[17]["name"], "organizations:act");
+        assert_eq!(data[17]["level"], "installation");
+        assert_eq!(data[17]["min_role"], Value::Null);
         assert_eq!(
-            data[15],
+            data[20],
             json!({
                 "name": "databases:read",
                 "description": "List and read databases.",
@@ -56,9 +59,9 @@ async fn the_catalog_lists_keywards_scopes_then_the_platforms() {
                 "builtin": false,
             })
         );
-        assert_eq!(data[17]["name"], "billing:read");
-        assert_eq!(data[17]["level"], "organization");
-        assert_eq!(data[17]["min_role"], "admin");
+        assert_eq!(data[22]["name"], "billing:read");
+        assert_eq!(data[22]["level"], "organization");
+        assert_eq!(data[22]["min_role"], "admin");
     }
     let refused = app
         .call(reqwest::Method::GET, "/v1/scopes", None, None)
@@ -72,8 +75,8 @@ async fn the_catalog_lists_keywards_scopes_then_the_platforms() {
         .body;
     let schemas = &document["components"]["schemas"];
     let all = schemas["Scope"]["enum"].as_array().unwrap();
-    assert_eq!(all.len(), 18);
-    assert_eq!(all[15], "databases:read");
+    assert_eq!(all.len(), 23);
+    assert_eq!(all[20], "databases:read");
     let project_level = schemas["ProjectScope"]["enum"].as_array().unwrap();
     assert_eq!(
         project_level,

@@ -141,15 +141,7 @@ async fn last_use_reaches_the_database_in_the_periodic_flush() {
         .await;
     // The pruning the server starts with writes too: let it finish (three transactions
     // with nothing to delete), and the flush of the bootstrap key's use with it.
-    let mut writes = app.store.stats().write_transactions;
-    loop {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let now = app.store.stats().write_transactions;
-        if now == writes {
-            break;
-        }
-        writes = now;
-    }
+    let writes = app.writes_settled(Duration::from_millis(400)).await;
     let batches = app.state.metrics.flush_batches.load(Ordering::Relaxed);
     for _ in 0..20 {
         assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);

@@ -74,6 +74,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "idempotency keys",
         sql: include_str!("../../migrations/postgres/0013_idempotency_keys.sql"),
     },
+    Migration {
+        version: 14,
+        name: "platform organizations and admin keys",
+        sql: include_str!("../../migrations/postgres/0014_admin_keys.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

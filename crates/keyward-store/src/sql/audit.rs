@@ -134,6 +134,23 @@ fn actor_columns(actor: &Actor) -> (&'static str, Option<String>, Option<String>
     }
 }
 
+/// Whether the event is in the installation's log as well: an admin key's (whose
+/// organization is the installation), or one of an organization's lifecycle.
+fn of_installation(event: &Event) -> bool {
+    event
+        .organization
+        .is_some_and(|organization| organization.is_installation())
+        || (event.target_type == "organization"
+            && matches!(
+                event.action.as_str(),
+                "organization.created"
+                    | "organization.updated"
+                    | "organization.suspended"
+                    | "organization.resumed"
+                    | "organization.deleted"
+            ))
+}
+
 /// Writes `event`, done by `context`'s actor, inside `tx`.
 pub(crate) async fn record(
     tx: &mut impl Write,
@@ -145,10 +162,12 @@ pub(crate) async fn record(
         .user_agent
         .as_deref()
         .map(|agent| agent.chars().take(MAX_USER_AGENT).collect::<String>());
+    let installation = of_installation(&event);
     let query = Query::new(
         "INSERT INTO audit_events (id, organization_id, at, action, actor_type, actor_id, \
-         actor_label, target_type, target_id, changes, client_ip, user_agent, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         actor_label, target_type, target_id, changes, client_ip, user_agent, request_id, \
+         installation) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(EventId::generate().as_uuid())
     .bind(event.organization.map(|o| o.as_uuid()))
@@ -162,7 +181,8 @@ pub(crate) async fn record(
     .bind(Value::Object(event.changes).to_string())
     .bind(context.client_ip.clone())
     .bind(user_agent)
-    .bind(context.request_id.clone());
+    .bind(context.request_id.clone())
+    .bind(installation);
     tx.execute(query).await?;
     Ok(())
 }
@@ -176,25 +196,27 @@ fn decode(row: &dyn Columns) -> Result<AuditEventRecord, StoreError> {
             id: UserId::parse(&actor_id).map_err(|_| corrupt())?,
             email: label,
         },
-        "credential" => {
-            let kind = if actor_id.starts_with("tok_") {
-                CredentialKind::ProjectToken
-            } else {
-                CredentialKind::ApiKey
-            };
-            Actor::Credential {
-                id: CredentialId::parse(&actor_id, kind).map_err(|_| corrupt())?,
-                hint: label,
-            }
-        }
+        "credential" => Actor::Credential {
+            id: [
+                CredentialKind::ApiKey,
+                CredentialKind::ProjectToken,
+                CredentialKind::AdminKey,
+            ]
+            .into_iter()
+            .find_map(|kind| CredentialId::parse(&actor_id, kind).ok())
+            .ok_or_else(corrupt)?,
+            hint: label,
+        },
         _ => Actor::System,
     };
     Ok(AuditEventRecord {
         id: EventId::from_uuid(row.uuid("id")?),
         at: timestamp(row.int("at")?),
+        // The installation is no organization to anyone reading the log.
         organization_id: row
             .opt_uuid("organization_id")?
-            .map(OrganizationId::from_uuid),
+            .map(OrganizationId::from_uuid)
+            .filter(|organization| !organization.is_installation()),
         action: row.text("action")?,
         actor,
         target_type: row.text("target_type")?,
@@ -206,27 +228,43 @@ fn decode(row: &dyn Columns) -> Result<AuditEventRecord, StoreError> {
     })
 }
 
-/// The organization's events that pass `filter`, newest first.
+macro_rules! select_events {
+    ($log:literal) => {
+        concat!(
+            "SELECT id, organization_id, at, action, actor_type, actor_id, actor_label, \
+             target_type, target_id, changes, client_ip, user_agent, request_id FROM audit_events \
+             WHERE ",
+            $log,
+            " AND ($2 IS NULL OR action = $2) \
+             AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR target_id = $4) \
+             AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) \
+             AND ($7 IS NULL OR id < $7) ORDER BY id DESC LIMIT $8"
+        )
+    };
+}
+
+/// The events of the organization's log (`Some`) or of the installation's (`None`) that pass
+/// `filter`, newest first.
 pub(crate) async fn list(
     db: &mut impl Read,
-    organization: OrganizationId,
+    organization: Option<OrganizationId>,
     filter: &AuditFilter,
     page: Page,
 ) -> Result<Paged<AuditEventRecord>, StoreError> {
-    let query = Query::new(
-        "SELECT id, organization_id, at, action, actor_type, actor_id, actor_label, \
-         target_type, target_id, changes, client_ip, user_agent, request_id FROM audit_events \
-         WHERE organization_id = $1 AND ($2 IS NULL OR action = $2) \
-         AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR target_id = $4) \
-         AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) \
-         AND ($7 IS NULL OR id < $7) ORDER BY id DESC LIMIT $8",
-    )
-    .bind(organization.as_uuid())
-    .bind(filter.action.clone())
-    .bind(filter.actor.clone())
-    .bind(filter.target.clone())
-    .bind(filter.since.map(Timestamp::unix_seconds))
-    .bind(filter.until.map(Timestamp::unix_seconds));
+    let query = match organization {
+        Some(organization) => {
+            Query::new(select_events!("organization_id = $1")).bind(organization.as_uuid())
+        }
+        // `$1` is unused but bound, so that both queries number their parameters alike.
+        None => Query::new(select_events!("installation = TRUE AND $1 IS NULL"))
+            .bind(None::<uuid::Uuid>),
+    };
+    let query = query
+        .bind(filter.action.clone())
+        .bind(filter.actor.clone())
+        .bind(filter.target.clone())
+        .bind(filter.since.map(Timestamp::unix_seconds))
+        .bind(filter.until.map(Timestamp::unix_seconds));
     super::page(db, query, decode, page).await
 }
 

@@ -25,7 +25,10 @@ macro_rules! select_credentials {
              WHERE projects.id = credentials.project_id)) AS revoked_at, ",
             "last_used_at, rate_limit_requests, rate_limit_per_seconds, allowed_cidrs, \
              created_by_user, rotation_ends_at, rotated_to, rotated_from, exposed_at, \
-             exposed_source, external_id, meta FROM credentials ",
+             exposed_source, external_id, meta, \
+             (SELECT suspended_at FROM organizations \
+             WHERE organizations.id = credentials.organization_id) AS organization_suspended_at \
+             FROM credentials ",
             $($tail),+
         )
     };
@@ -80,6 +83,7 @@ pub(crate) fn decode(row: &dyn Columns) -> Result<CredentialRecord, StoreError> 
             external_id: row.opt_text("external_id")?.map(ExternalId::from_trusted),
             meta: row.opt_text("meta")?.map(Meta::from_trusted),
         },
+        organization_suspended: row.opt_int("organization_suspended_at")?.is_some(),
     })
 }
 
@@ -97,9 +101,10 @@ pub(crate) async fn insert(
 ) -> Result<CredentialRecord, StoreError> {
     let (by_user, by_credential) = match new.created_by {
         Creator::User(user) => (Some(user.as_uuid()), None),
+        Creator::Host => (None, None),
         Creator::Credential(credential) => (None, Some(credential.as_uuid())),
     };
-    let policy = super::organizations::policy_for_insert(tx, new.organization_id).await?;
+    let policy = super::organizations::active_policy(tx, new.organization_id).await?;
     if !policy.allows(new.created_at, new.expires_at) {
         return Err(StoreError::Policy(policy));
     }
@@ -149,6 +154,8 @@ pub(crate) async fn insert(
         rotated_from: new.rotated_from,
         exposure: None,
         metadata: new.metadata.clone(),
+        // `active_policy` refused it otherwise.
+        organization_suspended: false,
     })
 }
 
@@ -328,7 +335,9 @@ pub(crate) async fn expose(
     if before.status(at) != keyward_core::CredentialStatus::Active {
         return Ok(None);
     }
+    // An admin key reaches every organization: revoked at once, whatever was asked.
     let revoke = match revoke {
+        _ if before.id.kind() == keyward_core::CredentialKind::AdminKey => true,
         Some(revoke) => revoke,
         None => {
             let policy =

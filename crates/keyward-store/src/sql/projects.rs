@@ -38,6 +38,7 @@ pub(crate) async fn insert(
     tx: &mut impl Write,
     new: NewProject,
 ) -> Result<ProjectRecord, StoreError> {
+    super::organizations::active_policy(tx, new.organization_id).await?;
     let query = Query::new(
         "INSERT INTO projects (id, organization_id, name, name_key, description, created_at, \
          updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",

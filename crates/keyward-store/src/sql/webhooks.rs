@@ -54,7 +54,7 @@ pub(crate) async fn insert(
     new: &NewWebhook,
 ) -> Result<WebhookRecord, StoreError> {
     // The organization's row, locked: two registrations at once count one after the other.
-    super::organizations::policy_for_insert(tx, new.organization_id).await?;
+    super::organizations::active_policy(tx, new.organization_id).await?;
     let count =
         Query::new("SELECT COUNT(*) AS n FROM webhook_endpoints WHERE organization_id = $1")
             .bind(new.organization_id.as_uuid());
@@ -207,6 +207,10 @@ pub(crate) async fn enqueue(
     extra: Vec<(&str, Value)>,
 ) -> Result<(), StoreError> {
     let organization = record.organization_id;
+    if organization.is_installation() {
+        // Admin keys belong to no organization, so to no organization's endpoints.
+        return Ok(());
+    }
     let pattern = format!("% {} %", event.as_str());
     let subscribed = Query::new(
         "SELECT CAST(1 AS BIGINT) AS found FROM webhook_endpoints WHERE organization_id = $1 \
@@ -687,22 +691,29 @@ async fn insert_notice(
 
 fn expiring_event(record: &CredentialRecord) -> EventType {
     match record.id.kind() {
-        keyward_core::CredentialKind::ApiKey => EventType::ApiKeyExpiring,
+        // Admin keys' events are never sent: see `enqueue`.
+        keyward_core::CredentialKind::ApiKey | keyward_core::CredentialKind::AdminKey => {
+            EventType::ApiKeyExpiring
+        }
         keyward_core::CredentialKind::ProjectToken => EventType::ProjectTokenExpiring,
     }
 }
 
 fn expired_event(record: &CredentialRecord) -> EventType {
     match record.id.kind() {
-        keyward_core::CredentialKind::ApiKey => EventType::ApiKeyExpired,
+        keyward_core::CredentialKind::ApiKey | keyward_core::CredentialKind::AdminKey => {
+            EventType::ApiKeyExpired
+        }
         keyward_core::CredentialKind::ProjectToken => EventType::ProjectTokenExpired,
     }
 }
 
 /// The event of a credential's kind: `api_key.<verb>` or `project_token.<verb>`.
 pub(crate) fn credential_event(record: &CredentialRecord, verb: Verb) -> EventType {
-    use keyward_core::CredentialKind::{ApiKey, ProjectToken};
+    use keyward_core::CredentialKind::{AdminKey, ApiKey, ProjectToken};
     match (record.id.kind(), verb) {
+        // Never sent: see `enqueue`.
+        (AdminKey, _) => EventType::ApiKeyRevoked,
         (ApiKey, Verb::Created) => EventType::ApiKeyCreated,
         (ApiKey, Verb::Revoked) => EventType::ApiKeyRevoked,
         (ApiKey, Verb::Rotated) => EventType::ApiKeyRotated,

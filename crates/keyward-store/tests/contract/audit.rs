@@ -291,6 +291,9 @@ pub async fn a_change_that_fails_after_its_event_leaves_neither(store: &dyn Stor
                 id,
                 name: name("Initech"),
                 created_at: Timestamp::now(),
+                external_id: None,
+                policy: Default::default(),
+                unique_name: false,
             },
             NewOwner::Create {
                 id: UserId::generate(),

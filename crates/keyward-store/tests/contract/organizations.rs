@@ -1,9 +1,14 @@
-use keyward_core::{Email, OrganizationId, Timestamp, UserId};
-use keyward_store::{Creator, NewOrganization, NewOwner, Store, StoreError};
+use keyward_core::{Email, ExternalId, OrganizationId, Timestamp, UserId};
+use keyward_store::{
+    AuditContext, AuditFilter, Creator, NewOrganization, NewOwner, OrganizationChanges,
+    OrganizationFilter, Page, Store, StoreError,
+};
 
 use crate::{all_scopes, name, new_credential};
 
-pub async fn organization_names_are_unique_ignoring_case(store: &dyn Store) {
+/// Names are not unique (two customers may both be "Acme"), except when the creation asks
+/// (`bootstrap`'s guard), whatever the case.
+pub async fn organization_names_are_unique_only_when_asked(store: &dyn Store) {
     crate::organization(store, "Acme").await;
     let id = OrganizationId::generate();
     let second_owner = UserId::generate();
@@ -14,6 +19,9 @@ pub async fn organization_names_are_unique_ignoring_case(store: &dyn Store) {
                 id,
                 name: name("ACME"),
                 created_at: Timestamp::now(),
+                external_id: None,
+                policy: Default::default(),
+                unique_name: true,
             },
             NewOwner::Create {
                 id: second_owner,
@@ -30,12 +38,275 @@ pub async fn organization_names_are_unique_ignoring_case(store: &dyn Store) {
         )
         .await;
     assert!(
-        matches!(result, Err(StoreError::Conflict("organization"))),
+        matches!(result, Err(StoreError::Conflict("organization name"))),
         "{result:?}"
     );
     // Nothing of the failed attempt remains.
     let email = Email::parse("second@example.com").unwrap();
     assert!(store.find_user_by_email(&email).await.unwrap().is_none());
+    // Without the guard, a second "Acme" is another organization.
+    let other = store
+        .provision_organization(&AuditContext::SYSTEM, new_organization("acme", None), None)
+        .await
+        .unwrap();
+    assert_eq!(other.name.as_str(), "acme");
+}
+
+fn new_organization(org_name: &str, external_id: Option<&str>) -> NewOrganization {
+    NewOrganization {
+        id: OrganizationId::generate(),
+        name: name(org_name),
+        created_at: Timestamp::now(),
+        external_id: external_id.map(|id| ExternalId::parse(id).unwrap()),
+        policy: Default::default(),
+        unique_name: false,
+    }
+}
+
+fn external(id: &str) -> ExternalId {
+    ExternalId::parse(id).unwrap()
+}
+
+/// The platform's organizations: one live organization per external id, found by it,
+/// listed with filters, the installation never among them; a person provisioned without a
+/// password.
+pub async fn platform_organizations_are_found_by_external_id(store: &dyn Store) {
+    let audit = AuditContext::SYSTEM;
+    let email = Email::parse("ada@example.com").unwrap();
+    let acme = store
+        .provision_organization(
+            &audit,
+            new_organization("Acme", Some("cus_1")),
+            Some(NewOwner::Provision {
+                id: UserId::generate(),
+                email: email.clone(),
+                external_id: Some(external("user_1")),
+                name: Some(name("Ada")),
+            }),
+        )
+        .await
+        .unwrap();
+    let ada = store.find_user_by_email(&email).await.unwrap().unwrap();
+    assert_eq!(ada.password_hash, None);
+    assert_eq!(ada.external_id, Some(external("user_1")));
+    let members = store.members(acme.id).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].role, keyward_core::Role::Owner);
+
+    let taken = store
+        .provision_organization(&audit, new_organization("Other", Some("cus_1")), None)
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict("organization external id"))),
+        "{taken:?}"
+    );
+    let found = store
+        .find_organization_by_external_id(&external("cus_1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, acme.id);
+    assert_eq!(found.external_id, Some(external("cus_1")));
+
+    let acme_two = store
+        .provision_organization(&audit, new_organization("ACME two", None), None)
+        .await
+        .unwrap();
+    store
+        .provision_organization(&audit, new_organization("Initech", Some("cus_3")), None)
+        .await
+        .unwrap();
+    let list = |filter: OrganizationFilter| async move {
+        store
+            .list_organizations(&filter, Page::first(100))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|record| record.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    // Newest first, and never the installation.
+    assert_eq!(
+        list(OrganizationFilter::default()).await,
+        ["Initech", "ACME two", "Acme"]
+    );
+    let prefix = OrganizationFilter {
+        name_prefix: Some("acme".into()),
+        ..Default::default()
+    };
+    assert_eq!(list(prefix).await, ["ACME two", "Acme"]);
+    let by_id = OrganizationFilter {
+        external_id: Some(external("cus_3")),
+        ..Default::default()
+    };
+    assert_eq!(list(by_id).await, ["Initech"]);
+
+    // Suspended ones, and active ones.
+    let suspend = OrganizationChanges {
+        suspended: Some(true),
+        ..Default::default()
+    };
+    let change = store
+        .update_organization(&audit, acme_two.id, suspend, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(change.record.suspended_at.is_some());
+    let suspended = OrganizationFilter {
+        suspended: Some(true),
+        ..Default::default()
+    };
+    assert_eq!(list(suspended).await, ["ACME two"]);
+    let active = OrganizationFilter {
+        suspended: Some(false),
+        ..Default::default()
+    };
+    assert_eq!(list(active).await, ["Initech", "Acme"]);
+}
+
+/// Suspension refuses the organization's credentials (read with each one) and any creation
+/// in it; resumption accepts them again. Deletion revokes every credential in its own
+/// transaction, frees the external id and leaves the audit log.
+pub async fn suspension_and_deletion_reach_every_credential(store: &dyn Store) {
+    let audit = AuditContext::SYSTEM;
+    let (organization, _) = crate::organization(store, "Acme").await;
+    let owner = store.members(organization).await.unwrap()[0].user_id;
+    let key = new_credential(organization, Creator::User(owner), None, "ci", all_scopes());
+    let digest = key.digest;
+    store.insert_credential(&audit, key).await.unwrap();
+    let changes = OrganizationChanges {
+        external_id: Some(Some(external("cus_9"))),
+        suspended: Some(true),
+        ..Default::default()
+    };
+    let change = store
+        .update_organization(&audit, organization, changes, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    // Both live keys: the bootstrap key and this one.
+    assert_eq!(change.affected.len(), 2);
+    assert!(change.affected.contains(&digest));
+    let found = store
+        .find_credential_by_digest(&digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.organization_suspended);
+    let refused = store
+        .insert_credential(
+            &audit,
+            new_credential(
+                organization,
+                Creator::User(owner),
+                None,
+                "more",
+                all_scopes(),
+            ),
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Suspended)), "{refused:?}");
+
+    let resume = OrganizationChanges {
+        suspended: Some(false),
+        ..Default::default()
+    };
+    store
+        .update_organization(&audit, organization, resume, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let found = store
+        .find_credential_by_digest(&digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!found.organization_suspended);
+
+    let deleted = store
+        .delete_organization(&audit, organization, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleted.affected.len(), 2);
+    let found = store
+        .find_credential_by_digest(&digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.revoked_at.is_some());
+    assert!(
+        store
+            .get_organization(organization)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.members(organization).await.unwrap().is_empty());
+    // Gone: nothing more happens to it, and its external id is free again.
+    assert!(
+        store
+            .delete_organization(&audit, organization, Timestamp::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let refused = store
+        .insert_credential(
+            &audit,
+            new_credential(
+                organization,
+                Creator::User(owner),
+                None,
+                "late",
+                all_scopes(),
+            ),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound("organization"))),
+        "{refused:?}"
+    );
+    store
+        .provision_organization(&audit, new_organization("Again", Some("cus_9")), None)
+        .await
+        .unwrap();
+    // The log stays, and the installation's log has the lifecycle.
+    let trail = store
+        .list_audit_events(organization, &AuditFilter::default(), Page::first(100))
+        .await
+        .unwrap();
+    let actions: Vec<_> = trail.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        &actions[..4],
+        [
+            "organization.deleted",
+            "organization.resumed",
+            "organization.suspended",
+            "organization.updated"
+        ]
+    );
+    let installation = store
+        .list_installation_events(&AuditFilter::default(), Page::first(100))
+        .await
+        .unwrap();
+    let actions: Vec<_> = installation
+        .items
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "organization.created",
+            "organization.deleted",
+            "organization.resumed",
+            "organization.suspended",
+            "organization.updated",
+            "organization.created"
+        ]
+    );
 }
 
 pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
@@ -49,6 +320,9 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
                 id: first,
                 name: name("First"),
                 created_at: Timestamp::now(),
+                external_id: None,
+                policy: Default::default(),
+                unique_name: false,
             },
             NewOwner::Create {
                 id: user,
@@ -67,7 +341,7 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
         .unwrap();
     let found = store.find_user_by_email(&email).await.unwrap().unwrap();
     assert_eq!(found.id, user);
-    assert_eq!(found.password_hash, "$argon2id$hash");
+    assert_eq!(found.password_hash.as_deref(), Some("$argon2id$hash"));
 
     let second = OrganizationId::generate();
     store
@@ -77,6 +351,9 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
                 id: second,
                 name: name("Second"),
                 created_at: Timestamp::now(),
+                external_id: None,
+                policy: Default::default(),
+                unique_name: false,
             },
             NewOwner::Existing(user),
             Some(new_credential(
@@ -99,6 +376,9 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
                 id: third,
                 name: name("Third"),
                 created_at: Timestamp::now(),
+                external_id: None,
+                policy: Default::default(),
+                unique_name: false,
             },
             NewOwner::Existing(stranger),
             Some(new_credential(

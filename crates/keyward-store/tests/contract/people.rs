@@ -17,6 +17,9 @@ async fn person(store: &dyn Store, email: &str) -> (UserId, OrganizationId) {
                 id: organization,
                 name: name(&format!("{email}'s organization")),
                 created_at: Timestamp::now(),
+                external_id: None,
+                policy: Default::default(),
+                unique_name: false,
             },
             NewOwner::Create {
                 id: user,

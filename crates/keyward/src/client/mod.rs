@@ -18,11 +18,11 @@ use serde_json::Value;
 
 pub use commands::{
     AuditCommand, InstancesCommand, KeysCommand, MembersCommand, OrganizationCommand,
-    ProjectsCommand, TokensCommand, WebhooksCommand, audit as commands_audit,
+    OrganizationsCommand, ProjectsCommand, TokensCommand, WebhooksCommand, audit as commands_audit,
     instances as commands_instances, keys as commands_keys, members as commands_members,
-    organization as commands_organization, projects as commands_projects,
-    scopes as commands_scopes, tokens as commands_tokens, webhooks as commands_webhooks,
-    whoami as commands_whoami,
+    organization as commands_organization, organizations as commands_organizations,
+    projects as commands_projects, scopes as commands_scopes, tokens as commands_tokens,
+    webhooks as commands_webhooks, whoami as commands_whoami,
 };
 
 /// How to reach the server, shared by every client command.
@@ -52,6 +52,12 @@ pub struct Connection {
     /// characters.
     #[arg(long, value_name = "KEY", global = true)]
     idempotency_key: Option<String>,
+
+    /// With an admin key: act for this organization (`org_…`, or `ext:<external id>`), sent
+    /// as `Keyward-Organization` with every request. The admin key needs
+    /// `organizations:act`, and its organization scopes cap what it may do there.
+    #[arg(long, env = "KEYWARD_ORGANIZATION", value_name = "ORG", global = true)]
+    organization: Option<String>,
 }
 
 /// `--idempotency-key` as the server takes it, checked before anything is sent.
@@ -99,6 +105,7 @@ pub struct Client {
     key: String,
     pub json: bool,
     idempotency_key: Option<String>,
+    organization: Option<String>,
 }
 
 impl Client {
@@ -124,6 +131,12 @@ impl Client {
             key,
             json: connection.json,
             idempotency_key: connection.idempotency_key.clone(),
+            organization: connection
+                .organization
+                .as_deref()
+                .map(str::trim)
+                .filter(|org| !org.is_empty())
+                .map(str::to_owned),
         })
     }
 
@@ -144,6 +157,18 @@ impl Client {
             .bearer_auth(&self.key);
         if let Some(key) = idempotency_key {
             request = request.header("idempotency-key", key);
+        }
+        // The installation's own endpoints take no organization.
+        let installation = [
+            "/v1/organizations",
+            "/v1/admin-keys",
+            "/v1/admin/",
+            "/v1/me",
+        ]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
+        if let Some(organization) = self.organization.as_deref().filter(|_| !installation) {
+            request = request.header("keyward-organization", organization);
         }
         if let Some(body) = body {
             request = request.json(&body);

@@ -229,6 +229,8 @@ fn only_their_own(kind: CredentialKind) -> ServiceError {
         message: match kind {
             CredentialKind::ApiKey => "members change only the API keys they created",
             CredentialKind::ProjectToken => "members change only the project tokens they created",
+            // Admin keys are managed by admin keys only, never by a person's role.
+            CredentialKind::AdminKey => "admin keys are changed by admin keys only",
         },
     }
 }

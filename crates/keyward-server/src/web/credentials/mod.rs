@@ -152,7 +152,8 @@ impl Place {
 
     pub(super) fn section(&self) -> &'static str {
         match self.kind {
-            CredentialKind::ApiKey => "keys",
+            // The dashboard never shows admin keys: they are the platform's backend's.
+            CredentialKind::ApiKey | CredentialKind::AdminKey => "keys",
             CredentialKind::ProjectToken => "tokens",
         }
     }
