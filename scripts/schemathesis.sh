@@ -29,12 +29,15 @@ schemathesis run "$url/v1/openapi.json" \
   --max-examples "${MAX_EXAMPLES:-100}" \
   --seed 1
 
+# Without ensure_resource_availability here: the generator reuses Idempotency-Key values, and
+# a replayed `POST /v1/organizations` rightly answers the first answer, whose organization a
+# later `DELETE` may have removed; that check then reports the 404 as a lost creation.
 scopes=organizations:read,organizations:write,organizations:act,admin_keys:read,admin_keys:write
 admin=$("$bin" admin-keys create --name schemathesis --scope "$scopes" --json \
   --database-url "$db" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 schemathesis run "$url/v1/openapi.json" \
   --header "Authorization: Bearer $admin" \
   --include-tag Installation \
-  --checks "$checks" \
+  --checks "${checks/,ensure_resource_availability/}" \
   --max-examples "${MAX_EXAMPLES:-100}" \
   --seed 1

@@ -102,11 +102,11 @@ impl Scope {
     }
 
     /// Whether a person with `role` may use and grant this scope, if it is one of Keyward's
-    /// own (the same in every catalog).
+    /// own (the same in every catalog). No role allows an installation scope.
     pub fn builtin_allows(self, role: Role) -> bool {
         BUILTIN
             .get(usize::from(self.0))
-            .is_some_and(|b| role >= b.min_role)
+            .is_some_and(|b| b.level != ScopeLevel::Installation && role >= b.min_role)
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Guard {
     pub state: AppState,
     /// The paths (as declared, with `{placeholders}`) whose `POST` creates something.
     pub creating_paths: Arc<HashSet<String>>,
+    /// Those of them that are an organization's, where an admin key acts for one.
+    pub acting_paths: Arc<HashSet<String>>,
     /// The largest body a request may have.
     pub max_body_bytes: usize,
 }
@@ -72,19 +74,30 @@ async fn guarded(guard: Guard, request: Request, next: Next) -> Result<Response,
     let Guard {
         state,
         max_body_bytes,
+        acting_paths,
         ..
     } = guard;
     let key = idempotency_key(request.headers())?;
     let (mut parts, body) = request.into_parts();
     let principal = authenticate(&parts, &state, Accept::Any).await?;
-    // An admin key's keys are its own per organization it acts for: the same key sent for
-    // two customers is two requests.
-    let acting_for = parts
-        .headers
-        .get(ORGANIZATION_HEADER)
-        .filter(|_| principal.kind() == keyward_core::CredentialKind::AdminKey)
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim);
+    // An admin key's keys are its own per organization it acts for (resolved, so that `org_…`
+    // and `ext:…` of one organization are one): the same key sent for two customers is two
+    // requests. An organization that cannot be resolved is refused before anything is kept.
+    let organizations = parts
+        .extensions
+        .get::<MatchedPath>()
+        .is_some_and(|path| acting_paths.contains(path.as_str()));
+    let acting_for = match parts.headers.get(ORGANIZATION_HEADER) {
+        Some(named)
+            if organizations && principal.kind() == keyward_core::CredentialKind::AdminKey =>
+        {
+            let named = named.to_str().map_err(|_| {
+                ApiError::InvalidRequest("Keyward-Organization must be printable ASCII")
+            })?;
+            Some(crate::auth::resolve_organization(&state, named.trim()).await?)
+        }
+        _ => None,
+    };
     let caller = match acting_for {
         Some(organization) => format!("{}@{organization}", principal.credential_id),
         None => principal.credential_id.to_string(),

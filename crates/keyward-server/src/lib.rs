@@ -201,9 +201,16 @@ impl AppState {
 
 /// The whole HTTP application: the API and the dashboard.
 pub fn app(state: AppState) -> Router {
+    let creating_paths = api::creating_paths();
+    let acting_paths = creating_paths
+        .iter()
+        .filter(|path| api::is_an_organizations(path))
+        .cloned()
+        .collect();
     let idempotency = idempotency::Guard {
         state: state.clone(),
-        creating_paths: std::sync::Arc::new(api::creating_paths()),
+        creating_paths: std::sync::Arc::new(creating_paths),
+        acting_paths: std::sync::Arc::new(acting_paths),
         max_body_bytes: api::MAX_BODY_BYTES,
     };
     api::router()
@@ -211,7 +218,7 @@ pub fn app(state: AppState) -> Router {
             idempotency,
             idempotency::guard,
         ))
-        .merge(web::router())
+        .merge(web::router(&state))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             every_request,
@@ -396,6 +403,7 @@ async fn prune_audit_log_periodically(state: AppState) {
             Ok(events) => tracing::info!(events, "pruned the audit log"),
             Err(error) => tracing::warn!(%error, "could not prune the audit log; will retry"),
         }
+        state.metrics.prune_runs.fetch_add(1, Ordering::Relaxed);
     }
 }
 

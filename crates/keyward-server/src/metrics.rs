@@ -48,6 +48,9 @@ pub struct Metrics {
     /// Writes of failed-authentication counts, and the audit events they made.
     pub failure_batches: AtomicU64,
     pub failure_events: AtomicU64,
+    /// Runs of the periodic pruning (audit log, webhook messages, idempotency keys), done or
+    /// failed.
+    pub prune_runs: AtomicU64,
     pub open_connections: AtomicU64,
     pub connection_limit_reached: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -120,6 +123,11 @@ impl Metrics {
                 "keyward_auth_failure_events_total",
                 "Audit events those batches wrote (one per organization, credential, address and reason).",
                 load(&self.failure_events),
+            ),
+            (
+                "keyward_prune_runs_total",
+                "Runs of the pruning of old audit events, webhook messages and idempotency keys.",
+                load(&self.prune_runs),
             ),
             (
                 "keyward_connection_limit_reached_total",

@@ -174,10 +174,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 ("name", Value::String(organization.name.to_string())),
                 (
                     "external_id",
-                    organization
-                        .external_id
-                        .as_ref()
-                        .map_or(Value::Null, |id| Value::String(id.to_string())),
+                    audit::text(organization.external_id.as_ref()),
                 ),
             ];
             let owner_id = match &owner {
@@ -239,17 +236,17 @@ impl<B: Backend> Store for SqlStore<B> {
                     organizations::rename(tx, id, &name, external_id.as_ref()).await?;
                     let policy = changes.policy.apply(before.policy);
                     organizations::set_policy(tx, id, policy).await?;
-                    let text = |id: &Option<ExternalId>| {
-                        id.as_ref()
-                            .map_or(Value::Null, |id| Value::String(id.to_string()))
-                    };
                     let mut fields = vec![
                         (
                             "name",
                             Value::String(before.name.to_string()),
                             Value::String(name.to_string()),
                         ),
-                        ("external_id", text(&before.external_id), text(&external_id)),
+                        (
+                            "external_id",
+                            audit::text(before.external_id.as_ref()),
+                            audit::text(external_id.as_ref()),
+                        ),
                     ];
                     fields.extend(policy_fields(&before.policy, &policy));
                     let changed = audit::changed(fields);
@@ -295,13 +292,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     let revoked = organizations::delete(tx, id, at).await?;
                     let mut changes = audit::removed(vec![
                         ("name", Value::String(record.name.to_string())),
-                        (
-                            "external_id",
-                            record
-                                .external_id
-                                .as_ref()
-                                .map_or(Value::Null, |id| Value::String(id.to_string())),
-                        ),
+                        ("external_id", audit::text(record.external_id.as_ref())),
                     ]);
                     changes.insert(
                         "revoked_credentials".into(),
@@ -311,7 +302,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     for credential in &revoked {
                         if let Some(record) = credentials::get(tx, id, credential.id).await? {
                             let event = webhooks::credential_event(&record, Verb::Revoked);
-                            webhooks::enqueue(tx, &record, event, Vec::new()).await?;
+                            webhooks::enqueue(tx, audit, &record, event, Vec::new()).await?;
                         }
                     }
                     let affected = revoked.into_iter().map(|c| c.digest).collect();
@@ -548,7 +539,7 @@ impl<B: Backend> Store for SqlStore<B> {
             let record = credentials::insert(tx, &credential).await?;
             audit::record(tx, audit, credential_created(&record)).await?;
             let event = webhooks::credential_event(&record, Verb::Created);
-            webhooks::enqueue(tx, &record, event, Vec::new()).await?;
+            webhooks::enqueue(tx, audit, &record, event, Vec::new()).await?;
             record
         })
     }
@@ -637,7 +628,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 let event = credential_event(after, "revoked", changes);
                 audit::record(tx, audit, event).await?;
                 let event = webhooks::credential_event(after, Verb::Revoked);
-                webhooks::enqueue(tx, after, event, Vec::new()).await?;
+                webhooks::enqueue(tx, audit, after, event, Vec::new()).await?;
             }
             after
         })
@@ -684,10 +675,10 @@ impl<B: Backend> Store for SqlStore<B> {
                     ("action", Value::String(action.into())),
                 ];
                 let leaked = keyward_core::webhook::EventType::CredentialLeaked;
-                webhooks::enqueue(tx, &record, leaked, extra).await?;
+                webhooks::enqueue(tx, audit, &record, leaked, extra).await?;
                 if revoke {
                     let event = webhooks::credential_event(&record, Verb::Revoked);
-                    webhooks::enqueue(tx, &record, event, Vec::new()).await?;
+                    webhooks::enqueue(tx, audit, &record, event, Vec::new()).await?;
                 }
                 exposed.push(record);
             }
@@ -721,9 +712,9 @@ impl<B: Backend> Store for SqlStore<B> {
                 ]);
                 audit::record(tx, audit, credential_event(old, "rotated", changes)).await?;
                 let event = webhooks::credential_event(replacement, Verb::Created);
-                webhooks::enqueue(tx, replacement, event, Vec::new()).await?;
+                webhooks::enqueue(tx, audit, replacement, event, Vec::new()).await?;
                 let event = webhooks::credential_event(old, Verb::Rotated);
-                webhooks::enqueue(tx, old, event, Vec::new()).await?;
+                webhooks::enqueue(tx, audit, old, event, Vec::new()).await?;
             }
             rotated
         })
@@ -1159,7 +1150,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 for token in revoked_tokens {
                     if let Some(record) = credentials::get(tx, organization, token.id).await? {
                         let event = webhooks::credential_event(&record, Verb::Revoked);
-                        webhooks::enqueue(tx, &record, event, Vec::new()).await?;
+                        webhooks::enqueue(tx, audit, &record, event, Vec::new()).await?;
                     }
                 }
             }

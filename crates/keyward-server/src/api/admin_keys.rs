@@ -5,13 +5,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use keyward_core::{CredentialId, CredentialKind, Scope};
+use axum::response::Response;
+use keyward_core::{CredentialKind, Scope};
 
 use utoipa_axum::routes;
 
 use super::ApiRoutes;
 use super::credential_body::{CreateCredential, CredentialListQuery, RotateCredential};
+use super::credential_endpoints::{self as endpoints, Collection};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Authenticated;
@@ -19,7 +20,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::List;
 use crate::services::caller::Caller;
-use crate::services::credentials::{self, CreatedCredential, CredentialView};
+use crate::services::credentials::{CreatedCredential, CredentialView};
 
 pub fn router() -> ApiRoutes {
     ApiRoutes::new()
@@ -28,11 +29,10 @@ pub fn router() -> ApiRoutes {
         .routes(routes!(show_admin_key, revoke_admin_key))
 }
 
-const KIND: CredentialKind = CredentialKind::AdminKey;
-
-fn parse_id(raw: &str) -> Result<CredentialId, ApiError> {
-    CredentialId::parse(raw, KIND).map_err(|_| ApiError::NotFound(KIND.label()))
-}
+const ADMIN_KEYS: Collection = Collection {
+    kind: CredentialKind::AdminKey,
+    project: None,
+};
 
 /// List admin keys
 ///
@@ -51,10 +51,8 @@ pub(super) async fn list_admin_keys(
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
     principal.require(Scope::ADMIN_KEYS_READ)?;
     let ApiQuery(query) = query?;
-    let (filter, page) = query.parse(KIND, None)?;
     let caller = Caller::credential(&principal, &origin);
-    let list = credentials::list(&state, &caller, &filter, page).await?;
-    Ok(ApiJson(list.map(|entry| entry.view)))
+    endpoints::list(&state, &caller, ADMIN_KEYS, query).await
 }
 
 /// Create an admin key
@@ -74,21 +72,11 @@ pub(super) async fn create_admin_key(
     Authenticated(principal): Authenticated,
     origin: Origin,
     body: Result<ApiJson<CreateCredential>, ApiError>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::ADMIN_KEYS_WRITE)?;
     let ApiJson(body) = body?;
-    let input = body.parse(&state)?;
-    let created = credentials::create(
-        &state,
-        &Caller::credential(&principal, &origin),
-        KIND,
-        None,
-        input,
-        CredentialId::generate(KIND),
-    )
-    .await?;
-    let location = format!("/v1/admin-keys/{}", created.id);
-    Ok(super::created_with_secret("admin key", location, created))
+    let caller = Caller::credential(&principal, &origin);
+    endpoints::create(&state, &caller, ADMIN_KEYS, body).await
 }
 
 /// Show an admin key
@@ -106,8 +94,7 @@ pub(super) async fn show_admin_key(
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::ADMIN_KEYS_READ)?;
     let caller = Caller::credential(&principal, &origin);
-    let view = credentials::show_with_addresses(&state, &caller, parse_id(&id)?, None).await?;
-    Ok(ApiJson(view))
+    endpoints::show(&state, &caller, ADMIN_KEYS, &id).await
 }
 
 /// Revoke an admin key
@@ -127,8 +114,7 @@ pub(super) async fn revoke_admin_key(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::ADMIN_KEYS_WRITE)?;
     let caller = Caller::credential(&principal, &origin);
-    credentials::revoke(&state, &caller, parse_id(&id)?, None).await?;
-    Ok(StatusCode::NO_CONTENT)
+    endpoints::revoke(&state, &caller, ADMIN_KEYS, &id).await
 }
 
 /// Rotate an admin key
@@ -149,20 +135,10 @@ pub(super) async fn rotate_admin_key(
     origin: Origin,
     ApiPath(id): ApiPath<String>,
     body: Result<ApiJson<RotateCredential>, ApiError>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::ADMIN_KEYS_WRITE)?;
-    let id = parse_id(&id)?;
+    let id = ADMIN_KEYS.parse_id(&id)?;
     let ApiJson(body) = body?;
-    let expires_at = body.expiry(&state)?;
-    let created = credentials::rotate(
-        &state,
-        &Caller::credential(&principal, &origin),
-        id,
-        None,
-        body.grace_seconds,
-        expires_at,
-    )
-    .await?;
-    let location = format!("/v1/admin-keys/{}", created.id);
-    Ok(super::created_with_secret("admin key", location, created))
+    let caller = Caller::credential(&principal, &origin);
+    endpoints::rotate(&state, &caller, ADMIN_KEYS, id, body).await
 }

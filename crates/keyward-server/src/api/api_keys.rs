@@ -2,8 +2,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use keyward_core::{CredentialId, CredentialKind, Scope};
+use axum::response::Response;
+use keyward_core::{CredentialKind, Scope};
 
 use utoipa_axum::routes;
 
@@ -11,6 +11,7 @@ use super::ApiRoutes;
 use super::credential_body::{
     CreateCredential, CredentialListQuery, RotateCredential, UpdateCredential,
 };
+use super::credential_endpoints::{self as endpoints, Collection};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
@@ -27,10 +28,10 @@ pub fn router() -> ApiRoutes {
         .routes(routes!(show_api_key, update_api_key, revoke_api_key))
 }
 
-fn parse_id(raw: &str) -> Result<CredentialId, ApiError> {
-    CredentialId::parse(raw, CredentialKind::ApiKey)
-        .map_err(|_| ApiError::NotFound(CredentialKind::ApiKey.label()))
-}
+const API_KEYS: Collection = Collection {
+    kind: CredentialKind::ApiKey,
+    project: None,
+};
 
 /// List API keys
 ///
@@ -50,10 +51,8 @@ pub(super) async fn list_api_keys(
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
     principal.require(Scope::API_KEYS_READ)?;
     let ApiQuery(query) = query?;
-    let (filter, page) = query.parse(CredentialKind::ApiKey, None)?;
     let caller = Caller::credential(&principal, &origin);
-    let list = credentials::list(&state, &caller, &filter, page).await?;
-    Ok(ApiJson(list.map(|entry| entry.view)))
+    endpoints::list(&state, &caller, API_KEYS, query).await
 }
 
 /// Create an API key
@@ -71,21 +70,11 @@ pub(super) async fn create_api_key(
     principal: Principal,
     origin: Origin,
     body: Result<ApiJson<CreateCredential>, ApiError>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::API_KEYS_WRITE)?;
     let ApiJson(body) = body?;
-    let input = body.parse(&state)?;
-    let created = credentials::create(
-        &state,
-        &Caller::credential(&principal, &origin),
-        CredentialKind::ApiKey,
-        None,
-        input,
-        CredentialId::generate(CredentialKind::ApiKey),
-    )
-    .await?;
-    let location = format!("/v1/api-keys/{}", created.id);
-    Ok(super::created_with_secret("API key", location, created))
+    let caller = Caller::credential(&principal, &origin);
+    endpoints::create(&state, &caller, API_KEYS, body).await
 }
 
 /// Show an API key
@@ -103,8 +92,7 @@ pub(super) async fn show_api_key(
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::API_KEYS_READ)?;
     let caller = Caller::credential(&principal, &origin);
-    let view = credentials::show_with_addresses(&state, &caller, parse_id(&id)?, None).await?;
-    Ok(ApiJson(view))
+    endpoints::show(&state, &caller, API_KEYS, &id).await
 }
 
 /// Revoke an API key
@@ -125,8 +113,7 @@ pub(super) async fn revoke_api_key(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::API_KEYS_WRITE)?;
     let caller = Caller::credential(&principal, &origin);
-    credentials::revoke(&state, &caller, parse_id(&id)?, None).await?;
-    Ok(StatusCode::NO_CONTENT)
+    endpoints::revoke(&state, &caller, API_KEYS, &id).await
 }
 
 /// Rotate an API key
@@ -148,22 +135,12 @@ pub(super) async fn rotate_api_key(
     origin: Origin,
     ApiPath(id): ApiPath<String>,
     body: Result<ApiJson<RotateCredential>, ApiError>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::API_KEYS_WRITE)?;
-    let id = parse_id(&id)?;
+    let id = API_KEYS.parse_id(&id)?;
     let ApiJson(body) = body?;
-    let expires_at = body.expiry(&state)?;
-    let created = credentials::rotate(
-        &state,
-        &Caller::credential(&principal, &origin),
-        id,
-        None,
-        body.grace_seconds,
-        expires_at,
-    )
-    .await?;
-    let location = format!("/v1/api-keys/{}", created.id);
-    Ok(super::created_with_secret("API key", location, created))
+    let caller = Caller::credential(&principal, &origin);
+    endpoints::rotate(&state, &caller, API_KEYS, id, body).await
 }
 
 /// Rename an API key or change its rate limit
@@ -189,7 +166,7 @@ pub(super) async fn update_api_key(
     let view = credentials::update(
         &state,
         &Caller::credential(&principal, &origin),
-        parse_id(&id)?,
+        API_KEYS.parse_id(&id)?,
         None,
         changes,
     )

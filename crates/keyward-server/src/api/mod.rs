@@ -6,6 +6,7 @@ mod admin_keys;
 mod api_keys;
 mod audit_events;
 mod credential_body;
+mod credential_endpoints;
 mod credentials_revoke;
 mod forward_auth;
 mod health;
@@ -136,6 +137,7 @@ pub fn paths() -> Vec<String> {
     declared_operations().paths.paths.into_keys().collect()
 }
 
+pub(crate) use openapi::is_an_organizations;
 /// The API. Every `/v1` handler starts with Bearer authentication (the `Principal`
 /// extractor); health and metrics are open.
 pub use openapi::{document as openapi_document, served_document};

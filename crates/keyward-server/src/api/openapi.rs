@@ -125,16 +125,21 @@ const NOT_AN_ORGANIZATIONS: &[&str] = &[
     "/v1/forward-auth",
 ];
 
+/// Whether the operations at `path` (as declared) are an organization's, where an admin key
+/// acts for one with `Keyward-Organization`.
+pub(crate) fn is_an_organizations(path: &str) -> bool {
+    !NOT_AN_ORGANIZATIONS
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
 /// `Keyward-Organization` on every organization's operation (see `crate::auth::Principal`).
 fn add_acting_header(document: &mut Value) {
     let Some(paths) = document["paths"].as_object_mut() else {
         return;
     };
     for (path, item) in paths.iter_mut() {
-        if NOT_AN_ORGANIZATIONS
-            .iter()
-            .any(|prefix| path.starts_with(prefix))
-        {
+        if !is_an_organizations(path) {
             continue;
         }
         let Some(item) = item.as_object_mut() else {

@@ -6,8 +6,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use keyward_core::{CredentialId, CredentialKind, Scope};
+use axum::response::Response;
+use keyward_core::Scope;
 
 use utoipa_axum::routes;
 
@@ -15,6 +15,7 @@ use super::ApiRoutes;
 use super::credential_body::{
     CreateCredential, CredentialListQuery, RotateCredential, UpdateCredential,
 };
+use super::credential_endpoints::{self as endpoints, Collection};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::auth::Principal;
@@ -35,11 +36,6 @@ pub fn router() -> ApiRoutes {
         .routes(routes!(rotate_project_token))
 }
 
-fn parse_token_id(raw: &str) -> Result<CredentialId, ApiError> {
-    CredentialId::parse(raw, CredentialKind::ProjectToken)
-        .map_err(|_| ApiError::NotFound(CredentialKind::ProjectToken.label()))
-}
-
 /// List a project's tokens
 #[utoipa::path(
     get, path = "/v1/projects/{project_id}/tokens", tag = "Project tokens",
@@ -56,11 +52,9 @@ pub(super) async fn list_project_tokens(
 ) -> Result<ApiJson<List<CredentialView>>, ApiError> {
     principal.require(Scope::TOKENS_READ)?;
     let ApiQuery(query) = query?;
-    let project = super::projects::parse_id(&project)?;
-    let (filter, page) = query.parse(CredentialKind::ProjectToken, Some(project))?;
+    let tokens = Collection::tokens(super::projects::parse_id(&project)?);
     let caller = Caller::credential(&principal, &origin);
-    let list = credentials::list(&state, &caller, &filter, page).await?;
-    Ok(ApiJson(list.map(|entry| entry.view)))
+    endpoints::list(&state, &caller, tokens, query).await
 }
 
 /// Create a project token
@@ -81,26 +75,12 @@ pub(super) async fn create_project_token(
     origin: Origin,
     ApiPath(project): ApiPath<String>,
     body: Result<ApiJson<CreateCredential>, ApiError>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::TOKENS_WRITE)?;
     let ApiJson(body) = body?;
-    let project = super::projects::parse_id(&project)?;
-    let input = body.parse(&state)?;
-    let created = credentials::create(
-        &state,
-        &Caller::credential(&principal, &origin),
-        CredentialKind::ProjectToken,
-        Some(project),
-        input,
-        CredentialId::generate(CredentialKind::ProjectToken),
-    )
-    .await?;
-    let location = format!("/v1/projects/{project}/tokens/{}", created.id);
-    Ok(super::created_with_secret(
-        "project token",
-        location,
-        created,
-    ))
+    let tokens = Collection::tokens(super::projects::parse_id(&project)?);
+    let caller = Caller::credential(&principal, &origin);
+    endpoints::create(&state, &caller, tokens, body).await
 }
 
 /// Show a project token
@@ -120,12 +100,9 @@ pub(super) async fn show_project_token(
     ApiPath((project, token)): ApiPath<(String, String)>,
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::TOKENS_READ)?;
-    let project = super::projects::parse_id(&project)?;
+    let tokens = Collection::tokens(super::projects::parse_id(&project)?);
     let caller = Caller::credential(&principal, &origin);
-    let view =
-        credentials::show_with_addresses(&state, &caller, parse_token_id(&token)?, Some(project))
-            .await?;
-    Ok(ApiJson(view))
+    endpoints::show(&state, &caller, tokens, &token).await
 }
 
 /// Revoke a project token
@@ -149,10 +126,9 @@ pub(super) async fn revoke_project_token(
     principal.require(Scope::TOKENS_WRITE)?;
     // The project need not be live: a token is revoked by its id even after its project is
     // deleted (the deletion revoked it already; this makes sure of it).
-    let project = super::projects::parse_id(&project)?;
+    let tokens = Collection::tokens(super::projects::parse_id(&project)?);
     let caller = Caller::credential(&principal, &origin);
-    credentials::revoke(&state, &caller, parse_token_id(&token)?, Some(project)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    endpoints::revoke(&state, &caller, tokens, &token).await
 }
 
 /// Rotate a project token
@@ -176,27 +152,13 @@ pub(super) async fn rotate_project_token(
     origin: Origin,
     ApiPath((project, token)): ApiPath<(String, String)>,
     body: Result<ApiJson<RotateCredential>, ApiError>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::TOKENS_WRITE)?;
-    let project = super::projects::parse_id(&project)?;
-    let id = parse_token_id(&token)?;
+    let tokens = Collection::tokens(super::projects::parse_id(&project)?);
+    let id = tokens.parse_id(&token)?;
     let ApiJson(body) = body?;
-    let expires_at = body.expiry(&state)?;
-    let created = credentials::rotate(
-        &state,
-        &Caller::credential(&principal, &origin),
-        id,
-        Some(project),
-        body.grace_seconds,
-        expires_at,
-    )
-    .await?;
-    let location = format!("/v1/projects/{project}/tokens/{}", created.id);
-    Ok(super::created_with_secret(
-        "project token",
-        location,
-        created,
-    ))
+    let caller = Caller::credential(&principal, &origin);
+    endpoints::rotate(&state, &caller, tokens, id, body).await
 }
 
 /// Rename a project token or change its rate limit
@@ -219,13 +181,13 @@ pub(super) async fn update_project_token(
 ) -> Result<ApiJson<CredentialView>, ApiError> {
     principal.require(Scope::TOKENS_WRITE)?;
     let ApiJson(body) = body?;
-    let project = super::projects::parse_id(&project)?;
+    let tokens = Collection::tokens(super::projects::parse_id(&project)?);
     let changes = body.parse()?;
     let view = credentials::update(
         &state,
         &Caller::credential(&principal, &origin),
-        parse_token_id(&token)?,
-        Some(project),
+        tokens.parse_id(&token)?,
+        tokens.project,
         changes,
     )
     .await?;

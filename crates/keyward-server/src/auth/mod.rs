@@ -25,6 +25,7 @@ use keyward_core::{
 };
 
 pub use acting::ORGANIZATION_HEADER;
+pub(crate) use acting::resolve as resolve_organization;
 pub use cache::{CachedCredential, VerificationCache};
 pub use failures::{FailureReason, FailureRecorder};
 pub use usage::UsageRecorder;

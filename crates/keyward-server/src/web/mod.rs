@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     let pages = Router::new()
         .merge(credentials::router())
         .route("/", get(accounts::home))
@@ -92,8 +92,58 @@ pub fn router() -> Router<AppState> {
         .layer(axum::middleware::map_response(page_headers));
     Router::new()
         .merge(pages)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            suspended_is_read_only,
+        ))
         .route("/assets/app.css", get(stylesheet))
         .route("/assets/app.js", get(script))
+}
+
+/// A suspended organization is read-only in the dashboard: its people may look, revoke,
+/// delete and remove (the cleaning up the platform may want), not create or change, until the
+/// platform resumes it.
+async fn suspended_is_read_only(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let writes = request.method() == axum::http::Method::POST
+        && path.starts_with("/settings/")
+        && path != "/settings/organization"
+        && !["/revoke", "/delete", "/remove"]
+            .iter()
+            .any(|end| path.ends_with(end));
+    if !writes {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    if let Ok(person) =
+        <session::Person as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+            &mut parts, &state,
+        )
+        .await
+    {
+        let organization = match state
+            .store
+            .get_organization(person.membership.organization_id)
+            .await
+        {
+            Ok(organization) => organization,
+            // Unknown whether it is suspended: refuse rather than let a write through.
+            Err(error) => return response::WebError::from(error).into_response(),
+        };
+        if organization.is_some_and(|organization| organization.suspended_at.is_some()) {
+            return response::WebError::forbidden(
+                "This organization is suspended: nothing can be created or changed in it until \
+                 the platform resumes it. You can still look, and revoke.",
+            )
+            .into_response();
+        }
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 /// Pages are per person and may show a secret once: never cached, never framed, no script

@@ -171,9 +171,18 @@ impl TestApp {
         }
     }
 
-    /// Waits until the server's own writes at start-up (its first pruning, its first flush)
-    /// are done: no write transaction for `quiet`. Returns the count then.
+    /// Waits until the server's own writes at start-up (its first pruning) are done, then
+    /// for `quiet` without a write (a flush of last use it had pending), and returns the count
+    /// of write transactions then.
     pub async fn writes_settled(&self, quiet: std::time::Duration) -> u64 {
+        let metrics = &self.state.metrics;
+        while metrics
+            .prune_runs
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let mut writes = self.store.stats().write_transactions;
         loop {
             tokio::time::sleep(quiet).await;

@@ -261,7 +261,13 @@ async fn acting_for_an_organization_is_capped_by_the_admin_keys_scopes_and_audit
     let (_, builder) = app
         .admin_key(&["organizations:act", "projects:write", "projects:read"])
         .await;
-    for organization in ["ext:cus_1", "ext:cus_2", "ext:cus_2"] {
+    // The organization counts, not its spelling: `org_…` after `ext:…` is the same request.
+    for (organization, replayed) in [
+        ("ext:cus_1", false),
+        ("ext:cus_2", false),
+        ("ext:cus_2", true),
+        (acme_id, true),
+    ] {
         let answer = app
             .client
             .post(app.url("/v1/projects"))
@@ -274,6 +280,11 @@ async fn acting_for_an_organization_is_capped_by_the_admin_keys_scopes_and_audit
             .unwrap();
         let answer = crate::helpers::read(answer).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        assert_eq!(
+            answer.header("idempotent-replayed").is_some(),
+            replayed,
+            "{organization}"
+        );
     }
     for organization in [acme_id, globex["id"].as_str().unwrap()] {
         let projects = app
@@ -832,4 +843,191 @@ async fn the_dashboard_shows_a_suspended_organization_read_only() {
     let refused = ada.create_key("during", &["instances:read"]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(refused.body.contains("suspended"), "{}", refused.body);
+    // Read-only: no change either (here, the policy), but revoking still works.
+    let csrf = ada.get("/settings/organization/policy").await.csrf_token();
+    let changed = ada
+        .post(
+            "/settings/organization/policy",
+            &[("csrf_token", &csrf), ("max_lifetime_days", "30")],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::FORBIDDEN);
+    let keys = app
+        .call_for(
+            Method::GET,
+            "/v1/api-keys",
+            &admin,
+            &organization.to_string(),
+            None,
+        )
+        .await;
+    let id = keys.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["name"] == "before")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let csrf = ada
+        .get(&format!("/settings/api-keys/{id}/revoke"))
+        .await
+        .csrf_token();
+    let revoked = ada
+        .post(
+            &format!("/settings/api-keys/{id}/revoke"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert!(revoked.status.is_redirection() || revoked.status == StatusCode::OK);
+    let shown = app
+        .call_for(
+            Method::GET,
+            &format!("/v1/api-keys/{id}"),
+            &admin,
+            &organization.to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(shown.body["status"], "revoked", "{}", shown.body);
+}
+
+#[tokio::test]
+async fn webhooks_name_the_admin_key_that_acted_for_the_organization() {
+    let app = TestApp::spawn().await;
+    let (admin_id, admin) = app
+        .admin_key(&[
+            "organizations:read",
+            "organizations:write",
+            "organizations:act",
+            "api_keys:write",
+            "webhooks:write",
+            "webhooks:read",
+        ])
+        .await;
+    create_organization(
+        &app,
+        &admin,
+        json!({ "name": "Acme", "external_id": "cus_1" }),
+    )
+    .await;
+    let endpoint = app
+        .call_for(
+            Method::POST,
+            "/v1/webhooks",
+            &admin,
+            "ext:cus_1",
+            Some(json!({ "url": "https://203.0.114.10/hook", "events": ["api_key.created"] })),
+        )
+        .await;
+    assert_eq!(endpoint.status, StatusCode::CREATED, "{}", endpoint.body);
+    let endpoint = endpoint.body["id"].as_str().unwrap().to_owned();
+    let (key_id, _) = key_for(&app, &admin, "ext:cus_1", &["api_keys:write"]).await;
+    let deliveries = app
+        .call_for(
+            Method::GET,
+            &format!("/v1/webhooks/{endpoint}/deliveries"),
+            &admin,
+            "ext:cus_1",
+            None,
+        )
+        .await;
+    let message = deliveries.body["data"][0]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delivery = app
+        .call_for(
+            Method::GET,
+            &format!("/v1/webhooks/{endpoint}/deliveries/{message}"),
+            &admin,
+            "ext:cus_1",
+            None,
+        )
+        .await;
+    let payload = &delivery.body["payload"];
+    assert_eq!(payload["data"]["id"], key_id.as_str());
+    let actor = &payload["data"]["actor"];
+    assert_eq!(actor["type"], "credential");
+    assert_eq!(actor["id"], admin_id.as_str());
+    let organization = app.get("/v1/organizations/ext:cus_1", &admin).await;
+    assert_eq!(actor["acting_for"], organization.body["id"]);
+    assert!(!payload.to_string().contains(&admin), "never the key");
+}
+
+#[tokio::test]
+async fn nothing_is_created_in_a_suspended_organization() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app
+        .admin_key(&[
+            "organizations:write",
+            "organizations:act",
+            "projects:write",
+            "projects:read",
+            "instances:write",
+            "tokens:write",
+            "members:write",
+            "webhooks:write",
+            "instances:read",
+        ])
+        .await;
+    create_organization(
+        &app,
+        &admin,
+        json!({ "name": "Acme", "external_id": "cus_1" }),
+    )
+    .await;
+    let act = |method: Method, path: &'static str, body: Value| {
+        app.call_for(method, path, &admin, "ext:cus_1", Some(body))
+    };
+    let project = act(Method::POST, "/v1/projects", json!({ "name": "Main" })).await;
+    assert_eq!(project.status, StatusCode::CREATED, "{}", project.body);
+    let project = project.body["id"].as_str().unwrap().to_owned();
+    let suspended = app
+        .patch(
+            "/v1/organizations/ext:cus_1",
+            &admin,
+            json!({ "status": "suspended" }),
+        )
+        .await;
+    assert_eq!(suspended.status, StatusCode::OK);
+    let refused = [
+        act(Method::POST, "/v1/projects", json!({ "name": "Second" })).await,
+        act(
+            Method::POST,
+            "/v1/instances",
+            json!({ "name": "web-1", "project_id": project, "region": "eu-west-1" }),
+        )
+        .await,
+        app.call_for(
+            Method::POST,
+            &format!("/v1/projects/{project}/tokens"),
+            &admin,
+            "ext:cus_1",
+            Some(json!({ "name": "t", "scopes": ["instances:read"] })),
+        )
+        .await,
+        act(
+            Method::POST,
+            "/v1/webhooks",
+            json!({ "url": "https://203.0.114.10/hook", "events": ["api_key.created"] }),
+        )
+        .await,
+        app.post(
+            "/v1/organizations/ext:cus_1/members",
+            &admin,
+            json!({ "email": "grace@example.com", "role": "member" }),
+        )
+        .await,
+    ];
+    for answer in refused {
+        answer.problem(403, "organization_suspended");
+    }
+    // Reading still works.
+    let instances = app
+        .call_for(Method::GET, "/v1/instances", &admin, "ext:cus_1", None)
+        .await;
+    assert_eq!(instances.status, StatusCode::OK, "{}", instances.body);
+    assert_eq!(instances.body["data"].as_array().unwrap().len(), 0);
 }

@@ -49,6 +49,11 @@ pub(crate) fn changed(fields: Vec<(&str, Value, Value)>) -> Map<String, Value> {
         .collect()
 }
 
+/// A value as text, or `null`.
+pub(crate) fn text(value: Option<&impl std::fmt::Display>) -> Value {
+    value.map_or(Value::Null, |value| Value::String(value.to_string()))
+}
+
 pub(crate) fn time(at: Option<Timestamp>) -> Value {
     at.map_or(Value::Null, |at| Value::String(at.to_string()))
 }
@@ -105,11 +110,7 @@ pub(crate) fn allowed_cidrs(record: &CredentialRecord) -> Value {
 }
 
 pub(crate) fn external_id(record: &CredentialRecord) -> Value {
-    record
-        .metadata
-        .external_id
-        .as_ref()
-        .map_or(Value::Null, |id| Value::String(id.to_string()))
+    text(record.metadata.external_id.as_ref())
 }
 
 /// The object itself, as the API shows it.
@@ -124,6 +125,19 @@ pub(crate) fn meta(record: &CredentialRecord) -> Value {
 /// `api_key` or `project_token`.
 pub(crate) fn credential_type(id: CredentialId) -> &'static str {
     id.kind().as_str()
+}
+
+/// Who did it, as a webhook tells it: the audit log's actor (never a key, only its hint), and
+/// the organization an admin key acted for.
+pub(crate) fn actor_view(actor: &Actor, organization: OrganizationId) -> Value {
+    match actor {
+        Actor::System => json!({ "type": "system" }),
+        Actor::User { id, email } => json!({ "type": "user", "id": id, "email": email }),
+        Actor::Credential { id, hint } if id.kind() == CredentialKind::AdminKey => json!({
+            "type": "credential", "id": id, "hint": hint, "acting_for": organization,
+        }),
+        Actor::Credential { id, hint } => json!({ "type": "credential", "id": id, "hint": hint }),
+    }
 }
 
 fn actor_columns(actor: &Actor) -> (&'static str, Option<String>, Option<String>) {

@@ -38,6 +38,7 @@ pub(crate) async fn insert(
     if !super::projects::lock_live(tx, new.organization_id, new.project_id, false).await? {
         return Err(StoreError::NotFound("project"));
     }
+    super::organizations::active_policy(tx, new.organization_id).await?;
     let query = Query::new(
         "INSERT INTO instances (id, organization_id, project_id, name, name_key, region, status, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -197,11 +197,13 @@ fn credential_data(record: &CredentialRecord) -> Map<String, Value> {
     data
 }
 
-/// Writes a message about `record` for `event`, with `extra` fields in its data, and a pending
-/// delivery for each enabled endpoint of the organization that chose the event; nothing at
-/// all when none did. Inside the transaction of the change.
+/// Writes a message about `record` for `event`, with `extra` fields and who did it (the
+/// audit log's actor, with `acting_for` when an admin key acted for the organization) in its
+/// data, and a pending delivery for each enabled endpoint of the organization that chose the
+/// event; nothing at all when none did. Inside the transaction of the change.
 pub(crate) async fn enqueue(
     tx: &mut impl Write,
+    audit: &crate::AuditContext,
     record: &CredentialRecord,
     event: EventType,
     extra: Vec<(&str, Value)>,
@@ -230,6 +232,10 @@ pub(crate) async fn enqueue(
     for (name, value) in extra {
         data.insert(name.to_owned(), value);
     }
+    data.insert(
+        "actor".into(),
+        super::audit::actor_view(&audit.actor, organization),
+    );
     let payload = json!({
         "type": event.as_str(),
         "timestamp": now.to_string(),
@@ -667,7 +673,7 @@ pub(crate) async fn scan_expiring(
         } else {
             Vec::new()
         };
-        enqueue(tx, &record, event, extra).await?;
+        enqueue(tx, &crate::AuditContext::SYSTEM, &record, event, extra).await?;
         sent += 1;
     }
     Ok(sent)
