@@ -1,6 +1,9 @@
 //! Provisioning through the API, as a platform's backend does with one admin key: on SQLite
 //! (a fresh file) and on a throw-away PostgreSQL, one node each,
 //!
+//! PostgreSQL runs with its defaults (every commit flushed), as SQLite runs with
+//! `synchronous = FULL`: the numbers include durability on both.
+//!
 //! 1. `POST /v1/organizations` throughput: `CONCURRENCY` clients creating organizations with
 //!    distinct external ids for `KEYWARD_PROVISION_SECONDS` (default 10): requests/s, p50,
 //!    p99;
@@ -186,7 +189,8 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("keyward.db").display());
-    let cluster = TempPostgres::start()
+    // Durable, as SQLite is here (`synchronous = FULL`): every commit reaches the disk.
+    let cluster = TempPostgres::start_durable()
         .unwrap_or_else(|error| panic!("{error}"))
         .expect("this benchmark needs PostgreSQL (Debian package postgresql)");
     runtime.block_on(async {

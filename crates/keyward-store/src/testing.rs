@@ -17,6 +17,8 @@ pub struct TempPostgres {
     port: u16,
     as_postgres_user: bool,
     databases: AtomicU32,
+    /// Commits reach the disk (fsync on), as in production; off for tests, which want speed.
+    durable: bool,
 }
 
 /// Whether a missing program must fail the run rather than skip (`.ci/run` sets it).
@@ -52,6 +54,16 @@ impl TempPostgres {
     /// Starts a cluster. `Ok(None)` when PostgreSQL is not installed (the caller skips, unless
     /// [`require_all`]); `Err` when it is installed but would not start.
     pub fn start() -> Result<Option<Self>, String> {
+        Self::start_with(false)
+    }
+
+    /// As [`Self::start`], with every commit flushed to disk (`fsync`, `synchronous_commit`
+    /// and `full_page_writes` at their defaults), for benchmarks that price durability.
+    pub fn start_durable() -> Result<Option<Self>, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Option<Self>, String> {
         let Some(bin) = find_bin_dir() else {
             let message = "PostgreSQL tests skipped: initdb and pg_ctl not found on PATH or in \
                            /usr/lib/postgresql/*/bin (Debian package postgresql)";
@@ -77,6 +89,7 @@ impl TempPostgres {
             port,
             as_postgres_user: running_as_root(),
             databases: AtomicU32::new(0),
+            durable,
         };
         std::fs::create_dir_all(&cluster.data).map_err(|e| e.to_string())?;
         if cluster.as_postgres_user {
@@ -134,9 +147,13 @@ impl TempPostgres {
 
     /// Starts (or restarts) the server and waits until it accepts connections.
     pub fn resume(&self) -> Result<(), String> {
+        let fast = if self.durable {
+            ""
+        } else {
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{fast}",
             self.port,
             self.data.display()
         );

@@ -393,9 +393,28 @@ async fn admin_keys_are_made_rotated_and_revoked_by_admin_keys_only() {
     );
     assert_eq!(log.body["data"][0]["actor"]["id"], first_id);
     assert!(log.body["data"][0].get("organization_id").is_none());
-    // No key is kept or logged anywhere in the database.
+    // Made with an Idempotency-Key: the retry says where it is, and keeps no secret.
+    let retried = |_: ()| {
+        app.client
+            .post(app.url("/v1/admin-keys"))
+            .bearer_auth(&first)
+            .header("idempotency-key", "backend-2")
+            .json(&json!({ "name": "retried", "scopes": ["organizations:read"] }))
+            .send()
+    };
+    let made = crate::helpers::read(retried(()).await.unwrap()).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let fourth = made.body["key"].as_str().unwrap().to_owned();
+    let again = crate::helpers::read(retried(()).await.unwrap()).await;
+    again.problem(409, "secret_already_shown");
+    assert_eq!(
+        again.header("location"),
+        Some(format!("/v1/admin-keys/{}", made.body["id"].as_str().unwrap()).as_str())
+    );
+    // No key is kept anywhere in the database: not the keys, not the audit log, not the
+    // idempotency record.
     let bytes = database_bytes(&app);
-    for key in [&first, &second, &third] {
+    for key in [&first, &second, &third, &fourth] {
         assert!(!contains(&bytes, key.as_bytes()));
     }
 }
