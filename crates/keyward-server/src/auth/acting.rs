@@ -45,7 +45,6 @@ pub(super) async fn for_organization(
         scopes: principal
             .scopes
             .intersection(&catalog.holdable(CredentialKind::ApiKey)),
-        acting: true,
         ..principal
     })
 }

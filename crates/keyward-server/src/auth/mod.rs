@@ -49,8 +49,6 @@ pub struct Principal {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub credential: Arc<CachedCredential>,
-    /// An admin key acting for `organization_id`.
-    pub acting: bool,
 }
 
 impl Principal {
@@ -63,7 +61,6 @@ impl Principal {
             created_at: credential.created_at,
             expires_at: credential.expires_at(),
             credential,
-            acting: false,
         }
     }
 
