@@ -26,7 +26,7 @@ pub use id::{
     CredentialId, EventId, IdError, InstanceId, MessageId, OrganizationId, ProjectId, RequestId,
     UserId, WebhookId,
 };
-pub use metadata::{ExternalId, Meta, Metadata};
+pub use metadata::{ExternalId, Meta, Metadata, OrganizationRef};
 pub use names::{Description, Email, InstanceStatus, InvalidValue, Name, Region};
 pub use network::{Cidr, InvalidNetwork, Networks};
 pub use rate_limit::RateLimit;

@@ -70,6 +70,24 @@ impl fmt::Debug for ExternalId {
     }
 }
 
+/// How the API names an organization: by its id (`org_…`) or by the platform's id for it
+/// (`ext:<external id>`), in paths and in `Keyward-Organization`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrganizationRef {
+    Id(crate::OrganizationId),
+    External(ExternalId),
+}
+
+impl OrganizationRef {
+    /// `None` for text that is neither.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.strip_prefix("ext:") {
+            Some(external) => ExternalId::parse(external).ok().map(Self::External),
+            None => crate::OrganizationId::parse(text).ok().map(Self::Id),
+        }
+    }
+}
+
 /// A JSON object of at most 1 KiB (written compactly) that the platform keeps on a credential
 /// and gets back wherever the credential is checked: a plan, a tier, a region. Kept as its
 /// compact JSON text, which is what is stored and sent.
@@ -126,6 +144,30 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn organizations_are_named_by_id_or_external_id() {
+        let id = crate::OrganizationId::generate();
+        assert_eq!(
+            OrganizationRef::parse(&id.to_string()),
+            Some(OrganizationRef::Id(id))
+        );
+        assert_eq!(
+            OrganizationRef::parse("ext:cus 1"),
+            Some(OrganizationRef::External(
+                ExternalId::parse("cus 1").unwrap()
+            ))
+        );
+        for nonsense in [
+            "",
+            "ext:",
+            "ext: x",
+            "cus_1",
+            "key_01m8dz95x5e4w8stdkzcqeqr73",
+        ] {
+            assert_eq!(OrganizationRef::parse(nonsense), None, "{nonsense:?}");
+        }
+    }
 
     #[test]
     fn external_ids_are_printable_ascii_of_1_to_255() {

@@ -24,7 +24,7 @@ use keyward_store::{IdempotencyClaim, IdempotentAnswer};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::auth::{Accept, ORGANIZATION_HEADER, authenticate};
+use crate::auth::{Accept, authenticate};
 use crate::error::{ApiError, IdempotencyRefusal};
 
 /// The request header.
@@ -87,16 +87,14 @@ async fn guarded(guard: Guard, request: Request, next: Next) -> Result<Response,
         .extensions
         .get::<MatchedPath>()
         .is_some_and(|path| acting_paths.contains(path.as_str()));
-    let acting_for = match parts.headers.get(ORGANIZATION_HEADER) {
-        Some(named)
-            if organizations && principal.kind() == keyward_core::CredentialKind::AdminKey =>
-        {
-            let named = named.to_str().map_err(|_| {
-                ApiError::InvalidRequest("Keyward-Organization must be printable ASCII")
-            })?;
-            Some(crate::auth::resolve_organization(&state, named.trim()).await?)
+    let acting_for = if organizations && principal.kind() == keyward_core::CredentialKind::AdminKey
+    {
+        match crate::auth::organization_named(&parts)? {
+            Some(named) => Some(crate::auth::resolve_organization(&state, named).await?),
+            None => None,
         }
-        _ => None,
+    } else {
+        None
     };
     let caller = match acting_for {
         Some(organization) => format!("{}@{organization}", principal.credential_id),

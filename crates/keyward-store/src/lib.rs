@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, ExternalId, InstanceId, KeyDigest, MessageId, OrganizationId, ProjectId,
-    Role, ScopeNames, Timestamp, UserId, WebhookId,
+    CredentialId, Email, InstanceId, KeyDigest, MessageId, OrganizationId, OrganizationRef,
+    ProjectId, Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 
 pub use clock::Clock;
@@ -286,10 +286,11 @@ pub trait Store: Send + Sync + 'static {
         owner: Option<NewOwner>,
     ) -> Result<OrganizationRecord, StoreError>;
 
-    /// The live organization the platform knows by `external_id`.
-    async fn find_organization_by_external_id(
+    /// The live organization `reference` names; never the installation, which no endpoint
+    /// finds.
+    async fn find_organization(
         &self,
-        external_id: &ExternalId,
+        reference: &OrganizationRef,
     ) -> Result<Option<OrganizationRecord>, StoreError>;
 
     /// A page of live organizations that pass `filter`, newest first.

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, ExternalId, InstanceId, KeyDigest, MessageId, OrganizationId, ProjectId,
-    Role, ScopeNames, Timestamp, UserId, WebhookId,
+    CredentialId, Email, InstanceId, KeyDigest, MessageId, OrganizationId, OrganizationRef,
+    ProjectId, Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 use tokio::sync::broadcast;
 
@@ -201,11 +201,18 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
-    async fn find_organization_by_external_id(
+    async fn find_organization(
         &self,
-        external_id: &ExternalId,
+        reference: &OrganizationRef,
     ) -> Result<Option<OrganizationRecord>, StoreError> {
-        organizations::find_by_external_id(&mut self.backend.reader()?, external_id).await
+        let reader = &mut self.backend.reader()?;
+        let found = match reference {
+            OrganizationRef::Id(id) => organizations::get(reader, *id).await?,
+            OrganizationRef::External(external) => {
+                organizations::find_by_external_id(reader, external).await?
+            }
+        };
+        Ok(found.filter(|organization| !organization.id.is_installation()))
     }
 
     async fn list_organizations(

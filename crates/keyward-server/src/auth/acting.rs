@@ -5,7 +5,7 @@
 //! key as actor.
 
 use axum::http::request::Parts;
-use keyward_core::{CredentialKind, ExternalId, OrganizationId, Scope};
+use keyward_core::{CredentialKind, OrganizationId, OrganizationRef, Scope};
 
 use super::Principal;
 use crate::AppState;
@@ -50,7 +50,7 @@ pub(super) async fn for_organization(
 }
 
 /// The header's value, if sent once.
-fn named(parts: &Parts) -> Result<Option<&str>, ApiError> {
+pub(crate) fn named(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let mut values = parts.headers.get_all(ORGANIZATION_HEADER).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -69,22 +69,11 @@ fn named(parts: &Parts) -> Result<Option<&str>, ApiError> {
 
 /// The live organization `named` (`org_…` or `ext:<external id>`) stands for.
 pub(crate) async fn resolve(state: &AppState, named: &str) -> Result<OrganizationId, ApiError> {
-    let not_found = || ApiError::OrganizationNotFound(named.to_owned());
-    let found = match named.strip_prefix("ext:") {
-        Some(external) => {
-            let external = ExternalId::parse(external).map_err(|_| not_found())?;
-            state
-                .store
-                .find_organization_by_external_id(&external)
-                .await?
-        }
-        None => {
-            let id = OrganizationId::parse(named).map_err(|_| not_found())?;
-            state.store.get_organization(id).await?
-        }
+    let found = match OrganizationRef::parse(named) {
+        Some(reference) => state.store.find_organization(&reference).await?,
+        None => None,
     };
     found
         .map(|organization| organization.id)
-        .filter(|id| !id.is_installation())
-        .ok_or_else(not_found)
+        .ok_or_else(|| ApiError::OrganizationNotFound(named.to_owned()))
 }

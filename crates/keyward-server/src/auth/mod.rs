@@ -25,7 +25,7 @@ use keyward_core::{
 };
 
 pub use acting::ORGANIZATION_HEADER;
-pub(crate) use acting::resolve as resolve_organization;
+pub(crate) use acting::{named as organization_named, resolve as resolve_organization};
 pub use cache::{CachedCredential, VerificationCache};
 pub use failures::{FailureReason, FailureRecorder};
 pub use usage::UsageRecorder;

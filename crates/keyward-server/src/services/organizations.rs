@@ -3,7 +3,7 @@
 //! list and find them, rename, re-identify, suspend, resume and delete them, and add people.
 //! Every change is in the organization's audit log and the installation's.
 
-use keyward_core::{Email, ExternalId, Name, OrganizationId, Role, UserId};
+use keyward_core::{Email, ExternalId, Name, OrganizationId, OrganizationRef, Role, UserId};
 use keyward_store::{
     NewOrganization, NewOwner, OrganizationChanges, OrganizationFilter, OrganizationRecord, Page,
     PolicyChanges, StoreError,
@@ -108,26 +108,13 @@ pub async fn create(
     }
 }
 
-/// The live organization `named` stands for: `org_…`, or `ext:<external id>`.
-pub async fn find(state: &AppState, named: &str) -> Result<OrganizationRecord, ServiceError> {
-    let found = match named.strip_prefix("ext:") {
-        Some(external) => match ExternalId::parse(external) {
-            Ok(external) => {
-                state
-                    .store
-                    .find_organization_by_external_id(&external)
-                    .await?
-            }
-            Err(_) => None,
-        },
-        None => match OrganizationId::parse(named) {
-            Ok(id) => state.store.get_organization(id).await?,
-            Err(_) => None,
-        },
+/// The live organization a path names (`org_…` or `ext:<external id>`); 404 otherwise.
+pub async fn find(state: &AppState, name: &str) -> Result<OrganizationRecord, ServiceError> {
+    let found = match OrganizationRef::parse(name) {
+        Some(reference) => state.store.find_organization(&reference).await?,
+        None => None,
     };
-    found
-        .filter(|organization| !organization.id.is_installation())
-        .ok_or(ServiceError::NotFound("organization"))
+    found.ok_or(ServiceError::NotFound("organization"))
 }
 
 pub async fn list(

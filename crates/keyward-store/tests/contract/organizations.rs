@@ -1,4 +1,4 @@
-use keyward_core::{Email, ExternalId, OrganizationId, Timestamp, UserId};
+use keyward_core::{Email, ExternalId, OrganizationId, OrganizationRef, Timestamp, UserId};
 use keyward_store::{
     AuditContext, AuditFilter, Creator, NewOrganization, NewOwner, OrganizationChanges,
     OrganizationFilter, Page, Store, StoreError,
@@ -101,7 +101,7 @@ pub async fn platform_organizations_are_found_by_external_id(store: &dyn Store) 
         "{taken:?}"
     );
     let found = store
-        .find_organization_by_external_id(&external("cus_1"))
+        .find_organization(&OrganizationRef::External(external("cus_1")))
         .await
         .unwrap()
         .unwrap();
