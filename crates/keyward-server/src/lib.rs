@@ -15,6 +15,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod branding;
 pub mod client_address;
 pub mod error;
 mod extract;
@@ -92,6 +93,8 @@ pub struct Config {
     /// GitHub's secret-scanning public keys (`--github-keys-file`); without them, reports
     /// to `/v1/secret-scanning/github` are refused.
     pub github_keys: Option<Arc<secret_scanning::GithubKeys>>,
+    /// The dashboard's name, accent colour and logo (`[branding]`).
+    pub branding: Arc<branding::Branding>,
 }
 
 impl Default for Config {
@@ -119,6 +122,7 @@ impl Default for Config {
             webhook_poll_interval: Duration::from_secs(1),
             expiry_scan_interval: Duration::from_secs(60),
             github_keys: None,
+            branding: Arc::default(),
         }
     }
 }

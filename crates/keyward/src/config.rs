@@ -215,9 +215,11 @@ pub fn load(file: &Path) -> Result<Settings, ConfigError> {
     let mut entries: Vec<(String, &toml::Value, usize)> = Vec::new();
     for (key, value) in &table {
         match (key.as_str(), value) {
-            ("webhooks", toml::Value::Table(section)) => {
+            // `[branding] product_name = "…"` is the option `branding_product_name`, and so
+            // for every section whose options carry its name.
+            ("webhooks" | "branding", toml::Value::Table(section)) => {
                 for (name, value) in section {
-                    entries.push((format!("webhooks_{name}"), value, line_of_key(key)));
+                    entries.push((format!("{key}_{name}"), value, line_of_key(key)));
                 }
             }
             // `[secret_scanning] github_keys_file = "…"` is the option `github_keys_file`.

@@ -214,6 +214,24 @@ pub struct ServeArgs {
     )]
     shutdown_timeout_seconds: u64,
 
+    /// The product's name on every dashboard page and email, instead of "Keyward". In the
+    /// configuration file: `[branding] product_name = "Acme Cloud"`.
+    #[arg(long, env = "KEYWARD_BRANDING_PRODUCT_NAME", value_name = "NAME")]
+    branding_product_name: Option<String>,
+
+    /// The dashboard's accent colour (links, buttons), written #rrggbb; text on it is white
+    /// or black, whichever contrasts more. In the configuration file:
+    /// `[branding] accent_color = "#0a7d5a"`.
+    #[arg(long, env = "KEYWARD_BRANDING_ACCENT_COLOR", value_name = "COLOR",
+        value_parser = parse_accent)]
+    branding_accent_color: Option<String>,
+
+    /// A logo shown in every page's header (PNG, JPEG, WebP, GIF or SVG, at most 256 KiB),
+    /// read at start and served from /assets/logo. In the configuration file:
+    /// `[branding] logo_file = "/etc/keyward/logo.svg"`.
+    #[arg(long, env = "KEYWARD_BRANDING_LOGO_FILE", value_name = "FILE")]
+    branding_logo_file: Option<std::path::PathBuf>,
+
     /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
     #[arg(
         long,
@@ -277,6 +295,11 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
             Duration::from_secs(3600),
         ));
     }
+    let branding = keyward_server::branding::Branding::new(
+        args.branding_product_name.as_deref(),
+        args.branding_accent_color.as_deref(),
+        args.branding_logo_file.as_deref(),
+    )?;
     let store = keyward_store::open(args.database.database_url.expose()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -312,6 +335,7 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         webhook_signing_key: Some(Arc::new(webhook_key)),
         webhooks_allow_private_networks: args.webhooks_allow_private_networks,
         github_keys,
+        branding: Arc::new(branding),
         ..Config::default()
     };
     // Listen for SIGTERM before saying we listen: a supervisor may stop us at once.
@@ -426,6 +450,10 @@ fn webhook_key(file: &std::path::Path) -> Result<SigningKey, String> {
 
 fn parse_range(text: &str) -> Result<keyward_core::Cidr, String> {
     keyward_core::Cidr::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_accent(text: &str) -> Result<String, String> {
+    keyward_server::branding::Accent::parse(text).map(|_| text.to_owned())
 }
 
 fn password_limits(workers: Option<u16>) -> PasswordLimits {

@@ -286,6 +286,26 @@ fn a_configuration_file_sets_serve_and_flags_and_the_environment_override_it() {
         "{}",
         text(&missing.stderr)
     );
+
+    // A logo that is not an image stops the server before it listens.
+    std::fs::write(dir.path().join("logo.png"), "<html>").unwrap();
+    let refused = keyward()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--branding-logo-file",
+            "logo.png",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("logo logo.png: not a PNG, JPEG, WebP, GIF or SVG image"),
+        "{}",
+        text(&refused.stderr)
+    );
 }
 
 #[tokio::test]
@@ -447,6 +467,15 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
         stdout,
         "good.toml: valid (3 settings, 0 platform scopes, 0 route rules)\n"
     );
+    let (code, stdout, stderr) = check(
+        "branded.toml",
+        "[branding]\nproduct_name = \"Acme Cloud\"\naccent_color = \"#0a7d5a\"\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "branded.toml: valid (2 settings, 0 platform scopes, 0 route rules)\n"
+    );
     // The routes come before the scopes they name: the scopes are read first all the same.
     let routes = "listen = \"127.0.0.1:9000\"\n\n[[routes]]\nmethods = [\"GET\"]\n\
                   path = \"/v1/databases/{project_id}/*\"\nscopes = [\"databases:read\"]\n\
@@ -474,6 +503,11 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
             "brand.toml",
             "key_brand = \"Bad_Brand\"\n",
             "error: brand.toml:1: `key_brand`: invalid value 'Bad_Brand'",
+        ),
+        (
+            "colour.toml",
+            "listen = \"127.0.0.1:9000\"\n[branding]\nproduct_name = \"Acme\"\naccent_color = \"blue\"\n",
+            "error: colour.toml:2: `branding_accent_color`: invalid value 'blue'",
         ),
         (
             "syntax.toml",

@@ -298,7 +298,8 @@ struct SchemaRow {
 
 #[derive(Template)]
 #[template(path = "reference.html")]
-struct ReferencePage {
+struct ReferencePage<'a> {
+    product_name: &'a str,
     sections: Vec<Section>,
     schemas: Vec<SchemaRow>,
 }
@@ -325,8 +326,10 @@ pub(super) async fn reference_page(State(state): State<AppState>) -> Result<Resp
     let html = match state.reference.get() {
         Some(html) => html.clone(),
         None => {
-            let html =
-                axum::body::Bytes::from(reference_html(&served_document(&state.config.scopes))?);
+            let html = axum::body::Bytes::from(reference_html(
+                &served_document(&state.config.scopes),
+                &state.config.branding.product_name,
+            )?);
             state.reference.get_or_init(|| html).clone()
         }
     };
@@ -334,7 +337,7 @@ pub(super) async fn reference_page(State(state): State<AppState>) -> Result<Resp
 }
 
 /// The reference page of `document`.
-fn reference_html(document: &Value) -> Result<String, ApiError> {
+fn reference_html(document: &Value, product_name: &str) -> Result<String, ApiError> {
     let mut sections: Vec<Section> = Vec::new();
     for (path, item) in document["paths"].as_object().into_iter().flatten() {
         for (method, operation) in item.as_object().into_iter().flatten() {
@@ -418,6 +421,10 @@ fn reference_html(document: &Value) -> Result<String, ApiError> {
             json: serde_json::to_string_pretty(schema).unwrap_or_default(),
         })
         .collect();
-    let page = ReferencePage { sections, schemas };
+    let page = ReferencePage {
+        product_name,
+        sections,
+        schemas,
+    };
     page.render().map_err(ApiError::internal)
 }

@@ -55,6 +55,7 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Redirect
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
+    branding: std::sync::Arc<crate::branding::Branding>,
     csrf_token: String,
     email: String,
     errors: FormErrors,
@@ -63,6 +64,7 @@ struct LoginPage {
 #[derive(Template)]
 #[template(path = "signup.html")]
 struct SignupPage {
+    branding: std::sync::Arc<crate::branding::Branding>,
     csrf_token: String,
     email: String,
     organization: String,
@@ -87,6 +89,7 @@ pub async fn login_page(
     }
     let csrf = AnonymousCsrf::from_headers(&state, &headers)?;
     let page = LoginPage {
+        branding: state.config.branding.clone(),
         csrf_token: csrf.token.clone(),
         email: String::new(),
         errors: FormErrors::default(),
@@ -103,6 +106,7 @@ pub async fn signup_page(
     }
     let csrf = AnonymousCsrf::from_headers(&state, &headers)?;
     let page = SignupPage {
+        branding: state.config.branding.clone(),
         csrf_token: csrf.token.clone(),
         email: String::new(),
         organization: String::new(),
@@ -190,6 +194,7 @@ pub async fn signup(
     let page_again = |errors: FormErrors| -> Result<Response, WebError> {
         let csrf = AnonymousCsrf::from_headers(&state, &headers)?;
         let page = SignupPage {
+            branding: state.config.branding.clone(),
             csrf_token: csrf.token.clone(),
             email: form.text("email").to_owned(),
             organization: form.text("organization").to_owned(),
@@ -263,6 +268,7 @@ pub async fn login(
         let mut errors = FormErrors::default();
         errors.push(field, message);
         let page = LoginPage {
+            branding: state.config.branding.clone(),
             csrf_token: csrf.token.clone(),
             email: form.text("email").to_owned(),
             errors,

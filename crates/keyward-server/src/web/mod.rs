@@ -98,6 +98,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         ))
         .route("/assets/app.css", get(stylesheet))
         .route("/assets/app.js", get(script))
+        .route("/assets/brand.css", get(brand_stylesheet))
+        .route("/assets/logo", get(logo))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            response::brand_error_pages,
+        ))
 }
 
 /// A suspended organization is read-only in the dashboard: its people may look, revoke,
@@ -177,6 +183,49 @@ async fn stylesheet() -> impl IntoResponse {
         ],
         include_str!("../../assets/app.css"),
     )
+}
+
+/// The installation's accent colour (`[branding] accent_color`) over the stylesheet's own.
+async fn brand_stylesheet(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        state.config.branding.stylesheet(),
+    )
+        .into_response()
+}
+
+/// The installation's logo (`[branding] logo_file`). An SVG opened on its own runs nothing:
+/// it is sandboxed and may load nothing.
+async fn logo(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let Some(logo) = &state.config.branding.logo else {
+        return response::WebError::page(axum::http::StatusCode::NOT_FOUND, "No logo is set.")
+            .into_response();
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(logo.content_type),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        logo.bytes.clone(),
+    )
+        .into_response()
 }
 
 async fn script() -> impl IntoResponse {

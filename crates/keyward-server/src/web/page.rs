@@ -30,6 +30,8 @@ pub struct Layout {
     pub exposed: u64,
     /// The platform suspended the organization: everything is read-only until it resumes it.
     pub suspended: bool,
+    /// The installation's name, colour and logo.
+    pub branding: std::sync::Arc<crate::branding::Branding>,
 }
 
 impl Layout {
@@ -63,6 +65,7 @@ impl Layout {
             .await?
             .is_some_and(|organization| organization.suspended_at.is_some());
         Ok(Self {
+            branding: state.config.branding.clone(),
             suspended,
             email: person.email.to_string(),
             role: person.membership.role,

@@ -5,6 +5,7 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
+use crate::branding::Branding;
 use crate::services::{Conflict, ServiceError};
 
 /// Renders a template as an HTML response.
@@ -17,9 +18,60 @@ pub fn render(status: StatusCode, template: &impl Template) -> Response {
 
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage {
+struct ErrorPage<'a> {
+    title: &'static str,
+    message: &'a str,
+    branding: &'a Branding,
+}
+
+/// What an error page says, kept on its response so that [`brand_error_pages`] can render it
+/// again in the installation's branding (a [`WebError`] is answered without the state).
+#[derive(Clone)]
+struct ErrorContent {
     title: &'static str,
     message: String,
+}
+
+fn error_page(status: StatusCode, content: ErrorContent, branding: &Branding) -> Response {
+    let page = ErrorPage {
+        title: content.title,
+        message: &content.message,
+        branding,
+    };
+    let mut response = render(status, &page);
+    response.extensions_mut().insert(content);
+    response
+}
+
+/// Renders error pages in the installation's branding.
+pub async fn brand_error_pages(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let branding = &state.config.branding;
+    let Some(content) = response.extensions().get::<ErrorContent>().cloned() else {
+        return response;
+    };
+    if **branding == Branding::default() {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let fresh = error_page(parts.status, content, branding);
+    let (fresh_parts, body) = fresh.into_parts();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        fresh_parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(axum::http::HeaderValue::from_static(
+                "text/html; charset=utf-8",
+            )),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, body)
 }
 
 /// Why a dashboard request did not get its page.
@@ -140,7 +192,11 @@ impl IntoResponse for WebError {
             Self::Redirect(to) => Redirect::to(&to).into_response(),
             Self::Page { status, message } => {
                 let title = status.canonical_reason().unwrap_or("Error");
-                render(status, &ErrorPage { title, message })
+                error_page(
+                    status,
+                    ErrorContent { title, message },
+                    &Branding::default(),
+                )
             }
             Self::TryLater {
                 status,
@@ -148,7 +204,8 @@ impl IntoResponse for WebError {
                 message,
             } => {
                 let title = status.canonical_reason().unwrap_or("Error");
-                let mut response = render(status, &ErrorPage { title, message });
+                let content = ErrorContent { title, message };
+                let mut response = error_page(status, content, &Branding::default());
                 response.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
                     axum::http::HeaderValue::from(retry_after_seconds),

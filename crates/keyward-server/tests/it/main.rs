@@ -4,6 +4,7 @@
 mod api_keys;
 mod audit;
 mod bad_input;
+mod branding;
 mod browser;
 mod connections;
 mod dashboard;
