@@ -93,6 +93,7 @@ builtin! {
     ORGANIZATIONS_ACT = 17, "organizations:act", Installation, Owner, "Act for one organization with the Keyward-Organization header, within the key's organization scopes (admin keys only).";
     ADMIN_KEYS_READ = 18, "admin_keys:read", Installation, Owner, "List and read admin keys (admin keys only).";
     ADMIN_KEYS_WRITE = 19, "admin_keys:write", Installation, Owner, "Create, rotate and revoke admin keys (admin keys only).";
+    PORTAL_WRITE = 20, "portal:write", Organization, Owner, "Open the dashboard for a person of the organization through a one-time portal link.";
 }
 
 impl Scope {
@@ -642,6 +643,7 @@ mod tests {
                 "organizations:act",
                 "admin_keys:read",
                 "admin_keys:write",
+                "portal:write",
             ]
         );
         let project_level = catalog.holdable(CredentialKind::ProjectToken);
@@ -985,7 +987,7 @@ mod tests {
         assert!(member.is_subset_of(&admin) && admin.is_subset_of(&owner));
         assert_eq!(
             catalog.names(&owner.difference(&admin)).collect::<Vec<_>>(),
-            ["members:write", "organization:write"]
+            ["members:write", "organization:write", "portal:write"]
         );
         assert_eq!(
             catalog.names(&member).collect::<Vec<_>>(),

@@ -24,6 +24,7 @@ pub mod idempotency;
 pub mod metrics;
 mod pagination;
 pub mod passwords;
+pub mod portal;
 pub mod rate_limit;
 pub mod secret_scanning;
 mod server;
@@ -95,6 +96,8 @@ pub struct Config {
     pub github_keys: Option<Arc<secret_scanning::GithubKeys>>,
     /// The dashboard's name, accent colour and logo (`[branding]`).
     pub branding: Arc<branding::Branding>,
+    /// Portal sessions: return origins, framing, session length (`[portal]`).
+    pub portal: Arc<portal::PortalSettings>,
 }
 
 impl Default for Config {
@@ -123,6 +126,7 @@ impl Default for Config {
             expiry_scan_interval: Duration::from_secs(60),
             github_keys: None,
             branding: Arc::default(),
+            portal: Arc::default(),
         }
     }
 }
@@ -244,9 +248,17 @@ async fn every_request(
     request.extensions_mut().insert(request_id);
     let client_ip = client_address::resolve(&mut request, &state.config.trusted_proxies);
     let api = request.uri().path().starts_with("/v1/");
-    // Paths never hold secrets (keys travel in headers and bodies only), so they may be logged.
-    let logged = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (request.method().clone(), request.uri().path().to_owned()));
+    // Paths hold no secret (keys travel in headers and bodies only) but a portal link's
+    // one-time code, which is left out; the rest may be logged.
+    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+        let path = request.uri().path();
+        let path = if path.starts_with("/portal/") {
+            "/portal/…".to_owned()
+        } else {
+            path.to_owned()
+        };
+        (request.method().clone(), path)
+    });
     let mut response = auth::with_rate_limit_headers(next.run(request)).await;
     if api {
         response.headers_mut().insert(

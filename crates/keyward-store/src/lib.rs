@@ -86,6 +86,12 @@ pub trait Store: Send + Sync + 'static {
         changes: PolicyChanges,
     ) -> Result<Option<OrganizationRecord>, StoreError>;
 
+    /// The person the platform's id names, if any.
+    async fn find_user_by_external_id(
+        &self,
+        external_id: &keyward_core::ExternalId,
+    ) -> Result<Option<UserRecord>, StoreError>;
+
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
 
     /// The organizations a person belongs to, by name.
@@ -320,6 +326,23 @@ pub trait Store: Send + Sync + 'static {
         id: OrganizationId,
         at: Timestamp,
     ) -> Result<Option<OrganizationChange>, StoreError>;
+
+    /// Stores a portal link for an active organization: in one transaction, finds or makes
+    /// the person the platform names, gives them `link.role` in the organization (never
+    /// leaving it without an owner) and records the link. Returns the person.
+    async fn create_portal_link(
+        &self,
+        audit: &AuditContext,
+        link: NewPortalLink,
+    ) -> Result<UserId, StoreError>;
+
+    /// Redeems a portal link, once: what it opens, if it was unused, unexpired, and its
+    /// person still belongs to its live organization.
+    async fn redeem_portal_link(
+        &self,
+        code_digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Result<Option<PortalRedemption>, StoreError>;
 
     /// Adds `person` (created first if new) to an active organization with `role`.
     async fn add_organization_member(

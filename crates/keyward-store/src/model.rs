@@ -326,6 +326,52 @@ pub struct NewSession {
     pub csrf_token: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// Set for a session a portal link opened: what it is confined to.
+    pub portal: Option<PortalConfinement>,
+}
+
+/// What a portal session may show: some pages of one organization, with a way back to the
+/// platform's console.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortalConfinement {
+    /// The page names, space-separated (`api_keys tokens`).
+    pub pages: String,
+    pub return_url: String,
+}
+
+/// A portal link to store: the code's digest and what it opens.
+#[derive(Clone, Debug)]
+pub struct NewPortalLink {
+    pub code_digest: KeyDigest,
+    pub organization: OrganizationId,
+    pub person: PortalPerson,
+    /// The person's role in the organization from now on.
+    pub role: Role,
+    pub confinement: PortalConfinement,
+    pub session_seconds: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// Who a portal link is for, as the platform names them.
+#[derive(Clone, Debug)]
+pub struct PortalPerson {
+    pub external_id: ExternalId,
+    pub email: Email,
+    pub name: Option<Name>,
+    /// Whether an account that has the email but no external id becomes this person (only
+    /// the installation's own admin keys may vouch for that).
+    pub link_by_email: bool,
+}
+
+/// A portal link, just redeemed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortalRedemption {
+    pub organization: OrganizationId,
+    pub user_id: UserId,
+    pub email: Email,
+    pub confinement: PortalConfinement,
+    pub session_seconds: i64,
 }
 
 /// A live session with the person's current membership, as one look-up returns it.
@@ -337,6 +383,8 @@ pub struct SessionRecord {
     pub membership: Option<MembershipRecord>,
     pub csrf_token: String,
     pub expires_at: Timestamp,
+    /// Set for a session a portal link opened.
+    pub portal: Option<PortalConfinement>,
 }
 
 /// Failed logins for one email from one address since the last success.

@@ -16,18 +16,18 @@ use serde_json::{Map, Value};
 use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
 use crate::sql::{
-    Read, Write, credentials, idempotency, instances, organizations, projects, sessions,
+    Read, Write, credentials, idempotency, instances, organizations, portal, projects, sessions,
 };
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
     ClaimedDelivery, CredentialChanges, CredentialFilter, CredentialRecord, DatabaseState,
     DeliveryRecord, IdempotencyClaim, IdempotentAnswer, InFlightLimits, InstanceRecord,
     Invalidation, LoginAttempt, LoginFailures, MemberRecord, MembershipChange, MembershipRecord,
-    NewCredential, NewInstance, NewOrganization, NewOwner, NewProject, NewSession, NewWebhook,
-    NextStep, OrganizationChange, OrganizationChanges, OrganizationFilter, OrganizationPolicy,
-    OrganizationRecord, Page, Paged, PolicyChanges, ProjectChanges, ProjectDeletion, ProjectRecord,
-    SessionRecord, Store, StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges,
-    WebhookRecord,
+    NewCredential, NewInstance, NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession,
+    NewWebhook, NextStep, OrganizationChange, OrganizationChanges, OrganizationFilter,
+    OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
+    ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats,
+    UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -319,6 +319,55 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
+    async fn create_portal_link(
+        &self,
+        audit: &AuditContext,
+        link: NewPortalLink,
+    ) -> Result<UserId, StoreError> {
+        in_transaction!(self, |tx| {
+            organizations::active_policy(tx, link.organization).await?;
+            let at = link.created_at;
+            let user = portal::person(tx, &link.person, at).await?;
+            let before = portal::set_role(tx, link.organization, user, link.role, at).await?;
+            if before != Some(link.role) {
+                let role = Value::String(link.role.as_str().into());
+                let (verb, changes) = match before {
+                    None => ("added", audit::created(vec![("role", role)])),
+                    Some(before) => (
+                        "role_changed",
+                        audit::changed(vec![("role", Value::String(before.as_str().into()), role)]),
+                    ),
+                };
+                let event = member_event(link.organization, user, verb, changes);
+                audit::record(tx, audit, event).await?;
+            }
+            portal::insert(tx, &link, user).await?;
+            let event = Event {
+                organization: Some(link.organization),
+                action: "portal_link.created".into(),
+                target_type: "user",
+                target_id: user.to_string(),
+                changes: audit::created(vec![
+                    ("pages", Value::String(link.confinement.pages.clone())),
+                    (
+                        "return_url",
+                        Value::String(link.confinement.return_url.clone()),
+                    ),
+                ]),
+            };
+            audit::record(tx, audit, event).await?;
+            user
+        })
+    }
+
+    async fn redeem_portal_link(
+        &self,
+        code_digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Result<Option<PortalRedemption>, StoreError> {
+        in_transaction!(self, |tx| portal::redeem(tx, code_digest, now).await?)
+    }
+
     async fn add_organization_member(
         &self,
         audit: &AuditContext,
@@ -366,6 +415,13 @@ impl<B: Backend> Store for SqlStore<B> {
                 .zip(policy)
                 .map(|(before, policy)| OrganizationRecord { policy, ..before })
         })
+    }
+
+    async fn find_user_by_external_id(
+        &self,
+        external_id: &keyward_core::ExternalId,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        organizations::find_user_by_external_id(&mut self.backend.reader()?, external_id).await
     }
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {

@@ -232,6 +232,41 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_BRANDING_LOGO_FILE", value_name = "FILE")]
     branding_logo_file: Option<std::path::PathBuf>,
 
+    /// Origins a portal link's `return_url` may have (comma-separated, such as
+    /// https://console.example.com; http only on loopback). Without any, portal links are
+    /// refused. In the configuration file: `[portal] return_origins = ["https://…"]`.
+    #[arg(
+        long,
+        env = "KEYWARD_PORTAL_RETURN_ORIGINS",
+        value_delimiter = ',',
+        value_parser = parse_origin,
+        value_name = "ORIGINS"
+    )]
+    portal_return_origins: Vec<String>,
+
+    /// Origins that may show portal sessions in a frame (CSP frame-ancestors; every other
+    /// page may never be framed). Portal cookies are then SameSite=None; Secure; Partitioned.
+    /// In the configuration file: `[portal] frame_ancestors = ["https://…"]`.
+    #[arg(
+        long,
+        env = "KEYWARD_PORTAL_FRAME_ANCESTORS",
+        value_delimiter = ',',
+        value_parser = parse_origin,
+        value_name = "ORIGINS"
+    )]
+    portal_frame_ancestors: Vec<String>,
+
+    /// The longest a portal session lasts, and how long it lasts unless its link says less.
+    /// In the configuration file: `[portal] session_minutes = 60`.
+    #[arg(
+        long,
+        env = "KEYWARD_PORTAL_SESSION_MINUTES",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=1440),
+        value_name = "MINUTES"
+    )]
+    portal_session_minutes: u64,
+
     /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
     #[arg(
         long,
@@ -336,6 +371,11 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         webhooks_allow_private_networks: args.webhooks_allow_private_networks,
         github_keys,
         branding: Arc::new(branding),
+        portal: Arc::new(keyward_server::portal::PortalSettings {
+            return_origins: args.portal_return_origins,
+            frame_ancestors: args.portal_frame_ancestors,
+            session_length: Duration::from_secs(args.portal_session_minutes * 60),
+        }),
         ..Config::default()
     };
     // Listen for SIGTERM before saying we listen: a supervisor may stop us at once.
@@ -450,6 +490,10 @@ fn webhook_key(file: &std::path::Path) -> Result<SigningKey, String> {
 
 fn parse_range(text: &str) -> Result<keyward_core::Cidr, String> {
     keyward_core::Cidr::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_origin(text: &str) -> Result<String, String> {
+    keyward_server::portal::parse_origin(text)
 }
 
 fn parse_accent(text: &str) -> Result<String, String> {

@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod organization;
 mod organizations;
+mod portal;
 mod projects;
 mod scopes;
 mod secret_scanning;
@@ -88,6 +89,7 @@ fn routes() -> ApiRoutes {
         .merge(members::router())
         .merge(organization::router())
         .merge(organizations::router())
+        .merge(portal::router())
         .merge(scopes::router())
         .merge(webhooks::router())
         .merge(credentials_revoke::router())

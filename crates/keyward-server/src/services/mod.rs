@@ -28,6 +28,7 @@ pub mod leaks;
 pub mod members;
 pub mod organization;
 pub mod organizations;
+pub mod portal;
 pub mod projects;
 pub mod schema;
 pub mod webhooks;
@@ -89,6 +90,8 @@ pub enum Conflict {
     TooManyWebhooks,
     /// The webhook endpoint is disabled: it is sent nothing.
     WebhookDisabled,
+    /// Another account has the email a portal link names (under another external id).
+    EmailInUse,
 }
 
 impl Conflict {
@@ -130,6 +133,10 @@ impl std::fmt::Display for Conflict {
             Self::WebhookDisabled => {
                 f.write_str("the endpoint is disabled; enable it first, then redeliver")
             }
+            Self::EmailInUse => f.write_str(
+                "another account has this email under another external id (or none); use that \
+                 person's external id, or another email",
+            ),
             Self::TooManyWebhooks => write!(
                 f,
                 "an organization has at most {} webhook endpoints; delete one first",

@@ -40,8 +40,14 @@ pub fn check_policy(policy: &PolicyChanges) -> Result<(), ServiceError> {
     }
 }
 
-/// The account with the person's email, or a new one the platform provisions.
+/// The person the platform's id names, else the account with the person's email, else a new
+/// one the platform provisions.
 async fn person(state: &AppState, input: PersonInput) -> Result<NewOwner, ServiceError> {
+    if let Some(external_id) = &input.external_id
+        && let Some(user) = state.store.find_user_by_external_id(external_id).await?
+    {
+        return Ok(NewOwner::Existing(user.id));
+    }
     Ok(match state.store.find_user_by_email(&input.email).await? {
         Some(user) => NewOwner::Existing(user.id),
         None => NewOwner::Provision {

@@ -51,6 +51,8 @@ pub enum ScopeName {
     AdminKeysRead,
     #[serde(rename = "admin_keys:write")]
     AdminKeysWrite,
+    #[serde(rename = "portal:write")]
+    PortalWrite,
 }
 
 /// A scope a project token may hold.

@@ -11,6 +11,7 @@ mod form;
 mod members;
 mod organization;
 mod page;
+mod portal;
 mod projects;
 mod response;
 mod session;
@@ -29,6 +30,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/", get(accounts::home))
         .route("/signup", get(accounts::signup_page).post(accounts::signup))
         .route("/login", get(accounts::login_page).post(accounts::login))
+        .route("/portal/{code}", get(portal::redeem))
         .route("/logout", post(accounts::logout))
         .route(
             "/settings/organization",
@@ -89,7 +91,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/settings/members/{user_id}/remove",
             get(members::confirm_remove).post(members::remove),
         )
-        .layer(axum::middleware::map_response(page_headers));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            page_headers,
+        ));
     Router::new()
         .merge(pages)
         .layer(axum::middleware::from_fn_with_state(
@@ -153,17 +158,34 @@ async fn suspended_is_read_only(
 }
 
 /// Pages are per person and may show a secret once: never cached, never framed, no script
-/// or style from anywhere but here.
-async fn page_headers(mut response: Response) -> Response {
+/// or style from anywhere but here. Portal pages (a portal link, or a request with a portal
+/// session's cookie) alone may be framed, and only by `[portal] frame_ancestors`.
+async fn page_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let portal = request.uri().path().starts_with("/portal/")
+        || session::cookie(request.headers(), session::PORTAL_COOKIE).is_some();
+    let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
+    let ancestors = &state.config.portal.frame_ancestors;
+    let framed = portal && !ancestors.is_empty();
+    let policy = format!(
+        "default-src 'self'; frame-ancestors {}; form-action 'self'; base-uri 'none'",
+        if framed {
+            state.config.portal.frame_ancestors_policy()
+        } else {
+            "'none'".to_owned()
+        }
     );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if let Ok(policy) = HeaderValue::try_from(policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    if !framed {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),

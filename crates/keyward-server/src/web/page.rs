@@ -32,6 +32,8 @@ pub struct Layout {
     pub suspended: bool,
     /// The installation's name, colour and logo.
     pub branding: std::sync::Arc<crate::branding::Branding>,
+    /// In a portal session: its pages and the way back to the platform's console.
+    pub portal: Option<super::session::PortalView>,
 }
 
 impl Layout {
@@ -66,6 +68,7 @@ impl Layout {
             .is_some_and(|organization| organization.suspended_at.is_some());
         Ok(Self {
             branding: state.config.branding.clone(),
+            portal: person.portal.clone(),
             suspended,
             email: person.email.to_string(),
             role: person.membership.role,
@@ -82,6 +85,16 @@ impl Layout {
             "page"
         } else {
             "false"
+        }
+    }
+
+    /// Whether the navigation shows the page `name` (`api_keys`, `projects`, `policy` …): in
+    /// a portal session, only its own pages.
+    pub fn shows(&self, name: &str) -> bool {
+        match &self.portal {
+            None => true,
+            Some(portal) => crate::portal::PortalPage::parse(name)
+                .is_some_and(|page| portal.pages.contains(page)),
         }
     }
 

@@ -19,6 +19,10 @@ use super::response::WebError;
 use crate::AppState;
 
 pub const SESSION_COOKIE: &str = "keyward_session";
+/// A portal session's cookie: apart from the dashboard's own, so that a portal session shown
+/// in a platform's frame never replaces a person's own session, and a request that carries it
+/// is a portal request (framing allowed, pages confined) or none at all.
+pub const PORTAL_COOKIE: &str = "keyward_portal";
 pub const CSRF_COOKIE: &str = "keyward_csrf";
 /// How long a session lasts after signing in.
 pub const SESSION_SECONDS: i64 = 7 * 24 * 3600;
@@ -89,10 +93,70 @@ pub async fn start_session(
                 csrf_token,
                 created_at: now,
                 expires_at: now.plus_seconds(SESSION_SECONDS),
+                portal: None,
             },
         )
         .await?;
     Ok(set_cookie(state, SESSION_COOKIE, &token, SESSION_SECONDS))
+}
+
+/// The `Set-Cookie` value of a portal session. Where the portal may be framed by another
+/// site, the cookie must reach Keyward inside that site's page: `SameSite=None; Secure`,
+/// partitioned by the top-level site (CHIPS), so it is never sent in any other site's
+/// frames nor at the top level. Forms stay protected by the session's CSRF token.
+pub fn portal_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
+    if state.config.portal.frame_ancestors.is_empty() {
+        return set_cookie(state, PORTAL_COOKIE, value, max_age);
+    }
+    let text = format!(
+        "{PORTAL_COOKIE}={value}; Path=/; HttpOnly; SameSite=None; Secure; Partitioned; \
+         Max-Age={max_age}"
+    );
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Starts a portal session as `redemption` says and returns its `Set-Cookie` value.
+pub async fn start_portal_session(
+    state: &AppState,
+    audit: &keyward_store::AuditContext,
+    redemption: &keyward_store::PortalRedemption,
+) -> Result<HeaderValue, WebError> {
+    let token = random_token().map_err(WebError::internal)?;
+    let csrf_token = random_token().map_err(WebError::internal)?;
+    let now = state.config.clock.now();
+    state
+        .store
+        .create_session(
+            audit,
+            NewSession {
+                token_digest: KeyDigest::of(&token),
+                user_id: redemption.user_id,
+                organization_id: Some(redemption.organization),
+                csrf_token,
+                created_at: now,
+                expires_at: now.plus_seconds(redemption.session_seconds),
+                portal: Some(redemption.confinement.clone()),
+            },
+        )
+        .await?;
+    Ok(portal_cookie(state, &token, redemption.session_seconds))
+}
+
+/// What a portal session is confined to, as a page needs it.
+#[derive(Clone, Debug)]
+pub struct PortalView {
+    pub pages: crate::portal::PortalPages,
+    pub return_url: String,
+}
+
+impl PortalView {
+    /// "Back to console.example.com": the return URL's host.
+    pub fn return_label(&self) -> String {
+        url::Url::parse(&self.return_url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "the console".to_owned())
+    }
 }
 
 /// A signed-in person working in one of their organizations.
@@ -104,6 +168,8 @@ pub struct Person {
     pub session: KeyDigest,
     /// Where the request comes from, for the audit log.
     pub origin: crate::audit::Origin,
+    /// Set in a portal session: its pages and the way back to the platform.
+    pub portal: Option<PortalView>,
 }
 
 impl Person {
@@ -163,6 +229,9 @@ impl FromRequestParts<AppState> for Person {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        if let Some(token) = cookie(&parts.headers, PORTAL_COOKIE).map(str::to_owned) {
+            return portal_person(parts, state, &token).await;
+        }
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(WebError::Redirect("/login".into()));
         };
@@ -171,6 +240,7 @@ impl FromRequestParts<AppState> for Person {
             .store
             .find_session(&digest, state.config.clock.now())
             .await?
+            .filter(|session| session.portal.is_none())
             .ok_or_else(|| WebError::Redirect("/login".into()))?;
         let membership = match session.membership {
             Some(membership) => membership,
@@ -203,8 +273,51 @@ impl FromRequestParts<AppState> for Person {
             csrf_token: session.csrf_token,
             session: digest,
             origin,
+            portal: None,
         })
     }
+}
+
+/// The person of a portal session, on one of its pages; never anywhere else, and never
+/// another session instead.
+async fn portal_person(
+    parts: &mut Parts,
+    state: &AppState,
+    token: &str,
+) -> Result<Person, WebError> {
+    let ended = || {
+        WebError::forbidden(
+            "This session has ended. Go back to where you came from and open this page again.",
+        )
+    };
+    let digest = KeyDigest::of(token);
+    let session = state
+        .store
+        .find_session(&digest, state.config.clock.now())
+        .await?
+        .ok_or_else(ended)?;
+    let (Some(confinement), Some(membership)) = (session.portal, session.membership) else {
+        return Err(ended());
+    };
+    let portal = PortalView {
+        pages: crate::portal::PortalPages::from_storage(&confinement.pages),
+        return_url: confinement.return_url,
+    };
+    if !portal.pages.allow(parts.uri.path()) {
+        return Err(WebError::forbidden(
+            "This page is not part of this session. Use the links at the top of the page.",
+        ));
+    }
+    let Ok(origin) = crate::audit::Origin::from_request_parts(parts, state).await;
+    Ok(Person {
+        user_id: session.user_id,
+        email: session.email,
+        membership,
+        csrf_token: session.csrf_token,
+        session: digest,
+        origin,
+        portal: Some(portal),
+    })
 }
 
 /// Whether the request carries a live session (for pages that only redirect).

@@ -28,6 +28,7 @@ mod password_work;
 mod platform;
 mod platform_scopes;
 mod policy;
+mod portal;
 mod postgres;
 mod projects;
 mod rotation;

@@ -237,6 +237,18 @@ fn recipe(method: &Method, path: &str) -> Recipe {
             body: Some(|world| json!({ "email": world.spare_email, "role": "member" })),
             ..Recipe::default()
         },
+        ("POST", "/v1/portal-sessions") => Recipe {
+            other_organization: Some(Success(201)),
+            grants: MEMBER_CAP,
+            body: Some(|_| {
+                json!({
+                    "user": { "external_id": "matrix-portal", "email": "portal@matrix.example" },
+                    "role": "member",
+                    "return_url": "https://console.example.com/",
+                })
+            }),
+            ..Recipe::default()
+        },
         ("PATCH", "/v1/members/{user_id}") => Recipe {
             body: Some(|_| json!({ "role": "member" })),
             ..Recipe::default()
@@ -1163,7 +1175,14 @@ const METHODS: [Method; 5] = [
 
 #[tokio::test]
 async fn every_endpoint_answers_every_caller_as_the_matrix_says() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(keyward_server::Config {
+        portal: std::sync::Arc::new(keyward_server::portal::PortalSettings {
+            return_origins: vec!["https://console.example.com".into()],
+            ..Default::default()
+        }),
+        ..keyward_server::Config::default()
+    })
+    .await;
     let rows = rows();
 
     // The endpoint list comes from the router: every method a path answers must have a row,

@@ -33,7 +33,7 @@ async fn the_catalog_lists_keywards_scopes_then_the_platforms() {
         let catalog = app.get("/v1/scopes", key).await;
         assert_eq!(catalog.status, StatusCode::OK, "{}", catalog.body);
         let data = catalog.body["data"].as_array().unwrap();
-        assert_eq!(data.len(), 23);
+        assert_eq!(data.len(), 24);
         assert_eq!(
             data[0],
             json!({
@@ -50,7 +50,7 @@ async fn the_catalog_lists_keywards_scopes_then_the_platforms() {
         assert_eq!(data[17]["level"], "installation");
         assert_eq!(data[17]["min_role"], Value::Null);
         assert_eq!(
-            data[20],
+            data[21],
             json!({
                 "name": "databases:read",
                 "description": "List and read databases.",
@@ -59,9 +59,9 @@ async fn the_catalog_lists_keywards_scopes_then_the_platforms() {
                 "builtin": false,
             })
         );
-        assert_eq!(data[22]["name"], "billing:read");
-        assert_eq!(data[22]["level"], "organization");
-        assert_eq!(data[22]["min_role"], "admin");
+        assert_eq!(data[23]["name"], "billing:read");
+        assert_eq!(data[23]["level"], "organization");
+        assert_eq!(data[23]["min_role"], "admin");
     }
     let refused = app
         .call(reqwest::Method::GET, "/v1/scopes", None, None)
@@ -75,8 +75,8 @@ async fn the_catalog_lists_keywards_scopes_then_the_platforms() {
         .body;
     let schemas = &document["components"]["schemas"];
     let all = schemas["Scope"]["enum"].as_array().unwrap();
-    assert_eq!(all.len(), 23);
-    assert_eq!(all[20], "databases:read");
+    assert_eq!(all.len(), 24);
+    assert_eq!(all[21], "databases:read");
     let project_level = schemas["ProjectScope"]["enum"].as_array().unwrap();
     assert_eq!(
         project_level,

@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "platform organizations and admin keys",
         sql: include_str!("../../migrations/postgres/0014_admin_keys.sql"),
     },
+    Migration {
+        version: 15,
+        name: "portal links",
+        sql: include_str!("../../migrations/postgres/0015_portal_links.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -261,6 +261,18 @@ pub(crate) async fn find_user_by_email(
     db.optional(query, user).await
 }
 
+pub(crate) async fn find_user_by_external_id(
+    db: &mut impl Read,
+    external_id: &ExternalId,
+) -> Result<Option<UserRecord>, StoreError> {
+    let query = Query::new(
+        "SELECT id, email, password_hash, created_at, external_id FROM users \
+         WHERE external_id = $1",
+    )
+    .bind(external_id.as_str());
+    db.optional(query, user).await
+}
+
 /// A membership joined with its organization (`organization_id`, `organization_name`,
 /// `role`).
 pub(crate) fn membership(row: &dyn Columns) -> Result<MembershipRecord, StoreError> {

@@ -4,19 +4,23 @@ use keyward_core::{Email, KeyDigest, OrganizationId, Timestamp, UserId};
 
 use super::{Columns, Query, Read, Write, locking};
 use crate::decode::timestamp;
-use crate::{LoginAttempt, LoginFailures, NewSession, SessionRecord, StoreError};
+use crate::{
+    LoginAttempt, LoginFailures, NewSession, PortalConfinement, SessionRecord, StoreError,
+};
 
 pub(crate) async fn create(tx: &mut impl Write, session: &NewSession) -> Result<(), StoreError> {
     let query = Query::new(
         "INSERT INTO sessions (token_sha256, user_id, organization_id, csrf_token, created_at, \
-         expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+         expires_at, portal_pages, return_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&session.token_digest)
     .bind(session.user_id.as_uuid())
     .bind(session.organization_id.map(|o| o.as_uuid()))
     .bind(session.csrf_token.as_str())
     .bind(session.created_at.unix_seconds())
-    .bind(session.expires_at.unix_seconds());
+    .bind(session.expires_at.unix_seconds())
+    .bind(session.portal.as_ref().map(|p| p.pages.as_str()))
+    .bind(session.portal.as_ref().map(|p| p.return_url.as_str()));
     tx.execute(query).await?;
     // Expired sessions are of no use to anyone: drop them while we are writing anyway.
     let expired = Query::new("DELETE FROM sessions WHERE expires_at <= $1")
@@ -38,6 +42,10 @@ fn session(row: &dyn Columns) -> Result<SessionRecord, StoreError> {
         membership,
         csrf_token: row.text("csrf_token")?,
         expires_at: timestamp(row.int("expires_at")?),
+        portal: match (row.opt_text("portal_pages")?, row.opt_text("return_url")?) {
+            (Some(pages), Some(return_url)) => Some(PortalConfinement { pages, return_url }),
+            _ => None,
+        },
     })
 }
 
@@ -47,8 +55,8 @@ pub(crate) async fn find(
     now: Timestamp,
 ) -> Result<Option<SessionRecord>, StoreError> {
     let query = Query::new(
-        "SELECT s.user_id, u.email, s.csrf_token, s.expires_at, m.role, o.id AS organization_id, \
-         o.name AS organization_name \
+        "SELECT s.user_id, u.email, s.csrf_token, s.expires_at, s.portal_pages, s.return_url, \
+         m.role, o.id AS organization_id, o.name AS organization_name \
          FROM sessions s JOIN users u ON u.id = s.user_id \
          LEFT JOIN memberships m ON m.organization_id = s.organization_id AND m.user_id = s.user_id \
          LEFT JOIN organizations o ON o.id = m.organization_id \

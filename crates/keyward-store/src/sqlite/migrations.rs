@@ -94,6 +94,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "platform organizations and admin keys",
         sql: include_str!("../../migrations/sqlite/0017_admin_keys.sql"),
     },
+    Migration {
+        version: 18,
+        name: "portal links",
+        sql: include_str!("../../migrations/sqlite/0018_portal_links.sql"),
+    },
 ];
 
 pub(super) async fn run(

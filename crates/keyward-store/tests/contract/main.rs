@@ -95,6 +95,7 @@ contract! {
     organizations::owners_are_new_or_existing_users,
     people::members_have_roles_and_an_organization_keeps_an_owner,
     people::sessions_carry_the_current_membership,
+    people::portal_links_open_once_for_the_person_the_platform_names,
     people::failed_logins_are_counted_per_email_and_address,
     credentials::credentials_are_found_by_digest,
     credentials::lists_page_newest_first_by_kind_and_project,

@@ -145,6 +145,7 @@ pub async fn sessions_carry_the_current_membership(store: &dyn Store) {
                 csrf_token: "csrf".into(),
                 created_at: now,
                 expires_at: now.plus_seconds(3600),
+                portal: None,
             },
         )
         .await
@@ -279,4 +280,129 @@ pub async fn failed_logins_are_counted_per_email_and_address(store: &dyn Store) 
     ));
     store.clear_login_failures(&email, ip).await.unwrap();
     assert_eq!(store.login_failures(&email, ip).await.unwrap(), None);
+}
+
+fn portal_link(
+    organization: OrganizationId,
+    code: &str,
+    external_id: &str,
+    email: &str,
+    role: Role,
+    now: Timestamp,
+) -> keyward_store::NewPortalLink {
+    keyward_store::NewPortalLink {
+        code_digest: KeyDigest::of(code),
+        organization,
+        person: keyward_store::PortalPerson {
+            external_id: keyward_core::ExternalId::parse(external_id).unwrap(),
+            email: Email::parse(email).unwrap(),
+            name: None,
+            link_by_email: false,
+        },
+        role,
+        confinement: keyward_store::PortalConfinement {
+            pages: "api_keys".into(),
+            return_url: "https://console.example.com/".into(),
+        },
+        session_seconds: 600,
+        created_at: now,
+        expires_at: now.plus_seconds(60),
+    }
+}
+
+pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dyn Store) {
+    let (ada, acme) = person(store, "ada@example.com").await;
+    let now = Timestamp::now();
+    let audit = keyward_store::AuditContext::SYSTEM;
+    let grace = store
+        .create_portal_link(
+            &audit,
+            portal_link(
+                acme,
+                "code-1",
+                "u-1",
+                "grace@example.com",
+                Role::Member,
+                now,
+            ),
+        )
+        .await
+        .unwrap();
+    // The same external id is the same person, whatever the email now; the role follows.
+    let again = store
+        .create_portal_link(
+            &audit,
+            portal_link(acme, "code-2", "u-1", "grace@new.example", Role::Admin, now),
+        )
+        .await
+        .unwrap();
+    assert_eq!(grace, again);
+    let members = store.members(acme).await.unwrap();
+    let member = members.iter().find(|m| m.user_id == grace).unwrap();
+    assert_eq!(member.role, Role::Admin);
+    assert_eq!(member.email.as_str(), "grace@new.example");
+    // Another account's email, without vouching for it: refused, nothing changed.
+    let taken = store
+        .create_portal_link(
+            &audit,
+            portal_link(acme, "code-3", "u-2", "ada@example.com", Role::Member, now),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict("person email"))),
+        "{taken:?}"
+    );
+    // Vouched for (an admin key): the account becomes the platform's person.
+    let mut vouched = portal_link(acme, "code-4", "u-ada", "ada@example.com", Role::Owner, now);
+    vouched.person.link_by_email = true;
+    assert_eq!(
+        store.create_portal_link(&audit, vouched).await.unwrap(),
+        ada
+    );
+    // Never without an owner.
+    let mut lowered = portal_link(
+        acme,
+        "code-5",
+        "u-ada",
+        "ada@example.com",
+        Role::Member,
+        now,
+    );
+    lowered.person.link_by_email = true;
+    let refused = store.create_portal_link(&audit, lowered).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict("last owner"))),
+        "{refused:?}"
+    );
+
+    // Once, and only while fresh.
+    let opened = store
+        .redeem_portal_link(&KeyDigest::of("code-1"), now)
+        .await
+        .unwrap()
+        .expect("opens once");
+    assert_eq!((opened.organization, opened.user_id), (acme, grace));
+    assert_eq!(opened.session_seconds, 600);
+    assert!(
+        store
+            .redeem_portal_link(&KeyDigest::of("code-1"), now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .redeem_portal_link(&KeyDigest::of("code-2"), now.plus_seconds(60))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(
+        store
+            .redeem_portal_link(&KeyDigest::of("never-made"), now)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
