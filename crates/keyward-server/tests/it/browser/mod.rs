@@ -2,6 +2,7 @@
 //! and an instance, create an API key and a project token, see each once, use them with an
 //! HTTP client, revoke them through the confirmation, and see them refused.
 
+mod portal;
 mod webdriver;
 
 use reqwest::StatusCode;

@@ -239,6 +239,33 @@ impl Browser {
         .await;
     }
 
+    /// Works inside the frame `css` names from now on.
+    pub async fn enter_frame(&self, css: &str) {
+        let element = self.element(css).await;
+        self.command(
+            reqwest::Method::POST,
+            "/frame",
+            Some(json!({ "id": { ELEMENT: element } })),
+        )
+        .await;
+    }
+
+    /// Back to the top-level page.
+    pub async fn leave_frames(&self) {
+        self.command(reqwest::Method::POST, "/frame", Some(json!({ "id": null })))
+            .await;
+    }
+
+    /// Runs `script` in the current frame and returns its value.
+    pub async fn run(&self, script: &str) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
     pub async fn text(&self, css: &str) -> String {
         let element = self.element(css).await;
         self.command(
