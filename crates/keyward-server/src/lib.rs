@@ -22,6 +22,7 @@ mod extract;
 mod field_error;
 pub mod idempotency;
 pub mod metrics;
+pub mod oidc;
 mod pagination;
 pub mod passwords;
 pub mod portal;
@@ -98,6 +99,8 @@ pub struct Config {
     pub branding: Arc<branding::Branding>,
     /// Portal sessions: return origins, framing, session length (`[portal]`).
     pub portal: Arc<portal::PortalSettings>,
+    /// Single sign-on with the platform's OpenID provider (`[oidc]`), if configured.
+    pub oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl Default for Config {
@@ -127,6 +130,7 @@ impl Default for Config {
             github_keys: None,
             branding: Arc::default(),
             portal: Arc::default(),
+            oidc: None,
         }
     }
 }

@@ -336,6 +336,18 @@ pub trait Store: Send + Sync + 'static {
         link: NewPortalLink,
     ) -> Result<UserId, StoreError>;
 
+    /// Signs in the person an OpenID provider vouches for, in one transaction: found by
+    /// subject, linked by a verified email, or created; with `claimed` (organizations by
+    /// external id, with roles), their provider-given memberships become those. `Err` of the
+    /// outer result is a failure; of the inner, a refusal.
+    async fn sign_in_with_provider(
+        &self,
+        audit: &AuditContext,
+        person: SsoPerson,
+        claimed: Option<Vec<(keyward_core::ExternalId, Role)>>,
+        at: Timestamp,
+    ) -> Result<Result<SsoSignIn, SsoRefusal>, StoreError>;
+
     /// Redeems a portal link, once: what it opens, if it was unused, unexpired, and its
     /// person still belongs to its live organization.
     async fn redeem_portal_link(

@@ -328,6 +328,8 @@ pub struct NewSession {
     pub expires_at: Timestamp,
     /// Set for a session a portal link opened: what it is confined to.
     pub portal: Option<PortalConfinement>,
+    /// Begun at the OpenID provider, which log-out ends too.
+    pub single_sign_on: bool,
 }
 
 /// What a portal session may show: some pages of one organization, with a way back to the
@@ -359,9 +361,39 @@ pub struct PortalPerson {
     pub external_id: ExternalId,
     pub email: Email,
     pub name: Option<Name>,
-    /// Whether an account that has the email but no external id becomes this person (only
-    /// the installation's own admin keys may vouch for that).
-    pub link_by_email: bool,
+    /// Whether the installation vouches for the person (its admin keys): then an account
+    /// that has the email but no external id becomes this person, a person of another
+    /// organization may be added, and the email given becomes theirs. An organization's own
+    /// key only names new people and its own members.
+    pub vouched: bool,
+}
+
+/// The person an OpenID provider vouches for, from its ID token.
+#[derive(Clone, Debug)]
+pub struct SsoPerson {
+    /// The provider's `sub`: kept as the person's external id.
+    pub subject: ExternalId,
+    pub email: Email,
+    pub email_verified: bool,
+    pub name: Option<Name>,
+}
+
+/// Why a provider's person cannot sign in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SsoRefusal {
+    /// An account has the email, and the provider has not verified it is theirs.
+    EmailUnverified,
+    /// An account has the email under another external id.
+    EmailTaken,
+}
+
+/// A person signed in through the provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsoSignIn {
+    pub user_id: UserId,
+    pub email: Email,
+    /// The organizations the claim named and exist, in its order (`None` without a claim).
+    pub claimed: Option<Vec<OrganizationId>>,
 }
 
 /// A portal link, just redeemed.
@@ -385,6 +417,8 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
     /// Set for a session a portal link opened.
     pub portal: Option<PortalConfinement>,
+    /// Begun at the OpenID provider.
+    pub single_sign_on: bool,
 }
 
 /// Failed logins for one email from one address since the last success.

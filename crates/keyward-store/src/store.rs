@@ -17,6 +17,7 @@ use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
 use crate::sql::{
     Read, Write, credentials, idempotency, instances, organizations, portal, projects, sessions,
+    sso,
 };
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
@@ -26,8 +27,9 @@ use crate::{
     NewCredential, NewInstance, NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession,
     NewWebhook, NextStep, OrganizationChange, OrganizationChanges, OrganizationFilter,
     OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
-    ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, Store, StoreError, StoreStats,
-    UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
+    ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, SsoPerson, SsoRefusal,
+    SsoSignIn, Store, StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges,
+    WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -327,7 +329,7 @@ impl<B: Backend> Store for SqlStore<B> {
         in_transaction!(self, |tx| {
             organizations::active_policy(tx, link.organization).await?;
             let at = link.created_at;
-            let user = portal::person(tx, &link.person, at).await?;
+            let user = portal::person(tx, link.organization, &link.person, at).await?;
             let before = portal::set_role(tx, link.organization, user, link.role, at).await?;
             if before != Some(link.role) {
                 let role = Value::String(link.role.as_str().into());
@@ -357,6 +359,55 @@ impl<B: Backend> Store for SqlStore<B> {
             };
             audit::record(tx, audit, event).await?;
             user
+        })
+    }
+
+    async fn sign_in_with_provider(
+        &self,
+        audit: &AuditContext,
+        person: SsoPerson,
+        claimed: Option<Vec<(keyward_core::ExternalId, Role)>>,
+        at: Timestamp,
+    ) -> Result<Result<SsoSignIn, SsoRefusal>, StoreError> {
+        in_transaction!(self, |tx| {
+            match sso::person(tx, &person, at).await? {
+                Err(refusal) => Err(refusal),
+                Ok((user_id, email)) => {
+                    // What the claim changes is the person's own doing, as they sign in.
+                    let audit = AuditContext {
+                        actor: Actor::User {
+                            id: user_id,
+                            email: email.as_str().to_owned(),
+                        },
+                        ..audit.clone()
+                    };
+                    let claimed = match &claimed {
+                        None => None,
+                        Some(claimed) => {
+                            let (found, events) =
+                                sso::sync_memberships(tx, user_id, claimed, at).await?;
+                            for (organization, verb, before, after) in events {
+                                let role = |role: Option<Role>| {
+                                    role.map_or(Value::Null, |r| Value::String(r.as_str().into()))
+                                };
+                                let changes = match verb {
+                                    "added" => audit::created(vec![("role", role(after))]),
+                                    "removed" => audit::removed(vec![("role", role(before))]),
+                                    _ => audit::changed(vec![("role", role(before), role(after))]),
+                                };
+                                let event = member_event(organization, user_id, verb, changes);
+                                audit::record(tx, &audit, event).await?;
+                            }
+                            Some(found)
+                        }
+                    };
+                    Ok(SsoSignIn {
+                        user_id,
+                        email,
+                        claimed,
+                    })
+                }
+            }
         })
     }
 

@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     Migrate(MigrateArgs),
     Bootstrap(bootstrap::BootstrapArgs),
     /// Create, list and revoke the installation's admin keys, on the host (opens the
@@ -230,7 +230,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match command {
-            Command::Serve(args) => serve::run(args, platform).await.map_err(Failure::from),
+            Command::Serve(args) => serve::run(*args, platform).await.map_err(Failure::from),
             Command::Migrate(args) => migrate(args).await.map_err(Failure::from),
             Command::Bootstrap(args) => bootstrap::run(args).await.map_err(Failure::from),
             Command::AdminKeys(args) => admin_keys::run(args).await.map_err(Failure::from),

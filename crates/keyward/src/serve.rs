@@ -267,6 +267,53 @@ pub struct ServeArgs {
     )]
     portal_session_minutes: u64,
 
+    /// Single sign-on: the OpenID provider's issuer URL (https; http only on loopback).
+    /// Its discovery document and keys are read on first use. In the configuration file:
+    /// `[oidc] issuer = "https://id.example.com"`, with the other `[oidc]` settings.
+    #[arg(long, env = "KEYWARD_OIDC_ISSUER", value_name = "URL", value_parser = parse_issuer)]
+    oidc_issuer: Option<String>,
+
+    /// The name on the log-in page's button: "Sign in with NAME".
+    #[arg(
+        long,
+        env = "KEYWARD_OIDC_NAME",
+        value_name = "NAME",
+        default_value = "single sign-on"
+    )]
+    oidc_name: String,
+
+    /// Keyward's client id at the provider.
+    #[arg(long, env = "KEYWARD_OIDC_CLIENT_ID", value_name = "ID")]
+    oidc_client_id: Option<String>,
+
+    /// A file holding Keyward's client secret at the provider (read at start; never logged).
+    #[arg(long, env = "KEYWARD_OIDC_CLIENT_SECRET_FILE", value_name = "FILE")]
+    oidc_client_secret_file: Option<std::path::PathBuf>,
+
+    /// The ID token claim naming the person's organization(s) by external id (a string or a
+    /// list): they become a member of each at every sign-in, and leave those it no longer
+    /// names. Without it, memberships are managed in Keyward.
+    #[arg(long, env = "KEYWARD_OIDC_ORGANIZATION_CLAIM", value_name = "CLAIM")]
+    oidc_organization_claim: Option<String>,
+
+    /// The claim holding the person's role in those organizations: owner, admin or member
+    /// (member when absent).
+    #[arg(long, env = "KEYWARD_OIDC_ROLE_CLAIM", value_name = "CLAIM")]
+    oidc_role_claim: Option<String>,
+
+    /// Whether the log-in page keeps its password form and sign-up; false: single sign-on
+    /// only (password log-ins and sign-ups are refused).
+    #[arg(
+        long,
+        env = "KEYWARD_OIDC_PASSWORD_LOGIN",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value_t = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    oidc_password_login: bool,
+
     /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
     #[arg(
         long,
@@ -335,6 +382,40 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         args.branding_accent_color.as_deref(),
         args.branding_logo_file.as_deref(),
     )?;
+    let oidc = match &args.oidc_issuer {
+        None => None,
+        Some(issuer) => {
+            let (Some(client_id), Some(secret_file)) = (
+                args.oidc_client_id.clone(),
+                args.oidc_client_secret_file.clone(),
+            ) else {
+                return Err(
+                    "single sign-on needs --oidc-client-id and --oidc-client-secret-file \
+                            beside --oidc-issuer ([oidc] client_id and client_secret_file)"
+                        .into(),
+                );
+            };
+            let secret = std::fs::read_to_string(&secret_file).map_err(|e| {
+                format!(
+                    "cannot read the OpenID client secret {}: {e}",
+                    secret_file.display()
+                )
+            })?;
+            let settings = keyward_server::oidc::OidcSettings {
+                name: args.oidc_name.clone(),
+                issuer: issuer.trim_end_matches('/').to_owned(),
+                client_id,
+                client_secret: secret.trim().to_owned(),
+                organization_claim: args.oidc_organization_claim.clone(),
+                role_claim: args.oidc_role_claim.clone(),
+                password_login: args.oidc_password_login,
+            };
+            Some(Arc::new(
+                keyward_server::oidc::Oidc::new(settings)
+                    .map_err(|e| format!("--oidc-issuer: {e}"))?,
+            ))
+        }
+    };
     let store = keyward_store::open(args.database.database_url.expose()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -376,8 +457,16 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
             frame_ancestors: args.portal_frame_ancestors,
             session_length: Duration::from_secs(args.portal_session_minutes * 60),
         }),
+        oidc: oidc.clone(),
         ..Config::default()
     };
+    if let Some(oidc) = oidc {
+        tokio::spawn(async move {
+            if let Err(error) = oidc.check().await {
+                tracing::warn!(%error, "the OpenID provider cannot be used yet");
+            }
+        });
+    }
     // Listen for SIGTERM before saying we listen: a supervisor may stop us at once.
     let shutdown = shutdown_signal()?;
     tracing::info!("keyward listening on http://{address}");
@@ -490,6 +579,10 @@ fn webhook_key(file: &std::path::Path) -> Result<SigningKey, String> {
 
 fn parse_range(text: &str) -> Result<keyward_core::Cidr, String> {
     keyward_core::Cidr::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_issuer(text: &str) -> Result<String, String> {
+    keyward_server::oidc::check_url(text).map(|_| text.trim_end_matches('/').to_owned())
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {

@@ -476,6 +476,18 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
         stdout,
         "branded.toml: valid (2 settings, 0 platform scopes, 0 route rules)\n"
     );
+    let (code, stdout, stderr) = check(
+        "sso.toml",
+        "[oidc]\nname = \"Acme ID\"\nissuer = \"https://id.example.com\"\n\
+         client_id = \"keyward\"\nclient_secret_file = \"/etc/keyward/oidc-secret\"\n\
+         organization_claim = \"org_id\"\nrole_claim = \"keyward_role\"\n\
+         password_login = false\n\n[portal]\nreturn_origins = [\"https://console.example.com\"]\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "sso.toml: valid (8 settings, 0 platform scopes, 0 route rules)\n"
+    );
     // The routes come before the scopes they name: the scopes are read first all the same.
     let routes = "listen = \"127.0.0.1:9000\"\n\n[[routes]]\nmethods = [\"GET\"]\n\
                   path = \"/v1/databases/{project_id}/*\"\nscopes = [\"databases:read\"]\n\
@@ -508,6 +520,16 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
             "colour.toml",
             "listen = \"127.0.0.1:9000\"\n[branding]\nproduct_name = \"Acme\"\naccent_color = \"blue\"\n",
             "error: colour.toml:2: `branding_accent_color`: invalid value 'blue'",
+        ),
+        (
+            "issuer.toml",
+            "[oidc]\nissuer = \"http://id.example.com\"\n",
+            "error: issuer.toml:1: `oidc_issuer`: invalid value",
+        ),
+        (
+            "origin.toml",
+            "[portal]\nreturn_origins = [\"https://console.example.com/app\"]\n",
+            "error: origin.toml:1: `portal_return_origins`: invalid value",
         ),
         (
             "syntax.toml",

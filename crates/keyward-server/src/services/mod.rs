@@ -92,6 +92,8 @@ pub enum Conflict {
     WebhookDisabled,
     /// Another account has the email a portal link names (under another external id).
     EmailInUse,
+    /// An organization's key named a person of another organization.
+    PersonElsewhere,
 }
 
 impl Conflict {
@@ -133,6 +135,10 @@ impl std::fmt::Display for Conflict {
             Self::WebhookDisabled => {
                 f.write_str("the endpoint is disabled; enable it first, then redeliver")
             }
+            Self::PersonElsewhere => f.write_str(
+                "this external id names a person who is not a member of this organization; only \
+                 the installation's admin keys may add them",
+            ),
             Self::EmailInUse => f.write_str(
                 "another account has this email under another external id (or none); use that \
                  person's external id, or another email",

@@ -4,8 +4,9 @@
 //! The key must hold every scope the role it gives may grant (the person makes keys of their
 //! own, and must not get more than the key that let them in), must not be limited to
 //! networks (the person could act from anywhere), and the session ends no later than the key
-//! stops working. Only the installation's admin keys may link an existing account found by
-//! its email; an organization's own key names people by external id only.
+//! stops working. Only the installation's admin keys vouch for people: link an existing
+//! account found by its email, add a person of another organization, change a person's
+//! email. An organization's own key names new people and its own members only.
 
 use keyward_core::credential::random_token;
 use keyward_core::{Email, ExternalId, KeyDigest, Name, Role, Timestamp, UserId};
@@ -102,7 +103,7 @@ pub async fn create(
             external_id: input.external_id,
             email: input.email,
             name: input.name,
-            link_by_email: admin_key,
+            vouched: admin_key,
         },
         role: input.role,
         confinement: PortalConfinement {
@@ -119,6 +120,9 @@ pub async fn create(
         .await
         .map_err(|error| match error {
             StoreError::Conflict("person email") => ServiceError::Conflict(Conflict::EmailInUse),
+            StoreError::Conflict("person elsewhere") => {
+                ServiceError::Conflict(Conflict::PersonElsewhere)
+            }
             StoreError::Conflict("last owner") => ServiceError::Conflict(Conflict::LastOwner),
             StoreError::Conflict(_) => ServiceError::Conflict(Conflict::StaleRole),
             other => other.into(),

@@ -44,6 +44,30 @@ async fn decoy_hash(state: &AppState) -> Result<String, WebError> {
         .cloned()
 }
 
+fn sso_name(state: &AppState) -> Option<String> {
+    state
+        .config
+        .oidc
+        .as_ref()
+        .map(|oidc| oidc.settings.name.clone())
+}
+
+/// Whether people may sign up and log in with a password (`[oidc] password_login`).
+fn password_login(state: &AppState) -> bool {
+    state
+        .config
+        .oidc
+        .as_ref()
+        .is_none_or(|oidc| oidc.settings.password_login)
+}
+
+fn single_sign_on_only() -> WebError {
+    WebError::forbidden(
+        "This installation signs people in through its identity provider only: use the \
+         single sign-on button on the log-in page.",
+    )
+}
+
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Redirect {
     if signed_in(&state, &headers).await {
         Redirect::to("/settings/api-keys")
@@ -56,6 +80,10 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Redirect
 #[template(path = "login.html")]
 struct LoginPage {
     branding: std::sync::Arc<crate::branding::Branding>,
+    /// "Sign in with <name>", with single sign-on.
+    sso_name: Option<String>,
+    /// Whether the password form is offered.
+    password_login: bool,
     csrf_token: String,
     email: String,
     errors: FormErrors,
@@ -89,6 +117,8 @@ pub async fn login_page(
     }
     let csrf = AnonymousCsrf::from_headers(&state, &headers)?;
     let page = LoginPage {
+        sso_name: sso_name(&state),
+        password_login: password_login(&state),
         branding: state.config.branding.clone(),
         csrf_token: csrf.token.clone(),
         email: String::new(),
@@ -101,6 +131,9 @@ pub async fn signup_page(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
+    if !password_login(&state) {
+        return Err(single_sign_on_only());
+    }
     if signed_in(&state, &headers).await {
         return Ok(Redirect::to("/settings/api-keys").into_response());
     }
@@ -175,6 +208,9 @@ pub async fn signup(
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, WebError> {
+    if !password_login(&state) {
+        return Err(single_sign_on_only());
+    }
     AnonymousCsrf::check(&headers, form.csrf_token())?;
     throttle(&state.signup_throttle, &client_ip, "sign-ups")?;
     let mut errors = FormErrors::default();
@@ -251,7 +287,7 @@ pub async fn signup(
         }
         Err(other) => return Err(other.into()),
     }
-    let cookie = start_session(&state, &audit, user, Some(organization_id)).await?;
+    let cookie = start_session(&state, &audit, user, Some(organization_id), false).await?;
     Ok(signed_in_response(cookie))
 }
 
@@ -262,12 +298,17 @@ pub async fn login(
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, WebError> {
+    if !password_login(&state) {
+        return Err(single_sign_on_only());
+    }
     AnonymousCsrf::check(&headers, form.csrf_token())?;
     let refuse = |status: StatusCode, field: &'static str, message: String| {
         let csrf = AnonymousCsrf::from_headers(&state, &headers)?;
         let mut errors = FormErrors::default();
         errors.push(field, message);
         let page = LoginPage {
+            sso_name: sso_name(&state),
+            password_login: password_login(&state),
             branding: state.config.branding.clone(),
             csrf_token: csrf.token.clone(),
             email: form.text("email").to_owned(),
@@ -351,7 +392,7 @@ pub async fn login(
     state.store.clear_login_failures(&email, &client_ip).await?;
     let organization = organization_of(&user).await?;
     let audit = origin.by_person(user.id, &user.email);
-    let cookie = start_session(&state, &audit, user.id, organization).await?;
+    let cookie = start_session(&state, &audit, user.id, organization, false).await?;
     Ok(signed_in_response(cookie))
 }
 
@@ -365,7 +406,17 @@ pub async fn logout(
         .store
         .delete_session(&person.audit(), &person.session)
         .await?;
-    let mut response = Redirect::to("/login").into_response();
+    // Begun at the provider: ended there too, when it offers RP-initiated log-out.
+    let mut after = "/login".to_owned();
+    if person.single_sign_on
+        && let Some(oidc) = &state.config.oidc
+        && let Some(url) = oidc
+            .logout_url(&format!("{}/login", state.config.public_url))
+            .await
+    {
+        after = url.to_string();
+    }
+    let mut response = Redirect::to(&after).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&state, SESSION_COOKIE, "", 0),

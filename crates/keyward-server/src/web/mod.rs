@@ -9,6 +9,7 @@ mod audit;
 mod credentials;
 mod form;
 mod members;
+mod oidc;
 mod organization;
 mod page;
 mod portal;
@@ -31,6 +32,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/signup", get(accounts::signup_page).post(accounts::signup))
         .route("/login", get(accounts::login_page).post(accounts::login))
         .route("/portal/{code}", get(portal::redeem))
+        .route("/login/oidc", get(oidc::begin))
+        .route("/login/oidc/callback", get(oidc::callback))
         .route("/logout", post(accounts::logout))
         .route(
             "/settings/organization",

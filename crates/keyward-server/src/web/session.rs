@@ -72,12 +72,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// Starts a session for `user` in `organization` and returns the `Set-Cookie` value.
+/// Starts a session for `user` in `organization` and returns the `Set-Cookie` value;
+/// `single_sign_on` when it begins at the OpenID provider.
 pub async fn start_session(
     state: &AppState,
     audit: &keyward_store::AuditContext,
     user: UserId,
     organization: Option<keyward_core::OrganizationId>,
+    single_sign_on: bool,
 ) -> Result<HeaderValue, WebError> {
     let token = random_token().map_err(WebError::internal)?;
     let csrf_token = random_token().map_err(WebError::internal)?;
@@ -94,6 +96,7 @@ pub async fn start_session(
                 created_at: now,
                 expires_at: now.plus_seconds(SESSION_SECONDS),
                 portal: None,
+                single_sign_on,
             },
         )
         .await?;
@@ -136,6 +139,7 @@ pub async fn start_portal_session(
                 created_at: now,
                 expires_at: now.plus_seconds(redemption.session_seconds),
                 portal: Some(redemption.confinement.clone()),
+                single_sign_on: false,
             },
         )
         .await?;
@@ -170,6 +174,8 @@ pub struct Person {
     pub origin: crate::audit::Origin,
     /// Set in a portal session: its pages and the way back to the platform.
     pub portal: Option<PortalView>,
+    /// The session began at the OpenID provider.
+    pub single_sign_on: bool,
 }
 
 impl Person {
@@ -274,6 +280,7 @@ impl FromRequestParts<AppState> for Person {
             session: digest,
             origin,
             portal: None,
+            single_sign_on: session.single_sign_on,
         })
     }
 }
@@ -317,6 +324,7 @@ async fn portal_person(
         session: digest,
         origin,
         portal: Some(portal),
+        single_sign_on: false,
     })
 }
 

@@ -33,6 +33,7 @@ mod postgres;
 mod projects;
 mod rotation;
 mod rules;
+mod sso;
 mod storage;
 mod tokens;
 mod verification;

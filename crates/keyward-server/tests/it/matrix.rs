@@ -240,9 +240,13 @@ fn recipe(method: &Method, path: &str) -> Recipe {
         ("POST", "/v1/portal-sessions") => Recipe {
             other_organization: Some(Success(201)),
             grants: MEMBER_CAP,
+            // A new person each time: an organization's key names only new people and its
+            // own members.
             body: Some(|_| {
+                static PEOPLE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = PEOPLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 json!({
-                    "user": { "external_id": "matrix-portal", "email": "portal@matrix.example" },
+                    "user": { "external_id": format!("matrix-{n}"), "email": format!("portal-{n}@matrix.example") },
                     "role": "member",
                     "return_url": "https://console.example.com/",
                 })

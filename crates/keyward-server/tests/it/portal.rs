@@ -239,6 +239,31 @@ async fn the_same_person_on_every_link_with_the_role_the_platform_gives() {
         )
         .await;
     taken.problem(409, "conflict");
+
+    // Another organization's key cannot pull Grace in, nor change her email.
+    let other = app.bootstrap("Other").await;
+    let claimed = app
+        .post(
+            "/v1/portal-sessions",
+            &other.key,
+            link_for("u-7", "grace@evil.example", "owner"),
+        )
+        .await;
+    assert!(
+        claimed.problem(409, "conflict")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a member of this organization")
+    );
+    let members = app.get("/v1/members", &acme.key).await;
+    assert!(members.body.to_string().contains("grace@acme.example"));
+    assert_eq!(
+        app.get("/v1/members", &other.key).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

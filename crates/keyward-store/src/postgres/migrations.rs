@@ -84,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "portal links",
         sql: include_str!("../../migrations/postgres/0015_portal_links.sql"),
     },
+    Migration {
+        version: 16,
+        name: "single sign-on",
+        sql: include_str!("../../migrations/postgres/0016_single_sign_on.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -15,6 +15,7 @@ pub(crate) mod organizations;
 pub(crate) mod portal;
 pub(crate) mod projects;
 pub(crate) mod sessions;
+pub(crate) mod sso;
 pub(crate) mod webhooks;
 
 use std::borrow::Cow;

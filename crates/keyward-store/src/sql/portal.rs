@@ -7,10 +7,15 @@ use super::{Query, Write, locking, organizations};
 use crate::{NewPortalLink, PortalConfinement, PortalPerson, PortalRedemption, StoreError};
 
 /// The person the platform's id names: found by it; else the account with the email, if the
-/// caller may vouch for it and it has no external id yet; else a new person without a
+/// installation vouches for it and it has no external id yet; else a new person without a
 /// password. Concurrent calls for one new id make one person.
+///
+/// Without the installation's word (an organization's own key), an existing person must
+/// already belong to `organization`, and their email is left alone: an organization's key
+/// can neither pull in nor change a person of another organization.
 pub(crate) async fn person(
     tx: &mut impl Write,
+    organization: OrganizationId,
     person: &PortalPerson,
     at: Timestamp,
 ) -> Result<UserId, StoreError> {
@@ -28,6 +33,17 @@ pub(crate) async fn person(
         ))
     };
     if let Some((id, email)) = tx.optional(by_external_id(), found).await? {
+        if !person.vouched {
+            let query = Query::new(
+                "SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2",
+            )
+            .bind(organization.as_uuid())
+            .bind(id.as_uuid());
+            if tx.optional(query, |row| row.text("role")).await?.is_none() {
+                return Err(StoreError::Conflict("person elsewhere"));
+            }
+            return Ok(id);
+        }
         // The platform's email for them moves with them, unless another account has it.
         if email != person.email {
             let query = Query::new(
@@ -40,7 +56,7 @@ pub(crate) async fn person(
         }
         return Ok(id);
     }
-    if person.link_by_email {
+    if person.vouched {
         let query = Query::new(
             "UPDATE users SET external_id = $2, name = COALESCE(name, $3) \
              WHERE email = $1 AND external_id IS NULL",

@@ -11,7 +11,8 @@ use crate::{
 pub(crate) async fn create(tx: &mut impl Write, session: &NewSession) -> Result<(), StoreError> {
     let query = Query::new(
         "INSERT INTO sessions (token_sha256, user_id, organization_id, csrf_token, created_at, \
-         expires_at, portal_pages, return_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         expires_at, portal_pages, return_url, single_sign_on) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&session.token_digest)
     .bind(session.user_id.as_uuid())
@@ -20,7 +21,8 @@ pub(crate) async fn create(tx: &mut impl Write, session: &NewSession) -> Result<
     .bind(session.created_at.unix_seconds())
     .bind(session.expires_at.unix_seconds())
     .bind(session.portal.as_ref().map(|p| p.pages.as_str()))
-    .bind(session.portal.as_ref().map(|p| p.return_url.as_str()));
+    .bind(session.portal.as_ref().map(|p| p.return_url.as_str()))
+    .bind(i64::from(session.single_sign_on));
     tx.execute(query).await?;
     // Expired sessions are of no use to anyone: drop them while we are writing anyway.
     let expired = Query::new("DELETE FROM sessions WHERE expires_at <= $1")
@@ -46,6 +48,7 @@ fn session(row: &dyn Columns) -> Result<SessionRecord, StoreError> {
             (Some(pages), Some(return_url)) => Some(PortalConfinement { pages, return_url }),
             _ => None,
         },
+        single_sign_on: row.int("single_sign_on")? == 1,
     })
 }
 
@@ -56,6 +59,7 @@ pub(crate) async fn find(
 ) -> Result<Option<SessionRecord>, StoreError> {
     let query = Query::new(
         "SELECT s.user_id, u.email, s.csrf_token, s.expires_at, s.portal_pages, s.return_url, \
+         s.single_sign_on, \
          m.role, o.id AS organization_id, o.name AS organization_name \
          FROM sessions s JOIN users u ON u.id = s.user_id \
          LEFT JOIN memberships m ON m.organization_id = s.organization_id AND m.user_id = s.user_id \

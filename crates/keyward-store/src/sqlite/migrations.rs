@@ -99,6 +99,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "portal links",
         sql: include_str!("../../migrations/sqlite/0018_portal_links.sql"),
     },
+    Migration {
+        version: 19,
+        name: "single sign-on",
+        sql: include_str!("../../migrations/sqlite/0019_single_sign_on.sql"),
+    },
 ];
 
 pub(super) async fn run(

@@ -91,6 +91,7 @@ contract! {
     audit::old_events_are_pruned_in_batches,
     organizations::organization_names_are_unique_only_when_asked,
     organizations::platform_organizations_are_found_by_external_id,
+    organizations::single_sign_on_finds_one_person_and_syncs_claimed_memberships,
     organizations::suspension_and_deletion_reach_every_credential,
     organizations::owners_are_new_or_existing_users,
     people::members_have_roles_and_an_organization_keeps_an_owner,

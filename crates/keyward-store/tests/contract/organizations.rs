@@ -395,3 +395,105 @@ pub async fn owners_are_new_or_existing_users(store: &dyn Store) {
         "{missing:?}"
     );
 }
+
+pub async fn single_sign_on_finds_one_person_and_syncs_claimed_memberships(store: &dyn Store) {
+    let audit = AuditContext::SYSTEM;
+    let acme = store
+        .provision_organization(&audit, new_organization("Acme", Some("acme")), None)
+        .await
+        .unwrap();
+    let globex = store
+        .provision_organization(&audit, new_organization("Globex", Some("globex")), None)
+        .await
+        .unwrap();
+    let person = |email: &str, verified: bool| keyward_store::SsoPerson {
+        subject: external("sub-1"),
+        email: Email::parse(email).unwrap(),
+        email_verified: verified,
+        name: None,
+    };
+    let claim = |ids: &[&str], role: keyward_core::Role| {
+        Some(
+            ids.iter()
+                .map(|id| (external(id), role))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let now = Timestamp::now();
+    // Four first sign-ins at once make one person.
+    let (a, b, c, d) = tokio::join!(
+        store.sign_in_with_provider(&audit, person("ada@example.com", true), None, now),
+        store.sign_in_with_provider(&audit, person("ada@example.com", true), None, now),
+        store.sign_in_with_provider(&audit, person("ada@example.com", true), None, now),
+        store.sign_in_with_provider(&audit, person("ada@example.com", true), None, now),
+    );
+    let ids: std::collections::HashSet<UserId> = [a, b, c, d]
+        .into_iter()
+        .map(|signed| signed.unwrap().unwrap().user_id)
+        .collect();
+    assert_eq!(ids.len(), 1, "one person");
+    let ada = *ids.iter().next().unwrap();
+
+    let role = keyward_core::Role::Admin;
+    let signed = store
+        .sign_in_with_provider(
+            &audit,
+            person("ada@example.com", true),
+            claim(&["globex", "acme", "nope"], role),
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(signed.claimed, Some(vec![globex.id, acme.id]));
+    assert_eq!(store.memberships_of(ada).await.unwrap().len(), 2);
+    // Globex is no longer claimed, and Acme now says member.
+    store
+        .sign_in_with_provider(
+            &audit,
+            person("ada@example.com", true),
+            claim(&["acme"], keyward_core::Role::Member),
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let memberships = store.memberships_of(ada).await.unwrap();
+    assert_eq!(memberships.len(), 1);
+    assert_eq!(
+        (memberships[0].organization_id, memberships[0].role),
+        (acme.id, keyward_core::Role::Member)
+    );
+    // A membership made in Keyward is left alone by the claim.
+    store
+        .add_member(&audit, globex.id, ada, keyward_core::Role::Member, now)
+        .await
+        .unwrap();
+    store
+        .sign_in_with_provider(
+            &audit,
+            person("ada@example.com", true),
+            claim(&[], role),
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let memberships = store.memberships_of(ada).await.unwrap();
+    assert_eq!(memberships.len(), 1);
+    assert_eq!(memberships[0].organization_id, globex.id);
+
+    // An unverified email never links an account; another subject with a taken email is
+    // refused.
+    let other = |sub: &str, verified: bool| keyward_store::SsoPerson {
+        subject: external(sub),
+        email: Email::parse("ada@example.com").unwrap(),
+        email_verified: verified,
+        name: None,
+    };
+    let refused = store
+        .sign_in_with_provider(&audit, other("sub-2", true), None, now)
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(keyward_store::SsoRefusal::EmailTaken));
+}

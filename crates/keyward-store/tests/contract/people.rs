@@ -146,6 +146,7 @@ pub async fn sessions_carry_the_current_membership(store: &dyn Store) {
                 created_at: now,
                 expires_at: now.plus_seconds(3600),
                 portal: None,
+                single_sign_on: false,
             },
         )
         .await
@@ -297,7 +298,7 @@ fn portal_link(
             external_id: keyward_core::ExternalId::parse(external_id).unwrap(),
             email: Email::parse(email).unwrap(),
             name: None,
-            link_by_email: false,
+            vouched: false,
         },
         role,
         confinement: keyward_store::PortalConfinement {
@@ -328,14 +329,39 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
         )
         .await
         .unwrap();
-    // The same external id is the same person, whatever the email now; the role follows.
-    let again = store
+    // The same external id is the same person, whatever the email now; the role follows,
+    // and, when the installation vouches, the email.
+    let same = store
         .create_portal_link(
             &audit,
-            portal_link(acme, "code-2", "u-1", "grace@new.example", Role::Admin, now),
+            portal_link(
+                acme,
+                "code-0",
+                "u-1",
+                "grace@other.example",
+                Role::Member,
+                now,
+            ),
         )
         .await
         .unwrap();
+    assert_eq!(grace, same);
+    assert_eq!(
+        store
+            .members(acme)
+            .await
+            .unwrap()
+            .iter()
+            .find(|m| m.user_id == grace)
+            .unwrap()
+            .email
+            .as_str(),
+        "grace@example.com",
+        "an organization's key changes no email"
+    );
+    let mut vouched = portal_link(acme, "code-2", "u-1", "grace@new.example", Role::Admin, now);
+    vouched.person.vouched = true;
+    let again = store.create_portal_link(&audit, vouched).await.unwrap();
     assert_eq!(grace, again);
     let members = store.members(acme).await.unwrap();
     let member = members.iter().find(|m| m.user_id == grace).unwrap();
@@ -352,9 +378,31 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
         matches!(taken, Err(StoreError::Conflict("person email"))),
         "{taken:?}"
     );
+    // An organization's own key cannot pull another organization's person in.
+    let (_, globex) = person(store, "bob@example.com").await;
+    let claimed = store
+        .create_portal_link(
+            &audit,
+            portal_link(
+                globex,
+                "code-6",
+                "u-1",
+                "grace@evil.example",
+                Role::Owner,
+                now,
+            ),
+        )
+        .await;
+    assert!(
+        matches!(claimed, Err(StoreError::Conflict("person elsewhere"))),
+        "{claimed:?}"
+    );
+    let still = store.members(acme).await.unwrap();
+    let grace_now = still.iter().find(|m| m.user_id == grace).unwrap();
+    assert_eq!(grace_now.email.as_str(), "grace@new.example");
     // Vouched for (an admin key): the account becomes the platform's person.
     let mut vouched = portal_link(acme, "code-4", "u-ada", "ada@example.com", Role::Owner, now);
-    vouched.person.link_by_email = true;
+    vouched.person.vouched = true;
     assert_eq!(
         store.create_portal_link(&audit, vouched).await.unwrap(),
         ada
@@ -368,7 +416,7 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
         Role::Member,
         now,
     );
-    lowered.person.link_by_email = true;
+    lowered.person.vouched = true;
     let refused = store.create_portal_link(&audit, lowered).await;
     assert!(
         matches!(refused, Err(StoreError::Conflict("last owner"))),
