@@ -175,8 +175,16 @@ async fn page_headers(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let ancestors = &state.config.portal.frame_ancestors;
     let framed = portal && !ancestors.is_empty();
+    // Log-out of a single sign-on session is a form whose answer goes on to the provider.
+    let provider = state
+        .config
+        .oidc
+        .as_ref()
+        .and_then(|oidc| url::Url::parse(&oidc.settings.issuer).ok())
+        .map(|issuer| format!(" {}", issuer.origin().ascii_serialization()))
+        .unwrap_or_default();
     let policy = format!(
-        "default-src 'self'; frame-ancestors {}; form-action 'self'; base-uri 'none'",
+        "default-src 'self'; frame-ancestors {}; form-action 'self'{provider}; base-uri 'none'",
         if framed {
             state.config.portal.frame_ancestors_policy()
         } else {

@@ -332,7 +332,14 @@ async fn a_person_signs_in_again_and_again_as_the_same_person() {
         StatusCode::SEE_OTHER,
         "a verified email links the account"
     );
-    let csrf = grace.get("/settings/api-keys/new").await.csrf_token();
+    let form = grace.get("/settings/api-keys/new").await;
+    // The log-out form's answer goes on to the provider: the policy lets it.
+    let policy = form.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains(&format!("form-action 'self' {};", mock.base)),
+        "{policy}"
+    );
+    let csrf = form.csrf_token();
     let out = grace.post("/logout", &[("csrf_token", &csrf)]).await;
     let expected = format!(
         "{}/logout?client_id=keyward&post_logout_redirect_uri={}",

@@ -3,6 +3,7 @@
 //! HTTP client, revoke them through the confirmation, and see them refused.
 
 mod portal;
+mod sso;
 mod webdriver;
 
 use reqwest::StatusCode;
