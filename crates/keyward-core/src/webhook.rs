@@ -223,6 +223,19 @@ impl SigningKey {
     }
 }
 
+impl SigningKey {
+    /// A one-time link's token (a password reset's, an invitation's), derived from the key,
+    /// the link's purpose and the id of the message that carries it: the same on every node,
+    /// so no node needs to store it, and the database keeps only its SHA-256.
+    pub fn link_token(&self, purpose: &str, message_id: &[u8]) -> Zeroizing<String> {
+        let derived = hmac(
+            self.0.as_ref(),
+            &[b"keyward link token ", purpose.as_bytes(), b" ", message_id],
+        );
+        Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(derived))
+    }
+}
+
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SigningKey(…)")
@@ -279,6 +292,22 @@ impl fmt::Debug for EndpointSecret {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn link_tokens_are_derived_per_purpose_and_message() {
+        let key = SigningKey::parse(&STANDARD.encode([7u8; 32])).unwrap();
+        let a = key.link_token("password reset", b"message-1");
+        assert_eq!(a.len(), 43);
+        assert_eq!(
+            *a,
+            *key.link_token("password reset", b"message-1"),
+            "the same on every node"
+        );
+        assert_ne!(*a, *key.link_token("invitation", b"message-1"));
+        assert_ne!(*a, *key.link_token("password reset", b"message-2"));
+        let other = SigningKey::parse(&STANDARD.encode([8u8; 32])).unwrap();
+        assert_ne!(*a, *other.link_token("password reset", b"message-1"));
+    }
     use super::*;
 
     /// The example of the Standard Webhooks specification and its reference libraries.

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod branding;
 pub mod client_address;
+pub mod email;
 pub mod error;
 mod extract;
 mod field_error;
@@ -101,6 +102,12 @@ pub struct Config {
     pub portal: Arc<portal::PortalSettings>,
     /// Single sign-on with the platform's OpenID provider (`[oidc]`), if configured.
     pub oidc: Option<Arc<oidc::Oidc>>,
+    /// Where email goes (`[smtp]`); without it, nothing is emailed.
+    pub smtp: Option<Arc<email::Mailer>>,
+    /// How often each node looks for email to send.
+    pub email_poll_interval: Duration,
+    /// The waits between failed attempts to send an email; after the last, it is given up.
+    pub email_retry_delays: Vec<Duration>,
 }
 
 impl Default for Config {
@@ -131,6 +138,9 @@ impl Default for Config {
             branding: Arc::default(),
             portal: Arc::default(),
             oidc: None,
+            smtp: None,
+            email_poll_interval: Duration::from_secs(1),
+            email_retry_delays: email::RETRY_DELAYS.to_vec(),
         }
     }
 }
@@ -149,6 +159,8 @@ pub struct Shared {
     pub passwords: passwords::PasswordWork,
     pub signup_throttle: throttle::AddressThrottle,
     pub login_throttle: throttle::AddressThrottle,
+    /// Password reset requests per client address.
+    pub reset_throttle: throttle::AddressThrottle,
     /// Reports of exposed keys per client address (`POST /v1/credentials/revoke`).
     pub report_throttle: throttle::AddressThrottle,
     /// The OpenAPI document served, made on first request (it lists the catalog in force).
@@ -181,6 +193,7 @@ impl AppState {
             passwords: passwords::PasswordWork::new(config.password_limits),
             signup_throttle: throttle::AddressThrottle::new(throttle::SIGNUPS_PER_ADDRESS),
             login_throttle: throttle::AddressThrottle::new(throttle::LOGINS_PER_ADDRESS),
+            reset_throttle: throttle::AddressThrottle::new(throttle::RESETS_PER_ADDRESS),
             report_throttle: throttle::AddressThrottle::new(throttle::REPORTS_PER_ADDRESS),
             openapi: std::sync::OnceLock::new(),
             reference: std::sync::OnceLock::new(),
@@ -252,14 +265,17 @@ async fn every_request(
     request.extensions_mut().insert(request_id);
     let client_ip = client_address::resolve(&mut request, &state.config.trusted_proxies);
     let api = request.uri().path().starts_with("/v1/");
-    // Paths hold no secret (keys travel in headers and bodies only) but a portal link's
-    // one-time code, which is left out; the rest may be logged.
+    // Paths hold no secret (keys travel in headers and bodies only) but the one-time codes
+    // of links, which are left out; the rest may be logged.
     let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
         let path = request.uri().path();
-        let path = if path.starts_with("/portal/") {
-            "/portal/…".to_owned()
-        } else {
-            path.to_owned()
+        // One-time codes and tokens travel in these paths: never logged.
+        let secret = ["/portal/", "/password/reset/", "/invitations/"]
+            .into_iter()
+            .find(|prefix| path.starts_with(prefix));
+        let path = match secret {
+            Some(prefix) => format!("{prefix}…"),
+            None => path.to_owned(),
         };
         (request.method().clone(), path)
     });
@@ -303,7 +319,8 @@ pub async fn serve(
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stopped.clone()));
     let pruner = tokio::spawn(prune_audit_log_periodically(state.clone()));
-    let deliverer = tokio::spawn(webhooks::deliver_until(state.clone(), stopped));
+    let deliverer = tokio::spawn(webhooks::deliver_until(state.clone(), stopped.clone()));
+    let mailer = tokio::spawn(email::deliver_until(state.clone(), stopped));
     let scanner = tokio::spawn(webhooks::scan_periodically(state.clone()));
     let follower = state
         .store
@@ -330,6 +347,12 @@ pub async fn serve(
     {
         deliverer.abort();
         tracing::error!("gave up giving back webhook deliveries at shutdown: too slow");
+    }
+    if tokio::time::timeout(limits.shutdown_timeout, mailer)
+        .await
+        .is_err()
+    {
+        tracing::error!("gave up finishing the emails under way at shutdown: too slow");
     }
     pruner.abort();
     scanner.abort();

@@ -18,6 +18,14 @@ pub const LOGINS_PER_ADDRESS: RateLimit = RateLimit {
     requests: 30,
     per_seconds: 60,
 };
+/// Password reset requests from one address, for any emails: a burst of 10, then one every
+/// 6 minutes.
+pub const RESETS_PER_ADDRESS: RateLimit = RateLimit {
+    requests: 10,
+    per_seconds: 3_600,
+};
+/// Password reset links one account is sent in an hour.
+pub const RESETS_PER_EMAIL_PER_HOUR: i64 = 3;
 /// Reports of exposed keys from one address (IPv6 by /64): 30 a minute (a burst of 30, then
 /// one every 2 seconds), up to 30,000 keys.
 pub const REPORTS_PER_ADDRESS: RateLimit = RateLimit {

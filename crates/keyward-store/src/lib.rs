@@ -348,6 +348,55 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<Result<SsoSignIn, SsoRefusal>, StoreError>;
 
+    /// Puts a message in the outbox.
+    async fn enqueue_email(&self, email: NewEmail) -> Result<(), StoreError>;
+
+    /// Takes up to `limit` due messages for `lease_seconds`, skipping those another node has.
+    async fn claim_emails(
+        &self,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedEmail>, StoreError>;
+
+    /// Records how sending a claimed message went.
+    async fn finish_email(
+        &self,
+        id: uuid::Uuid,
+        outcome: EmailOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// In one transaction: unless no account has `email` or it asked `max_per_hour` times in
+    /// the last hour, records a reset link (the digest of its token, until `expires_at`) and
+    /// queues `message` with it.
+    async fn request_password_reset(
+        &self,
+        audit: &AuditContext,
+        email: &Email,
+        message: NewEmail,
+        token_digest: KeyDigest,
+        expires_at: Timestamp,
+        max_per_hour: i64,
+    ) -> Result<ResetRequest, StoreError>;
+
+    /// The email of the account a live reset link is for.
+    async fn password_reset_email(
+        &self,
+        token_digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Result<Option<Email>, StoreError>;
+
+    /// Uses a reset link once: sets the person's password and ends all their sessions. The
+    /// person, if the link was unused and unexpired.
+    async fn reset_password(
+        &self,
+        audit: &AuditContext,
+        token_digest: &KeyDigest,
+        password_hash: String,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError>;
+
     /// Redeems a portal link, once: what it opens, if it was unused, unexpired, and its
     /// person still belongs to its live organization.
     async fn redeem_portal_link(

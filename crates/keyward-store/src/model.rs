@@ -368,6 +368,54 @@ pub struct PortalPerson {
     pub vouched: bool,
 }
 
+/// A message for the outbox. It holds no secret (see `email_outbox` in the migrations).
+#[derive(Clone, Debug)]
+pub struct NewEmail {
+    /// Its id: the `Message-ID`, and what a link's token is derived from.
+    pub id: Uuid,
+    pub recipient: Email,
+    /// Which message (`password_reset`, `credential_expiring`, …).
+    pub template: String,
+    /// What the template fills in.
+    pub params: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// A message a node took to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedEmail {
+    pub id: Uuid,
+    pub recipient: Email,
+    pub template: String,
+    pub params: serde_json::Value,
+    /// Attempts before this one.
+    pub attempts: u32,
+}
+
+/// How sending a message went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EmailOutcome {
+    Sent,
+    /// Try again then.
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
+    /// Tried long enough.
+    GiveUp {
+        error: String,
+    },
+}
+
+/// The fate of a password reset request (the page answers the same to all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetRequest {
+    Queued,
+    NoAccount,
+    /// The account asked too often in the last hour.
+    TooMany,
+}
+
 /// The person an OpenID provider vouches for, from its ID token.
 #[derive(Clone, Debug)]
 pub struct SsoPerson {

@@ -16,20 +16,20 @@ use serde_json::{Map, Value};
 use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
 use crate::sql::{
-    Read, Write, credentials, idempotency, instances, organizations, portal, projects, sessions,
-    sso,
+    Read, Write, credentials, email, idempotency, instances, organizations, portal, projects,
+    sessions, sso,
 };
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
-    ClaimedDelivery, CredentialChanges, CredentialFilter, CredentialRecord, DatabaseState,
-    DeliveryRecord, IdempotencyClaim, IdempotentAnswer, InFlightLimits, InstanceRecord,
-    Invalidation, LoginAttempt, LoginFailures, MemberRecord, MembershipChange, MembershipRecord,
-    NewCredential, NewInstance, NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession,
-    NewWebhook, NextStep, OrganizationChange, OrganizationChanges, OrganizationFilter,
-    OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
-    ProjectChanges, ProjectDeletion, ProjectRecord, SessionRecord, SsoPerson, SsoRefusal,
-    SsoSignIn, Store, StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges,
-    WebhookRecord,
+    ClaimedDelivery, ClaimedEmail, CredentialChanges, CredentialFilter, CredentialRecord,
+    DatabaseState, DeliveryRecord, EmailOutcome, IdempotencyClaim, IdempotentAnswer,
+    InFlightLimits, InstanceRecord, Invalidation, LoginAttempt, LoginFailures, MemberRecord,
+    MembershipChange, MembershipRecord, NewCredential, NewEmail, NewInstance, NewOrganization,
+    NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook, NextStep, OrganizationChange,
+    OrganizationChanges, OrganizationFilter, OrganizationPolicy, OrganizationRecord, Page, Paged,
+    PolicyChanges, PortalRedemption, ProjectChanges, ProjectDeletion, ProjectRecord, ResetRequest,
+    SessionRecord, SsoPerson, SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, UsageUpdate,
+    UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -408,6 +408,100 @@ impl<B: Backend> Store for SqlStore<B> {
                     })
                 }
             }
+        })
+    }
+
+    async fn enqueue_email(&self, email: NewEmail) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| email::enqueue(tx, &email).await?)
+    }
+
+    async fn claim_emails(
+        &self,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedEmail>, StoreError> {
+        in_transaction!(self, |tx| email::claim(tx, now, lease_seconds, limit)
+            .await?)
+    }
+
+    async fn finish_email(
+        &self,
+        id: uuid::Uuid,
+        outcome: EmailOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| email::finish(tx, id, &outcome, now).await?)
+    }
+
+    async fn request_password_reset(
+        &self,
+        audit: &AuditContext,
+        address: &Email,
+        message: NewEmail,
+        token_digest: KeyDigest,
+        expires_at: Timestamp,
+        max_per_hour: i64,
+    ) -> Result<ResetRequest, StoreError> {
+        in_transaction!(self, |tx| {
+            let (outcome, user) = email::request_reset(
+                tx,
+                address,
+                &message,
+                &token_digest,
+                expires_at,
+                max_per_hour,
+            )
+            .await?;
+            if let (ResetRequest::Queued, Some(user)) = (outcome, user) {
+                let event = Event {
+                    organization: None,
+                    action: "user.password_reset_requested".into(),
+                    target_type: "user",
+                    target_id: user.to_string(),
+                    changes: Map::new(),
+                };
+                audit::record(tx, audit, event).await?;
+            }
+            outcome
+        })
+    }
+
+    async fn password_reset_email(
+        &self,
+        token_digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Result<Option<Email>, StoreError> {
+        email::reset_email(&mut self.backend.reader()?, token_digest, now).await
+    }
+
+    async fn reset_password(
+        &self,
+        audit: &AuditContext,
+        token_digest: &KeyDigest,
+        password_hash: String,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError> {
+        in_transaction!(self, |tx| {
+            let reset = email::reset_password(tx, token_digest, &password_hash, now).await?;
+            if let Some((user, address)) = &reset {
+                let audit = AuditContext {
+                    actor: Actor::User {
+                        id: *user,
+                        email: address.as_str().to_owned(),
+                    },
+                    ..audit.clone()
+                };
+                let event = Event {
+                    organization: None,
+                    action: "user.password_reset".into(),
+                    target_type: "user",
+                    target_id: user.to_string(),
+                    changes: Map::new(),
+                };
+                audit::record(tx, &audit, event).await?;
+            }
+            reset.map(|(user, _)| user)
         })
     }
 

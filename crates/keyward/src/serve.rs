@@ -314,6 +314,35 @@ pub struct ServeArgs {
     )]
     oidc_password_login: bool,
 
+    /// Email: the SMTP server (host name) that password resets, invitations and expiry and
+    /// leak notices go through. Without it, nothing is emailed. In the configuration file:
+    /// `[smtp] host = "smtp.example.com"`, with the other `[smtp]` settings.
+    #[arg(long, env = "KEYWARD_SMTP_HOST", value_name = "HOST")]
+    smtp_host: Option<String>,
+
+    /// The SMTP server's port; 587 for starttls, 465 for tls, 25 for none by default.
+    #[arg(long, env = "KEYWARD_SMTP_PORT", value_name = "PORT")]
+    smtp_port: Option<u16>,
+
+    /// How the SMTP connection is protected: starttls (required), tls, or none (only for a
+    /// relay on the same host).
+    #[arg(long, env = "KEYWARD_SMTP_SECURITY", value_name = "MODE", default_value = "starttls",
+        value_parser = ["starttls", "tls", "none"])]
+    smtp_security: String,
+
+    /// The SMTP user name, if the server asks for one.
+    #[arg(long, env = "KEYWARD_SMTP_USERNAME", value_name = "NAME")]
+    smtp_username: Option<String>,
+
+    /// A file holding the SMTP password (read at start; never logged).
+    #[arg(long, env = "KEYWARD_SMTP_PASSWORD_FILE", value_name = "FILE")]
+    smtp_password_file: Option<std::path::PathBuf>,
+
+    /// The sender: `keys@example.com` or `Acme Cloud <keys@example.com>` (the product's
+    /// name when it has none).
+    #[arg(long, env = "KEYWARD_SMTP_FROM", value_name = "ADDRESS")]
+    smtp_from: Option<String>,
+
     /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
     #[arg(
         long,
@@ -416,6 +445,38 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
             ))
         }
     };
+    let smtp = match &args.smtp_host {
+        None => None,
+        Some(host) => {
+            let security = keyward_server::email::Security::parse(&args.smtp_security)?;
+            let from = args
+                .smtp_from
+                .clone()
+                .ok_or("email needs a sender: --smtp-from ([smtp] from) beside --smtp-host")?;
+            let password = match &args.smtp_password_file {
+                None => None,
+                Some(file) => Some(
+                    std::fs::read_to_string(file)
+                        .map_err(|e| {
+                            format!("cannot read the SMTP password {}: {e}", file.display())
+                        })?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                ),
+            };
+            let settings = keyward_server::email::SmtpSettings {
+                host: host.clone(),
+                port: args.smtp_port.unwrap_or(security.default_port()),
+                security,
+                username: args.smtp_username.clone(),
+                password,
+                from,
+            };
+            Some(Arc::new(
+                keyward_server::email::Mailer::new(settings).map_err(|e| format!("[smtp]: {e}"))?,
+            ))
+        }
+    };
     let store = keyward_store::open(args.database.database_url.expose()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -458,6 +519,7 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
             session_length: Duration::from_secs(args.portal_session_minutes * 60),
         }),
         oidc: oidc.clone(),
+        smtp,
         ..Config::default()
     };
     if let Some(oidc) = oidc {

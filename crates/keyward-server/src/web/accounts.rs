@@ -53,12 +53,17 @@ fn sso_name(state: &AppState) -> Option<String> {
 }
 
 /// Whether people may sign up and log in with a password (`[oidc] password_login`).
-fn password_login(state: &AppState) -> bool {
+pub(super) fn password_login(state: &AppState) -> bool {
     state
         .config
         .oidc
         .as_ref()
         .is_none_or(|oidc| oidc.settings.password_login)
+}
+
+/// Whether "Forgot your password?" is offered: with email, where passwords are used.
+pub(super) fn reset_offered(state: &AppState) -> bool {
+    state.config.smtp.is_some() && password_login(state)
 }
 
 fn single_sign_on_only() -> WebError {
@@ -84,6 +89,9 @@ struct LoginPage {
     sso_name: Option<String>,
     /// Whether the password form is offered.
     password_login: bool,
+    /// Whether "Forgot your password?" is offered.
+    forgot: bool,
+    notice: Option<&'static str>,
     csrf_token: String,
     email: String,
     errors: FormErrors,
@@ -100,7 +108,11 @@ struct SignupPage {
 }
 
 /// A page for a visitor who is not signed in, setting their CSRF cookie if they had none.
-fn anonymous_page(status: StatusCode, csrf: AnonymousCsrf, page: &impl Template) -> Response {
+pub(super) fn anonymous_page(
+    status: StatusCode,
+    csrf: AnonymousCsrf,
+    page: &impl Template,
+) -> Response {
     let mut response = render(status, page);
     if let Some(cookie) = csrf.set_cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -111,6 +123,7 @@ fn anonymous_page(status: StatusCode, csrf: AnonymousCsrf, page: &impl Template)
 pub async fn login_page(
     State(state): State<AppState>,
     headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, WebError> {
     if signed_in(&state, &headers).await {
         return Ok(Redirect::to("/settings/api-keys").into_response());
@@ -119,6 +132,10 @@ pub async fn login_page(
     let page = LoginPage {
         sso_name: sso_name(&state),
         password_login: password_login(&state),
+        forgot: reset_offered(&state),
+        notice: (query.as_deref() == Some("notice=password_changed")).then_some(
+            "Your password is changed, and every session of yours ended: log in with the new one.",
+        ),
         branding: state.config.branding.clone(),
         csrf_token: csrf.token.clone(),
         email: String::new(),
@@ -164,7 +181,10 @@ async fn with_password_worker<T: Send + 'static>(
         })
 }
 
-async fn hash_password(state: &AppState, password: Password) -> Result<String, WebError> {
+pub(super) async fn hash_password(
+    state: &AppState,
+    password: Password,
+) -> Result<String, WebError> {
     with_password_worker(state, move |memory| password.hash_in(memory))
         .await?
         .map_err(WebError::internal)
@@ -179,7 +199,11 @@ async fn verify_password(
 }
 
 /// Counts a try from the client's address against `throttle`.
-fn throttle(throttle: &AddressThrottle, client_ip: &str, what: &str) -> Result<(), WebError> {
+pub(super) fn throttle(
+    throttle: &AddressThrottle,
+    client_ip: &str,
+    what: &str,
+) -> Result<(), WebError> {
     let address = client_ip
         .parse()
         .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
@@ -309,6 +333,8 @@ pub async fn login(
         let page = LoginPage {
             sso_name: sso_name(&state),
             password_login: password_login(&state),
+            forgot: reset_offered(&state),
+            notice: None,
             branding: state.config.branding.clone(),
             csrf_token: csrf.token.clone(),
             email: form.text("email").to_owned(),

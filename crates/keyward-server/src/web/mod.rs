@@ -12,6 +12,7 @@ mod members;
 mod oidc;
 mod organization;
 mod page;
+mod password;
 mod portal;
 mod projects;
 mod response;
@@ -33,6 +34,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/login", get(accounts::login_page).post(accounts::login))
         .route("/portal/{code}", get(portal::redeem))
         .route("/login/oidc", get(oidc::begin))
+        .route(
+            "/password/forgot",
+            get(password::forgot_page).post(password::forgot),
+        )
+        .route(
+            "/password/reset/{token}",
+            get(password::reset_page).post(password::reset),
+        )
         .route("/login/oidc/callback", get(oidc::callback))
         .route("/logout", post(accounts::logout))
         .route(

@@ -10,6 +10,7 @@ mod connections;
 mod dashboard;
 mod disk_full;
 mod docs;
+mod email;
 mod forward_auth;
 mod gateways;
 mod github;

@@ -89,6 +89,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "single sign-on",
         sql: include_str!("../../migrations/postgres/0016_single_sign_on.sql"),
     },
+    Migration {
+        version: 17,
+        name: "email",
+        sql: include_str!("../../migrations/postgres/0017_email.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

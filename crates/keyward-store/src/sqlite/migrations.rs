@@ -104,6 +104,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "single sign-on",
         sql: include_str!("../../migrations/sqlite/0019_single_sign_on.sql"),
     },
+    Migration {
+        version: 20,
+        name: "email",
+        sql: include_str!("../../migrations/sqlite/0020_email.sql"),
+    },
 ];
 
 pub(super) async fn run(
