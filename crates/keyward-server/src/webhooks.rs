@@ -462,7 +462,7 @@ pub async fn scan_expiring(state: &AppState) -> Result<u64, keyward_store::Store
     loop {
         let sent = state
             .store
-            .scan_expiring_credentials(now, SCAN_BATCH)
+            .scan_expiring_credentials(now, SCAN_BATCH, state.config.smtp.is_some())
             .await?;
         total += sent;
         if sent < SCAN_BATCH as u64 {

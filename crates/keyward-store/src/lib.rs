@@ -248,6 +248,7 @@ pub trait Store: Send + Sync + 'static {
         source: &str,
         revoke: Option<bool>,
         at: Timestamp,
+        email: bool,
     ) -> Result<Vec<CredentialRecord>, StoreError>;
 
     /// How many of the organization's credentials were reported exposed since `since`.
@@ -553,6 +554,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now: Timestamp,
         limit: i64,
+        email: bool,
     ) -> Result<u64, StoreError>;
 
     /// Deletes up to `limit` finished webhook messages older than `before`.

@@ -849,6 +849,7 @@ impl<B: Backend> Store for SqlStore<B> {
         source: &str,
         revoke: Option<bool>,
         at: Timestamp,
+        email: bool,
     ) -> Result<Vec<CredentialRecord>, StoreError> {
         in_transaction!(self, |tx| {
             let mut exposed = Vec::new();
@@ -887,6 +888,19 @@ impl<B: Backend> Store for SqlStore<B> {
                 if revoke {
                     let event = webhooks::credential_event(&record, Verb::Revoked);
                     webhooks::enqueue(tx, audit, &record, event, Vec::new()).await?;
+                }
+                if email {
+                    let consequence = if revoke {
+                        "It was revoked at once: programs using it are refused. Create a new \
+                         one and put it in their place."
+                    } else {
+                        "It still works, as the organization's policy says: create a new one, \
+                         put it in its place, then revoke this one."
+                    };
+                    let mut extra = Map::new();
+                    extra.insert("where".into(), Value::String(source.to_owned()));
+                    extra.insert("consequence".into(), Value::String(consequence.into()));
+                    email::notify_about(tx, &record, "credential_leaked", extra, at).await?;
                 }
                 exposed.push(record);
             }
@@ -1249,11 +1263,13 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         now: Timestamp,
         limit: i64,
+        email: bool,
     ) -> Result<u64, StoreError> {
         if !webhooks::any_expiring(&mut self.backend.reader()?, now).await? {
             return Ok(0);
         }
-        in_transaction!(self, |tx| webhooks::scan_expiring(tx, now, limit).await?)
+        in_transaction!(self, |tx| webhooks::scan_expiring(tx, now, limit, email)
+            .await?)
     }
 
     async fn prune_webhook_messages(

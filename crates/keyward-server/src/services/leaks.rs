@@ -45,7 +45,14 @@ pub async fn report(
     };
     let changed = state
         .store
-        .report_exposed(audit, digests, source, revoke, state.config.clock.now())
+        .report_exposed(
+            audit,
+            digests,
+            source,
+            revoke,
+            state.config.clock.now(),
+            state.config.smtp.is_some(),
+        )
         .await?;
     // Committed: this node stops (or re-reads) them now; other nodes are told by the store.
     for record in &changed {

@@ -344,3 +344,104 @@ async fn messages_wait_for_the_smtp_server_and_arrive_once() {
         assert_eq!(smtp.messages_to(email).len(), 1, "{email}");
     }
 }
+
+#[tokio::test]
+async fn a_leaked_key_is_told_to_its_maker_by_email() {
+    let Some(smtp) = SmtpServer::start().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(config_with(&smtp)).await;
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let created = ada.create_key("Deploy", &["instances:read"]).await;
+    let key = crate::dashboard::shown_key(&created);
+    let reported = app
+        .client
+        .post(app.url("/v1/credentials/revoke"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "credentials": [key] }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(reported.status().is_success());
+    assert_eq!(
+        keyward_server::email::deliver_due(&app.state)
+            .await
+            .unwrap(),
+        1
+    );
+    let sent = smtp.messages_to("ada@example.com");
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].contains("was found exposed") && sent[0].contains("Deploy"),
+        "{}",
+        sent[0]
+    );
+    assert!(sent[0].contains("It was revoked at once"), "{}", sent[0]);
+    assert!(!sent[0].contains(&key), "never the key itself");
+}
+
+/// A key of `org` expiring in ten days, made with its key (so its owners hear of it).
+async fn key_expiring_in_ten_days(app: &TestApp, org_key: &str, now: keyward_core::Timestamp) {
+    let answer = app
+        .post(
+            "/v1/api-keys",
+            org_key,
+            serde_json::json!({
+                "name": "Nightly export",
+                "scopes": ["instances:read"],
+                "expires_at": now.plus_seconds(10 * 86_400).to_string(),
+            }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn expiry_warnings_go_once_each_from_two_postgres_nodes() {
+    let Some(smtp) = SmtpServer::start().await else {
+        return;
+    };
+    let Some(cluster) =
+        keyward_store::testing::TempPostgres::start().unwrap_or_else(|error| panic!("{error}"))
+    else {
+        return;
+    };
+    let url = cluster.create_database().await.unwrap();
+    let clock = keyward_store::ManualClock::starting_now();
+    let config = || Config {
+        clock: clock.clock(),
+        ..config_with(&smtp)
+    };
+    let one = TestApp::spawn_on_with(&url, config()).await;
+    let two = TestApp::spawn_on_with(&url, config()).await;
+    let acme = one.bootstrap("Acme").await;
+    key_expiring_in_ten_days(&one, &acme.key, clock.clock().now()).await;
+
+    let both = || async {
+        let (a, b) = tokio::join!(
+            keyward_server::webhooks::scan_expiring(&one.state),
+            keyward_server::webhooks::scan_expiring(&two.state)
+        );
+        a.unwrap();
+        b.unwrap();
+        let (a, b) = tokio::join!(
+            keyward_server::email::deliver_due(&one.state),
+            keyward_server::email::deliver_due(&two.state)
+        );
+        a.unwrap() + b.unwrap()
+    };
+    assert_eq!(both().await, 0, "ten days left: nothing yet");
+    clock.advance(Duration::from_secs(3 * 86_400 + 60));
+    assert_eq!(both().await, 1, "within a week");
+    assert_eq!(both().await, 0, "once");
+    clock.advance(Duration::from_secs(6 * 86_400));
+    assert_eq!(both().await, 1, "within a day");
+    assert_eq!(both().await, 0, "once");
+    let sent = smtp.messages_to("owner@acme.example");
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].contains("within a week") && sent[1].contains("within a day"));
+    assert!(sent.iter().all(|m| m.contains("Nightly export")));
+    one.store.close().await;
+    two.store.close().await;
+}

@@ -122,6 +122,7 @@ async fn a_flagged_key_is_revoked_by_a_public_report() {
             "https://github.com/acme/app/blob/main/.env",
             Some(false),
             keyward_core::Timestamp::now(),
+            false,
         )
         .await
         .unwrap();

@@ -185,3 +185,83 @@ pub(crate) async fn reset_email(
     db.optional(query, |row| Ok(Email::from_trusted(row.text("email")?)))
         .await
 }
+
+/// Who hears of a credential: the person who made it while they belong to its organization,
+/// else its owners.
+async fn recipients_of(
+    tx: &mut impl Write,
+    record: &crate::CredentialRecord,
+) -> Result<Vec<Email>, StoreError> {
+    let email = |row: &dyn Columns| Ok(Email::from_trusted(row.text("email")?));
+    if let Some(creator) = record.created_by_user {
+        let query = Query::new(
+            "SELECT u.email FROM users u JOIN memberships m ON m.user_id = u.id \
+             WHERE m.organization_id = $1 AND u.id = $2",
+        )
+        .bind(record.organization_id.as_uuid())
+        .bind(creator.as_uuid());
+        if let Some(found) = tx.optional(query, email).await? {
+            return Ok(vec![found]);
+        }
+    }
+    let owners = Query::new(
+        "SELECT u.email FROM users u JOIN memberships m ON m.user_id = u.id \
+         WHERE m.organization_id = $1 AND m.role = 'owner' ORDER BY u.email",
+    )
+    .bind(record.organization_id.as_uuid());
+    tx.all(owners, email).await
+}
+
+/// Queues `template` about `record` for the people who hear of it, with `extra` besides the
+/// credential's own values (never its secret: it has none to give).
+pub(crate) async fn notify_about(
+    tx: &mut impl Write,
+    record: &crate::CredentialRecord,
+    template: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if record.organization_id.is_installation() {
+        return Ok(());
+    }
+    let query = Query::new("SELECT name FROM organizations WHERE id = $1")
+        .bind(record.organization_id.as_uuid());
+    let organization = tx
+        .optional(query, |row| row.text("name"))
+        .await?
+        .unwrap_or_default();
+    let path = match record.project_id {
+        Some(project) => format!("/settings/projects/{project}/tokens"),
+        None => "/settings/api-keys".to_owned(),
+    };
+    let mut params = serde_json::json!({
+        "credential_id": record.id.to_string(),
+        "kind_label": capitalized(record.id.kind().label()),
+        "name": record.name.as_str(),
+        "hint": record.hint,
+        "organization": organization,
+        "path": path,
+    });
+    if let Some(object) = params.as_object_mut() {
+        object.extend(extra);
+    }
+    for recipient in recipients_of(tx, record).await? {
+        let message = NewEmail {
+            id: Uuid::now_v7(),
+            recipient,
+            template: template.to_owned(),
+            params: params.clone(),
+            created_at: now,
+        };
+        enqueue(tx, &message).await?;
+    }
+    Ok(())
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -627,11 +627,13 @@ const WARNINGS: [(&str, i64); 2] = [("expiring_1d", 86_400), ("expiring_7d", 7 *
 /// Writes, once each, the expiry notices now due (`.expiring` 7 days and 1 day before, then
 /// `.expired`), with their messages; at most `limit` credentials per call. Returns how many
 /// notices were sent. Every node may run it at any time: a notice row is inserted once, and
-/// only the transaction that inserts it writes its message.
+/// only the transaction that inserts it writes its message (and, with `email`, the emails of
+/// the 7-day and 1-day warnings to the credential's maker, or its organization's owners).
 pub(crate) async fn scan_expiring(
     tx: &mut impl Write,
     now: Timestamp,
     limit: i64,
+    email: bool,
 ) -> Result<u64, StoreError> {
     let query = Query::new(crate::sql::credentials::select_credentials!(
         notice_due!(),
@@ -674,6 +676,18 @@ pub(crate) async fn scan_expiring(
             Vec::new()
         };
         enqueue(tx, &crate::AuditContext::SYSTEM, &record, event, extra).await?;
+        // The people who hear of it by email: before it expires (7 days, 1 day).
+        if email && left > 0 {
+            let when = if notice == "expiring_1d" {
+                "within a day"
+            } else {
+                "within a week"
+            };
+            let mut extra = serde_json::Map::new();
+            extra.insert("expires_at".into(), Value::String(expires_at.to_string()));
+            extra.insert("when".into(), Value::String(when.into()));
+            super::email::notify_about(tx, &record, "credential_expiring", extra, now).await?;
+        }
         sent += 1;
     }
     Ok(sent)

@@ -594,7 +594,14 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
     let unknown = keyward_core::KeyDigest::of("nothing");
     let source = "https://github.com/acme/app/blob/main/.env";
     let changed = store
-        .report_exposed(audit, &[leaked.digest, unknown], source, Some(true), now)
+        .report_exposed(
+            audit,
+            &[leaked.digest, unknown],
+            source,
+            Some(true),
+            now,
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(changed.len(), 1);
@@ -603,13 +610,20 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
     assert_eq!(changed[0].revoked_at, Some(now));
     // Sent again: nothing more.
     let again = store
-        .report_exposed(audit, &[leaked.digest], source, Some(true), now)
+        .report_exposed(audit, &[leaked.digest], source, Some(true), now, false)
         .await
         .unwrap();
     assert!(again.is_empty());
     // Flagged only: marked, still working.
     let marked = store
-        .report_exposed(audit, &[flagged.digest], "a paste site", Some(false), now)
+        .report_exposed(
+            audit,
+            &[flagged.digest],
+            "a paste site",
+            Some(false),
+            now,
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(marked.len(), 1);
@@ -623,13 +637,27 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
     // Flagged again: nothing more. A report that revokes revokes it, the first report's
     // source and time kept.
     let again = store
-        .report_exposed(audit, &[flagged.digest], "a paste site", Some(false), now)
+        .report_exposed(
+            audit,
+            &[flagged.digest],
+            "a paste site",
+            Some(false),
+            now,
+            false,
+        )
         .await
         .unwrap();
     assert!(again.is_empty());
     let later = now.plus_seconds(60);
     let revoked = store
-        .report_exposed(audit, &[flagged.digest], "public report", Some(true), later)
+        .report_exposed(
+            audit,
+            &[flagged.digest],
+            "public report",
+            Some(true),
+            later,
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(revoked.len(), 1);
@@ -669,7 +697,7 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
         .await
         .unwrap();
     let changed = store
-        .report_exposed(audit, &[by_default.digest], "https://x", None, now)
+        .report_exposed(audit, &[by_default.digest], "https://x", None, now, false)
         .await
         .unwrap();
     assert!(changed[0].revoked_at.is_some());
@@ -685,7 +713,7 @@ pub async fn an_exposure_report_marks_and_revokes_once(store: &dyn Store) {
     assert_eq!(policy.policy.leak_action, keyward_store::LeakAction::Flag);
     let by_policy = store.insert_credential(audit, new("policy")).await.unwrap();
     let changed = store
-        .report_exposed(audit, &[by_policy.digest], "https://x", None, now)
+        .report_exposed(audit, &[by_policy.digest], "https://x", None, now, false)
         .await
         .unwrap();
     assert_eq!(changed.len(), 1);

@@ -265,9 +265,18 @@ pub async fn expiry_notices_are_written_once_each(store: &dyn Store) {
     far.expires_at = Some(now.plus_seconds(30 * 86_400));
     store.insert_credential(audit, far).await.unwrap();
 
-    assert_eq!(store.scan_expiring_credentials(now, 100).await.unwrap(), 1);
     assert_eq!(
-        store.scan_expiring_credentials(now, 100).await.unwrap(),
+        store
+            .scan_expiring_credentials(now, 100, false)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .scan_expiring_credentials(now, 100, false)
+            .await
+            .unwrap(),
         0,
         "once"
     );
@@ -278,17 +287,35 @@ pub async fn expiry_notices_are_written_once_each(store: &dyn Store) {
     // Two days on: within a day of expiry.
     let later = now.plus_seconds(2 * 86_400 + 60);
     assert_eq!(
-        store.scan_expiring_credentials(later, 100).await.unwrap(),
+        store
+            .scan_expiring_credentials(later, 100, false)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
-        store.scan_expiring_credentials(later, 100).await.unwrap(),
+        store
+            .scan_expiring_credentials(later, 100, false)
+            .await
+            .unwrap(),
         0
     );
     // Past the expiry: expired, once.
     let past = now.plus_seconds(3 * 86_400 + 1);
-    assert_eq!(store.scan_expiring_credentials(past, 100).await.unwrap(), 1);
-    assert_eq!(store.scan_expiring_credentials(past, 100).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .scan_expiring_credentials(past, 100, false)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .scan_expiring_credentials(past, 100, false)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(
         delivered_types(store, org, hook.id).await,
         ["api_key.expiring", "api_key.expiring", "api_key.expired"]
@@ -301,7 +328,13 @@ pub async fn expiry_notices_are_written_once_each(store: &dyn Store) {
         .revoke_credential(audit, org, revoked.id, now)
         .await
         .unwrap();
-    assert_eq!(store.scan_expiring_credentials(now, 100).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .scan_expiring_credentials(now, 100, false)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 /// The event types of an endpoint's deliveries, oldest first.
