@@ -238,10 +238,15 @@ impl Oidc {
                 metadata.issuer().as_str()
             )));
         }
-        for endpoint in [
-            metadata.authorization_endpoint().as_str(),
-            metadata.jwks_uri().as_str(),
-        ] {
+        // Every endpoint Keyward talks to or sends the browser to: the token endpoint gets
+        // the client secret, the userinfo endpoint the access token.
+        let endpoints = [
+            Some(metadata.authorization_endpoint().as_str()),
+            Some(metadata.jwks_uri().as_str()),
+            metadata.token_endpoint().map(|url| url.as_str()),
+            metadata.userinfo_endpoint().map(|url| url.as_str()),
+        ];
+        for endpoint in endpoints.into_iter().flatten() {
             check_url(endpoint).map_err(OidcError::Unreachable)?;
         }
         let keys = self.fetch_keys(&metadata).await?;

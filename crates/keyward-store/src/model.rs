@@ -363,8 +363,9 @@ pub struct PortalPerson {
     pub name: Option<Name>,
     /// Whether the installation vouches for the person (its admin keys): then an account
     /// that has the email but no external id becomes this person, a person of another
-    /// organization may be added, and the email given becomes theirs. An organization's own
-    /// key only names new people and its own members.
+    /// organization may be added, and the email given becomes theirs (unless they have a
+    /// password of their own). An organization's own key only names new people and its own
+    /// members.
     pub vouched: bool,
 }
 

@@ -3,7 +3,6 @@
 //! `services::portal` for who may open what).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use keyward_core::{CredentialKind, Email, ExternalId, Name, Scope, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
@@ -152,13 +151,17 @@ pub(super) async fn create_portal_session(
     };
     let admin_key = principal.kind() == CredentialKind::AdminKey;
     let link = portal::create(&state, &caller, admin_key, input).await?;
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(PortalSessionLink {
+    // The URL carries a one-time code: an idempotent retry never shows it again (and it is
+    // never stored with the answer).
+    let location = format!("/v1/members/{}", link.user_id);
+    Ok(super::created_with_secret(
+        "portal link",
+        location,
+        PortalSessionLink {
             url: link.url,
             expires_at: link.expires_at,
             session_expires_in_seconds: link.session_seconds,
             user_id: link.user_id,
-        }),
+        },
     ))
 }

@@ -94,13 +94,26 @@ pub async fn create(
             });
         }
     }
+    // An organization's own key names people in a namespace of its own: it can never name
+    // a person of the platform's (whose external id is the provider's `sub`).
+    let external_id = if admin_key {
+        input.external_id
+    } else {
+        let scoped = format!("{}:{}", caller.organization_id, input.external_id.as_str());
+        keyward_core::ExternalId::parse(&scoped).map_err(|_| {
+            ServiceError::invalid(
+                "user.external_id",
+                "with an organization's key, at most 224 characters",
+            )
+        })?
+    };
     let code = random_token().map_err(ServiceError::internal)?;
     let expires_at = now.plus_seconds(LINK_SECONDS);
     let link = NewPortalLink {
         code_digest: KeyDigest::of(&code),
         organization: caller.organization_id,
         person: PortalPerson {
-            external_id: input.external_id,
+            external_id,
             email: input.email,
             name: input.name,
             vouched: admin_key,

@@ -424,6 +424,7 @@ pub async fn login(
 
 pub async fn logout(
     State(state): State<AppState>,
+    headers: HeaderMap,
     person: Person,
     form: FormData,
 ) -> Result<Response, WebError> {
@@ -447,6 +448,14 @@ pub async fn logout(
         header::SET_COOKIE,
         set_cookie(&state, SESSION_COOKIE, "", 0),
     );
+    // A portal session this browser holds ends with it (the cookie is forgotten; the
+    // session itself ends at its time).
+    if super::session::cookie(&headers, super::session::PORTAL_COOKIE).is_some() {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            super::session::portal_cookie(&state, "", 0),
+        );
+    }
     Ok(response)
 }
 

@@ -170,20 +170,23 @@ async fn suspended_is_read_only(
 }
 
 /// Pages are per person and may show a secret once: never cached, never framed, no script
-/// or style from anywhere but here. Portal pages (a portal link, or a request with a portal
-/// session's cookie) alone may be framed, and only by `[portal] frame_ancestors`.
+/// or style from anywhere but here. Portal pages (a portal link, or a page of a live portal
+/// session) alone may be framed, and only by `[portal] frame_ancestors`.
 async fn page_headers(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let portal = request.uri().path().starts_with("/portal/")
-        || session::cookie(request.headers(), session::PORTAL_COOKIE).is_some();
+    let path = request.uri().path().to_owned();
+    let ancestors = &state.config.portal.frame_ancestors;
+    // Only when framing is allowed at all is a portal session looked up.
+    let portal = !ancestors.is_empty()
+        && (path.starts_with("/portal/")
+            || session::on_portal_page(&state, request.headers(), &path).await);
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let ancestors = &state.config.portal.frame_ancestors;
-    let framed = portal && !ancestors.is_empty();
+    let framed = portal;
     // Log-out of a single sign-on session is a form whose answer goes on to the provider.
     let provider = state
         .config

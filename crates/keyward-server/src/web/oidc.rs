@@ -172,9 +172,9 @@ async fn finish(
         Ok(signed_in) => signed_in,
         Err(SsoRefusal::EmailUnverified) => {
             return Err(WebError::forbidden(format!(
-                "An account with this email already exists, and {provider} has not verified \
-                 that the address is yours. Log in with your password, or have {provider} \
-                 verify your email first."
+                "{provider} has not verified that your email address is yours, so it cannot \
+                 be yours here yet (if an account has it, log in with its password). Have \
+                 {provider} verify your email, then sign in again."
             )));
         }
         Err(SsoRefusal::EmailTaken) => {

@@ -72,15 +72,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// Starts a session for `user` in `organization` and returns the `Set-Cookie` value;
-/// `single_sign_on` when it begins at the OpenID provider.
-pub async fn start_session(
+/// What kind of session to begin, besides whose and where.
+struct Kind {
+    seconds: i64,
+    portal: Option<keyward_store::PortalConfinement>,
+    single_sign_on: bool,
+}
+
+/// Records a new session and returns its cookie's value (a secret the database never sees).
+async fn begin(
     state: &AppState,
     audit: &keyward_store::AuditContext,
     user: UserId,
     organization: Option<keyward_core::OrganizationId>,
-    single_sign_on: bool,
-) -> Result<HeaderValue, WebError> {
+    kind: Kind,
+) -> Result<String, WebError> {
     let token = random_token().map_err(WebError::internal)?;
     let csrf_token = random_token().map_err(WebError::internal)?;
     let now = state.config.clock.now();
@@ -94,12 +100,30 @@ pub async fn start_session(
                 organization_id: organization,
                 csrf_token,
                 created_at: now,
-                expires_at: now.plus_seconds(SESSION_SECONDS),
-                portal: None,
-                single_sign_on,
+                expires_at: now.plus_seconds(kind.seconds),
+                portal: kind.portal,
+                single_sign_on: kind.single_sign_on,
             },
         )
         .await?;
+    Ok(token)
+}
+
+/// Starts a session for `user` in `organization` and returns the `Set-Cookie` value;
+/// `single_sign_on` when it begins at the OpenID provider.
+pub async fn start_session(
+    state: &AppState,
+    audit: &keyward_store::AuditContext,
+    user: UserId,
+    organization: Option<keyward_core::OrganizationId>,
+    single_sign_on: bool,
+) -> Result<HeaderValue, WebError> {
+    let kind = Kind {
+        seconds: SESSION_SECONDS,
+        portal: None,
+        single_sign_on,
+    };
+    let token = begin(state, audit, user, organization, kind).await?;
     Ok(set_cookie(state, SESSION_COOKIE, &token, SESSION_SECONDS))
 }
 
@@ -124,25 +148,13 @@ pub async fn start_portal_session(
     audit: &keyward_store::AuditContext,
     redemption: &keyward_store::PortalRedemption,
 ) -> Result<HeaderValue, WebError> {
-    let token = random_token().map_err(WebError::internal)?;
-    let csrf_token = random_token().map_err(WebError::internal)?;
-    let now = state.config.clock.now();
-    state
-        .store
-        .create_session(
-            audit,
-            NewSession {
-                token_digest: KeyDigest::of(&token),
-                user_id: redemption.user_id,
-                organization_id: Some(redemption.organization),
-                csrf_token,
-                created_at: now,
-                expires_at: now.plus_seconds(redemption.session_seconds),
-                portal: Some(redemption.confinement.clone()),
-                single_sign_on: false,
-            },
-        )
-        .await?;
+    let kind = Kind {
+        seconds: redemption.session_seconds,
+        portal: Some(redemption.confinement.clone()),
+        single_sign_on: false,
+    };
+    let organization = Some(redemption.organization);
+    let token = begin(state, audit, redemption.user_id, organization, kind).await?;
     Ok(portal_cookie(state, &token, redemption.session_seconds))
 }
 
@@ -236,7 +248,16 @@ impl FromRequestParts<AppState> for Person {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         if let Some(token) = cookie(&parts.headers, PORTAL_COOKIE).map(str::to_owned) {
-            return portal_person(parts, state, &token).await;
+            match portal_person(parts, state, &token).await {
+                Ok(person) => return Ok(person),
+                // Outside the portal's pages, or once it ended, a person's own session (never
+                // sent inside another site's frame: it is SameSite=Lax), so that a portal link
+                // someone else sent never locks anyone out of their own dashboard.
+                Err(refusal) if cookie(&parts.headers, SESSION_COOKIE).is_none() => {
+                    return Err(refusal);
+                }
+                Err(_) => {}
+            }
         }
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(WebError::Redirect("/login".into()));
@@ -326,6 +347,23 @@ async fn portal_person(
         portal: Some(portal),
         single_sign_on: false,
     })
+}
+
+/// Whether the request is for a page of a live portal session (which alone may be framed).
+pub async fn on_portal_page(state: &AppState, headers: &HeaderMap, path: &str) -> bool {
+    let Some(token) = cookie(headers, PORTAL_COOKIE) else {
+        return false;
+    };
+    match state
+        .store
+        .find_session(&KeyDigest::of(token), state.config.clock.now())
+        .await
+    {
+        Ok(Some(session)) => session.portal.is_some_and(|portal| {
+            crate::portal::PortalPages::from_storage(&portal.pages).allow(path)
+        }),
+        _ => false,
+    }
 }
 
 /// Whether the request carries a live session (for pages that only redirect).

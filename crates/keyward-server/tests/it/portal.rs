@@ -88,6 +88,18 @@ async fn a_link_opens_one_confined_session_once() {
     assert_eq!(dump[0].1, "api_keys tokens");
     assert!(!String::from_utf8_lossy(&dump[0].0).contains(&code));
 
+    // An organization's key names people in its own namespace, never a platform's person.
+    let person = app
+        .store
+        .find_user_by_email(&keyward_core::Email::parse("ada@acme.example").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        person.external_id.map(|e| e.as_str().to_owned()),
+        Some(format!("{}:u-1", acme.id))
+    );
+
     let mut visitor = Visitor::new(&app);
     let opened = visitor.get(&path_of(&url, &app)).await;
     assert_eq!(opened.status, StatusCode::SEE_OTHER);
@@ -240,30 +252,21 @@ async fn the_same_person_on_every_link_with_the_role_the_platform_gives() {
         .await;
     taken.problem(409, "conflict");
 
-    // Another organization's key cannot pull Grace in, nor change her email.
+    // Another organization's "u-7" is another person: its key names people in a namespace
+    // of its own, and can neither pull Grace in nor change her email.
     let other = app.bootstrap("Other").await;
-    let claimed = app
+    let elsewhere = app
         .post(
             "/v1/portal-sessions",
             &other.key,
             link_for("u-7", "grace@evil.example", "owner"),
         )
         .await;
-    assert!(
-        claimed.problem(409, "conflict")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("not a member of this organization")
-    );
+    assert_eq!(elsewhere.status, StatusCode::CREATED, "{}", elsewhere.body);
+    assert_ne!(elsewhere.body["user_id"], first.body["user_id"]);
     let members = app.get("/v1/members", &acme.key).await;
     assert!(members.body.to_string().contains("grace@acme.example"));
-    assert_eq!(
-        app.get("/v1/members", &other.key).await.body["data"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert!(!members.body.to_string().contains("grace@evil.example"));
 }
 
 #[tokio::test]
@@ -540,7 +543,24 @@ async fn portal_pages_alone_are_framed_and_their_cookie_is_partitioned() {
         "{policy}"
     );
     assert!(page.headers.get("x-frame-options").is_none());
-    // Every other page stays unframeable.
+    // Every other page stays unframeable: outside the portal's pages, and with a made-up
+    // portal cookie.
+    let projects = visitor.get("/settings/projects").await;
+    let policy = projects.headers["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    let forged = app
+        .client
+        .get(app.url("/login"))
+        .header("cookie", "keyward_portal=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .send()
+        .await
+        .unwrap();
+    let policy = forged.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
     let login = Visitor::new(&app).get("/login").await;
     let policy = login.headers["content-security-policy"].to_str().unwrap();
     assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
@@ -625,4 +645,75 @@ async fn concurrent_links_make_one_person_and_a_link_opens_once_on_two_postgres_
     race(&[&one, &two], &acme.key).await;
     one.store.close().await;
     two.store.close().await;
+}
+
+#[tokio::test]
+async fn a_portal_link_someone_sends_never_locks_a_person_out_of_their_own_dashboard() {
+    let app = TestApp::spawn_with(settings(&[])).await;
+    let stranger = app.bootstrap("Stranger").await;
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Ada's").await;
+    let made = app
+        .post(
+            "/v1/portal-sessions",
+            &stranger.key,
+            link_for("bait", "bait@stranger.example", "member"),
+        )
+        .await;
+    let opened = ada
+        .get(&path_of(made.body["url"].as_str().unwrap(), &app))
+        .await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER);
+    // The portal's own pages show the portal; the rest is Ada's own dashboard.
+    let projects = ada.get("/settings/projects").await;
+    assert_eq!(projects.status, StatusCode::OK);
+    assert!(
+        projects.body.contains("ada@example.com · owner"),
+        "{}",
+        projects.body
+    );
+    // Log-out ends both.
+    let csrf = projects.csrf_token();
+    let out = ada.post("/logout", &[("csrf_token", &csrf)]).await;
+    assert_eq!(out.location(), "/login");
+    let cleared: Vec<&str> = out
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap())
+        .collect();
+    assert!(
+        cleared.iter().any(|c| c.starts_with("keyward_portal=;")),
+        "{cleared:?}"
+    );
+    assert_eq!(
+        ada.get("/settings/api-keys").await.status,
+        StatusCode::SEE_OTHER,
+        "signed out"
+    );
+}
+
+#[tokio::test]
+async fn a_portal_link_is_never_kept_for_an_idempotent_retry() {
+    let app = TestApp::spawn_with(settings(&[])).await;
+    let acme = app.bootstrap("Acme").await;
+    let send = || {
+        app.client
+            .post(app.url("/v1/portal-sessions"))
+            .bearer_auth(&acme.key)
+            .header("idempotency-key", "portal-1")
+            .json(&link_for("u-1", "ada@acme.example", "member"))
+            .send()
+    };
+    let first = crate::helpers::read(send().await.unwrap()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = crate::helpers::read(send().await.unwrap()).await;
+    again.problem(409, "secret_already_shown");
+    let url = first.body["url"].as_str().unwrap();
+    let code = url.rsplit('/').next().unwrap();
+    let database = std::fs::read(app.dir.path().join("keyward.db")).unwrap();
+    assert!(
+        !database.windows(code.len()).any(|w| w == code.as_bytes()),
+        "the code is not stored"
+    );
 }

@@ -469,6 +469,18 @@ async fn an_unverified_email_never_takes_over_an_account() {
         .unwrap()
         .unwrap();
     assert!(user.external_id.is_none(), "not linked");
+    // A new account from an address the provider has not verified: refused too.
+    mock.set(Flaw::None, person("sub-y", "someone@else.example", false));
+    let mut visitor = Visitor::new(&app);
+    let (_, page) = sign_in(&mut visitor).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(
+        app.store
+            .find_user_by_email(&keyward_core::Email::parse("someone@else.example").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Their password still works.
     let mut again = Visitor::new(&app);
     let page = again.log_in("ada@acme.example", PASSWORD).await;

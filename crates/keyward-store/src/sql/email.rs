@@ -99,8 +99,13 @@ pub(crate) async fn request_reset(
     expires_at: Timestamp,
     max_per_hour: i64,
 ) -> Result<(ResetRequest, Option<UserId>), StoreError> {
-    let query =
-        locking!("FOR UPDATE", "SELECT id FROM users WHERE email = $1").bind(email.as_str());
+    // Only an account with a password has one to reset: people the platform provisioned
+    // sign in through it.
+    let query = locking!(
+        "FOR UPDATE",
+        "SELECT id FROM users WHERE email = $1 AND password_hash IS NOT NULL"
+    )
+    .bind(email.as_str());
     let Some(user) = tx
         .optional(query, |row| Ok(UserId::from_uuid(row.uuid("id")?)))
         .await?

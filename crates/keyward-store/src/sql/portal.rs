@@ -46,8 +46,9 @@ pub(crate) async fn person(
         }
         // The platform's email for them moves with them, unless another account has it.
         if email != person.email {
+            // Never for a person with a password of their own: their address is theirs.
             let query = Query::new(
-                "UPDATE users SET email = $2 WHERE id = $1 \
+                "UPDATE users SET email = $2 WHERE id = $1 AND password_hash IS NULL \
                  AND NOT EXISTS (SELECT 1 FROM users WHERE email = $2)",
             )
             .bind(id.as_uuid())
@@ -68,22 +69,42 @@ pub(crate) async fn person(
     }
     // A new person, unless the id (made by a concurrent call, or just linked) or the email
     // is taken.
-    let query = Query::new(
-        "INSERT INTO users (id, email, password_hash, created_at, external_id, name) \
-         VALUES ($1, $2, NULL, $3, $4, $5) ON CONFLICT DO NOTHING",
+    insert_unless_taken(
+        tx,
+        &person.email,
+        &person.external_id,
+        person.name.as_ref(),
+        at,
     )
-    .bind(UserId::generate().as_uuid())
-    .bind(person.email.as_str())
-    .bind(at.unix_seconds())
-    .bind(person.external_id.as_str())
-    .bind(person.name.as_ref().map(Name::as_str));
-    tx.execute(query).await?;
+    .await?;
     if let Some((id, _)) = tx.optional(by_external_id(), found).await? {
         return Ok(id);
     }
     // Another account has the email, under another external id (or none, and the caller
     // may not vouch for it).
     Err(StoreError::Conflict("person email"))
+}
+
+/// Creates a person without a password, with the platform's id for them, unless an account
+/// has the id or the email already (made meanwhile by a concurrent call, say).
+pub(crate) async fn insert_unless_taken(
+    tx: &mut impl Write,
+    email: &Email,
+    external_id: &keyward_core::ExternalId,
+    name: Option<&Name>,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let query = Query::new(
+        "INSERT INTO users (id, email, password_hash, created_at, external_id, name) \
+         VALUES ($1, $2, NULL, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(UserId::generate().as_uuid())
+    .bind(email.as_str())
+    .bind(at.unix_seconds())
+    .bind(external_id.as_str())
+    .bind(name.map(Name::as_str));
+    tx.execute(query).await?;
+    Ok(())
 }
 
 /// Makes `user` a member of `organization` with `role`: added if new, moved if their role

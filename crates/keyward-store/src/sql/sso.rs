@@ -1,7 +1,7 @@
 //! Single sign-on: the person an OpenID provider vouches for, and the memberships its
 //! organization claim gives.
 
-use keyward_core::{Email, ExternalId, Name, OrganizationId, Role, Timestamp, UserId};
+use keyward_core::{Email, ExternalId, OrganizationId, Role, Timestamp, UserId};
 
 use super::{Columns, Query, Write, locking, organizations, portal};
 use crate::{SsoPerson, SsoRefusal, StoreError};
@@ -15,7 +15,7 @@ fn found(row: &dyn Columns) -> Result<(UserId, Email, Option<String>), StoreErro
 }
 
 /// The person with the provider's subject; else the account with a verified email that has
-/// no external id yet (linked); else a new person without a password.
+/// no external id yet (linked); else, with a verified email, a new person without a password.
 pub(crate) async fn person(
     tx: &mut impl Write,
     person: &SsoPerson,
@@ -49,8 +49,13 @@ pub(crate) async fn person(
     )
     .bind(person.email.as_str());
     if let Some((id, email, external_id)) = tx.optional(by_email, found).await? {
-        if external_id.is_some() {
-            return Ok(Err(SsoRefusal::EmailTaken));
+        match external_id {
+            // Made by a concurrent first sign-in of the same person, meanwhile.
+            Some(external_id) if external_id == person.subject.as_str() => {
+                return Ok(Ok((id, email)));
+            }
+            Some(_) => return Ok(Err(SsoRefusal::EmailTaken)),
+            None => {}
         }
         if !person.email_verified {
             return Ok(Err(SsoRefusal::EmailUnverified));
@@ -61,16 +66,13 @@ pub(crate) async fn person(
         tx.execute(query).await?;
         return Ok(Ok((id, email)));
     }
-    let query = Query::new(
-        "INSERT INTO users (id, email, password_hash, created_at, external_id, name) \
-         VALUES ($1, $2, NULL, $3, $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(UserId::generate().as_uuid())
-    .bind(person.email.as_str())
-    .bind(at.unix_seconds())
-    .bind(person.subject.as_str())
-    .bind(person.name.as_ref().map(Name::as_str));
-    tx.execute(query).await?;
+    // A new account takes only an address the provider vouches for: one that is not
+    // verified could be someone else's, who would then find it taken.
+    if !person.email_verified {
+        return Ok(Err(SsoRefusal::EmailUnverified));
+    }
+    portal::insert_unless_taken(tx, &person.email, &person.subject, person.name.as_ref(), at)
+        .await?;
     match tx.optional(by_subject(), found).await? {
         Some((id, email, _)) => Ok(Ok((id, email))),
         // A concurrent sign-up took the email meanwhile.
