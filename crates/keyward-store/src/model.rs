@@ -330,6 +330,9 @@ pub struct NewSession {
     pub portal: Option<PortalConfinement>,
     /// Begun at the OpenID provider, which log-out ends too.
     pub single_sign_on: bool,
+    /// Opened by a portal link the credential with this id made: the session ends when it
+    /// stops working.
+    pub opened_by: Option<Uuid>,
 }
 
 /// What a portal session may show: some pages of one organization, with a way back to the
@@ -345,6 +348,8 @@ pub struct PortalConfinement {
 #[derive(Clone, Debug)]
 pub struct NewPortalLink {
     pub code_digest: KeyDigest,
+    /// The key that makes it: the link and its session last no longer than it works.
+    pub credential: CredentialId,
     pub organization: OrganizationId,
     pub person: PortalPerson,
     /// The person's role in the organization from now on.
@@ -449,6 +454,8 @@ pub struct SsoSignIn {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortalRedemption {
     pub organization: OrganizationId,
+    /// The id of the key that made the link.
+    pub credential: Uuid,
     pub user_id: UserId,
     pub email: Email,
     pub confinement: PortalConfinement,

@@ -109,8 +109,15 @@ pub async fn create(
     };
     let code = random_token().map_err(ServiceError::internal)?;
     let expires_at = now.plus_seconds(LINK_SECONDS);
+    let super::caller::CallerKind::Credential { id: credential } = caller.actor else {
+        return Err(ServiceError::Forbidden {
+            field: None,
+            message: "portal links are made with a key",
+        });
+    };
     let link = NewPortalLink {
         code_digest: KeyDigest::of(&code),
+        credential,
         organization: caller.organization_id,
         person: PortalPerson {
             external_id,

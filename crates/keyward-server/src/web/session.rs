@@ -77,6 +77,8 @@ struct Kind {
     seconds: i64,
     portal: Option<keyward_store::PortalConfinement>,
     single_sign_on: bool,
+    /// The key whose portal link opened it: the session ends when the key stops working.
+    opened_by: Option<uuid::Uuid>,
 }
 
 /// Records a new session and returns its cookie's value (a secret the database never sees).
@@ -103,6 +105,7 @@ async fn begin(
                 expires_at: now.plus_seconds(kind.seconds),
                 portal: kind.portal,
                 single_sign_on: kind.single_sign_on,
+                opened_by: kind.opened_by,
             },
         )
         .await?;
@@ -122,6 +125,7 @@ pub async fn start_session(
         seconds: SESSION_SECONDS,
         portal: None,
         single_sign_on,
+        opened_by: None,
     };
     let token = begin(state, audit, user, organization, kind).await?;
     Ok(set_cookie(state, SESSION_COOKIE, &token, SESSION_SECONDS))
@@ -152,6 +156,7 @@ pub async fn start_portal_session(
         seconds: redemption.session_seconds,
         portal: Some(redemption.confinement.clone()),
         single_sign_on: false,
+        opened_by: Some(redemption.credential),
     };
     let organization = Some(redemption.organization);
     let token = begin(state, audit, redemption.user_id, organization, kind).await?;

@@ -717,3 +717,63 @@ async fn a_portal_link_is_never_kept_for_an_idempotent_retry() {
         "the code is not stored"
     );
 }
+
+#[tokio::test]
+async fn revoking_the_key_ends_its_portal_sessions_and_links() {
+    let app = TestApp::spawn_with(settings(&[])).await;
+    let acme = app.bootstrap("Acme").await;
+    let (key_id, key) = app
+        .create_key(
+            &acme.key,
+            "portal maker",
+            &[
+                "portal:write",
+                "instances:read",
+                "instances:write",
+                "projects:read",
+                "api_keys:read",
+                "tokens:read",
+            ],
+        )
+        .await;
+    let opened_link = app
+        .post(
+            "/v1/portal-sessions",
+            &key,
+            link_for("u-1", "ada@acme.example", "member"),
+        )
+        .await;
+    assert_eq!(
+        opened_link.status,
+        StatusCode::CREATED,
+        "{}",
+        opened_link.body
+    );
+    let waiting_link = app
+        .post(
+            "/v1/portal-sessions",
+            &key,
+            link_for("u-1", "ada@acme.example", "member"),
+        )
+        .await;
+    let mut visitor = Visitor::new(&app);
+    visitor
+        .get(&path_of(opened_link.body["url"].as_str().unwrap(), &app))
+        .await;
+    assert_eq!(
+        visitor.get("/settings/api-keys").await.status,
+        StatusCode::OK
+    );
+
+    let revoked = app
+        .delete(&format!("/v1/api-keys/{key_id}"), &acme.key)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let ended = visitor.get("/settings/api-keys").await;
+    assert_eq!(ended.status, StatusCode::FORBIDDEN);
+    assert!(ended.body.contains("This session has ended"));
+    let late = Visitor::new(&app)
+        .get(&path_of(waiting_link.body["url"].as_str().unwrap(), &app))
+        .await;
+    assert_eq!(late.status, StatusCode::GONE);
+}

@@ -94,6 +94,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "email",
         sql: include_str!("../../migrations/postgres/0017_email.sql"),
     },
+    Migration {
+        version: 18,
+        name: "portal keys",
+        sql: include_str!("../../migrations/postgres/0018_portal_keys.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -85,6 +85,15 @@ pub(crate) async fn person(
     Err(StoreError::Conflict("person email"))
 }
 
+/// The condition on `c` (a credential) and `$2` (now) that it still works: not revoked,
+/// not expired, not past its rotation.
+macro_rules! usable_credential {
+    () => {
+        "c.revoked_at IS NULL AND (c.expires_at IS NULL OR c.expires_at > $2) \
+         AND (c.rotation_ends_at IS NULL OR c.rotation_ends_at > $2)"
+    };
+}
+
 /// Creates a person without a password, with the platform's id for them, unless an account
 /// has the id or the email already (made meanwhile by a concurrent call, say).
 pub(crate) async fn insert_unless_taken(
@@ -158,7 +167,8 @@ pub(crate) async fn insert(
     tx.execute(expired).await?;
     let query = Query::new(
         "INSERT INTO portal_links (code_sha256, organization_id, user_id, pages, return_url, \
-         session_seconds, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         session_seconds, created_at, expires_at, credential_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&link.code_digest)
     .bind(link.organization.as_uuid())
@@ -167,7 +177,8 @@ pub(crate) async fn insert(
     .bind(link.confinement.return_url.as_str())
     .bind(link.session_seconds)
     .bind(link.created_at.unix_seconds())
-    .bind(link.expires_at.unix_seconds());
+    .bind(link.expires_at.unix_seconds())
+    .bind(link.credential.as_uuid());
     tx.execute(query).await?;
     Ok(())
 }
@@ -179,11 +190,15 @@ pub(crate) async fn redeem(
     code_digest: &KeyDigest,
     now: Timestamp,
 ) -> Result<Option<PortalRedemption>, StoreError> {
-    let query = Query::new(
+    let query = Query::new(concat!(
         "UPDATE portal_links SET redeemed_at = $2 \
-         WHERE code_sha256 = $1 AND redeemed_at IS NULL AND expires_at > $2 \
-         RETURNING organization_id, user_id, pages, return_url, session_seconds",
-    )
+             WHERE code_sha256 = $1 AND redeemed_at IS NULL AND expires_at > $2 \
+             AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = portal_links.credential_id \
+             AND ",
+        usable_credential!(),
+        ") RETURNING organization_id, user_id, pages, return_url, session_seconds, \
+             credential_id"
+    ))
     .bind(code_digest)
     .bind(now.unix_seconds());
     let Some(link) = tx
@@ -196,13 +211,14 @@ pub(crate) async fn redeem(
                     return_url: row.text("return_url")?,
                 },
                 row.int("session_seconds")?,
+                row.uuid("credential_id")?,
             ))
         })
         .await?
     else {
         return Ok(None);
     };
-    let (organization, user_id, confinement, session_seconds) = link;
+    let (organization, user_id, confinement, session_seconds, credential) = link;
     let query = Query::new(
         "SELECT u.email FROM users u \
          JOIN memberships m ON m.user_id = u.id AND m.organization_id = $2 \
@@ -216,6 +232,7 @@ pub(crate) async fn redeem(
         .await?;
     Ok(email.map(|email| PortalRedemption {
         organization,
+        credential,
         user_id,
         email,
         confinement,

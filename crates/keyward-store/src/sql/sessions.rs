@@ -11,8 +11,8 @@ use crate::{
 pub(crate) async fn create(tx: &mut impl Write, session: &NewSession) -> Result<(), StoreError> {
     let query = Query::new(
         "INSERT INTO sessions (token_sha256, user_id, organization_id, csrf_token, created_at, \
-         expires_at, portal_pages, return_url, single_sign_on) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         expires_at, portal_pages, return_url, single_sign_on, opened_by_credential) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&session.token_digest)
     .bind(session.user_id.as_uuid())
@@ -22,7 +22,8 @@ pub(crate) async fn create(tx: &mut impl Write, session: &NewSession) -> Result<
     .bind(session.expires_at.unix_seconds())
     .bind(session.portal.as_ref().map(|p| p.pages.as_str()))
     .bind(session.portal.as_ref().map(|p| p.return_url.as_str()))
-    .bind(i64::from(session.single_sign_on));
+    .bind(i64::from(session.single_sign_on))
+    .bind(session.opened_by);
     tx.execute(query).await?;
     // Expired sessions are of no use to anyone: drop them while we are writing anyway.
     let expired = Query::new("DELETE FROM sessions WHERE expires_at <= $1")
@@ -64,7 +65,11 @@ pub(crate) async fn find(
          FROM sessions s JOIN users u ON u.id = s.user_id \
          LEFT JOIN memberships m ON m.organization_id = s.organization_id AND m.user_id = s.user_id \
          LEFT JOIN organizations o ON o.id = m.organization_id \
-         WHERE s.token_sha256 = $1 AND s.expires_at > $2",
+         WHERE s.token_sha256 = $1 AND s.expires_at > $2 \
+         AND (s.opened_by_credential IS NULL OR EXISTS (SELECT 1 FROM credentials c \
+         WHERE c.id = s.opened_by_credential AND c.revoked_at IS NULL \
+         AND (c.expires_at IS NULL OR c.expires_at > $2) \
+         AND (c.rotation_ends_at IS NULL OR c.rotation_ends_at > $2)))",
     )
     .bind(token_digest)
     .bind(now.unix_seconds());

@@ -109,6 +109,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "email",
         sql: include_str!("../../migrations/sqlite/0020_email.sql"),
     },
+    Migration {
+        version: 21,
+        name: "portal keys",
+        sql: include_str!("../../migrations/sqlite/0021_portal_keys.sql"),
+    },
 ];
 
 pub(super) async fn run(

@@ -147,6 +147,7 @@ pub async fn sessions_carry_the_current_membership(store: &dyn Store) {
                 expires_at: now.plus_seconds(3600),
                 portal: None,
                 single_sign_on: false,
+                opened_by: None,
             },
         )
         .await
@@ -283,8 +284,26 @@ pub async fn failed_logins_are_counted_per_email_and_address(store: &dyn Store) 
     assert_eq!(store.login_failures(&email, ip).await.unwrap(), None);
 }
 
+/// A key of `organization` that makes portal links.
+async fn portal_key(store: &dyn Store, organization: OrganizationId) -> keyward_core::CredentialId {
+    let key = crate::new_credential(
+        organization,
+        keyward_store::Creator::Host,
+        None,
+        "portal",
+        crate::all_scopes(),
+    );
+    let id = key.id;
+    store
+        .insert_credential(&keyward_store::AuditContext::SYSTEM, key)
+        .await
+        .unwrap();
+    id
+}
+
 fn portal_link(
     organization: OrganizationId,
+    key: keyward_core::CredentialId,
     code: &str,
     external_id: &str,
     email: &str,
@@ -293,6 +312,7 @@ fn portal_link(
 ) -> keyward_store::NewPortalLink {
     keyward_store::NewPortalLink {
         code_digest: KeyDigest::of(code),
+        credential: key,
         organization,
         person: keyward_store::PortalPerson {
             external_id: keyward_core::ExternalId::parse(external_id).unwrap(),
@@ -313,6 +333,7 @@ fn portal_link(
 
 pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dyn Store) {
     let (ada, acme) = person(store, "ada@example.com").await;
+    let key_of_acme = portal_key(store, acme).await;
     let now = Timestamp::now();
     let audit = keyward_store::AuditContext::SYSTEM;
     let grace = store
@@ -320,6 +341,7 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
             &audit,
             portal_link(
                 acme,
+                key_of_acme,
                 "code-1",
                 "u-1",
                 "grace@example.com",
@@ -336,6 +358,7 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
             &audit,
             portal_link(
                 acme,
+                key_of_acme,
                 "code-0",
                 "u-1",
                 "grace@other.example",
@@ -359,7 +382,15 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
         "grace@example.com",
         "an organization's key changes no email"
     );
-    let mut vouched = portal_link(acme, "code-2", "u-1", "grace@new.example", Role::Admin, now);
+    let mut vouched = portal_link(
+        acme,
+        key_of_acme,
+        "code-2",
+        "u-1",
+        "grace@new.example",
+        Role::Admin,
+        now,
+    );
     vouched.person.vouched = true;
     let again = store.create_portal_link(&audit, vouched).await.unwrap();
     assert_eq!(grace, again);
@@ -371,7 +402,15 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
     let taken = store
         .create_portal_link(
             &audit,
-            portal_link(acme, "code-3", "u-2", "ada@example.com", Role::Member, now),
+            portal_link(
+                acme,
+                key_of_acme,
+                "code-3",
+                "u-2",
+                "ada@example.com",
+                Role::Member,
+                now,
+            ),
         )
         .await;
     assert!(
@@ -380,11 +419,13 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
     );
     // An organization's own key cannot pull another organization's person in.
     let (_, globex) = person(store, "bob@example.com").await;
+    let key_of_globex = portal_key(store, globex).await;
     let claimed = store
         .create_portal_link(
             &audit,
             portal_link(
                 globex,
+                key_of_globex,
                 "code-6",
                 "u-1",
                 "grace@evil.example",
@@ -401,7 +442,15 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
     let grace_now = still.iter().find(|m| m.user_id == grace).unwrap();
     assert_eq!(grace_now.email.as_str(), "grace@new.example");
     // Vouched for (an admin key): the account becomes the platform's person.
-    let mut vouched = portal_link(acme, "code-4", "u-ada", "ada@example.com", Role::Owner, now);
+    let mut vouched = portal_link(
+        acme,
+        key_of_acme,
+        "code-4",
+        "u-ada",
+        "ada@example.com",
+        Role::Owner,
+        now,
+    );
     vouched.person.vouched = true;
     assert_eq!(
         store.create_portal_link(&audit, vouched).await.unwrap(),
@@ -410,6 +459,7 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
     // Never without an owner.
     let mut lowered = portal_link(
         acme,
+        key_of_acme,
         "code-5",
         "u-ada",
         "ada@example.com",
@@ -452,5 +502,33 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
             .await
             .unwrap()
             .is_none()
+    );
+    // A link of a key revoked since opens nothing.
+    store
+        .create_portal_link(
+            &audit,
+            portal_link(
+                acme,
+                key_of_acme,
+                "code-9",
+                "u-1",
+                "grace@example.com",
+                Role::Admin,
+                now,
+            ),
+        )
+        .await
+        .unwrap();
+    store
+        .revoke_credential(&audit, acme, key_of_acme, now)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .redeem_portal_link(&KeyDigest::of("code-9"), now)
+            .await
+            .unwrap()
+            .is_none(),
+        "its key is revoked"
     );
 }
