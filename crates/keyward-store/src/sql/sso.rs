@@ -38,6 +38,14 @@ pub(crate) async fn person(
             .bind(id.as_uuid())
             .bind(person.email.as_str());
             if tx.execute(query).await? == 1 {
+                // Reset links went to the old address: they open nothing any more.
+                let spend = Query::new(
+                    "UPDATE password_resets SET used_at = $2 \
+                     WHERE user_id = $1 AND used_at IS NULL",
+                )
+                .bind(id.as_uuid())
+                .bind(at.unix_seconds());
+                tx.execute(spend).await?;
                 return Ok(Ok((id, person.email.clone())));
             }
         }

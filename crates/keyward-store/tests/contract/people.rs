@@ -532,3 +532,61 @@ pub async fn portal_links_open_once_for_the_person_the_platform_names(store: &dy
         "its key is revoked"
     );
 }
+
+pub async fn a_new_address_from_the_provider_spends_the_old_reset_links(store: &dyn Store) {
+    let (ada, _) = person(store, "ada@example.com").await;
+    let now = Timestamp::now();
+    let audit = keyward_store::AuditContext::SYSTEM;
+    let email = Email::parse("ada@example.com").unwrap();
+    let message = keyward_store::NewEmail {
+        id: uuid::Uuid::now_v7(),
+        recipient: email.clone(),
+        template: "password_reset".into(),
+        params: serde_json::json!({}),
+        created_at: now,
+    };
+    let digest = KeyDigest::of("reset-token");
+    let queued = store
+        .request_password_reset(&audit, &email, message, digest, now.plus_seconds(3600), 3)
+        .await
+        .unwrap();
+    assert_eq!(queued, keyward_store::ResetRequest::Queued);
+    assert_eq!(
+        store.password_reset_email(&digest, now).await.unwrap(),
+        Some(email.clone())
+    );
+    let sso = |address: &str| keyward_store::SsoPerson {
+        subject: keyward_core::ExternalId::parse("sub-ada").unwrap(),
+        email: Email::parse(address).unwrap(),
+        email_verified: true,
+        name: None,
+    };
+    // Linked by her verified address: her link still works.
+    let linked = store
+        .sign_in_with_provider(&audit, sso("ada@example.com"), None, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(linked.user_id, ada);
+    assert!(
+        store
+            .password_reset_email(&digest, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A new verified address at the provider: the link sent to the old one is spent.
+    let moved = store
+        .sign_in_with_provider(&audit, sso("ada@new.example"), None, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.email.as_str(), "ada@new.example");
+    assert!(
+        store
+            .password_reset_email(&digest, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
