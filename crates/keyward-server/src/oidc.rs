@@ -75,19 +75,8 @@ impl std::fmt::Debug for OidcSettings {
 /// An https URL, or http on a loopback address (development, tests).
 pub fn check_url(text: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(name)) => name == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return Err(format!("`{text}` names no host")),
-    };
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err(format!(
-            "`{text}` must use https (plain http only on a loopback address)"
-        )),
-    }
+    crate::portal::https_or_loopback(&url, text)?;
+    Ok(url)
 }
 
 /// Why a sign-in through the provider failed; each is a page, and no session.

@@ -146,7 +146,7 @@ fn loopback(host: &url::Host<&str>) -> bool {
 /// loopback address; nothing after the port. Returns it in its serialized form.
 pub fn parse_origin(text: &str) -> Result<String, String> {
     let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
-    check_scheme(&url, text)?;
+    https_or_loopback(&url, text)?;
     if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
             "`{text}` is not an origin: write only the scheme, host and port"
@@ -155,7 +155,9 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
     Ok(url.origin().ascii_serialization())
 }
 
-fn check_scheme(url: &url::Url, text: &str) -> Result<(), String> {
+/// Whether `url` (written `text`) is https, or http on a loopback address: what every URL of
+/// the configuration and of a provider must be.
+pub(crate) fn https_or_loopback(url: &url::Url, text: &str) -> Result<(), String> {
     let host = url
         .host()
         .ok_or_else(|| format!("`{text}` names no host"))?;
@@ -175,7 +177,7 @@ impl PortalSettings {
             return Err("must be at most 2000 characters".into());
         }
         let url = url::Url::parse(text).map_err(|_| "must be an absolute URL".to_owned())?;
-        check_scheme(&url, text)?;
+        https_or_loopback(&url, text)?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err("must not carry a user name or password".into());
         }

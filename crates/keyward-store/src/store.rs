@@ -331,16 +331,8 @@ impl<B: Backend> Store for SqlStore<B> {
             let at = link.created_at;
             let user = portal::person(tx, link.organization, &link.person, at).await?;
             let before = portal::set_role(tx, link.organization, user, link.role, at).await?;
-            if before != Some(link.role) {
-                let role = Value::String(link.role.as_str().into());
-                let (verb, changes) = match before {
-                    None => ("added", audit::created(vec![("role", role)])),
-                    Some(before) => (
-                        "role_changed",
-                        audit::changed(vec![("role", Value::String(before.as_str().into()), role)]),
-                    ),
-                };
-                let event = member_event(link.organization, user, verb, changes);
+            if let Some(event) = membership_event(link.organization, user, before, Some(link.role))
+            {
                 audit::record(tx, audit, event).await?;
             }
             portal::insert(tx, &link, user).await?;
@@ -386,17 +378,12 @@ impl<B: Backend> Store for SqlStore<B> {
                         Some(claimed) => {
                             let (found, events) =
                                 sso::sync_memberships(tx, user_id, claimed, at).await?;
-                            for (organization, verb, before, after) in events {
-                                let role = |role: Option<Role>| {
-                                    role.map_or(Value::Null, |r| Value::String(r.as_str().into()))
-                                };
-                                let changes = match verb {
-                                    "added" => audit::created(vec![("role", role(after))]),
-                                    "removed" => audit::removed(vec![("role", role(before))]),
-                                    _ => audit::changed(vec![("role", role(before), role(after))]),
-                                };
-                                let event = member_event(organization, user_id, verb, changes);
-                                audit::record(tx, &audit, event).await?;
+                            for (organization, before, after) in events {
+                                if let Some(event) =
+                                    membership_event(organization, user_id, before, after)
+                                {
+                                    audit::record(tx, &audit, event).await?;
+                                }
                             }
                             Some(found)
                         }
@@ -1524,6 +1511,27 @@ fn organization_event(id: OrganizationId, verb: &str, changes: Map<String, Value
         target_id: id.to_string(),
         changes,
     }
+}
+
+/// The event of a membership going from `before` to `after` (`None`: not a member), if it
+/// changed: `member.added`, `member.role_changed` or `member.removed`.
+fn membership_event(
+    organization: OrganizationId,
+    user: UserId,
+    before: Option<Role>,
+    after: Option<Role>,
+) -> Option<Event> {
+    let role = |role: Role| Value::String(role.as_str().into());
+    let (verb, changes) = match (before, after) {
+        (None, Some(after)) => ("added", audit::created(vec![("role", role(after))])),
+        (Some(before), None) => ("removed", audit::removed(vec![("role", role(before))])),
+        (Some(before), Some(after)) if before != after => (
+            "role_changed",
+            audit::changed(vec![("role", role(before), role(after))]),
+        ),
+        _ => return None,
+    };
+    Some(member_event(organization, user, verb, changes))
 }
 
 fn member_event(

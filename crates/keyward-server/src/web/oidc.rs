@@ -12,7 +12,7 @@ use keyward_core::{Email, ExternalId, Name, Role};
 use keyward_store::{SsoPerson, SsoRefusal};
 
 use super::response::WebError;
-use super::session::{cookie, same_secret, start_session};
+use super::session::{cookie, same_secret, set_cookie_at, start_session};
 use crate::AppState;
 use crate::audit::Origin;
 use crate::oidc::{LOGIN_SECONDS, Oidc, OidcError, Pending};
@@ -33,16 +33,7 @@ fn redirect_uri(state: &AppState) -> String {
 }
 
 fn pending_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if state.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let text = format!(
-        "{PENDING_COOKIE}={value}; Path=/login/oidc; HttpOnly; SameSite=Lax; \
-         Max-Age={max_age}{secure}"
-    );
-    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    set_cookie_at(state, "/login/oidc", PENDING_COOKIE, value, max_age)
 }
 
 fn refused(error: OidcError) -> WebError {

@@ -41,12 +41,24 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A `Set-Cookie` value with the attributes every Keyward cookie has.
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    set_cookie_at(state, "/", name, value, max_age)
+}
+
+/// As [`set_cookie`], sent only to paths under `path`.
+pub fn set_cookie_at(
+    state: &AppState,
+    path: &str,
+    name: &str,
+    value: &str,
+    max_age: i64,
+) -> HeaderValue {
     let secure = if state.config.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
     };
-    let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    let text =
+        format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 

@@ -142,6 +142,17 @@ pub(crate) fn link(message: &str, prefix: &str) -> String {
         .to_owned()
 }
 
+/// Asks for a reset link for `email` through the form, as a person would.
+async fn ask_for_reset(visitor: &mut Visitor<'_>, email: &str) -> crate::dashboard::Page {
+    let csrf = visitor.get("/password/forgot").await.csrf_token();
+    visitor
+        .post(
+            "/password/forgot",
+            &[("csrf_token", &csrf), ("email", email)],
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_forgotten_password_is_reset_by_email_once_and_ends_every_session() {
     let Some(smtp) = SmtpServer::start().await else {
@@ -160,13 +171,7 @@ async fn a_forgotten_password_is_reset_by_email_once_and_ends_every_session() {
     let mut forgetful = Visitor::new(&app);
     let login = forgetful.get("/login").await;
     assert!(login.body.contains("href=\"/password/forgot\""));
-    let csrf = forgetful.get("/password/forgot").await.csrf_token();
-    let asked = forgetful
-        .post(
-            "/password/forgot",
-            &[("csrf_token", &csrf), ("email", "ada@example.com")],
-        )
-        .await;
+    let asked = ask_for_reset(&mut forgetful, "ada@example.com").await;
     assert_eq!(asked.status, StatusCode::OK);
     assert!(
         asked
@@ -174,12 +179,7 @@ async fn a_forgotten_password_is_reset_by_email_once_and_ends_every_session() {
             .contains("If an account has the address ada@example.com")
     );
     // An address without an account: the same answer, and nothing is sent.
-    let unknown = forgetful
-        .post(
-            "/password/forgot",
-            &[("csrf_token", &csrf), ("email", "nobody@example.com")],
-        )
-        .await;
+    let unknown = ask_for_reset(&mut forgetful, "nobody@example.com").await;
     assert_eq!(unknown.status, StatusCode::OK);
     assert_eq!(
         unknown
@@ -257,12 +257,7 @@ async fn a_forgotten_password_is_reset_by_email_once_and_ends_every_session() {
     // Per account: three links an hour (one is spent above), then the same page and nothing
     // more.
     for _ in 0..4 {
-        let page = forgetful
-            .post(
-                "/password/forgot",
-                &[("csrf_token", &csrf), ("email", "ada@example.com")],
-            )
-            .await;
+        let page = ask_for_reset(&mut forgetful, "ada@example.com").await;
         assert_eq!(page.status, StatusCode::OK);
     }
     assert_eq!(
@@ -289,14 +284,7 @@ async fn people_without_a_password_get_no_reset_link() {
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
-    let mut visitor = Visitor::new(&app);
-    let csrf = visitor.get("/password/forgot").await.csrf_token();
-    let page = visitor
-        .post(
-            "/password/forgot",
-            &[("csrf_token", &csrf), ("email", "lin@example.com")],
-        )
-        .await;
+    let page = ask_for_reset(&mut Visitor::new(&app), "lin@example.com").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("If an account has the address"));
     assert_eq!(
@@ -315,12 +303,7 @@ async fn a_reset_link_expires_after_an_hour() {
     let (app, clock) = TestApp::spawn_with_manual_clock(config_with(&smtp)).await;
     let mut ada = Visitor::new(&app);
     ada.sign_up("ada@example.com", "Acme").await;
-    let csrf = ada.get("/password/forgot").await.csrf_token();
-    ada.post(
-        "/password/forgot",
-        &[("csrf_token", &csrf), ("email", "ada@example.com")],
-    )
-    .await;
+    ask_for_reset(&mut ada, "ada@example.com").await;
     keyward_server::email::deliver_due(&app.state)
         .await
         .unwrap();
@@ -339,13 +322,7 @@ async fn messages_wait_for_the_smtp_server_and_arrive_once() {
     for email in ["a@example.com", "b@example.com", "c@example.com"] {
         let mut visitor = Visitor::new(&app);
         visitor.sign_up(email, "Org").await;
-        let csrf = visitor.get("/password/forgot").await.csrf_token();
-        visitor
-            .post(
-                "/password/forgot",
-                &[("csrf_token", &csrf), ("email", email)],
-            )
-            .await;
+        ask_for_reset(&mut visitor, email).await;
     }
     smtp.down();
     for _ in 0..3 {

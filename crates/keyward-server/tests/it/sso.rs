@@ -245,8 +245,8 @@ fn person(sub: &str, email: &str, verified: bool) -> Value {
     json!({"sub": sub, "email": email, "email_verified": verified, "name": "Ada Lovelace"})
 }
 
-/// Goes to the provider and back; returns the callback's path and the page it gives.
-async fn sign_in(visitor: &mut Visitor<'_>) -> (String, Page) {
+/// Starts a sign-in and goes to the provider: the callback path it sends the browser back to.
+async fn to_provider(visitor: &mut Visitor<'_>) -> String {
     let start = visitor.get("/login/oidc").await;
     assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
     let at_provider = reqwest::Client::builder()
@@ -261,7 +261,12 @@ async fn sign_in(visitor: &mut Visitor<'_>) -> (String, Page) {
         .to_str()
         .unwrap()
         .to_owned();
-    let path = back[back.find("/login/oidc/callback").unwrap()..].to_owned();
+    back[back.find("/login/oidc/callback").unwrap()..].to_owned()
+}
+
+/// Goes to the provider and back; returns the callback's path and the page it gives.
+async fn sign_in(visitor: &mut Visitor<'_>) -> (String, Page) {
+    let path = to_provider(visitor).await;
     let page = visitor.get(&path).await;
     (path, page)
 }
@@ -398,20 +403,7 @@ async fn every_bad_answer_is_a_page_and_no_session() {
     // A state that is not the one this browser started with.
     mock.set(Flaw::None, person("sub-1", "ada@acme.example", true));
     let mut visitor = Visitor::new(&app);
-    let start = visitor.get("/login/oidc").await;
-    let at_provider = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(start.location())
-        .send()
-        .await
-        .unwrap();
-    let back = at_provider.headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let path = back[back.find("/login/oidc/callback").unwrap()..].to_owned();
+    let path = to_provider(&mut visitor).await;
     let forged = path.replace("state=", "state=x");
     let page = visitor.get(&forged).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);

@@ -88,8 +88,9 @@ pub(crate) async fn person(
     }
 }
 
-/// What the claim changed, for the audit log: `(organization, verb, role before, role after)`.
-pub(crate) type MembershipEvent = (OrganizationId, &'static str, Option<Role>, Option<Role>);
+/// What the claim changed, for the audit log: `(organization, role before, role after)`,
+/// `None` for not a member.
+pub(crate) type MembershipEvent = (OrganizationId, Option<Role>, Option<Role>);
 
 /// Makes the person's provider-given memberships those `claimed` names (organizations by
 /// external id, unknown ones skipped): added or moved to the claimed role, marked as the
@@ -113,11 +114,7 @@ pub(crate) async fn sync_memberships(
         }
         found.push(id);
         match portal::set_role(tx, id, user, *role, at).await {
-            Ok(None) => events.push((id, "added", None, Some(*role))),
-            Ok(Some(before)) if before != *role => {
-                events.push((id, "role_changed", Some(before), Some(*role)));
-            }
-            Ok(Some(_)) => {}
+            Ok(before) => events.push((id, before, Some(*role))),
             // The last owner stays one, whatever the claim says.
             Err(StoreError::Conflict(_)) => {}
             Err(other) => return Err(other),
@@ -148,7 +145,7 @@ pub(crate) async fn sync_memberships(
         if organizations::change_role(tx, organization, user, role, None).await?
             == crate::MembershipChange::Done
         {
-            events.push((organization, "removed", Some(role), None));
+            events.push((organization, Some(role), None));
         }
     }
     Ok((found, events))
