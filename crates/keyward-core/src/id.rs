@@ -154,6 +154,10 @@ typed_id!(
     EventId, "evt", "audit event"
 );
 typed_id!(
+    /// An invitation to join an organization.
+    InvitationId, "inv", "invitation"
+);
+typed_id!(
     /// A webhook endpoint an organization registered.
     WebhookId, "whk", "webhook endpoint"
 );

@@ -23,8 +23,8 @@ pub use credential::{
     Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, Lifetime, PlaintextKey,
 };
 pub use id::{
-    CredentialId, EventId, IdError, InstanceId, MessageId, OrganizationId, ProjectId, RequestId,
-    UserId, WebhookId,
+    CredentialId, EventId, IdError, InstanceId, InvitationId, MessageId, OrganizationId, ProjectId,
+    RequestId, UserId, WebhookId,
 };
 pub use metadata::{ExternalId, Meta, Metadata, OrganizationRef};
 pub use names::{Description, Email, InstanceStatus, InvalidValue, Name, Region};

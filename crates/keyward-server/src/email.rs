@@ -256,12 +256,52 @@ fn content(state: &AppState, email: &ClaimedEmail) -> Result<Content, String> {
             ],
             action: Some(("Open".to_owned(), format!("{public_url}{}", text("path")))),
         },
+        "invitation" => {
+            let role = text("role");
+            let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            Content {
+                subject: format!("Join {} on {product}", text("organization")),
+                paragraphs: vec![
+                    format!(
+                        "{} to join {} on {product} as {article} {role}.",
+                        match text("inviter") {
+                            inviter if inviter.is_empty() => "You are invited".to_owned(),
+                            inviter => format!("{inviter} invited you"),
+                        },
+                        text("organization"),
+                    ),
+                    format!(
+                        "The link works once, within seven days. If you have no {product} \
+                         account yet, it lets you set a password; if you have one, log in as \
+                         {} to accept. If you did not expect this, ignore this message: \
+                         nobody joins without accepting.",
+                        email.recipient
+                    ),
+                ],
+                action: Some((
+                    "See the invitation".to_owned(),
+                    format!("{public_url}/invitations/{}", *token(INVITATION)?),
+                )),
+            }
+        }
         other => return Err(format!("no message named {other}")),
     })
 }
 
+/// Whether the installation emails links (invitations, resets): `[smtp]`, and the key that
+/// derives their tokens.
+pub fn sends_links(state: &AppState) -> bool {
+    state.config.smtp.is_some() && state.config.webhook_signing_key.is_some()
+}
+
 /// The purpose a reset link's token is derived for.
 pub const PASSWORD_RESET: &str = "password reset";
+/// The purpose an invitation link's token is derived for.
+pub const INVITATION: &str = "invitation";
 
 fn message(state: &AppState, mailer: &Mailer, email: &ClaimedEmail) -> Result<Message, String> {
     let content = content(state, email)?;

@@ -398,6 +398,74 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<UserId>, StoreError>;
 
+    /// Records an invitation by the audit context's actor, in an active organization, and
+    /// queues its message if it has a link. `Conflict("member")` when the address is a
+    /// member, `Conflict("invitation")` when an unexpired invitation is open for it.
+    async fn create_invitation(
+        &self,
+        audit: &AuditContext,
+        invitation: NewInvitation,
+    ) -> Result<InvitationRecord, StoreError>;
+
+    /// The organization's open invitations (expired ones too), newest first.
+    async fn list_invitations(
+        &self,
+        organization: OrganizationId,
+    ) -> Result<Vec<InvitationRecord>, StoreError>;
+
+    /// One of the organization's invitations, whatever became of it.
+    async fn get_invitation(
+        &self,
+        organization: OrganizationId,
+        id: keyward_core::InvitationId,
+    ) -> Result<Option<InvitationRecord>, StoreError>;
+
+    /// Cancels an open invitation (its link stops working); `false` if it was not open.
+    async fn cancel_invitation(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        id: keyward_core::InvitationId,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives an open invitation a new expiry and, with `link`, a new link (the one before
+    /// stops working) and its message; `None` if it was not open.
+    async fn resend_invitation(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        id: keyward_core::InvitationId,
+        expires_at: Timestamp,
+        link: Option<(NewEmail, KeyDigest)>,
+    ) -> Result<Option<InvitationRecord>, StoreError>;
+
+    /// The open, unexpired invitation of a live organization that a link is for.
+    async fn invitation_by_link(
+        &self,
+        token_digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Result<Option<OpenInvitation>, StoreError>;
+
+    /// The open, unexpired invitations of live organizations for an address, oldest first.
+    async fn invitations_for(
+        &self,
+        email: &Email,
+        now: Timestamp,
+    ) -> Result<Vec<OpenInvitation>, StoreError>;
+
+    /// Accepts or declines an invitation in one transaction that checks it is open and
+    /// unexpired, that it names the person's email, that the organization is live and that
+    /// whoever invited may still give the role; accepting may create the person's account.
+    /// `Err` of the outer result is a failure; of the inner, a refusal (nothing written).
+    async fn answer_invitation(
+        &self,
+        audit: &AuditContext,
+        key: InvitationKey,
+        answer: InvitationAnswer,
+        at: Timestamp,
+    ) -> Result<Result<Joined, InvitationRefusal>, StoreError>;
+
     /// Redeems a portal link, once: what it opens, if it was unused, unexpired, and its
     /// person still belongs to its live organization.
     async fn redeem_portal_link(

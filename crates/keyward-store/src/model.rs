@@ -3,8 +3,8 @@
 use keyward_core::webhook::EventTypes;
 use keyward_core::{
     CredentialId, CredentialKind, CredentialStatus, Email, ExternalId, InstanceId, InstanceStatus,
-    KeyDigest, Lifetime, MessageId, Meta, Metadata, Name, Networks, OrganizationId, ProjectId,
-    RateLimit, Region, Role, ScopeNames, Timestamp, UserId, WebhookId,
+    InvitationId, KeyDigest, Lifetime, MessageId, Meta, Metadata, Name, Networks, OrganizationId,
+    ProjectId, RateLimit, Region, Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 use uuid::Uuid;
 
@@ -448,6 +448,118 @@ pub struct SsoSignIn {
     pub email: Email,
     /// The organizations the claim named and exist, in its order (`None` without a claim).
     pub claimed: Option<Vec<OrganizationId>>,
+}
+
+/// Where an invitation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvitationStatus {
+    /// Waiting for the person (perhaps past its `expires_at`: then it can only be resent).
+    Pending,
+    Accepted,
+    Declined,
+    Cancelled,
+}
+
+impl InvitationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Declined => "declined",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Who made an invitation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inviter {
+    Person {
+        id: UserId,
+        email: Email,
+    },
+    Credential(CredentialId),
+    /// Keyward itself (the command line on the server).
+    Keyward,
+}
+
+/// An invitation to join an organization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvitationRecord {
+    pub id: InvitationId,
+    pub organization_id: OrganizationId,
+    pub email: Email,
+    pub role: Role,
+    pub invited_by: Inviter,
+    pub created_at: Timestamp,
+    /// Until then it can be accepted; a resend moves it.
+    pub expires_at: Timestamp,
+    /// Whether a link was emailed (the latest one works; a resend spends the one before).
+    pub emailed: bool,
+    pub status: InvitationStatus,
+}
+
+/// A new invitation; the inviter is the actor of the write's audit context.
+#[derive(Clone, Debug)]
+pub struct NewInvitation {
+    pub id: InvitationId,
+    pub organization_id: OrganizationId,
+    pub email: Email,
+    pub role: Role,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The message that carries the link, and the digest of the link's token; `None` when
+    /// the installation sends no email.
+    pub link: Option<(NewEmail, KeyDigest)>,
+}
+
+/// An open invitation as its invitee sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenInvitation {
+    pub invitation: InvitationRecord,
+    pub organization_name: String,
+    /// Whether an account has the invitation's email.
+    pub account_exists: bool,
+}
+
+/// Which invitation an answer is for: by its emailed link, or (for a signed-in person whose
+/// email it names) by id.
+#[derive(Clone, Debug)]
+pub enum InvitationKey {
+    Link(KeyDigest),
+    Id(InvitationId),
+}
+
+/// The person's answer to an invitation.
+#[derive(Clone, Debug)]
+pub enum InvitationAnswer {
+    /// Join: as an existing account (`NewOwner::Existing`), or a new one with the
+    /// invitation's email (`NewOwner::Create`).
+    Accept(NewOwner),
+    Decline(UserId),
+}
+
+/// Why an answer to an invitation was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvitationRefusal {
+    /// No open, unexpired invitation (never made, answered, cancelled, expired, resent).
+    Gone,
+    /// The person's email is not the invitation's.
+    NotYours,
+    /// A new account was asked for, but one has the email already: sign in instead.
+    AccountExists,
+    /// The one who invited can no longer give that role (left, lowered, revoked).
+    InviterMayNot,
+    /// The organization was deleted or suspended meanwhile.
+    OrganizationGone,
+}
+
+/// An accepted invitation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    pub user_id: UserId,
+    pub organization: OrganizationId,
+    pub role: Role,
 }
 
 /// A portal link, just redeemed.

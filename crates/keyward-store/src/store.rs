@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, MessageId, OrganizationId, OrganizationRef,
-    ProjectId, Role, ScopeNames, Timestamp, UserId, WebhookId,
+    CredentialId, Email, InstanceId, InvitationId, KeyDigest, MessageId, OrganizationId,
+    OrganizationRef, ProjectId, Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 use tokio::sync::broadcast;
 
@@ -16,20 +16,22 @@ use serde_json::{Map, Value};
 use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
 use crate::sql::{
-    Read, Write, credentials, email, idempotency, instances, organizations, portal, projects,
-    sessions, sso,
+    Read, Write, credentials, email, idempotency, instances, invitations, organizations, portal,
+    projects, sessions, sso,
 };
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
     ClaimedDelivery, ClaimedEmail, CredentialChanges, CredentialFilter, CredentialRecord,
     DatabaseState, DeliveryRecord, EmailOutcome, IdempotencyClaim, IdempotentAnswer,
-    InFlightLimits, InstanceRecord, Invalidation, LoginAttempt, LoginFailures, MemberRecord,
-    MembershipChange, MembershipRecord, NewCredential, NewEmail, NewInstance, NewOrganization,
-    NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook, NextStep, OrganizationChange,
-    OrganizationChanges, OrganizationFilter, OrganizationPolicy, OrganizationRecord, Page, Paged,
-    PolicyChanges, PortalRedemption, ProjectChanges, ProjectDeletion, ProjectRecord, ResetRequest,
-    SessionRecord, SsoPerson, SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, UsageUpdate,
-    UserRecord, WebhookChanges, WebhookRecord,
+    InFlightLimits, InstanceRecord, Invalidation, InvitationAnswer, InvitationKey,
+    InvitationRecord, InvitationRefusal, Joined, LoginAttempt, LoginFailures, MemberRecord,
+    MembershipChange, MembershipRecord, NewCredential, NewEmail, NewInstance, NewInvitation,
+    NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook, NextStep,
+    OpenInvitation, OrganizationChange, OrganizationChanges, OrganizationFilter,
+    OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
+    ProjectChanges, ProjectDeletion, ProjectRecord, ResetRequest, SessionRecord, SsoPerson,
+    SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges,
+    WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -489,6 +491,129 @@ impl<B: Backend> Store for SqlStore<B> {
                 audit::record(tx, &audit, event).await?;
             }
             reset.map(|(user, _)| user)
+        })
+    }
+
+    async fn create_invitation(
+        &self,
+        audit: &AuditContext,
+        invitation: NewInvitation,
+    ) -> Result<InvitationRecord, StoreError> {
+        in_transaction!(self, |tx| {
+            organizations::active_policy(tx, invitation.organization_id).await?;
+            let record = invitations::insert(tx, &audit.actor, &invitation).await?;
+            let changes = audit::created(vec![
+                ("email", Value::String(record.email.to_string())),
+                ("role", Value::String(record.role.as_str().into())),
+            ]);
+            audit::record(tx, audit, invitation_event(&record, "created", changes)).await?;
+            record
+        })
+    }
+
+    async fn list_invitations(
+        &self,
+        organization: OrganizationId,
+    ) -> Result<Vec<InvitationRecord>, StoreError> {
+        invitations::list(&mut self.backend.reader()?, organization).await
+    }
+
+    async fn get_invitation(
+        &self,
+        organization: OrganizationId,
+        id: InvitationId,
+    ) -> Result<Option<InvitationRecord>, StoreError> {
+        invitations::get(&mut self.backend.reader()?, organization, id).await
+    }
+
+    async fn cancel_invitation(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        id: InvitationId,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| {
+            let cancelled = invitations::cancel(tx, organization, id, at).await?;
+            if cancelled && let Some(record) = invitations::get(tx, organization, id).await? {
+                let event = invitation_event(&record, "cancelled", Map::new());
+                audit::record(tx, audit, event).await?;
+            }
+            cancelled
+        })
+    }
+
+    async fn resend_invitation(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        id: InvitationId,
+        expires_at: Timestamp,
+        link: Option<(NewEmail, KeyDigest)>,
+    ) -> Result<Option<InvitationRecord>, StoreError> {
+        in_transaction!(self, |tx| {
+            let before = invitations::get(tx, organization, id).await?;
+            let record = invitations::resend(tx, organization, id, expires_at, &link).await?;
+            if let (Some(before), Some(record)) = (&before, &record) {
+                let changes = audit::changed(vec![(
+                    "expires_at",
+                    Value::from(before.expires_at.unix_seconds()),
+                    Value::from(record.expires_at.unix_seconds()),
+                )]);
+                audit::record(tx, audit, invitation_event(record, "resent", changes)).await?;
+            }
+            record
+        })
+    }
+
+    async fn invitation_by_link(
+        &self,
+        token_digest: &KeyDigest,
+        now: Timestamp,
+    ) -> Result<Option<OpenInvitation>, StoreError> {
+        invitations::by_link(&mut self.backend.reader()?, token_digest, now).await
+    }
+
+    async fn invitations_for(
+        &self,
+        email: &Email,
+        now: Timestamp,
+    ) -> Result<Vec<OpenInvitation>, StoreError> {
+        invitations::for_email(&mut self.backend.reader()?, email, now).await
+    }
+
+    async fn answer_invitation(
+        &self,
+        audit: &AuditContext,
+        key: InvitationKey,
+        answer: InvitationAnswer,
+        at: Timestamp,
+    ) -> Result<Result<Joined, InvitationRefusal>, StoreError> {
+        in_transaction!(self, |tx| {
+            match invitations::answer(tx, &key, &answer, at).await? {
+                Err(refusal) => Err(refusal),
+                Ok((invitation, joined)) => {
+                    let event = match answer {
+                        InvitationAnswer::Decline(_) => {
+                            invitation_event(&invitation, "declined", Map::new())
+                        }
+                        InvitationAnswer::Accept(_) => {
+                            let changes = audit::created(vec![
+                                ("role", Value::String(invitation.role.as_str().into())),
+                                ("invitation", Value::String(invitation.id.to_string())),
+                            ]);
+                            member_event(
+                                invitation.organization_id,
+                                joined.user_id,
+                                "added",
+                                changes,
+                            )
+                        }
+                    };
+                    audit::record(tx, audit, event).await?;
+                    Ok(joined)
+                }
+            }
         })
     }
 
@@ -1545,6 +1670,16 @@ fn member_event(
         action: format!("member.{verb}"),
         target_type: "user",
         target_id: user.to_string(),
+        changes,
+    }
+}
+
+fn invitation_event(record: &InvitationRecord, verb: &str, changes: Map<String, Value>) -> Event {
+    Event {
+        organization: Some(record.organization_id),
+        action: format!("invitation.{verb}"),
+        target_type: "invitation",
+        target_id: record.id.to_string(),
         changes,
     }
 }

@@ -75,7 +75,8 @@ enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
-    /// Manage the organization's members (list, add, set-role, remove).
+    /// Manage the organization's members and invitations (list, add, invitations, resend,
+    /// cancel, set-role, remove).
     Members {
         #[command(subcommand)]
         command: client::MembersCommand,

@@ -1315,7 +1315,63 @@ async fn the_client_manages_members_and_reads_the_audit_log() {
             "--json",
         ],
     ));
-    assert_eq!(added["user_id"], grace_id);
+    // Adding is inviting: Grace joins when she accepts (here, as the dashboard would).
+    assert_eq!(added["email"], "grace@example.com");
+    assert_eq!(added["status"], "pending");
+    assert_eq!(added["emailed"], false);
+    let invitation = added["id"].as_str().unwrap();
+    let table = text(&client(&server, Some(key), &["members", "invitations"]).stdout);
+    assert!(table.starts_with("INVITATION"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(invitation) && l.contains("pending")),
+        "{table}"
+    );
+    let store = keyward_store::open(&url).await.unwrap();
+    let joined = store
+        .answer_invitation(
+            &keyward_store::AuditContext::SYSTEM,
+            keyward_store::InvitationKey::Id(
+                keyward_core::InvitationId::parse(invitation).unwrap(),
+            ),
+            keyward_store::InvitationAnswer::Accept(keyward_store::NewOwner::Existing(
+                keyward_core::UserId::parse(grace_id).unwrap(),
+            )),
+            keyward_core::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    assert!(joined.is_ok(), "{joined:?}");
+    store.close().await;
+    // Another invitation, renewed, then cancelled.
+    let other = json_of(&client(
+        &server,
+        Some(key),
+        &[
+            "members",
+            "add",
+            "--email",
+            "hal@example.com",
+            "--role",
+            "member",
+            "--json",
+        ],
+    ));
+    let other = other["id"].as_str().unwrap();
+    let resent = client(&server, Some(key), &["members", "resend", other]);
+    assert!(resent.status.success(), "{}", text(&resent.stderr));
+    assert!(
+        text(&resent.stdout).contains("Not emailed"),
+        "{}",
+        text(&resent.stdout)
+    );
+    let cancelled = client(&server, Some(key), &["members", "cancel", other]);
+    assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
+    let again = client(&server, Some(key), &["members", "cancel", other]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
+    let table = text(&client(&server, Some(key), &["members", "invitations"]).stdout);
+    assert!(!table.contains(other), "{table}");
     // A key never raises anyone: admins are made by people, in the dashboard.
     let raised = client(
         &server,
@@ -1416,7 +1472,11 @@ async fn the_client_manages_members_and_reads_the_audit_log() {
         actions,
         [
             "member.removed",
+            "invitation.cancelled",
+            "invitation.resent",
+            "invitation.created",
             "member.added",
+            "invitation.created",
             "api_key.created",
             "organization.created"
         ]

@@ -1,5 +1,5 @@
-//! `/v1/members`: the organization's members, managed by the same service and rules as
-//! Settings > Members. A key with `members:write` manages members as an admin does, but never
+//! `/v1/members` and `/v1/invitations`: the organization's members and the people invited to
+//! join, managed by the same service and rules as Settings > Members. A key with `members:write` manages members as an admin does, but never
 //! raises anyone (see `services::members`): it adds members only, never admins or owners, so
 //! no key, whoever made it and whatever became of them, can take an organization over or
 //! outlive itself as a person.
@@ -7,9 +7,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use keyward_core::{Email, Role, Scope, Timestamp, UserId};
-use keyward_store::MemberRecord;
+use keyward_core::{Email, InvitationId, Role, Scope, Timestamp, UserId};
+use keyward_store::{InvitationRecord, InvitationStatus, Inviter, MemberRecord};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use utoipa_axum::routes;
 
@@ -27,6 +28,65 @@ pub fn router() -> ApiRoutes {
     ApiRoutes::new()
         .routes(routes!(list_members, add_member))
         .routes(routes!(show_member, change_member_role, remove_member))
+        .routes(routes!(list_invitations))
+        .routes(routes!(show_invitation, cancel_invitation))
+        .routes(routes!(resend_invitation))
+}
+
+/// An invitation to join the organization. The person joins when they accept it: through the
+/// emailed link, or (without email) at their next sign-in or sign-up with that address.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct InvitationView {
+    #[schema(value_type = String, example = "inv_01m8dz95x5e4w8stdkzcqeqr73")]
+    id: InvitationId,
+    #[schema(value_type = String, example = "grace@example.com")]
+    email: Email,
+    #[schema(value_type = crate::services::schema::RoleName)]
+    role: Role,
+    /// `pending` (waiting), `expired` (resend it to renew it), `accepted`, `declined` or
+    /// `cancelled`.
+    #[schema(example = "pending")]
+    status: &'static str,
+    /// Whether a link was emailed (only with `[smtp]`).
+    emailed: bool,
+    /// Who invited: `{user_id, email}` for a person, `{credential_id}` for a key, `null` for
+    /// Keyward itself.
+    #[schema(value_type = Option<Object>)]
+    invited_by: serde_json::Value,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: Timestamp,
+}
+
+impl InvitationView {
+    fn new(invitation: InvitationRecord, now: Timestamp) -> Self {
+        let status = match invitation.status {
+            InvitationStatus::Pending if invitation.expires_at <= now => "expired",
+            other => other.as_str(),
+        };
+        let invited_by = match &invitation.invited_by {
+            Inviter::Person { id, email } => json!({ "user_id": id, "email": email }),
+            Inviter::Credential(id) => json!({ "credential_id": id }),
+            Inviter::Keyward => serde_json::Value::Null,
+        };
+        Self {
+            id: invitation.id,
+            email: invitation.email,
+            role: invitation.role,
+            status,
+            emailed: invitation.emailed,
+            invited_by,
+            created_at: invitation.created_at,
+            expires_at: invitation.expires_at,
+        }
+    }
+}
+
+/// The open invitations, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct InvitationList {
+    data: Vec<InvitationView>,
 }
 
 /// A member of the organization.
@@ -67,7 +127,7 @@ impl MemberList {
     }
 }
 
-/// A person to add: they must have signed up.
+/// A person to invite, whether or not they have an account.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AddMember {
@@ -112,15 +172,19 @@ pub(super) async fn list_members(
     }))
 }
 
-/// Add a member
+/// Invite a member
 ///
-/// Adds a person who has signed up, by email, as a member. A key adds members only (403 for
-/// `admin` or `owner`), and only when it does not expire, holds every scope a member may
-/// grant and is not limited to networks.
+/// Invites the person with this email: `201` with the invitation whether or not an account
+/// has the email, so the answer tells nothing about who has one. They join when they accept
+/// (with `[smtp]`, through the emailed link, valid seven days; without, at their next
+/// sign-in or sign-up). `409` when they are a member already or an unexpired invitation is
+/// open for them. A key invites members only (403 for `admin` or `owner`), and only when it
+/// does not expire, holds every scope a member may grant and is not limited to networks;
+/// the invitation lapses if the key is revoked before it is accepted.
 #[utoipa::path(
     post, path = "/v1/members", tag = "Members",
     request_body = AddMember,
-    responses((status = 201, description = "Added", body = MemberView)),
+    responses((status = 201, description = "Invited", body = InvitationView)),
     extensions(("x-keyward-grants" = json!("The key must also hold every scope it grants."))),
     security(("bearer" = ["members:write"]))
 )]
@@ -136,14 +200,112 @@ pub(super) async fn add_member(
     let role = parse_role(&body.role);
     validate!(email, role);
     let caller = Caller::credential(&principal, &origin);
-    members::add(&state, &caller, &email, role).await?;
-    let added = members::list(&state, &caller)
+    let invitation = members::invite(&state, &caller, &email, role).await?;
+    let location = format!("/v1/invitations/{}", invitation.id);
+    let view = InvitationView::new(invitation, state.config.clock.now());
+    Ok(super::created(location, view))
+}
+
+fn parse_invitation(raw: &str) -> Result<InvitationId, ApiError> {
+    InvitationId::parse(raw).map_err(|_| ApiError::NotFound("invitation"))
+}
+
+/// List invitations
+///
+/// The open invitations, newest first: those still waiting, and expired ones (which can be
+/// resent) until they are cancelled or the address is invited again.
+#[utoipa::path(
+    get, path = "/v1/invitations", tag = "Members",
+    responses((status = 200, description = "The open invitations", body = InvitationList)),
+    security(("bearer" = ["members:read"]))
+)]
+pub(super) async fn list_invitations(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+) -> Result<ApiJson<InvitationList>, ApiError> {
+    principal.require(Scope::MEMBERS_READ)?;
+    let caller = Caller::credential(&principal, &origin);
+    let now = state.config.clock.now();
+    let data = members::invitations(&state, &caller)
         .await?
         .into_iter()
-        .find(|member| member.email == email)
-        .ok_or(ApiError::NotFound("member"))?;
-    let location = format!("/v1/members/{}", added.user_id);
-    Ok(super::created(location, MemberView::from(added)))
+        .map(|invitation| InvitationView::new(invitation, now))
+        .collect();
+    Ok(ApiJson(InvitationList { data }))
+}
+
+/// Show an invitation
+///
+/// Any invitation of the organization, whatever became of it.
+#[utoipa::path(
+    get, path = "/v1/invitations/{invitation_id}", tag = "Members",
+    params(("invitation_id" = String, Path, description = "The invitation's id, `inv_…`")),
+    responses((status = 200, description = "The invitation", body = InvitationView)),
+    security(("bearer" = ["members:read"]))
+)]
+pub(super) async fn show_invitation(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<InvitationView>, ApiError> {
+    principal.require(Scope::MEMBERS_READ)?;
+    let id = parse_invitation(&id)?;
+    let caller = Caller::credential(&principal, &origin);
+    let invitation = members::invitation(&state, &caller, id).await?;
+    Ok(ApiJson(InvitationView::new(
+        invitation,
+        state.config.clock.now(),
+    )))
+}
+
+/// Cancel an invitation
+///
+/// Its link stops working at once. `404` unless it is open.
+#[utoipa::path(
+    delete, path = "/v1/invitations/{invitation_id}", tag = "Members",
+    params(("invitation_id" = String, Path, description = "The invitation's id, `inv_…`")),
+    responses((status = 204, description = "Cancelled")),
+    security(("bearer" = ["members:write"]))
+)]
+pub(super) async fn cancel_invitation(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::MEMBERS_WRITE)?;
+    let id = parse_invitation(&id)?;
+    let caller = Caller::credential(&principal, &origin);
+    members::cancel(&state, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Resend an invitation
+///
+/// Gives an open invitation (expired or not) seven more days and, with `[smtp]`, emails a
+/// new link; the link sent before stops working.
+#[utoipa::path(
+    post, path = "/v1/invitations/{invitation_id}/resend", tag = "Members",
+    params(("invitation_id" = String, Path, description = "The invitation's id, `inv_…`")),
+    responses((status = 200, description = "The invitation, renewed", body = InvitationView)),
+    security(("bearer" = ["members:write"]))
+)]
+pub(super) async fn resend_invitation(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<InvitationView>, ApiError> {
+    principal.require(Scope::MEMBERS_WRITE)?;
+    let id = parse_invitation(&id)?;
+    let caller = Caller::credential(&principal, &origin);
+    let invitation = members::resend(&state, &caller, id).await?;
+    Ok(ApiJson(InvitationView::new(
+        invitation,
+        state.config.clock.now(),
+    )))
 }
 
 /// Show a member

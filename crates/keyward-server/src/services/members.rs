@@ -1,4 +1,5 @@
-//! An organization's members: add people who have an account, change roles, remove. Owners
+//! An organization's members: invite people by email (they join by accepting), change roles,
+//! remove. Owners
 //! alone make, change or remove owners (`Role::may_assign`), only owners and admins manage
 //! members at all, and the store never lets the last owner go.
 //!
@@ -9,12 +10,16 @@
 //! expire and is not limited to networks; it may lower an admin to member and remove
 //! members and admins; it never makes an admin. Admins and owners are made by people.
 
-use keyward_core::{Email, Role, ScopeCatalog, UserId};
-use keyward_store::{MemberRecord, MembershipChange};
+use keyward_core::{Email, InvitationId, KeyDigest, Role, ScopeCatalog, UserId};
+use keyward_store::{
+    Actor, InvitationRecord, InvitationStatus, MemberRecord, MembershipChange, NewEmail,
+    NewInvitation, StoreError,
+};
 
 use super::caller::{Caller, CallerKind};
-use super::{Conflict, ServiceError, store_error};
+use super::{Conflict, ServiceError};
 use crate::AppState;
+use crate::email::{INVITATION, new_email};
 
 /// The role whose rules the caller follows: a person's own, an admin's for a credential.
 fn role_of(caller: &Caller) -> Role {
@@ -128,31 +133,154 @@ pub async fn get(
         .ok_or(ServiceError::NotFound("member"))
 }
 
-/// Adds the person with this email (who must have signed up) with `role`.
-pub async fn add(
+/// How long an invitation (and its link) can be accepted.
+pub const INVITATION_SECONDS: i64 = 7 * 24 * 3_600;
+
+/// Invites the person with this email to join with `role`: the same answer whether or not an
+/// account has the email, and nobody joins until they accept. With `[smtp]` the invitation
+/// is emailed with its link; without, it waits for the person's next sign-in or sign-up.
+pub async fn invite(
     state: &AppState,
     caller: &Caller,
     email: &Email,
     role: Role,
-) -> Result<(), ServiceError> {
+) -> Result<InvitationRecord, ServiceError> {
     check(caller, &state.config.scopes, None, Some(role))?;
-    let Some(user) = state.store.find_user_by_email(email).await? else {
-        return Err(ServiceError::invalid(
-            "email",
-            "no Keyward account has this email; they must sign up first",
-        ));
+    let now = state.config.clock.now();
+    let id = InvitationId::generate();
+    let invitation = NewInvitation {
+        id,
+        organization_id: caller.organization_id,
+        email: email.clone(),
+        role,
+        created_at: now,
+        expires_at: now.plus_seconds(INVITATION_SECONDS),
+        link: link(state, caller, email, role).await?,
     };
     state
         .store
-        .add_member(
+        .create_invitation(&caller.audit, invitation)
+        .await
+        .map_err(|error| match error {
+            StoreError::Conflict("member") => ServiceError::Conflict(Conflict::AlreadyMember),
+            StoreError::Conflict(_) => ServiceError::Conflict(Conflict::AlreadyInvited),
+            other => other.into(),
+        })
+}
+
+/// The message that carries an invitation's link, and the digest of the link's token: the
+/// token is derived again when the message is sent, and kept nowhere. `None` without email.
+async fn link(
+    state: &AppState,
+    caller: &Caller,
+    email: &Email,
+    role: Role,
+) -> Result<Option<(NewEmail, KeyDigest)>, ServiceError> {
+    let (Some(_), Some(key)) = (&state.config.smtp, &state.config.webhook_signing_key) else {
+        return Ok(None);
+    };
+    let organization = state
+        .store
+        .get_organization(caller.organization_id)
+        .await?
+        .ok_or(ServiceError::NotFound("organization"))?;
+    // A person is named; a key speaks for the organization, which the message names anyway.
+    let inviter = match &caller.audit.actor {
+        Actor::User { email, .. } => email.clone(),
+        _ => String::new(),
+    };
+    let params = serde_json::json!({
+        "organization": organization.name.as_str(),
+        "role": role.as_str(),
+        "inviter": inviter,
+    });
+    let message = new_email(
+        email.clone(),
+        "invitation",
+        params,
+        state.config.clock.now(),
+    );
+    let token = key.link_token(INVITATION, message.id.as_bytes());
+    Ok(Some((message, KeyDigest::of(&token))))
+}
+
+/// The organization's open invitations, newest first.
+pub async fn invitations(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<InvitationRecord>, ServiceError> {
+    Ok(state.store.list_invitations(caller.organization_id).await?)
+}
+
+pub async fn invitation(
+    state: &AppState,
+    caller: &Caller,
+    id: InvitationId,
+) -> Result<InvitationRecord, ServiceError> {
+    state
+        .store
+        .get_invitation(caller.organization_id, id)
+        .await?
+        .ok_or(ServiceError::NotFound("invitation"))
+}
+
+/// An open invitation the caller may cancel or resend: one whose role they may give.
+async fn open_invitation(
+    state: &AppState,
+    caller: &Caller,
+    id: InvitationId,
+) -> Result<InvitationRecord, ServiceError> {
+    let invitation = invitation(state, caller, id).await?;
+    if invitation.status != InvitationStatus::Pending {
+        return Err(ServiceError::NotFound("invitation"));
+    }
+    check_role(caller, None, Some(invitation.role))?;
+    Ok(invitation)
+}
+
+/// Cancels an open invitation: its link stops working.
+pub async fn cancel(
+    state: &AppState,
+    caller: &Caller,
+    id: InvitationId,
+) -> Result<(), ServiceError> {
+    open_invitation(state, caller, id).await?;
+    let cancelled = state
+        .store
+        .cancel_invitation(
             &caller.audit,
             caller.organization_id,
-            user.id,
-            role,
+            id,
             state.config.clock.now(),
         )
-        .await
-        .map_err(store_error(Conflict::AlreadyMember))
+        .await?;
+    if cancelled {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound("invitation"))
+    }
+}
+
+/// Gives an open invitation (expired or not) seven more days and, with email, a new link;
+/// the link sent before stops working.
+pub async fn resend(
+    state: &AppState,
+    caller: &Caller,
+    id: InvitationId,
+) -> Result<InvitationRecord, ServiceError> {
+    let invitation = open_invitation(state, caller, id).await?;
+    let link = link(state, caller, &invitation.email, invitation.role).await?;
+    let expires_at = state.config.clock.now().plus_seconds(INVITATION_SECONDS);
+    state
+        .store
+        .resend_invitation(&caller.audit, caller.organization_id, id, expires_at, link)
+        .await?
+        .ok_or(ServiceError::NotFound("invitation"))
+}
+
+/// Whether the caller may cancel or resend `invitation` (for showing the buttons).
+pub fn may_answer_for(caller: &Caller, invitation: &InvitationRecord) -> bool {
+    check_role(caller, None, Some(invitation.role)).is_ok()
 }
 
 /// Gives `member` (as the caller saw it) the role `to`.

@@ -78,6 +78,8 @@ pub enum Conflict {
     ProjectHasInstances,
     /// The person belongs to the organization already.
     AlreadyMember,
+    /// An unexpired invitation for this email is open.
+    AlreadyInvited,
     /// The change would leave the organization without an owner.
     LastOwner,
     /// The member's role changed since the caller looked.
@@ -101,7 +103,7 @@ impl Conflict {
     pub fn field(self) -> Option<&'static str> {
         match self {
             Self::NameTaken(_) => Some("name"),
-            Self::AlreadyMember => Some("email"),
+            Self::AlreadyMember | Self::AlreadyInvited => Some("email"),
             Self::ExternalIdTaken => Some("external_id"),
             _ => None,
         }
@@ -122,6 +124,9 @@ impl std::fmt::Display for Conflict {
                 f.write_str("the project still has instances; delete them first")
             }
             Self::AlreadyMember => f.write_str("this person is already a member"),
+            Self::AlreadyInvited => f.write_str(
+                "an invitation for this email is open already; resend or cancel it instead",
+            ),
             Self::ExternalIdTaken => {
                 f.write_str("an organization with this external id exists already")
             }

@@ -218,13 +218,6 @@ pub(super) fn throttle(
         })
 }
 
-/// Signed in: the session cookie, and on to Settings > API Keys.
-fn signed_in_response(cookie: axum::http::HeaderValue) -> Response {
-    let mut response = Redirect::to("/settings/api-keys").into_response();
-    response.headers_mut().append(header::SET_COOKIE, cookie);
-    response
-}
-
 pub async fn signup(
     State(state): State<AppState>,
     ClientIp(client_ip): ClientIp,
@@ -280,6 +273,7 @@ pub async fn signup(
     let user = UserId::generate();
     let organization_id = OrganizationId::generate();
     let audit = origin.by_person(user, &email);
+    let address = email.clone();
     let created = state
         .store
         .create_organization(
@@ -312,7 +306,7 @@ pub async fn signup(
         Err(other) => return Err(other.into()),
     }
     let cookie = start_session(&state, &audit, user, Some(organization_id), false).await?;
-    Ok(signed_in_response(cookie))
+    super::session::enter(&state, &headers, &address, cookie).await
 }
 
 pub async fn login(
@@ -419,7 +413,7 @@ pub async fn login(
     let organization = organization_of(&user).await?;
     let audit = origin.by_person(user.id, &user.email);
     let cookie = start_session(&state, &audit, user.id, organization, false).await?;
-    Ok(signed_in_response(cookie))
+    super::session::enter(&state, &headers, &user.email, cookie).await
 }
 
 pub async fn logout(

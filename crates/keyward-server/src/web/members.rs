@@ -1,12 +1,13 @@
-//! Settings > Members: owners and admins see who belongs to the organization, add people who
-//! already have a Keyward account, change roles and remove members. Owners alone manage
+//! Settings > Members: owners and admins see who belongs to the organization, invite people
+//! by email (they join by accepting), resend or cancel invitations, change roles and remove
+//! members. Owners alone manage
 //! owners (`Role::may_assign`), and the store never lets the last owner go.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use keyward_core::{Email, Role, UserId};
+use keyward_core::{Email, InvitationId, Role, UserId};
 use keyward_store::MemberRecord;
 use serde::Deserialize;
 
@@ -45,11 +46,26 @@ struct MemberRow {
     can_remove: bool,
 }
 
+struct InvitationRow {
+    id: String,
+    email: String,
+    role: &'static str,
+    invited: DateCell,
+    expires: DateCell,
+    expired: bool,
+    emailed: bool,
+    /// Whether the viewer may resend or cancel it.
+    manage: bool,
+}
+
 #[derive(Template)]
 #[template(path = "members.html")]
 struct MembersPage {
     layout: Layout,
     rows: Vec<MemberRow>,
+    invitations: Vec<InvitationRow>,
+    /// Whether invitations are emailed (`[smtp]`).
+    emails: bool,
     add_roles: Vec<RoleChoice>,
     email: String,
     errors: FormErrors,
@@ -96,12 +112,30 @@ async fn members_page(
     errors: FormErrors,
     notice: Option<&'static str>,
 ) -> Result<Response, WebError> {
-    let members = members::list(state, &person.caller(state)).await?;
+    let caller = person.caller(state);
+    let members = members::list(state, &caller).await?;
+    let now = state.config.clock.now();
+    let invitations = members::invitations(state, &caller)
+        .await?
+        .into_iter()
+        .map(|invitation| InvitationRow {
+            id: invitation.id.to_string(),
+            email: invitation.email.to_string(),
+            role: invitation.role.as_str(),
+            invited: DateCell::new(invitation.created_at),
+            expires: DateCell::new(invitation.expires_at),
+            expired: invitation.expires_at <= now,
+            emailed: invitation.emailed,
+            manage: members::may_answer_for(&caller, &invitation),
+        })
+        .collect();
     let role = person.membership.role;
     let status = errors.status();
     let template = MembersPage {
         layout: Layout::new(state, person, "members").await?,
         rows: members.into_iter().map(|m| row(state, person, m)).collect(),
+        invitations,
+        emails: crate::email::sends_links(state),
         add_roles: ROLES
             .iter()
             .filter(|&&r| role.may_assign(None, Some(r)))
@@ -124,7 +158,18 @@ pub async fn list_members(
 ) -> Result<Response, WebError> {
     require_manager(&state, &person)?;
     let notice = match params.ok().and_then(|Query(p)| p.notice).as_deref() {
-        Some("added") => Some("Member added."),
+        Some("invited") if crate::email::sends_links(&state) => {
+            Some("Invitation sent. They join when they accept it.")
+        }
+        Some("invited") => Some(
+            "Invitation saved. They join when they accept it, the next time they sign in or \
+             sign up with that email.",
+        ),
+        Some("resent") if crate::email::sends_links(&state) => {
+            Some("Invitation sent again, with a new link valid for seven days.")
+        }
+        Some("resent") => Some("Invitation renewed for seven days."),
+        Some("cancelled") => Some("Invitation cancelled."),
         Some("changed") => Some("Role changed."),
         Some("removed") => Some("Member removed."),
         Some("last-owner") => {
@@ -166,13 +211,41 @@ pub async fn add_member(
     let (Some(email), Some(role)) = (email, role) else {
         return members_page(&state, &person, entered, errors, None).await;
     };
-    match members::add(&state, &person.caller(&state), &email, role).await {
-        Ok(()) => Ok(Redirect::to("/settings/members?notice=added").into_response()),
+    match members::invite(&state, &person.caller(&state), &email, role).await {
+        Ok(_) => Ok(Redirect::to("/settings/members?notice=invited").into_response()),
         Err(error) => {
             errors.absorb(error)?;
             members_page(&state, &person, entered, errors, None).await
         }
     }
+}
+
+fn invitation_id(raw: &str) -> Result<InvitationId, WebError> {
+    InvitationId::parse(raw).map_err(|_| WebError::not_found("invitation"))
+}
+
+pub async fn resend_invitation(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    require_manager(&state, &person)?;
+    members::resend(&state, &person.caller(&state), invitation_id(&id)?).await?;
+    Ok(Redirect::to("/settings/members?notice=resent").into_response())
+}
+
+pub async fn cancel_invitation(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+    form: FormData,
+) -> Result<Response, WebError> {
+    person.check_csrf(form.csrf_token())?;
+    require_manager(&state, &person)?;
+    members::cancel(&state, &person.caller(&state), invitation_id(&id)?).await?;
+    Ok(Redirect::to("/settings/members?notice=cancelled").into_response())
 }
 
 async fn member_of(state: &AppState, person: &Person, raw: &str) -> Result<MemberRecord, WebError> {

@@ -8,6 +8,7 @@ mod accounts;
 mod audit;
 mod credentials;
 mod form;
+mod invitations;
 mod members;
 mod oidc;
 mod organization;
@@ -43,6 +44,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(password::reset_page).post(password::reset),
         )
         .route("/login/oidc/callback", get(oidc::callback))
+        .route("/invitations", get(invitations::list))
+        .route(
+            "/invitations/{token}",
+            get(invitations::show).post(invitations::answer),
+        )
+        .route(
+            "/invitations/{invitation_id}/{action}",
+            post(invitations::answer_by_id),
+        )
         .route("/logout", post(accounts::logout))
         .route(
             "/settings/organization",
@@ -100,6 +110,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(members::change_role),
         )
         .route(
+            "/settings/members/invitations/{invitation_id}/resend",
+            post(members::resend_invitation),
+        )
+        .route(
+            "/settings/members/invitations/{invitation_id}/cancel",
+            post(members::cancel_invitation),
+        )
+        .route(
             "/settings/members/{user_id}/remove",
             get(members::confirm_remove).post(members::remove),
         )
@@ -135,7 +153,7 @@ async fn suspended_is_read_only(
     let writes = request.method() == axum::http::Method::POST
         && path.starts_with("/settings/")
         && path != "/settings/organization"
-        && !["/revoke", "/delete", "/remove"]
+        && !["/revoke", "/delete", "/remove", "/cancel"]
             .iter()
             .any(|end| path.ends_with(end));
     if !writes {

@@ -186,7 +186,5 @@ async fn finish(
     };
     let audit = origin.by_person(signed_in.user_id, &signed_in.email);
     let session = start_session(state, &audit, signed_in.user_id, organization, true).await?;
-    let mut response = Redirect::to("/settings/api-keys").into_response();
-    response.headers_mut().append(header::SET_COOKIE, session);
-    Ok(response)
+    super::session::enter(state, headers, &signed_in.email, session).await
 }

@@ -24,6 +24,8 @@ pub const SESSION_COOKIE: &str = "keyward_session";
 /// is a portal request (framing allowed, pages confined) or none at all.
 pub const PORTAL_COOKIE: &str = "keyward_portal";
 pub const CSRF_COOKIE: &str = "keyward_csrf";
+/// Holds an invitation link's token while its person signs in, to bring them back to it.
+pub const INVITATION_COOKIE: &str = "keyward_invitation";
 /// How long a session lasts after signing in.
 pub const SESSION_SECONDS: i64 = 7 * 24 * 3600;
 
@@ -295,13 +297,23 @@ impl FromRequestParts<AppState> for Person {
                     .memberships_of(session.user_id)
                     .await?
                     .into_iter()
-                    .next()
-                    .ok_or_else(|| {
-                        WebError::forbidden(
-                            "You no longer belong to any organization. Ask an owner to add you \
+                    .next();
+                // No organization left, but invitations to answer: those first.
+                if first.is_none()
+                    && !state
+                        .store
+                        .invitations_for(&session.email, state.config.clock.now())
+                        .await?
+                        .is_empty()
+                {
+                    return Err(WebError::Redirect("/invitations".into()));
+                }
+                let first = first.ok_or_else(|| {
+                    WebError::forbidden(
+                        "You no longer belong to any organization. Ask an owner to add you \
                              again, or sign up with a new organization.",
-                        )
-                    })?;
+                    )
+                })?;
                 state
                     .store
                     .set_session_organization(&digest, first.organization_id)
@@ -428,6 +440,59 @@ impl AnonymousCsrf {
             _ => Err(csrf_refused()),
         }
     }
+}
+
+/// Whether `token` could be an emailed link's token (43 characters of base64url).
+pub fn invitation_token_shape(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Where a person goes once signed in: back to the invitation link they opened before, else
+/// to their open invitations where those are accepted on sign-in, else Settings > API Keys.
+/// With the cookie that forgets the link, when there was one.
+async fn after_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    email: &Email,
+) -> Result<(String, Option<HeaderValue>), WebError> {
+    if let Some(token) =
+        cookie(headers, INVITATION_COOKIE).filter(|token| invitation_token_shape(token))
+    {
+        return Ok((
+            format!("/invitations/{token}"),
+            Some(set_cookie(state, INVITATION_COOKIE, "", 0)),
+        ));
+    }
+    if !crate::email::sends_links(state)
+        && !state
+            .store
+            .invitations_for(email, state.config.clock.now())
+            .await?
+            .is_empty()
+    {
+        return Ok(("/invitations".to_owned(), None));
+    }
+    Ok(("/settings/api-keys".to_owned(), None))
+}
+
+/// A redirect to where a person goes once signed in, with their session cookie.
+pub async fn enter(
+    state: &AppState,
+    headers: &HeaderMap,
+    email: &Email,
+    session: HeaderValue,
+) -> Result<axum::response::Response, WebError> {
+    use axum::response::IntoResponse;
+    let (to, forget) = after_sign_in(state, headers, email).await?;
+    let mut response = axum::response::Redirect::to(&to).into_response();
+    response.headers_mut().append(header::SET_COOKIE, session);
+    if let Some(forget) = forget {
+        response.headers_mut().append(header::SET_COOKIE, forget);
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -158,9 +158,10 @@ impl<'a> Visitor<'a> {
     }
 }
 
-/// The owner (`owner`, signed in) adds `email` (signed up, signed in as `member`) to their
-/// organization called `organization` with `role`; the member switches to it. Returns the
-/// member's key list page before the switch (it has a CSRF token).
+/// The owner (`owner`, signed in) invites `email` (signed up, signed in as `member`) to their
+/// organization called `organization` with `role`; the member accepts on their invitations
+/// page (the installation sends no email) and works in it from then on. Returns the member's
+/// key list page there.
 pub(crate) async fn add_and_switch(
     owner: &mut Visitor<'_>,
     member: &mut Visitor<'_>,
@@ -169,31 +170,47 @@ pub(crate) async fn add_and_switch(
     organization: &str,
 ) -> Page {
     let csrf = owner.get("/settings/members").await.csrf_token();
-    let added = owner
+    let invited = owner
         .post(
             "/settings/members",
             &[("csrf_token", &csrf), ("email", email), ("role", role)],
         )
         .await;
-    assert_eq!(added.location(), "/settings/members?notice=added");
+    assert_eq!(invited.location(), "/settings/members?notice=invited");
+    accept_invitation(member, organization).await;
     let page = member.get("/settings/api-keys").await;
-    let id = {
-        let marker = "<option value=\"";
+    assert!(
+        page.body.contains(&format!("selected>{organization}<")),
+        "working in {organization}: {}",
         page.body
-            .match_indices(marker)
-            .map(|(i, _)| &page.body[i + marker.len()..i + marker.len() + 30])
-            .find(|id| page.body.contains(&format!("{id}\">{organization}<")))
-            .expect("the organization in the switcher")
-            .to_owned()
-    };
-    let switched = member
+    );
+    page
+}
+
+/// The signed-in `person` accepts their open invitation to `organization` on their
+/// invitations page.
+pub(crate) async fn accept_invitation(person: &mut Visitor<'_>, organization: &str) {
+    let list = person.get("/invitations").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let row = list
+        .body
+        .find(&format!("<th scope=\"row\">{organization}</th>"))
+        .expect("the invitation is listed");
+    let marker = "<tr id=\"";
+    let start = list.body[..row].rfind(marker).expect("its row") + marker.len();
+    let id = list.body[start..start + 30].to_owned();
+    let accepted = person
         .post(
-            "/settings/organization",
-            &[("csrf_token", &page.csrf_token()), ("organization_id", &id)],
+            &format!("/invitations/{id}/accept"),
+            &[("csrf_token", &list.csrf_token())],
         )
         .await;
-    assert_eq!(switched.location(), "/settings/api-keys");
-    page
+    assert_eq!(
+        accepted.location(),
+        "/settings/api-keys",
+        "{}",
+        accepted.body
+    );
 }
 
 pub(crate) fn shown_key(page: &Page) -> String {
@@ -498,6 +515,7 @@ async fn roles_limit_what_people_grant_see_and_revoke() {
     // The owner adds Bob as a member of Acme, and Bob switches to it.
     let page = add_and_switch(&mut owner, &mut member, "bob@example.com", "member", "Acme").await;
     let csrf = owner.get("/settings/members").await.csrf_token();
+    // An address without an account is invited the same way: the answer tells nothing.
     let unknown = owner
         .post(
             "/settings/members",
@@ -508,7 +526,13 @@ async fn roles_limit_what_people_grant_see_and_revoke() {
             ],
         )
         .await;
-    assert!(unknown.body.contains("must sign up first"));
+    assert_eq!(unknown.location(), "/settings/members?notice=invited");
+    let members = owner.get("/settings/members").await;
+    assert!(
+        members
+            .body
+            .contains("<th scope=\"row\">nobody@example.com</th>")
+    );
 
     let list = member.get("/settings/api-keys").await;
     assert!(list.body.contains(">Owner key<"));
@@ -573,25 +597,33 @@ async fn roles_limit_what_people_grant_see_and_revoke() {
         .await;
     assert_eq!(removed.location(), "/settings/members?notice=last-owner");
 
-    // The audit log has the one membership change (the refusals left nothing), by Ada.
+    // The audit log has the one membership change (the refusals left nothing), by Bob who
+    // accepted, and Ada's two invitations.
     let organization = OrganizationId::parse(&acme_id(&mut owner).await).unwrap();
-    let events = app
-        .store
-        .list_audit_events(
-            organization,
-            &keyward_store::AuditFilter {
-                action: Some("member.added".into()),
-                ..Default::default()
-            },
-            keyward_store::Page::first(10),
-        )
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(events.len(), 1);
+    let events = |action: &str| {
+        let filter = keyward_store::AuditFilter {
+            action: Some(action.into()),
+            ..Default::default()
+        };
+        let store = app.store.clone();
+        async move {
+            store
+                .list_audit_events(organization, &filter, keyward_store::Page::first(10))
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    let added = events("member.added").await;
+    assert_eq!(added.len(), 1);
     assert!(
-        matches!(&events[0].actor, keyward_store::Actor::User { email, .. } if email == "ada@example.com")
+        matches!(&added[0].actor, keyward_store::Actor::User { email, .. } if email == "bob@example.com")
     );
+    let invited = events("invitation.created").await;
+    assert_eq!(invited.len(), 2);
+    assert!(invited.iter().all(
+        |e| matches!(&e.actor, keyward_store::Actor::User { email, .. } if email == "ada@example.com")
+    ));
     let changes = app
         .store
         .list_audit_events(

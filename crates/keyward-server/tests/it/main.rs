@@ -18,6 +18,7 @@ mod helpers;
 mod idempotency;
 mod instances;
 mod introspect;
+mod invitations;
 mod layers;
 mod leaks;
 mod matrix;

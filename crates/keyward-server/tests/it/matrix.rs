@@ -171,7 +171,11 @@ fn recipe(method: &Method, path: &str) -> Recipe {
             body: Some(|_| json!({ "name": "matrix", "scopes": ["instances:read"] })),
             ..Recipe::default()
         },
-        ("GET", "/v1/api-keys" | "/v1/members" | "/v1/audit-events" | "/v1/webhooks") => lists,
+        (
+            "GET",
+            "/v1/api-keys" | "/v1/members" | "/v1/invitations" | "/v1/audit-events"
+            | "/v1/webhooks",
+        ) => lists,
         ("PATCH", "/v1/api-keys/{key_id}") => Recipe {
             body: Some(|_| json!({ "rate_limit": { "requests": 100, "per_seconds": 60 } })),
             ..Recipe::default()
@@ -462,6 +466,8 @@ pub struct World {
     member: UserId,
     /// The email of a person in neither organization.
     spare_email: String,
+    /// An open invitation to organization A.
+    invitation: keyward_core::InvitationId,
     /// A webhook endpoint of the first organization, and a message sent to it.
     webhook: keyward_core::WebhookId,
     message: keyward_core::MessageId,
@@ -690,6 +696,23 @@ impl World {
             .await
             .unwrap();
         let (_, spare_email) = person(store).await;
+        let now = Timestamp::now();
+        let invitation = store
+            .create_invitation(
+                &keyward_store::AuditContext::SYSTEM,
+                keyward_store::NewInvitation {
+                    id: keyward_core::InvitationId::generate(),
+                    organization_id: a,
+                    email: Email::parse("invited@example.com").unwrap(),
+                    role: keyward_core::Role::Member,
+                    created_at: now,
+                    expires_at: now.plus_seconds(3_600),
+                    link: None,
+                },
+            )
+            .await
+            .unwrap()
+            .id;
         let by = Creator::Credential(a_admin_id);
         let main_project = project(store, a, "Main").await;
         let other_project = project(store, a, "Other").await;
@@ -897,6 +920,7 @@ impl World {
             organizations: [a, b],
             member,
             spare_email,
+            invitation,
             webhook,
             message,
         }
@@ -915,6 +939,7 @@ impl World {
             .replace("{path}", "v1/databases/x")
             .replace("{user_id}", &self.member.to_string())
             .replace("{webhook_id}", &self.webhook.to_string())
+            .replace("{invitation_id}", &self.invitation.to_string())
             .replace("{message_id}", &self.message.to_string())
             .replace("{organization_id}", &self.customer.to_string())
             .replace("{admin_key_id}", &self.admin_key.to_string())
@@ -930,6 +955,9 @@ async fn fingerprint(store: &dyn Store, organization: OrganizationId) -> String 
     }
     for webhook in store.list_webhooks(organization).await.unwrap() {
         text.push_str(&format!("{webhook:?}\n"));
+    }
+    for invitation in store.list_invitations(organization).await.unwrap() {
+        text.push_str(&format!("{invitation:?}\n"));
     }
     let projects = store.list_projects(organization, None, page).await.unwrap();
     for project in &projects.items {

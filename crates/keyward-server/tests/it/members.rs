@@ -23,28 +23,29 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
     assert_eq!(members[0]["role"], "owner");
     let owner = members[0]["user_id"].as_str().unwrap().to_owned();
 
-    let added = app
+    // Adding is inviting: the same answer whether or not an account has the email.
+    let invited = app
         .post(
             "/v1/members",
             &org.key,
             json!({ "email": "grace@example.com", "role": "member" }),
         )
         .await;
-    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
-    assert_eq!(added.body["email"], "grace@example.com");
-    assert_eq!(added.body["role"], "member");
-    let grace_id = added.body["user_id"].as_str().unwrap().to_owned();
+    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
+    assert_eq!(invited.body["email"], "grace@example.com");
+    assert_eq!(invited.body["role"], "member");
+    assert_eq!(invited.body["status"], "pending");
+    assert_eq!(invited.body["emailed"], false);
     assert_eq!(
-        added.header("location"),
-        Some(format!("/v1/members/{grace_id}").as_str())
+        invited.body["invited_by"]["credential_id"],
+        org.key_id.to_string()
     );
-    app.post(
-        "/v1/members",
-        &org.key,
-        json!({ "email": "grace@example.com", "role": "member" }),
-    )
-    .await
-    .problem(409, "conflict");
+    let invitation = invited.body["id"].as_str().unwrap().to_owned();
+    assert!(invitation.starts_with("inv_"));
+    assert_eq!(
+        invited.header("location"),
+        Some(format!("/v1/invitations/{invitation}").as_str())
+    );
     let unknown = app
         .post(
             "/v1/members",
@@ -52,10 +53,54 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
             json!({ "email": "nobody@example.com", "role": "member" }),
         )
         .await;
+    assert_eq!(unknown.status, StatusCode::CREATED, "{}", unknown.body);
+    let fields = |body: &serde_json::Value| {
+        let mut keys: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(fields(&unknown.body), fields(&invited.body));
+    assert_eq!(unknown.body["status"], "pending");
+    // One open invitation per address.
+    app.post(
+        "/v1/members",
+        &org.key,
+        json!({ "email": "grace@example.com", "role": "member" }),
+    )
+    .await
+    .problem(409, "conflict");
+    let open = app.get("/v1/invitations", &org.key).await;
+    assert_eq!(open.status, StatusCode::OK, "{}", open.body);
+    let emails: Vec<&str> = open.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["nobody@example.com", "grace@example.com"]);
+    // Nobody joined yet.
     assert_eq!(
-        unknown.problem(422, "validation_failed")["errors"][0]["field"],
-        "email"
+        app.get("/v1/members", &org.key).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
+
+    // Grace accepts (this installation sends no email: at her next visit, signed in).
+    crate::dashboard::accept_invitation(&mut grace, "Acme").await;
+    let shown = app
+        .get(&format!("/v1/invitations/{invitation}"), &org.key)
+        .await;
+    assert_eq!(shown.body["status"], "accepted", "{}", shown.body);
+    let grace_id = member_id(&app, &org, "grace@example.com").await;
+    app.post(
+        "/v1/members",
+        &org.key,
+        json!({ "email": "grace@example.com", "role": "member" }),
+    )
+    .await
+    .problem(409, "conflict");
     let bad = app
         .post(
             "/v1/members",
@@ -138,15 +183,32 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
 
     // One event per change, none for the refusals.
     let trail = app.audit_trail(org.id).await;
+    let nobody = unknown.body["id"].as_str().unwrap();
     assert_eq!(
         trail[2..],
         [
+            event("invitation.created", &invitation),
+            event("invitation.created", nobody),
             event("member.added", &grace_id),
             event("member.role_changed", &grace_id),
             event("member.role_changed", &grace_id),
             event("member.removed", &grace_id),
         ]
     );
+}
+
+/// The user id of the member with `email`.
+pub(crate) async fn member_id(app: &TestApp, org: &Org, email: &str) -> String {
+    let members = app.get("/v1/members", &org.key).await;
+    members.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == email)
+        .unwrap_or_else(|| panic!("{email} is a member: {}", members.body))["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// What a person who is an owner does in Settings > Members: make a member an admin.
@@ -222,7 +284,8 @@ async fn a_key_never_makes_a_person_who_outlasts_or_outgrows_it() {
     add(&staff, "admin").await.problem(403, "forbidden");
     let added = add(&staff, "member").await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
-    let eve_id = added.body["user_id"].as_str().unwrap().to_owned();
+    crate::dashboard::accept_invitation(&mut eve, "Acme").await;
+    let eve_id = member_id(&app, &org, "eve@example.com").await;
     let path = format!("/v1/members/{eve_id}");
     app.patch(&path, &staff, json!({ "role": "admin" }))
         .await
@@ -233,7 +296,10 @@ async fn a_key_never_makes_a_person_who_outlasts_or_outgrows_it() {
         StatusCode::NO_CONTENT
     );
 
-    // The same key once rotated ends with its grace: it adds nobody any more.
+    // The same key once rotated ends with its grace: it adds nobody any more, and an
+    // invitation it made before no longer holds (checked when it is accepted).
+    let again = add(&staff, "member").await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
     let rotated = app
         .post(
             &format!("/v1/api-keys/{staff_id}/rotate"),
@@ -243,6 +309,16 @@ async fn a_key_never_makes_a_person_who_outlasts_or_outgrows_it() {
         .await;
     assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.body);
     add(&staff, "member").await.problem(403, "forbidden");
+    app.get(&path, &org.key).await.problem(404, "not_found");
+    let list = eve.get("/invitations").await;
+    let accept = eve
+        .post(
+            &format!("/invitations/{}/accept", again.body["id"].as_str().unwrap()),
+            &[("csrf_token", &list.csrf_token())],
+        )
+        .await;
+    assert_eq!(accept.status, StatusCode::GONE, "{}", accept.body);
+    assert!(accept.body.contains("can no longer give this role"));
     app.get(&path, &org.key).await.problem(404, "not_found");
 
     // Eve never became an admin, so she has no key the brief one could not have made.

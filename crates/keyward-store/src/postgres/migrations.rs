@@ -99,6 +99,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "portal keys",
         sql: include_str!("../../migrations/postgres/0018_portal_keys.sql"),
     },
+    Migration {
+        version: 19,
+        name: "invitations",
+        sql: include_str!("../../migrations/postgres/0019_invitations.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -12,6 +12,7 @@ pub(crate) mod credentials;
 pub(crate) mod email;
 pub(crate) mod idempotency;
 pub(crate) mod instances;
+pub(crate) mod invitations;
 pub(crate) mod organizations;
 pub(crate) mod portal;
 pub(crate) mod projects;

@@ -114,6 +114,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "portal keys",
         sql: include_str!("../../migrations/sqlite/0021_portal_keys.sql"),
     },
+    Migration {
+        version: 22,
+        name: "invitations",
+        sql: include_str!("../../migrations/sqlite/0022_invitations.sql"),
+    },
 ];
 
 pub(super) async fn run(

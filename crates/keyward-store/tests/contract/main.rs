@@ -3,6 +3,7 @@
 mod audit;
 mod credentials;
 mod idempotency;
+mod invitations;
 mod organizations;
 mod people;
 mod postgres_specific;
@@ -124,6 +125,8 @@ contract! {
     webhooks::an_organization_holds_only_its_share,
     idempotency::a_key_is_claimed_once_answered_and_kept_for_a_day,
     idempotency::abandoned_and_expired_claims_count_as_none,
+    invitations::invitations_are_open_once_per_address_and_answered_once,
+    invitations::concurrent_invitations_and_answers_are_decided_once,
 }
 
 pub fn name(text: &str) -> Name {

@@ -7,7 +7,7 @@ use keyward_store::{
 use crate::name;
 
 /// Creates a user (owning a fresh organization of their own) and returns both.
-async fn person(store: &dyn Store, email: &str) -> (UserId, OrganizationId) {
+pub(crate) async fn person(store: &dyn Store, email: &str) -> (UserId, OrganizationId) {
     let user = UserId::generate();
     let organization = OrganizationId::generate();
     store

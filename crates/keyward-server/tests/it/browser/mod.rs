@@ -2,6 +2,7 @@
 //! and an instance, create an API key and a project token, see each once, use them with an
 //! HTTP client, revoke them through the confirmation, and see them refused.
 
+mod invitations;
 mod portal;
 mod sso;
 mod webdriver;
@@ -11,8 +12,8 @@ use reqwest::StatusCode;
 use crate::helpers::TestApp;
 use webdriver::Browser;
 
-const EMAIL: &str = "ada@example.com";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const EMAIL: &str = "ada@example.com";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 /// The "Last used" cell of the first row of a credentials table.
 const LAST_USED: &str = "tbody tr td:nth-child(5)";
 

@@ -15,13 +15,28 @@ const ROLES: [&str; 3] = ["owner", "admin", "member"];
 pub enum MembersCommand {
     /// List members, owners first.
     List,
-    /// Add a person who has signed up, by email. A key adds members only (not admins or
-    /// owners), and only when it does not expire and holds every scope a member may grant.
+    /// Invite a person by email, whether or not they have an account: they join when they
+    /// accept (through the emailed link with `[smtp]`, else at their next sign-in or sign-up).
+    /// A key invites members only (not admins or owners), and only when it does not expire
+    /// and holds every scope a member may grant.
     Add {
         #[arg(long)]
         email: String,
         #[arg(long, value_parser = ROLES)]
         role: String,
+    },
+    /// List the open invitations (expired ones too, until resent or cancelled).
+    Invitations,
+    /// Give an open invitation seven more days and, with email, a new link (the old one stops
+    /// working).
+    Resend {
+        /// The invitation's id, inv_….
+        invitation_id: String,
+    },
+    /// Cancel an open invitation: its link stops working.
+    Cancel {
+        /// The invitation's id, inv_….
+        invitation_id: String,
     },
     /// Change a member's role; the organization keeps at least one owner. A key may lower
     /// an admin to member, never raise anyone.
@@ -36,6 +51,28 @@ pub enum MembersCommand {
         /// The member's user id, usr_….
         user_id: String,
     },
+}
+
+const INVITATION_COLUMNS: [&str; 5] = ["INVITATION", "EMAIL", "ROLE", "STATUS", "EXPIRES"];
+
+fn invitation_row(invitation: &Value) -> Vec<String> {
+    ["id", "email", "role", "status", "expires_at"]
+        .iter()
+        .map(|field| cell(&invitation[field]))
+        .collect()
+}
+
+/// What happens next, for a new or renewed invitation.
+fn invitation_note(invitation: &Value) -> String {
+    let email = invitation["email"].as_str().unwrap_or_default();
+    if invitation["emailed"] == Value::Bool(true) {
+        format!("Emailed a link to {email}; they join when they accept it.")
+    } else {
+        format!(
+            "Not emailed (the server has no [smtp]): {email} joins on accepting it at their next \
+             sign-in or sign-up."
+        )
+    }
 }
 
 pub async fn members(client: &Client, command: MembersCommand) -> ClientResult {
@@ -60,14 +97,54 @@ pub async fn members(client: &Client, command: MembersCommand) -> ClientResult {
             });
         }
         MembersCommand::Add { email, role } => {
-            let added = client
+            let invited = client
                 .call(
                     Method::POST,
                     "/v1/members",
                     Some(json!({ "email": email, "role": role })),
                 )
                 .await?;
-            client.print(&added, |added| print(&columns, &[row(added)]));
+            client.print(&invited, |invited| {
+                print(&INVITATION_COLUMNS, &[invitation_row(invited)]);
+                println!("{}", invitation_note(invited));
+            });
+        }
+        MembersCommand::Invitations => {
+            let listed = client.get("/v1/invitations").await?;
+            client.print(&listed, |listed| {
+                let rows: Vec<_> = listed["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(invitation_row)
+                    .collect();
+                print(&INVITATION_COLUMNS, &rows);
+            });
+        }
+        MembersCommand::Resend { invitation_id } => {
+            let renewed = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/invitations/{}/resend", id(&invitation_id)?),
+                    None,
+                )
+                .await?;
+            client.print(&renewed, |renewed| {
+                print(&INVITATION_COLUMNS, &[invitation_row(renewed)]);
+                println!("{}", invitation_note(renewed));
+            });
+        }
+        MembersCommand::Cancel { invitation_id } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/invitations/{}", id(&invitation_id)?),
+                    None,
+                )
+                .await?;
+            client.print(&json!({ "cancelled": invitation_id }), |_| {
+                println!("Cancelled the invitation {invitation_id}: its link no longer works.");
+            });
         }
         MembersCommand::SetRole { user_id, role } => {
             let changed = client

@@ -1,0 +1,28 @@
+-- Invitations: adding a member by email asks the person first. They join when they accept,
+-- through the emailed link or, without email, when they next sign in with that address.
+
+CREATE TABLE invitations (
+    id UUID PRIMARY KEY,
+    organization_id UUID NOT NULL REFERENCES organizations (id),
+    -- Lowercase, as every email Keyward keeps.
+    email TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+    -- Who invited: a person or a credential (or neither, for Keyward itself). Acceptance
+    -- checks they still may.
+    invited_by_user UUID REFERENCES users (id),
+    invited_by_credential UUID REFERENCES credentials (id),
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    -- The SHA-256 of the emailed link's token (derived, never kept); a resend replaces it.
+    -- NULL when no email was sent.
+    token_sha256 BYTEA UNIQUE CHECK (token_sha256 IS NULL OR length(token_sha256) = 32),
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'accepted', 'declined', 'cancelled')),
+    closed_at BIGINT,
+    -- The person who accepted or declined.
+    closed_by_user UUID REFERENCES users (id)
+);
+-- One open invitation per address and organization.
+CREATE UNIQUE INDEX invitations_open ON invitations (organization_id, email)
+    WHERE status = 'pending';
+CREATE INDEX invitations_by_email ON invitations (email) WHERE status = 'pending';
