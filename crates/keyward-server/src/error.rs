@@ -63,6 +63,12 @@ pub enum ApiError {
     /// The credential's rate limit is spent for now.
     #[error("rate limit exceeded: try again in {} s", .0.retry_after_seconds)]
     RateLimited(crate::rate_limit::RateStatus),
+    /// Too many of something for now (invitation emails), whatever the key's own limit.
+    #[error("{message}; try again in {retry_after_seconds} s")]
+    Throttled {
+        message: &'static str,
+        retry_after_seconds: u64,
+    },
     /// The request (its body, or its handling) took longer than the request timeout.
     #[error("the request took longer than {0} s; the connection is closed")]
     RequestTimeout(u64),
@@ -167,7 +173,7 @@ impl ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unreadable { status, .. } => *status,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable | Self::Unwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Idempotency(refusal) => match refusal {
@@ -206,6 +212,7 @@ impl ApiError {
             Self::NoSuchEndpoint => "no_such_endpoint",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited(_) => "rate_limited",
+            Self::Throttled { .. } => "throttled",
             Self::RequestTimeout(_) => "request_timeout",
             Self::Unavailable | Self::Unwritable(_) => "unavailable",
             Self::Idempotency(refusal) => match refusal {
@@ -299,6 +306,13 @@ impl IntoResponse for ApiError {
         }
         if let Self::RateLimited(status) = &self {
             crate::rate_limit::add_headers(headers, status);
+        }
+        if let Self::Throttled {
+            retry_after_seconds,
+            ..
+        } = &self
+        {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
         }
         if let Self::Idempotency(IdempotencyRefusal::SecretShown { location, .. }) = &self
             && let Ok(location) = HeaderValue::try_from(location.as_str())

@@ -10,6 +10,13 @@ pub enum StoreError {
     /// The organization is suspended: nothing may be created in it until it is resumed.
     #[error("the organization is suspended")]
     Suspended,
+    /// Too many of something in too short a time (emails to one address, say); the message
+    /// says what, and when to try again.
+    #[error("{message}")]
+    Throttled {
+        message: &'static str,
+        retry_after_seconds: u64,
+    },
     /// A new credential's expiry breaks its organization's policy.
     #[error("the credential breaks the organization's policy")]
     Policy(crate::OrganizationPolicy),

@@ -32,6 +32,10 @@ pub use clock::Clock;
 pub use clock::ManualClock;
 pub use error::StoreError;
 pub use model::*;
+pub use sql::invitations::{
+    INVITATION_EMAILS_PER_ADDRESS_PER_HOUR, INVITATION_RESEND_SECONDS,
+    INVITATIONS_PER_ORGANIZATION_PER_DAY,
+};
 pub use url::{DatabaseUrl, redact};
 
 /// Everything Keyward keeps. Reads and writes of one organization's data always take the

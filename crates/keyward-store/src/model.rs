@@ -560,6 +560,8 @@ pub struct Joined {
     pub user_id: UserId,
     pub organization: OrganizationId,
     pub role: Role,
+    /// Whether the membership is new (`false`: they had joined meanwhile some other way).
+    pub added: bool,
 }
 
 /// A portal link, just redeemed.

@@ -500,6 +500,9 @@ impl<B: Backend> Store for SqlStore<B> {
         invitation: NewInvitation,
     ) -> Result<InvitationRecord, StoreError> {
         in_transaction!(self, |tx| {
+            // Emails count against the organization's daily cap exactly. (Locked before it is
+            // share-locked below: two creations never wait on each other's share lock.)
+            organizations::lock(tx, invitation.organization_id).await?;
             organizations::active_policy(tx, invitation.organization_id).await?;
             let record = invitations::insert(tx, &audit.actor, &invitation).await?;
             let changes = audit::created(vec![
@@ -552,8 +555,10 @@ impl<B: Backend> Store for SqlStore<B> {
         link: Option<(NewEmail, KeyDigest)>,
     ) -> Result<Option<InvitationRecord>, StoreError> {
         in_transaction!(self, |tx| {
+            organizations::lock(tx, organization).await?;
             let before = invitations::get(tx, organization, id).await?;
-            let record = invitations::resend(tx, organization, id, expires_at, &link).await?;
+            let record =
+                invitations::resend(tx, &audit.actor, organization, id, expires_at, &link).await?;
             if let (Some(before), Some(record)) = (&before, &record) {
                 let changes = audit::changed(vec![(
                     "expires_at",
@@ -596,6 +601,9 @@ impl<B: Backend> Store for SqlStore<B> {
                     let event = match answer {
                         InvitationAnswer::Decline(_) => {
                             invitation_event(&invitation, "declined", Map::new())
+                        }
+                        InvitationAnswer::Accept(_) if !joined.added => {
+                            invitation_event(&invitation, "accepted", Map::new())
                         }
                         InvitationAnswer::Accept(_) => {
                             let changes = audit::created(vec![

@@ -178,13 +178,17 @@ pub(super) async fn list_members(
 /// has the email, so the answer tells nothing about who has one. They join when they accept
 /// (with `[smtp]`, through the emailed link, valid seven days; without, at their next
 /// sign-in or sign-up). `409` when they are a member already or an unexpired invitation is
-/// open for them. A key invites members only (403 for `admin` or `owner`), and only when it
+/// open for them; `429` past the limits on invitation emails (five an hour to one address,
+/// 200 a day from one organization). A key invites members only (403 for `admin` or `owner`), and only when it
 /// does not expire, holds every scope a member may grant and is not limited to networks;
 /// the invitation lapses if the key is revoked before it is accepted.
 #[utoipa::path(
     post, path = "/v1/members", tag = "Members",
     request_body = AddMember,
-    responses((status = 201, description = "Invited", body = InvitationView)),
+    responses(
+        (status = 201, description = "Invited", body = InvitationView),
+        (status = 429, description = "Too many invitation emails for now (`throttled`, with `Retry-After`)"),
+    ),
     extensions(("x-keyward-grants" = json!("The key must also hold every scope it grants."))),
     security(("bearer" = ["members:write"]))
 )]
@@ -285,11 +289,16 @@ pub(super) async fn cancel_invitation(
 /// Resend an invitation
 ///
 /// Gives an open invitation (expired or not) seven more days and, with `[smtp]`, emails a
-/// new link; the link sent before stops working.
+/// new link (at most once a minute); the link sent before stops working. The caller becomes
+/// its inviter, under the same rules as a new invitation.
 #[utoipa::path(
     post, path = "/v1/invitations/{invitation_id}/resend", tag = "Members",
     params(("invitation_id" = String, Path, description = "The invitation's id, `inv_…`")),
-    responses((status = 200, description = "The invitation, renewed", body = InvitationView)),
+    responses(
+        (status = 200, description = "The invitation, renewed", body = InvitationView),
+        (status = 429, description = "Emailed less than a minute ago, or too many invitation emails for now (`throttled`, with `Retry-After`)"),
+    ),
+    extensions(("x-keyward-grants" = json!("The key must also hold every scope it grants."))),
     security(("bearer" = ["members:write"]))
 )]
 pub(super) async fn resend_invitation(

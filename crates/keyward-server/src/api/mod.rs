@@ -181,6 +181,13 @@ impl From<ServiceError> for ApiError {
                 who: None,
             },
             ServiceError::Forbidden { message, .. } => Self::Forbidden(message),
+            ServiceError::Throttled {
+                message,
+                retry_after_seconds,
+            } => Self::Throttled {
+                message,
+                retry_after_seconds,
+            },
             ServiceError::Store(error) => error.into(),
             ServiceError::Internal(error) => Self::Internal(error),
         }

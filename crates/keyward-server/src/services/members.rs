@@ -224,7 +224,7 @@ pub async fn invitation(
         .ok_or(ServiceError::NotFound("invitation"))
 }
 
-/// An open invitation the caller may cancel or resend: one whose role they may give.
+/// An open invitation of the organization.
 async fn open_invitation(
     state: &AppState,
     caller: &Caller,
@@ -234,7 +234,6 @@ async fn open_invitation(
     if invitation.status != InvitationStatus::Pending {
         return Err(ServiceError::NotFound("invitation"));
     }
-    check_role(caller, None, Some(invitation.role))?;
     Ok(invitation)
 }
 
@@ -244,7 +243,9 @@ pub async fn cancel(
     caller: &Caller,
     id: InvitationId,
 ) -> Result<(), ServiceError> {
-    open_invitation(state, caller, id).await?;
+    let invitation = open_invitation(state, caller, id).await?;
+    // Whoever may give the role may take the offer back.
+    check_role(caller, None, Some(invitation.role))?;
     let cancelled = state
         .store
         .cancel_invitation(
@@ -262,13 +263,15 @@ pub async fn cancel(
 }
 
 /// Gives an open invitation (expired or not) seven more days and, with email, a new link;
-/// the link sent before stops working.
+/// the link sent before stops working. The caller makes it anew: they must be able to
+/// invite with its role, as for a new one, and acceptance checks their rights from now on.
 pub async fn resend(
     state: &AppState,
     caller: &Caller,
     id: InvitationId,
 ) -> Result<InvitationRecord, ServiceError> {
     let invitation = open_invitation(state, caller, id).await?;
+    check(caller, &state.config.scopes, None, Some(invitation.role))?;
     let link = link(state, caller, &invitation.email, invitation.role).await?;
     let expires_at = state.config.clock.now().plus_seconds(INVITATION_SECONDS);
     state
@@ -278,7 +281,7 @@ pub async fn resend(
         .ok_or(ServiceError::NotFound("invitation"))
 }
 
-/// Whether the caller may cancel or resend `invitation` (for showing the buttons).
+/// Whether the caller may cancel and resend `invitation` (for showing the buttons).
 pub fn may_answer_for(caller: &Caller, invitation: &InvitationRecord) -> bool {
     check_role(caller, None, Some(invitation.role)).is_ok()
 }

@@ -60,6 +60,12 @@ pub enum ServiceError {
         field: Option<&'static str>,
         message: &'static str,
     },
+    /// Too many of something for now (invitation emails); the message says what.
+    #[error("{message}")]
+    Throttled {
+        message: &'static str,
+        retry_after_seconds: u64,
+    },
     /// The store failed (unavailable, cannot write, or worse).
     #[error(transparent)]
     Store(StoreError),
@@ -171,6 +177,13 @@ impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Throttled {
+                message,
+                retry_after_seconds,
+            } => Self::Throttled {
+                message,
+                retry_after_seconds,
+            },
             StoreError::Policy(policy) => {
                 Self::invalid("expires_at", organization::refusal(policy))
             }

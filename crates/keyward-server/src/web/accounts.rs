@@ -416,20 +416,27 @@ pub async fn login(
     super::session::enter(&state, &headers, &user.email, cookie).await
 }
 
+/// Ends the person's own session: whether or not they still belong to an organization.
 pub async fn logout(
     State(state): State<AppState>,
+    origin: Origin,
     headers: HeaderMap,
-    person: Person,
     form: FormData,
 ) -> Result<Response, WebError> {
-    person.check_csrf(form.csrf_token())?;
+    let account = super::session::account(&state, &headers)
+        .await?
+        .ok_or_else(|| WebError::Redirect("/login".into()))?;
+    account.check_csrf(form.csrf_token())?;
     state
         .store
-        .delete_session(&person.audit(), &person.session)
+        .delete_session(
+            &origin.by_person(account.user_id, &account.email),
+            &account.session,
+        )
         .await?;
     // Begun at the provider: ended there too, when it offers RP-initiated log-out.
     let mut after = "/login".to_owned();
-    if person.single_sign_on
+    if account.single_sign_on
         && let Some(oidc) = &state.config.oidc
         && let Some(url) = oidc
             .logout_url(&format!("{}/login", state.config.public_url))
@@ -442,6 +449,12 @@ pub async fn logout(
         header::SET_COOKIE,
         set_cookie(&state, SESSION_COOKIE, "", 0),
     );
+    if super::session::cookie(&headers, super::session::INVITATION_COOKIE).is_some() {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(&state, super::session::INVITATION_COOKIE, "", 0),
+        );
+    }
     // A portal session this browser holds ends with it (the cookie is forgotten; the
     // session itself ends at its time).
     if super::session::cookie(&headers, super::session::PORTAL_COOKIE).is_some() {

@@ -22,8 +22,8 @@ use super::form::FormData;
 use super::page::FormErrors;
 use super::response::WebError;
 use super::session::{
-    AnonymousCsrf, ClientIp, INVITATION_COOKIE as RETURN_COOKIE, SESSION_COOKIE, cookie,
-    invitation_token_shape as well_formed, same_secret, set_cookie, start_session,
+    Account, AnonymousCsrf, ClientIp, INVITATION_COOKIE as RETURN_COOKIE, account, cookie,
+    invitation_token_shape as well_formed, set_cookie, start_session,
 };
 use crate::AppState;
 use crate::audit::Origin;
@@ -31,44 +31,6 @@ use crate::email::sends_links;
 
 /// How long the way back to a link is kept while its person signs in.
 const RETURN_SECONDS: i64 = 3_600;
-
-/// A person signed in with their own session (not a portal's), whether or not they belong to
-/// any organization.
-struct Account {
-    user_id: UserId,
-    email: Email,
-    csrf_token: String,
-    session: KeyDigest,
-}
-
-async fn account(state: &AppState, headers: &HeaderMap) -> Result<Option<Account>, WebError> {
-    let Some(token) = cookie(headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    let digest = KeyDigest::of(token);
-    let session = state
-        .store
-        .find_session(&digest, state.config.clock.now())
-        .await?
-        .filter(|session| session.portal.is_none());
-    Ok(session.map(|session| Account {
-        user_id: session.user_id,
-        email: session.email,
-        csrf_token: session.csrf_token,
-        session: digest,
-    }))
-}
-
-impl Account {
-    fn check_csrf(&self, submitted: Option<&str>) -> Result<(), WebError> {
-        match submitted {
-            Some(token) if same_secret(token, &self.csrf_token) => Ok(()),
-            _ => Err(WebError::forbidden(
-                "This form has expired. Go back, reload the page and try again.",
-            )),
-        }
-    }
-}
 
 /// What the link page shows.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,15 +70,27 @@ fn gone() -> WebError {
     )
 }
 
-fn refused(refusal: InvitationRefusal, email: &Email) -> WebError {
+/// The page for a refusal; `email` is the invitation's, when the visitor may see it (they
+/// hold its link).
+fn refused(refusal: InvitationRefusal, email: Option<&Email>) -> WebError {
     match refusal {
         InvitationRefusal::Gone => gone(),
-        InvitationRefusal::NotYours => WebError::forbidden(format!(
-            "This invitation is for {email}. Log out, then log in as {email} to accept it."
-        )),
+        InvitationRefusal::NotYours => WebError::forbidden(match email {
+            Some(email) => {
+                format!(
+                    "This invitation is for {email}. Log out, then log in as {email} to accept it."
+                )
+            }
+            None => "This invitation is for another email address than yours.".to_owned(),
+        }),
         InvitationRefusal::AccountExists => WebError::page(
             StatusCode::CONFLICT,
-            format!("An account with the email {email} exists: log in as it to accept."),
+            match email {
+                Some(email) => {
+                    format!("An account with the email {email} exists: log in as it to accept.")
+                }
+                None => "An account with this email exists: log in as it to accept.".to_owned(),
+            },
         ),
         InvitationRefusal::InviterMayNot => WebError::page(
             StatusCode::GONE,
@@ -187,6 +161,11 @@ async fn link_page(
             anonymous_page(status, csrf, &page)
         }
     };
+    // The token is in this page's address: no request from it names it, even to Keyward.
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        axum::http::HeaderValue::from_static("no-referrer"),
+    );
     if matches!(step, Step::LogIn | Step::SingleSignOn | Step::OtherAccount) {
         // Back here once signed in.
         response.headers_mut().append(
@@ -230,7 +209,14 @@ pub async fn answer(
     let (digest, open) = open(&state, &token).await?;
     let email = open.invitation.email.clone();
     let now = state.config.clock.now();
-    if form.text("action") == "create" {
+    let action = form.text("action");
+    if !["create", "accept", "decline"].contains(&action) {
+        return Err(WebError::page(
+            StatusCode::BAD_REQUEST,
+            "Choose to accept or decline the invitation.",
+        ));
+    }
+    if action == "create" {
         AnonymousCsrf::check(&headers, form.csrf_token())?;
         if !password_login(&state) {
             return Err(WebError::forbidden(
@@ -270,20 +256,20 @@ pub async fn answer(
             | Err(keyward_store::StoreError::Conflict(_)) => {
                 return link_page(&state, &headers, token, &open, FormErrors::default()).await;
             }
-            Ok(Err(refusal)) => return Err(refused(refusal, &email)),
+            Ok(Err(refusal)) => return Err(refused(refusal, Some(&email))),
             Err(other) => return Err(other.into()),
         };
         let session = start_session(&state, &audit, user, Some(joined.organization), false).await?;
         let mut response = Redirect::to("/settings/api-keys").into_response();
         response.headers_mut().append(header::SET_COOKIE, session);
-        return Ok(response);
+        return Ok(forget_return(&state, &headers, response));
     }
     let account = account(&state, &headers)
         .await?
         .ok_or_else(|| WebError::Redirect(format!("/invitations/{token}")))?;
     account.check_csrf(form.csrf_token())?;
     let audit = origin.by_person(account.user_id, &account.email);
-    let decline = form.text("action") == "decline";
+    let decline = action == "decline";
     let reply = if decline {
         InvitationAnswer::Decline(account.user_id)
     } else {
@@ -293,11 +279,23 @@ pub async fn answer(
         .store
         .answer_invitation(&audit, InvitationKey::Link(digest), reply, now)
         .await?
-        .map_err(|refusal| refused(refusal, &email))?;
-    if decline {
-        return Ok(Redirect::to("/invitations?notice=declined").into_response());
+        .map_err(|refusal| refused(refusal, Some(&email)))?;
+    let response = if decline {
+        Redirect::to("/invitations?notice=declined").into_response()
+    } else {
+        joined(&state, &account, &joined_or_declined).await?
+    };
+    Ok(forget_return(&state, &headers, response))
+}
+
+/// `response`, forgetting the way back to a link once it is answered.
+fn forget_return(state: &AppState, headers: &HeaderMap, mut response: Response) -> Response {
+    if cookie(headers, RETURN_COOKIE).is_some() {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, set_cookie(state, RETURN_COOKIE, "", 0));
     }
-    joined(&state, &account, &joined_or_declined).await
+    response
 }
 
 struct OpenRow {
@@ -334,10 +332,16 @@ pub async fn list(
     let account = account(&state, &headers)
         .await?
         .ok_or_else(|| WebError::Redirect("/login".into()))?;
-    let open = state
-        .store
-        .invitations_for(&account.email, state.config.clock.now())
-        .await?;
+    // Where links are emailed, signing up with an address does not show it is one's own:
+    // the list is only for installations that accept here.
+    let open = if sends_links(&state) {
+        Vec::new()
+    } else {
+        state
+            .store
+            .invitations_for(&account.email, state.config.clock.now())
+            .await?
+    };
     let member = !state
         .store
         .memberships_of(account.user_id)
@@ -409,7 +413,7 @@ pub async fn answer_by_id(
             state.config.clock.now(),
         )
         .await?
-        .map_err(|refusal| refused(refusal, &account.email))?;
+        .map_err(|refusal| refused(refusal, None))?;
     if action == "decline" {
         return Ok(Redirect::to("/invitations?notice=declined").into_response());
     }

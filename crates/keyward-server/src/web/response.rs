@@ -152,6 +152,21 @@ impl From<ServiceError> for WebError {
                 Self::forbidden(format!("Your role cannot grant {scope}."))
             }
             ServiceError::Forbidden { message, .. } => Self::forbidden(sentence(message)),
+            ServiceError::Throttled {
+                message,
+                retry_after_seconds,
+            } => Self::TryLater {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                retry_after_seconds,
+                message: sentence(&format!(
+                    "{message}; try again in {}",
+                    match retry_after_seconds {
+                        s if s < 120 => format!("{s} seconds"),
+                        s if s < 7_200 => format!("{} minutes", s.div_ceil(60)),
+                        s => format!("{} hours", s.div_ceil(3_600)),
+                    }
+                )),
+            },
             ServiceError::Store(error) => error.into(),
             ServiceError::Internal(error) => Self::internal(&*error),
         }

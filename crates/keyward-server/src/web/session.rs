@@ -205,8 +205,6 @@ pub struct Person {
     pub origin: crate::audit::Origin,
     /// Set in a portal session: its pages and the way back to the platform.
     pub portal: Option<PortalView>,
-    /// The session began at the OpenID provider.
-    pub single_sign_on: bool,
 }
 
 impl Person {
@@ -298,8 +296,9 @@ impl FromRequestParts<AppState> for Person {
                     .await?
                     .into_iter()
                     .next();
-                // No organization left, but invitations to answer: those first.
+                // No organization left, but invitations to answer here: those first.
                 if first.is_none()
+                    && !crate::email::sends_links(state)
                     && !state
                         .store
                         .invitations_for(&session.email, state.config.clock.now())
@@ -330,7 +329,6 @@ impl FromRequestParts<AppState> for Person {
             session: digest,
             origin,
             portal: None,
-            single_sign_on: session.single_sign_on,
         })
     }
 }
@@ -374,7 +372,6 @@ async fn portal_person(
         session: digest,
         origin,
         portal: Some(portal),
-        single_sign_on: false,
     })
 }
 
@@ -442,6 +439,45 @@ impl AnonymousCsrf {
     }
 }
 
+/// A person signed in with their own session (not a portal's), whether or not they belong to
+/// any organization.
+pub struct Account {
+    pub user_id: UserId,
+    pub email: Email,
+    pub csrf_token: String,
+    pub session: KeyDigest,
+    /// The session began at the OpenID provider.
+    pub single_sign_on: bool,
+}
+
+pub async fn account(state: &AppState, headers: &HeaderMap) -> Result<Option<Account>, WebError> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let digest = KeyDigest::of(token);
+    let session = state
+        .store
+        .find_session(&digest, state.config.clock.now())
+        .await?
+        .filter(|session| session.portal.is_none());
+    Ok(session.map(|session| Account {
+        user_id: session.user_id,
+        email: session.email,
+        csrf_token: session.csrf_token,
+        session: digest,
+        single_sign_on: session.single_sign_on,
+    }))
+}
+
+impl Account {
+    pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), WebError> {
+        match submitted {
+            Some(token) if same_secret(token, &self.csrf_token) => Ok(()),
+            _ => Err(csrf_refused()),
+        }
+    }
+}
+
 /// Whether `token` could be an emailed link's token (43 characters of base64url).
 pub fn invitation_token_shape(token: &str) -> bool {
     token.len() == 43
@@ -458,24 +494,25 @@ async fn after_sign_in(
     headers: &HeaderMap,
     email: &Email,
 ) -> Result<(String, Option<HeaderValue>), WebError> {
-    if let Some(token) =
-        cookie(headers, INVITATION_COOKIE).filter(|token| invitation_token_shape(token))
+    let now = state.config.clock.now();
+    let returning = cookie(headers, INVITATION_COOKIE);
+    // Forgotten once used, whatever it held.
+    let forget = returning.map(|_| set_cookie(state, INVITATION_COOKIE, "", 0));
+    if let Some(token) = returning.filter(|token| invitation_token_shape(token))
+        && state
+            .store
+            .invitation_by_link(&KeyDigest::of(token), now)
+            .await?
+            .is_some()
     {
-        return Ok((
-            format!("/invitations/{token}"),
-            Some(set_cookie(state, INVITATION_COOKIE, "", 0)),
-        ));
+        return Ok((format!("/invitations/{token}"), forget));
     }
     if !crate::email::sends_links(state)
-        && !state
-            .store
-            .invitations_for(email, state.config.clock.now())
-            .await?
-            .is_empty()
+        && !state.store.invitations_for(email, now).await?.is_empty()
     {
-        return Ok(("/invitations".to_owned(), None));
+        return Ok(("/invitations".to_owned(), forget));
     }
-    Ok(("/settings/api-keys".to_owned(), None))
+    Ok(("/settings/api-keys".to_owned(), forget))
 }
 
 /// A redirect to where a person goes once signed in, with their session cookie.

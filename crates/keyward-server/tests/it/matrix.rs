@@ -235,6 +235,10 @@ fn recipe(method: &Method, path: &str) -> Recipe {
             body: Some(|_| json!({ "require_expiry": false })),
             ..lists
         },
+        ("POST", "/v1/invitations/{invitation_id}/resend") => Recipe {
+            grants: MEMBER_CAP,
+            ..Recipe::default()
+        },
         ("POST", "/v1/members") => Recipe {
             other_organization: Some(Success(201)),
             grants: MEMBER_CAP,

@@ -16,6 +16,8 @@ CREATE TABLE invitations (
     -- The SHA-256 of the emailed link's token (derived, never kept); a resend replaces it.
     -- NULL when no email was sent.
     token_sha256 BYTEA UNIQUE CHECK (token_sha256 IS NULL OR length(token_sha256) = 32),
+    -- When its link was last emailed (resends are throttled by it).
+    last_sent_at BIGINT,
     status TEXT NOT NULL DEFAULT 'pending'
         CHECK (status IN ('pending', 'accepted', 'declined', 'cancelled')),
     closed_at BIGINT,
@@ -25,4 +27,6 @@ CREATE TABLE invitations (
 -- One open invitation per address and organization.
 CREATE UNIQUE INDEX invitations_open ON invitations (organization_id, email)
     WHERE status = 'pending';
-CREATE INDEX invitations_by_email ON invitations (email) WHERE status = 'pending';
+CREATE INDEX invitations_by_email ON invitations (email, created_at);
+-- For the daily cap on what one organization sends.
+CREATE INDEX invitations_by_organization ON invitations (organization_id, created_at);

@@ -94,21 +94,88 @@ pub(crate) async fn list(
     db.all(query, decode).await
 }
 
-/// Gives the invitation its link: the digest of the token, and the message that carries it.
+/// Gives the invitation its link (the digest of the token) and queues the message that
+/// carries it, within the limits on invitation emails: one a minute per invitation,
+/// [`INVITATION_EMAILS_PER_ADDRESS_PER_HOUR`] to one address from every organization, and
+/// [`INVITATIONS_PER_ORGANIZATION_PER_DAY`] new ones from one organization (whose row the
+/// caller has locked, so that its count is exact).
 async fn attach_link(
     tx: &mut impl Write,
+    organization: OrganizationId,
     id: InvitationId,
     link: &Option<(NewEmail, KeyDigest)>,
 ) -> Result<(), StoreError> {
     let Some((message, digest)) = link else {
         return Ok(());
     };
-    let query = Query::new("UPDATE invitations SET token_sha256 = $2 WHERE id = $1")
-        .bind(id.as_uuid())
-        .bind(digest);
+    let now = message.created_at.unix_seconds();
+    let throttled = |message, retry_after_seconds| {
+        Err(StoreError::Throttled {
+            message,
+            retry_after_seconds,
+        })
+    };
+    let last = Query::new("SELECT last_sent_at FROM invitations WHERE id = $1").bind(id.as_uuid());
+    let last_sent = tx
+        .optional(last, |row| row.opt_int("last_sent_at"))
+        .await?
+        .flatten();
+    if let Some(last) = last_sent
+        && now - last < INVITATION_RESEND_SECONDS
+    {
+        return throttled(
+            "this invitation was emailed less than a minute ago",
+            u64::try_from(INVITATION_RESEND_SECONDS - (now - last)).unwrap_or(1),
+        );
+    }
+    let to_address = Query::new(
+        "SELECT COUNT(*) AS n FROM email_outbox \
+         WHERE recipient = $1 AND template = 'invitation' AND created_at > $2",
+    )
+    .bind(message.recipient.as_str())
+    .bind(now - 3_600);
+    if tx
+        .optional(to_address, |row| row.int("n"))
+        .await?
+        .unwrap_or(0)
+        >= INVITATION_EMAILS_PER_ADDRESS_PER_HOUR
+    {
+        return throttled(
+            "this address was sent as many invitations as it may be in an hour",
+            3_600,
+        );
+    }
+    let by_organization = Query::new(
+        "SELECT COUNT(*) AS n FROM invitations WHERE organization_id = $1 AND created_at > $2",
+    )
+    .bind(organization.as_uuid())
+    .bind(now - 86_400);
+    if tx
+        .optional(by_organization, |row| row.int("n"))
+        .await?
+        .unwrap_or(0)
+        > INVITATIONS_PER_ORGANIZATION_PER_DAY
+    {
+        return throttled(
+            "the organization made as many invitations as it may in a day",
+            86_400,
+        );
+    }
+    let query =
+        Query::new("UPDATE invitations SET token_sha256 = $2, last_sent_at = $3 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(digest)
+            .bind(now);
     tx.execute(query).await?;
     email::enqueue(tx, message).await
 }
+
+/// Seconds between two emails of one invitation.
+pub const INVITATION_RESEND_SECONDS: i64 = 60;
+/// Invitation emails one address may receive in an hour, from every organization together.
+pub const INVITATION_EMAILS_PER_ADDRESS_PER_HOUR: i64 = 5;
+/// Emailed invitations one organization may make in a day.
+pub const INVITATIONS_PER_ORGANIZATION_PER_DAY: i64 = 200;
 
 /// Records an invitation by the actor of `by`: `Conflict("member")` when the address is a
 /// member already, `Conflict("invitation")` when an unexpired one is open for it (an expired
@@ -135,11 +202,7 @@ pub(crate) async fn insert(
     .bind(new.email.as_str())
     .bind(new.created_at.unix_seconds());
     tx.execute(lapsed).await?;
-    let (user, credential) = match by {
-        Actor::User { id, .. } => (Some(id.as_uuid()), None),
-        Actor::Credential { id, .. } => (None, Some(id.as_uuid())),
-        Actor::System => (None, None),
-    };
+    let (user, credential) = inviter_columns(by);
     let insert = Query::new(
         "INSERT INTO invitations (id, organization_id, email, role, invited_by_user, \
          invited_by_credential, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -155,7 +218,7 @@ pub(crate) async fn insert(
     tx.execute(insert)
         .await
         .map_err(conflict_on_unique("invitation"))?;
-    attach_link(tx, new.id, &new.link).await?;
+    attach_link(tx, new.organization_id, new.id, &new.link).await?;
     get(tx, new.organization_id, new.id)
         .await?
         .ok_or(StoreError::NotFound("invitation"))
@@ -178,27 +241,42 @@ pub(crate) async fn cancel(
     Ok(tx.execute(query).await? == 1)
 }
 
-/// Gives an open invitation a new expiry and a new link (the old link stops working);
+/// Gives an open invitation a new expiry and a new link (the old link stops working), made
+/// by the actor of `by` from now on (whose right to give the role acceptance checks);
 /// `None` if it was not open.
 pub(crate) async fn resend(
     tx: &mut impl Write,
+    by: &Actor,
     organization: OrganizationId,
     id: InvitationId,
     expires_at: Timestamp,
     link: &Option<(NewEmail, KeyDigest)>,
 ) -> Result<Option<InvitationRecord>, StoreError> {
+    let (user, credential) = inviter_columns(by);
     let query = Query::new(
-        "UPDATE invitations SET expires_at = $3, token_sha256 = NULL \
+        "UPDATE invitations SET expires_at = $3, token_sha256 = NULL, invited_by_user = $4, \
+         invited_by_credential = $5 \
          WHERE organization_id = $1 AND id = $2 AND status = 'pending'",
     )
     .bind(organization.as_uuid())
     .bind(id.as_uuid())
-    .bind(expires_at.unix_seconds());
+    .bind(expires_at.unix_seconds())
+    .bind(user)
+    .bind(credential);
     if tx.execute(query).await? != 1 {
         return Ok(None);
     }
-    attach_link(tx, id, link).await?;
+    attach_link(tx, organization, id, link).await?;
     get(tx, organization, id).await
+}
+
+/// The `invited_by_user` and `invited_by_credential` of an invitation `by` makes.
+fn inviter_columns(by: &Actor) -> (Option<uuid::Uuid>, Option<uuid::Uuid>) {
+    match by {
+        Actor::User { id, .. } => (Some(id.as_uuid()), None),
+        Actor::Credential { id, .. } => (None, Some(id.as_uuid())),
+        Actor::System => (None, None),
+    }
 }
 
 fn open(row: &dyn Columns) -> Result<OpenInvitation, StoreError> {
@@ -303,10 +381,14 @@ async fn inviter_may(
     credential: Option<uuid::Uuid>,
 ) -> Result<bool, StoreError> {
     if let Some(user) = user {
-        let query =
-            Query::new("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
-                .bind(invitation.organization_id.as_uuid())
-                .bind(user);
+        // Shared locks: a role change or a revocation under way finishes first, and none
+        // can commit until this acceptance has.
+        let query = locking!(
+            "FOR SHARE",
+            "SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2"
+        )
+        .bind(invitation.organization_id.as_uuid())
+        .bind(user);
         let current = tx.optional(query, |row| role(&row.text("role")?)).await?;
         return Ok(current.is_some_and(|r: Role| r.may_assign(None, Some(invitation.role))));
     }
@@ -314,9 +396,10 @@ async fn inviter_may(
         // What a key needs to add anyone at all (`services::members`), still true: it is
         // live, does not expire or rotate away, and is not limited to networks. (Its scopes
         // never change.)
-        let query = Query::new(
+        let query = locking!(
+            "FOR SHARE",
             "SELECT 1 FROM credentials WHERE id = $1 AND revoked_at IS NULL \
-             AND expires_at IS NULL AND rotation_ends_at IS NULL AND allowed_cidrs IS NULL",
+             AND expires_at IS NULL AND rotation_ends_at IS NULL AND allowed_cidrs IS NULL"
         )
         .bind(credential);
         return Ok(tx.optional(query, exists).await?.is_some());
@@ -363,10 +446,11 @@ pub(crate) async fn answer(
             *id
         }
     };
-    let joined = Joined {
+    let mut joined = Joined {
         user_id: person,
         organization: invitation.organization_id,
         role: invitation.role,
+        added: true,
     };
     if let InvitationAnswer::Decline(_) = answer {
         close(tx, &invitation, "declined", person, now).await?;
@@ -392,6 +476,7 @@ pub(crate) async fn answer(
             .bind(person.as_uuid());
     if tx.optional(member, exists).await?.is_some() {
         close(tx, &invitation, "accepted", person, now).await?;
+        joined.added = false;
         return Ok(Ok((invitation, joined)));
     }
     organizations::add_member(tx, invitation.organization_id, person, invitation.role, now).await?;

@@ -227,14 +227,34 @@ pub async fn invitations_are_open_once_per_address_and_answered_once(store: &dyn
         .await
         .unwrap();
 
-    // A resend spends the link before; a cancel ends the invitation.
+    // A resend spends the link before (not within a minute of the last email); a cancel ends
+    // the invitation.
+    let soon = store
+        .resend_invitation(
+            &ada_did,
+            acme,
+            dans.id,
+            later.plus_seconds(100),
+            link("dan@example.com", "t-dan-x", later.plus_seconds(59)),
+        )
+        .await;
+    assert!(
+        matches!(
+            soon,
+            Err(StoreError::Throttled {
+                retry_after_seconds: 1,
+                ..
+            })
+        ),
+        "{soon:?}"
+    );
     let resent = store
         .resend_invitation(
             &ada_did,
             acme,
             dans.id,
             later.plus_seconds(100),
-            link("dan@example.com", "t-dan-3", later),
+            link("dan@example.com", "t-dan-3", later.plus_seconds(60)),
         )
         .await
         .unwrap()
@@ -383,11 +403,86 @@ pub async fn invitations_are_open_once_per_address_and_answered_once(store: &dyn
     );
 
     // Every emailed link was queued with its invitation: Bob's, Dan's three, Erin's, Fay's.
-    let queued = store.claim_emails(later, 60, 100).await.unwrap();
+    let queued = store
+        .claim_emails(later.plus_seconds(100), 60, 100)
+        .await
+        .unwrap();
     assert_eq!(
         queued.iter().filter(|m| m.template == "invitation").count(),
         6
     );
+}
+
+pub async fn invitation_emails_are_limited_per_address(store: &dyn Store) {
+    let now = Timestamp::now();
+    let mut organizations = Vec::new();
+    for n in 0..6 {
+        organizations.push(person(store, &format!("owner{n}@example.com")).await);
+    }
+    // Five organizations may email one address in an hour; the sixth waits, and writes nothing.
+    for (n, (owner, organization)) in organizations.iter().enumerate() {
+        let made = store
+            .create_invitation(
+                &by(*owner, &format!("owner{n}@example.com")),
+                invitation(
+                    *organization,
+                    "hal@example.com",
+                    Role::Member,
+                    now,
+                    link("hal@example.com", &format!("t-hal-{n}"), now),
+                ),
+            )
+            .await;
+        if n < 5 {
+            assert!(made.is_ok(), "{made:?}");
+        } else {
+            assert!(
+                matches!(made, Err(StoreError::Throttled { .. })),
+                "{made:?}"
+            );
+            assert!(
+                store
+                    .list_invitations(*organization)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+    // Without email, nothing is sent and nothing is limited.
+    let (owner, organization) = organizations[5];
+    store
+        .create_invitation(
+            &by(owner, "owner5@example.com"),
+            invitation(organization, "hal@example.com", Role::Member, now, None),
+        )
+        .await
+        .unwrap();
+    // An hour later, the address may be written to again.
+    let (owner, organization) = organizations[0];
+    store
+        .cancel_invitation(
+            &AuditContext::SYSTEM,
+            organization,
+            store.list_invitations(organization).await.unwrap()[0].id,
+            now,
+        )
+        .await
+        .unwrap();
+    let later = now.plus_seconds(3_601);
+    store
+        .create_invitation(
+            &by(owner, "owner0@example.com"),
+            invitation(
+                organization,
+                "hal@example.com",
+                Role::Member,
+                later,
+                link("hal@example.com", "t-hal-later", later),
+            ),
+        )
+        .await
+        .unwrap();
 }
 
 pub async fn concurrent_invitations_and_answers_are_decided_once(store: &dyn Store) {

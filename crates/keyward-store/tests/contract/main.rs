@@ -127,6 +127,7 @@ contract! {
     idempotency::abandoned_and_expired_claims_count_as_none,
     invitations::invitations_are_open_once_per_address_and_answered_once,
     invitations::concurrent_invitations_and_answers_are_decided_once,
+    invitations::invitation_emails_are_limited_per_address,
 }
 
 pub fn name(text: &str) -> Name {
