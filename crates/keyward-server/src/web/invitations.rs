@@ -23,7 +23,7 @@ use super::page::FormErrors;
 use super::response::WebError;
 use super::session::{
     Account, AnonymousCsrf, ClientIp, INVITATION_COOKIE as RETURN_COOKIE, account, cookie,
-    invitation_token_shape as well_formed, set_cookie, start_session,
+    link_token_shape as well_formed, set_cookie, start_session,
 };
 use crate::AppState;
 use crate::audit::Origin;

@@ -224,28 +224,27 @@ fn invitation_id(raw: &str) -> Result<InvitationId, WebError> {
     InvitationId::parse(raw).map_err(|_| WebError::not_found("invitation"))
 }
 
-pub async fn resend_invitation(
+/// Resends or cancels an open invitation.
+pub async fn invitation_action(
     State(state): State<AppState>,
     person: Person,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     form: FormData,
 ) -> Result<Response, WebError> {
     person.check_csrf(form.csrf_token())?;
     require_manager(&state, &person)?;
-    members::resend(&state, &person.caller(&state), invitation_id(&id)?).await?;
-    Ok(Redirect::to("/settings/members?notice=resent").into_response())
-}
-
-pub async fn cancel_invitation(
-    State(state): State<AppState>,
-    person: Person,
-    Path(id): Path<String>,
-    form: FormData,
-) -> Result<Response, WebError> {
-    person.check_csrf(form.csrf_token())?;
-    require_manager(&state, &person)?;
-    members::cancel(&state, &person.caller(&state), invitation_id(&id)?).await?;
-    Ok(Redirect::to("/settings/members?notice=cancelled").into_response())
+    let id = invitation_id(&id)?;
+    let caller = person.caller(&state);
+    let notice = match action.as_str() {
+        "resend" => members::resend(&state, &caller, id)
+            .await
+            .map(|_| "resent")?,
+        "cancel" => members::cancel(&state, &caller, id)
+            .await
+            .map(|()| "cancelled")?,
+        _ => return Err(WebError::not_found("page")),
+    };
+    Ok(Redirect::to(&format!("/settings/members?notice={notice}")).into_response())
 }
 
 async fn member_of(state: &AppState, person: &Person, raw: &str) -> Result<MemberRecord, WebError> {

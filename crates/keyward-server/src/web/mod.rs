@@ -110,12 +110,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(members::change_role),
         )
         .route(
-            "/settings/members/invitations/{invitation_id}/resend",
-            post(members::resend_invitation),
-        )
-        .route(
-            "/settings/members/invitations/{invitation_id}/cancel",
-            post(members::cancel_invitation),
+            "/settings/members/invitations/{invitation_id}/{action}",
+            post(members::invitation_action),
         )
         .route(
             "/settings/members/{user_id}/remove",

@@ -141,11 +141,7 @@ pub async fn forgot(
 
 /// The account a live link is for.
 async fn account_of(state: &AppState, token: &str) -> Result<(KeyDigest, Email), WebError> {
-    let well_formed = token.len() == 43
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !well_formed {
+    if !super::session::link_token_shape(token) {
         return Err(gone());
     }
     let digest = KeyDigest::of(token);

@@ -478,8 +478,9 @@ impl Account {
     }
 }
 
-/// Whether `token` could be an emailed link's token (43 characters of base64url).
-pub fn invitation_token_shape(token: &str) -> bool {
+/// Whether `token` could be an emailed link's token (43 characters of base64url: a reset
+/// link's, an invitation's).
+pub fn link_token_shape(token: &str) -> bool {
     token.len() == 43
         && token
             .bytes()
@@ -498,7 +499,7 @@ async fn after_sign_in(
     let returning = cookie(headers, INVITATION_COOKIE);
     // Forgotten once used, whatever it held.
     let forget = returning.map(|_| set_cookie(state, INVITATION_COOKIE, "", 0));
-    if let Some(token) = returning.filter(|token| invitation_token_shape(token))
+    if let Some(token) = returning.filter(|token| link_token_shape(token))
         && state
             .store
             .invitation_by_link(&KeyDigest::of(token), now)

@@ -62,17 +62,19 @@ fn invitation_row(invitation: &Value) -> Vec<String> {
         .collect()
 }
 
-/// What happens next, for a new or renewed invitation.
-fn invitation_note(invitation: &Value) -> String {
+/// A new or renewed invitation, and what happens next.
+fn show_invitation(invitation: &Value) {
+    print(&INVITATION_COLUMNS, &[invitation_row(invitation)]);
     let email = invitation["email"].as_str().unwrap_or_default();
-    if invitation["emailed"] == Value::Bool(true) {
+    let next = if invitation["emailed"] == Value::Bool(true) {
         format!("Emailed a link to {email}; they join when they accept it.")
     } else {
         format!(
             "Not emailed (the server has no [smtp]): {email} joins on accepting it at their next \
              sign-in or sign-up."
         )
-    }
+    };
+    println!("{next}");
 }
 
 pub async fn members(client: &Client, command: MembersCommand) -> ClientResult {
@@ -104,10 +106,7 @@ pub async fn members(client: &Client, command: MembersCommand) -> ClientResult {
                     Some(json!({ "email": email, "role": role })),
                 )
                 .await?;
-            client.print(&invited, |invited| {
-                print(&INVITATION_COLUMNS, &[invitation_row(invited)]);
-                println!("{}", invitation_note(invited));
-            });
+            client.print(&invited, show_invitation);
         }
         MembersCommand::Invitations => {
             let listed = client.get("/v1/invitations").await?;
@@ -129,10 +128,7 @@ pub async fn members(client: &Client, command: MembersCommand) -> ClientResult {
                     None,
                 )
                 .await?;
-            client.print(&renewed, |renewed| {
-                print(&INVITATION_COLUMNS, &[invitation_row(renewed)]);
-                println!("{}", invitation_note(renewed));
-            });
+            client.print(&renewed, show_invitation);
         }
         MembersCommand::Cancel { invitation_id } => {
             client
