@@ -1319,7 +1319,7 @@ async fn the_client_manages_members_and_reads_the_audit_log() {
     assert_eq!(added["email"], "grace@example.com");
     assert_eq!(added["status"], "pending");
     assert_eq!(added["emailed"], false);
-    let invitation = added["id"].as_str().unwrap();
+    let invitation = added["invitation_id"].as_str().unwrap();
     let table = text(&client(&server, Some(key), &["members", "invitations"]).stdout);
     assert!(table.starts_with("INVITATION"), "{table}");
     assert!(
@@ -1358,7 +1358,7 @@ async fn the_client_manages_members_and_reads_the_audit_log() {
             "--json",
         ],
     ));
-    let other = other["id"].as_str().unwrap();
+    let other = other["invitation_id"].as_str().unwrap();
     let resent = client(&server, Some(key), &["members", "resend", other]);
     assert!(resent.status.success(), "{}", text(&resent.stderr));
     assert!(

@@ -37,8 +37,10 @@ pub fn router() -> ApiRoutes {
 /// emailed link, or (without email) at their next sign-in or sign-up with that address.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct InvitationView {
+    /// Named for what it is: `POST /v1/members` answers an invitation, whose id is no
+    /// member's.
     #[schema(value_type = String, example = "inv_01m8dz95x5e4w8stdkzcqeqr73")]
-    id: InvitationId,
+    invitation_id: InvitationId,
     #[schema(value_type = String, example = "grace@example.com")]
     email: Email,
     #[schema(value_type = crate::services::schema::RoleName)]
@@ -71,7 +73,7 @@ impl InvitationView {
             Inviter::Keyward => serde_json::Value::Null,
         };
         Self {
-            id: invitation.id,
+            invitation_id: invitation.id,
             email: invitation.email,
             role: invitation.role,
             status,

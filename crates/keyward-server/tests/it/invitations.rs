@@ -42,7 +42,7 @@ async fn an_emailed_link_lets_a_new_person_set_a_password_and_join() {
         .await;
     assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
     assert_eq!(invited.body["emailed"], true);
-    let id = invited.body["id"].as_str().unwrap().to_owned();
+    let id = invited.body["invitation_id"].as_str().unwrap().to_owned();
 
     let path = emailed_link(&app, &smtp, "grace@example.com").await;
     let message = &smtp.messages_to("grace@example.com")[0];
@@ -154,7 +154,7 @@ async fn an_emailed_link_lets_a_new_person_set_a_password_and_join() {
         .post(
             &format!(
                 "/v1/invitations/{}/resend",
-                again.body["id"].as_str().unwrap()
+                again.body["invitation_id"].as_str().unwrap()
             ),
             &org.key,
             json!({}),
@@ -403,7 +403,7 @@ async fn without_email_an_invitation_waits_for_the_next_sign_up_or_sign_in() {
             .await;
         assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
         assert_eq!(invited.body["emailed"], false);
-        invited.body["id"].as_str().unwrap().to_owned()
+        invited.body["invitation_id"].as_str().unwrap().to_owned()
     };
     let for_new = invite("new@example.com").await;
     let for_dave = invite("dave@example.com").await;

@@ -40,7 +40,7 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
         invited.body["invited_by"]["credential_id"],
         org.key_id.to_string()
     );
-    let invitation = invited.body["id"].as_str().unwrap().to_owned();
+    let invitation = invited.body["invitation_id"].as_str().unwrap().to_owned();
     assert!(invitation.starts_with("inv_"));
     assert_eq!(
         invited.header("location"),
@@ -183,7 +183,7 @@ async fn members_are_added_changed_and_removed_with_the_dashboards_rules() {
 
     // One event per change, none for the refusals.
     let trail = app.audit_trail(org.id).await;
-    let nobody = unknown.body["id"].as_str().unwrap();
+    let nobody = unknown.body["invitation_id"].as_str().unwrap();
     assert_eq!(
         trail[2..],
         [
@@ -313,7 +313,10 @@ async fn a_key_never_makes_a_person_who_outlasts_or_outgrows_it() {
     let list = eve.get("/invitations").await;
     let accept = eve
         .post(
-            &format!("/invitations/{}/accept", again.body["id"].as_str().unwrap()),
+            &format!(
+                "/invitations/{}/accept",
+                again.body["invitation_id"].as_str().unwrap()
+            ),
             &[("csrf_token", &list.csrf_token())],
         )
         .await;

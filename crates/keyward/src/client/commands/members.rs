@@ -56,7 +56,7 @@ pub enum MembersCommand {
 const INVITATION_COLUMNS: [&str; 5] = ["INVITATION", "EMAIL", "ROLE", "STATUS", "EXPIRES"];
 
 fn invitation_row(invitation: &Value) -> Vec<String> {
-    ["id", "email", "role", "status", "expires_at"]
+    ["invitation_id", "email", "role", "status", "expires_at"]
         .iter()
         .map(|field| cell(&invitation[field]))
         .collect()
