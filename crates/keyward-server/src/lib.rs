@@ -58,6 +58,8 @@ pub struct Config {
     pub usage_flush_interval: Duration,
     /// How long the audit log keeps an event.
     pub audit_retention: Duration,
+    /// How long hourly usage counts are kept.
+    pub usage_retention: Duration,
     /// How long a verified credential may be answered from memory before it is read again.
     /// Revocation does not wait for this: it clears the entry at once.
     pub cache_max_age: Duration,
@@ -116,6 +118,7 @@ impl Default for Config {
             brand: Brand::default(),
             usage_flush_interval: Duration::from_secs(5),
             audit_retention: Duration::from_secs(365 * 86_400),
+            usage_retention: Duration::from_secs(90 * 86_400),
             cache_max_age: Duration::from_secs(60),
             outage_grace: Duration::from_secs(60),
             public_url: "http://127.0.0.1:8080".to_owned(),
@@ -204,8 +207,8 @@ impl AppState {
         }))
     }
 
-    /// Writes pending last-use times in one batch, and counted failed authentications in
-    /// another (each is tried even if the other fails).
+    /// Writes pending last-use times in one batch, counted failed authentications in
+    /// another, and usage counts in a third (each is tried even if the others fail).
     pub async fn flush_usage(&self) -> Result<u64, keyward_store::StoreError> {
         let rows = self.usage.flush(self.store.as_ref()).await;
         if let Ok(Some(rows)) = rows {
@@ -219,7 +222,13 @@ impl AppState {
                 .failure_events
                 .fetch_add(events, Ordering::Relaxed);
         }
+        let counts = self
+            .verifier
+            .usage_counts()
+            .flush(self.store.as_ref())
+            .await;
         events?;
+        counts?;
         Ok(rows?.unwrap_or(0))
     }
 }
@@ -287,13 +296,20 @@ async fn every_request(
         );
     }
     if let Some(refusal) = response.extensions().get::<error::ScopeRefusal>() {
+        let now = state.config.clock.now();
+        let reason = auth::FailureReason::InsufficientScope;
         state.verifier.failures().record(
             Some(refusal.organization),
             Some(refusal.credential),
             client_ip,
-            auth::FailureReason::InsufficientScope,
-            state.config.clock.now(),
+            reason,
+            now,
         );
+        // Counted as allowed when its key was verified.
+        state
+            .verifier
+            .usage_counts()
+            .reclassify(refusal.credential, reason.as_str(), now);
     }
     if let Ok(value) = axum::http::HeaderValue::from_str(request_id.write(&mut [0; 40])) {
         response
@@ -392,8 +408,9 @@ const PRUNE_BATCH: i64 = 5_000;
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3_600);
 
 impl AppState {
-    /// Deletes the audit events (and finished webhook messages) older than the retention, and
-    /// idempotency keys older than a day, batch by batch; returns how many audit events went.
+    /// Deletes the audit events (and finished webhook messages) older than the retention,
+    /// usage counts older than theirs, and idempotency keys older than a day, batch by batch;
+    /// returns how many audit events went.
     /// Several nodes may call this at once: one prunes, the others find nothing to do.
     pub async fn prune_audit_log(&self) -> Result<u64, keyward_store::StoreError> {
         let retention = i64::try_from(self.config.audit_retention.as_secs()).unwrap_or(i64::MAX);
@@ -413,6 +430,15 @@ impl AppState {
                 .store
                 .prune_webhook_messages(before, PRUNE_BATCH)
                 .await?;
+            if pruned < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        // Usage counts, by their own retention.
+        let retention = i64::try_from(self.config.usage_retention.as_secs()).unwrap_or(i64::MAX);
+        let usage_before = self.config.clock.now().plus_seconds(-retention);
+        loop {
+            let pruned = self.store.prune_usage(usage_before, PRUNE_BATCH).await?;
             if pruned < PRUNE_BATCH as u64 {
                 break;
             }

@@ -648,6 +648,23 @@ pub trait Store: Send + Sync + 'static {
     /// of rows changed.
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError>;
 
+    /// Adds counts of verifications to their credentials' hourly rows, in one transaction:
+    /// several nodes' counts add up. Counts of credentials that no longer exist are dropped.
+    async fn add_usage_counts(&self, batch: &[UsageCount]) -> Result<(), StoreError>;
+
+    /// The hourly counts of one of the organization's credentials with `from <= hour < to`,
+    /// oldest first.
+    async fn credential_usage(
+        &self,
+        organization: OrganizationId,
+        credential: CredentialId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<UsageRow>, StoreError>;
+
+    /// Deletes up to `limit` hourly counts of hours before `before`; returns how many went.
+    async fn prune_usage(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError>;
+
     async fn insert_project(
         &self,
         audit: &AuditContext,

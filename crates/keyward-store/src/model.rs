@@ -450,6 +450,26 @@ pub struct SsoSignIn {
     pub claimed: Option<Vec<OrganizationId>>,
 }
 
+/// Verifications of one credential in one hour with one outcome, counted in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageCount {
+    pub credential: CredentialId,
+    /// The hour's first second.
+    pub hour: Timestamp,
+    /// `allowed`, or the refusal's code.
+    pub outcome: &'static str,
+    /// What to add: negative when verifications counted as allowed turned out refused.
+    pub count: i64,
+}
+
+/// One stored count: an hour, an outcome and how many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRow {
+    pub hour: Timestamp,
+    pub outcome: String,
+    pub count: u64,
+}
+
 /// Where an invitation stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InvitationStatus {

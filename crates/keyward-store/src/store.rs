@@ -17,7 +17,7 @@ use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
 use crate::sql::{
     Read, Write, credentials, email, idempotency, instances, invitations, organizations, portal,
-    projects, sessions, sso,
+    projects, sessions, sso, usage,
 };
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
@@ -30,8 +30,8 @@ use crate::{
     OpenInvitation, OrganizationChange, OrganizationChanges, OrganizationFilter,
     OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
     ProjectChanges, ProjectDeletion, ProjectRecord, ResetRequest, SessionRecord, SsoPerson,
-    SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, UsageUpdate, UserRecord, WebhookChanges,
-    WebhookRecord,
+    SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, UsageCount, UsageRow, UsageUpdate,
+    UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -1079,6 +1079,34 @@ impl<B: Backend> Store for SqlStore<B> {
             return Ok(0);
         }
         in_transaction!(self, |tx| credentials::record_usage(tx, batch).await?)
+    }
+
+    async fn add_usage_counts(&self, batch: &[UsageCount]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        in_transaction!(self, |tx| usage::add(tx, batch).await?)
+    }
+
+    async fn credential_usage(
+        &self,
+        organization: OrganizationId,
+        credential: CredentialId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        usage::of_credential(
+            &mut self.backend.reader()?,
+            organization,
+            credential,
+            from,
+            to,
+        )
+        .await
+    }
+
+    async fn prune_usage(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError> {
+        in_transaction!(self, |tx| usage::prune(tx, before, limit).await?)
     }
 
     async fn record_audit_event(

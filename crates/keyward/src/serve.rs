@@ -66,6 +66,17 @@ pub struct ServeArgs {
     )]
     audit_retention_days: u64,
 
+    /// Days of hourly usage counts (verifications by credential and outcome) to keep; older
+    /// ones are pruned every hour.
+    #[arg(
+        long,
+        env = "KEYWARD_USAGE_RETENTION_DAYS",
+        default_value_t = 90,
+        value_parser = clap::value_parser!(u64).range(1..=36500),
+        value_name = "DAYS"
+    )]
+    usage_retention_days: u64,
+
     /// Seconds a verified key may be answered from memory before it is read again (a
     /// backstop: revocation clears it at once). Lower costs more database reads.
     #[arg(
@@ -486,6 +497,7 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         brand: args.brand.key_brand,
         usage_flush_interval: Duration::from_secs(args.last_used_flush_seconds),
         audit_retention: Duration::from_secs(args.audit_retention_days * 86_400),
+        usage_retention: Duration::from_secs(args.usage_retention_days * 86_400),
         cache_max_age: Duration::from_secs(args.cache_max_age_seconds),
         outage_grace: Duration::from_secs(
             args.outage_grace_seconds

@@ -150,6 +150,12 @@ pub(super) async fn verify_key(
             let code = if missing.is_empty() {
                 Code::Valid
             } else {
+                // Counted as allowed when it was verified.
+                state.verifier.usage_counts().reclassify(
+                    credential.id,
+                    crate::auth::FailureReason::InsufficientScope.as_str(),
+                    state.config.clock.now(),
+                );
                 Code::InsufficientScope
             };
             VerifyResponse {

@@ -24,6 +24,7 @@ mod projects;
 mod scopes;
 mod secret_scanning;
 mod tokens;
+mod usage;
 mod webhooks;
 
 use std::any::Any;
@@ -81,6 +82,7 @@ fn routes() -> ApiRoutes {
         .merge(audit_events::router())
         .merge(projects::router())
         .merge(tokens::router())
+        .merge(usage::router())
         .merge(instances::router())
         .merge(keys_verify::router())
         .merge(introspect::router())

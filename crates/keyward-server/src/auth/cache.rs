@@ -36,6 +36,8 @@ use keyward_core::{
 use keyward_store::{CredentialRecord, DatabaseState, Store, StoreError};
 use tokio::sync::OnceCell;
 
+use super::counts::{UsageCell, UsageCounts};
+
 /// Where the cache reads what it does not know: the store (or, in tests, a fake).
 pub trait Source: Send + Sync {
     /// See [`Store::state`].
@@ -89,6 +91,8 @@ pub struct CachedCredential {
     generation: u64,
     /// Last use this node has seen, in Unix seconds.
     pub(super) last_used: AtomicI64,
+    /// Where its allowed verifications are counted (shared by every entry of it).
+    pub(super) usage: Arc<UsageCell>,
 }
 
 /// What only some credentials have.
@@ -160,7 +164,7 @@ impl CachedCredential {
     /// An entry with limiter state of its own (for tests and benchmarks).
     pub fn from_record(record: CredentialRecord, now: Timestamp, catalog: &ScopeCatalog) -> Self {
         let tat = record.rate_limit.map(|_| Arc::default());
-        Self::with_limiter(record, now, 0, tat, catalog)
+        Self::with_limiter(record, now, 0, tat, Arc::default(), catalog)
     }
 
     fn with_limiter(
@@ -168,6 +172,7 @@ impl CachedCredential {
         now: Timestamp,
         generation: u64,
         tat: Option<Arc<AtomicU64>>,
+        usage: Arc<UsageCell>,
         catalog: &ScopeCatalog,
     ) -> Self {
         Self {
@@ -204,6 +209,7 @@ impl CachedCredential {
             loaded_at: now.unix_seconds(),
             generation,
             last_used: AtomicI64::new(record.last_used_at.map_or(0, Timestamp::unix_seconds)),
+            usage,
         }
     }
 }
@@ -282,6 +288,8 @@ pub struct VerificationCache {
     limiters: LimiterStates,
     /// What stored scope names mean.
     catalog: Arc<ScopeCatalog>,
+    /// Usage counts, with the cells entries count their allowed verifications in.
+    counts: UsageCounts,
 }
 
 impl VerificationCache {
@@ -295,7 +303,13 @@ impl VerificationCache {
             outage_grace,
             negatives: AtomicUsize::new(0),
             limiters: Mutex::default(),
+            counts: UsageCounts::default(),
         }
+    }
+
+    /// The usage counts of the credentials this cache serves.
+    pub fn usage_counts(&self) -> &UsageCounts {
+        &self.counts
     }
 
     fn shard(&self, key: u128) -> &Shard {
@@ -474,11 +488,13 @@ impl VerificationCache {
         generation: u64,
     ) -> Arc<CachedCredential> {
         let tat = record.rate_limit.map(|_| self.limiter_state(key));
+        let usage = self.counts.cell(record.id);
         Arc::new(CachedCredential::with_limiter(
             record,
             now,
             generation,
             tat,
+            usage,
             &self.catalog,
         ))
     }

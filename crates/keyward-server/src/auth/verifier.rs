@@ -102,6 +102,11 @@ impl Verifier {
         &self.failures
     }
 
+    /// Verifications of known credentials by hour and outcome, not yet written.
+    pub fn usage_counts(&self) -> &super::UsageCounts {
+        self.cache.usage_counts()
+    }
+
     fn failed(
         &self,
         refusal: Refusal,
@@ -118,12 +123,18 @@ impl Verifier {
             Refusal::Suspended => FailureReason::Suspended,
             Refusal::Unavailable | Refusal::Internal => return refusal,
         };
+        let now = self.clock.now();
+        if let Some(entry) = entry {
+            self.cache
+                .usage_counts()
+                .refused(entry.id, reason.as_str(), now);
+        }
         self.failures.record(
             entry.map(|e| e.organization_id),
             entry.map(|e| e.id),
             client_ip,
             reason,
-            self.clock.now(),
+            now,
         );
         refusal
     }
@@ -257,6 +268,9 @@ impl Verifier {
                 Some(status)
             }
         };
+        self.cache
+            .usage_counts()
+            .allowed(entry.id, &entry.usage, now);
         // Written only when the second changes: at most once a second per credential.
         let seconds = now.unix_seconds();
         if entry.last_used.load(Ordering::Relaxed) < seconds

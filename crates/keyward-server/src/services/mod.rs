@@ -31,6 +31,7 @@ pub mod organizations;
 pub mod portal;
 pub mod projects;
 pub mod schema;
+pub mod usage;
 pub mod webhooks;
 
 use keyward_core::CredentialKind;

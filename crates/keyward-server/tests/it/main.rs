@@ -38,6 +38,7 @@ mod rules;
 mod sso;
 mod storage;
 mod tokens;
+mod usage;
 mod verification;
 mod webhook_isolation;
 mod webhooks;

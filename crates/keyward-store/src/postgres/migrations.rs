@@ -104,6 +104,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "invitations",
         sql: include_str!("../../migrations/postgres/0019_invitations.sql"),
     },
+    Migration {
+        version: 20,
+        name: "usage",
+        sql: include_str!("../../migrations/postgres/0020_usage.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

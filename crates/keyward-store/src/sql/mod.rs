@@ -18,6 +18,7 @@ pub(crate) mod portal;
 pub(crate) mod projects;
 pub(crate) mod sessions;
 pub(crate) mod sso;
+pub(crate) mod usage;
 pub(crate) mod webhooks;
 
 use std::borrow::Cow;

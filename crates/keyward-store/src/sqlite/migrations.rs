@@ -119,6 +119,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "invitations",
         sql: include_str!("../../migrations/sqlite/0022_invitations.sql"),
     },
+    Migration {
+        version: 23,
+        name: "usage",
+        sql: include_str!("../../migrations/sqlite/0023_usage.sql"),
+    },
 ];
 
 pub(super) async fn run(

@@ -9,6 +9,7 @@ mod people;
 mod postgres_specific;
 mod resources;
 mod sqlite_specific;
+mod usage;
 mod webhooks;
 
 use std::sync::{Arc, OnceLock};
@@ -128,6 +129,7 @@ contract! {
     invitations::invitations_are_open_once_per_address_and_answered_once,
     invitations::concurrent_invitations_and_answers_are_decided_once,
     invitations::invitation_emails_are_limited_per_address,
+    usage::usage_counts_add_up_per_hour_and_outcome_and_are_pruned,
 }
 
 pub fn name(text: &str) -> Name {

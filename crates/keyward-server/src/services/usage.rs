@@ -1,0 +1,255 @@
+//! A credential's usage: its verifications by hour or day and outcome, from the hourly counts
+//! every node adds to with its last-use batch (so at most one flush period late, 5 s by
+//! default), kept `--usage-retention-days`.
+
+use std::collections::BTreeMap;
+
+use keyward_core::{CredentialId, ProjectId, Timestamp};
+
+use super::ServiceError;
+use super::caller::Caller;
+use crate::AppState;
+use crate::field_error::FieldError;
+
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+
+/// How counts are grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    Hour,
+    Day,
+}
+
+impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+        }
+    }
+
+    fn seconds(self) -> i64 {
+        match self {
+            Self::Hour => HOUR,
+            Self::Day => DAY,
+        }
+    }
+
+    /// The most buckets one answer has: 31 days of hours, 400 days.
+    fn most(self) -> i64 {
+        match self {
+            Self::Hour => 31 * 24,
+            Self::Day => 400,
+        }
+    }
+
+    /// The start of the bucket `at` is in (days in UTC).
+    fn floor(self, at: i64) -> i64 {
+        at - at.rem_euclid(self.seconds())
+    }
+}
+
+/// A period of whole buckets, `from` included and `to` not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub granularity: Granularity,
+}
+
+impl Period {
+    /// From the query's `from`, `to` (RFC 3339) and `granularity` (`hour` or `day`, the
+    /// default): both ends rounded out to whole buckets; `to` defaults to the end of the
+    /// current bucket, `from` to 30 days (48 hours by the hour) before it.
+    pub fn parse(
+        from: Option<&str>,
+        to: Option<&str>,
+        granularity: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let granularity = match granularity.unwrap_or("day") {
+            "day" => Granularity::Day,
+            "hour" => Granularity::Hour,
+            _ => {
+                errors.push(FieldError::new("granularity", "must be hour or day"));
+                Granularity::Day
+            }
+        };
+        let mut time = |field: &'static str, raw: Option<&str>| {
+            raw.and_then(|raw| match Timestamp::parse(raw) {
+                Ok(at) => Some(at.unix_seconds()),
+                Err(_) => {
+                    errors.push(FieldError::new(
+                        field,
+                        "must be an RFC 3339 time such as 2026-12-01T00:00:00Z",
+                    ));
+                    None
+                }
+            })
+        };
+        let to_given = time("to", to);
+        let from_given = time("from", from);
+        let size = granularity.seconds();
+        // Rounded out: `to` up to the end of its bucket, `from` down to its start.
+        let to = granularity.floor(to_given.map_or(now.unix_seconds(), |to| to - 1)) + size;
+        let span = match granularity {
+            Granularity::Hour => 48 * HOUR,
+            Granularity::Day => 30 * DAY,
+        };
+        let from = granularity.floor(from_given.unwrap_or(to - span));
+        if errors.is_empty() {
+            if from >= to {
+                errors.push(FieldError::new("from", "must be before `to`"));
+            } else if (to - from) / size > granularity.most() {
+                errors.push(FieldError::new(
+                    "from",
+                    format!(
+                        "a period has at most {} {}s: ask for days, or a shorter period",
+                        granularity.most(),
+                        granularity.as_str()
+                    ),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                from: Timestamp::from_unix_seconds(from),
+                to: Timestamp::from_unix_seconds(to),
+                granularity,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// One bucket: its start, and its verifications by outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    pub start: Timestamp,
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+impl Bucket {
+    pub fn total(&self) -> u64 {
+        self.outcomes.values().sum()
+    }
+}
+
+/// A credential's usage over a period: every bucket, empty ones too, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub credential: CredentialId,
+    pub period: Period,
+    pub buckets: Vec<Bucket>,
+}
+
+impl Usage {
+    /// The period's verifications by outcome.
+    pub fn totals(&self) -> BTreeMap<String, u64> {
+        let mut totals = BTreeMap::new();
+        for bucket in &self.buckets {
+            for (outcome, count) in &bucket.outcomes {
+                *totals.entry(outcome.clone()).or_default() += count;
+            }
+        }
+        totals
+    }
+}
+
+/// The usage of the credential `id` (of `project`, if a token) over `period`.
+pub async fn of_credential(
+    state: &AppState,
+    caller: &Caller,
+    id: CredentialId,
+    project: Option<ProjectId>,
+    period: Period,
+) -> Result<Usage, ServiceError> {
+    super::credentials::show(state, caller, id, project).await?;
+    let rows = state
+        .store
+        .credential_usage(caller.organization_id, id, period.from, period.to)
+        .await?;
+    let size = period.granularity.seconds();
+    let from = period.from.unix_seconds();
+    let mut buckets: Vec<Bucket> = (from..period.to.unix_seconds())
+        .step_by(usize::try_from(size).unwrap_or(usize::MAX))
+        .map(|start| Bucket {
+            start: Timestamp::from_unix_seconds(start),
+            outcomes: BTreeMap::new(),
+        })
+        .collect();
+    for row in rows {
+        let index = usize::try_from((row.hour.unix_seconds() - from) / size).unwrap_or(usize::MAX);
+        if let Some(bucket) = buckets.get_mut(index)
+            && row.count > 0
+        {
+            *bucket.outcomes.entry(row.outcome).or_default() += row.count;
+        }
+    }
+    Ok(Usage {
+        credential: id,
+        period,
+        buckets,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_whole_buckets_within_bounds() {
+        let now = Timestamp::parse("2026-12-05T10:20:00Z").unwrap();
+        let day = Period::parse(None, None, None, now).unwrap();
+        assert_eq!(day.to, Timestamp::parse("2026-12-06T00:00:00Z").unwrap());
+        assert_eq!(day.from, Timestamp::parse("2026-11-06T00:00:00Z").unwrap());
+        let hours = Period::parse(
+            Some("2026-12-05T08:30:00Z"),
+            Some("2026-12-05T10:00:00Z"),
+            Some("hour"),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            hours.from,
+            Timestamp::parse("2026-12-05T08:00:00Z").unwrap()
+        );
+        assert_eq!(hours.to, Timestamp::parse("2026-12-05T10:00:00Z").unwrap());
+        let fields = |result: Result<Period, Vec<FieldError>>| {
+            result
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fields(Period::parse(None, None, Some("week"), now)),
+            ["granularity"]
+        );
+        assert_eq!(
+            fields(Period::parse(Some("soon"), None, None, now)),
+            ["from"]
+        );
+        assert_eq!(
+            fields(Period::parse(
+                Some("2026-12-05T00:00:00Z"),
+                Some("2026-12-01T00:00:00Z"),
+                None,
+                now
+            )),
+            ["from"]
+        );
+        assert_eq!(
+            fields(Period::parse(
+                Some("2026-01-01T00:00:00Z"),
+                None,
+                Some("hour"),
+                now
+            )),
+            ["from"]
+        );
+    }
+}

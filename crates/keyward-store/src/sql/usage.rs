@@ -1,0 +1,68 @@
+//! Usage: hourly counts of verifications by credential and outcome.
+
+use keyward_core::{CredentialId, OrganizationId, Timestamp};
+
+use super::{Query, Read, Write};
+use crate::decode::timestamp;
+use crate::{StoreError, UsageCount, UsageRow};
+
+/// Adds each count to its row (made if new), in the order given: callers sort batches the
+/// same way on every node, so two nodes' batches never wait on each other's rows.
+pub(crate) async fn add(tx: &mut impl Write, batch: &[UsageCount]) -> Result<(), StoreError> {
+    for count in batch {
+        let query = Query::new(
+            "INSERT INTO usage_hours (credential_id, organization_id, hour, outcome, count) \
+             SELECT id, organization_id, $2, $3, $4 FROM credentials WHERE id = $1 \
+             ON CONFLICT (credential_id, hour, outcome) \
+             DO UPDATE SET count = usage_hours.count + excluded.count",
+        )
+        .bind(count.credential.as_uuid())
+        .bind(count.hour.unix_seconds())
+        .bind(count.outcome)
+        .bind(count.count);
+        tx.execute(query).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn of_credential(
+    db: &mut impl Read,
+    organization: OrganizationId,
+    credential: CredentialId,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<UsageRow>, StoreError> {
+    let query = Query::new(
+        "SELECT hour, outcome, count FROM usage_hours \
+         WHERE organization_id = $1 AND credential_id = $2 AND hour >= $3 AND hour < $4 \
+         ORDER BY hour, outcome",
+    )
+    .bind(organization.as_uuid())
+    .bind(credential.as_uuid())
+    .bind(from.unix_seconds())
+    .bind(to.unix_seconds());
+    db.all(query, |row| {
+        Ok(UsageRow {
+            hour: timestamp(row.int("hour")?),
+            outcome: row.text("outcome")?,
+            count: u64::try_from(row.int("count")?).unwrap_or(0),
+        })
+    })
+    .await
+}
+
+/// Deletes up to `limit` rows of hours before `before`, oldest first; returns how many went.
+pub(crate) async fn prune(
+    tx: &mut impl Write,
+    before: Timestamp,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let query = Query::new(
+        "DELETE FROM usage_hours WHERE (credential_id, hour, outcome) IN \
+         (SELECT credential_id, hour, outcome FROM usage_hours WHERE hour < $1 \
+         ORDER BY hour LIMIT $2)",
+    )
+    .bind(before.unix_seconds())
+    .bind(limit);
+    Ok(tx.execute(query).await?)
+}

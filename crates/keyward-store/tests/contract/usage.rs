@@ -1,0 +1,92 @@
+use keyward_core::{CredentialId, CredentialKind, Timestamp};
+use keyward_store::{Store, UsageCount, UsageRow};
+
+use crate::organization;
+
+fn count(credential: CredentialId, hour: i64, outcome: &'static str, n: i64) -> UsageCount {
+    UsageCount {
+        credential,
+        hour: Timestamp::from_unix_seconds(hour),
+        outcome,
+        count: n,
+    }
+}
+
+fn row(hour: i64, outcome: &str, n: u64) -> UsageRow {
+    UsageRow {
+        hour: Timestamp::from_unix_seconds(hour),
+        outcome: outcome.to_owned(),
+        count: n,
+    }
+}
+
+pub async fn usage_counts_add_up_per_hour_and_outcome_and_are_pruned(store: &dyn Store) {
+    let (acme, key) = organization(store, "Acme").await;
+    let (globex, _) = organization(store, "Globex").await;
+    let h0 = 1_800_000_000 / 3_600 * 3_600;
+    let h1 = h0 + 3_600;
+    // Two nodes' batches for the same hours add up; a credential that does not exist is
+    // dropped without failing the batch.
+    store
+        .add_usage_counts(&[
+            count(key, h0, "allowed", 5),
+            count(key, h0, "rate_limited", 2),
+            count(
+                CredentialId::generate(CredentialKind::ApiKey),
+                h0,
+                "allowed",
+                9,
+            ),
+        ])
+        .await
+        .unwrap();
+    store
+        .add_usage_counts(&[count(key, h0, "allowed", 3), count(key, h1, "revoked", 1)])
+        .await
+        .unwrap();
+    let all = |from, to| {
+        store.credential_usage(
+            acme,
+            key,
+            Timestamp::from_unix_seconds(from),
+            Timestamp::from_unix_seconds(to),
+        )
+    };
+    assert_eq!(
+        all(h0, h1 + 3_600).await.unwrap(),
+        [
+            row(h0, "allowed", 8),
+            row(h0, "rate_limited", 2),
+            row(h1, "revoked", 1)
+        ]
+    );
+    // `to` is exclusive; another organization sees nothing of it.
+    assert_eq!(all(h0, h1).await.unwrap().len(), 2);
+    let elsewhere = store
+        .credential_usage(
+            globex,
+            key,
+            Timestamp::from_unix_seconds(h0),
+            Timestamp::from_unix_seconds(h1 + 3_600),
+        )
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty());
+
+    // Pruning takes the oldest hours first, in batches.
+    assert_eq!(
+        store
+            .prune_usage(Timestamp::from_unix_seconds(h1), 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .prune_usage(Timestamp::from_unix_seconds(h1), 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(all(h0, h1 + 3_600).await.unwrap(), [row(h1, "revoked", 1)]);
+}
