@@ -662,6 +662,23 @@ pub trait Store: Send + Sync + 'static {
         to: Timestamp,
     ) -> Result<Vec<UsageRow>, StoreError>;
 
+    /// The organization's hourly counts (all its credentials together) with
+    /// `from <= hour < to`, oldest first.
+    async fn organization_usage(
+        &self,
+        organization: OrganizationId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<UsageRow>, StoreError>;
+
+    /// Each of the organization's credentials' counts by outcome with `from <= hour < to`.
+    async fn usage_by_credential(
+        &self,
+        organization: OrganizationId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<CredentialUsageRow>, StoreError>;
+
     /// Deletes up to `limit` hourly counts of hours before `before`; returns how many went.
     async fn prune_usage(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError>;
 

@@ -470,6 +470,15 @@ pub struct UsageRow {
     pub count: u64,
 }
 
+/// A credential's counts of one outcome over a period, for an organization's top list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialUsageRow {
+    pub credential: CredentialId,
+    pub name: Name,
+    pub outcome: String,
+    pub count: u64,
+}
+
 /// Where an invitation stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InvitationStatus {

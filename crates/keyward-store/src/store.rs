@@ -22,12 +22,12 @@ use crate::sql::{
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
     ClaimedDelivery, ClaimedEmail, CredentialChanges, CredentialFilter, CredentialRecord,
-    DatabaseState, DeliveryRecord, EmailOutcome, IdempotencyClaim, IdempotentAnswer,
-    InFlightLimits, InstanceRecord, Invalidation, InvitationAnswer, InvitationKey,
-    InvitationRecord, InvitationRefusal, Joined, LoginAttempt, LoginFailures, MemberRecord,
-    MembershipChange, MembershipRecord, NewCredential, NewEmail, NewInstance, NewInvitation,
-    NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook, NextStep,
-    OpenInvitation, OrganizationChange, OrganizationChanges, OrganizationFilter,
+    CredentialUsageRow, DatabaseState, DeliveryRecord, EmailOutcome, IdempotencyClaim,
+    IdempotentAnswer, InFlightLimits, InstanceRecord, Invalidation, InvitationAnswer,
+    InvitationKey, InvitationRecord, InvitationRefusal, Joined, LoginAttempt, LoginFailures,
+    MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewEmail, NewInstance,
+    NewInvitation, NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook,
+    NextStep, OpenInvitation, OrganizationChange, OrganizationChanges, OrganizationFilter,
     OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
     ProjectChanges, ProjectDeletion, ProjectRecord, ResetRequest, SessionRecord, SsoPerson,
     SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, UsageCount, UsageRow, UsageUpdate,
@@ -1103,6 +1103,24 @@ impl<B: Backend> Store for SqlStore<B> {
             to,
         )
         .await
+    }
+
+    async fn organization_usage(
+        &self,
+        organization: OrganizationId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        usage::of_organization(&mut self.backend.reader()?, organization, from, to).await
+    }
+
+    async fn usage_by_credential(
+        &self,
+        organization: OrganizationId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<CredentialUsageRow>, StoreError> {
+        usage::by_credential(&mut self.backend.reader()?, organization, from, to).await
     }
 
     async fn prune_usage(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError> {

@@ -2365,3 +2365,53 @@ async fn admin_keys_are_made_on_the_host_and_manage_organizations_through_the_cl
         .unwrap();
     assert_eq!(json_of(&listed)["data"][0]["status"], "revoked");
 }
+
+#[tokio::test]
+async fn the_client_charts_a_keys_usage_per_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--last-used-flush-seconds", "1"]);
+    let admin = bootstrap_json(&database_url(&dir), "Acme", "ada@example.com");
+    let key = admin["key"].as_str().unwrap();
+    let key_id = admin["key_id"].as_str().unwrap();
+    for _ in 0..3 {
+        assert!(client(&server, Some(key), &["whoami"]).status.success());
+    }
+    // The counts reach the database with the next flush (every second here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let usage = loop {
+        let usage = json_of(&client(
+            &server,
+            Some(key),
+            &["keys", "usage", key_id, "--days", "3", "--json"],
+        ));
+        if usage["totals"]["allowed"].as_u64().unwrap_or(0) >= 3 {
+            break usage;
+        }
+        assert!(std::time::Instant::now() < deadline, "{usage}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(usage["granularity"], "day");
+    assert_eq!(usage["data"].as_array().unwrap().len(), 3);
+    let chart = text(
+        &client(
+            &server,
+            Some(key),
+            &["keys", "usage", key_id, "--days", "3"],
+        )
+        .stdout,
+    );
+    let lines: Vec<&str> = chart.lines().collect();
+    assert!(lines[0].starts_with("DAY"), "{chart}");
+    assert!(lines[3].contains('█'), "today has a bar: {chart}");
+    assert!(
+        lines[1].trim_end().ends_with('0'),
+        "no use two days ago: {chart}"
+    );
+    assert!(lines[4].starts_with("Total: "), "{chart}");
+    let refused = client(
+        &server,
+        Some(key),
+        &["keys", "usage", key_id, "--days", "0"],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+}

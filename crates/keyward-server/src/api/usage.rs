@@ -1,5 +1,6 @@
 //! `GET /v1/api-keys/{key_id}/usage` and `GET /v1/projects/{project_id}/tokens/{token_id}/usage`:
-//! a credential's verifications by hour or day and outcome (see `services::usage`).
+//! a credential's verifications by hour or day and outcome; `GET /v1/usage`: the whole
+//! organization's, with its most used credentials (see `services::usage`).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ pub fn router() -> ApiRoutes {
     ApiRoutes::new()
         .routes(routes!(api_key_usage))
         .routes(routes!(project_token_usage))
+        .routes(routes!(organization_usage))
 }
 
 /// The period and grouping of usage.
@@ -55,8 +57,10 @@ pub(super) struct UsageBucket {
 /// come from every node, at most one flush period late (5 s by default).
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct UsageView {
-    #[schema(value_type = String, example = "key_01m8dz95x5e4w8stdkzcqeqr73")]
-    credential_id: CredentialId,
+    /// The credential (absent for an organization's usage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "key_01m8dz95x5e4w8stdkzcqeqr73")]
+    credential_id: Option<CredentialId>,
     #[schema(example = "day")]
     granularity: &'static str,
     #[schema(value_type = String, format = DateTime)]
@@ -93,6 +97,76 @@ impl From<Usage> for UsageView {
     }
 }
 
+/// One of the organization's most used credentials over the period.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct TopCredential {
+    #[schema(value_type = String, example = "key_01m8dz95x5e4w8stdkzcqeqr73")]
+    credential_id: CredentialId,
+    name: String,
+    total: u64,
+    #[schema(value_type = BTreeMap<String, u64>)]
+    totals: BTreeMap<String, u64>,
+}
+
+/// The organization's usage: all its credentials' verifications together, and the ten most
+/// used credentials.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct OrganizationUsageView {
+    #[serde(flatten)]
+    usage: UsageView,
+    /// The credentials with the most verifications in the period, most first (at most 10).
+    top: Vec<TopCredential>,
+}
+
+/// Most used credentials listed by `GET /v1/usage`.
+const TOP: usize = 10;
+
+fn period(state: &AppState, query: &UsageQuery) -> Result<Period, ApiError> {
+    Period::parse(
+        query.from.as_deref(),
+        query.to.as_deref(),
+        query.granularity.as_deref(),
+        state.config.clock.now(),
+    )
+    .map_err(ApiError::Validation)
+}
+
+/// Show the organization's usage
+///
+/// Every verification of the organization's keys and tokens, by hour or day and outcome,
+/// with the ten credentials used most in the period.
+#[utoipa::path(
+    get, path = "/v1/usage", tag = "API keys",
+    params(UsageQuery),
+    responses((status = 200, description = "The organization's usage", body = OrganizationUsageView)),
+    security(("bearer" = ["api_keys:read"]))
+)]
+pub(super) async fn organization_usage(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: Origin,
+    query: Result<ApiQuery<UsageQuery>, ApiError>,
+) -> Result<ApiJson<OrganizationUsageView>, ApiError> {
+    principal.require(Scope::API_KEYS_READ)?;
+    let ApiQuery(query) = query?;
+    let period = period(&state, &query)?;
+    let caller = Caller::credential(&principal, &origin);
+    let found = usage::of_organization(&state, &caller, period, TOP).await?;
+    Ok(ApiJson(OrganizationUsageView {
+        usage: found.usage.into(),
+        top: found
+            .top
+            .into_iter()
+            .map(|credential| TopCredential {
+                credential_id: credential.credential,
+                name: credential.name.clone(),
+                total: credential.total(),
+                totals: credential.outcomes,
+            })
+            .collect(),
+    }))
+}
+
 async fn usage_of(
     state: &AppState,
     caller: &Caller,
@@ -101,13 +175,7 @@ async fn usage_of(
     query: UsageQuery,
 ) -> Result<ApiJson<UsageView>, ApiError> {
     let id = collection.parse_id(id)?;
-    let period = Period::parse(
-        query.from.as_deref(),
-        query.to.as_deref(),
-        query.granularity.as_deref(),
-        state.config.clock.now(),
-    )
-    .map_err(ApiError::Validation)?;
+    let period = period(state, &query)?;
     let usage = usage::of_credential(state, caller, id, collection.project, period).await?;
     Ok(ApiJson(usage.into()))
 }

@@ -138,10 +138,11 @@ impl Bucket {
     }
 }
 
-/// A credential's usage over a period: every bucket, empty ones too, oldest first.
+/// Usage over a period (of a credential, or of a whole organization): every bucket, empty
+/// ones too, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Usage {
-    pub credential: CredentialId,
+    pub credential: Option<CredentialId>,
     pub period: Period,
     pub buckets: Vec<Bucket>,
 }
@@ -159,19 +160,8 @@ impl Usage {
     }
 }
 
-/// The usage of the credential `id` (of `project`, if a token) over `period`.
-pub async fn of_credential(
-    state: &AppState,
-    caller: &Caller,
-    id: CredentialId,
-    project: Option<ProjectId>,
-    period: Period,
-) -> Result<Usage, ServiceError> {
-    super::credentials::show(state, caller, id, project).await?;
-    let rows = state
-        .store
-        .credential_usage(caller.organization_id, id, period.from, period.to)
-        .await?;
+/// Rows of hourly counts spread into every bucket of `period`, oldest first.
+fn buckets(period: Period, rows: Vec<keyward_store::UsageRow>) -> Vec<Bucket> {
     let size = period.granularity.seconds();
     let from = period.from.unix_seconds();
     let mut buckets: Vec<Bucket> = (from..period.to.unix_seconds())
@@ -189,10 +179,95 @@ pub async fn of_credential(
             *bucket.outcomes.entry(row.outcome).or_default() += row.count;
         }
     }
+    buckets
+}
+
+/// One credential among an organization's most used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialTotals {
+    pub credential: CredentialId,
+    pub name: String,
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+impl CredentialTotals {
+    pub fn total(&self) -> u64 {
+        self.outcomes.values().sum()
+    }
+}
+
+/// An organization's usage over a period: all its credentials' together, and the most used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrganizationUsage {
+    pub usage: Usage,
+    /// The `top` credentials with the most verifications, most first.
+    pub top: Vec<CredentialTotals>,
+}
+
+/// The organization's usage over `period`, with its `top` most used credentials.
+pub async fn of_organization(
+    state: &AppState,
+    caller: &Caller,
+    period: Period,
+    top: usize,
+) -> Result<OrganizationUsage, ServiceError> {
+    let organization = caller.organization_id;
+    let rows = state
+        .store
+        .organization_usage(organization, period.from, period.to)
+        .await?;
+    let mut each: BTreeMap<CredentialId, CredentialTotals> = BTreeMap::new();
+    for row in state
+        .store
+        .usage_by_credential(organization, period.from, period.to)
+        .await?
+    {
+        if row.count == 0 {
+            continue;
+        }
+        let entry = each
+            .entry(row.credential)
+            .or_insert_with(|| CredentialTotals {
+                credential: row.credential,
+                name: row.name.as_str().to_owned(),
+                outcomes: BTreeMap::new(),
+            });
+        *entry.outcomes.entry(row.outcome).or_default() += row.count;
+    }
+    let mut ranked: Vec<CredentialTotals> = each.into_values().collect();
+    ranked.sort_by(|a, b| {
+        b.total()
+            .cmp(&a.total())
+            .then(a.credential.cmp(&b.credential))
+    });
+    ranked.truncate(top);
+    Ok(OrganizationUsage {
+        usage: Usage {
+            credential: None,
+            period,
+            buckets: buckets(period, rows),
+        },
+        top: ranked,
+    })
+}
+
+/// The usage of the credential `id` (of `project`, if a token) over `period`.
+pub async fn of_credential(
+    state: &AppState,
+    caller: &Caller,
+    id: CredentialId,
+    project: Option<ProjectId>,
+    period: Period,
+) -> Result<Usage, ServiceError> {
+    super::credentials::show(state, caller, id, project).await?;
+    let rows = state
+        .store
+        .credential_usage(caller.organization_id, id, period.from, period.to)
+        .await?;
     Ok(Usage {
-        credential: id,
+        credential: Some(id),
         period,
-        buckets,
+        buckets: buckets(period, rows),
     })
 }
 

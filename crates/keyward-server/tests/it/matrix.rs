@@ -174,7 +174,7 @@ fn recipe(method: &Method, path: &str) -> Recipe {
         (
             "GET",
             "/v1/api-keys" | "/v1/members" | "/v1/invitations" | "/v1/audit-events"
-            | "/v1/webhooks",
+            | "/v1/webhooks" | "/v1/usage",
         ) => lists,
         ("PATCH", "/v1/api-keys/{key_id}") => Recipe {
             body: Some(|_| json!({ "rate_limit": { "requests": 100, "per_seconds": 60 } })),

@@ -117,6 +117,33 @@ async fn verifications_are_counted_by_hour_and_outcome() {
     let own = hourly(&app, &org.key, &org.key_id).await;
     assert!(own["totals"]["allowed"].as_u64().unwrap() >= 4, "{own}");
 
+    // The organization's usage: every credential's together, and the most used.
+    let whole = app.get("/v1/usage?granularity=hour", &org.key).await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.body);
+    assert!(whole.body.get("credential_id").is_none());
+    let top = whole.body["top"].as_array().unwrap();
+    let reader_row = top
+        .iter()
+        .find(|c| c["credential_id"] == reader_id.as_str())
+        .expect("the reader is among the most used");
+    assert_eq!(reader_row["name"], "Reader");
+    assert_eq!(reader_row["total"], 6);
+    let totals: Vec<u64> = top.iter().map(|c| c["total"].as_u64().unwrap()).collect();
+    assert!(
+        totals.windows(2).all(|w| w[0] >= w[1]),
+        "most first: {totals:?}"
+    );
+    assert_eq!(
+        whole.body["total"].as_u64().unwrap(),
+        totals.iter().sum::<u64>(),
+        "fewer than ten credentials: the top is all of them"
+    );
+    assert_eq!(whole.body["totals"]["revoked"], 1);
+    assert_eq!(whole.body["totals"]["rate_limited"], 1);
+    app.get("/v1/usage", &reader)
+        .await
+        .problem(403, "insufficient_scope");
+
     // Bad periods are refused by field; other keys are not found.
     let bad = app
         .get(

@@ -1,10 +1,10 @@
 //! Usage: hourly counts of verifications by credential and outcome.
 
-use keyward_core::{CredentialId, OrganizationId, Timestamp};
+use keyward_core::{CredentialId, Name, OrganizationId, Timestamp};
 
-use super::{Query, Read, Write};
-use crate::decode::timestamp;
-use crate::{StoreError, UsageCount, UsageRow};
+use super::{Columns, Query, Read, Write};
+use crate::decode::{kind, timestamp};
+use crate::{CredentialUsageRow, StoreError, UsageCount, UsageRow};
 
 /// Adds each count to its row (made if new), in the order given: callers sort batches the
 /// same way on every node, so two nodes' batches never wait on each other's rows.
@@ -41,11 +41,64 @@ pub(crate) async fn of_credential(
     .bind(credential.as_uuid())
     .bind(from.unix_seconds())
     .bind(to.unix_seconds());
+    db.all(query, usage_row).await
+}
+
+/// A count read back; one below zero (a correction that reached its hour first) is none.
+fn count(row: &dyn Columns) -> Result<u64, StoreError> {
+    Ok(u64::try_from(row.int("count")?).unwrap_or(0))
+}
+
+fn usage_row(row: &dyn Columns) -> Result<UsageRow, StoreError> {
+    Ok(UsageRow {
+        hour: timestamp(row.int("hour")?),
+        outcome: row.text("outcome")?,
+        count: count(row)?,
+    })
+}
+
+pub(crate) async fn of_organization(
+    db: &mut impl Read,
+    organization: OrganizationId,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<UsageRow>, StoreError> {
+    // PostgreSQL sums BIGINT to NUMERIC: cast back.
+    let query = Query::new(
+        "SELECT hour, outcome, CAST(SUM(count) AS BIGINT) AS count FROM usage_hours \
+         WHERE organization_id = $1 AND hour >= $2 AND hour < $3 \
+         GROUP BY hour, outcome ORDER BY hour, outcome",
+    )
+    .bind(organization.as_uuid())
+    .bind(from.unix_seconds())
+    .bind(to.unix_seconds());
+    db.all(query, usage_row).await
+}
+
+pub(crate) async fn by_credential(
+    db: &mut impl Read,
+    organization: OrganizationId,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<CredentialUsageRow>, StoreError> {
+    let query = Query::new(
+        "SELECT u.credential_id, c.kind, c.name, u.outcome, CAST(SUM(u.count) AS BIGINT) AS count \
+         FROM usage_hours u JOIN credentials c ON c.id = u.credential_id \
+         WHERE u.organization_id = $1 AND u.hour >= $2 AND u.hour < $3 \
+         GROUP BY u.credential_id, c.kind, c.name, u.outcome",
+    )
+    .bind(organization.as_uuid())
+    .bind(from.unix_seconds())
+    .bind(to.unix_seconds());
     db.all(query, |row| {
-        Ok(UsageRow {
-            hour: timestamp(row.int("hour")?),
+        Ok(CredentialUsageRow {
+            credential: CredentialId::from_uuid(
+                row.uuid("credential_id")?,
+                kind(&row.text("kind")?)?,
+            ),
+            name: Name::from_trusted(row.text("name")?),
             outcome: row.text("outcome")?,
-            count: u64::try_from(row.int("count")?).unwrap_or(0),
+            count: count(row)?,
         })
     })
     .await

@@ -73,6 +73,68 @@ pub async fn usage_counts_add_up_per_hour_and_outcome_and_are_pruned(store: &dyn
         .unwrap();
     assert!(elsewhere.is_empty());
 
+    // The organization's sums, and each credential's.
+    let second = crate::new_credential(
+        acme,
+        keyward_store::Creator::Credential(key),
+        None,
+        "second",
+        crate::all_scopes(),
+    );
+    let second = store
+        .insert_credential(&keyward_store::AuditContext::SYSTEM, second)
+        .await
+        .unwrap()
+        .id;
+    store
+        .add_usage_counts(&[count(second, h0, "allowed", 4)])
+        .await
+        .unwrap();
+    let from = Timestamp::from_unix_seconds(h0);
+    let to = Timestamp::from_unix_seconds(h1 + 3_600);
+    assert_eq!(
+        store.organization_usage(acme, from, to).await.unwrap(),
+        [
+            row(h0, "allowed", 12),
+            row(h0, "rate_limited", 2),
+            row(h1, "revoked", 1)
+        ]
+    );
+    assert!(
+        store
+            .organization_usage(globex, from, to)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut each: Vec<_> = store
+        .usage_by_credential(acme, from, to)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.credential, r.name.as_str().to_owned(), r.outcome, r.count))
+        .collect();
+    each.sort();
+    let mut expected = vec![
+        (key, "bootstrap".to_owned(), "allowed".to_owned(), 8),
+        (key, "bootstrap".to_owned(), "rate_limited".to_owned(), 2),
+        (key, "bootstrap".to_owned(), "revoked".to_owned(), 1),
+        (second, "second".to_owned(), "allowed".to_owned(), 4),
+    ];
+    expected.sort();
+    assert_eq!(each, expected);
+    store
+        .prune_usage(Timestamp::from_unix_seconds(h1), 100)
+        .await
+        .unwrap();
+    store
+        .add_usage_counts(&[
+            count(key, h0, "allowed", 8),
+            count(key, h0, "rate_limited", 2),
+        ])
+        .await
+        .unwrap();
+
     // Pruning takes the oldest hours first, in batches.
     assert_eq!(
         store

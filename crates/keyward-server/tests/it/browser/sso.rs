@@ -77,15 +77,17 @@ impl OpenIdProvider {
         if !dir.join("accounts.json").exists() {
             std::fs::write(dir.join("accounts.json"), "{}").unwrap();
         }
-        let child = Command::new("node")
+        let log = dir.join("provider.log");
+        let mut child = Command::new("node")
             .arg("provider.mjs")
             .arg(&config)
             .current_dir(provider_dir())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"))
             .spawn()
             .expect("node starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: Node starts slowly on a busy two-core machine.
+        let deadline = Instant::now() + Duration::from_secs(60);
         let discovery = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
         loop {
             if reqwest::get(&discovery)
@@ -94,9 +96,14 @@ impl OpenIdProvider {
             {
                 return child;
             }
+            let said = || std::fs::read_to_string(&log).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the OpenID provider stopped ({status}): {}", said());
+            }
             assert!(
                 Instant::now() < deadline,
-                "the OpenID provider did not start"
+                "the OpenID provider did not start: {}",
+                said()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -49,6 +49,14 @@ pub enum KeysCommand {
         #[command(flatten)]
         grace: Grace,
     },
+    /// Show an API key's verifications per day (UTC) as a chart: allowed as █, refused as ░
+    /// (the counts are at most a few seconds late).
+    Usage {
+        id: String,
+        /// Days to show, up to today.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=400))]
+        days: u16,
+    },
 }
 
 pub async fn keys(client: &Client, command: KeysCommand) -> ClientResult {
@@ -97,6 +105,102 @@ pub async fn keys(client: &Client, command: KeysCommand) -> ClientResult {
                 .await?;
             print_rotated(client, &created, "API key", id, grace.grace_seconds);
         }
+        KeysCommand::Usage { id: raw, days } => {
+            let id = id(&raw)?;
+            // From the start of the day `days - 1` days ago (the server rounds it down).
+            let from = keyward_core::Timestamp::now().plus_seconds(-(i64::from(days) - 1) * 86_400);
+            let usage = client
+                .get(&format!(
+                    "/v1/api-keys/{id}/usage?granularity=day&from={from}"
+                ))
+                .await?;
+            client.print(&usage, |usage| print!("{}", chart(usage)));
+        }
     }
     Ok(())
+}
+
+/// Width of the longest bar.
+const BAR: u64 = 40;
+
+/// A usage answer as a table with a bar per bucket: allowed as █, refused as ░, scaled to
+/// the busiest bucket; then the period's totals by outcome.
+fn chart(usage: &serde_json::Value) -> String {
+    let buckets: Vec<&serde_json::Value> = usage["data"].as_array().into_iter().flatten().collect();
+    let busiest = buckets
+        .iter()
+        .filter_map(|b| b["total"].as_u64())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut text = format!("{:<10}  {:>9}  {:>9}\n", "DAY", "ALLOWED", "REFUSED");
+    for bucket in buckets {
+        let total = bucket["total"].as_u64().unwrap_or(0);
+        let allowed = bucket["outcomes"]["allowed"].as_u64().unwrap_or(0);
+        let refused = total.saturating_sub(allowed);
+        // Any use at all shows at least one mark.
+        let width = |count: u64| match count * BAR / busiest {
+            0 if count > 0 => 1,
+            width => width,
+        };
+        let day = bucket["start"].as_str().unwrap_or_default();
+        text.push_str(&format!(
+            "{:<10}  {allowed:>9}  {refused:>9}  {}{}\n",
+            day.get(..10).unwrap_or(day),
+            "█".repeat(usize::try_from(width(allowed)).unwrap_or(0)),
+            "░".repeat(usize::try_from(width(refused)).unwrap_or(0)),
+        ));
+    }
+    let totals = usage["totals"]
+        .as_object()
+        .map(|totals| {
+            totals
+                .iter()
+                .map(|(outcome, count)| format!("{outcome} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .filter(|line| !line.is_empty())
+        .unwrap_or_else(|| "no verifications".to_owned());
+    text.push_str(&format!("Total: {}. {totals}.\n", usage["total"]));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chart_scales_bars_to_the_busiest_day() {
+        let usage = json!({
+            "total": 25,
+            "totals": {"allowed": 22, "rate_limited": 3},
+            "data": [
+                {"start": "2026-12-04T00:00:00Z", "total": 0, "outcomes": {}},
+                {"start": "2026-12-05T00:00:00Z", "total": 20, "outcomes": {"allowed": 18, "rate_limited": 2}},
+                {"start": "2026-12-06T00:00:00Z", "total": 5, "outcomes": {"allowed": 4, "rate_limited": 1}},
+            ]
+        });
+        let text = chart(&usage);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "DAY           ALLOWED    REFUSED");
+        assert_eq!(lines[1].trim_end(), "2026-12-04          0          0");
+        assert_eq!(
+            lines[2],
+            format!(
+                "2026-12-05         18          2  {}{}",
+                "█".repeat(36),
+                "░".repeat(4)
+            )
+        );
+        assert_eq!(
+            lines[3],
+            format!(
+                "2026-12-06          4          1  {}{}",
+                "█".repeat(8),
+                "░".repeat(2)
+            )
+        );
+        assert_eq!(lines[4], "Total: 25. allowed 22, rate_limited 3.");
+    }
 }
