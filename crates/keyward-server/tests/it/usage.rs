@@ -225,3 +225,60 @@ async fn two_nodes_counts_add_up_on_postgres() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_dashboard_charts_a_keys_usage_with_its_numbers_beside() {
+    let app = TestApp::spawn().await;
+    let mut ada = crate::dashboard::Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let created = ada.create_key("Reader", &["instances:read"]).await;
+    let key = crate::dashboard::shown_key(&created);
+    for _ in 0..2 {
+        assert_eq!(app.get("/v1/instances", &key).await.status, StatusCode::OK);
+    }
+    app.get("/v1/projects", &key)
+        .await
+        .problem(403, "insufficient_scope");
+    app.state.flush_usage().await.unwrap();
+
+    let list = ada.get("/settings/api-keys").await;
+    let end = list.body.find("/usage\"").expect("a usage link") + "/usage".len();
+    let begin = list.body[..end].rfind('"').unwrap() + 1;
+    let usage_link = list.body[begin..end].to_owned();
+    assert!(usage_link.ends_with("/usage"), "{usage_link}");
+    let page = ada.get(&usage_link).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Usage of Reader"));
+    assert!(
+        page.body
+            .contains("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "drawn on the server"
+    );
+    assert!(page.body.contains("role=\"img\""));
+    // The numbers beside the chart: today's row, by the day and by the hour.
+    let today = &keyward_core::Timestamp::now().to_string()[5..10];
+    let table = |id: &str| {
+        let start = page
+            .body
+            .find(&format!("id=\"{id}-table\""))
+            .expect("the table");
+        let end = start + page.body[start..].find("</table>").unwrap();
+        page.body[start..end].to_owned()
+    };
+    let days = table("days");
+    assert!(
+        days.contains("<th scope=\"col\">allowed</th><th scope=\"col\">insufficient_scope</th>"),
+        "{days}"
+    );
+    assert!(
+        days.contains(&format!(
+            "<tr><th scope=\"row\">{today}</th><td>3</td><td>2</td><td>1</td></tr>"
+        )),
+        "{days}"
+    );
+    assert!(table("hours").contains("<td>3</td><td>2</td><td>1</td>"));
+    // Another organization's key is not found.
+    let mut eve = crate::dashboard::Visitor::new(&app);
+    eve.sign_up("eve@example.com", "Eve's").await;
+    assert_eq!(eve.get(&usage_link).await.status, StatusCode::NOT_FOUND);
+}

@@ -62,6 +62,8 @@ struct CredentialRow {
     /// Where the person may change its networks, external id and meta (an active credential
     /// they may revoke).
     edit_url: Option<String>,
+    /// Its usage page.
+    usage_url: String,
     /// The platform's id for whoever uses it.
     external_id: Option<String>,
     /// The platform's meta, as compact JSON.
@@ -120,6 +122,7 @@ async fn list_page(
             revoke_url: allowed.revoke.then(|| format!("{base}/{}/revoke", view.id)),
             rotate_url: allowed.rotate.then(|| format!("{base}/{}/rotate", view.id)),
             edit_url: allowed.edit.then(|| format!("{base}/{}/edit", view.id)),
+            usage_url: format!("{base}/{}/usage", view.id),
             external_id: view.external_id.as_ref().map(ToString::to_string),
             meta: view.meta.as_ref().map(|meta| meta.as_str().to_owned()),
             networks: view.allowed_cidrs.as_ref().map(Networks::to_string),

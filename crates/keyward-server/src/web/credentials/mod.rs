@@ -10,6 +10,7 @@ mod edit;
 mod list;
 mod revoke;
 mod rotate;
+mod usage;
 
 use askama::Template;
 use axum::Router;
@@ -49,7 +50,8 @@ pub fn router() -> Router<AppState> {
             .route(
                 &format!("{base}/{id}/edit"),
                 get(edit::edit).post(edit::save),
-            );
+            )
+            .route(&format!("{base}/{id}/usage"), get(usage::usage));
     }
     router
 }

@@ -5,6 +5,7 @@
 mod invitations;
 mod portal;
 mod sso;
+mod usage;
 mod webdriver;
 
 use reqwest::StatusCode;
