@@ -113,8 +113,9 @@ impl UsageCounts {
         taken
     }
 
-    /// Counts not yet written, of `credential` (for tests).
-    pub fn pending_of(&self, credential: CredentialId) -> i64 {
+    /// Counts not yet written, of `credential`.
+    #[cfg(test)]
+    fn pending_of(&self, credential: CredentialId) -> i64 {
         let in_cell = self
             .cells()
             .get(&credential)

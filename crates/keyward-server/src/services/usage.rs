@@ -48,6 +48,14 @@ impl Granularity {
     fn floor(self, at: i64) -> i64 {
         at - at.rem_euclid(self.seconds())
     }
+
+    /// How far back a period goes by default: 48 hours by the hour, 30 days by the day.
+    fn default_span(self) -> i64 {
+        match self {
+            Self::Hour => 48 * HOUR,
+            Self::Day => 30 * DAY,
+        }
+    }
 }
 
 /// A period of whole buckets, `from` included and `to` not.
@@ -59,6 +67,16 @@ pub struct Period {
 }
 
 impl Period {
+    /// The default period up to `now`: its bucket and those before, over the default span.
+    pub fn recent(granularity: Granularity, now: Timestamp) -> Self {
+        let to = granularity.floor(now.unix_seconds()) + granularity.seconds();
+        Self {
+            from: Timestamp::from_unix_seconds(to - granularity.default_span()),
+            to: Timestamp::from_unix_seconds(to),
+            granularity,
+        }
+    }
+
     /// From the query's `from`, `to` (RFC 3339) and `granularity` (`hour` or `day`, the
     /// default): both ends rounded out to whole buckets; `to` defaults to the end of the
     /// current bucket, `from` to 30 days (48 hours by the hour) before it.
@@ -94,11 +112,7 @@ impl Period {
         let size = granularity.seconds();
         // Rounded out: `to` up to the end of its bucket, `from` down to its start.
         let to = granularity.floor(to_given.map_or(now.unix_seconds(), |to| to - 1)) + size;
-        let span = match granularity {
-            Granularity::Hour => 48 * HOUR,
-            Granularity::Day => 30 * DAY,
-        };
-        let from = granularity.floor(from_given.unwrap_or(to - span));
+        let from = granularity.floor(from_given.unwrap_or(to - granularity.default_span()));
         if errors.is_empty() {
             if from >= to {
                 errors.push(FieldError::new("from", "must be before `to`"));
@@ -260,6 +274,17 @@ pub async fn of_credential(
     period: Period,
 ) -> Result<Usage, ServiceError> {
     super::credentials::show(state, caller, id, project).await?;
+    of_shown(state, caller, id, period).await
+}
+
+/// The usage of the credential `id` over `period`, once [`super::credentials::show`] has
+/// found it within the caller's reach.
+pub async fn of_shown(
+    state: &AppState,
+    caller: &Caller,
+    id: CredentialId,
+    period: Period,
+) -> Result<Usage, ServiceError> {
     let rows = state
         .store
         .credential_usage(caller.organization_id, id, period.from, period.to)
@@ -279,6 +304,11 @@ mod tests {
     fn periods_are_whole_buckets_within_bounds() {
         let now = Timestamp::parse("2026-12-05T10:20:00Z").unwrap();
         let day = Period::parse(None, None, None, now).unwrap();
+        assert_eq!(Period::recent(Granularity::Day, now), day);
+        assert_eq!(
+            Period::recent(Granularity::Hour, now),
+            Period::parse(None, None, Some("hour"), now).unwrap()
+        );
         assert_eq!(day.to, Timestamp::parse("2026-12-06T00:00:00Z").unwrap());
         assert_eq!(day.from, Timestamp::parse("2026-11-06T00:00:00Z").unwrap());
         let hours = Period::parse(

@@ -11,7 +11,7 @@ use keyward_core::{CredentialKind, Scope};
 
 use super::Target;
 use crate::AppState;
-use crate::services::usage::{self, Bucket, Period, Usage};
+use crate::services::usage::{self, Bucket, Granularity, Period, Usage};
 use crate::web::page::Layout;
 use crate::web::response::{WebError, render};
 
@@ -198,18 +198,14 @@ pub(in crate::web) async fn usage(
         CredentialKind::ProjectToken => Scope::TOKENS_READ,
         _ => Scope::API_KEYS_READ,
     })?;
+    // Found within the person's reach once; both periods are then read for it.
     let entry = target.entry(&state).await?;
     let caller = person.caller(&state);
     let now = state.config.clock.now();
-    let id = target.credential_id()?;
-    let period = |granularity| {
-        Period::parse(None, None, Some(granularity), now)
-            .map_err(|_| WebError::page(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "no period"))
-    };
-    let days =
-        usage::of_credential(&state, &caller, id, place.project_id(), period("day")?).await?;
+    let id = entry.view.id;
+    let days = usage::of_shown(&state, &caller, id, Period::recent(Granularity::Day, now)).await?;
     let hours =
-        usage::of_credential(&state, &caller, id, place.project_id(), period("hour")?).await?;
+        usage::of_shown(&state, &caller, id, Period::recent(Granularity::Hour, now)).await?;
     let page = UsagePage {
         layout: Layout::new(&state, person, place.section()).await?,
         title: format!("Usage of {}", entry.view.name),
