@@ -6,6 +6,7 @@
 //! and a trailing `*` for any rest (none included). The first rule that matches decides.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::{ScopeCatalog, ScopeSet};
 
@@ -225,9 +226,35 @@ pub struct RouteRule {
     /// request it matches.
     pub satisfiable: bool,
     pub project: Option<ProjectSource>,
+    /// The name usage is counted under (`None`: counted with no route).
+    pub name: Option<Arc<str>>,
 }
 
+/// The longest route name.
+const NAME_MAX: usize = 64;
+
 impl RouteRule {
+    /// The same rule, counted in usage under `name`: 1 to 64 lowercase letters, digits, `-`,
+    /// `_` and `.`, starting with a letter. Several rules may share a name (one resource's
+    /// reads and writes, say).
+    pub fn named(self, name: &str) -> Result<Self, RuleError> {
+        let valid = name.len() <= NAME_MAX
+            && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !valid {
+            return Err(refuse(format!(
+                "`name = {name:?}`: a route's name is 1 to {NAME_MAX} lowercase letters, digits, \
+                 - _ and ., starting with a letter"
+            )));
+        }
+        Ok(Self {
+            name: Some(Arc::from(name)),
+            ..self
+        })
+    }
+
     /// Checks a rule as written: `methods`, `path`, `scopes` by name (in `catalog`), `project`
     /// (a captured name, or `header:NAME`).
     pub fn parse(
@@ -283,6 +310,7 @@ impl RouteRule {
             scope_names: scopes_written.to_vec(),
             satisfiable: true,
             project,
+            name: None,
         })
     }
 
@@ -508,6 +536,14 @@ mod tests {
         assert!(
             RouteRule::parse(&["G-T".into()], "/x", &[], None, &ScopeCatalog::builtin()).is_err()
         );
+        let named = |name: &str| rule(&[], "/x", &[], None).named(name);
+        assert_eq!(
+            named("databases.read-v2_1").unwrap().name.as_deref(),
+            Some("databases.read-v2_1")
+        );
+        for refused in ["", "Databases", "1st", "a b", "é", &"a".repeat(65)] {
+            assert!(named(refused).is_err(), "{refused:?}");
+        }
 
         let shadowed = RouteTable::new(vec![
             rule(&[], "/v1/*", &[], None),

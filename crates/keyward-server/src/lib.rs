@@ -306,10 +306,13 @@ async fn every_request(
             now,
         );
         // Counted as allowed when its key was verified.
-        state
-            .verifier
-            .usage_counts()
-            .reclassify(refusal.credential, reason.as_str(), now);
+        let route = response.extensions().get::<auth::CountedRoute>();
+        state.verifier.usage_counts().reclassify(
+            refusal.credential,
+            reason.as_str(),
+            route.map(|route| &route.0),
+            now,
+        );
     }
     if let Ok(value) = axum::http::HeaderValue::from_str(request_id.write(&mut [0; 40])) {
         response

@@ -13,15 +13,17 @@ pub enum PortalPage {
     AuditLog,
     Webhooks,
     Members,
+    Usage,
 }
 
 impl PortalPage {
-    pub const ALL: [PortalPage; 5] = [
+    pub const ALL: [PortalPage; 6] = [
         Self::ApiKeys,
         Self::Tokens,
         Self::AuditLog,
         Self::Webhooks,
         Self::Members,
+        Self::Usage,
     ];
 
     /// What a link without `pages` shows.
@@ -34,6 +36,7 @@ impl PortalPage {
             Self::AuditLog => "audit_log",
             Self::Webhooks => "webhooks",
             Self::Members => "members",
+            Self::Usage => "usage",
         }
     }
 
@@ -49,6 +52,7 @@ impl PortalPage {
             Self::AuditLog => "/settings/audit-log",
             Self::Webhooks => "/settings/webhooks",
             Self::Members => "/settings/members",
+            Self::Usage => "/settings/usage",
         }
     }
 

@@ -458,6 +458,8 @@ pub struct UsageCount {
     pub hour: Timestamp,
     /// `allowed`, or the refusal's code.
     pub outcome: &'static str,
+    /// The named route rule forward authentication matched, if any.
+    pub route: Option<String>,
     /// What to add: negative when verifications counted as allowed turned out refused.
     pub count: i64,
 }
@@ -467,6 +469,8 @@ pub struct UsageCount {
 pub struct UsageRow {
     pub hour: Timestamp,
     pub outcome: String,
+    /// The named route rule, if any.
+    pub route: Option<String>,
     pub count: u64,
 }
 
@@ -474,6 +478,8 @@ pub struct UsageRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialUsageRow {
     pub credential: CredentialId,
+    /// A project token's project.
+    pub project: Option<ProjectId>,
     pub name: Name,
     pub outcome: String,
     pub count: u64,

@@ -56,7 +56,7 @@ pub struct Settings {
 }
 
 /// The fields a `[[routes]]` table may have.
-const ROUTE_FIELDS: [&str; 4] = ["methods", "path", "scopes", "project"];
+const ROUTE_FIELDS: [&str; 5] = ["methods", "path", "scopes", "project", "name"];
 /// The fields a `[[scopes]]` table may have.
 const SCOPE_FIELDS: [&str; 4] = ["name", "description", "level", "min_role"];
 
@@ -120,7 +120,8 @@ fn scope(table: &toml::Table) -> Result<ScopeDefinition, String> {
 fn route(table: &toml::Table, catalog: &ScopeCatalog) -> Result<RouteRule, String> {
     if let Some(unknown) = table.keys().find(|k| !ROUTE_FIELDS.contains(&k.as_str())) {
         return Err(format!(
-            "unknown route field `{unknown}` (a route has methods, path, scopes and project)"
+            "unknown route field `{unknown}` (a route has methods, path, scopes, project and \
+             name)"
         ));
     }
     let methods = match table.get("methods") {
@@ -148,7 +149,12 @@ fn route(table: &toml::Table, catalog: &ScopeCatalog) -> Result<RouteRule, Strin
         Some(value) => Some(value.as_str().ok_or("`project` takes a string")?),
         None => None,
     };
-    RouteRule::parse(&methods, path, &scopes, project, catalog).map_err(|e| e.to_string())
+    let rule = RouteRule::parse(&methods, path, &scopes, project, catalog);
+    match text(table, "name")? {
+        None => rule,
+        Some(name) => rule.and_then(|rule| rule.named(name)),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// The options a file may set: every option of `keyward serve` but the file itself.

@@ -588,6 +588,11 @@ fn configuration_mistakes_name_the_file_and_line_and_exit_with_2() {
             "error: literal.toml:2: in the path \"/v1/données\", the segment \"données\" could never match",
         ),
         (
+            "routename.toml",
+            "[[routes]]\npath = \"/x\"\nscopes = []\nname = \"Databases\"\n",
+            "error: routename.toml:1: `name = \"Databases\"`: a route's name is 1 to 64 lowercase letters",
+        ),
+        (
             "methods.toml",
             "[[routes]]\nmethods = []\npath = \"/x\"\nscopes = []\n",
             "error: methods.toml:1: `methods = []` names no method; leave `methods` out for any method",

@@ -17,12 +17,12 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use keyward_core::route::{ProjectSource, in_a_path_as_is};
+use keyward_core::route::{ProjectSource, RouteMatch, in_a_path_as_is};
 use keyward_core::{ProjectId, Reach};
 
 use super::{ApiRoutes, any_method};
 use crate::AppState;
-use crate::auth::{Customer, Principal};
+use crate::auth::{CountedRoute, Customer, Principal};
 use crate::error::ApiError;
 
 /// Where the request to decide follows, in Envoy's form.
@@ -164,7 +164,7 @@ pub(super) async fn forward_auth(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (method, uri) = original(&headers)?;
-    decide(&state, &principal, &headers, &method, uri)
+    Ok(decide(&state, &principal, &headers, &method, uri))
 }
 
 /// Decide, as Envoy asks
@@ -196,15 +196,55 @@ pub(super) async fn forward_auth_by_path(
         .path_and_query()
         .map_or(uri.path(), |full| full.as_str());
     let original = asked.strip_prefix(PREFIX).unwrap_or("/");
-    decide(&state, &principal, &headers, method.as_str(), original)
+    Ok(decide(
+        &state,
+        &principal,
+        &headers,
+        method.as_str(),
+        original,
+    ))
 }
 
-/// Whether the key may make `method` `uri` by the route rules.
+/// Whether the key may make `method` `uri` by the route rules, counted in the key's usage
+/// under the matched rule's name when it has one; a 403 `forbidden` is counted as such.
 fn decide(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
     method: &str,
+    uri: &str,
+) -> Response {
+    let found = state.config.routes.find(method, uri);
+    let route = found.as_ref().and_then(|found| found.rule.name.clone());
+    let decided = judge(state, principal, headers, found, uri);
+    // The key's verification was counted as allowed, with no route.
+    let outcome = match &decided {
+        Ok(_) if route.is_some() => Some("allowed"),
+        Err(ApiError::Forbidden(_)) => Some("forbidden"),
+        // Counted by `every_request`, as every scope refusal is.
+        _ => None,
+    };
+    if let Some(outcome) = outcome {
+        state.verifier.usage_counts().reclassify(
+            principal.credential_id,
+            outcome,
+            route.as_ref(),
+            state.config.clock.now(),
+        );
+    }
+    let mut response = decided.unwrap_or_else(IntoResponse::into_response);
+    if let Some(route) = route {
+        response.extensions_mut().insert(CountedRoute(route));
+    }
+    response
+}
+
+/// Whether the key may make the request `found` matched (`None`: no rule did) to `uri`.
+fn judge(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    found: Option<RouteMatch<'_, '_>>,
     uri: &str,
 ) -> Result<Response, ApiError> {
     if !in_normal_form(uri) {
@@ -213,7 +253,7 @@ fn decide(
              needless percent-encoding)",
         ));
     }
-    let Some(found) = state.config.routes.find(method, uri) else {
+    let Some(found) = found else {
         return Err(ApiError::Forbidden("no route rule allows this request"));
     };
     if !found.rule.satisfiable {

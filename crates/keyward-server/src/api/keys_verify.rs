@@ -154,6 +154,7 @@ pub(super) async fn verify_key(
                 state.verifier.usage_counts().reclassify(
                     credential.id,
                     crate::auth::FailureReason::InsufficientScope.as_str(),
+                    None,
                     state.config.clock.now(),
                 );
                 Code::InsufficientScope

@@ -89,7 +89,7 @@ fn parse_pages(pages: Option<Vec<String>>) -> Result<PortalPages, FieldError> {
                 "pages",
                 format!(
                     "`{name}` is not a page; the pages are api_keys, tokens, audit_log, \
-                     webhooks and members"
+                     webhooks, members and usage"
                 ),
             )
         })?;

@@ -38,6 +38,9 @@ pub(super) struct UsageQuery {
     to: Option<String>,
     /// `day` (the default; days in UTC, at most 400) or `hour` (at most 744).
     granularity: Option<String>,
+    /// Count only the verifications of forward authentication that matched route rules
+    /// with this `name`; by default every verification.
+    route: Option<String>,
 }
 
 /// One bucket of usage.
@@ -47,7 +50,8 @@ pub(super) struct UsageBucket {
     start: Timestamp,
     total: u64,
     /// Verifications by outcome: `allowed`, or the refusal's code (`revoked`, `expired`,
-    /// `rate_limited`, `insufficient_scope`, `ip_not_allowed`, `organization_suspended`);
+    /// `rate_limited`, `insufficient_scope`, `ip_not_allowed`, `forbidden` (forward
+    /// authentication: no rule allows it), `organization_suspended`);
     /// outcomes with none are left out.
     #[schema(value_type = BTreeMap<String, u64>)]
     outcomes: BTreeMap<String, u64>,
@@ -71,6 +75,13 @@ pub(super) struct UsageView {
     /// The period's verifications by outcome.
     #[schema(value_type = BTreeMap<String, u64>)]
     totals: BTreeMap<String, u64>,
+    /// The route the counts are of, when the query named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<String>,
+    /// The period's verifications by named route rule (those forward authentication matched
+    /// and have a `name`), then by outcome; whichever `route` the query asked for.
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, u64>>)]
+    routes: BTreeMap<String, BTreeMap<String, u64>>,
     data: Vec<UsageBucket>,
 }
 
@@ -84,6 +95,8 @@ impl From<Usage> for UsageView {
             to: usage.period.to,
             total: totals.values().sum(),
             totals,
+            route: usage.route,
+            routes: usage.routes,
             data: usage
                 .buckets
                 .into_iter()
@@ -151,7 +164,8 @@ pub(super) async fn organization_usage(
     let ApiQuery(query) = query?;
     let period = period(&state, &query)?;
     let caller = Caller::credential(&principal, &origin);
-    let found = usage::of_organization(&state, &caller, period, TOP).await?;
+    let route = query.route.as_deref();
+    let found = usage::of_organization(&state, &caller, period, route, TOP).await?;
     Ok(ApiJson(OrganizationUsageView {
         usage: found.usage.into(),
         top: found
@@ -176,7 +190,8 @@ async fn usage_of(
 ) -> Result<ApiJson<UsageView>, ApiError> {
     let id = collection.parse_id(id)?;
     let period = period(state, &query)?;
-    let usage = usage::of_credential(state, caller, id, collection.project, period).await?;
+    let route = query.route.as_deref();
+    let usage = usage::of_credential(state, caller, id, collection.project, period, route).await?;
     Ok(ApiJson(usage.into()))
 }
 

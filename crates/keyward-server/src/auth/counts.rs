@@ -24,9 +24,13 @@ pub struct UsageCell {
     allowed: AtomicI64,
 }
 
-/// Counts waiting to be written: by credential, hour and outcome, as deltas (an allowed
-/// verification that then lacked a scope is `allowed - 1`, `insufficient_scope + 1`).
-type Pending = HashMap<(CredentialId, i64, &'static str), i64>;
+/// What one count is of: a credential, an hour, an outcome and the named route rule the
+/// request matched (forward authentication's, when the rule has a `name`).
+type CountKey = (CredentialId, i64, &'static str, Option<Arc<str>>);
+
+/// Counts waiting to be written, as deltas (an allowed verification that then lacked a scope
+/// is `allowed - 1`, `insufficient_scope + 1`).
+type Pending = HashMap<CountKey, i64>;
 
 /// Distinct counts kept between two writes, beyond which refusals are no longer counted
 /// (allowed ones always are: they are bounded by the credentials in the cache).
@@ -36,6 +40,11 @@ fn hour_of(at: Timestamp) -> i64 {
     let seconds = at.unix_seconds();
     seconds - seconds.rem_euclid(3_600)
 }
+
+/// On a response refusing a request for lacking a scope: the named route rule it matched,
+/// for its usage count (see `every_request`).
+#[derive(Clone, Debug)]
+pub struct CountedRoute(pub Arc<str>);
 
 #[derive(Default)]
 pub struct UsageCounts {
@@ -72,7 +81,9 @@ impl UsageCounts {
             if before != hour {
                 let counted = cell.allowed.swap(0, Ordering::Relaxed);
                 if counted != 0 {
-                    *pending.entry((credential, before, "allowed")).or_default() += counted;
+                    *pending
+                        .entry((credential, before, "allowed", None))
+                        .or_default() += counted;
                 }
             }
         }
@@ -82,19 +93,30 @@ impl UsageCounts {
     /// One refused verification of `credential`, with the refusal's code.
     pub fn refused(&self, credential: CredentialId, outcome: &'static str, at: Timestamp) {
         let mut pending = self.pending();
-        let key = (credential, hour_of(at), outcome);
+        let key = (credential, hour_of(at), outcome, None);
         if pending.len() < MAX_PENDING || pending.contains_key(&key) {
             *pending.entry(key).or_default() += 1;
         }
     }
 
-    /// A verification counted as allowed that turned out to be refused (`outcome`), found
-    /// after the key was verified: a scope it lacks.
-    pub fn reclassify(&self, credential: CredentialId, outcome: &'static str, at: Timestamp) {
+    /// A verification counted as allowed (with no route) that turned out to be `outcome`,
+    /// for the route rule `route`: found after the key was verified (a scope it lacks, the
+    /// rule forward authentication matched).
+    pub fn reclassify(
+        &self,
+        credential: CredentialId,
+        outcome: &'static str,
+        route: Option<&Arc<str>>,
+        at: Timestamp,
+    ) {
         let hour = hour_of(at);
         let mut pending = self.pending();
-        *pending.entry((credential, hour, "allowed")).or_default() -= 1;
-        *pending.entry((credential, hour, outcome)).or_default() += 1;
+        *pending
+            .entry((credential, hour, "allowed", None))
+            .or_default() -= 1;
+        *pending
+            .entry((credential, hour, outcome, route.cloned()))
+            .or_default() += 1;
     }
 
     /// Everything counted so far, taken out of memory: cells emptied, and the cells no entry
@@ -105,7 +127,9 @@ impl UsageCounts {
             let hour = cell.hour.load(Ordering::Relaxed);
             let counted = cell.allowed.swap(0, Ordering::Relaxed);
             if counted != 0 {
-                *taken.entry((*credential, hour, "allowed")).or_default() += counted;
+                *taken
+                    .entry((*credential, hour, "allowed", None))
+                    .or_default() += counted;
             }
             // Held by the map alone: no cache entry counts in it any more.
             Arc::strong_count(cell) > 1
@@ -124,7 +148,7 @@ impl UsageCounts {
             + self
                 .pending()
                 .iter()
-                .filter(|((id, _, _), _)| *id == credential)
+                .filter(|((id, _, _, _), _)| *id == credential)
                 .map(|(_, count)| *count)
                 .sum::<i64>()
     }
@@ -136,10 +160,11 @@ impl UsageCounts {
         let mut batch: Vec<UsageCount> = taken
             .iter()
             .filter(|(_, count)| **count != 0)
-            .map(|(&(credential, hour, outcome), &count)| UsageCount {
-                credential,
-                hour: Timestamp::from_unix_seconds(hour),
+            .map(|((credential, hour, outcome, route), &count)| UsageCount {
+                credential: *credential,
+                hour: Timestamp::from_unix_seconds(*hour),
                 outcome,
+                route: route.as_deref().map(str::to_owned),
                 count,
             })
             .collect();
@@ -148,10 +173,11 @@ impl UsageCounts {
         }
         // One order on every node, so that two nodes' batches never wait on each other's rows.
         batch.sort_by(|a, b| {
-            (a.credential.as_uuid(), a.hour, a.outcome).cmp(&(
+            (a.credential.as_uuid(), a.hour, a.outcome, &a.route).cmp(&(
                 b.credential.as_uuid(),
                 b.hour,
                 b.outcome,
+                &b.route,
             ))
         });
         match store.add_usage_counts(&batch).await {
@@ -180,17 +206,21 @@ mod tests {
         for _ in 0..3 {
             counts.allowed(key, &cell, at);
         }
-        counts.reclassify(key, "insufficient_scope", at);
+        counts.reclassify(key, "insufficient_scope", None, at);
+        let route: Arc<str> = Arc::from("databases");
+        counts.allowed(key, &cell, at);
+        counts.reclassify(key, "allowed", Some(&route), at);
         counts.refused(key, "revoked", at);
         // The next hour: what the cell held moves to the pending counts of its hour.
         let next = at.plus_seconds(3_600);
         counts.allowed(key, &cell, next);
         let taken = counts.take();
         let hour = hour_of(at);
-        assert_eq!(taken[&(key, hour, "allowed")], 2);
-        assert_eq!(taken[&(key, hour, "insufficient_scope")], 1);
-        assert_eq!(taken[&(key, hour, "revoked")], 1);
-        assert_eq!(taken[&(key, hour_of(next), "allowed")], 1);
+        assert_eq!(taken[&(key, hour, "allowed", None)], 2);
+        assert_eq!(taken[&(key, hour, "allowed", Some(route))], 1);
+        assert_eq!(taken[&(key, hour, "insufficient_scope", None)], 1);
+        assert_eq!(taken[&(key, hour, "revoked", None)], 1);
+        assert_eq!(taken[&(key, hour_of(next), "allowed", None)], 1);
         // The cell is still held (by `cell`), and empty now.
         assert_eq!(counts.pending_of(key), 0);
         drop(cell);

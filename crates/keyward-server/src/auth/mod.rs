@@ -28,7 +28,7 @@ use keyward_core::{
 pub use acting::ORGANIZATION_HEADER;
 pub(crate) use acting::{named as organization_named, resolve as resolve_organization};
 pub use cache::{CachedCredential, VerificationCache};
-pub use counts::{UsageCell, UsageCounts};
+pub use counts::{CountedRoute, UsageCell, UsageCounts};
 pub use failures::{FailureReason, FailureRecorder};
 pub use usage::UsageRecorder;
 pub use verifier::{Accept, Refusal, Verified, Verifier};

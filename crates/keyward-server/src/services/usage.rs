@@ -77,6 +77,16 @@ impl Period {
         }
     }
 
+    /// The last `days` days up to `now`, today included, by the day.
+    pub fn last_days(days: i64, now: Timestamp) -> Self {
+        let to = Granularity::Day.floor(now.unix_seconds()) + DAY;
+        Self {
+            from: Timestamp::from_unix_seconds(to - days * DAY),
+            to: Timestamp::from_unix_seconds(to),
+            granularity: Granularity::Day,
+        }
+    }
+
     /// From the query's `from`, `to` (RFC 3339) and `granularity` (`hour` or `day`, the
     /// default): both ends rounded out to whole buckets; `to` defaults to the end of the
     /// current bucket, `from` to 30 days (48 hours by the hour) before it.
@@ -158,7 +168,12 @@ impl Bucket {
 pub struct Usage {
     pub credential: Option<CredentialId>,
     pub period: Period,
+    /// The one named route rule the buckets count (`None`: every verification).
+    pub route: Option<String>,
     pub buckets: Vec<Bucket>,
+    /// The period's verifications by named route rule (forward authentication's) and
+    /// outcome, whichever route the buckets count.
+    pub routes: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl Usage {
@@ -171,6 +186,38 @@ impl Usage {
             }
         }
         totals
+    }
+}
+
+impl Usage {
+    /// Rows of hourly counts over `period`: in its buckets those of `route` (all when
+    /// `None`), and every named route's totals.
+    fn of_rows(
+        credential: Option<CredentialId>,
+        period: Period,
+        route: Option<&str>,
+        rows: Vec<keyward_store::UsageRow>,
+    ) -> Self {
+        let mut routes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for row in &rows {
+            if let Some(name) = &row.route
+                && row.count > 0
+            {
+                let outcomes = routes.entry(name.clone()).or_default();
+                *outcomes.entry(row.outcome.clone()).or_default() += row.count;
+            }
+        }
+        let counted = rows
+            .into_iter()
+            .filter(|row| route.is_none() || row.route.as_deref() == route)
+            .collect();
+        Self {
+            credential,
+            period,
+            route: route.map(str::to_owned),
+            buckets: buckets(period, counted),
+            routes,
+        }
     }
 }
 
@@ -200,6 +247,8 @@ fn buckets(period: Period, rows: Vec<keyward_store::UsageRow>) -> Vec<Bucket> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialTotals {
     pub credential: CredentialId,
+    /// A project token's project.
+    pub project: Option<ProjectId>,
     pub name: String,
     pub outcomes: BTreeMap<String, u64>,
 }
@@ -218,11 +267,13 @@ pub struct OrganizationUsage {
     pub top: Vec<CredentialTotals>,
 }
 
-/// The organization's usage over `period`, with its `top` most used credentials.
+/// The organization's usage over `period` (of the named route rule `route` alone, if
+/// given), with its `top` most used credentials.
 pub async fn of_organization(
     state: &AppState,
     caller: &Caller,
     period: Period,
+    route: Option<&str>,
     top: usize,
 ) -> Result<OrganizationUsage, ServiceError> {
     let organization = caller.organization_id;
@@ -243,6 +294,7 @@ pub async fn of_organization(
             .entry(row.credential)
             .or_insert_with(|| CredentialTotals {
                 credential: row.credential,
+                project: row.project,
                 name: row.name.as_str().to_owned(),
                 outcomes: BTreeMap::new(),
             });
@@ -256,44 +308,39 @@ pub async fn of_organization(
     });
     ranked.truncate(top);
     Ok(OrganizationUsage {
-        usage: Usage {
-            credential: None,
-            period,
-            buckets: buckets(period, rows),
-        },
+        usage: Usage::of_rows(None, period, route, rows),
         top: ranked,
     })
 }
 
-/// The usage of the credential `id` (of `project`, if a token) over `period`.
+/// The usage of the credential `id` (of `project`, if a token) over `period`, of the named
+/// route rule `route` alone if given.
 pub async fn of_credential(
     state: &AppState,
     caller: &Caller,
     id: CredentialId,
     project: Option<ProjectId>,
     period: Period,
+    route: Option<&str>,
 ) -> Result<Usage, ServiceError> {
     super::credentials::show(state, caller, id, project).await?;
-    of_shown(state, caller, id, period).await
+    of_shown(state, caller, id, period, route).await
 }
 
-/// The usage of the credential `id` over `period`, once [`super::credentials::show`] has
-/// found it within the caller's reach.
+/// The usage of the credential `id` over `period` (of `route` alone, if given), once
+/// [`super::credentials::show`] has found it within the caller's reach.
 pub async fn of_shown(
     state: &AppState,
     caller: &Caller,
     id: CredentialId,
     period: Period,
+    route: Option<&str>,
 ) -> Result<Usage, ServiceError> {
     let rows = state
         .store
         .credential_usage(caller.organization_id, id, period.from, period.to)
         .await?;
-    Ok(Usage {
-        credential: Some(id),
-        period,
-        buckets: buckets(period, rows),
-    })
+    Ok(Usage::of_rows(Some(id), period, route, rows))
 }
 
 #[cfg(test)]
@@ -311,6 +358,11 @@ mod tests {
         );
         assert_eq!(day.to, Timestamp::parse("2026-12-06T00:00:00Z").unwrap());
         assert_eq!(day.from, Timestamp::parse("2026-11-06T00:00:00Z").unwrap());
+        assert_eq!(Period::last_days(30, now), day);
+        assert_eq!(
+            Period::last_days(7, now).from,
+            Timestamp::parse("2026-11-29T00:00:00Z").unwrap()
+        );
         let hours = Period::parse(
             Some("2026-12-05T08:30:00Z"),
             Some("2026-12-05T10:00:00Z"),

@@ -18,6 +18,7 @@ mod portal;
 mod projects;
 mod response;
 mod session;
+mod usage;
 mod webhooks;
 
 use axum::Router;
@@ -77,6 +78,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             axum::routing::post(webhooks::redeliver),
         )
         .route("/settings/audit-log", get(audit::audit_log))
+        .route("/settings/usage", get(usage::organization))
         .route(
             "/settings/organization/policy",
             get(organization::show).post(organization::update),

@@ -38,6 +38,7 @@ pub(crate) fn platform() -> Config {
             Some("project_id"),
             &scopes,
         )
+        .and_then(|rule| rule.named("databases"))
         .unwrap(),
         RouteRule::parse(
             &owned(&["POST"]),
@@ -46,6 +47,7 @@ pub(crate) fn platform() -> Config {
             Some("header:X-Project-Id"),
             &scopes,
         )
+        .and_then(|rule| rule.named("databases"))
         .unwrap(),
         RouteRule::parse(&[], "/status/*", &[], None, &scopes).unwrap(),
     ])

@@ -665,3 +665,130 @@ async fn caddy_answers_502_while_the_service_is_down() {
         service_down(caddy).await;
     }
 }
+
+/// The usage of the key `id`, by the hour, with `query` added.
+async fn hourly_usage(app: &TestApp, key: &str, id: &str, query: &str) -> Value {
+    let usage = app
+        .get(
+            &format!("/v1/api-keys/{id}/usage?granularity=hour{query}"),
+            key,
+        )
+        .await;
+    assert_eq!(usage.status, StatusCode::OK, "{}", usage.body);
+    usage.body
+}
+
+/// What nginx asked Keyward, and what introspection looked at, is counted in each key's usage:
+/// by outcome, and by the name of the route rule forward authentication matched.
+#[tokio::test]
+async fn usage_counts_what_nginx_asked_by_route_and_what_introspection_looked_at() {
+    if !available(NGINX) {
+        return;
+    }
+    let app = TestApp::spawn_with(crate::forward_auth::platform()).await;
+    let gateway = nginx(app.address, upstream().await);
+    let mut ada = Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let mut create = async |name: &str, scopes: &[&str]| {
+        let page = ada.create_key(name, scopes).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        shown_key(&page)
+    };
+    let admin = create("Admin", &["api_keys:read", "projects:write"]).await;
+    let reader = create("Reader", &["databases:read"]).await;
+    let lacking = create("Lacking", &["projects:read"]).await;
+    let verifier = create("Gateway", &["keys:verify"]).await;
+    let id_of = async |key: &str| app.get("/v1/me", key).await.body["id"].clone();
+    let (reader_id, lacking_id) = (id_of(&reader).await, id_of(&lacking).await);
+    let reader_id = reader_id.as_str().unwrap().to_owned();
+    let project = app.create_project(&admin, "Web").await;
+    let database = format!("/v1/databases/{project}/t");
+
+    // Through nginx: three allowed by the named rule `databases`, two lacking its scope, one
+    // allowed by the unnamed rule, one matching no rule.
+    for _ in 0..3 {
+        let passed = through(&gateway, Some(&reader), &database).await;
+        assert_eq!(passed.status, StatusCode::OK, "{}", passed.body);
+    }
+    for _ in 0..2 {
+        let refused = through(&gateway, Some(&lacking), &database).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    }
+    let status = through(&gateway, Some(&reader), "/status/up").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
+    let nowhere = through(&gateway, Some(&reader), "/v1/elsewhere").await;
+    assert_eq!(nowhere.status, StatusCode::FORBIDDEN, "{}", nowhere.body);
+    // Introspection looks at the reader's key twice: counted, with no route (as is the
+    // reader's `/v1/me` above).
+    for _ in 0..2 {
+        let looked = app
+            .call_form(
+                Method::POST,
+                "/oauth/introspect",
+                Some(&verifier),
+                &[("token", reader.as_str())],
+            )
+            .await;
+        assert_eq!(looked.body["active"], true, "{}", looked.body);
+    }
+    app.state.flush_usage().await.unwrap();
+
+    let usage = hourly_usage(&app, &admin, &reader_id, "").await;
+    assert_eq!(
+        usage["totals"],
+        json!({ "allowed": 7, "forbidden": 1 }),
+        "{usage}"
+    );
+    assert_eq!(usage["routes"], json!({ "databases": { "allowed": 3 } }));
+    assert!(usage.get("route").is_none());
+    // One route's counts alone, in the buckets and totals; every route's still beside them.
+    let databases = hourly_usage(&app, &admin, &reader_id, "&route=databases").await;
+    assert_eq!(databases["route"], "databases");
+    assert_eq!(databases["totals"], json!({ "allowed": 3 }));
+    assert_eq!(databases["data"][47]["outcomes"], json!({ "allowed": 3 }));
+    assert_eq!(databases["routes"], usage["routes"]);
+    let unknown = hourly_usage(&app, &admin, &reader_id, "&route=billing").await;
+    assert_eq!(unknown["total"], 0);
+    let lacking_usage = hourly_usage(&app, &admin, lacking_id.as_str().unwrap(), "").await;
+    assert_eq!(
+        lacking_usage["totals"],
+        json!({ "allowed": 1, "insufficient_scope": 2 }),
+        "{lacking_usage}"
+    );
+    assert_eq!(
+        lacking_usage["routes"],
+        json!({ "databases": { "insufficient_scope": 2 } })
+    );
+    // The organization's usage has the same routes, added up.
+    let whole = app.get("/v1/usage?route=databases", &admin).await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.body);
+    assert_eq!(
+        whole.body["totals"],
+        json!({ "allowed": 3, "insufficient_scope": 2 })
+    );
+
+    // The dashboard's page of the key: the numbers beside the chart, and the routes.
+    let page = ada
+        .get(&format!("/settings/api-keys/{reader_id}/usage"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let table = |id: &str| {
+        let start = page
+            .body
+            .find(&format!("id=\"{id}-table\""))
+            .unwrap_or_else(|| panic!("no {id} table: {}", page.body));
+        let end = start + page.body[start..].find("</table>").unwrap();
+        page.body[start..end].to_owned()
+    };
+    let hours = table("hours");
+    assert!(
+        hours.contains("<th scope=\"col\">allowed</th><th scope=\"col\">forbidden</th>"),
+        "{hours}"
+    );
+    assert!(hours.contains("<td>8</td><td>7</td><td>1</td>"), "{hours}");
+    let routes = table("routes");
+    assert!(
+        routes.contains("<tr><th scope=\"row\">databases</th><td>3</td><td>3</td></tr>"),
+        "{routes}"
+    );
+}

@@ -242,7 +242,30 @@ async fn the_dashboard_charts_a_keys_usage_with_its_numbers_beside() {
     app.state.flush_usage().await.unwrap();
 
     let list = ada.get("/settings/api-keys").await;
-    let end = list.body.find("/usage\"").expect("a usage link") + "/usage".len();
+    // The list's last 7 days: the total, the refused, and a bar for today (the last).
+    let recent = {
+        let start = list
+            .body
+            .find("<td class=\"recent\">")
+            .expect("a 7-day cell");
+        let end = start + list.body[start..].find("</td>").unwrap();
+        list.body[start..end].to_owned()
+    };
+    assert!(
+        recent.contains("<span class=\"recent-total\">3</span> <span class=\"recent-refused\">(1 refused)</span>"),
+        "{recent}"
+    );
+    assert!(recent.contains("class=\"sparkline\""), "{recent}");
+    assert!(
+        recent.contains("by day, oldest first: 0, 0, 0, 0, 0, 0, 3"),
+        "{recent}"
+    );
+    // Today's bar is the whole height (18): 12 allowed (from 6 down) below 6 refused.
+    assert!(
+        recent.contains("<rect x=\"48\" y=\"6\" width=\"6\" height=\"12\" fill=\"#2f7d32\"/><rect x=\"48\" y=\"0\" width=\"6\" height=\"6\""),
+        "{recent}"
+    );
+    let end = list.body.find("/usage\" aria-label").expect("a usage link") + "/usage".len();
     let begin = list.body[..end].rfind('"').unwrap() + 1;
     let usage_link = list.body[begin..end].to_owned();
     assert!(usage_link.ends_with("/usage"), "{usage_link}");
@@ -281,4 +304,39 @@ async fn the_dashboard_charts_a_keys_usage_with_its_numbers_beside() {
     let mut eve = crate::dashboard::Visitor::new(&app);
     eve.sign_up("eve@example.com", "Eve's").await;
     assert_eq!(eve.get(&usage_link).await.status, StatusCode::NOT_FOUND);
+
+    // Settings > Usage: the organization's keys together, and the most used linked to their
+    // own pages. Ada's session counts nothing; the key's 3 are the organization's.
+    let whole = ada.get("/settings/usage").await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.body);
+    assert!(
+        whole
+            .body
+            .contains("href=\"/settings/usage\" aria-current=\"page\""),
+        "in the navigation"
+    );
+    assert!(
+        whole.body.contains("Last 30 days, by day (UTC): 3"),
+        "{}",
+        whole.body
+    );
+    let top = {
+        let start = whole.body.find("id=\"top-table\"").expect("the most used");
+        let end = start + whole.body[start..].find("</table>").unwrap();
+        whole.body[start..end].to_owned()
+    };
+    assert!(
+        top.contains(&format!(
+            "<tr><th scope=\"row\"><a href=\"{usage_link}\">Reader</a></th><td>API key</td><td>3</td><td>1</td></tr>"
+        )),
+        "{top}"
+    );
+    // Eve's organization used nothing.
+    let empty = eve.get("/settings/usage").await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(
+        empty
+            .body
+            .contains("No key or token was used in this period.")
+    );
 }

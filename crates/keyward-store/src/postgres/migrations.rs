@@ -109,6 +109,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "usage",
         sql: include_str!("../../migrations/postgres/0020_usage.sql"),
     },
+    Migration {
+        version: 21,
+        name: "usage_routes",
+        sql: include_str!("../../migrations/postgres/0021_usage_routes.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -1,6 +1,6 @@
-//! Usage: hourly counts of verifications by credential and outcome.
+//! Usage: hourly counts of verifications by credential, outcome and named route rule.
 
-use keyward_core::{CredentialId, Name, OrganizationId, Timestamp};
+use keyward_core::{CredentialId, Name, OrganizationId, ProjectId, Timestamp};
 
 use super::{Columns, Query, Read, Write};
 use crate::decode::{kind, timestamp};
@@ -11,14 +11,15 @@ use crate::{CredentialUsageRow, StoreError, UsageCount, UsageRow};
 pub(crate) async fn add(tx: &mut impl Write, batch: &[UsageCount]) -> Result<(), StoreError> {
     for count in batch {
         let query = Query::new(
-            "INSERT INTO usage_hours (credential_id, organization_id, hour, outcome, count) \
-             SELECT id, organization_id, $2, $3, $4 FROM credentials WHERE id = $1 \
-             ON CONFLICT (credential_id, hour, outcome) \
+            "INSERT INTO usage_hours (credential_id, organization_id, hour, outcome, route, count) \
+             SELECT id, organization_id, $2, $3, $4, $5 FROM credentials WHERE id = $1 \
+             ON CONFLICT (credential_id, hour, outcome, route) \
              DO UPDATE SET count = usage_hours.count + excluded.count",
         )
         .bind(count.credential.as_uuid())
         .bind(count.hour.unix_seconds())
         .bind(count.outcome)
+        .bind(count.route.as_deref().unwrap_or(""))
         .bind(count.count);
         tx.execute(query).await?;
     }
@@ -33,9 +34,9 @@ pub(crate) async fn of_credential(
     to: Timestamp,
 ) -> Result<Vec<UsageRow>, StoreError> {
     let query = Query::new(
-        "SELECT hour, outcome, count FROM usage_hours \
+        "SELECT hour, outcome, route, count FROM usage_hours \
          WHERE organization_id = $1 AND credential_id = $2 AND hour >= $3 AND hour < $4 \
-         ORDER BY hour, outcome",
+         ORDER BY hour, outcome, route",
     )
     .bind(organization.as_uuid())
     .bind(credential.as_uuid())
@@ -53,6 +54,7 @@ fn usage_row(row: &dyn Columns) -> Result<UsageRow, StoreError> {
     Ok(UsageRow {
         hour: timestamp(row.int("hour")?),
         outcome: row.text("outcome")?,
+        route: Some(row.text("route")?).filter(|route| !route.is_empty()),
         count: count(row)?,
     })
 }
@@ -65,9 +67,9 @@ pub(crate) async fn of_organization(
 ) -> Result<Vec<UsageRow>, StoreError> {
     // PostgreSQL sums BIGINT to NUMERIC: cast back.
     let query = Query::new(
-        "SELECT hour, outcome, CAST(SUM(count) AS BIGINT) AS count FROM usage_hours \
+        "SELECT hour, outcome, route, CAST(SUM(count) AS BIGINT) AS count FROM usage_hours \
          WHERE organization_id = $1 AND hour >= $2 AND hour < $3 \
-         GROUP BY hour, outcome ORDER BY hour, outcome",
+         GROUP BY hour, outcome, route ORDER BY hour, outcome, route",
     )
     .bind(organization.as_uuid())
     .bind(from.unix_seconds())
@@ -82,10 +84,11 @@ pub(crate) async fn by_credential(
     to: Timestamp,
 ) -> Result<Vec<CredentialUsageRow>, StoreError> {
     let query = Query::new(
-        "SELECT u.credential_id, c.kind, c.name, u.outcome, CAST(SUM(u.count) AS BIGINT) AS count \
+        "SELECT u.credential_id, c.kind, c.project_id, c.name, u.outcome, \
+         CAST(SUM(u.count) AS BIGINT) AS count \
          FROM usage_hours u JOIN credentials c ON c.id = u.credential_id \
          WHERE u.organization_id = $1 AND u.hour >= $2 AND u.hour < $3 \
-         GROUP BY u.credential_id, c.kind, c.name, u.outcome",
+         GROUP BY u.credential_id, c.kind, c.project_id, c.name, u.outcome",
     )
     .bind(organization.as_uuid())
     .bind(from.unix_seconds())
@@ -96,6 +99,7 @@ pub(crate) async fn by_credential(
                 row.uuid("credential_id")?,
                 kind(&row.text("kind")?)?,
             ),
+            project: row.opt_uuid("project_id")?.map(ProjectId::from_uuid),
             name: Name::from_trusted(row.text("name")?),
             outcome: row.text("outcome")?,
             count: count(row)?,
@@ -111,8 +115,8 @@ pub(crate) async fn prune(
     limit: i64,
 ) -> Result<u64, StoreError> {
     let query = Query::new(
-        "DELETE FROM usage_hours WHERE (credential_id, hour, outcome) IN \
-         (SELECT credential_id, hour, outcome FROM usage_hours WHERE hour < $1 \
+        "DELETE FROM usage_hours WHERE (credential_id, hour, outcome, route) IN \
+         (SELECT credential_id, hour, outcome, route FROM usage_hours WHERE hour < $1 \
          ORDER BY hour LIMIT $2)",
     )
     .bind(before.unix_seconds())

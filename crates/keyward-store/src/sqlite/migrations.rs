@@ -124,6 +124,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "usage",
         sql: include_str!("../../migrations/sqlite/0023_usage.sql"),
     },
+    Migration {
+        version: 24,
+        name: "usage_routes",
+        sql: include_str!("../../migrations/sqlite/0024_usage_routes.sql"),
+    },
 ];
 
 pub(super) async fn run(

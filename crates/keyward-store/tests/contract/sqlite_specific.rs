@@ -63,7 +63,7 @@ async fn migrations_run_once_and_refuse_a_newer_schema() {
         .fetch_all(&mut connection)
         .await
         .unwrap();
-    assert_eq!(versions, (1..=23).collect::<Vec<i64>>());
+    assert_eq!(versions, (1..=24).collect::<Vec<i64>>());
     sqlx::query(
         "INSERT INTO keyward_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
     )
@@ -89,7 +89,7 @@ async fn an_edited_migration_is_refused_and_older_databases_get_checksums() {
             .fetch_all(&mut connection)
             .await
             .unwrap();
-    assert_eq!(checksums.len(), 23);
+    assert_eq!(checksums.len(), 24);
     assert!(checksums.iter().all(|c| c.len() == 64), "{checksums:?}");
 
     // A database from before checksums: they are recorded on the next start.
@@ -164,4 +164,56 @@ async fn the_schema_refuses_to_move_a_rotations_end() {
             .contains("a rotation cannot be changed"),
         "moving a rotation's end must fail"
     );
+}
+
+#[tokio::test]
+async fn counts_made_before_routes_keep_through_the_migration_that_adds_them() {
+    let db = TestDb::sqlite().await;
+    let (org, key) = organization(db.store.as_ref(), "Acme").await;
+    db.store.close().await;
+    // The database as migration 23 left it, with a count in it.
+    let mut connection = raw_connection(&db).await;
+    sqlx::raw_sql("DROP TABLE usage_hours")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    sqlx::raw_sql(include_str!("../../migrations/sqlite/0023_usage.sql"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO usage_hours (credential_id, organization_id, hour, outcome, count) \
+         VALUES ($1, $2, 3600, 'allowed', 7)",
+    )
+    .bind(key.as_uuid())
+    .bind(org.as_uuid())
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM keyward_migrations WHERE version = 24")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+
+    let store = keyward_store::open(&db.url).await.unwrap();
+    let rows = store
+        .credential_usage(
+            org,
+            key,
+            Timestamp::from_unix_seconds(0),
+            Timestamp::from_unix_seconds(7_200),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [keyward_store::UsageRow {
+            hour: Timestamp::from_unix_seconds(3_600),
+            outcome: "allowed".into(),
+            route: None,
+            count: 7,
+        }]
+    );
+    store.close().await;
 }

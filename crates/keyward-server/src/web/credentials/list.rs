@@ -12,9 +12,11 @@ use super::{Place, Target, title_case};
 use crate::AppState;
 use crate::pagination::page_from;
 use crate::services::credentials::{self, CredentialEntry};
+use crate::services::usage::{self, Period};
 use crate::web::page::{DateCell, Layout};
 use crate::web::response::{WebError, render};
 use crate::web::session::Person;
+use crate::web::usage::{SPARKLINE_DAYS, Sparkline};
 
 /// Rows per page of the dashboard's tables.
 const ROWS_PER_PAGE: u32 = 50;
@@ -72,6 +74,8 @@ struct CredentialRow {
     addresses: Vec<(String, DateCell)>,
     /// Active, but beyond the organization's policy.
     exceeds_policy: bool,
+    /// Its last 7 days.
+    recent: Sparkline,
 }
 
 #[derive(Template)]
@@ -109,6 +113,7 @@ async fn list_page(
     let caller = person.caller(state);
     let list = credentials::list(state, &caller, &filter, page).await?;
     let base = place.url();
+    let week = Period::last_days(SPARKLINE_DAYS, state.config.clock.now());
     let mut rows = Vec::with_capacity(list.data.len());
     for CredentialEntry { view, allowed } in list.data {
         let addresses = credentials::addresses(state, &caller, view.id)
@@ -116,7 +121,9 @@ async fn list_page(
             .into_iter()
             .map(|address| (address.ip, DateCell::new(address.last_used_at)))
             .collect();
+        let recent = usage::of_shown(state, &caller, view.id, week, None).await?;
         rows.push(CredentialRow {
+            recent: Sparkline::of(&recent),
             addresses,
             exceeds_policy: view.exceeds_policy,
             revoke_url: allowed.revoke.then(|| format!("{base}/{}/revoke", view.id)),

@@ -31,6 +31,27 @@ async fn a_keys_usage_is_charted_by_day_and_by_hour() {
     app.state.flush_usage().await.unwrap();
 
     browser.goto(&app.url("/settings/api-keys")).await;
+    browser.screenshot("keys-list-7-days").await;
+    // The list's sparkline: today's bar (the last) as tall as the line, a quarter refused.
+    let spark = browser
+        .run(
+            "const svg = document.querySelector('td.recent svg.sparkline'); \
+             const rects = [...svg.querySelectorAll('rect')]; \
+             return [svg.getBoundingClientRect().height, \
+                     rects.map(r => [r.getAttribute('fill'), r.getBBox().height])];",
+        )
+        .await;
+    let drawn = spark[0].as_f64().expect("a sparkline");
+    let rects = spark[1].as_array().expect("bars");
+    assert_eq!(rects.len(), 2, "{spark}");
+    let allowed = rects[0][1].as_f64().unwrap();
+    let refused = rects[1][1].as_f64().unwrap();
+    assert!((drawn - 18.0).abs() < 0.5, "{spark}");
+    assert!((allowed + refused - 18.0).abs() < 0.01, "{spark}");
+    assert!(refused > 0.0 && refused < allowed, "{spark}");
+    let recent = browser.text("td.recent").await;
+    assert!(recent.contains("4 (1 refused)"), "{recent}");
+
     browser.click("a[aria-label=\"Usage of Reader\"]").await;
     browser.wait_for_text("Usage of Reader").await;
     browser.screenshot("key-usage").await;
@@ -58,5 +79,21 @@ async fn a_keys_usage_is_charted_by_day_and_by_hour() {
     // (Headers show in capitals: WebDriver reads the text as rendered.)
     let table = browser.text("#days-table").await.to_lowercase();
     assert!(table.contains("insufficient_scope"), "{table}");
+
+    // Settings > Usage, from the navigation: the organization's, with the key among the most
+    // used (the person's own requests are not a key's).
+    browser.click("a[href=\"/settings/usage\"]").await;
+    browser.wait_for_text("Most used, last 30 days").await;
+    browser.screenshot("organization-usage").await;
+    let top = browser.text("#top-table").await;
+    assert!(top.contains("Reader"), "{top}");
+    let bars = browser
+        .run(
+            "return [...document.querySelectorAll('#days-heading ~ svg rect[fill]')] \
+             .filter(r => r.getAttribute('fill') !== 'transparent' && r.getBBox().height > 0) \
+             .length;",
+        )
+        .await;
+    assert_eq!(bars, 2, "today's allowed and refused");
     browser.quit().await;
 }
