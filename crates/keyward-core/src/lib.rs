@@ -6,6 +6,7 @@
 //! system.
 
 pub mod credential;
+pub mod credits;
 pub mod id;
 pub mod metadata;
 pub mod names;
@@ -22,6 +23,7 @@ pub mod webhook;
 pub use credential::{
     Brand, CredentialKind, CredentialStatus, KeyDigest, KeyFormatError, Lifetime, PlaintextKey,
 };
+pub use credits::{CreditSettings, Every, InvalidCredits, Refill};
 pub use id::{
     CredentialId, EventId, IdError, InstanceId, InvitationId, MessageId, OrganizationId, ProjectId,
     RequestId, UserId, WebhookId,

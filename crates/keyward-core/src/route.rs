@@ -228,12 +228,26 @@ pub struct RouteRule {
     pub project: Option<ProjectSource>,
     /// The name usage is counted under (`None`: counted with no route).
     pub name: Option<Arc<str>>,
+    /// The credits a request it allows spends (1 unless the rule says otherwise).
+    pub cost: i64,
 }
 
 /// The longest route name.
 const NAME_MAX: usize = 64;
+/// The most credits a route may cost.
+pub const MAX_COST: i64 = 1_000_000;
 
 impl RouteRule {
+    /// The same rule, spending `cost` credits (0 to 1,000,000) of each request it allows.
+    pub fn costing(self, cost: i64) -> Result<Self, RuleError> {
+        if !(0..=MAX_COST).contains(&cost) {
+            return Err(refuse(format!(
+                "`cost = {cost}`: a route's cost is 0 to {MAX_COST} credits"
+            )));
+        }
+        Ok(Self { cost, ..self })
+    }
+
     /// The same rule, counted in usage under `name`: 1 to 64 lowercase letters, digits, `-`,
     /// `_` and `.`, starting with a letter. Several rules may share a name (one resource's
     /// reads and writes, say).
@@ -311,6 +325,7 @@ impl RouteRule {
             satisfiable: true,
             project,
             name: None,
+            cost: 1,
         })
     }
 
@@ -544,6 +559,11 @@ mod tests {
         for refused in ["", "Databases", "1st", "a b", "é", &"a".repeat(65)] {
             assert!(named(refused).is_err(), "{refused:?}");
         }
+        let costing = |cost: i64| rule(&[], "/x", &[], None).costing(cost);
+        assert_eq!(rule(&[], "/x", &[], None).cost, 1);
+        assert_eq!(costing(0).unwrap().cost, 0);
+        assert_eq!(costing(MAX_COST).unwrap().cost, MAX_COST);
+        assert!(costing(-1).is_err() && costing(MAX_COST + 1).is_err());
 
         let shadowed = RouteTable::new(vec![
             rule(&[], "/v1/*", &[], None),

@@ -43,26 +43,34 @@ pub enum EventType {
     ApiKeyRotated,
     ApiKeyExpiring,
     ApiKeyExpired,
+    ApiKeyCreditsLow,
+    ApiKeyCreditsExhausted,
     ProjectTokenCreated,
     ProjectTokenRevoked,
     ProjectTokenRotated,
     ProjectTokenExpiring,
     ProjectTokenExpired,
+    ProjectTokenCreditsLow,
+    ProjectTokenCreditsExhausted,
     CredentialLeaked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 15] = [
         Self::ApiKeyCreated,
         Self::ApiKeyRevoked,
         Self::ApiKeyRotated,
         Self::ApiKeyExpiring,
         Self::ApiKeyExpired,
+        Self::ApiKeyCreditsLow,
+        Self::ApiKeyCreditsExhausted,
         Self::ProjectTokenCreated,
         Self::ProjectTokenRevoked,
         Self::ProjectTokenRotated,
         Self::ProjectTokenExpiring,
         Self::ProjectTokenExpired,
+        Self::ProjectTokenCreditsLow,
+        Self::ProjectTokenCreditsExhausted,
         Self::CredentialLeaked,
     ];
 
@@ -73,11 +81,15 @@ impl EventType {
             Self::ApiKeyRotated => "api_key.rotated",
             Self::ApiKeyExpiring => "api_key.expiring",
             Self::ApiKeyExpired => "api_key.expired",
+            Self::ApiKeyCreditsLow => "api_key.credits_low",
+            Self::ApiKeyCreditsExhausted => "api_key.credits_exhausted",
             Self::ProjectTokenCreated => "project_token.created",
             Self::ProjectTokenRevoked => "project_token.revoked",
             Self::ProjectTokenRotated => "project_token.rotated",
             Self::ProjectTokenExpiring => "project_token.expiring",
             Self::ProjectTokenExpired => "project_token.expired",
+            Self::ProjectTokenCreditsLow => "project_token.credits_low",
+            Self::ProjectTokenCreditsExhausted => "project_token.credits_exhausted",
             Self::CredentialLeaked => "credential.leaked",
         }
     }
@@ -96,6 +108,12 @@ impl EventType {
                 "expires within 7 days, then within a day"
             }
             Self::ApiKeyExpired | Self::ProjectTokenExpired => "expired",
+            Self::ApiKeyCreditsLow | Self::ProjectTokenCreditsLow => {
+                "its credits fell to a tenth of the last amount set or refilled"
+            }
+            Self::ApiKeyCreditsExhausted | Self::ProjectTokenCreditsExhausted => {
+                "a request was refused: its credits ran out"
+            }
             Self::CredentialLeaked => "reported as exposed in public",
         }
     }

@@ -209,6 +209,7 @@ async fn run(keys: usize) {
                 exposure: None,
                 metadata: keyward_core::Metadata::default(),
                 organization_suspended: false,
+                credits: None,
             },
             created,
         );

@@ -68,6 +68,7 @@ fn bench(c: &mut Criterion) {
                     created_by: Creator::User(owner),
                     rotated_from: None,
                     metadata: keyward_core::Metadata::default(),
+                    credits: None,
                 }),
             )
             .await

@@ -73,6 +73,7 @@ pub async fn create_admin_key(
         allowed_cidrs: None,
         created_by: Creator::Host,
         rotated_from: None,
+        credits: None,
         metadata: keyward_core::Metadata::default(),
     };
     let record = store.insert_credential(&AuditContext::SYSTEM, new).await?;

@@ -109,6 +109,7 @@ pub async fn bootstrap_organization(
         allowed_cidrs: None,
         created_by: Creator::User(user_id),
         rotated_from: None,
+        credits: None,
         metadata: keyward_core::Metadata::default(),
     };
     let user_created = matches!(owner, NewOwner::Create { .. });

@@ -63,6 +63,10 @@ pub enum ApiError {
     /// The credential's rate limit is spent for now.
     #[error("rate limit exceeded: try again in {} s", .0.retry_after_seconds)]
     RateLimited(crate::rate_limit::RateStatus),
+    /// The credential's credits are spent (nothing of this request was spent); they refill
+    /// in `retry_after_seconds`, if they ever do.
+    #[error("{}", credits_refusal(*.0))]
+    CreditsExhausted(Option<u64>),
     /// Too many of something for now (invitation emails), whatever the key's own limit.
     #[error("{message}; try again in {retry_after_seconds} s")]
     Throttled {
@@ -122,6 +126,16 @@ fn ip_refusal(address: Option<std::net::IpAddr>) -> String {
     }
 }
 
+fn credits_refusal(retry_after: Option<u64>) -> String {
+    match retry_after {
+        Some(seconds) => format!(
+            "this key's credits are spent; they are refilled in {seconds} s (nothing of this \
+             request was spent)"
+        ),
+        None => "this key's credits are spent (nothing of this request was spent)".into(),
+    }
+}
+
 fn summary(errors: &[FieldError]) -> String {
     errors
         .iter()
@@ -173,7 +187,9 @@ impl ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unreadable { status, .. } => *status,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RateLimited(_) | Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::Throttled { .. } | Self::CreditsExhausted(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable | Self::Unwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Idempotency(refusal) => match refusal {
@@ -212,6 +228,7 @@ impl ApiError {
             Self::NoSuchEndpoint => "no_such_endpoint",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited(_) => "rate_limited",
+            Self::CreditsExhausted(_) => "credits_exhausted",
             Self::Throttled { .. } => "throttled",
             Self::RequestTimeout(_) => "request_timeout",
             Self::Unavailable | Self::Unwritable(_) => "unavailable",
@@ -314,6 +331,9 @@ impl IntoResponse for ApiError {
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
         }
+        if let Self::CreditsExhausted(Some(seconds)) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
+        }
         if let Self::Idempotency(IdempotencyRefusal::SecretShown { location, .. }) = &self
             && let Ok(location) = HeaderValue::try_from(location.as_str())
         {
@@ -347,6 +367,9 @@ impl From<StoreError> for ApiError {
                 Self::Conflict(format!("a {what} with this name already exists"))
             }
             StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Invalid { field, message } => {
+                Self::Validation(vec![crate::field_error::FieldError::new(field, message)])
+            }
             StoreError::Suspended => Self::OrganizationSuspended(SUSPENDED_NO_CREATION),
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %error, "database unavailable");

@@ -231,6 +231,16 @@ impl AppState {
         counts?;
         Ok(rows?.unwrap_or(0))
     }
+
+    /// Gives back the credits this node's leases hold unspent: of credentials idle for a few
+    /// seconds, or all of them (`all`, as the node stops). Returns how many went back.
+    pub async fn give_back_credits(&self, all: bool) -> i64 {
+        let monotonic = self.config.clock.monotonic_nanos();
+        self.verifier
+            .credit_accounts()
+            .give_back(self.store.as_ref(), monotonic, all)
+            .await
+    }
 }
 
 /// The whole HTTP application: the API and the dashboard.
@@ -383,6 +393,13 @@ pub async fn serve(
         Ok(Err(error)) => tracing::error!(%error, "could not write last-use times at shutdown"),
         Err(_) => tracing::error!("gave up writing last-use times at shutdown: too slow"),
     }
+    let giving_back = state.give_back_credits(true);
+    if tokio::time::timeout(limits.shutdown_timeout, giving_back)
+        .await
+        .is_err()
+    {
+        tracing::error!("gave up giving back unspent credits at shutdown: too slow");
+    }
     Ok(())
 }
 
@@ -492,6 +509,7 @@ async fn flush_usage_periodically(state: AppState, mut stop: tokio::sync::watch:
             Ok(rows) => tracing::debug!(rows, "wrote last-use times"),
             Err(error) => tracing::warn!(%error, "could not write last-use times; will retry"),
         }
+        state.give_back_credits(false).await;
         state.verifier.sweep();
     }
 }

@@ -17,6 +17,13 @@ pub enum StoreError {
         message: &'static str,
         retry_after_seconds: u64,
     },
+    /// A field of the change cannot apply to what is stored (found inside the writing
+    /// transaction): the server answers 422 for `field`.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: &'static str,
+    },
     /// A new credential's expiry breaks its organization's policy.
     #[error("the credential breaks the organization's policy")]
     Policy(crate::OrganizationPolicy),

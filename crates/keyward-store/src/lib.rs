@@ -648,6 +648,33 @@ pub trait Store: Send + Sync + 'static {
     /// of rows changed.
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError>;
 
+    /// Takes up to `want` of the credential's credits for this node to spend from memory (see
+    /// `sql::credits::take`): refills first if a boundary has passed; sends `credits_low` and,
+    /// when it gets less than `needed`, `credits_exhausted`, once a period each. `None` when
+    /// the credential has no credits.
+    async fn take_credits(
+        &self,
+        credential: CredentialId,
+        want: i64,
+        needed: i64,
+    ) -> Result<Option<CreditLease>, StoreError>;
+
+    /// Gives back credits a lease did not spend, to its generation and period; `false` when
+    /// they no longer count (the credits were set since, or the period is over).
+    async fn give_back_credits(
+        &self,
+        credential: CredentialId,
+        amount: i64,
+        generation: i64,
+        period: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// The credential's credits as stored now (refilled if a boundary has passed).
+    async fn current_credits(
+        &self,
+        credential: CredentialId,
+    ) -> Result<Option<StoredCredits>, StoreError>;
+
     /// Adds counts of verifications to their credentials' hourly rows, in one transaction:
     /// several nodes' counts add up. Counts of credentials that no longer exist are dropped.
     async fn add_usage_counts(&self, batch: &[UsageCount]) -> Result<(), StoreError>;

@@ -2,9 +2,9 @@
 
 use keyward_core::webhook::EventTypes;
 use keyward_core::{
-    CredentialId, CredentialKind, CredentialStatus, Email, ExternalId, InstanceId, InstanceStatus,
-    InvitationId, KeyDigest, Lifetime, MessageId, Meta, Metadata, Name, Networks, OrganizationId,
-    ProjectId, RateLimit, Region, Role, ScopeNames, Timestamp, UserId, WebhookId,
+    CredentialId, CredentialKind, CredentialStatus, CreditSettings, Email, ExternalId, InstanceId,
+    InstanceStatus, InvitationId, KeyDigest, Lifetime, MessageId, Meta, Metadata, Name, Networks,
+    OrganizationId, ProjectId, RateLimit, Region, Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 use uuid::Uuid;
 
@@ -122,6 +122,8 @@ pub struct NewCredential {
     pub rotated_from: Option<CredentialId>,
     /// The platform's external id and meta, if it gave either.
     pub metadata: Metadata,
+    /// Its credits, if it has any (`None`: no limit).
+    pub credits: Option<CreditSettings>,
 }
 
 /// A stored credential: its SHA-256 digest, never the key.
@@ -154,6 +156,54 @@ pub struct CredentialRecord {
     pub metadata: Metadata,
     /// Its organization is suspended: refused until it is resumed.
     pub organization_suspended: bool,
+    /// Its credits, if it has any: what no node holds in a lease (as of the last refill the
+    /// database applied), and the generation leases must match.
+    pub credits: Option<StoredCredits>,
+}
+
+/// A credential's credits as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredCredits {
+    pub settings: CreditSettings,
+    /// Changes whenever they are set: what leases taken before hold no longer counts.
+    pub generation: i64,
+    /// The start of the refill period `settings.remaining` belongs to (0 without a refill).
+    pub period: i64,
+}
+
+impl StoredCredits {
+    /// What is left at `now` that no node holds in a lease: refilled if a boundary passed
+    /// since the database last did.
+    pub fn remaining(&self, now: Timestamp) -> i64 {
+        match self.settings.refill {
+            Some(refill) if refill.period(now).0 > self.period => refill.amount,
+            _ => self.settings.remaining,
+        }
+    }
+}
+
+/// A change of a credential's credits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreditChange {
+    /// Sets them (`None`: no limit any more); what nodes hold in leases no longer counts.
+    Set(Option<CreditSettings>),
+    /// Adds to what is left (refused when it has none).
+    Add(i64),
+}
+
+/// Credits a node took to spend from memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreditLease {
+    /// How many it took (up to what it asked for).
+    pub taken: i64,
+    /// What is left in the database after it.
+    pub remaining: i64,
+    /// The generation and refill period they belong to: spent only while both hold, and
+    /// returned only to them.
+    pub generation: i64,
+    pub period_start: i64,
+    /// When the period ends (`i64::MAX` without a refill): what is unspent by then is void.
+    pub period_end: i64,
 }
 
 /// Where and when a credential was found exposed.
@@ -183,6 +233,7 @@ pub struct CredentialChanges {
     pub external_id: Option<Option<ExternalId>>,
     /// `Some(None)` removes it.
     pub meta: Option<Option<Meta>>,
+    pub credits: Option<CreditChange>,
 }
 
 /// A token revoked together with its project.

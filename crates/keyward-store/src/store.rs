@@ -16,13 +16,13 @@ use serde_json::{Map, Value};
 use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
 use crate::sql::{
-    Read, Write, credentials, email, idempotency, instances, invitations, organizations, portal,
-    projects, sessions, sso, usage,
+    Read, Write, credentials, credits, email, idempotency, instances, invitations, organizations,
+    portal, projects, sessions, sso, usage,
 };
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
     ClaimedDelivery, ClaimedEmail, CredentialChanges, CredentialFilter, CredentialRecord,
-    CredentialUsageRow, DatabaseState, DeliveryRecord, EmailOutcome, IdempotencyClaim,
+    CredentialUsageRow, CreditLease, DatabaseState, DeliveryRecord, EmailOutcome, IdempotencyClaim,
     IdempotentAnswer, InFlightLimits, InstanceRecord, Invalidation, InvitationAnswer,
     InvitationKey, InvitationRecord, InvitationRefusal, Joined, LoginAttempt, LoginFailures,
     MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewEmail, NewInstance,
@@ -30,8 +30,8 @@ use crate::{
     NextStep, OpenInvitation, OrganizationChange, OrganizationChanges, OrganizationFilter,
     OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
     ProjectChanges, ProjectDeletion, ProjectRecord, ResetRequest, SessionRecord, SsoPerson,
-    SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, UsageCount, UsageRow, UsageUpdate,
-    UserRecord, WebhookChanges, WebhookRecord,
+    SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, StoredCredits, UsageCount, UsageRow,
+    UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -897,6 +897,11 @@ impl<B: Backend> Store for SqlStore<B> {
         changes: CredentialChanges,
     ) -> Result<Option<CredentialRecord>, StoreError> {
         in_transaction!(self, |tx| {
+            if changes.credits.is_some()
+                && let Actor::Credential { id: actor, .. } = &audit.actor
+            {
+                credits::refuse_if_limited(tx, Some(*actor)).await?;
+            }
             credentials::lock(tx, organization, id).await?;
             let before = credentials::get(tx, organization, id).await?;
             let after = credentials::update(tx, organization, id, changes).await?;
@@ -923,6 +928,7 @@ impl<B: Backend> Store for SqlStore<B> {
                         audit::external_id(after),
                     ),
                     ("meta", audit::meta(before), audit::meta(after)),
+                    ("credits", audit::credits(before), audit::credits(after)),
                 ]);
                 if !changes.is_empty() {
                     let event = credential_event(after, "updated", changes);
@@ -1079,6 +1085,54 @@ impl<B: Backend> Store for SqlStore<B> {
             return Ok(0);
         }
         in_transaction!(self, |tx| credentials::record_usage(tx, batch).await?)
+    }
+
+    async fn take_credits(
+        &self,
+        credential: CredentialId,
+        want: i64,
+        needed: i64,
+    ) -> Result<Option<CreditLease>, StoreError> {
+        in_transaction!(self, |tx| {
+            let taken = credits::take(tx, credential, want, needed).await?;
+            match taken {
+                None => None,
+                Some((lease, events)) => {
+                    let record = if events.is_empty() {
+                        None
+                    } else {
+                        credentials::by_id(tx, credential).await?
+                    };
+                    if let Some(record) = record {
+                        for (event, extra) in events {
+                            webhooks::enqueue(tx, &AuditContext::SYSTEM, &record, event, extra)
+                                .await?;
+                        }
+                    }
+                    Some(lease)
+                }
+            }
+        })
+    }
+
+    async fn give_back_credits(
+        &self,
+        credential: CredentialId,
+        amount: i64,
+        generation: i64,
+        period: i64,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| credits::give_back(
+            tx, credential, amount, generation, period
+        )
+        .await?)
+    }
+
+    async fn current_credits(
+        &self,
+        credential: CredentialId,
+    ) -> Result<Option<StoredCredits>, StoreError> {
+        in_transaction!(self, |tx| credits::current(tx, credential).await?)
     }
 
     async fn add_usage_counts(&self, batch: &[UsageCount]) -> Result<(), StoreError> {

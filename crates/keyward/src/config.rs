@@ -56,7 +56,7 @@ pub struct Settings {
 }
 
 /// The fields a `[[routes]]` table may have.
-const ROUTE_FIELDS: [&str; 5] = ["methods", "path", "scopes", "project", "name"];
+const ROUTE_FIELDS: [&str; 6] = ["methods", "path", "scopes", "project", "name", "cost"];
 /// The fields a `[[scopes]]` table may have.
 const SCOPE_FIELDS: [&str; 4] = ["name", "description", "level", "min_role"];
 
@@ -120,8 +120,8 @@ fn scope(table: &toml::Table) -> Result<ScopeDefinition, String> {
 fn route(table: &toml::Table, catalog: &ScopeCatalog) -> Result<RouteRule, String> {
     if let Some(unknown) = table.keys().find(|k| !ROUTE_FIELDS.contains(&k.as_str())) {
         return Err(format!(
-            "unknown route field `{unknown}` (a route has methods, path, scopes, project and \
-             name)"
+            "unknown route field `{unknown}` (a route has methods, path, scopes, project, \
+             name and cost)"
         ));
     }
     let methods = match table.get("methods") {
@@ -149,12 +149,18 @@ fn route(table: &toml::Table, catalog: &ScopeCatalog) -> Result<RouteRule, Strin
         Some(value) => Some(value.as_str().ok_or("`project` takes a string")?),
         None => None,
     };
-    let rule = RouteRule::parse(&methods, path, &scopes, project, catalog);
-    match text(table, "name")? {
-        None => rule,
-        Some(name) => rule.and_then(|rule| rule.named(name)),
+    let cost = match table.get("cost") {
+        None => None,
+        Some(value) => Some(value.as_integer().ok_or("`cost` takes a whole number")?),
+    };
+    let mut rule = RouteRule::parse(&methods, path, &scopes, project, catalog);
+    if let Some(name) = text(table, "name")? {
+        rule = rule.and_then(|rule| rule.named(name));
     }
-    .map_err(|e| e.to_string())
+    if let Some(cost) = cost {
+        rule = rule.and_then(|rule| rule.costing(cost));
+    }
+    rule.map_err(|e| e.to_string())
 }
 
 /// The options a file may set: every option of `keyward serve` but the file itself.

@@ -1,9 +1,10 @@
 //! The body of `POST /v1/api-keys` and `POST /v1/projects/{project_id}/tokens`.
 
 use keyward_core::{
-    CredentialId, CredentialKind, Metadata, Networks, ProjectId, RateLimit, Timestamp,
+    CredentialId, CredentialKind, CreditSettings, Every, Metadata, Networks, ProjectId, RateLimit,
+    Refill, Timestamp,
 };
-use keyward_store::{CredentialChanges, CredentialFilter, Page};
+use keyward_store::{CredentialChanges, CredentialFilter, CreditChange, Page};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -94,9 +95,83 @@ pub struct CreateCredential {
     #[serde(default)]
     #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
     pub meta: Option<serde_json::Value>,
+    /// Optional: calls it may make, each allowed request spending 1 (or a route rule's
+    /// `cost`), refilled to `refill.amount` at each day's or month's start (UTC) if given.
+    /// Without it, no limit.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::services::schema::CreditsSchema>)]
+    pub credits: Option<CreditsBody>,
 }
 
-/// `{name?, rate_limit?, allowed_cidrs?, external_id?, meta?}`, at least one;
+/// `{remaining, refill?}` sets credits; in a `PATCH`, `{add}` adds to what is left instead
+/// (its schema is `services::schema::CreditsSchema`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditsBody {
+    #[serde(default)]
+    pub remaining: Option<i64>,
+    #[serde(default)]
+    pub refill: Option<RefillBody>,
+    #[serde(default)]
+    pub add: Option<i64>,
+}
+
+/// `{amount, every: "day" | "month", on_day?}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefillBody {
+    pub amount: i64,
+    pub every: Every,
+    #[serde(default)]
+    pub on_day: Option<u8>,
+}
+
+impl CreditsBody {
+    /// Credits to set: `remaining`, with `refill` if given (`add` belongs to a `PATCH`).
+    fn settings(&self) -> Result<CreditSettings, FieldError> {
+        let invalid = |message: &str| FieldError::new("credits", message);
+        if self.add.is_some() {
+            return Err(invalid(
+                "`add` adds to a credential's credits in a PATCH; give `remaining` to set them",
+            ));
+        }
+        let remaining = self
+            .remaining
+            .ok_or_else(|| invalid("give `remaining`, the calls it may make"))?;
+        let refill = self
+            .refill
+            .as_ref()
+            .map(|refill| Refill::new(refill.amount, refill.every, refill.on_day))
+            .transpose()
+            .map_err(|e| invalid(e.0))?;
+        CreditSettings::new(remaining, refill).map_err(|e| invalid(e.0))
+    }
+
+    /// A change: `{add}` alone, or credits to set.
+    fn change(&self) -> Result<CreditChange, FieldError> {
+        match self.add {
+            Some(add) if self.remaining.is_none() && self.refill.is_none() => {
+                if (1..=keyward_core::credits::MAX_CREDITS).contains(&add) {
+                    Ok(CreditChange::Add(add))
+                } else {
+                    Err(FieldError::new(
+                        "credits",
+                        "`add` must be 1 to 1000000000000",
+                    ))
+                }
+            }
+            Some(_) => Err(FieldError::new(
+                "credits",
+                "send `add` alone, or `remaining` (and `refill`) to set them",
+            )),
+            None => self
+                .settings()
+                .map(|settings| CreditChange::Set(Some(settings))),
+        }
+    }
+}
+
+/// `{name?, rate_limit?, allowed_cidrs?, external_id?, meta?, credits?}`, at least one;
 /// `"rate_limit": null` removes the limit, `"allowed_cidrs": null` allows every address again,
 /// and `null` removes an external id or meta.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -127,6 +202,12 @@ pub struct UpdateCredential {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
     pub meta: Option<Option<serde_json::Value>>,
+    /// `{remaining, refill?}` sets the credits (what nodes hold in leases no longer counts);
+    /// `{add}` adds to what is left; `null` removes them (no limit). A key cannot change its
+    /// own credits.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::services::schema::CreditsPatchSchema>)]
+    pub credits: Option<Option<CreditsBody>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, by default).
@@ -161,10 +242,12 @@ impl UpdateCredential {
             && self.allowed_cidrs.is_none()
             && self.external_id.is_none()
             && self.meta.is_none()
+            && self.credits.is_none()
         {
             return Err(ApiError::invalid(
                 "name",
-                "send at least one of name, rate_limit, allowed_cidrs, external_id and meta",
+                "send at least one of name, rate_limit, allowed_cidrs, external_id, meta and \
+                 credits",
             ));
         }
         let name = self.name.as_deref().map(parse_name).transpose();
@@ -181,13 +264,21 @@ impl UpdateCredential {
             .meta
             .map(|meta| meta.as_ref().map(parse_meta).transpose())
             .transpose();
-        validate!(name, rate_limit, allowed_cidrs, external_id, meta);
+        let credits = self
+            .credits
+            .map(|credits| match credits {
+                None => Ok(CreditChange::Set(None)),
+                Some(body) => body.change(),
+            })
+            .transpose();
+        validate!(name, rate_limit, allowed_cidrs, external_id, meta, credits);
         Ok(CredentialChanges {
             name,
             rate_limit,
             allowed_cidrs,
             external_id,
             meta,
+            credits,
         })
     }
 }
@@ -229,6 +320,7 @@ impl CreateCredential {
             .map(parse_external_id)
             .transpose();
         let meta = self.meta.as_ref().map(parse_meta).transpose();
+        let credits = self.credits.as_ref().map(CreditsBody::settings).transpose();
         validate!(
             name,
             scopes,
@@ -236,7 +328,8 @@ impl CreateCredential {
             rate_limit,
             allowed_cidrs,
             external_id,
-            meta
+            meta,
+            credits
         );
         Ok(CredentialInput {
             name,
@@ -245,6 +338,7 @@ impl CreateCredential {
             rate_limit,
             allowed_cidrs,
             metadata: Metadata { external_id, meta },
+            credits,
         })
     }
 }

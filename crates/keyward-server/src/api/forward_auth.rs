@@ -164,7 +164,7 @@ pub(super) async fn forward_auth(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (method, uri) = original(&headers)?;
-    Ok(decide(&state, &principal, &headers, &method, uri))
+    Ok(decide(&state, &principal, &headers, &method, uri).await)
 }
 
 /// Decide, as Envoy asks
@@ -196,18 +196,13 @@ pub(super) async fn forward_auth_by_path(
         .path_and_query()
         .map_or(uri.path(), |full| full.as_str());
     let original = asked.strip_prefix(PREFIX).unwrap_or("/");
-    Ok(decide(
-        &state,
-        &principal,
-        &headers,
-        method.as_str(),
-        original,
-    ))
+    Ok(decide(&state, &principal, &headers, method.as_str(), original).await)
 }
 
-/// Whether the key may make `method` `uri` by the route rules, counted in the key's usage
-/// under the matched rule's name when it has one; a 403 `forbidden` is counted as such.
-fn decide(
+/// Whether the key may make `method` `uri` by the route rules, spending the matched rule's
+/// `cost` of its credits if it passes; counted in the key's usage under the rule's name when
+/// it has one, a 403 `forbidden` as such.
+async fn decide(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
@@ -216,7 +211,23 @@ fn decide(
 ) -> Response {
     let found = state.config.routes.find(method, uri);
     let route = found.as_ref().and_then(|found| found.rule.name.clone());
-    let decided = judge(state, principal, headers, found, uri);
+    let cost = found.as_ref().map_or(1, |found| found.rule.cost);
+    let mut decided = judge(state, principal, headers, found, uri);
+    if let Ok(response) = &mut decided
+        && cost > 0
+    {
+        // Only a request that passes spends; a refusal is counted by `spend_credits`.
+        match crate::auth::spend_credits(state, &principal.credential, cost, route.as_ref()).await {
+            Ok(None) => {}
+            Ok(Some(remaining)) => {
+                response.headers_mut().insert(
+                    HeaderName::from_static("keyward-credits-remaining"),
+                    HeaderValue::from(remaining),
+                );
+            }
+            Err(refused) => decided = Err(refused),
+        }
+    }
     // The key's verification was counted as allowed, with no route.
     let outcome = match &decided {
         Ok(_) if route.is_some() => Some("allowed"),

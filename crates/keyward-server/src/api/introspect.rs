@@ -87,6 +87,10 @@ pub(super) struct IntrospectionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
     meta: Option<Meta>,
+    /// For a key with credits, what is left (introspection spends none), as the answering
+    /// node knows it (other nodes' leases count as spent; an extension, §2.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credits_remaining: Option<i64>,
 }
 
 /// The `token` and `client_ip` fields of a form body.
@@ -162,6 +166,7 @@ pub(super) async fn introspect(
             project_id: credential.project_id.map(|p| p.to_string()),
             external_id: credential.external_id().cloned(),
             meta: credential.meta().cloned(),
+            credits_remaining: credential.credits().map(|account| account.peek()),
         },
         Err(
             Refusal::Malformed(_)

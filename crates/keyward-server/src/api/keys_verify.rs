@@ -40,6 +40,12 @@ pub(super) struct VerifyRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "192.0.2.7")]
     client_ip: Option<String>,
+    /// The credits this request spends of a key that has credits, 0 to 1000000 (default 1):
+    /// spent only when the key is valid and holds the scopes; refused whole
+    /// (`CREDITS_EXHAUSTED`) when fewer are left.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000, example = 1)]
+    cost: Option<i64>,
 }
 
 /// How a verification ended.
@@ -55,6 +61,7 @@ pub(super) enum Code {
     RateLimited,
     IpNotAllowed,
     OrganizationSuspended,
+    CreditsExhausted,
 }
 
 /// Whether a key is good; its details only when `code` is `VALID` or `INSUFFICIENT_SCOPE`.
@@ -75,15 +82,20 @@ pub(super) struct VerifyResponse {
     scopes: Option<Vec<String>>,
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,
-    /// Set when `code` is `RATE_LIMITED`: seconds until the key may be used again.
     /// The platform's id for whoever uses the key, if it gave one.
     #[schema(value_type = Option<String>, example = "user_8412")]
     external_id: Option<ExternalId>,
     /// The platform's meta on the key, if it gave any.
     #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
     meta: Option<Meta>,
+    /// Set when `code` is `RATE_LIMITED`, or `CREDITS_EXHAUSTED` with a refill: seconds until
+    /// the key may be used again.
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
+    /// For a key with credits: what is left after this request, as the answering node knows
+    /// it (other nodes' leases count as spent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credits_remaining: Option<i64>,
 }
 
 impl VerifyResponse {
@@ -100,6 +112,7 @@ impl VerifyResponse {
             external_id: None,
             meta: None,
             retry_after: None,
+            credits_remaining: None,
         }
     }
 }
@@ -121,6 +134,10 @@ pub(super) async fn verify_key(
 ) -> Result<ApiJson<VerifyResponse>, ApiError> {
     principal.require(Scope::KEYS_VERIFY)?;
     let ApiJson(body) = body?;
+    let cost = body.cost.unwrap_or(1);
+    if !(0..=keyward_core::route::MAX_COST).contains(&cost) {
+        return Err(ApiError::invalid("cost", "must be 0 to 1000000"));
+    }
     let required = if body.scopes.is_empty() {
         ScopeSet::EMPTY
     } else {
@@ -147,8 +164,21 @@ pub(super) async fn verify_key(
     let answer = match outcome {
         Ok(Verified { credential, .. }) => {
             let missing = required.difference(&credential.scopes);
+            let mut credits_remaining = None;
+            let mut retry_after = None;
             let code = if missing.is_empty() {
-                Code::Valid
+                match crate::auth::spend_credits(&state, &credential, cost, None).await {
+                    Ok(remaining) => {
+                        credits_remaining = remaining;
+                        Code::Valid
+                    }
+                    Err(ApiError::CreditsExhausted(refill)) => {
+                        retry_after = refill;
+                        credits_remaining = Some(0);
+                        Code::CreditsExhausted
+                    }
+                    Err(other) => return Err(other),
+                }
             } else {
                 // Counted as allowed when it was verified.
                 state.verifier.usage_counts().reclassify(
@@ -177,7 +207,8 @@ pub(super) async fn verify_key(
                 expires_at: credential.usable_until(),
                 external_id: credential.external_id().cloned(),
                 meta: credential.meta().cloned(),
-                retry_after: None,
+                retry_after,
+                credits_remaining,
             }
         }
         Err(Refusal::Malformed(_) | Refusal::NotFound) => VerifyResponse::refused(Code::NotFound),

@@ -37,6 +37,7 @@ use keyward_store::{CredentialRecord, DatabaseState, Store, StoreError};
 use tokio::sync::OnceCell;
 
 use super::counts::{UsageCell, UsageCounts};
+use super::credits::{CreditAccount, CreditAccounts};
 
 /// Where the cache reads what it does not know: the store (or, in tests, a fake).
 pub trait Source: Send + Sync {
@@ -108,6 +109,8 @@ struct Extras {
     /// authentication, made once when loaded.
     external_id_header: Option<HeaderValue>,
     meta_header: Option<HeaderValue>,
+    /// This node's account of its credits, shared by every entry of it; with credits.
+    credits: Option<Arc<CreditAccount>>,
 }
 
 impl CachedCredential {
@@ -120,6 +123,13 @@ impl CachedCredential {
         self.extras
             .as_ref()
             .and_then(|extras| extras.networks.as_ref())
+    }
+
+    /// This node's account of its credits, if it has credits.
+    pub fn credits(&self) -> Option<&Arc<CreditAccount>> {
+        self.extras
+            .as_ref()
+            .and_then(|extras| extras.credits.as_ref())
     }
 
     /// The shared GCRA state, with a rate limit.
@@ -164,17 +174,30 @@ impl CachedCredential {
     /// An entry with limiter state of its own (for tests and benchmarks).
     pub fn from_record(record: CredentialRecord, now: Timestamp, catalog: &ScopeCatalog) -> Self {
         let tat = record.rate_limit.map(|_| Arc::default());
-        Self::with_limiter(record, now, 0, tat, Arc::default(), catalog)
+        let credits = record.credits.map(|credits| {
+            let stored = credits.remaining(now);
+            CreditAccounts::default().account(record.id, credits.generation, stored)
+        });
+        let shared = Shared {
+            tat,
+            usage: Arc::default(),
+            credits,
+        };
+        Self::with_limiter(record, now, 0, shared, catalog)
     }
 
     fn with_limiter(
         record: CredentialRecord,
         now: Timestamp,
         generation: u64,
-        tat: Option<Arc<AtomicU64>>,
-        usage: Arc<UsageCell>,
+        shared: Shared,
         catalog: &ScopeCatalog,
     ) -> Self {
+        let Shared {
+            tat,
+            usage,
+            credits,
+        } = shared;
         Self {
             scopes: catalog.granted(&record.scopes, record.id.kind()),
             digest: record.digest,
@@ -187,7 +210,8 @@ impl CachedCredential {
             suspended: record.organization_suspended,
             extras: (record.rate_limit.is_some()
                 || record.allowed_cidrs.is_some()
-                || !record.metadata.is_empty())
+                || !record.metadata.is_empty()
+                || credits.is_some())
             .then(|| {
                 let external_id_header = record
                     .metadata
@@ -204,6 +228,7 @@ impl CachedCredential {
                     metadata: record.metadata,
                     external_id_header,
                     meta_header,
+                    credits,
                 })
             }),
             loaded_at: now.unix_seconds(),
@@ -212,6 +237,13 @@ impl CachedCredential {
             usage,
         }
     }
+}
+
+/// What an entry shares with the other entries of its credential on this node.
+struct Shared {
+    tat: Option<Arc<AtomicU64>>,
+    usage: Arc<UsageCell>,
+    credits: Option<Arc<CreditAccount>>,
 }
 
 enum Slot {
@@ -290,6 +322,8 @@ pub struct VerificationCache {
     catalog: Arc<ScopeCatalog>,
     /// Usage counts, with the cells entries count their allowed verifications in.
     counts: UsageCounts,
+    /// The credit accounts of credentials with credits.
+    credits: CreditAccounts,
 }
 
 impl VerificationCache {
@@ -304,7 +338,13 @@ impl VerificationCache {
             negatives: AtomicUsize::new(0),
             limiters: Mutex::default(),
             counts: UsageCounts::default(),
+            credits: CreditAccounts::default(),
         }
+    }
+
+    /// The credit accounts of the credentials this cache serves.
+    pub fn credit_accounts(&self) -> &CreditAccounts {
+        &self.credits
     }
 
     /// The usage counts of the credentials this cache serves.
@@ -487,14 +527,19 @@ impl VerificationCache {
         now: Timestamp,
         generation: u64,
     ) -> Arc<CachedCredential> {
-        let tat = record.rate_limit.map(|_| self.limiter_state(key));
-        let usage = self.counts.cell(record.id);
+        let shared = Shared {
+            tat: record.rate_limit.map(|_| self.limiter_state(key)),
+            usage: self.counts.cell(record.id),
+            credits: record.credits.map(|credits| {
+                let stored = credits.remaining(now);
+                self.credits.account(record.id, credits.generation, stored)
+            }),
+        };
         Arc::new(CachedCredential::with_limiter(
             record,
             now,
             generation,
-            tat,
-            usage,
+            shared,
             &self.catalog,
         ))
     }
@@ -591,6 +636,7 @@ mod tests {
             exposure: None,
             metadata: keyward_core::Metadata::default(),
             organization_suspended: false,
+            credits: None,
         }
     }
 

@@ -9,6 +9,7 @@
 mod acting;
 mod cache;
 mod counts;
+mod credits;
 mod failures;
 mod usage;
 mod verifier;
@@ -29,6 +30,7 @@ pub use acting::ORGANIZATION_HEADER;
 pub(crate) use acting::{named as organization_named, resolve as resolve_organization};
 pub use cache::{CachedCredential, VerificationCache};
 pub use counts::{CountedRoute, UsageCell, UsageCounts};
+pub use credits::{CreditAccount, CreditAccounts, Spent};
 pub use failures::{FailureReason, FailureRecorder};
 pub use usage::UsageRecorder;
 pub use verifier::{Accept, Refusal, Verified, Verifier};
@@ -104,6 +106,53 @@ impl Principal {
 tokio::task_local! {
     /// The rate-limit state of the request's credential, for the response headers.
     static RATE: Cell<Option<RateStatus>>;
+    /// The credits the request's credential spent on it, to put back if it is then refused
+    /// for a scope it lacks.
+    static CHARGED: std::cell::RefCell<Option<(Arc<CreditAccount>, i64)>>;
+}
+
+/// Spends `cost` of `credential`'s credits, if it has any: what is left (as this node knows
+/// it), or `credits_exhausted` (counted so in its usage) with nothing spent. With its lease
+/// empty and the database away, refused as unavailable: credits are never guessed.
+pub(crate) async fn spend_credits(
+    state: &AppState,
+    credential: &CachedCredential,
+    cost: i64,
+    route: Option<&Arc<str>>,
+) -> Result<Option<i64>, ApiError> {
+    let Some(account) = credential.credits() else {
+        return Ok(None);
+    };
+    let clock = &state.config.clock;
+    let now = clock.now();
+    let spent = account
+        .spend(cost, now, clock.monotonic_nanos(), state.store.as_ref())
+        .await;
+    match spent {
+        Ok(Spent::Allowed { remaining }) => Ok(Some(remaining)),
+        Ok(Spent::Unlimited) => Ok(None),
+        Ok(Spent::Exhausted { retry_after }) => {
+            // Counted as allowed when it was verified.
+            state.verifier.usage_counts().reclassify(
+                credential.id,
+                "credits_exhausted",
+                route,
+                now,
+            );
+            Err(ApiError::CreditsExhausted(retry_after))
+        }
+        Err(keyward_store::StoreError::Unavailable(_)) => Err(ApiError::Unavailable),
+        Err(error) => Err(ApiError::internal(error)),
+    }
+}
+
+/// Puts back what the request's credential spent on it (it was refused for a scope it lacks).
+pub(crate) fn refund_charged() {
+    let _ = CHARGED.try_with(|slot| {
+        if let Some((account, cost)) = slot.borrow_mut().take() {
+            account.refund(cost);
+        }
+    });
 }
 
 /// Authenticates the request: the first extractor of every organization's `/v1` handler, so
@@ -165,6 +214,13 @@ pub(crate) async fn authenticate(
         // to add headers to.
         let _ = RATE.try_with(|slot| slot.set(Some(rate)));
     }
+    // The API's own requests cost 1; forward authentication spends its rule's cost.
+    if accept == Accept::Any
+        && spend_credits(state, &credential, 1, None).await?.is_some()
+        && let Some(account) = credential.credits()
+    {
+        let _ = CHARGED.try_with(|slot| *slot.borrow_mut() = Some((account.clone(), 1)));
+    }
     Ok(Principal::new(credential))
 }
 
@@ -172,7 +228,19 @@ pub(crate) async fn authenticate(
 pub async fn with_rate_limit_headers(response: impl Future<Output = Response>) -> Response {
     let (mut response, rate) = RATE
         .scope(Cell::new(None), async {
-            let response = response.await;
+            let response = CHARGED
+                .scope(std::cell::RefCell::new(None), async {
+                    let response = response.await;
+                    if response
+                        .extensions()
+                        .get::<crate::error::ScopeRefusal>()
+                        .is_some()
+                    {
+                        refund_charged();
+                    }
+                    response
+                })
+                .await;
             (response, RATE.with(Cell::get))
         })
         .await;
@@ -301,6 +369,7 @@ mod tests {
             exposure: None,
             metadata: keyward_core::Metadata::default(),
             organization_suspended: false,
+            credits: None,
         };
         Principal::new(Arc::new(CachedCredential::from_record(
             record,

@@ -103,6 +103,11 @@ impl Verifier {
     }
 
     /// Verifications of known credentials by hour and outcome, not yet written.
+    /// This node's credit accounts.
+    pub fn credit_accounts(&self) -> &super::CreditAccounts {
+        self.cache.credit_accounts()
+    }
+
     pub fn usage_counts(&self) -> &super::UsageCounts {
         self.cache.usage_counts()
     }

@@ -188,6 +188,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Policy(policy) => {
                 Self::invalid("expires_at", organization::refusal(policy))
             }
+            StoreError::Invalid { field, message } => Self::invalid(field, message),
             other => Self::Store(other),
         }
     }

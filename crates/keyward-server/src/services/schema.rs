@@ -84,6 +84,7 @@ pub struct CreateProjectTokenSchema {
     pub external_id: Option<String>,
     #[schema(value_type = Option<Object>, example = json!({"env": "prod"}))]
     pub meta: Option<serde_json::Value>,
+    pub credits: Option<CreditsSchema>,
 }
 
 /// Who may hold a scope: `project` scopes project tokens too, `organization` scopes only
@@ -147,4 +148,53 @@ pub struct RateLimitSchema {
     pub requests: u32,
     #[schema(minimum = 1, maximum = 86_400)]
     pub per_seconds: u32,
+}
+
+/// Credits to set: the calls it may still make, and optionally a refill to `amount` at the
+/// start of each day, or of each month (on `on_day`, 1 to 31; the month's last day when it
+/// has fewer), in UTC.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Credits)]
+pub struct CreditsSchema {
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, example = 1000)]
+    pub remaining: i64,
+    pub refill: Option<RefillSchema>,
+}
+
+/// A refill of credits.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Refill)]
+pub struct RefillSchema {
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64, example = 1000)]
+    pub amount: i64,
+    #[schema(example = "month")]
+    pub every: EverySchema,
+    #[schema(minimum = 1, maximum = 31)]
+    pub on_day: Option<u8>,
+}
+
+/// How often credits are refilled.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RefillEvery)]
+#[serde(rename_all = "lowercase")]
+pub enum EverySchema {
+    Day,
+    Month,
+}
+
+/// A change of credits: `{remaining, refill?}` sets them, `{add}` adds to what is left.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreditsChange)]
+#[serde(untagged)]
+pub enum CreditsPatchSchema {
+    Set(CreditsSchema),
+    Add(CreditsAddSchema),
+}
+
+/// Credits to add to what is left.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreditsAdd)]
+pub struct CreditsAddSchema {
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64, example = 500)]
+    pub add: i64,
 }

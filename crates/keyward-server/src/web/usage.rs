@@ -16,9 +16,10 @@ use crate::web::page::Layout;
 use crate::web::response::{WebError, render};
 use crate::web::session::Person;
 
-const OUTCOMES: [(&str, &str); 8] = [
+const OUTCOMES: [(&str, &str); 9] = [
     ("allowed", "#2f7d32"),
     ("rate_limited", "#d97706"),
+    ("credits_exhausted", "#ca8a04"),
     ("insufficient_scope", "#7c3aed"),
     ("forbidden", "#be185d"),
     ("ip_not_allowed", "#0e7490"),

@@ -251,6 +251,7 @@ async fn expired_keys_are_refused_and_listed_as_expired() {
                 ),
                 rotated_from: None,
                 metadata: keyward_core::Metadata::default(),
+                credits: None,
             },
         )
         .await

@@ -60,7 +60,7 @@ pub(crate) fn platform() -> Config {
 }
 
 /// What a gateway sends: the original method and URI, and the client's Authorization.
-async fn decide(app: &TestApp, key: Option<&str>, method: &str, uri: &str) -> Answer {
+pub(crate) async fn decide(app: &TestApp, key: Option<&str>, method: &str, uri: &str) -> Answer {
     decide_with(
         app,
         key,

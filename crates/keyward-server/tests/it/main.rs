@@ -7,6 +7,7 @@ mod bad_input;
 mod branding;
 mod browser;
 mod connections;
+mod credits;
 mod dashboard;
 mod disk_full;
 mod docs;

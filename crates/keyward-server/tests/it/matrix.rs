@@ -538,6 +538,7 @@ async fn insert_key(
                 created_by: by,
                 rotated_from: None,
                 metadata: keyward_core::Metadata::default(),
+                credits: None,
             },
         )
         .await
@@ -634,6 +635,7 @@ async fn organization(store: &dyn Store) -> (OrganizationId, CredentialId, Strin
                 created_by: Creator::User(owner),
                 rotated_from: None,
                 metadata: keyward_core::Metadata::default(),
+                credits: None,
             }),
         )
         .await

@@ -35,6 +35,7 @@ async fn key_expiring(app: &TestApp, org: &Org, expires_at: Timestamp) -> String
                 ),
                 rotated_from: None,
                 metadata: keyward_core::Metadata::default(),
+                credits: None,
             },
         )
         .await

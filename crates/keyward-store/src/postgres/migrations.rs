@@ -114,6 +114,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "usage_routes",
         sql: include_str!("../../migrations/postgres/0021_usage_routes.sql"),
     },
+    Migration {
+        version: 22,
+        name: "credits",
+        sql: include_str!("../../migrations/postgres/0022_credits.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -94,6 +94,12 @@ pub(crate) fn rate_limit(record: &CredentialRecord) -> Value {
     )
 }
 
+pub(crate) fn credits(record: &CredentialRecord) -> Value {
+    record.credits.map_or(Value::Null, |credits| {
+        serde_json::to_value(credits.settings).unwrap_or(Value::Null)
+    })
+}
+
 pub(crate) fn allowed_cidrs(record: &CredentialRecord) -> Value {
     record
         .allowed_cidrs

@@ -10,8 +10,8 @@ use super::{Columns, Query, Read, Write, locking};
 use crate::decode::{self, corrupt, timestamp};
 use crate::error::credential_insert_error;
 use crate::{
-    Creator, CredentialChanges, CredentialFilter, CredentialRecord, NewCredential, Page, Paged,
-    Rotation, StoreError, UsageUpdate,
+    Creator, CredentialChanges, CredentialFilter, CredentialRecord, CreditChange, NewCredential,
+    Page, Paged, Rotation, StoreError, UsageUpdate,
 };
 
 macro_rules! select_credentials {
@@ -27,8 +27,11 @@ macro_rules! select_credentials {
              created_by_user, rotation_ends_at, rotated_to, rotated_from, exposed_at, \
              exposed_source, external_id, meta, \
              (SELECT suspended_at FROM organizations \
-             WHERE organizations.id = credentials.organization_id) AS organization_suspended_at \
-             FROM credentials ",
+             WHERE organizations.id = credentials.organization_id) AS organization_suspended_at, \
+             cb.remaining AS credits_remaining, cb.refill_amount AS credits_refill_amount, \
+             cb.refill_every AS credits_refill_every, cb.refill_on_day AS credits_refill_on_day, \
+             cb.generation AS credits_generation, cb.period AS credits_period \
+             FROM credentials LEFT JOIN credit_balances cb ON cb.credential_id = credentials.id ",
             $($tail),+
         )
     };
@@ -84,6 +87,7 @@ pub(crate) fn decode(row: &dyn Columns) -> Result<CredentialRecord, StoreError> 
             meta: row.opt_text("meta")?.map(Meta::from_trusted),
         },
         organization_suspended: row.opt_int("organization_suspended_at")?.is_some(),
+        credits: super::credits::stored(row)?,
     })
 }
 
@@ -104,6 +108,9 @@ pub(crate) async fn insert(
         Creator::Host => (None, None),
         Creator::Credential(credential) => (None, Some(credential.as_uuid())),
     };
+    if let Creator::Credential(creator) = new.created_by {
+        super::credits::refuse_if_limited(tx, Some(creator)).await?;
+    }
     let policy = super::organizations::active_policy(tx, new.organization_id).await?;
     if !policy.allows(new.created_at, new.expires_at) {
         return Err(StoreError::Policy(policy));
@@ -135,6 +142,9 @@ pub(crate) async fn insert(
     .bind(new.metadata.external_id.as_ref().map(ExternalId::as_str))
     .bind(new.metadata.meta.as_ref().map(Meta::as_str));
     tx.execute(query).await.map_err(credential_insert_error)?;
+    if new.credits.is_some() {
+        super::credits::set(tx, new.id, new.credits).await?;
+    }
     Ok(CredentialRecord {
         id: new.id,
         digest: new.digest,
@@ -156,6 +166,11 @@ pub(crate) async fn insert(
         metadata: new.metadata.clone(),
         // `active_policy` refused it otherwise.
         organization_suspended: false,
+        credits: new.credits.map(|settings| crate::StoredCredits {
+            settings,
+            generation: 0,
+            period: settings.period(new.created_at).0,
+        }),
     })
 }
 
@@ -176,7 +191,21 @@ pub(crate) async fn rotate(
     if before.revoked_at.is_some() || before.rotation.is_some() {
         return Err(StoreError::Conflict("rotation"));
     }
-    let replacement = insert(tx, new).await?;
+    let mut replacement = insert(tx, new).await?;
+    // Credits move to the successor: rotating never makes more of them.
+    if let Some(credits) = super::credits::current(tx, old).await? {
+        super::credits::set(tx, replacement.id, Some(credits.settings)).await?;
+        let spent = keyward_core::CreditSettings {
+            remaining: 0,
+            refill: None,
+        };
+        super::credits::set(tx, old, Some(spent)).await?;
+        replacement.credits = Some(crate::StoredCredits {
+            settings: credits.settings,
+            generation: 0,
+            period: credits.period,
+        });
+    }
     let query = Query::new(
         "UPDATE credentials SET rotation_ends_at = $1, rotated_to = $2 \
          WHERE organization_id = $3 AND id = $4 AND revoked_at IS NULL \
@@ -222,6 +251,15 @@ pub(crate) async fn get(
     .bind(organization.as_uuid())
     .bind(id.as_uuid())
     .bind(id.kind().as_str());
+    db.optional(query, decode).await
+}
+
+/// The credential with this id, whichever its organization.
+pub(crate) async fn by_id(
+    db: &mut impl Read,
+    id: CredentialId,
+) -> Result<Option<CredentialRecord>, StoreError> {
+    let query = Query::new(select_credentials!("WHERE id = $1")).bind(id.as_uuid());
     db.optional(query, decode).await
 }
 
@@ -299,7 +337,20 @@ pub(crate) async fn update(
     .bind(external_id)
     .bind(set_meta)
     .bind(meta);
-    tx.execute(query).await?;
+    if tx.execute(query).await? == 0 {
+        return Ok(None);
+    }
+    match changes.credits {
+        None => {}
+        Some(CreditChange::Set(credits)) => super::credits::set(tx, id, credits).await?,
+        Some(CreditChange::Add(amount)) if !super::credits::add(tx, id, amount).await? => {
+            return Err(StoreError::Invalid {
+                field: "credits",
+                message: "it has no credits to add to: set them with `remaining`",
+            });
+        }
+        Some(CreditChange::Add(_)) => {}
+    }
     changed(tx, organization, id).await
 }
 

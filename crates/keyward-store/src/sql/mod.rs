@@ -9,6 +9,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod credentials;
+pub(crate) mod credits;
 pub(crate) mod email;
 pub(crate) mod idempotency;
 pub(crate) mod instances;

@@ -129,6 +129,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "usage_routes",
         sql: include_str!("../../migrations/sqlite/0024_usage_routes.sql"),
     },
+    Migration {
+        version: 25,
+        name: "credits",
+        sql: include_str!("../../migrations/sqlite/0025_credits.sql"),
+    },
 ];
 
 pub(super) async fn run(

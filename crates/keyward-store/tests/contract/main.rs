@@ -2,6 +2,7 @@
 
 mod audit;
 mod credentials;
+mod credits;
 mod idempotency;
 mod invitations;
 mod organizations;
@@ -130,6 +131,8 @@ contract! {
     invitations::concurrent_invitations_and_answers_are_decided_once,
     invitations::invitation_emails_are_limited_per_address,
     usage::usage_counts_add_up_per_hour_and_outcome_and_are_pruned,
+    credits::credits_are_leased_given_back_and_set_in_generations,
+    credits::concurrent_takes_never_hand_out_more_than_the_balance,
 }
 
 pub fn name(text: &str) -> Name {
@@ -211,5 +214,6 @@ pub fn new_credential(
         created_by,
         rotated_from: None,
         metadata: keyward_core::Metadata::default(),
+        credits: None,
     }
 }

@@ -32,6 +32,8 @@ pub struct CredentialInput {
     pub allowed_cidrs: Option<Networks>,
     /// The platform's external id and meta: kept, and given back where the key is checked.
     pub metadata: Metadata,
+    /// Its credits, if it has any.
+    pub credits: Option<keyward_core::CreditSettings>,
 }
 
 pub fn parse_name(raw: &str) -> Result<Name, FieldError> {
@@ -119,6 +121,7 @@ fn prepare(
         created_by: caller.creator(),
         rotated_from: None,
         metadata: input.metadata,
+        credits: input.credits,
     };
     Ok((new, key))
 }
@@ -195,6 +198,8 @@ pub async fn rotate(
             external_id: old.external_id,
             meta: old.meta,
         },
+        // The store moves the old one's balance over, inside the rotation's transaction.
+        credits: None,
     };
     let (mut new, key) = prepare(
         state,
@@ -430,6 +435,12 @@ pub async fn update(
             ));
         }
         check_network_grant(caller, asked.as_ref())?;
+    }
+    if changes.credits.is_some() && itself {
+        return Err(ServiceError::invalid(
+            "credits",
+            "a credential cannot change its own credits",
+        ));
     }
     let entry = show(state, caller, id, project).await?;
     if !entry.allowed.change {

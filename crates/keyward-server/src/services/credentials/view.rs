@@ -3,9 +3,9 @@
 
 use keyward_core::{
     CredentialId, CredentialStatus, ExternalId, Meta, Name, Networks, PlaintextKey, ProjectId,
-    RateLimit, Timestamp,
+    RateLimit, Refill, Timestamp,
 };
-use keyward_store::{CredentialRecord, OrganizationPolicy};
+use keyward_store::{CredentialRecord, OrganizationPolicy, StoredCredits};
 use serde::Serialize;
 
 use crate::AppState;
@@ -48,6 +48,8 @@ pub struct CreatedCredential {
     /// What the platform wants back wherever the key is checked; stored and returned as given.
     #[schema(value_type = Option<Object>, example = json!({"plan": "pro"}))]
     pub meta: Option<Meta>,
+    /// Its credits; `null` for no limit.
+    pub credits: Option<CreditsView>,
 }
 
 /// A client address a credential was used from.
@@ -141,6 +143,28 @@ pub struct CredentialView {
     /// most recent first, written with the last-use batches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_addresses: Option<Vec<AddressView>>,
+    /// Its credits; `null` for no limit.
+    pub credits: Option<CreditsView>,
+}
+
+/// A credential's credits: what is left, and its refill.
+#[derive(Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct CreditsView {
+    /// What no node holds yet: each node serving it holds up to about a second of its
+    /// requests in a lease, spent from memory.
+    #[schema(example = 1000)]
+    pub remaining: i64,
+    #[schema(value_type = Option<crate::services::schema::RefillSchema>)]
+    pub refill: Option<Refill>,
+}
+
+impl CreditsView {
+    pub fn new(credits: StoredCredits, now: Timestamp) -> Self {
+        Self {
+            remaining: credits.remaining(now),
+            refill: credits.settings.refill,
+        }
+    }
 }
 
 /// A credential as a caller sees it, with what the caller may do to it.
@@ -236,6 +260,7 @@ impl CredentialView {
                 source: exposure.source,
             }),
             last_addresses: None,
+            credits: record.credits.map(|credits| CreditsView::new(credits, now)),
         }
     }
 }
@@ -255,5 +280,8 @@ pub(super) fn created(record: CredentialRecord, key: &PlaintextKey) -> CreatedCr
         rotated_from: record.rotated_from,
         external_id: record.metadata.external_id,
         meta: record.metadata.meta,
+        credits: record
+            .credits
+            .map(|credits| CreditsView::new(credits, record.created_at)),
     }
 }

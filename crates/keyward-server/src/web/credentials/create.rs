@@ -323,6 +323,7 @@ pub(in crate::web) async fn create(
         rate_limit: None,
         allowed_cidrs,
         metadata: Metadata { external_id, meta },
+        credits: None,
     };
     let created = match credentials::create(
         state,

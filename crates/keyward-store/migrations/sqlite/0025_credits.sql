@@ -1,0 +1,20 @@
+-- Credits: how many calls a credential may still make, spent by nodes from leases they take
+-- here (never a write per request), and refilled to `refill_amount` at each boundary.
+CREATE TABLE credit_balances (
+    credential_id BLOB PRIMARY KEY REFERENCES credentials (id),
+    -- What no node holds in a lease yet.
+    remaining INTEGER NOT NULL CHECK (remaining >= 0),
+    refill_amount INTEGER,
+    -- `day` or `month`.
+    refill_every TEXT,
+    refill_on_day INTEGER,
+    -- The start of the refill period `remaining` belongs to (Unix seconds; 0 without refill).
+    period INTEGER NOT NULL,
+    -- Changed whenever the credits are set: what leases taken before hold no longer counts.
+    generation INTEGER NOT NULL,
+    -- The last amount set or refilled; `credits_low` is sent at a tenth of it.
+    base INTEGER NOT NULL,
+    -- The period whose `credits_low` and `credits_exhausted` were sent, once each.
+    low_sent_period INTEGER,
+    exhausted_sent_period INTEGER
+);

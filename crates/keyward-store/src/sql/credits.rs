@@ -1,0 +1,309 @@
+//! Credits: each credential's balance, which nodes take from in leases and give back to, and
+//! which is refilled lazily, by whichever statement first reads it in a new period.
+
+use keyward_core::webhook::EventType;
+use keyward_core::{CredentialId, CredentialKind, CreditSettings, Every, Refill, Timestamp};
+use serde_json::Value;
+
+use super::{Columns, Query, Write, locking};
+use crate::decode::corrupt;
+use crate::{CreditLease, StoreError, StoredCredits};
+
+/// A balance row.
+struct Balance {
+    remaining: i64,
+    refill: Option<Refill>,
+    period: i64,
+    generation: i64,
+    base: i64,
+    low_sent: Option<i64>,
+    exhausted_sent: Option<i64>,
+}
+
+impl Balance {
+    fn settings(&self) -> CreditSettings {
+        CreditSettings {
+            remaining: self.remaining,
+            refill: self.refill,
+        }
+    }
+
+    /// Refilled if `now` is past the end of its period.
+    fn refilled(mut self, now: Timestamp) -> Self {
+        if let Some(refill) = self.refill {
+            let (start, _) = refill.period(now);
+            if self.period < start {
+                self.remaining = refill.amount;
+                self.base = refill.amount;
+                self.period = start;
+            }
+        }
+        self
+    }
+}
+
+/// The refill columns of a row (`refill_amount`, `refill_every`, `refill_on_day`, with
+/// `prefix`), or `None`.
+pub(crate) fn refill(row: &dyn Columns, prefix: &str) -> Result<Option<Refill>, StoreError> {
+    let column = |name: &str| format!("{prefix}{name}");
+    match row.opt_int(&column("refill_amount"))? {
+        None => Ok(None),
+        Some(amount) => {
+            let every = row
+                .opt_text(&column("refill_every"))?
+                .and_then(|text| Every::from_storage(&text))
+                .ok_or_else(|| corrupt("refill interval"))?;
+            let on_day = row
+                .opt_int(&column("refill_on_day"))?
+                .map(|day| u8::try_from(day).map_err(|_| corrupt("refill day")))
+                .transpose()?;
+            Refill::new(amount, every, on_day)
+                .map(Some)
+                .map_err(|_| corrupt("refill"))
+        }
+    }
+}
+
+/// The credits columns of a credential row read with the balance joined (`credits_…`).
+pub(crate) fn stored(row: &dyn Columns) -> Result<Option<StoredCredits>, StoreError> {
+    let Some(remaining) = row.opt_int("credits_remaining")? else {
+        return Ok(None);
+    };
+    Ok(Some(StoredCredits {
+        settings: CreditSettings {
+            remaining,
+            refill: refill(row, "credits_")?,
+        },
+        generation: row.int("credits_generation")?,
+        period: row.int("credits_period")?,
+    }))
+}
+
+fn balance(row: &dyn Columns) -> Result<Balance, StoreError> {
+    Ok(Balance {
+        remaining: row.int("remaining")?,
+        refill: refill(row, "")?,
+        period: row.int("period")?,
+        generation: row.int("generation")?,
+        base: row.int("base")?,
+        low_sent: row.opt_int("low_sent_period")?,
+        exhausted_sent: row.opt_int("exhausted_sent_period")?,
+    })
+}
+
+/// The credential's balance, locked until the transaction ends (PostgreSQL; SQLite has one
+/// writer), refilled if its period has passed.
+async fn locked(
+    tx: &mut impl Write,
+    credential: CredentialId,
+) -> Result<Option<Balance>, StoreError> {
+    let query = locking!(
+        "FOR UPDATE",
+        "SELECT remaining, refill_amount, refill_every, refill_on_day, period, generation, base, \
+         low_sent_period, exhausted_sent_period FROM credit_balances WHERE credential_id = $1"
+    )
+    .bind(credential.as_uuid());
+    let now = tx.now();
+    Ok(tx
+        .optional(query, balance)
+        .await?
+        .map(|found| found.refilled(now)))
+}
+
+async fn save(
+    tx: &mut impl Write,
+    credential: CredentialId,
+    balance: &Balance,
+) -> Result<(), StoreError> {
+    let query = Query::new(
+        "UPDATE credit_balances SET remaining = $2, period = $3, base = $4, \
+         low_sent_period = $5, exhausted_sent_period = $6 WHERE credential_id = $1",
+    )
+    .bind(credential.as_uuid())
+    .bind(balance.remaining)
+    .bind(balance.period)
+    .bind(balance.base)
+    .bind(balance.low_sent)
+    .bind(balance.exhausted_sent);
+    tx.execute(query).await?;
+    Ok(())
+}
+
+/// Refuses a change of credits made by a credential that has credits itself (share-locked
+/// until the transaction ends): whatever it gave would be calls it does not have.
+pub(crate) async fn refuse_if_limited(
+    tx: &mut impl Write,
+    by: Option<CredentialId>,
+) -> Result<(), StoreError> {
+    let Some(by) = by else {
+        return Ok(());
+    };
+    let query = locking!(
+        "FOR SHARE",
+        "SELECT 1 FROM credit_balances WHERE credential_id = $1"
+    )
+    .bind(by.as_uuid());
+    if tx.optional(query, super::exists).await?.is_some() {
+        return Err(StoreError::Invalid {
+            field: "credits",
+            message: "a credential with credits cannot create credentials or change credits: \
+                      it would hand on calls it does not have",
+        });
+    }
+    Ok(())
+}
+
+/// Sets the credential's credits (a new generation: leases taken before no longer count), or
+/// removes them.
+pub(crate) async fn set(
+    tx: &mut impl Write,
+    credential: CredentialId,
+    credits: Option<CreditSettings>,
+) -> Result<(), StoreError> {
+    let generation = locked(tx, credential)
+        .await?
+        .map_or(0, |balance| balance.generation + 1);
+    let delete = Query::new("DELETE FROM credit_balances WHERE credential_id = $1")
+        .bind(credential.as_uuid());
+    tx.execute(delete).await?;
+    let Some(credits) = credits else {
+        return Ok(());
+    };
+    let (period, _) = credits.period(tx.now());
+    let refill = credits.refill;
+    let insert = Query::new(
+        "INSERT INTO credit_balances (credential_id, remaining, refill_amount, refill_every, \
+         refill_on_day, period, generation, base) VALUES ($1, $2, $3, $4, $5, $6, $7, $2)",
+    )
+    .bind(credential.as_uuid())
+    .bind(credits.remaining)
+    .bind(refill.map(|r| r.amount))
+    .bind(refill.map(|r| r.every.as_str()))
+    .bind(refill.and_then(|r| r.on_day).map(i64::from))
+    .bind(period)
+    .bind(generation);
+    tx.execute(insert).await?;
+    Ok(())
+}
+
+/// Adds `amount` to what is left; `false` when the credential has no credits.
+pub(crate) async fn add(
+    tx: &mut impl Write,
+    credential: CredentialId,
+    amount: i64,
+) -> Result<bool, StoreError> {
+    let Some(mut balance) = locked(tx, credential).await? else {
+        return Ok(false);
+    };
+    balance.remaining = balance
+        .remaining
+        .saturating_add(amount)
+        .clamp(0, keyward_core::credits::MAX_CREDITS);
+    // What was added counts towards the warning's tenth.
+    balance.base = balance.base.max(balance.remaining);
+    if balance.remaining * 10 > balance.base {
+        balance.low_sent = None;
+    }
+    if balance.remaining > 0 {
+        balance.exhausted_sent = None;
+    }
+    save(tx, credential, &balance).await?;
+    Ok(true)
+}
+
+/// The credential's credits, as stored now (refilled if due), for showing.
+pub(crate) async fn current(
+    tx: &mut impl Write,
+    credential: CredentialId,
+) -> Result<Option<StoredCredits>, StoreError> {
+    Ok(locked(tx, credential).await?.map(|balance| StoredCredits {
+        settings: balance.settings(),
+        generation: balance.generation,
+        period: balance.period,
+    }))
+}
+
+/// What a take did besides taking, for the webhooks it sends.
+fn events(kind: CredentialKind) -> (EventType, EventType) {
+    match kind {
+        CredentialKind::ProjectToken => (
+            EventType::ProjectTokenCreditsLow,
+            EventType::ProjectTokenCreditsExhausted,
+        ),
+        _ => (
+            EventType::ApiKeyCreditsLow,
+            EventType::ApiKeyCreditsExhausted,
+        ),
+    }
+}
+
+/// Takes up to `want` credits for a node to spend from memory; `needed` is what the node must
+/// have to allow the request it is taking them for (what it holds already taken away), so a
+/// take that gets less refuses it. Returns the lease and the events to send: `credits_low`
+/// once what is left falls to a tenth of what was last set or refilled, `credits_exhausted`
+/// when a take refuses, each once a period, with what their payload adds. `None` when the
+/// credential has no credits.
+pub(crate) async fn take(
+    tx: &mut impl Write,
+    credential: CredentialId,
+    want: i64,
+    needed: i64,
+) -> Result<Option<(CreditLease, Vec<(EventType, Vec<(&'static str, Value)>)>)>, StoreError> {
+    let now = tx.now();
+    let Some(mut balance) = locked(tx, credential).await? else {
+        return Ok(None);
+    };
+    let taken = want.clamp(0, balance.remaining);
+    balance.remaining -= taken;
+    let (low, exhausted) = events(credential.kind());
+    let mut send = Vec::new();
+    if balance.remaining * 10 <= balance.base && balance.low_sent != Some(balance.period) {
+        balance.low_sent = Some(balance.period);
+        send.push(low);
+    }
+    if taken < needed && balance.exhausted_sent != Some(balance.period) {
+        balance.exhausted_sent = Some(balance.period);
+        send.push(exhausted);
+    }
+    save(tx, credential, &balance).await?;
+    let extra = || {
+        vec![
+            ("credits_remaining", Value::from(balance.remaining)),
+            ("credits_base", Value::from(balance.base)),
+        ]
+    };
+    let events = send.into_iter().map(|event| (event, extra())).collect();
+    let (period_start, period_end) = balance.settings().period(now);
+    let lease = CreditLease {
+        taken,
+        remaining: balance.remaining,
+        generation: balance.generation,
+        period_start,
+        period_end,
+    };
+    Ok(Some((lease, events)))
+}
+
+/// Gives back `amount` credits a node did not spend, to the generation and period it took
+/// them in; `false` (and nothing changes) when the credits were set since, or the period is
+/// over.
+pub(crate) async fn give_back(
+    tx: &mut impl Write,
+    credential: CredentialId,
+    amount: i64,
+    generation: i64,
+    period: i64,
+) -> Result<bool, StoreError> {
+    let Some(mut balance) = locked(tx, credential).await? else {
+        return Ok(false);
+    };
+    if balance.generation != generation || balance.period != period || amount <= 0 {
+        return Ok(false);
+    }
+    balance.remaining = balance
+        .remaining
+        .saturating_add(amount)
+        .min(keyward_core::credits::MAX_CREDITS);
+    save(tx, credential, &balance).await?;
+    Ok(true)
+}
