@@ -2420,3 +2420,119 @@ async fn the_client_charts_a_keys_usage_per_day() {
     );
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
 }
+
+/// Sends `count` requests with `key` at once, to `a` and `b` alternately (or `a` alone), and
+/// returns each one's node and status.
+async fn burst(
+    client: &reqwest::Client,
+    nodes: &[&Server],
+    key: &str,
+    count: usize,
+) -> Vec<(usize, u16)> {
+    let mut batch = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let node = i % nodes.len();
+        let request = client
+            .get(nodes[node].url("/v1/instances"))
+            .bearer_auth(key);
+        batch.spawn(async move { (node, request.send().await.map(|r| r.status().as_u16())) });
+    }
+    let mut answers = Vec::with_capacity(count);
+    while let Some(done) = batch.join_next().await {
+        let (node, status) = done.unwrap();
+        answers.push((node, status.unwrap()));
+    }
+    answers
+}
+
+/// Credits on two PostgreSQL nodes, one of which is killed (SIGKILL) mid-run: the survivor
+/// spends what is left, nothing is ever over-spent, and what is lost is at most the dead
+/// node's lease, about one second of its requests.
+#[tokio::test]
+async fn a_node_killed_mid_run_loses_at_most_its_lease_and_never_over_spends() {
+    let Some(cluster) =
+        keyward_store::testing::TempPostgres::start().unwrap_or_else(|error| panic!("{error}"))
+    else {
+        return;
+    };
+    let url = cluster.create_database().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Server::start_on(&url, &dir, &[]);
+    let mut b = Server::start_on(&url, &dir, &[]);
+    let admin = bootstrap_json(&url, "Acme", "ada@example.com");
+    let admin_key = admin["key"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    const CREDITS: u64 = 20_000;
+    let created: Value = client
+        .post(a.url("/v1/api-keys"))
+        .bearer_auth(admin_key)
+        .json(&json!({ "name": "Metered", "scopes": ["instances:read"], "credits": { "remaining": CREDITS } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // Three seconds over both nodes; B's pace in its last second is what its lease follows.
+    let started = Instant::now();
+    let mut allowed = 0u64;
+    let mut b_recent: Vec<(Instant, u64)> = Vec::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        let answers = burst(&client, &[&a, &b], &key, 32).await;
+        let b_allowed = answers.iter().filter(|(n, s)| *n == 1 && *s == 200).count();
+        allowed += answers.iter().filter(|(_, s)| *s == 200).count() as u64;
+        assert!(
+            answers.iter().all(|(_, s)| *s == 200),
+            "credits are plenty yet"
+        );
+        b_recent.push((Instant::now(), b_allowed as u64));
+    }
+    let killed_at = Instant::now();
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let b_last_second: u64 = b_recent
+        .iter()
+        .filter(|(at, _)| killed_at.duration_since(*at) <= Duration::from_secs(1))
+        .map(|(_, n)| n)
+        .sum();
+
+    // A alone, until it refuses for a while: it holds nothing more and the database is empty.
+    let mut refused_in_a_row = 0;
+    while refused_in_a_row < 64 {
+        for (_, status) in burst(&client, &[&a], &key, 32).await {
+            match status {
+                200 => {
+                    allowed += 1;
+                    refused_in_a_row = 0;
+                }
+                429 => refused_in_a_row += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
+    let shown: Value = client
+        .get(a.url(&format!("/v1/api-keys/{id}")))
+        .bearer_auth(admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["credits"]["remaining"], 0, "{shown}");
+    let lost = CREDITS - allowed;
+    eprintln!(
+        "credits: {allowed} allowed of {CREDITS}; {lost} lost with the killed node, which \
+         allowed {b_last_second} in its last second"
+    );
+    assert!(allowed <= CREDITS, "never over-spent");
+    // Its lease follows its pace, measured when it took the lease: twice its last second,
+    // for the pace to have changed since.
+    assert!(
+        lost <= 2 * b_last_second.max(1),
+        "lost {lost}, more than about a second of B ({b_last_second})"
+    );
+}

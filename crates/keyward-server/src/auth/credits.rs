@@ -5,8 +5,9 @@
 //! node that dies loses what its leases held.
 //!
 //! The lease adapts to the credential's rate on this node: about one second of its requests
-//! (at least what the request needs, at most [`MAX_LEASE`]), so a busy credential costs about
-//! one database write a second per node, and a crash loses about one second of its credits.
+//! (at least what the request needs, at most [`MAX_LEASE`], growing by doubling), so a busy
+//! credential costs about one database write a second per node, and a crash loses about one
+//! second of its credits.
 //!
 //! A lease belongs to the generation of the credits it was taken from (set again by `PATCH`:
 //! a new generation, and what leases held no longer counts) and to the refill period it was
@@ -29,6 +30,8 @@ const EXHAUSTED_RETRY_NANOS: u64 = 1_000_000_000;
 pub const IDLE_NANOS: u64 = 2_000_000_000;
 /// How much of a second of requests a lease takes.
 const LEASE_NANOS: u64 = 1_000_000_000;
+/// The shortest time a rate is measured over.
+const MIN_MEASURE_NANOS: u64 = 100_000_000;
 
 /// One credential's credits on this node.
 #[derive(Debug)]
@@ -57,6 +60,8 @@ pub struct CreditAccount {
 #[derive(Debug, Default)]
 struct Taking {
     last_take: Option<u64>,
+    /// The size the last lease asked for.
+    last_size: i64,
 }
 
 /// What a spend answers.
@@ -178,21 +183,27 @@ impl CreditAccount {
         }
     }
 
-    /// About a second of this node's demand since the last take, within bounds.
+    /// About a second of this node's demand since the last take, within bounds: measured over
+    /// at least [`MIN_MEASURE_NANOS`] (so that a burst right after a take does not read as a
+    /// huge rate), and at most twice the last lease (so that it grows by doubling).
     fn lease_size(&self, taking: &mut Taking, monotonic: u64) -> i64 {
         let demand = self.demand.swap(0, Ordering::Relaxed).max(1);
         let size = match taking.last_take {
             // The first: whatever is asked for now.
             None => demand,
             Some(last) => {
-                let elapsed = monotonic.saturating_sub(last).max(1);
+                let elapsed = monotonic.saturating_sub(last).max(MIN_MEASURE_NANOS);
                 let per_lease = u128::from(LEASE_NANOS) * u128::from(demand.unsigned_abs())
                     / u128::from(elapsed);
-                i64::try_from(per_lease).unwrap_or(MAX_LEASE)
+                i64::try_from(per_lease)
+                    .unwrap_or(MAX_LEASE)
+                    .min(taking.last_size.saturating_mul(2))
             }
         };
+        let size = size.clamp(1, MAX_LEASE);
         taking.last_take = Some(monotonic);
-        size.clamp(1, MAX_LEASE)
+        taking.last_size = size;
+        size
     }
 
     /// Adds a lease's credits, voiding what the lease held if the credits were set since.
