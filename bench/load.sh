@@ -4,7 +4,8 @@
 # GET /v1/instances (a cached key, then three rows read from the database) and
 # /v1/forward-auth (a cached key and one route rule needing a platform scope, as a gateway
 # asks), the latter also with a key that has an external id and 157 bytes of meta (which go
-# back to the gateway as two more headers).
+# back to the gateway as two more headers), and with a key that has credits (spent from the
+# node's lease; the database writes of its leases are counted).
 # Prints requests/s, p50 and p99 of each, the ratios to /healthz, and the database writes
 # made during the runs (which must all be last-use flush batches).
 #
@@ -54,6 +55,10 @@ done
 tagged=$(api -d '{"name":"Tagged","scopes":["status:read"],"external_id":"customer_000042/user_1337","meta":{"plan":"enterprise","region":"eu-west-1","tier":3,"features":["sso","audit","webhooks"],"limits":{"rpm":6000,"seats":250},"account":"acct_8c1f0d2e9b7a4f3c"}}' \
   "$url/v1/api-keys" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 [ -n "$tagged" ] || { echo "could not create the tagged key" >&2; exit 1; }
+# A key with credits (more than any run spends): each request spends one from the node's lease.
+metered=$(api -d '{"name":"Metered","scopes":["status:read"],"credits":{"remaining":1000000000000}}' \
+  "$url/v1/api-keys" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+[ -n "$metered" ] || { echo "could not create the metered key" >&2; exit 1; }
 
 cat >"$work/verify.lua" <<LUA
 wrk.method = "POST"
@@ -75,6 +80,9 @@ curl -sf -o /dev/null -H "Authorization: Bearer $key" -H "X-Forwarded-Method: GE
 curl -sf -D - -o /dev/null -H "Authorization: Bearer $tagged" -H "X-Forwarded-Method: GET" \
   -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth" | grep -qi '^keyward-meta: ey' || {
   echo "forward authentication did not give the tagged key's meta" >&2; exit 1; }
+curl -sf -D - -o /dev/null -H "Authorization: Bearer $metered" -H "X-Forwarded-Method: GET" \
+  -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth" | grep -qi '^keyward-credits-remaining: ' || {
+  echo "forward authentication did not spend the metered key's credits" >&2; exit 1; }
 
 writes_before=$(metric keyward_store_write_transactions_total)
 flushes_before=$(metric keyward_last_used_flush_batches_total)
@@ -118,6 +126,14 @@ for round in $(seq "$ROUNDS"); do
     -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth")" >>"$work/results"
   echo "forward_meta $(run -H "Authorization: Bearer $tagged" -H "X-Forwarded-Method: GET" \
     -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth")" >>"$work/results"
+  credit_writes=$(metric keyward_store_write_transactions_total)
+  credit_flushes=$(metric keyward_last_used_flush_batches_total)
+  credit_started=$(date +%s.%N)
+  echo "forward_credits $(run -H "Authorization: Bearer $metered" -H "X-Forwarded-Method: GET" \
+    -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth")" >>"$work/results"
+  # Writes other than the last-use flushes during the run: the credit leases taken.
+  echo "$(date +%s.%N) $credit_started $(( $(metric keyward_store_write_transactions_total) - credit_writes \
+    - ($(metric keyward_last_used_flush_batches_total) - credit_flushes) ))" >>"$work/leases"
   echo "  round $round done"
 done
 
@@ -128,14 +144,15 @@ awk '
   { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; cpu[$1] += $5 }
   END {
     printf "\n%-28s %10s %9s %9s %16s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs", "server CPU µs/req"
-    split("healthz me verify instances forward forward_meta", order, " ")
+    split("healthz me verify instances forward forward_meta forward_credits", order, " ")
     label["healthz"] = "GET /healthz (no key)"
     label["me"] = "GET /v1/me (cached key)"
     label["verify"] = "POST /v1/keys/verify"
     label["instances"] = "GET /v1/instances (3 rows)"
     label["forward"] = "GET /v1/forward-auth"
     label["forward_meta"] = "  … key with external id, meta"
-    for (i = 1; i <= 6; i++) {
+    label["forward_credits"] = "  … key with credits"
+    for (i = 1; i <= 7; i++) {
       t = order[i]
       printf "%-28s %10.0f %9.1f %9.1f %16.1f\n", label[t], rps[t]/n[t], p50[t]/n[t], p99[t]/n[t], cpu[t]/n[t]
     }
@@ -145,7 +162,10 @@ awk '
     printf "/v1/instances: throughput %.3f x /healthz, p99 %.2f x\n", (rps["instances"]/n["instances"])/base_rps, (p99["instances"]/n["instances"])/base_p99
     printf "/v1/forward-auth: throughput %.3f x /healthz, p99 %.2f x\n", (rps["forward"]/n["forward"])/base_rps, (p99["forward"]/n["forward"])/base_p99
     printf "/v1/forward-auth, external id and meta: throughput %.3f x /healthz, p99 %.2f x\n", (rps["forward_meta"]/n["forward_meta"])/base_rps, (p99["forward_meta"]/n["forward_meta"])/base_p99
+    printf "/v1/forward-auth, key with credits: throughput %.3f x /healthz, p99 %.2f x\n", (rps["forward_credits"]/n["forward_credits"])/base_rps, (p99["forward_credits"]/n["forward_credits"])/base_p99
   }' "$work/results"
+awk '{ seconds += $1 - $2; writes += $3 } END {
+  printf "credit leases taken during the credits runs: %d writes in %.1f s, %.2f a second\n", writes, seconds, writes / seconds }' "$work/leases"
 
 echo
 echo "database writes during the runs: $((writes_after - writes_before)) transactions, of which last-use flush batches: $((flushes_after - flushes_before))"

@@ -25,6 +25,9 @@ use crate::AppState;
 use crate::auth::{CountedRoute, Customer, Principal};
 use crate::error::ApiError;
 
+/// What is left of a key's credits after the request, for the upstream.
+const CREDITS_REMAINING: &str = "keyward-credits-remaining";
+
 /// Where the request to decide follows, in Envoy's form.
 const PREFIX: &str = "/v1/forward-auth";
 
@@ -219,9 +222,9 @@ async fn decide(
         // Only a request that passes spends; a refusal is counted by `spend_credits`.
         match crate::auth::spend_credits(state, &principal.credential, cost, route.as_ref()).await {
             Ok(None) => {}
-            Ok(Some(remaining)) => {
+            Ok(Some(crate::auth::Credited { remaining, .. })) => {
                 response.headers_mut().insert(
-                    HeaderName::from_static("keyward-credits-remaining"),
+                    HeaderName::from_static(CREDITS_REMAINING),
                     HeaderValue::from(remaining),
                 );
             }
@@ -325,5 +328,10 @@ fn judge(
         let value = value.cloned().unwrap_or(HeaderValue::from_static(""));
         identity.insert(HeaderName::from_static(name), value);
     }
+    // Empty unless the key has credits (then what is left, set once they are spent).
+    identity.insert(
+        HeaderName::from_static(CREDITS_REMAINING),
+        HeaderValue::from_static(""),
+    );
     Ok(response)
 }

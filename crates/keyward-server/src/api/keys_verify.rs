@@ -168,13 +168,13 @@ pub(super) async fn verify_key(
             let mut retry_after = None;
             let code = if missing.is_empty() {
                 match crate::auth::spend_credits(&state, &credential, cost, None).await {
-                    Ok(remaining) => {
-                        credits_remaining = remaining;
+                    Ok(credited) => {
+                        credits_remaining = credited.map(|credited| credited.remaining);
                         Code::Valid
                     }
                     Err(ApiError::CreditsExhausted(refill)) => {
                         retry_after = refill;
-                        credits_remaining = Some(0);
+                        credits_remaining = credential.credits().map(|account| account.peek());
                         Code::CreditsExhausted
                     }
                     Err(other) => return Err(other),

@@ -37,15 +37,9 @@ const MIN_MEASURE_NANOS: u64 = 100_000_000;
 #[derive(Debug)]
 pub struct CreditAccount {
     credential: CredentialId,
-    /// Unspent credits of the lease.
-    available: AtomicI64,
-    /// The generation and period the lease belongs to.
-    generation: AtomicI64,
-    period_start: AtomicI64,
-    /// When what the lease holds becomes void (Unix seconds; `i64::MAX` without a refill).
-    period_end: AtomicI64,
-    /// What the database had left after the last take.
-    stored: AtomicI64,
+    /// The lease: what it holds and what it belongs to, changed together under one lock (a
+    /// spend holds it for a compare and a subtraction).
+    lease: Mutex<Lease>,
     /// Credits asked for since the last take (spent or refused), for the lease's size.
     demand: AtomicI64,
     /// When the last spend happened (monotonic nanoseconds), for giving back idle leases.
@@ -57,6 +51,28 @@ pub struct CreditAccount {
     taking: tokio::sync::Mutex<Taking>,
 }
 
+#[derive(Debug)]
+struct Lease {
+    /// Unspent credits.
+    available: i64,
+    /// The generation and refill period they belong to.
+    generation: i64,
+    period_start: i64,
+    /// When they become void (Unix seconds; `i64::MAX` without a refill; `i64::MIN` before
+    /// the first take, or once voided).
+    period_end: i64,
+    /// What the database had left after the last take (or when the credential was read).
+    stored: i64,
+}
+
+impl Lease {
+    /// Voids what it holds.
+    fn void(&mut self) {
+        self.available = 0;
+        self.period_end = i64::MIN;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Taking {
     last_take: Option<u64>,
@@ -64,15 +80,44 @@ struct Taking {
     last_size: i64,
 }
 
+/// Credits one request spent, to put back if it is refused afterwards: only into the lease
+/// they came from.
+#[derive(Clone, Debug)]
+pub struct Charge {
+    account: Arc<CreditAccount>,
+    cost: i64,
+    generation: i64,
+    period_start: i64,
+}
+
+impl Charge {
+    /// Puts the credits back, if the lease they came from is still the current one.
+    pub fn refund(self) {
+        let mut lease = self.account.lease();
+        if lease.generation == self.generation
+            && lease.period_start == self.period_start
+            && lease.period_end != i64::MIN
+        {
+            lease.available += self.cost;
+        }
+    }
+}
+
 /// What a spend answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Spent {
     /// Allowed: what is left, as this node knows it (its lease and the database's balance at
-    /// its last take; other nodes' leases count as spent).
-    Allowed { remaining: i64 },
-    /// Refused, nothing spent: the credits ran out. `retry_after` is the seconds until the
-    /// next refill, if there is one.
-    Exhausted { retry_after: Option<u64> },
+    /// its last take; other nodes' leases count as spent), and what was charged.
+    Allowed {
+        remaining: i64,
+        charge: Option<Charge>,
+    },
+    /// Refused, nothing spent: the credits ran out. `remaining` is what is left as this node
+    /// knows it; `retry_after` the seconds until the next refill, if there is one.
+    Exhausted {
+        remaining: i64,
+        retry_after: Option<u64>,
+    },
     /// The credential has no credits (they were removed since it was read).
     Unlimited,
 }
@@ -81,12 +126,13 @@ impl CreditAccount {
     fn new(credential: CredentialId, generation: i64) -> Self {
         Self {
             credential,
-            available: AtomicI64::new(0),
-            generation: AtomicI64::new(generation),
-            period_start: AtomicI64::new(0),
-            // No lease yet: the first spend takes one.
-            period_end: AtomicI64::new(i64::MIN),
-            stored: AtomicI64::new(0),
+            lease: Mutex::new(Lease {
+                available: 0,
+                generation,
+                period_start: 0,
+                period_end: i64::MIN,
+                stored: 0,
+            }),
             demand: AtomicI64::new(0),
             last_spent: AtomicU64::new(0),
             exhausted_until: AtomicU64::new(0),
@@ -94,41 +140,40 @@ impl CreditAccount {
         }
     }
 
+    fn lease(&self) -> std::sync::MutexGuard<'_, Lease> {
+        // A panic while holding it cannot leave the lease half changed: keep using it.
+        self.lease
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// What is left as this node knows it: its lease and what the database had after its last
     /// take (or when the credential was read, before any).
     pub fn peek(&self) -> i64 {
-        self.available.load(Ordering::Acquire) + self.stored.load(Ordering::Relaxed)
+        let lease = self.lease();
+        lease.available + lease.stored
     }
 
-    /// Spends `cost` from the lease if it holds enough and is current; what is left then.
-    fn spend_held(&self, cost: i64, now: i64, monotonic: u64) -> Option<i64> {
-        if now >= self.period_end.load(Ordering::Acquire) {
+    /// Spends `cost` from the lease if it holds enough and is current: what is left then, and
+    /// the lease's generation and period.
+    fn spend_held(&self, cost: i64, now: i64, monotonic: u64) -> Option<(i64, i64, i64)> {
+        let mut lease = self.lease();
+        if now >= lease.period_end || lease.available < cost {
             return None;
         }
-        let mut held = self.available.load(Ordering::Acquire);
-        loop {
-            if held < cost {
-                return None;
-            }
-            match self.available.compare_exchange_weak(
-                held,
-                held - cost,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    self.last_spent.store(monotonic, Ordering::Relaxed);
-                    return Some(held - cost + self.stored.load(Ordering::Relaxed));
-                }
-                Err(now_held) => held = now_held,
-            }
-        }
+        lease.available -= cost;
+        self.last_spent.store(monotonic, Ordering::Relaxed);
+        Some((
+            lease.available + lease.stored,
+            lease.generation,
+            lease.period_start,
+        ))
     }
 
     /// Spends `cost` credits (refused whole if there are not enough), from the lease while it
     /// holds enough and from a new take of the database otherwise.
     pub async fn spend(
-        &self,
+        self: &Arc<Self>,
         cost: i64,
         now: Timestamp,
         monotonic: u64,
@@ -137,49 +182,75 @@ impl CreditAccount {
         if cost == 0 {
             return Ok(Spent::Allowed {
                 remaining: self.peek(),
+                charge: None,
             });
         }
         let seconds = now.unix_seconds();
         self.demand.fetch_add(cost, Ordering::Relaxed);
-        if let Some(remaining) = self.spend_held(cost, seconds, monotonic) {
-            return Ok(Spent::Allowed { remaining });
+        if let Some(spent) = self.spend_held(cost, seconds, monotonic) {
+            return Ok(self.allowed(cost, spent));
         }
         let mut taking = self.taking.lock().await;
-        // Another request may have taken a lease while this one waited.
-        if let Some(remaining) = self.spend_held(cost, seconds, monotonic) {
-            return Ok(Spent::Allowed { remaining });
-        }
-        let period_over = seconds >= self.period_end.load(Ordering::Acquire);
-        if period_over {
-            // What the lease held belonged to a period that is over: void.
-            self.available.store(0, Ordering::Release);
-            self.exhausted_until.store(0, Ordering::Release);
-        }
-        let period_end = self.period_end.load(Ordering::Acquire);
-        if monotonic < self.exhausted_until.load(Ordering::Acquire) {
-            return Ok(Spent::Exhausted {
-                retry_after: retry_after(period_end, seconds),
-            });
-        }
-        let held = self.available.load(Ordering::Acquire);
-        let needed = (cost - held).max(0);
-        let want = self.lease_size(&mut taking, monotonic).max(needed);
-        let Some(lease) = store.take_credits(self.credential, want, needed).await? else {
-            return Ok(Spent::Unlimited);
-        };
-        self.receive(lease);
-        match self.spend_held(cost, seconds, monotonic) {
-            Some(remaining) => {
-                self.exhausted_until.store(0, Ordering::Release);
-                Ok(Spent::Allowed { remaining })
+        // Takes until the request is covered, or a take gets less than it asked for.
+        for _ in 0..3 {
+            // Another request may have taken a lease while this one waited.
+            if let Some(spent) = self.spend_held(cost, seconds, monotonic) {
+                return Ok(self.allowed(cost, spent));
             }
-            None => {
+            let (held, period_end) = {
+                let mut lease = self.lease();
+                if seconds >= lease.period_end {
+                    // What it held belonged to a period that is over: void.
+                    lease.void();
+                    self.exhausted_until.store(0, Ordering::Release);
+                }
+                (lease.available, lease.period_end)
+            };
+            if monotonic < self.exhausted_until.load(Ordering::Acquire) {
+                return Ok(Spent::Exhausted {
+                    remaining: self.peek(),
+                    retry_after: retry_after(period_end, seconds),
+                });
+            }
+            let needed = (cost - held).max(1);
+            let want = self.lease_size(&mut taking, monotonic).max(needed);
+            let Some(lease) = store.take_credits(self.credential, want, needed).await? else {
+                return Ok(Spent::Unlimited);
+            };
+            self.receive(lease);
+            if lease.taken < needed {
+                if let Some(spent) = self.spend_held(cost, seconds, monotonic) {
+                    return Ok(self.allowed(cost, spent));
+                }
                 self.exhausted_until
                     .store(monotonic + EXHAUSTED_RETRY_NANOS, Ordering::Release);
-                Ok(Spent::Exhausted {
+                return Ok(Spent::Exhausted {
+                    remaining: self.peek(),
                     retry_after: retry_after(lease.period_end, seconds),
-                })
+                });
             }
+        }
+        // Other requests kept spending what each take brought: try once more from the lease.
+        match self.spend_held(cost, seconds, monotonic) {
+            Some(spent) => Ok(self.allowed(cost, spent)),
+            None => Ok(Spent::Exhausted {
+                remaining: self.peek(),
+                retry_after: None,
+            }),
+        }
+    }
+
+    fn allowed(self: &Arc<Self>, cost: i64, spent: (i64, i64, i64)) -> Spent {
+        let (remaining, generation, period_start) = spent;
+        self.exhausted_until.store(0, Ordering::Release);
+        Spent::Allowed {
+            remaining,
+            charge: Some(Charge {
+                account: self.clone(),
+                cost,
+                generation,
+                period_start,
+            }),
         }
     }
 
@@ -206,27 +277,30 @@ impl CreditAccount {
         size
     }
 
-    /// Adds a lease's credits, voiding what the lease held if the credits were set since.
-    fn receive(&self, lease: CreditLease) {
-        if self.generation.swap(lease.generation, Ordering::AcqRel) != lease.generation
-            || self.period_start.swap(lease.period_start, Ordering::AcqRel) != lease.period_start
-        {
-            self.available.store(0, Ordering::Release);
+    /// Adds a lease's credits, voiding what the lease held if the credits were set since or
+    /// the period changed.
+    fn receive(&self, taken: CreditLease) {
+        let mut lease = self.lease();
+        if lease.generation != taken.generation || lease.period_start != taken.period_start {
+            lease.available = 0;
         }
-        self.period_end.store(lease.period_end, Ordering::Release);
-        self.stored.store(lease.remaining, Ordering::Relaxed);
-        self.available.fetch_add(lease.taken, Ordering::AcqRel);
+        lease.generation = taken.generation;
+        lease.period_start = taken.period_start;
+        lease.period_end = taken.period_end;
+        lease.stored = taken.remaining;
+        lease.available += taken.taken;
     }
 
     /// The credits were read again (the entry reloaded), `stored` left in the database: if
     /// they were set since the lease was taken, what it holds is void.
     pub fn observe(&self, generation: i64, stored: i64) {
-        if self.generation.swap(generation, Ordering::AcqRel) != generation {
-            self.available.store(0, Ordering::Release);
-            self.period_end.store(i64::MIN, Ordering::Release);
+        let mut lease = self.lease();
+        if lease.generation != generation {
+            lease.void();
+            lease.generation = generation;
         }
-        if self.period_end.load(Ordering::Acquire) == i64::MIN {
-            self.stored.store(stored, Ordering::Relaxed);
+        if lease.period_end == i64::MIN {
+            lease.stored = stored;
         }
         // Set or added to since this node found them spent: worth asking again at once.
         if stored > 0 {
@@ -234,21 +308,11 @@ impl CreditAccount {
         }
     }
 
-    /// Puts back credits spent for a request that was then refused (a scope it lacks).
-    pub fn refund(&self, cost: i64) {
-        self.available.fetch_add(cost, Ordering::AcqRel);
-    }
-
     /// Takes what the lease holds out of it, to give back: `(amount, generation, period)`.
     fn take_unspent(&self) -> Option<(i64, i64, i64)> {
-        let amount = self.available.swap(0, Ordering::AcqRel);
-        (amount > 0).then(|| {
-            (
-                amount,
-                self.generation.load(Ordering::Acquire),
-                self.period_start.load(Ordering::Acquire),
-            )
-        })
+        let mut lease = self.lease();
+        let amount = std::mem::take(&mut lease.available);
+        (amount > 0).then_some((amount, lease.generation, lease.period_start))
     }
 }
 
@@ -295,7 +359,7 @@ impl CreditAccounts {
         let idle: Vec<Arc<CreditAccount>> = {
             let mut accounts = self.accounts();
             accounts.retain(|_, account| {
-                Arc::strong_count(account) > 1 || account.available.load(Ordering::Acquire) > 0
+                Arc::strong_count(account) > 1 || account.lease().available > 0
             });
             accounts
                 .values()
@@ -319,24 +383,36 @@ impl CreditAccounts {
                 // Set again, or the period is over: what it held no longer counts.
                 Ok(false) => {}
                 Err(error) => {
-                    // Kept for the next try, unless the lease changed meanwhile.
-                    if account.generation.load(Ordering::Acquire) == generation
-                        && account.period_start.load(Ordering::Acquire) == period
-                    {
-                        account.available.fetch_add(amount, Ordering::AcqRel);
-                    }
-                    tracing::warn!(%error, "giving back unspent credits failed");
+                    // Not knowing whether it was applied, they are dropped, as a crash would:
+                    // putting them back could spend them twice.
+                    tracing::warn!(%error, lost = amount, "giving back unspent credits failed");
                 }
             }
         }
         given
     }
 
+    /// Gives back what this node's lease of `credential` holds now (before its credits move).
+    pub async fn give_back_one(&self, store: &dyn Store, credential: CredentialId) {
+        let account = self.accounts().get(&credential).cloned();
+        let Some((amount, generation, period)) =
+            account.as_ref().and_then(|account| account.take_unspent())
+        else {
+            return;
+        };
+        if let Err(error) = store
+            .give_back_credits(credential, amount, generation, period)
+            .await
+        {
+            tracing::warn!(%error, lost = amount, "giving back unspent credits failed");
+        }
+    }
+
     /// Credits held in leases on this node, for tests and metrics.
     pub fn held(&self) -> i64 {
         self.accounts()
             .values()
-            .map(|account| account.available.load(Ordering::Acquire))
+            .map(|account| account.lease().available)
             .sum()
     }
 }

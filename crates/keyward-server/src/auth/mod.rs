@@ -30,7 +30,7 @@ pub use acting::ORGANIZATION_HEADER;
 pub(crate) use acting::{named as organization_named, resolve as resolve_organization};
 pub use cache::{CachedCredential, VerificationCache};
 pub use counts::{CountedRoute, UsageCell, UsageCounts};
-pub use credits::{CreditAccount, CreditAccounts, Spent};
+pub use credits::{Charge, CreditAccount, CreditAccounts, Spent};
 pub use failures::{FailureReason, FailureRecorder};
 pub use usage::UsageRecorder;
 pub use verifier::{Accept, Refusal, Verified, Verifier};
@@ -108,7 +108,15 @@ tokio::task_local! {
     static RATE: Cell<Option<RateStatus>>;
     /// The credits the request's credential spent on it, to put back if it is then refused
     /// for a scope it lacks.
-    static CHARGED: std::cell::RefCell<Option<(Arc<CreditAccount>, i64)>>;
+    static CHARGED: std::cell::RefCell<Option<Charge>>;
+}
+
+/// Credits a request spent.
+pub(crate) struct Credited {
+    /// What is left, as this node knows it.
+    pub remaining: i64,
+    /// What to put back if the request is refused afterwards.
+    pub charge: Option<Charge>,
 }
 
 /// Spends `cost` of `credential`'s credits, if it has any: what is left (as this node knows
@@ -119,7 +127,7 @@ pub(crate) async fn spend_credits(
     credential: &CachedCredential,
     cost: i64,
     route: Option<&Arc<str>>,
-) -> Result<Option<i64>, ApiError> {
+) -> Result<Option<Credited>, ApiError> {
     let Some(account) = credential.credits() else {
         return Ok(None);
     };
@@ -129,9 +137,9 @@ pub(crate) async fn spend_credits(
         .spend(cost, now, clock.monotonic_nanos(), state.store.as_ref())
         .await;
     match spent {
-        Ok(Spent::Allowed { remaining }) => Ok(Some(remaining)),
+        Ok(Spent::Allowed { remaining, charge }) => Ok(Some(Credited { remaining, charge })),
         Ok(Spent::Unlimited) => Ok(None),
-        Ok(Spent::Exhausted { retry_after }) => {
+        Ok(Spent::Exhausted { retry_after, .. }) => {
             // Counted as allowed when it was verified.
             state.verifier.usage_counts().reclassify(
                 credential.id,
@@ -149,8 +157,8 @@ pub(crate) async fn spend_credits(
 /// Puts back what the request's credential spent on it (it was refused for a scope it lacks).
 pub(crate) fn refund_charged() {
     let _ = CHARGED.try_with(|slot| {
-        if let Some((account, cost)) = slot.borrow_mut().take() {
-            account.refund(cost);
+        if let Some(charge) = slot.borrow_mut().take() {
+            charge.refund();
         }
     });
 }
@@ -216,10 +224,12 @@ pub(crate) async fn authenticate(
     }
     // The API's own requests cost 1; forward authentication spends its rule's cost.
     if accept == Accept::Any
-        && spend_credits(state, &credential, 1, None).await?.is_some()
-        && let Some(account) = credential.credits()
+        && let Some(Credited {
+            charge: Some(charge),
+            ..
+        }) = spend_credits(state, &credential, 1, None).await?
     {
-        let _ = CHARGED.try_with(|slot| *slot.borrow_mut() = Some((account.clone(), 1)));
+        let _ = CHARGED.try_with(|slot| *slot.borrow_mut() = Some(charge));
     }
     Ok(Principal::new(credential))
 }

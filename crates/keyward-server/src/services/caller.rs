@@ -43,6 +43,9 @@ pub struct Grants {
     pub rate_limit: Option<RateLimit>,
     /// A credential limited to networks grants only ranges within its own.
     pub networks: Option<Networks>,
+    /// A credential with credits hands on no calls: it cannot make keys, members or portal
+    /// sessions (whose people could make keys without its limit).
+    pub credits: bool,
 }
 
 impl Caller {
@@ -57,6 +60,7 @@ impl Caller {
                 usable_until: credential.usable_until(),
                 rate_limit: credential.rate_limit(),
                 networks: credential.networks().cloned(),
+                credits: credential.credits().is_some(),
             },
             actor: CallerKind::Credential {
                 id: principal.credential_id,
@@ -81,6 +85,7 @@ impl Caller {
                 usable_until: None,
                 rate_limit: None,
                 networks: None,
+                credits: false,
             },
             actor: CallerKind::Person { user_id, role },
             audit,

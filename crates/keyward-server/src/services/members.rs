@@ -94,6 +94,12 @@ fn credential_may_assign(
              any address",
         );
     }
+    if new.is_some() && grants.credits {
+        return refuse(
+            "a key with credits cannot add members or change roles: they could make keys \
+             without its limit",
+        );
+    }
     if new == Some(Role::Admin) && current != Some(Role::Admin) {
         return refuse(
             "a key cannot make admins: an owner or admin does that in the dashboard, as a person",

@@ -84,6 +84,13 @@ pub async fn create(
                       act from any address",
         });
     }
+    if grants.credits {
+        return Err(ServiceError::Forbidden {
+            field: Some("role"),
+            message: "a key with credits cannot open portal sessions: the person could make \
+                      keys without its limit",
+        });
+    }
     let now = state.config.clock.now();
     if let Some(until) = grants.usable_until {
         session_seconds = session_seconds.min(until.unix_seconds() - now.unix_seconds());

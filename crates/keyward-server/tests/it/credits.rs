@@ -168,6 +168,39 @@ async fn credits_are_spent_by_allowed_requests_and_refused_whole_once_spent() {
         )
         .await;
     given.problem(422, "validation_failed");
+    // Nor people, who could make keys without its limit.
+    let (_, metered_inviter) = credited(
+        &app,
+        &org.key,
+        &["members:write", "members:read"],
+        json!({ "remaining": 100 }),
+    )
+    .await;
+    let invited = app
+        .post(
+            "/v1/members",
+            &metered_inviter,
+            json!({ "email": "grace@example.com", "role": "member" }),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::FORBIDDEN, "{}", invited.body);
+    // Setting them again to the same values still starts a generation, and is audited.
+    let again = app
+        .patch(
+            &format!("/v1/api-keys/{id}"),
+            &org.key,
+            json!({ "credits": { "remaining": 1 } }),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    let again = app
+        .patch(
+            &format!("/v1/api-keys/{id}"),
+            &org.key,
+            json!({ "credits": { "remaining": 1 } }),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
     // Removing them: no limit any more.
     let removed = app
         .patch(
@@ -189,7 +222,12 @@ async fn credits_are_spent_by_allowed_requests_and_refused_whole_once_spent() {
         .iter()
         .filter(|event| event["action"] == "api_key.updated")
         .collect();
-    assert_eq!(updates.len(), 3, "set, add, remove: {}", audit.body);
+    assert_eq!(
+        updates.len(),
+        5,
+        "set, add, set, the same set, remove: {}",
+        audit.body
+    );
 
     // The refusals are counted in the key's usage.
     app.state.flush_usage().await.unwrap();
@@ -235,6 +273,7 @@ async fn verify_forward_authentication_and_introspection_spend_what_they_say() {
     let refused = verify(json!(7)).await;
     assert_eq!(refused["code"], "CREDITS_EXHAUSTED", "{refused}");
     assert_eq!(refused["valid"], false);
+    assert_eq!(refused["credits_remaining"], 6, "what is left, untouched");
     // Looking spends nothing.
     let looked = app
         .call_form(
@@ -404,7 +443,7 @@ async fn rotation_moves_the_credits_to_the_successor() {
     let (id, old) = credited(
         &app,
         &org.key,
-        &["instances:read"],
+        &["instances:read", "api_keys:write"],
         json!({ "remaining": 5 }),
     )
     .await;
@@ -412,7 +451,6 @@ async fn rotation_moves_the_credits_to_the_successor() {
         assert_eq!(app.get("/v1/instances", &old).await.status, StatusCode::OK);
     }
     // What the node holds goes back before the rotation reads the balance.
-    app.state.give_back_credits(true).await;
     let rotated = app
         .post(
             &format!("/v1/api-keys/{id}/rotate"),
@@ -427,10 +465,25 @@ async fn rotation_moves_the_credits_to_the_successor() {
     app.get("/v1/instances", &old)
         .await
         .problem(429, "credits_exhausted");
-    for _ in 0..3 {
-        assert_eq!(app.get("/v1/instances", &new).await.status, StatusCode::OK);
-    }
-    app.get("/v1/instances", &new)
+    assert_eq!(app.get("/v1/instances", &new).await.status, StatusCode::OK);
+    // A key with credits may rotate itself (the request spends one): it hands on only its
+    // own.
+    let new_id = rotated.body["id"].as_str().unwrap().to_owned();
+    let own = app
+        .post(
+            &format!("/v1/api-keys/{new_id}/rotate"),
+            &new,
+            json!({ "grace_seconds": 0 }),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::CREATED, "{}", own.body);
+    assert_eq!(own.body["credits"]["remaining"], 1, "{}", own.body);
+    let newest = own.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get("/v1/instances", &newest).await.status,
+        StatusCode::OK
+    );
+    app.get("/v1/instances", &newest)
         .await
         .problem(429, "credits_exhausted");
 }

@@ -49,6 +49,7 @@ async fn upstream() -> SocketAddr {
             "scopes": get("keyward-scopes"),
             "external_id": get("keyward-external-id"),
             "meta": get("keyward-meta"),
+            "credits_remaining": get("keyward-credits-remaining"),
             "x_project_id": get("x-project-id"),
             "overrides": overrides,
         }))
@@ -507,7 +508,7 @@ async fn metadata_reaches_the_service(app: &TestApp, gateway: &Gateway) {
         .post(
             "/v1/api-keys",
             &org.key,
-            json!({"name": "tagged", "scopes": ["databases:read"], "external_id": "user_42", "meta": meta}),
+            json!({"name": "tagged", "scopes": ["databases:read"], "external_id": "user_42", "meta": meta, "credits": {"remaining": 100}}),
         )
         .await;
     assert_eq!(tagged.status, StatusCode::CREATED, "{}", tagged.body);
@@ -520,8 +521,13 @@ async fn metadata_reaches_the_service(app: &TestApp, gateway: &Gateway) {
         ("keyward-meta", "eyJwbGFuIjoiZW50ZXJwcmlzZSJ9"),
         ("keyward_external_id", "admin"),
         ("Keyward_Meta", "eyJwbGFuIjoiZW50ZXJwcmlzZSJ9"),
+        ("keyward-credits-remaining", "999999"),
     ];
-    for connection in [None, Some("Keyward-External-Id, Keyward-Meta")] {
+    let mut left = 100;
+    for connection in [
+        None,
+        Some("Keyward-External-Id, Keyward-Meta, Keyward-Credits-Remaining"),
+    ] {
         let mut headers = forged.to_vec();
         headers.extend(connection.map(|c| ("connection", c)));
         let seen = through_with(gateway, Some(&tagged), &path, &headers).await;
@@ -539,10 +545,18 @@ async fn metadata_reaches_the_service(app: &TestApp, gateway: &Gateway) {
             meta,
             "{connection:?}"
         );
+        // Its credits: what is left after the request, never the client's figure.
+        left -= 1;
+        assert_eq!(
+            seen.body["credits_remaining"],
+            left.to_string(),
+            "{connection:?}: {}",
+            seen.body
+        );
         let seen = through_with(gateway, Some(&plain), &path, &headers).await;
         assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
         // nginx sends no empty header; Caddy passes Keyward's empty one.
-        for field in ["external_id", "meta"] {
+        for field in ["external_id", "meta", "credits_remaining"] {
             assert!(
                 [Value::Null, json!("")].contains(&seen.body[field]),
                 "{connection:?}: {}",

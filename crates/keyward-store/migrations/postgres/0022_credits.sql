@@ -2,8 +2,9 @@
 -- here (never a write per request), and refilled to `refill_amount` at each boundary.
 CREATE TABLE credit_balances (
     credential_id UUID PRIMARY KEY REFERENCES credentials (id),
-    -- What no node holds in a lease yet.
-    remaining BIGINT NOT NULL CHECK (remaining >= 0),
+    -- What no node holds in a lease yet; NULL once the credits were removed (the row stays,
+    -- so that its generation only ever grows).
+    remaining BIGINT CHECK (remaining >= 0),
     refill_amount BIGINT,
     -- `day` or `month`.
     refill_every TEXT,

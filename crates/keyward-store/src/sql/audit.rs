@@ -94,9 +94,15 @@ pub(crate) fn rate_limit(record: &CredentialRecord) -> Value {
     )
 }
 
+/// A credential's credits, with their generation: setting them again (even to the same
+/// values) starts a new one, and is recorded as a change.
 pub(crate) fn credits(record: &CredentialRecord) -> Value {
     record.credits.map_or(Value::Null, |credits| {
-        serde_json::to_value(credits.settings).unwrap_or(Value::Null)
+        let mut value = serde_json::to_value(credits.settings).unwrap_or(Value::Null);
+        if let Value::Object(fields) = &mut value {
+            fields.insert("generation".into(), Value::from(credits.generation));
+        }
+        value
     })
 }
 

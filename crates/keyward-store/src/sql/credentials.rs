@@ -103,12 +103,24 @@ pub(crate) async fn insert(
     tx: &mut impl Write,
     new: &NewCredential,
 ) -> Result<CredentialRecord, StoreError> {
+    insert_checked(tx, new, None).await
+}
+
+/// Inserts `new`, refusing it when a credential with credits creates it, unless that is
+/// `successor_of` (a key rotating itself hands on only its own credits).
+async fn insert_checked(
+    tx: &mut impl Write,
+    new: &NewCredential,
+    successor_of: Option<CredentialId>,
+) -> Result<CredentialRecord, StoreError> {
     let (by_user, by_credential) = match new.created_by {
         Creator::User(user) => (Some(user.as_uuid()), None),
         Creator::Host => (None, None),
         Creator::Credential(credential) => (None, Some(credential.as_uuid())),
     };
-    if let Creator::Credential(creator) = new.created_by {
+    if let Creator::Credential(creator) = new.created_by
+        && Some(creator) != successor_of
+    {
         super::credits::refuse_if_limited(tx, Some(creator)).await?;
     }
     let policy = super::organizations::active_policy(tx, new.organization_id).await?;
@@ -191,15 +203,11 @@ pub(crate) async fn rotate(
     if before.revoked_at.is_some() || before.rotation.is_some() {
         return Err(StoreError::Conflict("rotation"));
     }
-    let mut replacement = insert(tx, new).await?;
+    let mut replacement = insert_checked(tx, new, Some(old)).await?;
     // Credits move to the successor: rotating never makes more of them.
     if let Some(credits) = super::credits::current(tx, old).await? {
         super::credits::set(tx, replacement.id, Some(credits.settings)).await?;
-        let spent = keyward_core::CreditSettings {
-            remaining: 0,
-            refill: None,
-        };
-        super::credits::set(tx, old, Some(spent)).await?;
+        super::credits::drain(tx, old).await?;
         replacement.credits = Some(crate::StoredCredits {
             settings: credits.settings,
             generation: 0,

@@ -79,16 +79,20 @@ pub(crate) fn stored(row: &dyn Columns) -> Result<Option<StoredCredits>, StoreEr
     }))
 }
 
-fn balance(row: &dyn Columns) -> Result<Balance, StoreError> {
-    Ok(Balance {
-        remaining: row.int("remaining")?,
+/// A balance row, `None` for one whose credits were removed.
+fn balance(row: &dyn Columns) -> Result<Option<Balance>, StoreError> {
+    let Some(remaining) = row.opt_int("remaining")? else {
+        return Ok(None);
+    };
+    Ok(Some(Balance {
+        remaining,
         refill: refill(row, "")?,
         period: row.int("period")?,
         generation: row.int("generation")?,
         base: row.int("base")?,
         low_sent: row.opt_int("low_sent_period")?,
         exhausted_sent: row.opt_int("exhausted_sent_period")?,
-    })
+    }))
 }
 
 /// The credential's balance, locked until the transaction ends (PostgreSQL; SQLite has one
@@ -107,6 +111,7 @@ async fn locked(
     Ok(tx
         .optional(query, balance)
         .await?
+        .flatten()
         .map(|found| found.refilled(now)))
 }
 
@@ -140,7 +145,7 @@ pub(crate) async fn refuse_if_limited(
     };
     let query = locking!(
         "FOR SHARE",
-        "SELECT 1 FROM credit_balances WHERE credential_id = $1"
+        "SELECT 1 FROM credit_balances WHERE credential_id = $1 AND remaining IS NOT NULL"
     )
     .bind(by.as_uuid());
     if tx.optional(query, super::exists).await?.is_some() {
@@ -153,36 +158,63 @@ pub(crate) async fn refuse_if_limited(
     Ok(())
 }
 
-/// Sets the credential's credits (a new generation: leases taken before no longer count), or
-/// removes them.
+/// Sets the credential's credits, or removes them (`None`), in a new generation: what leases
+/// taken before hold no longer counts. The row is changed in place, never deleted, so that
+/// its generation only grows (a lease of a removed generation can never count again), and so
+/// that a statement waiting on its lock finds it.
 pub(crate) async fn set(
     tx: &mut impl Write,
     credential: CredentialId,
     credits: Option<CreditSettings>,
 ) -> Result<(), StoreError> {
-    let generation = locked(tx, credential)
-        .await?
-        .map_or(0, |balance| balance.generation + 1);
-    let delete = Query::new("DELETE FROM credit_balances WHERE credential_id = $1")
-        .bind(credential.as_uuid());
-    tx.execute(delete).await?;
-    let Some(credits) = credits else {
-        return Ok(());
+    set_with(tx, credential, credits, None).await
+}
+
+/// Empties a rotated credential's credits (they moved to its successor), as spent this period
+/// with nothing to warn about.
+pub(crate) async fn drain(tx: &mut impl Write, credential: CredentialId) -> Result<(), StoreError> {
+    let spent = CreditSettings {
+        remaining: 0,
+        refill: None,
     };
-    let (period, _) = credits.period(tx.now());
-    let refill = credits.refill;
-    let insert = Query::new(
-        "INSERT INTO credit_balances (credential_id, remaining, refill_amount, refill_every, \
-         refill_on_day, period, generation, base) VALUES ($1, $2, $3, $4, $5, $6, $7, $2)",
+    set_with(tx, credential, Some(spent), Some(0)).await
+}
+
+async fn set_with(
+    tx: &mut impl Write,
+    credential: CredentialId,
+    credits: Option<CreditSettings>,
+    sent: Option<i64>,
+) -> Result<(), StoreError> {
+    let lock = locking!(
+        "FOR UPDATE",
+        "SELECT generation FROM credit_balances WHERE credential_id = $1"
     )
+    .bind(credential.as_uuid());
+    let generation = tx.optional(lock, |row| row.int("generation")).await?;
+    let period = credits.map_or(0, |credits| credits.period(tx.now()).0);
+    let refill = credits.and_then(|credits| credits.refill);
+    let remaining = credits.map(|credits| credits.remaining);
+    let query = match generation {
+        Some(_) => Query::new(
+            "UPDATE credit_balances SET remaining = $2, refill_amount = $3, refill_every = $4, \
+             refill_on_day = $5, period = $6, generation = generation + 1, base = COALESCE($2, 0), \
+             low_sent_period = $7, exhausted_sent_period = $7 WHERE credential_id = $1",
+        ),
+        None => Query::new(
+            "INSERT INTO credit_balances (credential_id, remaining, refill_amount, refill_every, \
+             refill_on_day, period, generation, base, low_sent_period, exhausted_sent_period) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, COALESCE($2, 0), $7, $7)",
+        ),
+    }
     .bind(credential.as_uuid())
-    .bind(credits.remaining)
+    .bind(remaining)
     .bind(refill.map(|r| r.amount))
     .bind(refill.map(|r| r.every.as_str()))
     .bind(refill.and_then(|r| r.on_day).map(i64::from))
     .bind(period)
-    .bind(generation);
-    tx.execute(insert).await?;
+    .bind(sent);
+    tx.execute(query).await?;
     Ok(())
 }
 
@@ -273,7 +305,19 @@ pub(crate) async fn take(
         ]
     };
     let events = send.into_iter().map(|event| (event, extra())).collect();
-    let (period_start, period_end) = balance.settings().period(now);
+    // The period of what was taken: the balance's own (its refill applied above), not that
+    // of the time the transaction began, which may be before a boundary it waited across.
+    let period_start = balance.period;
+    let period_end = match balance.refill {
+        Some(refill) => {
+            refill
+                .period(Timestamp::from_unix_seconds(
+                    balance.period.max(now.unix_seconds()),
+                ))
+                .1
+        }
+        None => i64::MAX,
+    };
     let lease = CreditLease {
         taken,
         remaining: balance.remaining,

@@ -394,12 +394,14 @@ async fn inviter_may(
     }
     if let Some(credential) = credential {
         // What a key needs to add anyone at all (`services::members`), still true: it is
-        // live, does not expire or rotate away, and is not limited to networks. (Its scopes
-        // never change.)
+        // live, does not expire or rotate away, is not limited to networks, and has no
+        // credits. (Its scopes never change.)
         let query = locking!(
             "FOR SHARE",
             "SELECT 1 FROM credentials WHERE id = $1 AND revoked_at IS NULL \
-             AND expires_at IS NULL AND rotation_ends_at IS NULL AND allowed_cidrs IS NULL"
+             AND expires_at IS NULL AND rotation_ends_at IS NULL AND allowed_cidrs IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM credit_balances \
+             WHERE credential_id = credentials.id AND remaining IS NOT NULL)"
         )
         .bind(credential);
         return Ok(tx.optional(query, exists).await?.is_some());

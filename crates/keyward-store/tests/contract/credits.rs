@@ -79,6 +79,23 @@ pub async fn credits_are_leased_given_back_and_set_in_generations(store: &dyn St
     // Removed: no limit, nothing to take.
     change(store, org, id, CreditChange::Set(None)).await;
     assert_eq!(store.take_credits(id, 1, 1).await.unwrap(), None);
+    assert_eq!(store.current_credits(id).await.unwrap(), None);
+    assert!(!store.give_back_credits(id, 2, 1, 0).await.unwrap());
+    // Set again: a generation no lease ever had, so no old lease counts again.
+    change(
+        store,
+        org,
+        id,
+        CreditChange::Set(Some(CreditSettings::new(10, None).unwrap())),
+    )
+    .await;
+    let stored = store.current_credits(id).await.unwrap().unwrap();
+    assert_eq!((stored.settings.remaining, stored.generation), (10, 3));
+    for old in 0..3 {
+        assert!(!store.give_back_credits(id, 100, old, 0).await.unwrap());
+    }
+    assert_eq!(remaining(store, id).await, Some(10));
+    change(store, org, id, CreditChange::Set(None)).await;
     assert_eq!(store.take_credits(owner_key, 1, 1).await.unwrap(), None);
     let refused = store
         .update_credential(

@@ -210,6 +210,13 @@ pub async fn rotate(
         CredentialId::generate(kind),
     )?;
     new.rotated_from = Some(id);
+    // Its credits move to the successor: what this node holds of them goes back first (what
+    // other nodes hold in leases stays spent).
+    state
+        .verifier
+        .credit_accounts()
+        .give_back_one(state.store.as_ref(), id)
+        .await;
     let (rotated, replacement) = state
         .store
         .rotate_credential(
