@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
+use crate::timestamp::{civil_from_days, days_from_civil};
 
 /// Largest number of credits a credential may hold or be refilled to.
 pub const MAX_CREDITS: i64 = 1_000_000_000_000;
@@ -149,34 +150,6 @@ fn boundary(year: i64, month: i64, day: i64) -> i64 {
     days_from_civil(year, month, day.min(length)) * DAY
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let of_era = year - era * 400;
-    let of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
-    let of_era_days = of_era * 365 + of_era / 4 - of_era / 100 + of_year;
-    era * 146_097 + of_era_days - 719_468
-}
-
-/// The date of a day since 1970-01-01: year, month (1 to 12) and day (1 to 31).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let of_era = days - era * 146_097;
-    let year_of_era = (of_era - of_era / 1_460 + of_era / 36_524 - of_era / 146_096) / 365;
-    let of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * of_year + 2) / 153;
-    let day = of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +168,7 @@ mod tests {
 
     #[test]
     fn dates_convert_both_ways() {
+        use crate::timestamp::{civil_from_days, days_from_civil};
         for days in [-800_000, -1, 0, 59, 11_016, 20_000, 20_792, 2_000_000] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");

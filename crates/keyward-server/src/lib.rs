@@ -222,6 +222,7 @@ impl AppState {
                 .failure_events
                 .fetch_add(events, Ordering::Relaxed);
         }
+        self.verifier.absorb_usage();
         let counts = self
             .verifier
             .usage_counts()

@@ -92,8 +92,9 @@ pub struct CachedCredential {
     generation: u64,
     /// Last use this node has seen, in Unix seconds.
     pub(super) last_used: AtomicI64,
-    /// Where its allowed verifications are counted (shared by every entry of it).
-    pub(super) usage: Arc<UsageCell>,
+    /// Its allowed verifications this hour, not yet taken by the usage counts (which absorb
+    /// them when the entry leaves the cache, and at each flush).
+    pub(super) usage: UsageCell,
 }
 
 /// What only some credentials have.
@@ -178,11 +179,7 @@ impl CachedCredential {
             let stored = credits.remaining(now);
             CreditAccounts::default().account(record.id, credits.generation, stored)
         });
-        let shared = Shared {
-            tat,
-            usage: Arc::default(),
-            credits,
-        };
+        let shared = Shared { tat, credits };
         Self::with_limiter(record, now, 0, shared, catalog)
     }
 
@@ -193,11 +190,7 @@ impl CachedCredential {
         shared: Shared,
         catalog: &ScopeCatalog,
     ) -> Self {
-        let Shared {
-            tat,
-            usage,
-            credits,
-        } = shared;
+        let Shared { tat, credits } = shared;
         Self {
             scopes: catalog.granted(&record.scopes, record.id.kind()),
             digest: record.digest,
@@ -234,7 +227,7 @@ impl CachedCredential {
             loaded_at: now.unix_seconds(),
             generation,
             last_used: AtomicI64::new(record.last_used_at.map_or(0, Timestamp::unix_seconds)),
-            usage,
+            usage: UsageCell::default(),
         }
     }
 }
@@ -242,7 +235,6 @@ impl CachedCredential {
 /// What an entry shares with the other entries of its credential on this node.
 struct Shared {
     tat: Option<Arc<AtomicU64>>,
-    usage: Arc<UsageCell>,
     credits: Option<Arc<CreditAccount>>,
 }
 
@@ -465,6 +457,9 @@ impl VerificationCache {
             self.negatives.fetch_add(1, Ordering::Relaxed);
         }
         let previous = shard.insert(key, slot);
+        if let Some(Slot::Found(old)) = &previous {
+            self.counts.absorb(old.id, &old.usage);
+        }
         match (previous, shard.get(&key)) {
             (Some(Slot::Missing { .. }), _) => {
                 self.forget_negative();
@@ -475,6 +470,23 @@ impl VerificationCache {
                     .fetch_max(old.last_used.load(Ordering::Relaxed), Ordering::Relaxed);
             }
             _ => {}
+        }
+    }
+
+    /// Takes what `slot`'s entry counted into the usage counts, as it leaves the cache.
+    fn absorb(&self, slot: &Slot) {
+        if let Slot::Found(entry) = slot {
+            self.counts.absorb(entry.id, &entry.usage);
+        }
+    }
+
+    /// Takes what every entry counted into the usage counts, for a flush.
+    pub fn absorb_usage(&self) {
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
+            for slot in shard.values() {
+                self.absorb(slot);
+            }
         }
     }
 
@@ -498,8 +510,10 @@ impl VerificationCache {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
-        if let Some(Slot::Missing { .. }) = removed {
-            self.forget_negative();
+        match &removed {
+            Some(Slot::Missing { .. }) => self.forget_negative(),
+            Some(found) => self.absorb(found),
+            None => {}
         }
         self.inflight
             .lock()
@@ -511,7 +525,10 @@ impl VerificationCache {
     pub fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         for shard in self.shards.iter() {
-            shard.write().unwrap_or_else(|p| p.into_inner()).clear();
+            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+            for (_, slot) in shard.drain() {
+                self.absorb(&slot);
+            }
         }
         self.negatives.store(0, Ordering::Relaxed);
         self.inflight
@@ -529,7 +546,6 @@ impl VerificationCache {
     ) -> Arc<CachedCredential> {
         let shared = Shared {
             tat: record.rate_limit.map(|_| self.limiter_state(key)),
-            usage: self.counts.cell(record.id),
             credits: record.credits.map(|credits| {
                 let stored = credits.remaining(now);
                 self.credits.account(record.id, credits.generation, stored)
@@ -571,7 +587,13 @@ impl VerificationCache {
         for shard in self.shards.iter() {
             let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
             shard.retain(|_, slot| match slot {
-                Slot::Found(entry) => self.servable(entry, now, state),
+                Slot::Found(entry) => {
+                    let keep = self.servable(entry, now, state);
+                    if !keep {
+                        self.counts.absorb(entry.id, &entry.usage);
+                    }
+                    keep
+                }
                 Slot::Missing { until } => {
                     let keep = *until > now;
                     if !keep {

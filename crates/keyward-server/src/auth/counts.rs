@@ -3,25 +3,40 @@
 //! the last-use batch. Several nodes' counts add up; nothing is written per request.
 //!
 //! An allowed verification, the hot path, costs an atomic load and an atomic add on the
-//! credential's [`UsageCell`], which every cache entry of the credential shares (so a reload
-//! of the entry loses nothing); the cell's hour turns over under a lock, once an hour. A
-//! refusal, and an allowed verification found afterwards to lack a scope (counted again as
-//! `insufficient_scope`), go through a map under a lock. A verification at the very turn of
-//! an hour may be counted in the hour before.
+//! [`UsageCell`] in the credential's cache entry: one word holding the hour and the count, so
+//! that a million cached keys cost 8 bytes each for it. The hour turns over under a lock, once
+//! an hour; what an entry counted moves to the pending counts when the entry leaves the cache
+//! (reloaded, invalidated, swept) and at each flush, which reads every entry. A refusal, and an
+//! allowed verification found afterwards to lack a scope (counted again as
+//! `insufficient_scope`), go through a map under a lock. Around the turn of an hour a
+//! verification may be counted in the neighbouring hour, and one racing its entry's removal
+//! from the cache (nanoseconds) may go uncounted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use keyward_core::{CredentialId, Timestamp};
 use keyward_store::{Store, StoreError, UsageCount};
 
-/// The allowed verifications of one credential in its current hour, not yet written.
+/// The allowed verifications of one cache entry in its current hour, not yet written: the
+/// hour (hours since 1970) in the high 32 bits, the count in the low 32.
 #[derive(Debug, Default)]
-pub struct UsageCell {
-    /// The hour `allowed` counts for (its first second).
-    hour: AtomicI64,
-    allowed: AtomicI64,
+pub struct UsageCell(AtomicU64);
+
+const COUNT: u64 = 0xFFFF_FFFF;
+/// A count beyond which the next verification spills the cell to the pending counts: far
+/// below `COUNT`, so that concurrent additions past it cannot reach the hour's bits.
+const FULL: u64 = COUNT - (1 << 24);
+
+impl UsageCell {
+    /// Takes what it counted out: `(hour's first second, count)`, the hour kept.
+    fn drain(&self) -> (i64, i64) {
+        let before = self.0.fetch_and(!COUNT, Ordering::Relaxed);
+        let hours = i64::try_from(before >> 32).unwrap_or(0);
+        let count = i64::try_from(before & COUNT).unwrap_or(0);
+        (hours * 3_600, count)
+    }
 }
 
 /// What one count is of: a credential, an hour, an outcome and the named route rule the
@@ -48,7 +63,6 @@ pub struct CountedRoute(pub Arc<str>);
 
 #[derive(Default)]
 pub struct UsageCounts {
-    cells: Mutex<HashMap<CredentialId, Arc<UsageCell>>>,
     pending: Mutex<Pending>,
 }
 
@@ -60,34 +74,43 @@ impl UsageCounts {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn cells(&self) -> std::sync::MutexGuard<'_, HashMap<CredentialId, Arc<UsageCell>>> {
-        self.cells
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The cell every cache entry of `credential` counts in, made on first use.
-    pub fn cell(&self, credential: CredentialId) -> Arc<UsageCell> {
-        self.cells().entry(credential).or_default().clone()
-    }
-
-    /// One allowed verification of `credential` at `at`.
+    /// One allowed verification of `credential`, counted in its entry's `cell`, at `at`.
     pub fn allowed(&self, credential: CredentialId, cell: &UsageCell, at: Timestamp) {
-        let hour = hour_of(at);
-        if cell.hour.load(Ordering::Relaxed) != hour {
-            // The first use in a new hour: what the cell holds belongs to the hour before.
-            let mut pending = self.pending();
-            let before = cell.hour.swap(hour, Ordering::Relaxed);
-            if before != hour {
-                let counted = cell.allowed.swap(0, Ordering::Relaxed);
-                if counted != 0 {
-                    *pending
-                        .entry((credential, before, "allowed", None))
-                        .or_default() += counted;
-                }
-            }
+        let hour = u64::try_from(at.unix_seconds().div_euclid(3_600)).unwrap_or(0);
+        let current = cell.0.load(Ordering::Relaxed);
+        // This hour's, or a later one's (another thread's clock ran ahead): add to it.
+        if current >> 32 >= hour && current & COUNT < FULL {
+            cell.0.fetch_add(1, Ordering::Relaxed);
+            return;
         }
-        cell.allowed.fetch_add(1, Ordering::Relaxed);
+        // The first use in a new hour (or a full cell): what it holds goes to the pending
+        // counts of its hour, under the lock, and it starts again with this one.
+        let mut pending = self.pending();
+        let current = cell.0.load(Ordering::Relaxed);
+        if current >> 32 >= hour && current & COUNT < FULL {
+            cell.0.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let before = cell.0.swap(hour << 32 | 1, Ordering::Relaxed);
+        let counted = i64::try_from(before & COUNT).unwrap_or(0);
+        if counted != 0 {
+            let start = i64::try_from(before >> 32).unwrap_or(0) * 3_600;
+            *pending
+                .entry((credential, start, "allowed", None))
+                .or_default() += counted;
+        }
+    }
+
+    /// Moves what `cell` (of `credential`'s entry) counted to the pending counts: its entry
+    /// leaves the cache, or a flush reads it.
+    pub fn absorb(&self, credential: CredentialId, cell: &UsageCell) {
+        let (hour, counted) = cell.drain();
+        if counted != 0 {
+            *self
+                .pending()
+                .entry((credential, hour, "allowed", None))
+                .or_default() += counted;
+        }
     }
 
     /// One refused verification of `credential`, with the refusal's code.
@@ -119,42 +142,25 @@ impl UsageCounts {
             .or_default() += 1;
     }
 
-    /// Everything counted so far, taken out of memory: cells emptied, and the cells no entry
-    /// holds any more forgotten.
+    /// Everything pending, taken out of memory (the entries' cells absorbed first, by the
+    /// cache).
     fn take(&self) -> Pending {
-        let mut taken = std::mem::take(&mut *self.pending());
-        self.cells().retain(|credential, cell| {
-            let hour = cell.hour.load(Ordering::Relaxed);
-            let counted = cell.allowed.swap(0, Ordering::Relaxed);
-            if counted != 0 {
-                *taken
-                    .entry((*credential, hour, "allowed", None))
-                    .or_default() += counted;
-            }
-            // Held by the map alone: no cache entry counts in it any more.
-            Arc::strong_count(cell) > 1
-        });
-        taken
+        std::mem::take(&mut *self.pending())
     }
 
-    /// Counts not yet written, of `credential`.
+    /// Counts pending, of `credential`.
     #[cfg(test)]
     fn pending_of(&self, credential: CredentialId) -> i64 {
-        let in_cell = self
-            .cells()
-            .get(&credential)
-            .map_or(0, |cell| cell.allowed.load(Ordering::Relaxed));
-        in_cell
-            + self
-                .pending()
-                .iter()
-                .filter(|((id, _, _, _), _)| *id == credential)
-                .map(|(_, count)| *count)
-                .sum::<i64>()
+        self.pending()
+            .iter()
+            .filter(|((id, _, _, _), _)| *id == credential)
+            .map(|(_, count)| *count)
+            .sum::<i64>()
     }
 
-    /// Writes the counts in one transaction and returns how many there were (`None` when
-    /// there was nothing to write). On failure they are kept for the next write.
+    /// Writes the pending counts in one transaction and returns how many there were (`None`
+    /// when there was nothing to write); the cache absorbs its entries' cells first. On
+    /// failure they are kept for the next write.
     pub async fn flush(&self, store: &dyn Store) -> Result<Option<usize>, StoreError> {
         let taken = self.take();
         let mut batch: Vec<UsageCount> = taken
@@ -201,7 +207,7 @@ mod tests {
     fn counts_follow_the_hour_and_fold_reclassified_verifications() {
         let counts = UsageCounts::default();
         let key = CredentialId::generate(keyward_core::CredentialKind::ApiKey);
-        let cell = counts.cell(key);
+        let cell = UsageCell::default();
         let at = Timestamp::from_unix_seconds(1_800_000_000);
         for _ in 0..3 {
             counts.allowed(key, &cell, at);
@@ -214,20 +220,22 @@ mod tests {
         // The next hour: what the cell held moves to the pending counts of its hour.
         let next = at.plus_seconds(3_600);
         counts.allowed(key, &cell, next);
+        // An earlier clock's verification counts in the cell's later hour.
+        counts.allowed(key, &cell, at);
+        // Pending: the first hour's five (2 + 1 + 1 + 1); the next hour's two are in the cell.
+        assert_eq!(counts.pending_of(key), 5);
+        // A flush (or the entry leaving the cache) absorbs the cell, keeping its hour.
+        counts.absorb(key, &cell);
+        counts.allowed(key, &cell, next);
         let taken = counts.take();
         let hour = hour_of(at);
         assert_eq!(taken[&(key, hour, "allowed", None)], 2);
         assert_eq!(taken[&(key, hour, "allowed", Some(route))], 1);
         assert_eq!(taken[&(key, hour, "insufficient_scope", None)], 1);
         assert_eq!(taken[&(key, hour, "revoked", None)], 1);
-        assert_eq!(taken[&(key, hour_of(next), "allowed", None)], 1);
-        // The cell is still held (by `cell`), and empty now.
+        assert_eq!(taken[&(key, hour_of(next), "allowed", None)], 2);
         assert_eq!(counts.pending_of(key), 0);
-        drop(cell);
-        counts.take();
-        assert!(
-            counts.cells().is_empty(),
-            "a cell no entry holds is forgotten"
-        );
+        counts.absorb(key, &cell);
+        assert_eq!(counts.pending_of(key), 1, "the one counted after the take");
     }
 }

@@ -103,6 +103,11 @@ impl Verifier {
     }
 
     /// Verifications of known credentials by hour and outcome, not yet written.
+    /// Takes what every cached entry counted into the usage counts, before a flush.
+    pub fn absorb_usage(&self) {
+        self.cache.absorb_usage();
+    }
+
     /// This node's credit accounts.
     pub fn credit_accounts(&self) -> &super::CreditAccounts {
         self.cache.credit_accounts()

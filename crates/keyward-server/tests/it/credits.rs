@@ -8,7 +8,7 @@ use keyward_store::testing::TempPostgres;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Answer, TestApp};
 
 /// A key of `org_key`'s organization with `credits`.
 async fn credited(
@@ -30,6 +30,16 @@ async fn credited(
         created.body["id"].as_str().unwrap().to_owned(),
         created.body["key"].as_str().unwrap().to_owned(),
     )
+}
+
+/// `PATCH`es the key `id`'s credits with `with`.
+async fn set_credits(app: &TestApp, with: &str, id: &str, credits: Value) -> Answer {
+    app.patch(
+        &format!("/v1/api-keys/{id}"),
+        with,
+        json!({ "credits": credits }),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -65,13 +75,7 @@ async fn credits_are_spent_by_allowed_requests_and_refused_whole_once_spent() {
         shown.body["credits"],
         json!({ "remaining": 0, "refill": null })
     );
-    let patched = app
-        .patch(
-            &format!("/v1/api-keys/{id}"),
-            &org.key,
-            json!({ "credits": { "remaining": 2 } }),
-        )
-        .await;
+    let patched = set_credits(&app, &org.key, &id, json!({ "remaining": 2 })).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     for _ in 0..2 {
         assert_eq!(app.get("/v1/instances", &key).await.status, StatusCode::OK);
@@ -79,13 +83,7 @@ async fn credits_are_spent_by_allowed_requests_and_refused_whole_once_spent() {
     app.get("/v1/instances", &key)
         .await
         .problem(429, "credits_exhausted");
-    let added = app
-        .patch(
-            &format!("/v1/api-keys/{id}"),
-            &org.key,
-            json!({ "credits": { "add": 1 } }),
-        )
-        .await;
+    let added = set_credits(&app, &org.key, &id, json!({ "add": 1 })).await;
     assert_eq!(added.status, StatusCode::OK, "{}", added.body);
     assert_eq!(app.get("/v1/instances", &key).await.status, StatusCode::OK);
     app.get("/v1/instances", &key)
@@ -120,25 +118,13 @@ async fn credits_are_spent_by_allowed_requests_and_refused_whole_once_spent() {
     let (other_id, other) = app
         .create_key(&org.key, "Manager", &["api_keys:write", "api_keys:read"])
         .await;
-    let itself = app
-        .patch(
-            &format!("/v1/api-keys/{other_id}"),
-            &other,
-            json!({ "credits": { "remaining": 5 } }),
-        )
-        .await;
+    let itself = set_credits(&app, &other, &other_id, json!({ "remaining": 5 })).await;
     assert_eq!(
         itself.problem(422, "validation_failed")["errors"][0]["message"],
         "a credential cannot change its own credits"
     );
     // Adding to a key without credits is refused inside the write.
-    let none = app
-        .patch(
-            &format!("/v1/api-keys/{other_id}"),
-            &org.key,
-            json!({ "credits": { "add": 5 } }),
-        )
-        .await;
+    let none = set_credits(&app, &org.key, &other_id, json!({ "add": 5 })).await;
     none.problem(422, "validation_failed");
     // A key with credits can neither make keys nor give credits: they would be calls it does
     // not have.
@@ -160,13 +146,7 @@ async fn credits_are_spent_by_allowed_requests_and_refused_whole_once_spent() {
         minted.problem(422, "validation_failed")["errors"][0]["field"],
         "credits"
     );
-    let given = app
-        .patch(
-            &format!("/v1/api-keys/{other_id}"),
-            &metered_manager,
-            json!({ "credits": { "remaining": 5 } }),
-        )
-        .await;
+    let given = set_credits(&app, &metered_manager, &other_id, json!({ "remaining": 5 })).await;
     given.problem(422, "validation_failed");
     // Nor people, who could make keys without its limit.
     let (_, metered_inviter) = credited(
@@ -185,30 +165,12 @@ async fn credits_are_spent_by_allowed_requests_and_refused_whole_once_spent() {
         .await;
     assert_eq!(invited.status, StatusCode::FORBIDDEN, "{}", invited.body);
     // Setting them again to the same values still starts a generation, and is audited.
-    let again = app
-        .patch(
-            &format!("/v1/api-keys/{id}"),
-            &org.key,
-            json!({ "credits": { "remaining": 1 } }),
-        )
-        .await;
+    let again = set_credits(&app, &org.key, &id, json!({ "remaining": 1 })).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
-    let again = app
-        .patch(
-            &format!("/v1/api-keys/{id}"),
-            &org.key,
-            json!({ "credits": { "remaining": 1 } }),
-        )
-        .await;
+    let again = set_credits(&app, &org.key, &id, json!({ "remaining": 1 })).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
     // Removing them: no limit any more.
-    let removed = app
-        .patch(
-            &format!("/v1/api-keys/{id}"),
-            &org.key,
-            json!({ "credits": null }),
-        )
-        .await;
+    let removed = set_credits(&app, &org.key, &id, json!(null)).await;
     assert_eq!(removed.body["credits"], Value::Null);
     assert_eq!(app.get("/v1/instances", &key).await.status, StatusCode::OK);
 
@@ -486,4 +448,30 @@ async fn rotation_moves_the_credits_to_the_successor() {
     app.get("/v1/instances", &newest)
         .await
         .problem(429, "credits_exhausted");
+}
+
+#[tokio::test]
+async fn the_keys_list_shows_what_is_left_and_the_refill() {
+    let app = TestApp::spawn().await;
+    let mut ada = crate::dashboard::Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let admin = ada
+        .create_key("Admin", &["api_keys:write", "instances:read"])
+        .await;
+    let admin = crate::dashboard::shown_key(&admin);
+    credited(
+        &app,
+        &admin,
+        &["instances:read"],
+        json!({ "remaining": 50, "refill": { "amount": 80, "every": "month", "on_day": 15 } }),
+    )
+    .await;
+    let list = ada.get("/settings/api-keys").await;
+    assert!(
+        list.body.contains(
+            "<p class=\"credits\">50 credits left, back to 80 on day 15 of each month (UTC)</p>"
+        ),
+        "{}",
+        list.body
+    );
 }

@@ -12,8 +12,8 @@ use keyward_store::{CredentialChanges, CredentialFilter, NewCredential, Organiza
 mod view;
 
 pub use view::{
-    AddressView, Allowed, CreatedCredential, CredentialEntry, CredentialView, ExposureView,
-    RotationView,
+    AddressView, Allowed, CreatedCredential, CredentialEntry, CredentialView, CreditsView,
+    ExposureView, RotationView,
 };
 
 use super::caller::{Caller, CallerKind};

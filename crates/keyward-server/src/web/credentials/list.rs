@@ -4,14 +4,14 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use keyward_core::{CredentialId, CredentialStatus, Networks};
+use keyward_core::{CredentialId, CredentialStatus, Every, Networks};
 use keyward_store::{CredentialFilter, Page};
 use serde::Deserialize;
 
 use super::{Place, Target, title_case};
 use crate::AppState;
 use crate::pagination::page_from;
-use crate::services::credentials::{self, CredentialEntry};
+use crate::services::credentials::{self, CredentialEntry, CreditsView};
 use crate::services::usage::{self, Period};
 use crate::web::page::{DateCell, Layout};
 use crate::web::response::{WebError, render};
@@ -76,6 +76,24 @@ struct CredentialRow {
     exceeds_policy: bool,
     /// Its last 7 days.
     recent: Sparkline,
+    /// Its credits, in words, if it has any.
+    credits: Option<String>,
+}
+
+/// A credential's credits in words: what is left, and its refill.
+fn credits_text(credits: &CreditsView) -> String {
+    let left = format!("{} credits left", credits.remaining);
+    match credits.refill {
+        None => left,
+        Some(refill) => match (refill.every, refill.on_day) {
+            (Every::Day, _) => format!("{left}, back to {} each day (UTC)", refill.amount),
+            (Every::Month, day) => format!(
+                "{left}, back to {} on day {} of each month (UTC)",
+                refill.amount,
+                day.unwrap_or(1)
+            ),
+        },
+    }
 }
 
 #[derive(Template)]
@@ -124,6 +142,7 @@ async fn list_page(
         let recent = usage::of_shown(state, &caller, view.id, week, None).await?;
         rows.push(CredentialRow {
             recent: Sparkline::of(&recent),
+            credits: view.credits.as_ref().map(credits_text),
             addresses,
             exceeds_policy: view.exceeds_policy,
             revoke_url: allowed.revoke.then(|| format!("{base}/{}/revoke", view.id)),
