@@ -216,10 +216,9 @@ async fn decide(
     let route = found.as_ref().and_then(|found| found.rule.name.clone());
     let cost = found.as_ref().map_or(1, |found| found.rule.cost);
     let mut decided = judge(state, principal, headers, found, uri);
-    if let Ok(response) = &mut decided
-        && cost > 0
-    {
-        // Only a request that passes spends; a refusal is counted by `spend_credits`.
+    if let Ok(response) = &mut decided {
+        // Only a request that passes spends (a free rule, cost 0, only looks); a refusal is
+        // counted by `spend_credits`.
         match crate::auth::spend_credits(state, &principal.credential, cost, route.as_ref()).await {
             Ok(None) => {}
             Ok(Some(crate::auth::Credited { remaining, .. })) => {

@@ -231,6 +231,10 @@ async fn verify_forward_authentication_and_introspection_spend_what_they_say() {
     let first = verify(json!(4)).await;
     assert_eq!(first["code"], "VALID", "{first}");
     assert_eq!(first["credits_remaining"], 6);
+    // A cost of 0 only looks.
+    let free = verify(json!(0)).await;
+    assert_eq!(free["code"], "VALID", "{free}");
+    assert_eq!(free["credits_remaining"], 6);
     // More than is left: refused whole, nothing spent.
     let refused = verify(json!(7)).await;
     assert_eq!(refused["code"], "CREDITS_EXHAUSTED", "{refused}");
