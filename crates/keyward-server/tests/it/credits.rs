@@ -370,9 +370,25 @@ async fn two_nodes_never_allow_more_than_the_credits() {
     };
     for run in 0..5 {
         let url = cluster.create_database().await.unwrap();
-        let a = TestApp::spawn_on(&url).await;
-        let b = TestApp::spawn_on(&url).await;
+        let config = || keyward_server::Config {
+            webhooks_allow_private_networks: true,
+            ..Default::default()
+        };
+        let a = TestApp::spawn_on_with(&url, config()).await;
+        let b = TestApp::spawn_on_with(&url, config()).await;
         let org = a.bootstrap("Acme").await;
+        let hook = a
+            .post(
+                "/v1/webhooks",
+                &org.key,
+                json!({
+                    "url": "http://127.0.0.1:9/hooks",
+                    "events": ["api_key.credits_low", "api_key.credits_exhausted"],
+                }),
+            )
+            .await;
+        assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.body);
+        let hook = hook.body["id"].as_str().unwrap().to_owned();
         let (_, key) = credited(
             &a,
             &org.key,
@@ -399,6 +415,22 @@ async fn two_nodes_never_allow_more_than_the_credits() {
             }
         }
         assert_eq!(allowed, 1_000, "run {run}: {exhausted} refused");
+        // Both nodes found them low and spent: each webhook once, whichever node sent it.
+        let deliveries = a
+            .get(&format!("/v1/webhooks/{hook}/deliveries"), &org.key)
+            .await;
+        let mut events: Vec<&str> = deliveries.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["event_type"].as_str().unwrap())
+            .collect();
+        events.sort_unstable();
+        assert_eq!(
+            events,
+            ["api_key.credits_exhausted", "api_key.credits_low"],
+            "run {run}"
+        );
     }
 }
 
