@@ -32,6 +32,37 @@ async fn credited(
     )
 }
 
+/// A webhook endpoint of `org_key`'s organization for the credits events (never answering).
+async fn credit_webhook(app: &TestApp, org_key: &str) -> String {
+    let hook = app
+        .post(
+            "/v1/webhooks",
+            org_key,
+            json!({
+                "url": "http://127.0.0.1:9/hooks",
+                "events": ["api_key.credits_low", "api_key.credits_exhausted"],
+            }),
+        )
+        .await;
+    assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.body);
+    hook.body["id"].as_str().unwrap().to_owned()
+}
+
+/// The events of the messages written for the endpoint `hook`, sorted.
+async fn sent(app: &TestApp, org_key: &str, hook: &str) -> Vec<String> {
+    let deliveries = app
+        .get(&format!("/v1/webhooks/{hook}/deliveries"), org_key)
+        .await;
+    let mut events: Vec<String> = deliveries.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    events.sort();
+    events
+}
+
 /// `PATCH`es the key `id`'s credits with `with`.
 async fn set_credits(app: &TestApp, with: &str, id: &str, credits: Value) -> Answer {
     app.patch(
@@ -291,18 +322,7 @@ async fn credits_refill_at_the_boundary_and_webhooks_say_so_once() {
     })
     .await;
     let org = app.bootstrap("Acme").await;
-    let hook = app
-        .post(
-            "/v1/webhooks",
-            &org.key,
-            json!({
-                "url": "http://127.0.0.1:9/hooks",
-                "events": ["api_key.credits_low", "api_key.credits_exhausted"],
-            }),
-        )
-        .await;
-    assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.body);
-    let hook = hook.body["id"].as_str().unwrap().to_owned();
+    let hook = credit_webhook(&app, &org.key).await;
     let (id, key) = credited(
         &app,
         &org.key,
@@ -322,19 +342,7 @@ async fn credits_refill_at_the_boundary_and_webhooks_say_so_once() {
         assert_eq!(retry, midnight - now, "until the refill");
     }
     // Once each, however many requests found them spent.
-    let events = async || {
-        let deliveries = app
-            .get(&format!("/v1/webhooks/{hook}/deliveries"), &org.key)
-            .await;
-        let mut types: Vec<String> = deliveries.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["event_type"].as_str().unwrap().to_owned())
-            .collect();
-        types.sort();
-        types
-    };
+    let events = async || sent(&app, &org.key, &hook).await;
     assert_eq!(
         events().await,
         ["api_key.credits_exhausted", "api_key.credits_low"]
@@ -377,18 +385,7 @@ async fn two_nodes_never_allow_more_than_the_credits() {
         let a = TestApp::spawn_on_with(&url, config()).await;
         let b = TestApp::spawn_on_with(&url, config()).await;
         let org = a.bootstrap("Acme").await;
-        let hook = a
-            .post(
-                "/v1/webhooks",
-                &org.key,
-                json!({
-                    "url": "http://127.0.0.1:9/hooks",
-                    "events": ["api_key.credits_low", "api_key.credits_exhausted"],
-                }),
-            )
-            .await;
-        assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.body);
-        let hook = hook.body["id"].as_str().unwrap().to_owned();
+        let hook = credit_webhook(&a, &org.key).await;
         let (_, key) = credited(
             &a,
             &org.key,
@@ -416,16 +413,7 @@ async fn two_nodes_never_allow_more_than_the_credits() {
         }
         assert_eq!(allowed, 1_000, "run {run}: {exhausted} refused");
         // Both nodes found them low and spent: each webhook once, whichever node sent it.
-        let deliveries = a
-            .get(&format!("/v1/webhooks/{hook}/deliveries"), &org.key)
-            .await;
-        let mut events: Vec<&str> = deliveries.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["event_type"].as_str().unwrap())
-            .collect();
-        events.sort_unstable();
+        let events = sent(&a, &org.key, &hook).await;
         assert_eq!(
             events,
             ["api_key.credits_exhausted", "api_key.credits_low"],
