@@ -499,3 +499,62 @@ async fn the_keys_list_shows_what_is_left_and_the_refill() {
         list.body
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_creates_keys_with_credits() {
+    let app = TestApp::spawn().await;
+    let mut ada = crate::dashboard::Visitor::new(&app);
+    ada.sign_up("ada@example.com", "Acme").await;
+    let form = ada.get("/settings/api-keys/new").await;
+    assert!(form.body.contains("id=\"credits\""), "{}", form.body);
+    let csrf = form.csrf_token();
+    let request_id = form.request_id();
+    let mut fields = vec![
+        ("csrf_token", csrf.as_str()),
+        ("request_id", request_id.as_str()),
+        ("name", "metered"),
+        ("expires_in", "never"),
+        ("scopes", "instances:read"),
+        ("credits", ""),
+        ("refill_every", "month"),
+        ("refill_amount", "80"),
+        ("refill_on_day", "15"),
+    ];
+    // A refill without the credits it starts with: refused, what was typed kept.
+    let refused = ada.post("/settings/api-keys", &fields).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("id=\"credits-error\""),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("value=\"80\""), "{}", refused.body);
+    assert!(refused.body.contains("<option value=\"month\" selected>"));
+    fields[5] = ("credits", "abc");
+    let refused = ada.post("/settings/api-keys", &fields).await;
+    assert!(
+        refused.body.contains("credits must be a whole number"),
+        "{}",
+        refused.body
+    );
+    fields[5] = ("credits", "50");
+    let created = ada.post("/settings/api-keys", &fields).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let key = crate::dashboard::shown_key(&created);
+    let list = ada.get("/settings/api-keys").await;
+    assert!(
+        list.body
+            .contains("50 credits left, back to 80 on day 15 of each month (UTC)"),
+        "{}",
+        list.body
+    );
+    let record = app
+        .store
+        .find_credential_by_digest(&keyward_core::KeyDigest::of(&key))
+        .await
+        .unwrap()
+        .unwrap();
+    let credits = record.credits.unwrap().settings;
+    assert_eq!(credits.remaining, 50);
+    assert_eq!(credits.refill.unwrap().on_day, Some(15));
+}

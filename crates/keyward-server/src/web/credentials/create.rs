@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyward_core::{
-    CredentialId, CredentialKind, KeyDigest, Metadata, OrganizationId, ScopeCatalog, ScopeSet,
-    Timestamp,
+    CredentialId, CredentialKind, CreditSettings, Every, KeyDigest, Metadata, OrganizationId,
+    Refill, ScopeCatalog, ScopeSet, Timestamp,
 };
 
 use super::edit::{form_external_id, form_meta, form_networks};
@@ -72,6 +72,10 @@ struct CredentialForm {
     networks: String,
     external_id: String,
     meta: String,
+    credits: String,
+    refill_choices: Vec<Choice>,
+    refill_amount: String,
+    refill_on_day: String,
     errors: FormErrors,
     submit_label: String,
     cancel_url: String,
@@ -155,6 +159,55 @@ struct Entered {
     networks: String,
     external_id: String,
     meta: String,
+    credits: String,
+    refill_every: String,
+    refill_amount: String,
+    refill_on_day: String,
+}
+
+const REFILL_CHOICES: [(&str, &str); 3] = [
+    ("none", "Never"),
+    ("day", "Each day (UTC)"),
+    ("month", "Each month (UTC)"),
+];
+
+/// Credits from the form: none when the credits field is empty (and no refill is asked for).
+fn form_credits(entered: &Entered) -> Result<Option<CreditSettings>, String> {
+    let number = |text: &str, what: &str| {
+        text.trim()
+            .parse::<i64>()
+            .map_err(|_| format!("{what} must be a whole number"))
+    };
+    let every = match entered.refill_every.as_str() {
+        "" | "none" => None,
+        "day" => Some(Every::Day),
+        "month" => Some(Every::Month),
+        _ => return Err("choose never, each day or each month".into()),
+    };
+    if entered.credits.trim().is_empty() {
+        return match every {
+            None => Ok(None),
+            Some(_) => Err("give the credits it starts with, or no refill".into()),
+        };
+    }
+    let remaining = number(&entered.credits, "credits")?;
+    let refill = match every {
+        None => None,
+        Some(every) => {
+            let amount = number(&entered.refill_amount, "the refill")?;
+            let on_day = match (every, entered.refill_on_day.trim()) {
+                (Every::Month, day) if !day.is_empty() => Some(
+                    day.parse::<u8>()
+                        .map_err(|_| "the day of the month must be 1 to 31".to_owned())?,
+                ),
+                _ => None,
+            };
+            Some(Refill::new(amount, every, on_day).map_err(|e| e.0.to_owned())?)
+        }
+    };
+    CreditSettings::new(remaining, refill)
+        .map(Some)
+        .map_err(|e| e.0.to_owned())
 }
 
 async fn form_page(
@@ -193,6 +246,18 @@ async fn form_page(
         networks: entered.networks,
         external_id: entered.external_id,
         meta: entered.meta,
+        refill_choices: REFILL_CHOICES
+            .iter()
+            .map(|&(value, label)| Choice {
+                value,
+                label,
+                selected: value == entered.refill_every
+                    || (value == "none" && entered.refill_every.is_empty()),
+            })
+            .collect(),
+        credits: entered.credits,
+        refill_amount: entered.refill_amount,
+        refill_on_day: entered.refill_on_day,
         errors,
         submit_label: format!("Create {}", title_case(place.label())),
         cancel_url: place.url(),
@@ -270,6 +335,10 @@ pub(in crate::web) async fn create(
         networks: form.text("allowed_cidrs").to_owned(),
         external_id: form.text("external_id").to_owned(),
         meta: form.text("meta").to_owned(),
+        credits: form.text("credits").to_owned(),
+        refill_every: form.text("refill_every").to_owned(),
+        refill_amount: form.text("refill_amount").to_owned(),
+        refill_on_day: form.text("refill_on_day").to_owned(),
         scopes: form
             .all("scopes")
             .iter()
@@ -303,6 +372,9 @@ pub(in crate::web) async fn create(
         .map_err(|e| errors.0.push(e))
         .ok();
     let meta = form_meta(&entered.meta).map_err(|e| errors.0.push(e)).ok();
+    let credits = form_credits(&entered)
+        .map_err(|message| errors.push("credits", message))
+        .ok();
     let (
         Some(id),
         Some(name),
@@ -311,7 +383,17 @@ pub(in crate::web) async fn create(
         Some(allowed_cidrs),
         Some(external_id),
         Some(meta),
-    ) = (id, name, scopes, expires_at, networks, external_id, meta)
+        Some(credits),
+    ) = (
+        id,
+        name,
+        scopes,
+        expires_at,
+        networks,
+        external_id,
+        meta,
+        credits,
+    )
     else {
         return form_page(state, person, place, entered, errors).await;
     };
@@ -323,7 +405,7 @@ pub(in crate::web) async fn create(
         rate_limit: None,
         allowed_cidrs,
         metadata: Metadata { external_id, meta },
-        credits: None,
+        credits,
     };
     let created = match credentials::create(
         state,
