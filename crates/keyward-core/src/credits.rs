@@ -118,6 +118,14 @@ impl CreditSettings {
         Ok(Self { remaining, refill })
     }
 
+    /// The refill due at `now` for a balance whose `remaining` belongs to the period that
+    /// starts at `period`: the new period's start, if a boundary has passed since.
+    pub fn refill_due(&self, period: i64, now: Timestamp) -> Option<(i64, Refill)> {
+        let refill = self.refill?;
+        let (start, _) = refill.period(now);
+        (start > period).then_some((start, refill))
+    }
+
     /// The period `at` is in: the refill's, or all time without one.
     pub fn period(&self, at: Timestamp) -> (i64, i64) {
         match self.refill {

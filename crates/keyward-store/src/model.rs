@@ -175,9 +175,9 @@ impl StoredCredits {
     /// What is left at `now` that no node holds in a lease: refilled if a boundary passed
     /// since the database last did.
     pub fn remaining(&self, now: Timestamp) -> i64 {
-        match self.settings.refill {
-            Some(refill) if refill.period(now).0 > self.period => refill.amount,
-            _ => self.settings.remaining,
+        match self.settings.refill_due(self.period, now) {
+            Some((_, refill)) => refill.amount,
+            None => self.settings.remaining,
         }
     }
 }

@@ -176,8 +176,7 @@ impl CachedCredential {
     pub fn from_record(record: CredentialRecord, now: Timestamp, catalog: &ScopeCatalog) -> Self {
         let tat = record.rate_limit.map(|_| Arc::default());
         let credits = record.credits.map(|credits| {
-            let stored = credits.remaining(now);
-            CreditAccounts::default().account(record.id, credits.generation, stored)
+            CreditAccount::read(record.id, credits.generation, credits.remaining(now))
         });
         let shared = Shared { tat, credits };
         Self::with_limiter(record, now, 0, shared, catalog)
@@ -457,8 +456,8 @@ impl VerificationCache {
             self.negatives.fetch_add(1, Ordering::Relaxed);
         }
         let previous = shard.insert(key, slot);
-        if let Some(Slot::Found(old)) = &previous {
-            self.counts.absorb(old.id, &old.usage);
+        if let Some(previous) = &previous {
+            self.absorb(previous);
         }
         match (previous, shard.get(&key)) {
             (Some(Slot::Missing { .. }), _) => {

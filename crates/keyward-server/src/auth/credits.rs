@@ -22,12 +22,12 @@ use keyward_core::{CredentialId, Timestamp};
 use keyward_store::{CreditLease, Store, StoreError};
 
 /// The most credits one lease takes.
-pub const MAX_LEASE: i64 = 100_000;
+const MAX_LEASE: i64 = 100_000;
 /// How long a node that found the credits spent waits before asking the database again (other
 /// nodes may give some back, or someone may add some).
 const EXHAUSTED_RETRY_NANOS: u64 = 1_000_000_000;
 /// How long a lease goes unused before what it holds is given back.
-pub const IDLE_NANOS: u64 = 2_000_000_000;
+const IDLE_NANOS: u64 = 2_000_000_000;
 /// How much of a second of requests a lease takes.
 const LEASE_NANOS: u64 = 1_000_000_000;
 /// The shortest time a rate is measured over.
@@ -123,6 +123,14 @@ pub enum Spent {
 }
 
 impl CreditAccount {
+    /// A fresh account of `credential`, whose credits were read at `generation` with `stored`
+    /// left in the database (benchmarks and tests; the cache shares one per credential).
+    pub fn read(credential: CredentialId, generation: i64, stored: i64) -> Arc<Self> {
+        let account = Arc::new(Self::new(credential, generation));
+        account.observe(generation, stored);
+        account
+    }
+
     fn new(credential: CredentialId, generation: i64) -> Self {
         Self {
             credential,
@@ -308,11 +316,31 @@ impl CreditAccount {
         }
     }
 
-    /// Takes what the lease holds out of it, to give back: `(amount, generation, period)`.
-    fn take_unspent(&self) -> Option<(i64, i64, i64)> {
-        let mut lease = self.lease();
-        let amount = std::mem::take(&mut lease.available);
-        (amount > 0).then_some((amount, lease.generation, lease.period_start))
+    /// Gives back to the database what the lease holds unspent, to the generation and period
+    /// it was taken from; returns how many went back.
+    async fn give_back(&self, store: &dyn Store) -> i64 {
+        let (amount, generation, period) = {
+            let mut lease = self.lease();
+            let amount = std::mem::take(&mut lease.available);
+            (amount, lease.generation, lease.period_start)
+        };
+        if amount <= 0 {
+            return 0;
+        }
+        match store
+            .give_back_credits(self.credential, amount, generation, period)
+            .await
+        {
+            Ok(true) => amount,
+            // Set again, or the period is over: what it held no longer counts.
+            Ok(false) => 0,
+            Err(error) => {
+                // Not knowing whether it was applied, they are dropped, as a crash would:
+                // putting them back could spend them twice.
+                tracing::warn!(%error, lost = amount, "giving back unspent credits failed");
+                0
+            }
+        }
     }
 }
 
@@ -372,22 +400,7 @@ impl CreditAccounts {
         };
         let mut given = 0;
         for account in idle {
-            let Some((amount, generation, period)) = account.take_unspent() else {
-                continue;
-            };
-            match store
-                .give_back_credits(account.credential, amount, generation, period)
-                .await
-            {
-                Ok(true) => given += amount,
-                // Set again, or the period is over: what it held no longer counts.
-                Ok(false) => {}
-                Err(error) => {
-                    // Not knowing whether it was applied, they are dropped, as a crash would:
-                    // putting them back could spend them twice.
-                    tracing::warn!(%error, lost = amount, "giving back unspent credits failed");
-                }
-            }
+            given += account.give_back(store).await;
         }
         given
     }
@@ -395,24 +408,8 @@ impl CreditAccounts {
     /// Gives back what this node's lease of `credential` holds now (before its credits move).
     pub async fn give_back_one(&self, store: &dyn Store, credential: CredentialId) {
         let account = self.accounts().get(&credential).cloned();
-        let Some((amount, generation, period)) =
-            account.as_ref().and_then(|account| account.take_unspent())
-        else {
-            return;
-        };
-        if let Err(error) = store
-            .give_back_credits(credential, amount, generation, period)
-            .await
-        {
-            tracing::warn!(%error, lost = amount, "giving back unspent credits failed");
+        if let Some(account) = account {
+            account.give_back(store).await;
         }
-    }
-
-    /// Credits held in leases on this node, for tests and metrics.
-    pub fn held(&self) -> i64 {
-        self.accounts()
-            .values()
-            .map(|account| account.lease().available)
-            .sum()
     }
 }

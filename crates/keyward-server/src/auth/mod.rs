@@ -14,7 +14,7 @@ mod failures;
 mod usage;
 mod verifier;
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -103,12 +103,18 @@ impl Principal {
     }
 }
 
+/// What verifying the request's credential left for its response.
+#[derive(Default)]
+struct Spending {
+    /// Its rate-limit state, for the response headers.
+    rate: Option<RateStatus>,
+    /// The credits it spent on the request, to put back if the request is then refused for
+    /// a scope it lacks.
+    charge: Option<Charge>,
+}
+
 tokio::task_local! {
-    /// The rate-limit state of the request's credential, for the response headers.
-    static RATE: Cell<Option<RateStatus>>;
-    /// The credits the request's credential spent on it, to put back if it is then refused
-    /// for a scope it lacks.
-    static CHARGED: std::cell::RefCell<Option<Charge>>;
+    static SPENDING: RefCell<Spending>;
 }
 
 /// Credits a request spent.
@@ -152,15 +158,6 @@ pub(crate) async fn spend_credits(
         Err(keyward_store::StoreError::Unavailable(_)) => Err(ApiError::Unavailable),
         Err(error) => Err(ApiError::internal(error)),
     }
-}
-
-/// Puts back what the request's credential spent on it (it was refused for a scope it lacks).
-pub(crate) fn refund_charged() {
-    let _ = CHARGED.try_with(|slot| {
-        if let Some(charge) = slot.borrow_mut().take() {
-            charge.refund();
-        }
-    });
 }
 
 /// Authenticates the request: the first extractor of every organization's `/v1` handler, so
@@ -217,10 +214,10 @@ pub(crate) async fn authenticate(
     let presented = bearer_token(&parts.headers)?;
     let client_ip = crate::client_address::of(parts);
     let Verified { credential, rate } = state.verifier.verify(presented, client_ip, accept).await?;
-    if let Some(rate) = rate {
-        // Outside `with_rate_limit_headers` (in tests of handlers alone) there is no response
-        // to add headers to.
-        let _ = RATE.try_with(|slot| slot.set(Some(rate)));
+    // Outside `with_rate_limit_headers` (in tests of handlers alone) there is no response to
+    // add headers to, nor a refusal to refund.
+    if rate.is_some() {
+        let _ = SPENDING.try_with(|spending| spending.borrow_mut().rate = rate);
     }
     // The API's own requests cost 1; forward authentication spends its rule's cost.
     if accept == Accept::Any
@@ -229,32 +226,28 @@ pub(crate) async fn authenticate(
             ..
         }) = spend_credits(state, &credential, 1, None).await?
     {
-        let _ = CHARGED.try_with(|slot| *slot.borrow_mut() = Some(charge));
+        let _ = SPENDING.try_with(|spending| spending.borrow_mut().charge = Some(charge));
     }
     Ok(Principal::new(credential))
 }
 
 /// Runs a request so that the credential's rate-limit state reaches its response headers.
 pub async fn with_rate_limit_headers(response: impl Future<Output = Response>) -> Response {
-    let (mut response, rate) = RATE
-        .scope(Cell::new(None), async {
-            let response = CHARGED
-                .scope(std::cell::RefCell::new(None), async {
-                    let response = response.await;
-                    if response
-                        .extensions()
-                        .get::<crate::error::ScopeRefusal>()
-                        .is_some()
-                    {
-                        refund_charged();
-                    }
-                    response
-                })
-                .await;
-            (response, RATE.with(Cell::get))
+    let (mut response, spending) = SPENDING
+        .scope(RefCell::default(), async {
+            let response = response.await;
+            (response, SPENDING.with(RefCell::take))
         })
         .await;
-    if let Some(rate) = rate {
+    if let Some(charge) = spending.charge
+        && response
+            .extensions()
+            .get::<crate::error::ScopeRefusal>()
+            .is_some()
+    {
+        charge.refund();
+    }
+    if let Some(rate) = spending.rate {
         crate::rate_limit::add_headers(response.headers_mut(), &rate);
     }
     response

@@ -30,13 +30,10 @@ impl Balance {
 
     /// Refilled if `now` is past the end of its period.
     fn refilled(mut self, now: Timestamp) -> Self {
-        if let Some(refill) = self.refill {
-            let (start, _) = refill.period(now);
-            if self.period < start {
-                self.remaining = refill.amount;
-                self.base = refill.amount;
-                self.period = start;
-            }
+        if let Some((start, refill)) = self.settings().refill_due(self.period, now) {
+            self.remaining = refill.amount;
+            self.base = refill.amount;
+            self.period = start;
         }
         self
     }
