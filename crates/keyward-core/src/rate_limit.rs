@@ -1,6 +1,11 @@
-//! Per-credential rate limits: `requests` per `per_seconds`, enforced in memory on each node
-//! with GCRA (the generic cell rate algorithm): a burst of up to `requests` at once, then one
-//! request every `per_seconds / requests`.
+//! Per-credential rate limits: `requests` per `per_seconds`, enforced with GCRA (the generic
+//! cell rate algorithm): a burst of up to `requests` at once, then one request every
+//! `per_seconds / requests`.
+//!
+//! The state is one number, the theoretical arrival time (TAT). Nodes share it in the
+//! database and take several requests from it at once ([`RateLimit::take`]), to allow them
+//! from memory for at most [`RateLimit::lease_nanos`]; while the database is away each node
+//! keeps its own ([`RateLimit::decide`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +57,49 @@ impl RateLimit {
         self.requests <= cap.requests && rate <= cap_rate
     }
 
+    /// The limit's window, `per_seconds`, in nanoseconds.
+    pub fn window_nanos(self) -> u64 {
+        u64::from(self.per_seconds) * 1_000_000_000
+    }
+
+    /// How long requests taken from the shared state may be held before they are void: a
+    /// tenth of the window, at most one second. Any request allowed in an interval was taken
+    /// at most this long before it, which bounds what leases add to GCRA's own bound: a tenth
+    /// of the allowance.
+    pub fn lease_nanos(self) -> u64 {
+        (self.window_nanos() / 10).min(1_000_000_000)
+    }
+
+    /// Takes up to `want` requests at once from the shared state `tat` at `now` (both in Unix
+    /// nanoseconds): as many as GCRA would allow one after the other at `now`. Taking none
+    /// (`want` 0) only brings the state within the window, as [`Self::decide`] does.
+    pub fn take(self, tat: i64, now: i64, want: u32) -> Take {
+        let interval = i64::try_from(self.emission_interval_nanos()).unwrap_or(i64::MAX);
+        let window = i64::try_from(self.window_nanos()).unwrap_or(i64::MAX);
+        let tat = tat.min(now.saturating_add(window));
+        let base = tat.max(now);
+        // Request j (from 0) conforms while base + j * interval - now <= window - interval.
+        let conforming =
+            ((now.saturating_add(window) - base) / interval).clamp(0, i64::from(self.requests));
+        let conforming = u32::try_from(conforming).unwrap_or(0);
+        let taken = want.min(conforming);
+        let new_tat = base + i64::from(taken) * interval;
+        let remaining = conforming - taken;
+        let ahead = u64::try_from(new_tat - now).unwrap_or(0);
+        Take {
+            taken,
+            new_tat,
+            remaining,
+            reset_nanos: ahead,
+            retry_after_nanos: if remaining == 0 {
+                // The next request conforms once the TAT is no more than the tolerance ahead.
+                ahead.saturating_sub(self.burst_tolerance_nanos())
+            } else {
+                0
+            },
+        }
+    }
+
     /// One GCRA step: given the theoretical arrival time `tat` and the time `now` (both in
     /// nanoseconds on one monotonic clock), whether the request is allowed and the new TAT.
     ///
@@ -96,6 +144,21 @@ pub struct Decision {
     /// Nanoseconds until the quota is whole again.
     pub reset_nanos: u64,
     /// When refused, nanoseconds until a request would be allowed.
+    pub retry_after_nanos: u64,
+}
+
+/// What one [`RateLimit::take`] gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Take {
+    /// Requests taken, up to what was asked for.
+    pub taken: u32,
+    /// The state to store.
+    pub new_tat: i64,
+    /// Requests still conforming after these.
+    pub remaining: u32,
+    /// Nanoseconds until the quota is whole again.
+    pub reset_nanos: u64,
+    /// With none left: nanoseconds until the next request conforms.
     pub retry_after_nanos: u64,
 }
 
@@ -187,6 +250,49 @@ mod tests {
         assert_eq!(refused.retry_after_nanos, 6 * SECOND);
         assert_eq!(refused.new_tat, now + 60 * SECOND);
         assert!(loose.decide(refused.new_tat, now + 6 * SECOND).allowed);
+    }
+
+    #[test]
+    fn a_take_gives_what_single_steps_would_allow_at_that_moment() {
+        let limit = RateLimit::new(5, 10).unwrap();
+        let now = 1_000 * SECOND as i64;
+        let first = limit.take(0, now, 3);
+        assert_eq!((first.taken, first.remaining), (3, 2));
+        assert_eq!(first.new_tat, now + 6 * SECOND as i64);
+        assert_eq!(first.retry_after_nanos, 0);
+        let second = limit.take(first.new_tat, now, 10);
+        assert_eq!((second.taken, second.remaining), (2, 0));
+        assert_eq!(second.reset_nanos, 10 * SECOND);
+        assert_eq!(second.retry_after_nanos, 2 * SECOND, "one every 2 s");
+        // The same as five single steps.
+        let mut tat = 0u64;
+        for _ in 0..5 {
+            tat = limit.decide(tat, now as u64).new_tat;
+        }
+        assert_eq!(tat as i64, second.new_tat);
+        assert!(!limit.decide(tat, now as u64).allowed);
+
+        let refused = limit.take(second.new_tat, now + SECOND as i64, 1);
+        assert_eq!((refused.taken, refused.remaining), (0, 0));
+        assert_eq!(refused.new_tat, second.new_tat, "nothing changes");
+        assert_eq!(refused.retry_after_nanos, SECOND);
+        let later = limit.take(second.new_tat, now + 4 * SECOND as i64, 5);
+        assert_eq!(later.taken, 2, "two intervals have passed");
+
+        // Giving requests back is taking their intervals off the state.
+        let returned = limit.take(second.new_tat - 2 * 2 * SECOND as i64, now, 5);
+        assert_eq!(returned.taken, 2);
+        // A state from a stricter limit counts as one window spent, no more.
+        let strict = limit.take(now + 1_000 * SECOND as i64, now, 1);
+        assert_eq!(strict.new_tat, now + 10 * SECOND as i64);
+        assert_eq!(strict.retry_after_nanos, 2 * SECOND);
+    }
+
+    #[test]
+    fn leases_last_a_tenth_of_the_window_and_at_most_a_second() {
+        assert_eq!(RateLimit::new(10, 1).unwrap().lease_nanos(), SECOND / 10);
+        assert_eq!(RateLimit::new(10, 5).unwrap().lease_nanos(), SECOND / 2);
+        assert_eq!(RateLimit::new(10, 60).unwrap().lease_nanos(), SECOND);
     }
 
     #[test]

@@ -28,6 +28,14 @@ impl Timestamp {
         Self(i64::try_from(seconds).unwrap_or(LATEST))
     }
 
+    /// The system's time now in Unix nanoseconds (0 before 1970, saturating in 2262).
+    pub fn unix_nanos_now() -> i64 {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        i64::try_from(nanos).unwrap_or(i64::MAX)
+    }
+
     pub fn from_unix_seconds(seconds: i64) -> Self {
         Self(seconds.clamp(0, LATEST))
     }

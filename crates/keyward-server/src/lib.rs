@@ -233,13 +233,20 @@ impl AppState {
         Ok(rows?.unwrap_or(0))
     }
 
-    /// Gives back the credits this node's leases hold unspent: of credentials idle for a few
-    /// seconds, or all of them (`all`, as the node stops). Returns how many went back.
-    pub async fn give_back_credits(&self, all: bool) -> i64 {
-        let monotonic = self.config.clock.monotonic_nanos();
+    /// Gives back what this node's leases hold unspent: the credits of credentials idle for a
+    /// few seconds and the requests of void rate-limit leases, or all of them (`all`, as the
+    /// node stops). Returns how many credits went back.
+    pub async fn give_back_leases(&self, all: bool) -> i64 {
+        let clock = &self.config.clock;
+        let monotonic = clock.monotonic_nanos();
+        let store = self.store.as_ref();
+        let rates = self.verifier.cache().rate_accounts();
+        rates
+            .give_back(store, monotonic, clock.unix_nanos(), all)
+            .await;
         self.verifier
             .credit_accounts()
-            .give_back(self.store.as_ref(), monotonic, all)
+            .give_back(store, monotonic, all)
             .await
     }
 }
@@ -394,12 +401,12 @@ pub async fn serve(
         Ok(Err(error)) => tracing::error!(%error, "could not write last-use times at shutdown"),
         Err(_) => tracing::error!("gave up writing last-use times at shutdown: too slow"),
     }
-    let giving_back = state.give_back_credits(true);
+    let giving_back = state.give_back_leases(true);
     if tokio::time::timeout(limits.shutdown_timeout, giving_back)
         .await
         .is_err()
     {
-        tracing::error!("gave up giving back unspent credits at shutdown: too slow");
+        tracing::error!("gave up giving back unspent credits and requests at shutdown: too slow");
     }
     Ok(())
 }
@@ -510,7 +517,7 @@ async fn flush_usage_periodically(state: AppState, mut stop: tokio::sync::watch:
             Ok(rows) => tracing::debug!(rows, "wrote last-use times"),
             Err(error) => tracing::warn!(%error, "could not write last-use times; will retry"),
         }
-        state.give_back_credits(false).await;
+        state.give_back_leases(false).await;
         state.verifier.sweep();
     }
 }

@@ -29,6 +29,8 @@ pub struct Clock {
 struct ManualTime {
     seconds: AtomicI64,
     nanos: AtomicU64,
+    /// Unix nanoseconds and the monotonic nanoseconds when it started.
+    start: (i64, u64),
 }
 
 impl Clock {
@@ -42,6 +44,18 @@ impl Clock {
         match &self.manual {
             None => coarse_now(),
             Some(time) => Timestamp::from_unix_seconds(time.seconds.load(Ordering::SeqCst)),
+        }
+    }
+
+    /// Unix nanoseconds, for state shared with other nodes (rate limits): the system's
+    /// time read now, or a manual clock's start plus how far it has moved.
+    pub fn unix_nanos(&self) -> i64 {
+        match &self.manual {
+            None => Timestamp::unix_nanos_now(),
+            Some(time) => {
+                let moved = time.nanos.load(Ordering::SeqCst) - time.start.1;
+                time.start.0 + i64::try_from(moved).unwrap_or(i64::MAX)
+            }
         }
     }
 
@@ -71,9 +85,11 @@ pub struct ManualClock(Arc<ManualTime>);
 impl ManualClock {
     /// Starts where the system's clock is now.
     pub fn starting_now() -> Self {
+        let (seconds, nanos) = (Timestamp::now().unix_seconds(), monotonic_nanos());
         Self(Arc::new(ManualTime {
-            seconds: AtomicI64::new(Timestamp::now().unix_seconds()),
-            nanos: AtomicU64::new(monotonic_nanos()),
+            seconds: AtomicI64::new(seconds),
+            nanos: AtomicU64::new(nanos),
+            start: (seconds * 1_000_000_000, nanos),
         }))
     }
 
@@ -142,5 +158,9 @@ mod tests {
         manual.advance(Duration::from_millis(2_500));
         assert_eq!(clock.now(), then.plus_seconds(2));
         assert_eq!(clock.monotonic_nanos(), nanos + 2_500_000_000);
+        let unix = then.unix_seconds() * 1_000_000_000 + 2_500_000_000;
+        assert_eq!(clock.unix_nanos(), unix);
+        let system = Clock::system().unix_nanos();
+        assert!((system / 1_000_000_000 - Timestamp::now().unix_seconds()).abs() <= 1);
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use keyward_core::{
     CredentialId, Email, InstanceId, KeyDigest, MessageId, OrganizationId, OrganizationRef,
-    ProjectId, Role, ScopeNames, Timestamp, UserId, WebhookId,
+    ProjectId, RateLimit, Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 
 pub use clock::Clock;
@@ -668,6 +668,19 @@ pub trait Store: Send + Sync + 'static {
         generation: i64,
         period: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Gives back `unspent_nanos` of `bucket` (requests a node did not allow, times the
+    /// interval they were taken at), then takes up to `want` requests of `limit` at `now`
+    /// (Unix nanoseconds) for the node to allow from memory: as many as GCRA allows at once,
+    /// whatever the other nodes took (see `sql::rates::take`).
+    async fn take_rate(
+        &self,
+        bucket: &RateBucket,
+        limit: RateLimit,
+        want: u32,
+        unspent_nanos: i64,
+        now: i64,
+    ) -> Result<keyward_core::rate_limit::Take, StoreError>;
 
     /// The credential's credits as stored now (refilled if a boundary has passed).
     async fn current_credits(

@@ -206,6 +206,21 @@ pub struct CreditLease {
     pub period_end: i64,
 }
 
+/// What a rate limit shared by every node limits: its row in `rate_buckets`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RateBucket(String);
+
+impl RateBucket {
+    /// A credential's own limit.
+    pub fn credential(id: CredentialId) -> Self {
+        Self(format!("credential:{}", id.as_uuid()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Where and when a credential was found exposed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exposure {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use keyward_core::{
     CredentialId, Email, InstanceId, InvitationId, KeyDigest, MessageId, OrganizationId,
-    OrganizationRef, ProjectId, Role, ScopeNames, Timestamp, UserId, WebhookId,
+    OrganizationRef, ProjectId, RateLimit, Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 use tokio::sync::broadcast;
 
@@ -17,7 +17,7 @@ use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
 use crate::sql::{
     Read, Write, credentials, credits, email, idempotency, instances, invitations, organizations,
-    portal, projects, sessions, sso, usage,
+    portal, projects, rates, sessions, sso, usage,
 };
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
@@ -29,9 +29,9 @@ use crate::{
     NewInvitation, NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook,
     NextStep, OpenInvitation, OrganizationChange, OrganizationChanges, OrganizationFilter,
     OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
-    ProjectChanges, ProjectDeletion, ProjectRecord, ResetRequest, SessionRecord, SsoPerson,
-    SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, StoredCredits, UsageCount, UsageRow,
-    UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
+    ProjectChanges, ProjectDeletion, ProjectRecord, RateBucket, ResetRequest, SessionRecord,
+    SsoPerson, SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, StoredCredits, UsageCount,
+    UsageRow, UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -1124,6 +1124,25 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<bool, StoreError> {
         in_transaction!(self, |tx| credits::give_back(
             tx, credential, amount, generation, period
+        )
+        .await?)
+    }
+
+    async fn take_rate(
+        &self,
+        bucket: &RateBucket,
+        limit: RateLimit,
+        want: u32,
+        unspent_nanos: i64,
+        now: i64,
+    ) -> Result<keyward_core::rate_limit::Take, StoreError> {
+        in_transaction!(self, |tx| rates::take(
+            tx,
+            bucket,
+            limit,
+            want,
+            unspent_nanos,
+            now
         )
         .await?)
     }

@@ -15,8 +15,9 @@
 //!   and found it again, perhaps missing changes) is never served: it is read again.
 //! - While the database is known to be away, entries are served whatever their age until
 //!   the outage grace has passed since it went away; then not at all.
-//! - A rate-limited credential's limiter state lives apart from its entry and is shared by
-//!   every entry loaded for the digest, for as long as its window runs: ageing out, a
+//! - A rate-limited credential's account (its lease of the shared limit, and the state it
+//!   falls back on while the database is away) lives apart from its entry and is shared by
+//!   every entry loaded for the credential, for as long as it holds anything: ageing out, a
 //!   reload, an invalidation (rename, limit change) or clearing the cache gives no quota back.
 
 use std::collections::HashMap;
@@ -33,11 +34,12 @@ use keyward_core::{
     CredentialId, ExternalId, KeyDigest, Lifetime, Meta, Metadata, Networks, OrganizationId,
     ProjectId, RateLimit, ScopeCatalog, ScopeSet, Timestamp,
 };
-use keyward_store::{CredentialRecord, DatabaseState, Store, StoreError};
+use keyward_store::{CredentialRecord, DatabaseState, RateBucket, Store, StoreError};
 use tokio::sync::OnceCell;
 
 use super::counts::{UsageCell, UsageCounts};
 use super::credits::{CreditAccount, CreditAccounts};
+use super::rates::{RateAccount, RateAccounts};
 
 /// Where the cache reads what it does not know: the store (or, in tests, a fake).
 pub trait Source: Send + Sync {
@@ -100,9 +102,8 @@ pub struct CachedCredential {
 /// What only some credentials have.
 struct Extras {
     rate_limit: Option<RateLimit>,
-    /// GCRA theoretical arrival time, in the clock's monotonic nanoseconds, shared with the
-    /// cache's limiter states (see [`VerificationCache::limiter_state`]); with a rate limit.
-    tat: Option<Arc<AtomicU64>>,
+    /// This node's account of its rate limit, shared by every entry of it; with a limit.
+    rate: Option<Arc<RateAccount>>,
     /// The ranges it may be used from; `None` for any address.
     networks: Option<Networks>,
     metadata: Metadata,
@@ -133,9 +134,9 @@ impl CachedCredential {
             .and_then(|extras| extras.credits.as_ref())
     }
 
-    /// The shared GCRA state, with a rate limit.
-    pub(super) fn rate_state(&self) -> Option<&Arc<AtomicU64>> {
-        self.extras.as_ref().and_then(|extras| extras.tat.as_ref())
+    /// This node's account of its rate limit, with a limit.
+    pub fn rate_account(&self) -> Option<&Arc<RateAccount>> {
+        self.extras.as_ref().and_then(|extras| extras.rate.as_ref())
     }
 
     pub fn external_id(&self) -> Option<&ExternalId> {
@@ -172,13 +173,15 @@ impl CachedCredential {
         self.lifetime.usable_until()
     }
 
-    /// An entry with limiter state of its own (for tests and benchmarks).
+    /// An entry with accounts of its own (for tests and benchmarks).
     pub fn from_record(record: CredentialRecord, now: Timestamp, catalog: &ScopeCatalog) -> Self {
-        let tat = record.rate_limit.map(|_| Arc::default());
+        let rate = record
+            .rate_limit
+            .map(|_| Arc::new(RateAccount::new(RateBucket::credential(record.id))));
         let credits = record.credits.map(|credits| {
             CreditAccount::read(record.id, credits.generation, credits.remaining(now))
         });
-        let shared = Shared { tat, credits };
+        let shared = Shared { rate, credits };
         Self::with_limiter(record, now, 0, shared, catalog)
     }
 
@@ -189,7 +192,7 @@ impl CachedCredential {
         shared: Shared,
         catalog: &ScopeCatalog,
     ) -> Self {
-        let Shared { tat, credits } = shared;
+        let Shared { rate, credits } = shared;
         Self {
             scopes: catalog.granted(&record.scopes, record.id.kind()),
             digest: record.digest,
@@ -215,7 +218,7 @@ impl CachedCredential {
                 });
                 Box::new(Extras {
                     rate_limit: record.rate_limit,
-                    tat,
+                    rate,
                     networks: record.allowed_cidrs,
                     metadata: record.metadata,
                     external_id_header,
@@ -233,7 +236,7 @@ impl CachedCredential {
 
 /// What an entry shares with the other entries of its credential on this node.
 struct Shared {
-    tat: Option<Arc<AtomicU64>>,
+    rate: Option<Arc<RateAccount>>,
     credits: Option<Arc<CreditAccount>>,
 }
 
@@ -296,7 +299,6 @@ impl BuildHasher for PrefixHash {
 }
 
 type Shard = RwLock<HashMap<u128, Slot, PrefixHash>>;
-type LimiterStates = Mutex<HashMap<u128, Arc<AtomicU64>, PrefixHash>>;
 /// A read in flight: its result, and the epoch it began in.
 type InflightRead = OnceCell<(Loaded, u64)>;
 
@@ -307,8 +309,8 @@ pub struct VerificationCache {
     max_age_seconds: i64,
     outage_grace: Duration,
     negatives: AtomicUsize,
-    /// GCRA state of rate-limited credentials, by digest key; see [`Self::sweep`].
-    limiters: LimiterStates,
+    /// The rate accounts of rate-limited credentials; see [`Self::sweep`].
+    rates: RateAccounts,
     /// What stored scope names mean.
     catalog: Arc<ScopeCatalog>,
     /// Usage counts, with the cells entries count their allowed verifications in.
@@ -327,10 +329,15 @@ impl VerificationCache {
             max_age_seconds,
             outage_grace,
             negatives: AtomicUsize::new(0),
-            limiters: Mutex::default(),
+            rates: RateAccounts::default(),
             counts: UsageCounts::default(),
             credits: CreditAccounts::default(),
         }
+    }
+
+    /// The rate accounts of the credentials this cache serves.
+    pub fn rate_accounts(&self) -> &RateAccounts {
+        &self.rates
     }
 
     /// The credit accounts of the credentials this cache serves.
@@ -417,7 +424,7 @@ impl VerificationCache {
                 let generation = store.state().generation;
                 let loaded = match store.find(digest).await {
                     Ok(Some(record)) => {
-                        let entry = self.entry_for(key, record, now, generation);
+                        let entry = self.entry_for(record, now, generation);
                         self.store_if_current(key, Slot::Found(entry.clone()), epoch);
                         Loaded::Found(entry)
                     }
@@ -538,13 +545,12 @@ impl VerificationCache {
 
     fn entry_for(
         &self,
-        key: u128,
         record: CredentialRecord,
         now: Timestamp,
         generation: u64,
     ) -> Arc<CachedCredential> {
         let shared = Shared {
-            tat: record.rate_limit.map(|_| self.limiter_state(key)),
+            rate: record.rate_limit.map(|_| self.rates.account(record.id)),
             credits: record.credits.map(|credits| {
                 let stored = credits.remaining(now);
                 self.credits.account(record.id, credits.generation, stored)
@@ -559,28 +565,9 @@ impl VerificationCache {
         ))
     }
 
-    /// The one limiter state of a digest on this node, created on first use.
-    fn limiter_state(&self, key: u128) -> Arc<AtomicU64> {
-        self.limiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .clone()
-    }
-
-    /// Limiter states held, for tests and metrics.
-    pub fn limiter_states(&self) -> usize {
-        self.limiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
     /// Drops entries that can no longer be served, so memory follows the keys in use, and
-    /// limiter states that no entry holds and whose window has run out (their quota is whole
-    /// again, which is what a missing state means).
-    /// `monotonic` is the clock's monotonic time, which limiter states are kept in.
+    /// rate accounts that no entry holds and that hold nothing.
+    /// `monotonic` is the clock's monotonic time, which rate accounts are kept in.
     pub fn sweep(&self, now: Timestamp, monotonic: u64, state: DatabaseState) {
         let now = now.unix_seconds();
         for shard in self.shards.iter() {
@@ -602,11 +589,8 @@ impl VerificationCache {
                 }
             });
         }
-        // After the entries, so that a state whose entry just went can go too.
-        self.limiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, tat| Arc::strong_count(tat) > 1 || tat.load(Ordering::Relaxed) > monotonic);
+        // After the entries, so that an account whose entry just went can go too.
+        self.rates.sweep(monotonic);
     }
 
     /// Entries held, found and negative.
@@ -622,7 +606,7 @@ impl VerificationCache {
     pub fn insert(&self, record: CredentialRecord, now: Timestamp) {
         let key = key_of(&record.digest);
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let entry = self.entry_for(key, record, now, 0);
+        let entry = self.entry_for(record, now, 0);
         self.store_if_current(key, Slot::Found(entry), epoch);
     }
 }
@@ -673,40 +657,50 @@ mod tests {
     }
 
     #[test]
-    fn limiter_state_outlives_the_entry_until_its_window_ends() {
+    fn a_rate_account_outlives_the_entry_while_it_holds_anything() {
         let cache = VerificationCache::new(60, Duration::from_secs(60), Arc::default());
-        let limited = record(RateLimit::new(2, 86_400).ok());
+        let limit = RateLimit::new(2, 86_400).unwrap();
+        let limited = record(Some(limit));
         let digest = limited.digest;
         let now = Timestamp::now();
         let monotonic = 1_000_000_000;
-        let far_ahead = monotonic + 3_600 * 1_000_000_000;
 
         cache.insert(limited.clone(), now);
-        let state = |at| cached(&cache, &digest, at).rate_state().cloned().unwrap();
-        state(now).store(far_ahead, Ordering::Relaxed);
+        let account = |at| cached(&cache, &digest, at).rate_account().cloned().unwrap();
+        let first = account(now);
+        // This node's own state (while the database is away) is spent.
+        assert!(first.decide_locally(limit, monotonic).0);
+        assert!(first.decide_locally(limit, monotonic).0);
+        assert!(!first.decide_locally(limit, monotonic).0);
 
-        // Invalidated, cleared, aged out and swept: every new entry sees the same state.
+        // Invalidated, cleared, aged out and swept: every new entry has the same account.
         cache.invalidate(&digest);
         cache.insert(limited.clone(), now);
-        assert_eq!(state(now).load(Ordering::Relaxed), far_ahead);
+        assert!(Arc::ptr_eq(&account(now), &first));
+        drop(first);
         cache.clear();
         let later = now.plus_seconds(120);
         cache.sweep(later, monotonic, DatabaseState::default());
         assert_eq!(cache.entries(), 0);
-        assert_eq!(cache.limiter_states(), 1, "the window is still running");
+        assert_eq!(
+            cache.rate_accounts().len(),
+            1,
+            "its window is still running"
+        );
         cache.insert(limited.clone(), later);
-        assert_eq!(state(later).load(Ordering::Relaxed), far_ahead);
+        assert!(!account(later).decide_locally(limit, monotonic).0);
 
-        // Once the window has run out and no entry holds it, the state goes: a missing
-        // state is a whole quota, which is what it would be anyway.
-        state(later).store(0, Ordering::Relaxed);
-        cache.sweep(later.plus_seconds(120), monotonic, DatabaseState::default());
+        // Once the window has run out, no entry holds it and it holds nothing, it goes: a
+        // missing account is a whole quota, which is what it would be anyway.
+        cache.clear();
+        let day_later = monotonic + 86_400 * 1_000_000_000;
+        cache.sweep(later.plus_seconds(120), day_later, DatabaseState::default());
         assert_eq!(cache.entries(), 0);
-        assert_eq!(cache.limiter_states(), 0);
+        assert!(cache.rate_accounts().is_empty());
 
-        // Credentials without a limit keep no state.
+        // Credentials without a limit keep no account.
         cache.insert(record(None), now);
-        assert_eq!(cache.limiter_states(), 0);
+        assert!(cache.rate_accounts().is_empty());
     }
 
     #[test]

@@ -15,11 +15,13 @@
 //! refilled balance.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use keyward_core::{CredentialId, Timestamp};
 use keyward_store::{CreditLease, Store, StoreError};
+
+use super::lease::{Demand, Taking};
 
 /// The most credits one lease takes.
 const MAX_LEASE: i64 = 100_000;
@@ -30,8 +32,6 @@ const EXHAUSTED_RETRY_NANOS: u64 = 1_000_000_000;
 const IDLE_NANOS: u64 = 2_000_000_000;
 /// How much of a second of requests a lease takes.
 const LEASE_NANOS: u64 = 1_000_000_000;
-/// The shortest time a rate is measured over.
-const MIN_MEASURE_NANOS: u64 = 100_000_000;
 
 /// One credential's credits on this node.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ pub struct CreditAccount {
     /// spend holds it for a compare and a subtraction).
     lease: Mutex<Lease>,
     /// Credits asked for since the last take (spent or refused), for the lease's size.
-    demand: AtomicI64,
+    demand: Demand,
     /// When the last spend happened (monotonic nanoseconds), for giving back idle leases.
     last_spent: AtomicU64,
     /// Until when (monotonic nanoseconds; 0 for not) the database is known to have nothing
@@ -71,13 +71,6 @@ impl Lease {
         self.available = 0;
         self.period_end = i64::MIN;
     }
-}
-
-#[derive(Debug, Default)]
-struct Taking {
-    last_take: Option<u64>,
-    /// The size the last lease asked for.
-    last_size: i64,
 }
 
 /// Credits one request spent, to put back if it is refused afterwards: only into the lease
@@ -141,7 +134,7 @@ impl CreditAccount {
                 period_end: i64::MIN,
                 stored: 0,
             }),
-            demand: AtomicI64::new(0),
+            demand: Demand::default(),
             last_spent: AtomicU64::new(0),
             exhausted_until: AtomicU64::new(0),
             taking: tokio::sync::Mutex::default(),
@@ -194,7 +187,7 @@ impl CreditAccount {
             });
         }
         let seconds = now.unix_seconds();
-        self.demand.fetch_add(cost, Ordering::Relaxed);
+        self.demand.add(cost);
         if let Some(spent) = self.spend_held(cost, seconds, monotonic) {
             return Ok(self.allowed(cost, spent));
         }
@@ -221,7 +214,10 @@ impl CreditAccount {
                 });
             }
             let needed = (cost - held).max(1);
-            let want = self.lease_size(&mut taking, monotonic).max(needed);
+            let want = self
+                .demand
+                .size(&mut taking, monotonic, LEASE_NANOS, MAX_LEASE)
+                .max(needed);
             let Some(lease) = store.take_credits(self.credential, want, needed).await? else {
                 return Ok(Spent::Unlimited);
             };
@@ -260,29 +256,6 @@ impl CreditAccount {
                 period_start,
             }),
         }
-    }
-
-    /// About a second of this node's demand since the last take, within bounds: measured over
-    /// at least [`MIN_MEASURE_NANOS`] (so that a burst right after a take does not read as a
-    /// huge rate), and at most twice the last lease (so that it grows by doubling).
-    fn lease_size(&self, taking: &mut Taking, monotonic: u64) -> i64 {
-        let demand = self.demand.swap(0, Ordering::Relaxed).max(1);
-        let size = match taking.last_take {
-            // The first: whatever is asked for now.
-            None => demand,
-            Some(last) => {
-                let elapsed = monotonic.saturating_sub(last).max(MIN_MEASURE_NANOS);
-                let per_lease = u128::from(LEASE_NANOS) * u128::from(demand.unsigned_abs())
-                    / u128::from(elapsed);
-                i64::try_from(per_lease)
-                    .unwrap_or(MAX_LEASE)
-                    .min(taking.last_size.saturating_mul(2))
-            }
-        };
-        let size = size.clamp(1, MAX_LEASE);
-        taking.last_take = Some(monotonic);
-        taking.last_size = size;
-        size
     }
 
     /// Adds a lease's credits, voiding what the lease held if the credits were set since or

@@ -11,6 +11,8 @@ mod cache;
 mod counts;
 mod credits;
 mod failures;
+mod lease;
+mod rates;
 mod usage;
 mod verifier;
 

@@ -1,13 +1,14 @@
 //! Key verification, the hot path of every API request.
 //!
 //! header → format and checksum (rejected without any look-up) → SHA-256 → cache → revoked /
-//! expired / rate limit against the coarse clock → last use noted in an atomic → done. Only a
-//! cache miss reads the database, once per digest however many requests wait for it; nothing
-//! on this path writes to the database.
+//! expired against the coarse clock → rate limit from this node's lease → last use noted in
+//! an atomic → done. Only a cache miss reads the database, once per digest however many
+//! requests wait for it, and only a rate-limited key whose lease cannot decide writes to it
+//! (one take for all the requests waiting; see [`super::rates`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use keyward_core::credential::check_format;
@@ -19,6 +20,7 @@ use keyward_store::Store;
 use super::UsageRecorder;
 use super::cache::{CachedCredential, Loaded, Lookup, VerificationCache};
 use super::failures::{FailureReason, FailureRecorder};
+use super::rates::Held;
 use crate::Config;
 use crate::metrics::{Metrics, Outcome};
 use crate::rate_limit::RateStatus;
@@ -67,10 +69,15 @@ pub struct Verifier {
     metrics: Arc<Metrics>,
     clock: Clock,
     failures: FailureRecorder,
+    /// Whether rate limits are counted on this node alone because the database is away.
+    rates_alone: AtomicBool,
 }
 
-fn ceil_seconds(nanos: u64) -> u64 {
-    nanos.div_ceil(1_000_000_000)
+/// What memory decides about a request.
+enum Step {
+    Done(Result<Verified, Refusal>),
+    /// Accepted so far, at this time; its rate limit needs a take from the database.
+    Ask(Arc<CachedCredential>, RateLimit, Timestamp),
 }
 
 impl Verifier {
@@ -94,6 +101,7 @@ impl Verifier {
             metrics,
             clock: config.clock.clone(),
             failures: FailureRecorder::default(),
+            rates_alone: AtomicBool::new(false),
         }
     }
 
@@ -167,27 +175,40 @@ impl Verifier {
         &self.cache
     }
 
-    /// The whole in-memory path: `None` when memory does not know the key. A key `accept`
-    /// does not take is not found and not touched.
+    /// The whole in-memory path: `None` when memory cannot decide (it does not know the key,
+    /// or the key's rate limit needs a take from the database). A key `accept` does not take
+    /// is not found and not touched.
     pub fn verify_cached(
         &self,
         presented: &str,
         client_ip: Option<IpAddr>,
         accept: Accept,
     ) -> Option<Result<Verified, Refusal>> {
+        match self.in_memory(presented, client_ip, accept)? {
+            Step::Done(result) => Some(self.counted(result)),
+            Step::Ask(..) => None,
+        }
+    }
+
+    fn in_memory(
+        &self,
+        presented: &str,
+        client_ip: Option<IpAddr>,
+        accept: Accept,
+    ) -> Option<Step> {
         if let Err(error) = check_format(&self.brand, presented) {
             let refusal = self.failed(Refusal::Malformed(error), None, client_ip);
-            return Some(self.counted(Err(refusal)));
+            return Some(Step::Done(Err(refusal)));
         }
         let digest = KeyDigest::of(presented);
         let now = self.clock.now();
-        let result = match self.cache.get(&digest, now, self.store.state()) {
+        let step = match self.cache.get(&digest, now, self.store.state()) {
             Lookup::Found(entry) => self.evaluate(entry, now, client_ip, accept),
-            Lookup::Missing => Err(self.failed(Refusal::NotFound, None, client_ip)),
+            Lookup::Missing => Step::Done(Err(self.failed(Refusal::NotFound, None, client_ip))),
             Lookup::Absent => return None,
         };
         self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-        Some(self.counted(result))
+        Some(step)
     }
 
     /// Verifies a presented key, reading the database on a cache miss.
@@ -197,17 +218,25 @@ impl Verifier {
         client_ip: Option<IpAddr>,
         accept: Accept,
     ) -> Result<Verified, Refusal> {
-        if let Some(result) = self.verify_cached(presented, client_ip, accept) {
-            return result;
-        }
-        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let digest = KeyDigest::of(presented);
-        let now = self.clock.now();
-        let result = match self.cache.load(&digest, now, self.store.as_ref()).await {
-            Loaded::Found(entry) => self.evaluate(entry, now, client_ip, accept),
-            Loaded::Missing => Err(self.failed(Refusal::NotFound, None, client_ip)),
-            Loaded::Unavailable => Err(Refusal::Unavailable),
-            Loaded::Failed => Err(Refusal::Internal),
+        let step = match self.in_memory(presented, client_ip, accept) {
+            Some(step) => step,
+            None => {
+                self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+                let digest = KeyDigest::of(presented);
+                let now = self.clock.now();
+                match self.cache.load(&digest, now, self.store.as_ref()).await {
+                    Loaded::Found(entry) => self.evaluate(entry, now, client_ip, accept),
+                    Loaded::Missing => {
+                        Step::Done(Err(self.failed(Refusal::NotFound, None, client_ip)))
+                    }
+                    Loaded::Unavailable => Step::Done(Err(Refusal::Unavailable)),
+                    Loaded::Failed => Step::Done(Err(Refusal::Internal)),
+                }
+            }
+        };
+        let result = match step {
+            Step::Done(result) => result,
+            Step::Ask(entry, limit, now) => self.take_rate(entry, limit, now, client_ip).await,
         };
         self.counted(result)
     }
@@ -238,7 +267,91 @@ impl Verifier {
         now: Timestamp,
         client_ip: Option<IpAddr>,
         accept: Accept,
+    ) -> Step {
+        match self.check(&entry, now, client_ip, accept) {
+            Err(refusal) => Step::Done(Err(refusal)),
+            Ok(()) => {
+                let (Some(limit), Some(account)) = (entry.rate_limit(), entry.rate_account())
+                else {
+                    return Step::Done(Ok(self.accepted(entry, now, client_ip, None)));
+                };
+                match account.spend_held(limit, self.clock.monotonic_nanos()) {
+                    Held::Allowed(status) => {
+                        Step::Done(Ok(self.accepted(entry, now, client_ip, Some(status))))
+                    }
+                    Held::Refused(status) => {
+                        let refusal = Refusal::RateLimited(status);
+                        Step::Done(Err(self.failed(refusal, Some(&entry), client_ip)))
+                    }
+                    Held::Ask => Step::Ask(entry, limit, now),
+                }
+            }
+        }
+    }
+
+    /// Decides a request its lease could not: from a take of the shared limit, or from this
+    /// node's own state while the database is away (logged when that starts and ends).
+    async fn take_rate(
+        &self,
+        entry: Arc<CachedCredential>,
+        limit: RateLimit,
+        now: Timestamp,
+        client_ip: Option<IpAddr>,
     ) -> Result<Verified, Refusal> {
+        let Some(account) = entry.rate_account() else {
+            return Ok(self.accepted(entry, now, client_ip, None));
+        };
+        let monotonic = self.clock.monotonic_nanos();
+        // Known to be away: not asked, so that requests do not wait for it.
+        let taken = match self.store.state().down_for {
+            Some(_) => Err("the database is away".to_owned()),
+            None => account
+                .take(
+                    limit,
+                    monotonic,
+                    self.clock.unix_nanos(),
+                    self.store.as_ref(),
+                )
+                .await
+                .map_err(|error| error.to_string()),
+        };
+        let held = match taken {
+            Ok(held) => {
+                if self.rates_alone.swap(false, Ordering::Relaxed) {
+                    tracing::info!("rate limits are shared by every node again");
+                }
+                held
+            }
+            Err(error) => {
+                if !self.rates_alone.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error,
+                        "rate limits are counted on this node alone until the database is back"
+                    );
+                }
+                match account.decide_locally(limit, monotonic) {
+                    (true, status) => Held::Allowed(status),
+                    (false, status) => Held::Refused(status),
+                }
+            }
+        };
+        match held {
+            Held::Allowed(status) => Ok(self.accepted(entry, now, client_ip, Some(status))),
+            Held::Refused(status) => {
+                Err(self.failed(Refusal::RateLimited(status), Some(&entry), client_ip))
+            }
+            Held::Ask => Err(Refusal::Internal),
+        }
+    }
+
+    /// Every check but the rate limit.
+    fn check(
+        &self,
+        entry: &Arc<CachedCredential>,
+        now: Timestamp,
+        client_ip: Option<IpAddr>,
+        accept: Accept,
+    ) -> Result<(), Refusal> {
         let accepted = match accept {
             Accept::Any => true,
             Accept::Customers => !entry.organization_id.is_installation(),
@@ -251,33 +364,33 @@ impl Verifier {
         match entry.lifetime.status(now) {
             CredentialStatus::Active => {}
             CredentialStatus::Revoked => {
-                return Err(self.failed(Refusal::Revoked, Some(&entry), client_ip));
+                return Err(self.failed(Refusal::Revoked, Some(entry), client_ip));
             }
             CredentialStatus::Expired => {
                 let expired = Refusal::Expired(entry.expires_at().unwrap_or(now));
-                return Err(self.failed(expired, Some(&entry), client_ip));
+                return Err(self.failed(expired, Some(entry), client_ip));
             }
         }
         if entry.suspended {
-            return Err(self.failed(Refusal::Suspended, Some(&entry), client_ip));
+            return Err(self.failed(Refusal::Suspended, Some(entry), client_ip));
         }
         if let Some(networks) = entry.networks()
             && !client_ip.is_some_and(|ip| networks.allows(ip))
         {
             let refusal = Refusal::IpNotAllowed(client_ip);
-            return Err(self.failed(refusal, Some(&entry), client_ip));
+            return Err(self.failed(refusal, Some(entry), client_ip));
         }
-        let rate = match entry.rate_limit() {
-            None => None,
-            Some(limit) => {
-                let status = take_token(&entry, limit, self.clock.monotonic_nanos());
-                if status.retry_after_seconds > 0 {
-                    let refusal = Refusal::RateLimited(status);
-                    return Err(self.failed(refusal, Some(&entry), client_ip));
-                }
-                Some(status)
-            }
-        };
+        Ok(())
+    }
+
+    /// A request accepted: counted, and its last use noted.
+    fn accepted(
+        &self,
+        entry: Arc<CachedCredential>,
+        now: Timestamp,
+        client_ip: Option<IpAddr>,
+        rate: Option<RateStatus>,
+    ) -> Verified {
         self.cache
             .usage_counts()
             .allowed(entry.id, &entry.usage, now);
@@ -288,54 +401,9 @@ impl Verifier {
         {
             self.usage.record(entry.id, now, client_ip);
         }
-        Ok(Verified {
+        Verified {
             credential: entry,
             rate,
-        })
-    }
-}
-
-/// One GCRA step on the credential's shared state, at `now` (monotonic nanoseconds).
-fn take_token(entry: &CachedCredential, limit: RateLimit, now: u64) -> RateStatus {
-    // Every entry with a limit has a state; one without would start a whole quota, which is
-    // what a missing state means.
-    let fresh;
-    let state = match entry.rate_state() {
-        Some(state) => state.as_ref(),
-        None => {
-            fresh = AtomicU64::new(0);
-            &fresh
-        }
-    };
-    let mut tat = state.load(Ordering::Relaxed);
-    loop {
-        let decision = limit.decide(tat, now);
-        let status = RateStatus {
-            limit,
-            remaining: decision.remaining,
-            reset_seconds: ceil_seconds(decision.reset_nanos),
-            retry_after_seconds: ceil_seconds(decision.retry_after_nanos),
-        };
-        if !decision.allowed {
-            if decision.new_tat < tat {
-                // A limit was loosened: keep the state within the new window.
-                let _ = state.compare_exchange(
-                    tat,
-                    decision.new_tat,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            }
-            return status;
-        }
-        match state.compare_exchange_weak(
-            tat,
-            decision.new_tat,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => return status,
-            Err(current) => tat = current,
         }
     }
 }

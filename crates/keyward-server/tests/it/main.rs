@@ -34,6 +34,7 @@ mod policy;
 mod portal;
 mod postgres;
 mod projects;
+mod rate_limits;
 mod rotation;
 mod rules;
 mod sso;

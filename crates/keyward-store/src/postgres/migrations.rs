@@ -119,6 +119,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "credits",
         sql: include_str!("../../migrations/postgres/0022_credits.sql"),
     },
+    Migration {
+        version: 23,
+        name: "rate_buckets",
+        sql: include_str!("../../migrations/postgres/0023_rate_buckets.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -17,6 +17,7 @@ pub(crate) mod invitations;
 pub(crate) mod organizations;
 pub(crate) mod portal;
 pub(crate) mod projects;
+pub(crate) mod rates;
 pub(crate) mod sessions;
 pub(crate) mod sso;
 pub(crate) mod usage;

@@ -134,6 +134,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "credits",
         sql: include_str!("../../migrations/sqlite/0025_credits.sql"),
     },
+    Migration {
+        version: 26,
+        name: "rate_buckets",
+        sql: include_str!("../../migrations/sqlite/0026_rate_buckets.sql"),
+    },
 ];
 
 pub(super) async fn run(

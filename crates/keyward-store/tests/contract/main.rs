@@ -8,6 +8,7 @@ mod invitations;
 mod organizations;
 mod people;
 mod postgres_specific;
+mod rates;
 mod resources;
 mod sqlite_specific;
 mod usage;
@@ -133,6 +134,8 @@ contract! {
     usage::usage_counts_add_up_per_hour_and_outcome_and_are_pruned,
     credits::credits_are_leased_given_back_and_set_in_generations,
     credits::concurrent_takes_never_hand_out_more_than_the_balance,
+    rates::rate_buckets_hand_out_what_gcra_allows_and_take_back_the_unspent,
+    rates::concurrent_rate_takes_never_hand_out_more_than_the_burst,
 }
 
 pub fn name(text: &str) -> Name {
