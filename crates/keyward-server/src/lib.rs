@@ -241,9 +241,7 @@ impl AppState {
         let monotonic = clock.monotonic_nanos();
         let store = self.store.as_ref();
         let rates = self.verifier.cache().rate_accounts();
-        rates
-            .give_back(store, monotonic, clock.unix_nanos(), all)
-            .await;
+        rates.give_back(store, clock, all).await;
         self.verifier
             .credit_accounts()
             .give_back(store, monotonic, all)

@@ -669,16 +669,16 @@ pub trait Store: Send + Sync + 'static {
         period: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Gives back `unspent_nanos` of `bucket` (requests a node did not allow, times the
-    /// interval they were taken at), then takes up to `want` requests of `limit` at `now`
-    /// (Unix nanoseconds) for the node to allow from memory: as many as GCRA allows at once,
-    /// whatever the other nodes took (see `sql::rates::take`).
+    /// Gives back what a node's last lease of `bucket` did not allow (if no other take came
+    /// since), then takes up to `want` requests of `limit` at `now` (Unix nanoseconds) for the
+    /// node to allow from memory: as many as GCRA allows at once, whatever the other nodes
+    /// took (see `sql::rates::take`).
     async fn take_rate(
         &self,
         bucket: &RateBucket,
         limit: RateLimit,
         want: u32,
-        unspent_nanos: i64,
+        give_back: Option<RateReturn>,
         now: i64,
     ) -> Result<keyward_core::rate_limit::Take, StoreError>;
 

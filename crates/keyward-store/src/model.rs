@@ -221,6 +221,16 @@ impl RateBucket {
     }
 }
 
+/// Requests a node's lease of a rate limit did not allow, to give back with its next take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateReturn {
+    /// The state the lease's take left (its `new_tat`): given back only if the state is still
+    /// there, no other take having come since.
+    pub taken_to: i64,
+    /// The requests not allowed, times the interval they were taken at.
+    pub unspent_nanos: i64,
+}
+
 /// Where and when a credential was found exposed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exposure {

@@ -29,9 +29,9 @@ use crate::{
     NewInvitation, NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook,
     NextStep, OpenInvitation, OrganizationChange, OrganizationChanges, OrganizationFilter,
     OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
-    ProjectChanges, ProjectDeletion, ProjectRecord, RateBucket, ResetRequest, SessionRecord,
-    SsoPerson, SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, StoredCredits, UsageCount,
-    UsageRow, UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
+    ProjectChanges, ProjectDeletion, ProjectRecord, RateBucket, RateReturn, ResetRequest,
+    SessionRecord, SsoPerson, SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, StoredCredits,
+    UsageCount, UsageRow, UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -1133,16 +1133,11 @@ impl<B: Backend> Store for SqlStore<B> {
         bucket: &RateBucket,
         limit: RateLimit,
         want: u32,
-        unspent_nanos: i64,
+        give_back: Option<RateReturn>,
         now: i64,
     ) -> Result<keyward_core::rate_limit::Take, StoreError> {
         in_transaction!(self, |tx| rates::take(
-            tx,
-            bucket,
-            limit,
-            want,
-            unspent_nanos,
-            now
+            tx, bucket, limit, want, give_back, now
         )
         .await?)
     }

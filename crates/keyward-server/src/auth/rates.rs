@@ -5,10 +5,13 @@
 //!   what GCRA allows at that moment, whatever the other nodes took: the shared state never
 //!   allows more than one burst plus the sustained rate.
 //! - What a lease holds is void [`RateLimit::lease_nanos`] after its take (a tenth of the
-//!   window, at most a second), and given back to the shared state by the next take or the
-//!   flush tick. So every request allowed in an interval was taken at most that long before
-//!   it: over any interval, the nodes together allow at most what GCRA allows over the
-//!   interval and one lease span before it, the allowance plus the burst plus a tenth.
+//!   window, at most a second). So every request allowed in an interval was taken at most
+//!   that long before it: over any interval, the nodes together allow at most what GCRA allows
+//!   over the interval and one lease span before it, the allowance plus the burst plus a
+//!   tenth.
+//! - What a void lease did not allow goes back with the node's next take, or at the flush
+//!   tick, but only if no take came since its own (see [`RateReturn`]): then it is exactly as
+//!   if the lease had taken less. Otherwise it is dropped, as spent.
 //! - A node that found the shared state spent refuses from memory until the next request
 //!   conforms (at least a quarter of a lease span), then asks again.
 //! - While the database is away, each node falls back to its own GCRA state, as if it were
@@ -19,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use keyward_core::{CredentialId, RateLimit};
-use keyward_store::{RateBucket, Store, StoreError};
+use keyward_store::{Clock, RateBucket, RateReturn, Store, StoreError};
 
 use super::lease::{Demand, Taking};
 use crate::rate_limit::RateStatus;
@@ -37,7 +40,13 @@ pub struct RateAccount {
     taking: tokio::sync::Mutex<Taking>,
     /// This node's own GCRA state (monotonic nanoseconds), used while the database is away.
     local_tat: AtomicU64,
+    /// Until when (monotonic) to decide locally without asking, after a take failed: so that
+    /// requests do not queue behind a failing database, one timeout after another.
+    failing_until: AtomicU64,
 }
+
+/// How long a node decides locally after a take failed, before asking again.
+const FAILED_TAKE_BACKOFF_NANOS: u64 = 1_000_000_000;
 
 #[derive(Debug, Default)]
 struct RateLease {
@@ -45,6 +54,8 @@ struct RateLease {
     limit: Option<RateLimit>,
     /// Requests taken and not allowed yet.
     available: u32,
+    /// The shared state its take left, to give back against.
+    taken_to: i64,
     /// When (monotonic nanoseconds) what it holds becomes void.
     until: u64,
     /// What the shared state had left after the last take.
@@ -76,7 +87,13 @@ impl RateAccount {
             demand: Demand::default(),
             taking: tokio::sync::Mutex::default(),
             local_tat: AtomicU64::new(0),
+            failing_until: AtomicU64::new(0),
         }
+    }
+
+    /// Whether a take failed less than a moment ago: decide locally meanwhile.
+    pub fn failing(&self, monotonic: u64) -> bool {
+        monotonic < self.failing_until.load(Ordering::Relaxed)
     }
 
     fn lease(&self) -> std::sync::MutexGuard<'_, RateLease> {
@@ -121,40 +138,50 @@ impl RateAccount {
     }
 
     /// Decides a request the lease could not: gives back what a void lease holds and takes a
-    /// new one in one statement, then decides from it (never [`Held::Ask`]).
+    /// new one in one statement, then decides from it (never [`Held::Ask`]). The clock is
+    /// read once the take is this request's to make, not before it waited.
     pub async fn take(
         &self,
         limit: RateLimit,
-        monotonic: u64,
-        unix_nanos: i64,
+        clock: &Clock,
         store: &dyn Store,
     ) -> Result<Held, StoreError> {
         let mut taking = self.taking.lock().await;
+        let monotonic = clock.monotonic_nanos();
         // Another request may have taken a lease while this one waited.
         let held = self.decide_held(limit, monotonic);
         if held != Held::Ask {
             return Ok(held);
         }
-        let unspent = self.empty();
+        let give_back = self.empty(|_| true);
         let span = limit.lease_nanos();
         let want = self
             .demand
             .size(&mut taking, monotonic, span, i64::from(limit.requests));
         let want = u32::try_from(want).unwrap_or(limit.requests);
-        let take = store
-            .take_rate(&self.bucket, limit, want, unspent, unix_nanos)
-            .await?;
+        let taken = store
+            .take_rate(&self.bucket, limit, want, give_back, clock.unix_nanos())
+            .await;
+        let take = match taken {
+            Ok(take) => take,
+            Err(error) => {
+                self.failing_until
+                    .store(monotonic + FAILED_TAKE_BACKOFF_NANOS, Ordering::Relaxed);
+                return Err(error);
+            }
+        };
         {
             let mut lease = self.lease();
             *lease = RateLease {
                 limit: Some(limit),
                 available: take.taken,
+                taken_to: take.new_tat,
                 until: monotonic + span,
                 stored: take.remaining,
                 whole_at: monotonic + take.reset_nanos,
                 // Asking again before the next request conforms would find nothing; nor
-                // sooner than a quarter span, so that a spent limit costs a few writes a
-                // second at most (the shared state keeps what accrues meanwhile).
+                // sooner than a quarter span, so that a spent limit costs at most four takes
+                // a span (the shared state keeps what accrues meanwhile).
                 empty_until: if take.remaining == 0 {
                     monotonic + take.retry_after_nanos.max(span / 4)
                 } else {
@@ -175,13 +202,18 @@ impl RateAccount {
         })
     }
 
-    /// Empties the lease: what it held, in nanoseconds of the shared state (requests times
-    /// the interval they were taken at), to give back.
-    fn empty(&self) -> i64 {
+    /// Empties the lease if `when` says so, under one lock: what it held, to give back.
+    fn empty(&self, when: impl FnOnce(&RateLease) -> bool) -> Option<RateReturn> {
         let mut lease = self.lease();
+        if lease.available == 0 || !when(&lease) {
+            return None;
+        }
         let unspent = std::mem::take(&mut lease.available);
         let interval = lease.limit.map_or(0, RateLimit::emission_interval_nanos);
-        i64::try_from(u64::from(unspent) * interval).unwrap_or(i64::MAX)
+        Some(RateReturn {
+            taken_to: lease.taken_to,
+            unspent_nanos: i64::try_from(u64::from(unspent) * interval).unwrap_or(i64::MAX),
+        })
     }
 
     /// One step of this node's own GCRA state, for while the database is away: whether the
@@ -221,36 +253,25 @@ impl RateAccount {
         }
     }
 
-    /// Gives back what the lease holds, if it is void (or `all`); what went back, in
-    /// requests.
-    async fn give_back(
-        &self,
-        store: &dyn Store,
-        monotonic: u64,
-        unix_nanos: i64,
-        all: bool,
-    ) -> u32 {
-        let (limit, count) = {
-            let lease = self.lease();
-            if lease.available == 0 || !(all || monotonic >= lease.until) {
-                return 0;
-            }
-            (lease.limit, lease.available)
-        };
+    /// Gives back what the lease holds, if it is void (or `all`, as the node stops).
+    async fn give_back(&self, store: &dyn Store, clock: &Clock, all: bool) {
+        // One take or give-back at a time: a take in between could install a new lease that
+        // this would then empty.
+        let _taking = self.taking.lock().await;
+        let monotonic = clock.monotonic_nanos();
+        let limit = self.lease().limit;
         let Some(limit) = limit else {
-            return 0;
+            return;
         };
-        let unspent = self.empty();
-        match store
-            .take_rate(&self.bucket, limit, 0, unspent, unix_nanos)
-            .await
-        {
-            Ok(_) => count,
-            Err(error) => {
-                // Dropped, as a crash would: they count as allowed, which errs on the safe side.
-                tracing::debug!(%error, "could not give back a rate limit's unused requests");
-                0
-            }
+        let Some(back) = self.empty(|lease| all || monotonic >= lease.until) else {
+            return;
+        };
+        let given = store
+            .take_rate(&self.bucket, limit, 0, Some(back), clock.unix_nanos())
+            .await;
+        if let Err(error) = given {
+            // Dropped, as a crash would drop them: they count as allowed, which errs strict.
+            tracing::debug!(%error, "could not give back a rate limit's unused requests");
         }
     }
 }
@@ -297,25 +318,16 @@ impl RateAccounts {
         });
     }
 
-    /// Gives back what void leases hold (all leases when `all`, as the node stops); returns
-    /// how many requests went back.
-    pub async fn give_back(
-        &self,
-        store: &dyn Store,
-        monotonic: u64,
-        unix_nanos: i64,
-        all: bool,
-    ) -> u64 {
+    /// Gives back what void leases hold (all leases when `all`, as the node stops).
+    pub async fn give_back(&self, store: &dyn Store, clock: &Clock, all: bool) {
         let holding: Vec<Arc<RateAccount>> = self
             .accounts()
             .values()
             .filter(|account| account.lease().available > 0)
             .cloned()
             .collect();
-        let mut given = 0;
         for account in holding {
-            given += u64::from(account.give_back(store, monotonic, unix_nanos, all).await);
+            account.give_back(store, clock, all).await;
         }
-        given
     }
 }

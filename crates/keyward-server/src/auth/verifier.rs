@@ -301,19 +301,17 @@ impl Verifier {
         let Some(account) = entry.rate_account() else {
             return Ok(self.accepted(entry, now, client_ip, None));
         };
-        let monotonic = self.clock.monotonic_nanos();
-        // Known to be away: not asked, so that requests do not wait for it.
-        let taken = match self.store.state().down_for {
-            Some(_) => Err("the database is away".to_owned()),
-            None => account
-                .take(
-                    limit,
-                    monotonic,
-                    self.clock.unix_nanos(),
-                    self.store.as_ref(),
-                )
+        // Known to be away, or a take failed a moment ago: not asked, so that requests do not
+        // wait for it.
+        let taken = if self.store.state().down_for.is_some() {
+            Err("the database is away".to_owned())
+        } else if account.failing(self.clock.monotonic_nanos()) {
+            Err("a take of the shared rate limit failed a moment ago".to_owned())
+        } else {
+            account
+                .take(limit, &self.clock, self.store.as_ref())
                 .await
-                .map_err(|error| error.to_string()),
+                .map_err(|error| error.to_string())
         };
         let held = match taken {
             Ok(held) => {
@@ -329,7 +327,7 @@ impl Verifier {
                         "rate limits are counted on this node alone until the database is back"
                     );
                 }
-                match account.decide_locally(limit, monotonic) {
+                match account.decide_locally(limit, self.clock.monotonic_nanos()) {
                     (true, status) => Held::Allowed(status),
                     (false, status) => Held::Refused(status),
                 }

@@ -136,6 +136,8 @@ contract! {
     credits::concurrent_takes_never_hand_out_more_than_the_balance,
     rates::rate_buckets_hand_out_what_gcra_allows_and_take_back_the_unspent,
     rates::concurrent_rate_takes_never_hand_out_more_than_the_burst,
+    rates::a_give_back_counts_only_while_no_other_take_came_since,
+    rates::a_slow_clock_never_hands_a_fast_one_more,
 }
 
 pub fn name(text: &str) -> Name {
