@@ -210,6 +210,7 @@ async fn run(keys: usize) {
                 metadata: keyward_core::Metadata::default(),
                 organization_suspended: false,
                 credits: None,
+                identity_limits: None,
             },
             created,
         );

@@ -129,10 +129,12 @@ fn ip_refusal(address: Option<std::net::IpAddr>) -> String {
 fn credits_refusal(retry_after: Option<u64>) -> String {
     match retry_after {
         Some(seconds) => format!(
-            "this key's credits are spent; they are refilled in {seconds} s (nothing of this \
-             request was spent)"
+            "this key's credits (or its identity's) are spent; they are refilled in {seconds} s \
+             (nothing of this request was spent)"
         ),
-        None => "this key's credits are spent (nothing of this request was spent)".into(),
+        None => "this key's credits (or its identity's) are spent (nothing of this request was \
+                 spent)"
+            .into(),
     }
 }
 

@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, KeyDigest, MessageId, OrganizationId, OrganizationRef,
-    ProjectId, RateLimit, Role, ScopeNames, Timestamp, UserId, WebhookId,
+    CredentialId, Email, ExternalId, InstanceId, KeyDigest, MessageId, OrganizationId,
+    OrganizationRef, ProjectId, RateLimit, Role, ScopeNames, Timestamp, UserId, WebhookId,
 };
 
 pub use clock::Clock;
@@ -648,13 +648,13 @@ pub trait Store: Send + Sync + 'static {
     /// of rows changed.
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<u64, StoreError>;
 
-    /// Takes up to `want` of the credential's credits for this node to spend from memory (see
+    /// Takes up to `want` of the owner's credits for this node to spend from memory (see
     /// `sql::credits::take`): refills first if a boundary has passed; sends `credits_low` and,
     /// when it gets less than `needed`, `credits_exhausted`, once a period each. `None` when
     /// the credential has no credits.
     async fn take_credits(
         &self,
-        credential: CredentialId,
+        owner: CreditOwner,
         want: i64,
         needed: i64,
     ) -> Result<Option<CreditLease>, StoreError>;
@@ -663,7 +663,7 @@ pub trait Store: Send + Sync + 'static {
     /// they no longer count (the credits were set since, or the period is over).
     async fn give_back_credits(
         &self,
-        credential: CredentialId,
+        owner: CreditOwner,
         amount: i64,
         generation: i64,
         period: i64,
@@ -682,10 +682,38 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<keyward_core::rate_limit::Take, StoreError>;
 
+    /// Sets an identity's limits (`external_id` in `organization`): the rate limit (its state
+    /// carries on) and the credits (started over, in a new generation). Refused when the
+    /// actor is a credential held by any limit. Returns them and the digests of the
+    /// credentials they apply to, which every node's cache forgets.
+    async fn set_identity_limits(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        external_id: &ExternalId,
+        limits: IdentityLimits,
+    ) -> Result<(IdentityLimitsRecord, Vec<KeyDigest>), StoreError>;
+
+    /// An identity's limits, with what is left of their credits (refilled if due).
+    async fn identity_limits(
+        &self,
+        organization: OrganizationId,
+        external_id: &ExternalId,
+    ) -> Result<Option<IdentityLimitsRecord>, StoreError>;
+
+    /// Removes an identity's limits: the digests of the credentials they applied to, or
+    /// `None` when it had none. Refused as [`Store::set_identity_limits`] is.
+    async fn delete_identity_limits(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        external_id: &ExternalId,
+    ) -> Result<Option<Vec<KeyDigest>>, StoreError>;
+
     /// The credential's credits as stored now (refilled if a boundary has passed).
     async fn current_credits(
         &self,
-        credential: CredentialId,
+        owner: CreditOwner,
     ) -> Result<Option<StoredCredits>, StoreError>;
 
     /// Adds counts of verifications to their credentials' hourly rows, in one transaction:

@@ -159,6 +159,38 @@ pub struct CredentialRecord {
     /// Its credits, if it has any: what no node holds in a lease (as of the last refill the
     /// database applied), and the generation leases must match.
     pub credits: Option<StoredCredits>,
+    /// The limits of the identity it carries (its external id in its organization), if that
+    /// identity has any: they apply as well as its own.
+    pub identity_limits: Option<IdentityLimitsState>,
+}
+
+/// The limits an identity's credentials share, as verification needs them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityLimitsState {
+    /// The limits' id: their credits' owner and their rate limit's bucket.
+    pub id: Uuid,
+    pub rate_limit: Option<RateLimit>,
+    pub credits: Option<StoredCredits>,
+}
+
+/// What `PUT /v1/identities/{external_id}/limits` sets: both, each `None` for none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdentityLimits {
+    pub rate_limit: Option<RateLimit>,
+    pub credits: Option<CreditSettings>,
+}
+
+/// An identity's limits as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityLimitsRecord {
+    pub id: Uuid,
+    pub organization_id: OrganizationId,
+    pub external_id: ExternalId,
+    pub rate_limit: Option<RateLimit>,
+    /// What is left as stored now (refilled if due); nodes' leases hold the rest.
+    pub credits: Option<StoredCredits>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// A credential's credits as stored.
@@ -206,6 +238,29 @@ pub struct CreditLease {
     pub period_end: i64,
 }
 
+/// Whose credits a balance holds: a credential's own, or the limits of an identity (an
+/// external id of an organization), by their id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CreditOwner {
+    Credential(CredentialId),
+    Identity(Uuid),
+}
+
+impl CreditOwner {
+    pub fn as_uuid(&self) -> Uuid {
+        match self {
+            Self::Credential(id) => id.as_uuid(),
+            Self::Identity(id) => *id,
+        }
+    }
+}
+
+impl From<CredentialId> for CreditOwner {
+    fn from(id: CredentialId) -> Self {
+        Self::Credential(id)
+    }
+}
+
 /// What a rate limit shared by every node limits: its row in `rate_buckets`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RateBucket(String);
@@ -214,6 +269,11 @@ impl RateBucket {
     /// A credential's own limit.
     pub fn credential(id: CredentialId) -> Self {
         Self(format!("credential:{}", id.as_uuid()))
+    }
+
+    /// The limit of an identity, by its limits' id.
+    pub fn identity(id: Uuid) -> Self {
+        Self(format!("identity:{id}"))
     }
 
     pub fn as_str(&self) -> &str {

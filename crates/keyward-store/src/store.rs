@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use keyward_core::{
-    CredentialId, Email, InstanceId, InvitationId, KeyDigest, MessageId, OrganizationId,
-    OrganizationRef, ProjectId, RateLimit, Role, ScopeNames, Timestamp, UserId, WebhookId,
+    CredentialId, Email, ExternalId, InstanceId, InvitationId, KeyDigest, MessageId,
+    OrganizationId, OrganizationRef, ProjectId, RateLimit, Role, ScopeNames, Timestamp, UserId,
+    WebhookId,
 };
 use tokio::sync::broadcast;
 
@@ -16,22 +17,23 @@ use serde_json::{Map, Value};
 use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
 use crate::sql::{
-    Read, Write, credentials, credits, email, idempotency, instances, invitations, organizations,
-    portal, projects, rates, sessions, sso, usage,
+    Read, Write, credentials, credits, email, idempotency, identities, instances, invitations,
+    organizations, portal, projects, rates, sessions, sso, usage,
 };
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
     ClaimedDelivery, ClaimedEmail, CredentialChanges, CredentialFilter, CredentialRecord,
-    CredentialUsageRow, CreditLease, DatabaseState, DeliveryRecord, EmailOutcome, IdempotencyClaim,
-    IdempotentAnswer, InFlightLimits, InstanceRecord, Invalidation, InvitationAnswer,
-    InvitationKey, InvitationRecord, InvitationRefusal, Joined, LoginAttempt, LoginFailures,
-    MemberRecord, MembershipChange, MembershipRecord, NewCredential, NewEmail, NewInstance,
-    NewInvitation, NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook,
-    NextStep, OpenInvitation, OrganizationChange, OrganizationChanges, OrganizationFilter,
-    OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
-    ProjectChanges, ProjectDeletion, ProjectRecord, RateBucket, RateReturn, ResetRequest,
-    SessionRecord, SsoPerson, SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, StoredCredits,
-    UsageCount, UsageRow, UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
+    CredentialUsageRow, CreditLease, CreditOwner, DatabaseState, DeliveryRecord, EmailOutcome,
+    IdempotencyClaim, IdempotentAnswer, IdentityLimits, IdentityLimitsRecord, InFlightLimits,
+    InstanceRecord, Invalidation, InvitationAnswer, InvitationKey, InvitationRecord,
+    InvitationRefusal, Joined, LoginAttempt, LoginFailures, MemberRecord, MembershipChange,
+    MembershipRecord, NewCredential, NewEmail, NewInstance, NewInvitation, NewOrganization,
+    NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook, NextStep, OpenInvitation,
+    OrganizationChange, OrganizationChanges, OrganizationFilter, OrganizationPolicy,
+    OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption, ProjectChanges,
+    ProjectDeletion, ProjectRecord, RateBucket, RateReturn, ResetRequest, SessionRecord, SsoPerson,
+    SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, StoredCredits, UsageCount, UsageRow,
+    UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -897,7 +899,8 @@ impl<B: Backend> Store for SqlStore<B> {
         changes: CredentialChanges,
     ) -> Result<Option<CredentialRecord>, StoreError> {
         in_transaction!(self, |tx| {
-            if changes.credits.is_some()
+            // Changing credits, or which identity's limits a credential shares.
+            if (changes.credits.is_some() || changes.external_id.is_some())
                 && let Actor::Credential { id: actor, .. } = &audit.actor
             {
                 credits::refuse_if_limited(tx, Some(*actor)).await?;
@@ -1089,19 +1092,20 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn take_credits(
         &self,
-        credential: CredentialId,
+        owner: CreditOwner,
         want: i64,
         needed: i64,
     ) -> Result<Option<CreditLease>, StoreError> {
         in_transaction!(self, |tx| {
-            let taken = credits::take(tx, credential, want, needed).await?;
+            let taken = credits::take(tx, owner, want, needed).await?;
             match taken {
                 None => None,
                 Some((lease, events)) => {
-                    let record = if events.is_empty() {
-                        None
-                    } else {
-                        credentials::by_id(tx, credential).await?
+                    let record = match owner {
+                        CreditOwner::Credential(credential) if !events.is_empty() => {
+                            credentials::by_id(tx, credential).await?
+                        }
+                        _ => None,
                     };
                     if let Some(record) = record {
                         for (event, extra) in events {
@@ -1117,13 +1121,13 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn give_back_credits(
         &self,
-        credential: CredentialId,
+        owner: CreditOwner,
         amount: i64,
         generation: i64,
         period: i64,
     ) -> Result<bool, StoreError> {
         in_transaction!(self, |tx| credits::give_back(
-            tx, credential, amount, generation, period
+            tx, owner, amount, generation, period
         )
         .await?)
     }
@@ -1142,11 +1146,74 @@ impl<B: Backend> Store for SqlStore<B> {
         .await?)
     }
 
+    async fn set_identity_limits(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        external_id: &ExternalId,
+        limits: IdentityLimits,
+    ) -> Result<(IdentityLimitsRecord, Vec<KeyDigest>), StoreError> {
+        in_transaction!(self, |tx| {
+            refuse_if_held(tx, audit).await?;
+            let before = identities::get(tx, organization, external_id).await?;
+            let (after, affected) = identities::set(tx, organization, external_id, limits).await?;
+            let fields = |record: Option<&IdentityLimitsRecord>| {
+                (
+                    record.map_or(Value::Null, |r| audit::rate_limit_value(r.rate_limit)),
+                    record.map_or(Value::Null, |r| audit::credits_value(r.credits.as_ref())),
+                )
+            };
+            let (rate_before, credits_before) = fields(before.as_ref());
+            let (rate_after, credits_after) = fields(Some(&after));
+            // Credits carry their generation: setting them, even to the same values, changes it.
+            let changes = audit::changed(vec![
+                ("rate_limit", rate_before, rate_after),
+                ("credits", credits_before, credits_after),
+            ]);
+            let event = identity_event(organization, external_id, "limits_set", changes);
+            audit::record(tx, audit, event).await?;
+            (after, affected)
+        })
+    }
+
+    async fn identity_limits(
+        &self,
+        organization: OrganizationId,
+        external_id: &ExternalId,
+    ) -> Result<Option<IdentityLimitsRecord>, StoreError> {
+        in_transaction!(self, |tx| identities::get(tx, organization, external_id)
+            .await?)
+    }
+
+    async fn delete_identity_limits(
+        &self,
+        audit: &AuditContext,
+        organization: OrganizationId,
+        external_id: &ExternalId,
+    ) -> Result<Option<Vec<KeyDigest>>, StoreError> {
+        in_transaction!(self, |tx| {
+            refuse_if_held(tx, audit).await?;
+            match identities::delete(tx, organization, external_id).await? {
+                None => None,
+                Some((before, affected)) => {
+                    let changes = audit::removed(vec![
+                        ("rate_limit", audit::rate_limit_value(before.rate_limit)),
+                        ("credits", audit::credits_value(before.credits.as_ref())),
+                    ]);
+                    let event =
+                        identity_event(organization, external_id, "limits_deleted", changes);
+                    audit::record(tx, audit, event).await?;
+                    Some(affected)
+                }
+            }
+        })
+    }
+
     async fn current_credits(
         &self,
-        credential: CredentialId,
+        owner: CreditOwner,
     ) -> Result<Option<StoredCredits>, StoreError> {
-        in_transaction!(self, |tx| credits::current(tx, credential).await?)
+        in_transaction!(self, |tx| credits::current(tx, owner).await?)
     }
 
     async fn add_usage_counts(&self, batch: &[UsageCount]) -> Result<(), StoreError> {
@@ -1672,6 +1739,37 @@ fn credential_event(record: &CredentialRecord, verb: &str, changes: Map<String, 
         target_id: record.id.to_string(),
         changes,
     }
+}
+
+/// An identity's limits changed.
+fn identity_event(
+    organization: OrganizationId,
+    external_id: &ExternalId,
+    verb: &str,
+    changes: Map<String, Value>,
+) -> Event {
+    Event {
+        organization: Some(organization),
+        action: format!("identity.{verb}"),
+        target_type: "identity",
+        target_id: external_id.as_str().to_owned(),
+        changes,
+    }
+}
+
+/// Refuses a change of identity limits asked by a credential that is itself limited (see
+/// `identities::is_limited`), inside the change's transaction.
+async fn refuse_if_held(tx: &mut impl Write, audit: &AuditContext) -> Result<(), StoreError> {
+    if let Actor::Credential { id, .. } = &audit.actor
+        && identities::is_limited(tx, *id).await?
+    {
+        return Err(StoreError::Invalid {
+            field: "limits",
+            message: "a credential held by a rate limit, credits or an identity's limits cannot \
+                      change an identity's limits",
+        });
+    }
+    Ok(())
 }
 
 fn credential_created(record: &CredentialRecord) -> Event {

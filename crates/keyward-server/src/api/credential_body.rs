@@ -128,7 +128,7 @@ pub struct RefillBody {
 
 impl CreditsBody {
     /// Credits to set: `remaining`, with `refill` if given (`add` belongs to a `PATCH`).
-    fn settings(&self) -> Result<CreditSettings, FieldError> {
+    pub(crate) fn settings(&self) -> Result<CreditSettings, FieldError> {
         let invalid = |message: &str| FieldError::new("credits", message);
         if self.add.is_some() {
             return Err(invalid(

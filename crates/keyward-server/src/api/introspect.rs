@@ -166,7 +166,7 @@ pub(super) async fn introspect(
             project_id: credential.project_id.map(|p| p.to_string()),
             external_id: credential.external_id().cloned(),
             meta: credential.meta().cloned(),
-            credits_remaining: credential.credits().map(|account| account.peek()),
+            credits_remaining: credential.credits_left(),
         },
         Err(
             Refusal::Malformed(_)

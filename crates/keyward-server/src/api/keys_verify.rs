@@ -174,7 +174,7 @@ pub(super) async fn verify_key(
                     }
                     Err(ApiError::CreditsExhausted(refill)) => {
                         retry_after = refill;
-                        credits_remaining = credential.credits().map(|account| account.peek());
+                        credits_remaining = credential.credits_left();
                         Code::CreditsExhausted
                     }
                     Err(other) => return Err(other),

@@ -10,6 +10,7 @@ mod credential_endpoints;
 mod credentials_revoke;
 mod forward_auth;
 mod health;
+mod identities;
 mod instances;
 mod introspect;
 mod keys_verify;
@@ -82,6 +83,7 @@ fn routes() -> ApiRoutes {
         .merge(audit_events::router())
         .merge(projects::router())
         .merge(tokens::router())
+        .merge(identities::router())
         .merge(usage::router())
         .merge(instances::router())
         .merge(keys_verify::router())

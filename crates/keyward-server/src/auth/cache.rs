@@ -34,7 +34,7 @@ use keyward_core::{
     CredentialId, ExternalId, KeyDigest, Lifetime, Meta, Metadata, Networks, OrganizationId,
     ProjectId, RateLimit, ScopeCatalog, ScopeSet, Timestamp,
 };
-use keyward_store::{CredentialRecord, DatabaseState, RateBucket, Store, StoreError};
+use keyward_store::{CredentialRecord, CreditOwner, DatabaseState, RateBucket, Store, StoreError};
 use tokio::sync::OnceCell;
 
 use super::counts::{UsageCell, UsageCounts};
@@ -113,6 +113,15 @@ struct Extras {
     meta_header: Option<HeaderValue>,
     /// This node's account of its credits, shared by every entry of it; with credits.
     credits: Option<Arc<CreditAccount>>,
+    /// This node's accounts of its identity's limits, shared by every credential that
+    /// carries its external id; when that identity has limits.
+    identity: Option<IdentityAccounts>,
+}
+
+/// This node's accounts of the limits an identity's credentials share.
+struct IdentityAccounts {
+    rate: Option<(RateLimit, Arc<RateAccount>)>,
+    credits: Option<Arc<CreditAccount>>,
 }
 
 impl CachedCredential {
@@ -137,6 +146,45 @@ impl CachedCredential {
     /// This node's account of its rate limit, with a limit.
     pub fn rate_account(&self) -> Option<&Arc<RateAccount>> {
         self.extras.as_ref().and_then(|extras| extras.rate.as_ref())
+    }
+
+    fn identity(&self) -> Option<&IdentityAccounts> {
+        self.extras
+            .as_ref()
+            .and_then(|extras| extras.identity.as_ref())
+    }
+
+    /// Every rate limit a request with it must pass, each with this node's account: its own,
+    /// then its identity's.
+    pub fn rate_limits(&self) -> [Option<(RateLimit, &Arc<RateAccount>)>; 2] {
+        let own = self.rate_limit().zip(self.rate_account());
+        let identity = self
+            .identity()
+            .and_then(|identity| identity.rate.as_ref())
+            .map(|(limit, account)| (*limit, account));
+        [own, identity]
+    }
+
+    /// This node's account of its identity's credits, when the identity has credits.
+    pub fn identity_credits(&self) -> Option<&Arc<CreditAccount>> {
+        self.identity()
+            .and_then(|identity| identity.credits.as_ref())
+    }
+
+    /// What is left of its credits and its identity's, the least, as this node knows it;
+    /// `None` when neither has credits.
+    pub fn credits_left(&self) -> Option<i64> {
+        [self.credits(), self.identity_credits()]
+            .into_iter()
+            .flatten()
+            .map(|account| account.peek())
+            .min()
+    }
+
+    /// Whether its identity has limits: then, as with credits of its own, it cannot hand on
+    /// what it has (create keys, add members, open portal sessions).
+    pub fn identity_limited(&self) -> bool {
+        self.identity().is_some()
     }
 
     pub fn external_id(&self) -> Option<&ExternalId> {
@@ -178,10 +226,27 @@ impl CachedCredential {
         let rate = record
             .rate_limit
             .map(|_| Arc::new(RateAccount::new(RateBucket::credential(record.id))));
+        let identity = record
+            .identity_limits
+            .as_ref()
+            .map(|limits| IdentityAccounts {
+                rate: limits.rate_limit.map(|limit| {
+                    let bucket = RateBucket::identity(limits.id);
+                    (limit, Arc::new(RateAccount::new(bucket)))
+                }),
+                credits: limits.credits.map(|credits| {
+                    let owner = CreditOwner::Identity(limits.id);
+                    CreditAccount::read(owner, credits.generation, credits.remaining(now))
+                }),
+            });
         let credits = record.credits.map(|credits| {
             CreditAccount::read(record.id, credits.generation, credits.remaining(now))
         });
-        let shared = Shared { rate, credits };
+        let shared = Shared {
+            rate,
+            credits,
+            identity,
+        };
         Self::with_limiter(record, now, 0, shared, catalog)
     }
 
@@ -192,7 +257,11 @@ impl CachedCredential {
         shared: Shared,
         catalog: &ScopeCatalog,
     ) -> Self {
-        let Shared { rate, credits } = shared;
+        let Shared {
+            rate,
+            credits,
+            identity,
+        } = shared;
         Self {
             scopes: catalog.granted(&record.scopes, record.id.kind()),
             digest: record.digest,
@@ -206,7 +275,8 @@ impl CachedCredential {
             extras: (record.rate_limit.is_some()
                 || record.allowed_cidrs.is_some()
                 || !record.metadata.is_empty()
-                || credits.is_some())
+                || credits.is_some()
+                || identity.is_some())
             .then(|| {
                 let external_id_header = record
                     .metadata
@@ -224,6 +294,7 @@ impl CachedCredential {
                     external_id_header,
                     meta_header,
                     credits,
+                    identity,
                 })
             }),
             loaded_at: now.unix_seconds(),
@@ -238,6 +309,7 @@ impl CachedCredential {
 struct Shared {
     rate: Option<Arc<RateAccount>>,
     credits: Option<Arc<CreditAccount>>,
+    identity: Option<IdentityAccounts>,
 }
 
 enum Slot {
@@ -550,10 +622,26 @@ impl VerificationCache {
         generation: u64,
     ) -> Arc<CachedCredential> {
         let shared = Shared {
-            rate: record.rate_limit.map(|_| self.rates.account(record.id)),
+            rate: record
+                .rate_limit
+                .map(|_| self.rates.account(RateBucket::credential(record.id))),
+            identity: record
+                .identity_limits
+                .as_ref()
+                .map(|limits| IdentityAccounts {
+                    rate: limits
+                        .rate_limit
+                        .map(|limit| (limit, self.rates.account(RateBucket::identity(limits.id)))),
+                    credits: limits.credits.map(|credits| {
+                        let owner = CreditOwner::Identity(limits.id);
+                        let stored = credits.remaining(now);
+                        self.credits.account(owner, credits.generation, stored)
+                    }),
+                }),
             credits: record.credits.map(|credits| {
                 let stored = credits.remaining(now);
-                self.credits.account(record.id, credits.generation, stored)
+                self.credits
+                    .account(record.id.into(), credits.generation, stored)
             }),
         };
         Arc::new(CachedCredential::with_limiter(
@@ -642,6 +730,7 @@ mod tests {
             metadata: keyward_core::Metadata::default(),
             organization_suspended: false,
             credits: None,
+            identity_limits: None,
         }
     }
 

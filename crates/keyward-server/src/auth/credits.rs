@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use keyward_core::{CredentialId, Timestamp};
-use keyward_store::{CreditLease, Store, StoreError};
+use keyward_core::Timestamp;
+use keyward_store::{CreditLease, CreditOwner, Store, StoreError};
 
 use super::lease::{Demand, Taking};
 
@@ -33,10 +33,10 @@ const IDLE_NANOS: u64 = 2_000_000_000;
 /// How much of a second of requests a lease takes.
 const LEASE_NANOS: u64 = 1_000_000_000;
 
-/// One credential's credits on this node.
+/// One credential's credits on this node, or one identity's.
 #[derive(Debug)]
 pub struct CreditAccount {
-    credential: CredentialId,
+    owner: CreditOwner,
     /// The lease: what it holds and what it belongs to, changed together under one lock (a
     /// spend holds it for a compare and a subtraction).
     lease: Mutex<Lease>,
@@ -118,15 +118,15 @@ pub enum Spent {
 impl CreditAccount {
     /// A fresh account of `credential`, whose credits were read at `generation` with `stored`
     /// left in the database (benchmarks and tests; the cache shares one per credential).
-    pub fn read(credential: CredentialId, generation: i64, stored: i64) -> Arc<Self> {
-        let account = Arc::new(Self::new(credential, generation));
+    pub fn read(owner: impl Into<CreditOwner>, generation: i64, stored: i64) -> Arc<Self> {
+        let account = Arc::new(Self::new(owner.into(), generation));
         account.observe(generation, stored);
         account
     }
 
-    fn new(credential: CredentialId, generation: i64) -> Self {
+    fn new(owner: CreditOwner, generation: i64) -> Self {
         Self {
-            credential,
+            owner,
             lease: Mutex::new(Lease {
                 available: 0,
                 generation,
@@ -218,7 +218,7 @@ impl CreditAccount {
                 .demand
                 .size(&mut taking, monotonic, LEASE_NANOS, MAX_LEASE)
                 .max(needed);
-            let Some(lease) = store.take_credits(self.credential, want, needed).await? else {
+            let Some(lease) = store.take_credits(self.owner, want, needed).await? else {
                 return Ok(Spent::Unlimited);
             };
             self.receive(lease);
@@ -301,7 +301,7 @@ impl CreditAccount {
             return 0;
         }
         match store
-            .give_back_credits(self.credential, amount, generation, period)
+            .give_back_credits(self.owner, amount, generation, period)
             .await
         {
             Ok(true) => amount,
@@ -322,32 +322,27 @@ fn retry_after(period_end: i64, now: i64) -> Option<u64> {
         .then(|| u64::try_from(period_end - now).unwrap_or(0).max(1))
 }
 
-/// The credit accounts of this node, by credential: shared by every cache entry of a
-/// credential, so that a reload of the entry keeps the lease.
+/// The credit accounts of this node, by owner: shared by every cache entry of a credential
+/// (and by every credential of an identity), so that a reload of an entry keeps the lease.
 #[derive(Default)]
 pub struct CreditAccounts {
-    accounts: Mutex<HashMap<CredentialId, Arc<CreditAccount>>>,
+    accounts: Mutex<HashMap<CreditOwner, Arc<CreditAccount>>>,
 }
 
 impl CreditAccounts {
-    fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<CredentialId, Arc<CreditAccount>>> {
+    fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<CreditOwner, Arc<CreditAccount>>> {
         self.accounts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The account of `credential`, whose credits were read at `generation` with `stored`
-    /// left in the database.
-    pub fn account(
-        &self,
-        credential: CredentialId,
-        generation: i64,
-        stored: i64,
-    ) -> Arc<CreditAccount> {
+    /// The account of `owner`, whose credits were read at `generation` with `stored` left in
+    /// the database.
+    pub fn account(&self, owner: CreditOwner, generation: i64, stored: i64) -> Arc<CreditAccount> {
         let account = self
             .accounts()
-            .entry(credential)
-            .or_insert_with(|| Arc::new(CreditAccount::new(credential, generation)))
+            .entry(owner)
+            .or_insert_with(|| Arc::new(CreditAccount::new(owner, generation)))
             .clone();
         account.observe(generation, stored);
         account
@@ -379,8 +374,8 @@ impl CreditAccounts {
     }
 
     /// Gives back what this node's lease of `credential` holds now (before its credits move).
-    pub async fn give_back_one(&self, store: &dyn Store, credential: CredentialId) {
-        let account = self.accounts().get(&credential).cloned();
+    pub async fn give_back_one(&self, store: &dyn Store, credential: keyward_core::CredentialId) {
+        let account = self.accounts().get(&credential.into()).cloned();
         if let Some(account) = account {
             account.give_back(store).await;
         }

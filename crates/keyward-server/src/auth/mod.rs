@@ -110,9 +110,9 @@ impl Principal {
 struct Spending {
     /// Its rate-limit state, for the response headers.
     rate: Option<RateStatus>,
-    /// The credits it spent on the request, to put back if the request is then refused for
-    /// a scope it lacks.
-    charge: Option<Charge>,
+    /// The credits it spent on the request (its own, its identity's), to put back if the
+    /// request is then refused for a scope it lacks.
+    charges: Vec<Charge>,
 }
 
 tokio::task_local! {
@@ -121,45 +121,63 @@ tokio::task_local! {
 
 /// Credits a request spent.
 pub(crate) struct Credited {
-    /// What is left, as this node knows it.
+    /// What is left, as this node knows it: the least of its own and its identity's.
     pub remaining: i64,
     /// What to put back if the request is refused afterwards.
-    pub charge: Option<Charge>,
+    pub charges: Vec<Charge>,
 }
 
-/// Spends `cost` of `credential`'s credits, if it has any: what is left (as this node knows
-/// it), or `credits_exhausted` (counted so in its usage) with nothing spent. With its lease
-/// empty and the database away, refused as unavailable: credits are never guessed.
+/// Spends `cost` of `credential`'s credits and of its identity's, each if there are any:
+/// what is left (as this node knows it), or `credits_exhausted` (counted so in its usage)
+/// with nothing spent from either. With a lease empty and the database away, refused as
+/// unavailable: credits are never guessed.
 pub(crate) async fn spend_credits(
     state: &AppState,
     credential: &CachedCredential,
     cost: i64,
     route: Option<&Arc<str>>,
 ) -> Result<Option<Credited>, ApiError> {
-    let Some(account) = credential.credits() else {
-        return Ok(None);
-    };
     let clock = &state.config.clock;
     let now = clock.now();
-    let spent = account
-        .spend(cost, now, clock.monotonic_nanos(), state.store.as_ref())
-        .await;
-    match spent {
-        Ok(Spent::Allowed { remaining, charge }) => Ok(Some(Credited { remaining, charge })),
-        Ok(Spent::Unlimited) => Ok(None),
-        Ok(Spent::Exhausted { retry_after, .. }) => {
-            // Counted as allowed when it was verified.
-            state.verifier.usage_counts().reclassify(
-                credential.id,
-                "credits_exhausted",
-                route,
-                now,
-            );
-            Err(ApiError::CreditsExhausted(retry_after))
+    let mut credited: Option<Credited> = None;
+    for account in [credential.credits(), credential.identity_credits()]
+        .into_iter()
+        .flatten()
+    {
+        let spent = account
+            .spend(cost, now, clock.monotonic_nanos(), state.store.as_ref())
+            .await;
+        let refused = match spent {
+            Ok(Spent::Allowed { remaining, charge }) => {
+                let so_far = credited.get_or_insert(Credited {
+                    remaining,
+                    charges: Vec::new(),
+                });
+                so_far.remaining = so_far.remaining.min(remaining);
+                so_far.charges.extend(charge);
+                continue;
+            }
+            Ok(Spent::Unlimited) => continue,
+            Ok(Spent::Exhausted { retry_after, .. }) => {
+                // Counted as allowed when it was verified.
+                state.verifier.usage_counts().reclassify(
+                    credential.id,
+                    "credits_exhausted",
+                    route,
+                    now,
+                );
+                ApiError::CreditsExhausted(retry_after)
+            }
+            Err(keyward_store::StoreError::Unavailable(_)) => ApiError::Unavailable,
+            Err(error) => ApiError::internal(error),
+        };
+        // The stricter wins: what the other spent goes back.
+        for charge in credited.map(|c| c.charges).unwrap_or_default() {
+            charge.refund();
         }
-        Err(keyward_store::StoreError::Unavailable(_)) => Err(ApiError::Unavailable),
-        Err(error) => Err(ApiError::internal(error)),
+        return Err(refused);
     }
+    Ok(credited)
 }
 
 /// Authenticates the request: the first extractor of every organization's `/v1` handler, so
@@ -223,12 +241,9 @@ pub(crate) async fn authenticate(
     }
     // The API's own requests cost 1; forward authentication spends its rule's cost.
     if accept == Accept::Any
-        && let Some(Credited {
-            charge: Some(charge),
-            ..
-        }) = spend_credits(state, &credential, 1, None).await?
+        && let Some(Credited { charges, .. }) = spend_credits(state, &credential, 1, None).await?
     {
-        let _ = SPENDING.try_with(|spending| spending.borrow_mut().charge = Some(charge));
+        let _ = SPENDING.try_with(|spending| spending.borrow_mut().charges = charges);
     }
     Ok(Principal::new(credential))
 }
@@ -241,13 +256,14 @@ pub async fn with_rate_limit_headers(response: impl Future<Output = Response>) -
             (response, SPENDING.with(RefCell::take))
         })
         .await;
-    if let Some(charge) = spending.charge
-        && response
-            .extensions()
-            .get::<crate::error::ScopeRefusal>()
-            .is_some()
+    if response
+        .extensions()
+        .get::<crate::error::ScopeRefusal>()
+        .is_some()
     {
-        charge.refund();
+        for charge in spending.charges {
+            charge.refund();
+        }
     }
     if let Some(rate) = spending.rate {
         crate::rate_limit::add_headers(response.headers_mut(), &rate);
@@ -375,6 +391,7 @@ mod tests {
             metadata: keyward_core::Metadata::default(),
             organization_suspended: false,
             credits: None,
+            identity_limits: None,
         };
         Principal::new(Arc::new(CachedCredential::from_record(
             record,

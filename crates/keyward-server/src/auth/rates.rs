@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use keyward_core::{CredentialId, RateLimit};
+use keyward_core::RateLimit;
 use keyward_store::{Clock, RateBucket, RateReturn, Store, StoreError};
 
 use super::lease::{Demand, Taking};
@@ -202,6 +202,15 @@ impl RateAccount {
         })
     }
 
+    /// Puts back one request allowed from the lease of `limit` that another limit then refused
+    /// (the stricter wins, and the request was not made), if that lease is still current.
+    pub fn refund(&self, limit: RateLimit, monotonic: u64) {
+        let mut lease = self.lease();
+        if lease.limit == Some(limit) && monotonic < lease.until {
+            lease.available = lease.available.saturating_add(1);
+        }
+    }
+
     /// Empties the lease if `when` says so, under one lock: what it held, to give back.
     fn empty(&self, when: impl FnOnce(&RateLease) -> bool) -> Option<RateReturn> {
         let mut lease = self.lease();
@@ -276,25 +285,26 @@ impl RateAccount {
     }
 }
 
-/// The rate accounts of this node, by credential: shared by every cache entry of a
-/// credential, so that a reload of the entry keeps its lease and its local state.
+/// The rate accounts of this node, by bucket: shared by every cache entry of a credential
+/// (and by every credential of an identity), so that a reload of an entry keeps its lease
+/// and its local state.
 #[derive(Default)]
 pub struct RateAccounts {
-    accounts: Mutex<HashMap<CredentialId, Arc<RateAccount>>>,
+    accounts: Mutex<HashMap<RateBucket, Arc<RateAccount>>>,
 }
 
 impl RateAccounts {
-    fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<CredentialId, Arc<RateAccount>>> {
+    fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<RateBucket, Arc<RateAccount>>> {
         self.accounts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The account of `credential`, made on first use.
-    pub fn account(&self, credential: CredentialId) -> Arc<RateAccount> {
+    /// The account of `bucket`, made on first use.
+    pub fn account(&self, bucket: RateBucket) -> Arc<RateAccount> {
         self.accounts()
-            .entry(credential)
-            .or_insert_with(|| Arc::new(RateAccount::new(RateBucket::credential(credential))))
+            .entry(bucket.clone())
+            .or_insert_with(|| Arc::new(RateAccount::new(bucket)))
             .clone()
     }
 

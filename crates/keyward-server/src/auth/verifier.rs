@@ -20,7 +20,7 @@ use keyward_store::Store;
 use super::UsageRecorder;
 use super::cache::{CachedCredential, Loaded, Lookup, VerificationCache};
 use super::failures::{FailureReason, FailureRecorder};
-use super::rates::Held;
+use super::rates::{Held, RateAccount};
 use crate::Config;
 use crate::metrics::{Metrics, Outcome};
 use crate::rate_limit::RateStatus;
@@ -76,8 +76,39 @@ pub struct Verifier {
 /// What memory decides about a request.
 enum Step {
     Done(Result<Verified, Refusal>),
-    /// Accepted so far, at this time; its rate limit needs a take from the database.
-    Ask(Arc<CachedCredential>, RateLimit, Timestamp),
+    /// Accepted so far, at this time; one of its rate limits needs a take from the database.
+    Ask(Arc<CachedCredential>, Timestamp, Pending),
+}
+
+/// Where a request stands against the rate limits it must pass (see
+/// [`CachedCredential::rate_limits`]).
+enum Rates {
+    /// All passed; the strictest's status, for the response's headers.
+    Allowed(Option<RateStatus>),
+    Refused(RateStatus),
+    /// Those before the limit at this index passed: it needs a take from the database.
+    Ask(Pending),
+}
+
+#[derive(Clone, Copy)]
+struct Pending {
+    index: usize,
+    strictest: Option<RateStatus>,
+}
+
+/// Puts back what the rate limits before `index` allowed a request that a later one refused.
+fn refund_before(entry: &CachedCredential, index: usize, monotonic: u64) {
+    for (limit, account) in entry.rate_limits().into_iter().take(index).flatten() {
+        account.refund(limit, monotonic);
+    }
+}
+
+/// The status that says less is left.
+fn stricter(kept: Option<RateStatus>, next: RateStatus) -> Option<RateStatus> {
+    match kept {
+        Some(kept) if kept.remaining <= next.remaining => Some(kept),
+        _ => Some(next),
+    }
 }
 
 impl Verifier {
@@ -236,7 +267,7 @@ impl Verifier {
         };
         let result = match step {
             Step::Done(result) => result,
-            Step::Ask(entry, limit, now) => self.take_rate(entry, limit, now, client_ip).await,
+            Step::Ask(entry, now, pending) => self.take_rate(entry, now, client_ip, pending).await,
         };
         self.counted(result)
     }
@@ -268,41 +299,86 @@ impl Verifier {
         client_ip: Option<IpAddr>,
         accept: Accept,
     ) -> Step {
-        match self.check(&entry, now, client_ip, accept) {
-            Err(refusal) => Step::Done(Err(refusal)),
-            Ok(()) => {
-                let (Some(limit), Some(account)) = (entry.rate_limit(), entry.rate_account())
-                else {
-                    return Step::Done(Ok(self.accepted(entry, now, client_ip, None)));
-                };
-                match account.spend_held(limit, self.clock.monotonic_nanos()) {
-                    Held::Allowed(status) => {
-                        Step::Done(Ok(self.accepted(entry, now, client_ip, Some(status))))
-                    }
-                    Held::Refused(status) => {
-                        let refusal = Refusal::RateLimited(status);
-                        Step::Done(Err(self.failed(refusal, Some(&entry), client_ip)))
-                    }
-                    Held::Ask => Step::Ask(entry, limit, now),
-                }
+        if let Err(refusal) = self.check(&entry, now, client_ip, accept) {
+            return Step::Done(Err(refusal));
+        }
+        let from = Pending {
+            index: 0,
+            strictest: None,
+        };
+        match self.rates_held(&entry, from) {
+            Rates::Allowed(rate) => Step::Done(Ok(self.accepted(entry, now, client_ip, rate))),
+            Rates::Refused(status) => {
+                let refusal = Refusal::RateLimited(status);
+                Step::Done(Err(self.failed(refusal, Some(&entry), client_ip)))
             }
+            Rates::Ask(pending) => Step::Ask(entry, now, pending),
         }
     }
 
-    /// Decides a request its lease could not: from a take of the shared limit, or from this
+    /// Passes the request through its rate limits from `from.index` on, from the leases while
+    /// they can decide. The stricter wins: a refusal puts back what the limits before it
+    /// allowed.
+    fn rates_held(&self, entry: &CachedCredential, from: Pending) -> Rates {
+        let monotonic = self.clock.monotonic_nanos();
+        let mut strictest = from.strictest;
+        for (index, limit) in entry.rate_limits().into_iter().enumerate().skip(from.index) {
+            let Some((limit, account)) = limit else {
+                continue;
+            };
+            match account.spend_held(limit, monotonic) {
+                Held::Allowed(status) => strictest = stricter(strictest, status),
+                Held::Refused(status) => {
+                    refund_before(entry, index, monotonic);
+                    return Rates::Refused(status);
+                }
+                Held::Ask => return Rates::Ask(Pending { index, strictest }),
+            }
+        }
+        Rates::Allowed(strictest)
+    }
+
+    /// Decides a request its leases could not: from takes of the shared limits, or from this
     /// node's own state while the database is away (logged when that starts and ends).
     async fn take_rate(
         &self,
         entry: Arc<CachedCredential>,
-        limit: RateLimit,
         now: Timestamp,
         client_ip: Option<IpAddr>,
+        mut pending: Pending,
     ) -> Result<Verified, Refusal> {
-        let Some(account) = entry.rate_account() else {
-            return Ok(self.accepted(entry, now, client_ip, None));
-        };
-        // Known to be away, or a take failed a moment ago: not asked, so that requests do not
-        // wait for it.
+        loop {
+            let Some((limit, account)) = entry.rate_limits()[pending.index] else {
+                return Err(Refusal::Internal);
+            };
+            let account = account.clone();
+            match self.take_one(&account, limit).await {
+                (true, status) => pending.strictest = stricter(pending.strictest, status),
+                (false, status) => {
+                    refund_before(&entry, pending.index, self.clock.monotonic_nanos());
+                    let refusal = Refusal::RateLimited(status);
+                    return Err(self.failed(refusal, Some(&entry), client_ip));
+                }
+            }
+            let next = Pending {
+                index: pending.index + 1,
+                strictest: pending.strictest,
+            };
+            match self.rates_held(&entry, next) {
+                Rates::Allowed(rate) => return Ok(self.accepted(entry, now, client_ip, rate)),
+                Rates::Refused(status) => {
+                    let refusal = Refusal::RateLimited(status);
+                    return Err(self.failed(refusal, Some(&entry), client_ip));
+                }
+                Rates::Ask(next) => pending = next,
+            }
+        }
+    }
+
+    /// One limit's decision from a take of the shared state, or from this node's own state
+    /// while the database is away or a take failed a moment ago (so that requests do not wait
+    /// for it): whether the request is allowed, and where the limit stands.
+    async fn take_one(&self, account: &RateAccount, limit: RateLimit) -> (bool, RateStatus) {
         let taken = if self.store.state().down_for.is_some() {
             Err("the database is away".to_owned())
         } else if account.failing(self.clock.monotonic_nanos()) {
@@ -313,12 +389,25 @@ impl Verifier {
                 .await
                 .map_err(|error| error.to_string())
         };
-        let held = match taken {
+        match taken {
             Ok(held) => {
                 if self.rates_alone.swap(false, Ordering::Relaxed) {
                     tracing::info!("rate limits are shared by every node again");
                 }
-                held
+                match held {
+                    Held::Allowed(status) => (true, status),
+                    Held::Refused(status) => (false, status),
+                    // `take` never answers it; refuse rather than guess.
+                    Held::Ask => (
+                        false,
+                        RateStatus {
+                            limit,
+                            remaining: 0,
+                            reset_seconds: 1,
+                            retry_after_seconds: 1,
+                        },
+                    ),
+                }
             }
             Err(error) => {
                 if !self.rates_alone.swap(true, Ordering::Relaxed) {
@@ -327,18 +416,8 @@ impl Verifier {
                         "rate limits are counted on this node alone until the database is back"
                     );
                 }
-                match account.decide_locally(limit, self.clock.monotonic_nanos()) {
-                    (true, status) => Held::Allowed(status),
-                    (false, status) => Held::Refused(status),
-                }
+                account.decide_locally(limit, self.clock.monotonic_nanos())
             }
-        };
-        match held {
-            Held::Allowed(status) => Ok(self.accepted(entry, now, client_ip, Some(status))),
-            Held::Refused(status) => {
-                Err(self.failed(Refusal::RateLimited(status), Some(&entry), client_ip))
-            }
-            Held::Ask => Err(Refusal::Internal),
         }
     }
 

@@ -43,8 +43,8 @@ pub struct Grants {
     pub rate_limit: Option<RateLimit>,
     /// A credential limited to networks grants only ranges within its own.
     pub networks: Option<Networks>,
-    /// A credential with credits hands on no calls: it cannot make keys, members or portal
-    /// sessions (whose people could make keys without its limit).
+    /// A credential with credits (or whose identity has limits) hands on no calls: it cannot
+    /// make keys, members or portal sessions (whose people could make keys without its limit).
     pub credits: bool,
 }
 
@@ -60,7 +60,7 @@ impl Caller {
                 usable_until: credential.usable_until(),
                 rate_limit: credential.rate_limit(),
                 networks: credential.networks().cloned(),
-                credits: credential.credits().is_some(),
+                credits: credential.credits().is_some() || credential.identity_limited(),
             },
             actor: CallerKind::Credential {
                 id: principal.credential_id,

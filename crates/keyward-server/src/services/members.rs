@@ -96,8 +96,8 @@ fn credential_may_assign(
     }
     if new.is_some() && grants.credits {
         return refuse(
-            "a key with credits cannot add members or change roles: they could make keys \
-             without its limit",
+            "a key with credits or identity limits cannot add members or change roles: they could \
+             make keys without its limits",
         );
     }
     if new == Some(Role::Admin) && current != Some(Role::Admin) {

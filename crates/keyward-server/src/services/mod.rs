@@ -23,6 +23,7 @@
 pub mod audit;
 pub mod caller;
 pub mod credentials;
+pub mod identities;
 pub mod instances;
 pub mod leaks;
 pub mod members;

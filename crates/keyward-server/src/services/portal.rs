@@ -87,8 +87,8 @@ pub async fn create(
     if grants.credits {
         return Err(ServiceError::Forbidden {
             field: Some("role"),
-            message: "a key with credits cannot open portal sessions: the person could make \
-                      keys without its limit",
+            message: "a key with credits or identity limits cannot open portal sessions: the \
+                      person could make keys without its limits",
         });
     }
     let now = state.config.clock.now();

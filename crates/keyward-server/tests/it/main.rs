@@ -17,6 +17,7 @@ mod gateways;
 mod github;
 mod helpers;
 mod idempotency;
+mod identities;
 mod instances;
 mod introspect;
 mod invitations;

@@ -176,6 +176,11 @@ fn recipe(method: &Method, path: &str) -> Recipe {
             "/v1/api-keys" | "/v1/members" | "/v1/invitations" | "/v1/audit-events"
             | "/v1/webhooks" | "/v1/usage",
         ) => lists,
+        ("PUT", "/v1/identities/{external_id}/limits") => Recipe {
+            other_organization: Some(Success(200)),
+            body: Some(|_| json!({ "credits": { "remaining": 5 } })),
+            ..Recipe::default()
+        },
         ("PATCH", "/v1/api-keys/{key_id}") => Recipe {
             body: Some(|_| json!({ "rate_limit": { "requests": 100, "per_seconds": 60 } })),
             ..Recipe::default()
@@ -727,6 +732,15 @@ impl World {
         let main_instance = instance(store, a, main_project).await;
         let other_instance = instance(store, a, other_project).await;
         let b_instance = instance(store, b, b_project).await;
+        // An identity of the main organization with limits.
+        let limits = keyward_store::IdentityLimits {
+            rate_limit: None,
+            credits: keyward_core::CreditSettings::new(100, None).ok(),
+        };
+        store
+            .set_identity_limits(&keyward_store::AuditContext::SYSTEM, a, &identity(), limits)
+            .await
+            .unwrap();
         let webhook = store
             .insert_webhook(
                 &keyward_store::AuditContext::SYSTEM,
@@ -949,16 +963,27 @@ impl World {
             .replace("{message_id}", &self.message.to_string())
             .replace("{organization_id}", &self.customer.to_string())
             .replace("{admin_key_id}", &self.admin_key.to_string())
+            .replace("{external_id}", identity().as_str())
     }
 }
 
 /// Everything an organization holds, to see whether a request changed anything.
+/// The external id whose limits the main organization has.
+fn identity() -> keyward_core::ExternalId {
+    keyward_core::ExternalId::parse("customer-matrix").unwrap()
+}
+
 async fn fingerprint(store: &dyn Store, organization: OrganizationId) -> String {
     let page = Page::first(100);
     let mut text = String::new();
     for member in store.members(organization).await.unwrap() {
         text.push_str(&format!("{member:?}\n"));
     }
+    let limits = store
+        .identity_limits(organization, &identity())
+        .await
+        .unwrap();
+    text.push_str(&format!("{limits:?}\n"));
     for webhook in store.list_webhooks(organization).await.unwrap() {
         text.push_str(&format!("{webhook:?}\n"));
     }

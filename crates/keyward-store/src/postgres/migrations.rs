@@ -124,6 +124,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rate_buckets",
         sql: include_str!("../../migrations/postgres/0023_rate_buckets.sql"),
     },
+    Migration {
+        version: 24,
+        name: "identity_limits",
+        sql: include_str!("../../migrations/postgres/0024_identity_limits.sql"),
+    },
 ];
 
 /// Any number; the same on every node.

@@ -88,7 +88,11 @@ pub(crate) fn credential_fields(record: &CredentialRecord) -> Vec<(&'static str,
 }
 
 pub(crate) fn rate_limit(record: &CredentialRecord) -> Value {
-    record.rate_limit.map_or(
+    rate_limit_value(record.rate_limit)
+}
+
+pub(crate) fn rate_limit_value(limit: Option<keyward_core::RateLimit>) -> Value {
+    limit.map_or(
         Value::Null,
         |limit| json!({ "requests": limit.requests, "per_seconds": limit.per_seconds }),
     )
@@ -97,7 +101,12 @@ pub(crate) fn rate_limit(record: &CredentialRecord) -> Value {
 /// A credential's credits, with their generation: setting them again (even to the same
 /// values) starts a new one, and is recorded as a change.
 pub(crate) fn credits(record: &CredentialRecord) -> Value {
-    record.credits.map_or(Value::Null, |credits| {
+    credits_value(record.credits.as_ref())
+}
+
+/// Credits, with their generation (see [`credits`]).
+pub(crate) fn credits_value(credits: Option<&crate::StoredCredits>) -> Value {
+    credits.map_or(Value::Null, |credits| {
         let mut value = serde_json::to_value(credits.settings).unwrap_or(Value::Null);
         if let Value::Object(fields) = &mut value {
             fields.insert("generation".into(), Value::from(credits.generation));

@@ -30,8 +30,26 @@ macro_rules! select_credentials {
              WHERE organizations.id = credentials.organization_id) AS organization_suspended_at, \
              cb.remaining AS credits_remaining, cb.refill_amount AS credits_refill_amount, \
              cb.refill_every AS credits_refill_every, cb.refill_on_day AS credits_refill_on_day, \
-             cb.generation AS credits_generation, cb.period AS credits_period \
-             FROM credentials LEFT JOIN credit_balances cb ON cb.credential_id = credentials.id ",
+             cb.generation AS credits_generation, cb.period AS credits_period, \
+             il.identity_id, il.identity_rate_limit_requests, il.identity_rate_limit_per_seconds, \
+             il.identity_credits_remaining, il.identity_credits_refill_amount, \
+             il.identity_credits_refill_every, il.identity_credits_refill_on_day, \
+             il.identity_credits_generation, il.identity_credits_period \
+             FROM credentials LEFT JOIN credit_balances cb ON cb.owner_id = credentials.id ",
+            // The identity's limits, by columns of their own names (the tail may name the
+            // credentials' columns unqualified).
+            "LEFT JOIN (SELECT l.id AS identity_id, l.organization_id AS identity_organization_id, \
+             l.external_id AS identity_external_id, \
+             l.rate_limit_requests AS identity_rate_limit_requests, \
+             l.rate_limit_per_seconds AS identity_rate_limit_per_seconds, \
+             b.remaining AS identity_credits_remaining, \
+             b.refill_amount AS identity_credits_refill_amount, \
+             b.refill_every AS identity_credits_refill_every, \
+             b.refill_on_day AS identity_credits_refill_on_day, \
+             b.generation AS identity_credits_generation, b.period AS identity_credits_period \
+             FROM identity_limits l LEFT JOIN credit_balances b ON b.owner_id = l.id) il \
+             ON il.identity_organization_id = credentials.organization_id \
+             AND il.identity_external_id = credentials.external_id ",
             $($tail),+
         )
     };
@@ -87,7 +105,18 @@ pub(crate) fn decode(row: &dyn Columns) -> Result<CredentialRecord, StoreError> 
             meta: row.opt_text("meta")?.map(Meta::from_trusted),
         },
         organization_suspended: row.opt_int("organization_suspended_at")?.is_some(),
-        credits: super::credits::stored(row)?,
+        credits: super::credits::stored(row, "credits_")?,
+        identity_limits: match row.opt_uuid("identity_id")? {
+            None => None,
+            Some(id) => Some(crate::IdentityLimitsState {
+                id,
+                rate_limit: decode::rate_limit(
+                    row.opt_int("identity_rate_limit_requests")?,
+                    row.opt_int("identity_rate_limit_per_seconds")?,
+                )?,
+                credits: super::credits::stored(row, "identity_credits_")?,
+            }),
+        },
     })
 }
 
@@ -183,6 +212,8 @@ async fn insert_checked(
             generation: 0,
             period: settings.period(new.created_at).0,
         }),
+        // Read with the credential; not needed by those who insert it.
+        identity_limits: None,
     })
 }
 

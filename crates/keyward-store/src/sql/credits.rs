@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{Columns, Query, Write, locking};
 use crate::decode::corrupt;
-use crate::{CreditLease, StoreError, StoredCredits};
+use crate::{CreditLease, CreditOwner, StoreError, StoredCredits};
 
 /// A balance row.
 struct Balance {
@@ -61,18 +61,20 @@ pub(crate) fn refill(row: &dyn Columns, prefix: &str) -> Result<Option<Refill>, 
     }
 }
 
-/// The credits columns of a credential row read with the balance joined (`credits_…`).
-pub(crate) fn stored(row: &dyn Columns) -> Result<Option<StoredCredits>, StoreError> {
-    let Some(remaining) = row.opt_int("credits_remaining")? else {
+/// The credits columns of a row read with a balance joined, named with `prefix`
+/// (`credits_remaining`, …).
+pub(crate) fn stored(row: &dyn Columns, prefix: &str) -> Result<Option<StoredCredits>, StoreError> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let Some(remaining) = row.opt_int(&column("remaining"))? else {
         return Ok(None);
     };
     Ok(Some(StoredCredits {
         settings: CreditSettings {
             remaining,
-            refill: refill(row, "credits_")?,
+            refill: refill(row, prefix)?,
         },
-        generation: row.int("credits_generation")?,
-        period: row.int("credits_period")?,
+        generation: row.int(&column("generation"))?,
+        period: row.int(&column("period"))?,
     }))
 }
 
@@ -96,14 +98,15 @@ fn balance(row: &dyn Columns) -> Result<Option<Balance>, StoreError> {
 /// writer), refilled if its period has passed.
 async fn locked(
     tx: &mut impl Write,
-    credential: CredentialId,
+    owner: impl Into<CreditOwner>,
 ) -> Result<Option<Balance>, StoreError> {
+    let owner = owner.into();
     let query = locking!(
         "FOR UPDATE",
         "SELECT remaining, refill_amount, refill_every, refill_on_day, period, generation, base, \
-         low_sent_period, exhausted_sent_period FROM credit_balances WHERE credential_id = $1"
+         low_sent_period, exhausted_sent_period FROM credit_balances WHERE owner_id = $1"
     )
-    .bind(credential.as_uuid());
+    .bind(owner.as_uuid());
     let now = tx.now();
     Ok(tx
         .optional(query, balance)
@@ -114,14 +117,15 @@ async fn locked(
 
 async fn save(
     tx: &mut impl Write,
-    credential: CredentialId,
+    owner: impl Into<CreditOwner>,
     balance: &Balance,
 ) -> Result<(), StoreError> {
+    let owner = owner.into();
     let query = Query::new(
         "UPDATE credit_balances SET remaining = $2, period = $3, base = $4, \
-         low_sent_period = $5, exhausted_sent_period = $6 WHERE credential_id = $1",
+         low_sent_period = $5, exhausted_sent_period = $6 WHERE owner_id = $1",
     )
-    .bind(credential.as_uuid())
+    .bind(owner.as_uuid())
     .bind(balance.remaining)
     .bind(balance.period)
     .bind(balance.base)
@@ -131,8 +135,9 @@ async fn save(
     Ok(())
 }
 
-/// Refuses a change of credits made by a credential that has credits itself (share-locked
-/// until the transaction ends): whatever it gave would be calls it does not have.
+/// Refuses a change of credits (or a new credential) made by a credential that has credits
+/// itself, or whose identity has limits (share-locked until the transaction ends): whatever
+/// it gave would be calls it does not have.
 pub(crate) async fn refuse_if_limited(
     tx: &mut impl Write,
     by: Option<CredentialId>,
@@ -142,14 +147,18 @@ pub(crate) async fn refuse_if_limited(
     };
     let query = locking!(
         "FOR SHARE",
-        "SELECT 1 FROM credit_balances WHERE credential_id = $1 AND remaining IS NOT NULL"
+        "SELECT 1 FROM credentials c WHERE c.id = $1 AND (EXISTS (SELECT 1 FROM credit_balances b \
+         WHERE b.owner_id = c.id AND b.remaining IS NOT NULL) \
+         OR EXISTS (SELECT 1 FROM identity_limits l WHERE l.organization_id = c.organization_id \
+         AND l.external_id = c.external_id))"
     )
     .bind(by.as_uuid());
     if tx.optional(query, super::exists).await?.is_some() {
         return Err(StoreError::Invalid {
             field: "credits",
-            message: "a credential with credits cannot create credentials or change credits: \
-                      it would hand on calls it does not have",
+            message: "a credential with credits or identity limits cannot create credentials, \
+                      change credits or move credentials between identities: it would hand on \
+                      calls it does not have",
         });
     }
     Ok(())
@@ -161,33 +170,39 @@ pub(crate) async fn refuse_if_limited(
 /// that a statement waiting on its lock finds it.
 pub(crate) async fn set(
     tx: &mut impl Write,
-    credential: CredentialId,
+    owner: impl Into<CreditOwner>,
     credits: Option<CreditSettings>,
 ) -> Result<(), StoreError> {
-    set_with(tx, credential, credits, None).await
+    let owner = owner.into();
+    set_with(tx, owner, credits, None).await
 }
 
 /// Empties a rotated credential's credits (they moved to its successor), as spent this period
 /// with nothing to warn about.
-pub(crate) async fn drain(tx: &mut impl Write, credential: CredentialId) -> Result<(), StoreError> {
+pub(crate) async fn drain(
+    tx: &mut impl Write,
+    owner: impl Into<CreditOwner>,
+) -> Result<(), StoreError> {
+    let owner = owner.into();
     let spent = CreditSettings {
         remaining: 0,
         refill: None,
     };
-    set_with(tx, credential, Some(spent), Some(0)).await
+    set_with(tx, owner, Some(spent), Some(0)).await
 }
 
 async fn set_with(
     tx: &mut impl Write,
-    credential: CredentialId,
+    owner: impl Into<CreditOwner>,
     credits: Option<CreditSettings>,
     sent: Option<i64>,
 ) -> Result<(), StoreError> {
+    let owner = owner.into();
     let lock = locking!(
         "FOR UPDATE",
-        "SELECT generation FROM credit_balances WHERE credential_id = $1"
+        "SELECT generation FROM credit_balances WHERE owner_id = $1"
     )
-    .bind(credential.as_uuid());
+    .bind(owner.as_uuid());
     let generation = tx.optional(lock, |row| row.int("generation")).await?;
     let period = credits.map_or(0, |credits| credits.period(tx.now()).0);
     let refill = credits.and_then(|credits| credits.refill);
@@ -196,15 +211,15 @@ async fn set_with(
         Some(_) => Query::new(
             "UPDATE credit_balances SET remaining = $2, refill_amount = $3, refill_every = $4, \
              refill_on_day = $5, period = $6, generation = generation + 1, base = COALESCE($2, 0), \
-             low_sent_period = $7, exhausted_sent_period = $7 WHERE credential_id = $1",
+             low_sent_period = $7, exhausted_sent_period = $7 WHERE owner_id = $1",
         ),
         None => Query::new(
-            "INSERT INTO credit_balances (credential_id, remaining, refill_amount, refill_every, \
+            "INSERT INTO credit_balances (owner_id, remaining, refill_amount, refill_every, \
              refill_on_day, period, generation, base, low_sent_period, exhausted_sent_period) \
              VALUES ($1, $2, $3, $4, $5, $6, 0, COALESCE($2, 0), $7, $7)",
         ),
     }
-    .bind(credential.as_uuid())
+    .bind(owner.as_uuid())
     .bind(remaining)
     .bind(refill.map(|r| r.amount))
     .bind(refill.map(|r| r.every.as_str()))
@@ -218,10 +233,11 @@ async fn set_with(
 /// Adds `amount` to what is left; `false` when the credential has no credits.
 pub(crate) async fn add(
     tx: &mut impl Write,
-    credential: CredentialId,
+    owner: impl Into<CreditOwner>,
     amount: i64,
 ) -> Result<bool, StoreError> {
-    let Some(mut balance) = locked(tx, credential).await? else {
+    let owner = owner.into();
+    let Some(mut balance) = locked(tx, owner).await? else {
         return Ok(false);
     };
     balance.remaining = balance
@@ -236,16 +252,17 @@ pub(crate) async fn add(
     if balance.remaining > 0 {
         balance.exhausted_sent = None;
     }
-    save(tx, credential, &balance).await?;
+    save(tx, owner, &balance).await?;
     Ok(true)
 }
 
 /// The credential's credits, as stored now (refilled if due), for showing.
 pub(crate) async fn current(
     tx: &mut impl Write,
-    credential: CredentialId,
+    owner: impl Into<CreditOwner>,
 ) -> Result<Option<StoredCredits>, StoreError> {
-    Ok(locked(tx, credential).await?.map(|balance| StoredCredits {
+    let owner = owner.into();
+    Ok(locked(tx, owner).await?.map(|balance| StoredCredits {
         settings: balance.settings(),
         generation: balance.generation,
         period: balance.period,
@@ -274,27 +291,31 @@ fn events(kind: CredentialKind) -> (EventType, EventType) {
 /// credential has no credits.
 pub(crate) async fn take(
     tx: &mut impl Write,
-    credential: CredentialId,
+    owner: impl Into<CreditOwner>,
     want: i64,
     needed: i64,
 ) -> Result<Option<(CreditLease, Vec<(EventType, Vec<(&'static str, Value)>)>)>, StoreError> {
+    let owner = owner.into();
     let now = tx.now();
-    let Some(mut balance) = locked(tx, credential).await? else {
+    let Some(mut balance) = locked(tx, owner).await? else {
         return Ok(None);
     };
     let taken = want.clamp(0, balance.remaining);
     balance.remaining -= taken;
-    let (low, exhausted) = events(credential.kind());
     let mut send = Vec::new();
-    if balance.remaining * 10 <= balance.base && balance.low_sent != Some(balance.period) {
-        balance.low_sent = Some(balance.period);
-        send.push(low);
+    // An identity's credits send no webhooks (no credential's events fit them).
+    if let CreditOwner::Credential(credential) = owner {
+        let (low, exhausted) = events(credential.kind());
+        if balance.remaining * 10 <= balance.base && balance.low_sent != Some(balance.period) {
+            balance.low_sent = Some(balance.period);
+            send.push(low);
+        }
+        if taken < needed && balance.exhausted_sent != Some(balance.period) {
+            balance.exhausted_sent = Some(balance.period);
+            send.push(exhausted);
+        }
     }
-    if taken < needed && balance.exhausted_sent != Some(balance.period) {
-        balance.exhausted_sent = Some(balance.period);
-        send.push(exhausted);
-    }
-    save(tx, credential, &balance).await?;
+    save(tx, owner, &balance).await?;
     let extra = || {
         vec![
             ("credits_remaining", Value::from(balance.remaining)),
@@ -330,12 +351,13 @@ pub(crate) async fn take(
 /// over.
 pub(crate) async fn give_back(
     tx: &mut impl Write,
-    credential: CredentialId,
+    owner: impl Into<CreditOwner>,
     amount: i64,
     generation: i64,
     period: i64,
 ) -> Result<bool, StoreError> {
-    let Some(mut balance) = locked(tx, credential).await? else {
+    let owner = owner.into();
+    let Some(mut balance) = locked(tx, owner).await? else {
         return Ok(false);
     };
     if balance.generation != generation || balance.period != period || amount <= 0 {
@@ -345,6 +367,6 @@ pub(crate) async fn give_back(
         .remaining
         .saturating_add(amount)
         .min(keyward_core::credits::MAX_CREDITS);
-    save(tx, credential, &balance).await?;
+    save(tx, owner, &balance).await?;
     Ok(true)
 }

@@ -12,6 +12,7 @@ pub(crate) mod credentials;
 pub(crate) mod credits;
 pub(crate) mod email;
 pub(crate) mod idempotency;
+pub(crate) mod identities;
 pub(crate) mod instances;
 pub(crate) mod invitations;
 pub(crate) mod organizations;

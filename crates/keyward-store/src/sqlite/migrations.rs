@@ -139,6 +139,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rate_buckets",
         sql: include_str!("../../migrations/sqlite/0026_rate_buckets.sql"),
     },
+    Migration {
+        version: 27,
+        name: "identity_limits",
+        sql: include_str!("../../migrations/sqlite/0027_identity_limits.sql"),
+    },
 ];
 
 pub(super) async fn run(

@@ -4,6 +4,7 @@ mod audit;
 mod credentials;
 mod credits;
 mod idempotency;
+mod identities;
 mod invitations;
 mod organizations;
 mod people;
@@ -138,6 +139,7 @@ contract! {
     rates::concurrent_rate_takes_never_hand_out_more_than_the_burst,
     rates::a_give_back_counts_only_while_no_other_take_came_since,
     rates::a_slow_clock_never_hands_a_fast_one_more,
+    identities::identity_limits_are_read_with_their_credentials_and_kept_from_limited_keys,
 }
 
 pub fn name(text: &str) -> Name {

@@ -1,0 +1,190 @@
+//! Limits shared by an identity: every credential of an organization that carries one external
+//! id. Their rate limit's state is a bucket of `rate_buckets` and their credits a balance of
+//! `credit_balances`, both named by the limits' id; every credential read carries them (see
+//! `select_credentials!`), and every node forgets the identity's credentials when they change.
+
+use keyward_core::{CredentialId, ExternalId, KeyDigest, OrganizationId, Timestamp};
+use uuid::Uuid;
+
+use super::{Columns, Query, Read, Write, locking};
+use crate::decode::{self, timestamp};
+use crate::{CreditOwner, IdentityLimits, IdentityLimitsRecord, StoreError};
+
+/// The row, without its credits.
+struct Row {
+    id: Uuid,
+    rate_limit: Option<keyward_core::RateLimit>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+fn row(columns: &dyn Columns) -> Result<Row, StoreError> {
+    Ok(Row {
+        id: columns.uuid("id")?,
+        rate_limit: decode::rate_limit(
+            columns.opt_int("rate_limit_requests")?,
+            columns.opt_int("rate_limit_per_seconds")?,
+        )?,
+        created_at: timestamp(columns.int("created_at")?),
+        updated_at: timestamp(columns.int("updated_at")?),
+    })
+}
+
+async fn find(
+    db: &mut impl Read,
+    organization: OrganizationId,
+    external_id: &ExternalId,
+    lock: bool,
+) -> Result<Option<Row>, StoreError> {
+    let query = if lock {
+        locking!(
+            "FOR UPDATE",
+            "SELECT id, rate_limit_requests, rate_limit_per_seconds, created_at, updated_at \
+             FROM identity_limits WHERE organization_id = $1 AND external_id = $2"
+        )
+    } else {
+        Query::new(
+            "SELECT id, rate_limit_requests, rate_limit_per_seconds, created_at, updated_at \
+             FROM identity_limits WHERE organization_id = $1 AND external_id = $2",
+        )
+    };
+    let query = query
+        .bind(organization.as_uuid())
+        .bind(external_id.as_str());
+    db.optional(query, row).await
+}
+
+/// The identity's limits with what is left of their credits (refilled if due).
+pub(crate) async fn get(
+    tx: &mut impl Write,
+    organization: OrganizationId,
+    external_id: &ExternalId,
+) -> Result<Option<IdentityLimitsRecord>, StoreError> {
+    let Some(found) = find(tx, organization, external_id, false).await? else {
+        return Ok(None);
+    };
+    let credits = super::credits::current(tx, CreditOwner::Identity(found.id)).await?;
+    Ok(Some(IdentityLimitsRecord {
+        id: found.id,
+        organization_id: organization,
+        external_id: external_id.clone(),
+        rate_limit: found.rate_limit,
+        credits,
+        created_at: found.created_at,
+        updated_at: found.updated_at,
+    }))
+}
+
+/// Sets the identity's limits (made if it had none): the rate limit in place (its state
+/// carries on), the credits in a new generation. Returns them, and the digests of the
+/// credentials they apply to, which every node forgets.
+pub(crate) async fn set(
+    tx: &mut impl Write,
+    organization: OrganizationId,
+    external_id: &ExternalId,
+    limits: IdentityLimits,
+) -> Result<(IdentityLimitsRecord, Vec<KeyDigest>), StoreError> {
+    let now = tx.now();
+    let requests = limits.rate_limit.map(|limit| i64::from(limit.requests));
+    let per_seconds = limits.rate_limit.map(|limit| i64::from(limit.per_seconds));
+    // Made if missing (two first settings at once: one inserts, the other waits on the
+    // unique key and finds the row), then locked until the transaction ends.
+    let insert = Query::new(
+        "INSERT INTO identity_limits (id, organization_id, external_id, rate_limit_requests, \
+         rate_limit_per_seconds, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (organization_id, external_id) DO NOTHING",
+    )
+    .bind(Uuid::now_v7())
+    .bind(organization.as_uuid())
+    .bind(external_id.as_str())
+    .bind(requests)
+    .bind(per_seconds)
+    .bind(now.unix_seconds());
+    tx.execute(insert).await?;
+    let id = find(tx, organization, external_id, true)
+        .await?
+        .ok_or_else(|| decode::corrupt("identity limits just written"))?
+        .id;
+    let update = Query::new(
+        "UPDATE identity_limits SET rate_limit_requests = $2, rate_limit_per_seconds = $3, \
+         updated_at = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(requests)
+    .bind(per_seconds)
+    .bind(now.unix_seconds());
+    tx.execute(update).await?;
+    super::credits::set(tx, CreditOwner::Identity(id), limits.credits).await?;
+    let affected = forget_credentials(tx, organization, external_id).await?;
+    let record = get(tx, organization, external_id)
+        .await?
+        .ok_or_else(|| decode::corrupt("identity limits just written"))?;
+    Ok((record, affected))
+}
+
+/// Removes the identity's limits; what they were (`None` if there were none), and the
+/// digests of the credentials they applied to.
+pub(crate) async fn delete(
+    tx: &mut impl Write,
+    organization: OrganizationId,
+    external_id: &ExternalId,
+) -> Result<Option<(IdentityLimitsRecord, Vec<KeyDigest>)>, StoreError> {
+    if find(tx, organization, external_id, true).await?.is_none() {
+        return Ok(None);
+    }
+    let Some(record) = get(tx, organization, external_id).await? else {
+        return Ok(None);
+    };
+    // A take waiting on the balance finds no row: no credits, which is what they now are.
+    tx.execute(Query::new("DELETE FROM credit_balances WHERE owner_id = $1").bind(record.id))
+        .await?;
+    tx.execute(Query::new("DELETE FROM identity_limits WHERE id = $1").bind(record.id))
+        .await?;
+    tx.execute(
+        Query::new("DELETE FROM rate_buckets WHERE bucket = $1")
+            .bind(crate::RateBucket::identity(record.id).as_str().to_owned()),
+    )
+    .await?;
+    let affected = forget_credentials(tx, organization, external_id).await?;
+    Ok(Some((record, affected)))
+}
+
+/// The digests of the organization's credentials that carry `external_id`, each to be
+/// forgotten by every node once the transaction commits.
+async fn forget_credentials(
+    tx: &mut impl Write,
+    organization: OrganizationId,
+    external_id: &ExternalId,
+) -> Result<Vec<KeyDigest>, StoreError> {
+    let query = Query::new(
+        "SELECT secret_sha256 FROM credentials WHERE organization_id = $1 AND external_id = $2",
+    )
+    .bind(organization.as_uuid())
+    .bind(external_id.as_str());
+    let digests = tx
+        .all(query, |row| decode::digest(row.bytes("secret_sha256")?))
+        .await?;
+    for digest in &digests {
+        tx.forget_on_commit(digest).await?;
+    }
+    Ok(digests)
+}
+
+/// Whether `credential` is held by any limit (its own rate limit or credits, or its
+/// identity's), share-locked until the transaction ends: such a credential cannot change an
+/// identity's limits, which could free the credentials it shares them with, or itself.
+pub(crate) async fn is_limited(
+    tx: &mut impl Write,
+    credential: CredentialId,
+) -> Result<bool, StoreError> {
+    let query = locking!(
+        "FOR SHARE",
+        "SELECT 1 FROM credentials c WHERE c.id = $1 AND (c.rate_limit_requests IS NOT NULL \
+         OR EXISTS (SELECT 1 FROM credit_balances b WHERE b.owner_id = c.id \
+         AND b.remaining IS NOT NULL) \
+         OR EXISTS (SELECT 1 FROM identity_limits l WHERE l.organization_id = c.organization_id \
+         AND l.external_id = c.external_id))"
+    )
+    .bind(credential.as_uuid());
+    Ok(tx.optional(query, super::exists).await?.is_some())
+}
