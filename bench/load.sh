@@ -4,8 +4,9 @@
 # GET /v1/instances (a cached key, then three rows read from the database) and
 # /v1/forward-auth (a cached key and one route rule needing a platform scope, as a gateway
 # asks), the latter also with a key that has an external id and 157 bytes of meta (which go
-# back to the gateway as two more headers), and with a key that has credits (spent from the
-# node's lease; the database writes of its leases are counted).
+# back to the gateway as two more headers), and with a key that has credits and a rate limit
+# shared by every node (both spent from the node's leases; the database writes of its leases
+# are counted).
 # Prints requests/s, p50 and p99 of each, the ratios to /healthz, and the database writes
 # made during the runs (which must all be last-use flush batches).
 #
@@ -55,8 +56,9 @@ done
 tagged=$(api -d '{"name":"Tagged","scopes":["status:read"],"external_id":"customer_000042/user_1337","meta":{"plan":"enterprise","region":"eu-west-1","tier":3,"features":["sso","audit","webhooks"],"limits":{"rpm":6000,"seats":250},"account":"acct_8c1f0d2e9b7a4f3c"}}' \
   "$url/v1/api-keys" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 [ -n "$tagged" ] || { echo "could not create the tagged key" >&2; exit 1; }
-# A key with credits (more than any run spends): each request spends one from the node's lease.
-metered=$( (api -d '{"name":"Metered","scopes":["status:read"],"credits":{"remaining":1000000000000}}' \
+# A key with credits (more than any run spends) and a rate limit above what one node serves
+# (100,000 a second): each request spends one of each from the node's leases.
+metered=$( (api -d '{"name":"Metered","scopes":["status:read"],"credits":{"remaining":1000000000000},"rate_limit":{"requests":1000000,"per_seconds":10}}' \
   "$url/v1/api-keys" || true) | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 [ -n "$metered" ] || echo "this build has no credits: the credits runs are left out" >&2
 
@@ -133,7 +135,8 @@ for round in $(seq "$ROUNDS"); do
     credit_started=$(date +%s.%N)
     echo "forward_credits $(run -H "Authorization: Bearer $metered" -H "X-Forwarded-Method: GET" \
       -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth")" >>"$work/results"
-    # Writes other than the last-use flushes during the run: the credit leases taken.
+    # Writes other than the last-use flushes during the run: the leases taken (credits and
+    # rate limit).
     echo "$(date +%s.%N) $credit_started $(( $(metric keyward_store_write_transactions_total) \
       - credit_writes - ($(metric keyward_last_used_flush_batches_total) - credit_flushes) ))" \
       >>"$work/leases"
@@ -155,7 +158,7 @@ awk '
     label["instances"] = "GET /v1/instances (3 rows)"
     label["forward"] = "GET /v1/forward-auth"
     label["forward_meta"] = "  … key with external id, meta"
-    label["forward_credits"] = "  … key with credits"
+    label["forward_credits"] = "  … key with credits and a shared rate limit"
     for (i = 1; i <= 7; i++) {
       t = order[i]
       if (!(t in n)) continue
@@ -170,7 +173,7 @@ awk '
     if ("forward_credits" in n) printf "/v1/forward-auth, key with credits: throughput %.3f x /healthz, p99 %.2f x\n", (rps["forward_credits"]/n["forward_credits"])/base_rps, (p99["forward_credits"]/n["forward_credits"])/base_p99
   }' "$work/results"
 [ ! -s "$work/leases" ] || awk '{ seconds += $1 - $2; writes += $3 } END {
-  printf "credit leases taken during the credits runs: %d writes in %.1f s, %.2f a second\n", writes, seconds, writes / seconds }' "$work/leases"
+  printf "leases (credits and rate limit) taken during the credits runs: %d writes in %.1f s, %.2f a second\n", writes, seconds, writes / seconds }' "$work/leases"
 
 echo
 echo "database writes during the runs: $((writes_after - writes_before)) transactions, of which last-use flush batches: $((flushes_after - flushes_before))"
