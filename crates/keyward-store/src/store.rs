@@ -905,6 +905,9 @@ impl<B: Backend> Store for SqlStore<B> {
             {
                 credits::refuse_if_limited(tx, Some(*actor)).await?;
             }
+            if changes.external_id.is_some() {
+                identities::hold_organization(tx, organization).await?;
+            }
             credentials::lock(tx, organization, id).await?;
             let before = credentials::get(tx, organization, id).await?;
             let after = credentials::update(tx, organization, id, changes).await?;
@@ -1154,6 +1157,8 @@ impl<B: Backend> Store for SqlStore<B> {
         limits: IdentityLimits,
     ) -> Result<(IdentityLimitsRecord, Vec<KeyDigest>), StoreError> {
         in_transaction!(self, |tx| {
+            // First, before any row of the identity's: every change of it locks in one order.
+            identities::lock_organization(tx, organization).await?;
             refuse_if_held(tx, audit).await?;
             let before = identities::get(tx, organization, external_id).await?;
             let (after, affected) = identities::set(tx, organization, external_id, limits).await?;
@@ -1192,6 +1197,7 @@ impl<B: Backend> Store for SqlStore<B> {
         external_id: &ExternalId,
     ) -> Result<Option<Vec<KeyDigest>>, StoreError> {
         in_transaction!(self, |tx| {
+            identities::lock_organization(tx, organization).await?;
             refuse_if_held(tx, audit).await?;
             match identities::delete(tx, organization, external_id).await? {
                 None => None,

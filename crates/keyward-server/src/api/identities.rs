@@ -109,6 +109,7 @@ pub(super) async fn set_limits(
     responses(
         (status = 200, description = "The identity's limits", body = IdentityLimitsView),
         (status = 404, description = "The identity has no limits", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The external id is not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["api_keys:write"]))
 )]
@@ -135,6 +136,7 @@ pub(super) async fn get_limits(
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "The identity had no limits", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The external id is not a valid one, or the key is held by a limit itself", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["api_keys:write"]))
 )]

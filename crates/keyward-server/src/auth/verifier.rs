@@ -94,12 +94,18 @@ enum Rates {
 struct Pending {
     index: usize,
     strictest: Option<RateStatus>,
+    /// Which limits before it allowed the request from their lease (to put back if a later
+    /// one refuses; one decided by this node alone has nothing to put back).
+    leased: [bool; 2],
 }
 
-/// Puts back what the rate limits before `index` allowed a request that a later one refused.
-fn refund_before(entry: &CachedCredential, index: usize, monotonic: u64) {
-    for (limit, account) in entry.rate_limits().into_iter().take(index).flatten() {
-        account.refund(limit, monotonic);
+/// Puts back what the rate limits before `index` allowed a request from their leases
+/// (`leased`), when a later one refused it.
+fn refund_before(entry: &CachedCredential, index: usize, monotonic: u64, leased: [bool; 2]) {
+    for (slot, limit) in entry.rate_limits().into_iter().enumerate().take(index) {
+        if let (Some((limit, account)), true) = (limit, leased[slot]) {
+            account.refund(limit, monotonic);
+        }
     }
 }
 
@@ -305,6 +311,7 @@ impl Verifier {
         let from = Pending {
             index: 0,
             strictest: None,
+            leased: [false; 2],
         };
         match self.rates_held(&entry, from) {
             Rates::Allowed(rate) => Step::Done(Ok(self.accepted(entry, now, client_ip, rate))),
@@ -326,18 +333,31 @@ impl Verifier {
             return Rates::Allowed(None);
         }
         let monotonic = self.clock.monotonic_nanos();
-        let mut strictest = from.strictest;
+        let Pending {
+            mut strictest,
+            mut leased,
+            ..
+        } = from;
         for (index, limit) in limits.into_iter().enumerate().skip(from.index) {
             let Some((limit, account)) = limit else {
                 continue;
             };
             match account.spend_held(limit, monotonic) {
-                Held::Allowed(status) => strictest = stricter(strictest, status),
+                Held::Allowed(status) => {
+                    strictest = stricter(strictest, status);
+                    leased[index] = true;
+                }
                 Held::Refused(status) => {
-                    refund_before(entry, index, monotonic);
+                    refund_before(entry, index, monotonic, leased);
                     return Rates::Refused(status);
                 }
-                Held::Ask => return Rates::Ask(Pending { index, strictest }),
+                Held::Ask => {
+                    return Rates::Ask(Pending {
+                        index,
+                        strictest,
+                        leased,
+                    });
+                }
             }
         }
         Rates::Allowed(strictest)
@@ -358,16 +378,20 @@ impl Verifier {
             };
             let account = account.clone();
             match self.take_one(&account, limit).await {
-                (true, status) => pending.strictest = stricter(pending.strictest, status),
-                (false, status) => {
-                    refund_before(&entry, pending.index, self.clock.monotonic_nanos());
+                (true, status, leased) => {
+                    pending.strictest = stricter(pending.strictest, status);
+                    pending.leased[pending.index] = leased;
+                }
+                (false, status, _) => {
+                    let monotonic = self.clock.monotonic_nanos();
+                    refund_before(&entry, pending.index, monotonic, pending.leased);
                     let refusal = Refusal::RateLimited(status);
                     return Err(self.failed(refusal, Some(&entry), client_ip));
                 }
             }
             let next = Pending {
                 index: pending.index + 1,
-                strictest: pending.strictest,
+                ..pending
             };
             match self.rates_held(&entry, next) {
                 Rates::Allowed(rate) => return Ok(self.accepted(entry, now, client_ip, rate)),
@@ -382,8 +406,9 @@ impl Verifier {
 
     /// One limit's decision from a take of the shared state, or from this node's own state
     /// while the database is away or a take failed a moment ago (so that requests do not wait
-    /// for it): whether the request is allowed, and where the limit stands.
-    async fn take_one(&self, account: &RateAccount, limit: RateLimit) -> (bool, RateStatus) {
+    /// for it): whether the request is allowed, where the limit stands, and whether the
+    /// request came out of the lease.
+    async fn take_one(&self, account: &RateAccount, limit: RateLimit) -> (bool, RateStatus, bool) {
         let taken = if self.store.state().down_for.is_some() {
             Err("the database is away".to_owned())
         } else if account.failing(self.clock.monotonic_nanos()) {
@@ -400,8 +425,8 @@ impl Verifier {
                     tracing::info!("rate limits are shared by every node again");
                 }
                 match held {
-                    Held::Allowed(status) => (true, status),
-                    Held::Refused(status) => (false, status),
+                    Held::Allowed(status) => (true, status, true),
+                    Held::Refused(status) => (false, status, false),
                     // `take` never answers it; refuse rather than guess.
                     Held::Ask => (
                         false,
@@ -411,6 +436,7 @@ impl Verifier {
                             reset_seconds: 1,
                             retry_after_seconds: 1,
                         },
+                        false,
                     ),
                 }
             }
@@ -421,7 +447,8 @@ impl Verifier {
                         "rate limits are counted on this node alone until the database is back"
                     );
                 }
-                account.decide_locally(limit, self.clock.monotonic_nanos())
+                let (allowed, status) = account.decide_locally(limit, self.clock.monotonic_nanos());
+                (allowed, status, false)
             }
         }
     }

@@ -31,25 +31,18 @@ macro_rules! select_credentials {
              cb.remaining AS credits_remaining, cb.refill_amount AS credits_refill_amount, \
              cb.refill_every AS credits_refill_every, cb.refill_on_day AS credits_refill_on_day, \
              cb.generation AS credits_generation, cb.period AS credits_period, \
-             il.identity_id, il.identity_rate_limit_requests, il.identity_rate_limit_per_seconds, \
-             il.identity_credits_remaining, il.identity_credits_refill_amount, \
-             il.identity_credits_refill_every, il.identity_credits_refill_on_day, \
-             il.identity_credits_generation, il.identity_credits_period \
-             FROM credentials LEFT JOIN credit_balances cb ON cb.owner_id = credentials.id ",
-            // The identity's limits, by columns of their own names (the tail may name the
-            // credentials' columns unqualified).
-            "LEFT JOIN (SELECT l.id AS identity_id, l.organization_id AS identity_organization_id, \
-             l.external_id AS identity_external_id, \
-             l.rate_limit_requests AS identity_rate_limit_requests, \
-             l.rate_limit_per_seconds AS identity_rate_limit_per_seconds, \
-             b.remaining AS identity_credits_remaining, \
-             b.refill_amount AS identity_credits_refill_amount, \
-             b.refill_every AS identity_credits_refill_every, \
-             b.refill_on_day AS identity_credits_refill_on_day, \
-             b.generation AS identity_credits_generation, b.period AS identity_credits_period \
-             FROM identity_limits l LEFT JOIN credit_balances b ON b.owner_id = l.id) il \
-             ON il.identity_organization_id = credentials.organization_id \
-             AND il.identity_external_id = credentials.external_id ",
+             identity_id, identity_rate_limit_requests, identity_rate_limit_per_seconds, \
+             ib.remaining AS identity_credits_remaining, \
+             ib.refill_amount AS identity_credits_refill_amount, \
+             ib.refill_every AS identity_credits_refill_every, \
+             ib.refill_on_day AS identity_credits_refill_on_day, \
+             ib.generation AS identity_credits_generation, ib.period AS identity_credits_period \
+             FROM credentials LEFT JOIN credit_balances cb ON cb.credential_id = credentials.id ",
+            // The identity's limits: their columns are named apart from the credentials' (the
+            // tail may name those unqualified).
+            "LEFT JOIN identity_limits ON identity_organization_id = credentials.organization_id \
+             AND identity_external_id = credentials.external_id \
+             LEFT JOIN credit_balances ib ON ib.credential_id = identity_id ",
             $($tail),+
         )
     };

@@ -104,7 +104,7 @@ async fn locked(
     let query = locking!(
         "FOR UPDATE",
         "SELECT remaining, refill_amount, refill_every, refill_on_day, period, generation, base, \
-         low_sent_period, exhausted_sent_period FROM credit_balances WHERE owner_id = $1"
+         low_sent_period, exhausted_sent_period FROM credit_balances WHERE credential_id = $1"
     )
     .bind(owner.as_uuid());
     let now = tx.now();
@@ -123,7 +123,7 @@ async fn save(
     let owner = owner.into();
     let query = Query::new(
         "UPDATE credit_balances SET remaining = $2, period = $3, base = $4, \
-         low_sent_period = $5, exhausted_sent_period = $6 WHERE owner_id = $1",
+         low_sent_period = $5, exhausted_sent_period = $6 WHERE credential_id = $1",
     )
     .bind(owner.as_uuid())
     .bind(balance.remaining)
@@ -148,9 +148,10 @@ pub(crate) async fn refuse_if_limited(
     let query = locking!(
         "FOR SHARE",
         "SELECT 1 FROM credentials c WHERE c.id = $1 AND (EXISTS (SELECT 1 FROM credit_balances b \
-         WHERE b.owner_id = c.id AND b.remaining IS NOT NULL) \
-         OR EXISTS (SELECT 1 FROM identity_limits l WHERE l.organization_id = c.organization_id \
-         AND l.external_id = c.external_id))"
+         WHERE b.credential_id = c.id AND b.remaining IS NOT NULL) \
+         OR EXISTS (SELECT 1 FROM identity_limits \
+         WHERE identity_organization_id = c.organization_id \
+         AND identity_external_id = c.external_id))"
     )
     .bind(by.as_uuid());
     if tx.optional(query, super::exists).await?.is_some() {
@@ -200,7 +201,7 @@ async fn set_with(
     let owner = owner.into();
     let lock = locking!(
         "FOR UPDATE",
-        "SELECT generation FROM credit_balances WHERE owner_id = $1"
+        "SELECT generation FROM credit_balances WHERE credential_id = $1"
     )
     .bind(owner.as_uuid());
     let generation = tx.optional(lock, |row| row.int("generation")).await?;
@@ -211,10 +212,10 @@ async fn set_with(
         Some(_) => Query::new(
             "UPDATE credit_balances SET remaining = $2, refill_amount = $3, refill_every = $4, \
              refill_on_day = $5, period = $6, generation = generation + 1, base = COALESCE($2, 0), \
-             low_sent_period = $7, exhausted_sent_period = $7 WHERE owner_id = $1",
+             low_sent_period = $7, exhausted_sent_period = $7 WHERE credential_id = $1",
         ),
         None => Query::new(
-            "INSERT INTO credit_balances (owner_id, remaining, refill_amount, refill_every, \
+            "INSERT INTO credit_balances (credential_id, remaining, refill_amount, refill_every, \
              refill_on_day, period, generation, base, low_sent_period, exhausted_sent_period) \
              VALUES ($1, $2, $3, $4, $5, $6, 0, COALESCE($2, 0), $7, $7)",
         ),

@@ -20,13 +20,13 @@ struct Row {
 
 fn row(columns: &dyn Columns) -> Result<Row, StoreError> {
     Ok(Row {
-        id: columns.uuid("id")?,
+        id: columns.uuid("identity_id")?,
         rate_limit: decode::rate_limit(
-            columns.opt_int("rate_limit_requests")?,
-            columns.opt_int("rate_limit_per_seconds")?,
+            columns.opt_int("identity_rate_limit_requests")?,
+            columns.opt_int("identity_rate_limit_per_seconds")?,
         )?,
-        created_at: timestamp(columns.int("created_at")?),
-        updated_at: timestamp(columns.int("updated_at")?),
+        created_at: timestamp(columns.int("identity_created_at")?),
+        updated_at: timestamp(columns.int("identity_updated_at")?),
     })
 }
 
@@ -34,24 +34,29 @@ async fn find(
     db: &mut impl Read,
     organization: OrganizationId,
     external_id: &ExternalId,
-    lock: bool,
 ) -> Result<Option<Row>, StoreError> {
-    let query = if lock {
-        locking!(
-            "FOR UPDATE",
-            "SELECT id, rate_limit_requests, rate_limit_per_seconds, created_at, updated_at \
-             FROM identity_limits WHERE organization_id = $1 AND external_id = $2"
-        )
-    } else {
-        Query::new(
-            "SELECT id, rate_limit_requests, rate_limit_per_seconds, created_at, updated_at \
-             FROM identity_limits WHERE organization_id = $1 AND external_id = $2",
-        )
-    };
-    let query = query
-        .bind(organization.as_uuid())
-        .bind(external_id.as_str());
+    let query = Query::new(
+        "SELECT identity_id, identity_rate_limit_requests, identity_rate_limit_per_seconds, \
+         identity_created_at, identity_updated_at FROM identity_limits \
+         WHERE identity_organization_id = $1 AND identity_external_id = $2",
+    )
+    .bind(organization.as_uuid())
+    .bind(external_id.as_str());
     db.optional(query, row).await
+}
+
+/// Locks the organization's row until the transaction ends (first, before any row of the
+/// identity's, so that changes of it never deadlock), so that no credential comes to carry
+/// `external_id` (a creation, or a change of external id, which lock it too) between
+/// the change of the identity's limits and the list of credentials every node forgets.
+pub(crate) async fn lock_organization(
+    tx: &mut impl Write,
+    organization: OrganizationId,
+) -> Result<(), StoreError> {
+    let query = locking!("FOR UPDATE", "SELECT 1 FROM organizations WHERE id = $1")
+        .bind(organization.as_uuid());
+    tx.optional(query, super::exists).await?;
+    Ok(())
 }
 
 /// The identity's limits with what is left of their credits (refilled if due).
@@ -60,7 +65,7 @@ pub(crate) async fn get(
     organization: OrganizationId,
     external_id: &ExternalId,
 ) -> Result<Option<IdentityLimitsRecord>, StoreError> {
-    let Some(found) = find(tx, organization, external_id, false).await? else {
+    let Some(found) = find(tx, organization, external_id).await? else {
         return Ok(None);
     };
     let credits = super::credits::current(tx, CreditOwner::Identity(found.id)).await?;
@@ -75,6 +80,18 @@ pub(crate) async fn get(
     }))
 }
 
+/// Share-locks the organization's row until the transaction ends, for a change of a
+/// credential's external id: a change of the identity's limits waits for it, or it for that.
+pub(crate) async fn hold_organization(
+    tx: &mut impl Write,
+    organization: OrganizationId,
+) -> Result<(), StoreError> {
+    let query = locking!("FOR SHARE", "SELECT 1 FROM organizations WHERE id = $1")
+        .bind(organization.as_uuid());
+    tx.optional(query, super::exists).await?;
+    Ok(())
+}
+
 /// Sets the identity's limits (made if it had none): the rate limit in place (its state
 /// carries on), the credits in a new generation. Returns them, and the digests of the
 /// credentials they apply to, which every node forgets.
@@ -87,12 +104,16 @@ pub(crate) async fn set(
     let now = tx.now();
     let requests = limits.rate_limit.map(|limit| i64::from(limit.requests));
     let per_seconds = limits.rate_limit.map(|limit| i64::from(limit.per_seconds));
-    // Made if missing (two first settings at once: one inserts, the other waits on the
-    // unique key and finds the row), then locked until the transaction ends.
-    let insert = Query::new(
-        "INSERT INTO identity_limits (id, organization_id, external_id, rate_limit_requests, \
-         rate_limit_per_seconds, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-         ON CONFLICT (organization_id, external_id) DO NOTHING",
+    lock_organization(tx, organization).await?;
+    // Made or changed in one statement (a concurrent first setting or removal is waited for).
+    let upsert = Query::new(
+        "INSERT INTO identity_limits (identity_id, identity_organization_id, \
+         identity_external_id, identity_rate_limit_requests, identity_rate_limit_per_seconds, \
+         identity_created_at, identity_updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (identity_organization_id, identity_external_id) DO UPDATE SET \
+         identity_rate_limit_requests = excluded.identity_rate_limit_requests, \
+         identity_rate_limit_per_seconds = excluded.identity_rate_limit_per_seconds, \
+         identity_updated_at = excluded.identity_updated_at RETURNING identity_id",
     )
     .bind(Uuid::now_v7())
     .bind(organization.as_uuid())
@@ -100,20 +121,10 @@ pub(crate) async fn set(
     .bind(requests)
     .bind(per_seconds)
     .bind(now.unix_seconds());
-    tx.execute(insert).await?;
-    let id = find(tx, organization, external_id, true)
+    let id = tx
+        .optional(upsert, |row| row.uuid("identity_id"))
         .await?
-        .ok_or_else(|| decode::corrupt("identity limits just written"))?
-        .id;
-    let update = Query::new(
-        "UPDATE identity_limits SET rate_limit_requests = $2, rate_limit_per_seconds = $3, \
-         updated_at = $4 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(requests)
-    .bind(per_seconds)
-    .bind(now.unix_seconds());
-    tx.execute(update).await?;
+        .ok_or_else(|| decode::corrupt("identity limits just written"))?;
     super::credits::set(tx, CreditOwner::Identity(id), limits.credits).await?;
     let affected = forget_credentials(tx, organization, external_id).await?;
     let record = get(tx, organization, external_id)
@@ -129,17 +140,15 @@ pub(crate) async fn delete(
     organization: OrganizationId,
     external_id: &ExternalId,
 ) -> Result<Option<(IdentityLimitsRecord, Vec<KeyDigest>)>, StoreError> {
-    if find(tx, organization, external_id, true).await?.is_none() {
-        return Ok(None);
-    }
+    lock_organization(tx, organization).await?;
     let Some(record) = get(tx, organization, external_id).await? else {
         return Ok(None);
     };
     // A take waiting on the balance finds no row: no credits, which is what they now are.
-    tx.execute(Query::new("DELETE FROM credit_balances WHERE owner_id = $1").bind(record.id))
+    tx.execute(Query::new("DELETE FROM credit_balances WHERE credential_id = $1").bind(record.id))
         .await?;
-    tx.execute(Query::new("DELETE FROM identity_limits WHERE id = $1").bind(record.id))
-        .await?;
+    let delete = Query::new("DELETE FROM identity_limits WHERE identity_id = $1").bind(record.id);
+    tx.execute(delete).await?;
     tx.execute(
         Query::new("DELETE FROM rate_buckets WHERE bucket = $1")
             .bind(crate::RateBucket::identity(record.id).as_str().to_owned()),
@@ -171,19 +180,19 @@ async fn forget_credentials(
 }
 
 /// Whether `credential` is held by any limit (its own rate limit or credits, or its
-/// identity's), share-locked until the transaction ends: such a credential cannot change an
-/// identity's limits, which could free the credentials it shares them with, or itself.
+/// identity's): such a credential cannot change an identity's limits, which could free the
+/// credentials it shares them with, or itself. (The organization's row, locked by the change,
+/// keeps a credential from coming to carry an external id meanwhile.)
 pub(crate) async fn is_limited(
     tx: &mut impl Write,
     credential: CredentialId,
 ) -> Result<bool, StoreError> {
-    let query = locking!(
-        "FOR SHARE",
+    let query = Query::new(
         "SELECT 1 FROM credentials c WHERE c.id = $1 AND (c.rate_limit_requests IS NOT NULL \
-         OR EXISTS (SELECT 1 FROM credit_balances b WHERE b.owner_id = c.id \
+         OR EXISTS (SELECT 1 FROM credit_balances b WHERE b.credential_id = c.id \
          AND b.remaining IS NOT NULL) \
-         OR EXISTS (SELECT 1 FROM identity_limits l WHERE l.organization_id = c.organization_id \
-         AND l.external_id = c.external_id))"
+         OR EXISTS (SELECT 1 FROM identity_limits WHERE identity_organization_id = \
+         c.organization_id AND identity_external_id = c.external_id))",
     )
     .bind(credential.as_uuid());
     Ok(tx.optional(query, super::exists).await?.is_some())

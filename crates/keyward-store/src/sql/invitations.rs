@@ -401,10 +401,10 @@ async fn inviter_may(
             "SELECT 1 FROM credentials WHERE id = $1 AND revoked_at IS NULL \
              AND expires_at IS NULL AND rotation_ends_at IS NULL AND allowed_cidrs IS NULL \
              AND NOT EXISTS (SELECT 1 FROM credit_balances \
-             WHERE owner_id = credentials.id AND remaining IS NOT NULL) \
-             AND NOT EXISTS (SELECT 1 FROM identity_limits l \
-             WHERE l.organization_id = credentials.organization_id \
-             AND l.external_id = credentials.external_id)"
+             WHERE credential_id = credentials.id AND remaining IS NOT NULL) \
+             AND NOT EXISTS (SELECT 1 FROM identity_limits \
+             WHERE identity_organization_id = credentials.organization_id \
+             AND identity_external_id = credentials.external_id)"
         )
         .bind(credential);
         return Ok(tx.optional(query, exists).await?.is_some());

@@ -113,3 +113,22 @@ pub async fn identity_limits_are_read_with_their_credentials_and_kept_from_limit
         .unwrap();
     assert_eq!(again, None);
 }
+
+/// Settings and removals of one identity at once: each succeeds or finds nothing to remove,
+/// never an error.
+pub async fn concurrent_settings_and_removals_of_one_identity_never_fail(store: &dyn Store) {
+    let (org, _) = organization(store, "Acme").await;
+    let customer = ExternalId::parse("cus_1").unwrap();
+    let limits = IdentityLimits {
+        rate_limit: Some(RateLimit::new(5, 60).unwrap()),
+        credits: Some(CreditSettings::new(10, None).unwrap()),
+    };
+    let set = || store.set_identity_limits(&AuditContext::SYSTEM, org, &customer, limits);
+    let delete = || store.delete_identity_limits(&AuditContext::SYSTEM, org, &customer);
+    for round in 0..10 {
+        let (a, b, c, d) = tokio::join!(set(), delete(), set(), delete());
+        for result in [a.map(drop), b.map(drop), c.map(drop), d.map(drop)] {
+            assert!(result.is_ok(), "round {round}: {result:?}");
+        }
+    }
+}

@@ -140,6 +140,7 @@ contract! {
     rates::a_give_back_counts_only_while_no_other_take_came_since,
     rates::a_slow_clock_never_hands_a_fast_one_more,
     identities::identity_limits_are_read_with_their_credentials_and_kept_from_limited_keys,
+    identities::concurrent_settings_and_removals_of_one_identity_never_fail,
 }
 
 pub fn name(text: &str) -> Name {
