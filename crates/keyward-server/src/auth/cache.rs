@@ -154,6 +154,17 @@ impl CachedCredential {
             .and_then(|extras| extras.identity.as_ref())
     }
 
+    /// Whether a request with it has any rate limit to pass (one pointer test for most keys).
+    pub fn rate_limited(&self) -> bool {
+        self.extras.as_ref().is_some_and(|extras| {
+            extras.rate.is_some()
+                || extras
+                    .identity
+                    .as_ref()
+                    .is_some_and(|identity| identity.rate.is_some())
+        })
+    }
+
     /// Every rate limit a request with it must pass, each with this node's account: its own,
     /// then its identity's.
     pub fn rate_limits(&self) -> [Option<(RateLimit, &Arc<RateAccount>)>; 2] {

@@ -327,11 +327,11 @@ impl Verifier {
     /// they can decide. The stricter wins: a refusal puts back what the limits before it
     /// allowed.
     fn rates_held(&self, entry: &CachedCredential, from: Pending) -> Rates {
-        let limits = entry.rate_limits();
-        if limits.iter().all(Option::is_none) {
+        if !entry.rate_limited() {
             // Most keys: no clock read, nothing to spend.
             return Rates::Allowed(None);
         }
+        let limits = entry.rate_limits();
         let monotonic = self.clock.monotonic_nanos();
         let Pending {
             mut strictest,
