@@ -332,6 +332,7 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<UserId, StoreError> {
         in_transaction!(self, |tx| {
             organizations::active_policy(tx, link.organization).await?;
+            refuse_limited_actor(tx, audit).await?;
             let at = link.created_at;
             let user = portal::person(tx, link.organization, &link.person, at).await?;
             let before = portal::set_role(tx, link.organization, user, link.role, at).await?;
@@ -713,6 +714,7 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
             organizations::active_policy(tx, organization).await?;
+            refuse_limited_actor(tx, audit).await?;
             organizations::add_member(tx, organization, user, role, at).await?;
             let changes = audit::created(vec![("role", Value::String(role.as_str().into()))]);
             audit::record(
@@ -733,6 +735,7 @@ impl<B: Backend> Store for SqlStore<B> {
         to: Role,
     ) -> Result<MembershipChange, StoreError> {
         in_transaction!(self, |tx| {
+            refuse_limited_actor(tx, audit).await?;
             let change = organizations::change_role(tx, organization, user, from, Some(to)).await?;
             if change == MembershipChange::Done && from != to {
                 let changes = audit::changed(vec![(
@@ -1760,6 +1763,16 @@ fn identity_event(
         target_type: "identity",
         target_id: external_id.as_str().to_owned(),
         changes,
+    }
+}
+
+/// Refuses what would hand on calls (a member, a role, a portal link) when a credential with
+/// credits, or whose identity has limits, asks: checked here, in the writing transaction, as
+/// well as against the verification cache before.
+async fn refuse_limited_actor(tx: &mut impl Write, audit: &AuditContext) -> Result<(), StoreError> {
+    match &audit.actor {
+        Actor::Credential { id, .. } => credits::refuse_if_limited(tx, Some(*id)).await,
+        _ => Ok(()),
     }
 }
 

@@ -135,9 +135,9 @@ async fn save(
     Ok(())
 }
 
-/// Refuses a change of credits (or a new credential) made by a credential that has credits
-/// itself, or whose identity has limits (share-locked until the transaction ends): whatever
-/// it gave would be calls it does not have.
+/// Refuses a change of credits (or a new credential, member or portal link) made by a
+/// credential that has credits itself, or whose identity has limits: whatever it gave would
+/// be calls it does not have.
 pub(crate) async fn refuse_if_limited(
     tx: &mut impl Write,
     by: Option<CredentialId>,
@@ -158,8 +158,8 @@ pub(crate) async fn refuse_if_limited(
         return Err(StoreError::Invalid {
             field: "credits",
             message: "a credential with credits or identity limits cannot create credentials, \
-                      change credits or move credentials between identities: it would hand on \
-                      calls it does not have",
+                      change credits or external ids, add members or open portal sessions: it \
+                      would hand on calls it does not have",
         });
     }
     Ok(())

@@ -102,6 +102,7 @@ contract! {
     people::members_have_roles_and_an_organization_keeps_an_owner,
     people::sessions_carry_the_current_membership,
     people::portal_links_open_once_for_the_person_the_platform_names,
+    people::a_key_with_credits_adds_no_member_and_opens_no_portal_link,
     people::a_new_address_from_the_provider_spends_the_old_reset_links,
     people::failed_logins_are_counted_per_email_and_address,
     credentials::credentials_are_found_by_digest,

@@ -590,3 +590,55 @@ pub async fn a_new_address_from_the_provider_spends_the_old_reset_links(store: &
             .is_none()
     );
 }
+
+/// A key with credits hands on no calls: checked in the writing transaction too, whatever a
+/// node's cache believed.
+pub async fn a_key_with_credits_adds_no_member_and_opens_no_portal_link(store: &dyn Store) {
+    let (_, acme) = person(store, "ada@example.com").await;
+    let (bob, _) = person(store, "bob@example.com").await;
+    let mut new = crate::new_credential(
+        acme,
+        keyward_store::Creator::Host,
+        None,
+        "metered",
+        crate::all_scopes(),
+    );
+    new.credits = Some(keyward_core::CreditSettings::new(10, None).unwrap());
+    let key = store
+        .insert_credential(&keyward_store::AuditContext::SYSTEM, new)
+        .await
+        .unwrap()
+        .id;
+    let audit = keyward_store::AuditContext {
+        actor: keyward_store::Actor::Credential {
+            id: key,
+            hint: String::new(),
+        },
+        ..keyward_store::AuditContext::SYSTEM
+    };
+    let now = Timestamp::now();
+    let link = portal_link(
+        acme,
+        key,
+        "code-9",
+        "u-9",
+        "eve@example.com",
+        Role::Member,
+        now,
+    );
+    let opened = store.create_portal_link(&audit, link).await;
+    assert!(
+        matches!(opened, Err(StoreError::Invalid { .. })),
+        "{opened:?}"
+    );
+    let added = store.add_member(&audit, acme, bob, Role::Member, now).await;
+    assert!(
+        matches!(added, Err(StoreError::Invalid { .. })),
+        "{added:?}"
+    );
+    assert_eq!(
+        store.members(acme).await.unwrap().len(),
+        1,
+        "only its owner"
+    );
+}
