@@ -469,6 +469,17 @@ impl AppState {
                 break;
             }
         }
+        // Rate-limit states a day old: whole, as a missing one reads.
+        let now_nanos = self.config.clock.unix_nanos();
+        loop {
+            let pruned = self
+                .store
+                .prune_rate_buckets(now_nanos, PRUNE_BATCH)
+                .await?;
+            if pruned < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
         // Idempotency keys and their answers are kept a day.
         let day_ago = self
             .config

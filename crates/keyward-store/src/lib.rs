@@ -750,6 +750,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` hourly counts of hours before `before`; returns how many went.
     async fn prune_usage(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError>;
 
+    /// Deletes up to `limit` rate-limit buckets whose state is a day or more behind `now`
+    /// (Unix nanoseconds): whole, as a missing one reads (keys revoked, limits removed).
+    async fn prune_rate_buckets(&self, now: i64, limit: i64) -> Result<u64, StoreError>;
+
     async fn insert_project(
         &self,
         audit: &AuditContext,

@@ -1271,6 +1271,10 @@ impl<B: Backend> Store for SqlStore<B> {
         in_transaction!(self, |tx| usage::prune(tx, before, limit).await?)
     }
 
+    async fn prune_rate_buckets(&self, now: i64, limit: i64) -> Result<u64, StoreError> {
+        in_transaction!(self, |tx| rates::prune(tx, now, limit).await?)
+    }
+
     async fn record_audit_event(
         &self,
         audit: &AuditContext,

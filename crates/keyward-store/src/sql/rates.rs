@@ -7,6 +7,20 @@ use keyward_core::rate_limit::Take;
 use super::{Query, Write};
 use crate::{RateBucket, RateReturn, StoreError};
 
+/// Deletes up to `limit` buckets whose state is more than a day before `now` (Unix
+/// nanoseconds): whole, and as a missing row reads. Returns how many went.
+pub(crate) async fn prune(tx: &mut impl Write, now: i64, limit: i64) -> Result<u64, StoreError> {
+    // A day is the longest window: no limit's state that far back holds anything.
+    let before = now.saturating_sub(86_400 * 1_000_000_000);
+    let query = Query::new(
+        "DELETE FROM rate_buckets WHERE bucket IN \
+         (SELECT bucket FROM rate_buckets WHERE tat < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit);
+    Ok(tx.execute(query).await?)
+}
+
 /// Gives back what a node's last lease did not allow (only if no take came since, see
 /// [`RateReturn`]), then takes up to `want` requests of `limit` at `now` (Unix nanoseconds).
 /// The row is locked from the first statement to the commit, so concurrent takes on any

@@ -140,6 +140,7 @@ contract! {
     rates::concurrent_rate_takes_never_hand_out_more_than_the_burst,
     rates::a_give_back_counts_only_while_no_other_take_came_since,
     rates::a_slow_clock_never_hands_a_fast_one_more,
+    rates::rate_buckets_a_day_old_are_pruned_and_read_the_same,
     identities::identity_limits_are_read_with_their_credentials_and_kept_from_limited_keys,
     identities::concurrent_settings_and_removals_of_one_identity_never_fail,
 }

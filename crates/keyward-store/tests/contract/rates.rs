@@ -114,6 +114,49 @@ pub async fn a_slow_clock_never_hands_a_fast_one_more(store: &dyn Store) {
     assert_eq!(allowed.taken, 1);
 }
 
+/// Buckets a day behind are deleted, and read as whole as they were; newer ones stay.
+pub async fn rate_buckets_a_day_old_are_pruned_and_read_the_same(store: &dyn Store) {
+    let old = new_bucket();
+    let recent = new_bucket();
+    let limit = RateLimit::new(10, 60).unwrap();
+    assert_eq!(
+        store
+            .take_rate(&old, limit, 10, None, NOW)
+            .await
+            .unwrap()
+            .taken,
+        10
+    );
+    let later = NOW + 2 * 86_400 * SECOND;
+    assert_eq!(
+        store
+            .take_rate(&recent, limit, 10, None, later)
+            .await
+            .unwrap()
+            .taken,
+        10
+    );
+    assert_eq!(store.prune_rate_buckets(later, 100).await.unwrap(), 1);
+    assert_eq!(store.prune_rate_buckets(later, 100).await.unwrap(), 0);
+    // The pruned one is whole, as it was; the recent one is still spent.
+    assert_eq!(
+        store
+            .take_rate(&old, limit, 20, None, later)
+            .await
+            .unwrap()
+            .taken,
+        10
+    );
+    assert_eq!(
+        store
+            .take_rate(&recent, limit, 1, None, later)
+            .await
+            .unwrap()
+            .taken,
+        0
+    );
+}
+
 pub async fn concurrent_rate_takes_never_hand_out_more_than_the_burst(store: &dyn Store) {
     let bucket = new_bucket();
     let limit = RateLimit::new(50, 3_600).unwrap();
