@@ -204,18 +204,25 @@ async fn after_an_outage_no_node_accepts_a_key_revoked_on_another() {
         wait_until_ready(&a, false).await;
         assert_eq!(a.get("/v1/me", &key).await.status, StatusCode::OK, "grace");
 
-        // Node A is asked with the key all along; node B revokes it as soon as it can.
+        // Node A is asked with the key all along; node B revokes it as soon as it can. Each
+        // request notes whether A had its database back when it was sent.
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let hammer = {
-            let (client, url, key, stop) =
-                (a.client.clone(), a.url("/v1/me"), key.clone(), stop.clone());
+            let (client, url, key, stop, store) = (
+                a.client.clone(),
+                a.url("/v1/me"),
+                key.clone(),
+                stop.clone(),
+                a.store.clone(),
+            );
             tokio::spawn(async move {
                 let mut accepted = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let a_was_up = store.state().down_for.is_none();
                     let sent = Instant::now();
                     let answer = client.get(&url).bearer_auth(&key).send().await;
                     if answer.is_ok_and(|answer| answer.status() == StatusCode::OK) {
-                        accepted.push(sent);
+                        accepted.push((sent, a_was_up));
                     }
                 }
                 accepted
@@ -238,18 +245,29 @@ async fn after_an_outage_no_node_accepts_a_key_revoked_on_another() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let accepted = hammer.await.unwrap();
-        let late = accepted
+        let late: Vec<_> = accepted
             .iter()
-            .filter(|sent| **sent > revoked_at)
-            .map(|sent| *sent - revoked_at)
+            .filter(|(sent, _)| *sent > revoked_at)
+            .collect();
+        let latest = late
+            .iter()
+            .map(|(sent, _)| *sent - revoked_at)
             .max()
             .unwrap_or_default();
-        eprintln!("round {round}: node A accepted the key up to {late:?} after its revocation");
-        worst = worst.max(late);
+        eprintln!("round {round}: node A accepted the key up to {latest:?} after its revocation");
+        // A accepts the revoked key only while it still cannot reach the database (its
+        // grace, serving what it verified before); once it listens again it forgets it all.
+        // How long after B's revocation that is depends on how soon A reconnects.
+        assert!(
+            late.iter().all(|(_, a_was_up)| !a_was_up),
+            "node A accepted the key {latest:?} after its revocation with its database back"
+        );
+        worst = worst.max(latest);
         a.get("/v1/me", &key).await.problem(401, "invalid_token");
     }
+    // A reconnects within a few retry intervals of B; a loose bound, as the runner may be busy.
     assert!(
-        worst <= Duration::from_millis(100),
+        worst <= Duration::from_secs(2),
         "accepted {worst:?} after revocation"
     );
     a.store.close().await;
