@@ -234,30 +234,13 @@ impl CachedCredential {
 
     /// An entry with accounts of its own (for tests and benchmarks).
     pub fn from_record(record: CredentialRecord, now: Timestamp, catalog: &ScopeCatalog) -> Self {
-        let rate = record
-            .rate_limit
-            .map(|_| Arc::new(RateAccount::new(RateBucket::credential(record.id))));
-        let identity = record
-            .identity_limits
-            .as_ref()
-            .map(|limits| IdentityAccounts {
-                rate: limits.rate_limit.map(|limit| {
-                    let bucket = RateBucket::identity(limits.id);
-                    (limit, Arc::new(RateAccount::new(bucket)))
-                }),
-                credits: limits.credits.map(|credits| {
-                    let owner = CreditOwner::Identity(limits.id);
-                    CreditAccount::read(owner, credits.generation, credits.remaining(now))
-                }),
-            });
-        let credits = record.credits.map(|credits| {
-            CreditAccount::read(record.id, credits.generation, credits.remaining(now))
-        });
-        let shared = Shared {
-            rate,
-            credits,
-            identity,
-        };
+        // Registries of its own: the accounts outlive them, held by the entry alone.
+        let shared = Shared::of(
+            &record,
+            now,
+            &RateAccounts::default(),
+            &CreditAccounts::default(),
+        );
         Self::with_limiter(record, now, 0, shared, catalog)
     }
 
@@ -321,6 +304,41 @@ struct Shared {
     rate: Option<Arc<RateAccount>>,
     credits: Option<Arc<CreditAccount>>,
     identity: Option<IdentityAccounts>,
+}
+
+impl Shared {
+    /// The accounts `record` needs, from the registries of this node.
+    fn of(
+        record: &CredentialRecord,
+        now: Timestamp,
+        rates: &RateAccounts,
+        credits: &CreditAccounts,
+    ) -> Self {
+        let credit_account = |owner: CreditOwner, stored: &keyward_store::StoredCredits| {
+            credits.account(owner, stored.generation, stored.remaining(now))
+        };
+        Self {
+            rate: record
+                .rate_limit
+                .map(|_| rates.account(RateBucket::credential(record.id))),
+            credits: record
+                .credits
+                .as_ref()
+                .map(|stored| credit_account(record.id.into(), stored)),
+            identity: record
+                .identity_limits
+                .as_ref()
+                .map(|limits| IdentityAccounts {
+                    rate: limits
+                        .rate_limit
+                        .map(|limit| (limit, rates.account(RateBucket::identity(limits.id)))),
+                    credits: limits
+                        .credits
+                        .as_ref()
+                        .map(|stored| credit_account(CreditOwner::Identity(limits.id), stored)),
+                }),
+        }
+    }
 }
 
 enum Slot {
@@ -632,29 +650,7 @@ impl VerificationCache {
         now: Timestamp,
         generation: u64,
     ) -> Arc<CachedCredential> {
-        let shared = Shared {
-            rate: record
-                .rate_limit
-                .map(|_| self.rates.account(RateBucket::credential(record.id))),
-            identity: record
-                .identity_limits
-                .as_ref()
-                .map(|limits| IdentityAccounts {
-                    rate: limits
-                        .rate_limit
-                        .map(|limit| (limit, self.rates.account(RateBucket::identity(limits.id)))),
-                    credits: limits.credits.map(|credits| {
-                        let owner = CreditOwner::Identity(limits.id);
-                        let stored = credits.remaining(now);
-                        self.credits.account(owner, credits.generation, stored)
-                    }),
-                }),
-            credits: record.credits.map(|credits| {
-                let stored = credits.remaining(now);
-                self.credits
-                    .account(record.id.into(), credits.generation, stored)
-            }),
-        };
+        let shared = Shared::of(&record, now, &self.rates, &self.credits);
         Arc::new(CachedCredential::with_limiter(
             record,
             now,

@@ -138,20 +138,22 @@ impl RateAccount {
     }
 
     /// Decides a request the lease could not: gives back what a void lease holds and takes a
-    /// new one in one statement, then decides from it (never [`Held::Ask`]). The clock is
-    /// read once the take is this request's to make, not before it waited.
+    /// new one in one statement, then decides from it: whether the request is allowed (from
+    /// the lease), and where the limit stands. The clock is read once the take is this
+    /// request's to make, not before it waited.
     pub async fn take(
         &self,
         limit: RateLimit,
         clock: &Clock,
         store: &dyn Store,
-    ) -> Result<Held, StoreError> {
+    ) -> Result<(bool, RateStatus), StoreError> {
         let mut taking = self.taking.lock().await;
         let monotonic = clock.monotonic_nanos();
         // Another request may have taken a lease while this one waited.
-        let held = self.decide_held(limit, monotonic);
-        if held != Held::Ask {
-            return Ok(held);
+        match self.decide_held(limit, monotonic) {
+            Held::Allowed(status) => return Ok((true, status)),
+            Held::Refused(status) => return Ok((false, status)),
+            Held::Ask => {}
         }
         let give_back = self.empty(|_| true);
         let span = limit.lease_nanos();
@@ -190,15 +192,19 @@ impl RateAccount {
             };
         }
         Ok(match self.decide_held(limit, monotonic) {
+            Held::Allowed(status) => (true, status),
+            Held::Refused(status) => (false, status),
             // Nothing taken and the state not spent cannot happen (a take of at least one
             // gets one unless none conforms); refuse rather than loop.
-            Held::Ask => Held::Refused(RateStatus {
-                limit,
-                remaining: 0,
-                reset_seconds: ceil_seconds(take.reset_nanos),
-                retry_after_seconds: 1,
-            }),
-            decided => decided,
+            Held::Ask => (
+                false,
+                RateStatus {
+                    limit,
+                    remaining: 0,
+                    reset_seconds: ceil_seconds(take.reset_nanos),
+                    retry_after_seconds: 1,
+                },
+            ),
         })
     }
 

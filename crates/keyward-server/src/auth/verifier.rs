@@ -335,10 +335,6 @@ impl Verifier {
     /// they can decide. The stricter wins: a refusal puts back what the limits before it
     /// allowed.
     fn rates_held(&self, entry: &CachedCredential, from: Pending) -> Rates {
-        if !entry.rate_limited() {
-            // Most keys: no clock read, nothing to spend.
-            return Rates::Allowed(None);
-        }
         let limits = entry.rate_limits();
         let monotonic = self.clock.monotonic_nanos();
         let Pending {
@@ -428,25 +424,12 @@ impl Verifier {
                 .map_err(|error| error.to_string())
         };
         match taken {
-            Ok(held) => {
+            Ok((allowed, status)) => {
                 if self.rates_alone.swap(false, Ordering::Relaxed) {
                     tracing::info!("rate limits are shared by every node again");
                 }
-                match held {
-                    Held::Allowed(status) => (true, status, true),
-                    Held::Refused(status) => (false, status, false),
-                    // `take` never answers it; refuse rather than guess.
-                    Held::Ask => (
-                        false,
-                        RateStatus {
-                            limit,
-                            remaining: 0,
-                            reset_seconds: 1,
-                            retry_after_seconds: 1,
-                        },
-                        false,
-                    ),
-                }
+                // Allowed by a take: out of the lease.
+                (allowed, status, allowed)
             }
             Err(error) => {
                 if !self.rates_alone.swap(true, Ordering::Relaxed) {
