@@ -123,7 +123,16 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        let rest: Vec<String> = self.log.try_iter().collect();
+        // The process has gone, but the reader thread may still hold its last lines: read
+        // until it reaches the end of the pipe (and drops its sender).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut rest = Vec::new();
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            rest.push(line);
+        }
         (status, rest.join("\n"))
     }
 }
