@@ -12,6 +12,10 @@
 # - negative_data_rejection: with bodies whose fields are all optional (the PATCH bodies),
 #   schemathesis 4.32 treats every property as required and reports their omission.
 #
+# `GET /v1/keys/events` is left out: it is an event stream that stays open until the server
+# stops, which no generated request would ever see the end of (tests/it/key_events.rs covers
+# it, bad `Last-Event-ID` values included).
+#
 #   scripts/schemathesis.sh        # needs: pip install schemathesis
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +30,7 @@ checks=not_a_server_error,status_code_conformance,content_type_conformance,respo
 schemathesis run "$url/v1/openapi.json" \
   --header "Authorization: Bearer $key" \
   --checks "$checks" \
+  --exclude-path /v1/keys/events \
   --max-examples "${MAX_EXAMPLES:-100}" \
   --seed 1
 

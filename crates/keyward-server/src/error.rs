@@ -78,6 +78,12 @@ pub enum ApiError {
     RequestTimeout(u64),
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
+    /// Gateway mode: the upstream could not be reached, or broke off its answer.
+    #[error("the upstream service could not be reached")]
+    BadGateway,
+    /// Gateway mode: the upstream sent no answer within this many seconds.
+    #[error("the upstream service did not answer within {0} s")]
+    GatewayTimeout(u64),
     /// The database answers but cannot write; the reason is safe to show.
     #[error("the database cannot write ({0}); try again once it can")]
     Unwritable(&'static str),
@@ -193,6 +199,8 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable | Self::Unwritable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Idempotency(refusal) => match refusal {
                 IdempotencyRefusal::Malformed(_) => StatusCode::BAD_REQUEST,
@@ -233,6 +241,8 @@ impl ApiError {
             Self::CreditsExhausted(_) => "credits_exhausted",
             Self::Throttled { .. } => "throttled",
             Self::RequestTimeout(_) => "request_timeout",
+            Self::BadGateway => "bad_gateway",
+            Self::GatewayTimeout(_) => "gateway_timeout",
             Self::Unavailable | Self::Unwritable(_) => "unavailable",
             Self::Idempotency(refusal) => match refusal {
                 IdempotencyRefusal::Malformed(_) => "invalid_idempotency_key",

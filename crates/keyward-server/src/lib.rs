@@ -27,6 +27,7 @@ pub mod oidc;
 mod pagination;
 pub mod passwords;
 pub mod portal;
+pub mod proxy;
 pub mod rate_limit;
 pub mod secret_scanning;
 mod server;
@@ -110,6 +111,8 @@ pub struct Config {
     pub email_poll_interval: Duration,
     /// The waits between failed attempts to send an email; after the last, it is given up.
     pub email_retry_delays: Vec<Duration>,
+    /// Gateway mode (`[proxy]`): the upstream served on the proxy listener, if any.
+    pub proxy: Option<proxy::ProxyConfig>,
 }
 
 impl Default for Config {
@@ -144,6 +147,7 @@ impl Default for Config {
             smtp: None,
             email_poll_interval: Duration::from_secs(1),
             email_retry_delays: email::RETRY_DELAYS.to_vec(),
+            proxy: None,
         }
     }
 }
@@ -170,6 +174,8 @@ pub struct Shared {
     pub openapi: std::sync::OnceLock<axum::body::Bytes>,
     /// The reference page at `/docs`, likewise.
     pub reference: std::sync::OnceLock<axum::body::Bytes>,
+    /// Set when the server stops: open event streams end, so that shutdown waits for none.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -200,6 +206,7 @@ impl AppState {
             report_throttle: throttle::AddressThrottle::new(throttle::REPORTS_PER_ADDRESS),
             openapi: std::sync::OnceLock::new(),
             reference: std::sync::OnceLock::new(),
+            stopping: tokio::sync::watch::Sender::new(false),
             config,
             usage,
             verifier,
@@ -284,12 +291,32 @@ async fn every_request(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let api = request.uri().path().starts_with("/v1/");
+    around(state, request, next, api).await
+}
+
+/// Around every request of the gateway (`[proxy]`): the same, but the upstream's answers keep
+/// their own caching headers.
+async fn every_proxied_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    around(state, request, next, false).await
+}
+
+/// See [`every_request`]; `api`: the answer is Keyward's API's (`Cache-Control: no-store`).
+async fn around(
+    state: AppState,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+    api: bool,
+) -> axum::response::Response {
     let started = std::time::Instant::now();
     let mut request = request;
     let request_id = keyward_core::RequestId::next();
     request.extensions_mut().insert(request_id);
     let client_ip = client_address::resolve(&mut request, &state.config.trusted_proxies);
-    let api = request.uri().path().starts_with("/v1/");
     // Paths hold no secret (keys travel in headers and bodies only) but the one-time codes
     // of links, which are left out; the rest may be logged.
     let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
@@ -351,6 +378,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_proxy(listener, None, state, shutdown).await
+}
+
+/// As [`serve`], and serves the gateway (`config.proxy`) on `proxy_listener` too, until the
+/// same shutdown.
+pub async fn serve_with_proxy(
+    listener: TcpListener,
+    proxy_listener: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stopped.clone()));
     let pruner = tokio::spawn(prune_audit_log_periodically(state.clone()));
@@ -362,6 +400,33 @@ pub async fn serve(
         .invalidations()
         .map(|changes| tokio::spawn(follow_other_nodes(state.clone(), changes)));
     let limits = state.config.connection_limits;
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.stopping.send_replace(true);
+    };
+    let gateway = match (proxy_listener, state.config.proxy.clone()) {
+        (Some(listener), Some(config)) => {
+            // The upstream's own timeout decides first: a slow upstream is 504, not 408.
+            let limits = server::ConnectionLimits {
+                request_timeout: limits
+                    .request_timeout
+                    .max(config.timeout + Duration::from_secs(1)),
+                ..limits
+            };
+            let mut stopped = state.stopping.subscribe();
+            Some(tokio::spawn(server::accept_until(
+                listener,
+                proxy::router(state.clone(), config),
+                limits,
+                state.metrics.clone(),
+                async move {
+                    let _ = stopped.wait_for(|stopped| *stopped).await;
+                },
+            )))
+        }
+        _ => None,
+    };
     server::accept_until(
         listener,
         app(state.clone()),
@@ -370,6 +435,9 @@ pub async fn serve(
         shutdown,
     )
     .await;
+    if let Some(gateway) = gateway {
+        let _ = gateway.await;
+    }
     // Stop the periodic flush between batches (never in the middle of one), then write
     // whatever the last requests recorded; stop sending webhooks and give back the
     // deliveries under way, so that they go at once after a restart (or from another node).
@@ -423,6 +491,8 @@ async fn follow_other_nodes(
             Ok(keyward_store::Invalidation::ForgetAll) | Err(RecvError::Lagged(_)) => {
                 state.verifier.cache().clear();
             }
+            // For event streams (`GET /v1/keys/events`); the digests come as `Forget`.
+            Ok(keyward_store::Invalidation::KeyEvents(_)) => {}
             Err(RecvError::Closed) => return,
         }
     }
@@ -480,12 +550,18 @@ impl AppState {
                 break;
             }
         }
-        // Idempotency keys and their answers are kept a day.
+        // Idempotency keys and their answers are kept a day, and so is the key-event log.
         let day_ago = self
             .config
             .clock
             .now()
             .plus_seconds(-idempotency::KEEP_SECONDS);
+        loop {
+            let pruned = self.store.prune_key_events(day_ago, PRUNE_BATCH).await?;
+            if pruned < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
         loop {
             let pruned = self
                 .store

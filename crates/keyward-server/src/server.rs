@@ -247,6 +247,32 @@ impl Drop for InFlight {
     }
 }
 
+/// A response body that keeps its request in flight until it is sent (or dropped).
+struct UntilSent {
+    body: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for UntilSent {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// The client's socket, noting when bytes arrive.
 struct WatchedStream {
     stream: TcpStream,
@@ -331,8 +357,15 @@ async fn serve_connection(
                     Ok(response) => response,
                     Err(_) => Ok(request_timed_out(limits.request_timeout)),
                 };
-                drop(in_flight);
-                response
+                // In flight until its body is sent: an event stream is not an idle connection.
+                response.map(|response| {
+                    response.map(|body| {
+                        axum::body::Body::new(UntilSent {
+                            body,
+                            _in_flight: in_flight,
+                        })
+                    })
+                })
             }
         })
     };

@@ -754,6 +754,20 @@ pub trait Store: Send + Sync + 'static {
     /// (Unix nanoseconds): whole, as a missing one reads (keys revoked, limits removed).
     async fn prune_rate_buckets(&self, now: i64, limit: i64) -> Result<u64, StoreError>;
 
+    /// Up to `limit` of the organization's key events after `after`, oldest first, with the
+    /// log's bounds. Events are numbered in the order their changes committed, so a reader
+    /// that has seen event `n` has seen every earlier one.
+    async fn key_events(
+        &self,
+        organization: OrganizationId,
+        after: i64,
+        limit: i64,
+    ) -> Result<KeyEventPage, StoreError>;
+
+    /// Deletes up to `limit` key events older than `before`, oldest first; returns how many
+    /// went. A reader behind them is told so ([`KeyEventPage::pruned_through`]).
+    async fn prune_key_events(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError>;
+
     async fn insert_project(
         &self,
         audit: &AuditContext,
@@ -841,6 +855,8 @@ pub enum Invalidation {
     Forget(KeyDigest),
     /// Notifications may have been missed: forget everything.
     ForgetAll,
+    /// The organization has new key events ([`Store::key_events`]), committed.
+    KeyEvents(OrganizationId),
 }
 
 /// One credential's latest use, as flushed from memory.

@@ -1121,3 +1121,73 @@ pub enum IdempotencyClaim {
     /// This request ran already; this is what it answered.
     Answered(IdempotentAnswer),
 }
+
+/// What a change did to a credential, as the key-event log says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyChangeKind {
+    /// Revoked, directly or with its organization or project: refused for good.
+    Revoked,
+    /// Rotated: refused once its rotation's grace ends.
+    Rotated,
+    /// Its scopes, expiry, limits, networks or details changed.
+    Changed,
+    /// Its organization was suspended or resumed.
+    Suspension,
+    /// The limits shared by its identity changed.
+    IdentityLimits,
+}
+
+impl KeyChangeKind {
+    pub const ALL: [Self; 5] = [
+        Self::Revoked,
+        Self::Rotated,
+        Self::Changed,
+        Self::Suspension,
+        Self::IdentityLimits,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Rotated => "rotated",
+            Self::Changed => "changed",
+            Self::Suspension => "suspension",
+            Self::IdentityLimits => "identity_limits",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == stored)
+    }
+}
+
+/// A change that verification of a credential must follow, as a write transaction records
+/// it: every node's cache forgets the digest, and the key-event log keeps the change.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyChange<'a> {
+    pub organization: OrganizationId,
+    pub credential: CredentialId,
+    pub digest: &'a KeyDigest,
+    pub kind: KeyChangeKind,
+}
+
+/// One entry of the key-event log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyEventRecord {
+    /// Increasing in the order the changes committed.
+    pub id: i64,
+    pub credential_id: CredentialId,
+    pub change: KeyChangeKind,
+    pub at: Timestamp,
+}
+
+/// A page of an organization's key events and the log's bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyEventPage {
+    pub events: Vec<KeyEventRecord>,
+    /// Events up to this id may have been pruned: a reader behind it missed some.
+    pub pruned_through: i64,
+    /// The last event of any organization (or `pruned_through` when the log is empty): a
+    /// reader ahead of it read another log.
+    pub latest: i64,
+}

@@ -18,7 +18,7 @@ use crate::sql::audit::{self, Event};
 use crate::sql::webhooks::{self, Verb};
 use crate::sql::{
     Read, Write, credentials, credits, email, idempotency, identities, instances, invitations,
-    organizations, portal, projects, rates, sessions, sso, usage,
+    key_events, organizations, portal, projects, rates, sessions, sso, usage,
 };
 use crate::{
     Actor, AttemptRecord, AuditContext, AuditEventRecord, AuditFilter, AuthFailureCount,
@@ -26,14 +26,14 @@ use crate::{
     CredentialUsageRow, CreditLease, CreditOwner, DatabaseState, DeliveryRecord, EmailOutcome,
     IdempotencyClaim, IdempotentAnswer, IdentityLimits, IdentityLimitsRecord, InFlightLimits,
     InstanceRecord, Invalidation, InvitationAnswer, InvitationKey, InvitationRecord,
-    InvitationRefusal, Joined, LoginAttempt, LoginFailures, MemberRecord, MembershipChange,
-    MembershipRecord, NewCredential, NewEmail, NewInstance, NewInvitation, NewOrganization,
-    NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook, NextStep, OpenInvitation,
-    OrganizationChange, OrganizationChanges, OrganizationFilter, OrganizationPolicy,
-    OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption, ProjectChanges,
-    ProjectDeletion, ProjectRecord, RateBucket, RateReturn, ResetRequest, SessionRecord, SsoPerson,
-    SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, StoredCredits, UsageCount, UsageRow,
-    UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
+    InvitationRefusal, Joined, KeyEventPage, LoginAttempt, LoginFailures, MemberRecord,
+    MembershipChange, MembershipRecord, NewCredential, NewEmail, NewInstance, NewInvitation,
+    NewOrganization, NewOwner, NewPortalLink, NewProject, NewSession, NewWebhook, NextStep,
+    OpenInvitation, OrganizationChange, OrganizationChanges, OrganizationFilter,
+    OrganizationPolicy, OrganizationRecord, Page, Paged, PolicyChanges, PortalRedemption,
+    ProjectChanges, ProjectDeletion, ProjectRecord, RateBucket, RateReturn, ResetRequest,
+    SessionRecord, SsoPerson, SsoRefusal, SsoSignIn, Store, StoreError, StoreStats, StoredCredits,
+    UsageCount, UsageRow, UsageUpdate, UserRecord, WebhookChanges, WebhookRecord,
 };
 
 /// What differs between databases: how to reach them, and what a node learns from them.
@@ -1273,6 +1273,19 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn prune_rate_buckets(&self, now: i64, limit: i64) -> Result<u64, StoreError> {
         in_transaction!(self, |tx| rates::prune(tx, now, limit).await?)
+    }
+
+    async fn key_events(
+        &self,
+        organization: OrganizationId,
+        after: i64,
+        limit: i64,
+    ) -> Result<KeyEventPage, StoreError> {
+        key_events::page(&mut self.backend.reader()?, organization, after, limit).await
+    }
+
+    async fn prune_key_events(&self, before: Timestamp, limit: i64) -> Result<u64, StoreError> {
+        in_transaction!(self, |tx| key_events::prune(tx, before, limit).await?)
     }
 
     async fn record_audit_event(

@@ -229,7 +229,10 @@ pub fn load(file: &Path) -> Result<Settings, ConfigError> {
         match (key.as_str(), value) {
             // `[branding] product_name = "…"` is the option `branding_product_name`, and so
             // for every section whose options carry its name.
-            ("webhooks" | "branding" | "portal" | "oidc" | "smtp", toml::Value::Table(section)) => {
+            (
+                "webhooks" | "branding" | "portal" | "oidc" | "smtp" | "proxy",
+                toml::Value::Table(section),
+            ) => {
                 for (name, value) in section {
                     entries.push((format!("{key}_{name}"), value, line_of_key(key)));
                 }

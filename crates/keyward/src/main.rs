@@ -188,6 +188,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Serve(args) = &cli.command
+        && let Some(mistake) = args.mistake()
+    {
+        eprintln!("error: {mistake}");
+        return ExitCode::from(2);
+    }
     if let Command::Config {
         command: ConfigCommand::Check { file },
     } = &cli.command

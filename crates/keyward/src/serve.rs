@@ -354,6 +354,41 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_SMTP_FROM", value_name = "ADDRESS")]
     smtp_from: Option<String>,
 
+    /// Gateway mode: also serve the protected API on this address, forwarding each request
+    /// that the route rules allow to `--proxy-upstream`. In the configuration file:
+    /// `[proxy] listen = "127.0.0.1:8081"`, with the other `[proxy]` settings.
+    #[arg(long, env = "KEYWARD_PROXY_LISTEN", value_name = "ADDR")]
+    proxy_listen: Option<SocketAddr>,
+
+    /// The service behind the gateway: `http://host:port`, optionally with a path prefix.
+    #[arg(long, env = "KEYWARD_PROXY_UPSTREAM", value_name = "URL",
+        value_parser = parse_upstream)]
+    proxy_upstream: Option<keyward_server::proxy::Upstream>,
+
+    /// How long the upstream has to accept a connection and send its answer's head
+    /// (then 504).
+    #[arg(long, env = "KEYWARD_PROXY_TIMEOUT_SECONDS", value_name = "SECONDS",
+        default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    proxy_timeout_seconds: u64,
+
+    /// The largest request body the gateway passes on (then 413).
+    #[arg(long, env = "KEYWARD_PROXY_MAX_BODY_BYTES", value_name = "BYTES",
+        default_value_t = 10 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    proxy_max_body_bytes: u64,
+
+    /// Pass the client's `Authorization` header on to the upstream (by default it is removed:
+    /// the upstream learns who is calling from the `Keyward-*` headers, never the key).
+    #[arg(
+        long,
+        env = "KEYWARD_PROXY_KEEP_AUTHORIZATION",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    proxy_keep_authorization: bool,
+
     /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
     #[arg(
         long,
@@ -362,6 +397,16 @@ pub struct ServeArgs {
         value_name = "FILTER"
     )]
     log: String,
+}
+
+impl ServeArgs {
+    /// Options that make sense alone but not together (or not apart): a usage error.
+    pub fn mistake(&self) -> Option<&'static str> {
+        (self.proxy_listen.is_some() != self.proxy_upstream.is_some()).then_some(
+            "gateway mode needs both --proxy-listen and --proxy-upstream ([proxy] listen and \
+             upstream)",
+        )
+    }
 }
 
 /// What the platform declares: its scopes (`[[scopes]]`, after Keyward's own) and the route
@@ -493,6 +538,22 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
     let address = listener.local_addr()?;
+    let (proxy, proxy_listener) = match (args.proxy_listen, args.proxy_upstream) {
+        (Some(listen), Some(upstream)) => {
+            let proxy_listener = TcpListener::bind(listen)
+                .await
+                .map_err(|error| format!("cannot listen on {listen} (--proxy-listen): {error}"))?;
+            let proxy = keyward_server::proxy::ProxyConfig {
+                upstream,
+                timeout: Duration::from_secs(args.proxy_timeout_seconds),
+                max_body_bytes: args.proxy_max_body_bytes,
+                keep_authorization: args.proxy_keep_authorization,
+            };
+            (Some(proxy), Some(proxy_listener))
+        }
+        // Refused before (`ServeArgs::mistake`).
+        _ => (None, None),
+    };
     let config = Config {
         brand: args.brand.key_brand,
         usage_flush_interval: Duration::from_secs(args.last_used_flush_seconds),
@@ -532,6 +593,7 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
         }),
         oidc: oidc.clone(),
         smtp,
+        proxy: proxy.clone(),
         ..Config::default()
     };
     if let Some(oidc) = oidc {
@@ -544,9 +606,13 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
     // Listen for SIGTERM before saying we listen: a supervisor may stop us at once.
     let shutdown = shutdown_signal()?;
     tracing::info!("keyward listening on http://{address}");
+    if let (Some(proxy), Some(listener)) = (&proxy, &proxy_listener) {
+        let gateway = listener.local_addr()?;
+        tracing::info!(upstream = %proxy.upstream, "gateway listening on http://{gateway}");
+    }
     let state = AppState::new(store.clone(), config);
     tokio::spawn(report_unknown_scopes(state.clone()));
-    let served = keyward_server::serve(listener, state, shutdown).await;
+    let served = keyward_server::serve_with_proxy(listener, proxy_listener, state, shutdown).await;
     store.close().await;
     served?;
     tracing::info!("keyward stopped");
@@ -701,4 +767,8 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })
+}
+
+fn parse_upstream(url: &str) -> Result<keyward_server::proxy::Upstream, String> {
+    keyward_server::proxy::Upstream::parse(url)
 }

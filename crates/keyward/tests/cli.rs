@@ -351,6 +351,106 @@ async fn route_rules_in_the_configuration_file_decide_forward_authentication() {
     assert_eq!(decide("DELETE").await.unwrap().status(), 403);
 }
 
+/// `[proxy]` in the configuration file: the node also serves the protected upstream.
+#[tokio::test]
+async fn the_proxy_section_puts_a_gateway_in_front_of_an_upstream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new().unwrap();
+    let url = database_url(&dir);
+    let key = bootstrap_json(&url, "Acme", "ada@example.com")["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The upstream: answers one request with a fixed body and hands over what it read.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_address = upstream.local_addr().unwrap();
+    let served = tokio::spawn(async move {
+        let (mut connection, _) = upstream.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !head.windows(4).any(|end| end == b"\r\n\r\n") {
+            let n = connection.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the request head ended early");
+            head.extend_from_slice(&buffer[..n]);
+        }
+        connection
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nupstream")
+            .await
+            .unwrap();
+        String::from_utf8(head).unwrap()
+    });
+    let gateway = free_port();
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{url}\"\n\n\
+             [proxy]\nlisten = \"127.0.0.1:{gateway}\"\nupstream = \"http://{upstream_address}\"\n\
+             timeout_seconds = 5\n\n\
+             [[routes]]\nmethods = [\"GET\"]\npath = \"/status/*\"\nscopes = []\n"
+        ),
+    )
+    .unwrap();
+    let mut command = keyward();
+    command.arg("serve");
+    let mut server = Server::spawn(command, &dir);
+    let client = reqwest::Client::new();
+    let through = format!("http://127.0.0.1:{gateway}/status/health");
+    let refused = client.get(&through).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let passed = client.get(&through).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(passed.status(), 200);
+    assert_eq!(passed.text().await.unwrap(), "upstream");
+    let head = served.await.unwrap().to_lowercase();
+    assert!(
+        head.starts_with("get /status/health http/1.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("keyward-key-id: key_"), "{head}");
+    assert!(!head.contains("authorization"), "{head}");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+
+    // One of the two alone is a mistake, said at start.
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        format!("database_url = \"{url}\"\n[proxy]\nlisten = \"127.0.0.1:{gateway}\"\n"),
+    )
+    .unwrap();
+    let output = keyward()
+        .arg("serve")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("--proxy-upstream"),
+        "{}",
+        text(&output.stderr)
+    );
+    // And an upstream that is not plain http names its line.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[proxy]\nlisten = \"127.0.0.1:1\"\nupstream = \"https://api.internal\"\n",
+    )
+    .unwrap();
+    let output = keyward()
+        .args(["config", "check", "bad.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).starts_with("error: bad.toml:1: `proxy_upstream`"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stderr).contains("plain http"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
 #[tokio::test]
 async fn platform_scopes_from_the_configuration_file_reach_keys_routes_and_the_client() {
     let dir = TempDir::new().unwrap();

@@ -205,7 +205,7 @@ pub(super) async fn forward_auth_by_path(
 /// Whether the key may make `method` `uri` by the route rules, spending the matched rule's
 /// `cost` of its credits if it passes; counted in the key's usage under the rule's name when
 /// it has one, a 403 `forbidden` as such.
-async fn decide(
+pub(crate) async fn decide(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,

@@ -8,11 +8,12 @@ mod audit_events;
 mod credential_body;
 mod credential_endpoints;
 mod credentials_revoke;
-mod forward_auth;
+pub(crate) mod forward_auth;
 mod health;
 mod identities;
 mod instances;
 mod introspect;
+mod key_events;
 mod keys_verify;
 mod me;
 mod members;
@@ -87,6 +88,7 @@ fn routes() -> ApiRoutes {
         .merge(usage::router())
         .merge(instances::router())
         .merge(keys_verify::router())
+        .merge(key_events::router())
         .merge(introspect::router())
         .merge(forward_auth::router())
         .merge(me::router())

@@ -27,6 +27,8 @@ pub fn all_scope_names() -> ScopeNames {
 /// A running server with its own database.
 pub struct TestApp {
     pub address: SocketAddr,
+    /// The gateway's address, when the config has `proxy`.
+    pub proxy_address: Option<SocketAddr>,
     pub store: Arc<dyn Store>,
     pub client: reqwest::Client,
     pub dir: TempDir,
@@ -43,6 +45,7 @@ pub struct Org {
 }
 
 /// An HTTP answer, read whole.
+#[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
@@ -156,12 +159,23 @@ impl TestApp {
         } else {
             config
         };
+        let proxy = match config.proxy {
+            Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            None => None,
+        };
+        let proxy_address = proxy.as_ref().map(|proxy| proxy.local_addr().unwrap());
         let state = AppState::new(store.clone(), config);
-        let server = tokio::spawn(keyward_server::serve(listener, state.clone(), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(keyward_server::serve_with_proxy(
+            listener,
+            proxy,
+            state.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             address,
+            proxy_address,
             store,
             client: reqwest::Client::new(),
             dir,

@@ -129,6 +129,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "identity_limits",
         sql: include_str!("../../migrations/postgres/0024_identity_limits.sql"),
     },
+    Migration {
+        version: 25,
+        name: "key_events",
+        sql: include_str!("../../migrations/postgres/0025_key_events.sql"),
+    },
 ];
 
 /// Any number; the same on every node.
@@ -138,6 +143,7 @@ pub(super) async fn run(pool: &PgPool, now: keyward_core::Timestamp) -> Result<(
     let mut tx = super::Tx {
         tx: pool.begin().await?,
         now,
+        events: Vec::new(),
     };
     let lock = Query::new("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK);
     tx.execute(lock).await?;

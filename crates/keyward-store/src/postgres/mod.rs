@@ -21,21 +21,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use keyward_core::{KeyDigest, Timestamp};
+use keyward_core::{KeyDigest, OrganizationId, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::broadcast;
 
 use crate::migrate::Script;
-use crate::sql::{Query, Write, sqlx_bind, sqlx_read};
+use crate::sql::{Query, Write, key_events, sqlx_bind, sqlx_read};
 use crate::store::{Backend, SqlStore};
-use crate::{Clock, DatabaseState, Invalidation, StoreError};
+use crate::{Clock, DatabaseState, Invalidation, KeyChange, StoreError};
 
 /// The store on PostgreSQL.
 pub(crate) type PgStore = SqlStore<PgBackend>;
 
 /// The channel every node listens on; payloads are hex SHA-256 digests.
 pub(crate) const INVALIDATION_CHANNEL: &str = "keyward_invalidations";
+/// Carries the id of an organization with new key events, at their commit.
+const KEY_EVENTS_CHANNEL: &str = "keyward_key_events";
+/// Held by a transaction from taking its key events' ids to its commit; any number, the
+/// same on every node.
+const KEY_EVENTS_LOCK: i64 = 0x006b_6579_6576_6e74;
 /// How long a request waits for a connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_CONNECTIONS: u32 = 10;
@@ -215,7 +220,9 @@ async fn listen(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
         .connect_lazy_with(options.clone());
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.eager_reconnect(false);
-    listener.listen(INVALIDATION_CHANNEL).await?;
+    listener
+        .listen_all([INVALIDATION_CHANNEL, KEY_EVENTS_CHANNEL])
+        .await?;
     Ok(listener)
 }
 
@@ -290,8 +297,14 @@ async fn listen_until_lost(
             _ = &mut *stop => return Interrupted::Stopped,
             received = listener.try_recv() => match received {
                 Ok(Some(notification)) => {
-                    let change = parse_digest(notification.payload())
-                        .map_or(Invalidation::ForgetAll, Invalidation::Forget);
+                    let payload = notification.payload();
+                    let change = if notification.channel() == KEY_EVENTS_CHANNEL {
+                        uuid::Uuid::parse_str(payload).map_or(Invalidation::ForgetAll, |id| {
+                            Invalidation::KeyEvents(OrganizationId::from_uuid(id))
+                        })
+                    } else {
+                        parse_digest(payload).map_or(Invalidation::ForgetAll, Invalidation::Forget)
+                    };
                     let _ = sender.send(change);
                     false
                 }
@@ -340,6 +353,7 @@ impl Backend for PgBackend {
         Ok(Tx {
             tx,
             now: self.health.clock.now(),
+            events: Vec::new(),
         })
     }
 
@@ -347,7 +361,7 @@ impl Backend for PgBackend {
     where
         Self: 'a,
     {
-        Ok(tx.tx.commit().await?)
+        tx.commit().await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -401,6 +415,8 @@ impl Reader<'_> {
 pub(crate) struct Tx {
     tx: Transaction<'static, Postgres>,
     now: Timestamp,
+    /// Key events to write at the commit.
+    events: Vec<key_events::Pending>,
 }
 
 sqlx_read!(
@@ -427,9 +443,11 @@ impl Write for Tx {
     }
 
     /// Publishes the digest (hex) on [`INVALIDATION_CHANNEL`]; PostgreSQL delivers it to
-    /// every listening node when, and only if, the transaction commits.
-    async fn forget_on_commit(&mut self, digest: &KeyDigest) -> Result<(), StoreError> {
-        let hex: String = digest
+    /// every listening node when, and only if, the transaction commits. The key event is
+    /// written at the commit ([`Tx::commit`]).
+    async fn forget_on_commit(&mut self, change: KeyChange<'_>) -> Result<(), StoreError> {
+        let hex: String = change
+            .digest
             .as_bytes()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -438,7 +456,31 @@ impl Write for Tx {
             .bind(INVALIDATION_CHANNEL)
             .bind(hex);
         self.execute(notify).await?;
+        self.events.push(key_events::Pending::from(&change));
         Ok(())
+    }
+}
+
+impl Tx {
+    /// Commits. A transaction with key events takes their ids last, under a lock held to
+    /// the commit, so that ids increase in commit order: a reader that has seen an event
+    /// has seen every one before it. The lock is taken after every other lock the
+    /// transaction holds, and nothing else waits while holding it, so it cannot deadlock.
+    async fn commit(mut self) -> Result<(), StoreError> {
+        let events = std::mem::take(&mut self.events);
+        if !events.is_empty() {
+            self.execute(Query::new("SELECT pg_advisory_xact_lock($1)").bind(KEY_EVENTS_LOCK))
+                .await?;
+            let now = self.now;
+            key_events::insert(&mut self, &events, now).await?;
+            for organization in key_events::organizations(&events) {
+                let notify = Query::new("SELECT pg_notify($1, $2)")
+                    .bind(KEY_EVENTS_CHANNEL)
+                    .bind(organization.as_uuid().to_string());
+                self.execute(notify).await?;
+            }
+        }
+        Ok(self.tx.commit().await?)
     }
 }
 

@@ -10,8 +10,8 @@ use super::{Columns, Query, Read, Write, locking};
 use crate::decode::{self, corrupt, timestamp};
 use crate::error::credential_insert_error;
 use crate::{
-    Creator, CredentialChanges, CredentialFilter, CredentialRecord, CreditChange, NewCredential,
-    Page, Paged, Rotation, StoreError, UsageUpdate,
+    Creator, CredentialChanges, CredentialFilter, CredentialRecord, CreditChange, KeyChange,
+    KeyChangeKind, NewCredential, Page, Paged, Rotation, StoreError, UsageUpdate,
 };
 
 macro_rules! select_credentials {
@@ -248,7 +248,7 @@ pub(crate) async fn rotate(
     .bind(organization.as_uuid())
     .bind(old.as_uuid());
     tx.execute(query).await?;
-    let Some(rotated) = changed(tx, organization, old).await? else {
+    let Some(rotated) = changed(tx, organization, old, KeyChangeKind::Rotated).await? else {
         return Ok(None);
     };
     Ok(Some((rotated, replacement)))
@@ -295,15 +295,23 @@ pub(crate) async fn by_id(
     db.optional(query, decode).await
 }
 
-/// Reads the credential again after a change and, if it exists, has every node forget it.
+/// Reads the credential again after a change and, if it exists, has every node forget it
+/// and logs the change.
 async fn changed(
     tx: &mut impl Write,
     organization: OrganizationId,
     id: CredentialId,
+    kind: KeyChangeKind,
 ) -> Result<Option<CredentialRecord>, StoreError> {
     let record = get(tx, organization, id).await?;
     if let Some(record) = &record {
-        tx.forget_on_commit(&record.digest).await?;
+        tx.forget_on_commit(KeyChange {
+            organization,
+            credential: id,
+            digest: &record.digest,
+            kind,
+        })
+        .await?;
     }
     Ok(record)
 }
@@ -383,7 +391,7 @@ pub(crate) async fn update(
         }
         Some(CreditChange::Add(_)) => {}
     }
-    changed(tx, organization, id).await
+    changed(tx, organization, id, KeyChangeKind::Changed).await
 }
 
 /// What a report of an exposed key changed.
@@ -444,7 +452,11 @@ pub(crate) async fn expose(
     .bind(revoke)
     .bind(before.id.as_uuid());
     tx.execute(query).await?;
-    let after = changed(tx, before.organization_id, before.id).await?;
+    let kind = match revoke {
+        true => KeyChangeKind::Revoked,
+        false => KeyChangeKind::Changed,
+    };
+    let after = changed(tx, before.organization_id, before.id, kind).await?;
     Ok(after.map(|record| match flagged_before {
         true => Exposure::Revoked(record),
         false => Exposure::Marked(record),
@@ -483,7 +495,7 @@ pub(crate) async fn revoke(
     .bind(id.as_uuid())
     .bind(id.kind().as_str());
     tx.execute(query).await?;
-    changed(tx, organization, id).await
+    changed(tx, organization, id, KeyChangeKind::Revoked).await
 }
 
 pub(crate) async fn scope_usage(

@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::{Columns, Query, Read, Write, locking};
 use crate::decode::{self, timestamp};
-use crate::{CreditOwner, IdentityLimits, IdentityLimitsRecord, StoreError};
+use crate::{
+    CreditOwner, IdentityLimits, IdentityLimitsRecord, KeyChange, KeyChangeKind, StoreError,
+};
 
 /// The row, without its credits.
 struct Row {
@@ -166,17 +168,30 @@ async fn forget_credentials(
     external_id: &ExternalId,
 ) -> Result<Vec<KeyDigest>, StoreError> {
     let query = Query::new(
-        "SELECT secret_sha256 FROM credentials WHERE organization_id = $1 AND external_id = $2",
+        "SELECT id, kind, secret_sha256 FROM credentials \
+         WHERE organization_id = $1 AND external_id = $2",
     )
     .bind(organization.as_uuid())
     .bind(external_id.as_str());
-    let digests = tx
-        .all(query, |row| decode::digest(row.bytes("secret_sha256")?))
+    let credentials = tx
+        .all(query, |row| {
+            let kind = decode::kind(&row.text("kind")?)?;
+            Ok((
+                CredentialId::from_uuid(row.uuid("id")?, kind),
+                decode::digest(row.bytes("secret_sha256")?)?,
+            ))
+        })
         .await?;
-    for digest in &digests {
-        tx.forget_on_commit(digest).await?;
+    for (credential, digest) in &credentials {
+        tx.forget_on_commit(KeyChange {
+            organization,
+            credential: *credential,
+            digest,
+            kind: KeyChangeKind::IdentityLimits,
+        })
+        .await?;
     }
-    Ok(digests)
+    Ok(credentials.into_iter().map(|(_, digest)| digest).collect())
 }
 
 /// Whether `credential` is held by any limit (its own rate limit or credits, or its

@@ -15,6 +15,7 @@ pub(crate) mod idempotency;
 pub(crate) mod identities;
 pub(crate) mod instances;
 pub(crate) mod invitations;
+pub(crate) mod key_events;
 pub(crate) mod organizations;
 pub(crate) mod portal;
 pub(crate) mod projects;
@@ -30,7 +31,7 @@ use std::future::Future;
 use keyward_core::KeyDigest;
 use uuid::Uuid;
 
-use crate::StoreError;
+use crate::{KeyChange, StoreError};
 
 /// A statement parameter. The `Opt…` variants keep the type of a NULL, which PostgreSQL needs.
 #[derive(Clone, Debug)]
@@ -191,11 +192,12 @@ pub(crate) trait Write: Read {
         query: Query<'_>,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 
-    /// Tells every node's verification cache to forget the credential with this digest once
-    /// the transaction commits. Only stores shared by several nodes need to.
+    /// Records a change verification must follow: once the transaction commits, every
+    /// node's verification cache forgets the credential (this node's is told by its caller),
+    /// and the key-event log has the change, numbered after every change committed before.
     fn forget_on_commit(
         &mut self,
-        digest: &KeyDigest,
+        change: KeyChange<'_>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

@@ -6,8 +6,8 @@ use super::{Columns, Query, Read, Write, locking};
 use crate::decode::{role, timestamp};
 use crate::error::conflict_on_unique;
 use crate::{
-    MemberRecord, MembershipChange, MembershipRecord, NewOrganization, NewOwner,
-    OrganizationFilter, OrganizationPolicy, OrganizationRecord, Page, Paged, StoreError,
+    KeyChange, KeyChangeKind, MemberRecord, MembershipChange, MembershipRecord, NewOrganization,
+    NewOwner, OrganizationFilter, OrganizationPolicy, OrganizationRecord, Page, Paged, StoreError,
     UserRecord,
 };
 
@@ -420,24 +420,36 @@ pub(crate) async fn set_suspended(
         .bind(id.as_uuid());
     tx.execute(query).await?;
     let query = Query::new(
-        "SELECT secret_sha256 FROM credentials WHERE organization_id = $1 AND revoked_at IS NULL",
+        "SELECT id, kind, secret_sha256 FROM credentials \
+         WHERE organization_id = $1 AND revoked_at IS NULL",
     )
     .bind(id.as_uuid());
-    let digests = tx
-        .all(query, |row| {
-            crate::decode::digest(row.bytes("secret_sha256")?)
+    let credentials = tx.all(query, revoked).await?;
+    for credential in &credentials {
+        tx.forget_on_commit(KeyChange {
+            organization: id,
+            credential: credential.id,
+            digest: &credential.digest,
+            kind: KeyChangeKind::Suspension,
         })
         .await?;
-    for digest in &digests {
-        tx.forget_on_commit(digest).await?;
     }
-    Ok(digests)
+    Ok(credentials.into_iter().map(|c| c.digest).collect())
 }
 
 /// One credential an organization's deletion revoked.
 pub(crate) struct Revoked {
     pub id: keyward_core::CredentialId,
     pub digest: KeyDigest,
+}
+
+/// Reads `id`, `kind` and `secret_sha256`.
+fn revoked(row: &dyn Columns) -> Result<Revoked, StoreError> {
+    let kind = crate::decode::kind(&row.text("kind")?)?;
+    Ok(Revoked {
+        id: keyward_core::CredentialId::from_uuid(row.uuid("id")?, kind),
+        digest: crate::decode::digest(row.bytes("secret_sha256")?)?,
+    })
 }
 
 /// Deletes the organization (the row locked by the caller): revokes every credential it
@@ -454,17 +466,15 @@ pub(crate) async fn delete(
     )
     .bind(at.unix_seconds())
     .bind(id.as_uuid());
-    let revoked = tx
-        .all(revoke, |row| {
-            let kind = crate::decode::kind(&row.text("kind")?)?;
-            Ok(Revoked {
-                id: keyward_core::CredentialId::from_uuid(row.uuid("id")?, kind),
-                digest: crate::decode::digest(row.bytes("secret_sha256")?)?,
-            })
+    let revoked = tx.all(revoke, revoked).await?;
+    for credential in &revoked {
+        tx.forget_on_commit(KeyChange {
+            organization: id,
+            credential: credential.id,
+            digest: &credential.digest,
+            kind: KeyChangeKind::Revoked,
         })
         .await?;
-    for credential in &revoked {
-        tx.forget_on_commit(&credential.digest).await?;
     }
     // Every statement binds the organization as `$1`.
     for sql in [

@@ -9,8 +9,8 @@ use super::{Columns, Query, Read, Write, locking};
 use crate::decode::{self, timestamp};
 use crate::error::conflict_on_unique;
 use crate::{
-    NewProject, Page, Paged, ProjectChanges, ProjectDeletion, ProjectRecord, RevokedToken,
-    StoreError,
+    KeyChange, KeyChangeKind, NewProject, Page, Paged, ProjectChanges, ProjectDeletion,
+    ProjectRecord, RevokedToken, StoreError,
 };
 
 macro_rules! select_projects {
@@ -161,7 +161,13 @@ pub(crate) async fn delete(
     .bind(id.as_uuid());
     let revoked_tokens = tx.all(revoke, revoked_token).await?;
     for token in &revoked_tokens {
-        tx.forget_on_commit(&token.digest).await?;
+        tx.forget_on_commit(KeyChange {
+            organization,
+            credential: token.id,
+            digest: &token.digest,
+            kind: KeyChangeKind::Revoked,
+        })
+        .await?;
     }
     let delete =
         Query::new("UPDATE projects SET deleted_at = $1 WHERE id = $2").bind(at.unix_seconds());

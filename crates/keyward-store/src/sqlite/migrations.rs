@@ -144,6 +144,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "identity_limits",
         sql: include_str!("../../migrations/sqlite/0027_identity_limits.sql"),
     },
+    Migration {
+        version: 28,
+        name: "key_events",
+        sql: include_str!("../../migrations/sqlite/0028_key_events.sql"),
+    },
 ];
 
 pub(super) async fn run(

@@ -16,14 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use keyward_core::{KeyDigest, Timestamp};
+use keyward_core::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlitePool, Transaction};
+use tokio::sync::broadcast;
 
 use crate::migrate::Script;
-use crate::sql::{Query, Write, sqlx_bind, sqlx_read};
+use crate::sql::{Query, Write, key_events, sqlx_bind, sqlx_read};
 use crate::store::{Backend, SqlStore};
-use crate::{Clock, StoreError};
+use crate::{Clock, Invalidation, KeyChange, StoreError};
 use readers::Readers;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +40,8 @@ pub(crate) struct SqliteBackend {
     writer: SqlitePool,
     writer_health: WriterHealth,
     readers: Readers,
+    /// Tells this node of committed key events (one node per file: nobody else writes).
+    key_events: broadcast::Sender<Invalidation>,
 }
 
 impl SqliteBackend {
@@ -78,11 +81,14 @@ impl SqliteBackend {
             writer,
             writer_health,
             readers,
+            key_events: broadcast::channel(1024).0,
         }))
     }
 
     async fn write(&self) -> Result<WriteTx<'_>, StoreError> {
-        WriteTx::begin(&self.writer, &self.writer_health, self.clock.now()).await
+        let mut tx = WriteTx::begin(&self.writer, &self.writer_health, self.clock.now()).await?;
+        tx.key_events = Some(&self.key_events);
+        Ok(tx)
     }
 
     /// After a failed write, whether the database can write again: rewrites one row.
@@ -123,6 +129,9 @@ pub(crate) struct WriteTx<'s> {
     tx: Transaction<'static, sqlx::Sqlite>,
     unfinished: Unfinished<'s>,
     now: Timestamp,
+    /// Key events to write at the commit, and whom to tell once they are committed.
+    events: Vec<key_events::Pending>,
+    key_events: Option<&'s broadcast::Sender<Invalidation>>,
 }
 
 /// Marks the write failed when dropped; `commit` disarms it.
@@ -154,6 +163,8 @@ impl<'s> WriteTx<'s> {
                 tx,
                 unfinished: Unfinished(health),
                 now,
+                events: Vec::new(),
+                key_events: None,
             }),
             Err(error) => {
                 health.failed();
@@ -162,13 +173,29 @@ impl<'s> WriteTx<'s> {
         }
     }
 
-    async fn commit(self) -> Result<(), StoreError> {
-        let WriteTx { tx, unfinished, .. } = self;
+    async fn commit(mut self) -> Result<(), StoreError> {
+        let events = std::mem::take(&mut self.events);
+        if !events.is_empty() {
+            // SQLite has one writer: ids increase in commit order.
+            let now = self.now;
+            key_events::insert(&mut self, &events, now).await?;
+        }
+        let WriteTx {
+            tx,
+            unfinished,
+            key_events: wakes,
+            ..
+        } = self;
         let health = unfinished.0;
         std::mem::forget(unfinished);
         match tx.commit().await {
             Ok(()) => {
                 health.last_write_failed.store(false, Ordering::SeqCst);
+                if let Some(wakes) = wakes {
+                    for organization in key_events::organizations(&events) {
+                        let _ = wakes.send(Invalidation::KeyEvents(organization));
+                    }
+                }
                 Ok(())
             }
             Err(error) => {
@@ -237,6 +264,10 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
+    fn invalidations(&self) -> Option<broadcast::Receiver<Invalidation>> {
+        Some(self.key_events.subscribe())
+    }
+
     async fn close(&self) {
         // Readers first: the last connection to close checkpoints the WAL into the file.
         self.readers.close();
@@ -263,8 +294,10 @@ impl Write for WriteTx<'_> {
         Ok(done.rows_affected())
     }
 
-    /// One node per SQLite file: its cache is told directly.
-    async fn forget_on_commit(&mut self, _: &KeyDigest) -> Result<(), StoreError> {
+    /// One node per SQLite file: its cache is told directly; the key event is written at
+    /// the commit.
+    async fn forget_on_commit(&mut self, change: KeyChange<'_>) -> Result<(), StoreError> {
+        self.events.push(key_events::Pending::from(&change));
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ mod credits;
 mod idempotency;
 mod identities;
 mod invitations;
+mod key_events;
 mod organizations;
 mod people;
 mod postgres_specific;
@@ -143,6 +144,8 @@ contract! {
     rates::rate_buckets_a_day_old_are_pruned_and_read_the_same,
     identities::identity_limits_are_read_with_their_credentials_and_kept_from_limited_keys,
     identities::concurrent_settings_and_removals_of_one_identity_never_fail,
+    key_events::key_events_are_numbered_in_commit_order_and_a_reader_misses_none,
+    key_events::key_events_name_the_change_and_are_pruned_behind_a_horizon,
 }
 
 pub fn name(text: &str) -> Name {

@@ -63,7 +63,7 @@ async fn migrations_run_once_even_when_nodes_start_together() {
         .fetch_all(&mut connection)
         .await
         .unwrap();
-    assert_eq!(versions, (1..=24).collect::<Vec<i64>>());
+    assert_eq!(versions, (1..=25).collect::<Vec<i64>>());
     connection.close().await.unwrap();
     for store in [a, b, db.store] {
         store.close().await;
@@ -82,7 +82,7 @@ async fn an_edited_migration_is_refused() {
             .fetch_all(&mut connection)
             .await
             .unwrap();
-    assert!(checksums.len() == 24 && checksums.iter().all(|c| c.len() == 64));
+    assert!(checksums.len() == 25 && checksums.iter().all(|c| c.len() == 64));
     sqlx::query("ALTER TABLE keyward_migrations DROP COLUMN checksum")
         .execute(&mut connection)
         .await
@@ -141,6 +141,8 @@ async fn changes_reach_every_node_as_notifications() {
         next(&mut received).await,
         Invalidation::Forget(record.digest)
     );
+    // Then, at the commit, the organization's new key event.
+    assert_eq!(next(&mut received).await, Invalidation::KeyEvents(org));
     db.store
         .revoke_credential(
             &keyward_store::AuditContext::SYSTEM,
@@ -154,6 +156,8 @@ async fn changes_reach_every_node_as_notifications() {
         next(&mut received).await,
         Invalidation::Forget(record.digest)
     );
+    // Then, at the commit, the organization's new key event.
+    assert_eq!(next(&mut received).await, Invalidation::KeyEvents(org));
     other_node.close().await;
     db.store.close().await;
 }

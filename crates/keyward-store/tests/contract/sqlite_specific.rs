@@ -63,7 +63,7 @@ async fn migrations_run_once_and_refuse_a_newer_schema() {
         .fetch_all(&mut connection)
         .await
         .unwrap();
-    assert_eq!(versions, (1..=27).collect::<Vec<i64>>());
+    assert_eq!(versions, (1..=28).collect::<Vec<i64>>());
     sqlx::query(
         "INSERT INTO keyward_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
     )
@@ -89,7 +89,7 @@ async fn an_edited_migration_is_refused_and_older_databases_get_checksums() {
             .fetch_all(&mut connection)
             .await
             .unwrap();
-    assert_eq!(checksums.len(), 27);
+    assert_eq!(checksums.len(), 28);
     assert!(checksums.iter().all(|c| c.len() == 64), "{checksums:?}");
 
     // A database from before checksums: they are recorded on the next start.

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Gateway mode against the same upstream reached directly: the price of putting Keyward's
+# `[proxy]` in front of a service. The upstream is Debian's nginx (one worker) answering a
+# fixed 200; it also serves, on a second port, a plain nginx reverse proxy to itself (no
+# check), for comparison with any proxy hop. Keyward (release build) runs with one route
+# rule and `--proxy-upstream` at the upstream; every request through it carries a key that
+# is verified from the cache, decided by the rule, and forwarded on a kept-alive connection.
+# The same wrk run against each, interleaved; prints req/s, p50 and p99 and the ratios to
+# the upstream reached directly.
+#
+#   bench/proxy.sh
+#   DURATION=30s ROUNDS=5 bench/proxy.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-32}
+NGINX=${NGINX:-/usr/sbin/nginx}
+
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+[ -x "$NGINX" ] || { echo "nginx is needed: apt-get install nginx" >&2; exit 1; }
+cargo build --release --quiet --bin keyward
+bin=target/release/keyward
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+upstream=$(free_port); plain=$(free_port); gateway=$(free_port)
+
+. scripts/start-server.sh
+start_server_with_routes '[[scopes]]
+name = "pages:read"
+description = "Read the pages of the protected service."
+
+[[routes]]
+methods = ["GET"]
+path = "/*"
+scopes = ["pages:read"]' --proxy-listen "127.0.0.1:$gateway" --proxy-upstream "http://127.0.0.1:$upstream"
+key=$(bootstrap_key Gateway gateway@example.com)
+
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  upstream service { server 127.0.0.1:$upstream; keepalive 64; }
+  server { listen 127.0.0.1:$upstream; location / { return 200 "ok\n"; } }
+  server {
+    listen 127.0.0.1:$plain;
+    location / {
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://service;
+    }
+  }
+}
+CONF
+"$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+nginx_pid=$!
+trap 'kill $nginx_pid 2>/dev/null; stop_server' EXIT
+for _ in $(seq 100); do
+  curl -sf -o /dev/null "http://127.0.0.1:$upstream/" && break
+  sleep 0.1
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/x")
+[ "$code" = 200 ] || { echo "the gateway answered $code" >&2; cat "$work/serve.log" >&2; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gateway/x")
+[ "$code" = 401 ] || { echo "the gateway let a request without a key through ($code)" >&2; exit 1; }
+
+run() {
+  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | awk '
+    function micros(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v * 1000 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000000 }
+      return v
+    }
+    $1 == "50%" { p50 = micros($2) }
+    $1 == "99%" { p99 = micros($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    $1 == "Non-2xx" { bad = $NF }
+    END {
+      if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
+      printf "%s %s %s\n", rps, p50, p99
+    }'
+}
+
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, interleaved"
+: >"$work/results"
+for round in $(seq "$ROUNDS"); do
+  echo "direct $(run "http://127.0.0.1:$upstream/x")" >>"$work/results"
+  echo "plain $(run "http://127.0.0.1:$plain/x")" >>"$work/results"
+  echo "keyward $(run -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/x")" >>"$work/results"
+  echo "  round $round done"
+done
+awk '
+  { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4 }
+  END {
+    printf "\n%-40s %10s %9s %9s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs"
+    printf "%-40s %10.0f %9.1f %9.1f\n", "upstream, directly", rps["direct"]/n["direct"], p50["direct"]/n["direct"], p99["direct"]/n["direct"]
+    printf "%-40s %10.0f %9.1f %9.1f\n", "nginx proxy (no check) -> upstream", rps["plain"]/n["plain"], p50["plain"]/n["plain"], p99["plain"]/n["plain"]
+    printf "%-40s %10.0f %9.1f %9.1f\n", "Keyward gateway -> upstream", rps["keyward"]/n["keyward"], p50["keyward"]/n["keyward"], p99["keyward"]/n["keyward"]
+    d = rps["direct"]/n["direct"]; dp = p99["direct"]/n["direct"]
+    printf "\nnginx proxy: throughput %.3f x, p99 %.2f x of direct\n", (rps["plain"]/n["plain"])/d, (p99["plain"]/n["plain"])/dp
+    printf "Keyward gateway: throughput %.3f x, p99 %.2f x of direct\n", (rps["keyward"]/n["keyward"])/d, (p99["keyward"]/n["keyward"])/dp
+  }' "$work/results"

@@ -1,0 +1,331 @@
+//! Gateway mode: a node that also serves a protected API on a listen address of its own,
+//! forwarding to one upstream (`[proxy]`).
+//!
+//! Each request is decided as `/v1/forward-auth` decides (the same cache, route rules, scopes,
+//! project confinement, rate limits, credits and usage counts), with its own method and path.
+//! A request that may pass is streamed to the upstream with the identity headers
+//! (`Keyward-Key-Id`, …) in place of any the client sent, without `Authorization` (unless
+//! kept) and without hop-by-hop headers; the answer streams back. A refusal is Keyward's own
+//! answer (401, 403, 429), and the upstream never sees the request. An upstream that cannot
+//! be reached is 502 `bad_gateway`; one that does not answer within the timeout, 504
+//! `gateway_timeout`; a body over the limit, 413. Connections to the upstream are HTTP/1.1,
+//! kept alive in a pool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::uri::{PathAndQuery, Uri};
+use axum::response::{IntoResponse, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::AppState;
+use crate::auth::Accept;
+use crate::error::ApiError;
+
+/// How the gateway reaches its upstream, and what it lets through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// `http://host:port`, optionally with a path prefix put before every request's path.
+    pub upstream: Upstream,
+    /// How long the upstream has to connect and send its answer's head.
+    pub timeout: Duration,
+    /// The largest request body passed on; larger is 413.
+    pub max_body_bytes: u64,
+    /// Pass the client's `Authorization` header on (it is removed by default: the upstream
+    /// gets who is calling in the `Keyward-*` headers, and never the key).
+    pub keep_authorization: bool,
+}
+
+impl ProxyConfig {
+    pub fn new(upstream: Upstream) -> Self {
+        Self {
+            upstream,
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 10 * 1024 * 1024,
+            keep_authorization: false,
+        }
+    }
+}
+
+/// An upstream's base URL: `http`, an authority, and a path prefix without a trailing slash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    authority: axum::http::uri::Authority,
+    prefix: String,
+}
+
+impl Upstream {
+    /// Parses `http://host:port[/prefix]`; TLS to the upstream is not spoken (it runs next
+    /// to the gateway, or behind its own).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| format!("{url:?} is not a URL (http://host:port)"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err("the upstream is reached over plain http (http://host:port)".into());
+            }
+            _ => return Err(format!("{url:?} is not an http:// URL")),
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("{url:?} names no host"))?;
+        if authority.as_str().contains('@') {
+            return Err("the upstream URL may not carry credentials".into());
+        }
+        if uri.query().is_some() {
+            return Err("the upstream URL may not have a query".into());
+        }
+        let prefix = uri.path().trim_end_matches('/').to_owned();
+        Ok(Self { authority, prefix })
+    }
+
+    fn uri_for(&self, path_and_query: &str) -> Result<Uri, axum::http::Error> {
+        let path = PathAndQuery::try_from(format!("{}{path_and_query}", self.prefix))?;
+        Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+    }
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.prefix)
+    }
+}
+
+/// The gateway's state: the node's, and the pool of connections to the upstream.
+#[derive(Clone)]
+struct Gateway {
+    state: AppState,
+    config: Arc<ProxyConfig>,
+    client: Client<HttpConnector, Body>,
+}
+
+/// The gateway's router: every method and path goes to [`forward`].
+pub(crate) fn router(state: AppState, config: ProxyConfig) -> Router {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.timeout));
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector);
+    let gateway = Gateway {
+        state: state.clone(),
+        config: Arc::new(config),
+        client,
+    };
+    Router::new()
+        .fallback(forward)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::every_proxied_request,
+        ))
+        .with_state(gateway)
+}
+
+/// Headers that belong to one connection, never passed on (RFC 9110 §7.6.1), besides those
+/// the `Connection` header names.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Removes the hop-by-hop headers (and `Transfer-Encoding`, which hyper sets itself).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// Decides the request, then forwards it or answers the refusal.
+async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let state = &gateway.state;
+    let principal = match crate::auth::authenticate(&parts, state, Accept::Customers).await {
+        Ok(principal) => principal,
+        Err(refused) => return refused.into_response(),
+    };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", PathAndQuery::as_str)
+        .to_owned();
+    let decided = crate::api::forward_auth::decide(
+        state,
+        &principal,
+        &parts.headers,
+        parts.method.as_str(),
+        &target,
+    )
+    .await;
+    if !decided.status().is_success() {
+        return decided;
+    }
+    let config = &gateway.config;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > config.max_body_bytes) {
+        return too_large(config.max_body_bytes);
+    }
+    let Ok(uri) = config.upstream.uri_for(&target) else {
+        return ApiError::InvalidRequest("the request's path cannot be passed on").into_response();
+    };
+
+    let client_ip = crate::client_address::of(&parts);
+    let host = parts.headers.get(header::HOST).cloned();
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    if !config.keep_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    // Only the decision says who is calling: a client's own `Keyward-*` headers go.
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("keyward-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
+    for (name, value) in decided.headers() {
+        if name.as_str().starts_with("keyward-") {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(ip) = client_ip
+        && let Ok(ip) = HeaderValue::try_from(ip.to_string())
+    {
+        headers.append(HeaderName::from_static("x-forwarded-for"), ip);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    if let Some(host) = host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    headers.remove(header::HOST);
+    parts.uri = uri;
+    parts.version = axum::http::Version::HTTP_11;
+    let limited = http_body_util::Limited::new(
+        body,
+        usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
+    );
+    let upstream_request = axum::http::Request::from_parts(parts, Body::new(limited));
+
+    let answer = tokio::time::timeout(config.timeout, gateway.client.request(upstream_request));
+    let mut response = match answer.await {
+        Err(_) => {
+            return ApiError::GatewayTimeout(config.timeout.as_secs()).into_response();
+        }
+        Ok(Err(error)) if body_too_large(&error) => return too_large(config.max_body_bytes),
+        Ok(Err(error)) => {
+            tracing::warn!(upstream = %config.upstream, %error, "the upstream could not be reached");
+            return ApiError::BadGateway.into_response();
+        }
+        Ok(Ok(response)) => response.map(Body::new),
+    };
+    strip_hop_by_hop(response.headers_mut());
+    // The rate-limit headers (added around every request) and the usage counts follow the
+    // decision.
+    if let Some(route) = decided.extensions().get::<crate::auth::CountedRoute>() {
+        response.extensions_mut().insert(route.clone());
+    }
+    response
+}
+
+fn too_large(limit: u64) -> Response {
+    ApiError::Unreadable {
+        status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        detail: format!("the body is larger than {limit} bytes"),
+    }
+    .into_response()
+}
+
+/// Whether sending failed because the request body ran over the limit.
+fn body_too_large(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_are_plain_http_urls_with_an_optional_prefix() {
+        let upstream = Upstream::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(
+            upstream.uri_for("/v1/a?b=c").unwrap().to_string(),
+            "http://127.0.0.1:9000/v1/a?b=c"
+        );
+        let prefixed = Upstream::parse("http://api.internal:80/base/").unwrap();
+        assert_eq!(
+            prefixed.uri_for("/x").unwrap().to_string(),
+            "http://api.internal:80/base/x"
+        );
+        assert_eq!(prefixed.to_string(), "http://api.internal:80/base");
+        for bad in [
+            "https://127.0.0.1:9000",
+            "127.0.0.1:9000",
+            "ftp://x",
+            "http://user:secret@host",
+            "http://host/?q=1",
+            "",
+        ] {
+            assert!(Upstream::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-hop"),
+        );
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,422 @@
+//! Gateway mode (`[proxy]`): a node serving a protected upstream on its own address.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::HeaderMap;
+use keyward_server::Config;
+use keyward_server::proxy::{ProxyConfig, Upstream};
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::forward_auth::platform;
+use crate::helpers::{Answer, TestApp, read};
+
+/// What the upstream saw of one request.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    uri: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    peer: SocketAddr,
+}
+
+/// A service to protect: it notes every request and echoes it; `/status/slow` answers after
+/// 3 s; `/status/stream` sends one chunk, waits to be told, then sends another.
+struct Service {
+    address: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    go_on: Arc<Notify>,
+}
+
+async fn upstream() -> Service {
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let go_on = Arc::new(Notify::new());
+    let (noted, notify) = (seen.clone(), go_on.clone());
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (noted, notify) = (noted.clone(), notify.clone());
+        async move {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .unwrap()
+                .0;
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .map(|bytes| bytes.to_vec())
+                .unwrap_or_default();
+            let uri = parts.uri.to_string();
+            noted.lock().unwrap().push(Seen {
+                method: parts.method.to_string(),
+                uri: uri.clone(),
+                headers: parts.headers.clone(),
+                body: body.clone(),
+                peer,
+            });
+            match uri.as_str() {
+                "/status/slow" => {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    axum::response::Response::new(Body::from("late"))
+                }
+                "/status/stream" => {
+                    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+                    tokio::spawn(async move {
+                        sender.send(b"first;".to_vec()).await.unwrap();
+                        notify.notified().await;
+                        sender.send(b"second".to_vec()).await.unwrap();
+                    });
+                    let stream = ChunkStream(receiver);
+                    axum::response::Response::builder()
+                        .header("x-upstream", "yes")
+                        .body(Body::from_stream(stream))
+                        .unwrap()
+                }
+                _ => axum::response::Response::builder()
+                    .status(if uri.starts_with("/status/teapot") {
+                        418
+                    } else {
+                        200
+                    })
+                    .header("content-type", "application/json")
+                    .header("cache-control", "max-age=60")
+                    .header("connection", "x-private")
+                    .header("x-private", "hop")
+                    .body(Body::from(
+                        json!({ "uri": uri, "bytes": body.len() }).to_string(),
+                    ))
+                    .unwrap(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Service {
+        address,
+        seen,
+        go_on,
+    }
+}
+
+struct ChunkStream(tokio::sync::mpsc::Receiver<Vec<u8>>);
+
+impl futures_core::Stream for ChunkStream {
+    type Item = Result<Vec<u8>, std::io::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.get_mut().0.poll_recv(cx).map(|chunk| chunk.map(Ok))
+    }
+}
+
+fn gateway_config(upstream: &str, change: impl FnOnce(&mut ProxyConfig)) -> Config {
+    let mut proxy = ProxyConfig::new(Upstream::parse(upstream).unwrap());
+    change(&mut proxy);
+    Config {
+        proxy: Some(proxy),
+        ..platform()
+    }
+}
+
+fn through(app: &TestApp, path: &str) -> String {
+    format!("http://{}{path}", app.proxy_address.unwrap())
+}
+
+async fn get(app: &TestApp, key: Option<&str>, path: &str) -> Answer {
+    let mut request = app.client.get(through(app, path));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn allowed_requests_reach_the_upstream_with_who_is_calling_and_the_rest_never_do() {
+    let service = upstream().await;
+    let app = TestApp::spawn_with(gateway_config(
+        &format!("http://{}", service.address),
+        |_| {},
+    ))
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let (reader_id, reader) = app
+        .create_key(&org.key, "reader", &["databases:read"])
+        .await;
+    let (writer_id, writer) = app
+        .create_key(&org.key, "writer", &["databases:write"])
+        .await;
+
+    // Allowed: forwarded with the identity, without the key, the client's forgeries or the
+    // hop-by-hop headers; the answer comes back as the upstream gave it.
+    let answer = app
+        .client
+        .get(through(&app, "/v1/databases/prj_x/tables?limit=5"))
+        .bearer_auth(&reader)
+        .header("keyward-key-id", "key_forged")
+        .header("keyward-scopes", "databases:write")
+        .header("x-client", "kept")
+        .send()
+        .await
+        .unwrap();
+    let answer = read(answer).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["uri"], "/v1/databases/prj_x/tables?limit=5");
+    assert_eq!(answer.header("cache-control"), Some("max-age=60"));
+    assert_eq!(
+        answer.header("x-private"),
+        None,
+        "named by Connection: hop-by-hop"
+    );
+    let seen = service.seen.lock().unwrap().pop().unwrap();
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.uri, "/v1/databases/prj_x/tables?limit=5");
+    let header = |name: &str| {
+        seen.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header("keyward-key-id"), Some(reader_id.clone()));
+    assert_eq!(header("keyward-organization-id"), Some(org.id.to_string()));
+    assert_eq!(header("keyward-scopes").as_deref(), Some("databases:read"));
+    assert_eq!(header("authorization"), None, "the key stays with Keyward");
+    assert_eq!(header("x-client").as_deref(), Some("kept"));
+    assert_eq!(header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        header("x-forwarded-host"),
+        Some(app.proxy_address.unwrap().to_string())
+    );
+    // The upstream's status passes as it is.
+    assert_eq!(
+        get(&app, Some(&reader), "/status/teapot")
+            .await
+            .status
+            .as_u16(),
+        418
+    );
+    service.seen.lock().unwrap().clear();
+
+    // Refused: Keyward's own answers, and the upstream sees none of these requests.
+    let refused = get(&app, None, "/v1/databases/prj_x/tables").await;
+    refused.problem(401, "missing_credentials");
+    assert!(refused.header("www-authenticate").is_some());
+    get(&app, Some("kwk_unknown"), "/v1/databases/prj_x/tables")
+        .await
+        .problem(401, "invalid_token");
+    get(&app, Some(&writer), "/v1/databases/prj_x/tables")
+        .await
+        .problem(403, "insufficient_scope");
+    get(&app, Some(&reader), "/v1/nothing-here")
+        .await
+        .problem(403, "forbidden");
+    // Sent as it is (a client library would resolve the dots itself).
+    let dotted = raw_request(
+        app.proxy_address.unwrap(),
+        &format!(
+            "GET /v1/databases/prj_x/../secrets HTTP/1.1\r\nHost: gateway\r\n\
+             Authorization: Bearer {reader}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(dotted.starts_with("HTTP/1.1 403"), "{dotted}");
+    assert!(
+        service.seen.lock().unwrap().is_empty(),
+        "nothing refused got through"
+    );
+
+    // A body goes through whole, and the rule's project header is checked.
+    let body = vec![7u8; 1 << 20];
+    let created = app
+        .client
+        .post(through(&app, "/v1/databases"))
+        .bearer_auth(&writer)
+        .header("x-project-id", "prj_x")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let created = read(created).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.body["bytes"], 1 << 20);
+    let seen = service.seen.lock().unwrap().pop().unwrap();
+    assert_eq!(seen.body, body);
+    assert_eq!(
+        seen.headers["keyward-key-id"].to_str().unwrap(),
+        writer_id.as_str()
+    );
+
+    // Revoked: refused at once.
+    let revoked = app
+        .delete(&format!("/v1/api-keys/{reader_id}"), &org.key)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    get(&app, Some(&reader), "/v1/databases/prj_x/tables")
+        .await
+        .problem(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn answers_stream_connections_are_kept_and_rate_limits_hold() {
+    let service = upstream().await;
+    let app = TestApp::spawn_with(gateway_config(
+        &format!("http://{}", service.address),
+        |_| {},
+    ))
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+
+    // The first chunk arrives while the upstream is still holding the second.
+    let mut streamed = app
+        .client
+        .get(through(&app, "/status/stream"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), StatusCode::OK);
+    assert_eq!(streamed.headers()["x-upstream"], "yes");
+    let first = tokio::time::timeout(Duration::from_secs(10), streamed.chunk())
+        .await
+        .expect("the first chunk before the upstream finished")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"first;");
+    service.go_on.notify_one();
+    let second = streamed.chunk().await.unwrap().unwrap();
+    assert_eq!(&second[..], b"second");
+    assert!(streamed.chunk().await.unwrap().is_none());
+
+    // Twenty requests one after another: one connection to the upstream.
+    service.seen.lock().unwrap().clear();
+    for _ in 0..20 {
+        assert_eq!(
+            get(&app, Some(&key), "/status/ok").await.status,
+            StatusCode::OK
+        );
+    }
+    let peers: std::collections::HashSet<_> = service
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|seen| seen.peer)
+        .collect();
+    assert_eq!(peers.len(), 1, "kept alive: {peers:?}");
+
+    // A key's rate limit holds through the gateway, with its headers.
+    let limited = app
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({ "name": "limited", "scopes": ["databases:read"], "rate_limit": { "requests": 2, "per_seconds": 3600 } }),
+        )
+        .await;
+    let limited = limited.body["key"].as_str().unwrap().to_owned();
+    service.seen.lock().unwrap().clear();
+    for _ in 0..2 {
+        let passed = get(&app, Some(&limited), "/status/ok").await;
+        assert_eq!(passed.status, StatusCode::OK);
+        assert!(passed.header("ratelimit").is_some(), "{:?}", passed.headers);
+    }
+    let refused = get(&app, Some(&limited), "/status/ok").await;
+    refused.problem(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(service.seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
+    // Nothing listens here.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let app = TestApp::spawn_with(gateway_config(&format!("http://{closed}"), |_| {})).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    get(&app, Some(&key), "/status/ok")
+        .await
+        .problem(502, "bad_gateway");
+
+    let service = upstream().await;
+    let app = TestApp::spawn_with(gateway_config(
+        &format!("http://{}", service.address),
+        |proxy| {
+            proxy.timeout = Duration::from_secs(1);
+            proxy.max_body_bytes = 1_000;
+            proxy.keep_authorization = true;
+        },
+    ))
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    get(&app, Some(&key), "/status/slow")
+        .await
+        .problem(504, "gateway_timeout");
+    let post = |body: reqwest::Body| {
+        app.client
+            .post(through(&app, "/status/upload"))
+            .bearer_auth(&key)
+            .body(body)
+            .send()
+    };
+    read(post(vec![1u8; 1_001].into()).await.unwrap())
+        .await
+        .problem(413, "payload_too_large");
+    // Without a length (chunked), cut off at the limit all the same.
+    let chunked = raw_request(
+        app.proxy_address.unwrap(),
+        &format!(
+            "POST /status/upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+             320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n",
+            chunk = "x".repeat(800)
+        ),
+    )
+    .await;
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+    assert!(chunked.contains("payload_too_large"), "{chunked}");
+    service.seen.lock().unwrap().clear();
+    let fits = read(post(vec![1u8; 1_000].into()).await.unwrap()).await;
+    assert_eq!(fits.status, StatusCode::OK, "{}", fits.body);
+    assert_eq!(
+        fits.body,
+        json!({ "uri": "/status/upload", "bytes": 1_000 })
+    );
+    // Kept, as configured.
+    let seen = service.seen.lock().unwrap().pop().unwrap();
+    assert_eq!(
+        seen.headers["authorization"].to_str().unwrap(),
+        format!("Bearer {key}")
+    );
+}
+
+/// Sends `request` as it is on a new connection and reads the answer to its end.
+async fn raw_request(address: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
