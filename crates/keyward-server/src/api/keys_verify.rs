@@ -96,6 +96,11 @@ pub(super) struct VerifyResponse {
     /// it (other nodes' leases count as spent).
     #[serde(skip_serializing_if = "Option::is_none")]
     credits_remaining: Option<i64>,
+    /// Whether the caller may keep this answer (following `GET /v1/keys/events` to forget it
+    /// when the key changes): true for a valid key without a rate limit, credits, identity
+    /// limits or networks, whose uses need not be counted one by one, and for an unknown,
+    /// revoked or expired key; false otherwise.
+    cacheable: bool,
 }
 
 impl VerifyResponse {
@@ -113,6 +118,7 @@ impl VerifyResponse {
             meta: None,
             retry_after: None,
             credits_remaining: None,
+            cacheable: matches!(code, Code::NotFound | Code::Revoked | Code::Expired),
         }
     }
 }
@@ -209,6 +215,11 @@ pub(super) async fn verify_key(
                 meta: credential.meta().cloned(),
                 retry_after,
                 credits_remaining,
+                cacheable: code == Code::Valid
+                    && !credential.rate_limited()
+                    && credential.credits_left().is_none()
+                    && !credential.identity_limited()
+                    && credential.networks().is_none(),
             }
         }
         Err(Refusal::Malformed(_) | Refusal::NotFound) => VerifyResponse::refused(Code::NotFound),

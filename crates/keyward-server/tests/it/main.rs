@@ -45,5 +45,6 @@ mod storage;
 mod tokens;
 mod usage;
 mod verification;
+mod verify_client;
 mod webhook_isolation;
 mod webhooks;

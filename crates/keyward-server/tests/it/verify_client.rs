@@ -1,0 +1,288 @@
+//! `keyward-verify` against a real server: the example service verifies keys in its own
+//! memory, follows revocations through `GET /v1/keys/events`, and drops its cache when the
+//! stream drops.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keyward_verify::{Verifier, VerifierConfig};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::forward_auth::platform;
+use crate::helpers::{TestApp, read};
+
+/// The example service, with `verifier`, on a free port.
+async fn example_service(verifier: Verifier) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = keyward_verify::example::router(verifier);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{address}")
+}
+
+async fn until_synced(verifier: &Verifier, synced: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while verifier.synced() != synced {
+        assert!(Instant::now() < deadline, "synced never became {synced}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn status(client: &reqwest::Client, url: &str, key: &str) -> StatusCode {
+    client
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn the_example_service_answers_from_memory_and_refuses_a_revoked_key_within_100_ms() {
+    let app = TestApp::spawn_with(platform()).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, service_key) = app
+        .create_key(&org.key, "Example service", &["keys:verify"])
+        .await;
+    let verifier = Verifier::new(VerifierConfig::new(app.url(""), service_key));
+    verifier.follow();
+    until_synced(&verifier, true).await;
+    let service = example_service(verifier.clone()).await;
+    let databases = format!("{service}/databases");
+    let client = reqwest::Client::new();
+
+    // Keyward's refusals and scopes, as its own API gives them.
+    let (reader_id, reader) = app
+        .create_key(&org.key, "Reader", &["databases:read"])
+        .await;
+    let missing = read(client.get(&databases).send().await.unwrap()).await;
+    missing.problem(401, "missing_credentials");
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+    read(
+        client
+            .get(&databases)
+            .bearer_auth("kwk_unknown")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .problem(401, "invalid_token");
+    let listed = read(
+        client
+            .get(&databases)
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["key_id"], reader_id.as_str());
+    assert_eq!(listed.body["organization_id"], org.id.to_string().as_str());
+    let creating = client
+        .post(format!("{service}/databases/prj_x"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    read(creating).await.problem(403, "insufficient_scope");
+
+    // A warm key never reaches Keyward.
+    let asked = verifier.keyward_calls();
+    for _ in 0..50 {
+        assert_eq!(status(&client, &databases, &reader).await, StatusCode::OK);
+    }
+    assert_eq!(verifier.keyward_calls(), asked, "answered from memory");
+
+    // Revoked in Keyward: refused by the service within 100 ms, every time.
+    let mut latencies = Vec::new();
+    for round in 0..20 {
+        let (id, key) = app
+            .create_key(&org.key, &format!("Round {round}"), &["databases:read"])
+            .await;
+        assert_eq!(status(&client, &databases, &key).await, StatusCode::OK);
+        assert_eq!(status(&client, &databases, &key).await, StatusCode::OK);
+        let revoked = app.delete(&format!("/v1/api-keys/{id}"), &org.key).await;
+        assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+        let revoked_at = Instant::now();
+        loop {
+            let answer = status(&client, &databases, &key).await;
+            if answer == StatusCode::UNAUTHORIZED {
+                break;
+            }
+            assert_eq!(answer, StatusCode::OK);
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(5),
+                "still accepted 5 s after its revocation"
+            );
+        }
+        latencies.push(revoked_at.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "revocation to refusal through the stream: p50 {:?}, max {:?}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    assert!(
+        latencies[latencies.len() - 1] <= Duration::from_millis(100),
+        "{latencies:?}"
+    );
+
+    // A key whose uses Keyward counts is asked about every time: its rate limit holds.
+    let limited = app
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({ "name": "Limited", "scopes": ["databases:read"], "rate_limit": { "requests": 2, "per_seconds": 3600 } }),
+        )
+        .await;
+    let limited = limited.body["key"].as_str().unwrap().to_owned();
+    let asked = verifier.keyward_calls();
+    assert_eq!(status(&client, &databases, &limited).await, StatusCode::OK);
+    assert_eq!(status(&client, &databases, &limited).await, StatusCode::OK);
+    let refused = read(
+        client
+            .get(&databases)
+            .bearer_auth(&limited)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    refused.problem(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(verifier.keyward_calls(), asked + 3);
+}
+
+/// A TCP relay to `target` that the test can cut.
+struct Relay {
+    address: SocketAddr,
+    blocked: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn to(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (is_blocked, tasks) = (blocked.clone(), connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if is_blocked.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(task);
+            }
+        });
+        Self {
+            address,
+            blocked,
+            connections,
+        }
+    }
+
+    /// Breaks every open connection and refuses new ones until `restore`.
+    fn cut(&self) {
+        self.blocked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_stream_drops_the_cache_until_it_is_back_and_misses_nothing() {
+    let app = TestApp::spawn_with(platform()).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, service_key) = app
+        .create_key(&org.key, "Example service", &["keys:verify"])
+        .await;
+    let relay = Relay::to(app.address).await;
+    let verifier = Verifier::new(VerifierConfig::new(
+        format!("http://{}", relay.address),
+        service_key,
+    ));
+    verifier.follow();
+    until_synced(&verifier, true).await;
+    let service = example_service(verifier.clone()).await;
+    let databases = format!("{service}/databases");
+    let client = reqwest::Client::new();
+    let (one_id, one) = app.create_key(&org.key, "One", &["databases:read"]).await;
+    let (_, two) = app.create_key(&org.key, "Two", &["databases:read"]).await;
+    for key in [&one, &two] {
+        assert_eq!(status(&client, &databases, key).await, StatusCode::OK);
+    }
+    assert_eq!(verifier.cached(), 2);
+
+    // The stream drops: so does the cache, and with Keyward out of reach, keys are refused
+    // (503), never let through on an old answer.
+    relay.cut();
+    until_synced(&verifier, false).await;
+    assert_eq!(verifier.cached(), 0);
+    read(
+        client
+            .get(&databases)
+            .bearer_auth(&one)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .problem(503, "unavailable");
+    // A change made meanwhile...
+    let revoked = app
+        .delete(&format!("/v1/api-keys/{one_id}"), &org.key)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+
+    // ...is honoured once the stream is back; the other key is cached again.
+    relay.restore();
+    until_synced(&verifier, true).await;
+    read(
+        client
+            .get(&databases)
+            .bearer_auth(&one)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .problem(401, "invalid_token");
+    let asked = verifier.keyward_calls();
+    for _ in 0..3 {
+        assert_eq!(status(&client, &databases, &two).await, StatusCode::OK);
+    }
+    assert_eq!(
+        verifier.keyward_calls(),
+        asked + 1,
+        "cached after the first"
+    );
+}

@@ -1,0 +1,477 @@
+//! Verify Keyward keys inside a Rust service, at memory speed, while still seeing every
+//! revocation within milliseconds.
+//!
+//! A [`Verifier`] asks Keyward once per key (`POST /v1/keys/verify`, with a key holding
+//! `keys:verify`), keeps the answer in the service's memory, and follows Keyward's stream of
+//! changes (`GET /v1/keys/events`) to forget a key the moment it is revoked, rotated or
+//! changed anywhere in the cluster:
+//!
+//! - Entries are keyed by the SHA-256 of the key (the key itself is never kept), last at most
+//!   `max_age` (and never past the key's expiry), and refusals that cannot change (unknown,
+//!   revoked, expired) are kept for `negative_age`.
+//! - Answers are cached only while the stream is caught up. When it drops, the cache is
+//!   dropped with it, and every request is verified by Keyward until the stream is back
+//!   (it reconnects with `Last-Event-ID`, so nothing is missed).
+//! - Keys whose every use Keyward must count (a rate limit, credits, an identity's limits) or
+//!   that are limited to networks are never cached: Keyward answers for each request, so
+//!   their limits hold exactly as on Keyward's own API.
+//!
+//! [`VerifyLayer`] (a tower layer) checks the `Authorization: Bearer` key of every request
+//! and refuses as Keyward's API does; handlers take the [`Caller`] extractor and call
+//! [`Identity::require`] for the scope they need.
+
+mod layer;
+mod stream;
+
+pub mod example;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+pub use layer::{Caller, VerifyLayer, VerifyService};
+
+/// Where Keyward is and how long answers are kept.
+#[derive(Clone, Debug)]
+pub struct VerifierConfig {
+    /// Keyward's base URL, such as `https://keys.example.com`.
+    pub keyward_url: String,
+    /// A key of the organization holding `keys:verify`.
+    pub verify_key: String,
+    /// The longest a valid answer is kept (it is forgotten sooner when the key changes).
+    pub max_age: Duration,
+    /// How long an unknown, revoked or expired key is remembered as such.
+    pub negative_age: Duration,
+    /// How long a call to Keyward may take.
+    pub timeout: Duration,
+}
+
+impl VerifierConfig {
+    pub fn new(keyward_url: impl Into<String>, verify_key: impl Into<String>) -> Self {
+        Self {
+            keyward_url: keyward_url.into().trim_end_matches('/').to_owned(),
+            verify_key: verify_key.into(),
+            max_age: Duration::from_secs(60),
+            negative_age: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Who is calling: what Keyward said of a valid key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub key_id: String,
+    /// `api_key` or `project_token`.
+    pub kind: String,
+    pub organization_id: String,
+    /// For a project token, the one project it may act on.
+    pub project_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// RFC 3339, when the key stops working.
+    pub expires_at: Option<String>,
+    pub external_id: Option<String>,
+    pub meta: Option<serde_json::Value>,
+}
+
+impl Identity {
+    /// Whether the key holds `scope`; a refusal answers 403 `insufficient_scope`.
+    pub fn require(&self, scope: &str) -> Result<(), Refusal> {
+        match self.scopes.iter().any(|held| held == scope) {
+            true => Ok(()),
+            false => Err(Refusal::InsufficientScope(scope.to_owned())),
+        }
+    }
+
+    /// Whether the key may act on `project`: any project of its organization for an API
+    /// key, its own for a project token.
+    pub fn reaches(&self, project: &str) -> bool {
+        self.project_id.as_deref().is_none_or(|own| own == project)
+    }
+}
+
+/// Why a request is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `Authorization: Bearer` key (401).
+    MissingKey,
+    /// Keyward refused the key: `NOT_FOUND`, `REVOKED`, `EXPIRED` (401),
+    /// `ORGANIZATION_SUSPENDED`, `IP_NOT_ALLOWED` (403), `RATE_LIMITED`, `CREDITS_EXHAUSTED`
+    /// (429, with the seconds to wait when known).
+    Refused {
+        code: String,
+        retry_after: Option<u64>,
+    },
+    /// The key lacks this scope (403).
+    InsufficientScope(String),
+    /// Keyward could not be asked (503): the request is refused, never let through.
+    Unavailable,
+}
+
+/// What the cache holds for one key digest.
+#[derive(Clone)]
+enum Entry {
+    Valid {
+        identity: Arc<Identity>,
+        until: Instant,
+    },
+    Refused {
+        code: String,
+        until: Instant,
+    },
+}
+
+pub(crate) struct Inner {
+    config: VerifierConfig,
+    http: reqwest::Client,
+    stream_http: reqwest::Client,
+    cache: RwLock<HashMap<[u8; 32], Entry>>,
+    /// Whether the stream of changes is caught up: only then are answers cached.
+    synced: AtomicBool,
+    /// Moves on at every forgetting: an answer asked for before it is not cached.
+    epoch: AtomicU64,
+    /// Calls made to `POST /v1/keys/verify`.
+    asked: AtomicU64,
+    /// The last event id seen, for `Last-Event-ID`.
+    position: Mutex<Option<String>>,
+}
+
+/// Verifies keys through Keyward once and from memory after; cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+/// Keyward's answer to `POST /v1/keys/verify`.
+#[derive(Deserialize)]
+struct Verification {
+    valid: bool,
+    code: String,
+    #[serde(default)]
+    cacheable: bool,
+    #[serde(default)]
+    retry_after: Option<u64>,
+    key_id: Option<String>,
+    kind: Option<String>,
+    organization_id: Option<String>,
+    project_id: Option<String>,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<String>,
+    external_id: Option<String>,
+    meta: Option<serde_json::Value>,
+}
+
+impl Verification {
+    /// Who the key is, when it is valid.
+    fn identity(&mut self) -> Option<Identity> {
+        if !self.valid {
+            return None;
+        }
+        Some(Identity {
+            key_id: self.key_id.take()?,
+            kind: self.kind.take()?,
+            organization_id: self.organization_id.take()?,
+            project_id: self.project_id.take(),
+            scopes: self.scopes.take()?,
+            expires_at: self.expires_at.take(),
+            external_id: self.external_id.take(),
+            meta: self.meta.take(),
+        })
+    }
+}
+
+impl Verifier {
+    /// A verifier; call [`Verifier::follow`] (once) to start following changes, without which
+    /// nothing is cached.
+    pub fn new(config: VerifierConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .unwrap_or_default();
+        let stream_http = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .build()
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                http,
+                stream_http,
+                cache: RwLock::default(),
+                synced: AtomicBool::new(false),
+                epoch: AtomicU64::new(0),
+                asked: AtomicU64::new(0),
+                position: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Follows Keyward's stream of changes until the runtime stops, reconnecting whenever it
+    /// drops; answers are cached only while it is caught up.
+    pub fn follow(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(stream::follow(self.inner.clone()))
+    }
+
+    /// Whether the stream of changes is caught up (and answers are cached).
+    pub fn synced(&self) -> bool {
+        self.inner.synced.load(Ordering::SeqCst)
+    }
+
+    /// How many times Keyward was asked to verify a key.
+    pub fn keyward_calls(&self) -> u64 {
+        self.inner.asked.load(Ordering::Relaxed)
+    }
+
+    /// How many keys the cache holds an answer for.
+    pub fn cached(&self) -> usize {
+        self.inner.read().len()
+    }
+
+    /// Whether `key` may be used, and by whom. `client_ip` is the address it was presented
+    /// from, for keys limited to networks.
+    pub async fn verify(
+        &self,
+        key: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Arc<Identity>, Refusal> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some(known) = self.cached_answer(&digest) {
+            return known;
+        }
+        self.ask(key, digest, client_ip).await
+    }
+
+    /// The cached answer for `digest`, if fresh.
+    fn cached_answer(&self, digest: &[u8; 32]) -> Option<Result<Arc<Identity>, Refusal>> {
+        let cache = self.inner.read();
+        let now = Instant::now();
+        match cache.get(digest)? {
+            Entry::Valid { identity, until } if *until > now => Some(Ok(identity.clone())),
+            Entry::Refused { code, until } if *until > now => Some(Err(Refusal::Refused {
+                code: code.clone(),
+                retry_after: None,
+            })),
+            _ => None,
+        }
+    }
+
+    async fn ask(
+        &self,
+        key: &str,
+        digest: [u8; 32],
+        client_ip: Option<IpAddr>,
+    ) -> Result<Arc<Identity>, Refusal> {
+        let inner = &self.inner;
+        let epoch = inner.epoch.load(Ordering::SeqCst);
+        let synced = inner.synced.load(Ordering::SeqCst);
+        inner.asked.fetch_add(1, Ordering::Relaxed);
+        let mut body = serde_json::json!({ "key": key });
+        if let Some(ip) = client_ip {
+            body["client_ip"] = ip.to_string().into();
+        }
+        let answer = inner
+            .http
+            .post(format!("{}/v1/keys/verify", inner.config.keyward_url))
+            .bearer_auth(&inner.config.verify_key)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "Keyward could not be asked to verify a key");
+                Refusal::Unavailable
+            })?;
+        if !answer.status().is_success() {
+            tracing::warn!(status = %answer.status(), "Keyward refused to verify a key");
+            return Err(Refusal::Unavailable);
+        }
+        let mut answer: Verification = answer.json().await.map_err(|error| {
+            tracing::warn!(%error, "Keyward's answer could not be read");
+            Refusal::Unavailable
+        })?;
+        let now = Instant::now();
+        let (entry, result) = match answer.identity() {
+            Some(identity) => {
+                let identity = Arc::new(identity);
+                let until = now + lifetime(&identity, inner.config.max_age);
+                let entry = Entry::Valid {
+                    identity: identity.clone(),
+                    until,
+                };
+                (entry, Ok(identity))
+            }
+            None => {
+                let entry = Entry::Refused {
+                    code: answer.code.clone(),
+                    until: now + inner.config.negative_age,
+                };
+                let refusal = Refusal::Refused {
+                    code: answer.code,
+                    retry_after: answer.retry_after,
+                };
+                (entry, Err(refusal))
+            }
+        };
+        // Only while caught up, and only if nothing was forgotten while Keyward answered: a
+        // revocation that overtook the answer must win.
+        if answer.cacheable && synced {
+            let mut cache = inner.write();
+            if inner.synced.load(Ordering::SeqCst) && inner.epoch.load(Ordering::SeqCst) == epoch {
+                cache.insert(digest, entry);
+            }
+        }
+        result
+    }
+
+    /// Puts an answer in the cache as if Keyward had given it (benchmarks, tests).
+    #[doc(hidden)]
+    pub fn prime(&self, key: &str, identity: Identity) {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let until = Instant::now() + self.inner.config.max_age;
+        self.inner.write().insert(
+            digest,
+            Entry::Valid {
+                identity: Arc::new(identity),
+                until,
+            },
+        );
+    }
+}
+
+impl Inner {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<[u8; 32], Entry>> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; 32], Entry>> {
+        self.cache.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets every answer about the key `key_id`.
+    pub(crate) fn forget(&self, key_id: &str) {
+        let mut cache = self.write();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        cache.retain(|_, entry| match entry {
+            Entry::Valid { identity, .. } => identity.key_id != key_id,
+            Entry::Refused { .. } => true,
+        });
+    }
+
+    /// Forgets everything and caches nothing until `synced` is set again.
+    pub(crate) fn unsync(&self) {
+        let mut cache = self.write();
+        self.synced.store(false, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        cache.clear();
+    }
+
+    /// Forgets everything (a `reset`: changes were missed).
+    pub(crate) fn clear(&self) {
+        let mut cache = self.write();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        cache.clear();
+    }
+}
+
+/// How long an answer about `identity` may be kept: `max_age`, or less if it expires sooner.
+fn lifetime(identity: &Identity, max_age: Duration) -> Duration {
+    let Some(expires_at) = identity.expires_at.as_deref() else {
+        return max_age;
+    };
+    let format = time::format_description::well_known::Rfc3339;
+    match time::OffsetDateTime::parse(expires_at, &format) {
+        Ok(at) => {
+            let left = at - time::OffsetDateTime::now_utc();
+            max_age.min(Duration::try_from(left).unwrap_or(Duration::ZERO))
+        }
+        // Unreadable: not cached.
+        Err(_) => Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(expires_at: Option<&str>, project: Option<&str>) -> Identity {
+        Identity {
+            key_id: "key_1".into(),
+            kind: "api_key".into(),
+            organization_id: "org_1".into(),
+            project_id: project.map(str::to_owned),
+            scopes: vec!["things:read".into()],
+            expires_at: expires_at.map(str::to_owned),
+            external_id: None,
+            meta: None,
+        }
+    }
+
+    #[test]
+    fn scopes_and_projects_are_checked_locally() {
+        let key = identity(None, None);
+        assert_eq!(key.require("things:read"), Ok(()));
+        assert_eq!(
+            key.require("things:write"),
+            Err(Refusal::InsufficientScope("things:write".into()))
+        );
+        assert!(key.reaches("prj_a"));
+        let token = identity(None, Some("prj_a"));
+        assert!(token.reaches("prj_a"));
+        assert!(!token.reaches("prj_b"));
+    }
+
+    #[test]
+    fn an_answer_is_never_kept_past_its_keys_expiry() {
+        let max = Duration::from_secs(60);
+        assert_eq!(lifetime(&identity(None, None), max), max);
+        assert_eq!(
+            lifetime(&identity(Some("2000-01-01T00:00:00Z"), None), max),
+            Duration::ZERO
+        );
+        assert_eq!(
+            lifetime(&identity(Some("3000-01-01T00:00:00Z"), None), max),
+            max
+        );
+        let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(10);
+        let soon = soon
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let left = lifetime(&identity(Some(&soon), None), max);
+        assert!(
+            left <= Duration::from_secs(10) && left > Duration::from_secs(8),
+            "{left:?}"
+        );
+        assert_eq!(
+            lifetime(&identity(Some("not a time"), None), max),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn forgetting_a_key_leaves_the_others() {
+        let verifier = Verifier::new(VerifierConfig::new("http://127.0.0.1:1", "kwk_x"));
+        verifier.prime("kwk_a", identity(None, None));
+        let mut other = identity(None, None);
+        other.key_id = "key_2".into();
+        verifier.prime("kwk_b", other);
+        assert_eq!(verifier.cached(), 2);
+        verifier.inner.forget("key_1");
+        assert_eq!(verifier.cached(), 1);
+        assert!(
+            verifier
+                .cached_answer(&Sha256::digest(b"kwk_b").into())
+                .is_some()
+        );
+        assert!(
+            verifier
+                .cached_answer(&Sha256::digest(b"kwk_a").into())
+                .is_none()
+        );
+        verifier.inner.unsync();
+        assert_eq!(verifier.cached(), 0);
+    }
+}
