@@ -161,10 +161,37 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
+/// Removes every header the upstream could read as one of the decision's `Keyward-*`
+/// headers: those names and their spellings with `_` (CGI-style servers map
+/// `Keyward_Key_Id` to the same variable as `Keyward-Key-Id`).
+fn drop_identity_headers(headers: &mut HeaderMap) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().replace('_', "-").starts_with("keyward-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
+}
+
 /// Decides the request, then forwards it or answers the refusal.
 async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let state = &gateway.state;
+    // Only origin-form targets (`/path?query`): `CONNECT host:port` and `OPTIONS *` name no
+    // path to decide on.
+    let origin_form = parts
+        .uri
+        .path_and_query()
+        .is_some_and(|target| target.as_str().starts_with('/'));
+    if !origin_form || parts.method == axum::http::Method::CONNECT {
+        return ApiError::InvalidRequest("the gateway forwards requests for a path only")
+            .into_response();
+    }
+    // What is decided is what is sent: the headers the upstream will not get go first.
+    strip_hop_by_hop(&mut parts.headers);
+    drop_identity_headers(&mut parts.headers);
     let principal = match crate::auth::authenticate(&parts, state, Accept::Customers).await {
         Ok(principal) => principal,
         Err(refused) => return refused.into_response(),
@@ -201,28 +228,23 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     let client_ip = crate::client_address::of(&parts);
     let host = parts.headers.get(header::HOST).cloned();
     let headers = &mut parts.headers;
-    strip_hop_by_hop(headers);
     if !config.keep_authorization {
         headers.remove(header::AUTHORIZATION);
-    }
-    // Only the decision says who is calling: a client's own `Keyward-*` headers go.
-    let forged: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("keyward-"))
-        .cloned()
-        .collect();
-    for name in forged {
-        headers.remove(name);
     }
     for (name, value) in decided.headers() {
         if name.as_str().starts_with("keyward-") {
             headers.insert(name.clone(), value.clone());
         }
     }
+    // The client's address as Keyward resolved it (through `--trusted-proxies`); what the
+    // client said of itself goes.
+    for name in ["forwarded", "x-real-ip", "x-forwarded-for"] {
+        headers.remove(name);
+    }
     if let Some(ip) = client_ip
         && let Ok(ip) = HeaderValue::try_from(ip.to_string())
     {
-        headers.append(HeaderName::from_static("x-forwarded-for"), ip);
+        headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),

@@ -7,8 +7,9 @@
 //! changed anywhere in the cluster:
 //!
 //! - Entries are keyed by the SHA-256 of the key (the key itself is never kept), last at most
-//!   `max_age` (and never past the key's expiry), and refusals that cannot change (unknown,
-//!   revoked, expired) are kept for `negative_age`.
+//!   `max_age` (and never past the key's expiry), and refusals that cannot change (revoked,
+//!   expired) are kept for `negative_age`. For a few seconds after a key changes, its answers
+//!   are not kept at all: the Keyward node that answers may not have heard of the change yet.
 //! - Answers are cached only while the stream is caught up. When it drops, the cache is
 //!   dropped with it, and every request is verified by Keyward until the stream is back
 //!   (it reconnects with `Last-Event-ID`, so nothing is missed).
@@ -36,8 +37,17 @@ use sha2::{Digest, Sha256};
 
 pub use layer::{Caller, VerifyLayer, VerifyService};
 
+/// How long after a change to a key its answers are not kept: long enough for every Keyward
+/// node to have forgotten it too, so that an answer asked for just after the change (from a
+/// node that has not heard yet) is never kept.
+const SETTLING: Duration = Duration::from_secs(5);
+/// Past this many entries, expired ones are swept before another is added.
+const SWEEP_AT: usize = 10_000;
+/// The most entries kept; past it (after a sweep) new answers are not kept.
+const MAX_ENTRIES: usize = 100_000;
+
 /// Where Keyward is and how long answers are kept.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct VerifierConfig {
     /// Keyward's base URL, such as `https://keys.example.com`.
     pub keyward_url: String,
@@ -45,10 +55,23 @@ pub struct VerifierConfig {
     pub verify_key: String,
     /// The longest a valid answer is kept (it is forgotten sooner when the key changes).
     pub max_age: Duration,
-    /// How long an unknown, revoked or expired key is remembered as such.
+    /// How long a revoked or expired key is remembered as such (unknown keys are not: any
+    /// string could be sent).
     pub negative_age: Duration,
     /// How long a call to Keyward may take.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for VerifierConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifierConfig")
+            .field("keyward_url", &self.keyward_url)
+            .field("verify_key", &"…")
+            .field("max_age", &self.max_age)
+            .field("negative_age", &self.negative_age)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl VerifierConfig {
@@ -139,6 +162,14 @@ pub(crate) struct Inner {
     asked: AtomicU64,
     /// The last event id seen, for `Last-Event-ID`.
     position: Mutex<Option<String>>,
+    /// Keys changed lately, and until when their answers are not kept; `None` for all.
+    settling: Mutex<Settling>,
+}
+
+#[derive(Default)]
+struct Settling {
+    keys: HashMap<String, Instant>,
+    everything_until: Option<Instant>,
 }
 
 /// Verifies keys through Keyward once and from memory after; cheap to clone.
@@ -207,6 +238,7 @@ impl Verifier {
                 epoch: AtomicU64::new(0),
                 asked: AtomicU64::new(0),
                 position: Mutex::new(None),
+                settling: Mutex::default(),
             }),
         }
     }
@@ -305,6 +337,9 @@ impl Verifier {
                 (entry, Ok(identity))
             }
             None => {
+                if !matches!(answer.code.as_str(), "REVOKED" | "EXPIRED") {
+                    answer.cacheable = false;
+                }
                 let entry = Entry::Refused {
                     code: answer.code.clone(),
                     until: now + inner.config.negative_age,
@@ -316,12 +351,25 @@ impl Verifier {
                 (entry, Err(refusal))
             }
         };
-        // Only while caught up, and only if nothing was forgotten while Keyward answered: a
-        // revocation that overtook the answer must win.
-        if answer.cacheable && synced {
+        // Only while caught up, only if nothing was forgotten while Keyward answered (a
+        // revocation that overtook the answer must win), and not for a key changed lately
+        // (the node that answered may not have heard yet).
+        let settled = match &result {
+            Ok(identity) => inner.settled(&identity.key_id),
+            Err(_) => true,
+        };
+        if answer.cacheable && synced && settled {
             let mut cache = inner.write();
             if inner.synced.load(Ordering::SeqCst) && inner.epoch.load(Ordering::SeqCst) == epoch {
-                cache.insert(digest, entry);
+                if cache.len() >= SWEEP_AT {
+                    let now = Instant::now();
+                    cache.retain(|_, entry| match entry {
+                        Entry::Valid { until, .. } | Entry::Refused { until, .. } => *until > now,
+                    });
+                }
+                if cache.len() < MAX_ENTRIES {
+                    cache.insert(digest, entry);
+                }
             }
         }
         result
@@ -351,8 +399,28 @@ impl Inner {
         self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forgets every answer about the key `key_id`.
+    fn settling(&self) -> std::sync::MutexGuard<'_, Settling> {
+        self.settling.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether answers about `key_id` may be kept: it has not changed lately.
+    fn settled(&self, key_id: &str) -> bool {
+        let settling = self.settling();
+        let now = Instant::now();
+        settling.everything_until.is_none_or(|until| until <= now)
+            && settling.keys.get(key_id).is_none_or(|until| *until <= now)
+    }
+
+    /// Forgets every answer about the key `key_id`, and keeps none for a while.
     pub(crate) fn forget(&self, key_id: &str) {
+        {
+            let mut settling = self.settling();
+            let now = Instant::now();
+            if settling.keys.len() >= SWEEP_AT {
+                settling.keys.retain(|_, until| *until > now);
+            }
+            settling.keys.insert(key_id.to_owned(), now + SETTLING);
+        }
         let mut cache = self.write();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         cache.retain(|_, entry| match entry {
@@ -369,8 +437,9 @@ impl Inner {
         cache.clear();
     }
 
-    /// Forgets everything (a `reset`: changes were missed).
+    /// Forgets everything (a `reset`: changes were missed), and keeps nothing for a while.
     pub(crate) fn clear(&self) {
+        self.settling().everything_until = Some(Instant::now() + SETTLING);
         let mut cache = self.write();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         cache.clear();

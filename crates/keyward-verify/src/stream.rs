@@ -13,10 +13,21 @@ use crate::Inner;
 
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const LAST_RETRY: Duration = Duration::from_secs(5);
-/// Keyward sends a comment every 15 s: a stream silent for longer is dead.
-const SILENCE: Duration = Duration::from_secs(45);
+/// Keyward sends a comment every 15 s: a stream silent for twice as long is dead.
+const SILENCE: Duration = Duration::from_secs(30);
+
+/// Stops caching when the task following the stream ends, however it ends (aborted, or a
+/// panic).
+struct Following(Arc<Inner>);
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.0.unsync();
+    }
+}
 
 pub(crate) async fn follow(inner: Arc<Inner>) {
+    let _following = Following(inner.clone());
     let mut retry = FIRST_RETRY;
     loop {
         match follow_once(&inner).await {
@@ -54,7 +65,7 @@ async fn follow_once(inner: &Inner) -> Result<(), String> {
     loop {
         let chunk = tokio::time::timeout(SILENCE, response.chunk())
             .await
-            .map_err(|_| "no news from Keyward for 45 s".to_owned())?
+            .map_err(|_| "no news from Keyward for 30 s".to_owned())?
             .map_err(|e| e.to_string())?;
         let Some(chunk) = chunk else {
             return Ok(());

@@ -8,8 +8,9 @@
 //! A client whose id the log no longer reaches (it keeps a day) or never had is sent `reset`
 //! first: it must drop everything it cached. `ready` says the stream has caught up.
 //!
-//! The stream ends when the server stops, when the caller's own key changes (the event is
-//! sent first; reconnecting authenticates again), and when the caller's key expires.
+//! The stream ends when the server stops, when its node loses the database (it would hear of
+//! no change meanwhile), when the caller's own key changes (the event is sent first;
+//! reconnecting authenticates again), and when the caller's key expires.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -42,6 +43,8 @@ const PAGE: i64 = 100;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a stream waits before reading again after the database failed.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often an idle stream checks that its node still has the database.
+const DATABASE_CHECK: Duration = Duration::from_millis(500);
 
 /// Where to start, for a client that cannot send `Last-Event-ID` (the header wins).
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -260,7 +263,10 @@ impl Stream {
             }
             read = tokio::select! {
                 wake = wakes.recv() => match wake {
-                    Ok(Invalidation::KeyEvents(organization)) => organization == self.organization,
+                    // A read that failed is tried again whatever wakes the stream.
+                    Ok(Invalidation::KeyEvents(organization)) => {
+                        retry || organization == self.organization
+                    }
                     Ok(Invalidation::ForgetAll) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         true
                     }
@@ -268,6 +274,14 @@ impl Stream {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 () = tokio::time::sleep(RETRY), if retry => true,
+                // A node that lost the database hears of no change: its streams end, and
+                // their clients stop trusting what they cached until they are caught up again.
+                () = tokio::time::sleep(DATABASE_CHECK) => {
+                    if self.state.store.state().down_for.is_some() {
+                        return;
+                    }
+                    retry
+                }
                 () = self.sender.closed() => return,
                 _ = stopping.wait_for(|stopping| *stopping) => return,
                 () = &mut expired => return,
@@ -284,6 +298,16 @@ impl Stream {
                 .key_events(self.organization, self.position, PAGE)
                 .await?;
             let full = page.events.len() as i64 == PAGE;
+            // Pruned past the position since the stream began (a client at the edge of the
+            // retention): what it missed is gone, so it drops everything.
+            if page.pruned_through > self.position {
+                self.position = page.latest.max(page.pruned_through);
+                let reset = position_event("reset", self.position, Some("pruned"));
+                if self.sender.send(reset).await.is_err() {
+                    return Ok(Next::End);
+                }
+                continue;
+            }
             for event in &page.events {
                 if self.sender.send(key_event(event)).await.is_err() {
                     return Ok(Next::End);

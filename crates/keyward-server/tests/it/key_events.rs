@@ -385,3 +385,30 @@ async fn every_nodes_stream_carries_every_change_in_one_order() {
     a.store.close().await;
     b.store.close().await;
 }
+
+/// A node that loses the database hears of no change meanwhile: its streams end, so that
+/// their clients stop trusting what they cached (`keyward-verify` drops its cache), and
+/// reconnecting fails until the database is back.
+#[tokio::test]
+async fn a_nodes_streams_end_when_it_loses_the_database() {
+    let Some(cluster) =
+        keyward_store::testing::TempPostgres::start().unwrap_or_else(|error| panic!("{error}"))
+    else {
+        return;
+    };
+    let url = cluster.create_database().await.unwrap();
+    let app = TestApp::spawn_on(&url).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, watcher) = app.create_key(&org.key, "Watcher", &["keys:verify"]).await;
+    let mut stream = EventStream::open(&app, &watcher, None).await.unwrap();
+    let (position, _) = stream.next_position("ready").await;
+    cluster.pause().unwrap();
+    assert!(stream.next().await.is_none(), "the stream ended");
+    EventStream::open(&app, &watcher, Some(&position.to_string()))
+        .await
+        .err()
+        .unwrap()
+        .problem(503, "unavailable");
+    cluster.resume().unwrap();
+    app.store.close().await;
+}

@@ -169,6 +169,9 @@ async fn allowed_requests_reach_the_upstream_with_who_is_calling_and_the_rest_ne
         .bearer_auth(&reader)
         .header("keyward-key-id", "key_forged")
         .header("keyward-scopes", "databases:write")
+        .header("keyward_external_id", "forged")
+        .header("x-forwarded-for", "198.51.100.66")
+        .header("forwarded", "for=198.51.100.66")
         .header("x-client", "kept")
         .send()
         .await
@@ -196,6 +199,13 @@ async fn allowed_requests_reach_the_upstream_with_who_is_calling_and_the_rest_ne
     assert_eq!(header("authorization"), None, "the key stays with Keyward");
     assert_eq!(header("x-client").as_deref(), Some("kept"));
     assert_eq!(header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        header("keyward_external_id"),
+        None,
+        "no spelling of it gets through"
+    );
+    assert_eq!(header("keyward-external-id").as_deref(), Some(""));
+    assert_eq!(header("forwarded"), None);
     assert_eq!(header("x-forwarded-proto").as_deref(), Some("http"));
     assert_eq!(
         header("x-forwarded-host"),
@@ -259,6 +269,48 @@ async fn allowed_requests_reach_the_upstream_with_who_is_calling_and_the_rest_ne
         seen.headers["keyward-key-id"].to_str().unwrap(),
         writer_id.as_str()
     );
+
+    // A project token names its project in the rule's header: a `Connection` header that
+    // would remove it on the way cannot make the decision see what the upstream does not.
+    let project = app.create_project(&org.key, "Mine").await;
+    let token = app
+        .post(
+            &format!("/v1/projects/{project}/tokens"),
+            &org.key,
+            json!({ "name": "ci", "scopes": ["databases:write"] }),
+        )
+        .await;
+    assert_eq!(token.status, StatusCode::CREATED, "{}", token.body);
+    let token = token.body["key"].as_str().unwrap().to_owned();
+    let create = |headers: &[(&str, &str)]| {
+        let mut request = app
+            .client
+            .post(through(&app, "/v1/databases"))
+            .bearer_auth(&token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    let own = read(create(&[("x-project-id", &project)]).await.unwrap()).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    let hidden = read(
+        create(&[("x-project-id", &project), ("connection", "x-project-id")])
+            .await
+            .unwrap(),
+    )
+    .await;
+    hidden.problem(403, "forbidden");
+    // Only paths are forwarded.
+    let connect = raw_request(
+        app.proxy_address.unwrap(),
+        &format!(
+            "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\
+             Authorization: Bearer {reader}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(connect.starts_with("HTTP/1.1 400"), "{connect}");
 
     // Revoked: refused at once.
     let revoked = app
