@@ -1,6 +1,7 @@
 //! In-process verification of a warm key: what a service pays per request once Keyward has
-//! answered for the key (a SHA-256 of the key and a map look-up), to compare with the
-//! server's `verify_cached` (`bench/verify.sh`).
+//! answered for the key (a SHA-256 of the key, a map look-up and a scope check), to compare
+//! with the server's `verify_cached` (`bench/verify.sh`); and the same through the async
+//! `verify`.
 //!
 //!   cargo bench -p keyward-verify --bench cached
 
@@ -27,7 +28,18 @@ fn cached(c: &mut Criterion) {
             meta: None,
         },
     );
+    // The look-up alone, as the server's `verify_cached` measures its own.
     c.bench_function("keyward_verify_cached", |b| {
+        b.iter(|| {
+            let identity = verifier
+                .verify_cached(std::hint::black_box(key))
+                .unwrap()
+                .unwrap();
+            identity.require("databases:read").unwrap();
+        })
+    });
+    // Through the async `verify` a service calls, on a current-thread runtime.
+    c.bench_function("keyward_verify_async", |b| {
         b.iter(|| {
             let identity = runtime
                 .block_on(verifier.verify(std::hint::black_box(key), None))

@@ -278,6 +278,12 @@ impl Verifier {
         self.ask(key, digest, client_ip).await
     }
 
+    /// What memory says of `key` without asking Keyward: `None` when it must be asked
+    /// ([`Verifier::verify`] does both).
+    pub fn verify_cached(&self, key: &str) -> Option<Result<Arc<Identity>, Refusal>> {
+        self.cached_answer(&Sha256::digest(key.as_bytes()).into())
+    }
+
     /// The cached answer for `digest`, if fresh.
     fn cached_answer(&self, digest: &[u8; 32]) -> Option<Result<Arc<Identity>, Refusal>> {
         let cache = self.inner.read();
