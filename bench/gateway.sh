@@ -74,29 +74,13 @@ done
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $key" "http://127.0.0.1:$protected/x")
 [ "$code" = 200 ] || { echo "the protected path answered $code" >&2; cat "$work/nginx/error.log" >&2; exit 1; }
 
-run() {
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | awk '
-    function micros(v) {
-      if (v ~ /us$/) { sub(/us$/, "", v); return v }
-      if (v ~ /ms$/) { sub(/ms$/, "", v); return v * 1000 }
-      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000000 }
-      return v
-    }
-    $1 == "50%" { p50 = micros($2) }
-    $1 == "99%" { p99 = micros($2) }
-    $1 == "Requests/sec:" { rps = $2 }
-    $1 == "Non-2xx" { bad = $NF }
-    END {
-      if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
-      printf "%s %s %s\n", rps, p50, p99
-    }'
-}
+. scripts/wrk.sh
 
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, interleaved"
 : >"$work/results"
 for round in $(seq "$ROUNDS"); do
-  echo "direct $(run "http://127.0.0.1:$direct/x")" >>"$work/results"
-  echo "protected $(run -H "Authorization: Bearer $key" "http://127.0.0.1:$protected/x")" >>"$work/results"
+  echo "direct $(wrk_run "http://127.0.0.1:$direct/x")" >>"$work/results"
+  echo "protected $(wrk_run -H "Authorization: Bearer $key" "http://127.0.0.1:$protected/x")" >>"$work/results"
   echo "  round $round done"
 done
 awk '

@@ -75,30 +75,14 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $key" "h
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gateway/x")
 [ "$code" = 401 ] || { echo "the gateway let a request without a key through ($code)" >&2; exit 1; }
 
-run() {
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | awk '
-    function micros(v) {
-      if (v ~ /us$/) { sub(/us$/, "", v); return v }
-      if (v ~ /ms$/) { sub(/ms$/, "", v); return v * 1000 }
-      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000000 }
-      return v
-    }
-    $1 == "50%" { p50 = micros($2) }
-    $1 == "99%" { p99 = micros($2) }
-    $1 == "Requests/sec:" { rps = $2 }
-    $1 == "Non-2xx" { bad = $NF }
-    END {
-      if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
-      printf "%s %s %s\n", rps, p50, p99
-    }'
-}
+. scripts/wrk.sh
 
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, interleaved"
 : >"$work/results"
 for round in $(seq "$ROUNDS"); do
-  echo "direct $(run "http://127.0.0.1:$upstream/x")" >>"$work/results"
-  echo "plain $(run "http://127.0.0.1:$plain/x")" >>"$work/results"
-  echo "keyward $(run -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/x")" >>"$work/results"
+  echo "direct $(wrk_run "http://127.0.0.1:$upstream/x")" >>"$work/results"
+  echo "plain $(wrk_run "http://127.0.0.1:$plain/x")" >>"$work/results"
+  echo "keyward $(wrk_run -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/x")" >>"$work/results"
   echo "  round $round done"
 done
 awk '

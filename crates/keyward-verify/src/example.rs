@@ -32,7 +32,9 @@ async fn list(caller: Caller) -> Result<Json<Value>, Refusal> {
 async fn create(caller: Caller, Path(project): Path<String>) -> Result<Json<Value>, Refusal> {
     caller.require("databases:write")?;
     if !caller.reaches(&project) {
-        return Err(Refusal::InsufficientScope(format!("project {project}")));
+        return Err(Refusal::Forbidden(
+            "this project token is for another project".into(),
+        ));
     }
     Ok(Json(json!({ "project_id": project, "created": true })))
 }

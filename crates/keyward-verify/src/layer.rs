@@ -199,6 +199,13 @@ impl IntoResponse for Refusal {
                 )),
                 None,
             ),
+            Refusal::Forbidden(reason) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                reason.clone(),
+                None,
+                None,
+            ),
             Refusal::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -272,6 +279,7 @@ mod tests {
                 .unwrap()
                 .contains("things:read")
         );
+        assert_eq!(status(Refusal::Forbidden("no".into())), 403);
         assert_eq!(status(Refusal::Unavailable), 503);
     }
 }

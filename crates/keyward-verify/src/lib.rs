@@ -132,6 +132,9 @@ pub enum Refusal {
     },
     /// The key lacks this scope (403).
     InsufficientScope(String),
+    /// The key may not do this, whatever its scopes, for the reason given (403), such as a
+    /// project token used for another project.
+    Forbidden(String),
     /// Keyward could not be asked (503): the request is refused, never let through.
     Unavailable,
 }

@@ -440,3 +440,19 @@ pub fn unavailable(message: &str) {
     }
     eprintln!("{message}");
 }
+
+/// Serves `router` (a service a test stands up beside Keyward) on a free port of 127.0.0.1,
+/// with the peer address known to handlers; returns its address.
+pub async fn serve_beside(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    address
+}

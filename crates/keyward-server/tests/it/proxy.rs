@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::forward_auth::platform;
-use crate::helpers::{Answer, TestApp, read};
+use crate::helpers::{Answer, TestApp, read, serve_beside};
 
 /// What the upstream saw of one request.
 #[derive(Clone, Debug)]
@@ -94,16 +94,7 @@ async fn upstream() -> Service {
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let address = serve_beside(app).await;
     Service {
         address,
         seen,

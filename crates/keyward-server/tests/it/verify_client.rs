@@ -11,21 +11,11 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::forward_auth::platform;
-use crate::helpers::{TestApp, read};
+use crate::helpers::{TestApp, read, serve_beside};
 
 /// The example service, with `verifier`, on a free port.
 async fn example_service(verifier: Verifier) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let app = keyward_verify::example::router(verifier);
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let address = serve_beside(keyward_verify::example::router(verifier)).await;
     format!("http://{address}")
 }
 
@@ -97,6 +87,30 @@ async fn the_example_service_answers_from_memory_and_refuses_a_revoked_key_withi
         .await
         .unwrap();
     read(creating).await.problem(403, "insufficient_scope");
+
+    // A project token reaches its own project only.
+    let project = app.create_project(&org.key, "Mine").await;
+    let token = app
+        .post(
+            &format!("/v1/projects/{project}/tokens"),
+            &org.key,
+            json!({ "name": "ci", "scopes": ["databases:write"] }),
+        )
+        .await;
+    assert_eq!(token.status, StatusCode::CREATED, "{}", token.body);
+    let token = token.body["key"].as_str().unwrap().to_owned();
+    let create = |project: String| {
+        client
+            .post(format!("{service}/databases/{project}"))
+            .bearer_auth(&token)
+            .send()
+    };
+    let own = read(create(project.clone()).await.unwrap()).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    assert_eq!(own.body["project_id"], project.as_str());
+    read(create("prj_someone_elses".into()).await.unwrap())
+        .await
+        .problem(403, "forbidden");
 
     // A warm key never reaches Keyward.
     let asked = verifier.keyward_calls();

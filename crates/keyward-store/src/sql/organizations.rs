@@ -425,15 +425,7 @@ pub(crate) async fn set_suspended(
     )
     .bind(id.as_uuid());
     let credentials = tx.all(query, revoked).await?;
-    for credential in &credentials {
-        tx.forget_on_commit(KeyChange {
-            organization: id,
-            credential: credential.id,
-            digest: &credential.digest,
-            kind: KeyChangeKind::Suspension,
-        })
-        .await?;
-    }
+    forget_all(tx, id, &credentials, KeyChangeKind::Suspension).await?;
     Ok(credentials.into_iter().map(|c| c.digest).collect())
 }
 
@@ -441,6 +433,25 @@ pub(crate) async fn set_suspended(
 pub(crate) struct Revoked {
     pub id: keyward_core::CredentialId,
     pub digest: KeyDigest,
+}
+
+/// Records the same change to each of the organization's `credentials`.
+async fn forget_all(
+    tx: &mut impl Write,
+    organization: OrganizationId,
+    credentials: &[Revoked],
+    kind: KeyChangeKind,
+) -> Result<(), StoreError> {
+    for credential in credentials {
+        tx.forget_on_commit(KeyChange {
+            organization,
+            credential: credential.id,
+            digest: &credential.digest,
+            kind,
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// Reads `id`, `kind` and `secret_sha256`.
@@ -467,15 +478,7 @@ pub(crate) async fn delete(
     .bind(at.unix_seconds())
     .bind(id.as_uuid());
     let revoked = tx.all(revoke, revoked).await?;
-    for credential in &revoked {
-        tx.forget_on_commit(KeyChange {
-            organization: id,
-            credential: credential.id,
-            digest: &credential.digest,
-            kind: KeyChangeKind::Revoked,
-        })
-        .await?;
-    }
+    forget_all(tx, id, &revoked, KeyChangeKind::Revoked).await?;
     // Every statement binds the organization as `$1`.
     for sql in [
         "DELETE FROM instances WHERE organization_id = $1",
