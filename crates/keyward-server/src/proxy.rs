@@ -167,12 +167,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 fn drop_identity_headers(headers: &mut HeaderMap) {
     let forged: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().replace('_', "-").starts_with("keyward-"))
+        .filter(|name| names_identity(name))
         .cloned()
         .collect();
     for name in forged {
         headers.remove(name);
     }
+}
+
+/// Whether `name` reads as `keyward-…` once `_` is taken for `-` (header names are lowercase).
+fn names_identity(name: &HeaderName) -> bool {
+    let prefix = b"keyward-";
+    name.as_str().len() >= prefix.len()
+        && name
+            .as_str()
+            .bytes()
+            .zip(prefix)
+            .all(|(byte, wanted)| byte == *wanted || (byte == b'_' && *wanted == b'-'))
 }
 
 /// Decides the request, then forwards it or answers the refusal.
@@ -329,6 +340,16 @@ mod tests {
             "",
         ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn identity_headers_are_known_in_either_spelling() {
+        for name in ["keyward-key-id", "keyward_meta", "keyward-", "keyward_"] {
+            assert!(names_identity(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["keyward", "x-keyward-key-id", "keywardx", "keyward.meta"] {
+            assert!(!names_identity(&HeaderName::from_static(name)), "{name}");
         }
     }
 

@@ -12,6 +12,8 @@ use axum::routing::{get, post};
 use keyward_verify::{Refusal, Verifier, VerifierConfig};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 
 /// A Keyward that answers `VALID` (cacheable) for `kwk_valid` as `key_1` and `NOT_FOUND` for
 /// anything else, whatever the stream has said, and whose stream sends what the test pushes.
@@ -19,19 +21,6 @@ struct Fake {
     url: String,
     events: Arc<Mutex<Option<mpsc::Sender<String>>>>,
     verifications: Arc<AtomicU64>,
-}
-
-struct Lines(mpsc::Receiver<String>);
-
-impl futures_core::Stream for Lines {
-    type Item = Result<String, std::io::Error>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.get_mut().0.poll_recv(cx).map(|line| line.map(Ok))
-    }
 }
 
 async fn fake() -> Fake {
@@ -70,7 +59,9 @@ async fn fake() -> Fake {
                     *streams.lock().unwrap() = Some(sender);
                     axum::response::Response::builder()
                         .header("content-type", "text/event-stream")
-                        .body(Body::from_stream(Lines(receiver)))
+                        .body(Body::from_stream(
+                            ReceiverStream::new(receiver).map(Ok::<_, std::io::Error>),
+                        ))
                         .unwrap()
                 }
             }),

@@ -13,8 +13,6 @@
 //! reconnecting authenticates again), and when the caller's key expires.
 
 use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -25,6 +23,8 @@ use keyward_core::{CredentialId, OrganizationId, Scope, Timestamp};
 use keyward_store::{Invalidation, KeyEventRecord};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 use utoipa_axum::routes;
 
 use super::ApiRoutes;
@@ -154,7 +154,8 @@ pub(super) async fn key_events(
         sender,
     };
     tokio::spawn(stream.follow(wakes, until));
-    let mut response = Sse::new(Events(receiver))
+    let events = ReceiverStream::new(receiver).map(Ok::<_, Infallible>);
+    let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response();
     // Proxies that buffer answers (nginx) would hold events back.
@@ -196,17 +197,6 @@ fn key_event(event: &KeyEventRecord) -> Event {
         .id(event.id.to_string())
         .json_data(data)
         .unwrap_or_default()
-}
-
-/// The events a stream sends, as axum's `Sse` wants them.
-struct Events(mpsc::Receiver<Event>);
-
-impl futures_core::Stream for Events {
-    type Item = Result<Event, Infallible>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().0.poll_recv(cx).map(|event| event.map(Ok))
-    }
 }
 
 /// One client's stream: what it has been sent, and where to send more.

@@ -349,6 +349,19 @@ impl TestApp {
         )
     }
 
+    /// Creates a project token with these scopes through the API and returns its key.
+    pub async fn create_token(&self, with: &str, project: &str, scopes: &[&str]) -> String {
+        let answer = self
+            .post(
+                &format!("/v1/projects/{project}/tokens"),
+                with,
+                json!({ "name": "token", "scopes": scopes }),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body["key"].as_str().unwrap().to_owned()
+    }
+
     pub async fn create_project(&self, key: &str, name: &str) -> String {
         let answer = self
             .post("/v1/projects", key, json!({ "name": name }))

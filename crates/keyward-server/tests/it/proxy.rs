@@ -12,6 +12,8 @@ use keyward_server::proxy::{ProxyConfig, Upstream};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::Notify;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::forward_auth::platform;
 use crate::helpers::{Answer, TestApp, read, serve_beside};
@@ -71,7 +73,7 @@ async fn upstream() -> Service {
                         notify.notified().await;
                         sender.send(b"second".to_vec()).await.unwrap();
                     });
-                    let stream = ChunkStream(receiver);
+                    let stream = ReceiverStream::new(receiver).map(Ok::<_, std::io::Error>);
                     axum::response::Response::builder()
                         .header("x-upstream", "yes")
                         .body(Body::from_stream(stream))
@@ -99,19 +101,6 @@ async fn upstream() -> Service {
         address,
         seen,
         go_on,
-    }
-}
-
-struct ChunkStream(tokio::sync::mpsc::Receiver<Vec<u8>>);
-
-impl futures_core::Stream for ChunkStream {
-    type Item = Result<Vec<u8>, std::io::Error>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.get_mut().0.poll_recv(cx).map(|chunk| chunk.map(Ok))
     }
 }
 
@@ -265,14 +254,8 @@ async fn allowed_requests_reach_the_upstream_with_who_is_calling_and_the_rest_ne
     // would remove it on the way cannot make the decision see what the upstream does not.
     let project = app.create_project(&org.key, "Mine").await;
     let token = app
-        .post(
-            &format!("/v1/projects/{project}/tokens"),
-            &org.key,
-            json!({ "name": "ci", "scopes": ["databases:write"] }),
-        )
+        .create_token(&org.key, &project, &["databases:write"])
         .await;
-    assert_eq!(token.status, StatusCode::CREATED, "{}", token.body);
-    let token = token.body["key"].as_str().unwrap().to_owned();
     let create = |headers: &[(&str, &str)]| {
         let mut request = app
             .client

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::forward_auth::platform;
-use crate::helpers::{TestApp, read, serve_beside};
+use crate::helpers::{Answer, TestApp, read, serve_beside};
 
 /// The example service, with `verifier`, on a free port.
 async fn example_service(verifier: Verifier) -> String {
@@ -25,6 +25,11 @@ async fn until_synced(verifier: &Verifier, synced: bool) {
         assert!(Instant::now() < deadline, "synced never became {synced}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The whole answer to `GET url` with `key`.
+async fn answer(client: &reqwest::Client, url: &str, key: &str) -> Answer {
+    read(client.get(url).bearer_auth(key).send().await.unwrap()).await
 }
 
 async fn status(client: &reqwest::Client, url: &str, key: &str) -> StatusCode {
@@ -58,25 +63,10 @@ async fn the_example_service_answers_from_memory_and_refuses_a_revoked_key_withi
     let missing = read(client.get(&databases).send().await.unwrap()).await;
     missing.problem(401, "missing_credentials");
     assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
-    read(
-        client
-            .get(&databases)
-            .bearer_auth("kwk_unknown")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .problem(401, "invalid_token");
-    let listed = read(
-        client
-            .get(&databases)
-            .bearer_auth(&reader)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    answer(&client, &databases, "kwk_unknown")
+        .await
+        .problem(401, "invalid_token");
+    let listed = answer(&client, &databases, &reader).await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
     assert_eq!(listed.body["key_id"], reader_id.as_str());
     assert_eq!(listed.body["organization_id"], org.id.to_string().as_str());
@@ -91,14 +81,8 @@ async fn the_example_service_answers_from_memory_and_refuses_a_revoked_key_withi
     // A project token reaches its own project only.
     let project = app.create_project(&org.key, "Mine").await;
     let token = app
-        .post(
-            &format!("/v1/projects/{project}/tokens"),
-            &org.key,
-            json!({ "name": "ci", "scopes": ["databases:write"] }),
-        )
+        .create_token(&org.key, &project, &["databases:write"])
         .await;
-    assert_eq!(token.status, StatusCode::CREATED, "{}", token.body);
-    let token = token.body["key"].as_str().unwrap().to_owned();
     let create = |project: String| {
         client
             .post(format!("{service}/databases/{project}"))
@@ -166,15 +150,7 @@ async fn the_example_service_answers_from_memory_and_refuses_a_revoked_key_withi
     let asked = verifier.keyward_calls();
     assert_eq!(status(&client, &databases, &limited).await, StatusCode::OK);
     assert_eq!(status(&client, &databases, &limited).await, StatusCode::OK);
-    let refused = read(
-        client
-            .get(&databases)
-            .bearer_auth(&limited)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let refused = answer(&client, &databases, &limited).await;
     refused.problem(429, "rate_limited");
     assert!(refused.header("retry-after").is_some());
     assert_eq!(verifier.keyward_calls(), asked + 3);
@@ -261,16 +237,9 @@ async fn a_dropped_stream_drops_the_cache_until_it_is_back_and_misses_nothing() 
     relay.cut();
     until_synced(&verifier, false).await;
     assert_eq!(verifier.cached(), 0);
-    read(
-        client
-            .get(&databases)
-            .bearer_auth(&one)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .problem(503, "unavailable");
+    answer(&client, &databases, &one)
+        .await
+        .problem(503, "unavailable");
     // A change made meanwhile...
     let revoked = app
         .delete(&format!("/v1/api-keys/{one_id}"), &org.key)
@@ -280,16 +249,9 @@ async fn a_dropped_stream_drops_the_cache_until_it_is_back_and_misses_nothing() 
     // ...is honoured once the stream is back; the other key is cached again.
     relay.restore();
     until_synced(&verifier, true).await;
-    read(
-        client
-            .get(&databases)
-            .bearer_auth(&one)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .problem(401, "invalid_token");
+    answer(&client, &databases, &one)
+        .await
+        .problem(401, "invalid_token");
     let asked = verifier.keyward_calls();
     for _ in 0..3 {
         assert_eq!(status(&client, &databases, &two).await, StatusCode::OK);
