@@ -9,7 +9,9 @@
 //! answer (401, 403, 429), and the upstream never sees the request. An upstream that cannot
 //! be reached is 502 `bad_gateway`; one that does not answer within the timeout, 504
 //! `gateway_timeout`; a body over the limit, 413. Connections to the upstream are HTTP/1.1,
-//! kept alive in a pool.
+//! kept alive in a pool ([`pool`]).
+
+mod pool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +22,6 @@ use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::{PathAndQuery, Uri};
 use axum::response::{IntoResponse, Response};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::AppState;
 use crate::auth::Accept;
@@ -58,6 +57,8 @@ impl ProxyConfig {
 pub struct Upstream {
     authority: axum::http::uri::Authority,
     prefix: String,
+    /// The `Host` the upstream is sent: the URL's authority.
+    host: HeaderValue,
 }
 
 impl Upstream {
@@ -85,16 +86,31 @@ impl Upstream {
             return Err("the upstream URL may not have a query".into());
         }
         let prefix = uri.path().trim_end_matches('/').to_owned();
-        Ok(Self { authority, prefix })
+        let host = HeaderValue::try_from(authority.as_str())
+            .map_err(|_| format!("{url:?} names no usable host"))?;
+        Ok(Self {
+            authority,
+            prefix,
+            host,
+        })
     }
 
+    /// The request target sent upstream: `path_and_query` after the prefix, in origin form.
     fn uri_for(&self, path_and_query: &str) -> Result<Uri, axum::http::Error> {
-        let path = PathAndQuery::try_from(format!("{}{path_and_query}", self.prefix))?;
-        Uri::builder()
-            .scheme("http")
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
+        let target = if self.prefix.is_empty() {
+            PathAndQuery::try_from(path_and_query)?
+        } else {
+            PathAndQuery::try_from(format!("{}{path_and_query}", self.prefix))?
+        };
+        Ok(Uri::from(target))
+    }
+
+    /// `host:port`, the address connected to.
+    fn address(&self) -> String {
+        match self.authority.port() {
+            Some(_) => self.authority.to_string(),
+            None => format!("{}:80", self.authority),
+        }
     }
 }
 
@@ -109,21 +125,15 @@ impl std::fmt::Display for Upstream {
 struct Gateway {
     state: AppState,
     config: Arc<ProxyConfig>,
-    client: Client<HttpConnector, Body>,
+    pool: Arc<pool::Pool>,
 }
 
 /// The gateway's router: every method and path goes to [`forward`].
 pub(crate) fn router(state: AppState, config: ProxyConfig) -> Router {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.timeout));
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector);
     let gateway = Gateway {
         state: state.clone(),
+        pool: Arc::new(pool::Pool::new(config.upstream.address(), config.timeout)),
         config: Arc::new(config),
-        client,
     };
     Router::new()
         .fallback(forward)
@@ -264,7 +274,7 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     if let Some(host) = host {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
-    headers.remove(header::HOST);
+    headers.insert(header::HOST, config.upstream.host.clone());
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
     let limited = http_body_util::Limited::new(
@@ -273,17 +283,17 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     );
     let upstream_request = axum::http::Request::from_parts(parts, Body::new(limited));
 
-    let answer = tokio::time::timeout(config.timeout, gateway.client.request(upstream_request));
+    let answer = tokio::time::timeout(config.timeout, gateway.pool.send(upstream_request));
     let mut response = match answer.await {
         Err(_) => {
             return ApiError::GatewayTimeout(config.timeout.as_secs()).into_response();
         }
-        Ok(Err(error)) if body_too_large(&error) => return too_large(config.max_body_bytes),
-        Ok(Err(error)) => {
-            tracing::warn!(upstream = %config.upstream, %error, "the upstream could not be reached");
+        Ok(Err(failure)) if failure.body_too_large() => return too_large(config.max_body_bytes),
+        Ok(Err(failure)) => {
+            tracing::warn!(upstream = %config.upstream, %failure, "the upstream could not be reached");
             return ApiError::BadGateway.into_response();
         }
-        Ok(Ok(response)) => response.map(Body::new),
+        Ok(Ok(response)) => response,
     };
     strip_hop_by_hop(response.headers_mut());
     // The rate-limit headers (added around every request) and the usage counts follow the
@@ -302,18 +312,6 @@ fn too_large(limit: u64) -> Response {
     .into_response()
 }
 
-/// Whether sending failed because the request body ran over the limit.
-fn body_too_large(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if cause.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,16 +319,14 @@ mod tests {
     #[test]
     fn upstreams_are_plain_http_urls_with_an_optional_prefix() {
         let upstream = Upstream::parse("http://127.0.0.1:9000").unwrap();
-        assert_eq!(
-            upstream.uri_for("/v1/a?b=c").unwrap().to_string(),
-            "http://127.0.0.1:9000/v1/a?b=c"
-        );
+        assert_eq!(upstream.uri_for("/v1/a?b=c").unwrap(), "/v1/a?b=c");
+        assert_eq!(upstream.address(), "127.0.0.1:9000");
         let prefixed = Upstream::parse("http://api.internal:80/base/").unwrap();
-        assert_eq!(
-            prefixed.uri_for("/x").unwrap().to_string(),
-            "http://api.internal:80/base/x"
-        );
+        assert_eq!(prefixed.uri_for("/x").unwrap(), "/base/x");
         assert_eq!(prefixed.to_string(), "http://api.internal:80/base");
+        let default_port = Upstream::parse("http://api.internal").unwrap();
+        assert_eq!(default_port.address(), "api.internal:80");
+        assert_eq!(default_port.host, "api.internal");
         for bad in [
             "https://127.0.0.1:9000",
             "127.0.0.1:9000",

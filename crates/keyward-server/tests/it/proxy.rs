@@ -79,6 +79,10 @@ async fn upstream() -> Service {
                         .body(Body::from_stream(stream))
                         .unwrap()
                 }
+                "/status/empty" => axum::response::Response::builder()
+                    .status(204)
+                    .body(Body::empty())
+                    .unwrap(),
                 _ => axum::response::Response::builder()
                     .status(if uri.starts_with("/status/teapot") {
                         418
@@ -344,6 +348,27 @@ async fn answers_stream_connections_are_kept_and_rate_limits_hold() {
         .map(|seen| seen.peer)
         .collect();
     assert_eq!(peers.len(), 1, "kept alive: {peers:?}");
+    // Answers without a body (204, and any answer to HEAD) free their connection too.
+    for _ in 0..5 {
+        let empty = get(&app, Some(&key), "/status/empty").await;
+        assert_eq!(empty.status, StatusCode::NO_CONTENT);
+        let head = app
+            .client
+            .head(through(&app, "/status/ok"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
+    }
+    let peers: std::collections::HashSet<_> = service
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|seen| seen.peer)
+        .collect();
+    assert_eq!(peers.len(), 1, "kept alive: {peers:?}");
 
     // A key's rate limit holds through the gateway, with its headers.
     let limited = app
@@ -431,6 +456,57 @@ async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
         seen.headers["authorization"].to_str().unwrap(),
         format!("Bearer {key}")
     );
+}
+
+/// An upstream that answers one request per connection and then closes it: with
+/// `Connection: close`, or (`warn` false) without a word, as an upstream whose keep-alive
+/// timeout ends a resting connection does. Answers how many connections it accepted.
+async fn one_request_per_connection(warn: bool) -> (SocketAddr, Arc<Mutex<usize>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            *counted.lock().unwrap() += 1;
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|end| end == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let close = if warn { "Connection: close\r\n" } else { "" };
+                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{close}\r\nok");
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                // Closed a moment after answering, while the connection rests.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test]
+async fn connections_the_upstream_closes_are_replaced_without_failing_a_request() {
+    for warn in [false, true] {
+        let (address, accepted) = one_request_per_connection(warn).await;
+        let app = TestApp::spawn_with(gateway_config(&format!("http://{address}"), |_| {})).await;
+        let org = app.bootstrap("Acme").await;
+        let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+        for round in 0..4 {
+            let answer = get(&app, Some(&key), "/status/ok").await;
+            assert_eq!(answer.status, StatusCode::OK, "warn {warn}, round {round}");
+            assert_eq!(answer.body, "ok");
+            // Long enough for the upstream to have closed the connection.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(*accepted.lock().unwrap(), 4, "warn {warn}");
+    }
 }
 
 /// Sends `request` as it is on a new connection and reads the answer to its end.

@@ -1,0 +1,285 @@
+//! The gateway's connections to its upstream: HTTP/1.1, kept alive between requests, each
+//! driven by the task of the request using it.
+//!
+//! hyper's client connections usually run as tasks of their own, so that every request
+//! crosses from its task to the connection's and back, twice per request with a waker and
+//! often a thread in between. Here the request's own task polls the connection: while it
+//! waits for the answer's head, and while the answer's body is sent on (see [`Driven`]). A
+//! connection resting between requests is not polled; it is checked when it is next taken,
+//! and a request that it could not take (the upstream had closed it) is sent on another.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use http_body::Body as _;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Idle connections kept at most; more are closed as they come back.
+const MAX_IDLE: usize = 512;
+
+/// Connections to one upstream.
+pub(super) struct Pool {
+    /// `host:port`, as connected to.
+    address: String,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    /// Resting connections, the most recently used last.
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// Why a request got no answer from the upstream.
+#[derive(Debug)]
+pub(super) enum Failure {
+    Connect(std::io::Error),
+    ConnectTimeout,
+    Http(hyper::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(error) => write!(f, "could not connect: {error}"),
+            Self::ConnectTimeout => f.write_str("could not connect in time"),
+            Self::Http(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl Failure {
+    /// Whether sending failed because the request body ran over `http_body_util::Limited`'s
+    /// limit.
+    pub(super) fn body_too_large(&self) -> bool {
+        let Self::Http(error) = self else {
+            return false;
+        };
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            if cause.is::<http_body_util::LengthLimitError>() {
+                return true;
+            }
+            source = cause.source();
+        }
+        false
+    }
+}
+
+struct Idle {
+    connection: Connection,
+    since: Instant,
+}
+
+/// One connection: hyper's handle to send on it, and the connection itself (a future that
+/// does its reading and writing when polled, and ends when the connection closes).
+struct Connection {
+    sender: SendRequest<Body>,
+    /// `None` once closed: dropping it fails what was sent on it and not yet answered, and
+    /// gives back what it had not yet taken.
+    io: Option<http1::Connection<TokioIo<TcpStream>, Body>>,
+}
+
+impl Connection {
+    /// Lets the connection read and write what it can; drops it once it has closed.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(io) = &mut self.io
+            && Pin::new(io).poll(cx).is_ready()
+        {
+            self.io = None;
+        }
+    }
+
+    /// Waits until the connection can take a request; false if it closed instead.
+    async fn ready(&mut self) -> bool {
+        poll_fn(|cx| {
+            self.drive(cx);
+            if self.io.is_none() {
+                return Poll::Ready(false);
+            }
+            self.sender.poll_ready(cx).map(|outcome| outcome.is_ok())
+        })
+        .await
+    }
+
+    /// Sends `request` and waits for the answer's head, driving the connection meanwhile.
+    async fn exchange(
+        &mut self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>> {
+        let mut answer = std::pin::pin!(self.sender.try_send_request(request));
+        poll_fn(|cx| {
+            self.drive(cx);
+            answer.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Whether the connection is idle and may carry the next request: one last poll lets it
+    /// finish the answer it read and say so.
+    fn reusable(&mut self, cx: &mut Context<'_>) -> bool {
+        self.drive(cx);
+        self.io.is_some() && self.sender.is_ready()
+    }
+}
+
+impl Pool {
+    pub(super) fn new(address: String, connect_timeout: Duration) -> Self {
+        Self {
+            address,
+            connect_timeout,
+            idle_timeout: Duration::from_secs(60),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends `request` (its target in origin form, with its `Host`) on a resting connection
+    /// or a new one, and answers the response, whose body drives the connection until it
+    /// has been read; the connection then rests in the pool again.
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, Failure> {
+        let mut request = request;
+        loop {
+            let (mut connection, reused) = match self.take() {
+                Some(connection) => (connection, true),
+                None => (self.connect().await?, false),
+            };
+            if !connection.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(Failure::Connect(std::io::ErrorKind::ConnectionReset.into()));
+            }
+            match connection.exchange(request).await {
+                Ok(response) => {
+                    let pool = Arc::clone(self);
+                    return Ok(response.map(|body| {
+                        Body::new(Driven {
+                            body,
+                            connection: Some(connection),
+                            pool,
+                            finished: false,
+                        })
+                    }));
+                }
+                Err(mut refused) => match refused.take_message() {
+                    // The connection closed before it took the request (the upstream ended
+                    // a resting connection): nothing was sent, so it goes on another.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(Failure::Http(refused.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently rested connection still fresh enough; older ones are closed.
+    fn take(&self) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let newest = idle.pop()?;
+        if newest.since.elapsed() < self.idle_timeout {
+            Some(newest.connection)
+        } else {
+            // The rest rested longer still.
+            idle.clear();
+            None
+        }
+    }
+
+    fn rest(&self, connection: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() >= MAX_IDLE {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            connection,
+            since: Instant::now(),
+        });
+    }
+
+    async fn connect(&self) -> Result<Connection, Failure> {
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect(self.address.as_str()),
+        )
+        .await
+        .map_err(|_| Failure::ConnectTimeout)?
+        .map_err(Failure::Connect)?;
+        stream.set_nodelay(true).map_err(Failure::Connect)?;
+        let (sender, io) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(Failure::Http)?;
+        Ok(Connection {
+            sender,
+            io: Some(io),
+        })
+    }
+}
+
+/// An answer's body from the upstream, which drives its connection as it is read and
+/// returns it to the pool once read to its end. Dropped before its end (the client went
+/// away), it closes the connection.
+struct Driven {
+    body: Incoming,
+    connection: Option<Connection>,
+    pool: Arc<Pool>,
+    finished: bool,
+}
+
+impl Driven {
+    fn release(&mut self, cx: &mut Context<'_>) {
+        if let Some(mut connection) = self.connection.take()
+            && connection.reusable(cx)
+        {
+            self.pool.rest(connection);
+        }
+    }
+}
+
+impl http_body::Body for Driven {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let Some(connection) = &mut this.connection {
+            connection.drive(cx);
+        }
+        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &frame {
+            None => {
+                this.finished = true;
+                this.release(cx);
+            }
+            Some(Err(_)) => this.connection = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Driven {
+    fn drop(&mut self) {
+        // A body known to be empty, or read to its end, may not be polled again.
+        if self.finished || self.body.is_end_stream() {
+            self.release(&mut Context::from_waker(Waker::noop()));
+        }
+    }
+}
