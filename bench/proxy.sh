@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Gateway mode against the same upstream reached directly: the price of putting Keyward's
 # `[proxy]` in front of a service. The upstream is Debian's nginx (one worker) answering a
-# fixed 200; it also serves, on a second port, a plain nginx reverse proxy to itself (no
+# fixed 200 at once; with UPSTREAM_WAIT_MS set, it is instead a service that answers after
+# waiting that long, as one reading its database would (the `waiting_upstream` example, one
+# thread). nginx also serves, on a second port, a plain reverse proxy to the upstream (no
 # check), for comparison with any proxy hop. Keyward (release build) runs with one route
 # rule and `--proxy-upstream` at the upstream; every request through it carries a key that
 # is verified from the cache, decided by the rule, and forwarded on a kept-alive connection.
@@ -9,6 +11,7 @@
 # the upstream reached directly.
 #
 #   bench/proxy.sh
+#   UPSTREAM_WAIT_MS=1 bench/proxy.sh
 #   DURATION=30s ROUNDS=5 bench/proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,11 +20,15 @@ DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 NGINX=${NGINX:-/usr/sbin/nginx}
+UPSTREAM_WAIT_MS=${UPSTREAM_WAIT_MS:-}
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 [ -x "$NGINX" ] || { echo "nginx is needed: apt-get install nginx" >&2; exit 1; }
 cargo build --release --quiet --bin keyward
 bin=target/release/keyward
+if [ -n "$UPSTREAM_WAIT_MS" ]; then
+  cargo build --release --quiet -p keyward-server --example waiting_upstream
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 upstream=$(free_port); plain=$(free_port); gateway=$(free_port)
@@ -38,6 +45,9 @@ scopes = ["pages:read"]' --proxy-listen "127.0.0.1:$gateway" --proxy-upstream "h
 key=$(bootstrap_key Gateway gateway@example.com)
 
 mkdir -p "$work/nginx"
+# nginx is the upstream itself unless the waiting service is.
+constant='server { listen 127.0.0.1:'$upstream'; location / { return 200 "ok\n"; } }'
+[ -z "$UPSTREAM_WAIT_MS" ] || constant=""
 cat >"$work/nginx/nginx.conf" <<CONF
 daemon off;
 worker_processes 1;
@@ -52,7 +62,7 @@ http {
   uwsgi_temp_path $work/nginx/uwsgi;
   scgi_temp_path $work/nginx/scgi;
   upstream service { server 127.0.0.1:$upstream; keepalive 64; }
-  server { listen 127.0.0.1:$upstream; location / { return 200 "ok\n"; } }
+  $constant
   server {
     listen 127.0.0.1:$plain;
     location / {
@@ -65,7 +75,12 @@ http {
 CONF
 "$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 nginx_pid=$!
-trap 'kill $nginx_pid 2>/dev/null; stop_server' EXIT
+waiting_pid=""
+if [ -n "$UPSTREAM_WAIT_MS" ]; then
+  target/release/examples/waiting_upstream "127.0.0.1:$upstream" "$UPSTREAM_WAIT_MS" &
+  waiting_pid=$!
+fi
+trap 'kill $nginx_pid $waiting_pid 2>/dev/null; stop_server' EXIT
 for _ in $(seq 100); do
   curl -sf -o /dev/null "http://127.0.0.1:$upstream/" && break
   sleep 0.1
@@ -77,6 +92,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gateway/x")
 
 . scripts/wrk.sh
 
+echo "upstream: ${UPSTREAM_WAIT_MS:+a service waiting $UPSTREAM_WAIT_MS ms per request}${UPSTREAM_WAIT_MS:-nginx answering at once}"
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, interleaved"
 : >"$work/results"
 for round in $(seq "$ROUNDS"); do

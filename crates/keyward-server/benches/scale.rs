@@ -22,6 +22,10 @@ use keyward_store::{CredentialRecord, NewOrganization, NewOwner};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
+/// The allocator the `keyward` binary uses, so that the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SAMPLES: usize = 2_000;
 const BATCH: usize = 20_000;
 const FLOOD_KEYS: usize = 200_000;

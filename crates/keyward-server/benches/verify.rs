@@ -24,6 +24,10 @@ use keyward_server::{AppState, Config};
 use keyward_store::{Creator, NewCredential, NewOrganization, NewOwner};
 use tower::ServiceExt;
 
+/// The allocator the `keyward` binary uses, so that the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();

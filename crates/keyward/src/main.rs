@@ -14,6 +14,9 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use keyward_core::Brand;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keyward: a self-hosted API key and project-token service.
 ///
 /// Start the server with `keyward serve`, then create the first organization and its first
