@@ -7,8 +7,8 @@
 # check), for comparison with any proxy hop. Keyward (release build) runs with one route
 # rule and `--proxy-upstream` at the upstream; every request through it carries a key that
 # is verified from the cache, decided by the rule, and forwarded on a kept-alive connection.
-# The same wrk run against each, interleaved; prints req/s, p50 and p99 and the ratios to
-# the upstream reached directly.
+# The same wrk run against each, interleaved; prints req/s, p50 and p99, the ratios to the
+# upstream reached directly, and Keyward's CPU time per proxied request.
 #
 #   bench/proxy.sh
 #   UPSTREAM_WAIT_MS=1 bench/proxy.sh
@@ -91,24 +91,37 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gateway/x")
 [ "$code" = 401 ] || { echo "the gateway let a request without a key through ($code)" >&2; exit 1; }
 
 . scripts/wrk.sh
+# Keyward's CPU time so far (user and system), in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
 
-echo "upstream: ${UPSTREAM_WAIT_MS:+a service waiting $UPSTREAM_WAIT_MS ms per request}${UPSTREAM_WAIT_MS:-nginx answering at once}"
+if [ -n "$UPSTREAM_WAIT_MS" ]; then
+  echo "upstream: a service waiting $UPSTREAM_WAIT_MS ms per request"
+else
+  echo "upstream: nginx answering at once"
+fi
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, interleaved"
 : >"$work/results"
 for round in $(seq "$ROUNDS"); do
   echo "direct $(wrk_run "http://127.0.0.1:$upstream/x")" >>"$work/results"
   echo "plain $(wrk_run "http://127.0.0.1:$plain/x")" >>"$work/results"
-  echo "keyward $(wrk_run -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/x")" >>"$work/results"
+  # Keyward's CPU time over its run, for its CPU per request.
+  before=$(cpu_ticks); started=$(date +%s.%N)
+  measured=$(wrk_run -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/x")
+  after=$(cpu_ticks); ended=$(date +%s.%N)
+  echo "keyward $measured $(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    -v rps="${measured%% *}" -v s="$started" -v e="$ended" \
+    'BEGIN { printf "%.1f", t / hz * 1000000 / (rps * (e - s)) }')" >>"$work/results"
   echo "  round $round done"
 done
 awk '
-  { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4 }
+  { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; cpu[$1] += $5 }
   END {
     printf "\n%-40s %10s %9s %9s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs"
     printf "%-40s %10.0f %9.1f %9.1f\n", "upstream, directly", rps["direct"]/n["direct"], p50["direct"]/n["direct"], p99["direct"]/n["direct"]
     printf "%-40s %10.0f %9.1f %9.1f\n", "nginx proxy (no check) -> upstream", rps["plain"]/n["plain"], p50["plain"]/n["plain"], p99["plain"]/n["plain"]
     printf "%-40s %10.0f %9.1f %9.1f\n", "Keyward gateway -> upstream", rps["keyward"]/n["keyward"], p50["keyward"]/n["keyward"], p99["keyward"]/n["keyward"]
     d = rps["direct"]/n["direct"]; dp = p99["direct"]/n["direct"]
-    printf "\nnginx proxy: throughput %.3f x, p99 %.2f x of direct\n", (rps["plain"]/n["plain"])/d, (p99["plain"]/n["plain"])/dp
+    printf "\nKeyward CPU per proxied request: %.1f µs\n", cpu["keyward"]/n["keyward"]
+    printf "nginx proxy: throughput %.3f x, p99 %.2f x of direct\n", (rps["plain"]/n["plain"])/d, (p99["plain"]/n["plain"])/dp
     printf "Keyward gateway: throughput %.3f x, p99 %.2f x of direct\n", (rps["keyward"]/n["keyward"])/d, (p99["keyward"]/n["keyward"])/dp
   }' "$work/results"

@@ -1,18 +1,16 @@
-//! An upstream for `bench/proxy.sh`: an HTTP/1.1 service on one thread that answers every
-//! request `200 ok` after waiting `WAIT_MS` milliseconds, as a service waiting on its own
-//! database would. (tokio's timer counts whole milliseconds: a wait of 1 ms takes 1 to 2.)
+//! An upstream for `bench/proxy.sh`: an HTTP/1.1 service that answers every request `200 ok`
+//! after waiting `WAIT_MS` milliseconds, as a service waiting on its own database would. Each
+//! connection has a thread that sleeps for the wait, so waits are as long as asked (an async
+//! timer would round them up to its next millisecond tick).
 //!
 //!   cargo run --release -p keyward-server --example waiting_upstream -- 127.0.0.1:9000 1
 
-use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+const ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
 
 fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
@@ -20,42 +18,63 @@ fn main() -> std::process::ExitCode {
         eprintln!("usage: waiting_upstream ADDRESS WAIT_MS");
         return std::process::ExitCode::from(2);
     };
-    let Ok(wait) = wait.parse::<u64>().map(Duration::from_millis) else {
-        eprintln!("WAIT_MS is a whole number of milliseconds");
+    let Some(wait) = wait
+        .parse::<f64>()
+        .ok()
+        .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+    else {
+        eprintln!("WAIT_MS is a number of milliseconds");
         return std::process::ExitCode::from(2);
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let served = runtime
-        .map_err(|error| error.to_string())
-        .and_then(|runtime| runtime.block_on(serve(&address, wait)));
-    match served {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let listener = match TcpListener::bind(&address) {
+        Ok(listener) => listener,
         Err(error) => {
-            eprintln!("error: {error}");
-            std::process::ExitCode::FAILURE
+            eprintln!("error: cannot listen on {address}: {error}");
+            return std::process::ExitCode::FAILURE;
         }
+    };
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || serve(stream, wait));
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// Answers the requests of one kept-alive connection until the client closes it.
+fn serve(mut stream: TcpStream, wait: Duration) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut received = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let head_end = loop {
+            if let Some(at) = received.windows(4).position(|end| end == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                return Ok(());
+            }
+            received.extend_from_slice(&chunk[..read]);
+        };
+        let body = content_length(&received[..head_end]);
+        while received.len() < head_end + body {
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                return Ok(());
+            }
+            received.extend_from_slice(&chunk[..read]);
+        }
+        received.drain(..head_end + body);
+        std::thread::sleep(wait);
+        stream.write_all(ANSWER)?;
     }
 }
 
-async fn serve(address: &str, wait: Duration) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let answer = service_fn(move |_: Request<Incoming>| async move {
-            tokio::time::sleep(wait).await;
-            Ok::<_, Infallible>(Response::new(Body::from("ok\n")))
-        });
-        tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), answer)
-                .await;
-        });
-    }
+/// The request's `Content-Length` (0 without one; chunked bodies are not expected here).
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0)
 }
