@@ -86,8 +86,13 @@ impl Upstream {
             return Err("the upstream URL may not have a query".into());
         }
         let prefix = uri.path().trim_end_matches('/').to_owned();
-        let host = HeaderValue::try_from(authority.as_str())
-            .map_err(|_| format!("{url:?} names no usable host"))?;
+        // As clients write it: without the scheme's default port.
+        let host = match authority.port_u16() {
+            Some(80) => authority.host(),
+            _ => authority.as_str(),
+        };
+        let host =
+            HeaderValue::try_from(host).map_err(|_| format!("{url:?} names no usable host"))?;
         Ok(Self {
             authority,
             prefix,
@@ -324,6 +329,11 @@ mod tests {
         let prefixed = Upstream::parse("http://api.internal:80/base/").unwrap();
         assert_eq!(prefixed.uri_for("/x").unwrap(), "/base/x");
         assert_eq!(prefixed.to_string(), "http://api.internal:80/base");
+        assert_eq!(prefixed.address(), "api.internal:80");
+        assert_eq!(prefixed.host, "api.internal");
+        let other_port = Upstream::parse("http://[::1]:8080").unwrap();
+        assert_eq!(other_port.address(), "[::1]:8080");
+        assert_eq!(other_port.host, "[::1]:8080");
         let default_port = Upstream::parse("http://api.internal").unwrap();
         assert_eq!(default_port.address(), "api.internal:80");
         assert_eq!(default_port.host, "api.internal");

@@ -126,6 +126,21 @@ impl Connection {
         self.drive(cx);
         self.io.is_some() && self.sender.is_ready()
     }
+
+    /// Drives the connection until it is idle (true) or closed (false): an upstream that
+    /// answered before reading the whole request body still gets the rest of it.
+    async fn finish(&mut self) -> bool {
+        poll_fn(|cx| {
+            if self.reusable(cx) {
+                Poll::Ready(true)
+            } else if self.io.is_none() {
+                Poll::Ready(false)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
 }
 
 impl Pool {
@@ -179,27 +194,53 @@ impl Pool {
         }
     }
 
-    /// The most recently rested connection still fresh enough; older ones are closed.
+    /// The most recently rested connection; those that rested too long are closed.
     fn take(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let newest = idle.pop()?;
-        if newest.since.elapsed() < self.idle_timeout {
-            Some(newest.connection)
-        } else {
-            // The rest rested longer still.
-            idle.clear();
-            None
-        }
+        self.sweep(&mut idle);
+        idle.pop().map(|rested| rested.connection)
     }
 
     fn rest(&self, connection: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sweep(&mut idle);
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
         idle.push(Idle {
             connection,
             since: Instant::now(),
+        });
+    }
+
+    /// Closes the connections that rested longer than the idle timeout: the oldest come
+    /// first. (A resting connection is not polled, so one the upstream closed holds its
+    /// socket until it is taken or swept.)
+    fn sweep(&self, idle: &mut Vec<Idle>) {
+        let stale = idle.partition_point(|rested| rested.since.elapsed() >= self.idle_timeout);
+        idle.drain(..stale);
+    }
+
+    /// Gives `connection` back once it is idle: at once when it is, or from a task of its
+    /// own when it is still sending a request body the upstream answered early (for as long
+    /// as the upstream's timeout).
+    fn give_back(self: &Arc<Self>, mut connection: Connection, cx: &mut Context<'_>) {
+        if connection.reusable(cx) {
+            self.rest(connection);
+            return;
+        }
+        if connection.io.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = Arc::clone(self);
+        runtime.spawn(async move {
+            let finished = tokio::time::timeout(pool.connect_timeout, connection.finish()).await;
+            if matches!(finished, Ok(true)) {
+                pool.rest(connection);
+            }
         });
     }
 
@@ -234,10 +275,8 @@ struct Driven {
 
 impl Driven {
     fn release(&mut self, cx: &mut Context<'_>) {
-        if let Some(mut connection) = self.connection.take()
-            && connection.reusable(cx)
-        {
-            self.pool.rest(connection);
+        if let Some(connection) = self.connection.take() {
+            self.pool.give_back(connection, cx);
         }
     }
 }
@@ -256,7 +295,12 @@ impl http_body::Body for Driven {
         }
         let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
         match &frame {
+            // Trailers end a body: nothing is read after them.
             None => {
+                this.finished = true;
+                this.release(cx);
+            }
+            Some(Ok(frame)) if frame.is_trailers() => {
                 this.finished = true;
                 this.release(cx);
             }
@@ -281,5 +325,36 @@ impl Drop for Driven {
         if self.finished || self.body.is_end_stream() {
             self.release(&mut Context::from_waker(Waker::noop()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_resting_past_the_idle_timeout_are_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let mut pool = Pool::new(address, Duration::from_secs(5));
+        pool.idle_timeout = Duration::from_millis(50);
+        for _ in 0..3 {
+            let resting = pool.connect().await.unwrap();
+            pool.rest(resting);
+        }
+        assert_eq!(pool.idle.lock().unwrap().len(), 3);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // A connection coming back closes those that rested too long, below it too.
+        let fresh = pool.connect().await.unwrap();
+        pool.rest(fresh);
+        assert_eq!(pool.idle.lock().unwrap().len(), 1);
+        assert!(pool.take().is_some());
+        assert!(pool.take().is_none());
+        // And so does taking one.
+        let resting = pool.connect().await.unwrap();
+        pool.rest(resting);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(pool.take().is_none());
+        assert!(pool.idle.lock().unwrap().is_empty());
     }
 }

@@ -509,6 +509,157 @@ async fn connections_the_upstream_closes_are_replaced_without_failing_a_request(
     }
 }
 
+/// An upstream that answers every request with `answer`, keeping connections alive: once
+/// it has read the request's body, or (`early`) as soon as it has the request's head, before
+/// reading the body. Notes how many of each body's announced bytes it got, and counts the
+/// connections it accepted.
+async fn scripted_upstream(
+    answer: &'static str,
+    early: bool,
+) -> (SocketAddr, Arc<Mutex<Vec<usize>>>, Arc<Mutex<usize>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (bodies, accepted): (Arc<Mutex<Vec<usize>>>, Arc<Mutex<usize>>) = Default::default();
+    let (noted, counted) = (bodies.clone(), accepted.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            *counted.lock().unwrap() += 1;
+            let noted = noted.clone();
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let head_end = loop {
+                        if let Some(at) = received.windows(4).position(|end| end == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => received.extend_from_slice(&buffer[..read]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .map_or(0, |value| value.trim().parse().unwrap());
+                    if early {
+                        stream.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                    received.drain(..head_end);
+                    while received.len() < length {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(read) => received.extend_from_slice(&buffer[..read]),
+                        }
+                    }
+                    let got = received.len().min(length);
+                    noted.lock().unwrap().push(got);
+                    if got < length {
+                        return;
+                    }
+                    received.drain(..length);
+                    if !early {
+                        stream.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (address, bodies, accepted)
+}
+
+#[tokio::test]
+async fn an_upstream_answering_before_the_body_ends_still_gets_all_of_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let accepted_at_once = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+    let (address, bodies, accepted) = scripted_upstream(accepted_at_once, true).await;
+    let app = TestApp::spawn_with(gateway_config(&format!("http://{address}"), |_| {})).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+
+    // A third of the body, then the answer, then the rest.
+    let mut client = tokio::net::TcpStream::connect(app.proxy_address.unwrap())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /status/upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n\
+         Content-Length: 3000\r\n\r\n"
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    client.write_all(&[b'x'; 1000]).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !answer.windows(4).any(|end| end == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buffer))
+            .await
+            .expect("the upstream's answer before the body ends")
+            .unwrap();
+        assert_ne!(read, 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 202"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    client.write_all(&[b'y'; 2000]).await.unwrap();
+    let bodies_seen = |count: usize| {
+        let bodies = bodies.clone();
+        async move {
+            for _ in 0..100 {
+                if bodies.lock().unwrap().len() >= count {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            bodies.lock().unwrap().clone()
+        }
+    };
+    assert_eq!(bodies_seen(1).await, [3000]);
+
+    // Once the body was through, the connection went back to the pool (given a moment to
+    // get there after its last write).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let next = app
+        .client
+        .post(through(&app, "/status/upload"))
+        .bearer_auth(&key)
+        .body("more")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), StatusCode::ACCEPTED);
+    assert_eq!(bodies_seen(2).await, [3000, 4]);
+    assert_eq!(*accepted.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn answers_with_trailers_free_their_connection() {
+    let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n\
+                   3\r\nok\n\r\n0\r\nx-sum: 3\r\n\r\n";
+    let (address, _, accepted) = scripted_upstream(chunked, false).await;
+    let app = TestApp::spawn_with(gateway_config(&format!("http://{address}"), |_| {})).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    for _ in 0..5 {
+        // A client that takes trailers, so that they are passed on.
+        let answer = app
+            .client
+            .get(through(&app, "/status/ok"))
+            .bearer_auth(&key)
+            .header("te", "trailers")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.text().await.unwrap(), "ok\n");
+    }
+    assert_eq!(*accepted.lock().unwrap(), 1);
+}
+
 /// Sends `request` as it is on a new connection and reads the answer to its end.
 async fn raw_request(address: SocketAddr, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
