@@ -108,6 +108,20 @@ async fn upstream() -> Service {
     }
 }
 
+impl Service {
+    /// Asserts that every request it saw came on one connection.
+    fn one_connection(&self) {
+        let peers: std::collections::HashSet<_> = self
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|seen| seen.peer)
+            .collect();
+        assert_eq!(peers.len(), 1, "kept alive: {peers:?}");
+    }
+}
+
 fn gateway_config(upstream: &str, change: impl FnOnce(&mut ProxyConfig)) -> Config {
     let mut proxy = ProxyConfig::new(Upstream::parse(upstream).unwrap());
     change(&mut proxy);
@@ -340,14 +354,7 @@ async fn answers_stream_connections_are_kept_and_rate_limits_hold() {
             StatusCode::OK
         );
     }
-    let peers: std::collections::HashSet<_> = service
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|seen| seen.peer)
-        .collect();
-    assert_eq!(peers.len(), 1, "kept alive: {peers:?}");
+    service.one_connection();
     // Answers without a body (204, and any answer to HEAD) free their connection too.
     for _ in 0..5 {
         let empty = get(&app, Some(&key), "/status/empty").await;
@@ -361,14 +368,7 @@ async fn answers_stream_connections_are_kept_and_rate_limits_hold() {
             .unwrap();
         assert_eq!(head.status(), StatusCode::OK);
     }
-    let peers: std::collections::HashSet<_> = service
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|seen| seen.peer)
-        .collect();
-    assert_eq!(peers.len(), 1, "kept alive: {peers:?}");
+    service.one_connection();
 
     // A key's rate limit holds through the gateway, with its headers.
     let limited = app
