@@ -36,36 +36,12 @@ key=$(bootstrap_key Gateway gateway@example.com)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 upstream=$(free_port); protected=$(free_port); direct=$(free_port)
 keyward=${url#http://}
-mkdir -p "$work/nginx"
 gateway=$(sed -e "s/LISTEN_ADDRESS/127.0.0.1:$protected/" -e "s/KEYWARD_ADDRESS/$keyward/" \
   -e "s/UPSTREAM_ADDRESS/127.0.0.1:$upstream/" docs/gateways/nginx.conf)
-cat >"$work/nginx/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  server { listen 127.0.0.1:$upstream; location / { return 200 "ok\n"; } }
-  server {
-    listen 127.0.0.1:$direct;
-    location / {
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass http://service;
-    }
-  }
-$gateway
-}
-CONF
-"$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-nginx_pid=$!
+. scripts/nginx.sh
+start_nginx "$(constant_server "$upstream")
+$(plain_proxy "$direct")
+$gateway"
 trap 'kill $nginx_pid 2>/dev/null; stop_server' EXIT
 for _ in $(seq 100); do
   curl -sf -o /dev/null "http://127.0.0.1:$direct/" && break

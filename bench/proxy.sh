@@ -44,37 +44,13 @@ path = "/*"
 scopes = ["pages:read"]' --proxy-listen "127.0.0.1:$gateway" --proxy-upstream "http://127.0.0.1:$upstream"
 key=$(bootstrap_key Gateway gateway@example.com)
 
-mkdir -p "$work/nginx"
+. scripts/nginx.sh
 # nginx is the upstream itself unless the waiting service is.
-constant='server { listen 127.0.0.1:'$upstream'; location / { return 200 "ok\n"; } }'
+constant=$(constant_server "$upstream")
 [ -z "$UPSTREAM_WAIT_MS" ] || constant=""
-cat >"$work/nginx/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  upstream service { server 127.0.0.1:$upstream; keepalive 64; }
-  $constant
-  server {
-    listen 127.0.0.1:$plain;
-    location / {
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass http://service;
-    }
-  }
-}
-CONF
-"$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-nginx_pid=$!
+start_nginx "  upstream service { server 127.0.0.1:$upstream; keepalive 64; }
+$constant
+$(plain_proxy "$plain")"
 waiting_pid=""
 if [ -n "$UPSTREAM_WAIT_MS" ]; then
   target/release/examples/waiting_upstream "127.0.0.1:$upstream" "$UPSTREAM_WAIT_MS" &

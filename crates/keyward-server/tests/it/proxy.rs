@@ -131,6 +131,15 @@ fn gateway_config(upstream: &str, change: impl FnOnce(&mut ProxyConfig)) -> Conf
     }
 }
 
+/// A node whose gateway forwards to `upstream` as configured by default, and a key of a new
+/// organization with `databases:read`.
+async fn gateway_to(upstream: &str) -> (TestApp, String) {
+    let app = TestApp::spawn_with(gateway_config(upstream, |_| {})).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    (app, key)
+}
+
 fn through(app: &TestApp, path: &str) -> String {
     format!("http://{}{path}", app.proxy_address.unwrap())
 }
@@ -398,9 +407,7 @@ async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let app = TestApp::spawn_with(gateway_config(&format!("http://{closed}"), |_| {})).await;
-    let org = app.bootstrap("Acme").await;
-    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    let (app, key) = gateway_to(&format!("http://{closed}")).await;
     get(&app, Some(&key), "/status/ok")
         .await
         .problem(502, "bad_gateway");
@@ -458,46 +465,18 @@ async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
     );
 }
 
-/// An upstream that answers one request per connection and then closes it: with
-/// `Connection: close`, or (`warn` false) without a word, as an upstream whose keep-alive
-/// timeout ends a resting connection does. Answers how many connections it accepted.
-async fn one_request_per_connection(warn: bool) -> (SocketAddr, Arc<Mutex<usize>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let accepted = Arc::new(Mutex::new(0));
-    let counted = accepted.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            *counted.lock().unwrap() += 1;
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.windows(4).any(|end| end == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => head.extend_from_slice(&buffer[..read]),
-                    }
-                }
-                let close = if warn { "Connection: close\r\n" } else { "" };
-                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{close}\r\nok");
-                stream.write_all(answer.as_bytes()).await.unwrap();
-                // Closed a moment after answering, while the connection rests.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            });
-        }
-    });
-    (address, accepted)
-}
-
 #[tokio::test]
 async fn connections_the_upstream_closes_are_replaced_without_failing_a_request() {
+    // With `Connection: close`, or without a word, as an upstream whose keep-alive timeout
+    // ends a resting connection does.
     for warn in [false, true] {
-        let (address, accepted) = one_request_per_connection(warn).await;
-        let app = TestApp::spawn_with(gateway_config(&format!("http://{address}"), |_| {})).await;
-        let org = app.bootstrap("Acme").await;
-        let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+        let answer = if warn {
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        } else {
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        };
+        let (address, _, accepted) = scripted_upstream(answer, Answering::OnceThenClose).await;
+        let (app, key) = gateway_to(&format!("http://{address}")).await;
         for round in 0..4 {
             let answer = get(&app, Some(&key), "/status/ok").await;
             assert_eq!(answer.status, StatusCode::OK, "warn {warn}, round {round}");
@@ -509,13 +488,23 @@ async fn connections_the_upstream_closes_are_replaced_without_failing_a_request(
     }
 }
 
-/// An upstream that answers every request with `answer`, keeping connections alive: once
-/// it has read the request's body, or (`early`) as soon as it has the request's head, before
-/// reading the body. Notes how many of each body's announced bytes it got, and counts the
-/// connections it accepted.
+/// When a [`scripted_upstream`] answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Answering {
+    /// Once it has read the request's body; the connection is kept.
+    AfterTheBody,
+    /// As soon as it has the request's head, before reading the body; the connection is kept.
+    BeforeTheBody,
+    /// Once it has read the request's body, then it closes the connection a moment later,
+    /// while the connection rests.
+    OnceThenClose,
+}
+
+/// An upstream that answers every request with `answer`, as `answering` says. Notes how many
+/// of each body's announced bytes it got, and counts the connections it accepted.
 async fn scripted_upstream(
     answer: &'static str,
-    early: bool,
+    answering: Answering,
 ) -> (SocketAddr, Arc<Mutex<Vec<usize>>>, Arc<Mutex<usize>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -545,7 +534,7 @@ async fn scripted_upstream(
                         .lines()
                         .find_map(|line| line.strip_prefix("content-length:"))
                         .map_or(0, |value| value.trim().parse().unwrap());
-                    if early {
+                    if answering == Answering::BeforeTheBody {
                         stream.write_all(answer.as_bytes()).await.unwrap();
                     }
                     received.drain(..head_end);
@@ -561,8 +550,12 @@ async fn scripted_upstream(
                         return;
                     }
                     received.drain(..length);
-                    if !early {
+                    if answering != Answering::BeforeTheBody {
                         stream.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                    if answering == Answering::OnceThenClose {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        return;
                     }
                 }
             });
@@ -575,10 +568,9 @@ async fn scripted_upstream(
 async fn an_upstream_answering_before_the_body_ends_still_gets_all_of_it() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let accepted_at_once = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
-    let (address, bodies, accepted) = scripted_upstream(accepted_at_once, true).await;
-    let app = TestApp::spawn_with(gateway_config(&format!("http://{address}"), |_| {})).await;
-    let org = app.bootstrap("Acme").await;
-    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    let (address, bodies, accepted) =
+        scripted_upstream(accepted_at_once, Answering::BeforeTheBody).await;
+    let (app, key) = gateway_to(&format!("http://{address}")).await;
 
     // A third of the body, then the answer, then the rest.
     let mut client = tokio::net::TcpStream::connect(app.proxy_address.unwrap())
@@ -640,10 +632,8 @@ async fn an_upstream_answering_before_the_body_ends_still_gets_all_of_it() {
 async fn answers_with_trailers_free_their_connection() {
     let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n\
                    3\r\nok\n\r\n0\r\nx-sum: 3\r\n\r\n";
-    let (address, _, accepted) = scripted_upstream(chunked, false).await;
-    let app = TestApp::spawn_with(gateway_config(&format!("http://{address}"), |_| {})).await;
-    let org = app.bootstrap("Acme").await;
-    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    let (address, _, accepted) = scripted_upstream(chunked, Answering::AfterTheBody).await;
+    let (app, key) = gateway_to(&format!("http://{address}")).await;
     for _ in 0..5 {
         // A client that takes trailers, so that they are passed on.
         let answer = app
