@@ -13,6 +13,7 @@
 #   bench/proxy.sh
 #   UPSTREAM_WAIT_MS=1 bench/proxy.sh
 #   DURATION=30s ROUNDS=5 bench/proxy.sh
+#   PROXY_THREADS=1 bench/proxy.sh      # the gateway's threads (default: one per CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +42,8 @@ description = "Read the pages of the protected service."
 [[routes]]
 methods = ["GET"]
 path = "/*"
-scopes = ["pages:read"]' --proxy-listen "127.0.0.1:$gateway" --proxy-upstream "http://127.0.0.1:$upstream"
+scopes = ["pages:read"]' --proxy-listen "127.0.0.1:$gateway" --proxy-upstream "http://127.0.0.1:$upstream" \
+  ${PROXY_THREADS:+--proxy-threads "$PROXY_THREADS"}
 key=$(bootstrap_key Gateway gateway@example.com)
 
 . scripts/nginx.sh

@@ -389,6 +389,20 @@ pub async fn serve_with_proxy(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = state.config.connection_limits;
+    let mut gateway = match (proxy_listener, state.config.proxy.as_ref()) {
+        (Some(listener), Some(config)) => {
+            // The upstream's own timeout decides first: a slow upstream is 504, not 408.
+            let limits = server::ConnectionLimits {
+                request_timeout: limits
+                    .request_timeout
+                    .max(config.timeout + Duration::from_secs(1)),
+                ..limits
+            };
+            Some(proxy::Threads::start(listener, &state, config, limits)?)
+        }
+        _ => None,
+    };
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(flush_usage_periodically(state.clone(), stopped.clone()));
     let pruner = tokio::spawn(prune_audit_log_periodically(state.clone()));
@@ -399,44 +413,22 @@ pub async fn serve_with_proxy(
         .store
         .invalidations()
         .map(|changes| tokio::spawn(follow_other_nodes(state.clone(), changes)));
-    let limits = state.config.connection_limits;
     let stopping = state.clone();
     let shutdown = async move {
         shutdown.await;
         stopping.stopping.send_replace(true);
     };
-    let gateway = match (proxy_listener, state.config.proxy.clone()) {
-        (Some(listener), Some(config)) => {
-            // The upstream's own timeout decides first: a slow upstream is 504, not 408.
-            let limits = server::ConnectionLimits {
-                request_timeout: limits
-                    .request_timeout
-                    .max(config.timeout + Duration::from_secs(1)),
-                ..limits
-            };
-            let mut stopped = state.stopping.subscribe();
-            Some(tokio::spawn(server::accept_until(
-                listener,
-                proxy::router(state.clone(), config),
-                limits,
-                state.metrics.clone(),
-                async move {
-                    let _ = stopped.wait_for(|stopped| *stopped).await;
-                },
-            )))
-        }
-        _ => None,
-    };
     server::accept_until(
         listener,
         app(state.clone()),
         limits,
+        server::connection_slots(&limits),
         state.metrics.clone(),
         shutdown,
     )
     .await;
-    if let Some(gateway) = gateway {
-        let _ = gateway.await;
+    if let Some(gateway) = &mut gateway {
+        gateway.drained().await;
     }
     // Stop the periodic flush between batches (never in the middle of one), then write
     // whatever the last requests recorded; stop sending webhooks and give back the
@@ -473,6 +465,9 @@ pub async fn serve_with_proxy(
         .is_err()
     {
         tracing::error!("gave up giving back unspent credits and requests at shutdown: too slow");
+    }
+    if let Some(gateway) = gateway {
+        gateway.finish().await;
     }
     Ok(())
 }

@@ -12,6 +12,9 @@
 //! kept alive in a pool ([`pool`]).
 
 mod pool;
+mod threads;
+
+pub(crate) use threads::Threads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +42,9 @@ pub struct ProxyConfig {
     /// Pass the client's `Authorization` header on (it is removed by default: the upstream
     /// gets who is calling in the `Keyward-*` headers, and never the key).
     pub keep_authorization: bool,
+    /// Threads serving the gateway's connections, each with an event loop and an upstream
+    /// pool of its own (see [`threads`]).
+    pub threads: usize,
 }
 
 impl ProxyConfig {
@@ -48,8 +54,14 @@ impl ProxyConfig {
             timeout: Duration::from_secs(30),
             max_body_bytes: 10 * 1024 * 1024,
             keep_authorization: false,
+            threads: default_threads(),
         }
     }
+}
+
+/// One gateway thread per CPU the process may use (1 if that is unknown).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// An upstream's base URL: `http`, an authority, and a path prefix without a trailing slash.

@@ -54,16 +54,23 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// The permits of `limits.max_connections` open connections, for one or more
+/// [`accept_until`] loops to share.
+pub(crate) fn connection_slots(limits: &ConnectionLimits) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(limits.max_connections.max(1)))
+}
+
 /// Accepts connections on `listener` and serves `router` on each until `shutdown`
 /// completes; returns once every connection has finished or been closed at the deadline.
+/// Each connection holds one of `slots` (see [`connection_slots`]) while it is open.
 pub(crate) async fn accept_until(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut at_limit = false;

@@ -389,6 +389,12 @@ pub struct ServeArgs {
     )]
     proxy_keep_authorization: bool,
 
+    /// Threads serving the gateway's connections, each with its own event loop and pool of
+    /// upstream connections [default: one per CPU].
+    #[arg(long, env = "KEYWARD_PROXY_THREADS", value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=1024))]
+    proxy_threads: Option<u16>,
+
     /// Log filter: a level (`info`) or per-module levels (`info,keyward_server=debug`).
     #[arg(
         long,
@@ -548,6 +554,9 @@ pub async fn run(args: ServeArgs, platform: Platform) -> CliResult {
                 timeout: Duration::from_secs(args.proxy_timeout_seconds),
                 max_body_bytes: args.proxy_max_body_bytes,
                 keep_authorization: args.proxy_keep_authorization,
+                threads: args
+                    .proxy_threads
+                    .map_or_else(keyward_server::proxy::default_threads, usize::from),
             };
             (Some(proxy), Some(proxy_listener))
         }

@@ -385,7 +385,7 @@ async fn the_proxy_section_puts_a_gateway_in_front_of_an_upstream() {
         format!(
             "listen = \"127.0.0.1:0\"\ndatabase_url = \"{url}\"\n\n\
              [proxy]\nlisten = \"127.0.0.1:{gateway}\"\nupstream = \"http://{upstream_address}\"\n\
-             timeout_seconds = 5\n\n\
+             timeout_seconds = 5\nthreads = 2\n\n\
              [[routes]]\nmethods = [\"GET\"]\npath = \"/status/*\"\nscopes = []\n"
         ),
     )
@@ -446,6 +446,23 @@ async fn the_proxy_section_puts_a_gateway_in_front_of_an_upstream() {
     );
     assert!(
         text(&output.stderr).contains("plain http"),
+        "{}",
+        text(&output.stderr)
+    );
+    // A gateway needs a thread at least.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[proxy]\nlisten = \"127.0.0.1:1\"\nupstream = \"http://api.internal\"\nthreads = 0\n",
+    )
+    .unwrap();
+    let output = keyward()
+        .args(["config", "check", "bad.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).starts_with("error: bad.toml:1: `proxy_threads`"),
         "{}",
         text(&output.stderr)
     );

@@ -11,6 +11,8 @@ use keyward_server::Config;
 use keyward_server::proxy::{ProxyConfig, Upstream};
 use reqwest::StatusCode;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -506,7 +508,6 @@ async fn scripted_upstream(
     answer: &'static str,
     answering: Answering,
 ) -> (SocketAddr, Arc<Mutex<Vec<usize>>>, Arc<Mutex<usize>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (bodies, accepted): (Arc<Mutex<Vec<usize>>>, Arc<Mutex<usize>>) = Default::default();
@@ -566,14 +567,17 @@ async fn scripted_upstream(
 
 #[tokio::test]
 async fn an_upstream_answering_before_the_body_ends_still_gets_all_of_it() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let accepted_at_once = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
     let (address, bodies, accepted) =
         scripted_upstream(accepted_at_once, Answering::BeforeTheBody).await;
-    let (app, key) = gateway_to(&format!("http://{address}")).await;
+    // One thread, one pool: the two requests below come on two client connections.
+    let config = gateway_config(&format!("http://{address}"), |proxy| proxy.threads = 1);
+    let app = TestApp::spawn_with(config).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
 
     // A third of the body, then the answer, then the rest.
-    let mut client = tokio::net::TcpStream::connect(app.proxy_address.unwrap())
+    let mut client = TcpStream::connect(app.proxy_address.unwrap())
         .await
         .unwrap();
     let head = format!(
@@ -652,8 +656,7 @@ async fn answers_with_trailers_free_their_connection() {
 
 /// Sends `request` as it is on a new connection and reads the answer to its end.
 async fn raw_request(address: SocketAddr, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut stream = TcpStream::connect(address).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let read = stream.read_to_end(&mut answer);
@@ -662,4 +665,106 @@ async fn raw_request(address: SocketAddr, request: &str) -> String {
         .expect("an answer within 10 s")
         .unwrap();
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Sends `GET path` through the gateway on a connection of its own, and returns it with the
+/// answer's status line once the whole answer is read.
+async fn held_connection(app: &TestApp, key: &str, path: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(app.proxy_address.unwrap())
+        .await
+        .unwrap();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The echo's JSON body ends the answer.
+    while !answer.ends_with(b"}") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    (stream, text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn gateway_threads_share_one_connection_cap_and_finish_their_requests_at_shutdown() {
+    let service = upstream().await;
+    let mut config = gateway_config(&format!("http://{}", service.address), |proxy| {
+        proxy.threads = 3;
+    });
+    config.connection_limits.max_connections = 2;
+    config.connection_limits.shutdown_timeout = Duration::from_secs(10);
+    let mut app = TestApp::spawn_with(config).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+
+    // Two connections take the cap, whichever threads accepted them.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (stream, status) = held_connection(&app, &key, "/status/ok").await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        held.push(stream);
+    }
+    let waiting = tokio::spawn({
+        let (url, key) = (through(&app, "/status/ok"), key.clone());
+        async move {
+            let answer = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await;
+            answer.unwrap().status()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a third connection was served");
+    held.pop();
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    held.clear();
+
+    // A request under way when the node stops still gets its answer, before the node ends.
+    let slow = tokio::spawn({
+        let (url, key) = (through(&app, "/status/slow"), key.clone());
+        async move {
+            let answer = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await;
+            let answer = answer.unwrap();
+            (answer.status(), answer.text().await.unwrap())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(8), app.shutdown())
+        .await
+        .expect("the node stopped");
+    assert!(slow.is_finished(), "the node ended before its gateway");
+    assert_eq!(slow.await.unwrap(), (StatusCode::OK, "late".to_owned()));
+    let refused = TcpStream::connect(app.proxy_address.unwrap()).await;
+    assert!(refused.is_err(), "the gateway still accepts connections");
+}
+
+#[tokio::test]
+async fn a_node_whose_task_is_dropped_stops_its_gateway_threads() {
+    let service = upstream().await;
+    let (mut app, key) = gateway_to(&format!("http://{}", service.address)).await;
+    assert_eq!(
+        get(&app, Some(&key), "/status/ok").await.status,
+        StatusCode::OK
+    );
+    app.abort();
+    let proxy = app.proxy_address.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while TcpStream::connect(proxy).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the gateway kept accepting after its node's task was dropped"
+    );
 }
