@@ -113,9 +113,9 @@ impl Upstream {
     }
 
     /// The request target sent upstream: `path_and_query` after the prefix, in origin form.
-    fn uri_for(&self, path_and_query: &str) -> Result<Uri, axum::http::Error> {
+    fn uri_for(&self, path_and_query: &PathAndQuery) -> Result<Uri, axum::http::Error> {
         let target = if self.prefix.is_empty() {
-            PathAndQuery::try_from(path_and_query)?
+            path_and_query.clone()
         } else {
             PathAndQuery::try_from(format!("{}{path_and_query}", self.prefix))?
         };
@@ -175,17 +175,20 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 /// Removes the hop-by-hop headers (and `Transfer-Encoding`, which hyper sets itself).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    // One pass over what is there: most messages carry none of them.
+    let mut found: Vec<HeaderName> = Vec::new();
+    for (name, value) in headers.iter() {
+        if *name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name) {
+            found.push(name.clone());
+        }
+        if *name == header::CONNECTION {
+            let named = value.to_str().unwrap_or_default().split(',');
+            found.extend(named.filter_map(|name| HeaderName::try_from(name.trim()).ok()));
+        }
+    }
+    for name in found {
         headers.remove(name);
     }
-    headers.remove(header::TRANSFER_ENCODING);
 }
 
 /// Removes every header the upstream could read as one of the decision's `Keyward-*`
@@ -237,14 +240,14 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     let target = parts
         .uri
         .path_and_query()
-        .map_or("/", PathAndQuery::as_str)
-        .to_owned();
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let decided = crate::api::forward_auth::decide(
         state,
         &principal,
         &parts.headers,
         parts.method.as_str(),
-        &target,
+        target.as_str(),
     )
     .await;
     if !decided.status().is_success() {
@@ -336,10 +339,18 @@ mod tests {
     #[test]
     fn upstreams_are_plain_http_urls_with_an_optional_prefix() {
         let upstream = Upstream::parse("http://127.0.0.1:9000").unwrap();
-        assert_eq!(upstream.uri_for("/v1/a?b=c").unwrap(), "/v1/a?b=c");
+        assert_eq!(
+            upstream
+                .uri_for(&PathAndQuery::from_static("/v1/a?b=c"))
+                .unwrap(),
+            "/v1/a?b=c"
+        );
         assert_eq!(upstream.address(), "127.0.0.1:9000");
         let prefixed = Upstream::parse("http://api.internal:80/base/").unwrap();
-        assert_eq!(prefixed.uri_for("/x").unwrap(), "/base/x");
+        assert_eq!(
+            prefixed.uri_for(&PathAndQuery::from_static("/x")).unwrap(),
+            "/base/x"
+        );
         assert_eq!(prefixed.to_string(), "http://api.internal:80/base");
         assert_eq!(prefixed.address(), "api.internal:80");
         assert_eq!(prefixed.host, "api.internal");

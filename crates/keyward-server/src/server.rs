@@ -393,6 +393,8 @@ async fn serve_connection(
     }
     loop {
         tokio::select! {
+            // The connection first: the others are rarely ready, and no random order to draw.
+            biased;
             result = connection.as_mut() => {
                 if let Err(error) = result {
                     tracing::debug!(%error, %remote, "connection ended with an error");

@@ -197,28 +197,35 @@ impl Pool {
     /// The most recently rested connection; those that rested too long are closed.
     fn take(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        self.sweep(&mut idle);
+        self.sweep(&mut idle, Instant::now());
         idle.pop().map(|rested| rested.connection)
     }
 
     fn rest(&self, connection: Connection) {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        self.sweep(&mut idle);
+        self.sweep(&mut idle, now);
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
         idle.push(Idle {
             connection,
-            since: Instant::now(),
+            since: now,
         });
     }
 
-    /// Closes the connections that rested longer than the idle timeout: the oldest come
-    /// first. (A resting connection is not polled, so one the upstream closed holds its
-    /// socket until it is taken or swept.)
-    fn sweep(&self, idle: &mut Vec<Idle>) {
-        let stale = idle.partition_point(|rested| rested.since.elapsed() >= self.idle_timeout);
-        idle.drain(..stale);
+    /// Closes the connections that rested longer than the idle timeout as of `now`: the
+    /// oldest come first. (A resting connection is not polled, so one the upstream closed
+    /// holds its socket until it is taken or swept.)
+    fn sweep(&self, idle: &mut Vec<Idle>, now: Instant) {
+        let Some(cutoff) = now.checked_sub(self.idle_timeout) else {
+            return;
+        };
+        // Most often none is: one comparison, no search.
+        if idle.first().is_some_and(|oldest| oldest.since <= cutoff) {
+            let stale = idle.partition_point(|rested| rested.since <= cutoff);
+            idle.drain(..stale);
+        }
     }
 
     /// Gives `connection` back once it is idle: at once when it is, or from a task of its
