@@ -63,7 +63,7 @@ impl Threads {
             let slots = slots.clone();
             let mut released = released.clone();
             let handle = std::thread::Builder::new()
-                .name(format!("keyward-gateway-{index}"))
+                .name(format!("keyward-gw-{index}"))
                 .spawn(move || {
                     runtime.block_on(async move {
                         let router = super::router(state.clone(), config);
