@@ -427,44 +427,33 @@ async fn the_proxy_section_puts_a_gateway_in_front_of_an_upstream() {
         "{}",
         text(&output.stderr)
     );
+    // `keyward config check` on a `[proxy]` section with `rest`: what it says.
+    let refusal = |rest: &str| {
+        std::fs::write(
+            dir.path().join("bad.toml"),
+            format!("[proxy]\nlisten = \"127.0.0.1:1\"\n{rest}"),
+        )
+        .unwrap();
+        let output = keyward()
+            .args(["config", "check", "bad.toml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        text(&output.stderr)
+    };
     // And an upstream that is not plain http names its line.
-    std::fs::write(
-        dir.path().join("bad.toml"),
-        "[proxy]\nlisten = \"127.0.0.1:1\"\nupstream = \"https://api.internal\"\n",
-    )
-    .unwrap();
-    let output = keyward()
-        .args(["config", "check", "bad.toml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    let said = refusal("upstream = \"https://api.internal\"\n");
     assert!(
-        text(&output.stderr).starts_with("error: bad.toml:1: `proxy_upstream`"),
-        "{}",
-        text(&output.stderr)
+        said.starts_with("error: bad.toml:1: `proxy_upstream`"),
+        "{said}"
     );
-    assert!(
-        text(&output.stderr).contains("plain http"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert!(said.contains("plain http"), "{said}");
     // A gateway needs a thread at least.
-    std::fs::write(
-        dir.path().join("bad.toml"),
-        "[proxy]\nlisten = \"127.0.0.1:1\"\nupstream = \"http://api.internal\"\nthreads = 0\n",
-    )
-    .unwrap();
-    let output = keyward()
-        .args(["config", "check", "bad.toml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    let said = refusal("upstream = \"http://api.internal\"\nthreads = 0\n");
     assert!(
-        text(&output.stderr).starts_with("error: bad.toml:1: `proxy_threads`"),
-        "{}",
-        text(&output.stderr)
+        said.starts_with("error: bad.toml:1: `proxy_threads`"),
+        "{said}"
     );
 }
 

@@ -688,6 +688,21 @@ async fn held_connection(app: &TestApp, key: &str, path: &str) -> (TcpStream, St
     (stream, text.lines().next().unwrap_or_default().to_owned())
 }
 
+/// Sends `GET path` through the gateway from a client of its own (so on a new connection),
+/// in a task: its status and body.
+fn get_on_a_new_connection(
+    app: &TestApp,
+    key: &str,
+    path: &str,
+) -> tokio::task::JoinHandle<(StatusCode, String)> {
+    let (url, key) = (through(app, path), key.to_owned());
+    tokio::spawn(async move {
+        let answer = reqwest::Client::new().get(url).bearer_auth(key).send();
+        let answer = answer.await.unwrap();
+        (answer.status(), answer.text().await.unwrap())
+    })
+}
+
 #[tokio::test]
 async fn gateway_threads_share_one_connection_cap_and_finish_their_requests_at_shutdown() {
     let service = upstream().await;
@@ -707,36 +722,15 @@ async fn gateway_threads_share_one_connection_cap_and_finish_their_requests_at_s
         assert_eq!(status, "HTTP/1.1 200 OK");
         held.push(stream);
     }
-    let waiting = tokio::spawn({
-        let (url, key) = (through(&app, "/status/ok"), key.clone());
-        async move {
-            let answer = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await;
-            answer.unwrap().status()
-        }
-    });
+    let waiting = get_on_a_new_connection(&app, &key, "/status/ok");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "a third connection was served");
     held.pop();
-    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    assert_eq!(waiting.await.unwrap().0, StatusCode::OK);
     held.clear();
 
     // A request under way when the node stops still gets its answer, before the node ends.
-    let slow = tokio::spawn({
-        let (url, key) = (through(&app, "/status/slow"), key.clone());
-        async move {
-            let answer = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await;
-            let answer = answer.unwrap();
-            (answer.status(), answer.text().await.unwrap())
-        }
-    });
+    let slow = get_on_a_new_connection(&app, &key, "/status/slow");
     tokio::time::sleep(Duration::from_millis(300)).await;
     tokio::time::timeout(Duration::from_secs(8), app.shutdown())
         .await
