@@ -399,7 +399,7 @@ pub async fn serve_with_proxy(
                     .max(config.timeout + Duration::from_secs(1)),
                 ..limits
             };
-            Some(proxy::Threads::start(listener, &state, config, limits)?)
+            Some(proxy::Threads::start(listener, &state, config, limits).await?)
         }
         _ => None,
     };
@@ -422,7 +422,7 @@ pub async fn serve_with_proxy(
         listener,
         app(state.clone()),
         limits,
-        server::connection_slots(&limits),
+        server::Slots::new(&limits),
         state.metrics.clone(),
         shutdown,
     )

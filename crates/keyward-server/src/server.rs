@@ -7,9 +7,10 @@
 //!   `idle_timeout`.
 //! - A request must be read and answered within `request_timeout`: a body sent slowly (or
 //!   not at all) gets 408 and the connection is closed.
-//! - At most `max_connections` are open at once; past that, new connections wait in the
-//!   listen backlog, one warning is logged each time the limit is reached, and
-//!   `/metrics` counts it.
+//! - At most `max_connections` are served at once (by one listener, however many loops
+//!   accept from it); past that, a new connection waits unserved (the next ones in the
+//!   listen backlog), one warning is logged each time the limit is reached, and `/metrics`
+//!   counts it.
 //! - Shutdown stops accepting, lets in-flight requests finish, and closes whatever is left
 //!   after `shutdown_timeout`, whatever clients do.
 
@@ -56,51 +57,38 @@ impl Default for ConnectionLimits {
 
 /// The permits of `limits.max_connections` open connections, for one or more
 /// [`accept_until`] loops to share.
-pub(crate) fn connection_slots(limits: &ConnectionLimits) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(limits.max_connections.max(1)))
+pub(crate) struct Slots {
+    permits: Arc<Semaphore>,
+    /// Whether the limit has been reached since a connection last found a free slot: one
+    /// warning for each time it is.
+    at_limit: std::sync::atomic::AtomicBool,
+}
+
+impl Slots {
+    pub(crate) fn new(limits: &ConnectionLimits) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            at_limit: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
 }
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown`
 /// completes; returns once every connection has finished or been closed at the deadline.
-/// Each connection holds one of `slots` (see [`connection_slots`]) while it is open.
+/// Each connection holds one of `slots` while it is open; a connection accepted when none is
+/// free waits for one (and the loop with it: the next wait in the listen backlog).
 pub(crate) async fn accept_until(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
-    let mut at_limit = false;
     tokio::pin!(shutdown);
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                at_limit = false;
-                slot
-            }
-            Err(_) => {
-                if !at_limit {
-                    at_limit = true;
-                    metrics
-                        .connection_limit_reached
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        "connection limit reached; new connections wait until one closes"
-                    );
-                }
-                tokio::select! {
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                    () = &mut shutdown => break,
-                }
-            }
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -114,6 +102,30 @@ pub(crate) async fn accept_until(
                 tracing::error!(%error, "cannot accept a connection");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
+            }
+        };
+        let slot = match slots.permits.clone().try_acquire_owned() {
+            Ok(slot) => {
+                slots.at_limit.store(false, Ordering::Relaxed);
+                slot
+            }
+            Err(_) => {
+                if !slots.at_limit.swap(true, Ordering::Relaxed) {
+                    metrics
+                        .connection_limit_reached
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached; new connections wait until one closes"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.permits.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
             }
         };
         let router = router.clone();

@@ -11,7 +11,9 @@
 //! Work a request starts on a gateway thread (a connection the store opens on a cache miss, a
 //! connection's last body bytes sent to the upstream) is driven by that thread: the threads
 //! stop accepting when the node stops, finish their connections, and keep running until
-//! [`Threads::finish`], after the node's own last writes.
+//! [`Threads::finish`], after the node's own last writes. (Such a database connection, back
+//! in the store's shared pool, is served by that thread's event loop for as long as it
+//! lives; one still open when the threads end can no longer say goodbye to the database.)
 
 use std::thread::JoinHandle;
 
@@ -34,62 +36,75 @@ pub(crate) struct Threads {
 
 impl Threads {
     /// Starts `config.threads` threads serving the gateway on `listener` with `limits`
-    /// (`max_connections` counts across all of them). They stop accepting once
-    /// `state.stopping` is set.
-    pub(crate) fn start(
+    /// (`max_connections` counts across all of them), each once the one before has started.
+    /// They stop accepting once `state.stopping` is set.
+    pub(crate) async fn start(
         listener: TcpListener,
         state: &AppState,
         config: &ProxyConfig,
         limits: ConnectionLimits,
     ) -> std::io::Result<Self> {
         let listener = listener.into_std()?;
-        let slots = server::connection_slots(&limits);
+        let slots = server::Slots::new(&limits);
         let (release, released) = watch::channel(false);
         let mut drained = Vec::new();
         let mut handles = Vec::new();
+        // On an error, the threads started so far end as `release` goes.
         for index in 0..config.threads.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            // Registered with this thread's event loop.
-            let listener = {
-                let _entered = runtime.enter();
-                TcpListener::from_std(listener.try_clone()?)?
-            };
+            let listener = listener.try_clone()?;
+            let (ready, started) = oneshot::channel::<std::io::Result<()>>();
             let (done, finished) = oneshot::channel();
-            drained.push(finished);
             let state = state.clone();
             let config = config.clone();
             let slots = slots.clone();
             let mut released = released.clone();
+            // The runtime is made, and dropped, on its own thread: never inside the node's.
+            let serve = move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let runtime = match runtime {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    // Registered with this thread's event loop.
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            let _ = ready.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    let router = super::router(state.clone(), config);
+                    let mut stopping = state.stopping.subscribe();
+                    let mut abandoned = released.clone();
+                    let stop = async move {
+                        tokio::select! {
+                            _ = stopping.wait_for(|stopping| *stopping) => {}
+                            // Only when the node's task is gone (`release` dropped).
+                            _ = abandoned.wait_for(|released| *released) => {}
+                        }
+                    };
+                    let metrics = state.metrics.clone();
+                    server::accept_until(listener, router, limits, slots, metrics, stop).await;
+                    let _ = done.send(());
+                    let _ = released.wait_for(|released| *released).await;
+                });
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("keyward-gw-{index}"))
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        let router = super::router(state.clone(), config);
-                        let mut stopping = state.stopping.subscribe();
-                        let mut abandoned = released.clone();
-                        let stop = async move {
-                            tokio::select! {
-                                _ = stopping.wait_for(|stopping| *stopping) => {}
-                                // Only when the node's task is gone (`release` dropped).
-                                _ = abandoned.wait_for(|released| *released) => {}
-                            }
-                        };
-                        server::accept_until(
-                            listener,
-                            router,
-                            limits,
-                            slots,
-                            state.metrics.clone(),
-                            stop,
-                        )
-                        .await;
-                        let _ = done.send(());
-                        let _ = released.wait_for(|released| *released).await;
-                    });
-                })?;
+                .spawn(serve)?;
             handles.push(handle);
+            drained.push(finished);
+            match started.await {
+                Ok(result) => result?,
+                Err(_) => return Err(std::io::Error::other("a gateway thread failed to start")),
+            }
         }
         Ok(Self {
             release,

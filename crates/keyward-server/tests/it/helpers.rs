@@ -402,7 +402,6 @@ impl TestApp {
             .collect()
     }
 
-    /// Stops the server gracefully, as SIGTERM does, and waits for it.
     /// Drops the server's task without shutting it down, as a cancelled caller would.
     pub fn abort(&mut self) {
         if let Some(server) = self.server.take() {
@@ -410,6 +409,7 @@ impl TestApp {
         }
     }
 
+    /// Stops the server gracefully, as SIGTERM does, and waits for it.
     pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

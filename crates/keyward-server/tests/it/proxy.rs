@@ -688,6 +688,17 @@ async fn held_connection(app: &TestApp, key: &str, path: &str) -> (TcpStream, St
     (stream, text.lines().next().unwrap_or_default().to_owned())
 }
 
+/// `keyward_connection_limit_reached_total` from the node's `/metrics`.
+async fn limit_reached(app: &TestApp) -> u64 {
+    let metrics = app.call(reqwest::Method::GET, "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap().to_owned();
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix("keyward_connection_limit_reached_total "));
+    line.and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count: {text}"))
+}
+
 /// Sends `GET path` through the gateway from a client of its own (so on a new connection),
 /// in a task: its status and body.
 fn get_on_a_new_connection(
@@ -722,9 +733,12 @@ async fn gateway_threads_share_one_connection_cap_and_finish_their_requests_at_s
         assert_eq!(status, "HTTP/1.1 200 OK");
         held.push(stream);
     }
+    // Counted when a connection finds none free, not when an idle thread does.
+    assert_eq!(limit_reached(&app).await, 0);
     let waiting = get_on_a_new_connection(&app, &key, "/status/ok");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "a third connection was served");
+    assert_eq!(limit_reached(&app).await, 1);
     held.pop();
     assert_eq!(waiting.await.unwrap().0, StatusCode::OK);
     held.clear();
