@@ -90,50 +90,24 @@ curl -sf -D - -o /dev/null -H "Authorization: Bearer $tagged" -H "X-Forwarded-Me
 writes_before=$(metric keyward_store_write_transactions_total)
 flushes_before=$(metric keyward_last_used_flush_batches_total)
 
-# The server's CPU time so far, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
-ticks_per_second=$(getconf CLK_TCK)
-
-# Prints "requests_per_second p50_us p99_us server_cpu_us_per_request" for one wrk run.
-run() {
-  local output before after
-  before=$(cpu_ticks)
-  output=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
-  after=$(cpu_ticks)
-  echo "$output" | awk -v ticks=$((after - before)) -v hz="$ticks_per_second" '
-    function micros(v) {
-      if (v ~ /us$/) { sub(/us$/, "", v); return v }
-      if (v ~ /ms$/) { sub(/ms$/, "", v); return v * 1000 }
-      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000000 }
-      return v
-    }
-    $1 == "50%" { p50 = micros($2) }
-    $1 == "99%" { p99 = micros($2) }
-    $1 == "Requests/sec:" { rps = $2 }
-    $2 == "requests" && $3 == "in" { requests = $1 }
-    $1 == "Non-2xx" { bad = $NF }
-    END {
-      if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
-      printf "%s %s %s %.2f\n", rps, p50, p99, ticks / hz * 1000000 / requests
-    }'
-}
+. scripts/wrk.sh
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, interleaved, against $url"
 : >"$work/results"
 for round in $(seq "$ROUNDS"); do
-  echo "healthz $(run "$url/healthz")" >>"$work/results"
-  echo "me $(run -H "Authorization: Bearer $key" "$url/v1/me")" >>"$work/results"
-  echo "verify $(run -s "$work/verify.lua" "$url/v1/keys/verify")" >>"$work/results"
-  echo "instances $(run -H "Authorization: Bearer $key" "$url/v1/instances")" >>"$work/results"
-  echo "forward $(run -H "Authorization: Bearer $key" -H "X-Forwarded-Method: GET" \
+  echo "healthz $(wrk_run "$url/healthz")" >>"$work/results"
+  echo "me $(wrk_run -H "Authorization: Bearer $key" "$url/v1/me")" >>"$work/results"
+  echo "verify $(wrk_run -s "$work/verify.lua" "$url/v1/keys/verify")" >>"$work/results"
+  echo "instances $(wrk_run -H "Authorization: Bearer $key" "$url/v1/instances")" >>"$work/results"
+  echo "forward $(wrk_run -H "Authorization: Bearer $key" -H "X-Forwarded-Method: GET" \
     -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth")" >>"$work/results"
-  echo "forward_meta $(run -H "Authorization: Bearer $tagged" -H "X-Forwarded-Method: GET" \
+  echo "forward_meta $(wrk_run -H "Authorization: Bearer $tagged" -H "X-Forwarded-Method: GET" \
     -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth")" >>"$work/results"
   if [ -n "$metered" ]; then
     credit_writes=$(metric keyward_store_write_transactions_total)
     credit_flushes=$(metric keyward_last_used_flush_batches_total)
     credit_started=$(date +%s.%N)
-    echo "forward_credits $(run -H "Authorization: Bearer $metered" -H "X-Forwarded-Method: GET" \
+    echo "forward_credits $(wrk_run -H "Authorization: Bearer $metered" -H "X-Forwarded-Method: GET" \
       -H "X-Forwarded-Uri: /status/health" "$url/v1/forward-auth")" >>"$work/results"
     # Writes other than the last-use flushes during the run: the leases taken (credits and
     # rate limit).

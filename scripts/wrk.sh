@@ -1,8 +1,14 @@
-# Sourced by bench/gateway.sh and bench/proxy.sh. `wrk_run ARGS…` runs
-# `wrk -t1 -c$CONNECTIONS -d$DURATION --latency ARGS…` and prints "req/s p50_µs p99_µs";
-# any answer other than 2xx fails it.
+# Sourced by the bench scripts, after scripts/start-server.sh (which sets `server`).
+# `wrk_run ARGS…` runs `wrk -t${THREADS:-1} -c$CONNECTIONS -d$DURATION --latency ARGS…` and
+# prints "req/s p50_µs p99_µs server_cpu_µs_per_request": the last is the Keyward server's
+# CPU time (user and system, from /proc) over the run divided by the requests wrk made. Any
+# answer other than 2xx fails it.
 wrk_run() {
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | awk '
+  local output before after
+  before=$(awk '{ print $14 + $15 }' "/proc/$server/stat")
+  output=$(wrk -t"${THREADS:-1}" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
+  after=$(awk '{ print $14 + $15 }' "/proc/$server/stat")
+  echo "$output" | awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function micros(v) {
       if (v ~ /us$/) { sub(/us$/, "", v); return v }
       if (v ~ /ms$/) { sub(/ms$/, "", v); return v * 1000 }
@@ -12,9 +18,10 @@ wrk_run() {
     $1 == "50%" { p50 = micros($2) }
     $1 == "99%" { p99 = micros($2) }
     $1 == "Requests/sec:" { rps = $2 }
+    $2 == "requests" && $3 == "in" { requests = $1 }
     $1 == "Non-2xx" { bad = $NF }
     END {
       if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
-      printf "%s %s %s\n", rps, p50, p99
+      printf "%s %s %s %.2f\n", rps, p50, p99, ticks / hz * 1000000 / requests
     }'
 }

@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -61,14 +61,14 @@ pub(crate) struct Slots {
     permits: Arc<Semaphore>,
     /// Whether the limit has been reached since a connection last found a free slot: one
     /// warning for each time it is.
-    at_limit: std::sync::atomic::AtomicBool,
+    at_limit: AtomicBool,
 }
 
 impl Slots {
     pub(crate) fn new(limits: &ConnectionLimits) -> Arc<Self> {
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
-            at_limit: std::sync::atomic::AtomicBool::new(false),
+            at_limit: AtomicBool::new(false),
         })
     }
 }
