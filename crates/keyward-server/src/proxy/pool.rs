@@ -6,7 +6,9 @@
 //! often a thread in between. Here the request's own task polls the connection: while it
 //! waits for the answer's head, and while the answer's body is sent on (see [`Driven`]). A
 //! connection resting between requests is not polled; it is checked when it is next taken,
-//! and a request that it could not take (the upstream had closed it) is sent on another.
+//! and a request that it could not take (the upstream had closed it) is sent on another, as
+//! is one it took and closed on without an answer, if the request may be repeated
+//! ([`repeatable`]).
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -160,9 +162,13 @@ impl Pool {
         self: &Arc<Self>,
         request: Request<Body>,
     ) -> Result<Response<Body>, Failure> {
+        // Kept to be sent once more on a new connection (see `repeatable`).
+        let mut again = repeatable(&request);
         let mut request = request;
+        let mut resting_ones = true;
         loop {
-            let (mut connection, reused) = match self.take() {
+            let taken = if resting_ones { self.take() } else { None };
+            let (mut connection, reused) = match taken {
                 Some(connection) => (connection, true),
                 None => (self.connect().await?, false),
             };
@@ -184,12 +190,24 @@ impl Pool {
                         })
                     }));
                 }
-                Err(mut refused) => match refused.take_message() {
+                Err(mut refused) => {
                     // The connection closed before it took the request (the upstream ended
                     // a resting connection): nothing was sent, so it goes on another.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(Failure::Http(refused.into_error())),
-                },
+                    if let Some(unsent) = refused.take_message().filter(|_| reused) {
+                        request = unsent;
+                        continue;
+                    }
+                    // It closed after the request went, before any answer: the upstream
+                    // ended it as the request arrived. One that may be repeated goes once
+                    // more, on a new connection.
+                    match again.take() {
+                        Some(copy) if reused && closed_unanswered(refused.error()) => {
+                            request = copy;
+                            resting_ones = false;
+                        }
+                        _ => return Err(Failure::Http(refused.into_error())),
+                    }
+                }
             }
         }
     }
@@ -268,6 +286,38 @@ impl Pool {
             io: Some(io),
         })
     }
+}
+
+/// A copy of `request` to send again if a resting connection closes after taking it and
+/// before answering (the upstream's keep-alive timeout ending it just then): only for a
+/// request the upstream may get twice, an idempotent method without a body (RFC 9110
+/// §9.2.2, RFC 9112 §9.3.1), as a proxy such as nginx repeats by default.
+fn repeatable(request: &Request<Body>) -> Option<Request<Body>> {
+    if !request.method().is_idempotent() || request.body().size_hint().exact() != Some(0) {
+        return None;
+    }
+    let mut copy = Request::new(Body::empty());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+/// Whether `error` says the connection closed (or was reset) before any answer came.
+fn closed_unanswered(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+            return matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset);
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// An answer's body from the upstream, which drives its connection as it is read and

@@ -500,6 +500,10 @@ enum Answering {
     /// Once it has read the request's body, then it closes the connection a moment later,
     /// while the connection rests.
     OnceThenClose,
+    /// The first request on a connection as `AfterTheBody`; the next one is read whole and
+    /// the connection closed without an answer, as when a keep-alive timeout ends it just as
+    /// a request arrives.
+    OnceThenDropTheNext,
 }
 
 /// An upstream that answers every request with `answer`, as `answering` says. Notes how many
@@ -520,7 +524,7 @@ async fn scripted_upstream(
             tokio::spawn(async move {
                 let mut received = Vec::new();
                 let mut buffer = [0u8; 4096];
-                loop {
+                for index in 0.. {
                     let head_end = loop {
                         if let Some(at) = received.windows(4).position(|end| end == b"\r\n\r\n") {
                             break at + 4;
@@ -551,6 +555,9 @@ async fn scripted_upstream(
                         return;
                     }
                     received.drain(..length);
+                    if answering == Answering::OnceThenDropTheNext && index > 0 {
+                        return;
+                    }
                     if answering != Answering::BeforeTheBody {
                         stream.write_all(answer.as_bytes()).await.unwrap();
                     }
@@ -563,6 +570,53 @@ async fn scripted_upstream(
         }
     });
     (address, bodies, accepted)
+}
+
+#[tokio::test]
+async fn a_request_a_closing_connection_took_goes_again_only_when_it_may_be_repeated() {
+    let (address, bodies, accepted) = scripted_upstream(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        Answering::OnceThenDropTheNext,
+    )
+    .await;
+    // One thread, one pool: each request below takes the connection the one before left.
+    let config = gateway_config(&format!("http://{address}"), |proxy| proxy.threads = 1);
+    let app = TestApp::spawn_with(config).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    let send = |method: reqwest::Method, body: &'static str| {
+        let request = app
+            .client
+            .request(method, through(&app, "/status/x"))
+            .bearer_auth(&key);
+        let request = if body.is_empty() {
+            request
+        } else {
+            request.body(body)
+        };
+        async move { read(request.send().await.unwrap()).await }
+    };
+
+    assert_eq!(send(reqwest::Method::GET, "").await.status, StatusCode::OK);
+    assert_eq!(*accepted.lock().unwrap(), 1);
+    // The resting connection takes the next GET and closes: it goes again, on a new one.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let answer = send(method.clone(), "").await;
+        assert_eq!(answer.status, StatusCode::OK, "{method}: {}", answer.body);
+        assert_eq!(answer.body, "ok");
+    }
+    assert_eq!(*accepted.lock().unwrap(), 3);
+    assert_eq!(*bodies.lock().unwrap(), [0, 0, 0, 0, 0]);
+    // A POST, or a PUT with a body, the upstream may have acted on: never twice.
+    for (method, body) in [(reqwest::Method::POST, ""), (reqwest::Method::PUT, "data")] {
+        let answer = send(method.clone(), body).await;
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{method}");
+        assert_eq!(answer.body["code"], "bad_gateway");
+        // A new connection for the next one: the pool is empty.
+        assert_eq!(send(reqwest::Method::GET, "").await.status, StatusCode::OK);
+    }
+    assert_eq!(*accepted.lock().unwrap(), 5);
+    assert_eq!(*bodies.lock().unwrap(), [0, 0, 0, 0, 0, 0, 0, 4, 0]);
 }
 
 #[tokio::test]
