@@ -292,24 +292,16 @@ async fn every_request(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let api = request.uri().path().starts_with("/v1/");
-    around(state, request, next, api).await
+    around(state, request, |request| next.run(request), api).await
 }
 
-/// Around every request of the gateway (`[proxy]`): the same, but the upstream's answers keep
-/// their own caching headers.
-async fn every_proxied_request(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    around(state, request, next, false).await
-}
-
-/// See [`every_request`]; `api`: the answer is Keyward's API's (`Cache-Control: no-store`).
-async fn around(
+/// See [`every_request`]: `run` answers the request. `api`: the answer is Keyward's API's
+/// (`Cache-Control: no-store`); the gateway's (`[proxy]`) keep the upstream's own caching
+/// headers.
+async fn around<F: Future<Output = axum::response::Response>>(
     state: AppState,
     request: axum::extract::Request,
-    next: axum::middleware::Next,
+    run: impl FnOnce(axum::extract::Request) -> F,
     api: bool,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
@@ -331,7 +323,7 @@ async fn around(
         };
         (request.method().clone(), path)
     });
-    let mut response = auth::with_rate_limit_headers(next.run(request)).await;
+    let mut response = auth::with_rate_limit_headers(run(request)).await;
     if api {
         response.headers_mut().insert(
             axum::http::header::CACHE_CONTROL,

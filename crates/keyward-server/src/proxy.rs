@@ -16,12 +16,15 @@ mod threads;
 
 pub(crate) use threads::Threads;
 
+use std::future::Future;
+use std::io::Write as _;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::{PathAndQuery, Uri};
 use axum::response::{IntoResponse, Response};
@@ -145,20 +148,37 @@ struct Gateway {
     pool: Arc<pool::Pool>,
 }
 
-/// The gateway's router: every method and path goes to [`forward`].
-pub(crate) fn router(state: AppState, config: ProxyConfig) -> Router {
-    let gateway = Gateway {
-        state: state.clone(),
+/// The gateway's service: every method and path goes to [`forward`], through what is done
+/// around every request of the node's API ([`crate::around`]). No router: there is nothing
+/// to route, and each of a router's layers cost an allocation or two per request.
+pub(crate) fn service(state: AppState, config: ProxyConfig) -> Service {
+    Service(Gateway {
+        state,
         pool: Arc::new(pool::Pool::new(config.upstream.address(), config.timeout)),
         config: Arc::new(config),
-    };
-    Router::new()
-        .fallback(forward)
-        .layer(axum::middleware::from_fn_with_state(
-            state,
-            crate::every_proxied_request,
-        ))
-        .with_state(gateway)
+    })
+}
+
+#[derive(Clone)]
+pub(crate) struct Service(Gateway);
+
+impl tower::Service<Request> for Service {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let gateway = self.0.clone();
+        Box::pin(async move {
+            let state = gateway.state.clone();
+            let run = |request| forward(gateway, request);
+            Ok(crate::around(state, request, run, false).await)
+        })
+    }
 }
 
 /// Headers that belong to one connection, never passed on (RFC 9110 §7.6.1), besides those
@@ -217,7 +237,7 @@ fn names_identity(name: &HeaderName) -> bool {
 }
 
 /// Decides the request, then forwards it or answers the refusal.
-async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
+async fn forward(gateway: Gateway, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let state = &gateway.state;
     // Only origin-form targets (`/path?query`): `CONNECT host:port` and `OPTIONS *` name no
@@ -253,6 +273,7 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     if !decided.status().is_success() {
         return decided;
     }
+    let (decided, _) = decided.into_parts();
     let config = &gateway.config;
     let declared = parts
         .headers
@@ -272,9 +293,16 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     if !config.keep_authorization {
         headers.remove(header::AUTHORIZATION);
     }
-    for (name, value) in decided.headers() {
-        if name.as_str().starts_with("keyward-") {
-            headers.insert(name.clone(), value.clone());
+    // The decision's own headers, moved (a name comes once, before all its values).
+    let mut identity: Option<HeaderName> = None;
+    for (name, value) in decided.headers {
+        if let Some(name) = name {
+            identity = name.as_str().starts_with("keyward-").then_some(name);
+            if let Some(name) = &identity {
+                headers.insert(name.clone(), value);
+            }
+        } else if let Some(name) = &identity {
+            headers.append(name.clone(), value);
         }
     }
     // The client's address as Keyward resolved it (through `--trusted-proxies`); what the
@@ -282,10 +310,15 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     for name in ["forwarded", "x-real-ip", "x-forwarded-for"] {
         headers.remove(name);
     }
-    if let Some(ip) = client_ip
-        && let Ok(ip) = HeaderValue::try_from(ip.to_string())
-    {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
+    if let Some(ip) = client_ip {
+        // Written on the stack (an address is at most 45 characters), copied once.
+        let mut written = std::io::Cursor::new([0u8; 45]);
+        if write!(written, "{ip}").is_ok() {
+            let length = usize::try_from(written.position()).unwrap_or_default();
+            if let Ok(ip) = HeaderValue::from_bytes(&written.get_ref()[..length]) {
+                headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
+            }
+        }
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
@@ -318,7 +351,7 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     strip_hop_by_hop(response.headers_mut());
     // The rate-limit headers (added around every request) and the usage counts follow the
     // decision.
-    if let Some(route) = decided.extensions().get::<crate::auth::CountedRoute>() {
+    if let Some(route) = decided.extensions.get::<crate::auth::CountedRoute>() {
         response.extensions_mut().insert(route.clone());
     }
     response

@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -73,13 +72,40 @@ impl Slots {
     }
 }
 
+/// What a listener serves: the node's API (an axum `Router`) or its gateway.
+pub(crate) trait App:
+    tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Accepts connections on `listener` and serves `router` on each until `shutdown`
 /// completes; returns once every connection has finished or been closed at the deadline.
 /// Each connection holds one of `slots` while it is open; a connection accepted when none is
 /// free waits for one (and the loop with it: the next wait in the listen backlog).
-pub(crate) async fn accept_until(
+pub(crate) async fn accept_until<S: App>(
     listener: TcpListener,
-    router: Router,
+    router: S,
     limits: ConnectionLimits,
     slots: Arc<Slots>,
     metrics: Arc<Metrics>,
@@ -354,10 +380,10 @@ fn request_timed_out(limit: Duration) -> axum::response::Response {
     response
 }
 
-async fn serve_connection(
+async fn serve_connection<S: App>(
     stream: TcpStream,
     remote: SocketAddr,
-    router: Router,
+    router: S,
     limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
 ) {

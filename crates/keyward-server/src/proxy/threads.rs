@@ -80,7 +80,7 @@ impl Threads {
                         }
                     };
                     let _ = ready.send(Ok(()));
-                    let router = super::router(state.clone(), config);
+                    let service = super::service(state.clone(), config);
                     let mut stopping = state.stopping.subscribe();
                     let mut abandoned = released.clone();
                     let stop = async move {
@@ -91,7 +91,7 @@ impl Threads {
                         }
                     };
                     let metrics = state.metrics.clone();
-                    server::accept_until(listener, router, limits, slots, metrics, stop).await;
+                    server::accept_until(listener, service, limits, slots, metrics, stop).await;
                     let _ = done.send(());
                     let _ = released.wait_for(|released| *released).await;
                 });
