@@ -162,9 +162,9 @@ impl Pool {
         self: &Arc<Self>,
         request: Request<Body>,
     ) -> Result<Response<Body>, Failure> {
-        // Kept to be sent once more on a new connection (see `repeatable`).
-        let mut again = repeatable(&request);
         let mut request = request;
+        // Kept to be sent once more on a new connection (see `repeatable`).
+        let mut again = None;
         let mut resting_ones = true;
         loop {
             let taken = if resting_ones { self.take() } else { None };
@@ -177,6 +177,11 @@ impl Pool {
                     continue;
                 }
                 return Err(Failure::Connect(std::io::ErrorKind::ConnectionReset.into()));
+            }
+            // Only a resting connection can close as the request goes (a new one failing is
+            // the upstream's trouble, not a race).
+            if reused && resting_ones && again.is_none() {
+                again = repeatable(&request);
             }
             match connection.exchange(request).await {
                 Ok(response) => {
@@ -197,11 +202,15 @@ impl Pool {
                         request = unsent;
                         continue;
                     }
-                    // It closed after the request went, before any answer: the upstream
-                    // ended it as the request arrived. One that may be repeated goes once
-                    // more, on a new connection.
+                    // It closed after the request went, before a whole answer head: the
+                    // upstream ended it as the request arrived. One that may be repeated
+                    // goes once more, on a new connection.
                     match again.take() {
                         Some(copy) if reused && closed_unanswered(refused.error()) => {
+                            tracing::debug!(
+                                error = %refused.error(),
+                                "a resting upstream connection closed on a request; sent again"
+                            );
                             request = copy;
                             resting_ones = false;
                         }
@@ -293,7 +302,7 @@ impl Pool {
 /// request the upstream may get twice, an idempotent method without a body (RFC 9110
 /// §9.2.2, RFC 9112 §9.3.1), as a proxy such as nginx repeats by default.
 fn repeatable(request: &Request<Body>) -> Option<Request<Body>> {
-    if !request.method().is_idempotent() || request.body().size_hint().exact() != Some(0) {
+    if !request.method().is_idempotent() || !request.body().is_end_stream() {
         return None;
     }
     let mut copy = Request::new(Body::empty());
@@ -304,9 +313,10 @@ fn repeatable(request: &Request<Body>) -> Option<Request<Body>> {
     Some(copy)
 }
 
-/// Whether `error` says the connection closed (or was reset) before any answer came.
+/// Whether `error` says the connection closed (or was reset) before a whole answer head
+/// came. (hyper gives a request back, see `take_message`, when it never went.)
 fn closed_unanswered(error: &hyper::Error) -> bool {
-    if error.is_incomplete_message() || error.is_canceled() {
+    if error.is_incomplete_message() {
         return true;
     }
     let mut source = std::error::Error::source(error);

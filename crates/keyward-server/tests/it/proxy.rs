@@ -617,6 +617,18 @@ async fn a_request_a_closing_connection_took_goes_again_only_when_it_may_be_repe
     }
     assert_eq!(*accepted.lock().unwrap(), 5);
     assert_eq!(*bodies.lock().unwrap(), [0, 0, 0, 0, 0, 0, 0, 4, 0]);
+    // A DELETE with a chunked body (no length to tell it has one): not repeated either.
+    let chunked = raw_request(
+        app.proxy_address.unwrap(),
+        &format!(
+            "DELETE /status/x HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\ndata\r\n0\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(chunked.starts_with("HTTP/1.1 502 "), "{chunked}");
+    assert_eq!(*accepted.lock().unwrap(), 5);
+    assert_eq!(bodies.lock().unwrap().len(), 10);
 }
 
 #[tokio::test]
