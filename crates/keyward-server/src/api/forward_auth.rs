@@ -299,27 +299,32 @@ fn judge(
     }
 
     let mut response = StatusCode::OK.into_response();
+    // The seven below, in one allocation.
+    *response.headers_mut() = HeaderMap::with_capacity(8);
     let identity = response.headers_mut();
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::try_from(value) {
+    let mut set = |name: &'static str, value: Option<HeaderValue>| {
+        if let Some(value) = value {
             identity.insert(HeaderName::from_static(name), value);
         }
     };
-    set("keyward-key-id", principal.credential_id.to_string());
+    set("keyward-key-id", header_value(principal.credential_id));
     set(
         "keyward-organization-id",
-        principal.organization_id.to_string(),
+        header_value(principal.organization_id),
     );
     // Always sent, empty for an organization's key: a gateway that copies only the headers
     // present (Caddy 2.6) would otherwise leave the upstream a placeholder or a forged value.
     set(
         "keyward-project-id",
-        principal
-            .project_id
-            .map(|project| project.to_string())
-            .unwrap_or_default(),
+        match principal.project_id {
+            Some(project) => header_value(project),
+            None => Some(HeaderValue::from_static("")),
+        },
     );
-    set("keyward-scopes", catalog.joined(&principal.scopes));
+    set(
+        "keyward-scopes",
+        HeaderValue::try_from(catalog.joined(&principal.scopes)).ok(),
+    );
     // Empty when the key has none, for the same reason as the project: Caddy 2.6 would pass
     // its placeholder's text instead (nginx sends no empty header).
     let (external_id, meta) = principal.credential.metadata_headers();
@@ -333,4 +338,35 @@ fn judge(
         HeaderValue::from_static(""),
     );
     Ok(response)
+}
+
+/// `value`'s text as a header value: written on the stack and copied once (ids and
+/// addresses are short), or through a `String` when it is longer than that.
+pub(crate) fn header_value(value: impl std::fmt::Display) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut written = std::io::Cursor::new([0u8; 64]);
+    if write!(written, "{value}").is_ok() {
+        let length = usize::try_from(written.position()).unwrap_or_default();
+        return HeaderValue::from_bytes(&written.get_ref()[..length]).ok();
+    }
+    HeaderValue::try_from(value.to_string()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_value;
+
+    #[test]
+    fn header_values_are_written_whole_however_long() {
+        let address: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert_eq!(
+            header_value(address).unwrap(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
+        for length in [0, 63, 64, 65, 200] {
+            let text = "k".repeat(length);
+            assert_eq!(header_value(&text).unwrap(), text.as_str(), "{length}");
+        }
+        assert!(header_value("line\nbreak").is_none());
+    }
 }
