@@ -324,11 +324,14 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
     headers.insert(header::HOST, config.upstream.host.clone());
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
-    let limited = http_body_util::Limited::new(
-        body,
-        usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
-    );
-    let upstream_request = axum::http::Request::from_parts(parts, Body::new(limited));
+    // A request without a body (most) has nothing to limit.
+    let body = if http_body::Body::is_end_stream(&body) {
+        body
+    } else {
+        let limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+        Body::new(http_body_util::Limited::new(body, limit))
+    };
+    let upstream_request = axum::http::Request::from_parts(parts, body);
 
     let answer = tokio::time::timeout(config.timeout, gateway.pool.send(upstream_request));
     let mut response = match answer.await {

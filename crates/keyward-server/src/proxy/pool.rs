@@ -8,7 +8,7 @@
 //! connection resting between requests is not polled; it is checked when it is next taken,
 //! and a request that it could not take (the upstream had closed it) is sent on another, as
 //! is one it took and closed on without an answer, if the request may be repeated
-//! ([`repeatable`]).
+//! ([`Repeat`]).
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -163,7 +163,7 @@ impl Pool {
         request: Request<Body>,
     ) -> Result<Response<Body>, Failure> {
         let mut request = request;
-        // Kept to be sent once more on a new connection (see `repeatable`).
+        // Kept to be sent once more on a new connection (see `Repeat`).
         let mut again = None;
         let mut resting_ones = true;
         loop {
@@ -181,7 +181,7 @@ impl Pool {
             // Only a resting connection can close as the request goes (a new one failing is
             // the upstream's trouble, not a race).
             if reused && resting_ones && again.is_none() {
-                again = repeatable(&request);
+                again = Repeat::of(&request);
             }
             match connection.exchange(request).await {
                 Ok(response) => {
@@ -205,8 +205,12 @@ impl Pool {
                     // It closed after the request went, before a whole answer head: the
                     // upstream ended it as the request arrived. One that may be repeated
                     // goes once more, on a new connection.
-                    match again.take() {
-                        Some(copy) if reused && closed_unanswered(refused.error()) => {
+                    let copy = again
+                        .take()
+                        .filter(|_| reused && closed_unanswered(refused.error()))
+                        .and_then(Repeat::request);
+                    match copy {
+                        Some(copy) => {
                             tracing::debug!(
                                 error = %refused.error(),
                                 "a resting upstream connection closed on a request; sent again"
@@ -297,20 +301,66 @@ impl Pool {
     }
 }
 
-/// A copy of `request` to send again if a resting connection closes after taking it and
+/// What sending a request again takes, if a resting connection closes after taking it and
 /// before answering (the upstream's keep-alive timeout ending it just then): only for a
 /// request the upstream may get twice, an idempotent method without a body (RFC 9110
-/// §9.2.2, RFC 9112 §9.3.1), as a proxy such as nginx repeats by default.
-fn repeatable(request: &Request<Body>) -> Option<Request<Body>> {
-    if !request.method().is_idempotent() || !request.body().is_end_stream() {
-        return None;
+/// §9.2.2, RFC 9112 §9.3.1), as a proxy such as nginx repeats by default. Nearly every
+/// request is kept so and never sent again: its headers are kept in one buffer, not as a
+/// map of values of their own.
+struct Repeat {
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    version: axum::http::Version,
+    /// Each header in order: its name and its value, each after its length (`u32`).
+    headers: Vec<u8>,
+}
+
+impl Repeat {
+    fn of(request: &Request<Body>) -> Option<Self> {
+        if !request.method().is_idempotent() || !request.body().is_end_stream() {
+            return None;
+        }
+        let size = request
+            .headers()
+            .iter()
+            .map(|(name, value)| 8 + name.as_str().len() + value.len())
+            .sum();
+        let mut headers = Vec::with_capacity(size);
+        for (name, value) in request.headers() {
+            for part in [name.as_str().as_bytes(), value.as_bytes()] {
+                headers.extend_from_slice(&u32::try_from(part.len()).ok()?.to_ne_bytes());
+                headers.extend_from_slice(part);
+            }
+        }
+        Some(Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers,
+        })
     }
-    let mut copy = Request::new(Body::empty());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    Some(copy)
+
+    /// The request again, without a body.
+    fn request(self) -> Option<Request<Body>> {
+        fn part<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+            let (length, after) = rest.split_first_chunk::<4>()?;
+            let length = usize::try_from(u32::from_ne_bytes(*length)).ok()?;
+            let (part, after) = after.split_at_checked(length)?;
+            *rest = after;
+            Some(part)
+        }
+        let mut request = Request::new(Body::empty());
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        let mut rest = self.headers.as_slice();
+        while !rest.is_empty() {
+            let name = axum::http::HeaderName::from_bytes(part(&mut rest)?).ok()?;
+            let value = axum::http::HeaderValue::from_bytes(part(&mut rest)?).ok()?;
+            request.headers_mut().append(name, value);
+        }
+        Some(request)
+    }
 }
 
 /// Whether `error` says the connection closed (or was reset) before a whole answer head
@@ -398,6 +448,39 @@ impl Drop for Driven {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_request_is_the_same_request_without_a_body() {
+        let request = Request::builder()
+            .method("DELETE")
+            .uri("/v1/things/1?force=yes")
+            .header("host", "upstream:9000")
+            .header("accept", "application/json")
+            .header("x-many", "one")
+            .header("x-many", "two")
+            .header("keyward-meta", "")
+            .header("x-long", "v".repeat(70_000))
+            .body(Body::empty())
+            .unwrap();
+        let again = Repeat::of(&request).unwrap().request().unwrap();
+        assert_eq!(again.method(), request.method());
+        assert_eq!(again.uri(), request.uri());
+        assert_eq!(again.version(), request.version());
+        assert_eq!(again.headers(), request.headers());
+        let many: Vec<_> = again.headers().get_all("x-many").iter().collect();
+        assert_eq!(many, ["one", "two"]);
+        assert!(again.body().is_end_stream());
+
+        let with = |method: &str, body: Body| {
+            let request = Request::builder().method(method).uri("/x").body(body);
+            Repeat::of(&request.unwrap()).is_some()
+        };
+        assert!(with("GET", Body::empty()));
+        assert!(with("PUT", Body::empty()));
+        assert!(!with("POST", Body::empty()));
+        assert!(!with("PATCH", Body::empty()));
+        assert!(!with("GET", Body::from("a body")));
+    }
 
     #[tokio::test]
     async fn connections_resting_past_the_idle_timeout_are_closed() {
