@@ -160,13 +160,15 @@ impl PathPattern {
     /// The captured segments, if `path` (without its query) matches.
     fn matches<'p>(&self, path: &'p str) -> Option<Vec<(&str, &'p str)>> {
         let rest = path.strip_prefix('/')?;
-        let parts: Vec<&str> = match rest {
-            "" => Vec::new(),
-            rest => rest.split('/').collect(),
-        };
+        // Segment by segment, without collecting them (this runs for every request a gateway
+        // asks about): `/` has none.
+        let mut parts = (!rest.is_empty())
+            .then(|| rest.split('/'))
+            .into_iter()
+            .flatten();
         let mut captured = Vec::new();
-        for (index, segment) in self.segments.iter().enumerate() {
-            let part = parts.get(index).copied();
+        for segment in &self.segments {
+            let part = parts.next();
             match segment {
                 // Last by construction: whatever follows matches.
                 Segment::Rest => return Some(captured),
@@ -177,7 +179,7 @@ impl PathPattern {
                 _ => return None,
             }
         }
-        (parts.len() == self.segments.len()).then_some(captured)
+        parts.next().is_none().then_some(captured)
     }
 
     /// Whether every path `other` matches, this matches too.
@@ -487,6 +489,17 @@ mod tests {
             "an empty capture"
         );
         assert!(table.find("GET", "/v2/databases/prj_1").is_none());
+
+        let table = RouteTable::new(vec![
+            rule(&[], "/", &[], None),
+            rule(&[], "/health", &[], None),
+        ])
+        .unwrap();
+        assert!(table.find("GET", "/").is_some());
+        assert!(table.find("GET", "/health?x=1").is_some());
+        for never in ["", "/health/", "//", "/health/x", "/x"] {
+            assert!(table.find("GET", never).is_none(), "{never}");
+        }
     }
 
     #[test]
