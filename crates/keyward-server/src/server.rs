@@ -21,14 +21,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
+use std::convert::Infallible;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 use crate::metrics::Metrics;
 
@@ -74,12 +77,8 @@ impl Slots {
 
 /// What a listener serves: the node's API (an axum `Router`) or its gateway.
 pub(crate) trait App:
-    tower::Service<
-        axum::extract::Request,
-        Response = axum::response::Response,
-        Error = std::convert::Infallible,
-        Future: Send,
-    > + Clone
+    Service<Request, Response = Response, Error = Infallible, Future: Send>
+    + Clone
     + Send
     + Sync
     + 'static
@@ -87,12 +86,8 @@ pub(crate) trait App:
 }
 
 impl<S> App for S where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-            Future: Send,
-        > + Clone
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send>
+        + Clone
         + Send
         + Sync
         + 'static
