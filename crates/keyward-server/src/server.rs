@@ -14,14 +14,13 @@
 //! - Shutdown stops accepting, lets in-flight requests finish, and closes whatever is left
 //!   after `shutdown_timeout`, whatever clients do.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-use std::convert::Infallible;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
@@ -94,13 +93,13 @@ impl<S> App for S where
 {
 }
 
-/// Accepts connections on `listener` and serves `router` on each until `shutdown`
+/// Accepts connections on `listener` and serves `app` on each until `shutdown`
 /// completes; returns once every connection has finished or been closed at the deadline.
 /// Each connection holds one of `slots` while it is open; a connection accepted when none is
 /// free waits for one (and the loop with it: the next wait in the listen backlog).
 pub(crate) async fn accept_until<S: App>(
     listener: TcpListener,
-    router: S,
+    app: S,
     limits: ConnectionLimits,
     slots: Arc<Slots>,
     metrics: Arc<Metrics>,
@@ -149,12 +148,12 @@ pub(crate) async fn accept_until<S: App>(
                 }
             }
         };
-        let router = router.clone();
+        let app = app.clone();
         let metrics = metrics.clone();
         let stopping = stopping.clone();
         connections.spawn(async move {
             metrics.open_connections.fetch_add(1, Ordering::Relaxed);
-            serve_connection(stream, remote, router, limits, stopping).await;
+            serve_connection(stream, remote, app, limits, stopping).await;
             metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
         });
@@ -378,7 +377,7 @@ fn request_timed_out(limit: Duration) -> axum::response::Response {
 async fn serve_connection<S: App>(
     stream: TcpStream,
     remote: SocketAddr,
-    router: S,
+    app: S,
     limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
 ) {
@@ -390,8 +389,7 @@ async fn serve_connection<S: App>(
             let in_flight = InFlight::start(&activity);
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(remote));
-            let answer =
-                tokio::time::timeout(limits.request_timeout, router.clone().oneshot(request));
+            let answer = tokio::time::timeout(limits.request_timeout, app.clone().oneshot(request));
             async move {
                 let response = match answer.await {
                     Ok(response) => response,
