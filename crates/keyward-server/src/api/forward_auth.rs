@@ -341,7 +341,9 @@ fn judge(
 }
 
 /// `value`'s text as a header value: written on the stack and copied once (ids and
-/// addresses are short), or through a `String` when it is longer than that.
+/// addresses are short), or through a `String` when it is longer than that. (`value`'s
+/// `Display` must pass write errors on, as the standard ones and Keyward's ids do: one that
+/// swallowed the buffer's "full" would be cut at 64 bytes.)
 pub(crate) fn header_value(value: impl std::fmt::Display) -> Option<HeaderValue> {
     use std::io::Write as _;
     let mut written = std::io::Cursor::new([0u8; 64]);
