@@ -62,15 +62,13 @@ impl Failure {
         let Self::Http(error) = self else {
             return false;
         };
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            if cause.is::<http_body_util::LengthLimitError>() {
-                return true;
-            }
-            source = cause.source();
-        }
-        false
+        causes(error).any(|cause| cause.is::<http_body_util::LengthLimitError>())
     }
+}
+
+/// What `error` was caused by, nearest first.
+fn causes(error: &hyper::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(std::error::Error::source(error), |cause| cause.source())
 }
 
 struct Idle {
@@ -366,18 +364,11 @@ impl Repeat {
 /// Whether `error` says the connection closed (or was reset) before a whole answer head
 /// came. (hyper gives a request back, see `take_message`, when it never went.)
 fn closed_unanswered(error: &hyper::Error) -> bool {
-    if error.is_incomplete_message() {
-        return true;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-            return matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset);
-        }
-        source = cause.source();
-    }
-    false
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    error.is_incomplete_message()
+        || causes(error)
+            .find_map(|cause| cause.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset))
 }
 
 /// An answer's body from the upstream, which drives its connection as it is read and
