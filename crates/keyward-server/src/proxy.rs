@@ -261,18 +261,18 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let decided = crate::api::forward_auth::decide(
+    let passed = match crate::api::forward_auth::allow(
         state,
         &principal,
         &parts.headers,
         parts.method.as_str(),
         target.as_str(),
     )
-    .await;
-    if !decided.status().is_success() {
-        return decided;
-    }
-    let (decided, _) = decided.into_parts();
+    .await
+    {
+        Ok(passed) => passed,
+        Err(refused) => return refused,
+    };
     let config = &gateway.config;
     let declared = parts
         .headers
@@ -293,19 +293,9 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
         headers.remove(header::AUTHORIZATION);
     }
     // Room for what is added below, in one step.
-    headers.reserve(decided.headers.len() + 3);
-    // The decision's own headers, moved (a name comes once, before all its values).
-    let mut identity: Option<HeaderName> = None;
-    for (name, value) in decided.headers {
-        if let Some(name) = name {
-            identity = name.as_str().starts_with("keyward-").then_some(name);
-            if let Some(name) = &identity {
-                headers.insert(name.clone(), value);
-            }
-        } else if let Some(name) = &identity {
-            headers.append(name.clone(), value);
-        }
-    }
+    headers.reserve(crate::api::forward_auth::IDENTITY_HEADERS + 3);
+    // Who is calling, written straight into the request.
+    passed.write_identity(state, &principal, headers);
     // The client's address as Keyward resolved it (through `--trusted-proxies`); what the
     // client said of itself goes.
     for name in ["forwarded", "x-real-ip", "x-forwarded-for"] {
@@ -348,8 +338,10 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
     strip_hop_by_hop(response.headers_mut());
     // The rate-limit headers (added around every request) and the usage counts follow the
     // decision.
-    if let Some(route) = decided.extensions.get::<crate::auth::CountedRoute>() {
-        response.extensions_mut().insert(route.clone());
+    if let Some(route) = passed.route {
+        response
+            .extensions_mut()
+            .insert(crate::auth::CountedRoute(route));
     }
     response
 }

@@ -14,6 +14,8 @@
 //! same 401, 403 or 429 (challenge, problem body, RateLimit headers) as Keyward's own API
 //! gives, for the gateway to pass on.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -204,7 +206,8 @@ pub(super) async fn forward_auth_by_path(
 
 /// Whether the key may make `method` `uri` by the route rules, spending the matched rule's
 /// `cost` of its credits if it passes; counted in the key's usage under the rule's name when
-/// it has one, a 403 `forbidden` as such.
+/// it has one, a 403 `forbidden` as such. The answer to a gateway: 200 with the identity
+/// headers, or the refusal.
 pub(crate) async fn decide(
     state: &AppState,
     principal: &Principal,
@@ -212,21 +215,101 @@ pub(crate) async fn decide(
     method: &str,
     uri: &str,
 ) -> Response {
+    match allow(state, principal, headers, method, uri).await {
+        Ok(passed) => {
+            let mut response = StatusCode::OK.into_response();
+            // The identity headers, in one allocation.
+            *response.headers_mut() = HeaderMap::with_capacity(IDENTITY_HEADERS);
+            passed.write_identity(state, principal, response.headers_mut());
+            if let Some(route) = passed.route {
+                response.extensions_mut().insert(CountedRoute(route));
+            }
+            response
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// A request [`allow`] lets pass.
+pub(crate) struct Passed {
+    /// The matched rule's name, under which its use is counted.
+    pub route: Option<Arc<str>>,
+    /// What is left of the key's credits, when it has credits.
+    credits_remaining: Option<i64>,
+}
+
+/// How many headers [`Passed::write_identity`] writes.
+pub(crate) const IDENTITY_HEADERS: usize = 7;
+
+impl Passed {
+    /// Writes who is calling into `headers` (an answer to a gateway, or the request the
+    /// gateway mode passes on): the `Keyward-*` headers, each replacing any of its name.
+    pub(crate) fn write_identity(
+        &self,
+        state: &AppState,
+        principal: &Principal,
+        headers: &mut HeaderMap,
+    ) {
+        let mut set = |name: &'static str, value: Option<HeaderValue>| {
+            if let Some(value) = value {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        };
+        set("keyward-key-id", header_value(principal.credential_id));
+        set(
+            "keyward-organization-id",
+            header_value(principal.organization_id),
+        );
+        // Always sent, empty for an organization's key: a gateway that copies only the
+        // headers present (Caddy 2.6) would otherwise leave the upstream a placeholder or a
+        // forged value.
+        set(
+            "keyward-project-id",
+            match principal.project_id {
+                Some(project) => header_value(project),
+                None => Some(HeaderValue::from_static("")),
+            },
+        );
+        set(
+            "keyward-scopes",
+            HeaderValue::try_from(state.config.scopes.joined(&principal.scopes)).ok(),
+        );
+        // Empty when the key has none, for the same reason as the project: Caddy 2.6 would
+        // pass its placeholder's text instead (nginx sends no empty header).
+        let (external_id, meta) = principal.credential.metadata_headers();
+        let empty = || HeaderValue::from_static("");
+        set(
+            "keyward-external-id",
+            Some(external_id.cloned().unwrap_or_else(empty)),
+        );
+        set("keyward-meta", Some(meta.cloned().unwrap_or_else(empty)));
+        // Empty unless the key has credits.
+        set(
+            CREDITS_REMAINING,
+            Some(self.credits_remaining.map_or_else(empty, HeaderValue::from)),
+        );
+    }
+}
+
+/// [`decide`]'s decision, without making the answer: what passed, or the refusal (with the
+/// rule's name for the usage counts, as [`CountedRoute`]).
+pub(crate) async fn allow(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    method: &str,
+    uri: &str,
+) -> Result<Passed, Response> {
     let found = state.config.routes.find(method, uri);
     let route = found.as_ref().and_then(|found| found.rule.name.clone());
     let cost = found.as_ref().map_or(1, |found| found.rule.cost);
-    let mut decided = judge(state, principal, headers, found, uri);
-    if let Ok(response) = &mut decided {
+    let mut decided = judge(state, principal, headers, found, uri).map(|()| None);
+    if decided.is_ok() {
         // Only a request that passes spends (a free rule, cost 0, only looks); a refusal is
         // counted by `spend_credits`.
         match crate::auth::spend_credits(state, &principal.credential, cost, route.as_ref()).await {
             Ok(None) => {}
-            Ok(Some(crate::auth::Credited { remaining, .. })) => {
-                response.headers_mut().insert(
-                    HeaderName::from_static(CREDITS_REMAINING),
-                    HeaderValue::from(remaining),
-                );
-            }
+            Ok(Some(crate::auth::Credited { remaining, .. })) => decided = Ok(Some(remaining)),
             Err(refused) => decided = Err(refused),
         }
     }
@@ -245,11 +328,19 @@ pub(crate) async fn decide(
             state.config.clock.now(),
         );
     }
-    let mut response = decided.unwrap_or_else(IntoResponse::into_response);
-    if let Some(route) = route {
-        response.extensions_mut().insert(CountedRoute(route));
+    match decided {
+        Ok(credits_remaining) => Ok(Passed {
+            route,
+            credits_remaining,
+        }),
+        Err(refused) => {
+            let mut response = refused.into_response();
+            if let Some(route) = route {
+                response.extensions_mut().insert(CountedRoute(route));
+            }
+            Err(response)
+        }
     }
-    response
 }
 
 /// Whether the key may make the request `found` matched (`None`: no rule did) to `uri`.
@@ -259,7 +350,7 @@ fn judge(
     headers: &HeaderMap,
     found: Option<RouteMatch<'_, '_>>,
     uri: &str,
-) -> Result<Response, ApiError> {
+) -> Result<(), ApiError> {
     if !in_normal_form(uri) {
         return Err(ApiError::Forbidden(
             "the path is not in normal form (dot or empty segments, `;`, a fragment, or \
@@ -298,46 +389,7 @@ fn judge(
         }
     }
 
-    let mut response = StatusCode::OK.into_response();
-    // The seven below, in one allocation.
-    *response.headers_mut() = HeaderMap::with_capacity(8);
-    let identity = response.headers_mut();
-    let mut set = |name: &'static str, value: Option<HeaderValue>| {
-        if let Some(value) = value {
-            identity.insert(HeaderName::from_static(name), value);
-        }
-    };
-    set("keyward-key-id", header_value(principal.credential_id));
-    set(
-        "keyward-organization-id",
-        header_value(principal.organization_id),
-    );
-    // Always sent, empty for an organization's key: a gateway that copies only the headers
-    // present (Caddy 2.6) would otherwise leave the upstream a placeholder or a forged value.
-    set(
-        "keyward-project-id",
-        match principal.project_id {
-            Some(project) => header_value(project),
-            None => Some(HeaderValue::from_static("")),
-        },
-    );
-    set(
-        "keyward-scopes",
-        HeaderValue::try_from(catalog.joined(&principal.scopes)).ok(),
-    );
-    // Empty when the key has none, for the same reason as the project: Caddy 2.6 would pass
-    // its placeholder's text instead (nginx sends no empty header).
-    let (external_id, meta) = principal.credential.metadata_headers();
-    for (name, value) in [("keyward-external-id", external_id), ("keyward-meta", meta)] {
-        let value = value.cloned().unwrap_or(HeaderValue::from_static(""));
-        identity.insert(HeaderName::from_static(name), value);
-    }
-    // Empty unless the key has credits (then what is left, set once they are spent).
-    identity.insert(
-        HeaderName::from_static(CREDITS_REMAINING),
-        HeaderValue::from_static(""),
-    );
-    Ok(response)
+    Ok(())
 }
 
 /// `value`'s text as a header value: written on the stack and copied once (ids and
