@@ -8,7 +8,8 @@
 # rule and `--proxy-upstream` at the upstream; every request through it carries a key that
 # is verified from the cache, decided by the rule, and forwarded on a kept-alive connection.
 # The same wrk run against each, interleaved; prints req/s, p50 and p99, the ratios to the
-# upstream reached directly, and Keyward's CPU time per proxied request.
+# upstream reached directly, and Keyward's CPU time per proxied request; then how far the p99
+# ratio moved between rounds (each round's to that round's direct run).
 #
 #   bench/proxy.sh
 #   UPSTREAM_WAIT_MS=1 bench/proxy.sh
@@ -84,7 +85,20 @@ for round in $(seq "$ROUNDS"); do
   echo "  round $round done"
 done
 awk '
+  # Each round runs direct first: the ratios of a round are to its own direct run.
+  $1 == "direct" { round_p99 = $4 }
+  $1 != "direct" { ratios[$1, n[$1] + 0] = $4 / round_p99 }
   { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; cpu[$1] += $5 }
+  # "lowest / median / highest" of the rounds p99 ratios of `name`.
+  function spread(name,    i, j, k, v, sorted) {
+    k = n[name]
+    for (i = 0; i < k; i++) {
+      v = ratios[name, i]
+      for (j = i; j > 0 && sorted[j - 1] > v; j--) sorted[j] = sorted[j - 1]
+      sorted[j] = v
+    }
+    return sprintf("%.2f / %.2f / %.2f", sorted[0], (sorted[int((k - 1) / 2)] + sorted[int(k / 2)]) / 2, sorted[k - 1])
+  }
   END {
     printf "\n%-40s %10s %9s %9s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs"
     printf "%-40s %10.0f %9.1f %9.1f\n", "upstream, directly", rps["direct"]/n["direct"], p50["direct"]/n["direct"], p99["direct"]/n["direct"]
@@ -94,4 +108,5 @@ awk '
     printf "\nKeyward CPU per proxied request: %.1f µs\n", cpu["keyward"]/n["keyward"]
     printf "nginx proxy: throughput %.3f x, p99 %.2f x of direct\n", (rps["plain"]/n["plain"])/d, (p99["plain"]/n["plain"])/dp
     printf "Keyward gateway: throughput %.3f x, p99 %.2f x of direct\n", (rps["keyward"]/n["keyward"])/d, (p99["keyward"]/n["keyward"])/dp
+    printf "p99 ratio of each round, lowest / median / highest: nginx proxy %s, Keyward gateway %s\n", spread("plain"), spread("keyward")
   }' "$work/results"
