@@ -233,17 +233,20 @@ pub(crate) async fn decide(
 /// A request [`allow`] lets pass.
 pub(crate) struct Passed {
     /// The matched rule's name, under which its use is counted.
-    pub route: Option<Arc<str>>,
-    /// What is left of the key's credits, when it has credits.
+    pub(crate) route: Option<Arc<str>>,
+    /// What is left of its credits, when it has credits: the least of the key's and its
+    /// identity's, as this node knows them.
     credits_remaining: Option<i64>,
 }
 
-/// How many headers [`Passed::write_identity`] writes.
+/// How many headers [`Passed::write_identity`] writes at most.
 pub(crate) const IDENTITY_HEADERS: usize = 7;
 
 impl Passed {
     /// Writes who is calling into `headers` (an answer to a gateway, or the request the
-    /// gateway mode passes on): the `Keyward-*` headers, each replacing any of its name.
+    /// gateway mode passes on): the `Keyward-*` headers, each replacing any of its name. An
+    /// id or scope list that makes no header value is left out, so a caller passing a
+    /// request on removes any `Keyward-*` header the client sent first.
     pub(crate) fn write_identity(
         &self,
         state: &AppState,
