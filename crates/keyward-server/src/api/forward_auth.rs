@@ -306,16 +306,14 @@ pub(crate) async fn allow(
     let found = state.config.routes.find(method, uri);
     let route = found.as_ref().and_then(|found| found.rule.name.clone());
     let cost = found.as_ref().map_or(1, |found| found.rule.cost);
-    let mut decided = judge(state, principal, headers, found, uri).map(|()| None);
-    if decided.is_ok() {
-        // Only a request that passes spends (a free rule, cost 0, only looks); a refusal is
-        // counted by `spend_credits`.
-        match crate::auth::spend_credits(state, &principal.credential, cost, route.as_ref()).await {
-            Ok(None) => {}
-            Ok(Some(crate::auth::Credited { remaining, .. })) => decided = Ok(Some(remaining)),
-            Err(refused) => decided = Err(refused),
-        }
-    }
+    // What is left of the credits, or the refusal. Only a request that passes spends (a free
+    // rule, cost 0, only looks); a refusal is counted by `spend_credits`.
+    let decided = match judge(state, principal, headers, found, uri) {
+        Ok(()) => crate::auth::spend_credits(state, &principal.credential, cost, route.as_ref())
+            .await
+            .map(|credited| credited.map(|credited| credited.remaining)),
+        Err(refused) => Err(refused),
+    };
     // The key's verification was counted as allowed, with no route.
     let outcome = match &decided {
         Ok(_) if route.is_some() => Some("allowed"),
