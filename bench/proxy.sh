@@ -7,14 +7,19 @@
 # check), for comparison with any proxy hop. Keyward (release build) runs with one route
 # rule and `--proxy-upstream` at the upstream; every request through it carries a key that
 # is verified from the cache, decided by the rule, and forwarded on a kept-alive connection.
-# The same wrk run against each, interleaved; prints req/s, p50 and p99, the ratios to the
+# The same wrk run against each, interleaved; prints req/s, p50 and p99, how busy the
+# machine's CPUs were (all processes: wrk, the upstream, the proxy), the ratios to the
 # upstream reached directly, and Keyward's CPU time per proxied request; then how far the p99
-# ratio moved between rounds (each round's to that round's direct run).
+# ratio moved between rounds (each round's to that round's direct run). The tail follows the
+# machine's load: with wrk, the upstream and the proxy on the same cores, a proxy that takes
+# the machine near its limit queues requests behind each other's work (compare CONNECTIONS=8,
+# 16 and 32).
 #
 #   bench/proxy.sh
 #   UPSTREAM_WAIT_MS=1 bench/proxy.sh
 #   DURATION=30s ROUNDS=5 bench/proxy.sh
 #   PROXY_THREADS=1 bench/proxy.sh      # the gateway's threads (default: one per CPU)
+#   CONNECTIONS=8 bench/proxy.sh        # wrk's connections (default 32)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,7 +93,10 @@ awk '
   # Each round runs direct first: the ratios of a round are to its own direct run.
   $1 == "direct" { round_p99 = $4 }
   $1 != "direct" { ratios[$1, n[$1] + 0] = $4 / round_p99 }
-  { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; cpu[$1] += $5 }
+  { n[$1]++; rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; cpu[$1] += $5; busy[$1] += $6 }
+  function row(title, name) {
+    printf "%-40s %10.0f %9.1f %9.1f %12.0f%%\n", title, rps[name]/n[name], p50[name]/n[name], p99[name]/n[name], busy[name]/n[name]
+  }
   # "lowest / median / highest" of the rounds p99 ratios of `name`.
   function spread(name,    i, j, k, v, sorted) {
     k = n[name]
@@ -100,10 +108,10 @@ awk '
     return sprintf("%.2f / %.2f / %.2f", sorted[0], (sorted[int((k - 1) / 2)] + sorted[int(k / 2)]) / 2, sorted[k - 1])
   }
   END {
-    printf "\n%-40s %10s %9s %9s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs"
-    printf "%-40s %10.0f %9.1f %9.1f\n", "upstream, directly", rps["direct"]/n["direct"], p50["direct"]/n["direct"], p99["direct"]/n["direct"]
-    printf "%-40s %10.0f %9.1f %9.1f\n", "nginx proxy (no check) -> upstream", rps["plain"]/n["plain"], p50["plain"]/n["plain"], p99["plain"]/n["plain"]
-    printf "%-40s %10.0f %9.1f %9.1f\n", "Keyward gateway -> upstream", rps["keyward"]/n["keyward"], p50["keyward"]/n["keyward"], p99["keyward"]/n["keyward"]
+    printf "\n%-40s %10s %9s %9s %13s\n", "target (mean of rounds)", "req/s", "p50 µs", "p99 µs", "machine busy"
+    row("upstream, directly", "direct")
+    row("nginx proxy (no check) -> upstream", "plain")
+    row("Keyward gateway -> upstream", "keyward")
     d = rps["direct"]/n["direct"]; dp = p99["direct"]/n["direct"]
     printf "\nKeyward CPU per proxied request: %.1f µs\n", cpu["keyward"]/n["keyward"]
     printf "nginx proxy: throughput %.3f x, p99 %.2f x of direct\n", (rps["plain"]/n["plain"])/d, (p99["plain"]/n["plain"])/dp
