@@ -45,6 +45,11 @@ pub fn resolve(request: &mut axum::extract::Request, trusted: &[Cidr]) -> Option
     Some(client)
 }
 
+/// Whether the request's TCP peer is one of the `trusted` proxies.
+pub fn peer_is_trusted(parts: &Parts, trusted: &[Cidr]) -> bool {
+    peer(&parts.extensions).is_some_and(|peer| trusted.iter().any(|range| range.contains(peer)))
+}
+
 /// The request's client address, as [`resolve`] found it.
 pub fn of(parts: &Parts) -> Option<IpAddr> {
     match parts.extensions.get::<ClientAddress>() {

@@ -210,29 +210,86 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes every header the upstream could read as one of the decision's `Keyward-*`
-/// headers: those names and their spellings with `_` (CGI-style servers map
-/// `Keyward_Key_Id` to the same variable as `Keyward-Key-Id`).
-fn drop_identity_headers(headers: &mut HeaderMap) {
-    let forged: Vec<HeaderName> = headers
+/// Headers of the client's that would make the upstream act on another request than the one
+/// decided (another method or path), or take an address or scheme from the client: the
+/// gateway writes its own `X-Forwarded-*` from what it knows.
+const NOT_FROM_CLIENTS: [&str; 16] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+];
+
+/// Removes what the client must not tell the upstream:
+/// - every header the upstream could read as one of the decision's `Keyward-*` headers;
+/// - every header with `_` in its name, as nginx does by default: CGI-style servers (WSGI,
+///   PHP, Rack) read `X_Project_Id` as `X-Project-Id` and `Keyward_Key_Id` as
+///   `Keyward-Key-Id`, so the upstream could read another project or identity than the one
+///   decided;
+/// - the headers of [`NOT_FROM_CLIENTS`].
+///
+/// `X-Forwarded-Proto` stays for [`forwarded_proto`] to judge.
+fn drop_client_only_headers(headers: &mut HeaderMap) {
+    let dropped: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| names_identity(name))
+        .filter(|name| {
+            names_identity(name)
+                || name.as_str().contains('_')
+                || NOT_FROM_CLIENTS.contains(&name.as_str())
+        })
         .cloned()
         .collect();
-    for name in forged {
+    for name in dropped {
         headers.remove(name);
     }
 }
 
-/// Whether `name` reads as `keyward-…` once `_` is taken for `-` (header names are lowercase).
+/// Whether `name` starts with `keyward-` (header names are lowercase).
 fn names_identity(name: &HeaderName) -> bool {
-    let prefix = b"keyward-";
-    name.as_str().len() >= prefix.len()
-        && name
-            .as_str()
-            .bytes()
-            .zip(prefix)
-            .all(|(byte, wanted)| byte == *wanted || (byte == b'_' && *wanted == b'-'))
+    name.as_str().starts_with("keyward-")
+}
+
+/// The scheme the client used: what a trusted proxy in front of the gateway says (one
+/// `X-Forwarded-Proto` value, `http` or `https`, from a peer in `--trusted-proxies`), else
+/// `http`, the gateway's own.
+fn forwarded_proto(
+    parts: &axum::http::request::Parts,
+    trusted: &[keyward_core::Cidr],
+) -> HeaderValue {
+    let http = HeaderValue::from_static("http");
+    if !crate::client_address::peer_is_trusted(parts, trusted) {
+        return http;
+    }
+    let mut values = parts.headers.get_all("x-forwarded-proto").iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) if value.as_bytes().eq_ignore_ascii_case(b"https") => {
+            HeaderValue::from_static("https")
+        }
+        _ => http,
+    }
+}
+
+/// The method as route rules name them: upper case (`delete` is decided as `DELETE`, as a
+/// server that compares methods without case would run it).
+fn decided_method(method: &axum::http::Method) -> std::borrow::Cow<'_, str> {
+    let name = method.as_str();
+    if name.bytes().any(|byte| byte.is_ascii_lowercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_uppercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
 }
 
 /// Decides the request, then forwards it or answers the refusal.
@@ -251,7 +308,7 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
     }
     // What is decided is what is sent: the headers the upstream will not get go first.
     strip_hop_by_hop(&mut parts.headers);
-    drop_identity_headers(&mut parts.headers);
+    drop_client_only_headers(&mut parts.headers);
     let principal = match crate::auth::authenticate(&parts, state, Accept::Customers).await {
         Ok(principal) => principal,
         Err(refused) => return refused.into_response(),
@@ -265,7 +322,7 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
         state,
         &principal,
         &parts.headers,
-        parts.method.as_str(),
+        &decided_method(&parts.method),
         target.as_str(),
     )
     .await
@@ -287,6 +344,7 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
     };
 
     let client_ip = crate::client_address::of(&parts);
+    let proto = forwarded_proto(&parts, &state.config.trusted_proxies);
     let host = parts.headers.get(header::HOST).cloned();
     let headers = &mut parts.headers;
     if !config.keep_authorization {
@@ -297,17 +355,11 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
     // Who is calling, written straight into the request.
     passed.write_identity(state, &principal, headers);
     // The client's address as Keyward resolved it (through `--trusted-proxies`); what the
-    // client said of itself goes.
-    for name in ["forwarded", "x-real-ip", "x-forwarded-for"] {
-        headers.remove(name);
-    }
+    // client said of itself went before the decision.
     if let Some(ip) = client_ip.and_then(crate::api::forward_auth::header_value) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    );
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
     if let Some(host) = host {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
@@ -395,12 +447,50 @@ mod tests {
     }
 
     #[test]
-    fn identity_headers_are_known_in_either_spelling() {
-        for name in ["keyward-key-id", "keyward_meta", "keyward-", "keyward_"] {
-            assert!(names_identity(&HeaderName::from_static(name)), "{name}");
+    fn what_only_the_gateway_may_say_goes_in_any_spelling() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "keyward-key-id",
+            "keyward-",
+            "keyward_meta",
+            "x_project_id",
+            "x-project_id",
+            "x-http-method-override",
+            "x-original-url",
+            "x-forwarded-port",
+            "true-client-ip",
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
         }
-        for name in ["keyward", "x-keyward-key-id", "keywardx", "keyward.meta"] {
-            assert!(!names_identity(&HeaderName::from_static(name)), "{name}");
+        for kept in [
+            "keyward",
+            "x-keyward-key-id",
+            "keywardx",
+            "x-project-id",
+            "x-forwarded-proto",
+        ] {
+            headers.insert(HeaderName::from_static(kept), HeaderValue::from_static("x"));
+        }
+        drop_client_only_headers(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                "keyward",
+                "keywardx",
+                "x-forwarded-proto",
+                "x-keyward-key-id",
+                "x-project-id"
+            ]
+        );
+    }
+
+    #[test]
+    fn methods_are_decided_in_upper_case() {
+        for (sent, decided) in [("GET", "GET"), ("delete", "DELETE"), ("Patch", "PATCH")] {
+            let method = axum::http::Method::from_bytes(sent.as_bytes()).unwrap();
+            assert_eq!(decided_method(&method), decided);
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderMap;
+use keyward_core::route::{RouteRule, RouteTable};
 use keyward_server::Config;
 use keyward_server::proxy::{ProxyConfig, Upstream};
 use reqwest::StatusCode;
@@ -323,6 +324,131 @@ async fn allowed_requests_reach_the_upstream_with_who_is_calling_and_the_rest_ne
     get(&app, Some(&reader), "/v1/databases/prj_x/tables")
         .await
         .problem(401, "invalid_token");
+}
+
+/// A raw request through the gateway, on a connection of its own, with `headers` added.
+async fn raw_through(
+    app: &TestApp,
+    key: &str,
+    request_line: &str,
+    headers: &[(&str, &str)],
+) -> String {
+    let mut request = format!("{request_line}\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    raw_request(app.proxy_address.unwrap(), &request).await
+}
+
+#[tokio::test]
+async fn the_upstream_acts_on_the_request_decided_and_learns_of_the_client_from_the_gateway() {
+    let service = upstream().await;
+    let mut config = gateway_config(&format!("http://{}", service.address), |_| {});
+    let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    config.routes = RouteTable::new(vec![
+        RouteRule::parse(
+            &owned(&["DELETE"]),
+            "/v1/things/*",
+            &owned(&["databases:write"]),
+            None,
+            &config.scopes,
+        )
+        .unwrap(),
+        RouteRule::parse(
+            &[],
+            "/v1/things/*",
+            &owned(&["databases:read"]),
+            None,
+            &config.scopes,
+        )
+        .unwrap(),
+    ])
+    .unwrap();
+    let app = TestApp::spawn_with(config).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, reader) = app
+        .create_key(&org.key, "reader", &["databases:read"])
+        .await;
+
+    // A method in lower case is decided as the upstream may run it: `delete` is DELETE.
+    let deleted = raw_through(&app, &reader, "delete /v1/things/1 HTTP/1.1", &[]).await;
+    assert!(deleted.starts_with("HTTP/1.1 403"), "{deleted}");
+    assert!(deleted.contains("insufficient_scope"), "{deleted}");
+    let read_one = raw_through(&app, &reader, "get /v1/things/1 HTTP/1.1", &[]).await;
+    assert!(read_one.starts_with("HTTP/1.1 200"), "{read_one}");
+    assert_eq!(service.seen.lock().unwrap().pop().unwrap().method, "get");
+
+    // Nothing the client sends names another method or path, another project or identity in
+    // a CGI spelling, or where the client is.
+    let sent = [
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-HTTP-Method", "DELETE"),
+        ("X-Method-Override", "DELETE"),
+        ("X-Original-URL", "/v1/billing"),
+        ("X-Rewrite-URL", "/v1/billing"),
+        ("X_Project_Id", "prj_other"),
+        ("Keyward_Key_Id", "key_forged"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("X-Forwarded-Server", "elsewhere"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Client-IP", "198.51.100.66"),
+        ("True-Client-IP", "198.51.100.66"),
+        ("CF-Connecting-IP", "198.51.100.66"),
+        ("X-Kept", "yes"),
+    ];
+    let answer = raw_through(&app, &reader, "GET /v1/things/2 HTTP/1.1", &sent).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = service.seen.lock().unwrap().pop().unwrap();
+    assert_eq!(
+        (seen.method.as_str(), seen.uri.as_str()),
+        ("GET", "/v1/things/2")
+    );
+    for (name, _) in &sent[..14] {
+        let value = seen.headers.get(*name).map(|value| value.to_str().unwrap());
+        let ours = match name.to_ascii_lowercase().as_str() {
+            // Written by the gateway: this client is not a trusted proxy.
+            "x-forwarded-proto" => Some("http"),
+            _ => None,
+        };
+        assert_eq!(value, ours, "{name}");
+    }
+    assert_eq!(seen.headers["x-kept"], "yes");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert!(
+        seen.headers.keys().all(|name| !name.as_str().contains('_')),
+        "{:?}",
+        seen.headers
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_client_and_its_scheme_are_the_proxys_word() {
+    let service = upstream().await;
+    let mut config = gateway_config(&format!("http://{}", service.address), |_| {});
+    config.trusted_proxies = vec![keyward_core::Cidr::parse("127.0.0.1").unwrap()];
+    let app = TestApp::spawn_with(config).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, reader) = app
+        .create_key(&org.key, "reader", &["databases:read"])
+        .await;
+    for (proto, told) in [
+        (Some("https"), "https"),
+        (Some("HTTPS"), "https"),
+        (Some("http"), "http"),
+        (Some("https, http"), "http"),
+        (Some("ftp"), "http"),
+        (None, "http"),
+    ] {
+        let mut headers = vec![("X-Forwarded-For", "198.51.100.7")];
+        headers.extend(proto.map(|proto| ("X-Forwarded-Proto", proto)));
+        let answer = raw_through(&app, &reader, "GET /status/proto HTTP/1.1", &headers).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let seen = service.seen.lock().unwrap().pop().unwrap();
+        assert_eq!(seen.headers["x-forwarded-proto"], told, "{proto:?}");
+        assert_eq!(seen.headers["x-forwarded-for"], "198.51.100.7");
+    }
 }
 
 #[tokio::test]
