@@ -142,7 +142,8 @@ pub(super) async fn key_events(
         let reset = position_event("reset", position, Some(reason));
         let _ = sender.try_send(reset);
     }
-    let until = principal.expires_at.map(|at| {
+    // A key rotated away ends with its grace period, before any expiry of its own.
+    let until = principal.credential.usable_until().map(|at| {
         let left = at.unix_seconds() - state.config.clock.now().unix_seconds();
         Duration::from_secs(u64::try_from(left).unwrap_or(0))
     });

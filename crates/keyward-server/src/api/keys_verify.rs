@@ -98,8 +98,9 @@ pub(super) struct VerifyResponse {
     credits_remaining: Option<i64>,
     /// Whether the caller may keep this answer (following `GET /v1/keys/events` to forget it
     /// when the key changes): true for a valid key without a rate limit, credits, identity
-    /// limits or networks, whose uses need not be counted one by one, and for an unknown,
-    /// revoked or expired key; false otherwise.
+    /// limits or networks, whose uses need not be counted one by one (unless the node
+    /// answering is cut off from its database, and so from other nodes' changes), and for an
+    /// unknown, revoked or expired key; false otherwise.
     cacheable: bool,
 }
 
@@ -215,7 +216,10 @@ pub(super) async fn verify_key(
                 meta: credential.meta().cloned(),
                 retry_after,
                 credits_remaining,
+                // Not while this node is cut off from the database: it hears of no change
+                // then, and answers from its own cache a key other nodes already revoked.
                 cacheable: code == Code::Valid
+                    && state.store.state().down_for.is_none()
                     && !credential.rate_limited()
                     && credential.credits_left().is_none()
                     && !credential.identity_limited()

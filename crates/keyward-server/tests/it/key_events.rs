@@ -270,6 +270,28 @@ async fn a_stream_ends_when_its_own_key_changes_and_when_the_server_stops() {
         .unwrap()
         .problem(401, "invalid_token");
 
+    // A key rotated away streams until its grace period ends, as long as it works.
+    let (rotated_id, rotated) = app.create_key(&org.key, "Rotated", &["keys:verify"]).await;
+    let rotation = app
+        .post(
+            &format!("/v1/api-keys/{rotated_id}/rotate"),
+            &org.key,
+            json!({ "grace_seconds": 2 }),
+        )
+        .await;
+    assert_eq!(rotation.status, StatusCode::CREATED, "{}", rotation.body);
+    let mut stream = EventStream::open(&app, &rotated, None).await.unwrap();
+    stream.next_position("ready").await;
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ended with the grace period"
+    );
+    EventStream::open(&app, &rotated, None)
+        .await
+        .err()
+        .unwrap()
+        .problem(401, "invalid_token");
+
     let (_, watcher) = app.create_key(&org.key, "Second", &["keys:verify"]).await;
     let mut stream = EventStream::open(&app, &watcher, None).await.unwrap();
     stream.next_position("ready").await;

@@ -66,6 +66,12 @@ async fn without_the_database_cached_keys_work_the_rest_is_503_and_it_recovers()
         StatusCode::OK,
         "now cached"
     );
+    // A service caching answers (`keyward-verify`) may keep this one.
+    let (_, checker) = app.create_key(&org.key, "Checker", &["keys:verify"]).await;
+    let verify = || app.post("/v1/keys/verify", &checker, json!({ "key": key }));
+    let answer = verify().await;
+    assert_eq!(answer.body["valid"], true, "{}", answer.body);
+    assert_eq!(answer.body["cacheable"], true, "{}", answer.body);
 
     cluster.pause().unwrap();
     assert_eq!(
@@ -91,6 +97,11 @@ async fn without_the_database_cached_keys_work_the_rest_is_503_and_it_recovers()
     app.call(Method::GET, "/readyz", None, None)
         .await
         .problem(503, "unavailable");
+    // Still valid from this node's cache, but not to be kept: cut off from the database, it
+    // would not hear of a revocation made through another node.
+    let answer = verify().await;
+    assert_eq!(answer.body["valid"], true, "{}", answer.body);
+    assert_eq!(answer.body["cacheable"], false, "{}", answer.body);
 
     cluster.resume().unwrap();
     wait_for(&app, "/readyz", StatusCode::OK).await;

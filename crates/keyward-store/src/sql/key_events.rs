@@ -76,17 +76,18 @@ pub(crate) async fn page(
     after: i64,
     limit: i64,
 ) -> Result<KeyEventPage, StoreError> {
-    // The bounds first: an event committed between the two reads is then inside them.
-    let bounds = Query::new(
-        "SELECT pruned_through, \
-         COALESCE((SELECT MAX(id) FROM key_events), pruned_through) AS latest \
-         FROM key_event_horizon WHERE id = 1",
+    // The latest id first: an event committed after it is read is then ahead of it. The
+    // horizon last: a prune commits its deletions and its horizon together, so if the events
+    // read miss some it deleted, the horizon read after them has moved past them (read
+    // before, it could show the old horizon while the events were gone).
+    let latest = Query::new(
+        "SELECT COALESCE((SELECT MAX(id) FROM key_events), \
+         (SELECT pruned_through FROM key_event_horizon WHERE id = 1)) AS latest",
     );
-    let (pruned_through, latest) = db
-        .optional(bounds, |row| {
-            Ok((row.int("pruned_through")?, row.int("latest")?))
-        })
+    let latest = db
+        .optional(latest, |row| row.opt_int("latest"))
         .await?
+        .flatten()
         .ok_or_else(|| decode::corrupt("key event horizon"))?;
     let query = Query::new(
         "SELECT id, credential_id, credential_kind, change, created_at FROM key_events \
@@ -96,6 +97,11 @@ pub(crate) async fn page(
     .bind(after)
     .bind(limit);
     let events = db.all(query, decode).await?;
+    let horizon = Query::new("SELECT pruned_through FROM key_event_horizon WHERE id = 1");
+    let pruned_through = db
+        .optional(horizon, |row| row.int("pruned_through"))
+        .await?
+        .ok_or_else(|| decode::corrupt("key event horizon"))?;
     Ok(KeyEventPage {
         events,
         pruned_through,
