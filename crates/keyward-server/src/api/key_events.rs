@@ -10,7 +10,9 @@
 //!
 //! The stream ends when the server stops, when its node loses the database (it would hear of
 //! no change meanwhile), when the caller's own key changes (the event is sent first;
-//! reconnecting authenticates again), and when the caller's key expires.
+//! reconnecting authenticates again; an admin key acting for the organization has its
+//! changes logged for the installation, which end the stream without an event), and when the
+//! caller's key stops working (expired, or rotated and past its grace period).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -147,10 +149,19 @@ pub(super) async fn key_events(
         let left = at.unix_seconds() - state.config.clock.now().unix_seconds();
         Duration::from_secs(u64::try_from(left).unwrap_or(0))
     });
+    // A key acting for another organization (an admin key) has its own changes logged in its
+    // own organization's log: that one is followed too, for the caller's changes only.
+    let home = principal.credential.organization_id;
+    let home = if home == organization {
+        None
+    } else {
+        Some((home, state.store.key_events(home, 0, 0).await?.latest))
+    };
     let stream = Stream {
         state,
         organization,
         caller: principal.credential_id,
+        home,
         position,
         sender,
     };
@@ -205,6 +216,9 @@ struct Stream {
     state: AppState,
     organization: OrganizationId,
     caller: CredentialId,
+    /// For a caller acting for another organization: its own organization, and the position
+    /// in that log after which a change to the caller's key ends the stream.
+    home: Option<(OrganizationId, i64)>,
     position: i64,
     sender: mpsc::Sender<Event>,
 }
@@ -233,8 +247,19 @@ impl Stream {
         tokio::pin!(expired);
         let mut read = true;
         let mut ready = false;
+        let mut home_changed = self.home.is_some();
         loop {
             let mut retry = false;
+            if home_changed {
+                match self.caller_changed_at_home().await {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "key events could not be read; retrying");
+                        retry = true;
+                    }
+                }
+            }
             if read {
                 match self.catch_up().await {
                     Ok(Next::End) => return,
@@ -252,13 +277,17 @@ impl Stream {
                     }
                 }
             }
+            let home = self.home.map(|(home, _)| home);
+            home_changed = retry && home.is_some();
             read = tokio::select! {
                 wake = wakes.recv() => match wake {
                     // A read that failed is tried again whatever wakes the stream.
                     Ok(Invalidation::KeyEvents(organization)) => {
+                        home_changed |= home == Some(organization);
                         retry || organization == self.organization
                     }
                     Ok(Invalidation::ForgetAll) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        home_changed = home.is_some();
                         true
                     }
                     Ok(Invalidation::Forget(_)) => retry,
@@ -277,6 +306,36 @@ impl Stream {
                 _ = stopping.wait_for(|stopping| *stopping) => return,
                 () = &mut expired => return,
             };
+        }
+    }
+
+    /// Whether the caller's own organization has logged a change to the caller's key since
+    /// the stream began (or last looked): its changes are not this stream's events, and end
+    /// it as they would in the organization's own.
+    async fn caller_changed_at_home(&mut self) -> Result<bool, keyward_store::StoreError> {
+        let Some((home, mut position)) = self.home else {
+            return Ok(false);
+        };
+        loop {
+            let page = self.state.store.key_events(home, position, PAGE).await?;
+            if page
+                .events
+                .iter()
+                .any(|event| event.credential_id == self.caller)
+            {
+                return Ok(true);
+            }
+            // Pruned past the position: a change to the key may be among what went. The
+            // stream ends; reconnecting authenticates the key again.
+            if page.pruned_through > position {
+                return Ok(true);
+            }
+            let full = page.events.len() as i64 == PAGE;
+            position = page.events.last().map_or(position, |event| event.id);
+            self.home = Some((home, position));
+            if !full {
+                return Ok(false);
+            }
         }
     }
 

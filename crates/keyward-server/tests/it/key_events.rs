@@ -31,7 +31,20 @@ impl EventStream {
         key: &str,
         last_event_id: Option<&str>,
     ) -> Result<Self, Answer> {
+        Self::open_with(app, key, last_event_id, &[]).await
+    }
+
+    /// As [`EventStream::open`], with `headers` added.
+    pub async fn open_with(
+        app: &TestApp,
+        key: &str,
+        last_event_id: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, Answer> {
         let mut request = app.client.get(app.url("/v1/keys/events")).bearer_auth(key);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
@@ -303,6 +316,50 @@ async fn a_stream_ends_when_its_own_key_changes_and_when_the_server_stops() {
         .await
         .expect("the server stopped without waiting for the stream")
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_keys_stream_for_an_organization_ends_when_the_admin_key_changes() {
+    let app = TestApp::spawn().await;
+    let org = app.bootstrap("Acme").await;
+    // It may rotate the keys it manages only if it holds what they hold.
+    let (_, manager) = app
+        .admin_key(&["admin_keys:write", "organizations:act", "keys:verify"])
+        .await;
+    let organization = org.id.to_string();
+    let acting = [("keyward-organization", organization.as_str())];
+    for change in ["revoked", "rotated"] {
+        let (admin_id, admin) = app.admin_key(&["organizations:act", "keys:verify"]).await;
+        let mut stream = EventStream::open_with(&app, &admin, None, &acting)
+            .await
+            .unwrap();
+        stream.next_position("ready").await;
+        // The organization's own changes come through.
+        let (key_id, _) = app.create_key(&org.key, "Any", &["instances:read"]).await;
+        let deleted = app
+            .delete(&format!("/v1/api-keys/{key_id}"), &org.key)
+            .await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+        let (_, key, _) = stream.next_key_event().await;
+        assert_eq!(key, key_id);
+        // The admin key's own change, logged for the installation, ends the stream.
+        let changed = match change {
+            "revoked" => {
+                app.delete(&format!("/v1/admin-keys/{admin_id}"), &manager)
+                    .await
+            }
+            _ => {
+                app.post(
+                    &format!("/v1/admin-keys/{admin_id}/rotate"),
+                    &manager,
+                    json!({ "grace_seconds": 600 }),
+                )
+                .await
+            }
+        };
+        assert!(changed.status.is_success(), "{change}: {}", changed.body);
+        assert!(stream.next().await.is_none(), "{change}: the stream ended");
+    }
 }
 
 /// A stream is a request in progress: the idle timeout, which closes connections that send
