@@ -217,6 +217,21 @@ pub fn client_address<'a>(
     client
 }
 
+/// [`client_address`] from the raw `X-Forwarded-For` header values, entry by entry: a proxy
+/// appends the address it saw to whatever the client sent, so an entry that is not text
+/// (which HTTP servers accept) must not make the whole header, with the proxy's own entry,
+/// unreadable. It reads as garbage, left of the proxy's entry.
+pub fn client_address_from_header<'a>(
+    peer: IpAddr,
+    forwarded_for: impl Iterator<Item = &'a [u8]>,
+    trusted: &[Cidr],
+) -> IpAddr {
+    let entries = forwarded_for
+        .flat_map(|value| value.split(|byte| *byte == b','))
+        .map(|entry| std::str::from_utf8(entry).unwrap_or("?"));
+    client_address(peer, entries, trusted)
+}
+
 /// An `X-Forwarded-For` entry: an address, possibly with a port (`192.0.2.1:5000`,
 /// `[2001:db8::1]:5000`), as some proxies write it.
 fn forwarded_address(entry: &str) -> Option<IpAddr> {

@@ -30,17 +30,12 @@ pub fn resolve(request: &mut axum::extract::Request, trusted: &[Cidr]) -> Option
     if trusted.is_empty() {
         return Some(peer);
     }
-    // Entry by entry from the raw bytes: a proxy appends the address it saw to whatever
-    // the client sent, so an entry that is not text (which hyper accepts) must not make
-    // the whole header, with the proxy's own entry, unreadable. It reads as garbage, left
-    // of the proxy's entry.
-    let forwarded = request
-        .headers()
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
-        .map(|entry| std::str::from_utf8(entry).unwrap_or("?"));
-    let client = keyward_core::network::client_address(peer, forwarded, trusted);
+    let forwarded = request.headers().get_all(X_FORWARDED_FOR).iter();
+    let client = keyward_core::network::client_address_from_header(
+        peer,
+        forwarded.map(axum::http::HeaderValue::as_bytes),
+        trusted,
+    );
     request.extensions_mut().insert(ClientAddress(client));
     Some(client)
 }

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,18 +15,36 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower::{Layer, Service};
 
-use crate::{Identity, Refusal, Verifier};
+use crate::{Cidr, Identity, Refusal, Verifier};
 
 /// Verifies the `Authorization: Bearer` key of every request with a [`Verifier`]; a refused
 /// request is answered here (as Keyward's API answers it) and never reaches the service.
+///
+/// The client's address, which Keyward checks against a key's networks, is the TCP peer's
+/// (axum's `ConnectInfo`, so serve with `into_make_service_with_connect_info`). Behind a
+/// reverse proxy that peer is the proxy: list it with [`VerifyLayer::trusted_proxies`], or
+/// every client would be checked as the proxy's address.
 #[derive(Clone)]
 pub struct VerifyLayer {
     verifier: Verifier,
+    trusted: Arc<[Cidr]>,
 }
 
 impl VerifyLayer {
     pub fn new(verifier: Verifier) -> Self {
-        Self { verifier }
+        Self {
+            verifier,
+            trusted: Arc::new([]),
+        }
+    }
+
+    /// The reverse proxies in front of the service: from a peer in these ranges, the client
+    /// is the right-most address of `X-Forwarded-For` that is not itself one of them (as
+    /// Keyward's `--trusted-proxies`). A client reaching the service directly cannot choose
+    /// its address by sending the header.
+    pub fn trusted_proxies(mut self, ranges: impl IntoIterator<Item = Cidr>) -> Self {
+        self.trusted = ranges.into_iter().collect();
+        self
     }
 }
 
@@ -37,6 +55,7 @@ impl<S> Layer<S> for VerifyLayer {
         VerifyService {
             inner,
             verifier: self.verifier.clone(),
+            trusted: self.trusted.clone(),
         }
     }
 }
@@ -46,6 +65,7 @@ impl<S> Layer<S> for VerifyLayer {
 pub struct VerifyService<S> {
     inner: S,
     verifier: Verifier,
+    trusted: Arc<[Cidr]>,
 }
 
 impl<S> Service<Request> for VerifyService<S>
@@ -66,15 +86,12 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
+        let client_ip = client_address(&request, &self.trusted);
         Box::pin(async move {
             let key = match bearer(request.headers()) {
                 Some(key) => key.to_owned(),
                 None => return Ok(Refusal::MissingKey.into_response()),
             };
-            let client_ip = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(address)| address.ip());
             match verifier.verify(&key, client_ip).await {
                 Ok(identity) => {
                     request.extensions_mut().insert(Caller(identity));
@@ -84,6 +101,18 @@ where
             }
         })
     }
+}
+
+/// The client's address: the TCP peer, or behind `trusted` proxies the address they
+/// forwarded for.
+fn client_address(request: &Request, trusted: &[Cidr]) -> Option<IpAddr> {
+    let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    let forwarded = request.headers().get_all("x-forwarded-for").iter();
+    Some(keyward_core::network::client_address_from_header(
+        peer.ip(),
+        forwarded.map(HeaderValue::as_bytes),
+        trusted,
+    ))
 }
 
 /// The key of an `Authorization: Bearer` header, if there is exactly one.

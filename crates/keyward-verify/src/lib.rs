@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+pub use keyward_core::Cidr;
 pub use layer::{Caller, VerifyLayer, VerifyService};
 
 /// How long after a change to a key its answers are not kept: long enough for every Keyward

@@ -262,3 +262,59 @@ async fn a_dropped_stream_drops_the_cache_until_it_is_back_and_misses_nothing() 
         "cached after the first"
     );
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_a_keys_networks_are_checked_against_the_client_it_forwards_for() {
+    let app = TestApp::spawn_with(platform()).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, service_key) = app
+        .create_key(&org.key, "Example service", &["keys:verify"])
+        .await;
+    let verifier = Verifier::new(VerifierConfig::new(app.url(""), service_key));
+    verifier.follow();
+    until_synced(&verifier, true).await;
+    // The proxy's own network is where the key may be used from; its clients are elsewhere.
+    let created = app
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({ "name": "Office", "scopes": ["databases:read"], "allowed_cidrs": ["127.0.0.0/8"] }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let office = created.body["key"].as_str().unwrap().to_owned();
+    let who = |caller: keyward_verify::Caller| async move { caller.key_id.clone() };
+    let service = |layer: keyward_verify::VerifyLayer| {
+        serve_beside(
+            axum::Router::new()
+                .route("/who", axum::routing::get(who))
+                .layer(layer),
+        )
+    };
+    let behind = service(
+        keyward_verify::VerifyLayer::new(verifier.clone())
+            .trusted_proxies([keyward_verify::Cidr::parse("127.0.0.1").unwrap()]),
+    )
+    .await;
+    let direct = service(keyward_verify::VerifyLayer::new(verifier.clone())).await;
+    let client = reqwest::Client::new();
+    let from = |address: SocketAddr, forwarded: &'static str| {
+        let request = client
+            .get(format!("http://{address}/who"))
+            .bearer_auth(&office)
+            .header("x-forwarded-for", forwarded);
+        async move { read(request.send().await.unwrap()).await }
+    };
+
+    // Through the proxy, the client forwarded for is the one checked.
+    from(behind, "203.0.113.9")
+        .await
+        .problem(403, "ip_not_allowed");
+    assert_eq!(from(behind, "127.0.0.9").await.status, StatusCode::OK);
+    // A client behind the proxy cannot pass as the proxy's network, whatever it sends.
+    from(behind, "127.0.0.9, 203.0.113.9")
+        .await
+        .problem(403, "ip_not_allowed");
+    // Without trusted proxies, the header is the client's word and is not believed.
+    assert_eq!(from(direct, "203.0.113.9").await.status, StatusCode::OK);
+}
