@@ -37,7 +37,8 @@ use crate::error::ApiError;
 pub struct ProxyConfig {
     /// `http://host:port`, optionally with a path prefix put before every request's path.
     pub upstream: Upstream,
-    /// How long the upstream has to connect and send its answer's head.
+    /// How long the upstream has to connect and send its answer's head, and between two
+    /// parts of an answer's body.
     pub timeout: Duration,
     /// The largest request body passed on; larger is 413.
     pub max_body_bytes: u64,

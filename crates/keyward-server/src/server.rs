@@ -4,7 +4,8 @@
 //!   connection's start for the first request and from the head's first byte for later ones:
 //!   silent and byte-a-second clients are closed.
 //! - A kept-alive connection that sends nothing after a response is closed after
-//!   `idle_timeout`.
+//!   `idle_timeout`, and so is one whose client reads nothing of an answer for as long (its
+//!   writes waiting all that time).
 //! - A request must be read and answered within `request_timeout`: a body sent slowly (or
 //!   not at all) gets 408 and the connection is closed.
 //! - At most `max_connections` are served at once (by one listener, however many loops
@@ -182,12 +183,17 @@ struct Activity {
     last_done_ms: AtomicU64,
     /// When the first byte of the next request head arrived; 0 while none has.
     head_started_ms: AtomicU64,
+    /// Since when a write to the client has waited for room (the client reading nothing);
+    /// 0 while writes go through.
+    write_waiting_ms: AtomicU64,
 }
 
 /// Which limit a connection ran into.
 enum Expired {
     HeaderRead,
     Idle,
+    /// The client read nothing of an answer for the idle timeout.
+    NotReading,
 }
 
 fn now_ms() -> u64 {
@@ -206,6 +212,20 @@ impl Activity {
             requests: AtomicU64::new(0),
             last_done_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(0),
+            write_waiting_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes how a write to the client went: waiting for room, or through.
+    fn wrote<T>(&self, polled: &Poll<T>) {
+        let waiting = self.write_waiting_ms.load(Ordering::Relaxed);
+        match polled {
+            Poll::Pending if waiting == 0 => {
+                self.write_waiting_ms
+                    .store(now_ms().max(1), Ordering::Relaxed);
+            }
+            Poll::Ready(_) if waiting != 0 => self.write_waiting_ms.store(0, Ordering::Relaxed),
+            _ => {}
         }
     }
 
@@ -221,10 +241,18 @@ impl Activity {
     }
 
     /// When the connection runs into a limit, as things stand now; `None` while a request
-    /// is being handled.
+    /// is being handled and its answer goes out.
     fn deadline(&self, limits: &ConnectionLimits) -> Option<(u64, Expired)> {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return None;
+            // An answer in progress may take its time (an event stream has no end), as long
+            // as the client takes what is written.
+            let waiting = self.write_waiting_ms.load(Ordering::Relaxed);
+            return (waiting != 0).then(|| {
+                (
+                    waiting.saturating_add(millis(limits.idle_timeout)),
+                    Expired::NotReading,
+                )
+            });
         }
         let head_started = self.head_started_ms.load(Ordering::Relaxed);
         Some(if head_started != 0 {
@@ -339,7 +367,9 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.activity.wrote(&polled);
+        polled
     }
 
     fn poll_write_vectored(
@@ -347,7 +377,9 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.activity.wrote(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -433,10 +465,17 @@ async fn serve_connection<S: App>(
                 return;
             }
             expired = activity.expired(&limits) => {
-                if let Expired::HeaderRead = expired {
-                    tracing::debug!(%remote, "closed a connection that did not send a request head in time");
+                match expired {
+                    Expired::HeaderRead => {
+                        tracing::debug!(%remote, "closed a connection that did not send a request head in time");
+                    }
+                    // Its answer is lost on a client that stopped taking it.
+                    Expired::NotReading => {
+                        tracing::debug!(%remote, "closed a connection whose client read nothing of its answer in time");
+                    }
+                    // Nothing is in progress: closing loses no answer.
+                    Expired::Idle => {}
                 }
-                // Nothing is in progress: closing loses no answer.
                 return;
             }
             changed = stopping.changed(), if !closing => {

@@ -181,7 +181,8 @@ pub struct ServeArgs {
     )]
     header_read_timeout_seconds: u64,
 
-    /// Seconds a kept-alive connection may stay silent after a response before it is closed.
+    /// Seconds a kept-alive connection may stay silent after a response before it is closed,
+    /// and a client may read nothing of an answer before its connection is closed.
     /// Keep it above the keep-alive timeout of any proxy in front (nginx: 60 s).
     #[arg(
         long,
@@ -366,7 +367,7 @@ pub struct ServeArgs {
     proxy_upstream: Option<keyward_server::proxy::Upstream>,
 
     /// How long the upstream has to accept a connection and send its answer's head
-    /// (then 504).
+    /// (then 504), and between two parts of an answer's body (then it is cut off).
     #[arg(long, env = "KEYWARD_PROXY_TIMEOUT_SECONDS", value_name = "SECONDS",
         default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     proxy_timeout_seconds: u64,

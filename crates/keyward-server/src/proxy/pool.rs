@@ -31,6 +31,7 @@ const MAX_IDLE: usize = 512;
 pub(super) struct Pool {
     /// `host:port`, as connected to.
     address: String,
+    /// To connect, to get an answer's head, and between two parts of an answer's body.
     connect_timeout: Duration,
     idle_timeout: Duration,
     /// Resting connections, the most recently used last.
@@ -195,6 +196,7 @@ impl Pool {
                             connection: Some(connection),
                             pool,
                             finished: false,
+                            silence: None,
                         })
                     }));
                 }
@@ -378,13 +380,34 @@ fn closed_unanswered(error: &hyper::Error) -> bool {
 
 /// An answer's body from the upstream, which drives its connection as it is read and
 /// returns it to the pool once read to its end. Dropped before its end (the client went
-/// away), it closes the connection.
+/// away), it closes the connection. An upstream that sends nothing more of it for the
+/// upstream's timeout has it cut off there (an error: the client's connection closes, its
+/// answer incomplete), as one that sends no head in time gets 504.
 struct Driven {
     body: Incoming,
     connection: Option<Box<Connection>>,
     pool: Arc<Pool>,
     finished: bool,
+    /// Armed while the upstream has nothing more to give: when it ends, the answer is cut
+    /// off. (Most answers come whole with their head and never arm it.)
+    silence: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// The upstream sent nothing of an answer's body for its timeout.
+#[derive(Debug)]
+struct Silent(Duration);
+
+impl std::fmt::Display for Silent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the upstream sent nothing of its answer for {} s",
+            self.0.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for Silent {}
 
 impl Driven {
     fn release(&mut self, cx: &mut Context<'_>) {
@@ -396,7 +419,7 @@ impl Driven {
 
 impl http_body::Body for Driven {
     type Data = axum::body::Bytes;
-    type Error = hyper::Error;
+    type Error = axum::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -406,7 +429,26 @@ impl http_body::Body for Driven {
         if let Some(connection) = &mut this.connection {
             connection.drive(cx);
         }
-        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        let frame = match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.silence = None;
+                frame.map(|frame| frame.map_err(axum::BoxError::from))
+            }
+            Poll::Pending => {
+                let timeout = this.pool.connect_timeout;
+                let silence = this
+                    .silence
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if silence.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                tracing::warn!(
+                    timeout_seconds = timeout.as_secs(),
+                    "cut off an upstream answer that stopped coming"
+                );
+                Some(Err(Silent(timeout).into()))
+            }
+        };
         match &frame {
             // Trailers end a body: nothing is read after them.
             None => {

@@ -31,8 +31,12 @@ struct Seen {
     peer: SocketAddr,
 }
 
+/// The size of `/status/large`'s answer: more than the sockets on the way hold.
+const LARGE: usize = 64 << 20;
+
 /// A service to protect: it notes every request and echoes it; `/status/slow` answers after
-/// 3 s; `/status/stream` sends one chunk, waits to be told, then sends another.
+/// 3 s; `/status/stream` sends one chunk, waits to be told, then sends another;
+/// `/status/large` answers [`LARGE`] bytes.
 struct Service {
     address: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -82,6 +86,7 @@ async fn upstream() -> Service {
                         .body(Body::from_stream(stream))
                         .unwrap()
                 }
+                "/status/large" => axum::response::Response::new(Body::from(vec![b'x'; LARGE])),
                 "/status/empty" => axum::response::Response::builder()
                     .status(204)
                     .body(Body::empty())
@@ -822,6 +827,69 @@ async fn an_upstream_answering_before_the_body_ends_still_gets_all_of_it() {
     assert_eq!(next.status(), StatusCode::ACCEPTED);
     assert_eq!(bodies_seen(2).await, [3000, 4]);
     assert_eq!(*accepted.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_of_its_answer_and_an_upstream_that_stops_are_cut_off() {
+    // A client asks for a large answer and reads none of it: after the idle timeout without
+    // room for a write, its connection closes (holding it, and the upstream's, no longer).
+    let service = upstream().await;
+    let mut config = gateway_config(&format!("http://{}", service.address), |_| {});
+    config.connection_limits.idle_timeout = Duration::from_secs(1);
+    let app = TestApp::spawn_with(config).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    let mut stream = TcpStream::connect(app.proxy_address.unwrap())
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /status/large HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    // Closed: what the sockets held, then the end (or a reset).
+    let _ = read.await.expect("the connection was closed");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &answer[..answer.len().min(40)]
+    );
+    assert!(answer.len() < LARGE, "all {} bytes came", answer.len());
+
+    // An upstream that sends part of its answer's body and then nothing: cut off after the
+    // upstream's timeout, the client's connection closed on an incomplete answer.
+    let (address, _, _) = scripted_upstream(
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+        Answering::AfterTheBody,
+    )
+    .await;
+    let app = TestApp::spawn_with(gateway_config(&format!("http://{address}"), |proxy| {
+        proxy.timeout = Duration::from_secs(1);
+    }))
+    .await;
+    let org = app.bootstrap("Acme").await;
+    let (_, key) = app.create_key(&org.key, "any", &["databases:read"]).await;
+    let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect(app.proxy_address.unwrap())
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /status/part HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    let _ = read.await.expect("the connection was closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("only ten b"), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
