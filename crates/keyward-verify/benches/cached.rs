@@ -1,7 +1,7 @@
 //! In-process verification of a warm key: what a service pays per request once Keyward has
 //! answered for the key (a SHA-256 of the key, a map look-up and a scope check), to compare
 //! with the server's `verify_cached` (`bench/verify.sh`); and the same through the async
-//! `verify`.
+//! `verify`; and what an event about a key costs with 100,000 answers kept.
 //!
 //!   cargo bench -p keyward-verify --bench cached
 
@@ -49,5 +49,31 @@ fn cached(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, cached);
+/// An event about one key with 100,000 answers kept: what the stream's reader holds the
+/// cache's write lock for (no verification proceeds meanwhile).
+fn forget(c: &mut Criterion) {
+    let verifier = Verifier::new(VerifierConfig::new("http://127.0.0.1:1", "kwk_unused"));
+    let identity = |index: usize| Identity {
+        key_id: format!("key_{index:026}"),
+        kind: "api_key".into(),
+        organization_id: "org_01m93n8xyfejkrnp7kygk7mx63".into(),
+        project_id: None,
+        scopes: vec!["databases:read".into()],
+        expires_at: None,
+        external_id: None,
+        meta: None,
+    };
+    for index in 0..100_000 {
+        verifier.prime(&format!("kwk_{index:040}"), identity(index));
+    }
+    c.bench_function("keyward_verify_forget_one_of_100k", |b| {
+        b.iter_batched(
+            || verifier.prime("kwk_forgotten", identity(100_000)),
+            |()| verifier.forget_key(std::hint::black_box(&identity(100_000).key_id)),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, cached, forget);
 criterion_main!(benches);

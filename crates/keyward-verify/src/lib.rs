@@ -157,7 +157,7 @@ pub(crate) struct Inner {
     config: VerifierConfig,
     http: reqwest::Client,
     stream_http: reqwest::Client,
-    cache: RwLock<HashMap<[u8; 32], Entry>>,
+    cache: RwLock<Cache>,
     /// Whether the stream of changes is caught up: only then are answers cached.
     synced: AtomicBool,
     /// Moves on at every forgetting: an answer asked for before it is not cached.
@@ -170,9 +170,93 @@ pub(crate) struct Inner {
     settling: Mutex<Settling>,
 }
 
+/// The answers kept, by key digest, and which digests hold an answer about each key id (so
+/// that an event about a key forgets its answers without a look at every entry).
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<[u8; 32], Entry>,
+    by_key: HashMap<String, Vec<[u8; 32]>>,
+    /// The size at which expired entries are next swept before one is added: twice what
+    /// was left at the last sweep, so that sweeps cost a constant per entry added.
+    sweep_at: usize,
+}
+
+impl Cache {
+    fn insert(&mut self, digest: [u8; 32], entry: Entry) {
+        if self.entries.len() >= self.sweep_at.max(SWEEP_AT) {
+            self.sweep(Instant::now());
+            self.sweep_at = self.entries.len() * 2;
+        }
+        if self.entries.len() >= MAX_ENTRIES {
+            return;
+        }
+        if let Entry::Valid { identity, .. } = &entry {
+            let digests = self.by_key.entry(identity.key_id.clone()).or_default();
+            if !digests.contains(&digest) {
+                digests.push(digest);
+            }
+        }
+        if let Some(Entry::Valid { identity, .. }) = self.entries.insert(digest, entry) {
+            self.unindex(&identity.key_id, &digest);
+        }
+    }
+
+    /// Drops the entries that expired by `now`.
+    fn sweep(&mut self, now: Instant) {
+        let Self {
+            entries, by_key, ..
+        } = self;
+        entries.retain(|digest, entry| match entry {
+            Entry::Valid { until, identity } => {
+                let keep = *until > now;
+                if !keep {
+                    unindex(by_key, &identity.key_id, digest);
+                }
+                keep
+            }
+            Entry::Refused { until, .. } => *until > now,
+        });
+    }
+
+    /// Forgets every valid answer about `key_id` (refusals are final and stay).
+    fn forget(&mut self, key_id: &str) {
+        for digest in self.by_key.remove(key_id).unwrap_or_default() {
+            if matches!(self.entries.get(&digest), Some(Entry::Valid { identity, .. }) if identity.key_id == key_id)
+            {
+                self.entries.remove(&digest);
+            }
+        }
+    }
+
+    /// `digest` no longer holds an answer about `key_id`, if it still did (a refusal may have
+    /// taken its place, for a key revoked meanwhile).
+    fn unindex(&mut self, key_id: &str, digest: &[u8; 32]) {
+        if !matches!(self.entries.get(digest), Some(Entry::Valid { identity, .. }) if identity.key_id == key_id)
+        {
+            unindex(&mut self.by_key, key_id, digest);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.by_key.clear();
+    }
+}
+
+fn unindex(by_key: &mut HashMap<String, Vec<[u8; 32]>>, key_id: &str, digest: &[u8; 32]) {
+    if let Some(digests) = by_key.get_mut(key_id) {
+        digests.retain(|kept| kept != digest);
+        if digests.is_empty() {
+            by_key.remove(key_id);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Settling {
     keys: HashMap<String, Instant>,
+    /// The size at which settled keys are next swept.
+    sweep_at: usize,
     everything_until: Option<Instant>,
 }
 
@@ -265,7 +349,7 @@ impl Verifier {
 
     /// How many keys the cache holds an answer for.
     pub fn cached(&self) -> usize {
-        self.inner.read().len()
+        self.inner.read().entries.len()
     }
 
     /// Whether `key` may be used, and by whom. `client_ip` is the address it was presented
@@ -292,7 +376,7 @@ impl Verifier {
     fn cached_answer(&self, digest: &[u8; 32]) -> Option<Result<Arc<Identity>, Refusal>> {
         let cache = self.inner.read();
         let now = Instant::now();
-        match cache.get(digest)? {
+        match cache.entries.get(digest)? {
             Entry::Valid { identity, until } if *until > now => Some(Ok(identity.clone())),
             Entry::Refused { code, until } if *until > now => Some(Err(Refusal::Refused {
                 code: code.clone(),
@@ -371,18 +455,16 @@ impl Verifier {
         if answer.cacheable && synced && settled {
             let mut cache = inner.write();
             if inner.synced.load(Ordering::SeqCst) && inner.epoch.load(Ordering::SeqCst) == epoch {
-                if cache.len() >= SWEEP_AT {
-                    let now = Instant::now();
-                    cache.retain(|_, entry| match entry {
-                        Entry::Valid { until, .. } | Entry::Refused { until, .. } => *until > now,
-                    });
-                }
-                if cache.len() < MAX_ENTRIES {
-                    cache.insert(digest, entry);
-                }
+                cache.insert(digest, entry);
             }
         }
         result
+    }
+
+    /// Forgets a key's answers as an event about it does (benchmarks, tests).
+    #[doc(hidden)]
+    pub fn forget_key(&self, key_id: &str) {
+        self.inner.forget(key_id);
     }
 
     /// Puts an answer in the cache as if Keyward had given it (benchmarks, tests).
@@ -401,11 +483,11 @@ impl Verifier {
 }
 
 impl Inner {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<[u8; 32], Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
         self.cache.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; 32], Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
         self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -426,17 +508,16 @@ impl Inner {
         {
             let mut settling = self.settling();
             let now = Instant::now();
-            if settling.keys.len() >= SWEEP_AT {
+            // As the cache's sweeps: at twice what the last one left.
+            if settling.keys.len() >= settling.sweep_at.max(SWEEP_AT) {
                 settling.keys.retain(|_, until| *until > now);
+                settling.sweep_at = settling.keys.len() * 2;
             }
             settling.keys.insert(key_id.to_owned(), now + SETTLING);
         }
         let mut cache = self.write();
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        cache.retain(|_, entry| match entry {
-            Entry::Valid { identity, .. } => identity.key_id != key_id,
-            Entry::Refused { .. } => true,
-        });
+        cache.forget(key_id);
     }
 
     /// Forgets everything and caches nothing until `synced` is set again.
@@ -487,6 +568,106 @@ mod tests {
             external_id: None,
             meta: None,
         }
+    }
+
+    fn valid(key_id: &str, until: Instant) -> Entry {
+        Entry::Valid {
+            identity: Arc::new(Identity {
+                key_id: key_id.into(),
+                ..identity(None, None)
+            }),
+            until,
+        }
+    }
+
+    /// Every valid entry is indexed under its key id, and the index holds nothing else.
+    fn assert_indexed(cache: &Cache) {
+        let mut indexed = 0;
+        for (key_id, digests) in &cache.by_key {
+            assert!(!digests.is_empty(), "{key_id}");
+            for digest in digests {
+                let held = cache.entries.get(digest);
+                assert!(
+                    matches!(held, Some(Entry::Valid { identity, .. }) if identity.key_id == *key_id),
+                    "{key_id}"
+                );
+                indexed += 1;
+            }
+        }
+        let valid = cache
+            .entries
+            .values()
+            .filter(|entry| matches!(entry, Entry::Valid { .. }))
+            .count();
+        assert_eq!(indexed, valid);
+    }
+
+    #[test]
+    fn an_event_forgets_a_keys_answers_through_the_index() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let mut cache = Cache::default();
+        cache.insert([1; 32], valid("key_a", later));
+        cache.insert([2; 32], valid("key_a", later));
+        cache.insert([3; 32], valid("key_b", later));
+        cache.insert(
+            [4; 32],
+            Entry::Refused {
+                code: "REVOKED".into(),
+                until: later,
+            },
+        );
+        assert_indexed(&cache);
+        cache.forget("key_a");
+        assert_eq!(cache.entries.len(), 2);
+        assert!(cache.entries.contains_key(&[3; 32]));
+        assert!(cache.entries.contains_key(&[4; 32]), "refusals are final");
+        assert_indexed(&cache);
+        // A digest whose answer changed is indexed under its new key only.
+        cache.insert([3; 32], valid("key_c", later));
+        assert_indexed(&cache);
+        cache.forget("key_b");
+        assert!(cache.entries.contains_key(&[3; 32]));
+        cache.insert(
+            [3; 32],
+            Entry::Refused {
+                code: "REVOKED".into(),
+                until: later,
+            },
+        );
+        assert_indexed(&cache);
+        assert!(cache.by_key.is_empty());
+    }
+
+    #[test]
+    fn expired_answers_are_swept_at_twice_what_the_last_sweep_left() {
+        let now = Instant::now();
+        let mut cache = Cache::default();
+        // Half expired, half not.
+        for index in 0..SWEEP_AT {
+            let until = if index % 2 == 0 {
+                now
+            } else {
+                now + Duration::from_secs(60)
+            };
+            let digest: [u8; 32] = Sha256::digest(index.to_ne_bytes()).into();
+            cache.insert(digest, valid(&format!("key_{index}"), until));
+        }
+        assert_eq!(cache.entries.len(), SWEEP_AT, "no sweep yet");
+        cache.insert([0; 32], valid("key_new", now + Duration::from_secs(60)));
+        assert_eq!(cache.entries.len(), SWEEP_AT / 2 + 1, "swept, then added");
+        // Twice what the sweep left.
+        assert_eq!(cache.sweep_at, SWEEP_AT);
+        assert_indexed(&cache);
+        // Live entries: the next sweep waits until the cache has doubled.
+        for index in 0..SWEEP_AT {
+            let digest: [u8; 32] = Sha256::digest((index + SWEEP_AT).to_ne_bytes()).into();
+            let key_id = format!("key_live_{index}");
+            cache.insert(digest, valid(&key_id, now + Duration::from_secs(60)));
+        }
+        // One sweep on the way, at SWEEP_AT entries, which found nothing to drop.
+        assert_eq!(cache.entries.len(), SWEEP_AT / 2 + 1 + SWEEP_AT);
+        assert_eq!(cache.sweep_at, 2 * SWEEP_AT);
+        assert_indexed(&cache);
     }
 
     #[test]

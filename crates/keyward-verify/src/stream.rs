@@ -70,13 +70,32 @@ async fn follow_once(inner: &Inner) -> Result<(), String> {
         let Some(chunk) = chunk else {
             return Ok(());
         };
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        // Events end with a blank line; Keyward writes `\n` line ends.
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
+        for block in blocks(&mut buffer, &chunk)? {
             apply(inner, &block);
         }
     }
+}
+
+/// The most a stream may send without ending an event: Keyward's are a few hundred bytes.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Adds `chunk` to what was received of the stream and takes out the whole events (blocks
+/// ending with a blank line). Line ends may be `\n` (Keyward's) or `\r\n` (a proxy's on
+/// the way). An error once more than [`MAX_EVENT_BYTES`] wait without an end.
+fn blocks(buffer: &mut String, chunk: &[u8]) -> Result<Vec<String>, String> {
+    buffer.extend(
+        String::from_utf8_lossy(chunk)
+            .chars()
+            .filter(|c| *c != '\r'),
+    );
+    let mut blocks = Vec::new();
+    while let Some(end) = buffer.find("\n\n") {
+        blocks.push(buffer.drain(..end + 2).collect());
+    }
+    if buffer.len() > MAX_EVENT_BYTES {
+        return Err(format!("an event of more than {MAX_EVENT_BYTES} bytes"));
+    }
+    Ok(blocks)
 }
 
 #[derive(Deserialize)]
@@ -109,5 +128,27 @@ fn apply(inner: &Inner, block: &str) {
     }
     if let Some(id) = id {
         *inner.position.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_cut_at_blank_lines_whatever_the_line_ends() {
+        let mut buffer = String::new();
+        assert_eq!(
+            blocks(&mut buffer, b"id: 1\nevent: key\n").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            blocks(&mut buffer, b"data: {}\n\nid: 2\r\n\r").unwrap(),
+            ["id: 1\nevent: key\ndata: {}\n\n"]
+        );
+        assert_eq!(blocks(&mut buffer, b"\n").unwrap(), ["id: 2\n\n"]);
+        assert!(buffer.is_empty());
+        let endless = vec![b'x'; MAX_EVENT_BYTES + 1];
+        assert!(blocks(&mut buffer, &endless).is_err());
     }
 }
