@@ -371,6 +371,14 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
     let body = if http_body::Body::is_end_stream(&body) {
         body
     } else {
+        // A body of no announced length goes chunked, whatever the method: hyper's client
+        // would otherwise send a GET's or HEAD's as none at all.
+        if declared.is_none() {
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
         let limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         Body::new(http_body_util::Limited::new(body, limit))
     };

@@ -421,6 +421,20 @@ async fn the_upstream_acts_on_the_request_decided_and_learns_of_the_client_from_
     }
     assert_eq!(seen.headers["x-kept"], "yes");
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+
+    // A body sent chunked with a GET reaches the upstream whole (it was dropped).
+    let searched = raw_request(
+        app.proxy_address.unwrap(),
+        &format!(
+            "GET /v1/things/search HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {reader}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+             5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(searched.starts_with("HTTP/1.1 200"), "{searched}");
+    let seen = service.seen.lock().unwrap().pop().unwrap();
+    assert_eq!(seen.body, b"hello world");
     assert!(
         seen.headers.keys().all(|name| !name.as_str().contains('_')),
         "{:?}",
