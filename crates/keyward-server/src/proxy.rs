@@ -386,13 +386,18 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
 
     let answer = tokio::time::timeout(config.timeout, gateway.pool.send(upstream_request));
     let mut response = match answer.await {
+        // The upstream may have acted on it: what it cost stays spent.
         Err(_) => {
             return ApiError::GatewayTimeout(config.timeout.as_secs()).into_response();
         }
         Ok(Err(failure)) if failure.body_too_large() => return too_large(config.max_body_bytes),
         Ok(Err(failure)) => {
             tracing::warn!(upstream = %config.upstream, %failure, "the upstream could not be reached");
-            return ApiError::BadGateway.into_response();
+            let mut response = ApiError::BadGateway.into_response();
+            if failure.never_sent() {
+                response.extensions_mut().insert(crate::auth::NotServed);
+            }
+            return response;
         }
         Ok(Ok(response)) => response,
     };
@@ -407,12 +412,15 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
     response
 }
 
+/// 413: the upstream never got the request whole, so it costs nothing.
 fn too_large(limit: u64) -> Response {
-    ApiError::Unreadable {
+    let mut response = ApiError::Unreadable {
         status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
         detail: format!("the body is larger than {limit} bytes"),
     }
-    .into_response()
+    .into_response();
+    response.extensions_mut().insert(crate::auth::NotServed);
+    response
 }
 
 #[cfg(test)]

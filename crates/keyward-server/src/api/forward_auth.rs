@@ -311,7 +311,13 @@ pub(crate) async fn allow(
     let decided = match judge(state, principal, headers, found, uri) {
         Ok(()) => crate::auth::spend_credits(state, &principal.credential, cost, route.as_ref())
             .await
-            .map(|credited| credited.map(|credited| credited.remaining)),
+            .map(|credited| {
+                credited.map(|credited| {
+                    // The gateway's request may yet go unserved (`NotServed`).
+                    crate::auth::note_charges(credited.charges);
+                    credited.remaining
+                })
+            }),
         Err(refused) => Err(refused),
     };
     // The key's verification was counted as allowed, with no route.

@@ -243,12 +243,26 @@ pub(crate) async fn authenticate(
     if accept == Accept::Any
         && let Some(Credited { charges, .. }) = spend_credits(state, &credential, 1, None).await?
     {
-        let _ = SPENDING.try_with(|spending| spending.borrow_mut().charges = charges);
+        note_charges(charges);
     }
     Ok(Principal::new(credential))
 }
 
-/// Runs a request so that the credential's rate-limit state reaches its response headers.
+/// Keeps what a request spent, to put back if it is refused afterwards or never served (see
+/// [`with_rate_limit_headers`]).
+pub(crate) fn note_charges(charges: Vec<Charge>) {
+    let _ = SPENDING.try_with(|spending| spending.borrow_mut().charges.extend(charges));
+}
+
+/// On a response to a request that was allowed but never served (the gateway's upstream
+/// never got it whole: it could not be reached, or the body was over the limit): the
+/// credits the request spent go back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NotServed;
+
+/// Runs a request so that the credential's rate-limit state reaches its response headers,
+/// and the credits it spent go back if it is refused afterwards for a scope it lacks, or
+/// never served ([`NotServed`]).
 pub async fn with_rate_limit_headers(response: impl Future<Output = Response>) -> Response {
     let (mut response, spending) = SPENDING
         .scope(RefCell::default(), async {
@@ -256,10 +270,9 @@ pub async fn with_rate_limit_headers(response: impl Future<Output = Response>) -
             (response, SPENDING.with(RefCell::take))
         })
         .await;
-    if response
-        .extensions()
-        .get::<crate::error::ScopeRefusal>()
-        .is_some()
+    let extensions = response.extensions();
+    if extensions.get::<crate::error::ScopeRefusal>().is_some()
+        || extensions.get::<NotServed>().is_some()
     {
         for charge in spending.charges {
             charge.refund();

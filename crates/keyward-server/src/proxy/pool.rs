@@ -57,6 +57,11 @@ impl std::fmt::Display for Failure {
 }
 
 impl Failure {
+    /// Whether the request never left: no connection to the upstream could be made.
+    pub(super) fn never_sent(&self) -> bool {
+        matches!(self, Self::Connect(_) | Self::ConnectTimeout)
+    }
+
     /// Whether sending failed because the request body ran over `http_body_util::Limited`'s
     /// limit.
     pub(super) fn body_too_large(&self) -> bool {

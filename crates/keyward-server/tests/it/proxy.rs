@@ -139,6 +139,19 @@ fn gateway_config(upstream: &str, change: impl FnOnce(&mut ProxyConfig)) -> Conf
     }
 }
 
+/// A key of `org_key`'s organization with one credit.
+async fn credited_key(app: &TestApp, org_key: &str) -> String {
+    let created = app
+        .post(
+            "/v1/api-keys",
+            org_key,
+            json!({ "name": "Metered", "scopes": ["databases:read"], "credits": { "remaining": 1 } }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    created.body["key"].as_str().unwrap().to_owned()
+}
+
 /// A node whose gateway forwards to `upstream` as configured by default, and a key of a new
 /// organization with `databases:read`.
 async fn gateway_to(upstream: &str) -> (TestApp, String) {
@@ -558,6 +571,14 @@ async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
     get(&app, Some(&key), "/status/ok")
         .await
         .problem(502, "bad_gateway");
+    // A request the upstream never got costs nothing: one credit lasts.
+    let org = app.bootstrap("Metered").await;
+    let metered = credited_key(&app, &org.key).await;
+    for _ in 0..3 {
+        get(&app, Some(&metered), "/status/ok")
+            .await
+            .problem(502, "bad_gateway");
+    }
 
     let service = upstream().await;
     let app = TestApp::spawn_with(gateway_config(
@@ -584,6 +605,34 @@ async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
     read(post(vec![1u8; 1_001].into()).await.unwrap())
         .await
         .problem(413, "payload_too_large");
+    // Nor does a body over the limit, announced or found on the way: the one credit pays for
+    // the request served, and no more.
+    let metered = credited_key(&app, &org.key).await;
+    let upload = |length: usize| {
+        app.client
+            .post(through(&app, "/status/upload"))
+            .bearer_auth(&metered)
+            .body(vec![1u8; length])
+            .send()
+    };
+    read(upload(1_001).await.unwrap())
+        .await
+        .problem(413, "payload_too_large");
+    let cut_off = raw_request(
+        app.proxy_address.unwrap(),
+        &format!(
+            "POST /status/upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {metered}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+             320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n",
+            chunk = "x".repeat(800)
+        ),
+    )
+    .await;
+    assert!(cut_off.starts_with("HTTP/1.1 413"), "{cut_off}");
+    assert_eq!(read(upload(10).await.unwrap()).await.status, StatusCode::OK);
+    read(upload(10).await.unwrap())
+        .await
+        .problem(429, "credits_exhausted");
     // Without a length (chunked), cut off at the limit all the same.
     let chunked = raw_request(
         app.proxy_address.unwrap(),
