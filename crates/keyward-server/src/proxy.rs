@@ -214,7 +214,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Headers of the client's that would make the upstream act on another request than the one
 /// decided (another method or path), or take an address or scheme from the client: the
 /// gateway writes its own `X-Forwarded-*` from what it knows.
-const NOT_FROM_CLIENTS: [&str; 16] = [
+const NOT_FROM_CLIENTS: [&str; 20] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -226,6 +226,10 @@ const NOT_FROM_CLIENTS: [&str; 16] = [
     "x-forwarded-port",
     "x-forwarded-prefix",
     "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "front-end-https",
+    "x-url-scheme",
     "x-real-ip",
     "x-client-ip",
     "true-client-ip",
@@ -338,7 +342,10 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > config.max_body_bytes) {
-        return too_large(config.max_body_bytes);
+        // Refused before anything went: it costs nothing.
+        let mut response = too_large(config.max_body_bytes);
+        response.extensions_mut().insert(crate::auth::NotServed);
+        return response;
     }
     let Ok(uri) = config.upstream.uri_for(&target) else {
         return ApiError::InvalidRequest("the request's path cannot be passed on").into_response();
@@ -390,6 +397,7 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
         Err(_) => {
             return ApiError::GatewayTimeout(config.timeout.as_secs()).into_response();
         }
+        // Cut off on the way: the upstream had part of it, and may have acted on that.
         Ok(Err(failure)) if failure.body_too_large() => return too_large(config.max_body_bytes),
         Ok(Err(failure)) => {
             tracing::warn!(upstream = %config.upstream, %failure, "the upstream could not be reached");
@@ -412,15 +420,12 @@ async fn forward(gateway: Gateway, request: Request) -> Response {
     response
 }
 
-/// 413: the upstream never got the request whole, so it costs nothing.
 fn too_large(limit: u64) -> Response {
-    let mut response = ApiError::Unreadable {
+    ApiError::Unreadable {
         status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
         detail: format!("the body is larger than {limit} bytes"),
     }
-    .into_response();
-    response.extensions_mut().insert(crate::auth::NotServed);
-    response
+    .into_response()
 }
 
 #[cfg(test)]

@@ -177,15 +177,27 @@ struct Cache {
     entries: HashMap<[u8; 32], Entry>,
     by_key: HashMap<String, Vec<[u8; 32]>>,
     /// The size at which expired entries are next swept before one is added: twice what
-    /// was left at the last sweep, so that sweeps cost a constant per entry added.
+    /// was left at the last sweep (so that sweeps cost a constant per entry added), and at
+    /// most the cap.
     sweep_at: usize,
+    /// When a sweep left the cache full: it is not swept again before a second has passed
+    /// (a full cache of live answers would otherwise be swept for every answer offered).
+    full_until: Option<Instant>,
 }
 
 impl Cache {
     fn insert(&mut self, digest: [u8; 32], entry: Entry) {
-        if self.entries.len() >= self.sweep_at.max(SWEEP_AT) {
-            self.sweep(Instant::now());
-            self.sweep_at = self.entries.len() * 2;
+        self.insert_at(digest, entry, Instant::now());
+    }
+
+    fn insert_at(&mut self, digest: [u8; 32], entry: Entry, now: Instant) {
+        if self.entries.len() >= self.sweep_at.max(SWEEP_AT)
+            && self.full_until.is_none_or(|until| until <= now)
+        {
+            self.sweep(now);
+            let left = self.entries.len();
+            self.sweep_at = (left * 2).min(MAX_ENTRIES);
+            self.full_until = (left >= MAX_ENTRIES).then(|| now + Duration::from_secs(1));
         }
         if self.entries.len() >= MAX_ENTRIES {
             return;
@@ -667,6 +679,40 @@ mod tests {
         // One sweep on the way, at SWEEP_AT entries, which found nothing to drop.
         assert_eq!(cache.entries.len(), SWEEP_AT / 2 + 1 + SWEEP_AT);
         assert_eq!(cache.sweep_at, 2 * SWEEP_AT);
+        assert_indexed(&cache);
+    }
+
+    #[test]
+    fn a_full_cache_of_expired_answers_is_swept_for_the_next_one() {
+        let start = Instant::now();
+        let mut cache = Cache::default();
+        // Live as they come in: the sweeps on the way (10k, 20k, 40k, 80k) drop nothing.
+        for index in 0..MAX_ENTRIES {
+            let digest: [u8; 32] = Sha256::digest(index.to_ne_bytes()).into();
+            let key_id = format!("key_{index}");
+            cache.insert_at(
+                digest,
+                valid(&key_id, start + Duration::from_secs(60)),
+                start,
+            );
+        }
+        assert_eq!(cache.entries.len(), MAX_ENTRIES);
+        assert_eq!(cache.sweep_at, MAX_ENTRIES);
+        // Full, of live answers: a new one is not kept, and the next sweep waits a second.
+        cache.insert_at(
+            [0; 32],
+            valid("key_late", start + Duration::from_secs(60)),
+            start,
+        );
+        assert!(!cache.entries.contains_key(&[0; 32]));
+        // Two minutes on, all have expired: the next answer sweeps them and is kept.
+        let later = start + Duration::from_secs(120);
+        cache.insert_at(
+            [0; 32],
+            valid("key_new", later + Duration::from_secs(60)),
+            later,
+        );
+        assert_eq!(cache.entries.len(), 1);
         assert_indexed(&cache);
     }
 

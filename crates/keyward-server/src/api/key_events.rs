@@ -163,6 +163,7 @@ pub(super) async fn key_events(
         caller: principal.credential_id,
         home,
         position,
+        ready: false,
         sender,
     };
     tokio::spawn(stream.follow(wakes, until));
@@ -220,6 +221,9 @@ struct Stream {
     /// in that log after which a change to the caller's key ends the stream.
     home: Option<(OrganizationId, i64)>,
     position: i64,
+    /// Whether `ready` was sent: the stream caught up once, and reads every change as it is
+    /// told of it from then on.
+    ready: bool,
     sender: mpsc::Sender<Event>,
 }
 
@@ -246,7 +250,7 @@ impl Stream {
         };
         tokio::pin!(expired);
         let mut read = true;
-        let mut ready = false;
+
         let mut home_changed = self.home.is_some();
         loop {
             let mut retry = false;
@@ -263,8 +267,8 @@ impl Stream {
             if read {
                 match self.catch_up().await {
                     Ok(Next::End) => return,
-                    Ok(Next::Wait) if !ready => {
-                        ready = true;
+                    Ok(Next::Wait) if !self.ready => {
+                        self.ready = true;
                         let event = position_event("ready", self.position, None);
                         if self.sender.send(event).await.is_err() {
                             return;
@@ -325,13 +329,18 @@ impl Stream {
             {
                 return Ok(true);
             }
-            // Pruned past the position: a change to the key may be among what went. The
-            // stream ends; reconnecting authenticates the key again.
-            if page.pruned_through > position {
-                return Ok(true);
-            }
+            // (Pruning past the position is no sign of a missed change: every change logged
+            // here wakes the stream, which looks at once, and a missed wake-up is a lag or a
+            // lost notification, which makes it look too; pruning takes a day. Other
+            // organizations' events are pruned past a quiet stream's position all the time.)
             let full = page.events.len() as i64 == PAGE;
             position = page.events.last().map_or(position, |event| event.id);
+            // A page that is not full read every event up to the log's latest (read before
+            // them): the position moves there, so that pruning other organizations' events
+            // does not pass it while the caller's own log is quiet.
+            if !full {
+                position = position.max(page.latest);
+            }
             self.home = Some((home, position));
             if !full {
                 return Ok(false);
@@ -348,9 +357,13 @@ impl Stream {
                 .key_events(self.organization, self.position, PAGE)
                 .await?;
             let full = page.events.len() as i64 == PAGE;
-            // Pruned past the position since the stream began (a client at the edge of the
-            // retention): what it missed is gone, so it drops everything.
-            if page.pruned_through > self.position {
+            // Pruned past the position while catching up (a client at the edge of the
+            // retention): what it missed is gone, so it drops everything. Once caught up, the
+            // stream reads each change as it is told of it, long before a day's pruning: the
+            // log pruned past a quiet organization's position (other organizations' events)
+            // is no sign of a missed change, and dropping every cache for it would be a
+            // needless storm of verifications.
+            if !self.ready && page.pruned_through > self.position {
                 self.position = page.latest.max(page.pruned_through);
                 let reset = position_event("reset", self.position, Some("pruned"));
                 if self.sender.send(reset).await.is_err() {

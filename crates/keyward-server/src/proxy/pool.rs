@@ -57,7 +57,8 @@ impl std::fmt::Display for Failure {
 }
 
 impl Failure {
-    /// Whether the request never left: no connection to the upstream could be made.
+    /// Whether the request never left: no connection to the upstream could be made (and it
+    /// had not gone out on one before).
     pub(super) fn never_sent(&self) -> bool {
         matches!(self, Self::Connect(_) | Self::ConnectTimeout)
     }
@@ -172,6 +173,10 @@ impl Pool {
         // Kept to be sent once more on a new connection (see `Repeat`).
         let mut again = None;
         let mut resting_ones = true;
+        // Once the request went out on a connection that then closed on it: the upstream may
+        // have acted on it, so a failure to send it again is that first one, not a
+        // connection never made.
+        let mut sent_once: Option<hyper::Error> = None;
         loop {
             let taken = if resting_ones { self.take() } else { None };
             let (mut connection, reused) = match taken {
@@ -179,13 +184,17 @@ impl Pool {
                 // A future of its own, as the connection is a box: inline, the two made this
                 // future 2.6 KB rather than 1.2 KB, copied for every request as the
                 // request's future is boxed and moved.
-                None => (Box::pin(self.connect()).await?, false),
+                None => match Box::pin(self.connect()).await {
+                    Ok(connection) => (connection, false),
+                    Err(failure) => return Err(sent_once.map_or(failure, Failure::Http)),
+                },
             };
             if !connection.ready().await {
                 if reused {
                     continue;
                 }
-                return Err(Failure::Connect(std::io::ErrorKind::ConnectionReset.into()));
+                let closed = Failure::Connect(std::io::ErrorKind::ConnectionReset.into());
+                return Err(sent_once.map_or(closed, Failure::Http));
             }
             // Only a resting connection can close as the request goes (a new one failing is
             // the upstream's trouble, not a race).
@@ -227,6 +236,7 @@ impl Pool {
                             );
                             request = copy;
                             resting_ones = false;
+                            sent_once = Some(refused.into_error());
                         }
                         _ => return Err(Failure::Http(refused.into_error())),
                     }

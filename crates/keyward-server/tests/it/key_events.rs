@@ -360,6 +360,38 @@ async fn an_admin_keys_stream_for_an_organization_ends_when_the_admin_key_change
         assert!(changed.status.is_success(), "{change}: {}", changed.body);
         assert!(stream.next().await.is_none(), "{change}: the stream ended");
     }
+
+    // Another admin key's change, after the log was pruned past the stream's start (as a day
+    // of other organizations' events does), leaves the stream alone.
+    let (_, admin) = app.admin_key(&["organizations:act", "keys:verify"]).await;
+    let mut stream = EventStream::open_with(&app, &admin, None, &acting)
+        .await
+        .unwrap();
+    stream.next_position("ready").await;
+    let other_org = app.bootstrap("Elsewhere").await;
+    let (other_key, _) = app
+        .create_key(&other_org.key, "Other", &["instances:read"])
+        .await;
+    let deleted = app
+        .delete(&format!("/v1/api-keys/{other_key}"), &other_org.key)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    app.store
+        .prune_key_events(Timestamp::now().plus_seconds(3_600), 100)
+        .await
+        .unwrap();
+    let (other_admin, _) = app.admin_key(&["organizations:read"]).await;
+    let revoked = app
+        .delete(&format!("/v1/admin-keys/{other_admin}"), &manager)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let (key_id, _) = app.create_key(&org.key, "Later", &["instances:read"]).await;
+    let deleted = app
+        .delete(&format!("/v1/api-keys/{key_id}"), &org.key)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let (_, key, _) = stream.next_key_event().await;
+    assert_eq!(key, key_id, "the stream goes on");
 }
 
 /// A stream is a request in progress: the idle timeout, which closes connections that send
