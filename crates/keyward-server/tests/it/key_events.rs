@@ -318,6 +318,16 @@ async fn a_stream_ends_when_its_own_key_changes_and_when_the_server_stops() {
         .unwrap();
 }
 
+/// Creates a key in `org_key`'s organization and revokes it: its id.
+async fn a_key_revoked(app: &TestApp, org_key: &str) -> String {
+    let (key_id, _) = app
+        .create_key(org_key, "Short-lived", &["instances:read"])
+        .await;
+    let deleted = app.delete(&format!("/v1/api-keys/{key_id}"), org_key).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    key_id
+}
+
 #[tokio::test]
 async fn an_admin_keys_stream_for_an_organization_ends_when_the_admin_key_changes() {
     let app = TestApp::spawn().await;
@@ -335,11 +345,7 @@ async fn an_admin_keys_stream_for_an_organization_ends_when_the_admin_key_change
             .unwrap();
         stream.next_position("ready").await;
         // The organization's own changes come through.
-        let (key_id, _) = app.create_key(&org.key, "Any", &["instances:read"]).await;
-        let deleted = app
-            .delete(&format!("/v1/api-keys/{key_id}"), &org.key)
-            .await;
-        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+        let key_id = a_key_revoked(&app, &org.key).await;
         let (_, key, _) = stream.next_key_event().await;
         assert_eq!(key, key_id);
         // The admin key's own change, logged for the installation, ends the stream.
@@ -369,13 +375,7 @@ async fn an_admin_keys_stream_for_an_organization_ends_when_the_admin_key_change
         .unwrap();
     stream.next_position("ready").await;
     let other_org = app.bootstrap("Elsewhere").await;
-    let (other_key, _) = app
-        .create_key(&other_org.key, "Other", &["instances:read"])
-        .await;
-    let deleted = app
-        .delete(&format!("/v1/api-keys/{other_key}"), &other_org.key)
-        .await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    a_key_revoked(&app, &other_org.key).await;
     app.store
         .prune_key_events(Timestamp::now().plus_seconds(3_600), 100)
         .await
@@ -385,11 +385,7 @@ async fn an_admin_keys_stream_for_an_organization_ends_when_the_admin_key_change
         .delete(&format!("/v1/admin-keys/{other_admin}"), &manager)
         .await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT);
-    let (key_id, _) = app.create_key(&org.key, "Later", &["instances:read"]).await;
-    let deleted = app
-        .delete(&format!("/v1/api-keys/{key_id}"), &org.key)
-        .await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let key_id = a_key_revoked(&app, &org.key).await;
     let (_, key, _) = stream.next_key_event().await;
     assert_eq!(key, key_id, "the stream goes on");
 }

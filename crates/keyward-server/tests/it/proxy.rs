@@ -139,6 +139,21 @@ fn gateway_config(upstream: &str, change: impl FnOnce(&mut ProxyConfig)) -> Conf
     }
 }
 
+/// `POST /status/upload` through the gateway with `key` and a body of 1,600 bytes sent
+/// chunked (no length announced), on a connection of its own: the raw answer.
+async fn chunked_upload_of_1600_bytes(app: &TestApp, key: &str) -> String {
+    raw_request(
+        app.proxy_address.unwrap(),
+        &format!(
+            "POST /status/upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+             320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n",
+            chunk = "x".repeat(800)
+        ),
+    )
+    .await
+}
+
 /// A key of `org_key`'s organization with one credit.
 async fn credited_key(app: &TestApp, org_key: &str) -> String {
     let created = app
@@ -627,31 +642,13 @@ async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
         .problem(429, "credits_exhausted");
     // One found over the limit on the way went to the upstream in part: it keeps its cost.
     let metered = credited_key(&app, &org.key).await;
-    let cut_off = raw_request(
-        app.proxy_address.unwrap(),
-        &format!(
-            "POST /status/upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {metered}\r\n\
-             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
-             320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n",
-            chunk = "x".repeat(800)
-        ),
-    )
-    .await;
+    let cut_off = chunked_upload_of_1600_bytes(&app, &metered).await;
     assert!(cut_off.starts_with("HTTP/1.1 413"), "{cut_off}");
     get(&app, Some(&metered), "/status/ok")
         .await
         .problem(429, "credits_exhausted");
     // Without a length (chunked), cut off at the limit all the same.
-    let chunked = raw_request(
-        app.proxy_address.unwrap(),
-        &format!(
-            "POST /status/upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n\
-             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
-             320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n",
-            chunk = "x".repeat(800)
-        ),
-    )
-    .await;
+    let chunked = chunked_upload_of_1600_bytes(&app, &key).await;
     assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
     assert!(chunked.contains("payload_too_large"), "{chunked}");
     service.seen.lock().unwrap().clear();

@@ -19,6 +19,20 @@ async fn example_service(verifier: Verifier) -> String {
     format!("http://{address}")
 }
 
+/// A node, an organization on it, and a verifier with the organization's `keys:verify` key
+/// that follows its changes and has caught up.
+async fn followed() -> (TestApp, crate::helpers::Org, Verifier) {
+    let app = TestApp::spawn_with(platform()).await;
+    let org = app.bootstrap("Acme").await;
+    let (_, service_key) = app
+        .create_key(&org.key, "Example service", &["keys:verify"])
+        .await;
+    let verifier = Verifier::new(VerifierConfig::new(app.url(""), service_key));
+    verifier.follow();
+    until_synced(&verifier, true).await;
+    (app, org, verifier)
+}
+
 async fn until_synced(verifier: &Verifier, synced: bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while verifier.synced() != synced {
@@ -44,14 +58,7 @@ async fn status(client: &reqwest::Client, url: &str, key: &str) -> StatusCode {
 
 #[tokio::test]
 async fn the_example_service_answers_from_memory_and_refuses_a_revoked_key_within_100_ms() {
-    let app = TestApp::spawn_with(platform()).await;
-    let org = app.bootstrap("Acme").await;
-    let (_, service_key) = app
-        .create_key(&org.key, "Example service", &["keys:verify"])
-        .await;
-    let verifier = Verifier::new(VerifierConfig::new(app.url(""), service_key));
-    verifier.follow();
-    until_synced(&verifier, true).await;
+    let (app, org, verifier) = followed().await;
     let service = example_service(verifier.clone()).await;
     let databases = format!("{service}/databases");
     let client = reqwest::Client::new();
@@ -265,14 +272,7 @@ async fn a_dropped_stream_drops_the_cache_until_it_is_back_and_misses_nothing() 
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_a_keys_networks_are_checked_against_the_client_it_forwards_for() {
-    let app = TestApp::spawn_with(platform()).await;
-    let org = app.bootstrap("Acme").await;
-    let (_, service_key) = app
-        .create_key(&org.key, "Example service", &["keys:verify"])
-        .await;
-    let verifier = Verifier::new(VerifierConfig::new(app.url(""), service_key));
-    verifier.follow();
-    until_synced(&verifier, true).await;
+    let (app, org, verifier) = followed().await;
     // The proxy's own network is where the key may be used from; its clients are elsewhere.
     let created = app
         .post(
