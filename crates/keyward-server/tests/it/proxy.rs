@@ -154,13 +154,13 @@ async fn chunked_upload_of_1600_bytes(app: &TestApp, key: &str) -> String {
     .await
 }
 
-/// A key of `org_key`'s organization with one credit.
-async fn credited_key(app: &TestApp, org_key: &str) -> String {
+/// A key of `org_key`'s organization with `credits`.
+async fn credited_key(app: &TestApp, org_key: &str, credits: i64) -> String {
     let created = app
         .post(
             "/v1/api-keys",
             org_key,
-            json!({ "name": "Metered", "scopes": ["databases:read"], "credits": { "remaining": 1 } }),
+            json!({ "name": "Metered", "scopes": ["databases:read"], "credits": { "remaining": credits } }),
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
@@ -592,7 +592,7 @@ async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
         .problem(502, "bad_gateway");
     // A request the upstream never got costs nothing: one credit lasts.
     let org = app.bootstrap("Metered").await;
-    let metered = credited_key(&app, &org.key).await;
+    let metered = credited_key(&app, &org.key, 1).await;
     for _ in 0..3 {
         get(&app, Some(&metered), "/status/ok")
             .await
@@ -625,7 +625,7 @@ async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
         .await
         .problem(413, "payload_too_large");
     // Nor does a body announced over the limit: the one credit pays for the request served.
-    let metered = credited_key(&app, &org.key).await;
+    let metered = credited_key(&app, &org.key, 1).await;
     let upload = |length: usize| {
         app.client
             .post(through(&app, "/status/upload"))
@@ -641,7 +641,7 @@ async fn upstream_failures_are_problems_and_bodies_have_a_limit() {
         .await
         .problem(429, "credits_exhausted");
     // One found over the limit on the way went to the upstream in part: it keeps its cost.
-    let metered = credited_key(&app, &org.key).await;
+    let metered = credited_key(&app, &org.key, 1).await;
     let cut_off = chunked_upload_of_1600_bytes(&app, &metered).await;
     assert!(cut_off.starts_with("HTTP/1.1 413"), "{cut_off}");
     get(&app, Some(&metered), "/status/ok")
@@ -895,6 +895,62 @@ async fn an_upstream_answering_before_the_body_ends_still_gets_all_of_it() {
     assert_eq!(next.status(), StatusCode::ACCEPTED);
     assert_eq!(bodies_seen(2).await, [3000, 4]);
     assert_eq!(*accepted.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_request_the_upstream_took_keeps_its_cost_though_it_could_not_be_sent_again() {
+    // An upstream that answers the first request on its one connection, stops listening,
+    // and closes that connection on the second request after reading it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        drop(listener);
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        for answer in [Some("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), None] {
+            while !received.windows(4).any(|end| end == b"\r\n\r\n") {
+                let read = stream.read(&mut buffer).await.unwrap();
+                assert!(read > 0, "the gateway closed first");
+                received.extend_from_slice(&buffer[..read]);
+            }
+            received.clear();
+            match answer {
+                Some(answer) => stream.write_all(answer.as_bytes()).await.unwrap(),
+                None => return,
+            }
+        }
+    });
+    let (app, _) = gateway_to(&format!("http://{address}")).await;
+    let org = app.bootstrap("Metered").await;
+    let (_, checker) = app.create_key(&org.key, "Checker", &["keys:verify"]).await;
+    let metered = credited_key(&app, &org.key, 5).await;
+    let left = async || {
+        let looked = app
+            .post(
+                "/v1/keys/verify",
+                &checker,
+                json!({ "key": metered, "cost": 0 }),
+            )
+            .await;
+        looked.body["credits_remaining"].clone()
+    };
+
+    assert_eq!(
+        get(&app, Some(&metered), "/status/a").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(left().await, 4);
+    // Taken, then the connection closed on it; sent again, no connection could be made.
+    get(&app, Some(&metered), "/status/b")
+        .await
+        .problem(502, "bad_gateway");
+    assert_eq!(left().await, 3, "the upstream may have acted on it");
+    // Never sent anywhere: given back.
+    get(&app, Some(&metered), "/status/c")
+        .await
+        .problem(502, "bad_gateway");
+    assert_eq!(left().await, 3);
 }
 
 #[tokio::test]
