@@ -250,7 +250,6 @@ impl Stream {
         };
         tokio::pin!(expired);
         let mut read = true;
-
         let mut home_changed = self.home.is_some();
         loop {
             let mut retry = false;
@@ -333,18 +332,16 @@ impl Stream {
             // here wakes the stream, which looks at once, and a missed wake-up is a lag or a
             // lost notification, which makes it look too; pruning takes a day. Other
             // organizations' events are pruned past a quiet stream's position all the time.)
-            let full = page.events.len() as i64 == PAGE;
             position = page.events.last().map_or(position, |event| event.id);
+            if page.events.len() as i64 == PAGE {
+                self.home = Some((home, position));
+                continue;
+            }
             // A page that is not full read every event up to the log's latest (read before
             // them): the position moves there, so that pruning other organizations' events
             // does not pass it while the caller's own log is quiet.
-            if !full {
-                position = position.max(page.latest);
-            }
-            self.home = Some((home, position));
-            if !full {
-                return Ok(false);
-            }
+            self.home = Some((home, position.max(page.latest)));
+            return Ok(false);
         }
     }
 

@@ -255,8 +255,8 @@ pub(crate) fn note_charges(charges: Vec<Charge>) {
 }
 
 /// On a response to a request that was allowed but never served (the gateway's upstream
-/// never got it whole: it could not be reached, or the body was over the limit): the
-/// credits the request spent go back.
+/// never got it: no connection could be made, or the body announced was over the limit):
+/// the credits the request spent go back.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NotServed;
 

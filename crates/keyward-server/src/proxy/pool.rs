@@ -32,7 +32,7 @@ pub(super) struct Pool {
     /// `host:port`, as connected to.
     address: String,
     /// To connect, to get an answer's head, and between two parts of an answer's body.
-    connect_timeout: Duration,
+    timeout: Duration,
     idle_timeout: Duration,
     /// Resting connections, the most recently used last.
     idle: Mutex<Vec<Idle>>,
@@ -153,10 +153,10 @@ impl Connection {
 }
 
 impl Pool {
-    pub(super) fn new(address: String, connect_timeout: Duration) -> Self {
+    pub(super) fn new(address: String, timeout: Duration) -> Self {
         Self {
             address,
-            connect_timeout,
+            timeout,
             idle_timeout: Duration::from_secs(60),
             idle: Mutex::new(Vec::new()),
         }
@@ -295,7 +295,7 @@ impl Pool {
         };
         let pool = Arc::clone(self);
         runtime.spawn(async move {
-            let finished = tokio::time::timeout(pool.connect_timeout, connection.finish()).await;
+            let finished = tokio::time::timeout(pool.timeout, connection.finish()).await;
             if matches!(finished, Ok(true)) {
                 pool.rest(connection);
             }
@@ -303,13 +303,10 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Box<Connection>, Failure> {
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            TcpStream::connect(self.address.as_str()),
-        )
-        .await
-        .map_err(|_| Failure::ConnectTimeout)?
-        .map_err(Failure::Connect)?;
+        let stream = tokio::time::timeout(self.timeout, TcpStream::connect(self.address.as_str()))
+            .await
+            .map_err(|_| Failure::ConnectTimeout)?
+            .map_err(Failure::Connect)?;
         stream.set_nodelay(true).map_err(Failure::Connect)?;
         let (sender, io) = http1::handshake(TokioIo::new(stream))
             .await
@@ -450,7 +447,7 @@ impl http_body::Body for Driven {
                 frame.map(|frame| frame.map_err(axum::BoxError::from))
             }
             Poll::Pending => {
-                let timeout = this.pool.connect_timeout;
+                let timeout = this.pool.timeout;
                 let silence = this
                     .silence
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
